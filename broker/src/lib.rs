@@ -1,0 +1,2 @@
+//! Rill broker.
+pub mod log;
