@@ -1,0 +1,596 @@
+//! One segment of a partition log: a `.log` file of record batches named by
+//! its 20-digit base offset, with an in-memory sparse offset index and time
+//! index that are saved as `.index` / `.timeindex` when the segment is
+//! sealed.
+//!
+//! Writes go to the file with positional writes at `size`, the end of the
+//! valid data; `size` only moves after a write fully succeeded, so readers
+//! (which never look past `size`) cannot see a torn append, and a failed
+//! write (for example ENOSPC) is cut off again with `set_len`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
+use super::index::{OffsetIndex, TimeIndex};
+
+/// File name stem of a segment: its base offset, zero-padded to 20 digits.
+pub fn file_stem(base_offset: i64) -> String {
+    format!("{base_offset:020}")
+}
+
+/// Parses a segment base offset out of a `.log` file name.
+pub fn parse_log_name(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".log")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// Whole batches read from a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadSlice {
+    /// Concatenated batches, verbatim.
+    pub data: Vec<u8>,
+    /// Base offset of the first batch.
+    pub first_offset: i64,
+    /// Offset after the last batch.
+    pub next_offset: i64,
+}
+
+/// What recovery cut off the tail of a segment, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Truncation {
+    pub position: u64,
+    pub discarded_bytes: u64,
+    pub reason: String,
+}
+
+#[derive(Debug)]
+pub struct Segment {
+    pub(super) base_offset: i64,
+    dir: PathBuf,
+    /// Shared so fsync (group commit) can run without holding the log lock.
+    file: Arc<File>,
+    /// End of the valid data; nothing at or past it is ever read.
+    size: u64,
+    /// Offset after the last batch (the base offset when empty).
+    next_offset: i64,
+    /// Largest batch max-timestamp seen, -1 when none.
+    max_timestamp: i64,
+    /// When the segment was opened or created (ms), for roll by age.
+    created_ms: i64,
+    index: OffsetIndex,
+    time_index: TimeIndex,
+    /// Bytes appended since the last index entry.
+    bytes_since_index: u32,
+    index_interval: u32,
+}
+
+impl Segment {
+    pub fn log_path(dir: &Path, base_offset: i64) -> PathBuf {
+        dir.join(format!("{}.log", file_stem(base_offset)))
+    }
+    fn index_path(&self) -> PathBuf {
+        self.dir
+            .join(format!("{}.index", file_stem(self.base_offset)))
+    }
+    fn time_index_path(&self) -> PathBuf {
+        self.dir
+            .join(format!("{}.timeindex", file_stem(self.base_offset)))
+    }
+
+    fn open_file(path: &Path, create_new: bool) -> io::Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(create_new)
+            .open(path)
+    }
+
+    /// Creates a new, empty segment file.
+    pub fn create(
+        dir: &Path,
+        base_offset: i64,
+        index_interval: u32,
+        now_ms: i64,
+    ) -> io::Result<Self> {
+        let path = Self::log_path(dir, base_offset);
+        let file = match Self::open_file(&path, true) {
+            Ok(f) => f,
+            // A leftover empty file (crash right after creating it) is reused.
+            Err(e)
+                if e.kind() == io::ErrorKind::AlreadyExists && fs::metadata(&path)?.len() == 0 =>
+            {
+                Self::open_file(&path, false)?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Self::empty(dir, base_offset, file, index_interval, now_ms))
+    }
+
+    fn empty(dir: &Path, base_offset: i64, file: File, index_interval: u32, now_ms: i64) -> Self {
+        Self {
+            base_offset,
+            dir: dir.to_owned(),
+            file: Arc::new(file),
+            size: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            created_ms: now_ms,
+            index: OffsetIndex::default(),
+            time_index: TimeIndex::default(),
+            bytes_since_index: 0,
+            index_interval,
+        }
+    }
+
+    /// Opens an existing segment. A sealed segment with valid index files
+    /// is trusted; otherwise (`recover`, or indexes missing/inconsistent)
+    /// every batch is validated, indexes are rebuilt, and the file is cut at
+    /// the first torn or corrupt batch.
+    pub fn open(
+        dir: &Path,
+        base_offset: i64,
+        index_interval: u32,
+        recover: bool,
+        now_ms: i64,
+    ) -> io::Result<(Self, Option<Truncation>)> {
+        let file = Self::open_file(&Self::log_path(dir, base_offset), false)?;
+        let len = file.metadata()?.len();
+        let mut seg = Self::empty(dir, base_offset, file, index_interval, now_ms);
+        if !recover && seg.load_indexes(len)? {
+            return Ok((seg, None));
+        }
+        let _ = fs::remove_file(seg.index_path());
+        let _ = fs::remove_file(seg.time_index_path());
+        let truncation = seg.recover(len)?;
+        Ok((seg, truncation))
+    }
+
+    /// Loads saved indexes and finds the end of the segment by walking
+    /// headers after the last indexed batch. False when indexes are unusable.
+    fn load_indexes(&mut self, len: u64) -> io::Result<bool> {
+        let Some(index) = OffsetIndex::load(&self.index_path(), len)? else {
+            return Ok(false);
+        };
+        let max_rel = index.last().map_or(0, |e| e.relative_offset);
+        let Some(time_index) = TimeIndex::load(&self.time_index_path(), max_rel)? else {
+            return Ok(false);
+        };
+        let start = index.last().map_or(0, |e| u64::from(e.position));
+        self.index = index;
+        self.time_index = time_index;
+        self.max_timestamp = self.time_index.last().map_or(-1, |e| e.timestamp);
+        let mut pos = start;
+        let mut header = [0u8; HEADER_LEN];
+        while pos < len {
+            if len - pos < HEADER_LEN as u64 {
+                return Ok(false);
+            }
+            self.file.read_exact_at(&mut header, pos)?;
+            let h = BatchHeader::parse(&header).expect("HEADER_LEN bytes");
+            if h.batch_length < (HEADER_LEN - LOG_OVERHEAD) as i32
+                || pos + h.total_len() as u64 > len
+                || h.base_offset < self.next_offset
+            {
+                return Ok(false);
+            }
+            self.next_offset = h.next_offset();
+            self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
+            pos += h.total_len() as u64;
+        }
+        self.size = len;
+        Ok(true)
+    }
+
+    /// Validates batch by batch from the start, rebuilding the indexes, and
+    /// truncates at the first bad batch.
+    fn recover(&mut self, len: u64) -> io::Result<Option<Truncation>> {
+        let mut pos = 0u64;
+        let mut buf = Vec::new();
+        let mut frame = [0u8; LOG_OVERHEAD];
+        let bad = loop {
+            if pos == len {
+                break None;
+            }
+            let remaining = len - pos;
+            if remaining < HEADER_LEN as u64 {
+                break Some(format!(
+                    "{remaining} trailing bytes, shorter than a batch header"
+                ));
+            }
+            self.file.read_exact_at(&mut frame, pos)?;
+            let max = remaining.min(i32::MAX as u64) as usize;
+            let total = match batch::frame_len(&frame, max) {
+                Ok(t) => t,
+                Err(e) => break Some(e.to_string()),
+            };
+            buf.resize(total, 0);
+            self.file.read_exact_at(&mut buf, pos)?;
+            let h = match batch::validate(&buf, total) {
+                Ok(h) => h,
+                Err(e) => break Some(e.to_string()),
+            };
+            if h.base_offset < self.next_offset {
+                break Some(format!(
+                    "batch base offset {} goes backwards (expected >= {})",
+                    h.base_offset, self.next_offset
+                ));
+            }
+            if h.last_offset() - self.base_offset > i64::from(u32::MAX) {
+                break Some(format!(
+                    "batch offset {} too far from segment base",
+                    h.base_offset
+                ));
+            }
+            self.track(&h, pos as u32);
+            pos += total as u64;
+        };
+        self.size = pos;
+        let Some(reason) = bad else {
+            return Ok(None);
+        };
+        self.file.set_len(pos)?;
+        self.file.sync_all()?;
+        Ok(Some(Truncation {
+            position: pos,
+            discarded_bytes: len - pos,
+            reason,
+        }))
+    }
+
+    /// Updates offsets, timestamps and indexes for a batch written at `position`.
+    fn track(&mut self, h: &BatchHeader, position: u32) {
+        let rel = (h.base_offset - self.base_offset) as u32;
+        self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
+        if self.index.is_empty() || self.bytes_since_index >= self.index_interval {
+            self.index.push(rel, position);
+            // The running maximum, so every batch before an entry is known
+            // to be no newer than the entry's timestamp.
+            self.time_index.maybe_push(self.max_timestamp, rel);
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index = self.bytes_since_index.saturating_add(h.total_len() as u32);
+        self.next_offset = h.next_offset();
+    }
+
+    /// Appends already validated batches (`data`, with each batch's start
+    /// position within it and its final header). On a write error the file
+    /// is cut back so nothing partial remains, and the error is returned.
+    pub fn append(&mut self, data: &[u8], batches: &[(usize, BatchHeader)]) -> io::Result<()> {
+        if let Err(e) = self.file.write_all_at(data, self.size) {
+            // Best effort: the bytes past `size` are invisible anyway and
+            // recovery would cut them, but keep the file tidy.
+            let _ = self.file.set_len(self.size);
+            return Err(e);
+        }
+        let start = self.size as u32;
+        for (pos, h) in batches {
+            self.track(h, start + *pos as u32);
+        }
+        self.size += data.len() as u64;
+        Ok(())
+    }
+
+    /// Finds the first batch whose last offset is >= `offset`, returning its
+    /// position and header.
+    pub fn find_batch(&self, offset: i64) -> io::Result<Option<(u64, BatchHeader)>> {
+        let rel = (offset.max(self.base_offset) - self.base_offset).min(i64::from(u32::MAX)) as u32;
+        let mut pos = u64::from(self.index.lookup(rel).position);
+        self.scan_from(pos, |p, h| {
+            pos = p;
+            h.last_offset() >= offset
+        })
+    }
+
+    /// Walks batch headers from `pos` until `stop` says so.
+    fn scan_from(
+        &self,
+        mut pos: u64,
+        mut stop: impl FnMut(u64, &BatchHeader) -> bool,
+    ) -> io::Result<Option<(u64, BatchHeader)>> {
+        let mut header = [0u8; HEADER_LEN];
+        while pos + HEADER_LEN as u64 <= self.size {
+            self.file.read_exact_at(&mut header, pos)?;
+            let h = BatchHeader::parse(&header).expect("HEADER_LEN bytes");
+            if stop(pos, &h) {
+                return Ok(Some((pos, h)));
+            }
+            pos += h.total_len() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Reads whole batches starting with the one holding `offset`, up to
+    /// `max_bytes` (but always at least one batch), stopping before any
+    /// batch that is not entirely below `max_offset`.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> io::Result<Option<ReadSlice>> {
+        let Some((pos, first)) = self.find_batch(offset)? else {
+            return Ok(None);
+        };
+        if first.last_offset() >= max_offset {
+            return Ok(None);
+        }
+        let available = (self.size - pos) as usize;
+        let want = max_bytes.max(first.total_len()).min(available);
+        let mut data = vec![0u8; want];
+        self.file.read_exact_at(&mut data, pos)?;
+        // Keep only whole batches below `max_offset`.
+        let mut end = 0usize;
+        let mut next_offset = first.next_offset();
+        while end + HEADER_LEN <= data.len() {
+            let h = BatchHeader::parse(&data[end..]).expect("HEADER_LEN bytes");
+            if end + h.total_len() > data.len() || h.last_offset() >= max_offset {
+                break;
+            }
+            end += h.total_len();
+            next_offset = h.next_offset();
+        }
+        data.truncate(end);
+        Ok(Some(ReadSlice {
+            data,
+            first_offset: first.base_offset,
+            next_offset,
+        }))
+    }
+
+    /// Finds the first batch whose max timestamp is >= `timestamp`.
+    pub fn find_by_timestamp(&self, timestamp: i64) -> io::Result<Option<(u64, BatchHeader)>> {
+        if self.max_timestamp < timestamp {
+            return Ok(None);
+        }
+        let rel = self.time_index.lookup(timestamp);
+        let pos = u64::from(self.index.lookup(rel).position);
+        self.scan_from(pos, |_, h| h.max_timestamp >= timestamp)
+    }
+
+    /// Positions and headers of every batch, in order.
+    pub fn batch_positions(&self) -> io::Result<Vec<(u64, BatchHeader)>> {
+        let mut out = Vec::new();
+        self.scan_from(0, |p, h| {
+            out.push((p, *h));
+            false
+        })?;
+        Ok(out)
+    }
+
+    /// Reads the bytes of one batch found by [`Self::find_batch`].
+    pub fn read_batch(&self, pos: u64, header: &BatchHeader) -> io::Result<Vec<u8>> {
+        let mut data = vec![0u8; header.total_len()];
+        self.file.read_exact_at(&mut data, pos)?;
+        Ok(data)
+    }
+
+    /// Removes the batch holding `offset` and everything after it. The
+    /// segment's end offset becomes that batch's base offset.
+    pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
+        let Some((pos, h)) = self.find_batch(offset)? else {
+            return Ok(());
+        };
+        self.file.set_len(pos)?;
+        self.size = pos;
+        self.next_offset = h.base_offset.max(self.base_offset);
+        let rel = (h.base_offset - self.base_offset) as u32;
+        self.index.truncate_to_position(pos as u32);
+        self.time_index.truncate_to_offset(rel);
+        self.max_timestamp = self.time_index.last().map_or(-1, |e| e.timestamp);
+        // Recompute the max timestamp and index spacing of what is left
+        // after the last remaining index entry.
+        let from = self.index.last().map_or(0, |e| u64::from(e.position));
+        let mut max_ts = self.max_timestamp;
+        let mut since = 0u32;
+        self.scan_from(from, |_, h| {
+            max_ts = max_ts.max(h.max_timestamp);
+            since = since.saturating_add(h.total_len() as u32);
+            false
+        })?;
+        self.max_timestamp = max_ts;
+        self.bytes_since_index = since;
+        // Saved indexes no longer match; the segment is active again.
+        let _ = fs::remove_file(self.index_path());
+        let _ = fs::remove_file(self.time_index_path());
+        Ok(())
+    }
+
+    /// Makes the segment durable and writes its index files: after this the
+    /// segment is trusted on the next start without a full scan.
+    pub fn seal(&self) -> io::Result<()> {
+        self.file.sync_data()?;
+        self.index.save(&self.index_path())?;
+        self.time_index.save(&self.time_index_path())
+    }
+
+    /// fdatasync of the segment file.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    pub fn file(&self) -> Arc<File> {
+        Arc::clone(&self.file)
+    }
+
+    /// Deletes the segment's files.
+    pub fn delete_files(&self) -> io::Result<()> {
+        fs::remove_file(Self::log_path(&self.dir, self.base_offset))?;
+        let _ = fs::remove_file(self.index_path());
+        let _ = fs::remove_file(self.time_index_path());
+        Ok(())
+    }
+
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
+    }
+    pub fn created_ms(&self) -> i64 {
+        self.created_ms
+    }
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+    pub fn index_entries(&self) -> usize {
+        self.index.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::batch::test_util::batch;
+    use super::super::batch::{set_base_offset, validate};
+    use super::*;
+
+    const MAX: usize = 1 << 20;
+
+    /// Builds a segment at base 100 holding `n` batches of 2 records each.
+    fn filled(dir: &Path, n: usize, interval: u32) -> (Segment, Vec<Vec<u8>>) {
+        let mut seg = Segment::create(dir, 100, interval, 0).unwrap();
+        let mut written = Vec::new();
+        for i in 0..n {
+            let mut b = batch(&[format!("v{i}a").as_bytes(), format!("v{i}b").as_bytes()]);
+            set_base_offset(&mut b, seg.next_offset());
+            let h = validate(&b, MAX).unwrap();
+            seg.append(&b, &[(0, h)]).unwrap();
+            written.push(b);
+        }
+        (seg, written)
+    }
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(file_stem(42), "00000000000000000042");
+        assert_eq!(parse_log_name("00000000000000000042.log"), Some(42));
+        assert_eq!(parse_log_name("42.log"), None);
+        assert_eq!(parse_log_name("00000000000000000042.index"), None);
+    }
+
+    #[test]
+    fn given_batches_when_read_from_any_offset_then_batch_holding_it_comes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (seg, written) = filled(dir.path(), 20, 100);
+        assert!(
+            seg.index_entries() > 1,
+            "interval 100 must index several batches"
+        );
+        for offset in 100..140 {
+            let r = seg.read(offset, 1, i64::MAX).unwrap().unwrap();
+            let i = ((offset - 100) / 2) as usize;
+            assert_eq!(r.data, written[i], "offset {offset}");
+            assert_eq!(r.first_offset, 100 + 2 * i as i64);
+        }
+        assert_eq!(seg.read(140, 1, i64::MAX).unwrap(), None);
+        // max_offset stops before batches that are not fully below it.
+        let r = seg.read(100, MAX, 105).unwrap().unwrap();
+        assert_eq!(r.next_offset, 104);
+        assert_eq!(r.data, [written[0].clone(), written[1].clone()].concat());
+        assert_eq!(seg.read(104, MAX, 105).unwrap(), None);
+    }
+
+    #[test]
+    fn given_max_bytes_then_only_whole_batches_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let (seg, written) = filled(dir.path(), 5, 4096);
+        let one = written[0].len();
+        let r = seg.read(100, one * 2 + one / 2, i64::MAX).unwrap().unwrap();
+        assert_eq!(r.data.len(), one * 2);
+        assert_eq!(r.next_offset, 104);
+    }
+
+    #[test]
+    fn given_truncation_at_every_byte_then_recovery_keeps_exactly_whole_valid_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let (seg, written) = filled(dir.path(), 4, 0);
+        let full = fs::read(Segment::log_path(dir.path(), 100)).unwrap();
+        drop(seg);
+        let ends: Vec<usize> = written
+            .iter()
+            .scan(0, |acc, b| {
+                *acc += b.len();
+                Some(*acc)
+            })
+            .collect();
+        for cut in 0..=full.len() {
+            let d = tempfile::tempdir().unwrap();
+            fs::write(Segment::log_path(d.path(), 100), &full[..cut]).unwrap();
+            let (seg, trunc) = Segment::open(d.path(), 100, 0, true, 0).unwrap();
+            let whole = ends.iter().filter(|&&e| e <= cut).count();
+            let valid_len = if whole == 0 { 0 } else { ends[whole - 1] };
+            assert_eq!(seg.size(), valid_len as u64, "cut {cut}");
+            assert_eq!(seg.next_offset(), 100 + 2 * whole as i64, "cut {cut}");
+            assert_eq!(trunc.is_some(), cut != valid_len, "cut {cut}");
+            assert_eq!(
+                fs::metadata(Segment::log_path(d.path(), 100))
+                    .unwrap()
+                    .len(),
+                valid_len as u64
+            );
+            if whole > 0 {
+                let r = seg.read(100, MAX, i64::MAX).unwrap().unwrap();
+                assert_eq!(r.data, full[..valid_len]);
+            }
+        }
+    }
+
+    #[test]
+    fn given_corrupt_byte_then_recovery_cuts_at_that_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (seg, written) = filled(dir.path(), 4, 0);
+        drop(seg);
+        let path = Segment::log_path(dir.path(), 100);
+        let mut full = fs::read(&path).unwrap();
+        let third = written[0].len() * 2;
+        full[third + 40] ^= 0xff; // inside the third batch's CRC range
+        fs::write(&path, &full).unwrap();
+        let (seg, trunc) = Segment::open(dir.path(), 100, 0, true, 0).unwrap();
+        assert_eq!(seg.next_offset(), 104);
+        assert!(trunc.unwrap().reason.contains("CRC"));
+    }
+
+    #[test]
+    fn given_sealed_segment_then_reopen_trusts_index_and_finds_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (seg, _) = filled(dir.path(), 10, 100);
+        seg.seal().unwrap();
+        let (entries, next, max_ts) = (seg.index_entries(), seg.next_offset(), seg.max_timestamp());
+        drop(seg);
+        let (seg, trunc) = Segment::open(dir.path(), 100, 100, false, 0).unwrap();
+        assert!(trunc.is_none());
+        assert_eq!(seg.index_entries(), entries);
+        assert_eq!(seg.next_offset(), next);
+        assert_eq!(seg.max_timestamp(), max_ts);
+        // A deleted index forces a rebuild with the same result.
+        fs::remove_file(dir.path().join(format!("{}.index", file_stem(100)))).unwrap();
+        let (seg2, _) = Segment::open(dir.path(), 100, 100, false, 0).unwrap();
+        assert_eq!(seg2.index_entries(), entries);
+        assert_eq!(seg2.next_offset(), next);
+    }
+
+    #[test]
+    fn given_truncate_to_mid_batch_then_whole_batch_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut seg, written) = filled(dir.path(), 6, 0);
+        seg.truncate_to(105).unwrap(); // batch 104..105 goes
+        assert_eq!(seg.next_offset(), 104);
+        assert_eq!(seg.size() as usize, written[0].len() * 2);
+        assert_eq!(seg.read(104, MAX, i64::MAX).unwrap(), None);
+        seg.truncate_to(100).unwrap();
+        assert!(seg.is_empty());
+        assert_eq!(seg.next_offset(), 100);
+    }
+}
