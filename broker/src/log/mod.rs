@@ -28,6 +28,11 @@ mod index;
 mod partition;
 pub mod segment;
 
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
 use std::io;
 
 use thiserror::Error;

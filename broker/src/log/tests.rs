@@ -1,0 +1,513 @@
+//! Contract of [`PartitionLog`] as a whole: appends across segment rolls,
+//! reads from any offset, timestamp lookup, truncation, retention,
+//! compaction, reopening, and disk-full behaviour on a real (tmpfs) disk.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use super::*;
+
+/// One record to encode: key, value, timestamp.
+pub(crate) type Rec<'a> = (Option<&'a [u8]>, &'a [u8], i64);
+
+/// Encodes records as one RecordBatch v2 (offsets from 0).
+pub(crate) fn encode(records: &[Rec<'_>], compression: Compression) -> Vec<u8> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v, ts))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32 - 1,
+            timestamp: *ts,
+            key: k.map(Bytes::copy_from_slice),
+            value: Some(Bytes::copy_from_slice(v)),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .expect("encode");
+    buf.to_vec()
+}
+
+/// Decodes stored batches into (offset, key, value, timestamp).
+pub(crate) fn decode(data: &Bytes) -> Vec<(i64, Option<Bytes>, Bytes, i64)> {
+    let mut buf = data.clone();
+    RecordBatchDecoder::decode_all(&mut buf)
+        .expect("stored batches decode")
+        .into_iter()
+        .flat_map(|set| set.records)
+        .map(|r| (r.offset, r.key, r.value.unwrap_or_default(), r.timestamp))
+        .collect()
+}
+
+fn config(segment_bytes: u64) -> LogConfig {
+    LogConfig {
+        segment_bytes,
+        index_interval_bytes: 256,
+        ..LogConfig::default()
+    }
+}
+
+fn append_values(log: &mut PartitionLog, values: &[&[u8]], ts: i64) -> AppendInfo {
+    let recs: Vec<Rec<'_>> = values.iter().map(|v| (None, *v, ts)).collect();
+    let mut b = encode(&recs, Compression::None);
+    log.append(&mut b, 3).unwrap()
+}
+
+fn read_all(log: &PartitionLog) -> Vec<(i64, Option<Bytes>, Bytes, i64)> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    loop {
+        let r = log.read(offset, 4096, i64::MAX).unwrap();
+        if r.data.is_empty() {
+            return out;
+        }
+        out.extend(decode(&r.data).into_iter().filter(|rec| rec.0 >= offset));
+        offset = r.next_offset;
+    }
+}
+
+#[test]
+fn given_appends_across_rolls_then_offsets_dense_and_every_offset_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(600)).unwrap();
+    let mut expected = Vec::new();
+    for i in 0..50 {
+        let v1 = format!("value-{i}-a");
+        let v2 = format!("value-{i}-b-{}", "x".repeat(i % 7 * 20));
+        let info = append_values(&mut log, &[v1.as_bytes(), v2.as_bytes()], 1000 + i as i64);
+        assert_eq!(info.base_offset, 2 * i as i64);
+        assert_eq!(info.next_offset, 2 * i as i64 + 2);
+        expected.push(v1);
+        expected.push(v2);
+    }
+    assert!(
+        log.segment_count() > 5,
+        "small segment.bytes must roll: {}",
+        log.segment_count()
+    );
+    let all = read_all(&log);
+    assert_eq!(all.len(), 100);
+    for (i, rec) in all.iter().enumerate() {
+        assert_eq!(rec.0, i as i64);
+        assert_eq!(rec.2, expected[i].as_bytes());
+    }
+    // Every single offset starts a read at the batch holding it, with the
+    // leader epoch stamped.
+    for offset in 0..100 {
+        let r = log.read(offset, 1, i64::MAX).unwrap();
+        let recs = decode(&r.data);
+        assert!(recs.iter().any(|rec| rec.0 == offset), "offset {offset}");
+        let header = batch::BatchHeader::parse(&r.data).unwrap();
+        assert_eq!(header.partition_leader_epoch, 3);
+    }
+    // Reopen: same content, appends continue.
+    drop(log);
+    let mut log = PartitionLog::open(dir.path(), config(600)).unwrap();
+    assert_eq!(log.next_offset(), 100);
+    assert_eq!(read_all(&log), all);
+    assert_eq!(append_values(&mut log, &[b"after"], 5).base_offset, 100);
+}
+
+#[test]
+fn given_offsets_outside_log_then_out_of_range_and_end_reads_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
+    append_values(&mut log, &[b"a", b"b"], 1);
+    assert!(log.read(2, 100, i64::MAX).unwrap().data.is_empty());
+    assert!(matches!(
+        log.read(3, 100, i64::MAX),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert!(matches!(
+        log.read(-1, 100, i64::MAX),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    // max_offset (a high watermark) hides the batch.
+    assert!(log.read(0, 100, 1).unwrap().data.is_empty());
+}
+
+#[test]
+fn given_garbage_append_then_rejected_and_log_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
+    append_values(&mut log, &[b"a"], 1);
+    let mut good = encode(&[(None, b"b", 1)], Compression::None);
+    let mut corrupt = good.clone();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 1;
+    assert!(matches!(
+        log.append(&mut corrupt, 0),
+        Err(LogError::InvalidBatch(BatchError::CrcMismatch { .. }))
+    ));
+    let mut garbage = vec![0xffu8; 100];
+    assert!(matches!(
+        log.append(&mut garbage, 0),
+        Err(LogError::InvalidBatch(_))
+    ));
+    // A good batch followed by a bad one is refused as a whole.
+    let mut mixed = good.clone();
+    mixed.extend_from_slice(&corrupt);
+    assert!(log.append(&mut mixed, 0).is_err());
+    assert_eq!(log.next_offset(), 1);
+    assert_eq!(log.append(&mut good, 0).unwrap().base_offset, 1);
+}
+
+#[test]
+fn given_timestamps_then_lookup_finds_first_record_at_or_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(300)).unwrap();
+    // Batches with per-record timestamps, across several segments.
+    for b in 0..10i64 {
+        let recs: Vec<Rec<'_>> = (0..3)
+            .map(|r| (None, &b"v"[..], 1000 * b + 100 * r))
+            .collect();
+        let mut data = encode(&recs, Compression::None);
+        log.append(&mut data, 0).unwrap();
+    }
+    assert!(log.segment_count() > 1);
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 0)));
+    assert_eq!(log.offset_for_timestamp(150).unwrap(), Some((2, 200)));
+    assert_eq!(log.offset_for_timestamp(4000).unwrap(), Some((12, 4000)));
+    assert_eq!(log.offset_for_timestamp(4001).unwrap(), Some((13, 4100)));
+    assert_eq!(log.offset_for_timestamp(9200).unwrap(), Some((29, 9200)));
+    assert_eq!(log.offset_for_timestamp(9201).unwrap(), None);
+}
+
+#[test]
+fn given_truncation_then_log_end_moves_back_and_appends_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(400)).unwrap();
+    for i in 0..20 {
+        append_values(&mut log, &[format!("v{i}").as_bytes(), b"w"], i);
+    }
+    let segments = log.segment_count();
+    log.truncate_to(21).unwrap(); // mid-batch: the batch 20..21 goes too
+    assert_eq!(log.next_offset(), 20);
+    assert!(log.segment_count() < segments);
+    assert_eq!(read_all(&log).len(), 20);
+    assert_eq!(append_values(&mut log, &[b"new"], 99).base_offset, 20);
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config(400)).unwrap();
+    assert_eq!(log.next_offset(), 21);
+    assert_eq!(read_all(&log).last().unwrap().2, &b"new"[..]);
+    let mut log = log;
+    log.truncate_to(0).unwrap();
+    assert_eq!((log.log_start_offset(), log.next_offset()), (0, 0));
+    log.reset_to(500).unwrap();
+    assert_eq!(
+        (
+            log.log_start_offset(),
+            log.next_offset(),
+            log.segment_count()
+        ),
+        (500, 500, 1)
+    );
+    assert_eq!(append_values(&mut log, &[b"x"], 1).base_offset, 500);
+}
+
+#[test]
+fn given_follower_appends_then_offsets_kept_and_regressions_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut leader = PartitionLog::open(&dir.path().join("l"), config(1 << 20)).unwrap();
+    let mut follower = PartitionLog::open(&dir.path().join("f"), config(1 << 20)).unwrap();
+    for i in 0..5 {
+        append_values(&mut leader, &[format!("{i}").as_bytes()], i);
+    }
+    let chunk = leader.read(0, 1 << 20, i64::MAX).unwrap();
+    let info = follower.append_replicated(&chunk.data).unwrap();
+    assert_eq!(info.next_offset, 5);
+    assert_eq!(
+        follower.read(0, 1 << 20, i64::MAX).unwrap().data,
+        chunk.data
+    );
+    assert!(matches!(
+        follower.append_replicated(&chunk.data),
+        Err(LogError::NonMonotonic { .. })
+    ));
+}
+
+#[test]
+fn given_retention_by_time_and_size_then_whole_old_segments_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        retention_ms: 10_000,
+        ..config(200)
+    };
+    let mut log = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+    let now = 1_000_000;
+    for i in 0..10 {
+        // Old records for the first five batches, fresh ones after.
+        let ts = if i < 5 { now - 50_000 } else { now - 1_000 };
+        append_values(&mut log, &[&[b'x'; 120]], ts);
+    }
+    assert_eq!(log.segment_count(), 10);
+    let r = log.enforce_retention(now).unwrap();
+    assert_eq!(r.segments_deleted, 5);
+    assert_eq!(log.log_start_offset(), 5);
+    assert!(matches!(
+        log.read(4, 100, i64::MAX),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(read_all(&log).len(), 5);
+
+    // Size: keep at most ~2 segments' worth.
+    let per_segment = log.size_bytes() / log.segment_count() as u64;
+    log.set_config(LogConfig {
+        retention_ms: -1,
+        retention_bytes: (per_segment * 2) as i64,
+        ..cfg.clone()
+    });
+    let r = log.enforce_retention(now).unwrap();
+    assert_eq!(r.segments_deleted, 3);
+    assert!(log.size_bytes() <= per_segment * 2);
+    assert_eq!(log.log_start_offset(), 8);
+    drop(log);
+    let log = PartitionLog::open(dir.path(), cfg).unwrap();
+    assert_eq!((log.log_start_offset(), log.next_offset()), (8, 10));
+
+    // Compact-only topics never delete.
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(
+        dir2.path(),
+        LogConfig {
+            cleanup_policy: CleanupPolicy::Compact,
+            retention_ms: 1,
+            ..config(200)
+        },
+    )
+    .unwrap();
+    append_values(&mut log, &[b"x"], 0);
+    append_values(&mut log, &[&[b'y'; 200]], 0);
+    assert_eq!(log.enforce_retention(now).unwrap().segments_deleted, 0);
+}
+
+#[test]
+fn given_expired_single_active_segment_then_rolled_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        LogConfig {
+            retention_ms: 10,
+            ..config(1 << 20)
+        },
+    )
+    .unwrap();
+    append_values(&mut log, &[b"old"], 5);
+    let r = log.enforce_retention(1_000).unwrap();
+    assert_eq!(r.segments_deleted, 1);
+    assert_eq!((log.log_start_offset(), log.next_offset()), (1, 1));
+    assert!(read_all(&log).is_empty());
+}
+
+#[test]
+fn given_compacted_topic_then_only_latest_value_per_key_survives_in_sealed_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        ..config(400)
+    };
+    let mut log = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+    let mut latest: BTreeMap<String, (i64, String)> = BTreeMap::new();
+    let mut offset = 0;
+    for round in 0..8 {
+        let compression = if round % 2 == 0 {
+            Compression::None
+        } else {
+            Compression::Lz4
+        };
+        let keys: Vec<String> = (0..4).map(|k| format!("key-{k}")).collect();
+        let values: Vec<String> = (0..4).map(|k| format!("round-{round}-key-{k}")).collect();
+        let mut recs: Vec<Rec<'_>> = keys
+            .iter()
+            .zip(&values)
+            .map(|(k, v)| (Some(k.as_bytes()), v.as_bytes(), round))
+            .collect();
+        recs.push((None, b"unkeyed", round));
+        let mut data = encode(&recs, compression);
+        log.append(&mut data, 1).unwrap();
+        for (k, v) in keys.iter().zip(&values) {
+            latest.insert(k.clone(), (offset, v.clone()));
+            offset += 1;
+        }
+        offset += 1;
+    }
+    assert!(log.segment_count() > 2);
+    let before = read_all(&log);
+    let stats = cleaner::compact(&mut log).unwrap();
+    assert!(stats.records_removed > 0);
+    assert!(stats.bytes_after < stats.bytes_before);
+    let after = read_all(&log);
+    // Offsets keep their values; keyed records are either the latest for
+    // their key or in the active segment; unkeyed records all survive.
+    let active_base = *log.segment_bases().last().unwrap();
+    for rec in &after {
+        let orig = before
+            .iter()
+            .find(|b| b.0 == rec.0)
+            .expect("offset existed");
+        assert_eq!(orig, rec);
+        if let Some(k) = &rec.1 {
+            let (latest_offset, _) = &latest[std::str::from_utf8(k).unwrap()];
+            assert!(
+                rec.0 == *latest_offset || rec.0 >= active_base,
+                "stale record {rec:?}"
+            );
+        }
+    }
+    for (k, (off, v)) in &latest {
+        assert!(
+            after.iter().any(|r| r.0 == *off && r.2 == v.as_bytes()),
+            "{k} lost"
+        );
+    }
+    assert_eq!(
+        after.iter().filter(|r| r.1.is_none()).count(),
+        before.iter().filter(|r| r.1.is_none()).count()
+    );
+    // Reads in the middle of removed ranges land on the next kept batch;
+    // reopening gives the same log.
+    for o in 0..log.next_offset() {
+        let r = log.read(o, 1, i64::MAX).unwrap();
+        assert!(decode(&r.data).iter().all(|rec| rec.0 <= log.next_offset()));
+    }
+    drop(log);
+    let log = PartitionLog::open(dir.path(), cfg).unwrap();
+    assert_eq!(read_all(&log), after);
+}
+
+/// Mounts a tmpfs of `size` at `dir`; unmounts on drop.
+struct Tmpfs<'a>(&'a Path);
+
+impl<'a> Tmpfs<'a> {
+    fn mount(dir: &'a Path, size: &str) -> Self {
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("running mount");
+        assert!(
+            out.status.success(),
+            "the disk-full test needs root to mount a small tmpfs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self(dir)
+    }
+    fn resize(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.0)
+            .status()
+            .expect("running mount")
+            .success();
+        assert!(ok, "remount failed");
+    }
+}
+
+impl Drop for Tmpfs<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0).status();
+    }
+}
+
+#[test]
+fn given_full_disk_then_append_fails_cleanly_log_stays_readable_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Tmpfs::mount(dir.path(), "256k");
+    let cfg = config(1 << 20);
+    let mut log = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+    let value = vec![b'z'; 8000];
+    let mut acked = 0;
+    let err = loop {
+        match log.append(&mut encode(&[(None, &value, 1)], Compression::None), 0) {
+            Ok(info) => {
+                assert_eq!(info.base_offset, acked);
+                acked += 1;
+            }
+            Err(e) => break e,
+        }
+        assert!(acked < 1000, "tmpfs never filled up");
+    };
+    assert!(matches!(err, LogError::DiskFull { .. }), "{err}");
+    assert_eq!(err.metric_label(), "disk_full");
+    assert_eq!(log.next_offset(), acked);
+    let all = read_all(&log);
+    assert_eq!(all.len() as i64, acked);
+    assert!(all.iter().all(|r| r.2 == value));
+    // Still full: still a clean error, nothing changes.
+    assert!(
+        log.append(&mut encode(&[(None, &value, 1)], Compression::None), 0)
+            .is_err()
+    );
+    assert_eq!(log.next_offset(), acked);
+    // Space returns: appends work again and recovery sees a clean log.
+    fs.resize("1m");
+    assert_eq!(
+        log.append(&mut encode(&[(None, &value, 1)], Compression::None), 0)
+            .unwrap()
+            .base_offset,
+        acked
+    );
+    drop(log);
+    let log = PartitionLog::open(dir.path(), cfg).unwrap();
+    assert_eq!(log.next_offset(), acked + 1);
+    assert_eq!(read_all(&log).len() as i64, acked + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_concurrent_fsync_appenders_then_group_commit_shares_fsyncs() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(parking_lot::Mutex::new(
+        PartitionLog::open(
+            dir.path(),
+            LogConfig {
+                flush: FlushPolicy::Fsync,
+                ..config(1 << 30)
+            },
+        )
+        .unwrap(),
+    ));
+    let gc = Arc::new(GroupCommit::default());
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let (log, gc) = (Arc::clone(&log), Arc::clone(&gc));
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                let v = format!("{t}-{i}");
+                let mut b = encode(&[(None, v.as_bytes(), 1)], Compression::None);
+                let info = log.lock().append(&mut b, 0).unwrap();
+                gc.wait_durable(info.next_offset, || log.lock().sync_handle())
+                    .await
+                    .unwrap();
+                assert!(log.lock().flushed_offset() >= info.next_offset);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(log.lock().next_offset(), 200);
+    assert!(gc.syncs() >= 1 && gc.syncs() <= 200, "syncs {}", gc.syncs());
+}
