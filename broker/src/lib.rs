@@ -1,2 +1,3 @@
 //! Rill broker.
 pub mod log;
+pub mod client;
