@@ -1,0 +1,478 @@
+//! Broker configuration: one clap struct, [`BrokerConfig`], read from flags
+//! with `RILL_*` environment fallbacks.
+//!
+//! The environment variable names are a contract with the Kubernetes
+//! operator, which renders them into the broker StatefulSet. Flow: `main`
+//! parses the struct, [`BrokerConfig::validate`] turns every mistake into a
+//! message naming the flag and the variable, and [`crate::server`] reads the
+//! resolved values ([`BrokerConfig::resolved_broker_id`],
+//! [`BrokerConfig::log_defaults`]). Topic-level settings override the log
+//! defaults given here.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use thiserror::Error;
+
+use crate::log::LogConfig;
+
+/// Largest partition count a topic may be created with (each partition holds
+/// open files and a directory).
+pub const MAX_PARTITIONS_PER_TOPIC: i32 = 1000;
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for log collectors).
+    Json,
+}
+
+/// Default durability policy of topics that do not set `flush`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlushDefault {
+    /// Acknowledge once appended; fsync every `--log-flush-interval-ms`.
+    Replicated,
+    /// fsync (group commit) before acknowledging.
+    Fsync,
+}
+
+/// Configuration of `rill-broker`.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "rill-broker",
+    version,
+    about = "Rill broker: a Kafka-compatible commit log"
+)]
+pub struct BrokerConfig {
+    /// Broker id, unique in the cluster.
+    #[arg(long, env = "RILL_BROKER_ID", default_value_t = 0)]
+    pub broker_id: i32,
+
+    /// Pod name (set by Kubernetes); used with --broker-id-from-pod-name.
+    #[arg(long, env = "RILL_POD_NAME")]
+    pub pod_name: Option<String>,
+
+    /// Take the broker id from the StatefulSet ordinal at the end of the pod name (`rill-2` -> 2).
+    #[arg(long, env = "RILL_BROKER_ID_FROM_POD_NAME", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub broker_id_from_pod_name: bool,
+
+    /// Directory holding topic metadata and partition logs.
+    #[arg(long, env = "RILL_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Address of the gRPC client API (port 0 picks a free port).
+    #[arg(long, env = "RILL_LISTEN_ADDR", default_value = "0.0.0.0:9093")]
+    pub listen_addr: SocketAddr,
+
+    /// Address of the HTTP endpoints /metrics, /healthz and /readyz.
+    #[arg(long, env = "RILL_HTTP_ADDR", default_value = "0.0.0.0:9644")]
+    pub http_addr: SocketAddr,
+
+    /// Host name clients should use to reach this broker (advertised in Metadata);
+    /// default: the listen address's IP, or the machine's host name when listening on all interfaces.
+    #[arg(long, env = "RILL_ADVERTISED_HOST")]
+    pub advertised_host: Option<String>,
+
+    /// Rack (or zone) of this broker, advertised in Metadata.
+    #[arg(long, env = "RILL_RACK")]
+    pub rack: Option<String>,
+
+    /// Default segment size in bytes before a new segment is rolled (topic `segment.bytes`).
+    #[arg(long, env = "RILL_LOG_SEGMENT_BYTES", default_value_t = 1 << 30)]
+    pub log_segment_bytes: u64,
+
+    /// Default time in ms records are kept, -1 forever (topic `retention.ms`).
+    #[arg(long, env = "RILL_LOG_RETENTION_MS", default_value_t = 7 * 24 * 3600 * 1000, allow_hyphen_values = true)]
+    pub log_retention_ms: i64,
+
+    /// Default partition size limit in bytes, -1 unlimited (topic `retention.bytes`).
+    #[arg(long, env = "RILL_LOG_RETENTION_BYTES", default_value_t = -1, allow_hyphen_values = true)]
+    pub log_retention_bytes: i64,
+
+    /// Default durability policy (topic `flush`): replicated or fsync.
+    #[arg(long, env = "RILL_LOG_FLUSH", value_enum, default_value_t = FlushDefault::Replicated)]
+    pub log_flush: FlushDefault,
+
+    /// Default fsync interval in ms for flush=replicated (topic `flush.ms`).
+    #[arg(long, env = "RILL_LOG_FLUSH_INTERVAL_MS", default_value_t = 1000)]
+    pub log_flush_interval_ms: u64,
+
+    /// How often retention deletes expired or excess segments, in ms.
+    #[arg(
+        long,
+        env = "RILL_RETENTION_CHECK_INTERVAL_MS",
+        default_value_t = 30_000
+    )]
+    pub retention_check_interval_ms: u64,
+
+    /// How often compacted topics are cleaned, in ms.
+    #[arg(long, env = "RILL_COMPACTION_INTERVAL_MS", default_value_t = 60_000)]
+    pub compaction_interval_ms: u64,
+
+    /// Partitions of a topic created automatically by a produce to an unknown topic;
+    /// unset (the default) disables auto-creation.
+    #[arg(long, env = "RILL_AUTO_CREATE_TOPIC_PARTITIONS")]
+    pub auto_create_topic_partitions: Option<i32>,
+
+    /// Largest gRPC request accepted, in bytes; larger ones are refused with a clear status.
+    #[arg(long, env = "RILL_MAX_REQUEST_BYTES", default_value_t = 64 << 20)]
+    pub max_request_bytes: usize,
+
+    /// How long shutdown waits for in-flight requests before closing connections, in ms.
+    #[arg(long, env = "RILL_SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000)]
+    pub shutdown_timeout_ms: u64,
+
+    /// Log line format: text or json.
+    #[arg(long, env = "RILL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter in tracing's EnvFilter syntax, e.g. `info` or `info,rill_broker=debug`.
+    #[arg(long = "log", env = "RILL_LOG", default_value = "info")]
+    pub log_filter: String,
+}
+
+/// A configuration mistake, phrased for the person who made it.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{flag} ({env}): {reason}")]
+    Invalid {
+        flag: &'static str,
+        env: &'static str,
+        reason: String,
+    },
+}
+
+fn invalid(flag: &'static str, env: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        flag,
+        env,
+        reason: reason.into(),
+    }
+}
+
+/// The StatefulSet ordinal at the end of a pod name: `rill-broker-2` -> 2.
+pub fn ordinal_from_pod_name(pod_name: &str) -> Option<i32> {
+    let (prefix, ordinal) = pod_name.rsplit_once('-')?;
+    if prefix.is_empty() || ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Reject leading zeros: StatefulSets never produce them, so it is a typo.
+    if ordinal.len() > 1 && ordinal.starts_with('0') {
+        return None;
+    }
+    ordinal.parse().ok()
+}
+
+impl BrokerConfig {
+    /// A configuration for tests and local tools: loopback addresses on
+    /// port 0 (the OS picks free ports), everything else at defaults, no
+    /// environment read.
+    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
+        let mut config = Self::parse_from_env_free();
+        config.data_dir = data_dir.into();
+        config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.http_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        config
+    }
+
+    /// Defaults as declared above, ignoring `RILL_*` variables of the
+    /// calling process.
+    fn parse_from_env_free() -> Self {
+        Self {
+            broker_id: 0,
+            pod_name: None,
+            broker_id_from_pod_name: false,
+            data_dir: PathBuf::from("./data"),
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], 9093)),
+            http_addr: SocketAddr::from(([0, 0, 0, 0], 9644)),
+            advertised_host: None,
+            rack: None,
+            log_segment_bytes: 1 << 30,
+            log_retention_ms: 7 * 24 * 3600 * 1000,
+            log_retention_bytes: -1,
+            log_flush: FlushDefault::Replicated,
+            log_flush_interval_ms: 1000,
+            retention_check_interval_ms: 30_000,
+            compaction_interval_ms: 60_000,
+            auto_create_topic_partitions: None,
+            max_request_bytes: 64 << 20,
+            shutdown_timeout_ms: 10_000,
+            log_format: LogFormat::Text,
+            log_filter: "info".to_owned(),
+        }
+    }
+
+    /// Checks everything that can be checked before touching the disk or
+    /// the network.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.resolved_broker_id()?;
+        self.log_defaults()?;
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("--data-dir", "RILL_DATA_DIR", "must not be empty"));
+        }
+        if self.listen_addr.port() != 0 && self.listen_addr == self.http_addr {
+            return Err(invalid(
+                "--http-addr",
+                "RILL_HTTP_ADDR",
+                format!(
+                    "{} is also the gRPC listen address (--listen-addr); use another port",
+                    self.http_addr
+                ),
+            ));
+        }
+        if let Some(host) = &self.advertised_host
+            && (host.trim().is_empty() || host.chars().any(char::is_whitespace))
+        {
+            return Err(invalid(
+                "--advertised-host",
+                "RILL_ADVERTISED_HOST",
+                format!("{host:?} is not a host name"),
+            ));
+        }
+        if let Some(n) = self.auto_create_topic_partitions
+            && !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&n)
+        {
+            return Err(invalid(
+                "--auto-create-topic-partitions",
+                "RILL_AUTO_CREATE_TOPIC_PARTITIONS",
+                format!(
+                    "{n} is not between 1 and {MAX_PARTITIONS_PER_TOPIC}; leave it unset to disable auto-creation"
+                ),
+            ));
+        }
+        if self.max_request_bytes < 1024 || self.max_request_bytes > 1 << 30 {
+            return Err(invalid(
+                "--max-request-bytes",
+                "RILL_MAX_REQUEST_BYTES",
+                format!(
+                    "{} is not between 1024 and 1073741824",
+                    self.max_request_bytes
+                ),
+            ));
+        }
+        for (value, flag, env) in [
+            (
+                self.retention_check_interval_ms,
+                "--retention-check-interval-ms",
+                "RILL_RETENTION_CHECK_INTERVAL_MS",
+            ),
+            (
+                self.compaction_interval_ms,
+                "--compaction-interval-ms",
+                "RILL_COMPACTION_INTERVAL_MS",
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(flag, env, "must be at least 1 ms"));
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log_filter).map_err(|e| {
+            invalid(
+                "--log",
+                "RILL_LOG",
+                format!("bad filter {:?}: {e}", self.log_filter),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The broker id: from the pod name's ordinal when asked to, else
+    /// `--broker-id`.
+    pub fn resolved_broker_id(&self) -> Result<i32, ConfigError> {
+        if self.broker_id_from_pod_name {
+            let pod = self.pod_name.as_deref().unwrap_or_default();
+            if pod.is_empty() {
+                return Err(invalid(
+                    "--broker-id-from-pod-name",
+                    "RILL_BROKER_ID_FROM_POD_NAME",
+                    "is true but the pod name (--pod-name / RILL_POD_NAME) is not set",
+                ));
+            }
+            return ordinal_from_pod_name(pod).ok_or_else(|| {
+                invalid(
+                    "--pod-name",
+                    "RILL_POD_NAME",
+                    format!("{pod:?} does not end in a StatefulSet ordinal like `rill-2`"),
+                )
+            });
+        }
+        if self.broker_id < 0 {
+            return Err(invalid(
+                "--broker-id",
+                "RILL_BROKER_ID",
+                format!("{} is negative; broker ids start at 0", self.broker_id),
+            ));
+        }
+        Ok(self.broker_id)
+    }
+
+    /// Log settings of topics that do not override them, checked by the
+    /// same rules as topic config.
+    pub fn log_defaults(&self) -> Result<LogConfig, ConfigError> {
+        let flush = match self.log_flush {
+            FlushDefault::Replicated => "replicated",
+            FlushDefault::Fsync => "fsync",
+        };
+        let settings = [
+            (
+                "segment.bytes",
+                self.log_segment_bytes.to_string(),
+                "--log-segment-bytes",
+                "RILL_LOG_SEGMENT_BYTES",
+            ),
+            (
+                "retention.ms",
+                self.log_retention_ms.to_string(),
+                "--log-retention-ms",
+                "RILL_LOG_RETENTION_MS",
+            ),
+            (
+                "retention.bytes",
+                self.log_retention_bytes.to_string(),
+                "--log-retention-bytes",
+                "RILL_LOG_RETENTION_BYTES",
+            ),
+            ("flush", flush.to_owned(), "--log-flush", "RILL_LOG_FLUSH"),
+            (
+                "flush.ms",
+                self.log_flush_interval_ms.to_string(),
+                "--log-flush-interval-ms",
+                "RILL_LOG_FLUSH_INTERVAL_MS",
+            ),
+        ];
+        let mut config = LogConfig::default();
+        for (key, value, flag, env) in settings {
+            let one = BTreeMap::from([(key.to_owned(), value)]);
+            config = config
+                .with_overrides(&one)
+                .map_err(|e| invalid(flag, env, e.to_string()))?;
+        }
+        Ok(config)
+    }
+
+    /// How long graceful shutdown waits for in-flight requests.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> BrokerConfig {
+        let mut all = vec!["rill-broker"];
+        all.extend_from_slice(args);
+        BrokerConfig::try_parse_from(all).expect("parses")
+    }
+
+    #[test]
+    fn given_statefulset_pod_names_when_parsed_should_yield_the_ordinal() {
+        assert_eq!(ordinal_from_pod_name("rill-0"), Some(0));
+        assert_eq!(ordinal_from_pod_name("my-cluster-broker-12"), Some(12));
+    }
+
+    #[test]
+    fn given_names_without_an_ordinal_when_parsed_should_yield_none() {
+        for name in [
+            "rill",
+            "rill-",
+            "-3",
+            "rill-x1",
+            "rill-01",
+            "rill-99999999999",
+            "",
+        ] {
+            assert_eq!(ordinal_from_pod_name(name), None, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn given_id_from_pod_name_when_resolved_should_use_the_ordinal() {
+        let c = parse(&["--pod-name", "rill-3", "--broker-id-from-pod-name", "true"]);
+        assert_eq!(c.resolved_broker_id(), Ok(3));
+        let c = parse(&["--pod-name", "rill-4", "--broker-id-from-pod-name"]);
+        assert_eq!(c.resolved_broker_id(), Ok(4));
+    }
+
+    #[test]
+    fn given_id_from_pod_name_without_a_pod_name_when_validated_should_say_what_is_missing() {
+        let c = parse(&["--broker-id-from-pod-name", "true"]);
+        let err = c.validate().expect_err("must fail").to_string();
+        assert!(err.contains("RILL_POD_NAME"), "{err}");
+    }
+
+    #[test]
+    fn given_a_pod_name_without_ordinal_when_validated_should_name_the_pod() {
+        let c = parse(&["--pod-name", "broker", "--broker-id-from-pod-name", "true"]);
+        let err = c.validate().expect_err("must fail").to_string();
+        assert!(
+            err.contains("\"broker\"") && err.contains("ordinal"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn given_defaults_when_validated_should_pass() {
+        let c = BrokerConfig::ephemeral("/tmp/x");
+        assert_eq!(c.validate(), Ok(()));
+        let parsed = parse(&[]);
+        assert_eq!(parsed.listen_addr.port(), 9093);
+        assert_eq!(parsed.http_addr.port(), 9644);
+        assert_eq!(parsed.validate(), Ok(()));
+    }
+
+    #[test]
+    fn given_a_negative_broker_id_when_validated_should_fail() {
+        let c = parse(&["--broker-id=-1"]);
+        let err = c.validate().expect_err("must fail").to_string();
+        assert!(
+            err.contains("RILL_BROKER_ID") && err.contains("negative"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn given_a_tiny_segment_size_when_validated_should_name_flag_and_range() {
+        let c = parse(&["--log-segment-bytes", "10"]);
+        let err = c.validate().expect_err("must fail").to_string();
+        assert!(
+            err.contains("--log-segment-bytes") && err.contains("between"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn given_same_address_for_grpc_and_http_when_validated_should_fail() {
+        let c = parse(&[
+            "--listen-addr",
+            "0.0.0.0:9000",
+            "--http-addr",
+            "0.0.0.0:9000",
+        ]);
+        let err = c.validate().expect_err("must fail").to_string();
+        assert!(err.contains("RILL_HTTP_ADDR"), "{err}");
+    }
+
+    #[test]
+    fn given_bad_auto_create_partitions_or_log_filter_when_validated_should_fail() {
+        let c = parse(&["--auto-create-topic-partitions", "0"]);
+        assert!(c.validate().is_err());
+        let c = parse(&["--log", "info,[[["]);
+        let err = c.validate().expect_err("must fail").to_string();
+        assert!(err.contains("RILL_LOG"), "{err}");
+    }
+
+    #[test]
+    fn given_fsync_default_when_resolved_should_apply_to_log_defaults() {
+        let c = parse(&["--log-flush", "fsync", "--log-retention-ms=-1"]);
+        let log = c.log_defaults().expect("valid");
+        assert_eq!(log.flush, crate::log::FlushPolicy::Fsync);
+        assert_eq!(log.retention_ms, -1);
+    }
+}

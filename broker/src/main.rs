@@ -1,0 +1,68 @@
+//! `rill-broker`: parses [`BrokerConfig`] from flags and `RILL_*`
+//! environment variables, sets up logging and runs the broker until
+//! SIGTERM or SIGINT, then shuts down gracefully (in-flight requests
+//! finish, every log is flushed) and exits 0.
+//!
+//! Exit codes: 0 clean shutdown, 1 runtime failure, 2 bad configuration.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use rill_broker::config::{BrokerConfig, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn init_tracing(config: &BrokerConfig) {
+    // validate() has already checked the filter.
+    let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the broker");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+fn main() -> ExitCode {
+    let config = BrokerConfig::parse();
+    if let Err(e) = config.validate() {
+        eprintln!("rill-broker: invalid configuration: {e}");
+        return ExitCode::from(2);
+    }
+    init_tracing(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rill-broker: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(rill_broker::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "broker failed");
+            eprintln!("rill-broker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The broker's view of cluster metadata: which topics exist, how many
+//! partitions they have and their config overrides.
+//!
+//! On a single broker this module is the source of truth and persists it
+//! in the data directory; later the controller will push it and this
+//! module will only cache it. Layout:
+//!
+//! ```text
+//! <data>/topics/<topic>/topic.json     TopicSpec (name, partitions, rf, overrides)
+//! <data>/topics/<topic>/<partition>/   partition log (see crate::log)
+//! <data>/deleted/<topic>-<millis>/     a deleted topic being removed
+//! ```
+//!
+//! `topic.json` is the commit point of a topic: it is written atomically
+//! (temp file, fsync, rename, fsync of the directory) *before* partition
+//! logs are opened, and a delete first renames the whole topic directory
+//! into `deleted/` (one atomic step), then removes it. A restart finishes
+//! interrupted deletes and skips (with a warning) topic directories that
+//! have no `topic.json`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tracing::{info, warn};
+
+/// Kafka's limit on topic name length.
+pub const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// A topic as created by a user: what is persisted in `topic.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Only the keys the user set; broker defaults fill in the rest at
+    /// load time, so changing a broker default applies to existing topics.
+    pub config: BTreeMap<String, String>,
+    /// When the topic was created (ms since the epoch).
+    pub created_ms: i64,
+}
+
+/// Why a topic name is refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("invalid topic name {name:?}: {reason}")]
+pub struct InvalidTopicName {
+    pub name: String,
+    pub reason: String,
+}
+
+/// Kafka's topic name rules: 1..=249 characters of `[a-zA-Z0-9._-]`, and
+/// not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), InvalidTopicName> {
+    let fail = |reason: String| {
+        Err(InvalidTopicName {
+            name: name.chars().take(300).collect(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return fail("a topic name must not be empty".to_owned());
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return fail(format!(
+            "{} characters is longer than the limit of {MAX_TOPIC_NAME_LEN}",
+            name.chars().count()
+        ));
+    }
+    if name == "." || name == ".." {
+        return fail("\".\" and \"..\" are not allowed".to_owned());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return fail(format!(
+            "character {c:?} is not allowed (use letters, digits, '.', '_' and '-')"
+        ));
+    }
+    Ok(())
+}
+
+/// Persists [`TopicSpec`]s under `<data>/topics`.
+#[derive(Debug, Clone)]
+pub struct TopicStore {
+    topics_dir: PathBuf,
+    deleted_dir: PathBuf,
+}
+
+/// A failed metadata read or write, with what was being done.
+#[derive(Debug, Error)]
+#[error("{context}: {source}")]
+pub struct StoreError {
+    pub context: String,
+    #[source]
+    pub source: io::Error,
+}
+
+fn ctx(context: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
+    let context = context.into();
+    move |source| StoreError { context, source }
+}
+
+const SPEC_FILE: &str = "topic.json";
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+impl TopicStore {
+    /// Opens the store in `data_dir`, creating its directories and
+    /// finishing deletes interrupted by a crash.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let store = Self {
+            topics_dir: data_dir.join("topics"),
+            deleted_dir: data_dir.join("deleted"),
+        };
+        for dir in [&store.topics_dir, &store.deleted_dir] {
+            fs::create_dir_all(dir).map_err(ctx(format!("creating {}", dir.display())))?;
+        }
+        let leftovers = fs::read_dir(&store.deleted_dir)
+            .map_err(ctx(format!("listing {}", store.deleted_dir.display())))?;
+        for entry in leftovers.flatten() {
+            info!(path = %entry.path().display(), "finishing an interrupted topic delete");
+            if let Err(e) = fs::remove_dir_all(entry.path()) {
+                warn!(path = %entry.path().display(), error = %e, "could not remove deleted topic data");
+            }
+        }
+        Ok(store)
+    }
+
+    /// Directory of a topic.
+    pub fn topic_dir(&self, topic: &str) -> PathBuf {
+        self.topics_dir.join(topic)
+    }
+
+    /// Directory of one partition's log.
+    pub fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.topic_dir(topic).join(partition.to_string())
+    }
+
+    /// Every persisted topic, sorted by name.
+    pub fn load_all(&self) -> Result<Vec<TopicSpec>, StoreError> {
+        let mut specs = Vec::new();
+        let entries = fs::read_dir(&self.topics_dir)
+            .map_err(ctx(format!("listing {}", self.topics_dir.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(ctx(format!("listing {}", self.topics_dir.display())))?;
+            let path = entry.path().join(SPEC_FILE);
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !entry.path().is_dir() {
+                continue;
+            }
+            let text = match fs::read(&path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    warn!(dir = %entry.path().display(), "skipping topic directory without topic.json (interrupted create?)");
+                    continue;
+                }
+                Err(e) => return Err(ctx(format!("reading {}", path.display()))(e)),
+            };
+            let spec: TopicSpec = serde_json::from_slice(&text).map_err(|e| StoreError {
+                context: format!("parsing {}", path.display()),
+                source: io::Error::new(io::ErrorKind::InvalidData, e),
+            })?;
+            if spec.name != name {
+                return Err(StoreError {
+                    context: format!("loading {}", path.display()),
+                    source: io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "names topic {:?} but lives in directory {name:?}",
+                            spec.name
+                        ),
+                    ),
+                });
+            }
+            specs.push(spec);
+        }
+        specs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(specs)
+    }
+
+    /// Writes `spec` atomically: after a crash either the old file or the
+    /// new one is there, never a torn one.
+    pub fn save(&self, spec: &TopicSpec) -> Result<(), StoreError> {
+        let dir = self.topic_dir(&spec.name);
+        fs::create_dir_all(&dir).map_err(ctx(format!("creating {}", dir.display())))?;
+        let tmp = dir.join(format!("{SPEC_FILE}.tmp"));
+        let path = dir.join(SPEC_FILE);
+        let json = serde_json::to_vec_pretty(spec).map_err(|e| StoreError {
+            context: "encoding topic spec".to_owned(),
+            source: io::Error::other(e),
+        })?;
+        let write = || -> io::Result<()> {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(&json)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            sync_dir(&dir)?;
+            sync_dir(&self.topics_dir)
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            ctx(format!("writing {}", path.display()))(e)
+        })
+    }
+
+    /// Deletes a topic's metadata and data: renames the topic directory out
+    /// of `topics/` (the commit point), then removes it.
+    pub fn delete(&self, topic: &str, now_ms: i64) -> Result<(), StoreError> {
+        let dir = self.topic_dir(topic);
+        let graveyard = self.deleted_dir.join(format!("{topic}-{now_ms}"));
+        fs::rename(&dir, &graveyard).map_err(ctx(format!(
+            "moving {} to {}",
+            dir.display(),
+            graveyard.display()
+        )))?;
+        sync_dir(&self.topics_dir)
+            .map_err(ctx(format!("syncing {}", self.topics_dir.display())))?;
+        fs::remove_dir_all(&graveyard).map_err(ctx(format!("removing {}", graveyard.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_kafka_legal_names_when_validated_should_pass() {
+        for name in [
+            "a",
+            "orders",
+            "orders.v2",
+            "my_topic-1",
+            "...",
+            "x".repeat(249).as_str(),
+        ] {
+            assert_eq!(validate_topic_name(name), Ok(()), "{name}");
+        }
+    }
+
+    #[test]
+    fn given_illegal_names_when_validated_should_say_why() {
+        let cases = [
+            ("", "empty"),
+            (".", "not allowed"),
+            ("..", "not allowed"),
+            ("a/b", "'/'"),
+            ("with space", "' '"),
+            ("ünïcode", "'ü'"),
+            ("nul\0", "'\\0'"),
+        ];
+        for (name, why) in cases {
+            let err = validate_topic_name(name).expect_err(name).to_string();
+            assert!(err.contains(why), "{name:?}: {err}");
+        }
+        let long = "x".repeat(250);
+        let err = validate_topic_name(&long)
+            .expect_err("too long")
+            .to_string();
+        assert!(err.contains("250 characters"), "{err}");
+    }
+
+    #[test]
+    fn given_saved_specs_when_reopened_should_load_them_and_skip_dirs_without_spec() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = TopicStore::open(tmp.path()).expect("open");
+        let spec = TopicSpec {
+            name: "t1".into(),
+            partitions: 3,
+            replication_factor: 1,
+            config: BTreeMap::from([("flush".into(), "fsync".into())]),
+            created_ms: 5,
+        };
+        store.save(&spec).expect("save");
+        fs::create_dir_all(tmp.path().join("topics/half-created/0")).expect("mkdir");
+        let store = TopicStore::open(tmp.path()).expect("reopen");
+        assert_eq!(store.load_all().expect("load"), vec![spec]);
+        store.delete("t1", 7).expect("delete");
+        assert!(!store.topic_dir("t1").exists());
+        assert_eq!(store.load_all().expect("load"), vec![]);
+    }
+}

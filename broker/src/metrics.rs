@@ -1,0 +1,249 @@
+//! Prometheus metrics of one broker.
+//!
+//! [`Metrics`] owns its own [`Registry`] (not the process-global default),
+//! so tests can run several brokers in one process. Counters and histograms
+//! are updated where things happen (the gRPC adapter records requests, the
+//! partition layer records bytes, records and fsyncs, background tasks
+//! record retention and compaction); per-partition gauges (log size, log
+//! end offset, high watermark) are refreshed from the partitions right
+//! before each scrape of `/metrics` (see [`crate::http`]).
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric the broker exports. Names are listed in `docs/broker.md`.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Client API requests by `api` and `outcome` (`ok` or an error label).
+    pub requests: IntCounterVec,
+    /// Client API latency by `api` and `outcome`.
+    pub request_seconds: HistogramVec,
+    /// Failed requests by `api` and error `kind` (storage errors use
+    /// `LogError::metric_label`).
+    pub errors: IntCounterVec,
+    /// Record batch bytes accepted by produce, by topic.
+    pub bytes_in: IntCounterVec,
+    /// Record batch bytes returned by fetch, by topic.
+    pub bytes_out: IntCounterVec,
+    /// Records appended, by topic.
+    pub records_appended: IntCounterVec,
+    /// fsyncs by `kind`: `group_commit` (flush=fsync produce) or `interval`.
+    pub fsyncs: IntCounterVec,
+    /// Time producers waited for durability (flush=fsync), and interval
+    /// fsync duration, by `kind`.
+    pub fsync_seconds: HistogramVec,
+    /// Segments deleted by retention, by topic.
+    pub retention_segments_deleted: IntCounterVec,
+    /// Bytes deleted by retention, by topic.
+    pub retention_bytes_deleted: IntCounterVec,
+    /// Records removed by compaction, by topic.
+    pub compaction_records_removed: IntCounterVec,
+    /// Background task failures by `task` and error `kind`.
+    pub background_errors: IntCounterVec,
+    /// Bytes on disk per partition.
+    pub log_size_bytes: IntGaugeVec,
+    /// Log end offset (next offset to assign) per partition.
+    pub log_end_offset: IntGaugeVec,
+    /// Log start offset per partition.
+    pub log_start_offset: IntGaugeVec,
+    /// High watermark (last offset visible to consumers + 1) per partition.
+    pub high_watermark: IntGaugeVec,
+}
+
+const PARTITION_LABELS: &[&str] = &["topic", "partition"];
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGaugeVec {
+    let g =
+        IntGaugeVec::new(Opts::new(name, help), PARTITION_LABELS).expect("valid metric definition");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("valid metric definition");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("metric registered once");
+    h
+}
+
+/// 50 µs .. ~50 s, roughly x2.5 per bucket.
+fn latency_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(0.000_05, 2.5, 16).expect("valid buckets")
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        Self {
+            requests: counter(
+                &r,
+                "rill_requests_total",
+                "Client API requests by API and outcome.",
+                &["api", "outcome"],
+            ),
+            request_seconds: histogram(
+                &r,
+                "rill_request_duration_seconds",
+                "Client API request latency by API and outcome.",
+                &["api", "outcome"],
+                latency_buckets(),
+            ),
+            errors: counter(
+                &r,
+                "rill_errors_total",
+                "Failed client API requests by API and error kind.",
+                &["api", "kind"],
+            ),
+            bytes_in: counter(
+                &r,
+                "rill_bytes_in_total",
+                "Record batch bytes appended by produce requests.",
+                &["topic"],
+            ),
+            bytes_out: counter(
+                &r,
+                "rill_bytes_out_total",
+                "Record batch bytes returned by fetch requests.",
+                &["topic"],
+            ),
+            records_appended: counter(
+                &r,
+                "rill_records_appended_total",
+                "Records appended by produce requests.",
+                &["topic"],
+            ),
+            fsyncs: counter(
+                &r,
+                "rill_fsyncs_total",
+                "fsyncs of partition logs by kind (group_commit, interval).",
+                &["kind"],
+            ),
+            fsync_seconds: histogram(
+                &r,
+                "rill_fsync_duration_seconds",
+                "Durability wait of flush=fsync produce requests (kind=group_commit) and interval fsync time (kind=interval).",
+                &["kind"],
+                latency_buckets(),
+            ),
+            retention_segments_deleted: counter(
+                &r,
+                "rill_retention_segments_deleted_total",
+                "Segments deleted by retention.",
+                &["topic"],
+            ),
+            retention_bytes_deleted: counter(
+                &r,
+                "rill_retention_bytes_deleted_total",
+                "Bytes deleted by retention.",
+                &["topic"],
+            ),
+            compaction_records_removed: counter(
+                &r,
+                "rill_compaction_records_removed_total",
+                "Records removed by log compaction.",
+                &["topic"],
+            ),
+            background_errors: counter(
+                &r,
+                "rill_background_errors_total",
+                "Failures of background tasks (flush, retention, compaction) by task and error kind.",
+                &["task", "kind"],
+            ),
+            log_size_bytes: gauge(
+                &r,
+                "rill_log_size_bytes",
+                "Bytes of all segments of a partition.",
+            ),
+            log_end_offset: gauge(
+                &r,
+                "rill_log_end_offset",
+                "Offset the next appended record gets.",
+            ),
+            log_start_offset: gauge(&r, "rill_log_start_offset", "First offset still stored."),
+            high_watermark: gauge(
+                &r,
+                "rill_high_watermark",
+                "Offset below which records are visible to consumers.",
+            ),
+            registry: r,
+        }
+    }
+
+    /// Forgets the per-topic and per-partition series of a deleted topic.
+    pub fn remove_topic(&self, topic: &str, partitions: i32) {
+        for vec in [
+            &self.bytes_in,
+            &self.bytes_out,
+            &self.records_appended,
+            &self.retention_segments_deleted,
+            &self.retention_bytes_deleted,
+            &self.compaction_records_removed,
+        ] {
+            let _ = vec.remove_label_values(&[topic]);
+        }
+        for p in 0..partitions {
+            let p = p.to_string();
+            for g in [
+                &self.log_size_bytes,
+                &self.log_end_offset,
+                &self.log_start_offset,
+                &self.high_watermark,
+            ] {
+                let _ = g.remove_label_values(&[topic, &p]);
+            }
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_two_brokers_in_one_process_when_metrics_created_should_not_collide() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        a.requests.with_label_values(&["Produce", "ok"]).inc();
+        assert!(
+            a.encode()
+                .contains("rill_requests_total{api=\"Produce\",outcome=\"ok\"} 1")
+        );
+        assert!(!b.encode().contains("api=\"Produce\""));
+    }
+}

@@ -1,0 +1,101 @@
+//! Errors of the service layer, independent of any protocol. The gRPC
+//! adapter maps them to `tonic::Status` in one place
+//! ([`crate::grpc::status_from`]); the Kafka listener will map them to Kafka
+//! error codes.
+
+use thiserror::Error;
+
+use crate::log::{ConfigError, LogError};
+use crate::metadata::{InvalidTopicName, StoreError};
+
+/// Why a client request failed.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+    #[error("topic {topic:?} has no partition {partition} (it has partitions 0..{count})")]
+    UnknownPartition {
+        topic: String,
+        partition: i32,
+        count: i32,
+    },
+    #[error("topic {0:?} was deleted")]
+    TopicDeleted(String),
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    #[error(transparent)]
+    InvalidTopicName(#[from] InvalidTopicName),
+    #[error("invalid partition count {requested}: must be between 1 and {max}")]
+    InvalidPartitions { requested: i32, max: i32 },
+    #[error(
+        "replication factor {0} is not possible: this broker runs as a single-node cluster, so it must be 1"
+    )]
+    InvalidReplicationFactor(i32),
+    #[error("invalid topic config: {0}")]
+    InvalidConfig(#[from] ConfigError),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("request of {size} bytes is larger than the limit of {max} bytes")]
+    RequestTooLarge { size: usize, max: usize },
+    /// The storage layer refused or failed.
+    #[error("{topic}-{partition}: {source}")]
+    Log {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: LogError,
+    },
+    /// Topic metadata could not be read or written.
+    #[error("topic metadata: {0}")]
+    Metadata(#[from] StoreError),
+    #[error(
+        "{topic}-{partition} is offline after an fsync failure; restart the broker to recover the log"
+    )]
+    PartitionOffline { topic: String, partition: i32 },
+    #[error(
+        "timed out after {timeout_ms} ms waiting for durability; the batch was appended at offset {base_offset} but is not yet acknowledged"
+    )]
+    Timeout { timeout_ms: u64, base_offset: i64 },
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+}
+
+impl Error {
+    /// Short stable label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::UnknownTopic(_) => "unknown_topic",
+            Self::UnknownPartition { .. } => "unknown_partition",
+            Self::TopicDeleted(_) => "topic_deleted",
+            Self::TopicExists(_) => "topic_exists",
+            Self::InvalidTopicName(_) => "invalid_topic_name",
+            Self::InvalidPartitions { .. } => "invalid_partitions",
+            Self::InvalidReplicationFactor(_) => "invalid_replication_factor",
+            Self::InvalidConfig(_) => "invalid_config",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::RequestTooLarge { .. } => "request_too_large",
+            Self::Log { source, .. } => source.metric_label(),
+            Self::Metadata(e) if is_disk_full(&e.source) => "disk_full",
+            Self::Metadata(_) => "metadata_io",
+            Self::PartitionOffline { .. } => "partition_offline",
+            Self::Timeout { .. } => "timeout",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+
+    /// Whether the failure came from a full disk.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Self::Log {
+                source: LogError::DiskFull { .. },
+                ..
+            } => true,
+            Self::Metadata(e) => is_disk_full(&e.source),
+            _ => false,
+        }
+    }
+}
+
+fn is_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28)
+}

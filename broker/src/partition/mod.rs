@@ -1,0 +1,471 @@
+//! The partition layer: service logic of the client API, no protocol types.
+//!
+//! - [`Partition`] is one local replica: its [`PartitionLog`] behind a
+//!   `parking_lot` lock (held only for one append or read call, never
+//!   across an `.await`), its leader epoch, high watermark and the group
+//!   commit that makes `flush=fsync` appends durable.
+//! - [`manager::ReplicaManager`] maps topics to partitions and implements
+//!   every client request: produce, fetch, list offsets, metadata, topic
+//!   create/delete. Adapters (gRPC now, the Kafka listener later) convert
+//!   their types and call it.
+//! - [`tasks`] runs interval flush, retention and compaction in the
+//!   background.
+//!
+//! High watermark (HW): consumers read only below it. On this single broker
+//! it follows the flush policy: with `flush=replicated` HW is the log end
+//! offset as soon as a batch is appended (Kafka's behaviour: acknowledged,
+//! in the page cache); with `flush=fsync` HW is the fsynced offset, so a
+//! consumer never sees a record that a crash could still take back.
+//! Replication will replace "appended locally" by "in every ISR member".
+
+pub mod error;
+pub mod manager;
+pub mod tasks;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use tokio::sync::watch;
+use tracing::error;
+
+pub use error::Error;
+
+use crate::log::{FlushPolicy, GroupCommit, LogConfig, LogError, PartitionLog};
+use crate::metrics::Metrics;
+
+/// How many replicas must have a write before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// Do not wait at all (Kafka acks=0): the append happens, nothing is
+    /// awaited, no offset is returned.
+    None,
+    /// The leader appended it (and fsynced it with flush=fsync).
+    Leader,
+    /// Every in-sync replica has it. With one broker the ISR is the leader.
+    All,
+}
+
+/// What a produce returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProduceResult {
+    /// Offset of the first appended record; -1 with [`Acks::None`].
+    pub base_offset: i64,
+    pub log_end_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// What a fetch returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchResult {
+    /// Whole batches, verbatim.
+    pub data: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+/// Point-in-time state of a partition, for Metadata and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionState {
+    pub leader_epoch: i32,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub log_end_offset: i64,
+    pub size_bytes: u64,
+}
+
+/// Lifecycle of a [`Partition`].
+const OPEN: u8 = 0;
+/// Its topic was deleted: requests fail with [`Error::TopicDeleted`].
+const DELETED: u8 = 1;
+/// The broker is shutting down: long polls return at once.
+const CLOSING: u8 = 2;
+/// An fsync failed: the page cache may have dropped acknowledged-to-be
+/// data, so the partition refuses service until a restart recovers it.
+const OFFLINE: u8 = 3;
+
+/// One local partition replica.
+#[derive(Debug)]
+pub struct Partition {
+    pub topic: Arc<str>,
+    pub id: i32,
+    /// The storage; locked only for the duration of one log call.
+    log: RwLock<PartitionLog>,
+    /// Epoch stamped into appended batches; 0 until the controller assigns
+    /// epochs.
+    leader_epoch: AtomicI32,
+    /// High watermark; fetches waiting for data subscribe to it, so a HW
+    /// advance wakes every long poll of this partition.
+    high_watermark: watch::Sender<i64>,
+    /// Shares one fsync among concurrent flush=fsync producers.
+    group_commit: GroupCommit,
+    /// `group_commit.syncs()` already added to the fsync counter.
+    syncs_reported: AtomicU64,
+    /// OPEN, DELETED, CLOSING or OFFLINE.
+    state: AtomicU8,
+    /// When the interval flusher last fsynced this log.
+    last_flush: parking_lot::Mutex<Instant>,
+    metrics: Arc<Metrics>,
+}
+
+impl Partition {
+    /// Wraps an opened log. Its HW starts at the log end: everything that
+    /// survived recovery is on disk.
+    pub fn new(topic: Arc<str>, id: i32, log: PartitionLog, metrics: Arc<Metrics>) -> Self {
+        let (high_watermark, _) = watch::channel(log.next_offset());
+        Self {
+            topic,
+            id,
+            log: RwLock::new(log),
+            leader_epoch: AtomicI32::new(0),
+            high_watermark,
+            group_commit: GroupCommit::default(),
+            syncs_reported: AtomicU64::new(0),
+            state: AtomicU8::new(OPEN),
+            last_flush: parking_lot::Mutex::new(Instant::now()),
+            metrics,
+        }
+    }
+
+    fn log_error(&self, source: LogError) -> Error {
+        Error::Log {
+            topic: self.topic.to_string(),
+            partition: self.id,
+            source,
+        }
+    }
+
+    fn check_state(&self) -> Result<(), Error> {
+        match self.state.load(Ordering::Acquire) {
+            DELETED => Err(Error::TopicDeleted(self.topic.to_string())),
+            OFFLINE => Err(Error::PartitionOffline {
+                topic: self.topic.to_string(),
+                partition: self.id,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.log.read().config().clone()
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+
+    fn advance_high_watermark(&self, offset: i64) {
+        self.high_watermark.send_if_modified(|hw| {
+            if offset > *hw {
+                *hw = offset;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub fn state(&self) -> PartitionState {
+        let log = self.log.read();
+        PartitionState {
+            leader_epoch: self.leader_epoch.load(Ordering::Relaxed),
+            log_start_offset: log.log_start_offset(),
+            high_watermark: self.high_watermark(),
+            log_end_offset: log.next_offset(),
+            size_bytes: log.size_bytes(),
+        }
+    }
+
+    /// Appends producer batches (validated and stamped by the log) and
+    /// waits for what `acks` asks for.
+    pub async fn produce(
+        self: &Arc<Self>,
+        mut data: Vec<u8>,
+        acks: Acks,
+        timeout: Duration,
+    ) -> Result<ProduceResult, Error> {
+        self.check_state()?;
+        let epoch = self.leader_epoch.load(Ordering::Relaxed);
+        let (info, flush, log_start) = {
+            let mut log = self.log.write();
+            // Checked again under the lock: a delete marks the partition
+            // while holding it, so nothing is appended after a delete.
+            self.check_state()?;
+            let info = log
+                .append(&mut data, epoch)
+                .map_err(|e| self.log_error(e))?;
+            (info, log.config().flush, log.log_start_offset())
+        };
+        self.metrics
+            .bytes_in
+            .with_label_values(&[&self.topic])
+            .inc_by(info.bytes as u64);
+        self.metrics
+            .records_appended
+            .with_label_values(&[&self.topic])
+            .inc_by((info.next_offset - info.base_offset) as u64);
+
+        let durable = match flush {
+            FlushPolicy::Replicated => {
+                self.advance_high_watermark(info.next_offset);
+                None
+            }
+            // The fsync runs in its own task so that it completes (and the
+            // HW advances) even if this request is cancelled.
+            FlushPolicy::Fsync => {
+                let me = Arc::clone(self);
+                Some(tokio::spawn(async move {
+                    me.make_durable(info.next_offset, "group_commit").await
+                }))
+            }
+        };
+        let result = ProduceResult {
+            base_offset: info.base_offset,
+            log_end_offset: info.next_offset,
+            log_start_offset: log_start,
+        };
+        match acks {
+            Acks::None => Ok(ProduceResult {
+                base_offset: -1,
+                ..result
+            }),
+            // With replication, Acks::All will also wait for the ISR here.
+            Acks::Leader | Acks::All => {
+                if let Some(task) = durable {
+                    match tokio::time::timeout(timeout, task).await {
+                        Ok(joined) => joined.map_err(|e| {
+                            self.log_error(LogError::io(
+                                "waiting for fsync".to_owned(),
+                                std::io::Error::other(e),
+                            ))
+                        })??,
+                        Err(_) => {
+                            return Err(Error::Timeout {
+                                timeout_ms: timeout.as_millis() as u64,
+                                base_offset: info.base_offset,
+                            });
+                        }
+                    }
+                }
+                Ok(result)
+            }
+        }
+    }
+
+    /// Makes everything below `target` durable through the group commit
+    /// and advances the HW of flush=fsync partitions. An fsync failure
+    /// takes the partition offline.
+    async fn make_durable(&self, target: i64, kind: &'static str) -> Result<(), Error> {
+        let started = Instant::now();
+        let result = self
+            .group_commit
+            .wait_durable(target, || self.log.read().sync_handle())
+            .await;
+        self.metrics
+            .fsync_seconds
+            .with_label_values(&[kind])
+            .observe(started.elapsed().as_secs_f64());
+        let now = self.group_commit.syncs();
+        let before = self.syncs_reported.fetch_max(now, Ordering::AcqRel);
+        if now > before {
+            self.metrics
+                .fsyncs
+                .with_label_values(&[kind])
+                .inc_by(now - before);
+        }
+        match result {
+            Ok(()) => {
+                *self.last_flush.lock() = Instant::now();
+                let flushed = self.log.read().flushed_offset();
+                if self.log.read().config().flush == FlushPolicy::Fsync {
+                    self.advance_high_watermark(flushed);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                error!(topic = %self.topic, partition = self.id, error = %e, "fsync failed; taking the partition offline");
+                self.state.store(OFFLINE, Ordering::Release);
+                self.high_watermark.send_modify(|_| {});
+                Err(self.log_error(LogError::io("fsync".to_owned(), e)))
+            }
+        }
+    }
+
+    /// Reads whole batches from `offset`, below the HW, waiting up to
+    /// `max_wait` until at least `min_bytes` are available.
+    pub async fn fetch(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_bytes: usize,
+        max_wait: Duration,
+    ) -> Result<FetchResult, Error> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let mut hw_changes = self.high_watermark.subscribe();
+        loop {
+            self.check_state()?;
+            let high_watermark = *hw_changes.borrow_and_update();
+            let (read, log_start_offset) = {
+                let log = self.log.read();
+                let read = log
+                    .read(offset, max_bytes, high_watermark)
+                    .map_err(|e| self.log_error(e))?;
+                (read, log.log_start_offset())
+            };
+            let closing = self.state.load(Ordering::Acquire) == CLOSING;
+            if read.data.len() >= min_bytes || closing {
+                return Ok(self.fetched(read.data, high_watermark, log_start_offset));
+            }
+            tokio::select! {
+                changed = hw_changes.changed() => {
+                    if changed.is_err() {
+                        return Err(Error::TopicDeleted(self.topic.to_string()));
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    return Ok(self.fetched(read.data, high_watermark, log_start_offset));
+                }
+            }
+        }
+    }
+
+    fn fetched(&self, data: Bytes, high_watermark: i64, log_start_offset: i64) -> FetchResult {
+        self.metrics
+            .bytes_out
+            .with_label_values(&[&self.topic])
+            .inc_by(data.len() as u64);
+        FetchResult {
+            data,
+            high_watermark,
+            log_start_offset,
+        }
+    }
+
+    /// Earliest stored offset.
+    pub fn earliest_offset(&self) -> Result<i64, Error> {
+        self.check_state()?;
+        Ok(self.log.read().log_start_offset())
+    }
+
+    /// Latest offset visible to consumers (the HW).
+    pub fn latest_offset(&self) -> Result<i64, Error> {
+        self.check_state()?;
+        Ok(self.high_watermark())
+    }
+
+    /// First visible offset whose record timestamp is >= `timestamp_ms`,
+    /// with that timestamp.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>, Error> {
+        self.check_state()?;
+        let found = self
+            .log
+            .read()
+            .offset_for_timestamp(timestamp_ms)
+            .map_err(|e| self.log_error(e))?;
+        Ok(found.filter(|(offset, _)| *offset < self.high_watermark()))
+    }
+
+    /// Marks the partition deleted (after waiting for an append in
+    /// progress) and wakes its long polls.
+    fn mark_deleted(&self) {
+        let _log = self.log.write();
+        self.state.store(DELETED, Ordering::Release);
+        self.high_watermark.send_modify(|_| {});
+    }
+
+    /// Makes long polls return at once (shutdown).
+    fn mark_closing(&self) {
+        let _ = self
+            .state
+            .compare_exchange(OPEN, CLOSING, Ordering::AcqRel, Ordering::Acquire);
+        self.high_watermark.send_modify(|_| {});
+    }
+
+    /// Interval flush: fsyncs when the flush interval has passed and there
+    /// is unflushed data. Returns whether it fsynced.
+    async fn flush_if_due(&self, now: Instant) -> Result<bool, Error> {
+        if self.state.load(Ordering::Acquire) == DELETED {
+            return Ok(false);
+        }
+        let (due, target) = {
+            let log = self.log.read();
+            let dirty = log.flushed_offset() < log.next_offset();
+            let interval = log.config().flush_interval;
+            let due = dirty && now.duration_since(*self.last_flush.lock()) >= interval;
+            (due, log.next_offset())
+        };
+        if !due {
+            return Ok(false);
+        }
+        self.make_durable(target, "interval").await?;
+        Ok(true)
+    }
+
+    /// Flushes everything now (shutdown). Blocking.
+    fn flush_blocking(&self) -> Result<(), Error> {
+        if self.state.load(Ordering::Acquire) == DELETED {
+            return Ok(());
+        }
+        self.log.read().flush().map_err(|e| self.log_error(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::test_util::batch;
+
+    fn open(dir: &std::path::Path, flush: FlushPolicy) -> Arc<Partition> {
+        let config = LogConfig {
+            flush,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(dir, config).expect("open");
+        Arc::new(Partition::new("t".into(), 0, log, Arc::new(Metrics::new())))
+    }
+
+    #[tokio::test]
+    async fn given_fsync_flush_when_produced_with_acks_leader_should_be_durable_and_visible() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let p = open(tmp.path(), FlushPolicy::Fsync);
+        let r = p
+            .produce(batch(&[b"a", b"b"]), Acks::Leader, Duration::from_secs(5))
+            .await
+            .expect("produce");
+        assert_eq!(r.base_offset, 0);
+        assert_eq!(p.high_watermark(), 2);
+        assert_eq!(p.log.read().flushed_offset(), 2);
+    }
+
+    #[tokio::test]
+    async fn given_acks_none_when_produced_should_return_no_offset_but_append() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let p = open(tmp.path(), FlushPolicy::Replicated);
+        let r = p
+            .produce(batch(&[b"a"]), Acks::None, Duration::from_secs(5))
+            .await
+            .expect("produce");
+        assert_eq!(r.base_offset, -1);
+        assert_eq!(r.log_end_offset, 1);
+        assert_eq!(p.high_watermark(), 1);
+    }
+
+    #[tokio::test]
+    async fn given_deleted_partition_when_fetch_is_waiting_should_fail_promptly() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let p = open(tmp.path(), FlushPolicy::Replicated);
+        let waiter = {
+            let p = Arc::clone(&p);
+            tokio::spawn(async move { p.fetch(0, 1024, 1, Duration::from_secs(60)).await })
+        };
+        tokio::task::yield_now().await;
+        p.mark_deleted();
+        let r = tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("woken")
+            .expect("joined");
+        assert!(matches!(r, Err(Error::TopicDeleted(_))), "{r:?}");
+    }
+}

@@ -1,0 +1,199 @@
+//! Background maintenance of partition logs, stopped by a cancellation
+//! token at shutdown:
+//!
+//! - **flush**: every [`FLUSH_TICK`], fsyncs each partition whose
+//!   `flush.ms` has passed since its last fsync and that has unflushed
+//!   data (for `flush=fsync` topics this is a safety net: producers already
+//!   fsync through the group commit);
+//! - **retention**: every `--retention-check-interval-ms`, deletes expired
+//!   or excess segments (`retention.ms`, `retention.bytes`);
+//! - **compaction**: every `--compaction-interval-ms`, cleans
+//!   `cleanup.policy=compact` topics.
+//!
+//! Retention and compaction take a partition's write lock and do file I/O,
+//! so they run on the blocking thread pool, one partition at a time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::Error;
+use super::manager::ReplicaManager;
+use crate::log::{LogError, cleaner};
+use crate::metrics::Metrics;
+
+/// How often the flusher checks which partitions are due.
+pub const FLUSH_TICK: Duration = Duration::from_millis(100);
+
+/// Intervals of the background tasks.
+#[derive(Debug, Clone, Copy)]
+pub struct Intervals {
+    pub retention: Duration,
+    pub compaction: Duration,
+}
+
+/// Starts the background tasks; they end when `stop` is cancelled.
+pub fn spawn(
+    manager: Arc<ReplicaManager>,
+    metrics: Arc<Metrics>,
+    intervals: Intervals,
+    stop: CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    vec![
+        tokio::spawn(flush_loop(
+            Arc::clone(&manager),
+            Arc::clone(&metrics),
+            stop.clone(),
+        )),
+        tokio::spawn(every(intervals.retention, stop.clone(), {
+            let (manager, metrics) = (Arc::clone(&manager), Arc::clone(&metrics));
+            move || retention_pass(Arc::clone(&manager), Arc::clone(&metrics))
+        })),
+        tokio::spawn(every(intervals.compaction, stop, move || {
+            compaction_pass(Arc::clone(&manager), Arc::clone(&metrics))
+        })),
+    ]
+}
+
+async fn every<F, Fut>(period: Duration, stop: CancellationToken, mut pass: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => pass().await,
+        }
+    }
+}
+
+async fn flush_loop(manager: Arc<ReplicaManager>, metrics: Arc<Metrics>, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(FLUSH_TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let now = Instant::now();
+        for p in manager.all_partitions() {
+            match p.flush_if_due(now).await {
+                Ok(true) => debug!(topic = %p.topic, partition = p.id, "interval flush"),
+                Ok(false) => {}
+                Err(e) => {
+                    metrics
+                        .background_errors
+                        .with_label_values(&["flush", e.metric_label()])
+                        .inc();
+                    warn!(topic = %p.topic, partition = p.id, error = %e, "interval flush failed");
+                }
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// One retention pass over every partition.
+pub async fn retention_pass(manager: Arc<ReplicaManager>, metrics: Arc<Metrics>) {
+    let mut segments = 0;
+    for p in manager.all_partitions() {
+        let part = Arc::clone(&p);
+        let result = tokio::task::spawn_blocking(move || {
+            if part.state.load(std::sync::atomic::Ordering::Acquire) == super::DELETED {
+                return Ok(Default::default());
+            }
+            part.log.write().enforce_retention(now_ms())
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(LogError::io(
+                "retention task".into(),
+                std::io::Error::other(e),
+            ))
+        });
+        match result {
+            Ok(r) => {
+                if r.segments_deleted > 0 {
+                    segments += r.segments_deleted;
+                    metrics
+                        .retention_segments_deleted
+                        .with_label_values(&[&p.topic])
+                        .inc_by(r.segments_deleted as u64);
+                    metrics
+                        .retention_bytes_deleted
+                        .with_label_values(&[&p.topic])
+                        .inc_by(r.bytes_deleted);
+                    info!(topic = %p.topic, partition = p.id, segments = r.segments_deleted, bytes = r.bytes_deleted, "retention deleted segments");
+                }
+            }
+            Err(e) => background_failure(&metrics, "retention", &p, e),
+        }
+    }
+    debug!(segments_deleted = segments, "retention pass done");
+}
+
+/// One compaction pass over every compacted partition.
+pub async fn compaction_pass(manager: Arc<ReplicaManager>, metrics: Arc<Metrics>) {
+    for p in manager.all_partitions() {
+        if !p.config().cleanup_policy.compacts() {
+            continue;
+        }
+        let part = Arc::clone(&p);
+        let result = tokio::task::spawn_blocking(move || {
+            if part.state.load(std::sync::atomic::Ordering::Acquire) == super::DELETED {
+                return Ok(Default::default());
+            }
+            cleaner::compact(&mut part.log.write())
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(LogError::io(
+                "compaction task".into(),
+                std::io::Error::other(e),
+            ))
+        });
+        match result {
+            Ok(stats) => {
+                if stats.records_removed > 0 || stats.segments_rewritten > 0 {
+                    metrics
+                        .compaction_records_removed
+                        .with_label_values(&[&p.topic])
+                        .inc_by(stats.records_removed);
+                    info!(
+                        topic = %p.topic, partition = p.id,
+                        segments = stats.segments_rewritten, records_removed = stats.records_removed,
+                        bytes_before = stats.bytes_before, bytes_after = stats.bytes_after,
+                        "compaction cleaned the log"
+                    );
+                } else {
+                    debug!(topic = %p.topic, partition = p.id, "compaction found nothing to remove");
+                }
+            }
+            Err(e) => background_failure(&metrics, "compaction", &p, e),
+        }
+    }
+}
+
+fn background_failure(metrics: &Metrics, task: &str, p: &super::Partition, e: LogError) {
+    let e = Error::Log {
+        topic: p.topic.to_string(),
+        partition: p.id,
+        source: e,
+    };
+    metrics
+        .background_errors
+        .with_label_values(&[task, e.metric_label()])
+        .inc();
+    warn!(error = %e, task, "background task failed on a partition");
+}

@@ -1,0 +1,326 @@
+//! Broker lifecycle: start, serve, shut down gracefully.
+//!
+//! [`Broker::start`] validates the config, binds the HTTP listener first (so
+//! probes answer during recovery: `/readyz` says 503), binds the gRPC
+//! listener, opens every topic's logs on the blocking pool, starts the
+//! background tasks, serves the gRPC client API and only then reports
+//! ready. Tests call it with port 0 and read the bound addresses from the
+//! returned [`BrokerHandle`]; the binary calls [`run`].
+//!
+//! [`BrokerHandle::shutdown`]: not ready -> long polls return and topic
+//! admin is refused -> the gRPC server stops accepting and in-flight
+//! requests finish (bounded by `--shutdown-timeout-ms`) -> background tasks
+//! stop -> every log is fsynced -> the HTTP server stops.
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::{BrokerConfig, ConfigError};
+use crate::grpc::ClientApi;
+use crate::http::{self, HttpState};
+use crate::metadata::TopicStore;
+use crate::metrics::Metrics;
+use crate::partition::manager::{BrokerInfo, ReplicaManager, Settings};
+use crate::partition::tasks::{self, Intervals};
+
+/// Why the broker could not start or stop cleanly.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open the data directory: {0}")]
+    Open(#[from] crate::partition::Error),
+    #[error("the gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("{0} partition log(s) could not be flushed at shutdown; see the log for details")]
+    Flush(usize),
+    #[error("the gRPC server stopped without being asked to")]
+    Stopped,
+    #[error("internal task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Entry point of a running broker.
+#[derive(Debug)]
+pub struct Broker;
+
+/// A running broker. Drop it only after [`BrokerHandle::shutdown`]; a
+/// dropped handle leaves the servers running until the runtime ends.
+#[derive(Debug)]
+pub struct BrokerHandle {
+    /// Bound address of the gRPC client API.
+    pub client_addr: SocketAddr,
+    /// Bound address of /metrics, /healthz, /readyz.
+    pub http_addr: SocketAddr,
+    pub broker_id: i32,
+    manager: Arc<ReplicaManager>,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    grpc_stop: CancellationToken,
+    /// `None` once [`BrokerHandle::serving_failed`] has seen it end.
+    grpc_task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    tasks_stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    http_stop: CancellationToken,
+    http_task: JoinHandle<std::io::Result<()>>,
+    shutdown_timeout: Duration,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { what, addr, source })
+}
+
+fn local_addr(
+    what: &'static str,
+    l: &TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, ServerError> {
+    l.local_addr()
+        .map_err(|source| ServerError::Bind { what, addr, source })
+}
+
+/// The machine's host name, for the default advertised address.
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// host:port clients should use, from the config and the bound address.
+fn advertised_address(config: &BrokerConfig, bound: SocketAddr) -> String {
+    match &config.advertised_host {
+        Some(host) if host.contains(':') && !host.starts_with('[') => {
+            format!("[{host}]:{}", bound.port())
+        }
+        Some(host) => format!("{host}:{}", bound.port()),
+        None if bound.ip().is_unspecified() => format!("{}:{}", hostname(), bound.port()),
+        None => bound.to_string(),
+    }
+}
+
+impl Broker {
+    /// Starts a broker and returns once it serves.
+    pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, ServerError> {
+        config.validate()?;
+        let broker_id = config.resolved_broker_id()?;
+        let log_defaults = config.log_defaults()?;
+        let metrics = Arc::new(Metrics::new());
+        let ready = Arc::new(AtomicBool::new(false));
+        let manager_cell = Arc::new(OnceLock::new());
+
+        // HTTP first: probes must answer while logs are recovered.
+        let http_listener = bind("HTTP", config.http_addr).await?;
+        let http_addr = local_addr("HTTP", &http_listener, config.http_addr)?;
+        let http_stop = CancellationToken::new();
+        let app = http::router(HttpState {
+            metrics: Arc::clone(&metrics),
+            ready: Arc::clone(&ready),
+            manager: Arc::clone(&manager_cell),
+        });
+        let http_task = tokio::spawn({
+            let stop = http_stop.clone();
+            async move {
+                axum::serve(http_listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+            }
+        });
+
+        let grpc_listener = bind("gRPC client API", config.listen_addr).await?;
+        let client_addr = local_addr("gRPC client API", &grpc_listener, config.listen_addr)?;
+
+        let settings = Settings {
+            broker: BrokerInfo {
+                id: broker_id,
+                address: advertised_address(&config, client_addr),
+                rack: config.rack.clone(),
+            },
+            log_defaults,
+            auto_create_partitions: config.auto_create_topic_partitions,
+            max_request_bytes: config.max_request_bytes,
+        };
+        info!(broker_id, data_dir = %config.data_dir.display(), advertised = %settings.broker.address, "opening logs");
+        let data_dir = config.data_dir.clone();
+        let open_metrics = Arc::clone(&metrics);
+        let opened = tokio::task::spawn_blocking(move || {
+            let store = TopicStore::open(&data_dir)?;
+            ReplicaManager::open(store, settings, open_metrics)
+        })
+        .await;
+        let manager = match opened {
+            Ok(Ok(m)) => Arc::new(m),
+            Ok(Err(e)) => {
+                http_stop.cancel();
+                return Err(e.into());
+            }
+            Err(e) => {
+                http_stop.cancel();
+                return Err(e.into());
+            }
+        };
+        let _ = manager_cell.set(Arc::clone(&manager));
+
+        let tasks_stop = CancellationToken::new();
+        let tasks = tasks::spawn(
+            Arc::clone(&manager),
+            Arc::clone(&metrics),
+            Intervals {
+                retention: Duration::from_millis(config.retention_check_interval_ms),
+                compaction: Duration::from_millis(config.compaction_interval_ms),
+            },
+            tasks_stop.clone(),
+        );
+
+        let grpc_stop = CancellationToken::new();
+        let service = ClientApi::server(
+            Arc::clone(&manager),
+            Arc::clone(&metrics),
+            config.max_request_bytes,
+        );
+        let grpc_task = tokio::spawn({
+            let stop = grpc_stop.clone();
+            tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(service)
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(grpc_listener),
+                    stop.cancelled_owned(),
+                )
+        });
+        ready.store(true, Ordering::Release);
+        info!(%client_addr, %http_addr, broker_id, "broker ready");
+        Ok(BrokerHandle {
+            client_addr,
+            http_addr,
+            broker_id,
+            manager,
+            metrics,
+            ready,
+            grpc_stop,
+            grpc_task: Some(grpc_task),
+            tasks_stop,
+            tasks,
+            http_stop,
+            http_task,
+            shutdown_timeout: config.shutdown_timeout(),
+        })
+    }
+}
+
+impl BrokerHandle {
+    /// The broker's metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Waits until the gRPC server stops on its own (it only does on a
+    /// fatal error) — for `select!` against a shutdown signal.
+    pub async fn serving_failed(&mut self) -> ServerError {
+        let Some(task) = self.grpc_task.as_mut() else {
+            return std::future::pending().await;
+        };
+        let result = task.await;
+        self.grpc_task = None;
+        match result {
+            Ok(Ok(())) => ServerError::Stopped,
+            Ok(Err(e)) => ServerError::Grpc(e),
+            Err(e) => ServerError::Task(e),
+        }
+    }
+
+    /// Graceful shutdown; see the module docs for the order.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        info!("shutting down");
+        self.ready.store(false, Ordering::Release);
+        self.manager.begin_shutdown();
+        self.grpc_stop.cancel();
+        if let Some(mut grpc_task) = self.grpc_task {
+            match tokio::time::timeout(self.shutdown_timeout, &mut grpc_task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => warn!(error = %e, "gRPC server ended with an error"),
+                Ok(Err(e)) => warn!(error = %e, "gRPC server task failed"),
+                Err(_) => {
+                    warn!(
+                        timeout_ms = self.shutdown_timeout.as_millis() as u64,
+                        "in-flight requests did not finish in time; closing their connections"
+                    );
+                    grpc_task.abort();
+                }
+            }
+        }
+        self.tasks_stop.cancel();
+        for t in self.tasks {
+            if let Err(e) = t.await {
+                warn!(error = %e, "background task failed");
+            }
+        }
+        let manager = Arc::clone(&self.manager);
+        let failed = tokio::task::spawn_blocking(move || manager.flush_all()).await?;
+        self.http_stop.cancel();
+        match self.http_task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "HTTP server ended with an error"),
+            Err(e) => warn!(error = %e, "HTTP server task failed"),
+        }
+        if failed > 0 {
+            error!(failed, "shutdown finished with unflushed logs");
+            return Err(ServerError::Flush(failed));
+        }
+        info!("shutdown complete: all logs flushed");
+        Ok(())
+    }
+}
+
+/// Runs a broker until `shutdown` resolves, then shuts it down gracefully.
+/// Prints `RILL_READY client=<addr> http=<addr>` on stdout once serving
+/// (tools and tests parse it to learn port-0 addresses).
+pub async fn run(
+    config: BrokerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let mut handle = Broker::start(config).await?;
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "RILL_READY client={} http={}",
+            handle.client_addr, handle.http_addr
+        );
+        let _ = out.flush();
+    }
+    tokio::select! {
+        () = shutdown => {
+            info!("shutdown requested");
+            handle.shutdown().await
+        }
+        err = handle.serving_failed() => {
+            error!(error = %err, "the gRPC server stopped unexpectedly");
+            if let Err(e) = handle.shutdown().await {
+                error!(error = %e, "shutdown after the failure was not clean");
+            }
+            Err(err)
+        }
+    }
+}
