@@ -9,7 +9,8 @@
 //! before each scrape of `/metrics` (see [`crate::http`]).
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric the broker exports. Names are listed in `docs/broker.md`.
@@ -42,6 +43,8 @@ pub struct Metrics {
     pub compaction_records_removed: IntCounterVec,
     /// Background task failures by `task` and error `kind`.
     pub background_errors: IntCounterVec,
+    /// Fetches currently long-polling for data.
+    pub fetches_waiting: IntGauge,
     /// Bytes on disk per partition.
     pub log_size_bytes: IntGaugeVec,
     /// Log end offset (next offset to assign) per partition.
@@ -175,6 +178,16 @@ impl Metrics {
                 "Failures of background tasks (flush, retention, compaction) by task and error kind.",
                 &["task", "kind"],
             ),
+            fetches_waiting: {
+                let g = IntGauge::new(
+                    "rill_fetches_waiting",
+                    "Fetch requests currently long-polling for data.",
+                )
+                .expect("valid metric definition");
+                r.register(Box::new(g.clone()))
+                    .expect("metric registered once");
+                g
+            },
             log_size_bytes: gauge(
                 &r,
                 "rill_log_size_bytes",

@@ -76,6 +76,22 @@ pub struct PartitionState {
     pub size_bytes: u64,
 }
 
+/// Counts a long poll in `rill_fetches_waiting` while it waits.
+struct WaitingGuard<'a>(&'a Metrics);
+
+impl<'a> WaitingGuard<'a> {
+    fn new(metrics: &'a Metrics) -> Self {
+        metrics.fetches_waiting.inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetches_waiting.dec();
+    }
+}
+
 /// Lifecycle of a [`Partition`].
 const OPEN: u8 = 0;
 /// Its topic was deleted: requests fail with [`Error::TopicDeleted`].
@@ -318,6 +334,7 @@ impl Partition {
             if read.data.len() >= min_bytes || closing {
                 return Ok(self.fetched(read.data, high_watermark, log_start_offset));
             }
+            let _waiting = WaitingGuard::new(&self.metrics);
             tokio::select! {
                 changed = hw_changes.changed() => {
                     if changed.is_err() {
