@@ -1,0 +1,658 @@
+//! The controller state machine: registrations and leases, fencing,
+//! leader election from the ISR, AlterPartition checks, controlled
+//! shutdown, topic creation and preferred-leader rebalance.
+//!
+//! Every operation works on a copy of the metadata and returns a [`Plan`]:
+//! the durable [`Change`]s (computed as a diff, so partition epochs are
+//! bumped exactly once per changed partition) plus liveness updates, which
+//! are not durable. [`Controller::apply`] installs a plan after the caller
+//! has persisted its changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use thiserror::Error;
+use tracing::info;
+
+use crate::placement::{self, PlacementError};
+use crate::state::{
+    BrokerId, BrokerRegistration, Change, ClusterMetadata, Endpoints, NO_LEADER, PartitionState,
+    TopicState,
+};
+
+/// Controller settings.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// A broker that has not heartbeated for this long is fenced.
+    pub session_timeout_ms: u64,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            session_timeout_ms: 1500,
+        }
+    }
+}
+
+/// Whether a broker may hold leadership and ISR membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Heartbeating: can lead and join ISRs.
+    Active,
+    /// Asked to stop: leaderships are moved away, it joins no ISR.
+    ShuttingDown,
+    /// Lease expired, or never registered with this controller: leads
+    /// nothing, joins no ISR, must register again.
+    Fenced,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Session {
+    epoch: i64,
+    expires_at_ms: u64,
+    liveness: Liveness,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ControllerError {
+    #[error("broker {0} is not registered")]
+    UnknownBroker(BrokerId),
+    #[error("broker {broker} sent epoch {got} but its current epoch is {current}: register again")]
+    StaleBrokerEpoch {
+        broker: BrokerId,
+        got: i64,
+        current: i64,
+    },
+    #[error("broker {0} is fenced (lease expired): register again")]
+    Fenced(BrokerId),
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+    #[error("unknown partition {topic}-{partition}")]
+    UnknownPartition { topic: String, partition: i32 },
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    #[error("broker {broker} is not the leader of {topic}-{partition} (leader is {leader})")]
+    NotLeader {
+        broker: BrokerId,
+        topic: String,
+        partition: i32,
+        leader: BrokerId,
+    },
+    #[error("stale leader epoch {got} for {topic}-{partition} (current {current})")]
+    FencedLeaderEpoch {
+        topic: String,
+        partition: i32,
+        got: i32,
+        current: i32,
+    },
+    #[error("stale partition epoch {got} for {topic}-{partition} (current {current})")]
+    InvalidUpdateVersion {
+        topic: String,
+        partition: i32,
+        got: i32,
+        current: i32,
+    },
+    #[error("invalid ISR {isr:?} for {topic}-{partition}: {reason}")]
+    InvalidIsr {
+        topic: String,
+        partition: i32,
+        isr: Vec<BrokerId>,
+        reason: String,
+    },
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+}
+
+impl ControllerError {
+    /// Short stable label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::UnknownBroker(_) => "unknown_broker",
+            Self::StaleBrokerEpoch { .. } => "stale_broker_epoch",
+            Self::Fenced(_) => "fenced",
+            Self::UnknownTopic(_) => "unknown_topic",
+            Self::UnknownPartition { .. } => "unknown_partition",
+            Self::TopicExists(_) => "topic_exists",
+            Self::NotLeader { .. } => "not_leader",
+            Self::FencedLeaderEpoch { .. } => "fenced_leader_epoch",
+            Self::InvalidUpdateVersion { .. } => "invalid_update_version",
+            Self::InvalidIsr { .. } => "invalid_isr",
+            Self::Invalid(_) => "invalid",
+            Self::Placement(_) => "placement",
+        }
+    }
+}
+
+/// The outcome of an operation: durable changes to persist first, then
+/// liveness updates to make with them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    sessions: Vec<(BrokerId, Option<Session>)>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.sessions.is_empty()
+    }
+}
+
+/// The metadata controller.
+#[derive(Debug)]
+pub struct Controller {
+    config: ControllerConfig,
+    /// The durable state, as last persisted.
+    meta: ClusterMetadata,
+    /// Leases of broker incarnations; in memory only. After a controller
+    /// takeover every known broker gets one session timeout of grace.
+    sessions: BTreeMap<BrokerId, Session>,
+}
+
+impl Controller {
+    /// Starts from persisted metadata at time `now_ms`.
+    pub fn new(config: ControllerConfig, meta: ClusterMetadata, now_ms: u64) -> Self {
+        let sessions = meta
+            .brokers
+            .values()
+            .map(|b| {
+                (
+                    b.id,
+                    Session {
+                        epoch: b.epoch,
+                        expires_at_ms: now_ms + config.session_timeout_ms,
+                        liveness: Liveness::Active,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            config,
+            meta,
+            sessions,
+        }
+    }
+
+    pub fn metadata(&self) -> &ClusterMetadata {
+        &self.meta
+    }
+
+    pub fn controller_epoch(&self) -> i64 {
+        self.meta.controller_epoch
+    }
+
+    pub fn liveness(&self, broker: BrokerId) -> Liveness {
+        self.sessions
+            .get(&broker)
+            .map_or(Liveness::Fenced, |s| s.liveness)
+    }
+
+    /// Installs a plan whose changes have been persisted; returns the
+    /// changes to broadcast.
+    pub fn apply(&mut self, plan: Plan) -> Vec<Change> {
+        for change in &plan.changes {
+            self.meta.apply(change);
+        }
+        for (id, session) in plan.sessions {
+            match session {
+                Some(s) => self.sessions.insert(id, s),
+                None => self.sessions.remove(&id),
+            };
+        }
+        plan.changes
+    }
+
+    fn usable(&self, sessions: &BTreeMap<BrokerId, Session>, id: BrokerId) -> bool {
+        sessions
+            .get(&id)
+            .is_some_and(|s| s.liveness == Liveness::Active)
+    }
+
+    fn session(&self, broker: BrokerId, epoch: i64) -> Result<&Session, ControllerError> {
+        let reg = self
+            .meta
+            .brokers
+            .get(&broker)
+            .ok_or(ControllerError::UnknownBroker(broker))?;
+        if reg.epoch != epoch {
+            return Err(ControllerError::StaleBrokerEpoch {
+                broker,
+                got: epoch,
+                current: reg.epoch,
+            });
+        }
+        match self.sessions.get(&broker) {
+            Some(s) if s.epoch == epoch && s.liveness != Liveness::Fenced => Ok(s),
+            _ => Err(ControllerError::Fenced(broker)),
+        }
+    }
+
+    /// Builds a plan: `f` edits a copy of the metadata given the sessions
+    /// as they will be after the plan.
+    fn plan(
+        &self,
+        sessions: Vec<(BrokerId, Option<Session>)>,
+        f: impl FnOnce(&mut ClusterMetadata, &dyn Fn(BrokerId) -> bool),
+    ) -> Plan {
+        let mut after = self.sessions.clone();
+        for (id, s) in &sessions {
+            match s {
+                Some(s) => after.insert(*id, *s),
+                None => after.remove(id),
+            };
+        }
+        let usable = |id| self.usable(&after, id);
+        let mut next = self.meta.clone();
+        f(&mut next, &usable);
+        bump_partition_epochs(&self.meta, &mut next);
+        Plan {
+            changes: self.meta.diff(&next),
+            sessions,
+        }
+    }
+
+    /// A broker (re)registers: a new incarnation with a higher epoch. The
+    /// previous incarnation is treated as failed: its leaderships move to
+    /// other in-sync replicas and it leaves the ISRs it shares. With a new
+    /// `log_dir_id` (wiped disk) it leaves every ISR, even as the last
+    /// member. Partitions left without a leader whose ISR holds the new
+    /// incarnation elect it.
+    pub fn register(
+        &self,
+        id: BrokerId,
+        log_dir_id: &str,
+        endpoints: Endpoints,
+        rack: Option<String>,
+        now_ms: u64,
+    ) -> Result<(Plan, i64), ControllerError> {
+        if id < 0 {
+            return Err(ControllerError::Invalid(format!(
+                "broker id {id} must be >= 0"
+            )));
+        }
+        if log_dir_id.is_empty() {
+            return Err(ControllerError::Invalid("empty log dir id".into()));
+        }
+        let epoch = self
+            .meta
+            .brokers
+            .values()
+            .map(|b| b.epoch)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let wiped = self
+            .meta
+            .brokers
+            .get(&id)
+            .is_some_and(|b| b.log_dir_id != log_dir_id);
+        let reg = BrokerRegistration {
+            id,
+            epoch,
+            log_dir_id: log_dir_id.to_owned(),
+            endpoints,
+            rack,
+        };
+        let session = Session {
+            epoch,
+            expires_at_ms: now_ms + self.config.session_timeout_ms,
+            liveness: Liveness::Active,
+        };
+        let plan = self.plan(vec![(id, Some(session))], |meta, usable| {
+            meta.brokers.insert(id, reg);
+            // The old incarnation fails over first (it must not be chosen
+            // again), then leaderless partitions may elect the new one.
+            let others = |b: BrokerId| b != id && usable(b);
+            remove_broker(meta, id, wiped, &others);
+            elect_leaderless(meta, usable);
+        });
+        info!(broker = id, epoch, wiped, "broker registered");
+        Ok((plan, epoch))
+    }
+
+    /// Renews a broker's lease. Refused for an older incarnation or a
+    /// fenced one (it must register again).
+    pub fn heartbeat(
+        &mut self,
+        id: BrokerId,
+        epoch: i64,
+        now_ms: u64,
+    ) -> Result<Liveness, ControllerError> {
+        let timeout = self.config.session_timeout_ms;
+        self.session(id, epoch)?;
+        let s = self.sessions.get_mut(&id).expect("checked");
+        s.expires_at_ms = now_ms + timeout;
+        Ok(s.liveness)
+    }
+
+    /// Fences brokers whose lease expired: their leaderships move to other
+    /// in-sync replicas and they leave every ISR where they are not the
+    /// last member.
+    pub fn tick(&self, now_ms: u64) -> Plan {
+        let expired: Vec<(BrokerId, Session)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.liveness != Liveness::Fenced && s.expires_at_ms <= now_ms)
+            .map(|(id, s)| {
+                (
+                    *id,
+                    Session {
+                        liveness: Liveness::Fenced,
+                        ..*s
+                    },
+                )
+            })
+            .collect();
+        if expired.is_empty() {
+            return Plan::default();
+        }
+        for (id, _) in &expired {
+            info!(broker = id, "broker lease expired: fencing");
+        }
+        let ids: Vec<BrokerId> = expired.iter().map(|(id, _)| *id).collect();
+        self.plan(
+            expired.into_iter().map(|(id, s)| (id, Some(s))).collect(),
+            |meta, usable| {
+                for id in ids {
+                    remove_broker(meta, id, false, usable);
+                }
+            },
+        )
+    }
+
+    /// A leader asks to change its partition's ISR. It must be the current
+    /// leader, name the current leader and partition epochs, keep itself in
+    /// the ISR, and add only active replicas.
+    #[allow(clippy::too_many_arguments)]
+    pub fn alter_partition(
+        &self,
+        broker: BrokerId,
+        broker_epoch: i64,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        new_isr: &[BrokerId],
+    ) -> Result<Plan, ControllerError> {
+        self.session(broker, broker_epoch)?;
+        let p = self.partition(topic, partition)?;
+        let err_isr = |reason: &str| ControllerError::InvalidIsr {
+            topic: topic.to_owned(),
+            partition,
+            isr: new_isr.to_vec(),
+            reason: reason.to_owned(),
+        };
+        if p.leader != broker {
+            return Err(ControllerError::NotLeader {
+                broker,
+                topic: topic.to_owned(),
+                partition,
+                leader: p.leader,
+            });
+        }
+        if leader_epoch != p.leader_epoch {
+            return Err(ControllerError::FencedLeaderEpoch {
+                topic: topic.to_owned(),
+                partition,
+                got: leader_epoch,
+                current: p.leader_epoch,
+            });
+        }
+        if partition_epoch != p.partition_epoch {
+            return Err(ControllerError::InvalidUpdateVersion {
+                topic: topic.to_owned(),
+                partition,
+                got: partition_epoch,
+                current: p.partition_epoch,
+            });
+        }
+        let set: BTreeSet<BrokerId> = new_isr.iter().copied().collect();
+        if set.len() != new_isr.len() {
+            return Err(err_isr("duplicate members"));
+        }
+        if !set.contains(&broker) {
+            return Err(err_isr("the leader must stay in the ISR"));
+        }
+        if let Some(r) = set.iter().find(|r| !p.replicas.contains(r)) {
+            return Err(err_isr(&format!("broker {r} is not a replica")));
+        }
+        for r in set.iter().filter(|r| !p.isr.contains(r)) {
+            if !self.usable(&self.sessions, *r) {
+                return Err(err_isr(&format!("broker {r} is fenced or shutting down")));
+            }
+        }
+        // Keep replica order so the preferred leader comes first.
+        let isr: Vec<BrokerId> = p
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| set.contains(r))
+            .collect();
+        let (topic, idx) = (topic.to_owned(), partition as usize);
+        Ok(self.plan(vec![], move |meta, _| {
+            meta.topics.get_mut(&topic).expect("checked").partitions[idx].isr = isr;
+        }))
+    }
+
+    /// A broker is stopping: it leads nothing it can hand over and leaves
+    /// ISRs where it is not the last member. Returns the plan and how many
+    /// partitions it still leads (no other in-sync replica to take them).
+    pub fn controlled_shutdown(
+        &self,
+        broker: BrokerId,
+        epoch: i64,
+    ) -> Result<(Plan, usize), ControllerError> {
+        let s = *self.session(broker, epoch)?;
+        let plan = self.plan(
+            vec![(
+                broker,
+                Some(Session {
+                    liveness: Liveness::ShuttingDown,
+                    ..s
+                }),
+            )],
+            |meta, usable| remove_broker(meta, broker, false, usable),
+        );
+        let mut next = self.meta.clone();
+        for c in &plan.changes {
+            next.apply(c);
+        }
+        let still_leading = next
+            .topics
+            .values()
+            .flat_map(|t| &t.partitions)
+            .filter(|p| p.leader == broker)
+            .count();
+        Ok((plan, still_leading))
+    }
+
+    /// Creates a topic, placing replicas on active brokers. Each partition
+    /// starts with every replica in sync (all logs are empty) and its
+    /// preferred replica leading.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i32,
+        config: BTreeMap<String, String>,
+    ) -> Result<Plan, ControllerError> {
+        if self.meta.topics.contains_key(name) {
+            return Err(ControllerError::TopicExists(name.to_owned()));
+        }
+        if partitions < 1 {
+            return Err(ControllerError::Invalid(format!(
+                "partitions must be >= 1, got {partitions}"
+            )));
+        }
+        let replicas = placement::place(
+            &self.meta,
+            &self.active_brokers(),
+            partitions as usize,
+            usize::try_from(replication_factor).unwrap_or(0),
+        )?;
+        let topic = TopicState {
+            name: name.to_owned(),
+            partitions: replicas.into_iter().map(new_partition).collect(),
+            config,
+        };
+        Ok(self.plan(vec![], move |meta, _| {
+            meta.topics.insert(topic.name.clone(), topic);
+        }))
+    }
+
+    /// Grows a topic to `total` partitions; existing ones do not move.
+    pub fn add_partitions(&self, name: &str, total: i32) -> Result<Plan, ControllerError> {
+        let t = self
+            .meta
+            .topics
+            .get(name)
+            .ok_or_else(|| ControllerError::UnknownTopic(name.to_owned()))?;
+        let have = t.partitions.len() as i32;
+        if total < have {
+            return Err(ControllerError::Invalid(format!(
+                "topic {name:?} has {have} partitions; partitions can only grow"
+            )));
+        }
+        let rf = t.partitions.first().map_or(1, |p| p.replicas.len());
+        let replicas = placement::place(
+            &self.meta,
+            &self.active_brokers(),
+            (total - have) as usize,
+            rf,
+        )?;
+        let name = name.to_owned();
+        Ok(self.plan(vec![], move |meta, _| {
+            let t = meta.topics.get_mut(&name).expect("checked");
+            t.partitions.extend(replicas.into_iter().map(new_partition));
+        }))
+    }
+
+    pub fn delete_topic(&self, name: &str) -> Result<Plan, ControllerError> {
+        if !self.meta.topics.contains_key(name) {
+            return Err(ControllerError::UnknownTopic(name.to_owned()));
+        }
+        let name = name.to_owned();
+        Ok(self.plan(vec![], move |meta, _| {
+            meta.topics.remove(&name);
+        }))
+    }
+
+    /// Moves leadership back to each partition's preferred replica where it
+    /// is in sync and active.
+    pub fn rebalance_preferred_leaders(&self) -> Plan {
+        self.plan(vec![], |meta, usable| {
+            for p in meta
+                .topics
+                .values_mut()
+                .flat_map(|t| t.partitions.iter_mut())
+            {
+                let preferred = p.replicas[0];
+                if p.leader != preferred && p.isr.contains(&preferred) && usable(preferred) {
+                    set_leader(p, preferred);
+                }
+            }
+        })
+    }
+
+    fn partition(&self, topic: &str, partition: i32) -> Result<&PartitionState, ControllerError> {
+        let t = self
+            .meta
+            .topics
+            .get(topic)
+            .ok_or_else(|| ControllerError::UnknownTopic(topic.to_owned()))?;
+        usize::try_from(partition)
+            .ok()
+            .and_then(|i| t.partitions.get(i))
+            .ok_or_else(|| ControllerError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+            })
+    }
+
+    fn active_brokers(&self) -> Vec<(BrokerId, Option<String>)> {
+        self.meta
+            .brokers
+            .values()
+            .filter(|b| self.usable(&self.sessions, b.id))
+            .map(|b| (b.id, b.rack.clone()))
+            .collect()
+    }
+}
+
+fn new_partition(replicas: Vec<BrokerId>) -> PartitionState {
+    PartitionState {
+        leader: replicas[0],
+        isr: replicas.clone(),
+        replicas,
+        leader_epoch: 0,
+        partition_epoch: 0,
+    }
+}
+
+fn set_leader(p: &mut PartitionState, leader: BrokerId) {
+    if p.leader != leader {
+        p.leader = leader;
+        p.leader_epoch += 1;
+    }
+}
+
+/// The first in-sync, usable replica in preference order; with unclean
+/// election allowed, any usable replica (which then becomes the whole ISR).
+fn elect(p: &mut PartitionState, unclean: bool, usable: &dyn Fn(BrokerId) -> bool) {
+    if let Some(&r) = p.replicas.iter().find(|r| p.isr.contains(r) && usable(**r)) {
+        set_leader(p, r);
+    } else if let Some(&r) = p.replicas.iter().find(|r| unclean && usable(**r)) {
+        set_leader(p, r);
+        p.isr = vec![r];
+    } else {
+        set_leader(p, NO_LEADER);
+    }
+}
+
+/// Takes `broker` out of leadership and ISRs. It stays in an ISR where it
+/// is the last member (so it can lead again once back, rather than forcing
+/// an unclean election), unless its disk was wiped.
+fn remove_broker(
+    meta: &mut ClusterMetadata,
+    broker: BrokerId,
+    wiped: bool,
+    usable: &dyn Fn(BrokerId) -> bool,
+) {
+    for t in meta.topics.values_mut() {
+        let unclean = t.unclean_election();
+        for p in &mut t.partitions {
+            if p.isr.contains(&broker) && (p.isr.len() > 1 || wiped) {
+                p.isr.retain(|r| *r != broker);
+            }
+            if p.leader == broker {
+                elect(p, unclean, usable);
+            }
+        }
+    }
+}
+
+/// Elects leaders for partitions that have none, where possible.
+fn elect_leaderless(meta: &mut ClusterMetadata, usable: &dyn Fn(BrokerId) -> bool) {
+    for t in meta.topics.values_mut() {
+        let unclean = t.unclean_election();
+        for p in t.partitions.iter_mut().filter(|p| p.leader == NO_LEADER) {
+            elect(p, unclean, usable);
+        }
+    }
+}
+
+/// Bumps the partition epoch of every partition that changed.
+fn bump_partition_epochs(old: &ClusterMetadata, next: &mut ClusterMetadata) {
+    for (name, t) in &mut next.topics {
+        let Some(old_t) = old.topics.get(name) else {
+            continue;
+        };
+        for (a, b) in old_t.partitions.iter().zip(t.partitions.iter_mut()) {
+            if a != b {
+                b.partition_epoch = a.partition_epoch + 1;
+            }
+        }
+    }
+}

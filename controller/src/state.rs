@@ -1,0 +1,167 @@
+//! The durable cluster metadata: registered brokers, topics and their
+//! partitions' replicas, leader, ISR and epochs, and the controller epoch.
+//! Only these change on leader/ISR/topic events; nothing per-append is
+//! ever stored here.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A broker's id (the StatefulSet ordinal on Kubernetes).
+pub type BrokerId = i32;
+
+/// `leader` value of a partition with no leader.
+pub const NO_LEADER: BrokerId = -1;
+
+/// Where a broker listens.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoints {
+    /// host:port of the gRPC client API.
+    pub client: String,
+    /// host:port of the Kafka listener.
+    pub kafka: String,
+    /// host:port of the replication gRPC service.
+    pub replication: String,
+}
+
+/// The latest registration of a broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub id: BrokerId,
+    /// Incarnation number, new and higher at every registration; requests
+    /// carrying an older one come from a dead incarnation and are refused.
+    pub epoch: i64,
+    /// Identity of the broker's data directory. A new one means the disk was
+    /// wiped: the broker holds no data and is in no ISR.
+    pub log_dir_id: String,
+    pub endpoints: Endpoints,
+    pub rack: Option<String>,
+}
+
+/// Replicas, leader and ISR of one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// Assigned replicas, preferred leader first.
+    pub replicas: Vec<BrokerId>,
+    /// In-sync replicas: only these can become leader (unless the topic
+    /// allows unclean election).
+    pub isr: Vec<BrokerId>,
+    /// Current leader, or [`NO_LEADER`].
+    pub leader: BrokerId,
+    /// Bumped at every leader change; fences requests from older leaders.
+    pub leader_epoch: i32,
+    /// Bumped at every change of this state; AlterPartition must name the
+    /// current one, so two writers cannot both succeed.
+    pub partition_epoch: i32,
+}
+
+/// A topic and its partitions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicState {
+    pub name: String,
+    pub partitions: Vec<PartitionState>,
+    /// Kafka-style topic config (retention.ms, min.insync.replicas, ...).
+    pub config: BTreeMap<String, String>,
+}
+
+impl TopicState {
+    /// Whether the topic lets an out-of-sync replica lead when no in-sync
+    /// one is available (`unclean.leader.election.enable=true`), trading
+    /// acknowledged data for availability.
+    pub fn unclean_election(&self) -> bool {
+        self.config
+            .get("unclean.leader.election.enable")
+            .is_some_and(|v| v == "true")
+    }
+}
+
+/// Everything the controller persists.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMetadata {
+    /// Incremented each time a controller takes over; every message to
+    /// brokers carries it and brokers ignore older ones.
+    pub controller_epoch: i64,
+    pub brokers: BTreeMap<BrokerId, BrokerRegistration>,
+    pub topics: BTreeMap<String, TopicState>,
+}
+
+/// One durable change; also what brokers are told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    Broker(BrokerRegistration),
+    /// A whole topic: created, or partitions added.
+    Topic(TopicState),
+    Partition {
+        topic: String,
+        partition: i32,
+        state: PartitionState,
+    },
+    DeleteTopic(String),
+}
+
+impl ClusterMetadata {
+    /// Applies one change.
+    pub fn apply(&mut self, change: &Change) {
+        match change {
+            Change::Broker(b) => {
+                self.brokers.insert(b.id, b.clone());
+            }
+            Change::Topic(t) => {
+                self.topics.insert(t.name.clone(), t.clone());
+            }
+            Change::Partition {
+                topic,
+                partition,
+                state,
+            } => {
+                if let Some(p) = self
+                    .topics
+                    .get_mut(topic)
+                    .and_then(|t| t.partitions.get_mut(*partition as usize))
+                {
+                    *p = state.clone();
+                }
+            }
+            Change::DeleteTopic(name) => {
+                self.topics.remove(name);
+            }
+        }
+    }
+
+    /// The changes that turn `self` into `next`, topic-level changes for
+    /// created topics and topics whose partition count or config changed,
+    /// partition-level changes otherwise.
+    pub fn diff(&self, next: &ClusterMetadata) -> Vec<Change> {
+        let mut out = Vec::new();
+        for (id, b) in &next.brokers {
+            if self.brokers.get(id) != Some(b) {
+                out.push(Change::Broker(b.clone()));
+            }
+        }
+        for name in self.topics.keys() {
+            if !next.topics.contains_key(name) {
+                out.push(Change::DeleteTopic(name.clone()));
+            }
+        }
+        for (name, t) in &next.topics {
+            match self.topics.get(name) {
+                Some(old)
+                    if old.config == t.config && old.partitions.len() == t.partitions.len() =>
+                {
+                    for (i, (a, b)) in old.partitions.iter().zip(&t.partitions).enumerate() {
+                        if a != b {
+                            out.push(Change::Partition {
+                                topic: name.clone(),
+                                partition: i as i32,
+                                state: b.clone(),
+                            });
+                        }
+                    }
+                }
+                Some(old) if old == t => {}
+                _ => out.push(Change::Topic(t.clone())),
+            }
+        }
+        out
+    }
+}
