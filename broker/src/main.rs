@@ -23,21 +23,19 @@ fn init_tracing(config: &BrokerConfig) {
     }
 }
 
-/// Resolves on SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+/// Installs SIGTERM (Kubernetes stopping the pod) and SIGINT (Ctrl-C)
+/// handlers now, before the broker reports ready, and returns a future that
+/// resolves on the first of them. Must run inside the runtime.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the broker");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-    }
+    })
 }
 
 fn main() -> ExitCode {
@@ -57,9 +55,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(rill_broker::run(config, shutdown_signal())) {
+    let result = runtime.block_on(async {
+        let shutdown = match shutdown_signal() {
+            Ok(shutdown) => shutdown,
+            Err(e) => {
+                eprintln!("rill-broker: cannot install signal handlers: {e}");
+                return Err(None);
+            }
+        };
+        rill_broker::run(config, shutdown).await.map_err(Some)
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(None) => ExitCode::FAILURE,
+        Err(Some(e)) => {
             tracing::error!(error = %e, "broker failed");
             eprintln!("rill-broker: {e}");
             ExitCode::FAILURE

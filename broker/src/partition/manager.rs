@@ -282,7 +282,7 @@ impl ReplicaManager {
             });
         }
         let replication_factor = match request.replication_factor {
-            0 | -1 | 1 => 1,
+            -1..=1 => 1,
             n => return Err(Error::InvalidReplicationFactor(n)),
         };
         // Validates every key and value; the error names the bad one.
