@@ -428,6 +428,18 @@ mod tests {
     }
 
     #[test]
+    fn given_no_flags_and_no_env_when_parsed_should_equal_the_env_free_defaults() {
+        if std::env::vars().any(|(k, _)| k.starts_with("RILL_")) {
+            // The declared defaults cannot be observed through the
+            // environment of this process; `ephemeral` is still covered by
+            // the other tests.
+            return;
+        }
+        let parsed = format!("{:?}", parse(&[]));
+        assert_eq!(parsed, format!("{:?}", BrokerConfig::parse_from_env_free()));
+    }
+
+    #[test]
     fn given_a_negative_broker_id_when_validated_should_fail() {
         let c = parse(&["--broker-id=-1"]);
         let err = c.validate().expect_err("must fail").to_string();
