@@ -32,7 +32,7 @@ use rill_proto::client::client_client::ClientClient;
 use thiserror::Error;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::log::batch::{self, BatchHeader};
+use crate::log::batch;
 
 pub use pb::{Broker, MetadataResponse, PartitionInfo, TopicInfo};
 
@@ -684,6 +684,7 @@ impl StickyPartitioner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::batch::BatchHeader;
 
     #[test]
     fn murmur2_matches_kafka_reference_values() {
