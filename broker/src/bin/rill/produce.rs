@@ -301,11 +301,17 @@ impl<'a> Producer<'a> {
     }
 }
 
-fn rate_line(records: u64, payload: u64, elapsed: Duration) -> String {
+/// `N records (X MiB)` and, with `target`, where they went.
+fn amount(records: u64, payload: u64) -> String {
+    let s = if records == 1 { "" } else { "s" };
+    format!("{records} record{s} ({})", human_bytes(payload as f64))
+}
+
+/// `in S s: R records/s, B/s`.
+fn rate(records: u64, payload: u64, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(1e-9);
     format!(
-        "{records} records ({}) in {:.2} s: {:.0} records/s, {}/s",
-        human_bytes(payload as f64),
+        "in {:.2} s: {:.0} records/s, {}/s",
         secs,
         records as f64 / secs,
         human_bytes(payload as f64 / secs)
@@ -417,7 +423,8 @@ pub async fn run(client: &Client, args: ProduceArgs) -> Result<()> {
             }
             _ = ticker.tick() => {
                 if !args.quiet {
-                    note!("progress: {}", rate_line(producer.acked.records, producer.acked.payload, start.elapsed()));
+                    let (r, b) = (producer.acked.records, producer.acked.payload);
+                    note!("progress: {} acknowledged {}", amount(r, b), rate(r, b, start.elapsed()));
                 }
             }
         }
@@ -425,23 +432,24 @@ pub async fn run(client: &Client, args: ProduceArgs) -> Result<()> {
     drop(rx);
     let _ = reader.join();
     if let Some(e) = input_error {
-        return Err(e.context(format!(
-            "stopped; the {} records read before were produced",
-            producer.acked.records
-        )));
+        let before = producer.acked.records;
+        bail!(
+            "{e:#} ({before} record{} before it {} produced)",
+            if before == 1 { "" } else { "s" },
+            if before == 1 { "was" } else { "were" }
+        );
     }
     if !args.quiet {
         let target = match args.partition {
             Some(p) => format!("{}/{p}", args.topic),
+            None if partitions == 1 => format!("{}/0", args.topic),
             None => format!("{} ({partitions} partitions)", args.topic),
         };
+        let (r, b) = (producer.acked.records, producer.acked.payload);
         note!(
-            "produced {} to {target}{}",
-            rate_line(
-                producer.acked.records,
-                producer.acked.payload,
-                start.elapsed()
-            ),
+            "produced {} to {target} {}{}",
+            amount(r, b),
+            rate(r, b, start.elapsed()),
             if args.acks == Acks::None {
                 " (acks=0: not confirmed)"
             } else {
