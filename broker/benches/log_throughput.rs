@@ -268,7 +268,11 @@ fn ceilings(dir: &Path, batch: &[u8], quick: bool) -> Result<()> {
     // 1 MiB writes, each followed by fdatasync.
     let total: u64 = if quick { 16 << 20 } else { 256 << 20 };
     let chunk = vec![9u8; 1 << 20];
-    let mut f = OpenOptions::new().create(true).write(true).open(&path)?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&path)?;
     let start = Instant::now();
     let mut written = 0u64;
     while written < total {

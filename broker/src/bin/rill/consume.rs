@@ -251,7 +251,10 @@ async fn follow<W: Write>(
                     .await;
                 let fetched = match result {
                     Ok(f) => f,
-                    Err(ClientError::Rpc { code, .. }) if code == tonic::Code::OutOfRange => {
+                    Err(ClientError::Rpc {
+                        code: tonic::Code::OutOfRange,
+                        ..
+                    }) => {
                         // Retention removed what we were about to read.
                         match client.list_offsets(&topic, p, OffsetQuery::Earliest).await {
                             Ok((earliest, _)) if earliest > offset => {
