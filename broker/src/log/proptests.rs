@@ -9,7 +9,7 @@ use kafka_protocol::records::Compression;
 use proptest::prelude::*;
 
 use super::segment::Segment;
-use super::tests::{decode, encode};
+use super::tests::{Rec, decode, encode};
 use super::*;
 
 #[derive(Debug, Clone)]
@@ -80,8 +80,7 @@ fn values_for(sizes: &[usize], seed: usize) -> Vec<Vec<u8>> {
 }
 
 fn append(log: &mut PartitionLog, values: &[Vec<u8>]) -> Result<(AppendInfo, usize), LogError> {
-    let recs: Vec<(Option<&[u8]>, &[u8], i64)> =
-        values.iter().map(|v| (None, v.as_slice(), 7)).collect();
+    let recs: Vec<Rec<'_>> = values.iter().map(|v| (None, v.as_slice(), 7)).collect();
     let mut data = encode(&recs, Compression::None);
     let len = data.len();
     log.append(&mut data, 1).map(|info| (info, len))
