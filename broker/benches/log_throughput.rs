@@ -39,6 +39,8 @@ const RECORD_BYTES: usize = 1024;
 const RECORDS_PER_BATCH: usize = 16;
 /// Size of each fetch.
 const READ_BYTES: usize = 1 << 20;
+/// Appends at least this slow are counted separately (segment rolls).
+const SLOW_APPEND_NS: u64 = 10_000_000;
 /// How often a progress line is printed during long phases.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
@@ -53,9 +55,22 @@ struct Args {
     /// Bytes to append with flush=fsync.
     #[arg(long, env = "RILL_BENCH_FSYNC_BYTES", default_value = "512M", value_parser = parse_size)]
     fsync_bytes: u64,
-    /// Concurrent appenders in the flush=fsync phase.
-    #[arg(long, default_value_t = 8)]
-    fsync_tasks: usize,
+    /// Concurrent appenders in the flush=fsync phase; a comma-separated
+    /// list runs the phase once per value.
+    #[arg(long, value_delimiter = ',', default_value = "8,64")]
+    fsync_tasks: Vec<usize>,
+    /// Segment size (the broker's default is 1 GiB); rolling fsyncs the
+    /// sealed segment inside the append that triggers it.
+    #[arg(long, default_value = "1G", value_parser = parse_size)]
+    segment_bytes: u64,
+    /// Phases to run, comma-separated: ceilings, replicated, fetch, fsync
+    /// (fetch reads what replicated wrote and needs it).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ceilings,replicated,fetch,fsync"
+    )]
+    phases: Vec<Phase>,
     /// Small sizes (64 MiB / 16 MiB) that run in a few seconds; for smoke tests.
     #[arg(long)]
     quick: bool,
@@ -67,6 +82,15 @@ struct Args {
     /// --all-targets`) the program runs as if `--quick` were given.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+/// A part of the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Phase {
+    Ceilings,
+    Replicated,
+    Fetch,
+    Fsync,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -107,8 +131,11 @@ fn main() -> Result<()> {
         args.bytes = 64 << 20;
         args.fsync_bytes = 16 << 20;
     }
-    if args.fsync_tasks == 0 {
-        bail!("--fsync-tasks must be at least 1");
+    if args.fsync_tasks.contains(&0) {
+        bail!("--fsync-tasks values must be at least 1");
+    }
+    if args.phases.contains(&Phase::Fetch) && !args.phases.contains(&Phase::Replicated) {
+        bail!("the fetch phase reads what the replicated phase wrote: add replicated to --phases");
     }
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
@@ -125,28 +152,43 @@ fn main() -> Result<()> {
         batch.len()
     );
     print_machine(tmp.path());
-    ceilings(tmp.path(), &batch, args.quick)?;
-
-    let replicated_dir = tmp.path().join("replicated-0");
-    let mut rep = append_replicated(&replicated_dir, &batch, args.bytes)?;
-    rep.print("append flush=replicated (1 appender)", records_per_byte);
-
-    fetch(&replicated_dir, rep.bytes)?;
-    fs::remove_dir_all(&replicated_dir).ok();
-
-    let fsync_dir = tmp.path().join("fsync-0");
-    let (mut fs_stats, syncs) =
-        append_fsync(&fsync_dir, &batch, args.fsync_bytes, args.fsync_tasks)?;
-    fs_stats.print(
-        &format!("append flush=fsync ({} appenders)", args.fsync_tasks),
-        records_per_byte,
-    );
-    let records = fs_stats.batches * RECORDS_PER_BATCH as u64;
-    println!(
-        "  group commit: {syncs} fsyncs, {:.1} records ({:.1} batches) per fsync",
-        records as f64 / syncs.max(1) as f64,
-        fs_stats.batches as f64 / syncs.max(1) as f64
-    );
+    let run = |phase| args.phases.contains(&phase);
+    if run(Phase::Ceilings) {
+        ceilings(tmp.path(), &batch, args.quick)?;
+    }
+    if run(Phase::Replicated) {
+        let replicated_dir = tmp.path().join("replicated-0");
+        let mut rep = append_replicated(&replicated_dir, &batch, args.bytes, args.segment_bytes)?;
+        rep.print("append flush=replicated (1 appender)", records_per_byte);
+        if run(Phase::Fetch) {
+            fetch(&replicated_dir, rep.bytes)?;
+        }
+        fs::remove_dir_all(&replicated_dir).ok();
+    }
+    if run(Phase::Fsync) {
+        for &tasks in &args.fsync_tasks {
+            let fsync_dir = tmp.path().join(format!("fsync-{tasks}"));
+            let (mut stats, syncs) = append_fsync(
+                &fsync_dir,
+                &batch,
+                args.fsync_bytes,
+                tasks,
+                args.segment_bytes,
+            )?;
+            stats.print(
+                &format!("append flush=fsync ({tasks} appenders)"),
+                records_per_byte,
+            );
+            let records = stats.batches * RECORDS_PER_BATCH as u64;
+            println!(
+                "  group commit: {syncs} fsyncs, {:.1} records ({:.1} batches, {:.0} KiB) per fsync",
+                records as f64 / syncs.max(1) as f64,
+                stats.batches as f64 / syncs.max(1) as f64,
+                stats.bytes as f64 / syncs.max(1) as f64 / 1024.0
+            );
+            fs::remove_dir_all(&fsync_dir).ok();
+        }
+    }
     Ok(())
 }
 
@@ -302,6 +344,8 @@ struct AppendStats {
     latencies: Vec<u64>,
     /// Extra line (e.g. interval fsyncs).
     note: String,
+    /// Concurrent appenders (latencies overlap).
+    parallelism: usize,
 }
 
 impl AppendStats {
@@ -326,6 +370,21 @@ impl AppendStats {
             fmt_ns(pct(0.99)),
             fmt_ns(self.latencies.last().copied().unwrap_or(0)),
         );
+        let slow: Vec<u64> = self
+            .latencies
+            .iter()
+            .copied()
+            .filter(|&ns| ns >= SLOW_APPEND_NS)
+            .collect();
+        if !slow.is_empty() {
+            println!(
+                "  {} appends took >= {} ms, {:.2} s in total ({:.0}% of the run)",
+                slow.len(),
+                SLOW_APPEND_NS / 1_000_000,
+                slow.iter().sum::<u64>() as f64 / 1e9,
+                slow.iter().sum::<u64>() as f64 / 1e9 / secs * 100.0 / self.parallelism as f64
+            );
+        }
         if !self.note.is_empty() {
             println!("  {}", self.note);
         }
@@ -372,9 +431,15 @@ impl Progress {
     }
 }
 
-fn append_replicated(dir: &Path, template: &[u8], total: u64) -> Result<AppendStats> {
+fn append_replicated(
+    dir: &Path,
+    template: &[u8],
+    total: u64,
+    segment_bytes: u64,
+) -> Result<AppendStats> {
     let config = LogConfig {
         flush: FlushPolicy::Replicated,
+        segment_bytes,
         ..LogConfig::default()
     };
     let interval = config.flush_interval;
@@ -429,6 +494,7 @@ fn append_replicated(dir: &Path, template: &[u8], total: u64) -> Result<AppendSt
         batches: appends,
         elapsed,
         latencies,
+        parallelism: 1,
         note: format!(
             "{} interval fsyncs during the run (flush.ms = {} ms); final fsync of the tail took {:.0} ms",
             flushes.load(Ordering::Relaxed),
@@ -443,9 +509,11 @@ fn append_fsync(
     template: &[u8],
     total: u64,
     tasks: usize,
+    segment_bytes: u64,
 ) -> Result<(AppendStats, u64)> {
     let config = LogConfig {
         flush: FlushPolicy::Fsync,
+        segment_bytes,
         ..LogConfig::default()
     };
     let log = Arc::new(Mutex::new(PartitionLog::open(dir, config)?));
@@ -512,6 +580,7 @@ fn append_fsync(
             elapsed,
             latencies,
             note: String::new(),
+            parallelism: tasks,
         },
         commit.syncs(),
     ))
