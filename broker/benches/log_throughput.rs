@@ -392,24 +392,24 @@ impl AppendStats {
 }
 
 fn fmt_ns(ns: u64) -> String {
-    if ns < 10_000 {
+    if ns < 1_000 {
         format!("{ns} ns")
-    } else if ns < 10_000_000 {
+    } else if ns < 1_000_000 {
         format!("{:.1} µs", ns as f64 / 1e3)
     } else {
-        format!("{:.1} ms", ns as f64 / 1e6)
+        format!("{:.2} ms", ns as f64 / 1e6)
     }
 }
 
 /// Prints a progress line to stderr at most every [`PROGRESS_EVERY`].
 struct Progress {
-    label: &'static str,
+    label: String,
     total: u64,
     last: Instant,
 }
 
 impl Progress {
-    fn new(label: &'static str, total: u64) -> Self {
+    fn new(label: String, total: u64) -> Self {
         eprintln!("{label}: {:.0} MiB ...", total as f64 / (1 << 20) as f64);
         Self {
             label,
@@ -470,7 +470,7 @@ fn append_replicated(
     let mut buf = template.to_vec();
     let appends = total.div_ceil(buf.len() as u64);
     let mut latencies = Vec::with_capacity(appends as usize);
-    let mut progress = Progress::new("append flush=replicated", total);
+    let mut progress = Progress::new("append flush=replicated".to_owned(), total);
     let start = Instant::now();
     let mut bytes = 0u64;
     for _ in 0..appends {
@@ -524,10 +524,6 @@ fn append_fsync(
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    eprintln!(
-        "append flush=fsync: {:.0} MiB with {tasks} appenders ...",
-        total as f64 / (1 << 20) as f64
-    );
     let start = Instant::now();
     let results: Vec<Result<Vec<u64>>> = runtime.block_on(async {
         let mut handles = Vec::new();
@@ -557,7 +553,7 @@ fn append_fsync(
                 Ok(latencies)
             }));
         }
-        let mut progress = Progress::new("append flush=fsync", total);
+        let mut progress = Progress::new(format!("append flush=fsync ({tasks} appenders)"), total);
         let mut out = Vec::new();
         for h in handles {
             while !h.is_finished() {
