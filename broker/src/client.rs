@@ -38,6 +38,8 @@ pub use pb::{Broker, MetadataResponse, PartitionInfo, TopicInfo};
 
 /// How long [`Client::connect`] waits for the TCP/HTTP2 connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default limit on one request (a fetch's long-poll wait comes on top).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest response the client accepts (a fetch returns at least one whole
 /// batch, and a stored batch may be up to 64 MiB).
 pub const MAX_RESPONSE_BYTES: usize = 80 << 20;
@@ -63,6 +65,13 @@ pub enum ClientError {
         addr: String,
         code: tonic::Code,
         message: String,
+    },
+    /// The broker did not answer in time.
+    #[error("{op} timed out after {after:?} on broker {addr}")]
+    Timeout {
+        op: &'static str,
+        addr: String,
+        after: Duration,
     },
     /// Records could not be encoded into a batch.
     #[error("cannot encode record batch: {0}")]
@@ -100,6 +109,7 @@ impl ClientError {
             Self::Rpc { code, .. } => Some(*code),
             Self::UnknownTopic { .. } => Some(tonic::Code::NotFound),
             Self::Connect { .. } => Some(tonic::Code::Unavailable),
+            Self::Timeout { .. } => Some(tonic::Code::DeadlineExceeded),
             _ => None,
         }
     }
@@ -192,6 +202,8 @@ pub struct Client {
     inner: ClientClient<Channel>,
     /// As the user gave it, for error messages.
     addr: String,
+    /// Limit on one request, so a stuck broker cannot hang a caller.
+    request_timeout: Duration,
 }
 
 impl fmt::Debug for Client {
@@ -264,7 +276,34 @@ impl Client {
         Ok(Self {
             inner: ClientClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES),
             addr: addr.to_owned(),
+            request_timeout: REQUEST_TIMEOUT,
         })
+    }
+
+    /// Sets the limit on one request (default [`REQUEST_TIMEOUT`]).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Runs one RPC with the request timeout (plus `extra`), mapping
+    /// statuses to [`ClientError`].
+    async fn call<T>(
+        &self,
+        op: &'static str,
+        extra: Duration,
+        fut: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, ClientError> {
+        let after = self.request_timeout + extra;
+        match tokio::time::timeout(after, fut).await {
+            Ok(Ok(reply)) => Ok(reply.into_inner()),
+            Ok(Err(status)) => Err(self.rpc_error(op, status)),
+            Err(_) => Err(ClientError::Timeout {
+                op,
+                addr: self.addr.clone(),
+                after,
+            }),
+        }
     }
 
     /// The address this client was connected with.
@@ -317,13 +356,10 @@ impl Client {
             timeout_ms: 0,
             record_batches,
         };
+        let mut inner = self.inner.clone();
         let reply = self
-            .inner
-            .clone()
-            .produce(request)
-            .await
-            .map_err(|s| self.rpc_error("produce", s))?
-            .into_inner();
+            .call("produce", Duration::ZERO, inner.produce(request))
+            .await?;
         Ok(ProduceAck {
             base_offset: reply.base_offset,
             log_end_offset: reply.log_end_offset,
@@ -381,13 +417,8 @@ impl Client {
             max_wait_ms: u32::try_from(max_wait.as_millis()).unwrap_or(u32::MAX),
             min_bytes,
         };
-        Ok(self
-            .inner
-            .clone()
-            .fetch(request)
-            .await
-            .map_err(|s| self.rpc_error("fetch", s))?
-            .into_inner())
+        let mut inner = self.inner.clone();
+        self.call("fetch", max_wait, inner.fetch(request)).await
     }
 
     /// Resolves an offset of `topic`/`partition`. Returns `(offset,
@@ -410,13 +441,10 @@ impl Client {
             partition,
             spec: Some(pb::OffsetSpec { spec: Some(spec) }),
         };
+        let mut inner = self.inner.clone();
         let reply = self
-            .inner
-            .clone()
-            .list_offsets(request)
-            .await
-            .map_err(|s| self.rpc_error("list offsets", s))?
-            .into_inner();
+            .call("list offsets", Duration::ZERO, inner.list_offsets(request))
+            .await?;
         Ok((reply.offset, reply.timestamp_ms))
     }
 
@@ -425,13 +453,9 @@ impl Client {
         let request = pb::MetadataRequest {
             topics: topics.iter().map(|t| (*t).to_owned()).collect(),
         };
-        Ok(self
-            .inner
-            .clone()
-            .metadata(request)
+        let mut inner = self.inner.clone();
+        self.call("metadata", Duration::ZERO, inner.metadata(request))
             .await
-            .map_err(|s| self.rpc_error("metadata", s))?
-            .into_inner())
     }
 
     /// Describes one topic; [`ClientError::UnknownTopic`] when it does not exist.
@@ -466,13 +490,10 @@ impl Client {
             replication_factor,
             config,
         };
+        let mut inner = self.inner.clone();
         let reply = self
-            .inner
-            .clone()
-            .create_topic(request)
-            .await
-            .map_err(|s| self.rpc_error("create topic", s))?
-            .into_inner();
+            .call("create topic", Duration::ZERO, inner.create_topic(request))
+            .await?;
         Ok(reply.topic.unwrap_or_else(|| TopicInfo {
             name: name.to_owned(),
             ..Default::default()
@@ -484,13 +505,17 @@ impl Client {
         let request = pb::DeleteTopicRequest {
             name: name.to_owned(),
         };
-        match self.inner.clone().delete_topic(request).await {
+        let mut inner = self.inner.clone();
+        match self
+            .call("delete topic", Duration::ZERO, inner.delete_topic(request))
+            .await
+        {
             Ok(_) => Ok(()),
-            Err(s) if s.code() == tonic::Code::NotFound => Err(ClientError::UnknownTopic {
+            Err(e) if e.code() == Some(tonic::Code::NotFound) => Err(ClientError::UnknownTopic {
                 addr: self.addr.clone(),
                 topic: name.to_owned(),
             }),
-            Err(s) => Err(self.rpc_error("delete topic", s)),
+            Err(e) => Err(e),
         }
     }
 }

@@ -17,6 +17,7 @@ mod topic;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use rill_broker::client::Client;
@@ -33,6 +34,9 @@ struct Cli {
         default_value = "127.0.0.1:9093"
     )]
     broker: String,
+    /// Seconds to wait for each broker reply (long polls wait longer).
+    #[arg(long, global = true, env = "RILL_TIMEOUT", default_value_t = 30.0, value_parser = parse_seconds)]
+    timeout: f64,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,6 +64,13 @@ macro_rules! note {
     }};
 }
 
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<io::Error>()
@@ -82,7 +93,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = Client::connect(&cli.broker).await?;
+    let client = Client::connect(&cli.broker)
+        .await?
+        .with_request_timeout(Duration::from_secs_f64(cli.timeout));
     match cli.command {
         Command::Topic(cmd) => topic::run(&client, cmd).await,
         Command::Produce(args) => produce::run(&client, args).await,
