@@ -27,6 +27,17 @@ use super::segment::{self, ReadSlice, Segment};
 /// followers accept what leaders stored, and recovery bounds reads by it.
 pub const MAX_STORED_BATCH: usize = 64 << 20;
 
+/// File holding the recovery point: every segment wholly below this
+/// offset was fsynced and is trusted on start without a full scan.
+const RECOVERY_POINT_FILE: &str = "recovery-point";
+
+fn read_recovery_point(dir: &Path) -> i64 {
+    fs::read_to_string(dir.join(RECOVERY_POINT_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -71,6 +82,8 @@ pub struct PartitionLog {
     next_offset: i64,
     /// Everything below this offset is known to be on disk (fsynced).
     flushed_offset: Arc<AtomicI64>,
+    /// The recovery point last written to disk.
+    checkpointed: AtomicI64,
 }
 
 fn now_ms() -> i64 {
@@ -105,13 +118,17 @@ impl PartitionLog {
             }
         }
         bases.sort_unstable();
+        let recovery_point = read_recovery_point(dir);
         let now = now_ms();
         let mut segments = BTreeMap::new();
         let mut cut_at: Option<usize> = None;
         for (i, &base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
+            // A segment is known durable only if it lies wholly below the
+            // recovery point; every other one is validated batch by batch.
+            let trusted = bases.get(i + 1).is_some_and(|next| *next <= recovery_point);
             let (seg, truncation) =
-                Segment::open(dir, base, config.index_interval_bytes, last, now)
+                Segment::open(dir, base, config.index_interval_bytes, !trusted, now)
                     .map_err(io_err("opening segment in"))?;
             if let Some(t) = &truncation {
                 warn!(
@@ -154,7 +171,10 @@ impl PartitionLog {
             segments,
             log_start_offset,
             next_offset,
-            flushed_offset: Arc::new(AtomicI64::new(next_offset)),
+            flushed_offset: Arc::new(AtomicI64::new(
+                recovery_point.clamp(log_start_offset, next_offset),
+            )),
+            checkpointed: AtomicI64::new(recovery_point),
         })
     }
 
@@ -307,12 +327,15 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Seals the active segment (fsync + index files) and starts a new one
-    /// at `base`.
+    /// Writes the active segment's index files and starts a new segment at
+    /// `base`. The old segment's data is not fsynced here (that would stall
+    /// the append for a whole segment's worth of dirty pages): the next
+    /// flush covers it, and until the recovery point passes it, recovery
+    /// validates it batch by batch.
     fn roll(&mut self, base: i64, now: i64) -> Result<(), LogError> {
         let dir = self.dir.clone();
         let ctx = |e| LogError::io(format!("rolling segment in {}", dir.display()), e);
-        self.active().seal().map_err(ctx)?;
+        self.active().save_indexes().map_err(ctx)?;
         let seg =
             Segment::create(&dir, base, self.config.index_interval_bytes, now).map_err(ctx)?;
         self.segments.insert(base, seg);
@@ -415,9 +438,18 @@ impl PartitionLog {
         }
         self.active_mut().truncate_to(offset).map_err(ctx)?;
         self.next_offset = self.active().next_offset();
-        self.flushed_offset
-            .fetch_min(self.next_offset, Ordering::AcqRel);
+        self.lower_recovery_point(self.next_offset)?;
         info!(dir = %self.dir.display(), offset, next_offset = self.next_offset, "log truncated");
+        Ok(())
+    }
+
+    /// After a truncation, data at or above `offset` is new and not durable:
+    /// the recovery point on disk must not vouch for it.
+    fn lower_recovery_point(&mut self, offset: i64) -> Result<(), LogError> {
+        self.flushed_offset.fetch_min(offset, Ordering::AcqRel);
+        if self.checkpointed.load(Ordering::Acquire) > offset {
+            self.write_recovery_point(offset)?;
+        }
         Ok(())
     }
 
@@ -452,6 +484,7 @@ impl PartitionLog {
         self.log_start_offset = offset;
         self.next_offset = offset;
         self.flushed_offset.store(offset, Ordering::Release);
+        self.write_recovery_point(offset)?;
         info!(dir = %self.dir.display(), offset, "log reset");
         Ok(())
     }
@@ -506,23 +539,66 @@ impl PartitionLog {
         Ok(result)
     }
 
-    /// fsyncs everything appended so far.
+    /// Segments holding data at or above the flushed offset: the ones an
+    /// fsync must cover.
+    fn unflushed_files(&self) -> Vec<Arc<File>> {
+        let flushed = self.flushed_offset();
+        let mut files: Vec<Arc<File>> = self
+            .segments
+            .values()
+            .rev()
+            .take_while(|s| s.next_offset() > flushed || s.is_empty())
+            .map(Segment::file)
+            .collect();
+        if files.is_empty() {
+            files.push(self.active().file());
+        }
+        files
+    }
+
+    /// fsyncs everything appended so far and records the new recovery point
+    /// on disk (segments wholly below it are trusted on the next start).
     pub fn flush(&self) -> Result<(), LogError> {
-        let target = self.next_offset;
-        self.active()
+        self.sync_handle()
             .sync()
             .map_err(|e| LogError::io(format!("flushing {}", self.dir.display()), e))?;
-        self.flushed_offset.fetch_max(target, Ordering::AcqRel);
+        self.checkpoint()?;
+        Ok(())
+    }
+
+    /// Writes the flushed offset to disk as the recovery point if it moved
+    /// since last written. Returns whether it wrote.
+    pub fn checkpoint(&self) -> Result<bool, LogError> {
+        let flushed = self.flushed_offset();
+        if flushed <= self.checkpointed.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        self.write_recovery_point(flushed)?;
+        Ok(true)
+    }
+
+    fn write_recovery_point(&self, offset: i64) -> Result<(), LogError> {
+        super::index::write_atomically(
+            &self.dir.join(RECOVERY_POINT_FILE),
+            offset.to_string().as_bytes(),
+        )
+        .map_err(|e| {
+            LogError::io(
+                format!("writing recovery point in {}", self.dir.display()),
+                e,
+            )
+        })?;
+        self.checkpointed.store(offset, Ordering::Release);
         Ok(())
     }
 
     /// What to fsync to make everything below the log end durable: the
-    /// active segment's file (sealed segments were synced when rolled), the
-    /// target offset, and the shared flushed-offset cell to advance. Lets
-    /// group commit fsync without holding the log lock.
+    /// files of the segments not yet flushed, the target offset, and the
+    /// shared flushed-offset cell to advance. Lets group commit fsync
+    /// without holding the log lock.
     pub fn sync_handle(&self) -> SyncHandle {
         SyncHandle {
-            file: self.active().file(),
+            files: self.unflushed_files(),
             target: self.next_offset,
             flushed: Arc::clone(&self.flushed_offset),
         }
@@ -544,7 +620,7 @@ impl PartitionLog {
 /// See [`PartitionLog::sync_handle`].
 #[derive(Debug, Clone)]
 pub struct SyncHandle {
-    file: Arc<File>,
+    files: Vec<Arc<File>>,
     target: i64,
     flushed: Arc<AtomicI64>,
 }
@@ -567,7 +643,9 @@ impl SyncHandle {
         if self.is_done() {
             return Ok(());
         }
-        self.file.sync_data()?;
+        for f in &self.files {
+            f.sync_data()?;
+        }
         self.flushed.fetch_max(self.target, Ordering::AcqRel);
         Ok(())
     }

@@ -402,10 +402,15 @@ impl Segment {
         Ok(())
     }
 
-    /// Makes the segment durable and writes its index files: after this the
-    /// segment is trusted on the next start without a full scan.
+    /// Makes the segment durable and writes its index files.
     pub fn seal(&self) -> io::Result<()> {
         self.file.sync_data()?;
+        self.save_indexes()
+    }
+
+    /// Writes the index files. They are used on the next start only while
+    /// the segment lies below the log's recovery point.
+    pub fn save_indexes(&self) -> io::Result<()> {
         self.index.save(&self.index_path())?;
         self.time_index.save(&self.time_index_path())
     }

@@ -511,3 +511,59 @@ async fn given_concurrent_fsync_appenders_then_group_commit_shares_fsyncs() {
     assert_eq!(log.lock().next_offset(), 200);
     assert!(gc.syncs() >= 1 && gc.syncs() <= 200, "syncs {}", gc.syncs());
 }
+
+fn recovery_point(dir: &Path) -> i64 {
+    std::fs::read_to_string(dir.join("recovery-point"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn given_unflushed_sealed_segments_then_recovery_validates_them_and_flush_moves_the_recovery_point()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(300)).unwrap();
+    for i in 0..12 {
+        append_values(
+            &mut log,
+            &[format!("value-{i}").as_bytes(), &[b'p'; 100]],
+            i,
+        );
+    }
+    let bases = log.segment_bases();
+    assert!(bases.len() >= 4);
+    drop(log);
+    // A sealed (indexed) but never flushed segment is damaged: recovery
+    // must find it and cut the log there, dropping later segments.
+    let victim = bases[1];
+    let path = segment::Segment::log_path(dir.path(), victim);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 5] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(300)).unwrap();
+    assert!(log.next_offset() < bases[2], "cut inside segment {victim}");
+    assert!(log.next_offset() >= victim);
+    assert_eq!(log.segment_bases().last(), Some(&victim));
+    // Flushing persists the recovery point; later segments below it are
+    // trusted (opened from their index files).
+    for i in 0..12 {
+        append_values(
+            &mut log,
+            &[format!("again-{i}").as_bytes(), &[b'q'; 100]],
+            i,
+        );
+    }
+    log.flush().unwrap();
+    assert_eq!(recovery_point(dir.path()), log.next_offset());
+    let end = log.next_offset();
+    drop(log);
+    let mut log = PartitionLog::open(dir.path(), config(300)).unwrap();
+    assert_eq!(log.next_offset(), end);
+    assert_eq!(log.flushed_offset(), end);
+    // Truncation lowers the recovery point on disk at once.
+    log.truncate_to(victim + 1).unwrap();
+    assert!(recovery_point(dir.path()) <= log.next_offset());
+}

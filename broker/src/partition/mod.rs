@@ -406,18 +406,26 @@ impl Partition {
         if self.state.load(Ordering::Acquire) == DELETED {
             return Ok(false);
         }
-        let (due, target) = {
+        let (dirty, due, target) = {
             let log = self.log.read();
             let dirty = log.flushed_offset() < log.next_offset();
             let interval = log.config().flush_interval;
-            let due = dirty && now.duration_since(*self.last_flush.lock()) >= interval;
-            (due, log.next_offset())
+            let due = now.duration_since(*self.last_flush.lock()) >= interval;
+            (dirty, due, log.next_offset())
         };
         if !due {
             return Ok(false);
         }
-        self.make_durable(target, "interval").await?;
-        Ok(true)
+        if dirty {
+            self.make_durable(target, "interval").await?;
+        }
+        // Persist the recovery point (a no-op unless it moved), so a restart
+        // trusts the segments below it instead of re-validating them.
+        self.log
+            .read()
+            .checkpoint()
+            .map_err(|e| self.log_error(e))?;
+        Ok(dirty)
     }
 
     /// Flushes everything now (shutdown). Blocking.
