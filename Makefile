@@ -2,12 +2,16 @@
 # README and .ci/run both call it.
 CARGO ?= cargo
 
-.PHONY: test test-rust build release fmt lint
+.PHONY: test test-rust quickstart-smoke build release fmt lint
 
-test: lint test-rust
+test: lint test-rust quickstart-smoke
 
 test-rust:
 	$(CARGO) test --workspace --all-targets
+
+# The README's quick start, in debug and without waiting for Ctrl-C.
+quickstart-smoke:
+	scripts/quickstart.sh --smoke
 
 build:
 	$(CARGO) build --workspace --all-targets
