@@ -2,7 +2,11 @@
 //! building Rill never needs a system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/client.proto"];
+    let files = [
+        "proto/client.proto",
+        "proto/controller.proto",
+        "proto/replication.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

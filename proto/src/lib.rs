@@ -3,8 +3,22 @@
 //! - [`client`]: the small data API used by the `rill` CLI and Rust clients
 //!   (produce, fetch, list offsets, metadata, topic admin). Record data travels
 //!   as Kafka RecordBatch v2 bytes, exactly as the broker stores them.
+//! - [`controller`]: brokers and the metadata controller (register,
+//!   heartbeat, watch metadata, AlterPartition, controlled shutdown, topic
+//!   admin).
+//! - [`replication`]: followers fetching from partition leaders.
 
 /// `rill.client.v1`: the client data API.
 pub mod client {
     tonic::include_proto!("rill.client.v1");
+}
+
+/// `rill.controller.v1`: brokers and the metadata controller.
+pub mod controller {
+    tonic::include_proto!("rill.controller.v1");
+}
+
+/// `rill.replication.v1`: followers fetching from leaders.
+pub mod replication {
+    tonic::include_proto!("rill.replication.v1");
 }
