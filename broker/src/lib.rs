@@ -7,6 +7,7 @@ pub mod log;
 pub mod metadata;
 pub mod metrics;
 pub mod partition;
+pub mod replication;
 pub mod server;
 
 pub use server::{Broker, BrokerHandle, ServerError, run};

@@ -1,0 +1,178 @@
+//! The leader epoch cache of one partition replica: which leader epoch
+//! started at which offset (Kafka's `leader-epoch-checkpoint`).
+//!
+//! A leader records `(epoch, log end)` when it takes over; a follower
+//! records `(epoch, base offset)` when it appends the first batch stamped
+//! with a newer epoch. With it, a replica that becomes follower finds where
+//! its log and the leader's diverge — the end of the last epoch both have —
+//! and truncates exactly there, never to a stale high watermark
+//! (KIP-101/279).
+//!
+//! The file is `leader-epoch-checkpoint` in the partition directory, one
+//! `epoch start_offset` line per entry, replaced atomically on change.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// File name in the partition directory.
+pub const FILE: &str = "leader-epoch-checkpoint";
+
+/// Epoch -> start offset entries, epochs and offsets increasing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochCache {
+    path: PathBuf,
+    entries: Vec<(i32, i64)>,
+}
+
+impl EpochCache {
+    /// Loads the cache of the partition in `dir` (empty when missing).
+    /// Entries that do not increase are dropped, keeping a usable prefix.
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        let path = dir.join(FILE);
+        let mut entries: Vec<(i32, i64)> = Vec::new();
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                for line in text.lines() {
+                    let mut it = line.split_whitespace();
+                    let (Some(e), Some(o)) = (it.next(), it.next()) else {
+                        break;
+                    };
+                    let (Ok(e), Ok(o)) = (e.parse::<i32>(), o.parse::<i64>()) else {
+                        break;
+                    };
+                    if entries.last().is_some_and(|(le, lo)| e <= *le || o < *lo) {
+                        break;
+                    }
+                    entries.push((e, o));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(Self { path, entries })
+    }
+
+    /// The newest (epoch, start offset).
+    pub fn latest(&self) -> Option<(i32, i64)> {
+        self.entries.last().copied()
+    }
+
+    /// Epoch of the last batch in a log ending at `log_end`, or -1.
+    pub fn latest_epoch(&self) -> i32 {
+        self.latest().map_or(-1, |(e, _)| e)
+    }
+
+    pub fn entries(&self) -> &[(i32, i64)] {
+        &self.entries
+    }
+
+    /// Records that `epoch` starts at `start_offset`. Ignored unless the
+    /// epoch is newer than the latest; an entry starting at or after
+    /// `start_offset` with an older epoch is replaced (it held no data).
+    pub fn assign(&mut self, epoch: i32, start_offset: i64) -> io::Result<bool> {
+        if self.latest().is_some_and(|(e, _)| epoch <= e) {
+            return Ok(false);
+        }
+        while self.entries.last().is_some_and(|(_, o)| *o >= start_offset) {
+            self.entries.pop();
+        }
+        self.entries.push((epoch, start_offset));
+        self.save()?;
+        Ok(true)
+    }
+
+    /// The largest epoch <= `epoch` this replica has, with the offset where
+    /// it ends: the next epoch's start, or `log_end` for the latest one.
+    /// `(-1, -1)` when every known epoch is newer (or none is known).
+    pub fn end_offset_for(&self, epoch: i32, log_end: i64) -> (i32, i64) {
+        let i = self.entries.partition_point(|(e, _)| *e <= epoch);
+        if i == 0 {
+            return (-1, -1);
+        }
+        let found = self.entries[i - 1].0;
+        let end = self.entries.get(i).map_or(log_end, |(_, o)| *o);
+        (found, end)
+    }
+
+    /// Forgets epochs that start at or after `end_offset` (the log was
+    /// truncated there).
+    pub fn truncate_from_end(&mut self, end_offset: i64) -> io::Result<()> {
+        let before = self.entries.len();
+        self.entries.retain(|(_, o)| *o < end_offset);
+        if self.entries.len() != before {
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// The log was emptied and restarts at `offset`.
+    pub fn clear(&mut self) -> io::Result<()> {
+        self.entries.clear();
+        self.save()
+    }
+
+    fn save(&self) -> io::Result<()> {
+        let mut text = String::new();
+        for (e, o) in &self.entries {
+            text.push_str(&format!("{e} {o}\n"));
+        }
+        let tmp = self.path.with_extension("tmp");
+        {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_data()?;
+        }
+        fs::rename(&tmp, &self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_epochs_then_end_offsets_follow_kafka_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = EpochCache::open(dir.path()).unwrap();
+        assert_eq!(c.end_offset_for(0, 0), (-1, -1));
+        c.assign(1, 0).unwrap();
+        c.assign(3, 10).unwrap();
+        c.assign(4, 25).unwrap();
+        assert!(!c.assign(2, 30).unwrap(), "older epochs are ignored");
+        assert_eq!(c.end_offset_for(0, 40), (-1, -1));
+        assert_eq!(c.end_offset_for(1, 40), (1, 10));
+        // Epoch 2 never led here: the largest epoch below it is 1.
+        assert_eq!(c.end_offset_for(2, 40), (1, 10));
+        assert_eq!(c.end_offset_for(3, 40), (3, 25));
+        assert_eq!(c.end_offset_for(4, 40), (4, 40));
+        assert_eq!(c.end_offset_for(9, 40), (4, 40));
+        assert_eq!(c.latest_epoch(), 4);
+    }
+
+    #[test]
+    fn given_truncation_and_reopen_then_entries_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = EpochCache::open(dir.path()).unwrap();
+        c.assign(1, 0).unwrap();
+        c.assign(2, 10).unwrap();
+        c.assign(5, 20).unwrap();
+        c.truncate_from_end(20).unwrap();
+        assert_eq!(c.entries(), &[(1, 0), (2, 10)]);
+        let again = EpochCache::open(dir.path()).unwrap();
+        assert_eq!(again.entries(), c.entries());
+        // A newer epoch starting where an empty older one starts replaces it.
+        c.assign(6, 10).unwrap();
+        assert_eq!(c.entries(), &[(1, 0), (6, 10)]);
+        c.clear().unwrap();
+        assert_eq!(EpochCache::open(dir.path()).unwrap().latest(), None);
+    }
+
+    #[test]
+    fn given_damaged_file_then_valid_prefix_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(FILE), "1 0\n3 10\n2 20\ngarbage\n").unwrap();
+        let c = EpochCache::open(dir.path()).unwrap();
+        assert_eq!(c.entries(), &[(1, 0), (3, 10)]);
+    }
+}

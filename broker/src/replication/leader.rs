@@ -1,0 +1,328 @@
+//! Leader-side replication state of one partition: each follower's log end
+//! offset (LEO) as shown by its fetches, the high watermark, and ISR shrink
+//! and expand decisions. Pure: no I/O, the time is passed in, so a test can
+//! drive a leader through any sequence of fetches and clocks.
+//!
+//! Rules (Kafka's, KIP-497 for the pending state):
+//! - HW = min LEO over the *maximal* ISR: the committed ISR plus members of
+//!   an AlterPartition still in flight. It never moves backwards.
+//! - A follower's LEO is unknown until it fetches in this leader epoch, so
+//!   a new leader exposes nothing its ISR has not confirmed in its epoch.
+//! - A follower is caught up when a fetch reaches the leader's LEO at that
+//!   moment, or reaches the LEO the leader had at its previous fetch.
+//!   ISR members not caught up for `replica.lag.time.max.ms` are removed.
+//! - A replica outside the ISR is added back once its LEO reaches both the
+//!   HW and the offset where this leader epoch began.
+//! - One ISR change at a time: none is proposed while one is pending.
+
+use std::collections::BTreeMap;
+
+/// A broker id.
+pub type BrokerId = i32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Follower {
+    /// Fetch offset of the follower's last fetch in this epoch.
+    leo: Option<i64>,
+    /// Last time the follower was known to have everything.
+    last_caught_up_ms: u64,
+    /// The leader's LEO at the follower's previous fetch, and when.
+    last_fetch_leader_leo: i64,
+    last_fetch_ms: u64,
+}
+
+/// Replication state of a partition this broker leads.
+#[derive(Debug, Clone)]
+pub struct LeaderState {
+    me: BrokerId,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    replicas: Vec<BrokerId>,
+    /// ISR as last committed by the controller.
+    isr: Vec<BrokerId>,
+    /// The ISR of an AlterPartition in flight.
+    pending: Option<Vec<BrokerId>>,
+    followers: BTreeMap<BrokerId, Follower>,
+    /// Log end when this epoch began.
+    epoch_start_offset: i64,
+    high_watermark: i64,
+}
+
+impl LeaderState {
+    /// Takes leadership at `leader_epoch`. Followers get one lag period
+    /// from now before they can be removed from the ISR.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        me: BrokerId,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        replicas: Vec<BrokerId>,
+        isr: Vec<BrokerId>,
+        epoch_start_offset: i64,
+        high_watermark: i64,
+        now_ms: u64,
+    ) -> Self {
+        let followers = replicas
+            .iter()
+            .filter(|r| **r != me)
+            .map(|r| {
+                (
+                    *r,
+                    Follower {
+                        leo: None,
+                        last_caught_up_ms: now_ms,
+                        last_fetch_leader_leo: i64::MAX,
+                        last_fetch_ms: now_ms,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            me,
+            leader_epoch,
+            partition_epoch,
+            replicas,
+            isr,
+            pending: None,
+            followers,
+            epoch_start_offset,
+            high_watermark,
+        }
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+    pub fn partition_epoch(&self) -> i32 {
+        self.partition_epoch
+    }
+    pub fn isr(&self) -> &[BrokerId] {
+        &self.isr
+    }
+    pub fn replicas(&self) -> &[BrokerId] {
+        &self.replicas
+    }
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+    pub fn pending(&self) -> Option<&[BrokerId]> {
+        self.pending.as_deref()
+    }
+    /// A follower's LEO as last reported in this epoch.
+    pub fn follower_leo(&self, id: BrokerId) -> Option<i64> {
+        self.followers.get(&id).and_then(|f| f.leo)
+    }
+
+    /// The controller committed a new partition state with the same leader
+    /// and epoch (an ISR change, ours or not): adopt it.
+    pub fn update(
+        &mut self,
+        partition_epoch: i32,
+        replicas: Vec<BrokerId>,
+        isr: Vec<BrokerId>,
+        now_ms: u64,
+    ) {
+        for r in &replicas {
+            if *r != self.me {
+                self.followers.entry(*r).or_insert(Follower {
+                    leo: None,
+                    last_caught_up_ms: now_ms,
+                    last_fetch_leader_leo: i64::MAX,
+                    last_fetch_ms: now_ms,
+                });
+            }
+        }
+        self.followers.retain(|id, _| replicas.contains(id));
+        self.partition_epoch = partition_epoch;
+        self.replicas = replicas;
+        self.isr = isr;
+        self.pending = None;
+    }
+
+    /// Records a follower's fetch at `fetch_offset` while the leader's LEO
+    /// is `leader_leo`. Returns the new HW if it moved.
+    pub fn on_fetch(
+        &mut self,
+        follower: BrokerId,
+        fetch_offset: i64,
+        leader_leo: i64,
+        now_ms: u64,
+    ) -> Option<i64> {
+        let f = self.followers.get_mut(&follower)?;
+        f.leo = Some(fetch_offset);
+        if fetch_offset >= leader_leo {
+            f.last_caught_up_ms = now_ms;
+        } else if fetch_offset >= f.last_fetch_leader_leo {
+            f.last_caught_up_ms = f.last_caught_up_ms.max(f.last_fetch_ms);
+        }
+        f.last_fetch_leader_leo = leader_leo;
+        f.last_fetch_ms = now_ms;
+        self.advance(leader_leo)
+    }
+
+    /// Recomputes the HW after the leader's LEO or the ISR changed.
+    /// Returns the new HW if it moved.
+    pub fn advance(&mut self, leader_leo: i64) -> Option<i64> {
+        let mut members: Vec<BrokerId> = self.isr.clone();
+        if let Some(p) = &self.pending {
+            members.extend(p.iter().filter(|r| !self.isr.contains(r)));
+        }
+        let min = members
+            .iter()
+            .map(|r| {
+                if *r == self.me {
+                    leader_leo
+                } else {
+                    self.follower_leo(*r).unwrap_or(-1)
+                }
+            })
+            .min()
+            .unwrap_or(leader_leo)
+            .min(leader_leo);
+        if min > self.high_watermark {
+            self.high_watermark = min;
+            Some(min)
+        } else {
+            None
+        }
+    }
+
+    /// The ISR change to ask the controller for, if any: members lagging
+    /// for more than `lag_max_ms` leave, caught-up replicas join.
+    pub fn proposed_isr(&self, now_ms: u64, lag_max_ms: u64) -> Option<Vec<BrokerId>> {
+        if self.pending.is_some() {
+            return None;
+        }
+        let join_at = self.high_watermark.max(self.epoch_start_offset);
+        let keep = |r: &BrokerId| {
+            *r == self.me
+                || self
+                    .followers
+                    .get(r)
+                    .is_some_and(|f| now_ms.saturating_sub(f.last_caught_up_ms) <= lag_max_ms)
+        };
+        let joins = |r: &BrokerId| self.follower_leo(*r).is_some_and(|leo| leo >= join_at);
+        let next: Vec<BrokerId> = self
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| {
+                if self.isr.contains(r) {
+                    keep(r)
+                } else {
+                    joins(r)
+                }
+            })
+            .collect();
+        let mut current = self.isr.clone();
+        current.sort_unstable();
+        let mut sorted = next.clone();
+        sorted.sort_unstable();
+        (sorted != current).then_some(next)
+    }
+
+    /// An AlterPartition with `isr` was sent.
+    pub fn set_pending(&mut self, isr: Vec<BrokerId>) {
+        self.pending = Some(isr);
+    }
+
+    /// The AlterPartition failed; a later check may propose again.
+    pub fn clear_pending(&mut self) {
+        self.pending = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAG: u64 = 10_000;
+
+    fn leader() -> LeaderState {
+        LeaderState::new(0, 5, 7, vec![0, 1, 2], vec![0, 1, 2], 100, 100, 0)
+    }
+
+    #[test]
+    fn given_new_leader_then_hw_waits_for_every_isr_member_to_fetch_in_its_epoch() {
+        let mut l = leader();
+        assert_eq!(
+            l.advance(150),
+            None,
+            "followers have not fetched in this epoch"
+        );
+        assert_eq!(l.on_fetch(1, 150, 150, 10), None);
+        assert_eq!(l.on_fetch(2, 120, 150, 10), Some(120));
+        assert_eq!(l.on_fetch(2, 150, 150, 20), Some(150));
+        // Never backwards, never past the leader's LEO.
+        assert_eq!(l.on_fetch(2, 130, 150, 30), None);
+        assert_eq!(l.high_watermark(), 150);
+    }
+
+    #[test]
+    fn given_lagging_follower_then_shrink_proposed_after_lag_time_and_hw_advances_after_commit() {
+        let mut l = leader();
+        l.on_fetch(1, 100, 100, 0);
+        l.on_fetch(2, 100, 100, 0);
+        // Follower 2 stops; follower 1 keeps up with a growing log.
+        for t in 1..=12u64 {
+            let leo = 100 + t as i64 * 10;
+            l.on_fetch(1, leo, leo, t * 1000);
+            if t * 1000 <= LAG {
+                assert_eq!(l.proposed_isr(t * 1000, LAG), None, "t={t}");
+            }
+        }
+        assert_eq!(
+            l.high_watermark(),
+            100,
+            "HW waits for follower 2 while it is in the ISR"
+        );
+        let proposal = l.proposed_isr(12_000, LAG).unwrap();
+        assert_eq!(proposal, vec![0, 1]);
+        l.set_pending(proposal.clone());
+        assert_eq!(l.proposed_isr(12_000, LAG), None, "one change at a time");
+        assert_eq!(
+            l.advance(220),
+            None,
+            "pending shrink still counts the old member"
+        );
+        l.update(8, vec![0, 1, 2], proposal, 12_000);
+        assert_eq!(l.advance(220), Some(220));
+    }
+
+    #[test]
+    fn given_follower_fetching_behind_a_growing_log_then_it_counts_as_caught_up_by_previous_leo() {
+        let mut l = leader();
+        let mut leo = 100;
+        for t in 0..50u64 {
+            let fetch = leo; // the follower always has what the leader had last time
+            leo += 10;
+            l.on_fetch(1, fetch, leo, t * 500);
+            l.on_fetch(2, fetch, leo, t * 500);
+        }
+        assert_eq!(l.proposed_isr(25_000, LAG), None);
+    }
+
+    #[test]
+    fn given_out_of_sync_replica_then_it_joins_once_at_hw_and_epoch_start() {
+        let mut l = LeaderState::new(0, 5, 7, vec![0, 1, 2], vec![0, 1], 100, 90, 0);
+        l.on_fetch(1, 120, 120, 1);
+        assert_eq!(l.high_watermark(), 120);
+        l.on_fetch(2, 110, 120, 1);
+        assert_eq!(l.proposed_isr(1, LAG), None, "below the HW");
+        l.on_fetch(2, 120, 120, 2);
+        assert_eq!(l.proposed_isr(2, LAG), Some(vec![0, 1, 2]));
+        // Expansion pending: HW now also waits for the joining member.
+        l.set_pending(vec![0, 1, 2]);
+        l.on_fetch(1, 130, 130, 3);
+        assert_eq!(l.high_watermark(), 120);
+        l.on_fetch(2, 130, 130, 3);
+        assert_eq!(l.high_watermark(), 130);
+    }
+
+    #[test]
+    fn given_sole_isr_member_then_hw_is_its_leo() {
+        let mut l = LeaderState::new(0, 1, 1, vec![0, 1], vec![0], 0, 0, 0);
+        assert_eq!(l.advance(40), Some(40));
+        assert_eq!(l.on_fetch(9, 40, 40, 0), None, "unknown replica ignored");
+    }
+}
