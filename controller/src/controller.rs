@@ -204,6 +204,32 @@ impl Controller {
         plan.changes
     }
 
+    /// Brokers whose [`Liveness`] `plan` changes, with their liveness after
+    /// it. Liveness is not durable (it is not in `plan.changes`), but
+    /// brokers watching metadata must still learn it; call this before
+    /// [`Controller::apply`].
+    pub fn liveness_changes(&self, plan: &Plan) -> Vec<(BrokerId, Liveness)> {
+        let mut out: Vec<(BrokerId, Liveness)> = Vec::new();
+        for (id, session) in &plan.sessions {
+            let after = session.map_or(Liveness::Fenced, |s| s.liveness);
+            if self.liveness(*id) != after {
+                out.retain(|(b, _)| b != id);
+                out.push((*id, after));
+            }
+        }
+        out
+    }
+
+    /// Every registered broker with its current liveness, by id.
+    pub fn brokers_liveness(&self) -> impl Iterator<Item = (&BrokerRegistration, Liveness)> {
+        self.meta.brokers.values().map(|b| (b, self.liveness(b.id)))
+    }
+
+    /// Settings this controller runs with.
+    pub fn config(&self) -> &ControllerConfig {
+        &self.config
+    }
+
     fn usable(&self, sessions: &BTreeMap<BrokerId, Session>, id: BrokerId) -> bool {
         sessions
             .get(&id)

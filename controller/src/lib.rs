@@ -1,8 +1,10 @@
-//! Rill's metadata controller core.
+//! Rill's metadata controller: the pure core, its gRPC service, the
+//! standalone `rill-controller` server and the client brokers use.
 //!
-//! Pure logic, no Kubernetes types, no sockets, no clocks: callers pass the
-//! time in. The same code runs inside the operator (with the Kubernetes
-//! store) and standalone (with the file store) for local clusters and tests.
+//! The core ([`Controller`], [`place`], [`store`]) is pure logic, no
+//! Kubernetes types, no sockets, no clocks: callers pass the time in. The
+//! same code runs inside the operator (with the Kubernetes store) and
+//! standalone (with the file store) for local clusters and tests.
 //!
 //! How a change flows, write-ahead:
 //! 1. an operation ([`Controller::register`], [`Controller::tick`],
@@ -14,14 +16,34 @@
 //!
 //! A plan that fails to persist is dropped, so nobody is ever told about a
 //! leader or ISR that is not durable.
+//!
+//! Around the core:
+//! - [`service`]: the gRPC `Controller` service; a single-writer actor owns
+//!   the core and the store and runs the flow above for every request and
+//!   every lease tick, then broadcasts deltas to `WatchMetadata` streams;
+//! - [`server`]: lifecycle ([`start`], [`start_with_store`], [`run`]) with
+//!   the HTTP endpoints of [`http`] and the [`metrics`];
+//! - [`config`]: the `rill-controller` command line;
+//! - [`client`]: [`ControllerClient`], what brokers and tools call.
 
+pub mod client;
+pub mod config;
 mod controller;
+mod convert;
+pub mod http;
+pub mod metrics;
 mod placement;
+pub mod server;
+pub mod service;
 mod state;
 pub mod store;
 
+pub use client::{
+    ClientError, ClientOptions, ControllerClient, MetadataUpdate, MetadataView, Retry,
+};
 pub use controller::{Controller, ControllerConfig, ControllerError, Liveness, Plan};
 pub use placement::{PlacementError, place};
+pub use server::{ControllerHandle, ServerError, run, start, start_with_store};
 pub use state::{
     BrokerId, BrokerRegistration, Change, ClusterMetadata, Endpoints, NO_LEADER, PartitionState,
     TopicState,

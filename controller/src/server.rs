@@ -1,0 +1,319 @@
+//! Controller lifecycle: start, serve, shut down gracefully.
+//!
+//! [`start`] (file store from the config) and [`start_with_store`] (any
+//! [`MetadataStore`], e.g. [`crate::MemoryStore`] in tests) validate the
+//! config, bind and serve HTTP first (probes answer, `/readyz` says 503),
+//! bind the gRPC listener, `claim()` the store (a new, higher controller
+//! epoch; registered brokers get one session timeout of grace), spawn the
+//! single-writer [`Actor`], and serve the gRPC `Controller` service. They
+//! return a [`ControllerHandle`] with the bound addresses (port 0 works).
+//! The binary calls [`run`], which also prints the `RILL_READY` line.
+//!
+//! [`ControllerHandle::shutdown`]: the actor stops (phase `Stopped`, watch
+//! streams end, new RPCs get UNAVAILABLE) -> the gRPC server stops
+//! accepting and in-flight requests finish (bounded by
+//! `--shutdown-timeout-ms`) -> the HTTP server stops.
+//!
+//! When a newer controller claims the same store, this one's next persist
+//! fails: the actor ends in phase `Deposed`, every RPC answers UNAVAILABLE
+//! "not the active controller", and [`ControllerHandle::stopped`] (hence
+//! [`run`]) returns [`ServerError::Deposed`].
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::{ConfigError, ServerConfig};
+use crate::controller::Controller;
+use crate::http::{self, HttpState};
+use crate::metrics::Metrics;
+use crate::service::{Actor, ControllerService, Phase, Timing};
+use crate::store::{FileStore, MetadataStore, StoreError};
+
+/// Requests queued for the actor before handlers wait for room.
+const COMMAND_QUEUE: usize = 1024;
+
+/// Why the controller could not start, or stopped.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot claim the metadata store: {0}")]
+    Claim(#[source] StoreError),
+    #[error(
+        "deposed: another controller claimed the metadata store (our epoch {ours}, theirs {current}); \
+         only one controller may use a metadata file"
+    )]
+    Deposed { ours: i64, current: i64 },
+    #[error("the gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("the controller stopped without being asked to")]
+    Stopped,
+    #[error("internal task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A running controller. Call [`ControllerHandle::shutdown`] to stop it;
+/// a dropped handle leaves the servers running until the runtime ends.
+#[derive(Debug)]
+pub struct ControllerHandle {
+    /// Bound address of the gRPC Controller service.
+    pub grpc_addr: SocketAddr,
+    /// Bound address of /metrics, /healthz, /readyz.
+    pub http_addr: SocketAddr,
+    /// The epoch this controller claimed.
+    pub controller_epoch: i64,
+    metrics: Arc<Metrics>,
+    phase: watch::Receiver<Phase>,
+    actor_stop: CancellationToken,
+    /// `None` once [`ControllerHandle::stopped`] has seen it end.
+    actor_task: Option<JoinHandle<Phase>>,
+    grpc_stop: CancellationToken,
+    grpc_task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    http_stop: CancellationToken,
+    http_task: JoinHandle<std::io::Result<()>>,
+    shutdown_timeout: Duration,
+}
+
+async fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let err = |source| ServerError::Bind { what, addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(err)?;
+    let bound = listener.local_addr().map_err(err)?;
+    Ok((listener, bound))
+}
+
+/// Starts a controller on the file store named by `--metadata-file`.
+pub async fn start(config: ServerConfig) -> Result<ControllerHandle, ServerError> {
+    let store = FileStore::new(config.metadata_file.clone());
+    start_with_store(config, store).await
+}
+
+/// Starts a controller on `store` and returns once it serves.
+pub async fn start_with_store<S: MetadataStore + 'static>(
+    config: ServerConfig,
+    store: S,
+) -> Result<ControllerHandle, ServerError> {
+    config.validate()?;
+    let metrics = Arc::new(Metrics::new());
+    let (phase_tx, phase) = watch::channel(Phase::Starting);
+
+    // HTTP first: probes answer while the store is claimed.
+    let (http_listener, http_addr) = bind("HTTP", config.http_addr).await?;
+    let http_stop = CancellationToken::new();
+    let app = http::router(HttpState {
+        metrics: Arc::clone(&metrics),
+        phase: phase.clone(),
+    });
+    let http_task = tokio::spawn({
+        let stop = http_stop.clone();
+        async move {
+            axum::serve(http_listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        }
+    });
+    let fail = |e: ServerError| {
+        http_stop.cancel();
+        e
+    };
+
+    let (grpc_listener, grpc_addr) = bind("gRPC Controller service", config.listen_addr)
+        .await
+        .map_err(fail)?;
+
+    let meta = store
+        .claim()
+        .await
+        .map_err(|e| fail(ServerError::Claim(e)))?;
+    let started = Instant::now();
+    let controller_epoch = meta.controller_epoch;
+    info!(
+        controller_epoch,
+        brokers = meta.brokers.len(),
+        topics = meta.topics.len(),
+        "claimed the metadata store"
+    );
+    let ctl = Controller::new(config.controller(), meta, 0);
+
+    let (updates, _) = broadcast::channel(config.watch_buffer);
+    let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+    phase_tx.send_replace(Phase::Serving);
+    let actor = Actor::new(
+        ctl,
+        store,
+        started,
+        updates,
+        Arc::clone(&metrics),
+        phase_tx,
+        Timing {
+            heartbeat_interval_ms: config.heartbeat_interval_ms,
+            session_timeout_ms: config.session_timeout_ms,
+        },
+    );
+    let actor_stop = CancellationToken::new();
+    let actor_task =
+        tokio::spawn(actor.run(commands_rx, config.tick_interval(), actor_stop.clone()));
+
+    let grpc_stop = CancellationToken::new();
+    let service = ControllerService::new(commands_tx, phase.clone(), Arc::clone(&metrics));
+    let grpc_task = tokio::spawn({
+        let stop = grpc_stop.clone();
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(service.server())
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(grpc_listener),
+                stop.cancelled_owned(),
+            )
+    });
+    info!(%grpc_addr, %http_addr, controller_epoch, "controller ready");
+    Ok(ControllerHandle {
+        grpc_addr,
+        http_addr,
+        controller_epoch,
+        metrics,
+        phase,
+        actor_stop,
+        actor_task: Some(actor_task),
+        grpc_stop,
+        grpc_task: Some(grpc_task),
+        http_stop,
+        http_task,
+        shutdown_timeout: config.shutdown_timeout(),
+    })
+}
+
+impl ControllerHandle {
+    /// The controller's metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// What the controller is doing now.
+    pub fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    /// Resolves when the controller stops serving on its own: deposed by a
+    /// newer controller, or the gRPC server failed. For `select!` against
+    /// a shutdown signal.
+    pub async fn stopped(&mut self) -> ServerError {
+        let (Some(actor), Some(grpc)) = (self.actor_task.as_mut(), self.grpc_task.as_mut()) else {
+            return std::future::pending().await;
+        };
+        enum Ended {
+            Actor(Result<Phase, tokio::task::JoinError>),
+            Grpc(Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>),
+        }
+        let ended = tokio::select! {
+            phase = actor => Ended::Actor(phase),
+            result = grpc => Ended::Grpc(result),
+        };
+        match ended {
+            Ended::Actor(phase) => {
+                self.actor_task = None;
+                match phase {
+                    Ok(Phase::Deposed { ours, current }) => ServerError::Deposed { ours, current },
+                    Ok(_) => ServerError::Stopped,
+                    Err(e) => ServerError::Task(e),
+                }
+            }
+            Ended::Grpc(result) => {
+                self.grpc_task = None;
+                match result {
+                    Ok(Ok(())) => ServerError::Stopped,
+                    Ok(Err(e)) => ServerError::Grpc(e),
+                    Err(e) => ServerError::Task(e),
+                }
+            }
+        }
+    }
+
+    /// Graceful shutdown; see the module docs for the order.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        info!("shutting down");
+        self.actor_stop.cancel();
+        if let Some(actor) = self.actor_task {
+            match actor.await {
+                Ok(phase) => info!(?phase, "controller actor stopped"),
+                Err(e) => warn!(error = %e, "controller actor failed"),
+            }
+        }
+        self.grpc_stop.cancel();
+        if let Some(mut grpc_task) = self.grpc_task {
+            match tokio::time::timeout(self.shutdown_timeout, &mut grpc_task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => warn!(error = %e, "gRPC server ended with an error"),
+                Ok(Err(e)) => warn!(error = %e, "gRPC server task failed"),
+                Err(_) => {
+                    warn!(
+                        timeout_ms = self.shutdown_timeout.as_millis() as u64,
+                        "in-flight requests did not finish in time; closing their connections"
+                    );
+                    grpc_task.abort();
+                }
+            }
+        }
+        self.http_stop.cancel();
+        match self.http_task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "HTTP server ended with an error"),
+            Err(e) => warn!(error = %e, "HTTP server task failed"),
+        }
+        info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// Runs a controller on the file store until `shutdown` resolves, then
+/// shuts it down gracefully. Prints `RILL_READY controller=<addr>
+/// http=<addr>` on stdout once serving (tools and tests parse it to learn
+/// port-0 addresses). Returns [`ServerError::Deposed`] when another
+/// controller claims the metadata file.
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let mut handle = start(config).await?;
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "RILL_READY controller={} http={}",
+            handle.grpc_addr, handle.http_addr
+        );
+        let _ = out.flush();
+    }
+    tokio::select! {
+        () = shutdown => {
+            info!("shutdown requested");
+            handle.shutdown().await
+        }
+        err = handle.stopped() => {
+            error!(error = %err, "the controller stopped serving");
+            if let Err(e) = handle.shutdown().await {
+                error!(error = %e, "shutdown after the failure was not clean");
+            }
+            Err(err)
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! The single writer: one tokio task owns the [`Controller`] and the
+//! [`MetadataStore`], so every operation is serialized.
+//!
+//! RPC handlers send a [`Command`] over an mpsc channel and await the
+//! reply on a oneshot. For each command, and for each lease tick, the actor
+//! runs the write-ahead flow of the core:
+//!
+//! 1. compute a [`Plan`] (pure, nothing changes yet);
+//! 2. `store.persist(controller_epoch, &plan.changes)`;
+//! 3. only on success `apply` the plan, update the metrics and broadcast
+//!    the delta (stamped with the controller epoch) to watchers.
+//!
+//! A persist that fails with [`StoreError::Superseded`] means a newer
+//! controller claimed the store: the actor records [`Phase::Deposed`] and
+//! exits, which drops the broadcast sender (watch streams end) and the
+//! command receiver (every later RPC gets UNAVAILABLE "not the active
+//! controller"). Any other persist failure fails that one request with
+//! UNAVAILABLE and leaves the state unchanged; a lease tick simply retries
+//! on the next tick.
+//!
+//! Time is a monotonic clock in ms since the actor started, passed into
+//! the pure core.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rill_proto::controller as pb;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::error::ServiceError;
+use crate::controller::{Controller, Plan};
+use crate::convert;
+use crate::metrics::Metrics;
+use crate::state::{BrokerId, Endpoints};
+use crate::store::{MetadataStore, StoreError};
+
+/// What the controller is doing, shared with handlers and `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Claiming the store; not serving yet.
+    Starting,
+    /// The active controller: serving every RPC.
+    Serving,
+    /// A newer controller (epoch `current`) claimed the store; this one
+    /// (epoch `ours`) serves nothing any more.
+    Deposed { ours: i64, current: i64 },
+    /// Graceful shutdown in progress or done.
+    Stopped,
+}
+
+impl Phase {
+    /// The error an RPC gets when the actor is not there to answer.
+    pub fn unavailable(self) -> ServiceError {
+        match self {
+            Phase::Deposed { ours, current } => ServiceError::NotActive { ours, current },
+            _ => ServiceError::ShuttingDown,
+        }
+    }
+}
+
+/// Heartbeat settings told to brokers in Register and Heartbeat replies.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub heartbeat_interval_ms: u32,
+    pub session_timeout_ms: u32,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, ServiceError>>;
+
+/// A stream's starting point: a snapshot and a receiver subscribed at the
+/// same instant, so no delta falls between them.
+pub type WatchStart = (
+    pb::MetadataUpdate,
+    broadcast::Receiver<Arc<pb::MetadataUpdate>>,
+);
+
+/// One request to the actor.
+#[derive(Debug)]
+pub enum Command {
+    Register {
+        broker_id: BrokerId,
+        log_dir_id: String,
+        endpoints: Endpoints,
+        rack: Option<String>,
+        reply: Reply<pb::RegisterResponse>,
+    },
+    Heartbeat {
+        broker_id: BrokerId,
+        broker_epoch: i64,
+        reply: Reply<pb::HeartbeatResponse>,
+    },
+    Watch {
+        reply: Reply<WatchStart>,
+    },
+    AlterPartition {
+        request: pb::AlterPartitionRequest,
+        reply: Reply<pb::AlterPartitionResponse>,
+    },
+    ControlledShutdown {
+        broker_id: BrokerId,
+        broker_epoch: i64,
+        reply: Reply<pb::ControlledShutdownResponse>,
+    },
+    CreateTopic {
+        name: String,
+        partitions: i32,
+        replication_factor: i32,
+        config: BTreeMap<String, String>,
+        reply: Reply<pb::CreateTopicResponse>,
+    },
+    DeleteTopic {
+        name: String,
+        reply: Reply<pb::DeleteTopicResponse>,
+    },
+    CreatePartitions {
+        name: String,
+        total: i32,
+        reply: Reply<pb::CreatePartitionsResponse>,
+    },
+}
+
+/// The task state. Fields are owned here and nowhere else.
+pub struct Actor<S> {
+    /// The core: durable metadata as last persisted, plus leases.
+    ctl: Controller,
+    /// Where plans become durable before anyone hears of them.
+    store: S,
+    /// Zero of the monotonic clock handed to the core.
+    started: Instant,
+    /// Deltas for watchers; dropped when the actor ends, which ends them.
+    updates: broadcast::Sender<Arc<pb::MetadataUpdate>>,
+    metrics: Arc<Metrics>,
+    phase: watch::Sender<Phase>,
+    timing: Timing,
+}
+
+impl<S: MetadataStore> Actor<S> {
+    /// `ctl` must have been built from the store's `claim()` at time
+    /// `started` (the core's time zero).
+    pub fn new(
+        ctl: Controller,
+        store: S,
+        started: Instant,
+        updates: broadcast::Sender<Arc<pb::MetadataUpdate>>,
+        metrics: Arc<Metrics>,
+        phase: watch::Sender<Phase>,
+        timing: Timing,
+    ) -> Self {
+        metrics.observe_state(&ctl);
+        Self {
+            ctl,
+            store,
+            started,
+            updates,
+            metrics,
+            phase,
+            timing,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn deposed(&self) -> bool {
+        matches!(*self.phase.borrow(), Phase::Deposed { .. })
+    }
+
+    /// Serves commands and lease ticks until `stop`, until every handler
+    /// is gone, or until deposed. Returns the final phase.
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        tick_interval: Duration,
+        stop: CancellationToken,
+    ) -> Phase {
+        let mut ticker = tokio::time::interval(tick_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd).await,
+                    None => break,
+                },
+                _ = ticker.tick() => self.tick().await,
+            }
+            if self.deposed() {
+                break;
+            }
+        }
+        let phase = *self.phase.borrow();
+        if !matches!(phase, Phase::Deposed { .. }) {
+            self.phase.send_replace(Phase::Stopped);
+        }
+        // Pending requests are answered by their handlers from the phase
+        // once their reply senders drop with `commands`.
+        *self.phase.borrow()
+    }
+
+    /// Persists `plan`, then applies it and broadcasts the delta. The
+    /// store is not touched for liveness-only plans.
+    async fn commit(&mut self, plan: Plan) -> Result<(), ServiceError> {
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let epoch = self.ctl.controller_epoch();
+        if !plan.changes.is_empty() {
+            let started = Instant::now();
+            let result = self.store.persist(epoch, &plan.changes).await;
+            let outcome = match &result {
+                Ok(()) => "ok",
+                Err(StoreError::Superseded { .. }) => "superseded",
+                Err(_) => "error",
+            };
+            self.metrics
+                .persist_seconds
+                .with_label_values(&[outcome])
+                .observe(started.elapsed().as_secs_f64());
+            match result {
+                Ok(()) => {}
+                Err(StoreError::Superseded { ours, current }) => {
+                    self.metrics
+                        .persist_failures
+                        .with_label_values(&["superseded"])
+                        .inc();
+                    error!(
+                        ours,
+                        current, "a newer controller claimed the metadata store: stopping"
+                    );
+                    self.phase.send_replace(Phase::Deposed { ours, current });
+                    return Err(ServiceError::NotActive { ours, current });
+                }
+                Err(e) => {
+                    self.metrics
+                        .persist_failures
+                        .with_label_values(&["error"])
+                        .inc();
+                    warn!(error = %e, "persisting metadata failed; nothing changed");
+                    return Err(ServiceError::Store(e));
+                }
+            }
+        }
+        let liveness = self.ctl.liveness_changes(&plan);
+        self.metrics
+            .observe_changes(self.ctl.metadata(), &plan.changes);
+        let changes = self.ctl.apply(plan);
+        self.metrics.observe_state(&self.ctl);
+        let delta = convert::delta(&self.ctl, &changes, &liveness);
+        if !convert::is_empty(&delta) {
+            debug!(
+                controller_epoch = epoch,
+                changes = changes.len(),
+                "broadcasting metadata delta"
+            );
+            // An error only means nobody is watching.
+            let _ = self.updates.send(Arc::new(delta));
+        }
+        Ok(())
+    }
+
+    async fn tick(&mut self) {
+        let plan = self.ctl.tick(self.now_ms());
+        // Failures are logged in commit; the next tick computes the same
+        // plan again.
+        let _ = self.commit(plan).await;
+    }
+
+    async fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Register {
+                broker_id,
+                log_dir_id,
+                endpoints,
+                rack,
+                reply,
+            } => {
+                let result = self.register(broker_id, &log_dir_id, endpoints, rack).await;
+                let _ = reply.send(result);
+            }
+            Command::Heartbeat {
+                broker_id,
+                broker_epoch,
+                reply,
+            } => {
+                let now = self.now_ms();
+                let result = self
+                    .ctl
+                    .heartbeat(broker_id, broker_epoch, now)
+                    .map(|liveness| pb::HeartbeatResponse {
+                        controller_epoch: self.ctl.controller_epoch(),
+                        state: convert::liveness_to_pb(liveness) as i32,
+                        heartbeat_interval_ms: self.timing.heartbeat_interval_ms,
+                        session_timeout_ms: self.timing.session_timeout_ms,
+                    })
+                    .map_err(ServiceError::from);
+                let _ = reply.send(result);
+            }
+            Command::Watch { reply } => {
+                let _ = reply.send(Ok((convert::snapshot(&self.ctl), self.updates.subscribe())));
+            }
+            Command::AlterPartition { request, reply } => {
+                let result = self.alter_partition(request).await;
+                let _ = reply.send(result);
+            }
+            Command::ControlledShutdown {
+                broker_id,
+                broker_epoch,
+                reply,
+            } => {
+                let result = self.controlled_shutdown(broker_id, broker_epoch).await;
+                let _ = reply.send(result);
+            }
+            Command::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                config,
+                reply,
+            } => {
+                let result = async {
+                    let plan =
+                        self.ctl
+                            .create_topic(&name, partitions, replication_factor, config)?;
+                    self.commit(plan).await?;
+                    info!(topic = %name, partitions, replication_factor, "topic created");
+                    Ok(pb::CreateTopicResponse {
+                        topic: self.topic(&name),
+                    })
+                }
+                .await;
+                let _ = reply.send(result);
+            }
+            Command::DeleteTopic { name, reply } => {
+                let result = async {
+                    let plan = self.ctl.delete_topic(&name)?;
+                    self.commit(plan).await?;
+                    info!(topic = %name, "topic deleted");
+                    Ok(pb::DeleteTopicResponse {})
+                }
+                .await;
+                let _ = reply.send(result);
+            }
+            Command::CreatePartitions { name, total, reply } => {
+                let result = async {
+                    let plan = self.ctl.add_partitions(&name, total)?;
+                    self.commit(plan).await?;
+                    info!(topic = %name, total, "partitions added");
+                    Ok(pb::CreatePartitionsResponse {
+                        topic: self.topic(&name),
+                    })
+                }
+                .await;
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn topic(&self, name: &str) -> Option<pb::TopicInfo> {
+        self.ctl
+            .metadata()
+            .topics
+            .get(name)
+            .map(convert::topic_to_pb)
+    }
+
+    async fn register(
+        &mut self,
+        broker_id: BrokerId,
+        log_dir_id: &str,
+        endpoints: Endpoints,
+        rack: Option<String>,
+    ) -> Result<pb::RegisterResponse, ServiceError> {
+        let now = self.now_ms();
+        let (plan, broker_epoch) = self
+            .ctl
+            .register(broker_id, log_dir_id, endpoints, rack, now)?;
+        self.commit(plan).await?;
+        Ok(pb::RegisterResponse {
+            broker_epoch,
+            controller_epoch: self.ctl.controller_epoch(),
+            heartbeat_interval_ms: self.timing.heartbeat_interval_ms,
+            session_timeout_ms: self.timing.session_timeout_ms,
+        })
+    }
+
+    async fn alter_partition(
+        &mut self,
+        r: pb::AlterPartitionRequest,
+    ) -> Result<pb::AlterPartitionResponse, ServiceError> {
+        let plan = self.ctl.alter_partition(
+            r.broker_id,
+            r.broker_epoch,
+            &r.topic,
+            r.partition,
+            r.leader_epoch,
+            r.partition_epoch,
+            &r.new_isr,
+        )?;
+        self.commit(plan).await?;
+        let partition = self
+            .ctl
+            .metadata()
+            .topics
+            .get(&r.topic)
+            .and_then(|t| t.partitions.get(r.partition as usize))
+            .map(|p| convert::partition_to_pb(r.partition, p));
+        Ok(pb::AlterPartitionResponse {
+            controller_epoch: self.ctl.controller_epoch(),
+            partition,
+        })
+    }
+
+    async fn controlled_shutdown(
+        &mut self,
+        broker_id: BrokerId,
+        broker_epoch: i64,
+    ) -> Result<pb::ControlledShutdownResponse, ServiceError> {
+        let (plan, remaining) = self.ctl.controlled_shutdown(broker_id, broker_epoch)?;
+        self.commit(plan).await?;
+        info!(
+            broker = broker_id,
+            remaining, "controlled shutdown: leaderships moved"
+        );
+        Ok(pb::ControlledShutdownResponse {
+            controller_epoch: self.ctl.controller_epoch(),
+            remaining_leaderships: u32::try_from(remaining).unwrap_or(u32::MAX),
+        })
+    }
+}

@@ -1,0 +1,315 @@
+//! The gRPC `Controller` service (`rill.controller.v1`): a thin adapter in
+//! front of the single-writer [`actor`].
+//!
+//! Each handler validates what can be checked without state (topic names
+//! and config, see [`validate`]), converts the request, sends a
+//! [`Command`] to the actor and awaits its reply, then records request
+//! count and latency by method and outcome. Errors become `tonic::Status`
+//! in one place, [`ServiceError::to_status`] (see [`error`] for the table).
+//!
+//! `WatchMetadata` gets a snapshot and a broadcast receiver from the actor
+//! at the same instant, sends the snapshot, then forwards every delta. A
+//! watcher that falls behind the broadcast buffer gets a fresh snapshot
+//! instead of silently missing deltas. When the actor ends (deposed or
+//! shutting down) the stream ends with UNAVAILABLE.
+
+pub mod actor;
+pub mod error;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::Stream;
+use rill_proto::controller as pb;
+use rill_proto::controller::controller_server::{Controller as ControllerRpc, ControllerServer};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tonic::{Request, Response, Status};
+
+pub use actor::{Actor, Command, Phase, Timing, WatchStart};
+pub use error::{ServiceError, reason_of};
+
+use crate::convert;
+use crate::metrics::Metrics;
+
+/// The tonic service. Cheap to clone: a channel to the actor.
+#[derive(Debug, Clone)]
+pub struct ControllerService {
+    commands: mpsc::Sender<Command>,
+    phase: watch::Receiver<Phase>,
+    metrics: Arc<Metrics>,
+}
+
+impl ControllerService {
+    pub fn new(
+        commands: mpsc::Sender<Command>,
+        phase: watch::Receiver<Phase>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            commands,
+            phase,
+            metrics,
+        }
+    }
+
+    /// The tonic server for this service.
+    pub fn server(self) -> ControllerServer<Self> {
+        ControllerServer::new(self)
+    }
+
+    fn unavailable(&self) -> ServiceError {
+        self.phase.borrow().unavailable()
+    }
+
+    /// Sends a command built around a reply channel and awaits the reply.
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, ServiceError>>) -> Command,
+    ) -> Result<T, ServiceError> {
+        if !matches!(*self.phase.borrow(), Phase::Serving) {
+            return Err(self.unavailable());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| self.unavailable())?;
+        rx.await.map_err(|_| self.unavailable())?
+    }
+
+    /// Records metrics for one request and converts its outcome.
+    fn finish<T>(
+        &self,
+        method: &'static str,
+        started: Instant,
+        result: Result<T, ServiceError>,
+    ) -> Result<Response<T>, Status> {
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.reason(),
+        };
+        self.metrics
+            .requests
+            .with_label_values(&[method, outcome])
+            .inc();
+        self.metrics
+            .request_seconds
+            .with_label_values(&[method, outcome])
+            .observe(started.elapsed().as_secs_f64());
+        result.map(Response::new).map_err(|e| {
+            tracing::debug!(method, error = %e, "controller request failed");
+            e.to_status()
+        })
+    }
+}
+
+/// Decrements the watcher gauge when a stream is dropped.
+struct WatcherGuard(Arc<Metrics>);
+
+impl Drop for WatcherGuard {
+    fn drop(&mut self) {
+        self.0.watchers.dec();
+    }
+}
+
+enum WatchState {
+    Snapshot(
+        pb::MetadataUpdate,
+        broadcast::Receiver<Arc<pb::MetadataUpdate>>,
+    ),
+    Follow(broadcast::Receiver<Arc<pb::MetadataUpdate>>),
+    Done,
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::MetadataUpdate, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ControllerRpc for ControllerService {
+    async fn register(
+        &self,
+        request: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let started = Instant::now();
+        let r = request.into_inner();
+        let rack = Some(r.rack).filter(|r| !r.is_empty());
+        let result = self
+            .call(|reply| Command::Register {
+                broker_id: r.broker_id,
+                log_dir_id: r.log_dir_id,
+                endpoints: convert::endpoints_from_pb(r.endpoints),
+                rack,
+                reply,
+            })
+            .await;
+        self.finish("Register", started, result)
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let started = Instant::now();
+        let r = request.into_inner();
+        let result = self
+            .call(|reply| Command::Heartbeat {
+                broker_id: r.broker_id,
+                broker_epoch: r.broker_epoch,
+                reply,
+            })
+            .await;
+        self.finish("Heartbeat", started, result)
+    }
+
+    type WatchMetadataStream = WatchStream;
+
+    async fn watch_metadata(
+        &self,
+        request: Request<pb::WatchMetadataRequest>,
+    ) -> Result<Response<Self::WatchMetadataStream>, Status> {
+        let started = Instant::now();
+        let watcher = request.into_inner().broker_id;
+        let result = self.call(|reply| Command::Watch { reply }).await;
+        let (snapshot, rx) = match result {
+            Ok(start) => start,
+            Err(e) => return self.finish("WatchMetadata", started, Err(e)),
+        };
+        tracing::debug!(watcher, "metadata watch started");
+        self.metrics.watchers.inc();
+        let guard = WatcherGuard(Arc::clone(&self.metrics));
+        let service = self.clone();
+        let stream = futures::stream::unfold(
+            (WatchState::Snapshot(snapshot, rx), service, guard),
+            move |(state, service, guard)| async move {
+                match state {
+                    WatchState::Snapshot(snapshot, rx) => {
+                        Some((Ok(snapshot), (WatchState::Follow(rx), service, guard)))
+                    }
+                    WatchState::Follow(mut rx) => {
+                        let (item, next) = match rx.recv().await {
+                            Ok(update) => (Ok((*update).clone()), WatchState::Follow(rx)),
+                            Err(RecvError::Lagged(missed)) => {
+                                tracing::warn!(
+                                    watcher,
+                                    missed,
+                                    "metadata watcher fell behind: sending a fresh snapshot"
+                                );
+                                service.metrics.watcher_resyncs.inc();
+                                match service.call(|reply| Command::Watch { reply }).await {
+                                    Ok((snapshot, rx)) => (Ok(snapshot), WatchState::Follow(rx)),
+                                    Err(e) => (Err(e.to_status()), WatchState::Done),
+                                }
+                            }
+                            Err(RecvError::Closed) => {
+                                (Err(service.unavailable().to_status()), WatchState::Done)
+                            }
+                        };
+                        Some((item, (next, service, guard)))
+                    }
+                    WatchState::Done => None,
+                }
+            },
+        );
+        self.finish(
+            "WatchMetadata",
+            started,
+            Ok(Box::pin(stream) as WatchStream),
+        )
+    }
+
+    async fn alter_partition(
+        &self,
+        request: Request<pb::AlterPartitionRequest>,
+    ) -> Result<Response<pb::AlterPartitionResponse>, Status> {
+        let started = Instant::now();
+        let request = request.into_inner();
+        let result = self
+            .call(|reply| Command::AlterPartition { request, reply })
+            .await;
+        self.finish("AlterPartition", started, result)
+    }
+
+    async fn controlled_shutdown(
+        &self,
+        request: Request<pb::ControlledShutdownRequest>,
+    ) -> Result<Response<pb::ControlledShutdownResponse>, Status> {
+        let started = Instant::now();
+        let r = request.into_inner();
+        let result = self
+            .call(|reply| Command::ControlledShutdown {
+                broker_id: r.broker_id,
+                broker_epoch: r.broker_epoch,
+                reply,
+            })
+            .await;
+        self.finish("ControlledShutdown", started, result)
+    }
+
+    async fn create_topic(
+        &self,
+        request: Request<pb::CreateTopicRequest>,
+    ) -> Result<Response<pb::CreateTopicResponse>, Status> {
+        let started = Instant::now();
+        let r = request.into_inner();
+        let config: BTreeMap<String, String> = r.config.into_iter().collect();
+        let result = async {
+            validate::topic_name(&r.name)?;
+            validate::partition_count(r.partitions)?;
+            if r.replication_factor < 1 {
+                return Err(ServiceError::InvalidArgument(format!(
+                    "replication factor must be at least 1, got {}",
+                    r.replication_factor
+                )));
+            }
+            validate::topic_config(&config, r.replication_factor)?;
+            self.call(|reply| Command::CreateTopic {
+                name: r.name,
+                partitions: r.partitions,
+                replication_factor: r.replication_factor,
+                config,
+                reply,
+            })
+            .await
+        }
+        .await;
+        self.finish("CreateTopic", started, result)
+    }
+
+    async fn delete_topic(
+        &self,
+        request: Request<pb::DeleteTopicRequest>,
+    ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
+        let started = Instant::now();
+        let name = request.into_inner().name;
+        let result = async {
+            validate::topic_name(&name)?;
+            self.call(|reply| Command::DeleteTopic { name, reply })
+                .await
+        }
+        .await;
+        self.finish("DeleteTopic", started, result)
+    }
+
+    async fn create_partitions(
+        &self,
+        request: Request<pb::CreatePartitionsRequest>,
+    ) -> Result<Response<pb::CreatePartitionsResponse>, Status> {
+        let started = Instant::now();
+        let r = request.into_inner();
+        let result = async {
+            validate::topic_name(&r.name)?;
+            validate::partition_count(r.total)?;
+            self.call(|reply| Command::CreatePartitions {
+                name: r.name,
+                total: r.total,
+                reply,
+            })
+            .await
+        }
+        .await;
+        self.finish("CreatePartitions", started, result)
+    }
+}
