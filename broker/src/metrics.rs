@@ -9,8 +9,8 @@
 //! before each scrape of `/metrics` (see [`crate::http`]).
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric the broker exports. Names are listed in `docs/broker.md`.
@@ -53,6 +53,13 @@ pub struct Metrics {
     pub log_start_offset: IntGaugeVec,
     /// High watermark (last offset visible to consumers + 1) per partition.
     pub high_watermark: IntGaugeVec,
+    /// Times a local partition replica became or stopped being leader.
+    pub leadership_changes: IntCounter,
+    /// ISR shrinks and expands committed for partitions led here.
+    pub isr_shrinks: IntCounter,
+    pub isr_expands: IntCounter,
+    /// Partitions led here whose ISR is smaller than their replica set.
+    pub under_replicated_partitions: IntGauge,
 }
 
 const PARTITION_LABELS: &[&str] = &["topic", "partition"];
@@ -63,6 +70,22 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
         .register(Box::new(c.clone()))
         .expect("metric registered once");
     c
+}
+
+fn plain_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric definition");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+fn plain_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric definition");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGaugeVec {
@@ -203,6 +226,26 @@ impl Metrics {
                 &r,
                 "rill_high_watermark",
                 "Offset below which records are visible to consumers.",
+            ),
+            leadership_changes: plain_counter(
+                &r,
+                "rill_leadership_changes_total",
+                "Times a local partition replica became or stopped being leader.",
+            ),
+            isr_shrinks: plain_counter(
+                &r,
+                "rill_isr_shrinks_total",
+                "ISR shrinks committed for partitions led by this broker.",
+            ),
+            isr_expands: plain_counter(
+                &r,
+                "rill_isr_expands_total",
+                "ISR expands committed for partitions led by this broker.",
+            ),
+            under_replicated_partitions: plain_gauge(
+                &r,
+                "rill_under_replicated_partitions",
+                "Partitions led by this broker whose ISR is smaller than their replica set.",
             ),
             registry: r,
         }

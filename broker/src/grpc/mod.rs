@@ -43,6 +43,10 @@ pub fn status_from(err: &Error) -> Status {
         Error::Metadata(_) if err.is_disk_full() => Code::ResourceExhausted,
         Error::Metadata(_) => Code::Internal,
         Error::PartitionOffline { .. } | Error::ShuttingDown => Code::Unavailable,
+        Error::NotLeader { .. } => Code::FailedPrecondition,
+        Error::NotEnoughReplicas { .. } | Error::LeadershipLost { .. } | Error::Controller(_) => {
+            Code::Unavailable
+        }
         Error::Timeout { .. } => Code::DeadlineExceeded,
     };
     let message = if err.is_disk_full() {

@@ -58,6 +58,44 @@ pub enum Error {
     Timeout { timeout_ms: u64, base_offset: i64 },
     #[error("the broker is shutting down")]
     ShuttingDown,
+    /// This broker does not lead the partition (clients refresh metadata
+    /// and go to the leader).
+    #[error("this broker is not the leader of {topic}-{partition}{}", leader_hint(*leader))]
+    NotLeader {
+        topic: String,
+        partition: i32,
+        leader: Option<i32>,
+    },
+    /// acks=all with fewer in-sync replicas than min.insync.replicas:
+    /// nothing was appended.
+    #[error(
+        "not enough in-sync replicas for {topic}-{partition}: {isr} in sync, min.insync.replicas is {min}; nothing was written"
+    )]
+    NotEnoughReplicas {
+        topic: String,
+        partition: i32,
+        isr: usize,
+        min: u32,
+    },
+    /// The partition's leadership changed while an acks=all write waited:
+    /// it may or may not survive, so it is not acknowledged.
+    #[error(
+        "leadership of {topic}-{partition} changed before offset {base_offset} was replicated; the write is not acknowledged"
+    )]
+    LeadershipLost {
+        topic: String,
+        partition: i32,
+        base_offset: i64,
+    },
+    #[error("controller: {0}")]
+    Controller(String),
+}
+
+fn leader_hint(leader: Option<i32>) -> String {
+    match leader {
+        Some(id) => format!(" (broker {id} is)"),
+        None => " (it has no leader right now)".to_owned(),
+    }
 }
 
 impl Error {
@@ -78,6 +116,10 @@ impl Error {
             Self::Metadata(e) if is_disk_full(&e.source) => "disk_full",
             Self::Metadata(_) => "metadata_io",
             Self::PartitionOffline { .. } => "partition_offline",
+            Self::NotLeader { .. } => "not_leader",
+            Self::NotEnoughReplicas { .. } => "not_enough_replicas",
+            Self::LeadershipLost { .. } => "leadership_lost",
+            Self::Controller(_) => "controller",
             Self::Timeout { .. } => "timeout",
             Self::ShuttingDown => "shutting_down",
         }

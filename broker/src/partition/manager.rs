@@ -431,7 +431,7 @@ fn open_topic(
             id,
             log,
             Arc::clone(metrics),
-        )));
+        )?));
     }
     Ok(Topic {
         spec,

@@ -20,6 +20,7 @@
 
 pub mod error;
 pub mod manager;
+mod replica;
 pub mod tasks;
 
 use std::sync::Arc;
@@ -32,9 +33,11 @@ use tokio::sync::watch;
 use tracing::error;
 
 pub use error::Error;
+pub use replica::{ReplicaRead, Role, RoleView};
 
 use crate::log::{FlushPolicy, GroupCommit, LogConfig, LogError, PartitionLog};
 use crate::metrics::Metrics;
+use crate::replication::epochs::EpochCache;
 
 /// How many replicas must have a write before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,15 +126,36 @@ pub struct Partition {
     state: AtomicU8,
     /// When the interval flusher last fsynced this log.
     last_flush: parking_lot::Mutex<Instant>,
+    /// Standalone, leader (with follower state) or follower. Changed only
+    /// while holding the log's write lock, so an append and a role change
+    /// never interleave (lock order: log, then role).
+    role: parking_lot::Mutex<Role>,
+    /// Leader epoch -> start offset of this replica's log.
+    epochs: parking_lot::Mutex<EpochCache>,
+    /// Log end offset; replica fetches long-poll on it.
+    log_end: watch::Sender<i64>,
     metrics: Arc<Metrics>,
 }
 
 impl Partition {
     /// Wraps an opened log. Its HW starts at the log end: everything that
     /// survived recovery is on disk.
-    pub fn new(topic: Arc<str>, id: i32, log: PartitionLog, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        topic: Arc<str>,
+        id: i32,
+        log: PartitionLog,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, Error> {
         let (high_watermark, _) = watch::channel(log.next_offset());
-        Self {
+        let (log_end, _) = watch::channel(log.next_offset());
+        let mut epochs = EpochCache::open(log.dir()).map_err(|e| Error::Log {
+            topic: topic.to_string(),
+            partition: id,
+            source: LogError::io("reading the leader epoch cache".to_owned(), e),
+        })?;
+        // Entries past the recovered log end describe data that is gone.
+        let _ = epochs.truncate_from_end(log.next_offset());
+        Ok(Self {
             topic,
             id,
             log: RwLock::new(log),
@@ -141,8 +165,11 @@ impl Partition {
             syncs_reported: AtomicU64::new(0),
             state: AtomicU8::new(OPEN),
             last_flush: parking_lot::Mutex::new(Instant::now()),
+            role: parking_lot::Mutex::new(Role::Standalone),
+            epochs: parking_lot::Mutex::new(epochs),
+            log_end,
             metrics,
-        }
+        })
     }
 
     fn log_error(&self, source: LogError) -> Error {
@@ -203,17 +230,43 @@ impl Partition {
         timeout: Duration,
     ) -> Result<ProduceResult, Error> {
         self.check_state()?;
-        let epoch = self.leader_epoch.load(Ordering::Relaxed);
-        let (info, flush, log_start) = {
+        let (info, flush, log_start, replicated, epoch) = {
             let mut log = self.log.write();
             // Checked again under the lock: a delete marks the partition
             // while holding it, so nothing is appended after a delete.
             self.check_state()?;
+            let mut role = self.role.lock();
+            let (epoch, replicated) = match &*role {
+                Role::Standalone => (self.leader_epoch.load(Ordering::Relaxed), false),
+                Role::Leader(l) => {
+                    let min = log.config().min_insync_replicas;
+                    if acks == Acks::All && (l.isr().len() as u32) < min {
+                        return Err(Error::NotEnoughReplicas {
+                            topic: self.topic.to_string(),
+                            partition: self.id,
+                            isr: l.isr().len(),
+                            min,
+                        });
+                    }
+                    (l.leader_epoch(), true)
+                }
+                Role::Follower { leader, .. } => return Err(self.not_leader(Some(*leader))),
+                Role::NoLeader { .. } => return Err(self.not_leader(None)),
+            };
             let info = log
                 .append(&mut data, epoch)
                 .map_err(|e| self.log_error(e))?;
-            (info, log.config().flush, log.log_start_offset())
+            let flush = log.config().flush;
+            if let Role::Leader(l) = &mut *role {
+                if flush == FlushPolicy::Replicated {
+                    if let Some(hw) = l.advance(info.next_offset) {
+                        self.advance_high_watermark(hw);
+                    }
+                }
+            }
+            (info, flush, log.log_start_offset(), replicated, epoch)
         };
+        self.log_end.send_replace(info.next_offset);
         self.metrics
             .bytes_in
             .with_label_values(&[&self.topic])
@@ -225,7 +278,9 @@ impl Partition {
 
         let durable = match flush {
             FlushPolicy::Replicated => {
-                self.advance_high_watermark(info.next_offset);
+                if !replicated {
+                    self.advance_high_watermark(info.next_offset);
+                }
                 None
             }
             // The fsync runs in its own task so that it completes (and the
@@ -242,31 +297,41 @@ impl Partition {
             log_end_offset: info.next_offset,
             log_start_offset: log_start,
         };
-        match acks {
-            Acks::None => Ok(ProduceResult {
+        if acks == Acks::None {
+            return Ok(ProduceResult {
                 base_offset: -1,
                 ..result
-            }),
-            // With replication, Acks::All will also wait for the ISR here.
-            Acks::Leader | Acks::All => {
-                if let Some(task) = durable {
-                    match tokio::time::timeout(timeout, task).await {
-                        Ok(joined) => joined.map_err(|e| {
-                            self.log_error(LogError::io(
-                                "waiting for fsync".to_owned(),
-                                std::io::Error::other(e),
-                            ))
-                        })??,
-                        Err(_) => {
-                            return Err(Error::Timeout {
-                                timeout_ms: timeout.as_millis() as u64,
-                                base_offset: info.base_offset,
-                            });
-                        }
-                    }
-                }
-                Ok(result)
+            });
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let timed_out = || Error::Timeout {
+            timeout_ms: timeout.as_millis() as u64,
+            base_offset: info.base_offset,
+        };
+        if let Some(task) = durable {
+            match tokio::time::timeout_at(deadline, task).await {
+                Ok(joined) => joined.map_err(|e| {
+                    self.log_error(LogError::io(
+                        "waiting for fsync".to_owned(),
+                        std::io::Error::other(e),
+                    ))
+                })??,
+                Err(_) => return Err(timed_out()),
             }
+        }
+        if acks == Acks::All && replicated {
+            self.wait_replicated(info.next_offset, info.base_offset, epoch, deadline)
+                .await
+                .map_err(|e| e.unwrap_or_else(timed_out))?;
+        }
+        Ok(result)
+    }
+
+    fn not_leader(&self, leader: Option<i32>) -> Error {
+        Error::NotLeader {
+            topic: self.topic.to_string(),
+            partition: self.id,
+            leader,
         }
     }
 
@@ -294,9 +359,20 @@ impl Partition {
         match result {
             Ok(()) => {
                 *self.last_flush.lock() = Instant::now();
-                let flushed = self.log.read().flushed_offset();
-                if self.log.read().config().flush == FlushPolicy::Fsync {
-                    self.advance_high_watermark(flushed);
+                let log = self.log.read();
+                let flushed = log.flushed_offset();
+                if log.config().flush == FlushPolicy::Fsync {
+                    // A leader counts its own log only as far as it is on
+                    // disk; followers report what they fsynced.
+                    match &mut *self.role.lock() {
+                        Role::Leader(l) => {
+                            if let Some(hw) = l.advance(flushed) {
+                                self.advance_high_watermark(hw);
+                            }
+                        }
+                        Role::Standalone => self.advance_high_watermark(flushed),
+                        _ => {}
+                    }
                 }
                 Ok(())
             }
@@ -322,6 +398,7 @@ impl Partition {
         let mut hw_changes = self.high_watermark.subscribe();
         loop {
             self.check_state()?;
+            self.check_serves_clients()?;
             let high_watermark = *hw_changes.borrow_and_update();
             let (read, log_start_offset) = {
                 let log = self.log.read();
@@ -448,7 +525,7 @@ mod tests {
             ..LogConfig::default()
         };
         let log = PartitionLog::open(dir, config).expect("open");
-        Arc::new(Partition::new("t".into(), 0, log, Arc::new(Metrics::new())))
+        Arc::new(Partition::new("t".into(), 0, log, Arc::new(Metrics::new())).expect("partition"))
     }
 
     #[tokio::test]

@@ -1,0 +1,672 @@
+//! A partition's replication role and everything that depends on it:
+//! becoming leader or follower, serving follower fetches as leader
+//! (divergence check, follower LEO tracking, HW), appending and truncating
+//! as follower, acks=all waits, and ISR change proposals.
+//!
+//! Lock order everywhere: log, then role, then epochs.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tracing::{info, warn};
+
+use super::{Error, Partition};
+use crate::log::FlushPolicy;
+use crate::log::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
+use crate::replication::leader::LeaderState;
+
+/// What this replica does for its partition.
+#[derive(Debug, Clone)]
+pub enum Role {
+    /// No controller: this broker alone owns the partition; the HW follows
+    /// the flush policy.
+    Standalone,
+    /// Leader at an epoch, tracking its followers.
+    Leader(LeaderState),
+    /// Follower of `leader` at `leader_epoch`.
+    Follower { leader: i32, leader_epoch: i32 },
+    /// Assigned here, but the partition has no leader right now.
+    NoLeader { leader_epoch: i32 },
+}
+
+/// A copy of the role for metadata answers and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleView {
+    pub leader: Option<i32>,
+    pub leader_epoch: i32,
+    pub is_leader: bool,
+    pub isr: Vec<i32>,
+    pub replicas: Vec<i32>,
+}
+
+/// Outcome of a follower's fetch at the leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicaRead {
+    Data {
+        records: Bytes,
+        high_watermark: i64,
+        log_start_offset: i64,
+    },
+    /// The follower's log diverged: it must truncate to the end of `epoch`
+    /// (at most `end_offset`).
+    Diverging {
+        epoch: i32,
+        end_offset: i64,
+        high_watermark: i64,
+        log_start_offset: i64,
+    },
+    /// The fetch offset is below the leader's log start.
+    OutOfRange {
+        log_start_offset: i64,
+    },
+    NotLeader,
+    /// The follower's leader epoch is older than the leader's.
+    FencedEpoch,
+    /// The follower's leader epoch is newer than the leader's.
+    UnknownEpoch,
+}
+
+/// Milliseconds on a monotonic clock shared by the broker.
+pub fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+impl Partition {
+    /// The role, for metadata and metrics.
+    pub fn role_view(&self) -> RoleView {
+        match &*self.role.lock() {
+            Role::Standalone => RoleView {
+                leader: None,
+                leader_epoch: self.leader_epoch.load(std::sync::atomic::Ordering::Relaxed),
+                is_leader: true,
+                isr: vec![],
+                replicas: vec![],
+            },
+            Role::Leader(l) => RoleView {
+                leader: None,
+                leader_epoch: l.leader_epoch(),
+                is_leader: true,
+                isr: l.isr().to_vec(),
+                replicas: l.replicas().to_vec(),
+            },
+            Role::Follower {
+                leader,
+                leader_epoch,
+            } => RoleView {
+                leader: Some(*leader),
+                leader_epoch: *leader_epoch,
+                is_leader: false,
+                isr: vec![],
+                replicas: vec![],
+            },
+            Role::NoLeader { leader_epoch } => RoleView {
+                leader: None,
+                leader_epoch: *leader_epoch,
+                is_leader: false,
+                isr: vec![],
+                replicas: vec![],
+            },
+        }
+    }
+
+    /// Consumers are served by the leader (or a standalone broker) only.
+    pub(super) fn check_serves_clients(&self) -> Result<(), Error> {
+        match &*self.role.lock() {
+            Role::Standalone | Role::Leader(_) => Ok(()),
+            Role::Follower { leader, .. } => Err(self.not_leader(Some(*leader))),
+            Role::NoLeader { .. } => Err(self.not_leader(None)),
+        }
+    }
+
+    /// Wakes everything waiting on the HW (long polls, acks=all writes).
+    fn wake_waiters(&self) {
+        self.high_watermark.send_modify(|_| {});
+    }
+
+    /// Waits until the HW reaches `target` while this broker still leads at
+    /// `epoch`. `Err(None)` means the deadline passed.
+    pub(super) async fn wait_replicated(
+        &self,
+        target: i64,
+        base_offset: i64,
+        epoch: i32,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), Option<Error>> {
+        let mut hw = self.high_watermark.subscribe();
+        loop {
+            if *hw.borrow_and_update() >= target {
+                return Ok(());
+            }
+            let still_leader =
+                matches!(&*self.role.lock(), Role::Leader(l) if l.leader_epoch() == epoch);
+            if !still_leader || self.check_state().is_err() {
+                return Err(Some(Error::LeadershipLost {
+                    topic: self.topic.to_string(),
+                    partition: self.id,
+                    base_offset,
+                }));
+            }
+            tokio::select! {
+                changed = hw.changed() => {
+                    if changed.is_err() {
+                        return Err(Some(Error::TopicDeleted(self.topic.to_string())));
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => return Err(None),
+            }
+        }
+    }
+
+    /// Takes (or keeps) leadership as the controller says. A new epoch is
+    /// recorded in the epoch cache at the current log end; followers must
+    /// fetch in this epoch before the HW moves past what they confirmed.
+    pub fn become_leader(
+        &self,
+        me: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        replicas: Vec<i32>,
+        isr: Vec<i32>,
+    ) -> Result<(), Error> {
+        let now = now_ms();
+        let log = self.log.write();
+        let mut role = self.role.lock();
+        if let Role::Leader(l) = &mut *role {
+            if l.leader_epoch() == leader_epoch {
+                l.update(partition_epoch, replicas, isr, now);
+                let own = self.own_leo(&log);
+                if let Some(hw) = l.advance(own) {
+                    self.advance_high_watermark(hw);
+                }
+                return Ok(());
+            }
+        }
+        let leo = log.next_offset();
+        self.epochs
+            .lock()
+            .assign(leader_epoch, leo)
+            .map_err(|e| self.io_error("recording the leader epoch", e))?;
+        let hw = self.high_watermark().min(leo);
+        let mut state = LeaderState::new(
+            me,
+            leader_epoch,
+            partition_epoch,
+            replicas,
+            isr,
+            leo,
+            hw,
+            now,
+        );
+        if let Some(hw) = state.advance(self.own_leo(&log)) {
+            self.advance_high_watermark(hw);
+        }
+        info!(topic = %self.topic, partition = self.id, leader_epoch, log_end = leo, high_watermark = hw, "became leader");
+        *role = Role::Leader(state);
+        drop(role);
+        drop(log);
+        self.metrics.leadership_changes.inc();
+        self.wake_waiters();
+        Ok(())
+    }
+
+    /// The leader's own LEO for HW purposes: with flush=fsync only what is
+    /// on disk counts.
+    fn own_leo(&self, log: &crate::log::PartitionLog) -> i64 {
+        match log.config().flush {
+            FlushPolicy::Fsync => log.flushed_offset(),
+            FlushPolicy::Replicated => log.next_offset(),
+        }
+    }
+
+    /// Follows `leader` at `leader_epoch`. Returns whether anything changed
+    /// (the caller then (re)starts fetching).
+    pub fn become_follower(&self, leader: i32, leader_epoch: i32) -> bool {
+        let _log = self.log.write();
+        let mut role = self.role.lock();
+        if matches!(&*role, Role::Follower { leader: l, leader_epoch: e } if *l == leader && *e == leader_epoch)
+        {
+            return false;
+        }
+        if matches!(&*role, Role::Leader(_)) {
+            self.metrics.leadership_changes.inc();
+        }
+        info!(topic = %self.topic, partition = self.id, leader, leader_epoch, "became follower");
+        *role = Role::Follower {
+            leader,
+            leader_epoch,
+        };
+        drop(role);
+        drop(_log);
+        self.wake_waiters();
+        true
+    }
+
+    /// The partition has no leader (or this broker is no longer assigned).
+    pub fn become_leaderless(&self, leader_epoch: i32) {
+        let _log = self.log.write();
+        *self.role.lock() = Role::NoLeader { leader_epoch };
+        drop(_log);
+        self.wake_waiters();
+    }
+
+    /// What a follower sends: (fetch offset = log end, epoch of its last
+    /// batch, the leader epoch it follows). `None` unless following.
+    pub fn fetch_position(&self) -> Option<(i64, i32, i32)> {
+        let log = self.log.read();
+        let role = self.role.lock();
+        let Role::Follower { leader_epoch, .. } = &*role else {
+            return None;
+        };
+        let last_epoch = self.epochs.lock().latest_epoch();
+        Some((log.next_offset(), last_epoch, *leader_epoch))
+    }
+
+    /// Leader side of a follower fetch: checks the epoch and divergence,
+    /// records the follower's LEO (which may advance the HW) and reads from
+    /// `fetch_offset` up to the log end.
+    pub fn replica_fetch(
+        &self,
+        follower: i32,
+        fetch_offset: i64,
+        last_fetched_epoch: i32,
+        follower_leader_epoch: i32,
+        max_bytes: usize,
+    ) -> Result<ReplicaRead, Error> {
+        self.check_state()?;
+        let now = now_ms();
+        let log = self.log.read();
+        let mut role = self.role.lock();
+        let Role::Leader(l) = &mut *role else {
+            return Ok(ReplicaRead::NotLeader);
+        };
+        if follower_leader_epoch < l.leader_epoch() {
+            return Ok(ReplicaRead::FencedEpoch);
+        }
+        if follower_leader_epoch > l.leader_epoch() {
+            return Ok(ReplicaRead::UnknownEpoch);
+        }
+        let leo = log.next_offset();
+        let log_start = log.log_start_offset();
+        if fetch_offset < log_start {
+            return Ok(ReplicaRead::OutOfRange {
+                log_start_offset: log_start,
+            });
+        }
+        let diverging = if last_fetched_epoch >= 0 {
+            let (epoch, end) = self.epochs.lock().end_offset_for(last_fetched_epoch, leo);
+            (epoch != last_fetched_epoch || end < fetch_offset).then_some((epoch, end))
+        } else if fetch_offset > leo {
+            let epoch = self.epochs.lock().latest_epoch();
+            Some((epoch, leo))
+        } else {
+            None
+        };
+        if let Some((epoch, end_offset)) = diverging {
+            return Ok(ReplicaRead::Diverging {
+                epoch,
+                end_offset,
+                high_watermark: self.high_watermark(),
+                log_start_offset: log_start,
+            });
+        }
+        let own = self.own_leo(&log);
+        if let Some(hw) = l.on_fetch(follower, fetch_offset, own, now) {
+            self.advance_high_watermark(hw);
+        }
+        drop(role);
+        let read = log
+            .read(fetch_offset, max_bytes, leo)
+            .map_err(|e| self.log_error(e))?;
+        Ok(ReplicaRead::Data {
+            records: read.data,
+            high_watermark: self.high_watermark(),
+            log_start_offset: log_start,
+        })
+    }
+
+    /// A receiver that changes whenever the log end moves (leader side
+    /// long polls of follower fetches).
+    pub fn subscribe_log_end(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.log_end.subscribe()
+    }
+
+    /// Follower side: stores the leader's batches verbatim, records new
+    /// epochs, makes them durable with flush=fsync (so the next fetch
+    /// offset reports only what is on disk), and follows the leader's HW.
+    pub async fn append_as_follower(
+        &self,
+        records: Bytes,
+        leader_high_watermark: i64,
+    ) -> Result<(), Error> {
+        let mut fsync = None;
+        if !records.is_empty() {
+            let mut log = self.log.write();
+            if !matches!(&*self.role.lock(), Role::Follower { .. }) {
+                return Ok(());
+            }
+            let info = log
+                .append_replicated(&records)
+                .map_err(|e| self.log_error(e))?;
+            let mut epochs = self.epochs.lock();
+            let mut pos = 0;
+            while pos + HEADER_LEN <= records.len() {
+                let h = BatchHeader::parse(&records[pos..]).expect("validated by append");
+                if h.partition_leader_epoch > epochs.latest_epoch() {
+                    epochs
+                        .assign(h.partition_leader_epoch, h.base_offset)
+                        .map_err(|e| self.io_error("recording the leader epoch", e))?;
+                }
+                pos += LOG_OVERHEAD + h.batch_length as usize;
+            }
+            drop(epochs);
+            if log.config().flush == FlushPolicy::Fsync {
+                fsync = Some(log.sync_handle());
+            }
+            self.log_end.send_replace(info.next_offset);
+            self.metrics
+                .bytes_in
+                .with_label_values(&[&self.topic])
+                .inc_by(info.bytes as u64);
+        }
+        if let Some(handle) = fsync {
+            tokio::task::spawn_blocking(move || handle.sync())
+                .await
+                .map_err(|e| self.io_error("fsync", std::io::Error::other(e)))?
+                .map_err(|e| self.io_error("fsync", e))?;
+        }
+        let leo = self.log.read().next_offset();
+        self.advance_high_watermark(leader_high_watermark.min(leo));
+        Ok(())
+    }
+
+    /// Follower side: the leader says our log diverged after `epoch`,
+    /// which ends at `end_offset` in its log. Truncate to the end of the
+    /// last epoch both logs share; with no common epoch, restart empty at
+    /// the leader's log start.
+    pub fn truncate_diverging(
+        &self,
+        epoch: i32,
+        end_offset: i64,
+        leader_log_start: i64,
+    ) -> Result<(), Error> {
+        let mut log = self.log.write();
+        let mut epochs = self.epochs.lock();
+        let leo = log.next_offset();
+        let target = if epoch < 0 {
+            None
+        } else {
+            let (own_epoch, own_end) = epochs.end_offset_for(epoch, leo);
+            (own_epoch >= 0).then_some(end_offset.min(own_end))
+        };
+        match target {
+            Some(t) => {
+                log.truncate_to(t).map_err(|e| self.log_error(e))?;
+                epochs
+                    .truncate_from_end(log.next_offset())
+                    .map_err(|e| self.io_error("truncating the leader epoch cache", e))?;
+            }
+            None => {
+                log.reset_to(leader_log_start)
+                    .map_err(|e| self.log_error(e))?;
+                epochs
+                    .clear()
+                    .map_err(|e| self.io_error("clearing the leader epoch cache", e))?;
+            }
+        }
+        let new_leo = log.next_offset();
+        warn!(topic = %self.topic, partition = self.id, epoch, end_offset, from = leo, to = new_leo, "follower log diverged from the leader: truncated");
+        // The HW never exceeds the log end.
+        self.high_watermark.send_if_modified(|hw| {
+            let changed = *hw > new_leo;
+            *hw = (*hw).min(new_leo);
+            changed
+        });
+        self.log_end.send_replace(new_leo);
+        Ok(())
+    }
+
+    /// Follower side: the fetch offset is below the leader's log start;
+    /// restart empty there.
+    pub fn reset_to_leader_start(&self, log_start: i64) -> Result<(), Error> {
+        self.truncate_diverging(-1, -1, log_start)
+    }
+
+    /// The ISR change this leader should ask for, marked pending:
+    /// (leader epoch, partition epoch, new ISR).
+    pub fn propose_isr(&self, lag_max: Duration) -> Option<(i32, i32, Vec<i32>)> {
+        let mut role = self.role.lock();
+        let Role::Leader(l) = &mut *role else {
+            return None;
+        };
+        let isr = l.proposed_isr(now_ms(), lag_max.as_millis() as u64)?;
+        l.set_pending(isr.clone());
+        Some((l.leader_epoch(), l.partition_epoch(), isr))
+    }
+
+    /// The controller answered an ISR change: adopt the committed state,
+    /// or clear the pending change so a later check proposes again.
+    pub fn isr_change_done(&self, leader_epoch: i32, committed: Option<(i32, Vec<i32>, Vec<i32>)>) {
+        let log = self.log.read();
+        let mut role = self.role.lock();
+        let Role::Leader(l) = &mut *role else { return };
+        if l.leader_epoch() != leader_epoch {
+            return;
+        }
+        match committed {
+            Some((partition_epoch, replicas, isr)) => {
+                if isr.len() < l.isr().len() {
+                    self.metrics.isr_shrinks.inc();
+                } else {
+                    self.metrics.isr_expands.inc();
+                }
+                info!(topic = %self.topic, partition = self.id, ?isr, "ISR changed");
+                l.update(partition_epoch, replicas, isr, now_ms());
+                if let Some(hw) = l.advance(self.own_leo(&log)) {
+                    self.advance_high_watermark(hw);
+                }
+            }
+            None => l.clear_pending(),
+        }
+    }
+
+    fn io_error(&self, what: &str, e: std::io::Error) -> Error {
+        self.log_error(crate::log::LogError::io(what.to_owned(), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Two replicas of one partition wired by direct calls (no sockets):
+    //! acks=all waits for the follower, the HW follows the ISR, a new leader
+    //! makes a diverged old leader truncate, min.insync.replicas refuses.
+
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::log::batch::test_util::batch;
+    use crate::log::{LogConfig, PartitionLog};
+    use crate::metrics::Metrics;
+    use crate::partition::Acks;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn replica(dir: &std::path::Path, min_isr: u32) -> Arc<Partition> {
+        let config = LogConfig {
+            min_insync_replicas: min_isr,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(dir, config).unwrap();
+        Arc::new(Partition::new("t".into(), 0, log, Arc::new(Metrics::new())).unwrap())
+    }
+
+    /// One follower fetch round trip; returns whether data moved.
+    async fn pump(leader: &Partition, follower: &Partition, follower_id: i32) -> bool {
+        let (offset, last_epoch, epoch) = follower.fetch_position().expect("following");
+        match leader
+            .replica_fetch(follower_id, offset, last_epoch, epoch, 1 << 20)
+            .unwrap()
+        {
+            ReplicaRead::Data {
+                records,
+                high_watermark,
+                ..
+            } => {
+                let moved = !records.is_empty();
+                follower
+                    .append_as_follower(records, high_watermark)
+                    .await
+                    .unwrap();
+                moved
+            }
+            ReplicaRead::Diverging {
+                epoch,
+                end_offset,
+                log_start_offset,
+                ..
+            } => {
+                follower
+                    .truncate_diverging(epoch, end_offset, log_start_offset)
+                    .unwrap();
+                true
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn values(p: &Partition) -> Vec<u8> {
+        let log = p.log.read();
+        log.read(0, 1 << 20, log.next_offset())
+            .unwrap()
+            .data
+            .to_vec()
+    }
+
+    #[tokio::test]
+    async fn given_two_replicas_then_acks_all_waits_for_follower_and_failover_truncates_divergence()
+    {
+        let (d0, d1) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (b0, b1) = (replica(d0.path(), 2), replica(d1.path(), 2));
+        b0.become_leader(0, 1, 0, vec![0, 1], vec![0, 1]).unwrap();
+        assert!(b1.become_follower(0, 1));
+
+        // acks=all completes only after the follower fetched past it.
+        let produce = {
+            let b0 = Arc::clone(&b0);
+            tokio::spawn(async move { b0.produce(batch(&[b"a", b"b"]), Acks::All, WAIT).await })
+        };
+        while b0.log.read().next_offset() < 2 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!produce.is_finished());
+        assert_eq!(b0.high_watermark(), 0);
+        assert!(pump(&b0, &b1, 1).await); // follower copies 0..2
+        assert!(!pump(&b0, &b1, 1).await); // its next fetch confirms them
+        let r = tokio::time::timeout(WAIT, produce)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.base_offset, 0);
+        assert_eq!(b0.high_watermark(), 2);
+        assert_eq!(values(&b0), values(&b1));
+
+        // Consumers are refused by the follower.
+        assert!(matches!(
+            b1.fetch(0, 100, 0, Duration::ZERO).await,
+            Err(Error::NotLeader {
+                leader: Some(0),
+                ..
+            })
+        ));
+
+        // b0 appends more that never reaches b1 (acks=1), then loses
+        // leadership: b1 leads epoch 2 and writes its own data.
+        b0.produce(batch(&[b"lost-1", b"lost-2"]), Acks::Leader, WAIT)
+            .await
+            .unwrap();
+        b1.become_leader(1, 2, 1, vec![0, 1], vec![0, 1]).unwrap();
+        assert!(b0.become_follower(1, 2));
+        let ack = {
+            let b1 = Arc::clone(&b1);
+            tokio::spawn(async move { b1.produce(batch(&[b"new"]), Acks::All, WAIT).await })
+        };
+        while b1.log.read().next_offset() < 3 {
+            tokio::task::yield_now().await;
+        }
+        // First fetch: b0's last epoch (1) ends at 2 on the new leader, but
+        // b0 has 4 records: it truncates to 2, then copies the new record.
+        assert!(pump(&b1, &b0, 0).await);
+        assert_eq!(b0.log.read().next_offset(), 2);
+        assert!(pump(&b1, &b0, 0).await);
+        assert!(!pump(&b1, &b0, 0).await);
+        let r = tokio::time::timeout(WAIT, ack)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.base_offset, 2);
+        assert_eq!(
+            values(&b0),
+            values(&b1),
+            "replicas byte-identical after truncation"
+        );
+        assert_eq!(b0.epochs.lock().entries(), b1.epochs.lock().entries());
+    }
+
+    #[tokio::test]
+    async fn given_isr_below_min_insync_then_acks_all_refused_and_nothing_written() {
+        let d = tempfile::tempdir().unwrap();
+        let p = replica(d.path(), 2);
+        p.become_leader(0, 1, 0, vec![0, 1], vec![0]).unwrap();
+        let err = p
+            .produce(batch(&[b"x"]), Acks::All, WAIT)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::NotEnoughReplicas { isr: 1, min: 2, .. }),
+            "{err}"
+        );
+        assert_eq!(p.log.read().next_offset(), 0);
+        // acks=1 still works, and with ISR = [leader] the HW is its LEO.
+        p.produce(batch(&[b"x"]), Acks::Leader, WAIT).await.unwrap();
+        assert_eq!(p.high_watermark(), 1);
+    }
+
+    #[tokio::test]
+    async fn given_leadership_lost_while_waiting_then_write_not_acknowledged() {
+        let d = tempfile::tempdir().unwrap();
+        let p = replica(d.path(), 1);
+        p.become_leader(0, 1, 0, vec![0, 1], vec![0, 1]).unwrap();
+        let waiter = {
+            let p = Arc::clone(&p);
+            tokio::spawn(async move { p.produce(batch(&[b"x"]), Acks::All, WAIT).await })
+        };
+        while p.log.read().next_offset() < 1 {
+            tokio::task::yield_now().await;
+        }
+        p.become_follower(1, 2);
+        let r = tokio::time::timeout(WAIT, waiter).await.unwrap().unwrap();
+        assert!(matches!(r, Err(Error::LeadershipLost { .. })), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn given_stale_or_future_follower_epoch_then_fetch_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = replica(d.path(), 1);
+        p.become_leader(0, 5, 0, vec![0, 1], vec![0, 1]).unwrap();
+        assert_eq!(
+            p.replica_fetch(1, 0, -1, 4, 100).unwrap(),
+            ReplicaRead::FencedEpoch
+        );
+        assert_eq!(
+            p.replica_fetch(1, 0, -1, 6, 100).unwrap(),
+            ReplicaRead::UnknownEpoch
+        );
+        p.become_follower(1, 6);
+        assert_eq!(
+            p.replica_fetch(1, 0, -1, 6, 100).unwrap(),
+            ReplicaRead::NotLeader
+        );
+    }
+}
