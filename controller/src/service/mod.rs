@@ -313,3 +313,162 @@ impl ControllerRpc for ControllerService {
         self.finish("CreatePartitions", started, result)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! In-process: the service without sockets, so a watcher can be made
+    //! to fall behind deterministically (its stream is not polled while
+    //! more deltas than the buffer holds are committed).
+
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::controller::{Controller, ControllerConfig};
+    use crate::store::{MemoryStore, MetadataStore};
+
+    const BUFFER: usize = 4;
+    const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+    async fn service(store: MemoryStore) -> (ControllerService, CancellationToken) {
+        let meta = store.claim().await.expect("claims");
+        let ctl = Controller::new(ControllerConfig::default(), meta, 0);
+        let metrics = Arc::new(Metrics::new());
+        let (phase_tx, phase) = watch::channel(Phase::Serving);
+        let (updates, _) = broadcast::channel(BUFFER);
+        let (tx, rx) = mpsc::channel(16);
+        let actor = Actor::new(
+            ctl,
+            store,
+            Instant::now(),
+            updates,
+            Arc::clone(&metrics),
+            phase_tx,
+            Timing {
+                heartbeat_interval_ms: 250,
+                session_timeout_ms: 1500,
+            },
+        );
+        let stop = CancellationToken::new();
+        tokio::spawn(actor.run(rx, Duration::from_millis(100), stop.clone()));
+        (ControllerService::new(tx, phase, metrics), stop)
+    }
+
+    async fn create(svc: &ControllerService, name: &str) {
+        svc.create_topic(Request::new(pb::CreateTopicRequest {
+            name: name.to_owned(),
+            partitions: 1,
+            replication_factor: 1,
+            config: Default::default(),
+        }))
+        .await
+        .expect("created");
+    }
+
+    async fn next(stream: &mut WatchStream) -> pb::MetadataUpdate {
+        tokio::time::timeout(REPLY_TIMEOUT, stream.next())
+            .await
+            .expect("an update in time")
+            .expect("open")
+            .expect("no error")
+    }
+
+    #[tokio::test]
+    async fn given_a_watcher_that_falls_behind_when_it_reads_again_should_get_a_fresh_snapshot() {
+        let (svc, stop) = service(MemoryStore::default()).await;
+        svc.register(Request::new(pb::RegisterRequest {
+            broker_id: 0,
+            log_dir_id: "d0".into(),
+            endpoints: None,
+            rack: String::new(),
+        }))
+        .await
+        .expect("registers");
+        let mut stream = svc
+            .watch_metadata(Request::new(pb::WatchMetadataRequest { broker_id: 0 }))
+            .await
+            .expect("watch")
+            .into_inner();
+        let first = next(&mut stream).await;
+        assert!(first.snapshot);
+        assert!(first.topics.is_empty());
+
+        for i in 0..BUFFER * 3 {
+            create(&svc, &format!("t{i}")).await;
+        }
+        let resync = next(&mut stream).await;
+        assert!(resync.snapshot, "a fresh snapshot, not a gap: {resync:?}");
+        assert_eq!(resync.topics.len(), BUFFER * 3);
+        assert_eq!(svc.metrics.watcher_resyncs.get(), 1);
+
+        // Deltas continue after the resync.
+        create(&svc, "after").await;
+        let delta = next(&mut stream).await;
+        assert!(!delta.snapshot);
+        assert_eq!(delta.topics[0].name, "after");
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn given_a_failing_store_when_a_topic_is_created_should_answer_unavailable_and_change_nothing()
+     {
+        let store = MemoryStore::default();
+        store.fail_next_persist();
+        let (svc, stop) = service(store).await;
+        // The failure hits the registration (the first persist).
+        let err = svc
+            .register(Request::new(pb::RegisterRequest {
+                broker_id: 0,
+                log_dir_id: "d0".into(),
+                endpoints: None,
+                rack: String::new(),
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+        assert_eq!(reason_of(err.message()), Some("STORE_UNAVAILABLE"));
+        let mut stream = svc
+            .watch_metadata(Request::new(pb::WatchMetadataRequest { broker_id: 0 }))
+            .await
+            .expect("still serving")
+            .into_inner();
+        assert!(
+            next(&mut stream).await.brokers.is_empty(),
+            "nothing applied"
+        );
+        assert_eq!(
+            svc.metrics
+                .persist_failures
+                .with_label_values(&["error"])
+                .get(),
+            1
+        );
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn given_a_watcher_when_the_actor_stops_should_end_the_stream_with_unavailable() {
+        let (svc, stop) = service(MemoryStore::default()).await;
+        let mut stream = svc
+            .watch_metadata(Request::new(pb::WatchMetadataRequest { broker_id: 0 }))
+            .await
+            .expect("watch")
+            .into_inner();
+        next(&mut stream).await;
+        stop.cancel();
+        let end = tokio::time::timeout(REPLY_TIMEOUT, stream.next())
+            .await
+            .expect("ends in time")
+            .expect("an error item");
+        let status = end.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(
+            tokio::time::timeout(REPLY_TIMEOUT, stream.next())
+                .await
+                .expect("in time")
+                .is_none()
+        );
+    }
+}
