@@ -260,7 +260,15 @@ async fn given_bad_topic_requests_when_sent_should_be_refused_with_clear_reasons
     let ctl = start_memory().await;
     let client = client(&[&ctl]).await;
     let _brokers = three_brokers(&client).await;
-    let cases: Vec<(&str, i32, i32, Vec<(&str, &str)>, &str)> = vec![
+    // (name, partitions, replication factor, config, expected reason)
+    type Case = (
+        &'static str,
+        i32,
+        i32,
+        Vec<(&'static str, &'static str)>,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
         ("bad name", 1, 1, vec![], "INVALID_TOPIC_NAME"),
         ("..", 1, 1, vec![], "INVALID_TOPIC_NAME"),
         ("ok", 0, 1, vec![], "INVALID_ARGUMENT"),
