@@ -144,7 +144,7 @@ impl ReplicaManager {
             .ok_or_else(|| Error::UnknownTopic(name.to_owned()))
     }
 
-    fn partition(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, Error> {
+    pub fn partition(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, Error> {
         let t = self.topic(topic)?;
         usize::try_from(partition)
             .ok()

@@ -325,6 +325,26 @@ impl Partition {
         })
     }
 
+    /// The end offset of `epoch` in this leader's log (OffsetForLeaderEpoch).
+    pub fn end_offset_for_epoch(
+        &self,
+        leader_epoch: i32,
+        epoch: i32,
+    ) -> Result<(i32, i64), ReplicaRead> {
+        let log = self.log.read();
+        let role = self.role.lock();
+        let Role::Leader(l) = &*role else {
+            return Err(ReplicaRead::NotLeader);
+        };
+        if leader_epoch < l.leader_epoch() {
+            return Err(ReplicaRead::FencedEpoch);
+        }
+        if leader_epoch > l.leader_epoch() {
+            return Err(ReplicaRead::UnknownEpoch);
+        }
+        Ok(self.epochs.lock().end_offset_for(epoch, log.next_offset()))
+    }
+
     /// A receiver that changes whenever the log end moves (leader side
     /// long polls of follower fetches).
     pub fn subscribe_log_end(&self) -> tokio::sync::watch::Receiver<i64> {

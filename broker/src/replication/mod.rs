@@ -4,6 +4,8 @@
 //!   partition replica, used to find where a follower's log diverges.
 //! - [`leader`]: pure leader-side state: follower LEOs, high watermark, ISR
 //!   shrink/expand decisions.
+//! - [`service`]: the leader side of `ReplicaFetch` (tonic adapter).
+//! - [`fetcher`]: the follower side: one fetch stream per leader broker.
 //!
 //! Followers pull: each keeps a long-lived `ReplicaFetch` stream to every
 //! leader it follows (proto/replication.proto). A leader's HW is the
@@ -11,4 +13,6 @@
 //! acks=all produce completes when the HW passes its last record.
 
 pub mod epochs;
+pub mod fetcher;
 pub mod leader;
+pub mod service;

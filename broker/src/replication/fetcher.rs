@@ -1,0 +1,250 @@
+//! Follower side of replication: one fetcher task per leader broker.
+//!
+//! Each task keeps a `ReplicaFetch` stream open to its leader and sends
+//! one request at a time naming every partition this broker follows there
+//! (fetch offset = local log end, epoch of the last local batch, the
+//! leader epoch it was told). Answers are applied to the local replicas:
+//! batches appended verbatim, divergence truncated, out-of-range logs
+//! reset. Connection failures are retried with a short backoff; epoch
+//! errors wait for the next metadata update to move the partition.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rill_proto::replication as pb;
+use rill_proto::replication::replication_client::ReplicationClient;
+use tokio::sync::{Notify, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Endpoint;
+use tracing::{debug, info, warn};
+
+use crate::partition::manager::ReplicaManager;
+
+/// How long the leader may hold a fetch that has nothing new.
+pub const FETCH_MAX_WAIT: Duration = Duration::from_millis(500);
+/// Bytes per partition per fetch.
+pub const FETCH_MAX_BYTES: u32 = 4 << 20;
+/// Wait before reconnecting to a leader that could not be reached.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest a response may take beyond the long-poll wait.
+const RESPONSE_GRACE: Duration = Duration::from_secs(5);
+/// Pause after a partition-level epoch error before asking again.
+const EPOCH_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+type Key = (String, i32);
+
+#[derive(Debug)]
+struct LeaderFetcher {
+    /// The leader's replication address.
+    addr: String,
+    partitions: Arc<Mutex<BTreeSet<Key>>>,
+    /// Wakes an idle fetcher when a partition is added.
+    added: Arc<Notify>,
+    stop: CancellationToken,
+}
+
+/// All fetcher tasks of this broker.
+#[derive(Debug)]
+pub struct Fetchers {
+    me: i32,
+    manager: Arc<ReplicaManager>,
+    by_leader: Mutex<BTreeMap<i32, LeaderFetcher>>,
+}
+
+impl Fetchers {
+    pub fn new(me: i32, manager: Arc<ReplicaManager>) -> Arc<Self> {
+        Arc::new(Self {
+            me,
+            manager,
+            by_leader: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Fetches `topic`-`partition` from `leader` at `addr` (moving it from
+    /// any other leader's fetcher).
+    pub fn follow(&self, leader: i32, addr: &str, topic: &str, partition: i32) {
+        let key = (topic.to_owned(), partition);
+        let mut all = self.by_leader.lock();
+        for (id, f) in all.iter() {
+            if *id != leader {
+                f.partitions.lock().remove(&key);
+            }
+        }
+        let stale = all.get(&leader).is_some_and(|f| f.addr != addr);
+        if stale {
+            if let Some(f) = all.remove(&leader) {
+                f.stop.cancel();
+            }
+        }
+        let f = all
+            .entry(leader)
+            .or_insert_with(|| self.spawn(leader, addr));
+        f.partitions.lock().insert(key);
+        f.added.notify_one();
+    }
+
+    /// Stops fetching `topic`-`partition` (this broker leads it now, or no
+    /// longer hosts it).
+    pub fn unfollow(&self, topic: &str, partition: i32) {
+        let key = (topic.to_owned(), partition);
+        for f in self.by_leader.lock().values() {
+            f.partitions.lock().remove(&key);
+        }
+    }
+
+    /// Stops every fetcher.
+    pub fn stop_all(&self) {
+        for (_, f) in std::mem::take(&mut *self.by_leader.lock()) {
+            f.stop.cancel();
+        }
+    }
+
+    fn spawn(&self, leader: i32, addr: &str) -> LeaderFetcher {
+        let f = LeaderFetcher {
+            addr: addr.to_owned(),
+            partitions: Arc::new(Mutex::new(BTreeSet::new())),
+            added: Arc::new(Notify::new()),
+            stop: CancellationToken::new(),
+        };
+        let task = Task {
+            me: self.me,
+            leader,
+            addr: addr.to_owned(),
+            partitions: Arc::clone(&f.partitions),
+            added: Arc::clone(&f.added),
+            manager: Arc::clone(&self.manager),
+        };
+        let stop = f.stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = task.run() => {}
+                () = stop.cancelled() => {}
+            }
+        });
+        f
+    }
+}
+
+struct Task {
+    me: i32,
+    leader: i32,
+    addr: String,
+    partitions: Arc<Mutex<BTreeSet<Key>>>,
+    added: Arc<Notify>,
+    manager: Arc<ReplicaManager>,
+}
+
+impl Task {
+    async fn run(self) {
+        info!(leader = self.leader, addr = %self.addr, "replica fetcher started");
+        loop {
+            if let Err(e) = self.session().await {
+                debug!(leader = self.leader, addr = %self.addr, error = %e, "replica fetch session ended; reconnecting");
+                tokio::time::sleep(RECONNECT_BACKOFF).await;
+            }
+        }
+    }
+
+    fn request(&self) -> pb::ReplicaFetchRequest {
+        let keys: Vec<Key> = self.partitions.lock().iter().cloned().collect();
+        let partitions = keys
+            .into_iter()
+            .filter_map(|(topic, partition)| {
+                let p = self.manager.partition(&topic, partition).ok()?;
+                let (fetch_offset, last_fetched_epoch, leader_epoch) = p.fetch_position()?;
+                Some(pb::FetchPartition {
+                    topic,
+                    partition,
+                    fetch_offset,
+                    last_fetched_epoch,
+                    leader_epoch,
+                })
+            })
+            .collect();
+        pb::ReplicaFetchRequest {
+            follower_id: self.me,
+            follower_broker_epoch: 0,
+            partitions,
+            max_wait_ms: FETCH_MAX_WAIT.as_millis() as u32,
+            min_bytes: 1,
+            max_bytes_per_partition: FETCH_MAX_BYTES,
+        }
+    }
+
+    /// One connection: request, answer, apply, repeat.
+    async fn session(&self) -> Result<(), String> {
+        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true);
+        let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+        let mut client = ReplicationClient::new(channel)
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(64 << 20);
+        let (tx, rx) = mpsc::channel(1);
+        let mut responses = client
+            .replica_fetch(ReceiverStream::new(rx))
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
+        loop {
+            let request = self.request();
+            if request.partitions.is_empty() {
+                // Nothing to fetch from this leader right now.
+                tokio::select! {
+                    () = self.added.notified() => {}
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+                continue;
+            }
+            tx.send(request).await.map_err(|e| e.to_string())?;
+            let response =
+                tokio::time::timeout(FETCH_MAX_WAIT + RESPONSE_GRACE, responses.message())
+                    .await
+                    .map_err(|_| "leader did not answer in time".to_owned())?
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| "leader closed the stream".to_owned())?;
+            let mut backoff = false;
+            for p in response.partitions {
+                backoff |= self.apply(p).await;
+            }
+            if backoff {
+                tokio::time::sleep(EPOCH_ERROR_BACKOFF).await;
+            }
+        }
+    }
+
+    /// Applies one partition's answer; returns whether to back off.
+    async fn apply(&self, p: pb::FetchedPartition) -> bool {
+        let Ok(partition) = self.manager.partition(&p.topic, p.partition) else {
+            return false;
+        };
+        let result = match pb::FetchError::try_from(p.error).unwrap_or(pb::FetchError::Storage) {
+            pb::FetchError::None => match p.diverging_epoch {
+                Some(d) => partition.truncate_diverging(d.epoch, d.end_offset, p.log_start_offset),
+                None => {
+                    partition
+                        .append_as_follower(p.records, p.high_watermark)
+                        .await
+                }
+            },
+            pb::FetchError::OffsetOutOfRange => partition.reset_to_leader_start(p.log_start_offset),
+            pb::FetchError::NotLeader
+            | pb::FetchError::FencedLeaderEpoch
+            | pb::FetchError::UnknownLeaderEpoch
+            | pb::FetchError::UnknownPartition => return true,
+            pb::FetchError::Storage => {
+                warn!(topic = %p.topic, partition = p.partition, leader = self.leader, error = %p.error_message, "leader failed to read for replication");
+                return true;
+            }
+        };
+        if let Err(e) = result {
+            warn!(topic = %p.topic, partition = p.partition, leader = self.leader, error = %e, "could not apply replicated data");
+            return true;
+        }
+        false
+    }
+}
