@@ -1,0 +1,125 @@
+//! Contract of controller restarts and takeovers on the file store:
+//! - a controller restarted on the same metadata file keeps topics and
+//!   brokers, runs with a higher controller epoch, and watchers that watch
+//!   again get a snapshot carrying it; brokers keep their incarnation
+//!   (their heartbeats are accepted) thanks to the grace period;
+//! - a second controller claiming the same file deposes the first: the
+//!   first's next write fails, it answers UNAVAILABLE "not the active
+//!   controller" to everything, its watch streams end, its handle reports
+//!   `Deposed`, and a client given both addresses fails over to the new one.
+
+mod common;
+
+use common::*;
+use rill_controller::client::Retry;
+use rill_controller::service::Phase;
+use rill_controller::{ClientError, ServerError};
+
+#[tokio::test]
+async fn given_a_controller_restarted_on_the_same_file_should_keep_metadata_and_raise_the_epoch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("metadata.json");
+    let first = start_file(&file).await;
+    let addr = first.grpc_addr;
+    let client = client(&[&first]).await;
+    let brokers = three_brokers(&client).await;
+    let topic = client
+        .create_topic("orders", 3, 3, no_config())
+        .await
+        .expect("created");
+    let mut watcher = Watcher::start(&client).await;
+    let before = watcher.next().await;
+    assert_eq!(before.controller_epoch, first.controller_epoch);
+    let first_epoch = first.controller_epoch;
+
+    first.shutdown().await.expect("clean shutdown");
+    match watcher.next_raw().await {
+        Some(Err(e)) => assert_eq!(e.reason(), Some("SHUTTING_DOWN"), "{e:?}"),
+        other => panic!("the stream should end with an error, got {other:?}"),
+    }
+
+    // Same address, so the same client reconnects.
+    let mut config = config(&file);
+    config.listen_addr = addr;
+    let second = rill_controller::start(config)
+        .await
+        .expect("restarts on the same address");
+    assert!(second.controller_epoch > first_epoch);
+
+    let mut watcher = Watcher::start(&client).await;
+    let snapshot = watcher.next().await;
+    assert!(snapshot.snapshot);
+    assert_eq!(snapshot.controller_epoch, second.controller_epoch);
+    assert_eq!(watcher.view.topics["orders"], topic);
+    assert_eq!(watcher.view.brokers.len(), 3);
+    for b in &brokers {
+        assert_eq!(watcher.view.brokers[&b.id].epoch, b.epoch);
+        let hb = client
+            .heartbeat(b.id, b.epoch)
+            .await
+            .expect("the incarnation survives a controller restart");
+        assert_eq!(hb.controller_epoch, second.controller_epoch);
+    }
+    second.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn given_a_second_controller_on_the_same_file_should_depose_the_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("metadata.json");
+    let mut first = start_file(&file).await;
+    let first_client = client(&[&first]).await;
+    let broker = Broker::start(&first_client, 0).await;
+    let mut watcher = Watcher::start(&first_client).await;
+    watcher.next().await;
+
+    let second = start_file(&file).await;
+    assert!(second.controller_epoch > first.controller_epoch);
+
+    // The first only notices at its next write.
+    let err = first_client
+        .create_topic("orders", 1, 1, no_config())
+        .await
+        .unwrap_err();
+    match &err {
+        ClientError::NoController { last, .. } => {
+            assert!(last.contains("not the active controller"), "{err}")
+        }
+        other => panic!("expected NoController, got {other:?}"),
+    }
+    assert_eq!(err.retry(), Retry::Later);
+    match first.stopped().await {
+        ServerError::Deposed { ours, current } => {
+            assert_eq!(ours, first.controller_epoch);
+            assert_eq!(current, second.controller_epoch);
+        }
+        other => panic!("expected Deposed, got {other:?}"),
+    }
+    assert!(matches!(first.phase(), Phase::Deposed { .. }));
+    match watcher.next_raw().await {
+        Some(Err(e)) => assert_eq!(e.reason(), Some("NOT_ACTIVE_CONTROLLER"), "{e:?}"),
+        other => panic!("the stream should end with an error, got {other:?}"),
+    }
+    let err = first_client.heartbeat(0, broker.epoch).await.unwrap_err();
+    assert!(matches!(err, ClientError::NoController { .. }), "{err:?}");
+
+    // A client that knows both addresses finds the active one.
+    let both = client(&[&first, &second]).await;
+    let topic = both
+        .create_topic("orders", 1, 1, no_config())
+        .await
+        .expect("created on the active controller");
+    assert_eq!(topic.partitions.len(), 1);
+    assert_eq!(
+        both.active_address(),
+        Some(second.grpc_addr.to_string().as_str())
+    );
+    let hb = both
+        .heartbeat(0, broker.epoch)
+        .await
+        .expect("the new controller knows the broker");
+    assert_eq!(hb.controller_epoch, second.controller_epoch);
+
+    first.shutdown().await.expect("shutdown after deposition");
+    second.shutdown().await.expect("clean shutdown");
+}
