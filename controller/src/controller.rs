@@ -682,3 +682,42 @@ fn bump_partition_epochs(old: &ClusterMetadata, next: &mut ClusterMetadata) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registered(ctl: &mut Controller, id: BrokerId, now: u64) -> i64 {
+        let (plan, epoch) = ctl
+            .register(id, &format!("d{id}"), Endpoints::default(), None, now)
+            .expect("registers");
+        ctl.apply(plan);
+        epoch
+    }
+
+    #[test]
+    fn given_lease_expiry_and_shutdown_when_planned_should_report_liveness_changes() {
+        let mut ctl = Controller::new(ControllerConfig::default(), ClusterMetadata::default(), 0);
+        let e0 = registered(&mut ctl, 0, 0);
+        registered(&mut ctl, 1, 0);
+        ctl.heartbeat(0, e0, 1000).expect("leased");
+
+        // Broker 1's lease expires at 1500; broker 0's at 2500.
+        let plan = ctl.tick(1600);
+        assert_eq!(ctl.liveness_changes(&plan), vec![(1, Liveness::Fenced)]);
+        ctl.apply(plan);
+        assert_eq!(ctl.liveness(1), Liveness::Fenced);
+
+        let (plan, _) = ctl.controlled_shutdown(0, e0).expect("accepted");
+        assert_eq!(
+            ctl.liveness_changes(&plan),
+            vec![(0, Liveness::ShuttingDown)]
+        );
+
+        let (plan, _) = ctl
+            .register(1, "d1", Endpoints::default(), None, 1700)
+            .expect("registers");
+        assert_eq!(ctl.liveness_changes(&plan), vec![(1, Liveness::Active)]);
+        assert!(ctl.liveness_changes(&ctl.tick(1700)).is_empty());
+    }
+}
