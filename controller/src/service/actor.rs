@@ -20,6 +20,12 @@
 //!
 //! Time is a monotonic clock in ms since the actor started, passed into
 //! the pure core.
+//!
+//! The [`crate::FileStore`] does its file I/O (write, fsync, rename)
+//! inside `persist` on the actor's worker thread. That is deliberate: the
+//! actor must not do anything else until the write is durable, writes are
+//! rare (leader/ISR/topic changes, never per-append), and other tasks keep
+//! running on the runtime's other workers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
