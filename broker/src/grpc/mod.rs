@@ -130,20 +130,20 @@ fn offset_spec_from(spec: Option<pb::OffsetSpec>) -> Result<OffsetSpec, Error> {
     }
 }
 
-fn topic_info(view: TopicView, broker_id: i32) -> pb::TopicInfo {
+fn topic_info(view: TopicView) -> pb::TopicInfo {
     pb::TopicInfo {
         name: view.name,
         partitions: view
             .partitions
             .into_iter()
-            .map(|(id, s)| pb::PartitionInfo {
-                partition: id,
-                leader: broker_id,
-                replicas: vec![broker_id],
-                isr: vec![broker_id],
-                leader_epoch: s.leader_epoch,
-                log_start_offset: s.log_start_offset,
-                high_watermark: s.high_watermark,
+            .map(|p| pb::PartitionInfo {
+                partition: p.id,
+                leader: p.leader,
+                replicas: p.replicas,
+                isr: p.isr,
+                leader_epoch: p.leader_epoch,
+                log_start_offset: p.state.map_or(-1, |s| s.log_start_offset),
+                high_watermark: p.state.map_or(-1, |s| s.high_watermark),
             })
             .collect(),
         config: view.config.into_iter().collect(),
@@ -226,21 +226,21 @@ impl Client for ClientApi {
     ) -> Result<Response<pb::MetadataResponse>, Status> {
         let started = Instant::now();
         let r = request.into_inner();
-        let broker = self.manager.broker();
+        let brokers = self.manager.brokers();
         let result = self
             .manager
             .metadata(&r.topics)
             .map(|topics| pb::MetadataResponse {
-                brokers: vec![pb::Broker {
-                    id: broker.id,
-                    address: broker.address.clone(),
-                    kafka_address: String::new(),
-                    rack: broker.rack.clone().unwrap_or_default(),
-                }],
-                topics: topics
+                brokers: brokers
                     .into_iter()
-                    .map(|t| topic_info(t, broker.id))
+                    .map(|b| pb::Broker {
+                        id: b.id,
+                        address: b.address,
+                        kafka_address: String::new(),
+                        rack: b.rack.unwrap_or_default(),
+                    })
                     .collect(),
+                topics: topics.into_iter().map(topic_info).collect(),
             });
         self.finish("Metadata", started, result)
     }
@@ -251,7 +251,6 @@ impl Client for ClientApi {
     ) -> Result<Response<pb::CreateTopicResponse>, Status> {
         let started = Instant::now();
         let r = request.into_inner();
-        let broker_id = self.manager.broker().id;
         let result = self
             .manager
             .create_topic(CreateTopic {
@@ -262,7 +261,7 @@ impl Client for ClientApi {
             })
             .await
             .map(|view| pb::CreateTopicResponse {
-                topic: Some(topic_info(view, broker_id)),
+                topic: Some(topic_info(view)),
             });
         self.finish("CreateTopic", started, result)
     }

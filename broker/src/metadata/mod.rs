@@ -18,6 +18,8 @@
 //! interrupted deletes and skips (with a warning) topic directories that
 //! have no `topic.json`.
 
+pub mod cluster;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};

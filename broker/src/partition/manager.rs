@@ -7,12 +7,13 @@
 //! they persist through [`TopicStore`] before changing the in-memory map, so
 //! a restart sees exactly the acknowledged topics.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::RwLock;
+use rill_controller::client::MetadataView;
 use tracing::{info, warn};
 
 use super::{Acks, Error, FetchResult, Partition, PartitionState, ProduceResult};
@@ -58,14 +59,42 @@ struct Topic {
     spec: TopicSpec,
     /// Effective settings: broker defaults plus the topic's overrides.
     config: LogConfig,
-    partitions: Vec<Arc<Partition>>,
+    /// By partition id; `None` where this broker hosts no replica (in a
+    /// cluster, a broker holds only the partitions assigned to it).
+    partitions: Vec<Option<Arc<Partition>>>,
+}
+
+impl Topic {
+    fn hosted(&self) -> impl Iterator<Item = &Arc<Partition>> {
+        self.partitions.iter().flatten()
+    }
+}
+
+/// One partition as described by Metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionView {
+    pub id: i32,
+    /// -1 when the partition has no leader.
+    pub leader: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// Local state when this broker hosts a replica.
+    pub state: Option<PartitionState>,
+    pub leader_epoch: i32,
+}
+
+/// Where topic create/delete go in a cluster: the controller.
+#[tonic::async_trait]
+pub trait TopicAdmin: Send + Sync + std::fmt::Debug {
+    async fn create(&self, request: CreateTopic) -> Result<(), Error>;
+    async fn delete(&self, name: &str) -> Result<(), Error>;
 }
 
 /// A topic as described by Metadata and CreateTopic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicView {
     pub name: String,
-    pub partitions: Vec<(i32, PartitionState)>,
+    pub partitions: Vec<PartitionView>,
     pub replication_factor: i32,
     /// Effective config, every known key.
     pub config: BTreeMap<String, String>,
@@ -99,6 +128,13 @@ pub struct ReplicaManager {
     admin: tokio::sync::Mutex<()>,
     /// Set when shutdown starts: admin requests are refused.
     closing: AtomicBool,
+    /// In a cluster: the controller's metadata as last received, which
+    /// answers Metadata requests.
+    cluster: RwLock<Option<MetadataView>>,
+    /// In a cluster: topic admin goes to the controller.
+    admin_remote: std::sync::OnceLock<Arc<dyn TopicAdmin>>,
+    /// Notified when the cluster metadata changes.
+    cluster_changed: tokio::sync::Notify,
     metrics: Arc<Metrics>,
 }
 
@@ -128,6 +164,9 @@ impl ReplicaManager {
             topics: RwLock::new(topics),
             admin: tokio::sync::Mutex::new(()),
             closing: AtomicBool::new(false),
+            cluster: RwLock::new(None),
+            admin_remote: std::sync::OnceLock::new(),
+            cluster_changed: tokio::sync::Notify::new(),
             metrics,
         })
     }
@@ -149,7 +188,7 @@ impl ReplicaManager {
         usize::try_from(partition)
             .ok()
             .and_then(|i| t.partitions.get(i))
-            .cloned()
+            .and_then(Option::clone)
             .ok_or(Error::UnknownPartition {
                 topic: topic.to_owned(),
                 partition,
@@ -162,7 +201,7 @@ impl ReplicaManager {
         self.topics
             .read()
             .values()
-            .flat_map(|t| t.partitions.iter().cloned())
+            .flat_map(|t| t.hosted().cloned().collect::<Vec<_>>())
             .collect()
     }
 
@@ -252,6 +291,9 @@ impl ReplicaManager {
 
     /// Describes the named topics, or all topics when `names` is empty.
     pub fn metadata(&self, names: &[String]) -> Result<Vec<TopicView>, Error> {
+        if let Some(view) = &*self.cluster.read() {
+            return self.cluster_metadata(view, names);
+        }
         let topics = self.topics.read();
         let selected: Vec<Arc<Topic>> = if names.is_empty() {
             topics.values().cloned().collect()
@@ -268,11 +310,15 @@ impl ReplicaManager {
             out
         };
         drop(topics);
-        Ok(selected.iter().map(|t| view(t)).collect())
+        Ok(selected
+            .iter()
+            .map(|t| view(t, self.settings.broker.id))
+            .collect())
     }
 
     /// Creates a topic: validates everything, persists its spec, opens its
-    /// partition logs.
+    /// partition logs. In a cluster the controller creates it (placing its
+    /// replicas) and this waits until the metadata shows it.
     pub async fn create_topic(&self, request: CreateTopic) -> Result<TopicView, Error> {
         validate_topic_name(&request.name)?;
         if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&request.partitions) {
@@ -280,6 +326,15 @@ impl ReplicaManager {
                 requested: request.partitions,
                 max: MAX_PARTITIONS_PER_TOPIC,
             });
+        }
+        if let Some(admin) = self.admin_remote.get() {
+            self.settings
+                .log_defaults
+                .clone()
+                .with_overrides(&request.config)?;
+            let name = request.name.clone();
+            admin.create(request).await?;
+            return self.await_topic(&name).await;
         }
         let replication_factor = match request.replication_factor {
             -1..=1 => 1,
@@ -329,12 +384,15 @@ impl ReplicaManager {
         self.topics
             .write()
             .insert(topic.spec.name.clone(), Arc::clone(&topic));
-        Ok(view(&topic))
+        Ok(view(&topic, self.settings.broker.id))
     }
 
     /// Deletes a topic and all its data. Producers and long polls on it
     /// fail with "topic deleted".
     pub async fn delete_topic(&self, name: &str) -> Result<(), Error> {
+        if let Some(admin) = self.admin_remote.get() {
+            return admin.delete(name).await;
+        }
         let _admin = self.admin.lock().await;
         if self.closing.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
@@ -344,7 +402,7 @@ impl ReplicaManager {
             .write()
             .remove(name)
             .ok_or_else(|| Error::UnknownTopic(name.to_owned()))?;
-        for p in &topic.partitions {
+        for p in topic.hosted() {
             p.mark_deleted();
         }
         let store = self.store.clone();
@@ -365,11 +423,234 @@ impl ReplicaManager {
         }
     }
 
+    /// Cluster mode: topic create/delete go to `admin` (the controller).
+    pub fn set_topic_admin(&self, admin: Arc<dyn TopicAdmin>) {
+        let _ = self.admin_remote.set(admin);
+    }
+
+    /// Installs the controller's metadata, which answers Metadata requests.
+    pub fn set_cluster_view(&self, view: MetadataView) {
+        *self.cluster.write() = Some(view);
+        self.cluster_changed.notify_waiters();
+    }
+
+    /// Brokers to advertise: every registered broker in a cluster, else this one.
+    pub fn brokers(&self) -> Vec<BrokerInfo> {
+        match &*self.cluster.read() {
+            Some(view) => view
+                .brokers
+                .values()
+                .map(|b| BrokerInfo {
+                    id: b.id,
+                    address: b.endpoints.client.clone(),
+                    rack: b.rack.clone(),
+                })
+                .collect(),
+            None => vec![self.settings.broker.clone()],
+        }
+    }
+
+    fn cluster_metadata(
+        &self,
+        view: &MetadataView,
+        names: &[String],
+    ) -> Result<Vec<TopicView>, Error> {
+        let selected: Vec<&rill_controller::TopicState> = if names.is_empty() {
+            view.topics.values().collect()
+        } else {
+            names
+                .iter()
+                .map(|n| {
+                    view.topics
+                        .get(n)
+                        .ok_or_else(|| Error::UnknownTopic(n.clone()))
+                })
+                .collect::<Result<_, _>>()?
+        };
+        let topics = self.topics.read();
+        Ok(selected
+            .into_iter()
+            .map(|t| {
+                let local = topics.get(&t.name);
+                let config = self
+                    .settings
+                    .log_defaults
+                    .clone()
+                    .with_overrides(&t.config)
+                    .map(|c| c.to_map())
+                    .unwrap_or_else(|_| t.config.clone());
+                TopicView {
+                    name: t.name.clone(),
+                    replication_factor: t.partitions.first().map_or(0, |p| p.replicas.len() as i32),
+                    config,
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| PartitionView {
+                            id: i as i32,
+                            leader: p.leader,
+                            replicas: p.replicas.clone(),
+                            isr: p.isr.clone(),
+                            leader_epoch: p.leader_epoch,
+                            state: local
+                                .and_then(|l| l.partitions.get(i).cloned().flatten())
+                                .map(|lp| lp.state()),
+                        })
+                        .collect(),
+                }
+            })
+            .collect())
+    }
+
+    /// Waits (bounded) until a topic created through the controller shows
+    /// up in the metadata.
+    async fn await_topic(&self, name: &str) -> Result<TopicView, Error> {
+        const TOPIC_VISIBLE_TIMEOUT: Duration = Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + TOPIC_VISIBLE_TIMEOUT;
+        loop {
+            let changed = self.cluster_changed.notified();
+            if let Ok(mut views) = self.metadata(&[name.to_owned()]) {
+                return Ok(views.remove(0));
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Err(Error::Controller(format!(
+                    "topic {name:?} was created but did not appear in the metadata within {TOPIC_VISIBLE_TIMEOUT:?}"
+                )));
+            }
+        }
+    }
+
+    /// Cluster mode: makes this broker host exactly the `hosted` partitions
+    /// of `topic` (which has `total`). Opens (recovers) logs of new ones,
+    /// deletes local replicas no longer assigned here. Blocking.
+    pub fn host(
+        &self,
+        topic: &str,
+        total: i32,
+        hosted: &BTreeSet<i32>,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Vec<Arc<Partition>>, Error> {
+        let config = self
+            .settings
+            .log_defaults
+            .clone()
+            .with_overrides(overrides)?;
+        let existing = self.topics.read().get(topic).cloned();
+        let total_usize = total.max(0) as usize;
+        let mut partitions: Vec<Option<Arc<Partition>>> = vec![None; total_usize];
+        let mut removed = Vec::new();
+        if let Some(t) = &existing {
+            for p in t.hosted() {
+                let i = p.id as usize;
+                if i < total_usize && hosted.contains(&p.id) {
+                    partitions[i] = Some(Arc::clone(p));
+                } else {
+                    removed.push(Arc::clone(p));
+                }
+            }
+        }
+        let unchanged = existing.as_ref().is_some_and(|t| {
+            removed.is_empty()
+                && t.partitions.len() == total_usize
+                && hosted
+                    .iter()
+                    .all(|id| partitions.get(*id as usize).is_some_and(Option::is_some))
+        });
+        if unchanged {
+            return Ok(partitions.into_iter().flatten().collect());
+        }
+        let name: Arc<str> = Arc::from(topic);
+        for &id in hosted {
+            let Some(slot) = partitions.get_mut(id as usize) else {
+                continue;
+            };
+            if slot.is_none() {
+                let dir = self.store.partition_dir(topic, id);
+                let log =
+                    PartitionLog::open(&dir, config.clone()).map_err(|source| Error::Log {
+                        topic: topic.to_owned(),
+                        partition: id,
+                        source,
+                    })?;
+                *slot = Some(Arc::new(Partition::new(
+                    Arc::clone(&name),
+                    id,
+                    log,
+                    Arc::clone(&self.metrics),
+                )?));
+            }
+        }
+        let spec = TopicSpec {
+            name: topic.to_owned(),
+            partitions: total,
+            replication_factor: 0,
+            config: overrides.clone(),
+            created_ms: now_ms(),
+        };
+        let out = partitions.iter().flatten().cloned().collect();
+        self.topics.write().insert(
+            topic.to_owned(),
+            Arc::new(Topic {
+                spec,
+                config,
+                partitions,
+            }),
+        );
+        for p in removed {
+            p.mark_deleted();
+            let dir = self.store.partition_dir(topic, p.id);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                warn!(topic, partition = p.id, error = %e, "could not delete a replica no longer assigned here");
+            }
+            info!(topic, partition = p.id, "replica removed from this broker");
+        }
+        Ok(out)
+    }
+
+    /// Cluster mode: removes a topic the controller no longer has, with its
+    /// local data. Blocking.
+    pub fn drop_local_topic(&self, name: &str) {
+        let topic = self.topics.write().remove(name);
+        if let Some(t) = &topic {
+            for p in t.hosted() {
+                p.mark_deleted();
+            }
+            self.metrics.remove_topic(name, t.spec.partitions);
+        }
+        let dir = self.store.topic_dir(name);
+        if dir.exists() {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => info!(
+                    topic = name,
+                    "deleted local data of a topic the controller no longer has"
+                ),
+                Err(e) => warn!(topic = name, error = %e, "could not delete local topic data"),
+            }
+        }
+    }
+
+    /// Names of topics with data or replicas on this broker.
+    pub fn local_topics(&self) -> BTreeSet<String> {
+        let mut names: BTreeSet<String> = self.topics.read().keys().cloned().collect();
+        if let Some(root) = self.store.topic_dir("x").parent() {
+            if let Ok(entries) = std::fs::read_dir(root) {
+                names.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.path().is_dir())
+                        .map(|e| e.file_name().to_string_lossy().into_owned()),
+                );
+            }
+        }
+        names
+    }
+
     /// Refreshes the per-partition gauges (before a metrics scrape).
     pub fn refresh_gauges(&self) {
         let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
         for t in topics {
-            for p in &t.partitions {
+            for p in t.hosted() {
                 let s = p.state();
                 let labels = [&*t.spec.name, &p.id.to_string()];
                 let m = &self.metrics;
@@ -426,12 +707,12 @@ fn open_topic(
             partition: id,
             source,
         })?;
-        partitions.push(Arc::new(Partition::new(
+        partitions.push(Some(Arc::new(Partition::new(
             Arc::clone(&name),
             id,
             log,
             Arc::clone(metrics),
-        )?));
+        )?)));
     }
     Ok(Topic {
         spec,
@@ -440,10 +721,24 @@ fn open_topic(
     })
 }
 
-fn view(t: &Topic) -> TopicView {
+/// A standalone broker's view of a topic: it leads every partition.
+fn view(t: &Topic, me: i32) -> TopicView {
     TopicView {
         name: t.spec.name.clone(),
-        partitions: t.partitions.iter().map(|p| (p.id, p.state())).collect(),
+        partitions: t
+            .hosted()
+            .map(|p| {
+                let state = p.state();
+                PartitionView {
+                    id: p.id,
+                    leader: me,
+                    replicas: vec![me],
+                    isr: vec![me],
+                    leader_epoch: state.leader_epoch,
+                    state: Some(state),
+                }
+            })
+            .collect(),
         replication_factor: t.spec.replication_factor,
         config: t.config.to_map(),
     }

@@ -1,0 +1,416 @@
+//! The broker's link to the metadata controller (cluster mode).
+//!
+//! - Registers this broker (id, data directory identity, endpoints, rack)
+//!   and keeps its lease with heartbeats; a fenced incarnation registers
+//!   again.
+//! - Follows `WatchMetadata`: every update (ignored when it comes from an
+//!   older controller epoch) is applied to the local replicas: partitions
+//!   assigned here are opened, each gets its role (leader at the epoch,
+//!   follower of the leader, or leaderless), followers are handed to the
+//!   fetchers, and replicas or topics no longer assigned are deleted.
+//! - Periodically asks the controller for ISR changes the leaders here
+//!   propose (AlterPartition).
+//! - Forwards topic create/delete to the controller.
+//! - On shutdown, asks the controller to move leadership away first.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use parking_lot::Mutex;
+use rill_controller::client::{
+    AlterPartition, ClientError, ControllerClient, MetadataView, Registration, Retry,
+};
+use rill_controller::{Endpoints, NO_LEADER};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::partition::Error;
+use crate::partition::manager::{CreateTopic, ReplicaManager, TopicAdmin};
+use crate::replication::fetcher::Fetchers;
+
+/// How often leaders here check whether their ISR should change.
+const ISR_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// Wait before retrying the controller after a failure.
+const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest a controlled shutdown waits for leadership to move.
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the cluster link needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub broker_id: i32,
+    pub controller_addrs: Vec<String>,
+    pub endpoints: Endpoints,
+    pub rack: Option<String>,
+    /// Followers not caught up for this long leave the ISR.
+    pub replica_lag_time_max: Duration,
+}
+
+/// Identity of this broker's data directory, created with it.
+#[derive(Debug, Serialize, Deserialize)]
+struct DataDirIdentity {
+    log_dir_id: String,
+}
+
+/// Reads (or creates) the data directory's identity. A wiped disk gets a
+/// new one, which tells the controller this broker holds no data.
+pub fn log_dir_id(data_dir: &Path) -> std::io::Result<String> {
+    let path = data_dir.join("broker.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<DataDirIdentity>(&bytes)
+            .map(|d| d.log_dir_id)
+            .map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir)?;
+            let id = uuid::Uuid::new_v4().to_string();
+            let tmp = path.with_extension("json.tmp");
+            let body = serde_json::to_vec(&DataDirIdentity {
+                log_dir_id: id.clone(),
+            })
+            .expect("serializes");
+            std::fs::write(&tmp, body)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            Ok(id)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The running link to the controller.
+#[derive(Debug)]
+pub struct ClusterLink {
+    settings: ClusterSettings,
+    client: ControllerClient,
+    manager: Arc<ReplicaManager>,
+    fetchers: Arc<Fetchers>,
+    registration: Registration,
+    /// Current incarnation epoch.
+    broker_epoch: AtomicI64,
+    view: Mutex<MetadataView>,
+    /// Set once a full snapshot was applied (the broker is then ready).
+    synced: AtomicBool,
+}
+
+impl ClusterLink {
+    /// Connects, registers and starts the heartbeat, metadata and ISR
+    /// loops. Returns once registered.
+    pub async fn start(
+        settings: ClusterSettings,
+        data_dir: &Path,
+        manager: Arc<ReplicaManager>,
+        stop: CancellationToken,
+    ) -> Result<Arc<Self>, Error> {
+        let log_dir_id = log_dir_id(data_dir)
+            .map_err(|e| Error::Controller(format!("data directory identity: {e}")))?;
+        let client = ControllerClient::connect(settings.controller_addrs.clone())
+            .await
+            .map_err(|e| Error::Controller(e.to_string()))?;
+        let registration = Registration {
+            broker_id: settings.broker_id,
+            log_dir_id,
+            endpoints: settings.endpoints.clone(),
+            rack: settings.rack.clone(),
+        };
+        let fetchers = Fetchers::new(settings.broker_id, Arc::clone(&manager));
+        let link = Arc::new(Self {
+            settings,
+            client,
+            manager: Arc::clone(&manager),
+            fetchers,
+            registration,
+            broker_epoch: AtomicI64::new(-1),
+            view: Mutex::new(MetadataView::default()),
+            synced: AtomicBool::new(false),
+        });
+        let interval = link.register().await?;
+        manager.set_topic_admin(Arc::clone(&link) as Arc<dyn TopicAdmin>);
+        tokio::spawn(Arc::clone(&link).heartbeat_loop(interval, stop.clone()));
+        tokio::spawn(Arc::clone(&link).watch_loop(stop.clone()));
+        tokio::spawn(Arc::clone(&link).isr_loop(stop));
+        Ok(link)
+    }
+
+    /// Whether a full metadata snapshot has been applied.
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    pub fn broker_epoch(&self) -> i64 {
+        self.broker_epoch.load(Ordering::Acquire)
+    }
+
+    async fn register(&self) -> Result<Duration, Error> {
+        let r = self
+            .client
+            .register(&self.registration)
+            .await
+            .map_err(|e| Error::Controller(e.to_string()))?;
+        self.broker_epoch.store(r.broker_epoch, Ordering::Release);
+        info!(
+            broker = self.settings.broker_id,
+            broker_epoch = r.broker_epoch,
+            controller_epoch = r.controller_epoch,
+            "registered with the controller"
+        );
+        Ok(r.heartbeat_interval)
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>, mut interval: Duration, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+            match self
+                .client
+                .heartbeat(self.settings.broker_id, self.broker_epoch())
+                .await
+            {
+                Ok(reply) => interval = reply.heartbeat_interval,
+                Err(e) if e.retry() == Retry::AfterRegister => {
+                    warn!(error = %e, "this broker's lease was lost; registering again");
+                    match self.register().await {
+                        Ok(i) => interval = i,
+                        Err(e) => warn!(error = %e, "registering again failed"),
+                    }
+                }
+                Err(e) => warn!(error = %e, "heartbeat failed"),
+            }
+        }
+    }
+
+    async fn watch_loop(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            let stream = tokio::select! {
+                () = stop.cancelled() => return,
+                s = self.client.watch(self.settings.broker_id) => s,
+            };
+            let mut stream = match stream {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, "cannot watch metadata; retrying");
+                    tokio::time::sleep(RETRY_BACKOFF).await;
+                    continue;
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    () = stop.cancelled() => return,
+                    n = stream.next() => n,
+                };
+                match next {
+                    Some(Ok(update)) => {
+                        let view = {
+                            let mut view = self.view.lock();
+                            if !view.apply(&update) {
+                                warn!(
+                                    update_epoch = update.controller_epoch,
+                                    current = view.controller_epoch,
+                                    "ignoring metadata from a deposed controller"
+                                );
+                                continue;
+                            }
+                            view.clone()
+                        };
+                        let snapshot = update.snapshot;
+                        let me = Arc::clone(&self);
+                        let applied =
+                            tokio::task::spawn_blocking(move || me.reconcile(&view, snapshot))
+                                .await;
+                        if let Ok(Err(e)) | Err(e) =
+                            applied.map_err(|e| Error::Controller(e.to_string()))
+                        {
+                            warn!(error = %e, "applying metadata failed");
+                        }
+                        if snapshot {
+                            self.synced.store(true, Ordering::Release);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        warn!(error = %e, "metadata stream failed; watching again");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            tokio::time::sleep(RETRY_BACKOFF).await;
+        }
+    }
+
+    /// Makes the local replicas match the metadata. Blocking (opens logs).
+    fn reconcile(&self, view: &MetadataView, snapshot: bool) -> Result<(), Error> {
+        let me = self.settings.broker_id;
+        self.manager.set_cluster_view(view.clone());
+        for t in view.topics.values() {
+            let hosted: BTreeSet<i32> = t
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.replicas.contains(&me))
+                .map(|(i, _)| i as i32)
+                .collect();
+            if hosted.is_empty() && !self.manager.local_topics().contains(&t.name) {
+                continue;
+            }
+            let partitions =
+                self.manager
+                    .host(&t.name, t.partitions.len() as i32, &hosted, &t.config)?;
+            for p in partitions {
+                let state = &t.partitions[p.id as usize];
+                if state.leader == me {
+                    self.fetchers.unfollow(&t.name, p.id);
+                    p.become_leader(
+                        me,
+                        state.leader_epoch,
+                        state.partition_epoch,
+                        state.replicas.clone(),
+                        state.isr.clone(),
+                    )?;
+                } else if state.leader == NO_LEADER {
+                    self.fetchers.unfollow(&t.name, p.id);
+                    p.become_leaderless(state.leader_epoch);
+                } else {
+                    p.become_follower(state.leader, state.leader_epoch);
+                    match view.brokers.get(&state.leader) {
+                        Some(b) => self.fetchers.follow(
+                            state.leader,
+                            &b.endpoints.replication,
+                            &t.name,
+                            p.id,
+                        ),
+                        None => {
+                            warn!(topic = %t.name, partition = p.id, leader = state.leader, "leader is not a known broker")
+                        }
+                    }
+                }
+            }
+        }
+        if snapshot {
+            for name in self.manager.local_topics() {
+                if !view.topics.contains_key(&name) {
+                    self.manager.drop_local_topic(&name);
+                }
+            }
+        } else {
+            let known: BTreeSet<String> = view.topics.keys().cloned().collect();
+            for name in self.manager.local_topics() {
+                if !known.contains(&name) {
+                    self.manager.drop_local_topic(&name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn isr_loop(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(ISR_CHECK_INTERVAL) => {}
+            }
+            for p in self.manager.all_partitions() {
+                let Some((leader_epoch, partition_epoch, new_isr)) =
+                    p.propose_isr(self.settings.replica_lag_time_max)
+                else {
+                    continue;
+                };
+                let request = AlterPartition {
+                    broker_id: self.settings.broker_id,
+                    broker_epoch: self.broker_epoch(),
+                    topic: p.topic.to_string(),
+                    partition: p.id,
+                    leader_epoch,
+                    partition_epoch,
+                    new_isr: new_isr.clone(),
+                };
+                match self.client.alter_partition(&request).await {
+                    Ok(done) => p.isr_change_done(
+                        leader_epoch,
+                        Some((
+                            done.state.partition_epoch,
+                            done.state.replicas,
+                            done.state.isr,
+                        )),
+                    ),
+                    Err(e) => {
+                        info!(topic = %p.topic, partition = p.id, ?new_isr, error = %e, "ISR change refused");
+                        p.isr_change_done(leader_epoch, None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks the controller to move leadership away before this broker
+    /// stops; bounded by [`CONTROLLED_SHUTDOWN_TIMEOUT`].
+    pub async fn controlled_shutdown(&self) {
+        let deadline = tokio::time::Instant::now() + CONTROLLED_SHUTDOWN_TIMEOUT;
+        while tokio::time::Instant::now() < deadline {
+            match self
+                .client
+                .controlled_shutdown(self.settings.broker_id, self.broker_epoch())
+                .await
+            {
+                Ok(r) if r.remaining_leaderships == 0 => {
+                    info!("controlled shutdown: no partition is led here any more");
+                    break;
+                }
+                Ok(r) => info!(
+                    remaining = r.remaining_leaderships,
+                    "controlled shutdown: waiting for leadership to move"
+                ),
+                Err(e) => {
+                    warn!(error = %e, "controlled shutdown failed; stopping anyway");
+                    break;
+                }
+            }
+            tokio::time::sleep(RETRY_BACKOFF).await;
+        }
+        self.fetchers.stop_all();
+    }
+}
+
+fn admin_error(e: ClientError) -> Error {
+    match e {
+        ClientError::AlreadyExists { message, .. } => Error::TopicExists(message),
+        ClientError::NotFound { message, .. } => Error::UnknownTopic(message),
+        ClientError::Invalid { message, .. } => Error::InvalidRequest(message),
+        other => Error::Controller(other.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl TopicAdmin for ClusterLink {
+    async fn create(&self, request: CreateTopic) -> Result<(), Error> {
+        let rf = if request.replication_factor <= 0 {
+            1
+        } else {
+            request.replication_factor
+        };
+        self.client
+            .create_topic(
+                &request.name,
+                request.partitions,
+                rf,
+                request.config.into_iter().collect::<BTreeMap<_, _>>(),
+            )
+            .await
+            .map(|_| ())
+            .map_err(admin_error)
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), Error> {
+        self.client.delete_topic(name).await.map_err(admin_error)
+    }
+}
