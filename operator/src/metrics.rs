@@ -130,7 +130,7 @@ impl Metrics {
             .filter(|family| family.name() == "rill_operator_writes_total")
             .flat_map(|family| family.get_metric().iter())
             .filter(|m| m.get_label().iter().any(|l| l.name() == "controller" && l.value() == controller))
-            .map(|m| m.get_counter().value() as u64)
+            .map(|m| m.get_counter().get_value() as u64)
             .sum()
     }
 }

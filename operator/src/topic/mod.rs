@@ -102,10 +102,11 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action, E
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     let namespace = topic.namespace().ok_or(Error::MissingNamespace)?;
     let api: Api<Topic> = Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, topic, |event| async {
+    let (ctx, api_ref, namespace) = (ctx.as_ref(), &api, namespace.as_str());
+    finalizer(&api, FINALIZER, topic, |event| async move {
         match event {
-            FinalizerEvent::Apply(topic) => apply(&topic, &ctx, &api, &namespace).await,
-            FinalizerEvent::Cleanup(topic) => cleanup(&topic, &ctx, &api, &namespace).await,
+            FinalizerEvent::Apply(topic) => apply(&topic, ctx, api_ref, namespace).await,
+            FinalizerEvent::Cleanup(topic) => cleanup(&topic, ctx, api_ref, namespace).await,
         }
     })
     .await
