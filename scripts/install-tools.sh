@@ -9,13 +9,20 @@
 set -euo pipefail
 
 HELM_VERSION="v3.22.0"
+# Kubernetes version helm assumes when no cluster is given (helm's own
+# Makefile derives it from its k8s.io/client-go v0.37 dependency).
+HELM_K8S_MAJOR="1"
+HELM_K8S_MINOR="37"
 
 TOOLS="${RILL_TOOLS:-$HOME/.cache/rill/tools}"
 BIN="$TOOLS/bin"
 mkdir -p "$BIN"
 
+STAMP="$BIN/.helm-${HELM_VERSION}-k8s${HELM_K8S_MAJOR}.${HELM_K8S_MINOR}"
+
 helm_is_current() {
-    [ -x "$BIN/helm" ] && "$BIN/helm" version --template '{{.Version}}' 2>/dev/null | grep -qx "$HELM_VERSION"
+    [ -x "$BIN/helm" ] && [ -f "$STAMP" ] \
+        && "$BIN/helm" version --template '{{.Version}}' 2>/dev/null | grep -qx "$HELM_VERSION"
 }
 
 if ! helm_is_current; then
@@ -24,16 +31,23 @@ if ! helm_is_current; then
         exit 1
     fi
     echo "install-tools: building helm $HELM_VERSION with go install (first time only)..." >&2
-    # Helm prints its version from these linker flags; without them a
-    # `go install` build reports v3-unknown-ish values.
-    GOBIN="$BIN" CGO_ENABLED=0 go install \
-        -ldflags "-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION} -X helm.sh/helm/v3/internal/version.gitCommit=go-install -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
-        "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
-    if ! helm_is_current; then
+    # The same linker flags helm's Makefile sets: without them a `go install`
+    # build reports no version and assumes Kubernetes 1.20.
+    ldflags="-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
+    ldflags+=" -X helm.sh/helm/v3/internal/version.gitCommit=go-install"
+    ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+    for pkg in pkg/lint/rules pkg/chartutil; do
+        ldflags+=" -X helm.sh/helm/v3/${pkg}.k8sVersionMajor=${HELM_K8S_MAJOR}"
+        ldflags+=" -X helm.sh/helm/v3/${pkg}.k8sVersionMinor=${HELM_K8S_MINOR}"
+    done
+    GOBIN="$BIN" CGO_ENABLED=0 go install -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
+    if ! "$BIN/helm" version --template '{{.Version}}' 2>/dev/null | grep -qx "$HELM_VERSION"; then
         echo "install-tools: helm in $BIN does not report $HELM_VERSION" >&2
         "$BIN/helm" version >&2 || true
         exit 1
     fi
+    rm -f "$BIN"/.helm-*
+    touch "$STAMP"
 fi
 
 echo "$BIN"

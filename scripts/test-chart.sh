@@ -27,12 +27,17 @@ check() {
     fi
 }
 
-render() { "$HELM" template rill "$CHART" --namespace rill-system "$@"; }
+# Render against the Kubernetes release the operator is built for.
+KUBE_VERSION=1.37.0
+render() { "$HELM" template rill "$CHART" --namespace rill-system --kube-version "$KUBE_VERSION" "$@"; }
 
-check "helm lint (default values)" "$HELM" lint --strict "$CHART"
-check "helm lint (ci/custom-values.yaml)" "$HELM" lint --strict "$CHART" -f "$CUSTOM"
-check "helm template (default values)" bash -c "$(declare -f render); HELM='$HELM' CHART='$CHART'; render > '$OUT/default.yaml'"
-check "helm template (ci/custom-values.yaml)" bash -c "$(declare -f render); HELM='$HELM' CHART='$CHART'; render -f '$CUSTOM' > '$OUT/custom.yaml'"
+check "helm lint (default values)" "$HELM" lint --strict "$CHART" --kube-version 1.37.0
+check "helm lint (ci/custom-values.yaml)" "$HELM" lint --strict "$CHART" -f "$CUSTOM" --kube-version 1.37.0
+render_to() { local out="$1"; shift; render "$@" >"$out"; }
+check "helm template (default values)" render_to "$OUT/default.yaml"
+check "helm template (ci/custom-values.yaml)" render_to "$OUT/custom.yaml" -f "$CUSTOM"
+check "helm template with the StreamCluster enabled" render_to "$OUT/with-cluster.yaml" --set streamCluster.enabled=true
+check "helm template refuses Kubernetes older than 1.32" bash -c "! '$HELM' template rill '$CHART' --kube-version 1.31.0"
 
 check "default: operator image is rill/operator:<appVersion>" grep -q 'image: rill/operator:0.1.0' "$OUT/default.yaml"
 check "default: broker image is rill/broker:<appVersion>" grep -q 'value: "rill/broker:0.1.0"' "$OUT/default.yaml"
@@ -43,9 +48,9 @@ check "default: restricted securityContext" bash -c "grep -q 'runAsNonRoot: true
 check "custom: StreamCluster rendered with 5 brokers" bash -c "grep -q '^kind: StreamCluster' '$OUT/custom.yaml' && grep -q 'brokers: 5' '$OUT/custom.yaml'"
 check "custom: images overridden" bash -c "grep -q 'image: registry.example.org/rill/operator:0.1.0-dev' '$OUT/custom.yaml' && grep -q 'registry.example.org/rill/broker:0.1.0-dev' '$OUT/custom.yaml'"
 check "custom: no RBAC or ServiceAccount when disabled" bash -c "! grep -Eq '^kind: (ClusterRole|Role|ServiceAccount)$' '$OUT/custom.yaml' && grep -q 'serviceAccountName: platform-rill' '$OUT/custom.yaml'"
-check "schema rejects replicaCount: 0" bash -c "! '$HELM' template rill '$CHART' --set replicaCount=0"
-check "schema rejects an unknown key" bash -c "! '$HELM' template rill '$CHART' --set imageTag=oops"
-check "schema rejects streamCluster.brokers: 0" bash -c "! '$HELM' template rill '$CHART' --set streamCluster.enabled=true --set streamCluster.brokers=0"
+check "schema rejects replicaCount: 0" bash -c "! '$HELM' template rill '$CHART' --kube-version $KUBE_VERSION --set replicaCount=0"
+check "schema rejects an unknown key" bash -c "! '$HELM' template rill '$CHART' --kube-version $KUBE_VERSION --set imageTag=oops"
+check "schema rejects streamCluster.brokers: 0" bash -c "! '$HELM' template rill '$CHART' --kube-version $KUBE_VERSION --set streamCluster.enabled=true --set streamCluster.brokers=0"
 check "chart crds/ equal top-level crds/" diff -r crds "$CHART/crds"
 
 # Every rule in the RBAC templates is preceded by a comment line.

@@ -30,7 +30,12 @@ pub struct DesiredCondition {
 
 impl DesiredCondition {
     /// Builds a condition.
-    pub fn new(type_: &'static str, status: bool, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(
+        type_: &'static str,
+        status: bool,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             type_,
             status,
@@ -44,7 +49,12 @@ impl DesiredCondition {
 /// previous list. A condition whose status is unchanged keeps its previous
 /// `lastTransitionTime`; one whose status changed (or is new) gets `now`.
 /// The result is ordered as `desired` is, so equal inputs give equal output.
-pub fn merge_conditions(previous: &[Condition], desired: &[DesiredCondition], generation: Option<i64>, now: &Time) -> Vec<Condition> {
+pub fn merge_conditions(
+    previous: &[Condition],
+    desired: &[DesiredCondition],
+    generation: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
     desired
         .iter()
         .map(|want| {
@@ -93,16 +103,51 @@ mod tests {
 
     #[test]
     fn given_unchanged_status_when_merging_then_transition_time_is_kept() {
-        let first = merge_conditions(&[], &[DesiredCondition::new(READY, false, "BrokersNotReady", "0/3")], Some(1), &at(100));
-        let second = merge_conditions(&first, &[DesiredCondition::new(READY, false, "BrokersNotReady", "1/3")], Some(1), &at(200));
+        let first = merge_conditions(
+            &[],
+            &[DesiredCondition::new(
+                READY,
+                false,
+                "BrokersNotReady",
+                "0/3",
+            )],
+            Some(1),
+            &at(100),
+        );
+        let second = merge_conditions(
+            &first,
+            &[DesiredCondition::new(
+                READY,
+                false,
+                "BrokersNotReady",
+                "1/3",
+            )],
+            Some(1),
+            &at(200),
+        );
         assert_eq!(second[0].last_transition_time, at(100));
         assert_eq!(second[0].message, "1/3");
     }
 
     #[test]
     fn given_flipped_status_when_merging_then_transition_time_is_now() {
-        let first = merge_conditions(&[], &[DesiredCondition::new(READY, false, "BrokersNotReady", "0/3")], Some(1), &at(100));
-        let second = merge_conditions(&first, &[DesiredCondition::new(READY, true, "AllBrokersReady", "3/3")], Some(1), &at(200));
+        let first = merge_conditions(
+            &[],
+            &[DesiredCondition::new(
+                READY,
+                false,
+                "BrokersNotReady",
+                "0/3",
+            )],
+            Some(1),
+            &at(100),
+        );
+        let second = merge_conditions(
+            &first,
+            &[DesiredCondition::new(READY, true, "AllBrokersReady", "3/3")],
+            Some(1),
+            &at(200),
+        );
         assert_eq!(second[0].last_transition_time, at(200));
         assert_eq!(second[0].status, "True");
     }

@@ -30,7 +30,11 @@ pub struct Config {
 
     /// URL brokers use to reach the operator's controller gRPC Service
     /// (RILL_CONTROLLER_ADDR in broker pods).
-    #[arg(long, env = "RILL_CONTROLLER_ADDRESS", default_value = "http://rill-operator.rill-system.svc:9095")]
+    #[arg(
+        long,
+        env = "RILL_CONTROLLER_ADDRESS",
+        default_value = "http://rill-operator.rill-system.svc:9095"
+    )]
     pub controller_address: String,
 
     /// Elect a leader through a Lease so only one replica reconciles.
@@ -94,7 +98,9 @@ impl Config {
         if self.broker_image.trim().is_empty() {
             return Err(ConfigError("--broker-image must not be empty".into()));
         }
-        if !(self.controller_address.starts_with("http://") || self.controller_address.starts_with("https://")) {
+        if !(self.controller_address.starts_with("http://")
+            || self.controller_address.starts_with("https://"))
+        {
             return Err(ConfigError(format!(
                 "--controller-address {:?} must start with http:// or https://",
                 self.controller_address
@@ -104,7 +110,9 @@ impl Config {
             return Err(ConfigError("--lease-name must not be empty".into()));
         }
         if self.retry_period_seconds == 0 {
-            return Err(ConfigError("--retry-period-seconds must be at least 1".into()));
+            return Err(ConfigError(
+                "--retry-period-seconds must be at least 1".into(),
+            ));
         }
         if self.renew_deadline_seconds <= self.retry_period_seconds {
             return Err(ConfigError(format!(
@@ -151,7 +159,12 @@ mod tests {
 
     #[test]
     fn given_overlapping_lease_timing_when_validating_then_the_message_names_both_flags() {
-        let config = parse(&["--lease-duration-seconds", "5", "--renew-deadline-seconds", "10"]);
+        let config = parse(&[
+            "--lease-duration-seconds",
+            "5",
+            "--renew-deadline-seconds",
+            "10",
+        ]);
         let err = config.validate().expect_err("invalid");
         assert!(err.0.contains("--lease-duration-seconds (5)"), "{err}");
     }

@@ -88,7 +88,10 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 impl Backoff {
     /// Records a failure of `key` and returns how long to wait before retrying.
     pub fn next_delay(&self, key: &str) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let count = failures.entry(key.to_owned()).or_insert(0);
         let delay = BACKOFF_BASE.saturating_mul(2u32.saturating_pow((*count).min(16)));
         *count = count.saturating_add(1);
@@ -111,9 +114,15 @@ mod tests {
     #[test]
     fn given_repeated_failures_when_asking_for_delays_then_they_double_up_to_the_cap() {
         let backoff = Backoff::default();
-        let delays: Vec<u64> = (0..9).map(|_| backoff.next_delay("ns/a").as_secs()).collect();
+        let delays: Vec<u64> = (0..9)
+            .map(|_| backoff.next_delay("ns/a").as_secs())
+            .collect();
         assert_eq!(delays, vec![5, 10, 20, 40, 80, 160, 300, 300, 300]);
-        assert_eq!(backoff.next_delay("ns/b").as_secs(), 5, "objects back off independently");
+        assert_eq!(
+            backoff.next_delay("ns/b").as_secs(),
+            5,
+            "objects back off independently"
+        );
     }
 
     #[test]

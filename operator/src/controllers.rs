@@ -28,14 +28,21 @@ fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     )
 }
 
-async fn reconcile_cluster(obj: Arc<StreamCluster>, ctx: Arc<Context>) -> Result<Action, stream_cluster::Error> {
+async fn reconcile_cluster(
+    obj: Arc<StreamCluster>,
+    ctx: Arc<Context>,
+) -> Result<Action, stream_cluster::Error> {
     let key = key(obj.as_ref());
     let action = stream_cluster::reconcile(obj, ctx.clone()).await?;
     ctx.backoff.reset(&key);
     Ok(action)
 }
 
-fn cluster_error(obj: Arc<StreamCluster>, error: &stream_cluster::Error, ctx: Arc<Context>) -> Action {
+fn cluster_error(
+    obj: Arc<StreamCluster>,
+    error: &stream_cluster::Error,
+    ctx: Arc<Context>,
+) -> Action {
     let label = error.metric_label();
     ctx.metrics.record_error(stream_cluster::CONTROLLER, label);
     let delay = ctx.backoff.next_delay(&key(obj.as_ref()));
@@ -67,28 +74,38 @@ where
     F: Future<Output = ()> + Send + Sync + 'static,
 {
     let client = ctx.client.clone();
-    let owned = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE));
-    let clusters = Controller::new(Api::<StreamCluster>::all(client.clone()), watcher::Config::default().any_semantic())
-        .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
-        .owns(Api::<Service>::all(client.clone()), owned.clone())
-        .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned)
-        .graceful_shutdown_on(stop())
-        .run(reconcile_cluster, cluster_error, ctx.clone())
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, _)) => debug!(cluster = %obj.name, "reconciled StreamCluster"),
-                Err(error) => debug!(%error, "StreamCluster controller event"),
-            }
-        });
-    let topics = Controller::new(Api::<Topic>::all(client), watcher::Config::default().any_semantic())
-        .graceful_shutdown_on(stop())
-        .run(reconcile_topic, topic_error, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, _)) => debug!(topic = %obj.name, "reconciled Topic"),
-                Err(error) => debug!(%error, "Topic controller event"),
-            }
-        });
+    let owned = watcher::Config::default().labels(&format!(
+        "{}={}",
+        labels::MANAGED_BY,
+        labels::MANAGED_BY_VALUE
+    ));
+    let clusters = Controller::new(
+        Api::<StreamCluster>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
+    .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
+    .owns(Api::<Service>::all(client.clone()), owned.clone())
+    .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned)
+    .graceful_shutdown_on(stop())
+    .run(reconcile_cluster, cluster_error, ctx.clone())
+    .for_each(|result| async move {
+        match result {
+            Ok((obj, _)) => debug!(cluster = %obj.name, "reconciled StreamCluster"),
+            Err(error) => debug!(%error, "StreamCluster controller event"),
+        }
+    });
+    let topics = Controller::new(
+        Api::<Topic>::all(client),
+        watcher::Config::default().any_semantic(),
+    )
+    .graceful_shutdown_on(stop())
+    .run(reconcile_topic, topic_error, ctx)
+    .for_each(|result| async move {
+        match result {
+            Ok((obj, _)) => debug!(topic = %obj.name, "reconciled Topic"),
+            Err(error) => debug!(%error, "Topic controller event"),
+        }
+    });
     futures::join!(clusters, topics);
 }

@@ -42,12 +42,21 @@ pub fn is_established(crd: &CustomResourceDefinition) -> bool {
     crd.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "Established" && c.status == "True"))
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        })
 }
 
 /// Polls every `poll` until every CRD in `names` is Established, or fails
 /// after `timeout`.
-pub async fn wait_for_crds(client: Client, names: &[String], timeout: Duration, poll: Duration) -> Result<(), CrdWaitError> {
+pub async fn wait_for_crds(
+    client: Client,
+    names: &[String],
+    timeout: Duration,
+    poll: Duration,
+) -> Result<(), CrdWaitError> {
     let api: Api<CustomResourceDefinition> = Api::all(client);
     let start = Instant::now();
     let mut logged = false;

@@ -39,7 +39,11 @@ async fn readyz(State(state): State<HttpState>) -> Response {
     if state.ready.load(Ordering::Acquire) {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "waiting for CustomResourceDefinitions\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for CustomResourceDefinitions\n",
+        )
+            .into_response()
     }
 }
 
@@ -53,8 +57,14 @@ pub fn router(state: HttpState) -> Router {
 }
 
 /// Serves until `shutdown` completes.
-pub async fn serve(listener: TcpListener, state: HttpState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+pub async fn serve(
+    listener: TcpListener,
+    state: HttpState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 #[cfg(test)]
@@ -68,7 +78,8 @@ mod tests {
 
     async fn get(addr: std::net::SocketAddr, path: &str) -> String {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.expect("write");
         let mut response = String::new();
         tokio::time::timeout(TIMEOUT, stream.read_to_string(&mut response))

@@ -88,7 +88,12 @@ pub enum Decision {
 
 /// Decides from the Lease as read and how long it has been unchanged (by
 /// this replica's monotonic clock).
-pub fn decide(lease: Option<&Lease>, identity: &str, unchanged_for: Duration, default_duration: Duration) -> Decision {
+pub fn decide(
+    lease: Option<&Lease>,
+    identity: &str,
+    unchanged_for: Duration,
+    default_duration: Duration,
+) -> Decision {
     let Some(lease) = lease else {
         return Decision::Create;
     };
@@ -118,7 +123,12 @@ fn seconds(d: Duration) -> i32 {
 
 /// The Lease spec after we acquire or renew it. `acquireTime` and the
 /// transition count change only when the holder changes.
-pub fn acquired(previous: Option<&LeaseSpec>, identity: &str, now: MicroTime, duration: Duration) -> LeaseSpec {
+pub fn acquired(
+    previous: Option<&LeaseSpec>,
+    identity: &str,
+    now: MicroTime,
+    duration: Duration,
+) -> LeaseSpec {
     let previous = previous.cloned().unwrap_or_default();
     let same_holder = previous.holder_identity.as_deref() == Some(identity);
     let transitions = previous.lease_transitions.unwrap_or(0);
@@ -241,7 +251,10 @@ impl LeaderElector {
         };
         match result {
             Ok(written) => {
-                self.observed = Some((written.resource_version().unwrap_or_default(), Instant::now()));
+                self.observed = Some((
+                    written.resource_version().unwrap_or_default(),
+                    Instant::now(),
+                ));
                 Ok(Attempt::Held)
             }
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(Attempt::Raced),
@@ -268,7 +281,11 @@ impl LeaderElector {
     /// Runs until `shutdown` completes (then releases the Lease and returns
     /// `Ok`) or leadership is lost (returns `Err`). `leader` is set to true
     /// while this replica leads.
-    pub async fn run(mut self, leader: watch::Sender<bool>, shutdown: impl Future<Output = ()>) -> Result<(), LeaderError> {
+    pub async fn run(
+        mut self,
+        leader: watch::Sender<bool>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), LeaderError> {
         tokio::pin!(shutdown);
         let mut last_renewal: Option<Instant> = None;
         info!(lease = %self.lease_ref(), identity = %self.config.identity, "joining leader election");
@@ -284,12 +301,16 @@ impl LeaderElector {
                     }
                 }
                 Ok(Attempt::HeldByOther) if leading => {
-                    return Err(self.step_down(&leader, "another replica holds the Lease".to_owned()));
+                    return Err(
+                        self.step_down(&leader, "another replica holds the Lease".to_owned())
+                    );
                 }
                 Ok(Attempt::HeldByOther | Attempt::Raced) => {}
                 Err(error) => {
                     warn!(%error, lease = %self.lease_ref(), "leader election attempt failed");
-                    if leading && last_renewal.is_none_or(|t| t.elapsed() > self.config.renew_deadline) {
+                    if leading
+                        && last_renewal.is_none_or(|t| t.elapsed() > self.config.renew_deadline)
+                    {
                         let reason = format!(
                             "could not renew within {:?}: {error}",
                             self.config.renew_deadline
@@ -306,7 +327,9 @@ impl LeaderElector {
         if *leader.borrow() {
             match self.release().await {
                 Ok(()) => info!(lease = %self.lease_ref(), "released leader Lease"),
-                Err(error) => warn!(%error, lease = %self.lease_ref(), "cannot release leader Lease; it expires on its own"),
+                Err(error) => {
+                    warn!(%error, lease = %self.lease_ref(), "cannot release leader Lease; it expires on its own")
+                }
             }
             self.metrics.set_leader(false);
             leader.send_replace(false);
@@ -353,25 +376,48 @@ mod tests {
 
     #[test]
     fn given_no_lease_when_deciding_then_create() {
-        assert_eq!(decide(None, "a", Duration::ZERO, DURATION), Decision::Create);
+        assert_eq!(
+            decide(None, "a", Duration::ZERO, DURATION),
+            Decision::Create
+        );
     }
 
     #[test]
     fn given_our_lease_when_deciding_then_renew() {
-        assert_eq!(decide(Some(&lease(Some("a"), 15)), "a", Duration::from_secs(100), DURATION), Decision::Renew);
+        assert_eq!(
+            decide(
+                Some(&lease(Some("a"), 15)),
+                "a",
+                Duration::from_secs(100),
+                DURATION
+            ),
+            Decision::Renew
+        );
     }
 
     #[test]
     fn given_a_live_lease_of_another_when_deciding_then_wait_until_it_expires() {
         let other = lease(Some("b"), 15);
-        assert_eq!(decide(Some(&other), "a", Duration::from_secs(14), DURATION), Decision::Wait);
-        assert_eq!(decide(Some(&other), "a", Duration::from_secs(15), DURATION), Decision::TakeOver);
+        assert_eq!(
+            decide(Some(&other), "a", Duration::from_secs(14), DURATION),
+            Decision::Wait
+        );
+        assert_eq!(
+            decide(Some(&other), "a", Duration::from_secs(15), DURATION),
+            Decision::TakeOver
+        );
     }
 
     #[test]
     fn given_a_released_lease_when_deciding_then_take_over_at_once() {
-        assert_eq!(decide(Some(&lease(None, 1)), "a", Duration::ZERO, DURATION), Decision::TakeOver);
-        assert_eq!(decide(Some(&lease(Some(""), 1)), "a", Duration::ZERO, DURATION), Decision::TakeOver);
+        assert_eq!(
+            decide(Some(&lease(None, 1)), "a", Duration::ZERO, DURATION),
+            Decision::TakeOver
+        );
+        assert_eq!(
+            decide(Some(&lease(Some(""), 1)), "a", Duration::ZERO, DURATION),
+            Decision::TakeOver
+        );
     }
 
     #[test]
@@ -401,7 +447,18 @@ mod tests {
         assert_eq!(spec.holder_identity, None);
         assert_eq!(spec.lease_duration_seconds, Some(1));
         assert_eq!(spec.lease_transitions, held.lease_transitions);
-        assert_eq!(decide(Some(&Lease { metadata: ObjectMeta::default(), spec: Some(spec) }), "b", Duration::ZERO, DURATION), Decision::TakeOver);
+        assert_eq!(
+            decide(
+                Some(&Lease {
+                    metadata: ObjectMeta::default(),
+                    spec: Some(spec)
+                }),
+                "b",
+                Duration::ZERO,
+                DURATION
+            ),
+            Decision::TakeOver
+        );
     }
 
     const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/rill-system/leases";
@@ -431,12 +488,16 @@ mod tests {
         let (leader_tx, mut leader_rx) = watch::channel(false);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         // A retry period far beyond the test: the only attempt is the first.
-        let elector = LeaderElector::new(client, config(Duration::from_secs(3600)), metrics.clone());
+        let elector =
+            LeaderElector::new(client, config(Duration::from_secs(3600)), metrics.clone());
         let task = tokio::spawn(elector.run(leader_tx, async {
             let _ = stop_rx.await;
         }));
 
-        server.expect(Method::GET, &format!("{LEASES}/rill-operator")).await.not_found();
+        server
+            .expect(Method::GET, &format!("{LEASES}/rill-operator"))
+            .await
+            .not_found();
         let create = server.expect(Method::POST, LEASES).await;
         assert_eq!(create.body["spec"]["holderIdentity"], "op-0");
         assert_eq!(create.body["spec"]["leaseDurationSeconds"], 15);
@@ -446,32 +507,62 @@ mod tests {
             .await
             .expect("becomes leader in time")
             .expect("sender alive");
-        assert!(metrics.render().expect("render").contains("rill_operator_leader 1"));
+        assert!(
+            metrics
+                .render()
+                .expect("render")
+                .contains("rill_operator_leader 1")
+        );
 
         stop_tx.send(()).expect("stop");
-        server.expect(Method::GET, &format!("{LEASES}/rill-operator")).await.respond(200, &created);
-        let release = server.expect(Method::PUT, &format!("{LEASES}/rill-operator")).await;
-        assert_eq!(release.body["metadata"]["resourceVersion"], "1", "release is a compare-and-swap");
-        assert!(release.body["spec"].get("holderIdentity").is_none_or(serde_json::Value::is_null));
+        server
+            .expect(Method::GET, &format!("{LEASES}/rill-operator"))
+            .await
+            .respond(200, &created);
+        let release = server
+            .expect(Method::PUT, &format!("{LEASES}/rill-operator"))
+            .await;
+        assert_eq!(
+            release.body["metadata"]["resourceVersion"], "1",
+            "release is a compare-and-swap"
+        );
+        assert!(
+            release.body["spec"]
+                .get("holderIdentity")
+                .is_none_or(serde_json::Value::is_null)
+        );
         assert_eq!(release.body["spec"]["leaseDurationSeconds"], 1);
         let released = with_version(release.body.clone(), "2");
         release.respond(200, &released);
 
         finished(task).await.expect("clean shutdown");
         assert!(!*leader_rx.borrow());
-        assert!(metrics.render().expect("render").contains("rill_operator_leader 0"));
+        assert!(
+            metrics
+                .render()
+                .expect("render")
+                .contains("rill_operator_leader 0")
+        );
     }
 
     #[tokio::test]
-    async fn given_a_leader_when_another_replica_holds_the_lease_then_it_steps_down_with_an_error() {
+    async fn given_a_leader_when_another_replica_holds_the_lease_then_it_steps_down_with_an_error()
+    {
         use crate::test_support::{TIMEOUT, finished, mock_client};
         use http::Method;
         let (client, mut server) = mock_client();
         let (leader_tx, mut leader_rx) = watch::channel(false);
-        let elector = LeaderElector::new(client, config(Duration::from_millis(10)), Metrics::new().expect("metrics"));
+        let elector = LeaderElector::new(
+            client,
+            config(Duration::from_millis(10)),
+            Metrics::new().expect("metrics"),
+        );
         let task = tokio::spawn(elector.run(leader_tx, std::future::pending::<()>()));
 
-        server.expect(Method::GET, &format!("{LEASES}/rill-operator")).await.not_found();
+        server
+            .expect(Method::GET, &format!("{LEASES}/rill-operator"))
+            .await
+            .not_found();
         let create = server.expect(Method::POST, LEASES).await;
         let created = with_version(create.body.clone(), "1");
         create.respond(201, &created);
@@ -493,18 +584,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn given_a_live_lease_of_another_replica_when_running_then_it_follows_and_does_not_release() {
+    async fn given_a_live_lease_of_another_replica_when_running_then_it_follows_and_does_not_release()
+     {
         use crate::test_support::{finished, mock_client};
         use http::Method;
         let (client, mut server) = mock_client();
         let (leader_tx, leader_rx) = watch::channel(false);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let elector = LeaderElector::new(client, config(Duration::from_secs(3600)), Metrics::new().expect("metrics"));
+        let elector = LeaderElector::new(
+            client,
+            config(Duration::from_secs(3600)),
+            Metrics::new().expect("metrics"),
+        );
         let task = tokio::spawn(elector.run(leader_tx, async {
             let _ = stop_rx.await;
         }));
         let other = serde_json::to_value(lease(Some("op-1"), 15)).expect("lease");
-        server.expect(Method::GET, &format!("{LEASES}/rill-operator")).await.respond(200, &other);
+        server
+            .expect(Method::GET, &format!("{LEASES}/rill-operator"))
+            .await
+            .respond(200, &other);
         stop_tx.send(()).expect("stop");
         finished(task).await.expect("clean shutdown");
         assert!(!*leader_rx.borrow());

@@ -106,9 +106,14 @@ impl RunError {
 
 /// Loads the Kubernetes configuration (in-cluster, else kubeconfig) and runs
 /// the operator until `shutdown` completes.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), RunError> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     config.validate()?;
-    let kube_config = kube::Config::infer().await.map_err(RunError::NoKubeConfig)?;
+    let kube_config = kube::Config::infer()
+        .await
+        .map_err(RunError::NoKubeConfig)?;
     let client = Client::try_from(kube_config).map_err(RunError::Client)?;
     run_with_client(client, config, shutdown).await
 }
@@ -123,7 +128,11 @@ fn identity(config: &Config) -> String {
         .identity
         .clone()
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
         .filter(|id| !id.is_empty())
         .unwrap_or_else(|| format!("rill-operator-{}", std::process::id()))
 }
@@ -143,7 +152,11 @@ fn lease_namespace(config: &Config, client: &Client) -> String {
 
 /// Runs the operator with a given client: HTTP server, CRD wait, leader
 /// election, then the controllers while this replica leads.
-pub async fn run_with_client(client: Client, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), RunError> {
+pub async fn run_with_client(
+    client: Client,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     let metrics = Metrics::new()?;
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -157,10 +170,12 @@ pub async fn run_with_client(client: Client, config: Config, shutdown: impl Futu
         });
     }
 
-    let listener = TcpListener::bind(config.http_addr).await.map_err(|source| RunError::Http {
-        addr: config.http_addr,
-        source,
-    })?;
+    let listener = TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|source| RunError::Http {
+            addr: config.http_addr,
+            source,
+        })?;
     let http_addr = listener.local_addr().unwrap_or(config.http_addr);
     info!(addr = %http_addr, "serving /metrics, /healthz and /readyz");
     let http = tokio::spawn(http::serve(
@@ -172,7 +187,8 @@ pub async fn run_with_client(client: Client, config: Config, shutdown: impl Futu
         signalled(stop_rx.clone()),
     ));
 
-    let result = lead_and_reconcile(client, &config, metrics, ready, stop_rx, stop_tx.clone()).await;
+    let result =
+        lead_and_reconcile(client, &config, metrics, ready, stop_rx, stop_tx.clone()).await;
     stop_tx.send_replace(true);
     match http.await {
         Ok(Ok(())) => {}
@@ -219,7 +235,9 @@ async fn lead_and_reconcile(
             retry_period,
         };
         let elector = LeaderElector::new(client.clone(), election, metrics.clone());
-        Some(tokio::spawn(elector.run(leader_tx, signalled(stop_rx.clone()))))
+        Some(tokio::spawn(
+            elector.run(leader_tx, signalled(stop_rx.clone())),
+        ))
     } else {
         info!("leader election disabled: this replica reconciles");
         metrics.set_leader(true);
@@ -269,7 +287,9 @@ async fn lead_and_reconcile(
     finish(elector).await
 }
 
-async fn finish(elector: Option<tokio::task::JoinHandle<Result<(), LeaderError>>>) -> Result<(), RunError> {
+async fn finish(
+    elector: Option<tokio::task::JoinHandle<Result<(), LeaderError>>>,
+) -> Result<(), RunError> {
     match elector {
         Some(handle) => match handle.await {
             Ok(result) => result.map_err(RunError::from),

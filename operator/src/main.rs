@@ -8,7 +8,8 @@ use rill_operator::config::{Config, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn init_tracing(config: &Config) -> Result<(), String> {
-    let filter = EnvFilter::try_new(&config.log_filter).map_err(|e| format!("invalid --log-filter {:?}: {e}", config.log_filter))?;
+    let filter = EnvFilter::try_new(&config.log_filter)
+        .map_err(|e| format!("invalid --log-filter {:?}: {e}", config.log_filter))?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match config.log_format {
         LogFormat::Json => builder.json().init(),

@@ -7,7 +7,9 @@
 
 use std::time::Instant;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 /// Errors while creating or rendering metrics.
 #[derive(Debug, thiserror::Error)]
@@ -52,23 +54,40 @@ impl Metrics {
     pub fn new() -> Result<Self, MetricsError> {
         let registry = Registry::new();
         let reconciles = IntCounterVec::new(
-            Opts::new("rill_operator_reconciles_total", "Reconciles started, by controller."),
+            Opts::new(
+                "rill_operator_reconciles_total",
+                "Reconciles started, by controller.",
+            ),
             &["controller"],
         )?;
         let failures = IntCounterVec::new(
-            Opts::new("rill_operator_reconcile_errors_total", "Reconciles that failed, by controller and error reason."),
+            Opts::new(
+                "rill_operator_reconcile_errors_total",
+                "Reconciles that failed, by controller and error reason.",
+            ),
             &["controller", "reason"],
         )?;
         let duration = HistogramVec::new(
-            HistogramOpts::new("rill_operator_reconcile_duration_seconds", "Time spent in one reconcile, by controller.")
-                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "rill_operator_reconcile_duration_seconds",
+                "Time spent in one reconcile, by controller.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &["controller"],
         )?;
         let writes = IntCounterVec::new(
-            Opts::new("rill_operator_writes_total", "Kubernetes API writes issued by reconcilers, by controller, kind and verb."),
+            Opts::new(
+                "rill_operator_writes_total",
+                "Kubernetes API writes issued by reconcilers, by controller, kind and verb.",
+            ),
             &["controller", "kind", "verb"],
         )?;
-        let leader = IntGauge::new("rill_operator_leader", "1 while this operator replica holds the leader Lease, else 0.")?;
+        let leader = IntGauge::new(
+            "rill_operator_leader",
+            "1 while this operator replica holds the leader Lease, else 0.",
+        )?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(duration.clone()))?;
@@ -102,7 +121,9 @@ impl Metrics {
 
     /// Counts one write to the Kubernetes API.
     pub fn record_write(&self, controller: &'static str, kind: &str, verb: &'static str) {
-        self.writes.with_label_values(&[controller, kind, verb]).inc();
+        self.writes
+            .with_label_values(&[controller, kind, verb])
+            .inc();
     }
 
     /// Sets the leader gauge.
@@ -129,7 +150,11 @@ impl Metrics {
             .iter()
             .filter(|family| family.name() == "rill_operator_writes_total")
             .flat_map(|family| family.get_metric().iter())
-            .filter(|m| m.get_label().iter().any(|l| l.name() == "controller" && l.value() == controller))
+            .filter(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "controller" && l.value() == controller)
+            })
             .map(|m| m.get_counter().get_value() as u64)
             .sum()
     }
@@ -163,9 +188,17 @@ mod tests {
         metrics.record_write("streamcluster", "StatefulSet", "apply");
         metrics.set_leader(true);
         let text = metrics.render().expect("render");
-        assert!(text.contains("rill_operator_reconciles_total{controller=\"streamcluster\"} 1"), "{text}");
+        assert!(
+            text.contains("rill_operator_reconciles_total{controller=\"streamcluster\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("rill_operator_reconcile_errors_total{controller=\"streamcluster\",reason=\"kube_api\"} 1"), "{text}");
-        assert!(text.contains("rill_operator_reconcile_duration_seconds_count{controller=\"streamcluster\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "rill_operator_reconcile_duration_seconds_count{controller=\"streamcluster\"} 1"
+            ),
+            "{text}"
+        );
         assert!(text.contains("rill_operator_leader 1"), "{text}");
         assert_eq!(metrics.write_count("streamcluster"), 1);
         assert_eq!(metrics.error_count("streamcluster", "kube_api"), 1);

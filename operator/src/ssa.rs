@@ -24,9 +24,9 @@ use crate::context::FIELD_MANAGER;
 /// keys allowed), arrays element by element with equal length, scalars equal.
 pub fn is_subset(desired: &Value, live: &Value) -> bool {
     match (desired, live) {
-        (Value::Object(want), Value::Object(have)) => want
-            .iter()
-            .all(|(key, value)| value.is_null() || have.get(key).is_some_and(|h| is_subset(value, h))),
+        (Value::Object(want), Value::Object(have)) => want.iter().all(|(key, value)| {
+            value.is_null() || have.get(key).is_some_and(|h| is_subset(value, h))
+        }),
         (Value::Array(want), Value::Array(have)) => {
             want.len() == have.len() && want.iter().zip(have).all(|(w, h)| is_subset(w, h))
         }
@@ -84,7 +84,11 @@ pub enum Applied<K> {
 
 /// Server-side applies `desired` (field manager `rill-operator`, forced)
 /// unless `live` already holds every field it sets.
-pub async fn apply_if_changed<K>(api: &Api<K>, desired: &K, live: Option<&K>) -> Result<Applied<K>, ApplyError>
+pub async fn apply_if_changed<K>(
+    api: &Api<K>,
+    desired: &K,
+    live: Option<&K>,
+) -> Result<Applied<K>, ApplyError>
 where
     K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
 {
@@ -125,7 +129,8 @@ mod tests {
 
     #[test]
     fn given_server_defaults_in_live_when_comparing_then_desired_is_a_subset() {
-        let desired = json!({"spec": {"ports": [{"name": "kafka", "port": 9092}], "selector": {"a": "b"}}});
+        let desired =
+            json!({"spec": {"ports": [{"name": "kafka", "port": 9092}], "selector": {"a": "b"}}});
         let live = json!({"spec": {"ports": [{"name": "kafka", "port": 9092, "protocol": "TCP"}], "selector": {"a": "b"}, "clusterIP": "10.0.0.1"}, "status": {}});
         assert!(is_subset(&desired, &live));
     }
@@ -135,7 +140,16 @@ mod tests {
         let live = json!({"spec": {"replicas": 3, "ports": [{"port": 1}, {"port": 2}]}});
         assert!(!is_subset(&json!({"spec": {"replicas": 5}}), &live));
         assert!(!is_subset(&json!({"spec": {"paused": true}}), &live));
-        assert!(!is_subset(&json!({"spec": {"ports": [{"port": 1}]}}), &live), "list length differs");
-        assert!(!is_subset(&json!({"spec": {"ports": [{"port": 2}, {"port": 1}]}}), &live), "order differs");
+        assert!(
+            !is_subset(&json!({"spec": {"ports": [{"port": 1}]}}), &live),
+            "list length differs"
+        );
+        assert!(
+            !is_subset(
+                &json!({"spec": {"ports": [{"port": 2}, {"port": 1}]}}),
+                &live
+            ),
+            "order differs"
+        );
     }
 }

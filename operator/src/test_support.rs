@@ -94,7 +94,11 @@ impl ApiServer {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let bytes = request.into_body().collect_bytes().await.expect("request body");
+        let bytes = request
+            .into_body()
+            .collect_bytes()
+            .await
+            .expect("request body");
         let body = if bytes.is_empty() {
             Value::Null
         } else {

@@ -25,7 +25,11 @@ fn read_dir_yaml(dir: &str) -> Vec<(String, String)> {
         .map(|entry| entry.expect("dir entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .map(|p| {
-            let name = p.file_name().expect("file name").to_string_lossy().into_owned();
+            let name = p
+                .file_name()
+                .expect("file name")
+                .to_string_lossy()
+                .into_owned();
             let text = std::fs::read_to_string(&p).expect("read CRD file");
             (name, text)
         })
@@ -46,7 +50,10 @@ fn given_the_rust_types_when_generating_then_crds_and_chart_crds_are_up_to_date(
         let committed = read_dir_yaml(dir);
         let names: Vec<&String> = committed.iter().map(|(n, _)| n).collect();
         let expected: Vec<&String> = generated.iter().map(|(n, _)| n).collect();
-        assert_eq!(names, expected, "{dir}/ holds other files than crdgen writes");
+        assert_eq!(
+            names, expected,
+            "{dir}/ holds other files than crdgen writes"
+        );
         for ((name, text), (_, want)) in committed.iter().zip(&generated) {
             assert!(
                 text == want,
@@ -72,7 +79,9 @@ fn violations(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) 
     if value.is_null() {
         return;
     }
-    if schema.get("x-kubernetes-int-or-string").is_some() || schema.get("x-kubernetes-preserve-unknown-fields").is_some() {
+    if schema.get("x-kubernetes-int-or-string").is_some()
+        || schema.get("x-kubernetes-preserve-unknown-fields").is_some()
+    {
         return;
     }
     match schema["type"].as_str() {
@@ -118,7 +127,9 @@ fn violations(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) 
         for (key, child) in object {
             if let Some(child_schema) = schema["properties"].get(key) {
                 violations(child_schema, child, &format!("{path}.{key}"), out);
-            } else if let Some(additional) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+            } else if let Some(additional) =
+                schema.get("additionalProperties").filter(|a| a.is_object())
+            {
                 violations(additional, child, &format!("{path}.{key}"), out);
             }
         }
@@ -151,14 +162,32 @@ fn topic_spec() -> Value {
 #[test]
 fn given_the_streamcluster_schema_when_brokers_is_zero_then_it_is_rejected() {
     let schema = schema(&crd_json("streamclusters.rill.dev.yaml"));
-    assert_eq!(check(&schema, &stream_cluster(json!({"brokers": 3}))), Vec::<String>::new());
+    assert_eq!(
+        check(&schema, &stream_cluster(json!({"brokers": 3}))),
+        Vec::<String>::new()
+    );
     assert_eq!(
         check(&schema, &stream_cluster(json!({"brokers": 0}))),
         vec![".spec.brokers: 0 is below the minimum 1".to_owned()]
     );
-    assert!(!check(&schema, &stream_cluster(json!({}))).is_empty(), "brokers is required");
-    assert!(!check(&schema, &stream_cluster(json!({"brokers": 3, "ports": {"kafka": 70000}}))).is_empty());
-    assert!(!check(&schema, &stream_cluster(json!({"brokers": 3, "imagePullPolicy": "Sometimes"}))).is_empty());
+    assert!(
+        !check(&schema, &stream_cluster(json!({}))).is_empty(),
+        "brokers is required"
+    );
+    assert!(
+        !check(
+            &schema,
+            &stream_cluster(json!({"brokers": 3, "ports": {"kafka": 70000}}))
+        )
+        .is_empty()
+    );
+    assert!(
+        !check(
+            &schema,
+            &stream_cluster(json!({"brokers": 3, "imagePullPolicy": "Sometimes"}))
+        )
+        .is_empty()
+    );
 }
 
 #[test]
@@ -185,7 +214,13 @@ fn given_the_topic_schema_when_partitions_or_rf_is_zero_then_it_is_rejected() {
 fn cel(schema: &Value, object: &Value, old: Option<&Value>) -> Result<(), String> {
     kube::core::cel::Validator::new()
         .validate(schema, object, old)
-        .map_err(|errors| errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; "))
+        .map_err(|errors| {
+            errors
+                .iter()
+                .map(|e| e.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
 }
 
 #[test]
@@ -194,8 +229,13 @@ fn given_streamcluster_cel_rules_when_evaluated_then_they_enforce_ports_storage_
     let valid = stream_cluster(json!({"brokers": 3, "storage": {"size": "10Gi"}}));
     assert_eq!(cel(&schema, &valid, None), Ok(()));
 
-    let clash = stream_cluster(json!({"brokers": 3, "ports": {"kafka": 9092, "client": 9092, "replication": 9094, "http": 9644}}));
-    assert_eq!(cel(&schema, &clash, None), Err("broker ports must all differ".to_owned()));
+    let clash = stream_cluster(
+        json!({"brokers": 3, "ports": {"kafka": 9092, "client": 9092, "replication": 9094, "http": 9644}}),
+    );
+    assert_eq!(
+        cel(&schema, &clash, None),
+        Err("broker ports must all differ".to_owned())
+    );
 
     let resized = stream_cluster(json!({"brokers": 3, "storage": {"size": "20Gi"}}));
     let err = cel(&schema, &resized, Some(&valid)).expect_err("storage is immutable");
@@ -223,15 +263,27 @@ fn given_topic_cel_rules_when_evaluated_then_name_and_cluster_are_immutable_and_
     named["topicName"] = json!("Orders");
     let named = topic(named);
     assert_eq!(cel(&schema, &named, None), Ok(()));
-    assert_eq!(cel(&schema, &named, Some(&valid)), Err("topicName is immutable".to_owned()));
-    assert_eq!(cel(&schema, &valid, Some(&named)), Err("topicName is immutable".to_owned()));
+    assert_eq!(
+        cel(&schema, &named, Some(&valid)),
+        Err("topicName is immutable".to_owned())
+    );
+    assert_eq!(
+        cel(&schema, &valid, Some(&named)),
+        Err("topicName is immutable".to_owned())
+    );
     let mut renamed = named.clone();
     renamed["spec"]["topicName"] = json!("Orders2");
-    assert_eq!(cel(&schema, &renamed, Some(&named)), Err("topicName is immutable".to_owned()));
+    assert_eq!(
+        cel(&schema, &renamed, Some(&named)),
+        Err("topicName is immutable".to_owned())
+    );
 
     let mut moved = valid.clone();
     moved["spec"]["clusterRef"]["name"] = json!("other");
-    assert_eq!(cel(&schema, &moved, Some(&valid)), Err("clusterRef is immutable".to_owned()));
+    assert_eq!(
+        cel(&schema, &moved, Some(&valid)),
+        Err("clusterRef is immutable".to_owned())
+    );
 
     let mut grown = valid.clone();
     grown["spec"]["partitions"] = json!(12);
@@ -247,15 +299,19 @@ fn given_topic_cel_rules_when_evaluated_then_name_and_cluster_are_immutable_and_
     let mut duplicate = topic_spec();
     duplicate["config"] = json!({"other": {"retention.ms": "1"}});
     let err = cel(&schema, &topic(duplicate), None).expect_err("typed key in other");
-    assert!(err.starts_with("config.other may not repeat a typed field"), "{err}");
+    assert!(
+        err.starts_with("config.other may not repeat a typed field"),
+        "{err}"
+    );
 }
 
 #[test]
 fn given_the_crds_when_reading_names_then_short_names_do_not_collide_and_subresources_exist() {
     // Short names and names of built-in kinds that kubectl resolves.
     const BUILT_IN: [&str; 30] = [
-        "sc", "cm", "svc", "po", "deploy", "sts", "pdb", "ns", "no", "pv", "pvc", "ep", "ev", "ds", "rs", "rc", "sa",
-        "hpa", "ing", "netpol", "csr", "crd", "crds", "limits", "quota", "cs", "pc", "cj", "ingclass", "eps",
+        "sc", "cm", "svc", "po", "deploy", "sts", "pdb", "ns", "no", "pv", "pvc", "ep", "ev", "ds",
+        "rs", "rc", "sa", "hpa", "ing", "netpol", "csr", "crd", "crds", "limits", "quota", "cs",
+        "pc", "cj", "ingclass", "eps",
     ];
     let sc = crd_json("streamclusters.rill.dev.yaml");
     let topic = crd_json("topics.rill.dev.yaml");
@@ -282,8 +338,29 @@ fn given_the_crds_when_reading_names_then_short_names_do_not_collide_and_subreso
             .map(|c| c["name"].as_str().unwrap_or_default().to_owned())
             .collect()
     };
-    assert_eq!(columns(&sc), ["Brokers", "Ready Brokers", "Ready", "Reason", "Bootstrap", "Age"]);
-    assert_eq!(columns(&topic), ["Cluster", "Topic", "Partitions", "RF", "Ready", "Reason", "Age"]);
+    assert_eq!(
+        columns(&sc),
+        [
+            "Brokers",
+            "Ready Brokers",
+            "Ready",
+            "Reason",
+            "Bootstrap",
+            "Age"
+        ]
+    );
+    assert_eq!(
+        columns(&topic),
+        [
+            "Cluster",
+            "Topic",
+            "Partitions",
+            "RF",
+            "Ready",
+            "Reason",
+            "Age"
+        ]
+    );
 }
 
 /// Every property in a schema has a description, so `kubectl explain`
@@ -292,7 +369,12 @@ fn undocumented(schema: &Value, path: &str, out: &mut Vec<String>) {
     if let Some(properties) = schema["properties"].as_object() {
         for (key, child) in properties {
             let child_path = format!("{path}.{key}");
-            if child.get("description").and_then(Value::as_str).is_none_or(str::is_empty) && !["apiVersion", "kind", "metadata"].contains(&key.as_str()) {
+            if child
+                .get("description")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+                && !["apiVersion", "kind", "metadata"].contains(&key.as_str())
+            {
                 out.push(child_path.clone());
             }
             undocumented(child, &child_path, out);
@@ -310,6 +392,9 @@ fn given_the_crds_when_walking_the_schema_then_every_field_has_a_description() {
     for file in ["streamclusters.rill.dev.yaml", "topics.rill.dev.yaml"] {
         let mut missing = Vec::new();
         undocumented(&schema(&crd_json(file)), "", &mut missing);
-        assert!(missing.is_empty(), "{file}: fields without description: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "{file}: fields without description: {missing:?}"
+        );
     }
 }

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 pub const KEEP_DATA_ANNOTATION: &str = "rill.dev/keep-data";
 
 /// Desired state of a Kafka topic.
+// Each `printcolumn(...)` repeats keys such as `type_`; clippy reads them as
+// duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "rill.dev",
@@ -25,13 +28,49 @@ pub const KEEP_DATA_ANNOTATION: &str = "rill.dev/keep-data";
     status = "TopicStatus",
     derive = "PartialEq",
     doc = "A Kafka topic in a Rill StreamCluster of the same namespace. Deleting it deletes the topic's data unless the annotation rill.dev/keep-data is \"true\".",
-    printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.clusterRef.name", description = "StreamCluster the topic lives in"),
-    printcolumn(name = "Topic", type_ = "string", json_path = ".status.topicName", description = "Kafka topic name", priority = 1),
-    printcolumn(name = "Partitions", type_ = "integer", json_path = ".spec.partitions", description = "Desired number of partitions"),
-    printcolumn(name = "RF", type_ = "integer", json_path = ".spec.replicationFactor", description = "Replication factor"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Ready condition status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", description = "Ready condition reason", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Cluster",
+        type_ = "string",
+        json_path = ".spec.clusterRef.name",
+        description = "StreamCluster the topic lives in"
+    ),
+    printcolumn(
+        name = "Topic",
+        type_ = "string",
+        json_path = ".status.topicName",
+        description = "Kafka topic name",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Partitions",
+        type_ = "integer",
+        json_path = ".spec.partitions",
+        description = "Desired number of partitions"
+    ),
+    printcolumn(
+        name = "RF",
+        type_ = "integer",
+        json_path = ".spec.replicationFactor",
+        description = "Replication factor"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Ready condition status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        description = "Ready condition reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(

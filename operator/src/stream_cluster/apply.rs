@@ -75,11 +75,42 @@ pub async fn apply(
     metrics: &Metrics,
 ) -> Result<ApplyReport, Error> {
     let mut report = ApplyReport::default();
-    apply_one(client, namespace, &desired.config_map, &live.config_maps, metrics, &mut report).await?;
-    apply_one(client, namespace, &desired.headless_service, &live.services, metrics, &mut report).await?;
-    apply_one(client, namespace, &desired.bootstrap_service, &live.services, metrics, &mut report).await?;
-    report.stateful_set =
-        apply_one(client, namespace, &desired.stateful_set, &live.stateful_sets, metrics, &mut report).await?;
+    apply_one(
+        client,
+        namespace,
+        &desired.config_map,
+        &live.config_maps,
+        metrics,
+        &mut report,
+    )
+    .await?;
+    apply_one(
+        client,
+        namespace,
+        &desired.headless_service,
+        &live.services,
+        metrics,
+        &mut report,
+    )
+    .await?;
+    apply_one(
+        client,
+        namespace,
+        &desired.bootstrap_service,
+        &live.services,
+        metrics,
+        &mut report,
+    )
+    .await?;
+    report.stateful_set = apply_one(
+        client,
+        namespace,
+        &desired.stateful_set,
+        &live.stateful_sets,
+        metrics,
+        &mut report,
+    )
+    .await?;
     apply_one(
         client,
         namespace,

@@ -128,10 +128,20 @@ pub async fn reconcile(sc: Arc<StreamCluster>, ctx: Arc<Context>) -> Result<Acti
     }
 
     // 4. Delete orphans.
-    let deleted = orphans::delete_orphans(&ctx.client, &namespace, &sc, &desired, &live, &ctx.metrics).await?;
+    let deleted =
+        orphans::delete_orphans(&ctx.client, &namespace, &sc, &desired, &live, &ctx.metrics)
+            .await?;
     if !deleted.is_empty() {
         info!(cluster = %name, namespace = %namespace, deleted = ?deleted, "deleted orphaned objects");
-        publish(&ctx, &sc, EventType::Normal, "DeletedOrphans", "Delete", format!("deleted {}", deleted.join(", "))).await;
+        publish(
+            &ctx,
+            &sc,
+            EventType::Normal,
+            "DeletedOrphans",
+            "Delete",
+            format!("deleted {}", deleted.join(", ")),
+        )
+        .await;
     }
 
     // 5. Status.
@@ -146,12 +156,20 @@ pub async fn reconcile(sc: Arc<StreamCluster>, ctx: Arc<Context>) -> Result<Acti
 
 /// Writes the status if it changed and publishes an Event when the Ready
 /// condition changed its status or reason.
-async fn write_status(ctx: &Context, api: &Api<StreamCluster>, sc: &StreamCluster, new_status: &StreamClusterStatus) -> Result<(), Error> {
-    let written = status::patch_if_changed(api, sc, new_status).await.map_err(Error::Status)?;
+async fn write_status(
+    ctx: &Context,
+    api: &Api<StreamCluster>,
+    sc: &StreamCluster,
+    new_status: &StreamClusterStatus,
+) -> Result<(), Error> {
+    let written = status::patch_if_changed(api, sc, new_status)
+        .await
+        .map_err(Error::Status)?;
     if !written {
         return Ok(());
     }
-    ctx.metrics.record_write(CONTROLLER, "StreamCluster", "status");
+    ctx.metrics
+        .record_write(CONTROLLER, "StreamCluster", "status");
     let old_ready = sc
         .status
         .as_ref()
@@ -184,7 +202,14 @@ fn describe_changes(created: &[String], updated: &[String]) -> String {
 
 /// Publishes an Event about the StreamCluster. Events are best effort: a
 /// failure is logged, never fails the reconcile.
-async fn publish(ctx: &Context, sc: &StreamCluster, type_: EventType, reason: &str, action: &str, note: String) {
+async fn publish(
+    ctx: &Context,
+    sc: &StreamCluster,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     let event = Event {
         type_,
         reason: reason.to_owned(),

@@ -50,7 +50,11 @@ where
 }
 
 /// Lists every kind the cluster owns.
-pub async fn observe(client: &Client, namespace: &str, cluster: &str) -> Result<LiveObjects, Error> {
+pub async fn observe(
+    client: &Client,
+    namespace: &str,
+    cluster: &str,
+) -> Result<LiveObjects, Error> {
     let selector = owned_objects_selector(cluster);
     Ok(LiveObjects {
         config_maps: list(client, namespace, &selector).await?,

@@ -23,7 +23,11 @@ fn owned_by(obj: &impl ResourceExt, uid: &str) -> bool {
 }
 
 /// Names of live objects of one kind that are owned by `uid` and not desired.
-pub fn orphan_names<K: ResourceExt>(live: &[K], desired_names: &[String], uid: &str) -> Vec<String> {
+pub fn orphan_names<K: ResourceExt>(
+    live: &[K],
+    desired_names: &[String],
+    uid: &str,
+) -> Vec<String> {
     live.iter()
         .filter(|o| owned_by(*o, uid) && !desired_names.contains(&o.name_any()))
         .filter(|o| o.meta().deletion_timestamp.is_none())
@@ -84,7 +88,11 @@ pub async fn delete_orphans(
         &names_of(&[&desired.headless_service, &desired.bootstrap_service]),
         &uid,
     );
-    let stateful_sets = orphan_names(&live.stateful_sets, &names_of(&[&desired.stateful_set]), &uid);
+    let stateful_sets = orphan_names(
+        &live.stateful_sets,
+        &names_of(&[&desired.stateful_set]),
+        &uid,
+    );
     let pdbs = orphan_names(
         &live.pod_disruption_budgets,
         &names_of(&[&desired.pod_disruption_budget]),
@@ -123,7 +131,8 @@ mod tests {
     }
 
     #[test]
-    fn given_owned_and_foreign_services_when_finding_orphans_then_only_owned_undesired_ones_are_returned() {
+    fn given_owned_and_foreign_services_when_finding_orphans_then_only_owned_undesired_ones_are_returned()
+     {
         let live = vec![
             service("events-brokers", Some("u1")),
             service("events-old", Some("u1")),

@@ -40,27 +40,47 @@ fn ready_sts(sts: &StatefulSet, replicas: i32) -> StatefulSet {
 }
 
 /// Answers the four LIST calls of the observe step.
-async fn answer_lists(server: &mut ApiServer, live: Option<&DesiredObjects>, sts: Option<&StatefulSet>) {
+async fn answer_lists(
+    server: &mut ApiServer,
+    live: Option<&DesiredObjects>,
+    sts: Option<&StatefulSet>,
+) {
     let exchange = server.expect(Method::GET, CM).await;
     assert!(
         exchange.uri.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Drill-operator%2Crill.dev%2Fcluster%3Devents"),
         "{}",
         exchange.uri
     );
-    exchange.respond(200, &list("ConfigMapList", live.map(|l| vec![l.config_map.clone()]).unwrap_or_default().as_slice()));
+    exchange.respond(
+        200,
+        &list(
+            "ConfigMapList",
+            live.map(|l| vec![l.config_map.clone()])
+                .unwrap_or_default()
+                .as_slice(),
+        ),
+    );
     let services: Vec<Service> = live
         .map(|l| vec![l.headless_service.clone(), l.bootstrap_service.clone()])
         .unwrap_or_default();
-    server.expect(Method::GET, SVC).await.respond(200, &list("ServiceList", &services));
     server
-        .expect(Method::GET, STS)
+        .expect(Method::GET, SVC)
         .await
-        .respond(200, &list("StatefulSetList", sts.map(|s| vec![s.clone()]).unwrap_or_default().as_slice()));
+        .respond(200, &list("ServiceList", &services));
+    server.expect(Method::GET, STS).await.respond(
+        200,
+        &list(
+            "StatefulSetList",
+            sts.map(|s| vec![s.clone()]).unwrap_or_default().as_slice(),
+        ),
+    );
     server.expect(Method::GET, PDB).await.respond(
         200,
         &list(
             "PodDisruptionBudgetList",
-            live.map(|l| vec![l.pod_disruption_budget.clone()]).unwrap_or_default().as_slice(),
+            live.map(|l| vec![l.pod_disruption_budget.clone()])
+                .unwrap_or_default()
+                .as_slice(),
         ),
     );
 }
@@ -68,7 +88,11 @@ async fn answer_lists(server: &mut ApiServer, live: Option<&DesiredObjects>, sts
 async fn expect_apply(server: &mut ApiServer, path: &str) -> Value {
     let exchange = server.expect(Method::PATCH, path).await;
     assert_eq!(exchange.content_type, "application/apply-patch+yaml");
-    assert!(exchange.uri.contains("fieldManager=rill-operator"), "{}", exchange.uri);
+    assert!(
+        exchange.uri.contains("fieldManager=rill-operator"),
+        "{}",
+        exchange.uri
+    );
     assert!(exchange.uri.contains("force=true"), "{}", exchange.uri);
     let body = exchange.body.clone();
     exchange.echo();
@@ -90,7 +114,13 @@ fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
 }
 
-fn spawn(sc: StreamCluster, ctx: Context) -> (Arc<Context>, tokio::task::JoinHandle<Result<Action, super::Error>>) {
+fn spawn(
+    sc: StreamCluster,
+    ctx: Context,
+) -> (
+    Arc<Context>,
+    tokio::task::JoinHandle<Result<Action, super::Error>>,
+) {
     let ctx = Arc::new(ctx);
     let task = tokio::spawn(reconcile(Arc::new(sc), ctx.clone()));
     (ctx, task)
@@ -104,7 +134,10 @@ async fn given_a_new_cluster_when_reconciling_then_every_object_is_applied_and_s
     answer_lists(&mut server, None, None).await;
     let cm = expect_apply(&mut server, &format!("{CM}/events-config")).await;
     assert_eq!(cm["kind"], "ConfigMap");
-    assert_eq!(cm["metadata"]["ownerReferences"][0]["kind"], "StreamCluster");
+    assert_eq!(
+        cm["metadata"]["ownerReferences"][0]["kind"],
+        "StreamCluster"
+    );
     let headless = expect_apply(&mut server, &format!("{SVC}/events-brokers")).await;
     assert_eq!(headless["spec"]["clusterIP"], "None");
     expect_apply(&mut server, &format!("{SVC}/events-bootstrap")).await;
@@ -114,7 +147,12 @@ async fn given_a_new_cluster_when_reconciling_then_every_object_is_applied_and_s
     let pdb = expect_apply(&mut server, &format!("{PDB}/events")).await;
     assert_eq!(pdb["spec"]["maxUnavailable"], 1);
     let event = expect_event(&mut server, "Applied").await;
-    assert!(event["note"].as_str().unwrap_or_default().contains("created ConfigMap/events-config"));
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("created ConfigMap/events-config")
+    );
 
     let exchange = server.expect(Method::PATCH, STATUS).await;
     assert_eq!(exchange.content_type, "application/merge-patch+json");
@@ -149,11 +187,16 @@ async fn given_an_unchanged_cluster_when_reconciling_then_nothing_is_written() {
 
     let action = finished(task).await.expect("reconcile succeeds");
     assert_eq!(action, Action::requeue(RESYNC));
-    assert_eq!(ctx.metrics.write_count(super::CONTROLLER), 0, "a no-op reconcile writes nothing");
+    assert_eq!(
+        ctx.metrics.write_count(super::CONTROLLER),
+        0,
+        "a no-op reconcile writes nothing"
+    );
 }
 
 #[tokio::test]
-async fn given_more_brokers_and_an_orphan_when_reconciling_then_only_the_statefulset_changes_and_the_orphan_goes() {
+async fn given_more_brokers_and_an_orphan_when_reconciling_then_only_the_statefulset_changes_and_the_orphan_goes()
+ {
     let (ctx, mut server) = mock_context();
     let mut sc = cluster();
     let mut live = desired_objects(&sc, 3, &Settings::default());
@@ -172,19 +215,32 @@ async fn given_more_brokers_and_an_orphan_when_reconciling_then_only_the_statefu
     let (ctx, task) = spawn(sc, ctx);
 
     // Observe: lists include the legacy Service.
-    server.expect(Method::GET, CM).await.respond(200, &list("ConfigMapList", &[live.config_map.clone()]));
+    server
+        .expect(Method::GET, CM)
+        .await
+        .respond(200, &list("ConfigMapList", &[live.config_map.clone()]));
     server.expect(Method::GET, SVC).await.respond(
         200,
         &list(
             "ServiceList",
-            &[live.headless_service.clone(), live.bootstrap_service.clone(), legacy],
+            &[
+                live.headless_service.clone(),
+                live.bootstrap_service.clone(),
+                legacy,
+            ],
         ),
     );
-    server.expect(Method::GET, STS).await.respond(200, &list("StatefulSetList", &[sts.clone()]));
     server
-        .expect(Method::GET, PDB)
+        .expect(Method::GET, STS)
         .await
-        .respond(200, &list("PodDisruptionBudgetList", &[live.pod_disruption_budget.clone()]));
+        .respond(200, &list("StatefulSetList", std::slice::from_ref(&sts)));
+    server.expect(Method::GET, PDB).await.respond(
+        200,
+        &list(
+            "PodDisruptionBudgetList",
+            &[live.pod_disruption_budget.clone()],
+        ),
+    );
 
     let exchange = server.expect(Method::PATCH, &format!("{STS}/events")).await;
     assert_eq!(exchange.body["spec"]["replicas"], 5);
@@ -198,7 +254,10 @@ async fn given_more_brokers_and_an_orphan_when_reconciling_then_only_the_statefu
     server
         .expect(Method::DELETE, &format!("{SVC}/events-legacy"))
         .await
-        .respond(200, &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}));
+        .respond(
+            200,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+        );
     expect_event(&mut server, "DeletedOrphans").await;
 
     let exchange = server.expect(Method::PATCH, STATUS).await;
@@ -227,7 +286,10 @@ async fn given_brokers_holding_replicas_when_scaling_down_then_the_statefulset_k
     // No StatefulSet apply: replicas stay 5. Only the status changes.
     let exchange = server.expect(Method::PATCH, STATUS).await;
     let status = exchange.body["status"].clone();
-    assert_eq!(condition(&status, "Progressing")["reason"], "ScaleDownBlocked");
+    assert_eq!(
+        condition(&status, "Progressing")["reason"],
+        "ScaleDownBlocked"
+    );
     assert!(
         condition(&status, "Progressing")["message"]
             .as_str()
@@ -257,13 +319,19 @@ async fn given_an_invalid_spec_when_reconciling_then_status_says_why_and_no_retr
     exchange.ok(&sc);
     let event = expect_event(&mut server, "InvalidSpec").await;
     assert_eq!(event["type"], "Warning");
-    assert_eq!(finished(task).await.expect("reconcile succeeds"), Action::await_change());
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::await_change()
+    );
 
     // The same invalid spec again, now with its status stored: no request at all.
     let stored: crate::crd::StreamClusterStatus = serde_json::from_value(status).expect("status");
     sc.status = Some(stored);
     let task = tokio::spawn(reconcile(Arc::new(sc), ctx.clone()));
-    assert_eq!(finished(task).await.expect("reconcile succeeds"), Action::await_change());
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::await_change()
+    );
     assert_eq!(ctx.metrics.write_count(super::CONTROLLER), 1);
 }
 
@@ -278,5 +346,8 @@ async fn given_an_api_error_when_applying_then_the_reconcile_fails_with_a_labell
     );
     let error = finished(task).await.expect_err("reconcile fails");
     assert_eq!(error.metric_label(), "apply");
-    assert!(error.to_string().contains("ConfigMap events-config"), "{error}");
+    assert!(
+        error.to_string().contains("ConfigMap events-config"),
+        "{error}"
+    );
 }

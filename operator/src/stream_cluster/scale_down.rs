@@ -18,7 +18,8 @@ pub trait ReplicaPlacement: Send + Sync {
     /// Broker ids among `removed` that still hold at least one partition
     /// replica in the cluster `namespace/cluster`. Empty means the brokers
     /// can go.
-    fn brokers_holding_replicas(&self, namespace: &str, cluster: &str, removed: &[i32]) -> Vec<i32>;
+    fn brokers_holding_replicas(&self, namespace: &str, cluster: &str, removed: &[i32])
+    -> Vec<i32>;
 }
 
 /// The placement before the metadata controller exists: no broker holds
@@ -27,7 +28,12 @@ pub trait ReplicaPlacement: Send + Sync {
 pub struct NoPlacementYet;
 
 impl ReplicaPlacement for NoPlacementYet {
-    fn brokers_holding_replicas(&self, _namespace: &str, _cluster: &str, _removed: &[i32]) -> Vec<i32> {
+    fn brokers_holding_replicas(
+        &self,
+        _namespace: &str,
+        _cluster: &str,
+        _removed: &[i32],
+    ) -> Vec<i32> {
         Vec::new()
     }
 }
@@ -64,7 +70,13 @@ impl ScaleDecision {
 /// Decides the replica count. `current` is the StatefulSet's present
 /// `spec.replicas` (None before it exists). Broker ids equal pod ordinals, so
 /// scaling from 5 to 3 removes brokers 3 and 4.
-pub fn decide(placement: &dyn ReplicaPlacement, namespace: &str, cluster: &str, current: Option<i32>, desired: i32) -> ScaleDecision {
+pub fn decide(
+    placement: &dyn ReplicaPlacement,
+    namespace: &str,
+    cluster: &str,
+    current: Option<i32>,
+    desired: i32,
+) -> ScaleDecision {
     match current {
         Some(current) if desired < current => {
             let removed: Vec<i32> = (desired..current).collect();
@@ -92,7 +104,11 @@ pub(crate) mod tests {
 
     impl ReplicaPlacement for Holding {
         fn brokers_holding_replicas(&self, _: &str, _: &str, removed: &[i32]) -> Vec<i32> {
-            removed.iter().copied().filter(|id| self.0.contains(id)).collect()
+            removed
+                .iter()
+                .copied()
+                .filter(|id| self.0.contains(id))
+                .collect()
         }
     }
 
@@ -112,13 +128,25 @@ pub(crate) mod tests {
 
     #[test]
     fn given_empty_brokers_when_scaling_down_then_it_proceeds() {
-        assert_eq!(decide(&Holding(vec![1]), "data", "events", Some(5), 3).replicas(), 3);
-        assert_eq!(decide(&NoPlacementYet, "data", "events", Some(5), 3).replicas(), 3);
+        assert_eq!(
+            decide(&Holding(vec![1]), "data", "events", Some(5), 3).replicas(),
+            3
+        );
+        assert_eq!(
+            decide(&NoPlacementYet, "data", "events", Some(5), 3).replicas(),
+            3
+        );
     }
 
     #[test]
     fn given_scale_up_or_first_creation_when_deciding_then_placement_is_not_consulted() {
-        assert_eq!(decide(&Holding(vec![0, 1, 2]), "data", "events", Some(3), 5).replicas(), 5);
-        assert_eq!(decide(&Holding(vec![0, 1, 2]), "data", "events", None, 3).replicas(), 3);
+        assert_eq!(
+            decide(&Holding(vec![0, 1, 2]), "data", "events", Some(3), 5).replicas(),
+            5
+        );
+        assert_eq!(
+            decide(&Holding(vec![0, 1, 2]), "data", "events", None, 3).replicas(),
+            3
+        );
     }
 }

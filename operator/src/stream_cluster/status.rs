@@ -71,7 +71,8 @@ fn observe(sts: Option<&StatefulSet>) -> Option<Observed> {
     let sts = sts?;
     let status = sts.status.clone().unwrap_or_default();
     Some(Observed {
-        current: status.observed_generation.is_some() && status.observed_generation >= sts.metadata.generation,
+        current: status.observed_generation.is_some()
+            && status.observed_generation >= sts.metadata.generation,
         replicas: status.replicas,
         ready: status.ready_replicas.unwrap_or(0),
         updated: status.updated_replicas.unwrap_or(0),
@@ -79,18 +80,29 @@ fn observe(sts: Option<&StatefulSet>) -> Option<Observed> {
 }
 
 /// Computes the status of a valid cluster.
-pub fn compute(sc: &StreamCluster, sts: Option<&StatefulSet>, decision: &ScaleDecision, now: &Time) -> StreamClusterStatus {
+pub fn compute(
+    sc: &StreamCluster,
+    sts: Option<&StatefulSet>,
+    decision: &ScaleDecision,
+    now: &Time,
+) -> StreamClusterStatus {
     let previous = sc.status.clone().unwrap_or_default();
     let desired = sc.spec.brokers;
     let observed = observe(sts);
     let counts = observed.unwrap_or_default();
-    let all_ready = observed.is_some_and(|o| o.current && o.replicas == desired && o.ready >= desired);
+    let all_ready =
+        observed.is_some_and(|o| o.current && o.replicas == desired && o.ready >= desired);
     let was_healthy = conditions::is_true(&previous.conditions, READY)
         || conditions::find(&previous.conditions, DEGRADED)
             .is_some_and(|c| c.status == "True" && c.reason == reasons::BROKERS_UNAVAILABLE);
 
     let ready = if all_ready {
-        DesiredCondition::new(READY, true, reasons::ALL_BROKERS_READY, format!("{desired}/{desired} brokers ready"))
+        DesiredCondition::new(
+            READY,
+            true,
+            reasons::ALL_BROKERS_READY,
+            format!("{desired}/{desired} brokers ready"),
+        )
     } else {
         DesiredCondition::new(
             READY,
@@ -116,10 +128,18 @@ pub fn compute(sc: &StreamCluster, sts: Option<&StatefulSet>, decision: &ScaleDe
                 "scale-down from {current} to {desired} brokers is refused: brokers {holding:?} still hold partition replicas"
             ),
         ),
-        (_, None) => DesiredCondition::new(PROGRESSING, true, reasons::CREATING, "waiting for the StatefulSet to report"),
-        (_, Some(o)) if !o.current => {
-            DesiredCondition::new(PROGRESSING, true, reasons::CREATING, "waiting for the StatefulSet to report")
-        }
+        (_, None) => DesiredCondition::new(
+            PROGRESSING,
+            true,
+            reasons::CREATING,
+            "waiting for the StatefulSet to report",
+        ),
+        (_, Some(o)) if !o.current => DesiredCondition::new(
+            PROGRESSING,
+            true,
+            reasons::CREATING,
+            "waiting for the StatefulSet to report",
+        ),
         (_, Some(o)) if o.replicas != desired => DesiredCondition::new(
             PROGRESSING,
             true,
@@ -143,7 +163,12 @@ pub fn compute(sc: &StreamCluster, sts: Option<&StatefulSet>, decision: &ScaleDe
             reasons::BROKERS_STARTING,
             format!("{}/{desired} brokers ready", o.ready),
         ),
-        _ => DesiredCondition::new(PROGRESSING, false, reasons::RECONCILED, "all brokers run the current spec"),
+        _ => DesiredCondition::new(
+            PROGRESSING,
+            false,
+            reasons::RECONCILED,
+            "all brokers run the current spec",
+        ),
     };
 
     let degraded = if !all_ready && was_healthy && !progressing.status {
@@ -159,7 +184,12 @@ pub fn compute(sc: &StreamCluster, sts: Option<&StatefulSet>, decision: &ScaleDe
 
     StreamClusterStatus {
         observed_generation: sc.metadata.generation,
-        conditions: merge_conditions(&previous.conditions, &[ready, progressing, degraded], sc.metadata.generation, now),
+        conditions: merge_conditions(
+            &previous.conditions,
+            &[ready, progressing, degraded],
+            sc.metadata.generation,
+            now,
+        ),
         brokers: counts.replicas,
         ready_brokers: counts.ready,
         updated_brokers: counts.updated,
@@ -175,7 +205,12 @@ pub fn invalid(sc: &StreamCluster, invalid: &InvalidSpec, now: &Time) -> StreamC
     let message = invalid.message();
     let desired = [
         DesiredCondition::new(READY, false, reasons::INVALID_SPEC, message.clone()),
-        DesiredCondition::new(PROGRESSING, false, reasons::INVALID_SPEC, "waiting for a valid spec"),
+        DesiredCondition::new(
+            PROGRESSING,
+            false,
+            reasons::INVALID_SPEC,
+            "waiting for a valid spec",
+        ),
         DesiredCondition::new(DEGRADED, true, reasons::INVALID_SPEC, message),
     ];
     StreamClusterStatus {
@@ -188,7 +223,11 @@ pub fn invalid(sc: &StreamCluster, invalid: &InvalidSpec, now: &Time) -> StreamC
 
 /// Writes `status` to the status subresource unless it equals the stored
 /// one. Returns whether a write happened.
-pub async fn patch_if_changed(api: &Api<StreamCluster>, sc: &StreamCluster, status: &StreamClusterStatus) -> Result<bool, kube::Error> {
+pub async fn patch_if_changed(
+    api: &Api<StreamCluster>,
+    sc: &StreamCluster,
+    status: &StreamClusterStatus,
+) -> Result<bool, kube::Error> {
     if sc.status.as_ref() == Some(status) {
         return Ok(false);
     }
@@ -239,26 +278,53 @@ mod tests {
     #[test]
     fn given_no_statefulset_yet_when_computing_then_progressing_creating() {
         let status = compute(&cluster(), None, &PROCEED, &at(1));
-        assert_eq!(reason(&status, READY), ("False".into(), "BrokersNotReady".into()));
-        assert_eq!(reason(&status, PROGRESSING), ("True".into(), "Creating".into()));
-        assert_eq!(reason(&status, DEGRADED), ("False".into(), "AsExpected".into()));
+        assert_eq!(
+            reason(&status, READY),
+            ("False".into(), "BrokersNotReady".into())
+        );
+        assert_eq!(
+            reason(&status, PROGRESSING),
+            ("True".into(), "Creating".into())
+        );
+        assert_eq!(
+            reason(&status, DEGRADED),
+            ("False".into(), "AsExpected".into())
+        );
         assert_eq!(status.observed_generation, Some(1));
-        assert_eq!(status.kafka_bootstrap.as_deref(), Some("events-bootstrap.data.svc:9092"));
+        assert_eq!(
+            status.kafka_bootstrap.as_deref(),
+            Some("events-bootstrap.data.svc:9092")
+        );
     }
 
     #[test]
     fn given_all_brokers_ready_when_computing_then_ready_and_reconciled() {
         let status = compute(&cluster(), Some(&sts(2, 2, 3, 3, 3)), &PROCEED, &at(1));
-        assert_eq!(reason(&status, READY), ("True".into(), "AllBrokersReady".into()));
-        assert_eq!(reason(&status, PROGRESSING), ("False".into(), "Reconciled".into()));
-        assert_eq!((status.brokers, status.ready_brokers, status.updated_brokers), (3, 3, 3));
+        assert_eq!(
+            reason(&status, READY),
+            ("True".into(), "AllBrokersReady".into())
+        );
+        assert_eq!(
+            reason(&status, PROGRESSING),
+            ("False".into(), "Reconciled".into())
+        );
+        assert_eq!(
+            (status.brokers, status.ready_brokers, status.updated_brokers),
+            (3, 3, 3)
+        );
     }
 
     #[test]
     fn given_a_new_cluster_starting_when_computing_then_progressing_not_degraded() {
         let status = compute(&cluster(), Some(&sts(1, 1, 3, 1, 3)), &PROCEED, &at(1));
-        assert_eq!(reason(&status, PROGRESSING), ("True".into(), "BrokersStarting".into()));
-        assert_eq!(reason(&status, DEGRADED), ("False".into(), "AsExpected".into()));
+        assert_eq!(
+            reason(&status, PROGRESSING),
+            ("True".into(), "BrokersStarting".into())
+        );
+        assert_eq!(
+            reason(&status, DEGRADED),
+            ("False".into(), "AsExpected".into())
+        );
     }
 
     #[test]
@@ -266,36 +332,59 @@ mod tests {
         let mut sc = cluster();
         sc.status = Some(compute(&sc, Some(&sts(1, 1, 3, 3, 3)), &PROCEED, &at(1)));
         let status = compute(&sc, Some(&sts(1, 1, 3, 2, 3)), &PROCEED, &at(50));
-        assert_eq!(reason(&status, READY), ("False".into(), "BrokersNotReady".into()));
-        assert_eq!(reason(&status, DEGRADED), ("True".into(), "BrokersUnavailable".into()));
+        assert_eq!(
+            reason(&status, READY),
+            ("False".into(), "BrokersNotReady".into())
+        );
+        assert_eq!(
+            reason(&status, DEGRADED),
+            ("True".into(), "BrokersUnavailable".into())
+        );
         let ready = conditions::find(&status.conditions, READY).expect("ready");
         assert_eq!(ready.last_transition_time, at(50));
         // Still degraded on the next pass, transition time unchanged.
         sc.status = Some(status);
         let again = compute(&sc, Some(&sts(1, 1, 3, 2, 3)), &PROCEED, &at(90));
-        assert_eq!(reason(&again, DEGRADED), ("True".into(), "BrokersUnavailable".into()));
+        assert_eq!(
+            reason(&again, DEGRADED),
+            ("True".into(), "BrokersUnavailable".into())
+        );
         assert_eq!(Some(&again), sc.status.as_ref());
     }
 
     #[test]
     fn given_outdated_pods_when_computing_then_update_pending_explains_ondelete() {
         let status = compute(&cluster(), Some(&sts(2, 2, 3, 3, 1)), &PROCEED, &at(1));
-        assert_eq!(reason(&status, PROGRESSING), ("True".into(), "UpdatePending".into()));
-        let message = &conditions::find(&status.conditions, PROGRESSING).expect("p").message;
-        assert!(message.starts_with("2 of 3 brokers run an outdated pod template"), "{message}");
+        assert_eq!(
+            reason(&status, PROGRESSING),
+            ("True".into(), "UpdatePending".into())
+        );
+        let message = &conditions::find(&status.conditions, PROGRESSING)
+            .expect("p")
+            .message;
+        assert!(
+            message.starts_with("2 of 3 brokers run an outdated pod template"),
+            "{message}"
+        );
     }
 
     #[test]
     fn given_scaling_or_a_blocked_scale_down_when_computing_then_progressing_says_which() {
         let status = compute(&cluster(), Some(&sts(2, 2, 2, 2, 2)), &PROCEED, &at(1));
-        assert_eq!(reason(&status, PROGRESSING), ("True".into(), "Scaling".into()));
+        assert_eq!(
+            reason(&status, PROGRESSING),
+            ("True".into(), "Scaling".into())
+        );
         let blocked = ScaleDecision::Blocked {
             current: 5,
             desired: 3,
             holding: vec![4],
         };
         let status = compute(&cluster(), Some(&sts(2, 2, 5, 5, 5)), &blocked, &at(1));
-        assert_eq!(reason(&status, PROGRESSING), ("True".into(), "ScaleDownBlocked".into()));
+        assert_eq!(
+            reason(&status, PROGRESSING),
+            ("True".into(), "ScaleDownBlocked".into())
+        );
     }
 
     #[test]
@@ -304,10 +393,18 @@ mod tests {
             problems: vec!["spec.brokers is 0; at least 1 broker is required".into()],
         };
         let status = invalid(&cluster(), &invalid_spec, &at(1));
-        assert_eq!(reason(&status, READY), ("False".into(), "InvalidSpec".into()));
-        assert_eq!(reason(&status, DEGRADED), ("True".into(), "InvalidSpec".into()));
         assert_eq!(
-            conditions::find(&status.conditions, READY).expect("ready").message,
+            reason(&status, READY),
+            ("False".into(), "InvalidSpec".into())
+        );
+        assert_eq!(
+            reason(&status, DEGRADED),
+            ("True".into(), "InvalidSpec".into())
+        );
+        assert_eq!(
+            conditions::find(&status.conditions, READY)
+                .expect("ready")
+                .message,
             "spec.brokers is 0; at least 1 broker is required"
         );
     }

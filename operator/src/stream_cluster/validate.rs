@@ -34,7 +34,9 @@ fn is_dns1035_label(name: &str) -> bool {
     !bytes.is_empty()
         && bytes.len() <= 63
         && bytes[0].is_ascii_lowercase()
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[bytes.len() - 1] != b'-'
 }
 
@@ -46,7 +48,9 @@ pub fn is_label_key(key: &str) -> bool {
     };
     let name_ok = !name.is_empty()
         && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         && name.as_bytes()[0].is_ascii_alphanumeric()
         && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
     let prefix_ok = prefix.is_none_or(|p| {
@@ -54,7 +58,9 @@ pub fn is_label_key(key: &str) -> bool {
             && p.len() <= 253
             && p.split('.').all(|part| {
                 !part.is_empty()
-                    && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                     && !part.starts_with('-')
                     && !part.ends_with('-')
             })
@@ -63,7 +69,10 @@ pub fn is_label_key(key: &str) -> bool {
 }
 
 fn is_config_key(key: &str) -> bool {
-    !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
 /// Checks a StreamCluster spec.
@@ -83,14 +92,20 @@ pub fn validate(sc: &StreamCluster) -> Result<(), InvalidSpec> {
     }
     let spec = &sc.spec;
     if spec.brokers < 1 {
-        problems.push(format!("spec.brokers is {}; at least 1 broker is required", spec.brokers));
+        problems.push(format!(
+            "spec.brokers is {}; at least 1 broker is required",
+            spec.brokers
+        ));
     }
     if spec.image.as_deref().is_some_and(|i| i.trim().is_empty()) {
-        problems.push("spec.image is empty; remove it to use the operator's default image".to_owned());
+        problems
+            .push("spec.image is empty; remove it to use the operator's default image".to_owned());
     }
     let size = &spec.storage.size.0;
     if !is_positive_quantity(size) {
-        problems.push(format!("spec.storage.size {size:?} is not a positive quantity such as 10Gi"));
+        problems.push(format!(
+            "spec.storage.size {size:?} is not a positive quantity such as 10Gi"
+        ));
     }
     let ports = [
         ("kafka", spec.ports.kafka),
@@ -106,7 +121,9 @@ pub fn validate(sc: &StreamCluster) -> Result<(), InvalidSpec> {
     for (i, (a_name, a)) in ports.iter().enumerate() {
         for (b_name, b) in &ports[i + 1..] {
             if a == b {
-                problems.push(format!("spec.ports.{a_name} and spec.ports.{b_name} are both {a}"));
+                problems.push(format!(
+                    "spec.ports.{a_name} and spec.ports.{b_name} are both {a}"
+                ));
             }
         }
     }
@@ -117,7 +134,9 @@ pub fn validate(sc: &StreamCluster) -> Result<(), InvalidSpec> {
             ));
         }
         if value.contains(['\n', '\r']) {
-            problems.push(format!("spec.config value of {key:?} contains a line break"));
+            problems.push(format!(
+                "spec.config value of {key:?} contains a line break"
+            ));
         }
     }
     if let Some(rack) = &spec.rack
@@ -128,13 +147,19 @@ pub fn validate(sc: &StreamCluster) -> Result<(), InvalidSpec> {
             rack.topology_key
         ));
     }
-    if problems.is_empty() { Ok(()) } else { Err(InvalidSpec { problems }) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(InvalidSpec { problems })
+    }
 }
 
 /// Accepts the usual storage quantities: digits, optional fraction, optional
 /// binary or decimal suffix, greater than zero.
 fn is_positive_quantity(q: &str) -> bool {
-    const SUFFIXES: [&str; 13] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", ""];
+    const SUFFIXES: [&str; 13] = [
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", "",
+    ];
     SUFFIXES.iter().any(|suffix| {
         q.strip_suffix(suffix).is_some_and(|number| {
             let mut parts = number.splitn(2, '.');
@@ -165,7 +190,10 @@ mod tests {
         let mut sc = cluster();
         sc.spec.brokers = 0;
         let err = validate(&sc).expect_err("invalid");
-        assert_eq!(err.problems, vec!["spec.brokers is 0; at least 1 broker is required"]);
+        assert_eq!(
+            err.problems,
+            vec!["spec.brokers is 0; at least 1 broker is required"]
+        );
     }
 
     #[test]
@@ -180,7 +208,10 @@ mod tests {
         });
         let err = validate(&sc).expect_err("invalid");
         assert_eq!(err.problems.len(), 5, "{:?}", err.problems);
-        assert!(err.message().contains("spec.ports.kafka and spec.ports.http are both 9092"));
+        assert!(
+            err.message()
+                .contains("spec.ports.kafka and spec.ports.http are both 9092")
+        );
     }
 
     #[test]

@@ -29,8 +29,14 @@ pub fn plan(topic: &Topic) -> TopicPlan {
         let typed = [
             ("retention.ms", c.retention_ms.map(|v| v.to_string())),
             ("retention.bytes", c.retention_bytes.map(|v| v.to_string())),
-            ("cleanup.policy", c.cleanup_policy.map(|v| v.as_str().to_owned())),
-            ("min.insync.replicas", c.min_insync_replicas.map(|v| v.to_string())),
+            (
+                "cleanup.policy",
+                c.cleanup_policy.map(|v| v.as_str().to_owned()),
+            ),
+            (
+                "min.insync.replicas",
+                c.min_insync_replicas.map(|v| v.to_string()),
+            ),
             ("segment.bytes", c.segment_bytes.map(|v| v.to_string())),
             ("flush", c.flush.map(|v| v.as_str().to_owned())),
         ];

@@ -55,7 +55,10 @@ impl DataDeletionError {
 pub trait TopicDataDeleter: Send + Sync {
     /// Deletes every partition of `topic`. Must be idempotent: it is called
     /// again if the finalizer could not be removed.
-    fn delete_topic_data<'a>(&'a self, topic: &'a TopicDataRef) -> BoxFuture<'a, Result<DeletionOutcome, DataDeletionError>>;
+    fn delete_topic_data<'a>(
+        &'a self,
+        topic: &'a TopicDataRef,
+    ) -> BoxFuture<'a, Result<DeletionOutcome, DataDeletionError>>;
 }
 
 /// The deleter used until the metadata controller exists: records the
@@ -64,7 +67,10 @@ pub trait TopicDataDeleter: Send + Sync {
 pub struct RecordIntentOnly;
 
 impl TopicDataDeleter for RecordIntentOnly {
-    fn delete_topic_data<'a>(&'a self, _topic: &'a TopicDataRef) -> BoxFuture<'a, Result<DeletionOutcome, DataDeletionError>> {
+    fn delete_topic_data<'a>(
+        &'a self,
+        _topic: &'a TopicDataRef,
+    ) -> BoxFuture<'a, Result<DeletionOutcome, DataDeletionError>> {
         Box::pin(async { Ok(DeletionOutcome::Recorded) })
     }
 }

@@ -7,7 +7,8 @@ use kube::ResourceExt;
 use crate::crd::Topic;
 
 fn same_topic(a: &Topic, b: &Topic) -> bool {
-    a.spec.cluster_ref.name == b.spec.cluster_ref.name && a.effective_topic_name() == b.effective_topic_name()
+    a.spec.cluster_ref.name == b.spec.cluster_ref.name
+        && a.effective_topic_name() == b.effective_topic_name()
 }
 
 fn age_key(t: &Topic) -> (Option<jiff::Timestamp>, String) {
@@ -17,7 +18,11 @@ fn age_key(t: &Topic) -> (Option<jiff::Timestamp>, String) {
 /// The Topic that owns `topic`'s Kafka topic among `all` (same namespace),
 /// if it is another resource. `topic` itself may or may not be in `all`.
 /// With `include_deleting` false, resources being deleted are not owners.
-pub fn owner_other_than<'a>(topic: &Topic, all: &'a [Topic], include_deleting: bool) -> Option<&'a Topic> {
+pub fn owner_other_than<'a>(
+    topic: &Topic,
+    all: &'a [Topic],
+    include_deleting: bool,
+) -> Option<&'a Topic> {
     let me = age_key(topic);
     all.iter()
         .filter(|other| other.name_any() != topic.name_any())
@@ -38,7 +43,12 @@ mod tests {
         let mut newer = topic("orders-b", "2024-02-01T00:00:00Z");
         newer.spec.topic_name = Some("orders-a".into());
         let all = vec![older.clone(), newer.clone()];
-        assert_eq!(owner_other_than(&newer, &all, true).map(|t| t.name_any()).as_deref(), Some("orders-a"));
+        assert_eq!(
+            owner_other_than(&newer, &all, true)
+                .map(|t| t.name_any())
+                .as_deref(),
+            Some("orders-a")
+        );
         assert!(owner_other_than(&older, &all, true).is_none());
     }
 
@@ -50,7 +60,12 @@ mod tests {
         b.spec.topic_name = Some("shared".into());
         let all = vec![b.clone(), a.clone()];
         assert!(owner_other_than(&a, &all, true).is_none());
-        assert_eq!(owner_other_than(&b, &all, true).map(|t| t.name_any()).as_deref(), Some("a"));
+        assert_eq!(
+            owner_other_than(&b, &all, true)
+                .map(|t| t.name_any())
+                .as_deref(),
+            Some("a")
+        );
     }
 
     #[test]
@@ -66,7 +81,13 @@ mod tests {
         let mut newer = topic("orders-3", "2024-02-01T00:00:00Z");
         newer.spec.topic_name = Some("orders".into());
         let all = vec![deleting];
-        assert!(owner_other_than(&newer, &all, true).is_some(), "a deleting owner still blocks apply");
-        assert!(owner_other_than(&newer, &all, false).is_none(), "but does not own data any more");
+        assert!(
+            owner_other_than(&newer, &all, true).is_some(),
+            "a deleting owner still blocks apply"
+        );
+        assert!(
+            owner_other_than(&newer, &all, false).is_none(),
+            "but does not own data any more"
+        );
     }
 }

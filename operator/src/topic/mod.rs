@@ -121,23 +121,41 @@ async fn list_topics(api: &Api<Topic>) -> Result<Vec<Topic>, Error> {
 }
 
 /// Decides the outcome of the Apply branch and how soon to look again.
-async fn check(topic: &Topic, ctx: &Context, api: &Api<Topic>, namespace: &str) -> Result<(Outcome, Action), Error> {
+async fn check(
+    topic: &Topic,
+    ctx: &Context,
+    api: &Api<Topic>,
+    namespace: &str,
+) -> Result<(Outcome, Action), Error> {
     let refused = |reason, message| Outcome::Refused { reason, message };
     if let Err(invalid) = validate::validate(topic) {
-        return Ok((refused(reasons::INVALID_SPEC, invalid.message()), Action::await_change()));
+        return Ok((
+            refused(reasons::INVALID_SPEC, invalid.message()),
+            Action::await_change(),
+        ));
     }
     let cluster_name = &topic.spec.cluster_ref.name;
     let clusters: Api<StreamCluster> = Api::namespaced(ctx.client.clone(), namespace);
-    let cluster = clusters.get_opt(cluster_name).await.map_err(|source| Error::GetCluster {
-        name: cluster_name.clone(),
-        source,
-    })?;
+    let cluster = clusters
+        .get_opt(cluster_name)
+        .await
+        .map_err(|source| Error::GetCluster {
+            name: cluster_name.clone(),
+            source,
+        })?;
     let Some(cluster) = cluster else {
-        let message = format!("StreamCluster {cluster_name:?} does not exist in namespace {namespace:?}");
-        return Ok((refused(reasons::CLUSTER_NOT_FOUND, message), Action::requeue(RECHECK)));
+        let message =
+            format!("StreamCluster {cluster_name:?} does not exist in namespace {namespace:?}");
+        return Ok((
+            refused(reasons::CLUSTER_NOT_FOUND, message),
+            Action::requeue(RECHECK),
+        ));
     };
     if let Err(message) = validate::fits_cluster(topic, &cluster) {
-        return Ok((refused(reasons::INSUFFICIENT_BROKERS, message), Action::requeue(RECHECK)));
+        return Ok((
+            refused(reasons::INSUFFICIENT_BROKERS, message),
+            Action::requeue(RECHECK),
+        ));
     }
     let all = list_topics(api).await?;
     if let Some(owner) = conflict::owner_other_than(topic, &all, true) {
@@ -146,7 +164,10 @@ async fn check(topic: &Topic, ctx: &Context, api: &Api<Topic>, namespace: &str) 
             owner.name_any(),
             topic.effective_topic_name()
         );
-        return Ok((refused(reasons::RESOURCE_CONFLICT, message), Action::requeue(RECHECK)));
+        return Ok((
+            refused(reasons::RESOURCE_CONFLICT, message),
+            Action::requeue(RECHECK),
+        ));
     }
     let accepted = topic.status.as_ref().and_then(|s| s.partition_count);
     if let Some(accepted) = accepted
@@ -156,7 +177,10 @@ async fn check(topic: &Topic, ctx: &Context, api: &Api<Topic>, namespace: &str) 
             "partitions can only grow: the spec asks for {}, the topic has {accepted}",
             topic.spec.partitions
         );
-        return Ok((refused(reasons::NOT_SUPPORTED, message), Action::await_change()));
+        return Ok((
+            refused(reasons::NOT_SUPPORTED, message),
+            Action::await_change(),
+        ));
     }
     let plan = build::plan(topic);
     Ok((
@@ -168,15 +192,28 @@ async fn check(topic: &Topic, ctx: &Context, api: &Api<Topic>, namespace: &str) 
     ))
 }
 
-async fn apply(topic: &Topic, ctx: &Context, api: &Api<Topic>, namespace: &str) -> Result<Action, Error> {
+async fn apply(
+    topic: &Topic,
+    ctx: &Context,
+    api: &Api<Topic>,
+    namespace: &str,
+) -> Result<Action, Error> {
     let (outcome, action) = check(topic, ctx, api, namespace).await?;
     let new_status = status::compute(topic, &outcome, &conditions::now());
     write_status(ctx, api, topic, &new_status).await?;
     Ok(action)
 }
 
-async fn write_status(ctx: &Context, api: &Api<Topic>, topic: &Topic, new_status: &TopicStatus) -> Result<(), Error> {
-    if !status::patch_if_changed(api, topic, new_status).await.map_err(Error::Status)? {
+async fn write_status(
+    ctx: &Context,
+    api: &Api<Topic>,
+    topic: &Topic,
+    new_status: &TopicStatus,
+) -> Result<(), Error> {
+    if !status::patch_if_changed(api, topic, new_status)
+        .await
+        .map_err(Error::Status)?
+    {
         return Ok(());
     }
     ctx.metrics.record_write(CONTROLLER, "Topic", "status");
@@ -193,12 +230,25 @@ async fn write_status(ctx: &Context, api: &Api<Topic>, topic: &Topic, new_status
         } else {
             EventType::Warning
         };
-        publish(ctx, topic, type_, &ready.reason.clone(), "Reconcile", ready.message.clone()).await;
+        publish(
+            ctx,
+            topic,
+            type_,
+            &ready.reason.clone(),
+            "Reconcile",
+            ready.message.clone(),
+        )
+        .await;
     }
     Ok(())
 }
 
-async fn cleanup(topic: &Topic, ctx: &Context, api: &Api<Topic>, namespace: &str) -> Result<Action, Error> {
+async fn cleanup(
+    topic: &Topic,
+    ctx: &Context,
+    api: &Api<Topic>,
+    namespace: &str,
+) -> Result<Action, Error> {
     let name = topic.effective_topic_name();
     if topic.keeps_data() {
         info!(topic = %name, "keeping data: rill.dev/keep-data is true");
@@ -206,14 +256,30 @@ async fn cleanup(topic: &Topic, ctx: &Context, api: &Api<Topic>, namespace: &str
         publish(ctx, topic, EventType::Normal, "DataKept", "Delete", note).await;
         return Ok(Action::await_change());
     }
-    if topic.status.as_ref().and_then(|s| s.partition_count).is_none() {
+    if topic
+        .status
+        .as_ref()
+        .and_then(|s| s.partition_count)
+        .is_none()
+    {
         info!(topic = %name, "never accepted: no data to delete");
         return Ok(Action::await_change());
     }
     let all = list_topics(api).await?;
     if let Some(owner) = conflict::owner_other_than(topic, &all, false) {
-        let note = format!("data of Kafka topic {name:?} belongs to Topic {:?}; not deleted", owner.name_any());
-        publish(ctx, topic, EventType::Normal, "DataOwnedElsewhere", "Delete", note).await;
+        let note = format!(
+            "data of Kafka topic {name:?} belongs to Topic {:?}; not deleted",
+            owner.name_any()
+        );
+        publish(
+            ctx,
+            topic,
+            EventType::Normal,
+            "DataOwnedElsewhere",
+            "Delete",
+            note,
+        )
+        .await;
         return Ok(Action::await_change());
     }
     let target = TopicDataRef {
@@ -223,7 +289,10 @@ async fn cleanup(topic: &Topic, ctx: &Context, api: &Api<Topic>, namespace: &str
     };
     let outcome = ctx.data_deleter.delete_topic_data(&target).await?;
     let (reason, note) = match outcome {
-        DeletionOutcome::Deleted => ("DataDeleted", format!("deleted the data of Kafka topic {name:?}")),
+        DeletionOutcome::Deleted => (
+            "DataDeleted",
+            format!("deleted the data of Kafka topic {name:?}"),
+        ),
         DeletionOutcome::Recorded => (
             "DataDeletionRecorded",
             format!(
@@ -237,7 +306,14 @@ async fn cleanup(topic: &Topic, ctx: &Context, api: &Api<Topic>, namespace: &str
 }
 
 /// Publishes an Event about the Topic; failures are logged only.
-async fn publish(ctx: &Context, topic: &Topic, type_: EventType, reason: &str, action: &str, note: String) {
+async fn publish(
+    ctx: &Context,
+    topic: &Topic,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     let event = Event {
         type_,
         reason: reason.to_owned(),

@@ -30,7 +30,10 @@ const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/data/events";
 struct RecordingDeleter(Mutex<Vec<TopicDataRef>>);
 
 impl TopicDataDeleter for RecordingDeleter {
-    fn delete_topic_data<'a>(&'a self, topic: &'a TopicDataRef) -> BoxFuture<'a, Result<DeletionOutcome, DataDeletionError>> {
+    fn delete_topic_data<'a>(
+        &'a self,
+        topic: &'a TopicDataRef,
+    ) -> BoxFuture<'a, Result<DeletionOutcome, DataDeletionError>> {
         self.0.lock().expect("lock").push(topic.clone());
         Box::pin(async { Ok(DeletionOutcome::Deleted) })
     }
@@ -57,7 +60,13 @@ fn ready(status: &Value) -> &Value {
         .unwrap_or_else(|| panic!("no Ready condition in {status}"))
 }
 
-fn spawn(t: Topic, ctx: Context) -> (Arc<Context>, tokio::task::JoinHandle<Result<Action, super::Error>>) {
+fn spawn(
+    t: Topic,
+    ctx: Context,
+) -> (
+    Arc<Context>,
+    tokio::task::JoinHandle<Result<Action, super::Error>>,
+) {
     let ctx = Arc::new(ctx);
     let task = tokio::spawn(reconcile(Arc::new(t), ctx.clone()));
     (ctx, task)
@@ -74,7 +83,10 @@ async fn expect_event(server: &mut ApiServer, reason: &str) -> Value {
 /// Answers the cluster GET and the Topic LIST of the Apply branch.
 async fn answer_lookups(server: &mut ApiServer, topics: &[Topic]) {
     server.expect(Method::GET, CLUSTER).await.ok(&cluster());
-    server.expect(Method::GET, TOPICS).await.respond(200, &list("TopicList", topics));
+    server
+        .expect(Method::GET, TOPICS)
+        .await
+        .respond(200, &list("TopicList", topics));
 }
 
 #[tokio::test]
@@ -82,12 +94,17 @@ async fn given_a_topic_without_finalizer_when_reconciling_then_the_finalizer_is_
     let (ctx, mut server) = mock_context();
     let t = topic("orders", "2024-01-01T00:00:00Z");
     let (_ctx, task) = spawn(t.clone(), ctx);
-    let exchange = server.expect(Method::PATCH, &format!("{TOPICS}/orders")).await;
+    let exchange = server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders"))
+        .await;
     assert_eq!(exchange.content_type, "application/json-patch+json");
     assert_eq!(exchange.body[1]["op"], "add");
     assert_eq!(exchange.body[1]["value"][0], FINALIZER);
     exchange.ok(&with_finalizer(t));
-    assert_eq!(finished(task).await.expect("reconcile succeeds"), Action::await_change());
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::await_change()
+    );
 }
 
 #[tokio::test]
@@ -96,22 +113,34 @@ async fn given_a_valid_topic_when_reconciling_then_it_is_accepted_once_and_then_
     let t = with_finalizer(topic("orders", "2024-01-01T00:00:00Z"));
     let (ctx, task) = spawn(t.clone(), ctx);
     answer_lookups(&mut server, std::slice::from_ref(&t)).await;
-    let exchange = server.expect(Method::PATCH, &format!("{TOPICS}/orders/status")).await;
+    let exchange = server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders/status"))
+        .await;
     let status = exchange.body["status"].clone();
     assert_eq!(ready(&status)["status"], "True");
     assert_eq!(ready(&status)["reason"], "Accepted");
     assert_eq!(status["partitionCount"], 6);
     assert_eq!(status["topicName"], "orders");
-    assert_eq!(status["partitions"], Value::Array(vec![]), "no invented placement");
+    assert_eq!(
+        status["partitions"],
+        Value::Array(vec![]),
+        "no invented placement"
+    );
     exchange.ok(&t);
     expect_event(&mut server, "Accepted").await;
-    assert_eq!(finished(task).await.expect("reconcile succeeds"), Action::await_change());
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::await_change()
+    );
 
     // Re-applying the same topic: reads only.
     let stored = accepted(t);
     let task = tokio::spawn(reconcile(Arc::new(stored.clone()), ctx.clone()));
     answer_lookups(&mut server, &[stored]).await;
-    assert_eq!(finished(task).await.expect("reconcile succeeds"), Action::await_change());
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::await_change()
+    );
     assert_eq!(ctx.metrics.write_count(super::CONTROLLER), 1);
 }
 
@@ -123,24 +152,37 @@ async fn given_a_newer_topic_with_the_same_name_when_reconciling_then_it_gets_re
     newer.spec.topic_name = Some("orders".into());
     let (_ctx, task) = spawn(newer.clone(), ctx);
     answer_lookups(&mut server, &[older, newer.clone()]).await;
-    let exchange = server.expect(Method::PATCH, &format!("{TOPICS}/orders-copy/status")).await;
+    let exchange = server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders-copy/status"))
+        .await;
     let status = exchange.body["status"].clone();
     assert_eq!(ready(&status)["reason"], reasons::RESOURCE_CONFLICT);
-    assert!(ready(&status)["message"].as_str().unwrap_or_default().contains("Topic \"orders\""));
+    assert!(
+        ready(&status)["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Topic \"orders\"")
+    );
     exchange.ok(&newer);
     expect_event(&mut server, reasons::RESOURCE_CONFLICT).await;
-    assert_eq!(finished(task).await.expect("reconcile succeeds"), Action::requeue(RECHECK));
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::requeue(RECHECK)
+    );
 }
 
 #[tokio::test]
-async fn given_fewer_partitions_than_accepted_when_reconciling_then_not_supported_and_the_count_is_kept() {
+async fn given_fewer_partitions_than_accepted_when_reconciling_then_not_supported_and_the_count_is_kept()
+ {
     let (ctx, mut server) = mock_context();
     let mut t = accepted(with_finalizer(topic("orders", "2024-01-01T00:00:00Z")));
     t.spec.partitions = 3;
     t.metadata.generation = Some(2);
     let (_ctx, task) = spawn(t.clone(), ctx);
     answer_lookups(&mut server, std::slice::from_ref(&t)).await;
-    let exchange = server.expect(Method::PATCH, &format!("{TOPICS}/orders/status")).await;
+    let exchange = server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders/status"))
+        .await;
     let status = exchange.body["status"].clone();
     assert_eq!(ready(&status)["reason"], reasons::NOT_SUPPORTED);
     assert_eq!(
@@ -151,7 +193,10 @@ async fn given_fewer_partitions_than_accepted_when_reconciling_then_not_supporte
     assert_eq!(status["observedGeneration"], 2);
     exchange.ok(&t);
     expect_event(&mut server, reasons::NOT_SUPPORTED).await;
-    assert_eq!(finished(task).await.expect("reconcile succeeds"), Action::await_change());
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::await_change()
+    );
 }
 
 #[tokio::test]
@@ -163,34 +208,59 @@ async fn given_an_invalid_spec_when_reconciling_then_no_cluster_lookup_and_no_re
         ..Default::default()
     });
     let (_ctx, task) = spawn(t.clone(), ctx);
-    let exchange = server.expect(Method::PATCH, &format!("{TOPICS}/orders/status")).await;
-    assert_eq!(ready(&exchange.body["status"])["reason"], reasons::INVALID_SPEC);
+    let exchange = server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders/status"))
+        .await;
+    assert_eq!(
+        ready(&exchange.body["status"])["reason"],
+        reasons::INVALID_SPEC
+    );
     exchange.ok(&t);
     expect_event(&mut server, reasons::INVALID_SPEC).await;
-    assert_eq!(finished(task).await.expect("reconcile succeeds"), Action::await_change());
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::await_change()
+    );
 }
 
 #[tokio::test]
-async fn given_a_missing_cluster_or_too_few_brokers_when_reconciling_then_refused_and_rechecked_later() {
+async fn given_a_missing_cluster_or_too_few_brokers_when_reconciling_then_refused_and_rechecked_later()
+ {
     let (ctx, mut server) = mock_context();
     let t = with_finalizer(topic("orders", "2024-01-01T00:00:00Z"));
     let (ctx, task) = spawn(t.clone(), ctx);
     server.expect(Method::GET, CLUSTER).await.not_found();
-    let exchange = server.expect(Method::PATCH, &format!("{TOPICS}/orders/status")).await;
-    assert_eq!(ready(&exchange.body["status"])["reason"], reasons::CLUSTER_NOT_FOUND);
+    let exchange = server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders/status"))
+        .await;
+    assert_eq!(
+        ready(&exchange.body["status"])["reason"],
+        reasons::CLUSTER_NOT_FOUND
+    );
     exchange.ok(&t);
     expect_event(&mut server, reasons::CLUSTER_NOT_FOUND).await;
-    assert_eq!(finished(task).await.expect("reconcile succeeds"), Action::requeue(RECHECK));
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::requeue(RECHECK)
+    );
 
     let task = tokio::spawn(reconcile(Arc::new(t.clone()), ctx));
     let mut small = cluster();
     small.spec.brokers = 1;
     server.expect(Method::GET, CLUSTER).await.ok(&small);
-    let exchange = server.expect(Method::PATCH, &format!("{TOPICS}/orders/status")).await;
-    assert_eq!(ready(&exchange.body["status"])["reason"], reasons::INSUFFICIENT_BROKERS);
+    let exchange = server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders/status"))
+        .await;
+    assert_eq!(
+        ready(&exchange.body["status"])["reason"],
+        reasons::INSUFFICIENT_BROKERS
+    );
     exchange.ok(&t);
     expect_event(&mut server, reasons::INSUFFICIENT_BROKERS).await;
-    assert_eq!(finished(task).await.expect("reconcile succeeds"), Action::requeue(RECHECK));
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::requeue(RECHECK)
+    );
 }
 
 fn deleting(t: Topic) -> Topic {
@@ -204,12 +274,20 @@ async fn given_a_deleted_topic_when_reconciling_then_data_is_deleted_before_the_
     let (mut ctx, mut server) = mock_context();
     let deleter = Arc::new(RecordingDeleter::default());
     ctx.data_deleter = deleter.clone();
-    let t = deleting(accepted(with_finalizer(topic("orders", "2024-01-01T00:00:00Z"))));
+    let t = deleting(accepted(with_finalizer(topic(
+        "orders",
+        "2024-01-01T00:00:00Z",
+    ))));
     let (_ctx, task) = spawn(t.clone(), ctx);
 
-    server.expect(Method::GET, TOPICS).await.respond(200, &list("TopicList", std::slice::from_ref(&t)));
+    server
+        .expect(Method::GET, TOPICS)
+        .await
+        .respond(200, &list("TopicList", std::slice::from_ref(&t)));
     expect_event(&mut server, "DataDeleted").await;
-    let exchange = server.expect(Method::PATCH, &format!("{TOPICS}/orders")).await;
+    let exchange = server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders"))
+        .await;
     assert_eq!(exchange.body[0]["op"], "test");
     assert_eq!(exchange.body[0]["value"], FINALIZER);
     assert_eq!(exchange.body[1]["op"], "remove");
@@ -233,11 +311,17 @@ async fn given_keep_data_annotation_when_deleting_then_the_deleter_is_not_called
     let (mut ctx, mut server) = mock_context();
     let deleter = Arc::new(RecordingDeleter::default());
     ctx.data_deleter = deleter.clone();
-    let mut t = deleting(accepted(with_finalizer(topic("orders", "2024-01-01T00:00:00Z"))));
+    let mut t = deleting(accepted(with_finalizer(topic(
+        "orders",
+        "2024-01-01T00:00:00Z",
+    ))));
     t.metadata.annotations = Some([(KEEP_DATA_ANNOTATION.to_owned(), "true".to_owned())].into());
     let (_ctx, task) = spawn(t.clone(), ctx);
     expect_event(&mut server, "DataKept").await;
-    server.expect(Method::PATCH, &format!("{TOPICS}/orders")).await.ok(&t);
+    server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders"))
+        .await
+        .ok(&t);
     finished(task).await.expect("reconcile succeeds");
     assert!(deleter.0.lock().expect("lock").is_empty());
 }
@@ -245,11 +329,25 @@ async fn given_keep_data_annotation_when_deleting_then_the_deleter_is_not_called
 #[tokio::test]
 async fn given_the_default_deleter_when_deleting_then_the_intent_is_recorded_honestly() {
     let (ctx, mut server) = mock_context();
-    let t = deleting(accepted(with_finalizer(topic("orders", "2024-01-01T00:00:00Z"))));
+    let t = deleting(accepted(with_finalizer(topic(
+        "orders",
+        "2024-01-01T00:00:00Z",
+    ))));
     let (_ctx, task) = spawn(t.clone(), ctx);
-    server.expect(Method::GET, TOPICS).await.respond(200, &list("TopicList", std::slice::from_ref(&t)));
+    server
+        .expect(Method::GET, TOPICS)
+        .await
+        .respond(200, &list("TopicList", std::slice::from_ref(&t)));
     let event = expect_event(&mut server, "DataDeletionRecorded").await;
-    assert!(event["note"].as_str().unwrap_or_default().contains("partition placement is not implemented yet"));
-    server.expect(Method::PATCH, &format!("{TOPICS}/orders")).await.ok(&t);
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("partition placement is not implemented yet")
+    );
+    server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders"))
+        .await
+        .ok(&t);
     finished(task).await.expect("reconcile succeeds");
 }

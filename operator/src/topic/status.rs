@@ -99,7 +99,11 @@ pub fn compute(topic: &Topic, outcome: &Outcome, now: &Time) -> TopicStatus {
 }
 
 /// Writes the status unless it equals the stored one; returns whether it wrote.
-pub async fn patch_if_changed(api: &Api<Topic>, topic: &Topic, status: &TopicStatus) -> Result<bool, kube::Error> {
+pub async fn patch_if_changed(
+    api: &Api<Topic>,
+    topic: &Topic,
+    status: &TopicStatus,
+) -> Result<bool, kube::Error> {
     if topic.status.as_ref() == Some(status) {
         return Ok(false);
     }
@@ -143,7 +147,10 @@ mod tests {
         let status = compute(&t, &refused, &at(20));
         assert_eq!(status.partition_count, Some(6));
         let ready = conditions::find(&status.conditions, READY).expect("ready");
-        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "NotSupported"));
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "NotSupported")
+        );
         assert_eq!(ready.last_transition_time, at(20));
     }
 

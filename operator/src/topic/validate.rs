@@ -35,7 +35,9 @@ fn is_topic_name(name: &str) -> bool {
         && name.len() <= MAX_TOPIC_NAME_LEN
         && name != "."
         && name != ".."
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
 /// Checks the spec on its own.
@@ -49,7 +51,10 @@ pub fn validate(topic: &Topic) -> Result<(), InvalidTopic> {
         ));
     }
     if spec.partitions < 1 {
-        problems.push(format!("spec.partitions is {}; at least 1 is required", spec.partitions));
+        problems.push(format!(
+            "spec.partitions is {}; at least 1 is required",
+            spec.partitions
+        ));
     }
     if spec.replication_factor < 1 {
         problems.push(format!(
@@ -77,17 +82,31 @@ pub fn validate(topic: &Topic) -> Result<(), InvalidTopic> {
         }
         for (key, value) in &config.other {
             if TYPED_KEYS.contains(&key.as_str()) {
-                problems.push(format!("spec.config.other.{key} repeats a typed field; set it there instead"));
+                problems.push(format!(
+                    "spec.config.other.{key} repeats a typed field; set it there instead"
+                ));
             }
-            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
-                problems.push(format!("spec.config.other key {key:?} is not a configuration key"));
+            if key.is_empty()
+                || !key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+            {
+                problems.push(format!(
+                    "spec.config.other key {key:?} is not a configuration key"
+                ));
             }
             if value.contains(['\n', '\r']) {
-                problems.push(format!("spec.config.other value of {key:?} contains a line break"));
+                problems.push(format!(
+                    "spec.config.other value of {key:?} contains a line break"
+                ));
             }
         }
     }
-    if problems.is_empty() { Ok(()) } else { Err(InvalidTopic { problems }) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(InvalidTopic { problems })
+    }
 }
 
 /// The replication factor must not exceed the cluster's broker count.
@@ -95,9 +114,7 @@ pub fn fits_cluster(topic: &Topic, cluster: &StreamCluster) -> Result<(), String
     if topic.spec.replication_factor > cluster.spec.brokers {
         Err(format!(
             "replicationFactor {} exceeds the {} broker(s) of StreamCluster {:?}",
-            topic.spec.replication_factor,
-            cluster.spec.brokers,
-            topic.spec.cluster_ref.name
+            topic.spec.replication_factor, cluster.spec.brokers, topic.spec.cluster_ref.name
         ))
     } else {
         Ok(())
@@ -145,7 +162,10 @@ mod tests {
         sc.spec.brokers = 2;
         assert_eq!(
             fits_cluster(&t, &sc),
-            Err("replicationFactor 3 exceeds the 2 broker(s) of StreamCluster \"events\"".to_owned())
+            Err(
+                "replicationFactor 3 exceeds the 2 broker(s) of StreamCluster \"events\""
+                    .to_owned()
+            )
         );
     }
 }

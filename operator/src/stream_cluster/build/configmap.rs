@@ -14,7 +14,8 @@ pub const CONFIG_FILE_NAME: &str = "broker.properties";
 /// Builds the ConfigMap. Keys are sorted (BTreeMap), so the rendering is
 /// stable; validation has already refused keys or values with line breaks.
 pub(super) fn build(sc: &StreamCluster, names: &Names) -> ConfigMap {
-    let mut text = String::from("# Broker configuration defaults from StreamCluster spec.config.\n");
+    let mut text =
+        String::from("# Broker configuration defaults from StreamCluster spec.config.\n");
     for (key, value) in &sc.spec.config {
         text.push_str(key);
         text.push('=');
@@ -53,7 +54,9 @@ mod tests {
     fn given_config_entries_when_building_then_properties_are_sorted_key_value_lines() {
         let mut sc = cluster();
         sc.spec.config.insert("num.partitions".into(), "6".into());
-        sc.spec.config.insert("log.retention.ms".into(), "3600000".into());
+        sc.spec
+            .config
+            .insert("log.retention.ms".into(), "3600000".into());
         let cm = build(&sc, &Names::new("events"));
         let text = &cm.data.as_ref().expect("data")[CONFIG_FILE_NAME];
         assert_eq!(

@@ -108,7 +108,13 @@ pub fn selector_string(cluster: &str) -> String {
 
 /// Label selector matching every object the operator made for a cluster.
 pub fn owned_objects_selector(cluster: &str) -> String {
-    format!("{}={},{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE, labels::CLUSTER, cluster)
+    format!(
+        "{}={},{}={}",
+        labels::MANAGED_BY,
+        labels::MANAGED_BY_VALUE,
+        labels::CLUSTER,
+        cluster
+    )
 }
 
 /// Labels on every object of a cluster.
@@ -116,7 +122,10 @@ pub fn common_labels(cluster: &str) -> BTreeMap<String, String> {
     let mut l = selector_labels(cluster);
     l.insert(labels::COMPONENT.to_owned(), "broker".to_owned());
     l.insert(labels::PART_OF.to_owned(), "rill".to_owned());
-    l.insert(labels::MANAGED_BY.to_owned(), labels::MANAGED_BY_VALUE.to_owned());
+    l.insert(
+        labels::MANAGED_BY.to_owned(),
+        labels::MANAGED_BY_VALUE.to_owned(),
+    );
     l.insert(labels::CLUSTER.to_owned(), cluster.to_owned());
     l
 }
@@ -175,7 +184,8 @@ pub(crate) mod fixtures {
 
     /// A 3-broker cluster `events` in namespace `data` with a uid.
     pub fn cluster() -> StreamCluster {
-        let spec: StreamClusterSpec = serde_json::from_value(serde_json::json!({ "brokers": 3 })).expect("spec");
+        let spec: StreamClusterSpec =
+            serde_json::from_value(serde_json::json!({ "brokers": 3 })).expect("spec");
         let mut sc = StreamCluster::new("events", spec);
         sc.metadata.namespace = Some("data".to_owned());
         sc.metadata.uid = Some("1b2c3d4e-0000-4000-8000-000000000001".to_owned());
@@ -193,11 +203,26 @@ mod tests {
     fn given_a_cluster_when_building_then_names_labels_and_owner_refs_are_set() {
         let sc = cluster();
         let objects = desired_objects(&sc, 3, &Settings::default());
-        assert_eq!(objects.config_map.metadata.name.as_deref(), Some("events-config"));
-        assert_eq!(objects.headless_service.metadata.name.as_deref(), Some("events-brokers"));
-        assert_eq!(objects.bootstrap_service.metadata.name.as_deref(), Some("events-bootstrap"));
-        assert_eq!(objects.stateful_set.metadata.name.as_deref(), Some("events"));
-        assert_eq!(objects.pod_disruption_budget.metadata.name.as_deref(), Some("events"));
+        assert_eq!(
+            objects.config_map.metadata.name.as_deref(),
+            Some("events-config")
+        );
+        assert_eq!(
+            objects.headless_service.metadata.name.as_deref(),
+            Some("events-brokers")
+        );
+        assert_eq!(
+            objects.bootstrap_service.metadata.name.as_deref(),
+            Some("events-bootstrap")
+        );
+        assert_eq!(
+            objects.stateful_set.metadata.name.as_deref(),
+            Some("events")
+        );
+        assert_eq!(
+            objects.pod_disruption_budget.metadata.name.as_deref(),
+            Some("events")
+        );
         for meta in [
             &objects.config_map.metadata,
             &objects.headless_service.metadata,
@@ -213,8 +238,14 @@ mod tests {
             assert_eq!(owners[0].uid, "1b2c3d4e-0000-4000-8000-000000000001");
             assert_eq!(owners[0].controller, Some(true));
             let labels = meta.labels.as_ref().expect("labels");
-            assert_eq!(labels.get(labels::MANAGED_BY).map(String::as_str), Some("rill-operator"));
-            assert_eq!(labels.get(labels::CLUSTER).map(String::as_str), Some("events"));
+            assert_eq!(
+                labels.get(labels::MANAGED_BY).map(String::as_str),
+                Some("rill-operator")
+            );
+            assert_eq!(
+                labels.get(labels::CLUSTER).map(String::as_str),
+                Some("events")
+            );
         }
     }
 
@@ -229,7 +260,10 @@ mod tests {
 
     #[test]
     fn given_a_cluster_when_asking_for_bootstrap_then_it_is_the_bootstrap_service_dns_name() {
-        assert_eq!(kafka_bootstrap(&cluster()), "events-bootstrap.data.svc:9092");
+        assert_eq!(
+            kafka_bootstrap(&cluster()),
+            "events-bootstrap.data.svc:9092"
+        );
         assert_eq!(
             selector_string("events"),
             "app.kubernetes.io/instance=events,app.kubernetes.io/name=rill-broker"

@@ -48,7 +48,10 @@ pub(super) fn bootstrap(sc: &StreamCluster, names: &Names) -> Service {
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
             selector: Some(selector_labels(&names.cluster)),
-            ports: Some(vec![port("kafka", ports.kafka), port("client", ports.client)]),
+            ports: Some(vec![
+                port("kafka", ports.kafka),
+                port("client", ports.client),
+            ]),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -85,7 +88,10 @@ mod tests {
                 ("http".into(), 9644)
             ]
         );
-        assert_eq!(spec.selector.as_ref().expect("selector")["app.kubernetes.io/instance"], "events");
+        assert_eq!(
+            spec.selector.as_ref().expect("selector")["app.kubernetes.io/instance"],
+            "events"
+        );
     }
 
     #[test]
@@ -93,7 +99,16 @@ mod tests {
         let mut sc = cluster();
         sc.spec.ports.kafka = 19092;
         let svc = bootstrap(&sc, &Names::new("events"));
-        assert_eq!(port_numbers(&svc), vec![("kafka".into(), 19092), ("client".into(), 9093)]);
-        assert_ne!(svc.spec.as_ref().and_then(|s| s.cluster_ip.clone()).as_deref(), Some("None"));
+        assert_eq!(
+            port_numbers(&svc),
+            vec![("kafka".into(), 19092), ("client".into(), 9093)]
+        );
+        assert_ne!(
+            svc.spec
+                .as_ref()
+                .and_then(|s| s.cluster_ip.clone())
+                .as_deref(),
+            Some("None")
+        );
     }
 }

@@ -11,18 +11,21 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
-    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, TopologySpreadConstraint, Volume,
-    VolumeMount, VolumeResourceRequirements,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecurityContext, TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{CONFIG_FILE_NAME, CONFIG_HASH_ANNOTATION, Names, common_labels, object_meta, selector_labels};
+use super::{
+    CONFIG_FILE_NAME, CONFIG_HASH_ANNOTATION, Names, common_labels, object_meta, selector_labels,
+};
 use crate::context::Settings;
 use crate::crd::StreamCluster;
 
@@ -93,19 +96,31 @@ fn broker_env(sc: &StreamCluster, names: &Names, settings: &Settings) -> Vec<Env
         env("RILL_BROKER_ID_FROM_POD_NAME", "true"),
         env("RILL_CLUSTER_NAME", names.cluster.clone()),
         env("RILL_DATA_DIR", DATA_DIR),
-        env("RILL_CONFIG_FILE", format!("{CONFIG_DIR}/{CONFIG_FILE_NAME}")),
+        env(
+            "RILL_CONFIG_FILE",
+            format!("{CONFIG_DIR}/{CONFIG_FILE_NAME}"),
+        ),
         env("RILL_LISTEN_ADDR", format!("0.0.0.0:{}", ports.client)),
         env("RILL_KAFKA_ADDR", format!("0.0.0.0:{}", ports.kafka)),
-        env("RILL_REPLICATION_ADDR", format!("0.0.0.0:{}", ports.replication)),
+        env(
+            "RILL_REPLICATION_ADDR",
+            format!("0.0.0.0:{}", ports.replication),
+        ),
         env("RILL_HTTP_ADDR", format!("0.0.0.0:{}", ports.http)),
         env(
             "RILL_ADVERTISED_HOST",
-            format!("$(RILL_POD_NAME).{}.{namespace}.svc", names.headless_service),
+            format!(
+                "$(RILL_POD_NAME).{}.{namespace}.svc",
+                names.headless_service
+            ),
         ),
         env("RILL_CONTROLLER_ADDR", settings.controller_address.clone()),
     ];
     if let Some(rack) = &sc.spec.rack {
-        vars.push(env_field("RILL_RACK", &format!("metadata.labels['{}']", rack.topology_key)));
+        vars.push(env_field(
+            "RILL_RACK",
+            &format!("metadata.labels['{}']", rack.topology_key),
+        ));
     }
     vars
 }
@@ -114,7 +129,12 @@ fn broker_container(sc: &StreamCluster, names: &Names, settings: &Settings) -> C
     let ports = &sc.spec.ports;
     Container {
         name: CONTAINER_NAME.to_owned(),
-        image: Some(sc.spec.image.clone().unwrap_or_else(|| settings.broker_image.clone())),
+        image: Some(
+            sc.spec
+                .image
+                .clone()
+                .unwrap_or_else(|| settings.broker_image.clone()),
+        ),
         image_pull_policy: sc.spec.image_pull_policy.map(|p| p.as_str().to_owned()),
         command: Some(vec!["rill-broker".to_owned()]),
         env: Some(broker_env(sc, names, settings)),
@@ -168,7 +188,12 @@ fn broker_container(sc: &StreamCluster, names: &Names, settings: &Settings) -> C
     }
 }
 
-fn pod_template(sc: &StreamCluster, names: &Names, config_hash: &str, settings: &Settings) -> PodTemplateSpec {
+fn pod_template(
+    sc: &StreamCluster,
+    names: &Names,
+    config_hash: &str,
+    settings: &Settings,
+) -> PodTemplateSpec {
     let overrides = sc.spec.pod_template.clone().unwrap_or_default();
     // User labels first, so the operator's own labels (the selector among
     // them) always win.
@@ -234,7 +259,8 @@ fn pod_template(sc: &StreamCluster, names: &Names, config_hash: &str, settings: 
             tolerations: (!overrides.tolerations.is_empty()).then_some(overrides.tolerations),
             affinity: overrides.affinity,
             priority_class_name: overrides.priority_class_name,
-            image_pull_secrets: (!overrides.image_pull_secrets.is_empty()).then_some(overrides.image_pull_secrets),
+            image_pull_secrets: (!overrides.image_pull_secrets.is_empty())
+                .then_some(overrides.image_pull_secrets),
             topology_spread_constraints,
             ..PodSpec::default()
         }),
@@ -252,7 +278,10 @@ fn volume_claim_template(sc: &StreamCluster, names: &Names) -> PersistentVolumeC
             access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
             storage_class_name: sc.spec.storage.storage_class_name.clone(),
             resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([("storage".to_owned(), sc.spec.storage.size.clone())])),
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    sc.spec.storage.size.clone(),
+                )])),
                 ..VolumeResourceRequirements::default()
             }),
             ..PersistentVolumeClaimSpec::default()
@@ -261,7 +290,13 @@ fn volume_claim_template(sc: &StreamCluster, names: &Names) -> PersistentVolumeC
     }
 }
 
-pub(super) fn build(sc: &StreamCluster, names: &Names, replicas: i32, config_hash: &str, settings: &Settings) -> StatefulSet {
+pub(super) fn build(
+    sc: &StreamCluster,
+    names: &Names,
+    replicas: i32,
+    config_hash: &str,
+    settings: &Settings,
+) -> StatefulSet {
     StatefulSet {
         metadata: object_meta(sc, &names.cluster),
         spec: Some(StatefulSetSpec {
@@ -280,10 +315,12 @@ pub(super) fn build(sc: &StreamCluster, names: &Names, replicas: i32, config_has
                 ..StatefulSetUpdateStrategy::default()
             }),
             // Never delete broker data implicitly.
-            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
-                when_deleted: Some("Retain".to_owned()),
-                when_scaled: Some("Retain".to_owned()),
-            }),
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Retain".to_owned()),
+                    when_scaled: Some("Retain".to_owned()),
+                },
+            ),
             template: pod_template(sc, names, config_hash, settings),
             volume_claim_templates: Some(vec![volume_claim_template(sc, names)]),
             ..StatefulSetSpec::default()
@@ -300,11 +337,20 @@ mod tests {
     use k8s_openapi::api::core::v1::Toleration;
 
     fn build_default(sc: &StreamCluster) -> StatefulSet {
-        build(sc, &Names::new("events"), sc.spec.brokers, "abc", &Settings::default())
+        build(
+            sc,
+            &Names::new("events"),
+            sc.spec.brokers,
+            "abc",
+            &Settings::default(),
+        )
     }
 
     fn pod_spec(sts: &StatefulSet) -> &PodSpec {
-        sts.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod spec")
+        sts.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("pod spec")
     }
 
     fn env_map(sts: &StatefulSet) -> BTreeMap<String, EnvVar> {
@@ -327,22 +373,38 @@ mod tests {
         let spec = sts.spec.as_ref().expect("spec");
         assert_eq!(spec.replicas, Some(3));
         assert_eq!(spec.service_name.as_deref(), Some("events-brokers"));
-        assert_eq!(spec.update_strategy.as_ref().and_then(|u| u.type_.as_deref()), Some("OnDelete"));
+        assert_eq!(
+            spec.update_strategy
+                .as_ref()
+                .and_then(|u| u.type_.as_deref()),
+            Some("OnDelete")
+        );
         assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
-        let retention = spec.persistent_volume_claim_retention_policy.as_ref().expect("retention");
+        let retention = spec
+            .persistent_volume_claim_retention_policy
+            .as_ref()
+            .expect("retention");
         assert_eq!(retention.when_scaled.as_deref(), Some("Retain"));
         assert_eq!(retention.when_deleted.as_deref(), Some("Retain"));
         let claims = spec.volume_claim_templates.as_ref().expect("claims");
         assert_eq!(claims.len(), 1);
         let claim_spec = claims[0].spec.as_ref().expect("claim spec");
         assert_eq!(
-            claim_spec.resources.as_ref().and_then(|r| r.requests.as_ref()).expect("requests")["storage"].0,
+            claim_spec
+                .resources
+                .as_ref()
+                .and_then(|r| r.requests.as_ref())
+                .expect("requests")["storage"]
+                .0,
             "10Gi"
         );
         assert_eq!(claim_spec.storage_class_name, None);
         assert_eq!(
-            spec.template.metadata.as_ref().and_then(|m| m.annotations.as_ref()).expect("annotations")
-                [CONFIG_HASH_ANNOTATION],
+            spec.template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
+                .expect("annotations")[CONFIG_HASH_ANNOTATION],
             "abc"
         );
     }
@@ -358,12 +420,30 @@ mod tests {
                 .map(|f| f.field_path.as_str()),
             Some("metadata.name")
         );
-        assert_eq!(value(&vars, "RILL_BROKER_ID_FROM_POD_NAME").as_deref(), Some("true"));
-        assert_eq!(value(&vars, "RILL_DATA_DIR").as_deref(), Some("/var/lib/rill"));
-        assert_eq!(value(&vars, "RILL_LISTEN_ADDR").as_deref(), Some("0.0.0.0:9093"));
-        assert_eq!(value(&vars, "RILL_KAFKA_ADDR").as_deref(), Some("0.0.0.0:9092"));
-        assert_eq!(value(&vars, "RILL_REPLICATION_ADDR").as_deref(), Some("0.0.0.0:9094"));
-        assert_eq!(value(&vars, "RILL_HTTP_ADDR").as_deref(), Some("0.0.0.0:9644"));
+        assert_eq!(
+            value(&vars, "RILL_BROKER_ID_FROM_POD_NAME").as_deref(),
+            Some("true")
+        );
+        assert_eq!(
+            value(&vars, "RILL_DATA_DIR").as_deref(),
+            Some("/var/lib/rill")
+        );
+        assert_eq!(
+            value(&vars, "RILL_LISTEN_ADDR").as_deref(),
+            Some("0.0.0.0:9093")
+        );
+        assert_eq!(
+            value(&vars, "RILL_KAFKA_ADDR").as_deref(),
+            Some("0.0.0.0:9092")
+        );
+        assert_eq!(
+            value(&vars, "RILL_REPLICATION_ADDR").as_deref(),
+            Some("0.0.0.0:9094")
+        );
+        assert_eq!(
+            value(&vars, "RILL_HTTP_ADDR").as_deref(),
+            Some("0.0.0.0:9644")
+        );
         assert_eq!(
             value(&vars, "RILL_ADVERTISED_HOST").as_deref(),
             Some("$(RILL_POD_NAME).events-brokers.data.svc")
@@ -372,8 +452,14 @@ mod tests {
             value(&vars, "RILL_CONTROLLER_ADDR").as_deref(),
             Some("http://rill-operator.rill-system.svc:9095")
         );
-        assert_eq!(value(&vars, "RILL_CONFIG_FILE").as_deref(), Some("/etc/rill/broker.properties"));
-        assert!(!vars.contains_key("RILL_RACK"), "no rack without a topology key");
+        assert_eq!(
+            value(&vars, "RILL_CONFIG_FILE").as_deref(),
+            Some("/etc/rill/broker.properties")
+        );
+        assert!(
+            !vars.contains_key("RILL_RACK"),
+            "no rack without a topology key"
+        );
         // $(RILL_POD_NAME) only expands when defined earlier in the list.
         let order: Vec<String> = pod_spec(&build_default(&cluster())).containers[0]
             .env
@@ -395,8 +481,14 @@ mod tests {
         assert_eq!(psc.run_as_non_root, Some(true));
         assert_eq!(psc.run_as_user, Some(65532));
         assert_eq!(psc.fs_group, Some(65532));
-        assert_eq!(psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()), Some("RuntimeDefault"));
-        let csc = pod.containers[0].security_context.as_ref().expect("container security context");
+        assert_eq!(
+            psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+            Some("RuntimeDefault")
+        );
+        let csc = pod.containers[0]
+            .security_context
+            .as_ref()
+            .expect("container security context");
         assert_eq!(csc.allow_privilege_escalation, Some(false));
         assert_eq!(csc.read_only_root_filesystem, Some(true));
         assert_eq!(
@@ -410,8 +502,14 @@ mod tests {
                 .and_then(|p| p.http_get.as_ref())
                 .and_then(|h| h.path.clone())
         };
-        assert_eq!(probe_path(&container.readiness_probe).as_deref(), Some("/readyz"));
-        assert_eq!(probe_path(&container.liveness_probe).as_deref(), Some("/healthz"));
+        assert_eq!(
+            probe_path(&container.readiness_probe).as_deref(),
+            Some("/readyz")
+        );
+        assert_eq!(
+            probe_path(&container.liveness_probe).as_deref(),
+            Some("/healthz")
+        );
         let mounts: Vec<(String, String)> = container
             .volume_mounts
             .clone()
@@ -448,17 +546,34 @@ mod tests {
         });
         let sts = build_default(&sc);
         let template = &sts.spec.as_ref().expect("spec").template;
-        let labels = template.metadata.as_ref().and_then(|m| m.labels.clone()).expect("labels");
+        let labels = template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .expect("labels");
         assert_eq!(labels["team"], "data");
         assert_eq!(labels["app.kubernetes.io/instance"], "events");
-        let annotations = template.metadata.as_ref().and_then(|m| m.annotations.clone()).expect("annotations");
+        let annotations = template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.clone())
+            .expect("annotations");
         assert_eq!(annotations["example.org/a"], "b");
         let pod = pod_spec(&sts);
-        assert_eq!(pod.node_selector.as_ref().expect("node selector")["disk"], "ssd");
+        assert_eq!(
+            pod.node_selector.as_ref().expect("node selector")["disk"],
+            "ssd"
+        );
         assert_eq!(pod.tolerations.as_ref().map(Vec::len), Some(1));
         assert_eq!(pod.priority_class_name.as_deref(), Some("high"));
-        assert_eq!(pod.containers[0].image.as_deref(), Some("example.org/rill/broker:dev"));
-        assert_eq!(pod.containers[0].image_pull_policy.as_deref(), Some("Always"));
+        assert_eq!(
+            pod.containers[0].image.as_deref(),
+            Some("example.org/rill/broker:dev")
+        );
+        assert_eq!(
+            pod.containers[0].image_pull_policy.as_deref(),
+            Some("Always")
+        );
         let spread = pod.topology_spread_constraints.as_ref().expect("spread");
         assert_eq!(spread[0].topology_key, "topology.kubernetes.io/zone");
         let vars = env_map(&sts);
@@ -470,9 +585,16 @@ mod tests {
                 .map(|f| f.field_path.as_str()),
             Some("metadata.labels['topology.kubernetes.io/zone']")
         );
-        let claim = &sts.spec.as_ref().and_then(|s| s.volume_claim_templates.clone()).expect("claims")[0];
+        let claim = &sts
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_claim_templates.clone())
+            .expect("claims")[0];
         assert_eq!(
-            claim.spec.as_ref().and_then(|s| s.storage_class_name.as_deref()),
+            claim
+                .spec
+                .as_ref()
+                .and_then(|s| s.storage_class_name.as_deref()),
             Some("fast")
         );
     }
