@@ -244,7 +244,7 @@ async fn given_more_brokers_and_an_orphan_when_reconciling_then_only_the_statefu
 
     let exchange = server.expect(Method::PATCH, &format!("{STS}/events")).await;
     assert_eq!(exchange.body["spec"]["replicas"], 5);
-    live.stateful_set.spec.as_mut().expect("spec").replicas = Some(5);
+    live.stateful_set.spec.replicas = Some(5);
     let mut applied = ready_sts(&live.stateful_set, 3);
     applied.metadata.generation = Some(2);
     exchange.ok(&applied);

@@ -299,7 +299,7 @@ pub(super) fn build(
 ) -> StatefulSet {
     StatefulSet {
         metadata: object_meta(sc, &names.cluster),
-        spec: Some(StatefulSetSpec {
+        spec: StatefulSetSpec {
             replicas: Some(replicas),
             service_name: Some(names.headless_service.clone()),
             selector: LabelSelector {
@@ -324,7 +324,7 @@ pub(super) fn build(
             template: pod_template(sc, names, config_hash, settings),
             volume_claim_templates: Some(vec![volume_claim_template(sc, names)]),
             ..StatefulSetSpec::default()
-        }),
+        },
         ..StatefulSet::default()
     }
 }
@@ -347,10 +347,7 @@ mod tests {
     }
 
     fn pod_spec(sts: &StatefulSet) -> &PodSpec {
-        sts.spec
-            .as_ref()
-            .and_then(|s| s.template.spec.as_ref())
-            .expect("pod spec")
+        sts.spec.template.spec.as_ref().expect("pod spec")
     }
 
     fn env_map(sts: &StatefulSet) -> BTreeMap<String, EnvVar> {
@@ -370,7 +367,7 @@ mod tests {
     #[test]
     fn given_a_cluster_when_building_then_statefulset_is_ondelete_parallel_with_retained_claims() {
         let sts = build_default(&cluster());
-        let spec = sts.spec.as_ref().expect("spec");
+        let spec = &sts.spec;
         assert_eq!(spec.replicas, Some(3));
         assert_eq!(spec.service_name.as_deref(), Some("events-brokers"));
         assert_eq!(
@@ -545,7 +542,7 @@ mod tests {
             ..PodTemplateOverrides::default()
         });
         let sts = build_default(&sc);
-        let template = &sts.spec.as_ref().expect("spec").template;
+        let template = &sts.spec.template;
         let labels = template
             .metadata
             .as_ref()
@@ -585,11 +582,7 @@ mod tests {
                 .map(|f| f.field_path.as_str()),
             Some("metadata.labels['topology.kubernetes.io/zone']")
         );
-        let claim = &sts
-            .spec
-            .as_ref()
-            .and_then(|s| s.volume_claim_templates.clone())
-            .expect("claims")[0];
+        let claim = &sts.spec.volume_claim_templates.clone().expect("claims")[0];
         assert_eq!(
             claim
                 .spec
