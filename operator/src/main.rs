@@ -50,10 +50,15 @@ async fn main() -> ExitCode {
         eprintln!("rill-operator: {error}");
         return ExitCode::from(2);
     }
+    let log_format = config.log_format;
     match rill_operator::run(config, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(reason = error.metric_label(), "{error}");
+            // Log collectors read JSON logs; people read stderr. Text logs
+            // would only repeat the stderr line.
+            if log_format == LogFormat::Json {
+                tracing::error!(reason = error.metric_label(), "{error}");
+            }
             eprintln!("rill-operator: {error}");
             ExitCode::FAILURE
         }

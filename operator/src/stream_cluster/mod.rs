@@ -107,8 +107,8 @@ pub async fn reconcile(sc: Arc<StreamCluster>, ctx: Arc<Context>) -> Result<Acti
 
     // 2. Observe what exists, decide the replica count, build the desired objects.
     let live = observe::observe(&ctx.client, &namespace, &name).await?;
-    let current_replicas = observe::by_name(&live.stateful_sets, &name)
-        .and_then(|sts| sts.spec.replicas);
+    let current_replicas =
+        observe::by_name(&live.stateful_sets, &name).and_then(|sts| sts.spec.replicas);
     let decision = scale_down::decide(
         ctx.placement.as_ref(),
         &namespace,
