@@ -2,9 +2,9 @@
 # README and .ci/run both call it.
 CARGO ?= cargo
 
-.PHONY: test test-rust quickstart-smoke build release fmt lint
+.PHONY: test test-rust quickstart-smoke test-chart crds crds-check build release fmt lint
 
-test: lint test-rust quickstart-smoke
+test: lint test-rust quickstart-smoke crds-check test-chart
 
 test-rust:
 	$(CARGO) test --workspace --all-targets
@@ -22,3 +22,17 @@ release:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Regenerate crds/ and charts/rill/crds/ from the operator's Rust types.
+crds:
+	$(CARGO) run -p rill-operator --bin crdgen
+
+# Fail when the committed CRDs differ from the Rust types or from each other.
+crds-check:
+	diff -r crds charts/rill/crds
+	$(CARGO) test -p rill-operator --lib crd::tests
+
+# helm lint/template with default and ci/ values, schema and RBAC checks.
+# Installs the pinned helm into $${RILL_TOOLS:-$$HOME/.cache/rill/tools}.
+test-chart:
+	scripts/test-chart.sh

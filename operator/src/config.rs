@@ -1,0 +1,179 @@
+//! Configuration of the operator process: one clap struct, every flag with an
+//! environment variable fallback, and [`Config::validate`] with messages a
+//! user can act on.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The Rill operator: reconciles StreamCluster and Topic resources.
+#[derive(Debug, Clone, Parser, PartialEq, Eq)]
+#[command(name = "rill-operator", version, about)]
+pub struct Config {
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, env = "RILL_OPERATOR_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Broker image for StreamClusters that do not set spec.image.
+    #[arg(long, env = "RILL_BROKER_IMAGE", default_value = "rill/broker:0.1.0")]
+    pub broker_image: String,
+
+    /// URL brokers use to reach the operator's controller gRPC Service
+    /// (RILL_CONTROLLER_ADDR in broker pods).
+    #[arg(
+        long,
+        env = "RILL_CONTROLLER_ADDRESS",
+        default_value = "http://rill-operator.rill-system.svc:9095"
+    )]
+    pub controller_address: String,
+
+    /// Elect a leader through a Lease so only one replica reconciles.
+    #[arg(long, env = "RILL_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// Name of the leader election Lease.
+    #[arg(long, env = "RILL_LEASE_NAME", default_value = "rill-operator")]
+    pub lease_name: String,
+
+    /// Namespace of the Lease; defaults to the pod's namespace (POD_NAMESPACE
+    /// or the service account namespace file).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// Identity in the Lease and in Events; defaults to the pod name
+    /// (POD_NAME), else the host name.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// Seconds a Lease stays valid without renewal.
+    #[arg(long, env = "RILL_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+
+    /// Seconds a leader keeps leading while renewals fail.
+    #[arg(long, env = "RILL_LEASE_RENEW_DEADLINE_SECONDS", default_value_t = 10)]
+    pub renew_deadline_seconds: u64,
+
+    /// Seconds between leader election attempts.
+    #[arg(long, env = "RILL_LEASE_RETRY_PERIOD_SECONDS", default_value_t = 2)]
+    pub retry_period_seconds: u64,
+
+    /// Seconds to wait at start for the CRDs to be Established.
+    #[arg(long, env = "RILL_CRD_WAIT_SECONDS", default_value_t = 120)]
+    pub crd_wait_seconds: u64,
+
+    /// Log format.
+    #[arg(long, env = "RILL_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Log filter in tracing's EnvFilter syntax, e.g. `info,rill_operator=debug`.
+    #[arg(long, env = "RILL_LOG", default_value = "info")]
+    pub log_filter: String,
+}
+
+/// A configuration problem.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    /// Short label for logs.
+    pub fn metric_label(&self) -> &'static str {
+        "config"
+    }
+}
+
+impl Config {
+    /// Checks values clap cannot check alone.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.broker_image.trim().is_empty() {
+            return Err(ConfigError("--broker-image must not be empty".into()));
+        }
+        if !(self.controller_address.starts_with("http://")
+            || self.controller_address.starts_with("https://"))
+        {
+            return Err(ConfigError(format!(
+                "--controller-address {:?} must start with http:// or https://",
+                self.controller_address
+            )));
+        }
+        if self.lease_name.trim().is_empty() {
+            return Err(ConfigError("--lease-name must not be empty".into()));
+        }
+        if self.retry_period_seconds == 0 {
+            return Err(ConfigError(
+                "--retry-period-seconds must be at least 1".into(),
+            ));
+        }
+        if self.renew_deadline_seconds <= self.retry_period_seconds {
+            return Err(ConfigError(format!(
+                "--renew-deadline-seconds ({}) must be greater than --retry-period-seconds ({})",
+                self.renew_deadline_seconds, self.retry_period_seconds
+            )));
+        }
+        if self.lease_duration_seconds <= self.renew_deadline_seconds {
+            return Err(ConfigError(format!(
+                "--lease-duration-seconds ({}) must be greater than --renew-deadline-seconds ({}), or two leaders could overlap",
+                self.lease_duration_seconds, self.renew_deadline_seconds
+            )));
+        }
+        Ok(())
+    }
+
+    /// Lease timing as durations.
+    pub fn lease_timing(&self) -> (Duration, Duration, Duration) {
+        (
+            Duration::from_secs(self.lease_duration_seconds),
+            Duration::from_secs(self.renew_deadline_seconds),
+            Duration::from_secs(self.retry_period_seconds),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut all = vec!["rill-operator"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all).expect("parse")
+    }
+
+    #[test]
+    fn given_no_flags_when_parsing_then_defaults_are_valid() {
+        let config = parse(&[]);
+        assert_eq!(config.http_addr.port(), 8080);
+        assert!(config.leader_election);
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn given_overlapping_lease_timing_when_validating_then_the_message_names_both_flags() {
+        let config = parse(&[
+            "--lease-duration-seconds",
+            "5",
+            "--renew-deadline-seconds",
+            "10",
+        ]);
+        let err = config.validate().expect_err("invalid");
+        assert!(err.0.contains("--lease-duration-seconds (5)"), "{err}");
+    }
+
+    #[test]
+    fn given_a_bad_controller_address_when_validating_then_it_is_refused() {
+        let config = parse(&["--controller-address", "rill-operator:9095"]);
+        assert!(config.validate().is_err());
+        let config = parse(&["--leader-election", "false"]);
+        assert!(!config.leader_election);
+    }
+}

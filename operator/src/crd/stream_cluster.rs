@@ -1,0 +1,309 @@
+//! The `StreamCluster` resource: one Rill broker cluster (a StatefulSet of
+//! broker pods plus its Services, ConfigMap and PodDisruptionBudget).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, ResourceRequirements, Toleration,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Desired state of a Rill broker cluster.
+// Each `printcolumn(...)` repeats keys such as `type_`; clippy reads them as
+// duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "rill.dev",
+    version = "v1alpha1",
+    kind = "StreamCluster",
+    plural = "streamclusters",
+    singular = "streamcluster",
+    shortname = "rsc",
+    category = "rill",
+    namespaced,
+    status = "StreamClusterStatus",
+    derive = "PartialEq",
+    doc = "A Rill broker cluster: a StatefulSet of Kafka-compatible broker pods with stable network identities and persistent volumes, managed by the Rill operator.",
+    scale(
+        spec_replicas_path = ".spec.brokers",
+        status_replicas_path = ".status.brokers",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Brokers", type_ = "integer", json_path = ".spec.brokers", description = "Desired number of brokers"),
+    printcolumn(name = "Ready Brokers", type_ = "integer", json_path = ".status.readyBrokers", description = "Brokers whose readiness probe passes"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Ready condition status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", description = "Ready condition reason", priority = 1),
+    printcolumn(name = "Bootstrap", type_ = "string", json_path = ".status.kafkaBootstrap", description = "Kafka bootstrap address for clients", priority = 1),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.size() <= 52").message("metadata.name must be at most 52 characters: it names the StatefulSet, whose pods carry a controller-revision-hash label"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must start with a letter (DNS-1035 label): it prefixes Service names")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamClusterSpec {
+    /// Number of broker pods. Each broker gets a stable identity
+    /// (`<name>-<ordinal>`, broker id = ordinal) and its own volume.
+    #[schemars(range(min = 1, max = 1000))]
+    pub brokers: i32,
+
+    /// Broker container image. Defaults to the image the operator was
+    /// installed with (Helm value `broker.image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+
+    /// Image pull policy of the broker container. Defaults to Kubernetes'
+    /// own default (IfNotPresent, or Always for `:latest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+
+    /// Persistent volume of each broker, mounted at `/var/lib/rill`. Immutable
+    /// after creation (StatefulSet volume claim templates cannot change).
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("storage is immutable: volume claim templates of a StatefulSet cannot change"))]
+    pub storage: StorageSpec,
+
+    /// CPU and memory requests and limits of the broker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Ports the broker listens on. The defaults suit almost everyone.
+    #[serde(default)]
+    pub ports: BrokerPorts,
+
+    /// Broker configuration defaults (Kafka-style keys such as
+    /// `num.partitions` or `log.retention.ms`), written to
+    /// `/etc/rill/broker.properties` in every broker pod. Changing it marks
+    /// running brokers as outdated (see the Progressing condition).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 256))]
+    pub config: BTreeMap<String, String>,
+
+    /// Additions to the broker pod template: labels, annotations and
+    /// scheduling constraints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<PodTemplateOverrides>,
+
+    /// Rack awareness. When set, each broker reports the value of this node
+    /// label as its rack, and pods are spread across its values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<RackSpec>,
+
+    /// What Kafka clients may do to topics through the Kafka protocol
+    /// (CreateTopics/DeleteTopics). Topic resources are always allowed.
+    #[serde(default)]
+    pub topic_policy: TopicPolicy,
+}
+
+/// Image pull policy of the broker container.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ImagePullPolicy {
+    /// Always pull the image.
+    Always,
+    /// Pull the image only when it is not on the node.
+    IfNotPresent,
+    /// Never pull the image.
+    Never,
+}
+
+impl ImagePullPolicy {
+    /// The value Kubernetes expects in `imagePullPolicy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImagePullPolicy::Always => "Always",
+            ImagePullPolicy::IfNotPresent => "IfNotPresent",
+            ImagePullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// Persistent storage of each broker.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Size of each broker's PersistentVolumeClaim, e.g. `10Gi`.
+    #[serde(default = "default_storage_size")]
+    pub size: Quantity,
+
+    /// StorageClass of the volumes. Unset uses the cluster's default
+    /// StorageClass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            size: default_storage_size(),
+            storage_class_name: None,
+        }
+    }
+}
+
+fn default_storage_size() -> Quantity {
+    Quantity("10Gi".to_owned())
+}
+
+/// Ports of the broker container. All four must differ.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.kafka != self.client && self.kafka != self.replication && self.kafka != self.http && self.client != self.replication && self.client != self.http && self.replication != self.http").message("broker ports must all differ"))]
+pub struct BrokerPorts {
+    /// Kafka wire protocol listener (clients, bootstrap Service).
+    #[serde(default = "default_kafka_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub kafka: i32,
+    /// Rill client gRPC API (bootstrap Service).
+    #[serde(default = "default_client_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub client: i32,
+    /// Broker-to-broker replication gRPC (headless Service only).
+    #[serde(default = "default_replication_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub replication: i32,
+    /// HTTP port serving `/metrics`, `/healthz` and `/readyz`.
+    #[serde(default = "default_http_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub http: i32,
+}
+
+/// Default Kafka listener port.
+pub const DEFAULT_KAFKA_PORT: i32 = 9092;
+/// Default client gRPC port.
+pub const DEFAULT_CLIENT_PORT: i32 = 9093;
+/// Default replication gRPC port.
+pub const DEFAULT_REPLICATION_PORT: i32 = 9094;
+/// Default broker HTTP (metrics, probes) port.
+pub const DEFAULT_HTTP_PORT: i32 = 9644;
+
+fn default_kafka_port() -> i32 {
+    DEFAULT_KAFKA_PORT
+}
+fn default_client_port() -> i32 {
+    DEFAULT_CLIENT_PORT
+}
+fn default_replication_port() -> i32 {
+    DEFAULT_REPLICATION_PORT
+}
+fn default_http_port() -> i32 {
+    DEFAULT_HTTP_PORT
+}
+
+impl Default for BrokerPorts {
+    fn default() -> Self {
+        Self {
+            kafka: DEFAULT_KAFKA_PORT,
+            client: DEFAULT_CLIENT_PORT,
+            replication: DEFAULT_REPLICATION_PORT,
+            http: DEFAULT_HTTP_PORT,
+        }
+    }
+}
+
+/// Additions merged into the broker pod template.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplateOverrides {
+    /// Extra labels on broker pods. Labels the operator sets itself
+    /// (`app.kubernetes.io/*`, `rill.dev/*`) win over these.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Extra annotations on broker pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Node labels a node must have to run a broker.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of broker pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Affinity and anti-affinity of broker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// PriorityClass of broker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// Secrets used to pull the broker image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+}
+
+/// Rack awareness settings.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RackSpec {
+    /// Node label whose value is the broker's rack, usually
+    /// `topology.kubernetes.io/zone`. The broker reads it from its own pod
+    /// label of the same key (Kubernetes copies zone and region node labels
+    /// onto pods with the PodTopologyLabelsAdmission feature).
+    #[schemars(length(min = 1, max = 316))]
+    pub topology_key: String,
+}
+
+/// Topic operations allowed through the Kafka protocol.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicPolicy {
+    /// Whether Kafka CreateTopics requests may create topics (as Topic
+    /// resources). Deny keeps topics declared in Git only.
+    #[serde(default = "deny")]
+    pub create_topics: Permission,
+    /// Whether Kafka DeleteTopics requests may delete topics.
+    #[serde(default = "deny")]
+    pub delete_topics: Permission,
+}
+
+fn deny() -> Permission {
+    Permission::Deny
+}
+
+impl Default for TopicPolicy {
+    fn default() -> Self {
+        Self {
+            create_topics: Permission::Deny,
+            delete_topics: Permission::Deny,
+        }
+    }
+}
+
+/// Allow or deny an operation.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Permission {
+    /// The operation is allowed.
+    Allow,
+    /// The operation is refused.
+    Deny,
+}
+
+/// Observed state of a StreamCluster, written only by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamClusterStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Standard conditions: `Ready`, `Progressing` and `Degraded`.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Broker pods that currently exist (the scale subresource reads this).
+    #[serde(default)]
+    pub brokers: i32,
+    /// Broker pods whose readiness probe passes.
+    #[serde(default)]
+    pub ready_brokers: i32,
+    /// Broker pods running the current pod template. Pods are not restarted
+    /// automatically (`OnDelete`); see the Progressing condition.
+    #[serde(default)]
+    pub updated_brokers: i32,
+    /// Label selector of the broker pods, for the scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Kafka bootstrap address clients use, `host:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_bootstrap: Option<String>,
+}

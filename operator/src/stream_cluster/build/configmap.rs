@@ -1,0 +1,76 @@
+//! The broker ConfigMap: `broker.properties` rendered from `spec.config`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+
+use super::{Names, object_meta};
+use crate::crd::StreamCluster;
+
+/// File name of the broker configuration inside the ConfigMap (and inside
+/// the pod, under `/etc/rill/`).
+pub const CONFIG_FILE_NAME: &str = "broker.properties";
+
+/// Builds the ConfigMap. Keys are sorted (BTreeMap), so the rendering is
+/// stable; validation has already refused keys or values with line breaks.
+pub(super) fn build(sc: &StreamCluster, names: &Names) -> ConfigMap {
+    let mut text =
+        String::from("# Broker configuration defaults from StreamCluster spec.config.\n");
+    for (key, value) in &sc.spec.config {
+        text.push_str(key);
+        text.push('=');
+        text.push_str(value);
+        text.push('\n');
+    }
+    ConfigMap {
+        metadata: object_meta(sc, &names.config_map),
+        data: Some(BTreeMap::from([(CONFIG_FILE_NAME.to_owned(), text)])),
+        ..ConfigMap::default()
+    }
+}
+
+/// A stable 64-bit FNV-1a hash of the ConfigMap data, hex encoded. Put on
+/// the pod template so a configuration change shows up as an outdated pod.
+/// Not cryptographic: it only needs to change when the data changes.
+pub fn config_hash(config_map: &ConfigMap) -> String {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    for (key, value) in config_map.data.iter().flatten() {
+        for byte in key.bytes().chain([0u8]).chain(value.bytes()).chain([0u8]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(PRIME);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::cluster;
+    use super::*;
+
+    #[test]
+    fn given_config_entries_when_building_then_properties_are_sorted_key_value_lines() {
+        let mut sc = cluster();
+        sc.spec.config.insert("num.partitions".into(), "6".into());
+        sc.spec
+            .config
+            .insert("log.retention.ms".into(), "3600000".into());
+        let cm = build(&sc, &Names::new("events"));
+        let text = &cm.data.as_ref().expect("data")[CONFIG_FILE_NAME];
+        assert_eq!(
+            text,
+            "# Broker configuration defaults from StreamCluster spec.config.\nlog.retention.ms=3600000\nnum.partitions=6\n"
+        );
+    }
+
+    #[test]
+    fn given_a_config_change_when_hashing_then_the_hash_changes() {
+        let mut sc = cluster();
+        let before = config_hash(&build(&sc, &Names::new("events")));
+        assert_eq!(before, config_hash(&build(&sc, &Names::new("events"))));
+        sc.spec.config.insert("num.partitions".into(), "6".into());
+        assert_ne!(before, config_hash(&build(&sc, &Names::new("events"))));
+    }
+}

@@ -1,0 +1,608 @@
+//! The broker StatefulSet and its pod template: the broker pod contract.
+//!
+//! Each pod runs `rill-broker` configured by environment variables:
+//! `RILL_POD_NAME` (downward API) with `RILL_BROKER_ID_FROM_POD_NAME=true`
+//! (broker id = pod ordinal), `RILL_DATA_DIR` (the volume), the four listen
+//! addresses, `RILL_ADVERTISED_HOST` (the stable DNS name from the headless
+//! Service), `RILL_CONTROLLER_ADDR` (the operator's controller gRPC Service),
+//! `RILL_CONFIG_FILE` (the ConfigMap) and, with rack awareness, `RILL_RACK`.
+//! The pod meets the `restricted` Pod Security Standard.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecurityContext, TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{
+    CONFIG_FILE_NAME, CONFIG_HASH_ANNOTATION, Names, common_labels, object_meta, selector_labels,
+};
+use crate::context::Settings;
+use crate::crd::StreamCluster;
+
+/// Where the broker volume is mounted; `RILL_DATA_DIR`.
+pub const DATA_DIR: &str = "/var/lib/rill";
+/// Where the ConfigMap is mounted.
+pub const CONFIG_DIR: &str = "/etc/rill";
+/// UID/GID of the broker process (the distroless `nonroot` user).
+pub const BROKER_UID: i64 = 65532;
+/// Name of the broker container.
+pub const CONTAINER_NAME: &str = "broker";
+/// Name of the volume claim template (PVCs are `data-<pod>`).
+pub const DATA_VOLUME: &str = "data";
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+fn env_field(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: field_path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn container_port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: port,
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
+    }
+}
+
+fn http_probe(path: &str, period: i32, failure_threshold: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("http".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failure_threshold),
+        timeout_seconds: Some(3),
+        ..Probe::default()
+    }
+}
+
+/// The broker's environment, in a fixed order. `RILL_POD_NAME` comes before
+/// `RILL_ADVERTISED_HOST`, which refers to it with `$(RILL_POD_NAME)`.
+fn broker_env(sc: &StreamCluster, names: &Names, settings: &Settings) -> Vec<EnvVar> {
+    let ports = &sc.spec.ports;
+    let namespace = sc.metadata.namespace.clone().unwrap_or_default();
+    let mut vars = vec![
+        env_field("RILL_POD_NAME", "metadata.name"),
+        env_field("RILL_POD_NAMESPACE", "metadata.namespace"),
+        env("RILL_BROKER_ID_FROM_POD_NAME", "true"),
+        env("RILL_CLUSTER_NAME", names.cluster.clone()),
+        env("RILL_DATA_DIR", DATA_DIR),
+        env(
+            "RILL_CONFIG_FILE",
+            format!("{CONFIG_DIR}/{CONFIG_FILE_NAME}"),
+        ),
+        env("RILL_LISTEN_ADDR", format!("0.0.0.0:{}", ports.client)),
+        env("RILL_KAFKA_ADDR", format!("0.0.0.0:{}", ports.kafka)),
+        env(
+            "RILL_REPLICATION_ADDR",
+            format!("0.0.0.0:{}", ports.replication),
+        ),
+        env("RILL_HTTP_ADDR", format!("0.0.0.0:{}", ports.http)),
+        env(
+            "RILL_ADVERTISED_HOST",
+            format!(
+                "$(RILL_POD_NAME).{}.{namespace}.svc",
+                names.headless_service
+            ),
+        ),
+        env("RILL_CONTROLLER_ADDR", settings.controller_address.clone()),
+    ];
+    if let Some(rack) = &sc.spec.rack {
+        vars.push(env_field(
+            "RILL_RACK",
+            &format!("metadata.labels['{}']", rack.topology_key),
+        ));
+    }
+    vars
+}
+
+fn broker_container(sc: &StreamCluster, names: &Names, settings: &Settings) -> Container {
+    let ports = &sc.spec.ports;
+    Container {
+        name: CONTAINER_NAME.to_owned(),
+        image: Some(
+            sc.spec
+                .image
+                .clone()
+                .unwrap_or_else(|| settings.broker_image.clone()),
+        ),
+        image_pull_policy: sc.spec.image_pull_policy.map(|p| p.as_str().to_owned()),
+        command: Some(vec!["rill-broker".to_owned()]),
+        env: Some(broker_env(sc, names, settings)),
+        ports: Some(vec![
+            container_port("kafka", ports.kafka),
+            container_port("client", ports.client),
+            container_port("replication", ports.replication),
+            container_port("http", ports.http),
+        ]),
+        resources: sc.spec.resources.clone(),
+        // Log recovery after a crash can take a while: the startup probe
+        // allows 5 minutes before liveness starts counting.
+        startup_probe: Some(http_probe("/healthz", 5, 60)),
+        liveness_probe: Some(http_probe("/healthz", 10, 3)),
+        readiness_probe: Some(http_probe("/readyz", 5, 3)),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: DATA_VOLUME.to_owned(),
+                mount_path: DATA_DIR.to_owned(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "config".to_owned(),
+                mount_path: CONFIG_DIR.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "tmp".to_owned(),
+                mount_path: "/tmp".to_owned(),
+                ..VolumeMount::default()
+            },
+        ]),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                ..Capabilities::default()
+            }),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            run_as_user: Some(BROKER_UID),
+            run_as_group: Some(BROKER_UID),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                ..SeccompProfile::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    }
+}
+
+fn pod_template(
+    sc: &StreamCluster,
+    names: &Names,
+    config_hash: &str,
+    settings: &Settings,
+) -> PodTemplateSpec {
+    let overrides = sc.spec.pod_template.clone().unwrap_or_default();
+    // User labels first, so the operator's own labels (the selector among
+    // them) always win.
+    let mut labels: BTreeMap<String, String> = overrides.labels.clone();
+    labels.extend(common_labels(&names.cluster));
+    let mut annotations = overrides.annotations.clone();
+    annotations.insert(CONFIG_HASH_ANNOTATION.to_owned(), config_hash.to_owned());
+
+    let topology_spread_constraints = sc.spec.rack.as_ref().map(|rack| {
+        vec![TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: rack.topology_key.clone(),
+            when_unsatisfiable: "ScheduleAnyway".to_owned(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(&names.cluster)),
+                ..LabelSelector::default()
+            }),
+            ..TopologySpreadConstraint::default()
+        }]
+    });
+
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            containers: vec![broker_container(sc, names, settings)],
+            // Brokers never call the Kubernetes API.
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            // Time for a controlled shutdown (leadership moves away first).
+            termination_grace_period_seconds: Some(60),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(BROKER_UID),
+                run_as_group: Some(BROKER_UID),
+                fs_group: Some(BROKER_UID),
+                fs_group_change_policy: Some("OnRootMismatch".to_owned()),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".to_owned(),
+                    ..SeccompProfile::default()
+                }),
+                ..PodSecurityContext::default()
+            }),
+            volumes: Some(vec![
+                Volume {
+                    name: "config".to_owned(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: names.config_map.clone(),
+                        ..ConfigMapVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                },
+                Volume {
+                    name: "tmp".to_owned(),
+                    empty_dir: Some(EmptyDirVolumeSource::default()),
+                    ..Volume::default()
+                },
+            ]),
+            node_selector: (!overrides.node_selector.is_empty()).then_some(overrides.node_selector),
+            tolerations: (!overrides.tolerations.is_empty()).then_some(overrides.tolerations),
+            affinity: overrides.affinity,
+            priority_class_name: overrides.priority_class_name,
+            image_pull_secrets: (!overrides.image_pull_secrets.is_empty())
+                .then_some(overrides.image_pull_secrets),
+            topology_spread_constraints,
+            ..PodSpec::default()
+        }),
+    }
+}
+
+fn volume_claim_template(sc: &StreamCluster, names: &Names) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(DATA_VOLUME.to_owned()),
+            labels: Some(common_labels(&names.cluster)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            storage_class_name: sc.spec.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    sc.spec.storage.size.clone(),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
+}
+
+pub(super) fn build(
+    sc: &StreamCluster,
+    names: &Names,
+    replicas: i32,
+    config_hash: &str,
+    settings: &Settings,
+) -> StatefulSet {
+    StatefulSet {
+        metadata: object_meta(sc, &names.cluster),
+        spec: StatefulSetSpec {
+            replicas: Some(replicas),
+            service_name: Some(names.headless_service.clone()),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(&names.cluster)),
+                ..LabelSelector::default()
+            },
+            // Brokers are independent processes: start them together.
+            pod_management_policy: Some("Parallel".to_owned()),
+            // The operator restarts brokers itself, one at a time, only when
+            // that keeps every partition in sync (see docs/operator.md).
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".to_owned()),
+                ..StatefulSetUpdateStrategy::default()
+            }),
+            // Never delete broker data implicitly.
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Retain".to_owned()),
+                    when_scaled: Some("Retain".to_owned()),
+                },
+            ),
+            template: pod_template(sc, names, config_hash, settings),
+            volume_claim_templates: Some(vec![volume_claim_template(sc, names)]),
+            ..StatefulSetSpec::default()
+        },
+        ..StatefulSet::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::cluster;
+    use super::*;
+    use crate::crd::{ImagePullPolicy, PodTemplateOverrides, RackSpec};
+    use k8s_openapi::api::core::v1::Toleration;
+
+    fn build_default(sc: &StreamCluster) -> StatefulSet {
+        build(
+            sc,
+            &Names::new("events"),
+            sc.spec.brokers,
+            "abc",
+            &Settings::default(),
+        )
+    }
+
+    fn pod_spec(sts: &StatefulSet) -> &PodSpec {
+        sts.spec.template.spec.as_ref().expect("pod spec")
+    }
+
+    fn env_map(sts: &StatefulSet) -> BTreeMap<String, EnvVar> {
+        pod_spec(sts).containers[0]
+            .env
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect()
+    }
+
+    fn value(vars: &BTreeMap<String, EnvVar>, name: &str) -> Option<String> {
+        vars.get(name).and_then(|e| e.value.clone())
+    }
+
+    #[test]
+    fn given_a_cluster_when_building_then_statefulset_is_ondelete_parallel_with_retained_claims() {
+        let sts = build_default(&cluster());
+        let spec = &sts.spec;
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(spec.service_name.as_deref(), Some("events-brokers"));
+        assert_eq!(
+            spec.update_strategy
+                .as_ref()
+                .and_then(|u| u.type_.as_deref()),
+            Some("OnDelete")
+        );
+        assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        let retention = spec
+            .persistent_volume_claim_retention_policy
+            .as_ref()
+            .expect("retention");
+        assert_eq!(retention.when_scaled.as_deref(), Some("Retain"));
+        assert_eq!(retention.when_deleted.as_deref(), Some("Retain"));
+        let claims = spec.volume_claim_templates.as_ref().expect("claims");
+        assert_eq!(claims.len(), 1);
+        let claim_spec = claims[0].spec.as_ref().expect("claim spec");
+        assert_eq!(
+            claim_spec
+                .resources
+                .as_ref()
+                .and_then(|r| r.requests.as_ref())
+                .expect("requests")["storage"]
+                .0,
+            "10Gi"
+        );
+        assert_eq!(claim_spec.storage_class_name, None);
+        assert_eq!(
+            spec.template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
+                .expect("annotations")[CONFIG_HASH_ANNOTATION],
+            "abc"
+        );
+    }
+
+    #[test]
+    fn given_a_cluster_when_building_then_broker_env_follows_the_pod_contract() {
+        let vars = env_map(&build_default(&cluster()));
+        assert_eq!(
+            vars["RILL_POD_NAME"]
+                .value_from
+                .as_ref()
+                .and_then(|v| v.field_ref.as_ref())
+                .map(|f| f.field_path.as_str()),
+            Some("metadata.name")
+        );
+        assert_eq!(
+            value(&vars, "RILL_BROKER_ID_FROM_POD_NAME").as_deref(),
+            Some("true")
+        );
+        assert_eq!(
+            value(&vars, "RILL_DATA_DIR").as_deref(),
+            Some("/var/lib/rill")
+        );
+        assert_eq!(
+            value(&vars, "RILL_LISTEN_ADDR").as_deref(),
+            Some("0.0.0.0:9093")
+        );
+        assert_eq!(
+            value(&vars, "RILL_KAFKA_ADDR").as_deref(),
+            Some("0.0.0.0:9092")
+        );
+        assert_eq!(
+            value(&vars, "RILL_REPLICATION_ADDR").as_deref(),
+            Some("0.0.0.0:9094")
+        );
+        assert_eq!(
+            value(&vars, "RILL_HTTP_ADDR").as_deref(),
+            Some("0.0.0.0:9644")
+        );
+        assert_eq!(
+            value(&vars, "RILL_ADVERTISED_HOST").as_deref(),
+            Some("$(RILL_POD_NAME).events-brokers.data.svc")
+        );
+        assert_eq!(
+            value(&vars, "RILL_CONTROLLER_ADDR").as_deref(),
+            Some("http://rill-operator.rill-system.svc:9095")
+        );
+        assert_eq!(
+            value(&vars, "RILL_CONFIG_FILE").as_deref(),
+            Some("/etc/rill/broker.properties")
+        );
+        assert!(
+            !vars.contains_key("RILL_RACK"),
+            "no rack without a topology key"
+        );
+        // $(RILL_POD_NAME) only expands when defined earlier in the list.
+        let order: Vec<String> = pod_spec(&build_default(&cluster())).containers[0]
+            .env
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        let pod = order.iter().position(|n| n == "RILL_POD_NAME");
+        let host = order.iter().position(|n| n == "RILL_ADVERTISED_HOST");
+        assert!(pod < host);
+    }
+
+    #[test]
+    fn given_a_cluster_when_building_then_pod_meets_the_restricted_pod_security_standard() {
+        let sts = build_default(&cluster());
+        let pod = pod_spec(&sts);
+        let psc = pod.security_context.as_ref().expect("pod security context");
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.run_as_user, Some(65532));
+        assert_eq!(psc.fs_group, Some(65532));
+        assert_eq!(
+            psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+            Some("RuntimeDefault")
+        );
+        let csc = pod.containers[0]
+            .security_context
+            .as_ref()
+            .expect("container security context");
+        assert_eq!(csc.allow_privilege_escalation, Some(false));
+        assert_eq!(csc.read_only_root_filesystem, Some(true));
+        assert_eq!(
+            csc.capabilities.as_ref().and_then(|c| c.drop.clone()),
+            Some(vec!["ALL".to_owned()])
+        );
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let container = &pod.containers[0];
+        let probe_path = |p: &Option<Probe>| {
+            p.as_ref()
+                .and_then(|p| p.http_get.as_ref())
+                .and_then(|h| h.path.clone())
+        };
+        assert_eq!(
+            probe_path(&container.readiness_probe).as_deref(),
+            Some("/readyz")
+        );
+        assert_eq!(
+            probe_path(&container.liveness_probe).as_deref(),
+            Some("/healthz")
+        );
+        let mounts: Vec<(String, String)> = container
+            .volume_mounts
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| (m.name, m.mount_path))
+            .collect();
+        assert!(mounts.contains(&("data".into(), "/var/lib/rill".into())));
+    }
+
+    #[test]
+    fn given_overrides_when_building_then_they_reach_the_pod_but_selector_labels_win() {
+        let mut sc = cluster();
+        sc.spec.image = Some("example.org/rill/broker:dev".into());
+        sc.spec.image_pull_policy = Some(ImagePullPolicy::Always);
+        sc.spec.storage.storage_class_name = Some("fast".into());
+        sc.spec.rack = Some(RackSpec {
+            topology_key: "topology.kubernetes.io/zone".into(),
+        });
+        sc.spec.pod_template = Some(PodTemplateOverrides {
+            labels: BTreeMap::from([
+                ("team".into(), "data".into()),
+                ("app.kubernetes.io/instance".into(), "hijack".into()),
+            ]),
+            annotations: BTreeMap::from([("example.org/a".into(), "b".into())]),
+            node_selector: BTreeMap::from([("disk".into(), "ssd".into())]),
+            tolerations: vec![Toleration {
+                key: Some("dedicated".into()),
+                operator: Some("Exists".into()),
+                ..Toleration::default()
+            }],
+            priority_class_name: Some("high".into()),
+            ..PodTemplateOverrides::default()
+        });
+        let sts = build_default(&sc);
+        let template = &sts.spec.template;
+        let labels = template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .expect("labels");
+        assert_eq!(labels["team"], "data");
+        assert_eq!(labels["app.kubernetes.io/instance"], "events");
+        let annotations = template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.clone())
+            .expect("annotations");
+        assert_eq!(annotations["example.org/a"], "b");
+        let pod = pod_spec(&sts);
+        assert_eq!(
+            pod.node_selector.as_ref().expect("node selector")["disk"],
+            "ssd"
+        );
+        assert_eq!(pod.tolerations.as_ref().map(Vec::len), Some(1));
+        assert_eq!(pod.priority_class_name.as_deref(), Some("high"));
+        assert_eq!(
+            pod.containers[0].image.as_deref(),
+            Some("example.org/rill/broker:dev")
+        );
+        assert_eq!(
+            pod.containers[0].image_pull_policy.as_deref(),
+            Some("Always")
+        );
+        let spread = pod.topology_spread_constraints.as_ref().expect("spread");
+        assert_eq!(spread[0].topology_key, "topology.kubernetes.io/zone");
+        let vars = env_map(&sts);
+        assert_eq!(
+            vars["RILL_RACK"]
+                .value_from
+                .as_ref()
+                .and_then(|v| v.field_ref.as_ref())
+                .map(|f| f.field_path.as_str()),
+            Some("metadata.labels['topology.kubernetes.io/zone']")
+        );
+        let claim = &sts.spec.volume_claim_templates.clone().expect("claims")[0];
+        assert_eq!(
+            claim
+                .spec
+                .as_ref()
+                .and_then(|s| s.storage_class_name.as_deref()),
+            Some("fast")
+        );
+    }
+
+    #[test]
+    fn given_no_image_in_spec_when_building_then_the_operator_default_is_used() {
+        let settings = Settings {
+            broker_image: "registry.local/rill/broker:9.9.9".into(),
+            ..Settings::default()
+        };
+        let sts = build(&cluster(), &Names::new("events"), 3, "abc", &settings);
+        assert_eq!(
+            pod_spec(&sts).containers[0].image.as_deref(),
+            Some("registry.local/rill/broker:9.9.9")
+        );
+        assert_eq!(pod_spec(&sts).containers[0].image_pull_policy, None);
+    }
+}

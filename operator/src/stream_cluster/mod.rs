@@ -1,0 +1,225 @@
+//! The StreamCluster reconciler.
+//!
+//! [`reconcile`] is a visible pipeline, one file per step:
+//!
+//! 1. [`validate`] — refuse specs the operator cannot honour (status only);
+//! 2. [`build`] — pure functions from spec to desired objects;
+//! 3. [`observe`] + [`apply`] — list what exists, server-side apply what differs;
+//! 4. [`orphans`] — delete owned objects that are no longer desired;
+//! 5. [`status`] — conditions and counts, written only when they change.
+//!
+//! [`scale_down`] sits between 2 and 3: it decides the replica count the
+//! build step uses. Events are published for objects created, updated or
+//! deleted and for changes of the Ready condition, never for a reconcile
+//! that changed nothing.
+
+pub mod apply;
+pub mod build;
+pub mod observe;
+pub mod orphans;
+pub mod scale_down;
+pub mod status;
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use tracing::{info, warn};
+
+use crate::conditions::{self, READY};
+use crate::context::Context;
+use crate::crd::{StreamCluster, StreamClusterStatus};
+use crate::ssa::ApplyError;
+
+/// Controller name in metrics and logs.
+pub const CONTROLLER: &str = "streamcluster";
+
+/// How often a healthy cluster is re-checked even without watch events
+/// (drift that no event reveals). Costs reads only.
+pub const RESYNC: Duration = Duration::from_secs(300);
+
+/// Errors of one StreamCluster reconcile. Each is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The object has no namespace (the CRD is namespaced, so never expected).
+    #[error("StreamCluster has no namespace")]
+    MissingNamespace,
+    /// Listing the cluster's objects failed.
+    #[error("cannot list {kind} objects: {source}")]
+    Observe {
+        /// Kind listed.
+        kind: String,
+        /// Client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Server-side apply failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// Deleting an orphaned object failed.
+    #[error("cannot delete orphaned {kind} {name}: {source}")]
+    DeleteOrphan {
+        /// Kind.
+        kind: String,
+        /// Name.
+        name: String,
+        /// Client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Writing the status failed.
+    #[error("cannot update StreamCluster status: {0}")]
+    Status(#[source] kube::Error),
+}
+
+impl Error {
+    /// Short label for the `reason` of `rill_operator_reconcile_errors_total`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::MissingNamespace => "missing_namespace",
+            Error::Observe { .. } => "observe",
+            Error::Apply(e) => e.metric_label(),
+            Error::DeleteOrphan { .. } => "delete_orphan",
+            Error::Status(_) => "status",
+        }
+    }
+}
+
+/// Reconciles one StreamCluster.
+pub async fn reconcile(sc: Arc<StreamCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started(CONTROLLER);
+    let namespace = sc.namespace().ok_or(Error::MissingNamespace)?;
+    let name = sc.name_any();
+    let api: Api<StreamCluster> = Api::namespaced(ctx.client.clone(), &namespace);
+    let now = conditions::now();
+
+    // 1. Validate.
+    if let Err(invalid) = validate::validate(&sc) {
+        let new_status = status::invalid(&sc, &invalid, &now);
+        write_status(&ctx, &api, &sc, &new_status).await?;
+        // Nothing to retry: the next spec change triggers a new reconcile.
+        return Ok(Action::await_change());
+    }
+
+    // 2. Observe what exists, decide the replica count, build the desired objects.
+    let live = observe::observe(&ctx.client, &namespace, &name).await?;
+    let current_replicas =
+        observe::by_name(&live.stateful_sets, &name).and_then(|sts| sts.spec.replicas);
+    let decision = scale_down::decide(
+        ctx.placement.as_ref(),
+        &namespace,
+        &name,
+        current_replicas,
+        sc.spec.brokers,
+    );
+    let desired = build::desired_objects(&sc, decision.replicas(), &ctx.settings);
+
+    // 3. Apply what differs.
+    let report = apply::apply(&ctx.client, &namespace, &desired, &live, &ctx.metrics).await?;
+    if report.changed() {
+        info!(cluster = %name, namespace = %namespace, created = ?report.created, updated = ?report.updated, "applied objects");
+        let note = describe_changes(&report.created, &report.updated);
+        publish(&ctx, &sc, EventType::Normal, "Applied", "Apply", note).await;
+    }
+
+    // 4. Delete orphans.
+    let deleted =
+        orphans::delete_orphans(&ctx.client, &namespace, &sc, &desired, &live, &ctx.metrics)
+            .await?;
+    if !deleted.is_empty() {
+        info!(cluster = %name, namespace = %namespace, deleted = ?deleted, "deleted orphaned objects");
+        publish(
+            &ctx,
+            &sc,
+            EventType::Normal,
+            "DeletedOrphans",
+            "Delete",
+            format!("deleted {}", deleted.join(", ")),
+        )
+        .await;
+    }
+
+    // 5. Status.
+    let sts = report
+        .stateful_set
+        .as_ref()
+        .or_else(|| observe::by_name(&live.stateful_sets, &name));
+    let new_status = status::compute(&sc, sts, &decision, &now);
+    write_status(&ctx, &api, &sc, &new_status).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Writes the status if it changed and publishes an Event when the Ready
+/// condition changed its status or reason.
+async fn write_status(
+    ctx: &Context,
+    api: &Api<StreamCluster>,
+    sc: &StreamCluster,
+    new_status: &StreamClusterStatus,
+) -> Result<(), Error> {
+    let written = status::patch_if_changed(api, sc, new_status)
+        .await
+        .map_err(Error::Status)?;
+    if !written {
+        return Ok(());
+    }
+    ctx.metrics
+        .record_write(CONTROLLER, "StreamCluster", "status");
+    let old_ready = sc
+        .status
+        .as_ref()
+        .and_then(|s| conditions::find(&s.conditions, READY))
+        .map(|c| (c.status.clone(), c.reason.clone()));
+    if let Some(ready) = conditions::find(&new_status.conditions, READY)
+        && old_ready != Some((ready.status.clone(), ready.reason.clone()))
+    {
+        let type_ = if ready.status == "True" {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        let reason = ready.reason.clone();
+        publish(ctx, sc, type_, &reason, "Reconcile", ready.message.clone()).await;
+    }
+    Ok(())
+}
+
+fn describe_changes(created: &[String], updated: &[String]) -> String {
+    let mut parts = Vec::new();
+    if !created.is_empty() {
+        parts.push(format!("created {}", created.join(", ")));
+    }
+    if !updated.is_empty() {
+        parts.push(format!("updated {}", updated.join(", ")));
+    }
+    parts.join("; ")
+}
+
+/// Publishes an Event about the StreamCluster. Events are best effort: a
+/// failure is logged, never fails the reconcile.
+async fn publish(
+    ctx: &Context,
+    sc: &StreamCluster,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: action.to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder().publish(&event, &sc.object_ref(&())).await {
+        warn!(%error, cluster = %sc.name_any(), reason, "cannot publish event");
+    }
+}
+
+#[cfg(test)]
+mod reconcile_tests;

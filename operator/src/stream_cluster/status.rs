@@ -1,0 +1,411 @@
+//! Step 5 of the StreamCluster pipeline: compute the status from what was
+//! observed and write it only when it differs from the stored one.
+//!
+//! Conditions and their stable reasons:
+//!
+//! | type        | status | reason               | meaning |
+//! |-------------|--------|----------------------|---------|
+//! | Ready       | True   | `AllBrokersReady`    | every desired broker passes its readiness probe |
+//! | Ready       | False  | `BrokersNotReady`    | fewer ready brokers than desired |
+//! | Ready       | False  | `InvalidSpec`        | the spec was refused; message says why |
+//! | Progressing | True   | `Creating`           | the StatefulSet has not reported on the current spec yet |
+//! | Progressing | True   | `Scaling`            | broker pods are being added or removed |
+//! | Progressing | True   | `ScaleDownBlocked`   | removed brokers still hold partition replicas |
+//! | Progressing | True   | `UpdatePending`      | pods run an outdated template (`OnDelete`) |
+//! | Progressing | True   | `BrokersStarting`    | pods exist, not all ready yet, cluster never ready since |
+//! | Progressing | False  | `Reconciled`         | everything runs the current spec |
+//! | Progressing | False  | `InvalidSpec`        | nothing to do until the spec is fixed |
+//! | Degraded    | True   | `BrokersUnavailable` | a cluster that was ready lost brokers |
+//! | Degraded    | True   | `InvalidSpec`        | the spec was refused |
+//! | Degraded    | False  | `AsExpected`         | none of the above |
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+
+use super::build::{kafka_bootstrap, selector_string};
+use super::scale_down::ScaleDecision;
+use super::validate::InvalidSpec;
+use crate::conditions::{self, DEGRADED, DesiredCondition, PROGRESSING, READY, merge_conditions};
+use crate::crd::{StreamCluster, StreamClusterStatus};
+
+/// Stable reason strings of StreamCluster conditions.
+pub mod reasons {
+    /// Ready=True.
+    pub const ALL_BROKERS_READY: &str = "AllBrokersReady";
+    /// Ready=False.
+    pub const BROKERS_NOT_READY: &str = "BrokersNotReady";
+    /// Ready/Progressing/Degraded for a refused spec.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// Progressing=True before the StatefulSet reports.
+    pub const CREATING: &str = "Creating";
+    /// Progressing=True while pods are added or removed.
+    pub const SCALING: &str = "Scaling";
+    /// Progressing=True while a scale-down is refused.
+    pub const SCALE_DOWN_BLOCKED: &str = "ScaleDownBlocked";
+    /// Progressing=True while pods run an old template.
+    pub const UPDATE_PENDING: &str = "UpdatePending";
+    /// Progressing=True while a new cluster starts.
+    pub const BROKERS_STARTING: &str = "BrokersStarting";
+    /// Progressing=False when done.
+    pub const RECONCILED: &str = "Reconciled";
+    /// Degraded=True after losing brokers.
+    pub const BROKERS_UNAVAILABLE: &str = "BrokersUnavailable";
+    /// Degraded=False.
+    pub const AS_EXPECTED: &str = "AsExpected";
+}
+
+/// Counts read from the StatefulSet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Observed {
+    /// The StatefulSet controller has seen the latest StatefulSet spec.
+    current: bool,
+    replicas: i32,
+    ready: i32,
+    updated: i32,
+}
+
+fn observe(sts: Option<&StatefulSet>) -> Option<Observed> {
+    let sts = sts?;
+    let status = sts.status.clone().unwrap_or_default();
+    Some(Observed {
+        current: status.observed_generation.is_some()
+            && status.observed_generation >= sts.metadata.generation,
+        replicas: status.replicas,
+        ready: status.ready_replicas.unwrap_or(0),
+        updated: status.updated_replicas.unwrap_or(0),
+    })
+}
+
+/// Computes the status of a valid cluster.
+pub fn compute(
+    sc: &StreamCluster,
+    sts: Option<&StatefulSet>,
+    decision: &ScaleDecision,
+    now: &Time,
+) -> StreamClusterStatus {
+    let previous = sc.status.clone().unwrap_or_default();
+    let desired = sc.spec.brokers;
+    let observed = observe(sts);
+    let counts = observed.unwrap_or_default();
+    let all_ready =
+        observed.is_some_and(|o| o.current && o.replicas == desired && o.ready >= desired);
+    let was_healthy = conditions::is_true(&previous.conditions, READY)
+        || conditions::find(&previous.conditions, DEGRADED)
+            .is_some_and(|c| c.status == "True" && c.reason == reasons::BROKERS_UNAVAILABLE);
+
+    let ready = if all_ready {
+        DesiredCondition::new(
+            READY,
+            true,
+            reasons::ALL_BROKERS_READY,
+            format!("{desired}/{desired} brokers ready"),
+        )
+    } else {
+        DesiredCondition::new(
+            READY,
+            false,
+            reasons::BROKERS_NOT_READY,
+            format!("{}/{desired} brokers ready", counts.ready),
+        )
+    };
+
+    let progressing = match (decision, observed) {
+        (
+            ScaleDecision::Blocked {
+                current,
+                desired,
+                holding,
+            },
+            _,
+        ) => DesiredCondition::new(
+            PROGRESSING,
+            true,
+            reasons::SCALE_DOWN_BLOCKED,
+            format!(
+                "scale-down from {current} to {desired} brokers is refused: brokers {holding:?} still hold partition replicas"
+            ),
+        ),
+        (_, None) => DesiredCondition::new(
+            PROGRESSING,
+            true,
+            reasons::CREATING,
+            "waiting for the StatefulSet to report",
+        ),
+        (_, Some(o)) if !o.current => DesiredCondition::new(
+            PROGRESSING,
+            true,
+            reasons::CREATING,
+            "waiting for the StatefulSet to report",
+        ),
+        (_, Some(o)) if o.replicas != desired => DesiredCondition::new(
+            PROGRESSING,
+            true,
+            reasons::SCALING,
+            format!("{} of {desired} broker pods exist", o.replicas),
+        ),
+        (_, Some(o)) if o.updated < o.replicas => DesiredCondition::new(
+            PROGRESSING,
+            true,
+            reasons::UPDATE_PENDING,
+            format!(
+                "{} of {} brokers run an outdated pod template; pods restart only when deleted (updateStrategy OnDelete): \
+                 delete one broker pod at a time, waiting for Ready in between",
+                o.replicas - o.updated,
+                o.replicas
+            ),
+        ),
+        (_, Some(o)) if o.ready < desired && !was_healthy => DesiredCondition::new(
+            PROGRESSING,
+            true,
+            reasons::BROKERS_STARTING,
+            format!("{}/{desired} brokers ready", o.ready),
+        ),
+        _ => DesiredCondition::new(
+            PROGRESSING,
+            false,
+            reasons::RECONCILED,
+            "all brokers run the current spec",
+        ),
+    };
+
+    let degraded = if !all_ready && was_healthy && !progressing.status {
+        DesiredCondition::new(
+            DEGRADED,
+            true,
+            reasons::BROKERS_UNAVAILABLE,
+            format!("{}/{desired} brokers ready", counts.ready),
+        )
+    } else {
+        DesiredCondition::new(DEGRADED, false, reasons::AS_EXPECTED, "")
+    };
+
+    StreamClusterStatus {
+        observed_generation: sc.metadata.generation,
+        conditions: merge_conditions(
+            &previous.conditions,
+            &[ready, progressing, degraded],
+            sc.metadata.generation,
+            now,
+        ),
+        brokers: counts.replicas,
+        ready_brokers: counts.ready,
+        updated_brokers: counts.updated,
+        selector: Some(selector_string(&sc.name_any())),
+        kafka_bootstrap: Some(kafka_bootstrap(sc)),
+    }
+}
+
+/// Status of a cluster whose spec was refused. Broker counts keep their
+/// previous values: nothing was applied.
+pub fn invalid(sc: &StreamCluster, invalid: &InvalidSpec, now: &Time) -> StreamClusterStatus {
+    let previous = sc.status.clone().unwrap_or_default();
+    let message = invalid.message();
+    let desired = [
+        DesiredCondition::new(READY, false, reasons::INVALID_SPEC, message.clone()),
+        DesiredCondition::new(
+            PROGRESSING,
+            false,
+            reasons::INVALID_SPEC,
+            "waiting for a valid spec",
+        ),
+        DesiredCondition::new(DEGRADED, true, reasons::INVALID_SPEC, message),
+    ];
+    StreamClusterStatus {
+        observed_generation: sc.metadata.generation,
+        conditions: merge_conditions(&previous.conditions, &desired, sc.metadata.generation, now),
+        selector: Some(selector_string(&sc.name_any())),
+        ..previous
+    }
+}
+
+/// Writes `status` to the status subresource unless it equals the stored
+/// one. Returns whether a write happened.
+pub async fn patch_if_changed(
+    api: &Api<StreamCluster>,
+    sc: &StreamCluster,
+    status: &StreamClusterStatus,
+) -> Result<bool, kube::Error> {
+    if sc.status.as_ref() == Some(status) {
+        return Ok(false);
+    }
+    api.patch_status(
+        &sc.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream_cluster::build::fixtures::cluster;
+    use k8s_openapi::api::apps::v1::StatefulSetStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn at(second: i64) -> Time {
+        Time(jiff::Timestamp::from_second(second).expect("timestamp"))
+    }
+
+    fn sts(generation: i64, observed: i64, replicas: i32, ready: i32, updated: i32) -> StatefulSet {
+        StatefulSet {
+            metadata: ObjectMeta {
+                generation: Some(generation),
+                ..ObjectMeta::default()
+            },
+            status: Some(StatefulSetStatus {
+                observed_generation: Some(observed),
+                replicas,
+                ready_replicas: Some(ready),
+                updated_replicas: Some(updated),
+                ..StatefulSetStatus::default()
+            }),
+            ..StatefulSet::default()
+        }
+    }
+
+    fn reason(status: &StreamClusterStatus, type_: &str) -> (String, String) {
+        let c = conditions::find(&status.conditions, type_).expect("condition");
+        (c.status.clone(), c.reason.clone())
+    }
+
+    const PROCEED: ScaleDecision = ScaleDecision::Proceed { replicas: 3 };
+
+    #[test]
+    fn given_no_statefulset_yet_when_computing_then_progressing_creating() {
+        let status = compute(&cluster(), None, &PROCEED, &at(1));
+        assert_eq!(
+            reason(&status, READY),
+            ("False".into(), "BrokersNotReady".into())
+        );
+        assert_eq!(
+            reason(&status, PROGRESSING),
+            ("True".into(), "Creating".into())
+        );
+        assert_eq!(
+            reason(&status, DEGRADED),
+            ("False".into(), "AsExpected".into())
+        );
+        assert_eq!(status.observed_generation, Some(1));
+        assert_eq!(
+            status.kafka_bootstrap.as_deref(),
+            Some("events-bootstrap.data.svc:9092")
+        );
+    }
+
+    #[test]
+    fn given_all_brokers_ready_when_computing_then_ready_and_reconciled() {
+        let status = compute(&cluster(), Some(&sts(2, 2, 3, 3, 3)), &PROCEED, &at(1));
+        assert_eq!(
+            reason(&status, READY),
+            ("True".into(), "AllBrokersReady".into())
+        );
+        assert_eq!(
+            reason(&status, PROGRESSING),
+            ("False".into(), "Reconciled".into())
+        );
+        assert_eq!(
+            (status.brokers, status.ready_brokers, status.updated_brokers),
+            (3, 3, 3)
+        );
+    }
+
+    #[test]
+    fn given_a_new_cluster_starting_when_computing_then_progressing_not_degraded() {
+        let status = compute(&cluster(), Some(&sts(1, 1, 3, 1, 3)), &PROCEED, &at(1));
+        assert_eq!(
+            reason(&status, PROGRESSING),
+            ("True".into(), "BrokersStarting".into())
+        );
+        assert_eq!(
+            reason(&status, DEGRADED),
+            ("False".into(), "AsExpected".into())
+        );
+    }
+
+    #[test]
+    fn given_a_ready_cluster_losing_a_broker_when_computing_then_degraded() {
+        let mut sc = cluster();
+        sc.status = Some(compute(&sc, Some(&sts(1, 1, 3, 3, 3)), &PROCEED, &at(1)));
+        let status = compute(&sc, Some(&sts(1, 1, 3, 2, 3)), &PROCEED, &at(50));
+        assert_eq!(
+            reason(&status, READY),
+            ("False".into(), "BrokersNotReady".into())
+        );
+        assert_eq!(
+            reason(&status, DEGRADED),
+            ("True".into(), "BrokersUnavailable".into())
+        );
+        let ready = conditions::find(&status.conditions, READY).expect("ready");
+        assert_eq!(ready.last_transition_time, at(50));
+        // Still degraded on the next pass, transition time unchanged.
+        sc.status = Some(status);
+        let again = compute(&sc, Some(&sts(1, 1, 3, 2, 3)), &PROCEED, &at(90));
+        assert_eq!(
+            reason(&again, DEGRADED),
+            ("True".into(), "BrokersUnavailable".into())
+        );
+        assert_eq!(Some(&again), sc.status.as_ref());
+    }
+
+    #[test]
+    fn given_outdated_pods_when_computing_then_update_pending_explains_ondelete() {
+        let status = compute(&cluster(), Some(&sts(2, 2, 3, 3, 1)), &PROCEED, &at(1));
+        assert_eq!(
+            reason(&status, PROGRESSING),
+            ("True".into(), "UpdatePending".into())
+        );
+        let message = &conditions::find(&status.conditions, PROGRESSING)
+            .expect("p")
+            .message;
+        assert!(
+            message.starts_with("2 of 3 brokers run an outdated pod template"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn given_scaling_or_a_blocked_scale_down_when_computing_then_progressing_says_which() {
+        let status = compute(&cluster(), Some(&sts(2, 2, 2, 2, 2)), &PROCEED, &at(1));
+        assert_eq!(
+            reason(&status, PROGRESSING),
+            ("True".into(), "Scaling".into())
+        );
+        let blocked = ScaleDecision::Blocked {
+            current: 5,
+            desired: 3,
+            holding: vec![4],
+        };
+        let status = compute(&cluster(), Some(&sts(2, 2, 5, 5, 5)), &blocked, &at(1));
+        assert_eq!(
+            reason(&status, PROGRESSING),
+            ("True".into(), "ScaleDownBlocked".into())
+        );
+    }
+
+    #[test]
+    fn given_an_invalid_spec_when_computing_then_all_conditions_say_invalid_spec() {
+        let invalid_spec = InvalidSpec {
+            problems: vec!["spec.brokers is 0; at least 1 broker is required".into()],
+        };
+        let status = invalid(&cluster(), &invalid_spec, &at(1));
+        assert_eq!(
+            reason(&status, READY),
+            ("False".into(), "InvalidSpec".into())
+        );
+        assert_eq!(
+            reason(&status, DEGRADED),
+            ("True".into(), "InvalidSpec".into())
+        );
+        assert_eq!(
+            conditions::find(&status.conditions, READY)
+                .expect("ready")
+                .message,
+            "spec.brokers is 0; at least 1 broker is required"
+        );
+    }
+}

@@ -1,0 +1,353 @@
+//! Topic reconcile tests against a scripted API server: the finalizer is
+//! added first, acceptance writes status once, an unchanged topic causes no
+//! write, conflicts and shrinks are refused with their reasons, and deletion
+//! runs the data deleter (or keeps data) before the finalizer goes.
+
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use http::Method;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::controller::Action;
+use serde_json::Value;
+
+use super::cleanup::{DataDeletionError, DeletionOutcome, TopicDataDeleter, TopicDataRef};
+use super::fixtures::topic;
+use super::status::{Outcome, compute, reasons};
+use super::{FINALIZER, RECHECK, reconcile};
+use crate::conditions;
+use crate::context::Context;
+use crate::crd::{KEEP_DATA_ANNOTATION, Topic};
+use crate::stream_cluster::build::fixtures::cluster;
+use crate::test_support::{ApiServer, finished, list, mock_context};
+
+const TOPICS: &str = "/apis/rill.dev/v1alpha1/namespaces/data/topics";
+const CLUSTER: &str = "/apis/rill.dev/v1alpha1/namespaces/data/streamclusters/events";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/data/events";
+
+/// Records every deletion request.
+#[derive(Default)]
+struct RecordingDeleter(Mutex<Vec<TopicDataRef>>);
+
+impl TopicDataDeleter for RecordingDeleter {
+    fn delete_topic_data<'a>(
+        &'a self,
+        topic: &'a TopicDataRef,
+    ) -> BoxFuture<'a, Result<DeletionOutcome, DataDeletionError>> {
+        self.0.lock().expect("lock").push(topic.clone());
+        Box::pin(async { Ok(DeletionOutcome::Deleted) })
+    }
+}
+
+fn with_finalizer(mut t: Topic) -> Topic {
+    t.metadata.finalizers = Some(vec![FINALIZER.to_owned()]);
+    t
+}
+
+fn accepted(mut t: Topic) -> Topic {
+    let outcome = Outcome::Accepted {
+        partitions: t.spec.partitions,
+        replication_factor: t.spec.replication_factor,
+    };
+    t.status = Some(compute(&t, &outcome, &conditions::now()));
+    t
+}
+
+fn ready(status: &Value) -> &Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .unwrap_or_else(|| panic!("no Ready condition in {status}"))
+}
+
+fn spawn(
+    t: Topic,
+    ctx: Context,
+) -> (
+    Arc<Context>,
+    tokio::task::JoinHandle<Result<Action, super::Error>>,
+) {
+    let ctx = Arc::new(ctx);
+    let task = tokio::spawn(reconcile(Arc::new(t), ctx.clone()));
+    (ctx, task)
+}
+
+async fn expect_event(server: &mut ApiServer, reason: &str) -> Value {
+    let exchange = server.expect(Method::POST, EVENTS).await;
+    assert_eq!(exchange.body["reason"], reason, "{}", exchange.body);
+    let body = exchange.body.clone();
+    exchange.echo();
+    body
+}
+
+/// Answers the cluster GET and the Topic LIST of the Apply branch.
+async fn answer_lookups(server: &mut ApiServer, topics: &[Topic]) {
+    server.expect(Method::GET, CLUSTER).await.ok(&cluster());
+    server
+        .expect(Method::GET, TOPICS)
+        .await
+        .respond(200, &list("TopicList", topics));
+}
+
+#[tokio::test]
+async fn given_a_topic_without_finalizer_when_reconciling_then_the_finalizer_is_added_first() {
+    let (ctx, mut server) = mock_context();
+    let t = topic("orders", "2024-01-01T00:00:00Z");
+    let (_ctx, task) = spawn(t.clone(), ctx);
+    let exchange = server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders"))
+        .await;
+    assert_eq!(exchange.content_type, "application/json-patch+json");
+    assert_eq!(exchange.body[1]["op"], "add");
+    assert_eq!(exchange.body[1]["value"][0], FINALIZER);
+    exchange.ok(&with_finalizer(t));
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::await_change()
+    );
+}
+
+#[tokio::test]
+async fn given_a_valid_topic_when_reconciling_then_it_is_accepted_once_and_then_left_alone() {
+    let (ctx, mut server) = mock_context();
+    let t = with_finalizer(topic("orders", "2024-01-01T00:00:00Z"));
+    let (ctx, task) = spawn(t.clone(), ctx);
+    answer_lookups(&mut server, std::slice::from_ref(&t)).await;
+    let exchange = server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders/status"))
+        .await;
+    let status = exchange.body["status"].clone();
+    assert_eq!(ready(&status)["status"], "True");
+    assert_eq!(ready(&status)["reason"], "Accepted");
+    assert_eq!(status["partitionCount"], 6);
+    assert_eq!(status["topicName"], "orders");
+    assert_eq!(
+        status["partitions"],
+        Value::Array(vec![]),
+        "no invented placement"
+    );
+    exchange.ok(&t);
+    expect_event(&mut server, "Accepted").await;
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::await_change()
+    );
+
+    // Re-applying the same topic: reads only.
+    let stored = accepted(t);
+    let task = tokio::spawn(reconcile(Arc::new(stored.clone()), ctx.clone()));
+    answer_lookups(&mut server, &[stored]).await;
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::await_change()
+    );
+    assert_eq!(ctx.metrics.write_count(super::CONTROLLER), 1);
+}
+
+#[tokio::test]
+async fn given_a_newer_topic_with_the_same_name_when_reconciling_then_it_gets_resource_conflict() {
+    let (ctx, mut server) = mock_context();
+    let older = accepted(with_finalizer(topic("orders", "2024-01-01T00:00:00Z")));
+    let mut newer = with_finalizer(topic("orders-copy", "2024-03-01T00:00:00Z"));
+    newer.spec.topic_name = Some("orders".into());
+    let (_ctx, task) = spawn(newer.clone(), ctx);
+    answer_lookups(&mut server, &[older, newer.clone()]).await;
+    let exchange = server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders-copy/status"))
+        .await;
+    let status = exchange.body["status"].clone();
+    assert_eq!(ready(&status)["reason"], reasons::RESOURCE_CONFLICT);
+    assert!(
+        ready(&status)["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Topic \"orders\"")
+    );
+    exchange.ok(&newer);
+    expect_event(&mut server, reasons::RESOURCE_CONFLICT).await;
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::requeue(RECHECK)
+    );
+}
+
+#[tokio::test]
+async fn given_fewer_partitions_than_accepted_when_reconciling_then_not_supported_and_the_count_is_kept()
+ {
+    let (ctx, mut server) = mock_context();
+    let mut t = accepted(with_finalizer(topic("orders", "2024-01-01T00:00:00Z")));
+    t.spec.partitions = 3;
+    t.metadata.generation = Some(2);
+    let (_ctx, task) = spawn(t.clone(), ctx);
+    answer_lookups(&mut server, std::slice::from_ref(&t)).await;
+    let exchange = server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders/status"))
+        .await;
+    let status = exchange.body["status"].clone();
+    assert_eq!(ready(&status)["reason"], reasons::NOT_SUPPORTED);
+    assert_eq!(
+        ready(&status)["message"],
+        "partitions can only grow: the spec asks for 3, the topic has 6"
+    );
+    assert_eq!(status["partitionCount"], 6);
+    assert_eq!(status["observedGeneration"], 2);
+    exchange.ok(&t);
+    expect_event(&mut server, reasons::NOT_SUPPORTED).await;
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::await_change()
+    );
+}
+
+#[tokio::test]
+async fn given_an_invalid_spec_when_reconciling_then_no_cluster_lookup_and_no_retry() {
+    let (ctx, mut server) = mock_context();
+    let mut t = with_finalizer(topic("orders", "2024-01-01T00:00:00Z"));
+    t.spec.config = Some(crate::crd::TopicConfig {
+        min_insync_replicas: Some(5),
+        ..Default::default()
+    });
+    let (_ctx, task) = spawn(t.clone(), ctx);
+    let exchange = server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders/status"))
+        .await;
+    assert_eq!(
+        ready(&exchange.body["status"])["reason"],
+        reasons::INVALID_SPEC
+    );
+    exchange.ok(&t);
+    expect_event(&mut server, reasons::INVALID_SPEC).await;
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::await_change()
+    );
+}
+
+#[tokio::test]
+async fn given_a_missing_cluster_or_too_few_brokers_when_reconciling_then_refused_and_rechecked_later()
+ {
+    let (ctx, mut server) = mock_context();
+    let t = with_finalizer(topic("orders", "2024-01-01T00:00:00Z"));
+    let (ctx, task) = spawn(t.clone(), ctx);
+    server.expect(Method::GET, CLUSTER).await.not_found();
+    let exchange = server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders/status"))
+        .await;
+    assert_eq!(
+        ready(&exchange.body["status"])["reason"],
+        reasons::CLUSTER_NOT_FOUND
+    );
+    exchange.ok(&t);
+    expect_event(&mut server, reasons::CLUSTER_NOT_FOUND).await;
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::requeue(RECHECK)
+    );
+
+    let task = tokio::spawn(reconcile(Arc::new(t.clone()), ctx));
+    let mut small = cluster();
+    small.spec.brokers = 1;
+    server.expect(Method::GET, CLUSTER).await.ok(&small);
+    let exchange = server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders/status"))
+        .await;
+    assert_eq!(
+        ready(&exchange.body["status"])["reason"],
+        reasons::INSUFFICIENT_BROKERS
+    );
+    exchange.ok(&t);
+    expect_event(&mut server, reasons::INSUFFICIENT_BROKERS).await;
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::requeue(RECHECK)
+    );
+}
+
+fn deleting(t: Topic) -> Topic {
+    let mut t = t;
+    t.metadata.deletion_timestamp = Some(Time("2024-06-01T00:00:00Z".parse().expect("timestamp")));
+    t
+}
+
+#[tokio::test]
+async fn given_a_deleted_topic_when_reconciling_then_data_is_deleted_before_the_finalizer_goes() {
+    let (mut ctx, mut server) = mock_context();
+    let deleter = Arc::new(RecordingDeleter::default());
+    ctx.data_deleter = deleter.clone();
+    let t = deleting(accepted(with_finalizer(topic(
+        "orders",
+        "2024-01-01T00:00:00Z",
+    ))));
+    let (_ctx, task) = spawn(t.clone(), ctx);
+
+    server
+        .expect(Method::GET, TOPICS)
+        .await
+        .respond(200, &list("TopicList", std::slice::from_ref(&t)));
+    expect_event(&mut server, "DataDeleted").await;
+    let exchange = server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders"))
+        .await;
+    assert_eq!(exchange.body[0]["op"], "test");
+    assert_eq!(exchange.body[0]["value"], FINALIZER);
+    assert_eq!(exchange.body[1]["op"], "remove");
+    assert_eq!(exchange.body[1]["path"], "/metadata/finalizers/0");
+    exchange.ok(&t);
+    finished(task).await.expect("reconcile succeeds");
+
+    let calls = deleter.0.lock().expect("lock").clone();
+    assert_eq!(
+        calls,
+        vec![TopicDataRef {
+            namespace: "data".into(),
+            cluster: "events".into(),
+            topic: "orders".into()
+        }]
+    );
+}
+
+#[tokio::test]
+async fn given_keep_data_annotation_when_deleting_then_the_deleter_is_not_called() {
+    let (mut ctx, mut server) = mock_context();
+    let deleter = Arc::new(RecordingDeleter::default());
+    ctx.data_deleter = deleter.clone();
+    let mut t = deleting(accepted(with_finalizer(topic(
+        "orders",
+        "2024-01-01T00:00:00Z",
+    ))));
+    t.metadata.annotations = Some([(KEEP_DATA_ANNOTATION.to_owned(), "true".to_owned())].into());
+    let (_ctx, task) = spawn(t.clone(), ctx);
+    expect_event(&mut server, "DataKept").await;
+    server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders"))
+        .await
+        .ok(&t);
+    finished(task).await.expect("reconcile succeeds");
+    assert!(deleter.0.lock().expect("lock").is_empty());
+}
+
+#[tokio::test]
+async fn given_the_default_deleter_when_deleting_then_the_intent_is_recorded_honestly() {
+    let (ctx, mut server) = mock_context();
+    let t = deleting(accepted(with_finalizer(topic(
+        "orders",
+        "2024-01-01T00:00:00Z",
+    ))));
+    let (_ctx, task) = spawn(t.clone(), ctx);
+    server
+        .expect(Method::GET, TOPICS)
+        .await
+        .respond(200, &list("TopicList", std::slice::from_ref(&t)));
+    let event = expect_event(&mut server, "DataDeletionRecorded").await;
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("partition placement is not implemented yet")
+    );
+    server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders"))
+        .await
+        .ok(&t);
+    finished(task).await.expect("reconcile succeeds");
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs the pinned developer tools the Makefile's chart targets need into
+# ${RILL_TOOLS:-$HOME/.cache/rill/tools}/bin and prints that directory.
+#
+# Helm is not packaged by Debian, and only package registries are reachable,
+# so it is built from its Go module with `go install` (needs Go >= 1.24 and
+# the Go module proxy). Idempotent: when the pinned version is already there
+# it returns at once.
+set -euo pipefail
+
+HELM_VERSION="v3.22.0"
+# Kubernetes version helm assumes when no cluster is given (helm's own
+# Makefile derives it from its k8s.io/client-go v0.37 dependency).
+HELM_K8S_MAJOR="1"
+HELM_K8S_MINOR="37"
+
+TOOLS="${RILL_TOOLS:-$HOME/.cache/rill/tools}"
+BIN="$TOOLS/bin"
+mkdir -p "$BIN"
+
+STAMP="$BIN/.helm-${HELM_VERSION}-k8s${HELM_K8S_MAJOR}.${HELM_K8S_MINOR}"
+
+helm_is_current() {
+    [ -x "$BIN/helm" ] && [ -f "$STAMP" ] \
+        && "$BIN/helm" version --template '{{.Version}}' 2>/dev/null | grep -qx "$HELM_VERSION"
+}
+
+if ! helm_is_current; then
+    if ! command -v go >/dev/null 2>&1; then
+        echo "install-tools: Go is needed to build helm $HELM_VERSION (apt-get install golang-go, or a newer Go)" >&2
+        exit 1
+    fi
+    echo "install-tools: building helm $HELM_VERSION with go install (first time only)..." >&2
+    # The same linker flags helm's Makefile sets: without them a `go install`
+    # build reports no version and assumes Kubernetes 1.20.
+    ldflags="-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
+    ldflags+=" -X helm.sh/helm/v3/internal/version.gitCommit=go-install"
+    ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+    for pkg in pkg/lint/rules pkg/chartutil; do
+        ldflags+=" -X helm.sh/helm/v3/${pkg}.k8sVersionMajor=${HELM_K8S_MAJOR}"
+        ldflags+=" -X helm.sh/helm/v3/${pkg}.k8sVersionMinor=${HELM_K8S_MINOR}"
+    done
+    GOBIN="$BIN" CGO_ENABLED=0 go install -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
+    if ! "$BIN/helm" version --template '{{.Version}}' 2>/dev/null | grep -qx "$HELM_VERSION"; then
+        echo "install-tools: helm in $BIN does not report $HELM_VERSION" >&2
+        "$BIN/helm" version >&2 || true
+        exit 1
+    fi
+    rm -f "$BIN"/.helm-*
+    touch "$STAMP"
+fi
+
+echo "$BIN"

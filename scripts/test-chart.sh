@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Chart checks: helm lint and helm template with default and non-default
+# values, schema rejection of bad values, the chart's CRDs equal crds/, and
+# every RBAC rule carries a comment saying who needs it. Run by
+# `make test-chart`; prints "N passed, 0 failed" on success.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+HELM="$(scripts/install-tools.sh)/helm"
+CHART=charts/rill
+CUSTOM=$CHART/ci/custom-values.yaml
+OUT="$(mktemp -d)"
+trap 'rm -rf "$OUT"' EXIT
+
+passed=0
+failed=0
+check() {
+    local name="$1"
+    shift
+    if "$@" >"$OUT/last.log" 2>&1; then
+        passed=$((passed + 1))
+        echo "ok   $name"
+    else
+        failed=$((failed + 1))
+        echo "FAIL $name"
+        sed 's/^/     /' "$OUT/last.log"
+    fi
+}
+
+# Render against the Kubernetes release the operator is built for.
+KUBE_VERSION=1.37.0
+render() { "$HELM" template rill "$CHART" --namespace rill-system --kube-version "$KUBE_VERSION" "$@"; }
+
+check "helm lint (default values)" "$HELM" lint --strict "$CHART" --kube-version 1.37.0
+check "helm lint (ci/custom-values.yaml)" "$HELM" lint --strict "$CHART" -f "$CUSTOM" --kube-version 1.37.0
+render_to() { local out="$1"; shift; render "$@" >"$out"; }
+check "helm template (default values)" render_to "$OUT/default.yaml"
+check "helm template (ci/custom-values.yaml)" render_to "$OUT/custom.yaml" -f "$CUSTOM"
+check "helm template with the StreamCluster enabled" render_to "$OUT/with-cluster.yaml" --set streamCluster.enabled=true
+check "helm template refuses Kubernetes older than 1.32" bash -c "! '$HELM' template rill '$CHART' --kube-version 1.31.0"
+
+check "default: operator image is rill/operator:<appVersion>" grep -q 'image: rill/operator:0.1.0' "$OUT/default.yaml"
+check "default: broker image is rill/broker:<appVersion>" grep -q 'value: "rill/broker:0.1.0"' "$OUT/default.yaml"
+check "default: controller address points at the operator Service" grep -q 'value: "http://rill-operator.rill-system.svc:9095"' "$OUT/default.yaml"
+check "default: no StreamCluster" bash -c "! grep -q '^kind: StreamCluster' '$OUT/default.yaml'"
+check "default: RBAC and ServiceAccount rendered" bash -c "grep -q '^kind: ClusterRole$' '$OUT/default.yaml' && grep -q '^kind: Role$' '$OUT/default.yaml' && grep -q '^kind: ServiceAccount$' '$OUT/default.yaml'"
+check "default: restricted securityContext" bash -c "grep -q 'runAsNonRoot: true' '$OUT/default.yaml' && grep -q 'allowPrivilegeEscalation: false' '$OUT/default.yaml' && grep -q 'type: RuntimeDefault' '$OUT/default.yaml' && grep -q 'drop: \[\"ALL\"\]' '$OUT/default.yaml'"
+check "custom: StreamCluster rendered with 5 brokers" bash -c "grep -q '^kind: StreamCluster' '$OUT/custom.yaml' && grep -q 'brokers: 5' '$OUT/custom.yaml'"
+check "custom: images overridden" bash -c "grep -q 'image: registry.example.org/rill/operator:0.1.0-dev' '$OUT/custom.yaml' && grep -q 'registry.example.org/rill/broker:0.1.0-dev' '$OUT/custom.yaml'"
+check "custom: no RBAC or ServiceAccount when disabled" bash -c "! grep -Eq '^kind: (ClusterRole|Role|ServiceAccount)$' '$OUT/custom.yaml' && grep -q 'serviceAccountName: platform-rill' '$OUT/custom.yaml'"
+check "schema rejects replicaCount: 0" bash -c "! '$HELM' template rill '$CHART' --kube-version $KUBE_VERSION --set replicaCount=0"
+check "schema rejects an unknown key" bash -c "! '$HELM' template rill '$CHART' --kube-version $KUBE_VERSION --set imageTag=oops"
+check "schema rejects streamCluster.brokers: 0" bash -c "! '$HELM' template rill '$CHART' --kube-version $KUBE_VERSION --set streamCluster.enabled=true --set streamCluster.brokers=0"
+check "chart crds/ equal top-level crds/" diff -r crds "$CHART/crds"
+
+# Every rule in the RBAC templates is preceded by a comment line.
+rbac_comments() {
+    local file status=0
+    for file in "$CHART"/templates/clusterrole.yaml "$CHART"/templates/role.yaml; do
+        awk -v f="$file" '
+            /^ *- apiGroups:/ { if (prev !~ /^ *#/) { print f ": rule without a comment at line " NR; bad = 1 } }
+            { prev = $0 }
+            END { exit bad }
+        ' "$file" || status=1
+    done
+    return $status
+}
+check "every RBAC rule has a comment" rbac_comments
+
+echo "chart: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
