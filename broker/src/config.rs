@@ -82,6 +82,20 @@ pub struct BrokerConfig {
     #[arg(long, env = "RILL_RACK")]
     pub rack: Option<String>,
 
+    /// Metadata controller address(es), comma-separated host:port. Set to run
+    /// as a member of a replicated cluster; unset, the broker runs alone.
+    #[arg(long, env = "RILL_CONTROLLER_ADDR", value_delimiter = ',')]
+    pub controller_addr: Vec<String>,
+
+    /// Address of the replication gRPC listener (followers fetch from leaders here).
+    #[arg(long, env = "RILL_REPLICATION_ADDR", default_value = "0.0.0.0:9094")]
+    pub replication_addr: SocketAddr,
+
+    /// A follower not caught up with its leader for this long (ms) leaves the ISR
+    /// (Kafka `replica.lag.time.max.ms`).
+    #[arg(long, env = "RILL_REPLICA_LAG_TIME_MAX_MS", default_value_t = 10_000)]
+    pub replica_lag_time_max_ms: u64,
+
     /// Default segment size in bytes before a new segment is rolled (topic `segment.bytes`).
     #[arg(long, env = "RILL_LOG_SEGMENT_BYTES", default_value_t = 1 << 30)]
     pub log_segment_bytes: u64,
@@ -177,6 +191,7 @@ impl BrokerConfig {
         config.data_dir = data_dir.into();
         config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
         config.http_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.replication_addr = SocketAddr::from(([127, 0, 0, 1], 0));
         config
     }
 
@@ -192,6 +207,9 @@ impl BrokerConfig {
             http_addr: SocketAddr::from(([0, 0, 0, 0], 9644)),
             advertised_host: None,
             rack: None,
+            controller_addr: Vec::new(),
+            replication_addr: SocketAddr::from(([0, 0, 0, 0], 9094)),
+            replica_lag_time_max_ms: 10_000,
             log_segment_bytes: 1 << 30,
             log_retention_ms: 7 * 24 * 3600 * 1000,
             log_retention_bytes: -1,

@@ -30,9 +30,11 @@ use crate::config::{BrokerConfig, ConfigError};
 use crate::grpc::ClientApi;
 use crate::http::{self, HttpState};
 use crate::metadata::TopicStore;
+use crate::metadata::cluster::{ClusterLink, ClusterSettings};
 use crate::metrics::Metrics;
 use crate::partition::manager::{BrokerInfo, ReplicaManager, Settings};
 use crate::partition::tasks::{self, Intervals};
+use crate::replication::service::ReplicationApi;
 
 /// Why the broker could not start or stop cleanly.
 #[derive(Debug, Error)]
@@ -55,7 +57,12 @@ pub enum ServerError {
     Stopped,
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("joining the cluster: {0}")]
+    Cluster(String),
 }
+
+/// Longest a broker in a cluster waits for its first metadata snapshot.
+const FIRST_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Entry point of a running broker.
 #[derive(Debug)]
@@ -69,8 +76,14 @@ pub struct BrokerHandle {
     pub client_addr: SocketAddr,
     /// Bound address of /metrics, /healthz, /readyz.
     pub http_addr: SocketAddr,
+    /// Bound address of the replication listener (cluster mode).
+    pub replication_addr: Option<SocketAddr>,
     pub broker_id: i32,
     manager: Arc<ReplicaManager>,
+    /// The controller link in cluster mode.
+    cluster: Option<Arc<ClusterLink>>,
+    /// Stops the replication server and the controller link.
+    cluster_stop: CancellationToken,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     grpc_stop: CancellationToken,
@@ -209,13 +222,67 @@ impl Broker {
                     stop.cancelled_owned(),
                 )
         });
+        // Cluster mode: serve replication, join the controller, and wait
+        // for the first metadata snapshot to know this broker's roles.
+        let cluster_stop = CancellationToken::new();
+        let (cluster, replication_addr) = if config.controller_addr.is_empty() {
+            (None, None)
+        } else {
+            let listener = bind("replication", config.replication_addr).await?;
+            let bound = local_addr("replication", &listener, config.replication_addr)?;
+            tokio::spawn({
+                let stop = cluster_stop.clone();
+                tonic::transport::Server::builder()
+                    .tcp_nodelay(true)
+                    .add_service(ReplicationApi::server(
+                        Arc::clone(&manager),
+                        config.max_request_bytes,
+                    ))
+                    .serve_with_incoming_shutdown(
+                        TcpListenerStream::new(listener),
+                        stop.cancelled_owned(),
+                    )
+            });
+            let settings = ClusterSettings {
+                broker_id,
+                controller_addrs: config.controller_addr.clone(),
+                endpoints: rill_controller::Endpoints {
+                    client: advertised_address(&config, client_addr),
+                    kafka: String::new(),
+                    replication: advertised_address(&config, bound),
+                },
+                rack: config.rack.clone(),
+                replica_lag_time_max: Duration::from_millis(config.replica_lag_time_max_ms),
+            };
+            let link = ClusterLink::start(
+                settings,
+                &config.data_dir,
+                Arc::clone(&manager),
+                cluster_stop.clone(),
+            )
+            .await
+            .map_err(|e| ServerError::Cluster(e.to_string()))?;
+            let deadline = tokio::time::Instant::now() + FIRST_SNAPSHOT_TIMEOUT;
+            while !link.is_synced() {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ServerError::Cluster(format!(
+                        "no metadata snapshot from the controller within {FIRST_SNAPSHOT_TIMEOUT:?}"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (Some(link), Some(bound))
+        };
         ready.store(true, Ordering::Release);
-        info!(%client_addr, %http_addr, broker_id, "broker ready");
+        info!(%client_addr, %http_addr, broker_id, cluster = cluster.is_some(), "broker ready");
         Ok(BrokerHandle {
             client_addr,
             http_addr,
+            replication_addr,
             broker_id,
             manager,
+            cluster,
+            cluster_stop,
             metrics,
             ready,
             grpc_stop,
@@ -230,6 +297,11 @@ impl Broker {
 }
 
 impl BrokerHandle {
+    /// The broker's partitions (tests inspect replicas through it).
+    pub fn manager(&self) -> &Arc<ReplicaManager> {
+        &self.manager
+    }
+
     /// The broker's metrics registry.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -254,6 +326,10 @@ impl BrokerHandle {
     pub async fn shutdown(self) -> Result<(), ServerError> {
         info!("shutting down");
         self.ready.store(false, Ordering::Release);
+        if let Some(link) = &self.cluster {
+            link.controlled_shutdown().await;
+        }
+        self.cluster_stop.cancel();
         self.manager.begin_shutdown();
         self.grpc_stop.cancel();
         if let Some(mut grpc_task) = self.grpc_task {
@@ -303,11 +379,18 @@ pub async fn run(
     let mut handle = Broker::start(config).await?;
     {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "RILL_READY client={} http={}",
-            handle.client_addr, handle.http_addr
-        );
+        let _ = match handle.replication_addr {
+            Some(r) => writeln!(
+                out,
+                "RILL_READY client={} http={} replication={r}",
+                handle.client_addr, handle.http_addr
+            ),
+            None => writeln!(
+                out,
+                "RILL_READY client={} http={}",
+                handle.client_addr, handle.http_addr
+            ),
+        };
         let _ = out.flush();
     }
     tokio::select! {

@@ -1,0 +1,182 @@
+//! A controller and three brokers in one process on loopback. Pins: a
+//! topic with replication factor 3 gets a leader and followers from the
+//! controller; acks=all writes complete once every in-sync replica has
+//! them and replicas are byte-identical; a leader that shuts down hands
+//! leadership to an in-sync follower and no acknowledged record is lost;
+//! followers refuse consumers and producers with "not the leader".
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use rill_broker::BrokerHandle;
+use rill_proto::client::{Acks, CreateTopicRequest, MetadataRequest, ProduceRequest, TopicInfo};
+
+use common::{Client, connect, fetch_all, simple_batch};
+
+/// Longest the cluster may take to agree on leaders and ISRs.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(20);
+const TOPIC: &str = "replicated";
+
+async fn start_controller(dir: &Path) -> rill_controller::ControllerHandle {
+    let config =
+        rill_controller::config::ServerConfig::ephemeral(dir.join("controller/metadata.json"));
+    rill_controller::start(config)
+        .await
+        .expect("controller starts")
+}
+
+async fn start_broker(dir: &Path, id: i32, controller: &str) -> BrokerHandle {
+    common::start(&dir.join(format!("broker-{id}")), |c| {
+        c.broker_id = id;
+        c.controller_addr = vec![controller.to_owned()];
+    })
+    .await
+}
+
+async fn topic(client: &mut Client) -> TopicInfo {
+    client
+        .metadata(MetadataRequest {
+            topics: vec![TOPIC.into()],
+        })
+        .await
+        .expect("metadata")
+        .into_inner()
+        .topics
+        .remove(0)
+}
+
+/// Waits until every partition has a leader among `alive` and `isr_size`
+/// in-sync replicas, as seen through `client`.
+async fn converge(client: &mut Client, alive: &[i32], isr_size: usize) -> TopicInfo {
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        let t = topic(client).await;
+        if t.partitions
+            .iter()
+            .all(|p| alive.contains(&p.leader) && p.isr.len() == isr_size)
+        {
+            return t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cluster did not converge: {t:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn produce_all(
+    client: &mut Client,
+    partition: i32,
+    prefix: &str,
+) -> Result<i64, tonic::Status> {
+    client
+        .produce(ProduceRequest {
+            topic: TOPIC.into(),
+            partition,
+            acks: Acks::All as i32,
+            timeout_ms: 10_000,
+            record_batches: simple_batch(prefix, 10),
+        })
+        .await
+        .map(|r| r.into_inner().base_offset)
+}
+
+fn segment(dir: &Path, id: i32, partition: i32) -> Vec<u8> {
+    std::fs::read(dir.join(format!(
+        "broker-{id}/topics/{TOPIC}/{partition}/00000000000000000000.log"
+    )))
+    .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_rf3_topic_then_acks_all_reaches_every_replica_and_survives_leader_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = start_controller(dir.path()).await;
+    let addr = controller.grpc_addr.to_string();
+    let mut brokers = BTreeMap::new();
+    for id in 0..3 {
+        brokers.insert(id, start_broker(dir.path(), id, &addr).await);
+    }
+    let mut any = connect(&brokers[&0]).await;
+    any.create_topic(CreateTopicRequest {
+        name: TOPIC.into(),
+        partitions: 3,
+        replication_factor: 3,
+        config: [("min.insync.replicas".to_owned(), "2".to_owned())].into(),
+    })
+    .await
+    .expect("topic created through a broker");
+    let t = converge(&mut any, &[0, 1, 2], 3).await;
+
+    // acks=all to each partition's leader; followers refuse.
+    let mut acked: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for p in &t.partitions {
+        let mut leader = connect(&brokers[&p.leader]).await;
+        for round in 0..5 {
+            let offset = produce_all(
+                &mut leader,
+                p.partition,
+                &format!("p{}-r{round}", p.partition),
+            )
+            .await
+            .expect("acks=all");
+            acked.entry(p.partition).or_default().push(offset);
+        }
+        let follower = p.replicas.iter().find(|r| **r != p.leader).unwrap();
+        let mut f = connect(&brokers[follower]).await;
+        let err = produce_all(&mut f, p.partition, "x").await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
+        assert!(err.message().contains("not the leader"), "{err}");
+    }
+    // Every replica holds byte-identical logs once followers caught up.
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    for p in &t.partitions {
+        loop {
+            let logs: Vec<Vec<u8>> = (0..3)
+                .map(|id| segment(dir.path(), id, p.partition))
+                .collect();
+            if logs.iter().all(|l| l == &logs[0] && !l.is_empty()) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "replicas of {} differ",
+                p.partition
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    // The leader of partition 0 shuts down: leadership moves, nothing
+    // acknowledged is lost, writes continue at the new leader.
+    let old = t.partitions[0].leader;
+    brokers
+        .remove(&old)
+        .unwrap()
+        .shutdown()
+        .await
+        .expect("clean shutdown");
+    let alive: Vec<i32> = (0..3).filter(|id| *id != old).collect();
+    let mut survivor = connect(&brokers[&alive[0]]).await;
+    let t2 = converge(&mut survivor, &alive, 2).await;
+    let new_leader = t2.partitions[0].leader;
+    let mut leader = connect(&brokers[&new_leader]).await;
+    let next = produce_all(&mut leader, 0, "after-failover")
+        .await
+        .expect("writes continue");
+    assert_eq!(next, 50, "offsets continue after the acknowledged ones");
+    let records = fetch_all(&mut leader, TOPIC, 0, 0).await;
+    assert_eq!(records.len(), 60);
+    for (i, (offset, _)) in records.iter().enumerate() {
+        assert_eq!(*offset, i as i64, "dense offsets");
+    }
+
+    for (_, b) in brokers {
+        b.shutdown().await.expect("clean shutdown");
+    }
+    controller.shutdown().await.expect("controller stops");
+}
