@@ -2,9 +2,9 @@
 # README and .ci/run both call it.
 CARGO ?= cargo
 
-.PHONY: test test-rust quickstart-smoke test-chart crds crds-check build release fmt lint
+.PHONY: test test-rust quickstart-smoke cluster-smoke test-chart crds crds-check build release fmt lint
 
-test: lint test-rust quickstart-smoke crds-check test-chart
+test: lint test-rust quickstart-smoke cluster-smoke crds-check test-chart
 
 test-rust:
 	$(CARGO) test --workspace --all-targets
@@ -12,6 +12,10 @@ test-rust:
 # The README's quick start, in debug and without waiting for Ctrl-C.
 quickstart-smoke:
 	scripts/quickstart.sh --smoke
+
+# A controller and three brokers on loopback: create RF=3, produce, consume.
+cluster-smoke:
+	scripts/local-cluster.sh --smoke
 
 build:
 	$(CARGO) build --workspace --all-targets

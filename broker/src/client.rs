@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -204,11 +205,47 @@ pub struct Client {
     addr: String,
     /// Limit on one request, so a stuck broker cannot hang a caller.
     request_timeout: Duration,
+    /// In a cluster: connections to partition leaders learned from
+    /// Metadata, by (topic, partition). Partitions without an entry go to
+    /// the broker this client was connected with.
+    routes: Arc<parking_lot::Mutex<HashMap<(String, i32), Route>>>,
 }
+
+/// Where requests for one partition go.
+#[derive(Clone)]
+struct Route {
+    addr: String,
+    client: ClientClient<Channel>,
+}
+
+/// How often a partition request follows a leader change before giving up.
+const ROUTE_ATTEMPTS: usize = 40;
+/// Pause between those attempts (leader elections take about a second).
+const ROUTE_BACKOFF: Duration = Duration::from_millis(100);
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client").field("addr", &self.addr).finish()
+    }
+}
+
+fn rpc_error(addr: &str, op: &'static str, status: tonic::Status) -> ClientError {
+    let code = status.code();
+    let transport = code == tonic::Code::Unavailable
+        && !status.message().contains("replicas")
+        && !status.message().contains("leadership");
+    if transport {
+        // The connection broke or could not be re-established.
+        return ClientError::Connect {
+            addr: addr.to_owned(),
+            reason: status.message().to_owned(),
+        };
+    }
+    ClientError::Rpc {
+        op,
+        addr: addr.to_owned(),
+        code,
+        message: status.message().to_owned(),
     }
 }
 
@@ -259,6 +296,15 @@ impl Client {
     /// Connects to the broker at `addr` (`host:port` or `http://host:port`),
     /// failing after [`CONNECT_TIMEOUT`].
     pub async fn connect(addr: &str) -> Result<Self, ClientError> {
+        Ok(Self {
+            inner: Self::open(addr).await?,
+            addr: addr.to_owned(),
+            request_timeout: REQUEST_TIMEOUT,
+            routes: Arc::default(),
+        })
+    }
+
+    async fn open(addr: &str) -> Result<ClientClient<Channel>, ClientError> {
         let uri = endpoint_uri(addr)?;
         let endpoint = Endpoint::from_shared(uri).map_err(|e| ClientError::BadAddress {
             addr: addr.to_owned(),
@@ -273,11 +319,86 @@ impl Client {
                 addr: addr.to_owned(),
                 reason: error_chain(&e),
             })?;
-        Ok(Self {
-            inner: ClientClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES),
-            addr: addr.to_owned(),
-            request_timeout: REQUEST_TIMEOUT,
-        })
+        Ok(ClientClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES))
+    }
+
+    fn route(&self, topic: &str, partition: i32) -> Route {
+        self.routes
+            .lock()
+            .get(&(topic.to_owned(), partition))
+            .cloned()
+            .unwrap_or_else(|| Route {
+                addr: self.addr.clone(),
+                client: self.inner.clone(),
+            })
+    }
+
+    /// Looks up the partition's leader and routes its requests there.
+    async fn refresh_route(&self, topic: &str, partition: i32) {
+        let key = (topic.to_owned(), partition);
+        let Ok(meta) = self.metadata(&[topic]).await else {
+            self.routes.lock().remove(&key);
+            return;
+        };
+        let leader = meta
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .find(|p| p.partition == partition)
+            .map(|p| p.leader);
+        let addr = leader
+            .and_then(|id| meta.brokers.iter().find(|b| b.id == id))
+            .map(|b| b.address.clone());
+        match addr {
+            Some(addr) if addr != self.addr => {
+                if let Ok(client) = Self::open(&addr).await {
+                    self.routes.lock().insert(key, Route { addr, client });
+                }
+            }
+            _ => {
+                self.routes.lock().remove(&key);
+            }
+        }
+    }
+
+    /// Runs a partition request at the partition's leader, following
+    /// leader changes: on "not the leader" (nothing was done) the route is
+    /// refreshed and the request repeated; with `retry_unreachable` also
+    /// when the leader cannot be reached (only for reads: a produce whose
+    /// connection broke may have been appended).
+    async fn at_leader<T, Fut>(
+        &self,
+        op: &'static str,
+        topic: &str,
+        partition: i32,
+        extra: Duration,
+        retry_unreachable: bool,
+        send: impl Fn(ClientClient<Channel>) -> Fut,
+    ) -> Result<T, ClientError>
+    where
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let route = self.route(topic, partition);
+            let result = self
+                .call_at(op, &route.addr, extra, send(route.client))
+                .await;
+            let not_leader = matches!(&result, Err(ClientError::Rpc { code: tonic::Code::FailedPrecondition, message, .. }) if message.contains("not the leader"));
+            let unreachable = matches!(
+                &result,
+                Err(ClientError::Connect { .. } | ClientError::Timeout { .. })
+            );
+            if (!not_leader && !(unreachable && retry_unreachable)) || attempt >= ROUTE_ATTEMPTS {
+                if unreachable {
+                    self.routes.lock().remove(&(topic.to_owned(), partition));
+                }
+                return result;
+            }
+            tokio::time::sleep(ROUTE_BACKOFF).await;
+            self.refresh_route(topic, partition).await;
+        }
     }
 
     /// Sets the limit on one request (default [`REQUEST_TIMEOUT`]).
@@ -294,13 +415,23 @@ impl Client {
         extra: Duration,
         fut: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T, ClientError> {
+        self.call_at(op, &self.addr, extra, fut).await
+    }
+
+    async fn call_at<T>(
+        &self,
+        op: &'static str,
+        addr: &str,
+        extra: Duration,
+        fut: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, ClientError> {
         let after = self.request_timeout + extra;
         match tokio::time::timeout(after, fut).await {
             Ok(Ok(reply)) => Ok(reply.into_inner()),
-            Ok(Err(status)) => Err(self.rpc_error(op, status)),
+            Ok(Err(status)) => Err(rpc_error(addr, op, status)),
             Err(_) => Err(ClientError::Timeout {
                 op,
-                addr: self.addr.clone(),
+                addr: addr.to_owned(),
                 after,
             }),
         }
@@ -309,23 +440,6 @@ impl Client {
     /// The address this client was connected with.
     pub fn addr(&self) -> &str {
         &self.addr
-    }
-
-    fn rpc_error(&self, op: &'static str, status: tonic::Status) -> ClientError {
-        let code = status.code();
-        if code == tonic::Code::Unavailable {
-            // The connection broke or could not be re-established.
-            return ClientError::Connect {
-                addr: self.addr.clone(),
-                reason: status.message().to_owned(),
-            };
-        }
-        ClientError::Rpc {
-            op,
-            addr: self.addr.clone(),
-            code,
-            message: status.message().to_owned(),
-        }
     }
 
     /// Encodes `records` as one batch (timestamps = now) and appends it to
@@ -356,9 +470,18 @@ impl Client {
             timeout_ms: 0,
             record_batches,
         };
-        let mut inner = self.inner.clone();
         let reply = self
-            .call("produce", Duration::ZERO, inner.produce(request))
+            .at_leader(
+                "produce",
+                topic,
+                partition,
+                Duration::ZERO,
+                false,
+                |mut c| {
+                    let request = request.clone();
+                    async move { c.produce(request).await }
+                },
+            )
             .await?;
         Ok(ProduceAck {
             base_offset: reply.base_offset,
@@ -417,8 +540,11 @@ impl Client {
             max_wait_ms: u32::try_from(max_wait.as_millis()).unwrap_or(u32::MAX),
             min_bytes,
         };
-        let mut inner = self.inner.clone();
-        self.call("fetch", max_wait, inner.fetch(request)).await
+        self.at_leader("fetch", topic, partition, max_wait, true, |mut c| {
+            let request = request.clone();
+            async move { c.fetch(request).await }
+        })
+        .await
     }
 
     /// Resolves an offset of `topic`/`partition`. Returns `(offset,
@@ -441,9 +567,18 @@ impl Client {
             partition,
             spec: Some(pb::OffsetSpec { spec: Some(spec) }),
         };
-        let mut inner = self.inner.clone();
         let reply = self
-            .call("list offsets", Duration::ZERO, inner.list_offsets(request))
+            .at_leader(
+                "list offsets",
+                topic,
+                partition,
+                Duration::ZERO,
+                true,
+                |mut c| {
+                    let request = request.clone();
+                    async move { c.list_offsets(request).await }
+                },
+            )
             .await?;
         Ok((reply.offset, reply.timestamp_ms))
     }

@@ -493,8 +493,11 @@ impl ReplicaManager {
                             replicas: p.replicas.clone(),
                             isr: p.isr.clone(),
                             leader_epoch: p.leader_epoch,
+                            // Offsets are the leader's to tell; a follower's
+                            // HW lags behind.
                             state: local
                                 .and_then(|l| l.partitions.get(i).cloned().flatten())
+                                .filter(|_| p.leader == self.settings.broker.id)
                                 .map(|lp| lp.state()),
                         })
                         .collect(),

@@ -440,12 +440,14 @@ impl Partition {
     /// Earliest stored offset.
     pub fn earliest_offset(&self) -> Result<i64, Error> {
         self.check_state()?;
+        self.check_serves_clients()?;
         Ok(self.log.read().log_start_offset())
     }
 
     /// Latest offset visible to consumers (the HW).
     pub fn latest_offset(&self) -> Result<i64, Error> {
         self.check_state()?;
+        self.check_serves_clients()?;
         Ok(self.high_watermark())
     }
 
@@ -453,6 +455,7 @@ impl Partition {
     /// with that timestamp.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>, Error> {
         self.check_state()?;
+        self.check_serves_clients()?;
         let found = self
             .log
             .read()

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
-use rill_broker::client::{Client, ClientError, TopicInfo};
+use rill_broker::client::{Client, ClientError, OffsetQuery, TopicInfo};
 
 use crate::note;
 use crate::table::Table;
@@ -31,7 +31,7 @@ pub struct CreateArgs {
     /// Number of partitions.
     #[arg(long, short = 'p', default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
     partitions: i32,
-    /// Copies of each partition (a single broker supports 1).
+    /// Copies of each partition (a standalone broker supports 1; a cluster up to its broker count).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
     replication_factor: i32,
     /// Topic config override KEY=VALUE, repeatable (e.g. flush=fsync,
@@ -96,7 +96,7 @@ async fn create(client: &Client, args: CreateArgs) -> Result<()> {
                 if args.partitions == 1 { "" } else { "s" }
             );
             if !topic.partitions.is_empty() {
-                print_topic(&topic)?;
+                print_topic(&with_leader_offsets(client, topic).await)?;
             }
             Ok(())
         }
@@ -110,7 +110,10 @@ async fn create(client: &Client, args: CreateArgs) -> Result<()> {
 
 async fn list(client: &Client) -> Result<()> {
     let meta = client.metadata(&[]).await?;
-    let mut topics = meta.topics;
+    let mut topics = Vec::with_capacity(meta.topics.len());
+    for t in meta.topics {
+        topics.push(with_leader_offsets(client, t).await);
+    }
     topics.sort_by(|a, b| a.name.cmp(&b.name));
     if topics.is_empty() {
         note!("no topics (create one with: rill topic create NAME --partitions N)");
@@ -136,9 +139,30 @@ async fn list(client: &Client) -> Result<()> {
 }
 
 async fn describe(client: &Client, name: &str) -> Result<()> {
-    let topic = client.topic(name).await?;
+    let topic = with_leader_offsets(client, client.topic(name).await?).await;
     print_topic(&topic)?;
     Ok(())
+}
+
+/// In a cluster, a broker reports offsets only for the partitions it leads;
+/// asks the other leaders (through the client's routing) for the rest.
+async fn with_leader_offsets(client: &Client, mut topic: TopicInfo) -> TopicInfo {
+    for p in &mut topic.partitions {
+        if p.high_watermark >= 0 || p.leader < 0 {
+            continue;
+        }
+        let start = client
+            .list_offsets(&topic.name, p.partition, OffsetQuery::Earliest)
+            .await;
+        let end = client
+            .list_offsets(&topic.name, p.partition, OffsetQuery::Latest)
+            .await;
+        if let (Ok((start, _)), Ok((end, _))) = (start, end) {
+            p.log_start_offset = start;
+            p.high_watermark = end;
+        }
+    }
+    topic
 }
 
 fn print_topic(topic: &TopicInfo) -> Result<()> {
