@@ -251,19 +251,22 @@ pub fn set_leader_epoch(buf: &mut [u8], epoch: i32) {
 
 #[cfg(test)]
 pub(crate) mod test_util {
-    //! Builds real batches with the kafka-protocol encoder.
+    //! Builds and reads real batches with the kafka-protocol codec.
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+        TimestampType,
     };
 
-    /// Encodes `values` (with keys `k<i>` when `keyed`) as one batch at
-    /// offset 0 with the given timestamp.
-    pub fn batch_with(values: &[&[u8]], keys: Option<&[&[u8]]>, ts: i64) -> Vec<u8> {
-        let records: Vec<Record> = values
+    /// One record to encode: key, value, timestamp.
+    pub type Rec<'a> = (Option<&'a [u8]>, &'a [u8], i64);
+
+    /// Encodes records as one RecordBatch v2 (offsets from 0, no producer).
+    pub fn encode(records: &[Rec<'_>], compression: Compression) -> Vec<u8> {
+        let records: Vec<Record> = records
             .iter()
             .enumerate()
-            .map(|(i, v)| Record {
+            .map(|(i, (k, v, ts))| Record {
                 transactional: false,
                 control: false,
                 delete_horizon: false,
@@ -273,8 +276,8 @@ pub(crate) mod test_util {
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
                 sequence: i as i32 - 1,
-                timestamp: ts,
-                key: keys.map(|k| Bytes::copy_from_slice(k[i])),
+                timestamp: *ts,
+                key: k.map(Bytes::copy_from_slice),
                 value: Some(Bytes::copy_from_slice(v)),
                 headers: Default::default(),
             })
@@ -285,15 +288,31 @@ pub(crate) mod test_util {
             &records,
             &RecordEncodeOptions {
                 version: 2,
-                compression: Compression::None,
+                compression,
             },
         )
         .expect("encode");
         buf.to_vec()
     }
 
+    /// Decodes stored batches into (offset, key, value, timestamp).
+    pub fn decode(data: &Bytes) -> Vec<(i64, Option<Bytes>, Bytes, i64)> {
+        let mut buf = data.clone();
+        RecordBatchDecoder::decode_all(&mut buf)
+            .expect("stored batches decode")
+            .into_iter()
+            .flat_map(|set| set.records)
+            .map(|r| (r.offset, r.key, r.value.unwrap_or_default(), r.timestamp))
+            .collect()
+    }
+
+    /// One uncompressed batch of unkeyed `values`.
     pub fn batch(values: &[&[u8]]) -> Vec<u8> {
-        batch_with(values, None, 1_700_000_000_000)
+        let recs: Vec<Rec<'_>> = values
+            .iter()
+            .map(|v| (None, *v, 1_700_000_000_000))
+            .collect();
+        encode(&recs, Compression::None)
     }
 }
 

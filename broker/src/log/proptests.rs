@@ -8,8 +8,8 @@ use std::fs::OpenOptions;
 use kafka_protocol::records::Compression;
 use proptest::prelude::*;
 
+use super::batch::test_util::{Rec, decode, encode};
 use super::segment::Segment;
-use super::tests::{Rec, decode, encode};
 use super::*;
 
 #[derive(Debug, Clone)]

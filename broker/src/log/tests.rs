@@ -6,60 +6,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::Compression;
 
+use super::batch::test_util::{Rec, decode, encode};
 use super::*;
-
-/// One record to encode: key, value, timestamp.
-pub(crate) type Rec<'a> = (Option<&'a [u8]>, &'a [u8], i64);
-
-/// Encodes records as one RecordBatch v2 (offsets from 0).
-pub(crate) fn encode(records: &[Rec<'_>], compression: Compression) -> Vec<u8> {
-    let records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, (k, v, ts))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32 - 1,
-            timestamp: *ts,
-            key: k.map(Bytes::copy_from_slice),
-            value: Some(Bytes::copy_from_slice(v)),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .expect("encode");
-    buf.to_vec()
-}
-
-/// Decodes stored batches into (offset, key, value, timestamp).
-pub(crate) fn decode(data: &Bytes) -> Vec<(i64, Option<Bytes>, Bytes, i64)> {
-    let mut buf = data.clone();
-    RecordBatchDecoder::decode_all(&mut buf)
-        .expect("stored batches decode")
-        .into_iter()
-        .flat_map(|set| set.records)
-        .map(|r| (r.offset, r.key, r.value.unwrap_or_default(), r.timestamp))
-        .collect()
-}
 
 fn config(segment_bytes: u64) -> LogConfig {
     LogConfig {
