@@ -390,7 +390,8 @@ impl Client {
                 &result,
                 Err(ClientError::Connect { .. } | ClientError::Timeout { .. })
             );
-            if (!not_leader && !(unreachable && retry_unreachable)) || attempt >= ROUTE_ATTEMPTS {
+            let follow = not_leader || (unreachable && retry_unreachable);
+            if !follow || attempt >= ROUTE_ATTEMPTS {
                 if unreachable {
                     self.routes.lock().remove(&(topic.to_owned(), partition));
                 }
