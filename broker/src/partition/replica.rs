@@ -126,6 +126,11 @@ impl Partition {
 
     /// Waits until the HW reaches `target` while this broker still leads at
     /// `epoch`. `Err(None)` means the deadline passed.
+    ///
+    /// The role is checked before the HW, under the role lock: only a HW
+    /// this leader computed in `epoch` proves the write committed. Once the
+    /// broker follows, the HW is the new leader's and may cover `target`
+    /// after the write itself was truncated and the offset reused.
     pub(super) async fn wait_replicated(
         &self,
         target: i64,
@@ -135,17 +140,19 @@ impl Partition {
     ) -> Result<(), Option<Error>> {
         let mut hw = self.high_watermark.subscribe();
         loop {
-            if *hw.borrow_and_update() >= target {
-                return Ok(());
-            }
-            let still_leader =
-                matches!(&*self.role.lock(), Role::Leader(l) if l.leader_epoch() == epoch);
-            if !still_leader || self.check_state().is_err() {
-                return Err(Some(Error::LeadershipLost {
-                    topic: self.topic.to_string(),
-                    partition: self.id,
-                    base_offset,
-                }));
+            {
+                let role = self.role.lock();
+                let still_leader = matches!(&*role, Role::Leader(l) if l.leader_epoch() == epoch);
+                if !still_leader || self.check_state().is_err() {
+                    return Err(Some(Error::LeadershipLost {
+                        topic: self.topic.to_string(),
+                        partition: self.id,
+                        base_offset,
+                    }));
+                }
+                if *hw.borrow_and_update() >= target {
+                    return Ok(());
+                }
             }
             tokio::select! {
                 changed = hw.changed() => {
@@ -668,6 +675,42 @@ mod tests {
         p.become_follower(1, 2);
         let r = tokio::time::timeout(WAIT, waiter).await.unwrap().unwrap();
         assert!(matches!(r, Err(Error::LeadershipLost { .. })), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn given_deposed_leader_waiting_when_its_log_is_overwritten_past_the_write_then_not_acknowledged()
+     {
+        // A deposed leader (say SIGSTOPped past its lease, then resumed)
+        // appended a write in its old epoch and waits for acks=all. Before
+        // the waiter runs again, it becomes follower, truncates that write
+        // and copies the new leader's records and HW past its offset. The
+        // HW now covers the offset, but it holds another record.
+        let (d0, d1) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (b0, b1) = (replica(d0.path(), 1), replica(d1.path(), 1));
+        b0.become_leader(0, 1, 0, vec![0, 1], vec![0, 1]).unwrap();
+        assert!(b1.become_follower(0, 1));
+        let zombie = {
+            let b0 = Arc::clone(&b0);
+            tokio::spawn(async move { b0.produce(batch(&[b"zombie"]), Acks::All, WAIT).await })
+        };
+        while b0.log.read().next_offset() < 1 {
+            tokio::task::yield_now().await;
+        }
+        b1.become_leader(1, 2, 1, vec![0, 1], vec![0, 1]).unwrap();
+        b1.produce(batch(&[b"new-0", b"new-1"]), Acks::Leader, WAIT)
+            .await
+            .unwrap();
+        // No yield from here on: the waiter sees only the final state.
+        assert!(b0.become_follower(1, 2));
+        while b0.high_watermark() < 2 {
+            pump(&b1, &b0, 0).await;
+        }
+        assert_eq!(values(&b0), values(&b1), "the zombie write was truncated");
+        let r = tokio::time::timeout(WAIT, zombie).await.unwrap().unwrap();
+        assert!(
+            matches!(r, Err(Error::LeadershipLost { .. })),
+            "a write truncated away must not be acknowledged: {r:?}"
+        );
     }
 
     #[tokio::test]
