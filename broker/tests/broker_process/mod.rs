@@ -4,8 +4,11 @@
 //! SIGKILL or stop it. The broker's stderr goes to a log file whose tail is
 //! shown when it fails to start.
 //!
-//! Shared by `crash.rs` and `cli.rs` (owned with them; the in-process
-//! helpers of the other integration tests live in `common/`).
+//! The same for the `rill-controller` binary ([`ControllerProcess`]), and
+//! [`BrokerProcess::signal`] for SIGSTOP/SIGCONT.
+//!
+//! Shared by `crash.rs`, `cli.rs` and `failover.rs` (owned with them; the
+//! in-process helpers of the other integration tests live in `common/`).
 #![allow(dead_code)]
 
 use std::fs::OpenOptions;
@@ -39,63 +42,23 @@ impl BrokerProcess {
     /// Starts a broker on `data_dir` with extra command-line `args`,
     /// appending its stderr to `log_path`, and waits until it serves.
     pub fn start(data_dir: &Path, log_path: &Path, args: &[&str]) -> Self {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path)
-            .expect("open broker log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rill-broker"));
-        // The test's own environment must not configure the broker.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("RILL_") {
-                cmd.env_remove(key);
-            }
-        }
-        let mut child = cmd
-            .arg("--data-dir")
+        cmd.arg("--data-dir")
             .arg(data_dir)
             .args(["--listen-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-            .args(args)
-            .env("RILL_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn rill-broker");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if line.starts_with("RILL_READY ") {
-                    let _ = tx.send(line);
-                }
-                // Keep draining so the broker never blocks on stdout.
-            }
-        });
-        let line = match rx.recv_timeout(READY_TIMEOUT) {
-            Ok(line) => line,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "rill-broker did not print RILL_READY within {READY_TIMEOUT:?} ({e}); its log:\n{}",
-                    log_tail(log_path)
-                );
-            }
-        };
-        let field = |name: &str| {
-            line.split_whitespace()
-                .find_map(|f| f.strip_prefix(name))
-                .unwrap_or_else(|| panic!("ready line {line:?} has no {name}"))
-                .to_owned()
-        };
+            .args(args);
+        let (child, line) = spawn_until_ready(cmd, "rill-broker", log_path);
         Self {
-            client_addr: field("client="),
-            http_addr: field("http="),
+            client_addr: ready_field(&line, "client="),
+            http_addr: ready_field(&line, "http="),
             child,
             log_path: log_path.to_owned(),
         }
+    }
+
+    /// Sends `signal` without waiting (SIGSTOP, SIGCONT).
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).expect("signal rill-broker");
     }
 
     /// Process id.
@@ -133,6 +96,124 @@ impl BrokerProcess {
 }
 
 impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Spawns `cmd` (named `what` in messages) with stderr appended to
+/// `log_path` and a clean `RILL_*` environment, and waits for its
+/// `RILL_READY` line; returns the child and that line.
+fn spawn_until_ready(mut cmd: Command, what: &str, log_path: &Path) -> (Child, String) {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .expect("open process log file");
+    // The test's own environment must not configure the process.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("RILL_") {
+            cmd.env_remove(key);
+        }
+    }
+    let mut child = cmd
+        .env("RILL_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if line.starts_with("RILL_READY ") {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the process never blocks on stdout.
+        }
+    });
+    match rx.recv_timeout(READY_TIMEOUT) {
+        Ok(line) => (child, line),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what} did not print RILL_READY within {READY_TIMEOUT:?} ({e}); its log:\n{}",
+                log_tail(log_path)
+            );
+        }
+    }
+}
+
+/// The value of `name` (e.g. `client=`) in a ready line.
+fn ready_field(line: &str, name: &str) -> String {
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix(name))
+        .unwrap_or_else(|| panic!("ready line {line:?} has no {name}"))
+        .to_owned()
+}
+
+/// The `rill-controller` binary: built by the `rill-controller` package,
+/// so cargo gives this package no `CARGO_BIN_EXE_` for it; it sits next to
+/// `rill-broker` in the same target directory once built (`cargo test
+/// --workspace` builds every binary before running any test).
+pub fn controller_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_rill-broker")).with_file_name("rill-controller");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first with `cargo build -p rill-controller --bin rill-controller` \
+         (or run `cargo test --workspace`, which builds it)",
+        path.display()
+    );
+    path
+}
+
+/// A running `rill-controller` process (file store).
+pub struct ControllerProcess {
+    child: Child,
+    /// host:port of the gRPC Controller service, from the ready line.
+    pub addr: String,
+    /// host:port of the HTTP endpoints (metrics, probes).
+    pub http_addr: String,
+    pub log_path: PathBuf,
+}
+
+impl ControllerProcess {
+    /// Starts a controller on `metadata_file`, gRPC on `listen_addr` (port
+    /// 0 or a fixed port to restart at the same address), HTTP on port 0,
+    /// and waits until it serves.
+    pub fn start(metadata_file: &Path, listen_addr: &str, log_path: &Path, args: &[&str]) -> Self {
+        let mut cmd = Command::new(controller_binary());
+        cmd.arg("--metadata-file")
+            .arg(metadata_file)
+            .args(["--listen-addr", listen_addr, "--http-addr", "127.0.0.1:0"])
+            .args(args);
+        let (child, line) = spawn_until_ready(cmd, "rill-controller", log_path);
+        Self {
+            addr: ready_field(&line, "controller="),
+            http_addr: ready_field(&line, "http="),
+            child,
+            log_path: log_path.to_owned(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill9(mut self) {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL).expect("signal controller");
+        self.child.wait().expect("reap rill-controller");
+    }
+}
+
+impl Drop for ControllerProcess {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
