@@ -90,9 +90,22 @@ impl Fetchers {
     /// longer hosts it).
     pub fn unfollow(&self, topic: &str, partition: i32) {
         let key = (topic.to_owned(), partition);
-        for f in self.by_leader.lock().values() {
+        let mut all = self.by_leader.lock();
+        for f in all.values() {
             f.partitions.lock().remove(&key);
         }
+        Self::stop_idle(&mut all);
+    }
+
+    /// Stops fetchers that have no partition left.
+    fn stop_idle(all: &mut BTreeMap<i32, LeaderFetcher>) {
+        all.retain(|_, f| {
+            let idle = f.partitions.lock().is_empty();
+            if idle {
+                f.stop.cancel();
+            }
+            !idle
+        });
     }
 
     /// Stops every fetcher.
@@ -200,6 +213,16 @@ impl Task {
                 }
                 continue;
             }
+            let sent: BTreeMap<Key, (i64, i32)> = request
+                .partitions
+                .iter()
+                .map(|p| {
+                    (
+                        (p.topic.clone(), p.partition),
+                        (p.fetch_offset, p.leader_epoch),
+                    )
+                })
+                .collect();
             tx.send(request).await.map_err(|e| e.to_string())?;
             let response =
                 tokio::time::timeout(FETCH_MAX_WAIT + RESPONSE_GRACE, responses.message())
@@ -209,7 +232,10 @@ impl Task {
                     .ok_or_else(|| "leader closed the stream".to_owned())?;
             let mut backoff = false;
             for p in response.partitions {
-                backoff |= self.apply(p).await;
+                let Some(&asked) = sent.get(&(p.topic.clone(), p.partition)) else {
+                    continue;
+                };
+                backoff |= self.apply(p, asked).await;
             }
             if backoff {
                 tokio::time::sleep(EPOCH_ERROR_BACKOFF).await;
@@ -217,11 +243,18 @@ impl Task {
         }
     }
 
-    /// Applies one partition's answer; returns whether to back off.
-    async fn apply(&self, p: pb::FetchedPartition) -> bool {
+    /// Applies one partition's answer; returns whether to back off. An
+    /// answer to a request made from another position or epoch (the
+    /// partition was truncated or moved to another leader meanwhile) is
+    /// stale and dropped.
+    async fn apply(&self, p: pb::FetchedPartition, asked: (i64, i32)) -> bool {
         let Ok(partition) = self.manager.partition(&p.topic, p.partition) else {
             return false;
         };
+        match partition.fetch_position() {
+            Some((offset, _, epoch)) if (offset, epoch) == asked => {}
+            _ => return false,
+        }
         let result = match pb::FetchError::try_from(p.error).unwrap_or(pb::FetchError::Storage) {
             pb::FetchError::None => match p.diverging_epoch {
                 Some(d) => partition.truncate_diverging(d.epoch, d.end_offset, p.log_start_offset),
