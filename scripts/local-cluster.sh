@@ -28,7 +28,9 @@ say "Building rill-controller, rill-broker and rill ($profile)"
 if [ "$profile" = release ]; then
   cargo build --release -p rill-broker --bins -p rill-controller
 else
-  cargo build -p rill-broker --bins -p rill-controller
+  # The same invocation as `make test`, so nothing is rebuilt with other
+  # feature sets; it leaves every binary in $target/debug.
+  cargo test --workspace --all-targets --no-run
 fi
 
 rm -rf "$work" && mkdir -p "$work"

@@ -32,7 +32,9 @@ say "Building rill-broker and rill ($profile)"
 if [ "$profile" = release ]; then
   cargo build --release -p rill-broker --bins
 else
-  cargo build -p rill-broker --bins
+  # The same invocation as `make test`, so nothing is rebuilt with other
+  # feature sets; it leaves every binary in $target/debug.
+  cargo test --workspace --all-targets --no-run
 fi
 
 rm -rf "$work" && mkdir -p "$work"
