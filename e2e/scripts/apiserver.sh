@@ -80,17 +80,18 @@ current-context: rill-e2e
 EOF
 }
 
-wait_for() { # what timeout_s command...
-    local what="$1" timeout="$2"; shift 2
+wait_for() { # what pidname timeout_s command...
+    local what="$1" pidname="$2" timeout="$3"; shift 3
     local deadline=$((SECONDS + timeout))
     until "$@" >/dev/null 2>&1; do
+        if ! alive "$pidname"; then log "$pidname exited while waiting for $what"; return 1; fi
         if (( SECONDS >= deadline )); then log "timed out after ${timeout}s waiting for $what"; return 1; fi
         sleep 0.5
     done
 }
 
 start() {
-    "$HERE/build-k8s.sh"
+    K8S_COMPONENTS="${K8S_COMPONENTS:-etcd kube-apiserver}" "$HERE/build-k8s.sh"
     mkdir -p "$RUN/logs"
     gen_pki
     write_kubeconfig
@@ -111,7 +112,7 @@ start() {
             --unsafe-no-fsync \
             > "$RUN/logs/etcd.log" 2>&1 &
         echo $! > "$RUN/etcd.pid"
-        wait_for "etcd /health" 60 curl -fsS "http://127.0.0.1:$ETCD_CLIENT_PORT/health" \
+        wait_for "etcd /health" etcd 60 curl -fsS "http://127.0.0.1:$ETCD_CLIENT_PORT/health" \
             || { tail -20 "$RUN/logs/etcd.log" >&2; exit 1; }
     fi
 
@@ -133,10 +134,11 @@ start() {
             --service-account-signing-key-file "$pki/sa.key" \
             --service-cluster-ip-range "$SERVICE_CIDR" \
             --allow-privileged=true \
+            --endpoint-reconciler-type none \
             > "$RUN/logs/kube-apiserver.log" 2>&1 &
         echo $! > "$RUN/kube-apiserver.pid"
     fi
-    wait_for "kube-apiserver /readyz" 120 curl -fsS --cacert "$pki/ca.crt" \
+    wait_for "kube-apiserver /readyz" kube-apiserver 120 curl -fsS --cacert "$pki/ca.crt" \
         --cert "$pki/admin.crt" --key "$pki/admin.key" \
         "https://127.0.0.1:$APISERVER_PORT/readyz" \
         || { tail -30 "$RUN/logs/kube-apiserver.log" >&2; exit 1; }

@@ -34,7 +34,7 @@ fi
 
 command -v go >/dev/null || { log "go is required"; exit 1; }
 mkdir -p "$BIN"
-export GOFLAGS="${GOFLAGS:-} -mod=mod"
+export GOFLAGS="${GOFLAGS:-} -mod=readonly"   # go.sum is committed: builds are reproducible
 export CGO_ENABLED=0
 export GOTOOLCHAIN=local
 
