@@ -6,6 +6,21 @@
 //! It is unnecessary to interact directly with these types for most use cases.
 use super::{Decodable, Decoder, Encodable, Encoder, NewType, StrBytes};
 use crate::protocol::buf::{ByteBuf, ByteBufMut};
+
+/// Fails unless `buf` still holds at least `n` bytes. Every element of an
+/// array and every byte of a string occupies at least one byte on the wire,
+/// so a length prefix larger than what remains cannot be a valid message;
+/// checking it before allocating keeps a tiny malformed frame from asking the
+/// allocator for gigabytes (which aborts the process).
+fn check_remaining<B: ByteBuf>(buf: &B, n: usize, what: &str) -> Result<()> {
+    if n > buf.remaining() {
+        bail!(
+            "{what} length {n} is larger than the {} bytes remaining",
+            buf.remaining()
+        );
+    }
+    Ok(())
+}
 use anyhow::{bail, Result};
 use std::convert::TryFrom;
 use std::string::String as StdString;
@@ -359,6 +374,7 @@ impl Decoder<Option<StdString>> for String {
         match Int16.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
+                check_remaining(buf, n as usize, "String")?;
                 let mut strbuf = vec![0; n as usize];
                 buf.try_copy_to_slice(&mut strbuf)?;
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
@@ -511,6 +527,7 @@ impl Decoder<Option<StdString>> for CompactString {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                check_remaining(buf, (n - 1) as usize, "CompactString")?;
                 let mut strbuf = vec![0; (n - 1) as usize];
                 buf.try_copy_to_slice(&mut strbuf)?;
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
@@ -655,6 +672,7 @@ impl Decoder<Option<Vec<u8>>> for Bytes {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
+                check_remaining(buf, n as usize, "Bytes")?;
                 let mut data = vec![0; n as usize];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
@@ -804,6 +822,7 @@ impl Decoder<Option<Vec<u8>>> for CompactBytes {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                check_remaining(buf, (n - 1) as usize, "CompactBytes")?;
                 let mut data = vec![0; (n - 1) as usize];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
@@ -985,6 +1004,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
+                check_remaining(buf, n as usize, "Array")?;
                 let mut result = Vec::with_capacity(n as usize);
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
@@ -1093,6 +1113,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                check_remaining(buf, (n - 1) as usize, "CompactArray")?;
                 let mut result = Vec::with_capacity((n - 1) as usize);
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
@@ -1120,6 +1141,31 @@ mod tests {
     use super::*;
 
     use std::fmt::Debug;
+
+    #[test]
+    fn lengths_beyond_the_remaining_bytes_are_refused_before_allocating() {
+        // i32::MAX elements (or bytes) announced, three bytes present.
+        let mut buf: &[u8] = &[0x7f, 0xff, 0xff, 0xff, 1, 2, 3];
+        let r: Result<Vec<i32>> = Array(Int32).decode(&mut buf);
+        assert!(r.is_err());
+        let mut buf: &[u8] = &[0x7f, 0xff, 0xff, 0xff, 1, 2, 3];
+        let r: Result<Vec<u8>> = Bytes.decode(&mut buf);
+        assert!(r.is_err());
+        // u32::MAX - 1 elements as an unsigned varint.
+        let mut buf: &[u8] = &[0xff, 0xff, 0xff, 0xff, 0x0f, 1];
+        let r: Result<Vec<i32>> = CompactArray(Int32).decode(&mut buf);
+        assert!(r.is_err());
+        let mut buf: &[u8] = &[0xff, 0xff, 0xff, 0xff, 0x0f, 1];
+        let r: Result<Vec<u8>> = CompactBytes.decode(&mut buf);
+        assert!(r.is_err());
+        let mut buf: &[u8] = &[0x7f, 0xff, b'a'];
+        let r: Result<StdString> = String.decode(&mut buf);
+        assert!(r.is_err());
+        // A valid array still decodes.
+        let mut buf: &[u8] = &[0, 0, 0, 1, 0, 0, 0, 7];
+        let r: Vec<i32> = Array(Int32).decode(&mut buf).unwrap();
+        assert_eq!(r, vec![7]);
+    }
 
     fn test_encoder_decoder<V: PartialEq + Debug, E: for<'a> Encoder<&'a V> + Decoder<V>>(
         encoder: E,
