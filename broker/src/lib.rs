@@ -3,6 +3,7 @@ pub mod client;
 pub mod config;
 pub mod grpc;
 pub mod http;
+pub mod kafka;
 pub mod log;
 pub mod metadata;
 pub mod metrics;
