@@ -427,8 +427,10 @@ pub fn describe_configs(
                 };
             match configs {
                 Ok((configs, read_only)) => {
+                    // Null or empty: every key.
                     let keys: Option<BTreeSet<String>> = resource
                         .configuration_keys
+                        .filter(|ks| !ks.is_empty())
                         .map(|ks| ks.into_iter().map(|k| k.to_string()).collect());
                     let entries = configs
                         .into_iter()
