@@ -95,6 +95,17 @@ echo "consumed $count records"
 say "rill topic describe events"
 "$bin/rill" topic describe events
 
+# The same through the Kafka protocol, when kcat is installed.
+if command -v kcat >/dev/null 2>&1; then
+  say "kcat -b \$KAFKA_BOOTSTRAP -L -t events; consuming with kcat"
+  kcat -b "$bootstrap" -L -t events | tee "$work/kcat-metadata.txt"
+  grep -q 'topic "events" with 3 partitions' "$work/kcat-metadata.txt" \
+    || { echo "kcat does not see the topic" >&2; exit 1; }
+  count=$(kcat -b "$bootstrap" -C -t events -e -q | wc -l)
+  echo "kcat consumed $count records"
+  [ "$count" -eq 1000 ] || { echo "expected 1000 records through Kafka" >&2; exit 1; }
+fi
+
 if $smoke; then
   exit 0
 fi

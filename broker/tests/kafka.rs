@@ -1219,25 +1219,54 @@ async fn given_a_three_broker_cluster_when_the_leader_fails_over_should_redirect
     let new_leader = t.partitions[0].leader_id.0;
     let new_epoch = t.partitions[0].leader_epoch;
     assert!(new_epoch > epoch, "epoch {new_epoch} after {epoch}");
-    let listed: Vec<i32> = survivor
-        .call(12, &metadata_req(None))
-        .await
-        .brokers
-        .iter()
-        .map(|b| b.node_id.0)
-        .collect();
-    assert!(
-        !listed.contains(&leader),
-        "a stopped broker is not advertised: {listed:?}"
-    );
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        let listed: Vec<i32> = survivor
+            .call(12, &metadata_req(None))
+            .await
+            .brokers
+            .iter()
+            .map(|b| b.node_id.0)
+            .collect();
+        if !listed.contains(&leader) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a stopped broker is still advertised: {listed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut lead = Conn::connect(brokers[&new_leader].kafka_addr).await;
+    // The new leader applies the controller's decision shortly after the
+    // metadata shows it (until then it answers NOT_LEADER_OR_FOLLOWER or
+    // UNKNOWN_LEADER_EPOCH), and exposes what it inherited once its
+    // follower confirmed it in the new epoch (the high watermark catches up).
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    let p = loop {
+        let p = fetch(&mut lead, "rep", 0, 0, new_epoch).await;
+        if p.error_code == 0 && p.high_watermark >= 3 {
+            break p;
+        }
+        assert!(
+            [0, 6, 75].contains(&p.error_code),
+            "unexpected error {}",
+            p.error_code
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "new leader not serving: error {}, high watermark {}",
+            p.error_code,
+            p.high_watermark
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(values(p.records.as_ref().unwrap(), 0), ["a", "b", "c"]);
     assert_eq!(
         fetch(&mut lead, "rep", 0, 0, epoch).await.error_code,
         74,
         "FENCED_LEADER_EPOCH"
     );
-    let p = fetch(&mut lead, "rep", 0, 0, new_epoch).await;
-    assert_eq!(values(p.records.as_ref().unwrap(), 0), ["a", "b", "c"]);
 
     // The producer retries the batch it wrote before the failover: the
     // new leader knows it (state rebuilt from its log).
