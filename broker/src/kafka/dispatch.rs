@@ -446,3 +446,216 @@ pub async fn handle(
         .observe(started.elapsed().as_secs_f64());
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TopicAdminPolicy;
+    use crate::kafka::{KafkaSettings, ProducerIdAllocator};
+    use crate::log::LogConfig;
+    use crate::metadata::TopicStore;
+    use crate::metrics::Metrics;
+    use crate::partition::manager::{BrokerInfo, ReplicaManager, Settings};
+    use bytes::BufMut;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    /// A group service answering every request with an empty response.
+    #[derive(Debug)]
+    struct EchoGroups;
+
+    #[tonic::async_trait]
+    impl GroupService for EchoGroups {
+        fn versions(&self, api: ApiKey) -> Option<VersionRange> {
+            // Serves Heartbeat only at v4, nothing else but the defaults.
+            match api {
+                ApiKey::Heartbeat => Some(VersionRange { min: 4, max: 4 }),
+                ApiKey::ListGroups => None,
+                other => codec_versions(other),
+            }
+        }
+        async fn find_coordinator(
+            &self,
+            _: &RequestHeader,
+            _: FindCoordinatorRequest,
+        ) -> FindCoordinatorResponse {
+            FindCoordinatorResponse::default().with_error_code(15)
+        }
+        async fn join_group(&self, _: &RequestHeader, _: JoinGroupRequest) -> JoinGroupResponse {
+            JoinGroupResponse::default()
+        }
+        async fn sync_group(&self, _: &RequestHeader, _: SyncGroupRequest) -> SyncGroupResponse {
+            SyncGroupResponse::default()
+        }
+        async fn heartbeat(&self, _: &RequestHeader, _: HeartbeatRequest) -> HeartbeatResponse {
+            HeartbeatResponse::default()
+        }
+        async fn leave_group(&self, _: &RequestHeader, _: LeaveGroupRequest) -> LeaveGroupResponse {
+            LeaveGroupResponse::default()
+        }
+        async fn offset_commit(
+            &self,
+            _: &RequestHeader,
+            _: OffsetCommitRequest,
+        ) -> OffsetCommitResponse {
+            OffsetCommitResponse::default()
+        }
+        async fn offset_fetch(
+            &self,
+            _: &RequestHeader,
+            _: OffsetFetchRequest,
+        ) -> OffsetFetchResponse {
+            OffsetFetchResponse::default()
+        }
+        async fn list_groups(&self, _: &RequestHeader, _: ListGroupsRequest) -> ListGroupsResponse {
+            ListGroupsResponse::default()
+        }
+        async fn describe_groups(
+            &self,
+            _: &RequestHeader,
+            _: DescribeGroupsRequest,
+        ) -> DescribeGroupsResponse {
+            DescribeGroupsResponse::default()
+        }
+    }
+
+    fn context(dir: &std::path::Path, groups: Option<Arc<dyn GroupService>>) -> KafkaContext {
+        let settings = Settings {
+            broker: BrokerInfo {
+                id: 0,
+                address: "localhost:9093".into(),
+                kafka_address: "localhost:9092".into(),
+                rack: None,
+                fenced: false,
+            },
+            log_defaults: LogConfig::default(),
+            auto_create_partitions: None,
+            max_request_bytes: 1 << 20,
+        };
+        let metrics = Arc::new(Metrics::new());
+        let store = TopicStore::open(dir).expect("store");
+        let manager = ReplicaManager::open(store, settings, Arc::clone(&metrics)).expect("manager");
+        KafkaContext {
+            manager: Arc::new(manager),
+            metrics,
+            settings: KafkaSettings {
+                broker_id: 0,
+                cluster_id: "test".into(),
+                max_request_bytes: 1 << 20,
+                topic_admin: TopicAdminPolicy::Allow,
+                auto_create_partitions: None,
+            },
+            producer_ids: ProducerIdAllocator::open(dir, 0).expect("ids"),
+            groups,
+        }
+    }
+
+    /// A request frame body: header at the version's header version, then
+    /// the body.
+    fn frame<R: Encodable>(api: ApiKey, version: i16, correlation_id: i32, body: &R) -> Bytes {
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("unit")));
+        let mut buf = bytes::BytesMut::new();
+        header
+            .encode(&mut buf, api.request_header_version(version))
+            .expect("header");
+        body.encode(&mut buf, version).expect("body");
+        buf.freeze()
+    }
+
+    #[test]
+    fn given_no_group_service_when_listing_versions_should_leave_group_apis_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path(), None);
+        let keys: Vec<i16> = api_versions(&ctx).iter().map(|v| v.api_key).collect();
+        assert_eq!(keys.len(), OWN_APIS.len());
+        assert!(!keys.contains(&(ApiKey::FindCoordinator as i16)));
+        let err = decode(
+            &ctx,
+            frame(ApiKey::Heartbeat, 4, 1, &HeartbeatRequest::default()),
+        )
+        .expect_err("not served");
+        assert!(matches!(err, RequestError::NotServed { .. }), "{err}");
+        // The codec's own tables disagree for some APIs; the served range
+        // is where both request and response exist.
+        assert_eq!(
+            served_versions(&ctx, ApiKey::InitProducerId).map(|r| (r.min, r.max)),
+            Some((0, 5))
+        );
+    }
+
+    #[tokio::test]
+    async fn given_a_group_service_when_group_requests_arrive_should_route_them_at_its_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Arc::new(context(dir.path(), Some(Arc::new(EchoGroups))));
+        let served: Vec<(i16, i16, i16)> = api_versions(&ctx)
+            .iter()
+            .map(|v| (v.api_key, v.min_version, v.max_version))
+            .collect();
+        assert!(served.contains(&(ApiKey::Heartbeat as i16, 4, 4)));
+        assert!(served.contains(&(ApiKey::OffsetCommit as i16, 2, 9)));
+        assert!(
+            !served
+                .iter()
+                .any(|(k, _, _)| *k == ApiKey::ListGroups as i16)
+        );
+        let err = decode(
+            &ctx,
+            frame(ApiKey::Heartbeat, 3, 1, &HeartbeatRequest::default()),
+        )
+        .expect_err("v3 not served");
+        assert!(
+            matches!(err, RequestError::UnsupportedVersion { min: 4, max: 4, .. }),
+            "{err}"
+        );
+
+        let request = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"));
+        let decoded =
+            decode(&ctx, frame(ApiKey::FindCoordinator, 3, 42, &request)).expect("decodes");
+        let mut out = handle(Arc::clone(&ctx), decoded)
+            .await
+            .expect("encodes")
+            .expect("answered");
+        assert_eq!(out.get_i32() as usize, out.len(), "size prefix");
+        let header = ResponseHeader::decode(&mut out, FindCoordinatorResponse::header_version(3))
+            .expect("header");
+        assert_eq!(header.correlation_id, 42);
+        let body = FindCoordinatorResponse::decode(&mut out, 3).expect("body");
+        assert_eq!(body.error_code, 15, "answered by the group service");
+    }
+
+    #[test]
+    fn given_malformed_frames_when_decoded_should_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path(), None);
+        assert!(matches!(
+            decode(&ctx, Bytes::from_static(&[0, 3])),
+            Err(RequestError::Short(2))
+        ));
+        assert!(matches!(
+            decode(&ctx, Bytes::from_static(&[0x7f, 0, 0, 0, 0, 0, 0, 1])),
+            Err(RequestError::UnknownApi(0x7f00))
+        ));
+        let mut unsupported = frame(ApiKey::Metadata, 1, 1, &MetadataRequest::default()).to_vec();
+        unsupported[3] = 99;
+        assert!(matches!(
+            decode(&ctx, Bytes::from(unsupported)),
+            Err(RequestError::UnsupportedVersion { version: 99, .. })
+        ));
+        let mut api_versions = bytes::BytesMut::new();
+        api_versions.put_slice(&[0, 18, 0, 77, 0, 0, 0, 5, 0xff, 0xff, 0]);
+        let decoded = decode(&ctx, api_versions.freeze()).expect("answered anyway");
+        assert!(matches!(decoded.request, Request::UnsupportedApiVersions));
+        let mut cut = frame(ApiKey::Metadata, 12, 1, &MetadataRequest::default()).to_vec();
+        cut.truncate(cut.len() - 2);
+        assert!(matches!(
+            decode(&ctx, Bytes::from(cut)),
+            Err(RequestError::Malformed {
+                correlation_id: 1,
+                ..
+            })
+        ));
+    }
+}
