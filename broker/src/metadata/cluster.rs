@@ -22,7 +22,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use rill_controller::client::{
-    AlterPartition, ClientError, ControllerClient, MetadataView, Registration, Retry,
+    AlterPartition, ClientError, ClientOptions, ControllerClient, MetadataView, Registration, Retry,
 };
 use rill_controller::{Endpoints, NO_LEADER};
 use serde::{Deserialize, Serialize};
@@ -45,6 +45,8 @@ const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct ClusterSettings {
     pub broker_id: i32,
     pub controller_addrs: Vec<String>,
+    /// Sent as the cluster routing header (see [`rill_controller::CLUSTER_HEADER`]).
+    pub cluster: Option<String>,
     pub endpoints: Endpoints,
     pub rack: Option<String>,
     /// Followers not caught up for this long leave the ISR.
@@ -113,7 +115,11 @@ impl ClusterLink {
     ) -> Result<Arc<Self>, Error> {
         let log_dir_id = log_dir_id(data_dir)
             .map_err(|e| Error::Controller(format!("data directory identity: {e}")))?;
-        let client = ControllerClient::connect(settings.controller_addrs.clone())
+        let options = ClientOptions {
+            cluster: settings.cluster.clone(),
+            ..ClientOptions::default()
+        };
+        let client = ControllerClient::connect_with(settings.controller_addrs.clone(), options)
             .await
             .map_err(|e| Error::Controller(e.to_string()))?;
         let registration = Registration {
