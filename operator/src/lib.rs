@@ -283,12 +283,13 @@ async fn lead_and_reconcile(
         signalled(stop_rx.clone()),
     ));
 
-    tokio::select! {
-        _ = leader_rx.wait_for(|leading| *leading) => {}
-        () = signalled(stop_rx.clone()) => {
-            let _ = grpc.await;
-            return finish(elector).await;
-        }
+    let stopped_first = tokio::select! {
+        _ = leader_rx.wait_for(|leading| *leading) => false,
+        () = signalled(stop_rx.clone()) => true,
+    };
+    if stopped_first {
+        let _ = grpc.await;
+        return finish(elector).await;
     }
 
     let ctx = Arc::new(

@@ -40,6 +40,11 @@ const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest a controlled shutdown waits for leadership to move.
 const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// First and longest pause between attempts to reach and register with the
+/// controller at start.
+const START_RETRY_MIN: Duration = Duration::from_millis(100);
+const START_RETRY_MAX: Duration = Duration::from_secs(2);
+
 /// What the cluster link needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct ClusterSettings {
@@ -119,9 +124,24 @@ impl ClusterLink {
             cluster: settings.cluster.clone(),
             ..ClientOptions::default()
         };
-        let client = ControllerClient::connect_with(settings.controller_addrs.clone(), options)
-            .await
-            .map_err(|e| Error::Controller(e.to_string()))?;
+        // The controller may start after the brokers (on Kubernetes the
+        // operator can be elected later than the pods start): wait for it.
+        let mut backoff = START_RETRY_MIN;
+        let client = loop {
+            match ControllerClient::connect_with(settings.controller_addrs.clone(), options.clone())
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) => {
+                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "waiting for the metadata controller");
+                    tokio::select! {
+                        () = stop.cancelled() => return Err(Error::Controller(format!("stopped while waiting for the controller: {e}"))),
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(START_RETRY_MAX);
+                }
+            }
+        };
         let registration = Registration {
             broker_id: settings.broker_id,
             log_dir_id,
@@ -139,7 +159,20 @@ impl ClusterLink {
             view: Mutex::new(MetadataView::default()),
             synced: AtomicBool::new(false),
         });
-        let interval = link.register().await?;
+        let mut backoff = START_RETRY_MIN;
+        let interval = loop {
+            match link.register().await {
+                Ok(interval) => break interval,
+                Err(e) => {
+                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "registration refused; retrying");
+                    tokio::select! {
+                        () = stop.cancelled() => return Err(e),
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(START_RETRY_MAX);
+                }
+            }
+        };
         manager.set_topic_admin(Arc::clone(&link) as Arc<dyn TopicAdmin>);
         tokio::spawn(Arc::clone(&link).heartbeat_loop(interval, stop.clone()));
         tokio::spawn(Arc::clone(&link).watch_loop(stop.clone()));
