@@ -203,22 +203,50 @@ ENV
     echo "KAFKA_BOOTSTRAP=$bootstrap"
 }
 
-stop_all() {
-    [ -f "$dir/nodes" ] || { log "nothing to stop in $dir"; return 0; }
-    local n
-    for n in $(cat "$dir/nodes"); do
+# term_and_wait SECS NODE...: SIGTERM the nodes, wait for them, SIGKILL
+# after SECS.
+term_and_wait() {
+    local n secs=$1; shift
+    for n in "$@"; do
         alive "$n" && kill -TERM "$(cat "$dir/node-$n/pid")" 2>/dev/null || true
     done
-    local deadline=$(( $(date +%s) + STOP_TIMEOUT ))
-    for n in $(cat "$dir/nodes"); do
+    local deadline=$(( $(date +%s) + secs ))
+    for n in "$@"; do
         while alive "$n"; do
             if [ "$(date +%s)" -ge "$deadline" ]; then
-                log "node $n still running after KAFKA_STOP_TIMEOUT=${STOP_TIMEOUT}s: SIGKILL"
+                log "node $n still running ${secs}s after SIGTERM: SIGKILL"
                 kill -KILL "$(cat "$dir/node-$n/pid")" 2>/dev/null || true
                 break
             fi
             sleep 0.2
         done
+    done
+}
+
+stop_all() {
+    [ -f "$dir/nodes" ] || { log "nothing to stop in $dir"; return 0; }
+    # Brokers first, while the controller quorum can still process their
+    # controlled shutdown; then the controllers. Combined nodes stop one at a
+    # time so the quorum stays available for as long as possible.
+    local brokers_only=() controllers=() n
+    for n in $(cat "$dir/nodes"); do
+        if grep -q '^process.roles=broker$' "$dir/node-$n/server.properties"; then
+            brokers_only+=("$n")
+        else
+            controllers+=("$n")
+        fi
+    done
+    [ ${#brokers_only[@]} -eq 0 ] || term_and_wait "$STOP_TIMEOUT" "${brokers_only[@]}"
+    local left=${#controllers[@]}
+    for n in "${controllers[@]}"; do
+        if [ "$left" -le $(( ${#controllers[@]} / 2 )) ]; then
+            # The voters left are no majority: a combined node's controlled
+            # shutdown would wait for the quorum forever.
+            term_and_wait 5 "$n"
+        else
+            term_and_wait "$STOP_TIMEOUT" "$n"
+        fi
+        left=$((left - 1))
     done
     log "stopped"
 }
