@@ -126,6 +126,14 @@ class Ledger:
         with self.lock:
             return len(self.deliveries)
 
+    def drained(self, partitions, ends):
+        """True if every record of these partitions has been processed."""
+        with self.lock:
+            nxt = {}
+            for p, o, _, _ in self.deliveries:
+                nxt[p] = max(nxt.get(p, 0), o + 1)
+        return all(nxt.get(p, 0) >= ends[p] for p in partitions)
+
     def unique(self):
         with self.lock:
             return len({(p, o) for p, o, _, _ in self.deliveries})
@@ -147,6 +155,7 @@ class Member(threading.Thread):
         self.crash_flag = threading.Event()
         self.crashed_batch = None
         self.first_record = threading.Event()
+        self.owned = set()  # partitions currently assigned
         self.assignments = []
         self.pending = {}  # partition -> next offset to commit
         self.consumer = Consumer({
@@ -182,9 +191,11 @@ class Member(threading.Thread):
 
     def _on_assign(self, consumer, partitions):
         self.assignments.append(("assign", sorted(p.partition for p in partitions)))
+        self.owned = self.owned | {p.partition for p in partitions}
 
     def _on_revoke(self, consumer, partitions):
         self.assignments.append(("revoke", sorted(p.partition for p in partitions)))
+        self.owned = self.owned - {p.partition for p in partitions}
         if not self.crash_flag.is_set():
             self._commit({p.partition for p in partitions})
 
@@ -271,6 +282,7 @@ def run_scenario(topic_name, group, strategy, plan, pace=0.02):
     action is 'join', 'leave' or 'crash'."""
     ledger = Ledger()
     members = {}
+    ends = end_offsets(topic_name)
     deadline = time.monotonic() + GROUP_TIMEOUT
     for fraction, action, name in plan:
         wait_for(f"{fraction:.0%} processed before '{action} {name}'",
@@ -281,8 +293,11 @@ def run_scenario(topic_name, group, strategy, plan, pace=0.02):
             members[name] = m
             ledger.hold_except = name if len(members) > 1 else None
             m.start()
-            wait_for(f"{name} to get its first record after joining",
-                     m.first_record.is_set, JOIN_TIMEOUT, ledger)
+            # Joined: it processed a record, or it owns partitions that have
+            # nothing left to process (consumption is uneven across them).
+            wait_for(f"{name} to join and get its first record",
+                     lambda: m.first_record.is_set() or (m.owned and ledger.drained(set(m.owned), ends)),
+                     JOIN_TIMEOUT, ledger)
             ledger.hold_except = None
         elif action == "leave":
             members[name].leave()
@@ -350,8 +365,8 @@ def test_group_rebalance_strict(topic, strategy):
                       f"synchronously before the next poll and on revoke, e.g. {list(dups.items())[:5]}; "
                       f"history {history}")
     assert committed_offsets(group, topic) == end_offsets(topic)
-    by_member = Counter(m for _, _, _, m in ledger.deliveries)
-    assert len(by_member) == 5 and all(by_member.values()), f"per-member counts {by_member}"
+    joined = {n for n, m in members.items() if any(kind == "assign" and parts for kind, parts in m.assignments)}
+    assert joined == set(members), f"members never assigned a partition: {set(members) - joined}; history {history}"
 
 
 def test_group_crash_at_least_once(topic):
