@@ -63,7 +63,8 @@ else
     say "mvn package + dependency:copy-dependencies (Kafka $KAFKA_VERSION from Maven Central) into $LIB"
     rm -rf "$LIB" && mkdir -p "$LIB"
     mvn -B -q -Dstyle.color=never -f "$POM" -Dmaven.repo.local="$M2" -Dcompat.build.dir="$COMPAT/build" \
-        package dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIB"
+        package dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIB" 2>&1 \
+        | sed 's/\x1b\[[0-9;]*m//g'  # Maven prints colour resets even in batch mode
     cp "$COMPAT/build/rill-compat.jar" "$LIB/"
     touch "$java_stamp"
 fi
