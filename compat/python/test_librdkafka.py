@@ -36,6 +36,7 @@ GROUP_TIMEOUT = float(os.environ.get("COMPAT_GROUP_TIMEOUT", "120"))
 # A member waits this long for its first record after joining.
 JOIN_TIMEOUT = float(os.environ.get("COMPAT_JOIN_TIMEOUT", "45"))
 RUN = uuid.uuid4().hex[:8]
+RETRY_AFTER_REBALANCE = {KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS}
 
 
 def value_of(i):
@@ -116,6 +117,11 @@ class Ledger:
         # While a member joins, the others hold: they drop what they consume
         # unprocessed and seek back, so the newcomer is sure to find records.
         self.hold_except = None
+        self.notes = Counter()
+
+    def note(self, text):
+        with self.lock:
+            self.notes[text] += 1
 
     def add(self, batch, member):
         with self.lock:
@@ -170,18 +176,29 @@ class Member(threading.Thread):
         })
 
     def _commit(self, partitions=None):
+        """Commits processed offsets synchronously: of the given partitions,
+        or of all partitions still owned. A commit refused because a rebalance
+        moved the group to a new generation (ILLEGAL_GENERATION,
+        REBALANCE_IN_PROGRESS: the cooperative protocol keeps consuming while
+        it rebalances) stays pending and is retried after the next poll, but
+        only for partitions the member still owns, so it never moves another
+        member's commit backwards. Returns False if it stayed pending."""
         offsets = [TopicPartition(self.topic_name, p, o) for p, o in self.pending.items()
-                   if partitions is None or p in partitions]
+                   if (p in self.owned if partitions is None else p in partitions)]
         if not offsets:
-            return
+            return True
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as e:
+            if e.args[0].code() in RETRY_AFTER_REBALANCE:
+                self.ledger.note(f"{self.member}: commit retried after rebalance: {e.args[0].name()}")
+                return False
             self.ledger.errors.append(f"{self.member}: commit {offsets}: {e}")
             raise
         for tp in offsets:
             if self.pending.get(tp.partition) == tp.offset:
                 del self.pending[tp.partition]
+        return True
 
     def _assigned(self):
         try:
@@ -194,10 +211,14 @@ class Member(threading.Thread):
         self.owned = self.owned | {p.partition for p in partitions}
 
     def _on_revoke(self, consumer, partitions):
-        self.assignments.append(("revoke", sorted(p.partition for p in partitions)))
-        self.owned = self.owned - {p.partition for p in partitions}
-        if not self.crash_flag.is_set():
-            self._commit({p.partition for p in partitions})
+        revoked = {p.partition for p in partitions}
+        self.assignments.append(("revoke", sorted(revoked)))
+        if not self.crash_flag.is_set() and not self._commit(revoked):
+            uncommitted = {p: o for p, o in self.pending.items() if p in revoked}
+            self.ledger.errors.append(f"{self.member}: the commit of revoked partitions failed: {uncommitted}")
+        self.owned = self.owned - revoked
+        for p in revoked:
+            self.pending.pop(p, None)
 
     def run(self):
         c = self.consumer
@@ -309,6 +330,8 @@ def run_scenario(topic_name, group, strategy, plan, pace=0.02):
         if m.is_alive():
             m.leave()
     assert not ledger.errors, f"member errors: {ledger.errors[:5]}"
+    for text, n in sorted(ledger.notes.items()):
+        print(f"{n} x {text}")
     return ledger, members
 
 
