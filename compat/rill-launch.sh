@@ -45,17 +45,19 @@ done
 
 alive() { [ -f "$dir/$1.pid" ] && kill -0 "$(cat "$dir/$1.pid")" 2>/dev/null; }
 
+ready_lines() { local n; n=$(grep -c '^RILL_READY' "$dir/$1.ready" 2>/dev/null || true); echo "${n:-0}"; }
+
 # launch NAME: runs the command line saved in DIR/NAME.cmd in the background,
 # stdout to NAME.ready (appended), stderr to NAME.log, and waits until a new
 # RILL_READY line appears.
 launch() {
     local name=$1 before
-    before=$(grep -c '^RILL_READY' "$dir/$name.ready" 2>/dev/null || true)
+    before=$(ready_lines "$name")
     # shellcheck disable=SC2046
     setsid $(cat "$dir/$name.cmd") >>"$dir/$name.ready" 2>>"$dir/$name.log" </dev/null &
     echo $! >"$dir/$name.pid"
     local deadline=$(( $(date +%s) + START_TIMEOUT ))
-    while [ "$(grep -c '^RILL_READY' "$dir/$name.ready" 2>/dev/null || true)" -le "${before:-0}" ]; do
+    while [ "$(ready_lines "$name")" -le "$before" ]; do
         if ! alive "$name"; then
             tail -20 "$dir/$name.log" >&2
             log "$name exited during startup (log: $dir/$name.log)"
@@ -70,7 +72,7 @@ launch() {
     done
 }
 # field NAME KEY: KEY=value from NAME's latest RILL_READY line.
-field() { grep '^RILL_READY' "$dir/$1.ready" | tail -1 | sed -nE "s/.* $2=([^ ]+).*/\1/p"; }
+field() { { grep '^RILL_READY' "$dir/$1.ready" || true; } | tail -1 | sed -nE "s/.* $2=([^ ]+).*/\1/p"; }
 
 stop_all() {
     [ -f "$dir/names" ] || { log "nothing to stop in $dir"; return 0; }
@@ -100,10 +102,12 @@ start() {
     fi
     rm -rf "$dir" && mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
+    # Whatever fails from here on, stop what was started.
+    trap 'status=$?; [ $status -eq 0 ] || stop_all; exit $status' EXIT
     echo controller >"$dir/names"
     echo "$bin/rill-controller --metadata-file $dir/controller/metadata.json --listen-addr 127.0.0.1:$base --http-addr 127.0.0.1:$((base + 1))" \
         >"$dir/controller.cmd"
-    launch controller || { stop_all; exit 1; }
+    launch controller || exit 1
     local controller
     controller=$(field controller controller)
     local bootstrap=""
@@ -113,10 +117,10 @@ start() {
         echo "$bin/rill-broker --broker-id $i --data-dir $dir/broker-$i --controller-addr $controller" \
              "--listen-addr 127.0.0.1:$p --http-addr 127.0.0.1:$((p + 1)) --replication-addr 127.0.0.1:$((p + 2))" \
              "$KAFKA_FLAG 127.0.0.1:$((p + 3)) ${RILL_COMPAT_BROKER_ARGS:-}" >"$dir/broker-$i.cmd"
-        launch "broker-$i" || { stop_all; exit 1; }
+        launch "broker-$i" || exit 1
         local k
         k=$(field "broker-$i" kafka)
-        [ -n "$k" ] || { log "broker-$i's RILL_READY line has no kafka= address: $(grep '^RILL_READY' "$dir/broker-$i.ready")"; stop_all; exit 1; }
+        [ -n "$k" ] || { log "broker-$i's RILL_READY line has no kafka= address: $(grep "^RILL_READY" "$dir/broker-$i.ready")"; exit 1; }
         bootstrap+="${bootstrap:+,}$k"
     done
     local rf=$(( brokers < 3 ? brokers : 3 ))
