@@ -172,7 +172,7 @@ PROPS
     local fpids=()
     for n in "${nodes[@]}"; do
         java -Xmx256m -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$COMPAT_CLASSPATH" kafka.tools.StorageTool \
-            format --cluster-id "$cluster_id" --config "$dir/node-$n/server.properties" \
+            format --cluster-id="$cluster_id" --config "$dir/node-$n/server.properties" \
             >"$dir/node-$n/format.log" 2>&1 &
         fpids+=($!)
     done
