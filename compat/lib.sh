@@ -36,6 +36,14 @@ create_topic_rdkafka() {
     "$PY" "$COMPAT_DIR/python/admin.py" create "$@"
 }
 
+# show_diff WANT GOT [LINES]: the first lines of their diff on stderr (no
+# SIGPIPE failure under pipefail).
+show_diff() { diff "$1" "$2" | head -n "${3:-10}" >&2 || true; }
+
+# errors_in FILE: a Java tool's exception lines, then its ERROR log lines
+# (some tools exit 0 after an error).
+errors_in() { { grep -E '^[a-zA-Z.]+(Exception|Error): ' "$1"; grep -E '(^|\] )ERROR ' "$1"; } || true; }
+
 # wait_until NAME SECONDS CMD...: reruns CMD until it succeeds, fails after
 # SECONDS with the condition's NAME.
 wait_until() {

@@ -14,7 +14,8 @@
 #
 # Ports: controller P (http P+1); broker i: client P+10+10i, http +1,
 # replication +2, Kafka listener +3. P defaults to 39000.
-# Environment: RILL_KAFKA_ADDR_FLAG (the broker flag for the Kafka listener
+# Environment: RILL_BIN_DIR (where rill-broker and rill-controller are,
+# instead of $CARGO_TARGET_DIR/<profile>), RILL_KAFKA_ADDR_FLAG (the broker flag for the Kafka listener
 # address, default --kafka-addr), RILL_START_TIMEOUT (s, default 60),
 # RILL_STOP_TIMEOUT (s, default 20), RILL_COMPAT_BROKER_ARGS (extra broker
 # arguments), RUST_LOG-style level via RILL_LOG (default info).
@@ -26,7 +27,7 @@ START_TIMEOUT="${RILL_START_TIMEOUT:-60}"
 STOP_TIMEOUT="${RILL_STOP_TIMEOUT:-20}"
 KAFKA_FLAG="${RILL_KAFKA_ADDR_FLAG:---kafka-addr}"
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 log() { echo "rill-launch: $*" >&2; }
 
 cmd="${1:-}"; [ -n "$cmd" ] || usage; shift
@@ -93,7 +94,7 @@ stop_all() {
 }
 
 start() {
-    local bin="${CARGO_TARGET_DIR:-$repo/target}/$profile"
+    local bin="${RILL_BIN_DIR:-${CARGO_TARGET_DIR:-$repo/target}/$profile}"
     for b in rill-controller rill-broker; do
         [ -x "$bin/$b" ] || { log "$bin/$b not built (compat/run.sh --target rill builds it)"; exit 1; }
     done

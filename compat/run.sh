@@ -6,7 +6,8 @@
 #   compat/run.sh --target rill   [--release] [--brokers 3]
 #       builds the broker and controller (debug unless --release), starts a
 #       controller and brokers on loopback (compat/rill-launch.sh), runs the
-#       tests, stops the cluster.
+#       tests, stops the cluster. With RILL_BIN_DIR set, runs the binaries
+#       there and builds nothing.
 #   compat/run.sh --target kafka  [--brokers 3|1]
 #       the same against real Apache Kafka (compat/kafka-launch.sh), to prove
 #       the tests right. --brokers 1 uses RF 1 and skips the failover test.
@@ -64,7 +65,9 @@ case "$target" in
         ;;
     rill)
         export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
-        if $build; then
+        if [ -n "${RILL_BIN_DIR:-}" ]; then
+            stamp "using the binaries in RILL_BIN_DIR=$RILL_BIN_DIR"
+        elif $build; then
             stamp "building rill-broker and rill-controller ($profile)"
             if [ "$profile" = release ]; then
                 cargo build --release -p rill-broker --bins -p rill-controller

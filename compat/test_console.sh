@@ -21,7 +21,7 @@ kjava org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$KAFKA
     >"$WORK/out" 2>"$WORK/consume.err" || { cat "$WORK/consume.err" >&2; fail "ConsoleConsumer failed"; }
 sort "$WORK/in" >"$WORK/want"; sort "$WORK/out" >"$WORK/got"
 if ! cmp -s "$WORK/want" "$WORK/got"; then
-    diff "$WORK/want" "$WORK/got" | head >&2
-    fail "ConsoleConsumer read $(wc -l <"$WORK/out") lines, expected the $N produced (diff above)"
+    show_diff "$WORK/want" "$WORK/got"
+    fail "ConsoleConsumer read $(wc -l <"$WORK/out") lines, expected the $N produced (diff above)$(errors_in "$WORK/consume.err" | head -1 | sed 's/^/; client error: /')"
 fi
 say "ConsoleConsumer read all $N keyed lines back unchanged"

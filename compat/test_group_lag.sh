@@ -23,7 +23,8 @@ consume() {  # consume MAX OUT: one record per poll, so the committed position i
         || { cat "$2.err" >&2; fail "ConsoleConsumer failed"; }
 }
 consume "$FIRST" "$WORK/out1"
-[ "$(wc -l <"$WORK/out1")" -eq "$FIRST" ] || fail "first consumer read $(wc -l <"$WORK/out1") records, expected $FIRST"
+[ "$(wc -l <"$WORK/out1")" -eq "$FIRST" ] \
+    || fail "first consumer read $(wc -l <"$WORK/out1") records, expected $FIRST$(errors_in "$WORK/out1.err" | head -1 | sed 's/^/; client error: /')"
 
 cgc() { kjava org.apache.kafka.tools.consumer.group.ConsumerGroupCommand --bootstrap-server "$KAFKA_BOOTSTRAP" "$@"; }
 cgc --list >"$WORK/groups" || fail "ConsumerGroupCommand --list failed"
@@ -52,5 +53,5 @@ say "ConsumerGroupCommand shows committed offsets and LAG $((N - FIRST))"
 
 consume "$((N - FIRST))" "$WORK/out2"
 sort "$WORK/out1" "$WORK/out2" >"$WORK/got"; sort "$WORK/in" >"$WORK/want"
-cmp -s "$WORK/want" "$WORK/got" || { diff "$WORK/want" "$WORK/got" | head >&2; fail "the two consumers together did not read each record exactly once"; }
+cmp -s "$WORK/want" "$WORK/got" || { show_diff "$WORK/want" "$WORK/got"; fail "the two consumers together did not read each record exactly once"; }
 say "a second consumer in the group resumed at the committed offsets and read the other $((N - FIRST))"

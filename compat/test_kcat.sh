@@ -28,7 +28,8 @@ for codec in none gzip snappy lz4 zstd; do
     cut -f1,2 "$WORK/out-$codec" | sort >"$WORK/got-$codec"
     sort "$WORK/in-$codec" >"$WORK/want-$codec"
     if ! cmp -s "$WORK/want-$codec" "$WORK/got-$codec"; then
-        diff "$WORK/want-$codec" "$WORK/got-$codec" | head -10 >&2
+        show_diff "$WORK/want-$codec" "$WORK/got-$codec"
+        head -5 "$WORK/consume-$codec.err" >&2
         fail "codec $codec: consumed $(wc -l <"$WORK/got-$codec") records, produced $N; they differ (above)"
     fi
     split=$(cut -f1,3 "$WORK/out-$codec" | sort -u | cut -f1 | uniq -d | head -3)

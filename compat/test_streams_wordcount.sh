@@ -18,7 +18,10 @@ app_pid=$!
 stop_app() { kill -TERM "$app_pid" 2>/dev/null || true; wait "$app_pid" 2>/dev/null || true; }
 trap 'stop_app; rm -rf "$WORK"' EXIT
 app_running() {
-    kill -0 "$app_pid" 2>/dev/null || { tail -20 "$WORK/app.err" >&2; fail "the Streams app exited: $(cat "$WORK/app.out")"; }
+    kill -0 "$app_pid" 2>/dev/null || {
+        tail -20 "$WORK/app.err" >&2
+        fail "the Streams app exited: $(tr '\n' ' ' <"$WORK/app.out")$(errors_in "$WORK/app.err" | head -1 | sed 's/^/; client error: /')"
+    }
     grep -q 'STATE RUNNING' "$WORK/app.out"
 }
 wait_until "the Streams app to reach RUNNING" 90 app_running
@@ -49,7 +52,7 @@ round() {
     local name=$1; shift
     expected "$@" >"$WORK/want"
     if ! (wait_until "output counts to equal the $name word counts" "${COMPAT_STREAMS_TIMEOUT:-120}" matches); then
-        diff "$WORK/want" "$WORK/got" | head -20 >&2
+        show_diff "$WORK/want" "$WORK/got" 20
         fail "latest counts in $out differ from the expected ones (diff above: < expected, > output)"
     fi
     say "$name: $(wc -l <"$WORK/want") distinct words, $(awk -F'\t' '{s+=$2} END {print s}' "$WORK/want") counted, all counts match"

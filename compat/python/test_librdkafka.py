@@ -173,6 +173,7 @@ class Member(threading.Thread):
             "partition.assignment.strategy": strategy,
             "session.timeout.ms": 10000,
             "heartbeat.interval.ms": 1000,
+            "error_cb": lambda err: ledger.note(f"{name}: client error: {err}"),
         })
 
     def _commit(self, partitions=None):
@@ -286,8 +287,10 @@ def wait_for(what, cond, timeout, ledger):
         if cond():
             return
         time.sleep(0.05)
+    notes = "; ".join(f"{n} x {t}" for t, n in ledger.notes.most_common(5))
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; "
-                f"processed {ledger.count()} ({ledger.unique()} unique) of {RECORDS}")
+                f"processed {ledger.count()} ({ledger.unique()} unique) of {RECORDS}"
+                + (f"; client reports: {notes}" if notes else ""))
 
 
 def analyse(ledger, expect_values):
