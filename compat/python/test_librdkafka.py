@@ -425,6 +425,7 @@ def test_commit_and_resume(topic):
     ledger = Ledger()
     first = Member("first", group, topic, ledger, "range", pace=0.0)
     first.start()
+    wait_for("the first consumer to join and get a record", first.first_record.is_set, JOIN_TIMEOUT, ledger)
     wait_for("30% processed", lambda: ledger.unique() >= 0.3 * RECORDS, GROUP_TIMEOUT, ledger)
     first.leave()
     processed_first = ledger.count()
