@@ -35,7 +35,7 @@ START_TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
 STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 LOG_LEVEL="${KAFKA_LOG_LEVEL:-info}"
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2; exit 2; }
 log() { echo "kafka-launch: $*" >&2; }
 
 cmd="${1:-}"; [ -n "$cmd" ] || usage; shift

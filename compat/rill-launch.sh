@@ -18,7 +18,7 @@
 # instead of $CARGO_TARGET_DIR/<profile>), RILL_KAFKA_ADDR_FLAG (the broker flag for the Kafka listener
 # address, default --kafka-addr), RILL_START_TIMEOUT (s, default 60),
 # RILL_STOP_TIMEOUT (s, default 20), RILL_COMPAT_BROKER_ARGS (extra broker
-# arguments), RUST_LOG-style level via RILL_LOG (default info).
+# arguments). The processes read RILL_LOG (log filter) themselves.
 set -euo pipefail
 self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -27,7 +27,7 @@ START_TIMEOUT="${RILL_START_TIMEOUT:-60}"
 STOP_TIMEOUT="${RILL_STOP_TIMEOUT:-20}"
 KAFKA_FLAG="${RILL_KAFKA_ADDR_FLAG:---kafka-addr}"
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2; exit 2; }
 log() { echo "rill-launch: $*" >&2; }
 
 cmd="${1:-}"; [ -n "$cmd" ] || usage; shift

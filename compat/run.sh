@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
         --keep) keep=true; shift ;;
         --no-build) build=false; shift ;;
         --release) profile=release; shift ;;
-        *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+        *) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2; exit 2 ;;
     esac
 done
 case "$target" in kafka|rill|external) ;; *) echo "compat/run.sh: --target kafka|rill|external" >&2; exit 2 ;; esac
