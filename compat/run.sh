@@ -19,6 +19,7 @@
 # cluster running), --no-build. Needs scripts/install-compat.sh first.
 # COMPAT_TEST_TIMEOUT (s, default 300) bounds each test.
 set -euo pipefail
+script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 
@@ -31,7 +32,7 @@ while [ $# -gt 0 ]; do
         --keep) keep=true; shift ;;
         --no-build) build=false; shift ;;
         --release) profile=release; shift ;;
-        *) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2; exit 2 ;;
+        *) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$script" >&2; exit 2 ;;
     esac
 done
 case "$target" in kafka|rill|external) ;; *) echo "compat/run.sh: --target kafka|rill|external" >&2; exit 2 ;; esac
