@@ -2,7 +2,7 @@
 # README and .ci/run both call it.
 CARGO ?= cargo
 
-.PHONY: test test-rust quickstart-smoke cluster-smoke test-chart test-e2e crds crds-check build release fmt lint
+.PHONY: test test-rust quickstart-smoke cluster-smoke test-chart test-e2e crds crds-check build release fmt lint compat compat-kafka
 
 test: lint test-rust quickstart-smoke cluster-smoke crds-check test-chart test-e2e
 
@@ -49,3 +49,16 @@ crds-check:
 # Installs the pinned helm into $${RILL_TOOLS:-$$HOME/.cache/rill/tools}.
 test-chart:
 	scripts/test-chart.sh
+
+# Client compatibility (compat/README.md): kcat, librdkafka (confluent-kafka),
+# the Java client, Kafka's command-line tools and Kafka Streams against a
+# Rill controller + 3 brokers on loopback. Installs the clients into
+# $${RILL_CACHE:-$$HOME/.cache/rill}/compat first.
+compat:
+	scripts/install-compat.sh
+	compat/run.sh --target rill
+
+# The same tests against real Apache Kafka (3 brokers), which proves them.
+compat-kafka:
+	scripts/install-compat.sh
+	compat/run.sh --target kafka
