@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{BrokerConfig, ConfigError};
+use crate::group::GroupCoordinator;
 use crate::grpc::ClientApi;
 use crate::http::{self, HttpState};
 use crate::metadata::TopicStore;
@@ -80,6 +81,8 @@ pub struct BrokerHandle {
     pub replication_addr: Option<SocketAddr>,
     pub broker_id: i32,
     manager: Arc<ReplicaManager>,
+    /// The consumer-group coordinator (the Kafka listener serves its API).
+    groups: Arc<GroupCoordinator>,
     /// The controller link in cluster mode.
     cluster: Option<Arc<ClusterLink>>,
     /// Stops the replication server and the controller link.
@@ -196,7 +199,7 @@ impl Broker {
         let _ = manager_cell.set(Arc::clone(&manager));
 
         let tasks_stop = CancellationToken::new();
-        let tasks = tasks::spawn(
+        let mut tasks = tasks::spawn(
             Arc::clone(&manager),
             Arc::clone(&metrics),
             Intervals {
@@ -205,6 +208,13 @@ impl Broker {
             },
             tasks_stop.clone(),
         );
+
+        let groups = GroupCoordinator::new(
+            Arc::clone(&manager),
+            config.group_settings(),
+            Arc::clone(&metrics),
+        );
+        tasks.push(groups.start(tasks_stop.clone()));
 
         let grpc_stop = CancellationToken::new();
         let service = ClientApi::server(
@@ -281,6 +291,7 @@ impl Broker {
             replication_addr,
             broker_id,
             manager,
+            groups,
             cluster,
             cluster_stop,
             metrics,
@@ -300,6 +311,11 @@ impl BrokerHandle {
     /// The broker's partitions (tests inspect replicas through it).
     pub fn manager(&self) -> &Arc<ReplicaManager> {
         &self.manager
+    }
+
+    /// The consumer-group coordinator.
+    pub fn groups(&self) -> &Arc<GroupCoordinator> {
+        &self.groups
     }
 
     /// The broker's metrics registry.

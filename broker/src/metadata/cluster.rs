@@ -296,6 +296,8 @@ impl ClusterLink {
                 }
             }
         }
+        // Roles are applied: services that follow leadership re-check.
+        self.manager.roles_changed();
         if snapshot {
             for name in self.manager.local_topics() {
                 if !view.topics.contains_key(&name) {
