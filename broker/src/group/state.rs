@@ -809,6 +809,7 @@ impl Group {
             GroupState::Stable | GroupState::CompletingRebalance => {
                 self.members.get_mut(&new_id).expect("present").join_waiter = Some(request);
                 self.prepare_rebalance(now, fx, limits);
+                self.try_complete_join(now, fx);
             }
             GroupState::PreparingRebalance => {
                 self.members.get_mut(&new_id).expect("present").join_waiter = Some(request);
