@@ -329,7 +329,11 @@ impl GroupCoordinator {
 
     /// The offsets partition of a group, if the topic exists.
     pub fn partition_of(&self, group_id: &str) -> Option<i32> {
-        let n = self.partitions.load(Ordering::Acquire);
+        let mut n = self.partitions.load(Ordering::Acquire);
+        if n <= 0 {
+            // Not seen by a sweep yet: ask the metadata.
+            n = self.manager.topic_partitions(OFFSETS_TOPIC).unwrap_or(-1);
+        }
         (n > 0).then(|| placement::partition_for(group_id, n))
     }
 

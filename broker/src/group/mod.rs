@@ -41,3 +41,6 @@ pub use coordinator::{
 };
 pub use error::GroupError;
 pub use placement::{OFFSETS_TOPIC, partition_for};
+
+#[cfg(test)]
+mod tests;
