@@ -57,6 +57,11 @@ pub const GROUP_API_VERSIONS: [(ApiKey, i16, i16); 10] = [
     (ApiKey::DeleteGroups, 0, 2),
 ];
 
+/// A coordinator found for a key: (node id, host, port).
+type Located = Result<(i32, String, i32), GroupError>;
+/// Per partition of a commit: its index and what became of it.
+type PartitionChecks = Vec<(i32, Result<(), GroupError>)>;
+
 /// FindCoordinator key type of consumer groups.
 const KEY_TYPE_GROUP: i8 = 0;
 /// The group type ListGroups v5+ reports: only the classic protocol exists.
@@ -89,7 +94,7 @@ impl GroupCoordinator {
         } else {
             vec![req.key.clone()]
         };
-        let found: Vec<(StrBytes, Result<(i32, String, i32), GroupError>)> = keys
+        let found: Vec<(StrBytes, Located)> = keys
             .into_iter()
             .map(|k| {
                 let r = self.locate(req.key_type, &k);
@@ -139,7 +144,7 @@ impl GroupCoordinator {
         resp
     }
 
-    fn locate(self: &Arc<Self>, key_type: i8, key: &str) -> Result<(i32, String, i32), GroupError> {
+    fn locate(self: &Arc<Self>, key_type: i8, key: &str) -> Located {
         if key_type != KEY_TYPE_GROUP {
             return Err(GroupError::InvalidRequest(format!(
                 "coordinator key type {key_type} is not supported: Rill coordinates consumer groups only (no transactions)"
@@ -342,7 +347,7 @@ impl GroupCoordinator {
         let max_metadata = self.settings().limits.max_metadata_bytes;
 
         // Per partition: an error decided before writing, or the offset to write.
-        let mut outcome: Vec<(TopicName, Vec<(i32, Result<(), GroupError>)>)> = Vec::new();
+        let mut outcome: Vec<(TopicName, PartitionChecks)> = Vec::new();
         let mut to_write: Vec<((String, i32), CommittedOffset)> = Vec::new();
         for t in &req.topics {
             let topic = t.name.0.to_string();

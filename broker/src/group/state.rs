@@ -45,6 +45,9 @@ use bytes::Bytes;
 use super::error::GroupError;
 use super::records::{CommittedOffset, GroupValue, MemberValue, RecordKey};
 
+/// Committed offsets by topic: (partition, offset if any).
+pub type TopicOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+
 /// Identifies a parked request so that its answer reaches it.
 pub type RequestId = u64;
 
@@ -1704,11 +1707,7 @@ impl GroupTable {
 
     /// Committed offsets of a group: the asked partitions (`None` when
     /// nothing is committed), or every committed one when `wanted` is None.
-    pub fn committed(
-        &self,
-        group_id: &str,
-        wanted: Option<&[(String, Vec<i32>)]>,
-    ) -> Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> {
+    pub fn committed(&self, group_id: &str, wanted: Option<&[(String, Vec<i32>)]>) -> TopicOffsets {
         let offsets = self.groups.get(group_id).map(|g| &g.offsets);
         match wanted {
             Some(topics) => topics
