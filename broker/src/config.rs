@@ -34,6 +34,21 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether Kafka clients may create, grow and delete topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TopicAdminPolicy {
+    /// CreateTopics, CreatePartitions and DeleteTopics are served.
+    Allow,
+    /// They fail with POLICY_VIOLATION (topics are managed elsewhere, for
+    /// example as Topic resources in Git).
+    Deny,
+}
+
+/// Largest Kafka producer id prefix: producer ids are
+/// `broker id << 51 | counter`, so broker ids must fit in 12 bits for
+/// Kafka clients' idempotent producers (see `kafka::producer_id`).
+pub const MAX_BROKER_ID: i32 = 4095;
+
 /// Default durability policy of topics that do not set `flush`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FlushDefault {
@@ -70,6 +85,29 @@ pub struct BrokerConfig {
     /// Address of the gRPC client API (port 0 picks a free port).
     #[arg(long, env = "RILL_LISTEN_ADDR", default_value = "0.0.0.0:9093")]
     pub listen_addr: SocketAddr,
+
+    /// Address of the Kafka protocol listener (port 0 picks a free port).
+    #[arg(long, env = "RILL_KAFKA_ADDR", default_value = "0.0.0.0:9092")]
+    pub kafka_addr: SocketAddr,
+
+    /// Port Kafka clients should use to reach this broker (advertised in
+    /// Metadata with --advertised-host); default: the bound Kafka port.
+    #[arg(long, env = "RILL_KAFKA_ADVERTISED_PORT")]
+    pub kafka_advertised_port: Option<u16>,
+
+    /// Largest Kafka request frame accepted, in bytes (Kafka's
+    /// `socket.request.max.bytes`); a larger frame closes its connection.
+    #[arg(long, env = "RILL_KAFKA_MAX_REQUEST_BYTES", default_value_t = 100 << 20)]
+    pub kafka_max_request_bytes: usize,
+
+    /// Whether Kafka clients may create, grow and delete topics (CreateTopics,
+    /// CreatePartitions, DeleteTopics): allow or deny (POLICY_VIOLATION).
+    #[arg(long, env = "RILL_KAFKA_TOPIC_ADMIN", value_enum, default_value_t = TopicAdminPolicy::Allow)]
+    pub kafka_topic_admin: TopicAdminPolicy,
+
+    /// Cluster id reported to Kafka clients (Metadata, DescribeCluster).
+    #[arg(long, env = "RILL_CLUSTER_NAME", default_value = "rill")]
+    pub cluster_name: String,
 
     /// Address of the HTTP endpoints /metrics, /healthz and /readyz.
     #[arg(long, env = "RILL_HTTP_ADDR", default_value = "0.0.0.0:9644")]
@@ -130,7 +168,8 @@ pub struct BrokerConfig {
     #[arg(long, env = "RILL_COMPACTION_INTERVAL_MS", default_value_t = 60_000)]
     pub compaction_interval_ms: u64,
 
-    /// Partitions of a topic created automatically by a produce to an unknown topic;
+    /// Partitions of a topic created automatically by a produce to an unknown topic
+    /// (gRPC or Kafka) or by a Kafka Metadata request that allows auto-creation;
     /// unset (the default) disables auto-creation.
     #[arg(long, env = "RILL_AUTO_CREATE_TOPIC_PARTITIONS")]
     pub auto_create_topic_partitions: Option<i32>,
@@ -242,6 +281,7 @@ impl BrokerConfig {
         config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
         config.http_addr = SocketAddr::from(([127, 0, 0, 1], 0));
         config.replication_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.kafka_addr = SocketAddr::from(([127, 0, 0, 1], 0));
         config
     }
 
@@ -255,6 +295,11 @@ impl BrokerConfig {
             data_dir: PathBuf::from("./data"),
             listen_addr: SocketAddr::from(([0, 0, 0, 0], 9093)),
             http_addr: SocketAddr::from(([0, 0, 0, 0], 9644)),
+            kafka_addr: SocketAddr::from(([0, 0, 0, 0], 9092)),
+            kafka_advertised_port: None,
+            kafka_max_request_bytes: 100 << 20,
+            kafka_topic_admin: TopicAdminPolicy::Allow,
+            cluster_name: "rill".to_owned(),
             advertised_host: None,
             rack: None,
             controller_addr: Vec::new(),
@@ -289,6 +334,42 @@ impl BrokerConfig {
         self.log_defaults()?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("--data-dir", "RILL_DATA_DIR", "must not be empty"));
+        }
+        if self.kafka_addr.port() != 0
+            && (self.kafka_addr == self.listen_addr || self.kafka_addr == self.http_addr)
+        {
+            return Err(invalid(
+                "--kafka-addr",
+                "RILL_KAFKA_ADDR",
+                format!(
+                    "{} is also the gRPC or HTTP address; use another port",
+                    self.kafka_addr
+                ),
+            ));
+        }
+        if self.kafka_max_request_bytes < 1024 || self.kafka_max_request_bytes > 1 << 30 {
+            return Err(invalid(
+                "--kafka-max-request-bytes",
+                "RILL_KAFKA_MAX_REQUEST_BYTES",
+                format!(
+                    "{} is not between 1024 and 1073741824",
+                    self.kafka_max_request_bytes
+                ),
+            ));
+        }
+        if self.kafka_advertised_port == Some(0) {
+            return Err(invalid(
+                "--kafka-advertised-port",
+                "RILL_KAFKA_ADVERTISED_PORT",
+                "0 is not a port clients can reach; leave it unset to advertise the bound port",
+            ));
+        }
+        if self.cluster_name.trim().is_empty() {
+            return Err(invalid(
+                "--cluster-name",
+                "RILL_CLUSTER_NAME",
+                "must not be empty",
+            ));
         }
         if self.listen_addr.port() != 0 && self.listen_addr == self.http_addr {
             return Err(invalid(
@@ -414,19 +495,37 @@ impl BrokerConfig {
                     "is true but the pod name (--pod-name / RILL_POD_NAME) is not set",
                 ));
             }
-            return ordinal_from_pod_name(pod).ok_or_else(|| {
+            let id = ordinal_from_pod_name(pod).ok_or_else(|| {
                 invalid(
                     "--pod-name",
                     "RILL_POD_NAME",
                     format!("{pod:?} does not end in a StatefulSet ordinal like `rill-2`"),
                 )
-            });
+            })?;
+            if id > MAX_BROKER_ID {
+                return Err(invalid(
+                    "--pod-name",
+                    "RILL_POD_NAME",
+                    format!("ordinal {id} is larger than {MAX_BROKER_ID}, the largest broker id"),
+                ));
+            }
+            return Ok(id);
         }
         if self.broker_id < 0 {
             return Err(invalid(
                 "--broker-id",
                 "RILL_BROKER_ID",
                 format!("{} is negative; broker ids start at 0", self.broker_id),
+            ));
+        }
+        if self.broker_id > MAX_BROKER_ID {
+            return Err(invalid(
+                "--broker-id",
+                "RILL_BROKER_ID",
+                format!(
+                    "{} is larger than {MAX_BROKER_ID} (broker ids are part of Kafka producer ids)",
+                    self.broker_id
+                ),
             ));
         }
         Ok(self.broker_id)

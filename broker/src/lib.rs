@@ -4,6 +4,7 @@ pub mod config;
 pub mod group;
 pub mod grpc;
 pub mod http;
+pub mod kafka;
 pub mod log;
 pub mod metadata;
 pub mod metrics;

@@ -71,6 +71,21 @@ pub struct Metrics {
     /// Committed offset lag behind the high watermark, by `group`, `topic`,
     /// `partition`, for partitions with a replica on the coordinator.
     pub consumer_group_lag: IntGaugeVec,
+    /// Kafka protocol requests by `api` (Produce, Fetch, ...).
+    pub kafka_requests: IntCounterVec,
+    /// Kafka protocol request latency by `api` (long polls included).
+    pub kafka_request_seconds: HistogramVec,
+    /// Kafka error codes returned, by `api` and `error` (per partition or
+    /// topic where the response has one per partition or topic).
+    pub kafka_errors: IntCounterVec,
+    /// Bytes of Kafka request frames received.
+    pub kafka_bytes_in: IntCounter,
+    /// Bytes of Kafka response frames sent.
+    pub kafka_bytes_out: IntCounter,
+    /// Open Kafka client connections.
+    pub kafka_connections: IntGauge,
+    /// Kafka connections closed for a bad frame or request, by `reason`.
+    pub kafka_connection_errors: IntCounterVec,
 }
 
 const PARTITION_LABELS: &[&str] = &["topic", "partition"];
@@ -293,6 +308,46 @@ impl Metrics {
                 "rill_consumer_group_lag",
                 "High watermark minus committed offset, for partitions with a replica on the group's coordinator.",
                 &["group", "topic", "partition"],
+            ),
+            kafka_requests: counter(
+                &r,
+                "rill_kafka_requests_total",
+                "Kafka protocol requests by API.",
+                &["api"],
+            ),
+            kafka_request_seconds: histogram(
+                &r,
+                "rill_kafka_request_duration_seconds",
+                "Kafka protocol request latency by API (long polls included).",
+                &["api"],
+                latency_buckets(),
+            ),
+            kafka_errors: counter(
+                &r,
+                "rill_kafka_errors_total",
+                "Kafka error codes returned, by API and error name.",
+                &["api", "error"],
+            ),
+            kafka_bytes_in: plain_counter(
+                &r,
+                "rill_kafka_bytes_in_total",
+                "Bytes of Kafka request frames received.",
+            ),
+            kafka_bytes_out: plain_counter(
+                &r,
+                "rill_kafka_bytes_out_total",
+                "Bytes of Kafka response frames sent.",
+            ),
+            kafka_connections: plain_gauge(
+                &r,
+                "rill_kafka_connections",
+                "Open Kafka client connections.",
+            ),
+            kafka_connection_errors: counter(
+                &r,
+                "rill_kafka_connection_errors_total",
+                "Kafka connections closed for an oversized, malformed or unsupported request, by reason.",
+                &["reason"],
             ),
             registry: r,
         }

@@ -9,8 +9,6 @@
 //! v8+ are batched, FindCoordinator v4+ takes several keys, ...), and every
 //! response only sets fields that exist at its version.
 
-use std::sync::Arc;
-
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -84,7 +82,7 @@ impl GroupCoordinator {
     /// offsets topic is created on first use; until it has a leader the
     /// answer is COORDINATOR_NOT_AVAILABLE and clients retry.
     pub async fn find_coordinator(
-        self: &Arc<Self>,
+        &self,
         version: i16,
         req: FindCoordinatorRequest,
         _client: &ClientInfo,
@@ -144,7 +142,7 @@ impl GroupCoordinator {
         resp
     }
 
-    fn locate(self: &Arc<Self>, key_type: i8, key: &str) -> Located {
+    fn locate(&self, key_type: i8, key: &str) -> Located {
         if key_type != KEY_TYPE_GROUP {
             return Err(GroupError::InvalidRequest(format!(
                 "coordinator key type {key_type} is not supported: Rill coordinates consumer groups only (no transactions)"

@@ -50,6 +50,7 @@ use super::error::GroupError;
 use super::placement::{self, OFFSETS_TOPIC};
 use super::records::{self, CommittedOffset, LogRecord, RecordKey};
 use super::state::{AfterStore, Effects, GroupState, GroupTable, Limits, Loaded, Reply, RequestId};
+use crate::kafka::split_host_port;
 use crate::log::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 use crate::metrics::Metrics;
 use crate::partition::manager::{CreateTopic, ReplicaManager};
@@ -118,42 +119,22 @@ pub trait KafkaEndpoints: Send + Sync + fmt::Debug {
     fn kafka_endpoint(&self, broker: i32) -> Option<(String, i32)>;
 }
 
-/// Kafka endpoints from the controller's metadata (each broker registers
-/// its Kafka address), with this broker's own address as a fallback (a
-/// standalone broker has no controller metadata).
+/// Kafka endpoints as the replica manager knows them: registered with the
+/// controller in a cluster, this broker's own when standalone.
 #[derive(Debug)]
 pub struct ClusterEndpoints {
     manager: Arc<ReplicaManager>,
-    /// This broker's advertised Kafka address, set by the Kafka listener.
-    local: Option<String>,
 }
 
 impl ClusterEndpoints {
-    pub fn new(manager: Arc<ReplicaManager>, local: Option<String>) -> Self {
-        Self { manager, local }
+    pub fn new(manager: Arc<ReplicaManager>) -> Self {
+        Self { manager }
     }
-}
-
-/// Splits `host:port` (`[v6]:port` for IPv6).
-pub fn split_host_port(address: &str) -> Option<(String, i32)> {
-    let (host, port) = address.rsplit_once(':')?;
-    let port: u16 = port.parse().ok()?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    (!host.is_empty()).then(|| (host.to_owned(), i32::from(port)))
 }
 
 impl KafkaEndpoints for ClusterEndpoints {
     fn kafka_endpoint(&self, broker: i32) -> Option<(String, i32)> {
-        if let Some(address) = self.manager.kafka_address(broker) {
-            return split_host_port(&address);
-        }
-        if broker == self.manager.broker().id {
-            return self.local.as_deref().and_then(split_host_port);
-        }
-        None
+        split_host_port(&self.manager.kafka_address(broker)?)
     }
 }
 
@@ -231,7 +212,7 @@ pub struct GroupCoordinator {
     partitions: AtomicI32,
     next_request: AtomicU64,
     /// Set while this broker is creating the offsets topic.
-    creating: AtomicBool,
+    creating: Arc<AtomicBool>,
     /// Stops every task of the coordinator.
     stop: CancellationToken,
     /// Lag series exported last time (to remove those that went away).
@@ -255,7 +236,7 @@ impl GroupCoordinator {
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         let endpoints: Arc<dyn KafkaEndpoints> =
-            Arc::new(ClusterEndpoints::new(Arc::clone(&manager), None));
+            Arc::new(ClusterEndpoints::new(Arc::clone(&manager)));
         Arc::new(Self {
             manager,
             settings,
@@ -264,7 +245,7 @@ impl GroupCoordinator {
             shards: Mutex::new(BTreeMap::new()),
             partitions: AtomicI32::new(-1),
             next_request: AtomicU64::new(1),
-            creating: AtomicBool::new(false),
+            creating: Arc::new(AtomicBool::new(false)),
             stop: CancellationToken::new(),
             lag_series: Mutex::new(BTreeSet::new()),
         })
@@ -819,33 +800,37 @@ impl GroupCoordinator {
 
     /// Starts creating the offsets topic (once; a no-op while a creation
     /// runs). Group requests fail until it exists and is loaded.
-    pub(super) fn ensure_offsets_topic(self: &Arc<Self>) {
+    pub(super) fn ensure_offsets_topic(&self) {
         if self.creating.swap(true, Ordering::AcqRel) {
             return;
         }
-        let me = Arc::clone(self);
+        let manager = Arc::clone(&self.manager);
+        let creating = Arc::clone(&self.creating);
+        let partitions = self.settings.offsets_topic_partitions;
+        let rf = placement::replication_factor(
+            self.settings.offsets_topic_replication_factor,
+            manager.live_brokers(),
+        );
+        // The creation runs on its own: a client that gives up waiting
+        // does not cancel it. Once the topic's partitions have roles, the
+        // role watch makes the coordinator load them.
         tokio::spawn(async move {
-            let rf = placement::replication_factor(
-                me.settings.offsets_topic_replication_factor,
-                me.manager.live_brokers(),
-            );
             let request = CreateTopic {
                 name: OFFSETS_TOPIC.to_owned(),
-                partitions: me.settings.offsets_topic_partitions,
+                partitions,
                 replication_factor: rf,
                 config: placement::topic_config(rf),
             };
-            match me.manager.create_topic(request).await {
+            match manager.create_topic(request).await {
                 Ok(_) => info!(
-                    partitions = me.settings.offsets_topic_partitions,
+                    partitions,
                     replication_factor = rf,
                     "created the offsets topic {OFFSETS_TOPIC}"
                 ),
                 Err(PartitionError::TopicExists(_)) => {}
                 Err(e) => warn!(error = %e, "creating the offsets topic {OFFSETS_TOPIC} failed"),
             }
-            me.creating.store(false, Ordering::Release);
-            me.sweep();
+            creating.store(false, Ordering::Release);
         });
     }
 
@@ -985,24 +970,4 @@ fn decode_record(p: i32, r: LogRecord) -> Option<Loaded> {
     decoded
         .map_err(|e| warn!(partition = p, offset = r.offset, error = %e, "skipping an undecodable record"))
         .ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn given_addresses_when_split_should_give_host_and_port() {
-        assert_eq!(
-            split_host_port("broker-0.rill:9092"),
-            Some(("broker-0.rill".to_owned(), 9092))
-        );
-        assert_eq!(
-            split_host_port("[::1]:9092"),
-            Some(("::1".to_owned(), 9092))
-        );
-        assert_eq!(split_host_port("nohost"), None);
-        assert_eq!(split_host_port(":9092"), None);
-        assert_eq!(split_host_port("h:99999"), None);
-    }
 }

@@ -24,14 +24,16 @@
 //!   one partition go through one writer task, which batches whatever is
 //!   queued into one record batch, so records reach the log in the order
 //!   the state machine produced them.
-//! - Kafka API ([`api`]): the methods the Kafka listener calls, taking and
-//!   returning `kafka-protocol` messages for every version the crate knows.
+//! - Kafka API ([`api`]): one method per group API, taking and returning
+//!   `kafka-protocol` messages for every version the crate knows;
+//!   [`listener`] plugs them into the Kafka listener's `GroupService` hook.
 //!
 //! Errors become Kafka codes in one place: [`error::GroupError::code`].
 
 pub mod api;
 pub mod coordinator;
 pub mod error;
+pub mod listener;
 pub mod placement;
 pub mod records;
 pub mod state;

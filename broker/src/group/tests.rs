@@ -24,7 +24,6 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 use tokio_util::sync::CancellationToken;
 
 use super::api::GROUP_API_VERSIONS;
-use super::coordinator::ClusterEndpoints;
 use super::state::Limits;
 use super::*;
 use crate::log::LogConfig;
@@ -47,7 +46,9 @@ fn manager(dir: &std::path::Path) -> Arc<ReplicaManager> {
         broker: BrokerInfo {
             id: 0,
             address: "127.0.0.1:9093".into(),
+            kafka_address: "127.0.0.1:9092".into(),
             rack: None,
+            fenced: false,
         },
         log_defaults: LogConfig::default(),
         auto_create_partitions: None,
@@ -72,10 +73,6 @@ fn settings() -> GroupSettings {
 
 fn start(manager: &Arc<ReplicaManager>, stop: &CancellationToken) -> Arc<GroupCoordinator> {
     let c = GroupCoordinator::new(Arc::clone(manager), settings(), Arc::new(Metrics::new()));
-    c.set_endpoints(Arc::new(ClusterEndpoints::new(
-        Arc::clone(manager),
-        Some("127.0.0.1:9092".into()),
-    )));
     c.start(stop.child_token());
     c
 }

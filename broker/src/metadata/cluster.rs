@@ -387,6 +387,9 @@ fn admin_error(e: ClientError) -> Error {
     match e {
         ClientError::AlreadyExists { message, .. } => Error::TopicExists(message),
         ClientError::NotFound { message, .. } => Error::UnknownTopic(message),
+        ClientError::Invalid { reason, message } if reason == "PLACEMENT" => {
+            Error::Placement(message)
+        }
         ClientError::Invalid { message, .. } => Error::InvalidRequest(message),
         other => Error::Controller(other.to_string()),
     }
@@ -414,5 +417,13 @@ impl TopicAdmin for ClusterLink {
 
     async fn delete(&self, name: &str) -> Result<(), Error> {
         self.client.delete_topic(name).await.map_err(admin_error)
+    }
+
+    async fn create_partitions(&self, name: &str, total: i32) -> Result<(), Error> {
+        self.client
+            .create_partitions(name, total)
+            .await
+            .map(|_| ())
+            .map_err(admin_error)
     }
 }
