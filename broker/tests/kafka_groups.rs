@@ -7,8 +7,11 @@
 //! offsets read back; when the coordinator's broker goes away, another
 //! broker becomes coordinator and still has the offsets, the generation,
 //! the members and their assignments (members keep heartbeating without
-//! rejoining).
+//! rejoining). Twice: with the coordinator's broker shut down in-process,
+//! and with the coordinator's broker process SIGKILLed (real processes:
+//! the controller fences it when its lease expires).
 
+mod broker_process;
 mod common;
 
 use std::collections::BTreeMap;
@@ -49,6 +52,17 @@ const REBALANCE_MS: i32 = 20_000;
 const NONE: i16 = 0;
 const REBALANCE_IN_PROGRESS: i16 = 27;
 const MEMBER_ID_REQUIRED: i16 = 79;
+
+/// Group flags for test brokers: a small offsets topic, a short initial
+/// rebalance delay.
+const GROUP_FLAGS: [&str; 6] = [
+    "--offsets-topic-partitions",
+    "3",
+    "--group-initial-rebalance-delay-ms",
+    "200",
+    "--group-min-session-timeout-ms",
+    "1000",
+];
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_owned())
@@ -131,11 +145,11 @@ async fn start_broker(dir: &Path, id: i32, controller: &str) -> BrokerHandle {
     .await
 }
 
-/// FindCoordinator (v4, batched keys) asked at `via` until it names a
-/// broker in `alive`: (node id, host:port).
-async fn find_coordinator(via: &BrokerHandle, alive: &[i32]) -> (i32, String) {
+/// FindCoordinator (v4, batched keys) asked at the Kafka address `via`
+/// until it names a broker in `alive`: (node id, host:port).
+async fn find_coordinator(via: &str, alive: &[i32]) -> (i32, String) {
     let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
-    let mut conn = KafkaConn::connect(&via.kafka_addr.to_string()).await;
+    let mut conn = KafkaConn::connect(via).await;
     loop {
         let r: FindCoordinatorResponse = conn
             .send(
@@ -277,6 +291,8 @@ impl Member {
 
 /// The assignment the leader hands each member: its own tag.
 fn assignment_for(members: &[String]) -> BTreeMap<String, Bytes> {
+    // (Tags, not real consumer assignments: the coordinator never looks
+    // inside them.)
     members
         .iter()
         .enumerate()
@@ -344,7 +360,8 @@ async fn given_three_members_when_one_leaves_and_the_coordinator_goes_away_shoul
         .expect("topic created");
 
     // The first FindCoordinator creates __consumer_offsets (RF 3).
-    let (coordinator, address) = find_coordinator(&brokers[&0], &[0, 1, 2]).await;
+    let (coordinator, address) =
+        find_coordinator(&brokers[&0].kafka_addr.to_string(), &[0, 1, 2]).await;
     assert_eq!(address, brokers[&coordinator].kafka_advertised);
     wait_loaded(&address).await;
 
@@ -493,7 +510,8 @@ async fn given_three_members_when_one_leaves_and_the_coordinator_goes_away_shoul
         .await
         .expect("clean shutdown");
     let alive: Vec<i32> = brokers.keys().copied().collect();
-    let (new_coordinator, new_address) = find_coordinator(&brokers[&alive[0]], &alive).await;
+    let (new_coordinator, new_address) =
+        find_coordinator(&brokers[&alive[0]].kafka_addr.to_string(), &alive).await;
     assert_ne!(new_coordinator, coordinator);
     wait_loaded(&new_address).await;
     let mut fresh = KafkaConn::connect(&new_address).await;
@@ -534,4 +552,161 @@ async fn given_three_members_when_one_leaves_and_the_coordinator_goes_away_shoul
         b.shutdown().await.expect("clean shutdown");
     }
     controller.shutdown().await.expect("controller stops");
+}
+
+fn commit_request(member: &Member, offsets: &[(i32, i64)]) -> OffsetCommitRequest {
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(GROUP)))
+        .with_generation_id_or_member_epoch(member.generation)
+        .with_member_id(s(&member.id))
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s(TOPIC)))
+                .with_partitions(
+                    offsets
+                        .iter()
+                        .map(|(p, o)| {
+                            OffsetCommitRequestPartition::default()
+                                .with_partition_index(*p)
+                                .with_committed_offset(*o)
+                        })
+                        .collect(),
+                ),
+        ])
+}
+
+/// Processes of a controller and three brokers; dropping it kills them.
+struct Processes {
+    controller: broker_process::ControllerProcess,
+    brokers: BTreeMap<i32, broker_process::BrokerProcess>,
+    dir: tempfile::TempDir,
+}
+
+impl Processes {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (metadata, log) = (
+            dir.path().join("metadata.json"),
+            dir.path().join("controller.log"),
+        );
+        let controller = tokio::task::spawn_blocking(move || {
+            broker_process::ControllerProcess::start(&metadata, "127.0.0.1:0", &log, &[])
+        })
+        .await
+        .unwrap();
+        let mut brokers = BTreeMap::new();
+        for id in 0..3 {
+            let (data, log) = (
+                dir.path().join(format!("broker-{id}")),
+                dir.path().join(format!("broker-{id}.log")),
+            );
+            let mut args = vec![
+                "--broker-id".to_owned(),
+                id.to_string(),
+                "--replication-addr".to_owned(),
+                "127.0.0.1:0".to_owned(),
+                "--controller-addr".to_owned(),
+                controller.addr.clone(),
+            ];
+            args.extend(GROUP_FLAGS.iter().map(|f| (*f).to_owned()));
+            let broker = tokio::task::spawn_blocking(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                broker_process::BrokerProcess::start(&data, &log, &args)
+            })
+            .await
+            .unwrap();
+            brokers.insert(id, broker);
+        }
+        Self {
+            controller,
+            brokers,
+            dir,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_stable_group_when_the_coordinator_process_is_killed_should_resume_elsewhere_with_offsets_and_generation()
+ {
+    let mut cluster = Processes::start().await;
+    let mut admin = rill_proto::client::client_client::ClientClient::connect(format!(
+        "http://{}",
+        cluster.brokers[&0].client_addr
+    ))
+    .await
+    .expect("gRPC connect");
+    admin
+        .create_topic(CreateTopicRequest {
+            name: TOPIC.into(),
+            partitions: 3,
+            replication_factor: 3,
+            config: Default::default(),
+        })
+        .await
+        .expect("topic created");
+    let (coordinator, address) =
+        find_coordinator(&cluster.brokers[&0].kafka_addr, &[0, 1, 2]).await;
+    assert_eq!(address, cluster.brokers[&coordinator].kafka_addr);
+    wait_loaded(&address).await;
+
+    let ((a, ja), (b, jb)) = tokio::join!(Member::join_new(&address), Member::join_new(&address));
+    let mut members = [a, b];
+    assert_eq!((ja.generation_id, jb.generation_id), (1, 1));
+    let leader = ja.leader.to_string();
+    let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
+    let plan = assignment_for(&ids);
+    let none = BTreeMap::new();
+    let [m0, m1] = &mut members;
+    let (p0, p1) = (
+        if m0.id == leader { &plan } else { &none },
+        if m1.id == leader { &plan } else { &none },
+    );
+    let (s0, s1) = tokio::join!(m0.sync(p0), m1.sync(p1));
+    assert_eq!(s0.assignment, plan[&m0.id]);
+    assert_eq!(s1.assignment, plan[&m1.id]);
+    let request = commit_request(m0, &[(0, 10), (1, 20), (2, 30)]);
+    let r: OffsetCommitResponse = m0.conn.send(ApiKey::OffsetCommit, 8, &request).await;
+    assert!(
+        r.topics[0].partitions.iter().all(|p| p.error_code == NONE),
+        "{r:?}"
+    );
+
+    // SIGKILL the coordinator: its lease expires, leadership of the
+    // offsets partition moves to an in-sync replica, which loads the group.
+    let killed = cluster.brokers.remove(&coordinator).unwrap();
+    tokio::task::spawn_blocking(move || killed.kill9())
+        .await
+        .unwrap();
+    let alive: Vec<i32> = cluster.brokers.keys().copied().collect();
+    let (new_coordinator, new_address) =
+        find_coordinator(&cluster.brokers[&alive[0]].kafka_addr, &alive).await;
+    assert_ne!(new_coordinator, coordinator);
+    wait_loaded(&new_address).await;
+    let mut fresh = KafkaConn::connect(&new_address).await;
+    assert_eq!(
+        fetch_offsets(&mut fresh).await,
+        vec![(0, 10), (1, 20), (2, 30)],
+        "acknowledged commits survive a SIGKILL of the coordinator"
+    );
+    let after = describe(&mut fresh).await;
+    assert_eq!(after.group_state.as_str(), "Stable");
+    assert_eq!(after.members.len(), 2);
+    for m in &mut members {
+        m.conn = KafkaConn::connect(&new_address).await;
+        assert_eq!(m.heartbeat().await, NONE, "generation 1 is still current");
+        let again = m.sync(&BTreeMap::new()).await;
+        assert_eq!(again.assignment, plan[&m.id], "assignment kept");
+    }
+    let request = commit_request(&members[1], &[(2, 31)]);
+    let r: OffsetCommitResponse = members[1]
+        .conn
+        .send(ApiKey::OffsetCommit, 8, &request)
+        .await;
+    assert_eq!(r.topics[0].partitions[0].error_code, NONE);
+    assert_eq!(
+        fetch_offsets(&mut fresh).await,
+        vec![(0, 10), (1, 20), (2, 31)]
+    );
+    // Keep the controller and the temporary directory alive to the end.
+    let _ = (&cluster.controller, cluster.dir.path());
 }
