@@ -87,8 +87,11 @@ fn config_type(key: &str) -> i8 {
     }
 }
 
+/// A config as described: key, value, source.
+type ConfigEntry = (String, String, i8);
+
 /// A topic's effective configs with their sources.
-fn topic_configs(view: &TopicView) -> Vec<(String, String, i8)> {
+fn topic_configs(view: &TopicView) -> Vec<ConfigEntry> {
     view.config
         .iter()
         .map(|(k, v)| {
@@ -321,7 +324,7 @@ pub async fn create_partitions(
 }
 
 /// This broker's configs as Kafka names them: (key, value, source).
-fn broker_configs(ctx: &KafkaContext) -> Vec<(String, String, i8)> {
+fn broker_configs(ctx: &KafkaContext) -> Vec<ConfigEntry> {
     let me = ctx.manager.broker().clone();
     let defaults = ctx.manager.log_defaults().to_map();
     let mut out = vec![
@@ -394,7 +397,7 @@ pub fn describe_configs(
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             let name = resource.resource_name.to_string();
-            let configs: Result<(Vec<(String, String, i8)>, bool), (ResponseError, String)> =
+            let configs: Result<(Vec<ConfigEntry>, bool), (ResponseError, String)> =
                 match resource.resource_type {
                     RESOURCE_TOPIC => ctx
                         .manager
@@ -427,8 +430,10 @@ pub fn describe_configs(
                 };
             match configs {
                 Ok((configs, read_only)) => {
+                    // Null or empty: every key.
                     let keys: Option<BTreeSet<String>> = resource
                         .configuration_keys
+                        .filter(|ks| !ks.is_empty())
                         .map(|ks| ks.into_iter().map(|k| k.to_string()).collect());
                     let entries = configs
                         .into_iter()

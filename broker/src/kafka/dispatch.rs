@@ -11,8 +11,9 @@
 //!
 //! [`handle`] runs a decoded request, encodes its response and records the
 //! per-API request count and latency. The versions served are exactly the
-//! `kafka-protocol` crate's ranges for every implemented API
-//! ([`OWN_APIS`]), plus what the group service declares.
+//! versions the `kafka-protocol` crate can decode the request and encode
+//! the response in ([`codec_versions`]) for every implemented API
+//! ([`OWN_APIS`]), plus what the group service declares within them.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,7 +22,7 @@ use bytes::{Buf, Bytes};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, HeaderVersion, VersionRange};
+use kafka_protocol::protocol::{Decodable, HeaderVersion, Message, VersionRange};
 use thiserror::Error;
 
 use super::frame::{EncodeError, encode_response};
@@ -130,15 +131,55 @@ pub struct Decoded {
     pub request: Request,
 }
 
+fn pair<Req: Message, Resp: Message>() -> VersionRange {
+    Req::VERSIONS.intersect(&Resp::VERSIONS)
+}
+
+/// The versions in which the codec can both decode the request and
+/// encode the response of `api` (its tables do not always agree: the
+/// InitProducerId request stops at v5 while the API key lists v6), for
+/// the APIs this listener routes.
+pub fn codec_versions(api: ApiKey) -> Option<VersionRange> {
+    let range = match api {
+        ApiKey::Produce => pair::<ProduceRequest, ProduceResponse>(),
+        ApiKey::Fetch => pair::<FetchRequest, FetchResponse>(),
+        ApiKey::ListOffsets => pair::<ListOffsetsRequest, ListOffsetsResponse>(),
+        ApiKey::Metadata => pair::<MetadataRequest, MetadataResponse>(),
+        ApiKey::ApiVersions => pair::<ApiVersionsRequest, ApiVersionsResponse>(),
+        ApiKey::CreateTopics => pair::<CreateTopicsRequest, CreateTopicsResponse>(),
+        ApiKey::DeleteTopics => pair::<DeleteTopicsRequest, DeleteTopicsResponse>(),
+        ApiKey::InitProducerId => pair::<InitProducerIdRequest, InitProducerIdResponse>(),
+        ApiKey::OffsetForLeaderEpoch => {
+            pair::<OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse>()
+        }
+        ApiKey::DescribeConfigs => pair::<DescribeConfigsRequest, DescribeConfigsResponse>(),
+        ApiKey::CreatePartitions => pair::<CreatePartitionsRequest, CreatePartitionsResponse>(),
+        ApiKey::DescribeCluster => pair::<DescribeClusterRequest, DescribeClusterResponse>(),
+        ApiKey::FindCoordinator => pair::<FindCoordinatorRequest, FindCoordinatorResponse>(),
+        ApiKey::JoinGroup => pair::<JoinGroupRequest, JoinGroupResponse>(),
+        ApiKey::SyncGroup => pair::<SyncGroupRequest, SyncGroupResponse>(),
+        ApiKey::Heartbeat => pair::<HeartbeatRequest, HeartbeatResponse>(),
+        ApiKey::LeaveGroup => pair::<LeaveGroupRequest, LeaveGroupResponse>(),
+        ApiKey::OffsetCommit => pair::<OffsetCommitRequest, OffsetCommitResponse>(),
+        ApiKey::OffsetFetch => pair::<OffsetFetchRequest, OffsetFetchResponse>(),
+        ApiKey::ListGroups => pair::<ListGroupsRequest, ListGroupsResponse>(),
+        ApiKey::DescribeGroups => pair::<DescribeGroupsRequest, DescribeGroupsResponse>(),
+        _ => return None,
+    };
+    let range = range.intersect(&api.valid_versions());
+    (!range.is_empty()).then_some(range)
+}
+
 /// The versions of `api` this broker serves, `None` when it does not
 /// serve it at all.
 pub fn served_versions(ctx: &KafkaContext, api: ApiKey) -> Option<VersionRange> {
+    let codec = codec_versions(api)?;
     if OWN_APIS.contains(&api) {
-        return Some(api.valid_versions());
+        return Some(codec);
     }
     if GROUP_APIS.contains(&api) {
         let groups = ctx.groups.as_ref()?;
-        let range = groups.versions(api)?.intersect(&api.valid_versions());
+        let range = groups.versions(api)?.intersect(&codec);
         return (!range.is_empty()).then_some(range);
     }
     None

@@ -31,9 +31,13 @@ use kafka_protocol::protocol::VersionRange;
 #[tonic::async_trait]
 pub trait GroupService: Send + Sync + std::fmt::Debug {
     /// The versions served for `api` (one of [`GROUP_APIS`]); `None`
-    /// leaves it out. Ranges are intersected with the codec's.
+    /// leaves it out. Ranges are intersected with the codec's
+    /// ([`super::dispatch::codec_versions`]); the default serves all of them.
     fn versions(&self, api: ApiKey) -> Option<VersionRange> {
-        GROUP_APIS.contains(&api).then(|| api.valid_versions())
+        GROUP_APIS
+            .contains(&api)
+            .then(|| super::dispatch::codec_versions(api))
+            .flatten()
     }
 
     async fn find_coordinator(

@@ -626,14 +626,15 @@ impl PartitionLog {
             .unwrap_or(-1)
     }
 
-    /// Headers of the stored batches, oldest first, skipping whole sealed
-    /// segments whose newest record is older than `min_timestamp` (the
-    /// active segment is always read). Reads headers only, never records.
+    /// Headers of the stored batches, oldest first, skipping whole
+    /// segments whose newest record is older than `min_timestamp`, except
+    /// the last two (recent writes may carry old client timestamps). Reads
+    /// headers only, never records.
     pub fn batch_headers_since(&self, min_timestamp: i64) -> Result<Vec<BatchHeader>, LogError> {
-        let active = self.active().base_offset();
+        let always_from = self.segments.len().saturating_sub(2);
         let mut out = Vec::new();
-        for seg in self.segments.values() {
-            if seg.base_offset() != active && seg.max_timestamp() < min_timestamp {
+        for (i, seg) in self.segments.values().enumerate() {
+            if i < always_from && seg.max_timestamp() < min_timestamp {
                 continue;
             }
             let positions = seg

@@ -40,7 +40,8 @@ pub struct BrokerInfo {
     /// host:port of the Kafka listener; empty when the broker has none.
     pub kafka_address: String,
     pub rack: Option<String>,
-    /// Fenced by the controller (lease expired): leads nothing.
+    /// Fenced by the controller (lease expired) or shutting down: leads
+    /// nothing and is not advertised to Kafka clients.
     pub fenced: bool,
 }
 
@@ -525,7 +526,7 @@ impl ReplicaManager {
                 let available = view
                     .brokers
                     .values()
-                    .filter(|b| b.state != rill_controller::Liveness::Fenced)
+                    .filter(|b| b.state == rill_controller::Liveness::Active)
                     .count();
                 if rf as usize > available {
                     return Err(Error::Placement(format!(
@@ -863,7 +864,8 @@ impl ReplicaManager {
                     address: b.endpoints.client.clone(),
                     kafka_address: b.endpoints.kafka.clone(),
                     rack: b.rack.clone(),
-                    fenced: b.state == rill_controller::Liveness::Fenced,
+                    // Fenced or shutting down: not to be used by clients.
+                    fenced: b.state != rill_controller::Liveness::Active,
                 })
                 .collect(),
             None => vec![self.settings.broker.clone()],

@@ -34,7 +34,7 @@ pub struct BrokerProcess {
     pub client_addr: String,
     /// host:port of the HTTP endpoints (metrics, probes).
     pub http_addr: String,
-    /// host:port of the Kafka listener, from the ready line.
+    /// host:port of the Kafka protocol listener.
     pub kafka_addr: String,
     /// Where the broker's stderr goes.
     pub log_path: PathBuf,
