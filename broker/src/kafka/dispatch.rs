@@ -164,6 +164,7 @@ pub fn codec_versions(api: ApiKey) -> Option<VersionRange> {
         ApiKey::OffsetFetch => pair::<OffsetFetchRequest, OffsetFetchResponse>(),
         ApiKey::ListGroups => pair::<ListGroupsRequest, ListGroupsResponse>(),
         ApiKey::DescribeGroups => pair::<DescribeGroupsRequest, DescribeGroupsResponse>(),
+        ApiKey::DeleteGroups => pair::<DeleteGroupsRequest, DeleteGroupsResponse>(),
         _ => return None,
     };
     let range = range.intersect(&api.valid_versions());
