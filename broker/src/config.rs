@@ -127,6 +127,11 @@ pub struct BrokerConfig {
     #[arg(long, env = "RILL_CONTROLLER_ADDR", value_delimiter = ',')]
     pub controller_addr: Vec<String>,
 
+    /// Cluster name sent to the controller with every request (`namespace/name`;
+    /// set by the operator, which hosts one controller per StreamCluster).
+    #[arg(long, env = "RILL_CLUSTER")]
+    pub cluster: Option<String>,
+
     /// Address of the replication gRPC listener (followers fetch from leaders here).
     #[arg(long, env = "RILL_REPLICATION_ADDR", default_value = "0.0.0.0:9094")]
     pub replication_addr: SocketAddr,
@@ -303,6 +308,7 @@ impl BrokerConfig {
             advertised_host: None,
             rack: None,
             controller_addr: Vec::new(),
+            cluster: None,
             replication_addr: SocketAddr::from(([0, 0, 0, 0], 9094)),
             replica_lag_time_max_ms: 10_000,
             log_segment_bytes: 1 << 30,

@@ -290,6 +290,7 @@ impl Broker {
             let settings = ClusterSettings {
                 broker_id,
                 controller_addrs: config.controller_addr.clone(),
+                cluster: config.cluster.clone(),
                 endpoints: rill_controller::Endpoints {
                     client: advertised_address(&config, client_addr),
                     kafka: kafka_advertised.clone(),
