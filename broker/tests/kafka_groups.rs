@@ -385,7 +385,7 @@ async fn given_three_members_when_one_leaves_and_the_coordinator_goes_away_shoul
         leader_join
             .members
             .iter()
-            .all(|m| m.metadata == Bytes::from(format!("subscription:{TOPIC}")))
+            .all(|m| m.metadata == format!("subscription:{TOPIC}").as_bytes())
     );
     let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
     let plan = assignment_for(&ids);
