@@ -7,8 +7,11 @@
 #   scripts/local-cluster.sh            # release build, keeps running
 #   scripts/local-cluster.sh --smoke    # debug build, port 0, stops after the round trip (make test)
 #
-# Ports (without --smoke): controller 9095 (http 9645); broker N: client
-# 9093+N*10000... see the table it prints.
+# Ports (without --smoke): controller 9095 (http 9645); broker N: Kafka
+# 9092+N*10000, client 9093+N*10000, replication 9094+N*10000, http
+# 9644+N*10000. With --smoke every port is 0 (picked by the OS). It prints
+# the Kafka bootstrap servers as one line, KAFKA_BOOTSTRAP=host:port,...,
+# for Kafka clients (kcat -b, bootstrap.servers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,9 +71,14 @@ for id in 0 1 2; do
     --controller-addr "$controller" \
     --listen-addr "127.0.0.1:$(port $((9093 + id * 10000)))" \
     --http-addr "127.0.0.1:$(port $((9644 + id * 10000)))" \
-    --replication-addr "127.0.0.1:$(port $((9094 + id * 10000)))"
+    --replication-addr "127.0.0.1:$(port $((9094 + id * 10000)))" \
+    --kafka-addr "127.0.0.1:$(port $((9092 + id * 10000)))"
 done
 export RILL_BROKER=$(field broker-0 client)
+bootstrap="$(field broker-0 kafka),$(field broker-1 kafka),$(field broker-2 kafka)"
+say "Kafka bootstrap servers"
+echo "KAFKA_BOOTSTRAP=$bootstrap"
+echo "KAFKA_BOOTSTRAP=$bootstrap" >"$work/kafka-bootstrap"
 
 say "rill topic create events --partitions 3 --replication-factor 3 --config min.insync.replicas=2"
 "$bin/rill" topic create events --partitions 3 --replication-factor 3 --config min.insync.replicas=2
@@ -95,6 +103,8 @@ cat <<TXT
 The cluster is running (logs in $work/*.log). Try, in another terminal:
   export RILL_BROKER=$RILL_BROKER
   $bin/rill topic describe events          # leaders, replicas, ISR
+  kcat -b $bootstrap -L                     # the same through the Kafka protocol
+  kcat -b $bootstrap -C -t events -e        # consume with any Kafka client
   kill -9 \$(pgrep -f 'broker-id 0')          # kill a broker; leadership moves within ~2 s
   $bin/rill topic describe events
   seq 1 100000 | $bin/rill produce events --acks all

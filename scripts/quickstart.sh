@@ -7,7 +7,8 @@
 #   scripts/quickstart.sh            # release build, keeps the broker running
 #   scripts/quickstart.sh --smoke    # debug build, stops after the round trip (used by `make test`)
 #
-# Ports: RILL_QS_CLIENT_PORT (default 9093), RILL_QS_HTTP_PORT (default 9644).
+# Ports: RILL_QS_CLIENT_PORT (default 9093), RILL_QS_HTTP_PORT (default 9644),
+# RILL_QS_KAFKA_PORT (default 9092, the Kafka protocol).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,9 +19,10 @@ $smoke && profile=debug
 
 client_port="${RILL_QS_CLIENT_PORT:-9093}"
 http_port="${RILL_QS_HTTP_PORT:-9644}"
+kafka_port="${RILL_QS_KAFKA_PORT:-9092}"
 if $smoke; then
   # Smoke runs must not collide with a broker a developer left running.
-  client_port=0 http_port=0
+  client_port=0 http_port=0 kafka_port=0
 fi
 target="${CARGO_TARGET_DIR:-target}"
 bin="$target/$profile"
@@ -41,6 +43,7 @@ rm -rf "$work" && mkdir -p "$work"
 say "Starting a broker (data in $work/data, log in $work/broker.log)"
 "$bin/rill-broker" --data-dir "$work/data" \
   --listen-addr "127.0.0.1:$client_port" --http-addr "127.0.0.1:$http_port" \
+  --kafka-addr "127.0.0.1:$kafka_port" \
   >"$work/ready" 2>"$work/broker.log" &
 broker=$!
 stop() {
@@ -59,6 +62,7 @@ done
 ready=$(grep '^RILL_READY' "$work/ready") || { cat "$work/broker.log"; echo "broker did not become ready" >&2; exit 1; }
 client=$(sed -E 's/.*client=([^ ]+).*/\1/' <<<"$ready")
 http=$(sed -E 's/.*http=([^ ]+).*/\1/' <<<"$ready")
+kafka=$(sed -E 's/.*kafka=([^ ]+).*/\1/' <<<"$ready")
 export RILL_BROKER="$client"
 echo "$ready"
 
@@ -93,6 +97,8 @@ cat <<TXT
 Rill is running. Try, in another terminal:
   export RILL_BROKER=$client
   $bin/rill topic list
+  kcat -b $kafka -L                      # any Kafka client works too
+  kcat -b $kafka -C -t quickstart -e
   seq 1 100000 | $bin/rill produce quickstart
   $bin/rill consume quickstart --from earliest --follow
   curl http://$http/metrics

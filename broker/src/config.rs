@@ -17,6 +17,8 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use thiserror::Error;
 
+use crate::group::GroupSettings;
+use crate::group::state::Limits;
 use crate::log::LogConfig;
 
 /// Largest partition count a topic may be created with (each partition holds
@@ -31,6 +33,21 @@ pub enum LogFormat {
     /// One JSON object per line (for log collectors).
     Json,
 }
+
+/// Whether Kafka clients may create, grow and delete topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TopicAdminPolicy {
+    /// CreateTopics, CreatePartitions and DeleteTopics are served.
+    Allow,
+    /// They fail with POLICY_VIOLATION (topics are managed elsewhere, for
+    /// example as Topic resources in Git).
+    Deny,
+}
+
+/// Largest Kafka producer id prefix: producer ids are
+/// `broker id << 51 | counter`, so broker ids must fit in 12 bits for
+/// Kafka clients' idempotent producers (see `kafka::producer_id`).
+pub const MAX_BROKER_ID: i32 = 4095;
 
 /// Default durability policy of topics that do not set `flush`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -68,6 +85,29 @@ pub struct BrokerConfig {
     /// Address of the gRPC client API (port 0 picks a free port).
     #[arg(long, env = "RILL_LISTEN_ADDR", default_value = "0.0.0.0:9093")]
     pub listen_addr: SocketAddr,
+
+    /// Address of the Kafka protocol listener (port 0 picks a free port).
+    #[arg(long, env = "RILL_KAFKA_ADDR", default_value = "0.0.0.0:9092")]
+    pub kafka_addr: SocketAddr,
+
+    /// Port Kafka clients should use to reach this broker (advertised in
+    /// Metadata with --advertised-host); default: the bound Kafka port.
+    #[arg(long, env = "RILL_KAFKA_ADVERTISED_PORT")]
+    pub kafka_advertised_port: Option<u16>,
+
+    /// Largest Kafka request frame accepted, in bytes (Kafka's
+    /// `socket.request.max.bytes`); a larger frame closes its connection.
+    #[arg(long, env = "RILL_KAFKA_MAX_REQUEST_BYTES", default_value_t = 100 << 20)]
+    pub kafka_max_request_bytes: usize,
+
+    /// Whether Kafka clients may create, grow and delete topics (CreateTopics,
+    /// CreatePartitions, DeleteTopics): allow or deny (POLICY_VIOLATION).
+    #[arg(long, env = "RILL_KAFKA_TOPIC_ADMIN", value_enum, default_value_t = TopicAdminPolicy::Allow)]
+    pub kafka_topic_admin: TopicAdminPolicy,
+
+    /// Cluster id reported to Kafka clients (Metadata, DescribeCluster).
+    #[arg(long, env = "RILL_CLUSTER_NAME", default_value = "rill")]
+    pub cluster_name: String,
 
     /// Address of the HTTP endpoints /metrics, /healthz and /readyz.
     #[arg(long, env = "RILL_HTTP_ADDR", default_value = "0.0.0.0:9644")]
@@ -133,7 +173,8 @@ pub struct BrokerConfig {
     #[arg(long, env = "RILL_COMPACTION_INTERVAL_MS", default_value_t = 60_000)]
     pub compaction_interval_ms: u64,
 
-    /// Partitions of a topic created automatically by a produce to an unknown topic;
+    /// Partitions of a topic created automatically by a produce to an unknown topic
+    /// (gRPC or Kafka) or by a Kafka Metadata request that allows auto-creation;
     /// unset (the default) disables auto-creation.
     #[arg(long, env = "RILL_AUTO_CREATE_TOPIC_PARTITIONS")]
     pub auto_create_topic_partitions: Option<i32>,
@@ -145,6 +186,54 @@ pub struct BrokerConfig {
     /// How long shutdown waits for in-flight requests before closing connections, in ms.
     #[arg(long, env = "RILL_SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000)]
     pub shutdown_timeout_ms: u64,
+
+    /// Partitions of the `__consumer_offsets` topic, created on first use; group
+    /// `g` lives in partition abs(hash(g)) % this. Fixed once the topic exists.
+    #[arg(long, env = "RILL_OFFSETS_TOPIC_PARTITIONS", default_value_t = 12)]
+    pub offsets_topic_partitions: i32,
+
+    /// Replication factor of `__consumer_offsets` (capped at the number of live brokers).
+    #[arg(
+        long,
+        env = "RILL_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        default_value_t = 3
+    )]
+    pub offsets_topic_replication_factor: i32,
+
+    /// How long the first rebalance of an empty group waits for more members, in ms
+    /// (Kafka's `group.initial.rebalance.delay.ms`).
+    #[arg(
+        long,
+        env = "RILL_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 3000
+    )]
+    pub group_initial_rebalance_delay_ms: u64,
+
+    /// Smallest session timeout a group member may ask for, in ms.
+    #[arg(
+        long,
+        env = "RILL_GROUP_MIN_SESSION_TIMEOUT_MS",
+        default_value_t = 6000
+    )]
+    pub group_min_session_timeout_ms: i32,
+
+    /// Largest session timeout a group member may ask for, in ms.
+    #[arg(
+        long,
+        env = "RILL_GROUP_MAX_SESSION_TIMEOUT_MS",
+        default_value_t = 1_800_000
+    )]
+    pub group_max_session_timeout_ms: i32,
+
+    /// How long committed offsets are kept once their group is empty, in ms
+    /// (Kafka's `offsets.retention.minutes`).
+    #[arg(long, env = "RILL_OFFSETS_RETENTION_MS", default_value_t = 7 * 24 * 3600 * 1000)]
+    pub offsets_retention_ms: i64,
+
+    /// How long an offset commit or group change waits for the offsets topic's
+    /// in-sync replicas, in ms.
+    #[arg(long, env = "RILL_OFFSETS_COMMIT_TIMEOUT_MS", default_value_t = 5000)]
+    pub offsets_commit_timeout_ms: u64,
 
     /// Log line format: text or json.
     #[arg(long, env = "RILL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -197,6 +286,7 @@ impl BrokerConfig {
         config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
         config.http_addr = SocketAddr::from(([127, 0, 0, 1], 0));
         config.replication_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.kafka_addr = SocketAddr::from(([127, 0, 0, 1], 0));
         config
     }
 
@@ -210,6 +300,11 @@ impl BrokerConfig {
             data_dir: PathBuf::from("./data"),
             listen_addr: SocketAddr::from(([0, 0, 0, 0], 9093)),
             http_addr: SocketAddr::from(([0, 0, 0, 0], 9644)),
+            kafka_addr: SocketAddr::from(([0, 0, 0, 0], 9092)),
+            kafka_advertised_port: None,
+            kafka_max_request_bytes: 100 << 20,
+            kafka_topic_admin: TopicAdminPolicy::Allow,
+            cluster_name: "rill".to_owned(),
             advertised_host: None,
             rack: None,
             controller_addr: Vec::new(),
@@ -226,6 +321,13 @@ impl BrokerConfig {
             auto_create_topic_partitions: None,
             max_request_bytes: 64 << 20,
             shutdown_timeout_ms: 10_000,
+            offsets_topic_partitions: 12,
+            offsets_topic_replication_factor: 3,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            offsets_retention_ms: 7 * 24 * 3600 * 1000,
+            offsets_commit_timeout_ms: 5000,
             log_format: LogFormat::Text,
             log_filter: "info".to_owned(),
         }
@@ -238,6 +340,42 @@ impl BrokerConfig {
         self.log_defaults()?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("--data-dir", "RILL_DATA_DIR", "must not be empty"));
+        }
+        if self.kafka_addr.port() != 0
+            && (self.kafka_addr == self.listen_addr || self.kafka_addr == self.http_addr)
+        {
+            return Err(invalid(
+                "--kafka-addr",
+                "RILL_KAFKA_ADDR",
+                format!(
+                    "{} is also the gRPC or HTTP address; use another port",
+                    self.kafka_addr
+                ),
+            ));
+        }
+        if self.kafka_max_request_bytes < 1024 || self.kafka_max_request_bytes > 1 << 30 {
+            return Err(invalid(
+                "--kafka-max-request-bytes",
+                "RILL_KAFKA_MAX_REQUEST_BYTES",
+                format!(
+                    "{} is not between 1024 and 1073741824",
+                    self.kafka_max_request_bytes
+                ),
+            ));
+        }
+        if self.kafka_advertised_port == Some(0) {
+            return Err(invalid(
+                "--kafka-advertised-port",
+                "RILL_KAFKA_ADVERTISED_PORT",
+                "0 is not a port clients can reach; leave it unset to advertise the bound port",
+            ));
+        }
+        if self.cluster_name.trim().is_empty() {
+            return Err(invalid(
+                "--cluster-name",
+                "RILL_CLUSTER_NAME",
+                "must not be empty",
+            ));
         }
         if self.listen_addr.port() != 0 && self.listen_addr == self.http_addr {
             return Err(invalid(
@@ -295,6 +433,52 @@ impl BrokerConfig {
                 return Err(invalid(flag, env, "must be at least 1 ms"));
             }
         }
+        if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&self.offsets_topic_partitions) {
+            return Err(invalid(
+                "--offsets-topic-partitions",
+                "RILL_OFFSETS_TOPIC_PARTITIONS",
+                format!(
+                    "{} is not between 1 and {MAX_PARTITIONS_PER_TOPIC}",
+                    self.offsets_topic_partitions
+                ),
+            ));
+        }
+        if !(1..=16).contains(&self.offsets_topic_replication_factor) {
+            return Err(invalid(
+                "--offsets-topic-replication-factor",
+                "RILL_OFFSETS_TOPIC_REPLICATION_FACTOR",
+                format!(
+                    "{} is not between 1 and 16",
+                    self.offsets_topic_replication_factor
+                ),
+            ));
+        }
+        if self.group_min_session_timeout_ms < 1
+            || self.group_min_session_timeout_ms > self.group_max_session_timeout_ms
+        {
+            return Err(invalid(
+                "--group-min-session-timeout-ms",
+                "RILL_GROUP_MIN_SESSION_TIMEOUT_MS",
+                format!(
+                    "{} must be at least 1 and at most --group-max-session-timeout-ms ({})",
+                    self.group_min_session_timeout_ms, self.group_max_session_timeout_ms
+                ),
+            ));
+        }
+        if self.offsets_retention_ms < 1 {
+            return Err(invalid(
+                "--offsets-retention-ms",
+                "RILL_OFFSETS_RETENTION_MS",
+                "must be at least 1 ms",
+            ));
+        }
+        if self.offsets_commit_timeout_ms == 0 {
+            return Err(invalid(
+                "--offsets-commit-timeout-ms",
+                "RILL_OFFSETS_COMMIT_TIMEOUT_MS",
+                "must be at least 1 ms",
+            ));
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log_filter).map_err(|e| {
             invalid(
                 "--log",
@@ -317,19 +501,37 @@ impl BrokerConfig {
                     "is true but the pod name (--pod-name / RILL_POD_NAME) is not set",
                 ));
             }
-            return ordinal_from_pod_name(pod).ok_or_else(|| {
+            let id = ordinal_from_pod_name(pod).ok_or_else(|| {
                 invalid(
                     "--pod-name",
                     "RILL_POD_NAME",
                     format!("{pod:?} does not end in a StatefulSet ordinal like `rill-2`"),
                 )
-            });
+            })?;
+            if id > MAX_BROKER_ID {
+                return Err(invalid(
+                    "--pod-name",
+                    "RILL_POD_NAME",
+                    format!("ordinal {id} is larger than {MAX_BROKER_ID}, the largest broker id"),
+                ));
+            }
+            return Ok(id);
         }
         if self.broker_id < 0 {
             return Err(invalid(
                 "--broker-id",
                 "RILL_BROKER_ID",
                 format!("{} is negative; broker ids start at 0", self.broker_id),
+            ));
+        }
+        if self.broker_id > MAX_BROKER_ID {
+            return Err(invalid(
+                "--broker-id",
+                "RILL_BROKER_ID",
+                format!(
+                    "{} is larger than {MAX_BROKER_ID} (broker ids are part of Kafka producer ids)",
+                    self.broker_id
+                ),
             ));
         }
         Ok(self.broker_id)
@@ -377,6 +579,23 @@ impl BrokerConfig {
                 .map_err(|e| invalid(flag, env, e.to_string()))?;
         }
         Ok(config)
+    }
+
+    /// Settings of the consumer-group coordinator.
+    pub fn group_settings(&self) -> GroupSettings {
+        GroupSettings {
+            offsets_topic_partitions: self.offsets_topic_partitions,
+            offsets_topic_replication_factor: self.offsets_topic_replication_factor,
+            limits: Limits {
+                initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms as i64,
+                min_session_timeout_ms: self.group_min_session_timeout_ms,
+                max_session_timeout_ms: self.group_max_session_timeout_ms,
+                ..Limits::default()
+            },
+            offsets_retention_ms: self.offsets_retention_ms,
+            commit_timeout: Duration::from_millis(self.offsets_commit_timeout_ms),
+            ..GroupSettings::default()
+        }
     }
 
     /// How long graceful shutdown waits for in-flight requests.

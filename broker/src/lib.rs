@@ -1,8 +1,10 @@
 //! Rill broker.
 pub mod client;
 pub mod config;
+pub mod group;
 pub mod grpc;
 pub mod http;
+pub mod kafka;
 pub mod log;
 pub mod metadata;
 pub mod metrics;

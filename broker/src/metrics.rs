@@ -60,6 +60,32 @@ pub struct Metrics {
     pub isr_expands: IntCounter,
     /// Partitions led here whose ISR is smaller than their replica set.
     pub under_replicated_partitions: IntGauge,
+    /// Consumer groups coordinated here, by `state`.
+    pub consumer_groups: IntGaugeVec,
+    /// Group rebalances completed here (new generations).
+    pub group_rebalances: IntCounter,
+    /// Offset commits written here.
+    pub group_offset_commits: IntCounter,
+    /// `__consumer_offsets` partitions led here, by `status` (loading, active).
+    pub group_coordinator_partitions: IntGaugeVec,
+    /// Committed offset lag behind the high watermark, by `group`, `topic`,
+    /// `partition`, for partitions with a replica on the coordinator.
+    pub consumer_group_lag: IntGaugeVec,
+    /// Kafka protocol requests by `api` (Produce, Fetch, ...).
+    pub kafka_requests: IntCounterVec,
+    /// Kafka protocol request latency by `api` (long polls included).
+    pub kafka_request_seconds: HistogramVec,
+    /// Kafka error codes returned, by `api` and `error` (per partition or
+    /// topic where the response has one per partition or topic).
+    pub kafka_errors: IntCounterVec,
+    /// Bytes of Kafka request frames received.
+    pub kafka_bytes_in: IntCounter,
+    /// Bytes of Kafka response frames sent.
+    pub kafka_bytes_out: IntCounter,
+    /// Open Kafka client connections.
+    pub kafka_connections: IntGauge,
+    /// Kafka connections closed for a bad frame or request, by `reason`.
+    pub kafka_connection_errors: IntCounterVec,
 }
 
 const PARTITION_LABELS: &[&str] = &["topic", "partition"];
@@ -91,6 +117,14 @@ fn plain_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGaugeVec {
     let g =
         IntGaugeVec::new(Opts::new(name, help), PARTITION_LABELS).expect("valid metric definition");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
+}
+
+fn labelled_gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
     registry
         .register(Box::new(g.clone()))
         .expect("metric registered once");
@@ -246,6 +280,74 @@ impl Metrics {
                 &r,
                 "rill_under_replicated_partitions",
                 "Partitions led by this broker whose ISR is smaller than their replica set.",
+            ),
+            consumer_groups: labelled_gauge(
+                &r,
+                "rill_consumer_groups",
+                "Consumer groups coordinated by this broker, by state.",
+                &["state"],
+            ),
+            group_rebalances: plain_counter(
+                &r,
+                "rill_group_rebalances_total",
+                "Consumer group rebalances completed by this broker (new generations).",
+            ),
+            group_offset_commits: plain_counter(
+                &r,
+                "rill_group_offset_commits_total",
+                "Offset commit requests written by this broker.",
+            ),
+            group_coordinator_partitions: labelled_gauge(
+                &r,
+                "rill_group_coordinator_partitions",
+                "__consumer_offsets partitions led by this broker, by status (loading, active).",
+                &["status"],
+            ),
+            consumer_group_lag: labelled_gauge(
+                &r,
+                "rill_consumer_group_lag",
+                "High watermark minus committed offset, for partitions with a replica on the group's coordinator.",
+                &["group", "topic", "partition"],
+            ),
+            kafka_requests: counter(
+                &r,
+                "rill_kafka_requests_total",
+                "Kafka protocol requests by API.",
+                &["api"],
+            ),
+            kafka_request_seconds: histogram(
+                &r,
+                "rill_kafka_request_duration_seconds",
+                "Kafka protocol request latency by API (long polls included).",
+                &["api"],
+                latency_buckets(),
+            ),
+            kafka_errors: counter(
+                &r,
+                "rill_kafka_errors_total",
+                "Kafka error codes returned, by API and error name.",
+                &["api", "error"],
+            ),
+            kafka_bytes_in: plain_counter(
+                &r,
+                "rill_kafka_bytes_in_total",
+                "Bytes of Kafka request frames received.",
+            ),
+            kafka_bytes_out: plain_counter(
+                &r,
+                "rill_kafka_bytes_out_total",
+                "Bytes of Kafka response frames sent.",
+            ),
+            kafka_connections: plain_gauge(
+                &r,
+                "rill_kafka_connections",
+                "Open Kafka client connections.",
+            ),
+            kafka_connection_errors: counter(
+                &r,
+                "rill_kafka_connection_errors_total",
+                "Kafka connections closed for an oversized, malformed or unsupported request, by reason.",
+                &["reason"],
             ),
             registry: r,
         }

@@ -1,15 +1,16 @@
 //! Broker lifecycle: start, serve, shut down gracefully.
 //!
 //! [`Broker::start`] validates the config, binds the HTTP listener first (so
-//! probes answer during recovery: `/readyz` says 503), binds the gRPC
-//! listener, opens every topic's logs on the blocking pool, starts the
-//! background tasks, serves the gRPC client API and only then reports
-//! ready. Tests call it with port 0 and read the bound addresses from the
+//! probes answer during recovery: `/readyz` says 503), binds the gRPC and
+//! Kafka listeners, opens every topic's logs on the blocking pool, starts
+//! the background tasks, serves the gRPC client API and the Kafka protocol
+//! and only then reports ready. Tests call it with port 0 and read the bound addresses from the
 //! returned [`BrokerHandle`]; the binary calls [`run`].
 //!
 //! [`BrokerHandle::shutdown`]: not ready -> long polls return and topic
-//! admin is refused -> the gRPC server stops accepting and in-flight
-//! requests finish (bounded by `--shutdown-timeout-ms`) -> background tasks
+//! admin is refused -> the gRPC server and the Kafka listener stop
+//! accepting and in-flight requests finish (bounded by
+//! `--shutdown-timeout-ms`) -> background tasks
 //! stop -> every log is fsynced -> the HTTP server stops.
 
 use std::future::Future;
@@ -27,8 +28,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{BrokerConfig, ConfigError};
+use crate::group::GroupCoordinator;
 use crate::grpc::ClientApi;
 use crate::http::{self, HttpState};
+use crate::kafka::{self, KafkaContext, KafkaSettings, ProducerIdAllocator};
 use crate::metadata::TopicStore;
 use crate::metadata::cluster::{ClusterLink, ClusterSettings};
 use crate::metrics::Metrics;
@@ -59,6 +62,8 @@ pub enum ServerError {
     Task(#[from] tokio::task::JoinError),
     #[error("joining the cluster: {0}")]
     Cluster(String),
+    #[error("reading the producer id state: {0}")]
+    ProducerIds(std::io::Error),
 }
 
 /// Longest a broker in a cluster waits for its first metadata snapshot.
@@ -78,8 +83,14 @@ pub struct BrokerHandle {
     pub http_addr: SocketAddr,
     /// Bound address of the replication listener (cluster mode).
     pub replication_addr: Option<SocketAddr>,
+    /// Bound address of the Kafka protocol listener.
+    pub kafka_addr: SocketAddr,
+    /// host:port advertised to Kafka clients.
+    pub kafka_advertised: String,
     pub broker_id: i32,
     manager: Arc<ReplicaManager>,
+    /// The consumer-group coordinator (the Kafka listener serves its API).
+    groups: Arc<GroupCoordinator>,
     /// The controller link in cluster mode.
     cluster: Option<Arc<ClusterLink>>,
     /// Stops the replication server and the controller link.
@@ -89,6 +100,9 @@ pub struct BrokerHandle {
     grpc_stop: CancellationToken,
     /// `None` once [`BrokerHandle::serving_failed`] has seen it end.
     grpc_task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    /// Stops the Kafka listener (in-flight requests finish first).
+    kafka_stop: CancellationToken,
+    kafka_task: JoinHandle<()>,
     tasks_stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     http_stop: CancellationToken,
@@ -119,6 +133,21 @@ fn hostname() -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// host:port Kafka clients should use: the advertised host (or the bound
+/// IP, or the host name) and `--kafka-advertised-port` (or the bound port).
+fn kafka_advertised_address(config: &BrokerConfig, bound: SocketAddr) -> String {
+    let port = config.kafka_advertised_port.unwrap_or(bound.port());
+    let host = match &config.advertised_host {
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        None if bound.ip().is_unspecified() => hostname(),
+        None => bound.ip().to_string(),
+    };
+    kafka::advertised_address(&host, port)
 }
 
 /// host:port clients should use, from the config and the bound address.
@@ -163,12 +192,17 @@ impl Broker {
 
         let grpc_listener = bind("gRPC client API", config.listen_addr).await?;
         let client_addr = local_addr("gRPC client API", &grpc_listener, config.listen_addr)?;
+        let kafka_listener = bind("Kafka", config.kafka_addr).await?;
+        let kafka_addr = local_addr("Kafka", &kafka_listener, config.kafka_addr)?;
+        let kafka_advertised = kafka_advertised_address(&config, kafka_addr);
 
         let settings = Settings {
             broker: BrokerInfo {
                 id: broker_id,
                 address: advertised_address(&config, client_addr),
+                kafka_address: kafka_advertised.clone(),
                 rack: config.rack.clone(),
+                fenced: false,
             },
             log_defaults,
             auto_create_partitions: config.auto_create_topic_partitions,
@@ -178,15 +212,18 @@ impl Broker {
         let data_dir = config.data_dir.clone();
         let open_metrics = Arc::clone(&metrics);
         let opened = tokio::task::spawn_blocking(move || {
-            let store = TopicStore::open(&data_dir)?;
-            ReplicaManager::open(store, settings, open_metrics)
+            let store = TopicStore::open(&data_dir).map_err(crate::partition::Error::from)?;
+            let producer_ids = ProducerIdAllocator::open(&data_dir, broker_id)
+                .map_err(ServerError::ProducerIds)?;
+            let manager = ReplicaManager::open(store, settings, open_metrics)?;
+            Ok::<_, ServerError>((manager, producer_ids))
         })
         .await;
-        let manager = match opened {
-            Ok(Ok(m)) => Arc::new(m),
+        let (manager, producer_ids) = match opened {
+            Ok(Ok((m, ids))) => (Arc::new(m), ids),
             Ok(Err(e)) => {
                 http_stop.cancel();
-                return Err(e.into());
+                return Err(e);
             }
             Err(e) => {
                 http_stop.cancel();
@@ -196,7 +233,7 @@ impl Broker {
         let _ = manager_cell.set(Arc::clone(&manager));
 
         let tasks_stop = CancellationToken::new();
-        let tasks = tasks::spawn(
+        let mut tasks = tasks::spawn(
             Arc::clone(&manager),
             Arc::clone(&metrics),
             Intervals {
@@ -205,6 +242,13 @@ impl Broker {
             },
             tasks_stop.clone(),
         );
+
+        let groups = GroupCoordinator::new(
+            Arc::clone(&manager),
+            config.group_settings(),
+            Arc::clone(&metrics),
+        );
+        tasks.push(groups.start(tasks_stop.clone()));
 
         let grpc_stop = CancellationToken::new();
         let service = ClientApi::server(
@@ -249,7 +293,7 @@ impl Broker {
                 cluster: config.cluster.clone(),
                 endpoints: rill_controller::Endpoints {
                     client: advertised_address(&config, client_addr),
-                    kafka: String::new(),
+                    kafka: kafka_advertised.clone(),
                     replication: advertised_address(&config, bound),
                 },
                 rack: config.rack.clone(),
@@ -274,20 +318,47 @@ impl Broker {
             }
             (Some(link), Some(bound))
         };
+        // The Kafka listener starts last: its Metadata answers need the
+        // cluster view in cluster mode.
+        let kafka_context = Arc::new(KafkaContext {
+            manager: Arc::clone(&manager),
+            metrics: Arc::clone(&metrics),
+            settings: KafkaSettings {
+                broker_id,
+                cluster_id: config.cluster_name.clone(),
+                max_request_bytes: config.kafka_max_request_bytes,
+                topic_admin: config.kafka_topic_admin,
+                auto_create_partitions: config.auto_create_topic_partitions,
+            },
+            producer_ids,
+            groups: Some(Arc::clone(&groups) as Arc<dyn kafka::GroupService>),
+        });
+        let kafka_stop = CancellationToken::new();
+        let kafka_task = tokio::spawn(kafka::serve(
+            kafka_listener,
+            kafka_context,
+            kafka_stop.clone(),
+            config.shutdown_timeout(),
+        ));
         ready.store(true, Ordering::Release);
-        info!(%client_addr, %http_addr, broker_id, cluster = cluster.is_some(), "broker ready");
+        info!(%client_addr, %http_addr, %kafka_addr, kafka_advertised = %kafka_advertised, broker_id, cluster = cluster.is_some(), "broker ready");
         Ok(BrokerHandle {
             client_addr,
             http_addr,
             replication_addr,
+            kafka_addr,
+            kafka_advertised,
             broker_id,
             manager,
+            groups,
             cluster,
             cluster_stop,
             metrics,
             ready,
             grpc_stop,
             grpc_task: Some(grpc_task),
+            kafka_stop,
+            kafka_task,
             tasks_stop,
             tasks,
             http_stop,
@@ -301,6 +372,11 @@ impl BrokerHandle {
     /// The broker's partitions (tests inspect replicas through it).
     pub fn manager(&self) -> &Arc<ReplicaManager> {
         &self.manager
+    }
+
+    /// The consumer-group coordinator.
+    pub fn groups(&self) -> &Arc<GroupCoordinator> {
+        &self.groups
     }
 
     /// The broker's metrics registry.
@@ -333,6 +409,7 @@ impl BrokerHandle {
         self.cluster_stop.cancel();
         self.manager.begin_shutdown();
         self.grpc_stop.cancel();
+        self.kafka_stop.cancel();
         if let Some(mut grpc_task) = self.grpc_task {
             match tokio::time::timeout(self.shutdown_timeout, &mut grpc_task).await {
                 Ok(Ok(Ok(()))) => {}
@@ -346,6 +423,10 @@ impl BrokerHandle {
                     grpc_task.abort();
                 }
             }
+        }
+        // The listener bounds its own drain by the shutdown timeout.
+        if let Err(e) = self.kafka_task.await {
+            warn!(error = %e, "Kafka listener task failed");
         }
         self.tasks_stop.cancel();
         for t in self.tasks {
@@ -371,8 +452,9 @@ impl BrokerHandle {
 }
 
 /// Runs a broker until `shutdown` resolves, then shuts it down gracefully.
-/// Prints `RILL_READY client=<addr> http=<addr>` on stdout once serving
-/// (tools and tests parse it to learn port-0 addresses).
+/// Prints `RILL_READY client=<addr> http=<addr> [replication=<addr>]
+/// kafka=<addr>` on stdout once serving: space-separated `key=value`
+/// fields that tools and tests parse to learn port-0 addresses.
 pub async fn run(
     config: BrokerConfig,
     shutdown: impl Future<Output = ()>,
@@ -380,18 +462,15 @@ pub async fn run(
     let mut handle = Broker::start(config).await?;
     {
         let mut out = std::io::stdout().lock();
-        let _ = match handle.replication_addr {
-            Some(r) => writeln!(
-                out,
-                "RILL_READY client={} http={} replication={r}",
-                handle.client_addr, handle.http_addr
-            ),
-            None => writeln!(
-                out,
-                "RILL_READY client={} http={}",
-                handle.client_addr, handle.http_addr
-            ),
-        };
+        let replication = handle
+            .replication_addr
+            .map(|r| format!(" replication={r}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "RILL_READY client={} http={}{replication} kafka={}",
+            handle.client_addr, handle.http_addr, handle.kafka_addr
+        );
         let _ = out.flush();
     }
     tokio::select! {

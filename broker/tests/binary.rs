@@ -1,6 +1,7 @@
 //! Contract of the `rill-broker` binary: configured from `RILL_*`
 //! environment variables, it prints exactly one `RILL_READY client=<addr>
-//! http=<addr>` line on stdout once serving, serves the client API there,
+//! http=<addr> kafka=<addr>` line (space-separated `key=value` fields) on
+//! stdout once serving, serves the client API there,
 //! and on SIGTERM shuts down gracefully with exit code 0 (data flushed and
 //! readable after a restart). A bad configuration exits with code 2 and a
 //! message naming the variable.
@@ -28,6 +29,7 @@ fn broker_command(data_dir: &Path) -> Command {
         .env("RILL_DATA_DIR", data_dir)
         .env("RILL_LISTEN_ADDR", "127.0.0.1:0")
         .env("RILL_HTTP_ADDR", "127.0.0.1:0")
+        .env("RILL_KAFKA_ADDR", "127.0.0.1:0")
         .env("RILL_LOG_FORMAT", "json")
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -49,9 +51,26 @@ fn spawn_ready(data_dir: &Path) -> (Child, String, String, mpsc::Receiver<String
         .recv_timeout(READY_TIMEOUT)
         .expect("RILL_READY line in time");
     let rest = line.strip_prefix("RILL_READY ").expect("ready line format");
-    let (client, http) = rest.split_once(' ').expect("two addresses");
-    let client = client.strip_prefix("client=").expect("client=").to_owned();
-    let http = http.strip_prefix("http=").expect("http=").to_owned();
+    let field = |name: &str| {
+        rest.split(' ')
+            .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("ready line {line:?} has no {name}="))
+            .to_owned()
+    };
+    let client = field("client");
+    let http = field("http");
+    let kafka = field("kafka");
+    assert_eq!(
+        rest.split(' ').count(),
+        3,
+        "standalone ready line has client, http and kafka: {line:?}"
+    );
+    assert!(
+        kafka
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.port() != 0),
+        "kafka= is the bound address: {line:?}"
+    );
     (child, client, http, rx)
 }
 

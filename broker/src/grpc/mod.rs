@@ -28,6 +28,7 @@ pub fn status_from(err: &Error) -> Status {
         Error::TopicExists(_) => Code::AlreadyExists,
         Error::InvalidTopicName(_)
         | Error::InvalidPartitions { .. }
+        | Error::PartitionCountNotIncreased { .. }
         | Error::InvalidReplicationFactor(_)
         | Error::InvalidConfig(_)
         | Error::InvalidRequest(_) => Code::InvalidArgument,
@@ -48,6 +49,9 @@ pub fn status_from(err: &Error) -> Status {
             Code::Unavailable
         }
         Error::Timeout { .. } => Code::DeadlineExceeded,
+        Error::Placement(_) => Code::InvalidArgument,
+        Error::Sequence { .. } | Error::FencedLeaderEpoch { .. } => Code::FailedPrecondition,
+        Error::UnknownLeaderEpoch { .. } => Code::Unavailable,
     };
     let message = if err.is_disk_full() {
         format!("disk full: {err}")

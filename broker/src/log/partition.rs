@@ -615,6 +615,35 @@ impl PartitionLog {
     pub fn segment_bases(&self) -> Vec<i64> {
         self.segments.keys().copied().collect()
     }
+
+    /// Largest record timestamp stored, -1 when the log is empty.
+    pub fn max_timestamp(&self) -> i64 {
+        self.segments
+            .values()
+            .filter(|s| !s.is_empty())
+            .map(Segment::max_timestamp)
+            .max()
+            .unwrap_or(-1)
+    }
+
+    /// Headers of the stored batches, oldest first, skipping whole
+    /// segments whose newest record is older than `min_timestamp`, except
+    /// the last two (recent writes may carry old client timestamps). Reads
+    /// headers only, never records.
+    pub fn batch_headers_since(&self, min_timestamp: i64) -> Result<Vec<BatchHeader>, LogError> {
+        let always_from = self.segments.len().saturating_sub(2);
+        let mut out = Vec::new();
+        for (i, seg) in self.segments.values().enumerate() {
+            if i < always_from && seg.max_timestamp() < min_timestamp {
+                continue;
+            }
+            let positions = seg
+                .batch_positions()
+                .map_err(|e| LogError::io(format!("scanning {}", self.dir.display()), e))?;
+            out.extend(positions.into_iter().map(|(_, h)| h));
+        }
+        Ok(out)
+    }
 }
 
 /// See [`PartitionLog::sync_handle`].

@@ -335,6 +335,8 @@ impl ClusterLink {
                 }
             }
         }
+        // Roles are applied: services that follow leadership re-check.
+        self.manager.roles_changed();
         if snapshot {
             for name in self.manager.local_topics() {
                 if !view.topics.contains_key(&name) {
@@ -424,6 +426,9 @@ fn admin_error(e: ClientError) -> Error {
     match e {
         ClientError::AlreadyExists { message, .. } => Error::TopicExists(message),
         ClientError::NotFound { message, .. } => Error::UnknownTopic(message),
+        ClientError::Invalid { reason, message } if reason == "PLACEMENT" => {
+            Error::Placement(message)
+        }
         ClientError::Invalid { message, .. } => Error::InvalidRequest(message),
         other => Error::Controller(other.to_string()),
     }
@@ -451,5 +456,13 @@ impl TopicAdmin for ClusterLink {
 
     async fn delete(&self, name: &str) -> Result<(), Error> {
         self.client.delete_topic(name).await.map_err(admin_error)
+    }
+
+    async fn create_partitions(&self, name: &str, total: i32) -> Result<(), Error> {
+        self.client
+            .create_partitions(name, total)
+            .await
+            .map(|_| ())
+            .map_err(admin_error)
     }
 }

@@ -5,6 +5,7 @@
 
 use thiserror::Error;
 
+use super::producers::SequenceError;
 use crate::log::{ConfigError, LogError};
 use crate::metadata::{InvalidTopicName, StoreError};
 
@@ -27,6 +28,14 @@ pub enum Error {
     InvalidTopicName(#[from] InvalidTopicName),
     #[error("invalid partition count {requested}: must be between 1 and {max}")]
     InvalidPartitions { requested: i32, max: i32 },
+    #[error(
+        "topic {topic:?} has {current} partitions; partitions can only be added, so ask for more than {current} (asked for {requested})"
+    )]
+    PartitionCountNotIncreased {
+        topic: String,
+        current: i32,
+        requested: i32,
+    },
     #[error(
         "replication factor {0} is not possible: this broker runs as a single-node cluster, so it must be 1"
     )]
@@ -89,6 +98,40 @@ pub enum Error {
     },
     #[error("controller: {0}")]
     Controller(String),
+    /// The controller could not place the replicas (replication factor
+    /// larger than the brokers available).
+    #[error("{0}")]
+    Placement(String),
+    /// An idempotent producer's batch was refused; nothing was written.
+    #[error("{topic}-{partition}: {source}")]
+    Sequence {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: SequenceError,
+    },
+    /// The client knows an older leader epoch than this leader: its
+    /// metadata is stale.
+    #[error(
+        "{topic}-{partition}: leader epoch {requested} is older than the current epoch {current}; refresh metadata"
+    )]
+    FencedLeaderEpoch {
+        topic: String,
+        partition: i32,
+        requested: i32,
+        current: i32,
+    },
+    /// The client knows a newer leader epoch than this broker: this
+    /// broker's metadata lags behind.
+    #[error(
+        "{topic}-{partition}: leader epoch {requested} is newer than this broker's {current}; retry shortly"
+    )]
+    UnknownLeaderEpoch {
+        topic: String,
+        partition: i32,
+        requested: i32,
+        current: i32,
+    },
 }
 
 fn leader_hint(leader: Option<i32>) -> String {
@@ -107,7 +150,9 @@ impl Error {
             Self::TopicDeleted(_) => "topic_deleted",
             Self::TopicExists(_) => "topic_exists",
             Self::InvalidTopicName(_) => "invalid_topic_name",
-            Self::InvalidPartitions { .. } => "invalid_partitions",
+            Self::InvalidPartitions { .. } | Self::PartitionCountNotIncreased { .. } => {
+                "invalid_partitions"
+            }
             Self::InvalidReplicationFactor(_) => "invalid_replication_factor",
             Self::InvalidConfig(_) => "invalid_config",
             Self::InvalidRequest(_) => "invalid_request",
@@ -120,6 +165,17 @@ impl Error {
             Self::NotEnoughReplicas { .. } => "not_enough_replicas",
             Self::LeadershipLost { .. } => "leadership_lost",
             Self::Controller(_) => "controller",
+            Self::Placement(_) => "placement",
+            Self::Sequence {
+                source: SequenceError::OutOfOrder { .. },
+                ..
+            } => "out_of_order_sequence",
+            Self::Sequence {
+                source: SequenceError::StaleEpoch { .. },
+                ..
+            } => "invalid_producer_epoch",
+            Self::FencedLeaderEpoch { .. } => "fenced_leader_epoch",
+            Self::UnknownLeaderEpoch { .. } => "unknown_leader_epoch",
             Self::Timeout { .. } => "timeout",
             Self::ShuttingDown => "shutting_down",
         }

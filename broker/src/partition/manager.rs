@@ -16,7 +16,7 @@ use parking_lot::RwLock;
 use rill_controller::client::MetadataView;
 use tracing::{info, warn};
 
-use super::{Acks, Error, FetchResult, Partition, PartitionState, ProduceResult};
+use super::{Acks, ClientRead, Error, FetchResult, Partition, PartitionState, ProduceResult};
 use crate::config::MAX_PARTITIONS_PER_TOPIC;
 use crate::log::{LogConfig, PartitionLog};
 use crate::metadata::{TopicSpec, TopicStore, validate_topic_name};
@@ -37,7 +37,12 @@ pub struct BrokerInfo {
     pub id: i32,
     /// host:port of the client API.
     pub address: String,
+    /// host:port of the Kafka listener; empty when the broker has none.
+    pub kafka_address: String,
     pub rack: Option<String>,
+    /// Fenced by the controller (lease expired) or shutting down: leads
+    /// nothing and is not advertised to Kafka clients.
+    pub fenced: bool,
 }
 
 /// What the manager needs from the broker configuration.
@@ -88,6 +93,8 @@ pub struct PartitionView {
 pub trait TopicAdmin: Send + Sync + std::fmt::Debug {
     async fn create(&self, request: CreateTopic) -> Result<(), Error>;
     async fn delete(&self, name: &str) -> Result<(), Error>;
+    /// Grows a topic to `total` partitions.
+    async fn create_partitions(&self, name: &str, total: i32) -> Result<(), Error>;
 }
 
 /// A topic as described by Metadata and CreateTopic.
@@ -98,6 +105,8 @@ pub struct TopicView {
     pub replication_factor: i32,
     /// Effective config, every known key.
     pub config: BTreeMap<String, String>,
+    /// The keys the topic sets itself (the rest are broker defaults).
+    pub overrides: BTreeMap<String, String>,
 }
 
 /// Which offset ListOffsets resolves.
@@ -106,6 +115,45 @@ pub enum OffsetSpec {
     Earliest,
     Latest,
     Timestamp(i64),
+    /// The first record with the largest timestamp.
+    MaxTimestamp,
+}
+
+/// An offset found by ListOffsets for a Kafka client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetAnswer {
+    /// -1 when no record matches.
+    pub offset: i64,
+    /// -1 unless resolved by timestamp.
+    pub timestamp: i64,
+    /// Leader epoch of the batch holding the offset, -1 when unknown.
+    pub leader_epoch: i32,
+}
+
+/// One partition of a multi-partition consumer fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// Largest data for this partition (0: the broker default).
+    pub max_bytes: usize,
+    /// -1: no check.
+    pub current_leader_epoch: i32,
+    /// -1: no divergence check.
+    pub last_fetched_epoch: i32,
+}
+
+/// Bounds of a multi-partition consumer fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchLimits {
+    /// Largest response (0: the broker default); the first partition with
+    /// data may exceed it by one batch, so consumers always progress.
+    pub max_bytes: usize,
+    /// Return as soon as this much data is available...
+    pub min_bytes: usize,
+    /// ...or this much time passed (capped at [`MAX_FETCH_WAIT`]).
+    pub max_wait: Duration,
 }
 
 /// A topic create request.
@@ -135,6 +183,10 @@ pub struct ReplicaManager {
     admin_remote: std::sync::OnceLock<Arc<dyn TopicAdmin>>,
     /// Notified when the cluster metadata changes.
     cluster_changed: tokio::sync::Notify,
+    /// Bumped after partition roles may have changed (metadata applied,
+    /// topic created or removed); services that depend on leadership (the
+    /// group coordinator) watch it.
+    roles: tokio::sync::watch::Sender<u64>,
     metrics: Arc<Metrics>,
 }
 
@@ -167,12 +219,18 @@ impl ReplicaManager {
             cluster: RwLock::new(None),
             admin_remote: std::sync::OnceLock::new(),
             cluster_changed: tokio::sync::Notify::new(),
+            roles: tokio::sync::watch::Sender::new(0),
             metrics,
         })
     }
 
     pub fn broker(&self) -> &BrokerInfo {
         &self.settings.broker
+    }
+
+    /// Settings of topics that do not override them.
+    pub fn log_defaults(&self) -> &LogConfig {
+        &self.settings.log_defaults
     }
 
     fn topic(&self, name: &str) -> Result<Arc<Topic>, Error> {
@@ -286,6 +344,134 @@ impl ReplicaManager {
             OffsetSpec::Earliest => Ok((p.earliest_offset()?, -1)),
             OffsetSpec::Latest => Ok((p.latest_offset()?, -1)),
             OffsetSpec::Timestamp(ts) => Ok(p.offset_for_timestamp(ts)?.unwrap_or((-1, -1))),
+            OffsetSpec::MaxTimestamp => Ok(p.offset_for_max_timestamp()?.unwrap_or((-1, -1))),
+        }
+    }
+
+    /// ListOffsets for a Kafka client: checks the leader epoch
+    /// (`current_leader_epoch` -1: no check), resolves `spec` below the HW
+    /// and tells the leader epoch of the batch holding the offset.
+    pub fn list_offsets_for_client(
+        &self,
+        topic: &str,
+        partition: i32,
+        spec: OffsetSpec,
+        current_leader_epoch: i32,
+    ) -> Result<OffsetAnswer, Error> {
+        let p = self.partition(topic, partition)?;
+        p.check_leader_epoch(current_leader_epoch)?;
+        let found = |hit: Option<(i64, i64)>| match hit {
+            Some((offset, timestamp)) => OffsetAnswer {
+                offset,
+                timestamp,
+                leader_epoch: p.epoch_of_offset(offset),
+            },
+            None => OffsetAnswer {
+                offset: -1,
+                timestamp: -1,
+                leader_epoch: -1,
+            },
+        };
+        Ok(match spec {
+            OffsetSpec::Earliest => {
+                let offset = p.earliest_offset()?;
+                OffsetAnswer {
+                    offset,
+                    timestamp: -1,
+                    leader_epoch: p.epoch_of_offset(offset),
+                }
+            }
+            OffsetSpec::Latest => OffsetAnswer {
+                offset: p.latest_offset()?,
+                timestamp: -1,
+                leader_epoch: p.latest_epoch(),
+            },
+            OffsetSpec::Timestamp(ts) => found(p.offset_for_timestamp(ts)?),
+            OffsetSpec::MaxTimestamp => found(p.offset_for_max_timestamp()?),
+        })
+    }
+
+    /// OffsetForLeaderEpoch for a consumer: the largest epoch <= `epoch`
+    /// this leader's log has and the offset where it ends.
+    pub fn offset_for_leader_epoch(
+        &self,
+        topic: &str,
+        partition: i32,
+        current_leader_epoch: i32,
+        epoch: i32,
+    ) -> Result<(i32, i64), Error> {
+        self.partition(topic, partition)?
+            .epoch_end_offset(current_leader_epoch, epoch)
+    }
+
+    /// A consumer fetch of several partitions: reads each below its HW;
+    /// returns once `min_bytes` are available, a partition fails or
+    /// diverges, the broker shuts down, or `max_wait` passed (any HW change
+    /// of a requested partition re-reads). Results are in request order.
+    /// The response holds at most `max_bytes`, except that the first
+    /// partition with data returns at least one whole batch (KIP-74).
+    pub async fn fetch_many(
+        &self,
+        requests: &[FetchPartition],
+        limits: FetchLimits,
+    ) -> Vec<Result<ClientRead, Error>> {
+        let max_total = match limits.max_bytes {
+            0 => DEFAULT_FETCH_BYTES,
+            n => n.min(self.settings.max_request_bytes),
+        };
+        let min_bytes = limits.min_bytes.min(max_total);
+        let deadline = tokio::time::Instant::now() + limits.max_wait.min(MAX_FETCH_WAIT);
+        loop {
+            let mut watchers = Vec::with_capacity(requests.len());
+            let mut results = Vec::with_capacity(requests.len());
+            let mut remaining = max_total;
+            let mut total = 0usize;
+            let mut done = false;
+            for r in requests {
+                let result = self.partition(&r.topic, r.partition).and_then(|p| {
+                    // Subscribed before reading: a change between the read
+                    // and the wait below still wakes it.
+                    let mut hw = p.subscribe_high_watermark();
+                    hw.borrow_and_update();
+                    watchers.push(hw);
+                    done |= p.is_closing();
+                    let limit = match r.max_bytes {
+                        0 => DEFAULT_FETCH_BYTES,
+                        n => n,
+                    }
+                    .min(remaining);
+                    p.read_for_client(
+                        r.offset,
+                        limit,
+                        total == 0,
+                        r.current_leader_epoch,
+                        r.last_fetched_epoch,
+                    )
+                });
+                match &result {
+                    Ok(read) => {
+                        total += read.data.len();
+                        remaining = remaining.saturating_sub(read.data.len());
+                        done |= read.diverging.is_some();
+                    }
+                    Err(_) => done = true,
+                }
+                results.push(result);
+            }
+            if done || total >= min_bytes || tokio::time::Instant::now() >= deadline {
+                return results;
+            }
+            let _waiting = super::WaitingGuard::new(&self.metrics);
+            if watchers.is_empty() {
+                tokio::time::sleep_until(deadline).await;
+                continue;
+            }
+            let any_change =
+                futures::future::select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+            tokio::select! {
+                _ = any_change => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
         }
     }
 
@@ -314,6 +500,178 @@ impl ReplicaManager {
             .iter()
             .map(|t| view(t, self.settings.broker.id))
             .collect())
+    }
+
+    /// Checks a topic create request without creating anything (Kafka's
+    /// `validate_only`): name, partition count, config, replication factor
+    /// against the brokers available, and that the topic does not exist.
+    pub fn validate_create_topic(&self, request: &CreateTopic) -> Result<(), Error> {
+        validate_topic_name(&request.name)?;
+        if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&request.partitions) {
+            return Err(Error::InvalidPartitions {
+                requested: request.partitions,
+                max: MAX_PARTITIONS_PER_TOPIC,
+            });
+        }
+        self.settings
+            .log_defaults
+            .clone()
+            .with_overrides(&request.config)?;
+        match &*self.cluster.read() {
+            Some(view) => {
+                if view.topics.contains_key(&request.name) {
+                    return Err(Error::TopicExists(request.name.clone()));
+                }
+                let rf = request.replication_factor.max(1);
+                let available = view
+                    .brokers
+                    .values()
+                    .filter(|b| b.state == rill_controller::Liveness::Active)
+                    .count();
+                if rf as usize > available {
+                    return Err(Error::Placement(format!(
+                        "replication factor {rf} is larger than the {available} available brokers"
+                    )));
+                }
+            }
+            None => {
+                if !(-1..=1).contains(&request.replication_factor) {
+                    return Err(Error::InvalidReplicationFactor(request.replication_factor));
+                }
+                if self.topics.read().contains_key(&request.name) {
+                    return Err(Error::TopicExists(request.name.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Grows a topic to `total` partitions (never shrinks). In a cluster
+    /// the controller places the new partitions and this waits until the
+    /// metadata shows them; a standalone broker persists the new count and
+    /// opens the new logs. With `validate_only` nothing changes.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        total: i32,
+        validate_only: bool,
+    ) -> Result<(), Error> {
+        validate_topic_name(name)?;
+        let current = self
+            .metadata(&[name.to_owned()])?
+            .first()
+            .map_or(0, |t| t.partitions.len() as i32);
+        let current = match &*self.cluster.read() {
+            Some(view) => view
+                .topics
+                .get(name)
+                .map_or(current, |t| t.partitions.len() as i32),
+            None => current,
+        };
+        if total <= current {
+            return Err(Error::PartitionCountNotIncreased {
+                topic: name.to_owned(),
+                current,
+                requested: total,
+            });
+        }
+        if total > MAX_PARTITIONS_PER_TOPIC {
+            return Err(Error::InvalidPartitions {
+                requested: total,
+                max: MAX_PARTITIONS_PER_TOPIC,
+            });
+        }
+        if validate_only {
+            return Ok(());
+        }
+        if let Some(admin) = self.admin_remote.get() {
+            admin.create_partitions(name, total).await?;
+            return self.await_partitions(name, total).await;
+        }
+        let _admin = self.admin.lock().await;
+        if self.closing.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
+        }
+        let old = self.topic(name)?;
+        if total <= old.spec.partitions {
+            return Err(Error::PartitionCountNotIncreased {
+                topic: name.to_owned(),
+                current: old.spec.partitions,
+                requested: total,
+            });
+        }
+        let mut spec = old.spec.clone();
+        spec.partitions = total;
+        let store = self.store.clone();
+        let config = old.config.clone();
+        let metrics = Arc::clone(&self.metrics);
+        let first_new = old.spec.partitions;
+        let opened = tokio::task::spawn_blocking(move || {
+            // The spec is the commit point: partitions it lists but that have
+            // no directory yet are created empty on the next open.
+            store.save(&spec)?;
+            let name: Arc<str> = Arc::from(spec.name.as_str());
+            let mut opened = Vec::new();
+            for id in first_new..spec.partitions {
+                let dir = store.partition_dir(&spec.name, id);
+                let log =
+                    PartitionLog::open(&dir, config.clone()).map_err(|source| Error::Log {
+                        topic: spec.name.clone(),
+                        partition: id,
+                        source,
+                    })?;
+                opened.push(Some(Arc::new(Partition::new(
+                    Arc::clone(&name),
+                    id,
+                    log,
+                    Arc::clone(&metrics),
+                )?)));
+            }
+            Ok::<_, Error>((spec, opened))
+        })
+        .await
+        .map_err(|e| Error::InvalidRequest(format!("partition creation task failed: {e}")))??;
+        let (spec, opened) = opened;
+        let mut partitions = old.partitions.clone();
+        partitions.extend(opened);
+        info!(topic = name, partitions = total, "partitions added");
+        self.topics.write().insert(
+            name.to_owned(),
+            Arc::new(Topic {
+                spec,
+                config: old.config.clone(),
+                partitions,
+            }),
+        );
+        Ok(())
+    }
+
+    /// Waits (bounded) until the metadata shows `total` partitions of a
+    /// topic grown through the controller.
+    async fn await_partitions(&self, name: &str, total: i32) -> Result<(), Error> {
+        const PARTITIONS_VISIBLE_TIMEOUT: Duration = Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + PARTITIONS_VISIBLE_TIMEOUT;
+        loop {
+            let changed = self.cluster_changed.notified();
+            let visible = self
+                .cluster
+                .read()
+                .as_ref()
+                .and_then(|v| v.topics.get(name).map(|t| t.partitions.len() as i32));
+            if visible.is_some_and(|n| n >= total) {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Err(Error::Controller(format!(
+                    "topic {name:?} was grown to {total} partitions but the metadata did not show them within {PARTITIONS_VISIBLE_TIMEOUT:?}"
+                )));
+            }
+        }
+    }
+
+    /// Whether this broker is a member of a cluster (has a controller).
+    pub fn in_cluster(&self) -> bool {
+        self.admin_remote.get().is_some()
     }
 
     /// Creates a topic: validates everything, persists its spec, opens its
@@ -384,6 +742,7 @@ impl ReplicaManager {
         self.topics
             .write()
             .insert(topic.spec.name.clone(), Arc::clone(&topic));
+        self.roles_changed();
         Ok(view(&topic, self.settings.broker.id))
     }
 
@@ -405,6 +764,7 @@ impl ReplicaManager {
         for p in topic.hosted() {
             p.mark_deleted();
         }
+        self.roles_changed();
         let store = self.store.clone();
         let owned = name.to_owned();
         let result = tokio::task::spawn_blocking(move || store.delete(&owned, now_ms()))
@@ -434,6 +794,65 @@ impl ReplicaManager {
         self.cluster_changed.notify_waiters();
     }
 
+    /// Tells watchers of [`ReplicaManager::subscribe_roles`] that partition
+    /// roles may have changed.
+    pub fn roles_changed(&self) {
+        self.roles.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes whenever partition roles may have changed.
+    pub fn subscribe_roles(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.roles.subscribe()
+    }
+
+    /// Number of partitions of a topic: from the controller's metadata in a
+    /// cluster, else from the local topics.
+    pub fn topic_partitions(&self, topic: &str) -> Option<i32> {
+        if let Some(view) = &*self.cluster.read() {
+            return view.topics.get(topic).map(|t| t.partitions.len() as i32);
+        }
+        self.topics.read().get(topic).map(|t| t.spec.partitions)
+    }
+
+    /// The broker leading a partition (this one when standalone), if any.
+    pub fn leader_of(&self, topic: &str, partition: i32) -> Option<i32> {
+        if let Some(view) = &*self.cluster.read() {
+            return view
+                .topics
+                .get(topic)
+                .and_then(|t| t.partitions.get(usize::try_from(partition).ok()?))
+                .map(|p| p.leader)
+                .filter(|l| *l != rill_controller::NO_LEADER);
+        }
+        self.partition(topic, partition)
+            .ok()
+            .map(|_| self.settings.broker.id)
+    }
+
+    /// The Kafka listener address (host:port) of a broker: as registered
+    /// with the controller in a cluster, this broker's own when standalone;
+    /// `None` when unknown or empty.
+    pub fn kafka_address(&self, broker: i32) -> Option<String> {
+        let address = match &*self.cluster.read() {
+            Some(view) => view.brokers.get(&broker)?.endpoints.kafka.clone(),
+            None if broker == self.settings.broker.id => self.settings.broker.kafka_address.clone(),
+            None => return None,
+        };
+        (!address.is_empty()).then_some(address)
+    }
+
+    /// Brokers that are alive in a cluster (`None` when standalone).
+    pub fn live_brokers(&self) -> Option<usize> {
+        let cluster = self.cluster.read();
+        let view = cluster.as_ref()?;
+        Some(
+            view.brokers
+                .values()
+                .filter(|b| b.state == rill_controller::Liveness::Active)
+                .count(),
+        )
+    }
+
     /// Brokers to advertise: every registered broker in a cluster, else this one.
     pub fn brokers(&self) -> Vec<BrokerInfo> {
         match &*self.cluster.read() {
@@ -443,7 +862,10 @@ impl ReplicaManager {
                 .map(|b| BrokerInfo {
                     id: b.id,
                     address: b.endpoints.client.clone(),
+                    kafka_address: b.endpoints.kafka.clone(),
                     rack: b.rack.clone(),
+                    // Fenced or shutting down: not to be used by clients.
+                    fenced: b.state != rill_controller::Liveness::Active,
                 })
                 .collect(),
             None => vec![self.settings.broker.clone()],
@@ -483,6 +905,7 @@ impl ReplicaManager {
                     name: t.name.clone(),
                     replication_factor: t.partitions.first().map_or(0, |p| p.replicas.len() as i32),
                     config,
+                    overrides: t.config.clone(),
                     partitions: t
                         .partitions
                         .iter()
@@ -620,6 +1043,7 @@ impl ReplicaManager {
                 p.mark_deleted();
             }
             self.metrics.remove_topic(name, t.spec.partitions);
+            self.roles_changed();
         }
         let dir = self.store.topic_dir(name);
         if dir.exists() {
@@ -744,6 +1168,7 @@ fn view(t: &Topic, me: i32) -> TopicView {
             .collect(),
         replication_factor: t.spec.replication_factor,
         config: t.config.to_map(),
+        overrides: t.spec.config.clone(),
     }
 }
 
@@ -756,7 +1181,9 @@ mod tests {
             broker: BrokerInfo {
                 id: 0,
                 address: "localhost:9093".into(),
+                kafka_address: "localhost:9092".into(),
                 rack: None,
+                fenced: false,
             },
             log_defaults: LogConfig::default(),
             auto_create_partitions: None,

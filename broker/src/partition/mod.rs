@@ -10,6 +10,9 @@
 //!   their types and call it.
 //! - [`tasks`] runs interval flush, retention and compaction in the
 //!   background.
+//! - [`producers`] keeps idempotent producers' sequence state, so a
+//!   retried batch is answered with its first offset instead of being
+//!   written twice.
 //!
 //! High watermark (HW): consumers read only below it. On this single broker
 //! it follows the flush policy: with `flush=replicated` HW is the log end
@@ -20,6 +23,7 @@
 
 pub mod error;
 pub mod manager;
+pub mod producers;
 mod replica;
 pub mod tasks;
 
@@ -35,9 +39,11 @@ use tracing::error;
 pub use error::Error;
 pub use replica::{ReplicaRead, Role, RoleView};
 
+use crate::log::batch::{self, BatchHeader};
 use crate::log::{FlushPolicy, GroupCommit, LogConfig, LogError, PartitionLog};
 use crate::metrics::Metrics;
 use crate::replication::epochs::EpochCache;
+use producers::{IncomingBatch, PRODUCER_EXPIRATION_MS, ProducerStates, SequenceCheck};
 
 /// How many replicas must have a write before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +73,20 @@ pub struct FetchResult {
     pub data: Bytes,
     pub high_watermark: i64,
     pub log_start_offset: i64,
+}
+
+/// What a consumer's read of one partition returns (see
+/// [`Partition::read_for_client`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRead {
+    /// Whole batches below the HW, verbatim; empty when diverging.
+    pub data: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    /// Set when the consumer's last fetched epoch ended before its fetch
+    /// offset in this log: (largest common epoch, its end offset). The
+    /// consumer must truncate there (KIP-320).
+    pub diverging: Option<(i32, i64)>,
 }
 
 /// Point-in-time state of a partition, for Metadata and metrics.
@@ -134,6 +154,10 @@ pub struct Partition {
     epochs: parking_lot::Mutex<EpochCache>,
     /// Log end offset; replica fetches long-poll on it.
     log_end: watch::Sender<i64>,
+    /// Idempotent producers' state; `None` until first needed (built by
+    /// scanning the log) and after a truncation. Lock order: log, role,
+    /// epochs, producers.
+    producers: parking_lot::Mutex<Option<ProducerStates>>,
     metrics: Arc<Metrics>,
 }
 
@@ -168,6 +192,7 @@ impl Partition {
             role: parking_lot::Mutex::new(Role::Standalone),
             epochs: parking_lot::Mutex::new(epochs),
             log_end,
+            producers: parking_lot::Mutex::new(None),
             metrics,
         })
     }
@@ -230,7 +255,7 @@ impl Partition {
         timeout: Duration,
     ) -> Result<ProduceResult, Error> {
         self.check_state()?;
-        let (info, flush, log_start, replicated, epoch) = {
+        let appended = {
             let mut log = self.log.write();
             // Checked again under the lock: a delete marks the partition
             // while holding it, so nothing is appended after a delete.
@@ -253,18 +278,56 @@ impl Partition {
                 Role::Follower { leader, .. } => return Err(self.not_leader(Some(*leader))),
                 Role::NoLeader { .. } => return Err(self.not_leader(None)),
             };
-            let info = log
-                .append(&mut data, epoch)
-                .map_err(|e| self.log_error(e))?;
-            let flush = log.config().flush;
-            if let Role::Leader(l) = &mut *role {
-                if flush == FlushPolicy::Replicated {
-                    if let Some(hw) = l.advance(info.next_offset) {
-                        self.advance_high_watermark(hw);
+            let idempotent = idempotent_batches(&data);
+            let mut producers = self.producers.lock();
+            let duplicate = if idempotent.is_empty() {
+                None
+            } else {
+                let states = self.load_producers(&log, &mut producers)?;
+                let checked = states
+                    .check(&idempotent)
+                    .map_err(|source| Error::Sequence {
+                        topic: self.topic.to_string(),
+                        partition: self.id,
+                        source,
+                    })?;
+                match checked {
+                    SequenceCheck::Append => None,
+                    SequenceCheck::Duplicate(dup) => Some(Duplicate {
+                        first_offset: dup.first_offset,
+                        next_offset: dup.last_offset + 1,
+                        log_end_offset: log.next_offset(),
+                        log_start_offset: log.log_start_offset(),
+                        flush: log.config().flush,
+                        replicated,
+                        epoch,
+                    }),
+                }
+            };
+            match duplicate {
+                Some(dup) => Err(dup),
+                None => {
+                    let info = log
+                        .append(&mut data, epoch)
+                        .map_err(|e| self.log_error(e))?;
+                    if let Some(states) = producers.as_mut() {
+                        record_batches(states, &data, info.base_offset);
                     }
+                    let flush = log.config().flush;
+                    if let Role::Leader(l) = &mut *role {
+                        if flush == FlushPolicy::Replicated {
+                            if let Some(hw) = l.advance(info.next_offset) {
+                                self.advance_high_watermark(hw);
+                            }
+                        }
+                    }
+                    Ok((info, flush, log.log_start_offset(), replicated, epoch))
                 }
             }
-            (info, flush, log.log_start_offset(), replicated, epoch)
+        };
+        let (info, flush, log_start, replicated, epoch) = match appended {
+            Ok(appended) => appended,
+            Err(duplicate) => return self.answer_duplicate(duplicate, acks, timeout).await,
         };
         self.log_end.send_replace(info.next_offset);
         self.metrics
@@ -321,6 +384,67 @@ impl Partition {
         }
         if acks == Acks::All && replicated {
             self.wait_replicated(info.next_offset, info.base_offset, epoch, deadline)
+                .await
+                .map_err(|e| e.unwrap_or_else(timed_out))?;
+        }
+        Ok(result)
+    }
+
+    /// The producer state, built from the log headers on first use.
+    fn load_producers<'a>(
+        &self,
+        log: &PartitionLog,
+        slot: &'a mut Option<ProducerStates>,
+    ) -> Result<&'a mut ProducerStates, Error> {
+        if slot.is_none() {
+            let now = wall_clock_ms();
+            let headers = log
+                .batch_headers_since(now - PRODUCER_EXPIRATION_MS)
+                .map_err(|e| self.log_error(e))?;
+            let states = ProducerStates::rebuild(&headers, now);
+            tracing::debug!(topic = %self.topic, partition = self.id, batches = headers.len(), producers = states.len(), "producer state rebuilt from the log");
+            *slot = Some(states);
+        }
+        Ok(slot.as_mut().expect("just built"))
+    }
+
+    /// Forgets the producer state (the log was truncated); the next
+    /// idempotent produce rebuilds it from what remains.
+    fn reset_producers(&self) {
+        *self.producers.lock() = None;
+    }
+
+    /// A retried batch: nothing is appended; once the original is as
+    /// durable as `acks` asks, answer with its offset.
+    async fn answer_duplicate(
+        &self,
+        dup: Duplicate,
+        acks: Acks,
+        timeout: Duration,
+    ) -> Result<ProduceResult, Error> {
+        let result = ProduceResult {
+            base_offset: dup.first_offset,
+            log_end_offset: dup.log_end_offset,
+            log_start_offset: dup.log_start_offset,
+        };
+        if acks == Acks::None {
+            return Ok(ProduceResult {
+                base_offset: -1,
+                ..result
+            });
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let timed_out = || Error::Timeout {
+            timeout_ms: timeout.as_millis() as u64,
+            base_offset: dup.first_offset,
+        };
+        if dup.flush == FlushPolicy::Fsync {
+            tokio::time::timeout_at(deadline, self.make_durable(dup.next_offset, "group_commit"))
+                .await
+                .map_err(|_| timed_out())??;
+        }
+        if acks == Acks::All && dup.replicated {
+            self.wait_replicated(dup.next_offset, dup.first_offset, dup.epoch, deadline)
                 .await
                 .map_err(|e| e.unwrap_or_else(timed_out))?;
         }
@@ -425,6 +549,165 @@ impl Partition {
         }
     }
 
+    /// The leader epoch clients must present: the current one of a leader
+    /// or standalone broker.
+    fn client_epoch(&self) -> Result<i32, Error> {
+        match &*self.role.lock() {
+            Role::Standalone => Ok(self.leader_epoch.load(Ordering::Relaxed)),
+            Role::Leader(l) => Ok(l.leader_epoch()),
+            Role::Follower { leader, .. } => Err(self.not_leader(Some(*leader))),
+            Role::NoLeader { .. } => Err(self.not_leader(None)),
+        }
+    }
+
+    /// Checks a client's `current_leader_epoch` (-1: no check) against
+    /// this leader's: older is FENCED_LEADER_EPOCH, newer is
+    /// UNKNOWN_LEADER_EPOCH. Returns the current epoch.
+    pub fn check_leader_epoch(&self, requested: i32) -> Result<i32, Error> {
+        let current = self.client_epoch()?;
+        if requested >= 0 && requested < current {
+            return Err(Error::FencedLeaderEpoch {
+                topic: self.topic.to_string(),
+                partition: self.id,
+                requested,
+                current,
+            });
+        }
+        if requested > current {
+            return Err(Error::UnknownLeaderEpoch {
+                topic: self.topic.to_string(),
+                partition: self.id,
+                requested,
+                current,
+            });
+        }
+        Ok(current)
+    }
+
+    /// The largest epoch <= `epoch` in this log with its end offset, for
+    /// clients. A standalone broker that never had a controller stamps
+    /// every batch with its one epoch, which then spans the whole log.
+    fn epoch_end_for_client(&self, epoch: i32, log_end: i64) -> (i32, i64) {
+        let epochs = self.epochs.lock();
+        if epochs.latest().is_none() {
+            let own = self.leader_epoch.load(Ordering::Relaxed);
+            return if epoch >= own {
+                (own, log_end)
+            } else {
+                (-1, -1)
+            };
+        }
+        epochs.end_offset_for(epoch, log_end)
+    }
+
+    /// OffsetForLeaderEpoch for a consumer: (largest epoch <= `epoch`, its
+    /// end offset), after checking `current_leader_epoch`.
+    pub fn epoch_end_offset(
+        &self,
+        current_leader_epoch: i32,
+        epoch: i32,
+    ) -> Result<(i32, i64), Error> {
+        self.check_state()?;
+        self.check_leader_epoch(current_leader_epoch)?;
+        let log_end = self.log.read().next_offset();
+        Ok(self.epoch_end_for_client(epoch, log_end))
+    }
+
+    /// The leader epoch of the batch holding `offset` (-1 when unknown).
+    pub fn epoch_of_offset(&self, offset: i64) -> i32 {
+        let epochs = self.epochs.lock();
+        if epochs.latest().is_none() {
+            return self.leader_epoch.load(Ordering::Relaxed);
+        }
+        epochs
+            .entries()
+            .iter()
+            .rev()
+            .find(|(_, start)| *start <= offset)
+            .map_or(-1, |(e, _)| *e)
+    }
+
+    /// The latest epoch of this log (-1 when none).
+    pub fn latest_epoch(&self) -> i32 {
+        let epochs = self.epochs.lock();
+        match epochs.latest() {
+            Some((e, _)) => e,
+            None => self.leader_epoch.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The first visible record with the largest timestamp: (offset,
+    /// timestamp).
+    pub fn offset_for_max_timestamp(&self) -> Result<Option<(i64, i64)>, Error> {
+        self.check_state()?;
+        self.check_serves_clients()?;
+        let max = self.log.read().max_timestamp();
+        if max < 0 {
+            return Ok(None);
+        }
+        self.offset_for_timestamp(max)
+    }
+
+    /// A consumer's read without waiting: checks the leader epoch and, with
+    /// `last_fetched_epoch` >= 0, whether the consumer's log diverged from
+    /// this one; then reads whole batches from `offset` below the HW, at
+    /// most `max_bytes` unless `at_least_one` allows one larger batch.
+    pub fn read_for_client(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        at_least_one: bool,
+        current_leader_epoch: i32,
+        last_fetched_epoch: i32,
+    ) -> Result<ClientRead, Error> {
+        self.check_state()?;
+        self.check_leader_epoch(current_leader_epoch)?;
+        let high_watermark = self.high_watermark();
+        let log = self.log.read();
+        let log_start_offset = log.log_start_offset();
+        if last_fetched_epoch >= 0 {
+            let (epoch, end) = self.epoch_end_for_client(last_fetched_epoch, log.next_offset());
+            if epoch < last_fetched_epoch || end < offset {
+                return Ok(ClientRead {
+                    data: Bytes::new(),
+                    high_watermark,
+                    log_start_offset,
+                    diverging: Some((epoch, end)),
+                });
+            }
+        }
+        let read = log
+            .read(offset, max_bytes, high_watermark)
+            .map_err(|e| self.log_error(e))?;
+        drop(log);
+        let data = if at_least_one {
+            read.data
+        } else {
+            whole_batches_within(read.data, max_bytes)
+        };
+        self.metrics
+            .bytes_out
+            .with_label_values(&[&self.topic])
+            .inc_by(data.len() as u64);
+        Ok(ClientRead {
+            data,
+            high_watermark,
+            log_start_offset,
+            diverging: None,
+        })
+    }
+
+    /// A receiver that changes whenever the HW moves, the partition is
+    /// deleted or the broker starts shutting down (consumer long polls).
+    pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    /// Whether the broker is shutting down (long polls return at once).
+    pub fn is_closing(&self) -> bool {
+        self.state.load(Ordering::Acquire) == CLOSING
+    }
+
     fn fetched(&self, data: Bytes, high_watermark: i64, log_start_offset: i64) -> FetchResult {
         self.metrics
             .bytes_out
@@ -514,6 +797,92 @@ impl Partition {
             return Ok(());
         }
         self.log.read().flush().map_err(|e| self.log_error(e))
+    }
+}
+
+/// Where a retried batch was first written, and what answering it needs.
+#[derive(Debug, Clone, Copy)]
+struct Duplicate {
+    first_offset: i64,
+    /// Offset right after the original batch: it is acknowledged once
+    /// durable (and replicated) up to here.
+    next_offset: i64,
+    log_end_offset: i64,
+    log_start_offset: i64,
+    flush: FlushPolicy,
+    replicated: bool,
+    epoch: i32,
+}
+
+/// Milliseconds since the Unix epoch.
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Headers of the batches in `data`, as far as they parse (the log's
+/// append validates everything and reports what does not).
+fn batch_headers(data: &[u8]) -> Vec<BatchHeader> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        let Ok(len) = batch::frame_len(&data[pos..], i32::MAX as usize) else {
+            break;
+        };
+        let Ok(h) = BatchHeader::parse(&data[pos..]) else {
+            break;
+        };
+        out.push(h);
+        pos = pos.saturating_add(len);
+    }
+    out
+}
+
+/// The idempotent batches of a produce request.
+fn idempotent_batches(data: &[u8]) -> Vec<IncomingBatch> {
+    batch_headers(data)
+        .iter()
+        .filter_map(IncomingBatch::from_header)
+        .collect()
+}
+
+/// Records the idempotent batches of `data`, appended from `base_offset`
+/// on (their stored headers already carry their offsets when replicated).
+fn record_batches(states: &mut ProducerStates, data: &[u8], base_offset: i64) {
+    let now = wall_clock_ms();
+    let mut next = base_offset;
+    for h in batch_headers(data) {
+        let first = next;
+        let last = first + i64::from(h.last_offset_delta);
+        next = last + 1;
+        if let Some(b) = IncomingBatch::from_header(&h) {
+            states.record(b, first, last, now);
+        }
+    }
+}
+
+/// The longest prefix of whole batches of `data` within `max_bytes`.
+fn whole_batches_within(data: Bytes, max_bytes: usize) -> Bytes {
+    let mut end = 0;
+    for h in batch_headers(&data) {
+        let next = end + h.total_len();
+        if next > max_bytes || next > data.len() {
+            break;
+        }
+        end = next;
+    }
+    data.slice(..end)
+}
+
+/// Records the idempotent batches of stored (replicated) `data` at the
+/// offsets their headers carry.
+fn record_stored(states: &mut ProducerStates, data: &[u8]) {
+    let now = wall_clock_ms();
+    for h in batch_headers(data) {
+        if let Some(b) = IncomingBatch::from_header(&h) {
+            states.record(b, h.base_offset, h.last_offset(), now);
+        }
     }
 }
 

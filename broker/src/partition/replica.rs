@@ -387,6 +387,9 @@ impl Partition {
                 pos += LOG_OVERHEAD + h.batch_length as usize;
             }
             drop(epochs);
+            if let Some(states) = self.producers.lock().as_mut() {
+                super::record_stored(states, &records);
+            }
             if log.config().flush == FlushPolicy::Fsync {
                 fsync = Some(log.sync_handle());
             }
@@ -442,6 +445,8 @@ impl Partition {
             }
         }
         let new_leo = log.next_offset();
+        drop(epochs);
+        self.reset_producers();
         warn!(topic = %self.topic, partition = self.id, epoch, end_offset, from = leo, to = new_leo, "follower log diverged from the leader: truncated");
         // The HW never exceeds the log end.
         self.high_watermark.send_if_modified(|hw| {

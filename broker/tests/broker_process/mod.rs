@@ -34,6 +34,8 @@ pub struct BrokerProcess {
     pub client_addr: String,
     /// host:port of the HTTP endpoints (metrics, probes).
     pub http_addr: String,
+    /// host:port of the Kafka protocol listener.
+    pub kafka_addr: String,
     /// Where the broker's stderr goes.
     pub log_path: PathBuf,
 }
@@ -46,11 +48,13 @@ impl BrokerProcess {
         cmd.arg("--data-dir")
             .arg(data_dir)
             .args(["--listen-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--kafka-addr", "127.0.0.1:0"])
             .args(args);
         let (child, line) = spawn_until_ready(cmd, "rill-broker", log_path);
         Self {
             client_addr: ready_field(&line, "client="),
             http_addr: ready_field(&line, "http="),
+            kafka_addr: ready_field(&line, "kafka="),
             child,
             log_path: log_path.to_owned(),
         }

@@ -1,0 +1,163 @@
+//! One Kafka client connection.
+//!
+//! A reader task cuts the socket into frames and hands them over a small
+//! bounded channel (so a slow consumer of responses slows the reader
+//! down). The connection task decodes each frame and starts its request in
+//! arrival order in a [`FuturesOrdered`]: up to [`MAX_IN_FLIGHT`] requests
+//! run concurrently (clients pipeline, e.g. `max.in.flight.requests.per.connection`)
+//! and responses are written strictly in request order.
+//!
+//! Requests are polled for the first time in arrival order, and a produce
+//! appends to the log within its first poll (only the durability wait comes
+//! after), so the appends of one connection happen in the order its
+//! requests arrived. Idempotent producers rely on that.
+//!
+//! A frame that is too large or cannot be decoded stops the reading: the
+//! responses of the requests before it are still written, then the
+//! connection is closed, with one log line. It never affects another
+//! connection.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::KafkaContext;
+use super::dispatch;
+use super::frame::{self, EncodeError, FrameError};
+
+/// Requests of one connection running at the same time.
+pub const MAX_IN_FLIGHT: usize = 64;
+/// Frames read ahead of the requests started.
+const FRAME_QUEUE: usize = 8;
+
+type Pending = Pin<Box<dyn Future<Output = Result<Option<Bytes>, EncodeError>> + Send>>;
+
+/// Counts the connection in `rill_kafka_connections` while it lives.
+struct ConnectionGauge(prometheus::IntGauge);
+
+impl ConnectionGauge {
+    fn new(gauge: prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Serves one connection until the client closes it, it sends something
+/// that cannot be served, or `stop` is cancelled (then in-flight requests
+/// finish and their responses are written first).
+pub async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<KafkaContext>,
+    stop: CancellationToken,
+) {
+    let _gauge = ConnectionGauge::new(ctx.metrics.kafka_connections.clone());
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+    }
+    let (read_half, mut write_half) = stream.into_split();
+    let (frames_tx, mut frames) = mpsc::channel(FRAME_QUEUE);
+    let reader = tokio::spawn(read_frames(
+        read_half,
+        ctx.settings.max_request_bytes,
+        frames_tx,
+        Arc::clone(&ctx),
+    ));
+    let mut in_flight: FuturesOrdered<Pending> = FuturesOrdered::new();
+    let mut reading = true;
+    loop {
+        if !reading && in_flight.is_empty() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => match done {
+                Ok(Some(response)) => {
+                    if let Err(e) = write_half.write_all(&response).await {
+                        debug!(%peer, error = %e, "client went away before its response was written");
+                        break;
+                    }
+                    ctx.metrics.kafka_bytes_out.inc_by(response.len() as u64);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(%peer, error = %e, "cannot encode a response; closing the connection");
+                    break;
+                }
+            },
+            next = frames.recv(), if reading && in_flight.len() < MAX_IN_FLIGHT => match next {
+                None => reading = false,
+                Some(Err(e)) => {
+                    ctx.metrics.kafka_connection_errors.with_label_values(&[frame_label(&e)]).inc();
+                    info!(%peer, error = %e, "unreadable Kafka request frame; closing the connection");
+                    reading = false;
+                }
+                Some(Ok(frame)) => match dispatch::decode(&ctx, frame) {
+                    Ok(decoded) => {
+                        let ctx = Arc::clone(&ctx);
+                        in_flight.push_back(Box::pin(dispatch::handle(ctx, decoded)));
+                    }
+                    Err(e) => {
+                        ctx.metrics.kafka_connection_errors.with_label_values(&[e.metric_label()]).inc();
+                        info!(%peer, error = %e, "Kafka request cannot be served; closing the connection");
+                        reading = false;
+                    }
+                },
+            },
+            () = stop.cancelled(), if reading => reading = false,
+        }
+    }
+    reader.abort();
+    let _ = write_half.shutdown().await;
+}
+
+fn frame_label(e: &FrameError) -> &'static str {
+    match e {
+        FrameError::TooLarge { .. } => "frame_too_large",
+        FrameError::Negative(_) => "malformed",
+        FrameError::Truncated { .. } | FrameError::Io(_) => "io",
+    }
+}
+
+/// Reads frames until the peer closes, an error, or the receiver is gone.
+async fn read_frames(
+    mut read_half: OwnedReadHalf,
+    max: usize,
+    frames: mpsc::Sender<Result<Bytes, FrameError>>,
+    ctx: Arc<KafkaContext>,
+) {
+    loop {
+        let next = frame::read_frame(&mut read_half, max).await;
+        let stop = !matches!(next, Ok(Some(_)));
+        let item = match next {
+            Ok(Some(frame)) => {
+                ctx.metrics
+                    .kafka_bytes_in
+                    .inc_by((frame.len() + frame::SIZE_PREFIX) as u64);
+                Ok(frame)
+            }
+            Ok(None) => return,
+            Err(e) => Err(e),
+        };
+        if frames.send(item).await.is_err() || stop {
+            return;
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Fetch for consumers: stored batches, verbatim, below the high
+//! watermark, through [`crate::partition::manager::ReplicaManager::fetch_many`].
+//!
+//! - Long poll: the response waits up to `max_wait_ms` for `min_bytes`;
+//!   any high watermark move of a requested partition re-reads.
+//! - Sizes: `partition_max_bytes` per partition and `max_bytes` per
+//!   response, except that the first partition with data returns at least
+//!   one whole batch so a consumer always progresses (KIP-74).
+//! - Isolation: Rill has no transactions, so read_committed and
+//!   read_uncommitted see the same records and the last stable offset is
+//!   the high watermark.
+//! - Leader epochs: `current_leader_epoch` older than the leader's is
+//!   FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH; with
+//!   `last_fetched_epoch` (v12+) a consumer whose log diverged gets
+//!   `diverging_epoch` and truncates (KIP-320).
+//! - Fetch sessions (KIP-227) are not kept: every answer has session id 0,
+//!   which tells clients to keep sending full fetch requests; a request
+//!   naming a session gets FETCH_SESSION_ID_NOT_FOUND, after which clients
+//!   start over with a full fetch.
+//! - Follower fetches over the Kafka protocol are not served (replicas
+//!   replicate over Rill's gRPC); `replica_id` is ignored.
+
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::KafkaContext;
+use super::errors::error_code;
+use super::metadata::{kafka_brokers, leader_of};
+use super::topic_id::topic_id;
+use crate::partition::manager::{FetchLimits, FetchPartition};
+
+/// `isolation_level` of read_committed.
+const READ_COMMITTED: i8 = 1;
+
+pub async fn fetch(ctx: &KafkaContext, version: i16, request: FetchRequest) -> FetchResponse {
+    if version >= 7 && request.session_id != 0 {
+        ctx.count_error("Fetch", ResponseError::FetchSessionIdNotFound.code());
+        return FetchResponse::default()
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code())
+            .with_session_id(0);
+    }
+    if version >= 7 && request.session_epoch > 0 {
+        ctx.count_error("Fetch", ResponseError::InvalidFetchSessionEpoch.code());
+        return FetchResponse::default()
+            .with_error_code(ResponseError::InvalidFetchSessionEpoch.code());
+    }
+    let known: Vec<String> = if version >= 13 {
+        ctx.manager
+            .metadata(&[])
+            .map(|ts| ts.into_iter().map(|t| t.name).collect())
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+
+    // Requests in order, with where each answer goes.
+    let mut wanted = Vec::new();
+    let mut unknown_ids = Vec::new();
+    for (t, topic) in request.topics.iter().enumerate() {
+        let name = if version >= 13 {
+            known
+                .iter()
+                .find(|n| topic_id(n) == topic.topic_id)
+                .cloned()
+        } else {
+            Some(topic.topic.0.to_string())
+        };
+        for p in &topic.partitions {
+            match &name {
+                Some(name) => wanted.push((
+                    t,
+                    FetchPartition {
+                        topic: name.clone(),
+                        partition: p.partition,
+                        offset: p.fetch_offset,
+                        max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
+                        current_leader_epoch: if version >= 9 {
+                            p.current_leader_epoch
+                        } else {
+                            -1
+                        },
+                        last_fetched_epoch: if version >= 12 {
+                            p.last_fetched_epoch
+                        } else {
+                            -1
+                        },
+                    },
+                )),
+                None => unknown_ids.push((t, p.partition)),
+            }
+        }
+    }
+    let limits = FetchLimits {
+        max_bytes: usize::try_from(request.max_bytes).unwrap_or(0),
+        min_bytes: usize::try_from(request.min_bytes).unwrap_or(0),
+        max_wait: Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0)),
+    };
+    let partitions: Vec<FetchPartition> = wanted.iter().map(|(_, p)| p.clone()).collect();
+    let reads = ctx.manager.fetch_many(&partitions, limits).await;
+
+    let mut responses: Vec<FetchableTopicResponse> = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let r = FetchableTopicResponse::default();
+            if version >= 13 {
+                r.with_topic_id(topic.topic_id)
+            } else {
+                r.with_topic(topic.topic.clone())
+            }
+        })
+        .collect();
+    let aborted = (request.isolation_level == READ_COMMITTED).then(Vec::new);
+    let mut node_endpoints: Vec<NodeEndpoint> = Vec::new();
+    for ((t, p), read) in wanted.into_iter().zip(reads) {
+        let mut entry = PartitionData::default()
+            .with_partition_index(p.partition)
+            .with_aborted_transactions(aborted.clone());
+        match read {
+            Ok(read) => {
+                entry = entry
+                    .with_high_watermark(read.high_watermark)
+                    .with_last_stable_offset(read.high_watermark)
+                    .with_records(Some(read.data));
+                if version >= 5 {
+                    entry = entry.with_log_start_offset(read.log_start_offset);
+                }
+                if let (Some((epoch, end_offset)), true) = (read.diverging, version >= 12) {
+                    entry = entry.with_diverging_epoch(
+                        EpochEndOffset::default()
+                            .with_epoch(epoch)
+                            .with_end_offset(end_offset),
+                    );
+                }
+            }
+            Err(e) => {
+                let code = error_code(&e);
+                ctx.count_error("Fetch", code.code());
+                entry = entry
+                    .with_error_code(code.code())
+                    .with_high_watermark(-1)
+                    .with_last_stable_offset(-1)
+                    .with_log_start_offset(-1);
+                let leader_changed = matches!(
+                    code,
+                    ResponseError::NotLeaderOrFollower | ResponseError::FencedLeaderEpoch
+                );
+                if version >= 12 && leader_changed {
+                    if let Some((leader, epoch)) = leader_of(ctx, &p.topic, p.partition) {
+                        entry = entry.with_current_leader(
+                            LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(leader))
+                                .with_leader_epoch(epoch),
+                        );
+                        if version >= 16 && !node_endpoints.iter().any(|n| n.node_id.0 == leader) {
+                            if let Some(b) = kafka_brokers(ctx).into_iter().find(|b| b.id == leader)
+                            {
+                                node_endpoints.push(
+                                    NodeEndpoint::default()
+                                        .with_node_id(BrokerId(b.id))
+                                        .with_host(StrBytes::from_string(b.host))
+                                        .with_port(b.port)
+                                        .with_rack(b.rack.map(StrBytes::from_string)),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        responses[t].partitions.push(entry);
+    }
+    for (t, partition) in unknown_ids {
+        ctx.count_error("Fetch", ResponseError::UnknownTopicId.code());
+        responses[t].partitions.push(
+            PartitionData::default()
+                .with_partition_index(partition)
+                .with_error_code(ResponseError::UnknownTopicId.code())
+                .with_high_watermark(-1)
+                .with_aborted_transactions(aborted.clone()),
+        );
+    }
+    let mut response = FetchResponse::default().with_responses(responses);
+    if version >= 16 {
+        response = response.with_node_endpoints(node_endpoints);
+    }
+    response
+}

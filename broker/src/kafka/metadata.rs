@@ -1,0 +1,283 @@
+//! Metadata and DescribeCluster: which brokers exist (with their Kafka
+//! listener addresses), which topics, and for each partition its leader,
+//! leader epoch, replicas and in-sync replicas.
+//!
+//! In a cluster the answer comes from the controller's view, so any broker
+//! tells clients where every leader is; fenced brokers are left out, as
+//! Kafka does. A partition without a leader is LEADER_NOT_AVAILABLE, an
+//! unknown topic UNKNOWN_TOPIC_OR_PARTITION (UNKNOWN_TOPIC_ID when asked
+//! by id), a bad name INVALID_TOPIC_EXCEPTION.
+//!
+//! Auto-creation: a Metadata request with `allow_auto_topic_creation`
+//! creates an unknown topic only when the broker runs with
+//! `--auto-create-topic-partitions`; without it (the default) topics exist
+//! only when someone created them on purpose. The controller id reported
+//! is the answering broker: Rill's controller is not a Kafka broker, and
+//! every broker forwards topic administration to it.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse,
+    TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tracing::info;
+
+use super::errors::code_and_message;
+use super::topic_id::{str_bytes, topic_id};
+use super::{KafkaContext, split_host_port};
+use crate::metadata::validate_topic_name;
+use crate::partition::Error;
+use crate::partition::manager::{BrokerInfo, CreateTopic, TopicView};
+
+/// Value of the authorized-operations fields when not requested.
+const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+
+/// A broker as Kafka clients address it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaBroker {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+    pub fenced: bool,
+}
+
+/// Every broker with a Kafka listener (fenced ones included, marked).
+pub fn kafka_brokers(ctx: &KafkaContext) -> Vec<KafkaBroker> {
+    ctx.manager
+        .brokers()
+        .into_iter()
+        .filter_map(|b: BrokerInfo| {
+            let (host, port) = split_host_port(&b.kafka_address)?;
+            Some(KafkaBroker {
+                id: b.id,
+                host,
+                port,
+                rack: b.rack,
+                fenced: b.fenced,
+            })
+        })
+        .collect()
+}
+
+/// The leader and leader epoch of a partition, from the metadata.
+pub fn leader_of(ctx: &KafkaContext, topic: &str, partition: i32) -> Option<(i32, i32)> {
+    let views = ctx.manager.metadata(&[topic.to_owned()]).ok()?;
+    let p = views
+        .first()?
+        .partitions
+        .iter()
+        .find(|p| p.id == partition)?;
+    (p.leader >= 0).then_some((p.leader, p.leader_epoch))
+}
+
+/// The topic names a request asks for: by name, or by id (resolved
+/// against the known topics); `None` means every topic.
+enum Wanted {
+    All,
+    Topics(Vec<Result<String, uuid::Uuid>>),
+}
+
+pub async fn metadata(
+    ctx: &KafkaContext,
+    version: i16,
+    request: MetadataRequest,
+) -> MetadataResponse {
+    let known: BTreeMap<String, TopicView> = ctx
+        .manager
+        .metadata(&[])
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| (t.name.clone(), t))
+        .collect();
+    let wanted = match request.topics {
+        None => Wanted::All,
+        // v0 has no null list: empty means every topic.
+        Some(topics) if version == 0 && topics.is_empty() => Wanted::All,
+        Some(topics) => Wanted::Topics(
+            topics
+                .into_iter()
+                .map(|t| match t.name {
+                    Some(name) => Ok(name.0.to_string()),
+                    None => known
+                        .keys()
+                        .find(|n| topic_id(n) == t.topic_id)
+                        .cloned()
+                        .ok_or(t.topic_id),
+                })
+                .collect(),
+        ),
+    };
+    // Before v4 the field does not exist and the codec reads it as true.
+    let auto_create = request.allow_auto_topic_creation;
+    let mut topics = Vec::new();
+    match wanted {
+        Wanted::All => topics.extend(known.values().map(|t| topic_entry(version, t))),
+        Wanted::Topics(list) => {
+            for wanted in list {
+                let entry = match wanted {
+                    Ok(name) => match known.get(&name) {
+                        Some(t) => topic_entry(version, t),
+                        None => missing_topic(ctx, version, &name, auto_create).await,
+                    },
+                    Err(id) => MetadataResponseTopic::default()
+                        .with_error_code(ResponseError::UnknownTopicId.code())
+                        .with_topic_id(id)
+                        .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED),
+                };
+                if entry.error_code != 0 {
+                    ctx.count_error("Metadata", entry.error_code);
+                }
+                topics.push(entry);
+            }
+        }
+    }
+    let brokers = kafka_brokers(ctx)
+        .into_iter()
+        .filter(|b| !b.fenced)
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(StrBytes::from_string))
+        })
+        .collect();
+    let mut response = MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_topics(topics)
+        .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED);
+    if version >= 1 {
+        response = response.with_controller_id(BrokerId(ctx.settings.broker_id));
+    }
+    if version >= 2 {
+        response =
+            response.with_cluster_id(Some(StrBytes::from_string(ctx.settings.cluster_id.clone())));
+    }
+    response
+}
+
+/// A topic not (yet) in the metadata: invalid name, auto-created when
+/// allowed, else unknown.
+async fn missing_topic(
+    ctx: &KafkaContext,
+    version: i16,
+    name: &str,
+    auto_create: bool,
+) -> MetadataResponseTopic {
+    let entry = |code: i16| {
+        MetadataResponseTopic::default()
+            .with_error_code(code)
+            .with_name(Some(TopicName(str_bytes(name))))
+            .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
+    };
+    if validate_topic_name(name).is_err() {
+        return entry(ResponseError::InvalidTopicException.code());
+    }
+    let Some(partitions) = ctx.settings.auto_create_partitions.filter(|_| auto_create) else {
+        return entry(ResponseError::UnknownTopicOrPartition.code());
+    };
+    let created = ctx
+        .manager
+        .create_topic(CreateTopic {
+            name: name.to_owned(),
+            partitions,
+            replication_factor: -1,
+            config: BTreeMap::new(),
+        })
+        .await;
+    match created {
+        Ok(view) => {
+            info!(
+                topic = name,
+                partitions, "auto-created topic on a Kafka Metadata request"
+            );
+            topic_entry(version, &view)
+        }
+        // Another client won the race: the next Metadata shows it.
+        Err(Error::TopicExists(_)) => entry(ResponseError::LeaderNotAvailable.code()),
+        Err(e) => entry(code_and_message(&e).0),
+    }
+}
+
+fn topic_entry(version: i16, t: &TopicView) -> MetadataResponseTopic {
+    let partitions = t
+        .partitions
+        .iter()
+        .map(|p| {
+            let error = if p.leader < 0 {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
+            let mut entry = MetadataResponsePartition::default()
+                .with_error_code(error)
+                .with_partition_index(p.id)
+                .with_leader_id(BrokerId(p.leader))
+                .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
+                .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect());
+            if version >= 7 {
+                entry = entry.with_leader_epoch(p.leader_epoch);
+            }
+            entry
+        })
+        .collect();
+    let mut entry = MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(&t.name))))
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED);
+    if version >= 10 {
+        entry = entry.with_topic_id(topic_id(&t.name));
+    }
+    entry
+}
+
+pub fn describe_cluster(
+    ctx: &KafkaContext,
+    version: i16,
+    request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    let mut response = DescribeClusterResponse::default()
+        .with_cluster_id(StrBytes::from_string(ctx.settings.cluster_id.clone()))
+        .with_controller_id(BrokerId(ctx.settings.broker_id))
+        .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED);
+    if version >= 1 {
+        response = response.with_endpoint_type(request.endpoint_type);
+        // 1 is brokers; Rill's controller speaks no Kafka.
+        if request.endpoint_type != 1 {
+            ctx.count_error(
+                "DescribeCluster",
+                ResponseError::UnsupportedEndpointType.code(),
+            );
+            return response
+                .with_error_code(ResponseError::UnsupportedEndpointType.code())
+                .with_error_message(Some(StrBytes::from_static_str(
+                    "only brokers (endpoint type 1) are described; the Rill controller has no Kafka endpoint",
+                )));
+        }
+    }
+    let include_fenced = version >= 2 && request.include_fenced_brokers;
+    let brokers = kafka_brokers(ctx)
+        .into_iter()
+        .filter(|b| include_fenced || !b.fenced)
+        .map(|b| {
+            let mut entry = DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(StrBytes::from_string));
+            if version >= 2 {
+                entry = entry.with_is_fenced(b.fenced);
+            }
+            entry
+        })
+        .collect();
+    response.with_brokers(brokers)
+}

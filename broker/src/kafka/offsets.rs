@@ -1,0 +1,153 @@
+//! ListOffsets and OffsetForLeaderEpoch.
+//!
+//! ListOffsets resolves, per partition, below the high watermark:
+//! -2 earliest, -1 latest (the high watermark; with no transactions it is
+//! also the last stable offset for read_committed), -3 the first record
+//! with the largest timestamp (v7+), -4 earliest local (v8+, the earliest:
+//! all data is local), a timestamp >= 0 the first record at or after it.
+//! -5 latest tiered (v9+) and -6 earliest pending upload (v10+) find
+//! nothing (offset -1): Rill has no tiered storage. The leader epoch of
+//! the found offset comes from the partition's epoch cache (v4+).
+//!
+//! OffsetForLeaderEpoch answers consumers validating their position after
+//! a leader change: the largest epoch <= the one asked for and where it
+//! ends in the leader's log. Both check `current_leader_epoch`.
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{
+    ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse,
+};
+
+use super::KafkaContext;
+use super::errors::error_code;
+use crate::partition::manager::{OffsetAnswer, OffsetSpec};
+
+/// Special timestamps of ListOffsets.
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+const EARLIEST_PENDING_UPLOAD: i64 = -6;
+
+pub fn list_offsets(
+    ctx: &KafkaContext,
+    version: i16,
+    request: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let name = topic.name.0.to_string();
+            let partitions = topic
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let current_epoch = if version >= 4 {
+                        p.current_leader_epoch
+                    } else {
+                        -1
+                    };
+                    let spec = match p.timestamp {
+                        LATEST => Some(OffsetSpec::Latest),
+                        EARLIEST | EARLIEST_LOCAL => Some(OffsetSpec::Earliest),
+                        MAX_TIMESTAMP => Some(OffsetSpec::MaxTimestamp),
+                        LATEST_TIERED | EARLIEST_PENDING_UPLOAD => None,
+                        ts => Some(OffsetSpec::Timestamp(ts.max(0))),
+                    };
+                    let answer = match spec {
+                        Some(spec) => ctx.manager.list_offsets_for_client(
+                            &name,
+                            p.partition_index,
+                            spec,
+                            current_epoch,
+                        ),
+                        None => ctx
+                            .manager
+                            .partition(&name, p.partition_index)
+                            .and_then(|part| part.check_leader_epoch(current_epoch))
+                            .map(|_| OffsetAnswer {
+                                offset: -1,
+                                timestamp: -1,
+                                leader_epoch: -1,
+                            }),
+                    };
+                    let entry = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
+                    match answer {
+                        Ok(a) => {
+                            let entry = entry.with_timestamp(a.timestamp).with_offset(a.offset);
+                            if version >= 4 {
+                                entry.with_leader_epoch(a.leader_epoch)
+                            } else {
+                                entry
+                            }
+                        }
+                        Err(e) => {
+                            let code = error_code(&e).code();
+                            ctx.count_error("ListOffsets", code);
+                            entry
+                                .with_error_code(code)
+                                .with_timestamp(-1)
+                                .with_offset(-1)
+                        }
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+pub fn offset_for_leader_epoch(
+    ctx: &KafkaContext,
+    _version: i16,
+    request: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let name = topic.topic.0.to_string();
+            let partitions = topic
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let entry = EpochEndOffset::default().with_partition(p.partition);
+                    match ctx.manager.offset_for_leader_epoch(
+                        &name,
+                        p.partition,
+                        p.current_leader_epoch,
+                        p.leader_epoch,
+                    ) {
+                        Ok((epoch, end_offset)) => {
+                            entry.with_leader_epoch(epoch).with_end_offset(end_offset)
+                        }
+                        Err(e) => {
+                            let code = error_code(&e).code();
+                            ctx.count_error("OffsetForLeaderEpoch", code);
+                            entry
+                                .with_error_code(code)
+                                .with_leader_epoch(-1)
+                                .with_end_offset(-1)
+                        }
+                    }
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(topic.topic)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}

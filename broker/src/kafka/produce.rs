@@ -1,0 +1,212 @@
+//! Produce: appends each partition's record batch through
+//! [`crate::partition::manager::ReplicaManager::produce`], which validates
+//! it (bounds, magic 2, CRC-32C) and stores it verbatim, so any compression
+//! (gzip, snappy, lz4, zstd) passes through untouched.
+//!
+//! - acks 0, 1 and -1 (all in-sync replicas); acks=0 gets no response at
+//!   all, as in Kafka; any other value is INVALID_REQUIRED_ACKS.
+//! - Exactly one record batch per partition (Kafka's rule since v3),
+//!   else INVALID_RECORD.
+//! - Idempotent producers: the partition layer answers a retried batch
+//!   with its first offset and refuses sequence gaps and stale epochs.
+//! - Transactions are not supported: a request with a transactional id is
+//!   refused with INVALID_REQUEST.
+//! - Partitions of one request are appended in request order, then wait
+//!   for durability concurrently. NOT_LEADER_OR_FOLLOWER answers carry the
+//!   current leader (v10+) so clients need not refresh metadata first.
+
+use futures::future::join_all;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::KafkaContext;
+use super::errors::code_and_message;
+use super::metadata::{kafka_brokers, leader_of};
+use super::topic_id::topic_id;
+use crate::log::batch;
+use crate::partition::{Acks, Error, ProduceResult};
+
+/// A partition's failure as sent to the client.
+struct Failure {
+    code: i16,
+    message: String,
+}
+
+impl Failure {
+    fn new(error: ResponseError, message: impl Into<String>) -> Self {
+        Self {
+            code: error.code(),
+            message: message.into(),
+        }
+    }
+
+    fn from_service(err: &Error) -> Self {
+        let (code, message) = code_and_message(err);
+        Self { code, message }
+    }
+}
+
+/// Runs a produce request; `None` for acks=0.
+pub async fn produce(
+    ctx: &KafkaContext,
+    version: i16,
+    request: ProduceRequest,
+) -> Option<ProduceResponse> {
+    let acks = match request.acks {
+        0 => Some(Acks::None),
+        1 => Some(Acks::Leader),
+        -1 => Some(Acks::All),
+        _ => None,
+    };
+    let timeout_ms = u32::try_from(request.timeout_ms).unwrap_or(0);
+    let transactional = request
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| !id.0.is_empty());
+    let known: Vec<String> = if version >= 13 {
+        ctx.manager
+            .metadata(&[])
+            .map(|ts| ts.into_iter().map(|t| t.name).collect())
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+
+    // (response topic slot, partition index, outcome future), in request order.
+    let mut slots = Vec::new();
+    let mut work = Vec::new();
+    for (t, topic) in request.topic_data.into_iter().enumerate() {
+        let name = if version >= 13 {
+            known
+                .iter()
+                .find(|n| topic_id(n) == topic.topic_id)
+                .cloned()
+        } else {
+            Some(topic.name.0.to_string())
+        };
+        slots.push((topic.name, topic.topic_id, name.clone()));
+        for p in topic.partition_data {
+            let name = name.clone();
+            work.push((t, p.index, async move {
+                let Some(acks) = acks else {
+                    return Err(Failure::new(
+                        ResponseError::InvalidRequiredAcks,
+                        format!("acks must be 0, 1 or -1, not {}", request.acks),
+                    ));
+                };
+                if transactional {
+                    return Err(Failure::new(
+                        ResponseError::InvalidRequest,
+                        "transactions are not supported by Rill; produce without a transactional id",
+                    ));
+                }
+                let Some(name) = name else {
+                    return Err(Failure::new(
+                        ResponseError::UnknownTopicId,
+                        "no topic has this id",
+                    ));
+                };
+                let records = p.records.unwrap_or_default();
+                if records.is_empty() {
+                    return Err(Failure::new(
+                        ResponseError::InvalidRecord,
+                        "a produce request must carry one record batch per partition",
+                    ));
+                }
+                if batch::frame_len(&records, records.len()).is_ok_and(|len| len < records.len()) {
+                    return Err(Failure::new(
+                        ResponseError::InvalidRecord,
+                        "a produce request must carry exactly one record batch per partition",
+                    ));
+                }
+                ctx.manager
+                    .produce(&name, p.index, Vec::from(records), acks, timeout_ms)
+                    .await
+                    .map_err(|e| Failure::from_service(&e))
+            }));
+        }
+    }
+    let (placement, futures): (Vec<(usize, i32)>, Vec<_>) =
+        work.into_iter().map(|(t, i, f)| ((t, i), f)).unzip();
+    let outcomes = join_all(futures).await;
+    if acks == Some(Acks::None) {
+        return None;
+    }
+
+    let resolved: Vec<Option<String>> = slots.iter().map(|(_, _, n)| n.clone()).collect();
+    let mut responses: Vec<TopicProduceResponse> = slots
+        .into_iter()
+        .map(|(name, id, _)| {
+            let r = TopicProduceResponse::default();
+            if version >= 13 {
+                r.with_topic_id(id)
+            } else {
+                r.with_name(name)
+            }
+        })
+        .collect();
+    let mut node_endpoints = Vec::new();
+    for ((t, index), outcome) in placement.into_iter().zip(outcomes) {
+        let mut entry = PartitionProduceResponse::default().with_index(index);
+        match outcome {
+            Ok(ProduceResult {
+                base_offset,
+                log_start_offset,
+                ..
+            }) => {
+                entry = entry.with_base_offset(base_offset);
+                if version >= 5 {
+                    entry = entry.with_log_start_offset(log_start_offset);
+                }
+            }
+            Err(failure) => {
+                ctx.count_error("Produce", failure.code);
+                entry = entry.with_error_code(failure.code).with_base_offset(-1);
+                if version >= 8 {
+                    entry = entry.with_error_message(Some(StrBytes::from_string(failure.message)));
+                }
+                let hint = (version >= 10
+                    && failure.code == ResponseError::NotLeaderOrFollower.code())
+                .then(|| {
+                    resolved[t]
+                        .as_deref()
+                        .and_then(|n| leader_of(ctx, n, index))
+                })
+                .flatten();
+                if let Some((leader, epoch)) = hint {
+                    {
+                        entry = entry.with_current_leader(
+                            LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(leader))
+                                .with_leader_epoch(epoch),
+                        );
+                        if let Some(b) = kafka_brokers(ctx).into_iter().find(|b| b.id == leader) {
+                            if !node_endpoints
+                                .iter()
+                                .any(|n: &NodeEndpoint| n.node_id.0 == leader)
+                            {
+                                node_endpoints.push(
+                                    NodeEndpoint::default()
+                                        .with_node_id(BrokerId(b.id))
+                                        .with_host(StrBytes::from_string(b.host))
+                                        .with_port(b.port)
+                                        .with_rack(b.rack.map(StrBytes::from_string)),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        responses[t].partition_responses.push(entry);
+    }
+    let mut response = ProduceResponse::default().with_responses(responses);
+    if version >= 10 {
+        response = response.with_node_endpoints(node_endpoints);
+    }
+    Some(response)
+}

@@ -1,0 +1,1298 @@
+//! The Kafka protocol listener, spoken over real TCP sockets with requests
+//! encoded by the `kafka-protocol` crate, against in-process brokers.
+//!
+//! Pins: ApiVersions advertises exactly the served APIs and versions, and
+//! an unknown ApiVersions version gets UNSUPPORTED_VERSION in v0; every
+//! advertised version of every API answers with a response that decodes
+//! at that version; produce (acks 0, 1, all) and fetch round-trip batches
+//! verbatim; long polls wake on new data; list offsets and leader epochs
+//! follow Kafka; idempotent retries are answered with the original offset
+//! without a second append (also after a restart), sequence gaps and
+//! stale epochs are refused; topic create/delete/grow with their errors,
+//! validate_only and the deny policy; pipelined requests are answered in
+//! order and acks=0 is never answered; oversized and garbage frames close
+//! only their own connection. In a controller + 3 broker cluster: Metadata
+//! advertises every broker's Kafka listener, leaders, replicas and ISR;
+//! acks=all writes reach the leader; followers answer
+//! NOT_LEADER_OR_FOLLOWER with the current leader; after the leader shuts
+//! down, Metadata shows the new leader and epoch, the old epoch is fenced,
+//! and an idempotent retry of a batch written before the failover is
+//! still recognised.
+
+mod common;
+mod kafka_client;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_client::{Conn, batch, records};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+use rill_broker::BrokerHandle;
+use rill_broker::config::TopicAdminPolicy;
+
+/// Longest the cluster may take to agree on leaders and ISRs.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A long poll that should be woken by data long before it expires.
+const LONG_POLL_MS: i32 = 20_000;
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_owned()))
+}
+
+fn produce_req(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(records)),
+                ]),
+        ])
+}
+
+fn fetch_req(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_wait_ms: i32,
+    epoch: i32,
+) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(offset)
+                        .with_current_leader_epoch(epoch)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ])
+}
+
+fn list_offsets_req(topic: &str, partition: i32, timestamp: i64) -> ListOffsetsRequest {
+    ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(partition)
+                        .with_current_leader_epoch(-1)
+                        .with_timestamp(timestamp),
+                ]),
+        ])
+}
+
+fn create_req(topic: &str, partitions: i32, rf: i16, validate_only: bool) -> CreateTopicsRequest {
+    CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_validate_only(validate_only)
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(name(topic))
+                .with_num_partitions(partitions)
+                .with_replication_factor(rf),
+        ])
+}
+
+fn metadata_req(topics: Option<&[&str]>) -> MetadataRequest {
+    MetadataRequest::default().with_topics(topics.map(|ts| {
+        ts.iter()
+            .map(|t| MetadataRequestTopic::default().with_name(Some(name(t))))
+            .collect()
+    }))
+}
+
+async fn start(
+    dir: &Path,
+    tweak: impl FnOnce(&mut rill_broker::config::BrokerConfig),
+) -> BrokerHandle {
+    common::start(dir, tweak).await
+}
+
+async fn create(conn: &mut Conn, topic: &str, partitions: i32, rf: i16) {
+    let r = conn
+        .call(7, &create_req(topic, partitions, rf, false))
+        .await;
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+}
+
+/// Produces `values` as one batch; returns (error code, base offset).
+async fn produce(
+    conn: &mut Conn,
+    topic: &str,
+    partition: i32,
+    data: Bytes,
+    acks: i16,
+) -> (i16, i64) {
+    let r = conn
+        .call(9, &produce_req(topic, partition, data, acks))
+        .await;
+    let p = &r.responses[0].partition_responses[0];
+    if p.error_code != 0 {
+        eprintln!(
+            "produce {topic}-{partition}: {} {:?}",
+            p.error_code, p.error_message
+        );
+    }
+    (p.error_code, p.base_offset)
+}
+
+/// Fetches at `offset` (v12, names); returns the partition answer.
+async fn fetch(
+    conn: &mut Conn,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    epoch: i32,
+) -> fetch_response::PartitionData {
+    let mut r = conn
+        .call(12, &fetch_req(topic, partition, offset, 0, epoch))
+        .await;
+    assert_eq!(r.error_code, 0);
+    r.responses.remove(0).partitions.remove(0)
+}
+
+fn values(data: &Bytes, from: i64) -> Vec<String> {
+    records(data)
+        .into_iter()
+        .filter(|(o, _)| *o >= from)
+        .map(|(_, v)| v)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_broker_when_api_versions_asked_should_list_exactly_the_served_apis() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {}).await;
+    let mut conn = Conn::connect(broker.kafka_addr).await;
+    for version in 0..=4 {
+        let mut request = ApiVersionsRequest::default();
+        if version >= 3 {
+            request = request
+                .with_client_software_name(StrBytes::from_static_str("rill-test"))
+                .with_client_software_version(StrBytes::from_static_str("1"));
+        }
+        let r = conn.call(version, &request).await;
+        assert_eq!(r.error_code, 0);
+        let served: BTreeMap<i16, (i16, i16)> = r
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, (k.min_version, k.max_version)))
+            .collect();
+        let expected: BTreeMap<i16, (i16, i16)> = [
+            (ApiKey::Produce, (3, 13)),
+            (ApiKey::Fetch, (4, 18)),
+            (ApiKey::ListOffsets, (1, 10)),
+            (ApiKey::Metadata, (0, 13)),
+            (ApiKey::ApiVersions, (0, 4)),
+            (ApiKey::CreateTopics, (2, 7)),
+            (ApiKey::DeleteTopics, (1, 6)),
+            // The codec's request stops at v5 (its response at v6).
+            (ApiKey::InitProducerId, (0, 5)),
+            (ApiKey::OffsetForLeaderEpoch, (2, 4)),
+            (ApiKey::DescribeConfigs, (1, 4)),
+            (ApiKey::CreatePartitions, (0, 3)),
+            (ApiKey::DescribeCluster, (0, 2)),
+            // The group coordinator's APIs (`crate::group`).
+            (ApiKey::OffsetCommit, (2, 9)),
+            (ApiKey::OffsetFetch, (1, 9)),
+            (ApiKey::FindCoordinator, (0, 6)),
+            (ApiKey::JoinGroup, (0, 9)),
+            (ApiKey::Heartbeat, (0, 4)),
+            (ApiKey::LeaveGroup, (0, 5)),
+            (ApiKey::SyncGroup, (0, 5)),
+            (ApiKey::DescribeGroups, (0, 6)),
+            (ApiKey::ListGroups, (0, 5)),
+            (ApiKey::DeleteGroups, (0, 2)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k as i16, v))
+        .collect();
+        assert_eq!(served, expected, "ApiVersions v{version}");
+    }
+
+    // A version from the future (header v2, a body the broker need not
+    // read): UNSUPPORTED_VERSION, in the v0 format.
+    let frame: &[u8] = &[0, 0, 0, 12, 0, 18, 0, 99, 0, 0, 0x10, 0, 0xff, 0xff, 0, 0];
+    conn.send_raw(frame).await;
+    let (got, mut body) = conn.recv_frame(0).await.expect("answered");
+    assert_eq!(got, 0x1000);
+    let r = <ApiVersionsResponse as kafka_protocol::protocol::Decodable>::decode(&mut body, 0)
+        .expect("v0 body");
+    assert_eq!(r.error_code, 35, "UNSUPPORTED_VERSION");
+    assert!(
+        r.api_keys
+            .iter()
+            .any(|k| k.api_key == ApiKey::ApiVersions as i16 && k.max_version == 4)
+    );
+    // The connection stays usable.
+    let r = conn.call(3, &ApiVersionsRequest::default()).await;
+    assert_eq!(r.error_code, 0);
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_standalone_broker_when_produced_and_fetched_over_kafka_should_round_trip_with_kafka_semantics()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {}).await;
+    let mut conn = Conn::connect(broker.kafka_addr).await;
+    create(&mut conn, "events", 2, 1).await;
+
+    // Metadata: this broker at its Kafka address, leader of both partitions.
+    let md = conn
+        .call(12, &metadata_req(Some(&["events", "missing", "bad name"])))
+        .await;
+    assert_eq!(md.brokers.len(), 1);
+    assert_eq!(md.brokers[0].port, i32::from(broker.kafka_addr.port()));
+    assert_eq!(md.controller_id.0, 0);
+    assert_eq!(md.cluster_id.as_deref(), Some("rill"));
+    assert_eq!(md.topics[0].error_code, 0);
+    assert_eq!(md.topics[0].partitions.len(), 2);
+    assert!(
+        md.topics[0]
+            .partitions
+            .iter()
+            .all(|p| p.leader_id.0 == 0 && p.leader_epoch == 0)
+    );
+    assert_ne!(md.topics[0].topic_id, uuid::Uuid::nil());
+    assert_eq!(md.topics[1].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    assert_eq!(md.topics[2].error_code, 17, "INVALID_TOPIC_EXCEPTION");
+
+    // acks=1, acks=all, compressed batches stored verbatim.
+    let (code, base) = produce(
+        &mut conn,
+        "events",
+        0,
+        batch(&["a", "b"], None, Compression::None),
+        1,
+    )
+    .await;
+    assert_eq!((code, base), (0, 0));
+    let (code, base) = produce(
+        &mut conn,
+        "events",
+        0,
+        batch(&["c"], None, Compression::Zstd),
+        -1,
+    )
+    .await;
+    assert_eq!((code, base), (0, 2));
+    let lz4 = batch(&["d", "e"], None, Compression::Lz4);
+    let (code, base) = produce(&mut conn, "events", 0, lz4.clone(), -1).await;
+    assert_eq!((code, base), (0, 3));
+    let p = fetch(&mut conn, "events", 0, 0, -1).await;
+    assert_eq!(p.error_code, 0);
+    assert_eq!(
+        (p.high_watermark, p.last_stable_offset, p.log_start_offset),
+        (5, 5, 0)
+    );
+    assert_eq!(
+        values(p.records.as_ref().unwrap(), 0),
+        ["a", "b", "c", "d", "e"]
+    );
+    let p = fetch(&mut conn, "events", 0, 3, -1).await;
+    let stored = p.records.unwrap();
+    assert_eq!(stored.len(), lz4.len());
+    assert_eq!(
+        stored[16..],
+        lz4[16..],
+        "stored verbatim but for offset and epoch"
+    );
+
+    // Errors: wrong acks, unknown partition, corrupt batch, two batches,
+    // offset out of range, leader epoch from the future.
+    assert_eq!(
+        produce(
+            &mut conn,
+            "events",
+            0,
+            batch(&["x"], None, Compression::None),
+            2
+        )
+        .await
+        .0,
+        21
+    );
+    assert_eq!(
+        produce(
+            &mut conn,
+            "events",
+            9,
+            batch(&["x"], None, Compression::None),
+            1
+        )
+        .await
+        .0,
+        3
+    );
+    let mut corrupt = batch(&["x"], None, Compression::None).to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    assert_eq!(
+        produce(&mut conn, "events", 0, corrupt.into(), 1).await.0,
+        2,
+        "CORRUPT_MESSAGE"
+    );
+    let mut two = batch(&["x"], None, Compression::None).to_vec();
+    two.extend_from_slice(&batch(&["y"], None, Compression::None));
+    assert_eq!(
+        produce(&mut conn, "events", 0, two.into(), 1).await.0,
+        87,
+        "INVALID_RECORD"
+    );
+    assert_eq!(
+        fetch(&mut conn, "events", 0, 99, -1).await.error_code,
+        1,
+        "OFFSET_OUT_OF_RANGE"
+    );
+    assert_eq!(
+        fetch(&mut conn, "events", 0, 0, 5).await.error_code,
+        75,
+        "UNKNOWN_LEADER_EPOCH"
+    );
+
+    // ListOffsets: earliest, latest, by timestamp, max timestamp.
+    for (ts, offset) in [
+        (-2, 0),
+        (-1, 5),
+        (1_700_000_000_001, 1),
+        (-3, 1),
+        (i64::MAX, -1),
+    ] {
+        let r = conn.call(7, &list_offsets_req("events", 0, ts)).await;
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.offset), (0, offset), "timestamp {ts}");
+    }
+    // OffsetForLeaderEpoch: epoch 0 spans the whole log.
+    let r = conn
+        .call(
+            4,
+            &OffsetForLeaderEpochRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![
+                    OffsetForLeaderTopic::default()
+                        .with_topic(name("events"))
+                        .with_partitions(vec![
+                            OffsetForLeaderPartition::default()
+                                .with_partition(0)
+                                .with_current_leader_epoch(0)
+                                .with_leader_epoch(0),
+                        ]),
+                ]),
+        )
+        .await;
+    let e = &r.topics[0].partitions[0];
+    assert_eq!((e.error_code, e.leader_epoch, e.end_offset), (0, 0, 5));
+
+    // Long poll: a fetch waiting on partition 1 wakes on a produce from
+    // another connection, long before its max wait.
+    let mut waiter = Conn::connect(broker.kafka_addr).await;
+    let started = Instant::now();
+    let id = waiter
+        .send(12, &fetch_req("events", 1, 0, LONG_POLL_MS, -1))
+        .await;
+    let (code, _) = produce(
+        &mut conn,
+        "events",
+        1,
+        batch(&["late"], None, Compression::None),
+        1,
+    )
+    .await;
+    assert_eq!(code, 0);
+    let r = waiter.recv::<FetchRequest>(12, id).await;
+    assert_eq!(
+        values(r.responses[0].partitions[0].records.as_ref().unwrap(), 0),
+        ["late"]
+    );
+    assert!(started.elapsed() < Duration::from_millis(LONG_POLL_MS as u64));
+
+    // acks=0 is never answered: the next response is the next request's.
+    let silent = conn
+        .send(
+            9,
+            &produce_req("events", 1, batch(&["quiet"], None, Compression::None), 0),
+        )
+        .await;
+    let md_id = conn.send(12, &metadata_req(Some(&["events"]))).await;
+    assert_ne!(silent, md_id);
+    let md = conn.recv::<MetadataRequest>(12, md_id).await;
+    assert_eq!(md.topics[0].error_code, 0);
+    let p = fetch(&mut conn, "events", 1, 0, -1).await;
+    assert_eq!(values(p.records.as_ref().unwrap(), 0), ["late", "quiet"]);
+
+    // Pipelining: many requests in flight, answered in order.
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(if i % 2 == 0 {
+            conn.send(
+                9,
+                &produce_req("events", 1, batch(&["p"], None, Compression::None), 1),
+            )
+            .await
+        } else {
+            conn.send(12, &fetch_req("events", 1, 0, 0, -1)).await
+        });
+    }
+    for (i, id) in ids.into_iter().enumerate() {
+        if i % 2 == 0 {
+            let r = conn.recv::<ProduceRequest>(9, id).await;
+            assert_eq!(
+                r.responses[0].partition_responses[0].base_offset,
+                2 + i as i64 / 2
+            );
+        } else {
+            conn.recv::<FetchRequest>(12, id).await;
+        }
+    }
+
+    // Per-API metrics.
+    let metrics = broker.metrics().encode();
+    assert!(
+        common::metric_value(&metrics, "rill_kafka_requests_total{api=\"Produce\"}").unwrap()
+            >= 10.0
+    );
+    assert!(metrics.contains("rill_kafka_request_duration_seconds_bucket{api=\"Fetch\""));
+    assert!(common::metric_value(&metrics, "rill_kafka_bytes_in_total").unwrap() > 0.0);
+    broker.shutdown().await.unwrap();
+}
+
+/// (error code, base offset) of an idempotent produce.
+async fn produce_idem(
+    conn: &mut Conn,
+    topic: &str,
+    vals: &[&str],
+    pid: i64,
+    epoch: i16,
+    seq: i32,
+) -> (i16, i64) {
+    produce(
+        conn,
+        topic,
+        0,
+        batch(vals, Some((pid, epoch, seq)), Compression::Snappy),
+        -1,
+    )
+    .await
+}
+
+async fn high_watermark(conn: &mut Conn, topic: &str) -> i64 {
+    fetch(conn, topic, 0, 0, -1).await.high_watermark
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_an_idempotent_producer_when_it_retries_should_get_the_original_offset_also_after_a_restart()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {}).await;
+    let mut conn = Conn::connect(broker.kafka_addr).await;
+    create(&mut conn, "idem", 1, 1).await;
+    let r = conn
+        .call(
+            4,
+            &InitProducerIdRequest::default().with_transaction_timeout_ms(60_000),
+        )
+        .await;
+    assert_eq!(r.error_code, 0);
+    let pid = r.producer_id.0;
+    assert!(pid >= 0);
+    assert_eq!(r.producer_epoch, 0);
+    let other = conn
+        .call(4, &InitProducerIdRequest::default())
+        .await
+        .producer_id
+        .0;
+    assert_ne!(other, pid, "producer ids are unique");
+    // Transactions are refused.
+    let r = conn
+        .call(
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx")))),
+        )
+        .await;
+    assert_eq!(r.error_code, 42, "INVALID_REQUEST");
+
+    assert_eq!(
+        produce_idem(&mut conn, "idem", &["a", "b"], pid, 0, 0).await,
+        (0, 0)
+    );
+    assert_eq!(
+        produce_idem(&mut conn, "idem", &["c"], pid, 0, 2).await,
+        (0, 2)
+    );
+    // Retries of both: original offsets, nothing appended.
+    assert_eq!(
+        produce_idem(&mut conn, "idem", &["a", "b"], pid, 0, 0).await,
+        (0, 0)
+    );
+    assert_eq!(
+        produce_idem(&mut conn, "idem", &["c"], pid, 0, 2).await,
+        (0, 2)
+    );
+    assert_eq!(high_watermark(&mut conn, "idem").await, 3);
+    // A gap, and an older epoch once a newer one wrote.
+    assert_eq!(
+        produce_idem(&mut conn, "idem", &["d"], pid, 0, 7).await.0,
+        45,
+        "OUT_OF_ORDER_SEQUENCE_NUMBER"
+    );
+    assert_eq!(
+        produce_idem(&mut conn, "idem", &["e"], pid, 1, 0).await,
+        (0, 3)
+    );
+    assert_eq!(
+        produce_idem(&mut conn, "idem", &["f"], pid, 0, 3).await.0,
+        47,
+        "INVALID_PRODUCER_EPOCH"
+    );
+    // Another producer is independent.
+    assert_eq!(
+        produce_idem(&mut conn, "idem", &["g"], other, 0, 0).await,
+        (0, 4)
+    );
+    assert_eq!(high_watermark(&mut conn, "idem").await, 5);
+    drop(conn);
+    broker.shutdown().await.unwrap();
+
+    // After a restart the state is rebuilt from the log.
+    let broker = start(dir.path(), |_| {}).await;
+    let mut conn = Conn::connect(broker.kafka_addr).await;
+    assert_eq!(
+        produce_idem(&mut conn, "idem", &["e"], pid, 1, 0).await,
+        (0, 3)
+    );
+    assert_eq!(
+        produce_idem(&mut conn, "idem", &["g"], other, 0, 0).await,
+        (0, 4)
+    );
+    assert_eq!(
+        produce_idem(&mut conn, "idem", &["h"], pid, 1, 5).await.0,
+        45
+    );
+    assert_eq!(
+        produce_idem(&mut conn, "idem", &["h"], pid, 1, 1).await,
+        (0, 5)
+    );
+    assert_eq!(high_watermark(&mut conn, "idem").await, 6);
+    // New producer ids after a restart never repeat old ones.
+    let after = conn
+        .call(4, &InitProducerIdRequest::default())
+        .await
+        .producer_id
+        .0;
+    assert!(after > other, "{after} > {other}");
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_topic_admin_requests_when_served_should_follow_kafka_errors_and_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {}).await;
+    let mut conn = Conn::connect(broker.kafka_addr).await;
+
+    // validate_only changes nothing.
+    let r = conn.call(7, &create_req("t", 3, 1, true)).await;
+    assert_eq!((r.topics[0].error_code, r.topics[0].num_partitions), (0, 3));
+    let md = conn.call(12, &metadata_req(Some(&["t"]))).await;
+    assert_eq!(md.topics[0].error_code, 3);
+
+    let mut with_config = create_req("t", 3, -1, false);
+    with_config.topics[0].configs = vec![
+        CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("retention.ms"))
+            .with_value(Some(StrBytes::from_static_str("60000"))),
+    ];
+    let r = conn.call(7, &with_config).await;
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    assert_eq!(r.topics[0].num_partitions, 3);
+    let configs = r.topics[0].configs.as_ref().unwrap();
+    let retention = configs
+        .iter()
+        .find(|c| c.name.as_str() == "retention.ms")
+        .unwrap();
+    assert_eq!(
+        (retention.value.as_deref(), retention.config_source),
+        (Some("60000"), 1)
+    );
+
+    for (req, code) in [
+        (create_req("t", 1, 1, false), 36),
+        (create_req("t", 1, 1, true), 36),
+        (create_req("u", 0, 1, false), 37),
+        (create_req("u", 1, 3, false), 38),
+        (create_req("bad/name", 1, 1, false), 17),
+    ] {
+        let r = conn.call(7, &req).await;
+        assert_eq!(
+            r.topics[0].error_code, code,
+            "{:?}",
+            r.topics[0].error_message
+        );
+        assert!(r.topics[0].error_message.is_some());
+    }
+    let mut bad_config = create_req("u", 1, 1, false);
+    bad_config.topics[0].configs = vec![
+        CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("retention.ms"))
+            .with_value(Some(StrBytes::from_static_str("soon"))),
+    ];
+    assert_eq!(
+        conn.call(7, &bad_config).await.topics[0].error_code,
+        40,
+        "INVALID_CONFIG"
+    );
+
+    // DescribeConfigs: topic (override marked) and broker.
+    let r = conn
+        .call(
+            4,
+            &DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("t")),
+                DescribeConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(StrBytes::from_static_str("0")),
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("nope")),
+            ]),
+        )
+        .await;
+    let topic = &r.results[0];
+    assert_eq!(topic.error_code, 0);
+    let get = |res: &describe_configs_response::DescribeConfigsResult, key: &str| {
+        res.configs
+            .iter()
+            .find(|c| c.name.as_str() == key)
+            .map(|c| (c.value.as_deref().map(str::to_owned), c.config_source))
+    };
+    assert_eq!(get(topic, "retention.ms"), Some((Some("60000".into()), 1)));
+    assert_eq!(
+        get(topic, "cleanup.policy"),
+        Some((Some("delete".into()), 5))
+    );
+    assert_eq!(get(&r.results[1], "broker.id"), Some((Some("0".into()), 4)));
+    assert!(get(&r.results[1], "log.retention.ms").is_some());
+    assert_eq!(r.results[2].error_code, 3);
+
+    // CreatePartitions grows, never shrinks.
+    let grow = |count: i32, validate_only: bool| {
+        CreatePartitionsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_validate_only(validate_only)
+            .with_topics(vec![
+                CreatePartitionsTopic::default()
+                    .with_name(name("t"))
+                    .with_count(count),
+            ])
+    };
+    assert_eq!(conn.call(3, &grow(5, true)).await.results[0].error_code, 0);
+    assert_eq!(
+        conn.call(12, &metadata_req(Some(&["t"]))).await.topics[0]
+            .partitions
+            .len(),
+        3
+    );
+    assert_eq!(conn.call(3, &grow(5, false)).await.results[0].error_code, 0);
+    assert_eq!(
+        conn.call(12, &metadata_req(Some(&["t"]))).await.topics[0]
+            .partitions
+            .len(),
+        5
+    );
+    assert_eq!(
+        conn.call(3, &grow(2, false)).await.results[0].error_code,
+        37
+    );
+    assert_eq!(
+        produce(
+            &mut conn,
+            "t",
+            4,
+            batch(&["new"], None, Compression::None),
+            1
+        )
+        .await,
+        (0, 0)
+    );
+
+    // DescribeCluster.
+    let r = conn
+        .call(1, &DescribeClusterRequest::default().with_endpoint_type(1))
+        .await;
+    assert_eq!(
+        (r.error_code, r.cluster_id.as_str(), r.brokers.len()),
+        (0, "rill", 1)
+    );
+
+    // DeleteTopics: by name (v5) and by id (v6); unknown topics.
+    let id = conn.call(12, &metadata_req(Some(&["t"]))).await.topics[0].topic_id;
+    create(&mut conn, "v", 1, 1).await;
+    let r = conn
+        .call(
+            5,
+            &DeleteTopicsRequest::default().with_topic_names(vec![name("v"), name("v")]),
+        )
+        .await;
+    assert_eq!(r.responses[0].error_code, 0);
+    assert_eq!(r.responses[1].error_code, 3);
+    let r = conn
+        .call(
+            6,
+            &DeleteTopicsRequest::default()
+                .with_topics(vec![DeleteTopicState::default().with_topic_id(id)]),
+        )
+        .await;
+    assert_eq!(
+        (
+            r.responses[0].error_code,
+            r.responses[0].name.as_ref().map(|n| n.0.to_string())
+        ),
+        (0, Some("t".into()))
+    );
+    assert!(conn.call(12, &metadata_req(None)).await.topics.is_empty());
+    broker.shutdown().await.unwrap();
+
+    // The deny policy refuses every change.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |c| c.kafka_topic_admin = TopicAdminPolicy::Deny).await;
+    let mut conn = Conn::connect(broker.kafka_addr).await;
+    assert_eq!(
+        conn.call(7, &create_req("t", 1, 1, false)).await.topics[0].error_code,
+        44
+    );
+    assert_eq!(
+        conn.call(7, &create_req("t", 1, 1, true)).await.topics[0].error_code,
+        44
+    );
+    let r = conn
+        .call(
+            5,
+            &DeleteTopicsRequest::default().with_topic_names(vec![name("t")]),
+        )
+        .await;
+    assert_eq!(r.responses[0].error_code, 44);
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_auto_creation_enabled_when_metadata_allows_it_should_create_the_topic_and_not_otherwise()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {}).await;
+    let mut conn = Conn::connect(broker.kafka_addr).await;
+    let r = conn
+        .call(
+            12,
+            &metadata_req(Some(&["auto"])).with_allow_auto_topic_creation(true),
+        )
+        .await;
+    assert_eq!(r.topics[0].error_code, 3, "off by default");
+    broker.shutdown().await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |c| c.auto_create_topic_partitions = Some(2)).await;
+    let mut conn = Conn::connect(broker.kafka_addr).await;
+    let r = conn
+        .call(
+            12,
+            &metadata_req(Some(&["auto"])).with_allow_auto_topic_creation(false),
+        )
+        .await;
+    assert_eq!(r.topics[0].error_code, 3, "the client did not allow it");
+    let r = conn
+        .call(
+            12,
+            &metadata_req(Some(&["auto"])).with_allow_auto_topic_creation(true),
+        )
+        .await;
+    assert_eq!(
+        (r.topics[0].error_code, r.topics[0].partitions.len()),
+        (0, 2)
+    );
+    broker.shutdown().await.unwrap();
+}
+
+/// Every advertised version of every API, with a simple request: the
+/// broker answers and the answer decodes at that version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_every_advertised_version_when_called_should_answer_in_that_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {}).await;
+    let mut conn = Conn::connect(broker.kafka_addr).await;
+    create(&mut conn, "all", 1, 1).await;
+    let id = conn.call(12, &metadata_req(Some(&["all"]))).await.topics[0].topic_id;
+    let mut next_offset = 0;
+    for v in 0..=13 {
+        let r = conn.call(v, &metadata_req(Some(&["all"]))).await;
+        assert_eq!(r.topics[0].error_code, 0, "Metadata v{v}");
+        assert_eq!(r.brokers.len(), 1, "Metadata v{v}");
+        if v >= 10 {
+            assert_eq!(r.topics[0].topic_id, id);
+        }
+    }
+    for v in 3..=13 {
+        let mut req = produce_req("all", 0, batch(&["v"], None, Compression::None), -1);
+        if v >= 13 {
+            req.topic_data[0].name = TopicName::default();
+            req.topic_data[0].topic_id = id;
+        }
+        let r = conn.call(v, &req).await;
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!(
+            (p.error_code, p.base_offset),
+            (0, next_offset),
+            "Produce v{v}"
+        );
+        next_offset += 1;
+    }
+    for v in 4..=18 {
+        let mut req = fetch_req("all", 0, 0, 0, -1);
+        if v >= 13 {
+            req.topics[0].topic = TopicName::default();
+            req.topics[0].topic_id = id;
+        }
+        let r = conn.call(v, &req).await;
+        let p = &r.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0, "Fetch v{v}");
+        assert_eq!(
+            records(p.records.as_ref().unwrap()).len() as i64,
+            next_offset,
+            "Fetch v{v}"
+        );
+    }
+    for v in 1..=10 {
+        let r = conn.call(v, &list_offsets_req("all", 0, -1)).await;
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(
+            (p.error_code, p.offset),
+            (0, next_offset),
+            "ListOffsets v{v}"
+        );
+    }
+    for v in 2..=4 {
+        let r = conn
+            .call(
+                v,
+                &OffsetForLeaderEpochRequest::default().with_topics(vec![
+                    OffsetForLeaderTopic::default()
+                        .with_topic(name("all"))
+                        .with_partitions(vec![
+                            OffsetForLeaderPartition::default()
+                                .with_partition(0)
+                                .with_leader_epoch(0)
+                                .with_current_leader_epoch(-1),
+                        ]),
+                ]),
+            )
+            .await;
+        assert_eq!(
+            r.topics[0].partitions[0].end_offset, next_offset,
+            "OffsetForLeaderEpoch v{v}"
+        );
+    }
+    for v in 0..=5 {
+        let r = conn.call(v, &InitProducerIdRequest::default()).await;
+        assert_eq!(r.error_code, 0, "InitProducerId v{v}");
+    }
+    for v in 2..=7 {
+        let r = conn
+            .call(v, &create_req(&format!("c{v}"), 1, 1, false))
+            .await;
+        assert_eq!(r.topics[0].error_code, 0, "CreateTopics v{v}");
+    }
+    for v in 0..=3 {
+        let r = conn
+            .call(
+                v,
+                &CreatePartitionsRequest::default().with_topics(vec![
+                    CreatePartitionsTopic::default()
+                        .with_name(name(&format!("c{}", v + 2)))
+                        .with_count(2),
+                ]),
+            )
+            .await;
+        assert_eq!(r.results[0].error_code, 0, "CreatePartitions v{v}");
+    }
+    for v in 1..=4 {
+        let r = conn
+            .call(
+                v,
+                &DescribeConfigsRequest::default().with_resources(vec![
+                    DescribeConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(StrBytes::from_static_str("all")),
+                ]),
+            )
+            .await;
+        assert_eq!(r.results[0].error_code, 0, "DescribeConfigs v{v}");
+        assert!(!r.results[0].configs.is_empty());
+    }
+    for v in 0..=2 {
+        let r = conn
+            .call(v, &DescribeClusterRequest::default().with_endpoint_type(1))
+            .await;
+        assert_eq!(
+            (r.error_code, r.brokers.len()),
+            (0, 1),
+            "DescribeCluster v{v}"
+        );
+    }
+    for v in 1..=6 {
+        let topic = format!("c{}", v + 1);
+        let req = if v >= 6 {
+            DeleteTopicsRequest::default().with_topics(vec![
+                DeleteTopicState::default().with_name(Some(name(&topic))),
+            ])
+        } else {
+            DeleteTopicsRequest::default().with_topic_names(vec![name(&topic)])
+        };
+        let r = conn.call(v, &req).await;
+        assert_eq!(r.responses[0].error_code, 0, "DeleteTopics v{v}");
+    }
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_oversized_or_garbage_frames_when_sent_should_close_only_that_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |c| c.kafka_max_request_bytes = 64 << 10).await;
+    let mut healthy = Conn::connect(broker.kafka_addr).await;
+    create(&mut healthy, "ok", 1, 1).await;
+
+    let attacks: Vec<(&str, Vec<u8>)> = vec![
+        ("oversized frame", (1i32 << 20).to_be_bytes().to_vec()),
+        ("negative size", (-5i32).to_be_bytes().to_vec()),
+        (
+            "unknown api key",
+            [
+                &12i32.to_be_bytes()[..],
+                &[0x7f, 0x00, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0],
+            ]
+            .concat(),
+        ),
+        (
+            "unsupported produce version",
+            [
+                &10i32.to_be_bytes()[..],
+                &[0, 0, 0, 1, 0, 0, 0, 1, 0xff, 0xff],
+            ]
+            .concat(),
+        ),
+        (
+            "truncated header",
+            [&3i32.to_be_bytes()[..], &[0, 3, 0]].concat(),
+        ),
+        // Produce v9: null transactional id, acks, timeout, then a topic
+        // array announcing 4 topics and ending.
+        (
+            "body cut short",
+            [
+                &19i32.to_be_bytes()[..],
+                &[0, 0, 0, 9, 0, 0, 0, 1, 0xff, 0xff, 0],
+                &[0, 0, 1, 0, 0, 0x27, 0x10, 5],
+            ]
+            .concat(),
+        ),
+        (
+            "huge array count",
+            [
+                &14i32.to_be_bytes()[..],
+                &[0, 3, 0, 1, 0, 0, 0, 1, 0xff, 0xff],
+                &[0x7f, 0xff, 0xff, 0xff],
+            ]
+            .concat(),
+        ),
+    ];
+    for (what, bytes) in attacks {
+        let mut bad = Conn::connect(broker.kafka_addr).await;
+        // A valid request first: answered before the connection closes.
+        let id = bad.send(3, &ApiVersionsRequest::default()).await;
+        bad.send_raw(&bytes).await;
+        let (got, _) = bad.recv_frame(0).await.expect("earlier request answered");
+        assert_eq!(got, id, "{what}");
+        assert!(bad.is_closed().await, "{what}: connection closed");
+        // The other connection is unaffected.
+        let (code, _) = produce(
+            &mut healthy,
+            "ok",
+            0,
+            batch(&[what], None, Compression::None),
+            1,
+        )
+        .await;
+        assert_eq!(code, 0, "after {what}");
+    }
+    let metrics = broker.metrics().encode();
+    assert_eq!(
+        common::metric_value(
+            &metrics,
+            "rill_kafka_connection_errors_total{reason=\"frame_too_large\"}"
+        ),
+        Some(1.0)
+    );
+    assert!(
+        common::metric_value(
+            &metrics,
+            "rill_kafka_connection_errors_total{reason=\"malformed\"}"
+        )
+        .unwrap()
+            >= 3.0
+    );
+    broker.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Cluster: a controller and three brokers in this process.
+
+async fn start_controller(dir: &Path) -> rill_controller::ControllerHandle {
+    let config =
+        rill_controller::config::ServerConfig::ephemeral(dir.join("controller/metadata.json"));
+    rill_controller::start(config)
+        .await
+        .expect("controller starts")
+}
+
+async fn start_member(dir: &Path, id: i32, controller: &str) -> BrokerHandle {
+    common::start(&dir.join(format!("broker-{id}")), |c| {
+        c.broker_id = id;
+        c.controller_addr = vec![controller.to_owned()];
+    })
+    .await
+}
+
+/// Waits until Metadata through `conn` shows every partition of `topic`
+/// led by one of `alive` with `isr` in-sync replicas.
+async fn converge(
+    conn: &mut Conn,
+    topic: &str,
+    alive: &[i32],
+    isr: usize,
+) -> metadata_response::MetadataResponseTopic {
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        let mut md = conn.call(12, &metadata_req(Some(&[topic]))).await;
+        let t = md.topics.remove(0);
+        if t.error_code == 0
+            && t.partitions
+                .iter()
+                .all(|p| alive.contains(&p.leader_id.0) && p.isr_nodes.len() == isr)
+        {
+            return t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cluster did not converge: {t:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_three_broker_cluster_when_the_leader_fails_over_should_redirect_clients_and_keep_idempotence()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = start_controller(dir.path()).await;
+    let addr = controller.grpc_addr.to_string();
+    let mut brokers = BTreeMap::new();
+    for id in 0..3 {
+        brokers.insert(id, start_member(dir.path(), id, &addr).await);
+    }
+    let mut any = Conn::connect(brokers[&0].kafka_addr).await;
+    let mut req = create_req("rep", 1, 3, false);
+    req.topics[0].configs = vec![
+        CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("min.insync.replicas"))
+            .with_value(Some(StrBytes::from_static_str("2"))),
+    ];
+    let r = any.call(7, &req).await;
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    assert_eq!(
+        any.call(7, &create_req("big", 1, 4, true)).await.topics[0].error_code,
+        38,
+        "RF above the brokers"
+    );
+
+    let t = converge(&mut any, "rep", &[0, 1, 2], 3).await;
+    let p = &t.partitions[0];
+    assert_eq!(p.replica_nodes.len(), 3);
+    let md = any.call(12, &metadata_req(Some(&["rep"]))).await;
+    let ports: BTreeMap<i32, i32> = md.brokers.iter().map(|b| (b.node_id.0, b.port)).collect();
+    for (id, b) in &brokers {
+        assert_eq!(
+            ports.get(id),
+            Some(&i32::from(b.kafka_addr.port())),
+            "broker {id} advertised"
+        );
+    }
+    let leader = p.leader_id.0;
+    let epoch = p.leader_epoch;
+
+    // acks=all at the leader; an idempotent batch too.
+    let mut lead = Conn::connect(brokers[&leader].kafka_addr).await;
+    let pid = lead
+        .call(4, &InitProducerIdRequest::default())
+        .await
+        .producer_id
+        .0;
+    assert_eq!(
+        produce(
+            &mut lead,
+            "rep",
+            0,
+            batch(&["a", "b"], None, Compression::Gzip),
+            -1
+        )
+        .await,
+        (0, 0)
+    );
+    let idem = batch(&["c"], Some((pid, 0, 0)), Compression::None);
+    assert_eq!(produce(&mut lead, "rep", 0, idem.clone(), -1).await, (0, 2));
+    assert_eq!(
+        values(
+            fetch(&mut lead, "rep", 0, 0, epoch)
+                .await
+                .records
+                .as_ref()
+                .unwrap(),
+            0
+        ),
+        ["a", "b", "c"]
+    );
+
+    // A follower refuses and names the leader (v10+).
+    let follower = *p
+        .replica_nodes
+        .iter()
+        .map(|b| &b.0)
+        .find(|b| **b != leader)
+        .unwrap();
+    let mut fol = Conn::connect(brokers[&follower].kafka_addr).await;
+    let r = fol
+        .call(
+            10,
+            &produce_req("rep", 0, batch(&["x"], None, Compression::None), -1),
+        )
+        .await;
+    let pr = &r.responses[0].partition_responses[0];
+    assert_eq!(pr.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    assert_eq!(
+        (
+            pr.current_leader.leader_id.0,
+            pr.current_leader.leader_epoch
+        ),
+        (leader, epoch)
+    );
+    assert_eq!(
+        r.node_endpoints[0].port,
+        i32::from(brokers[&leader].kafka_addr.port())
+    );
+    assert_eq!(fetch(&mut fol, "rep", 0, 0, -1).await.error_code, 6);
+
+    // The leader shuts down: Metadata from a survivor shows the new leader
+    // with a newer epoch.
+    drop(lead);
+    brokers.remove(&leader).unwrap().shutdown().await.unwrap();
+    let alive: Vec<i32> = (0..3).filter(|id| *id != leader).collect();
+    let mut survivor = Conn::connect(brokers[&alive[0]].kafka_addr).await;
+    let t = converge(&mut survivor, "rep", &alive, 2).await;
+    let new_leader = t.partitions[0].leader_id.0;
+    let new_epoch = t.partitions[0].leader_epoch;
+    assert!(new_epoch > epoch, "epoch {new_epoch} after {epoch}");
+    let listed: Vec<i32> = survivor
+        .call(12, &metadata_req(None))
+        .await
+        .brokers
+        .iter()
+        .map(|b| b.node_id.0)
+        .collect();
+    assert!(
+        !listed.contains(&leader),
+        "a stopped broker is not advertised: {listed:?}"
+    );
+    let mut lead = Conn::connect(brokers[&new_leader].kafka_addr).await;
+    assert_eq!(
+        fetch(&mut lead, "rep", 0, 0, epoch).await.error_code,
+        74,
+        "FENCED_LEADER_EPOCH"
+    );
+    let p = fetch(&mut lead, "rep", 0, 0, new_epoch).await;
+    assert_eq!(values(p.records.as_ref().unwrap(), 0), ["a", "b", "c"]);
+
+    // The producer retries the batch it wrote before the failover: the
+    // new leader knows it (state rebuilt from its log).
+    assert_eq!(produce(&mut lead, "rep", 0, idem, -1).await, (0, 2));
+    assert_eq!(
+        produce(
+            &mut lead,
+            "rep",
+            0,
+            batch(&["d"], Some((pid, 0, 1)), Compression::None),
+            -1
+        )
+        .await,
+        (0, 3)
+    );
+    assert_eq!(
+        fetch(&mut lead, "rep", 0, 0, new_epoch)
+            .await
+            .high_watermark,
+        4
+    );
+    // OffsetForLeaderEpoch: the old epoch ended where the new one began.
+    let r = lead
+        .call(
+            4,
+            &OffsetForLeaderEpochRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![
+                    OffsetForLeaderTopic::default()
+                        .with_topic(name("rep"))
+                        .with_partitions(vec![
+                            OffsetForLeaderPartition::default()
+                                .with_partition(0)
+                                .with_current_leader_epoch(new_epoch)
+                                .with_leader_epoch(epoch),
+                        ]),
+                ]),
+        )
+        .await;
+    let e = &r.topics[0].partitions[0];
+    assert_eq!((e.error_code, e.leader_epoch, e.end_offset), (0, epoch, 3));
+
+    for (_, b) in brokers {
+        b.shutdown().await.unwrap();
+    }
+    controller.shutdown().await.unwrap();
+}
