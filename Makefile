@@ -2,9 +2,9 @@
 # README and .ci/run both call it.
 CARGO ?= cargo
 
-.PHONY: test test-rust quickstart-smoke cluster-smoke test-chart crds crds-check build release fmt lint
+.PHONY: test test-rust quickstart-smoke cluster-smoke test-chart test-e2e crds crds-check build release fmt lint compat compat-kafka
 
-test: lint test-rust quickstart-smoke cluster-smoke crds-check test-chart
+test: lint test-rust quickstart-smoke cluster-smoke crds-check test-chart test-e2e
 
 test-rust:
 	$(CARGO) test --workspace --all-targets
@@ -27,6 +27,15 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# Against a real kube-apiserver + etcd on loopback (built from the Go module
+# proxy once, ~13 min, then cached): the CRD checks and the rill-e2e tests.
+test-e2e:
+	e2e/scripts/build-k8s.sh
+	e2e/scripts/apiserver.sh start
+	e2e/scripts/check-crds.sh || { e2e/scripts/apiserver.sh stop; exit 1; }
+	e2e/scripts/run-tests.sh || { e2e/scripts/apiserver.sh stop; exit 1; }
+	e2e/scripts/apiserver.sh stop
+
 # Regenerate crds/ and charts/rill/crds/ from the operator's Rust types.
 crds:
 	$(CARGO) run -p rill-operator --bin crdgen
@@ -40,3 +49,16 @@ crds-check:
 # Installs the pinned helm into $${RILL_TOOLS:-$$HOME/.cache/rill/tools}.
 test-chart:
 	scripts/test-chart.sh
+
+# Client compatibility (compat/README.md): kcat, librdkafka (confluent-kafka),
+# the Java client, Kafka's command-line tools and Kafka Streams against a
+# Rill controller + 3 brokers on loopback. Installs the clients into
+# $${RILL_CACHE:-$$HOME/.cache/rill}/compat first.
+compat:
+	scripts/install-compat.sh
+	compat/run.sh --target rill
+
+# The same tests against real Apache Kafka (3 brokers), which proves them.
+compat-kafka:
+	scripts/install-compat.sh
+	compat/run.sh --target kafka

@@ -17,6 +17,8 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use thiserror::Error;
 
+use crate::group::GroupSettings;
+use crate::group::state::Limits;
 use crate::log::LogConfig;
 
 /// Largest partition count a topic may be created with (each partition holds
@@ -125,6 +127,11 @@ pub struct BrokerConfig {
     #[arg(long, env = "RILL_CONTROLLER_ADDR", value_delimiter = ',')]
     pub controller_addr: Vec<String>,
 
+    /// Cluster name sent to the controller with every request (`namespace/name`;
+    /// set by the operator, which hosts one controller per StreamCluster).
+    #[arg(long, env = "RILL_CLUSTER")]
+    pub cluster: Option<String>,
+
     /// Address of the replication gRPC listener (followers fetch from leaders here).
     #[arg(long, env = "RILL_REPLICATION_ADDR", default_value = "0.0.0.0:9094")]
     pub replication_addr: SocketAddr,
@@ -179,6 +186,54 @@ pub struct BrokerConfig {
     /// How long shutdown waits for in-flight requests before closing connections, in ms.
     #[arg(long, env = "RILL_SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000)]
     pub shutdown_timeout_ms: u64,
+
+    /// Partitions of the `__consumer_offsets` topic, created on first use; group
+    /// `g` lives in partition abs(hash(g)) % this. Fixed once the topic exists.
+    #[arg(long, env = "RILL_OFFSETS_TOPIC_PARTITIONS", default_value_t = 12)]
+    pub offsets_topic_partitions: i32,
+
+    /// Replication factor of `__consumer_offsets` (capped at the number of live brokers).
+    #[arg(
+        long,
+        env = "RILL_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        default_value_t = 3
+    )]
+    pub offsets_topic_replication_factor: i32,
+
+    /// How long the first rebalance of an empty group waits for more members, in ms
+    /// (Kafka's `group.initial.rebalance.delay.ms`).
+    #[arg(
+        long,
+        env = "RILL_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 3000
+    )]
+    pub group_initial_rebalance_delay_ms: u64,
+
+    /// Smallest session timeout a group member may ask for, in ms.
+    #[arg(
+        long,
+        env = "RILL_GROUP_MIN_SESSION_TIMEOUT_MS",
+        default_value_t = 6000
+    )]
+    pub group_min_session_timeout_ms: i32,
+
+    /// Largest session timeout a group member may ask for, in ms.
+    #[arg(
+        long,
+        env = "RILL_GROUP_MAX_SESSION_TIMEOUT_MS",
+        default_value_t = 1_800_000
+    )]
+    pub group_max_session_timeout_ms: i32,
+
+    /// How long committed offsets are kept once their group is empty, in ms
+    /// (Kafka's `offsets.retention.minutes`).
+    #[arg(long, env = "RILL_OFFSETS_RETENTION_MS", default_value_t = 7 * 24 * 3600 * 1000)]
+    pub offsets_retention_ms: i64,
+
+    /// How long an offset commit or group change waits for the offsets topic's
+    /// in-sync replicas, in ms.
+    #[arg(long, env = "RILL_OFFSETS_COMMIT_TIMEOUT_MS", default_value_t = 5000)]
+    pub offsets_commit_timeout_ms: u64,
 
     /// Log line format: text or json.
     #[arg(long, env = "RILL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -253,6 +308,7 @@ impl BrokerConfig {
             advertised_host: None,
             rack: None,
             controller_addr: Vec::new(),
+            cluster: None,
             replication_addr: SocketAddr::from(([0, 0, 0, 0], 9094)),
             replica_lag_time_max_ms: 10_000,
             log_segment_bytes: 1 << 30,
@@ -265,6 +321,13 @@ impl BrokerConfig {
             auto_create_topic_partitions: None,
             max_request_bytes: 64 << 20,
             shutdown_timeout_ms: 10_000,
+            offsets_topic_partitions: 12,
+            offsets_topic_replication_factor: 3,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            offsets_retention_ms: 7 * 24 * 3600 * 1000,
+            offsets_commit_timeout_ms: 5000,
             log_format: LogFormat::Text,
             log_filter: "info".to_owned(),
         }
@@ -370,6 +433,52 @@ impl BrokerConfig {
                 return Err(invalid(flag, env, "must be at least 1 ms"));
             }
         }
+        if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&self.offsets_topic_partitions) {
+            return Err(invalid(
+                "--offsets-topic-partitions",
+                "RILL_OFFSETS_TOPIC_PARTITIONS",
+                format!(
+                    "{} is not between 1 and {MAX_PARTITIONS_PER_TOPIC}",
+                    self.offsets_topic_partitions
+                ),
+            ));
+        }
+        if !(1..=16).contains(&self.offsets_topic_replication_factor) {
+            return Err(invalid(
+                "--offsets-topic-replication-factor",
+                "RILL_OFFSETS_TOPIC_REPLICATION_FACTOR",
+                format!(
+                    "{} is not between 1 and 16",
+                    self.offsets_topic_replication_factor
+                ),
+            ));
+        }
+        if self.group_min_session_timeout_ms < 1
+            || self.group_min_session_timeout_ms > self.group_max_session_timeout_ms
+        {
+            return Err(invalid(
+                "--group-min-session-timeout-ms",
+                "RILL_GROUP_MIN_SESSION_TIMEOUT_MS",
+                format!(
+                    "{} must be at least 1 and at most --group-max-session-timeout-ms ({})",
+                    self.group_min_session_timeout_ms, self.group_max_session_timeout_ms
+                ),
+            ));
+        }
+        if self.offsets_retention_ms < 1 {
+            return Err(invalid(
+                "--offsets-retention-ms",
+                "RILL_OFFSETS_RETENTION_MS",
+                "must be at least 1 ms",
+            ));
+        }
+        if self.offsets_commit_timeout_ms == 0 {
+            return Err(invalid(
+                "--offsets-commit-timeout-ms",
+                "RILL_OFFSETS_COMMIT_TIMEOUT_MS",
+                "must be at least 1 ms",
+            ));
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log_filter).map_err(|e| {
             invalid(
                 "--log",
@@ -470,6 +579,23 @@ impl BrokerConfig {
                 .map_err(|e| invalid(flag, env, e.to_string()))?;
         }
         Ok(config)
+    }
+
+    /// Settings of the consumer-group coordinator.
+    pub fn group_settings(&self) -> GroupSettings {
+        GroupSettings {
+            offsets_topic_partitions: self.offsets_topic_partitions,
+            offsets_topic_replication_factor: self.offsets_topic_replication_factor,
+            limits: Limits {
+                initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms as i64,
+                min_session_timeout_ms: self.group_min_session_timeout_ms,
+                max_session_timeout_ms: self.group_max_session_timeout_ms,
+                ..Limits::default()
+            },
+            offsets_retention_ms: self.offsets_retention_ms,
+            commit_timeout: Duration::from_millis(self.offsets_commit_timeout_ms),
+            ..GroupSettings::default()
+        }
     }
 
     /// How long graceful shutdown waits for in-flight requests.

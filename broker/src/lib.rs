@@ -1,6 +1,7 @@
 //! Rill broker.
 pub mod client;
 pub mod config;
+pub mod group;
 pub mod grpc;
 pub mod http;
 pub mod kafka;

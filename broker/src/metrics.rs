@@ -60,6 +60,17 @@ pub struct Metrics {
     pub isr_expands: IntCounter,
     /// Partitions led here whose ISR is smaller than their replica set.
     pub under_replicated_partitions: IntGauge,
+    /// Consumer groups coordinated here, by `state`.
+    pub consumer_groups: IntGaugeVec,
+    /// Group rebalances completed here (new generations).
+    pub group_rebalances: IntCounter,
+    /// Offset commits written here.
+    pub group_offset_commits: IntCounter,
+    /// `__consumer_offsets` partitions led here, by `status` (loading, active).
+    pub group_coordinator_partitions: IntGaugeVec,
+    /// Committed offset lag behind the high watermark, by `group`, `topic`,
+    /// `partition`, for partitions with a replica on the coordinator.
+    pub consumer_group_lag: IntGaugeVec,
     /// Kafka protocol requests by `api` (Produce, Fetch, ...).
     pub kafka_requests: IntCounterVec,
     /// Kafka protocol request latency by `api` (long polls included).
@@ -106,6 +117,14 @@ fn plain_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGaugeVec {
     let g =
         IntGaugeVec::new(Opts::new(name, help), PARTITION_LABELS).expect("valid metric definition");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
+}
+
+fn labelled_gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
     registry
         .register(Box::new(g.clone()))
         .expect("metric registered once");
@@ -261,6 +280,34 @@ impl Metrics {
                 &r,
                 "rill_under_replicated_partitions",
                 "Partitions led by this broker whose ISR is smaller than their replica set.",
+            ),
+            consumer_groups: labelled_gauge(
+                &r,
+                "rill_consumer_groups",
+                "Consumer groups coordinated by this broker, by state.",
+                &["state"],
+            ),
+            group_rebalances: plain_counter(
+                &r,
+                "rill_group_rebalances_total",
+                "Consumer group rebalances completed by this broker (new generations).",
+            ),
+            group_offset_commits: plain_counter(
+                &r,
+                "rill_group_offset_commits_total",
+                "Offset commit requests written by this broker.",
+            ),
+            group_coordinator_partitions: labelled_gauge(
+                &r,
+                "rill_group_coordinator_partitions",
+                "__consumer_offsets partitions led by this broker, by status (loading, active).",
+                &["status"],
+            ),
+            consumer_group_lag: labelled_gauge(
+                &r,
+                "rill_consumer_group_lag",
+                "High watermark minus committed offset, for partitions with a replica on the group's coordinator.",
+                &["group", "topic", "partition"],
             ),
             kafka_requests: counter(
                 &r,

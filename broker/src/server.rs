@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{BrokerConfig, ConfigError};
+use crate::group::GroupCoordinator;
 use crate::grpc::ClientApi;
 use crate::http::{self, HttpState};
 use crate::kafka::{self, KafkaContext, KafkaSettings, ProducerIdAllocator};
@@ -88,6 +89,8 @@ pub struct BrokerHandle {
     pub kafka_advertised: String,
     pub broker_id: i32,
     manager: Arc<ReplicaManager>,
+    /// The consumer-group coordinator (the Kafka listener serves its API).
+    groups: Arc<GroupCoordinator>,
     /// The controller link in cluster mode.
     cluster: Option<Arc<ClusterLink>>,
     /// Stops the replication server and the controller link.
@@ -230,7 +233,7 @@ impl Broker {
         let _ = manager_cell.set(Arc::clone(&manager));
 
         let tasks_stop = CancellationToken::new();
-        let tasks = tasks::spawn(
+        let mut tasks = tasks::spawn(
             Arc::clone(&manager),
             Arc::clone(&metrics),
             Intervals {
@@ -239,6 +242,13 @@ impl Broker {
             },
             tasks_stop.clone(),
         );
+
+        let groups = GroupCoordinator::new(
+            Arc::clone(&manager),
+            config.group_settings(),
+            Arc::clone(&metrics),
+        );
+        tasks.push(groups.start(tasks_stop.clone()));
 
         let grpc_stop = CancellationToken::new();
         let service = ClientApi::server(
@@ -280,6 +290,7 @@ impl Broker {
             let settings = ClusterSettings {
                 broker_id,
                 controller_addrs: config.controller_addr.clone(),
+                cluster: config.cluster.clone(),
                 endpoints: rill_controller::Endpoints {
                     client: advertised_address(&config, client_addr),
                     kafka: kafka_advertised.clone(),
@@ -320,8 +331,7 @@ impl Broker {
                 auto_create_partitions: config.auto_create_topic_partitions,
             },
             producer_ids,
-            // Consumer groups (`crate::group`) plug in here.
-            groups: None,
+            groups: Some(Arc::clone(&groups) as Arc<dyn kafka::GroupService>),
         });
         let kafka_stop = CancellationToken::new();
         let kafka_task = tokio::spawn(kafka::serve(
@@ -340,6 +350,7 @@ impl Broker {
             kafka_advertised,
             broker_id,
             manager,
+            groups,
             cluster,
             cluster_stop,
             metrics,
@@ -361,6 +372,11 @@ impl BrokerHandle {
     /// The broker's partitions (tests inspect replicas through it).
     pub fn manager(&self) -> &Arc<ReplicaManager> {
         &self.manager
+    }
+
+    /// The consumer-group coordinator.
+    pub fn groups(&self) -> &Arc<GroupCoordinator> {
+        &self.groups
     }
 
     /// The broker's metrics registry.

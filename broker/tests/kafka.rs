@@ -221,6 +221,17 @@ async fn given_a_broker_when_api_versions_asked_should_list_exactly_the_served_a
             (ApiKey::DescribeConfigs, (1, 4)),
             (ApiKey::CreatePartitions, (0, 3)),
             (ApiKey::DescribeCluster, (0, 2)),
+            // The group coordinator's APIs (`crate::group`).
+            (ApiKey::OffsetCommit, (2, 9)),
+            (ApiKey::OffsetFetch, (1, 9)),
+            (ApiKey::FindCoordinator, (0, 6)),
+            (ApiKey::JoinGroup, (0, 9)),
+            (ApiKey::Heartbeat, (0, 4)),
+            (ApiKey::LeaveGroup, (0, 5)),
+            (ApiKey::SyncGroup, (0, 5)),
+            (ApiKey::DescribeGroups, (0, 6)),
+            (ApiKey::ListGroups, (0, 5)),
+            (ApiKey::DeleteGroups, (0, 2)),
         ]
         .into_iter()
         .map(|(k, v)| (k as i16, v))

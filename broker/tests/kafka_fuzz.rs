@@ -41,7 +41,9 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 use proptest::prelude::*;
 use rill_broker::config::{BrokerConfig, TopicAdminPolicy};
-use rill_broker::kafka::{KafkaContext, KafkaSettings, ProducerIdAllocator, dispatch, frame};
+use rill_broker::kafka::{
+    GroupService, KafkaContext, KafkaSettings, ProducerIdAllocator, dispatch, frame,
+};
 use rill_broker::metrics::Metrics;
 use rill_broker::partition::manager::CreateTopic;
 use rill_broker::{Broker, BrokerHandle};
@@ -117,7 +119,7 @@ impl Harness {
                 auto_create_partitions: Some(1),
             },
             producer_ids: ids,
-            groups: None,
+            groups: Some(Arc::clone(broker.groups()) as Arc<dyn GroupService>),
         });
         let h = Self {
             runtime,
@@ -528,5 +530,139 @@ fn write_seed_corpus() {
             request_frame(v, 1, &DescribeClusterRequest::default()),
         );
     }
+    group_seeds(&mut write);
     println!("wrote {n} seed frames to {}", dir.display());
+}
+
+/// Seeds of the consumer-group APIs (`crate::group`).
+fn group_seeds(write: &mut impl FnMut(&str, i16, Bytes)) {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::leave_group_request::MemberIdentity;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::{
+        OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+    };
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    let text = |s: &str| StrBytes::from_string(s.to_owned());
+    let group = || GroupId(text("fuzz-group"));
+    for v in [0, 3, 4, 6] {
+        let r = FindCoordinatorRequest::default()
+            .with_key(if v < 4 { text("fuzz-group") } else { text("") })
+            .with_coordinator_keys(if v >= 4 {
+                vec![text("fuzz-group"), text("other")]
+            } else {
+                vec![]
+            });
+        write("find_coordinator", v, request_frame(v, 1, &r));
+    }
+    for v in [0, 5, 6, 9] {
+        let r = JoinGroupRequest::default()
+            .with_group_id(group())
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(if v >= 1 { 10_000 } else { -1 })
+            .with_group_instance_id(if v >= 5 { Some(text("pod-0")) } else { None })
+            .with_protocol_type(text("consumer"))
+            .with_protocols(vec![
+                JoinGroupRequestProtocol::default()
+                    .with_name(text("range"))
+                    .with_metadata(Bytes::from_static(b"subscription")),
+            ]);
+        write("join_group", v, request_frame(v, 1, &r));
+    }
+    for v in [0, 4, 5] {
+        let r = SyncGroupRequest::default()
+            .with_group_id(group())
+            .with_generation_id(1)
+            .with_member_id(text("m-1"))
+            .with_protocol_type(if v >= 5 { Some(text("consumer")) } else { None })
+            .with_protocol_name(if v >= 5 { Some(text("range")) } else { None })
+            .with_assignments(vec![
+                SyncGroupRequestAssignment::default()
+                    .with_member_id(text("m-1"))
+                    .with_assignment(Bytes::from_static(b"assignment")),
+            ]);
+        write("sync_group", v, request_frame(v, 1, &r));
+    }
+    for v in [0, 4] {
+        let r = HeartbeatRequest::default()
+            .with_group_id(group())
+            .with_generation_id(1)
+            .with_member_id(text("m-1"));
+        write("heartbeat", v, request_frame(v, 1, &r));
+    }
+    for v in [0, 3, 5] {
+        let r = if v >= 3 {
+            LeaveGroupRequest::default()
+                .with_group_id(group())
+                .with_members(vec![
+                    MemberIdentity::default().with_member_id(text("m-1")),
+                    MemberIdentity::default()
+                        .with_member_id(text(""))
+                        .with_group_instance_id(Some(text("pod-0"))),
+                ])
+        } else {
+            LeaveGroupRequest::default()
+                .with_group_id(group())
+                .with_member_id(text("m-1"))
+        };
+        write("leave_group", v, request_frame(v, 1, &r));
+    }
+    for v in [2, 8, 9] {
+        let r = OffsetCommitRequest::default()
+            .with_group_id(group())
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![
+                OffsetCommitRequestTopic::default()
+                    .with_name(name(TOPIC))
+                    .with_partitions(vec![
+                        OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(5)
+                            .with_committed_metadata(Some(text("m"))),
+                    ]),
+            ]);
+        write("offset_commit", v, request_frame(v, 1, &r));
+    }
+    for v in [1, 7, 8, 9] {
+        let r = if v >= 8 {
+            OffsetFetchRequest::default().with_groups(vec![
+                OffsetFetchRequestGroup::default()
+                    .with_group_id(group())
+                    .with_topics(Some(vec![
+                        OffsetFetchRequestTopics::default()
+                            .with_name(name(TOPIC))
+                            .with_partition_indexes(vec![0, 1]),
+                    ])),
+            ])
+        } else {
+            OffsetFetchRequest::default()
+                .with_group_id(group())
+                .with_topics(Some(vec![
+                    OffsetFetchRequestTopic::default()
+                        .with_name(name(TOPIC))
+                        .with_partition_indexes(vec![0, 1]),
+                ]))
+        };
+        write("offset_fetch", v, request_frame(v, 1, &r));
+    }
+    for v in [0, 4, 5] {
+        let mut r = ListGroupsRequest::default();
+        if v >= 4 {
+            r = r.with_states_filter(vec![text("Stable")]);
+        }
+        if v >= 5 {
+            r = r.with_types_filter(vec![text("classic")]);
+        }
+        write("list_groups", v, request_frame(v, 1, &r));
+    }
+    for v in [0, 5, 6] {
+        let r = DescribeGroupsRequest::default().with_groups(vec![group()]);
+        write("describe_groups", v, request_frame(v, 1, &r));
+    }
+    for v in [0, 2] {
+        let r = DeleteGroupsRequest::default().with_groups_names(vec![group()]);
+        write("delete_groups", v, request_frame(v, 1, &r));
+    }
 }

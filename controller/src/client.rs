@@ -45,14 +45,22 @@ use crate::convert;
 use crate::service::reason_of;
 use crate::state::{BrokerId, Endpoints, PartitionState, TopicState};
 
-/// Timeouts of a [`ControllerClient`].
-#[derive(Debug, Clone, Copy)]
+/// gRPC metadata key naming the cluster a request is for. One operator
+/// hosts a controller per StreamCluster behind one address and routes by it;
+/// the standalone controller serves a single cluster and ignores it.
+pub const CLUSTER_HEADER: &str = "rill-cluster";
+
+/// Timeouts and routing of a [`ControllerClient`].
+#[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// How long to wait for one address to accept a connection.
     pub connect_timeout: Duration,
     /// How long one unary call (or opening a watch stream) may take on one
     /// address.
     pub request_timeout: Duration,
+    /// The cluster (`namespace/name` on Kubernetes) sent as
+    /// [`CLUSTER_HEADER`] with every request; `None` sends nothing.
+    pub cluster: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -60,6 +68,7 @@ impl Default for ClientOptions {
         Self {
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(5),
+            cluster: None,
         }
     }
 }
@@ -518,8 +527,19 @@ impl ControllerClient {
     }
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(message);
+        let mut r = self.routed(message);
         r.set_timeout(self.options.request_timeout);
+        r
+    }
+
+    /// A request carrying the cluster routing header, if configured.
+    fn routed<T>(&self, message: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(message);
+        if let Some(cluster) = &self.options.cluster
+            && let Ok(value) = cluster.parse()
+        {
+            r.metadata_mut().insert(CLUSTER_HEADER, value);
+        }
         r
     }
 
@@ -576,9 +596,10 @@ impl ControllerClient {
     /// deposed; watch again to continue from a fresh snapshot.
     pub async fn watch(&self, broker_id: BrokerId) -> Result<MetadataStream, ClientError> {
         let streaming = self
-            .call("WatchMetadata", |mut c| async move {
-                c.watch_metadata(pb::WatchMetadataRequest { broker_id })
-                    .await
+            .call("WatchMetadata", |mut c| {
+                // No deadline: the stream lives as long as the controller.
+                let req = self.routed(pb::WatchMetadataRequest { broker_id });
+                async move { c.watch_metadata(req).await }
             })
             .await?;
         Ok(Box::pin(streaming.map(|item| match item {

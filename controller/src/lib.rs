@@ -38,12 +38,15 @@ pub mod service;
 mod state;
 pub mod store;
 
+pub use client::CLUSTER_HEADER;
 pub use client::{
     ClientError, ClientOptions, ControllerClient, MetadataUpdate, MetadataView, Retry,
 };
 pub use controller::{Controller, ControllerConfig, ControllerError, Liveness, Plan};
 pub use placement::{PlacementError, place};
-pub use server::{ControllerHandle, ServerError, run, start, start_with_store};
+pub use server::{
+    ControllerHandle, EmbeddedController, ServerError, embed, run, start, start_with_store,
+};
 pub use state::{
     BrokerId, BrokerRegistration, Change, ClusterMetadata, Endpoints, NO_LEADER, PartitionState,
     TopicState,

@@ -38,6 +38,7 @@ use crate::controller::Controller;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
 use crate::service::{Actor, ControllerService, Phase, Timing};
+use crate::state::ClusterMetadata;
 use crate::store::{FileStore, MetadataStore, StoreError};
 
 /// Requests queued for the actor before handlers wait for room.
@@ -67,6 +68,102 @@ pub enum ServerError {
     Stopped,
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+}
+
+/// A controller running inside another process (the operator hosts one per
+/// StreamCluster): the actor is running, and [`EmbeddedController::service`]
+/// answers RPCs when called directly or mounted in a tonic server.
+#[derive(Debug)]
+pub struct EmbeddedController {
+    /// The `Controller` service; cheap to clone.
+    pub service: ControllerService,
+    /// The epoch this controller claimed.
+    pub controller_epoch: i64,
+    /// The durable metadata after every commit.
+    pub snapshots: watch::Receiver<Arc<ClusterMetadata>>,
+    /// Serving, deposed or stopped.
+    pub phase: watch::Receiver<Phase>,
+    /// The controller's metrics registry.
+    pub metrics: Arc<Metrics>,
+    actor_stop: CancellationToken,
+    actor_task: JoinHandle<Phase>,
+}
+
+impl EmbeddedController {
+    /// Whether the actor has ended (deposed, or stopped).
+    pub fn is_finished(&self) -> bool {
+        self.actor_task.is_finished()
+    }
+
+    /// Stops the actor: watch streams end and RPCs answer UNAVAILABLE.
+    pub async fn stop(self) -> Phase {
+        self.actor_stop.cancel();
+        match self.actor_task.await {
+            Ok(phase) => phase,
+            Err(e) => {
+                warn!(error = %e, "controller actor failed");
+                Phase::Stopped
+            }
+        }
+    }
+}
+
+/// Claims `store` and starts a controller actor on it, without any
+/// listener. Uses the lease and watch settings of `config`; its addresses
+/// are ignored.
+pub async fn embed<S: MetadataStore + 'static>(
+    config: &ServerConfig,
+    store: S,
+) -> Result<EmbeddedController, StoreError> {
+    let (phase_tx, phase) = watch::channel(Phase::Starting);
+    embed_with(config, store, Arc::new(Metrics::new()), phase_tx, phase).await
+}
+
+async fn embed_with<S: MetadataStore + 'static>(
+    config: &ServerConfig,
+    store: S,
+    metrics: Arc<Metrics>,
+    phase_tx: watch::Sender<Phase>,
+    phase: watch::Receiver<Phase>,
+) -> Result<EmbeddedController, StoreError> {
+    let meta = store.claim().await?;
+    let started = Instant::now();
+    let controller_epoch = meta.controller_epoch;
+    info!(
+        controller_epoch,
+        brokers = meta.brokers.len(),
+        topics = meta.topics.len(),
+        "claimed the metadata store"
+    );
+    let ctl = Controller::new(config.controller(), meta, 0);
+    let (updates, _) = broadcast::channel(config.watch_buffer);
+    let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+    phase_tx.send_replace(Phase::Serving);
+    let actor = Actor::new(
+        ctl,
+        store,
+        started,
+        updates,
+        Arc::clone(&metrics),
+        phase_tx,
+        Timing {
+            heartbeat_interval_ms: config.heartbeat_interval_ms,
+            session_timeout_ms: config.session_timeout_ms,
+        },
+    );
+    let snapshots = actor.snapshots();
+    let actor_stop = CancellationToken::new();
+    let actor_task =
+        tokio::spawn(actor.run(commands_rx, config.tick_interval(), actor_stop.clone()));
+    Ok(EmbeddedController {
+        service: ControllerService::new(commands_tx, phase.clone(), Arc::clone(&metrics)),
+        controller_epoch,
+        snapshots,
+        phase,
+        metrics,
+        actor_stop,
+        actor_task,
+    })
 }
 
 /// A running controller. Call [`ControllerHandle::shutdown`] to stop it;
@@ -140,41 +237,24 @@ pub async fn start_with_store<S: MetadataStore + 'static>(
         .await
         .map_err(fail)?;
 
-    let meta = store
-        .claim()
-        .await
-        .map_err(|e| fail(ServerError::Claim(e)))?;
-    let started = Instant::now();
-    let controller_epoch = meta.controller_epoch;
-    info!(
-        controller_epoch,
-        brokers = meta.brokers.len(),
-        topics = meta.topics.len(),
-        "claimed the metadata store"
-    );
-    let ctl = Controller::new(config.controller(), meta, 0);
-
-    let (updates, _) = broadcast::channel(config.watch_buffer);
-    let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
-    phase_tx.send_replace(Phase::Serving);
-    let actor = Actor::new(
-        ctl,
+    let embedded = embed_with(
+        &config,
         store,
-        started,
-        updates,
         Arc::clone(&metrics),
         phase_tx,
-        Timing {
-            heartbeat_interval_ms: config.heartbeat_interval_ms,
-            session_timeout_ms: config.session_timeout_ms,
-        },
-    );
-    let actor_stop = CancellationToken::new();
-    let actor_task =
-        tokio::spawn(actor.run(commands_rx, config.tick_interval(), actor_stop.clone()));
+        phase.clone(),
+    )
+    .await
+    .map_err(|e| fail(ServerError::Claim(e)))?;
+    let EmbeddedController {
+        service,
+        controller_epoch,
+        actor_stop,
+        actor_task,
+        ..
+    } = embedded;
 
     let grpc_stop = CancellationToken::new();
-    let service = ControllerService::new(commands_tx, phase.clone(), Arc::clone(&metrics));
     let grpc_task = tokio::spawn({
         let stop = grpc_stop.clone();
         tonic::transport::Server::builder()

@@ -37,6 +37,24 @@ pub struct Config {
     )]
     pub controller_address: String,
 
+    /// Address of the metadata controller's gRPC service that brokers connect
+    /// to (every replica listens; only the Lease holder serves).
+    #[arg(
+        long,
+        env = "RILL_CONTROLLER_LISTEN_ADDR",
+        default_value = "0.0.0.0:9095"
+    )]
+    pub controller_listen_addr: SocketAddr,
+
+    /// A broker that has not heartbeated for this long (ms) is fenced and
+    /// its partition leaderships move.
+    #[arg(long, env = "RILL_BROKER_SESSION_TIMEOUT_MS", default_value_t = 1500)]
+    pub broker_session_timeout_ms: u32,
+
+    /// How often brokers heartbeat (ms); well below the session timeout.
+    #[arg(long, env = "RILL_BROKER_HEARTBEAT_INTERVAL_MS", default_value_t = 250)]
+    pub broker_heartbeat_interval_ms: u32,
+
     /// Elect a leader through a Lease so only one replica reconciles.
     #[arg(long, env = "RILL_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_election: bool,
@@ -126,7 +144,20 @@ impl Config {
                 self.lease_duration_seconds, self.renew_deadline_seconds
             )));
         }
+        self.controller_settings()
+            .validate()
+            .map_err(|e| ConfigError(e.to_string()))?;
         Ok(())
+    }
+
+    /// Settings of the embedded metadata controllers (their listen
+    /// addresses are unused: the operator serves them on
+    /// `--controller-listen-addr`).
+    pub fn controller_settings(&self) -> rill_controller::config::ServerConfig {
+        let mut c = rill_controller::config::ServerConfig::defaults();
+        c.session_timeout_ms = self.broker_session_timeout_ms;
+        c.heartbeat_interval_ms = self.broker_heartbeat_interval_ms;
+        c
     }
 
     /// Lease timing as durations.
@@ -155,6 +186,19 @@ mod tests {
         assert_eq!(config.http_addr.port(), 8080);
         assert!(config.leader_election);
         assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.controller_listen_addr.port(), 9095);
+    }
+
+    #[test]
+    fn given_a_heartbeat_slower_than_the_session_when_validating_then_it_is_refused() {
+        let config = parse(&[
+            "--broker-session-timeout-ms",
+            "1000",
+            "--broker-heartbeat-interval-ms",
+            "2000",
+        ]);
+        let err = config.validate().expect_err("invalid");
+        assert!(err.0.contains("heartbeat"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Shared state handed to every reconcile: the Kubernetes client, metrics,
 //! the Event reporter, operator-wide settings, per-object error backoff and
-//! the hooks the metadata controller will implement later.
+//! the hooks the metadata controller implements.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +12,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use crate::metrics::Metrics;
 use crate::stream_cluster::scale_down::{NoPlacementYet, ReplicaPlacement};
 use crate::topic::cleanup::{RecordIntentOnly, TopicDataDeleter};
+use crate::topic::place::{AcceptOnly, TopicPlacer};
 
 /// Field manager of every server-side apply the operator issues.
 pub const FIELD_MANAGER: &str = "rill-operator";
@@ -49,12 +50,15 @@ pub struct Context {
     pub placement: Arc<dyn ReplicaPlacement>,
     /// Deletes a topic's data when its Topic resource is deleted.
     pub data_deleter: Arc<dyn TopicDataDeleter>,
+    /// Creates or grows an accepted topic in the metadata controller.
+    pub placer: Arc<dyn TopicPlacer>,
     /// Consecutive failures per object, for exponential requeue backoff.
     pub backoff: Backoff,
 }
 
 impl Context {
-    /// A context with the default hooks (no metadata controller yet).
+    /// A context whose hooks place nothing (reconcile tests); the operator
+    /// replaces them with its metadata controllers ([`Context::with_metadata`]).
     pub fn new(client: Client, metrics: Metrics, reporter: Reporter, settings: Settings) -> Self {
         Self {
             client,
@@ -63,8 +67,20 @@ impl Context {
             settings,
             placement: Arc::new(NoPlacementYet),
             data_deleter: Arc::new(RecordIntentOnly),
+            placer: Arc::new(AcceptOnly),
             backoff: Backoff::default(),
         }
+    }
+
+    /// Uses `host`'s metadata controllers for every hook.
+    pub fn with_metadata<H>(mut self, host: Arc<H>) -> Self
+    where
+        H: ReplicaPlacement + TopicDataDeleter + TopicPlacer + 'static,
+    {
+        self.placement = host.clone();
+        self.data_deleter = host.clone();
+        self.placer = host;
+        self
     }
 
     /// An Event recorder for one reconcile.

@@ -14,6 +14,8 @@
 //! * [`conditions`], [`ssa`] — shared status and apply helpers.
 //! * [`controllers`] — kube-runtime Controller wiring, backoff, metrics.
 //! * [`leader`] — Lease-based leader election; only the leader reconciles.
+//! * [`metadata`] — the metadata controller: one per StreamCluster, state
+//!   in Kubernetes, served to brokers over gRPC by the Lease holder.
 //! * [`crd_ready`], [`http`], [`metrics`] — the operator process around it.
 //!
 //! [`run`] starts everything and returns when the shutdown future completes
@@ -28,6 +30,7 @@ pub mod crd;
 pub mod crd_ready;
 pub mod http;
 pub mod leader;
+pub mod metadata;
 pub mod metrics;
 pub mod ssa;
 pub mod stream_cluster;
@@ -52,6 +55,7 @@ use crate::context::{Context, Settings};
 use crate::crd_ready::CrdWaitError;
 use crate::http::HttpState;
 use crate::leader::{ElectionConfig, LeaderElector, LeaderError};
+use crate::metadata::{ControllerHost, ControllerRouter};
 use crate::metrics::{Metrics, MetricsError};
 
 /// Errors that stop the operator process.
@@ -87,6 +91,15 @@ pub enum RunError {
     /// Leadership was lost; the process exits so it restarts as a standby.
     #[error(transparent)]
     Leader(#[from] LeaderError),
+    /// The controller gRPC listener could not bind.
+    #[error("controller gRPC service on {addr}: {source}")]
+    ControllerListen {
+        /// Listen address.
+        addr: std::net::SocketAddr,
+        /// I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl RunError {
@@ -100,6 +113,7 @@ impl RunError {
             RunError::Http { .. } => "http",
             RunError::Crds(e) => e.metric_label(),
             RunError::Leader(e) => e.metric_label(),
+            RunError::ControllerListen { .. } => "controller_listen",
         }
     }
 }
@@ -246,25 +260,53 @@ async fn lead_and_reconcile(
         None
     };
 
-    tokio::select! {
-        _ = leader_rx.wait_for(|leading| *leading) => {}
-        () = signalled(stop_rx.clone()) => {
-            return finish(elector).await;
-        }
+    // Every replica serves the controller port; only the leader's answers
+    // are more than a refusal.
+    let host = Arc::new(ControllerHost::new(
+        client.clone(),
+        config.controller_settings(),
+        leader_rx.clone(),
+    ));
+    let controller_listener = TcpListener::bind(config.controller_listen_addr)
+        .await
+        .map_err(|source| RunError::ControllerListen {
+            addr: config.controller_listen_addr,
+            source,
+        })?;
+    info!(
+        addr = %metadata::grpc::bound(&controller_listener, config.controller_listen_addr),
+        "serving the metadata controller gRPC service"
+    );
+    let grpc = tokio::spawn(metadata::serve(
+        controller_listener,
+        ControllerRouter::new(host.clone()),
+        signalled(stop_rx.clone()),
+    ));
+
+    let stopped_first = tokio::select! {
+        _ = leader_rx.wait_for(|leading| *leading) => false,
+        () = signalled(stop_rx.clone()) => true,
+    };
+    if stopped_first {
+        let _ = grpc.await;
+        return finish(elector).await;
     }
 
-    let ctx = Arc::new(Context::new(
-        client,
-        metrics,
-        Reporter {
-            controller: "rill-operator".to_owned(),
-            instance: Some(identity),
-        },
-        Settings {
-            broker_image: config.broker_image.clone(),
-            controller_address: config.controller_address.clone(),
-        },
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            metrics,
+            Reporter {
+                controller: "rill-operator".to_owned(),
+                instance: Some(identity),
+            },
+            Settings {
+                broker_image: config.broker_image.clone(),
+                controller_address: config.controller_address.clone(),
+            },
+        )
+        .with_metadata(host.clone()),
+    );
     // Controllers stop on shutdown or when leadership ends.
     let (controllers_stop_tx, controllers_stop_rx) = watch::channel(false);
     {
@@ -278,12 +320,20 @@ async fn lead_and_reconcile(
             controllers_stop_tx.send_replace(true);
         });
     }
+    let sweeper = tokio::spawn(metadata::host::keep_hosting(
+        client,
+        host.clone(),
+        signalled(controllers_stop_rx.clone()),
+    ));
     info!("starting StreamCluster and Topic controllers");
     let rx = controllers_stop_rx.clone();
     controllers::run(ctx, move || signalled(rx.clone())).await;
     info!("controllers stopped");
+    let _ = sweeper.await;
+    host.stop_all().await;
     // Whatever stopped the controllers, stop the rest of the process too.
     stop_tx.send_replace(true);
+    let _ = grpc.await;
     finish(elector).await
 }
 

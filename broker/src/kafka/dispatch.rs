@@ -100,6 +100,7 @@ pub enum GroupRequest {
     OffsetFetch(OffsetFetchRequest),
     ListGroups(ListGroupsRequest),
     DescribeGroups(DescribeGroupsRequest),
+    DeleteGroups(DeleteGroupsRequest),
 }
 
 /// A decoded request body.
@@ -163,6 +164,7 @@ pub fn codec_versions(api: ApiKey) -> Option<VersionRange> {
         ApiKey::OffsetFetch => pair::<OffsetFetchRequest, OffsetFetchResponse>(),
         ApiKey::ListGroups => pair::<ListGroupsRequest, ListGroupsResponse>(),
         ApiKey::DescribeGroups => pair::<DescribeGroupsRequest, DescribeGroupsResponse>(),
+        ApiKey::DeleteGroups => pair::<DeleteGroupsRequest, DeleteGroupsResponse>(),
         _ => return None,
     };
     let range = range.intersect(&api.valid_versions());
@@ -296,6 +298,7 @@ fn decode_body(
         ApiKey::OffsetFetch => group(GroupRequest::OffsetFetch(body(buf, version)?))?,
         ApiKey::ListGroups => group(GroupRequest::ListGroups(body(buf, version)?))?,
         ApiKey::DescribeGroups => group(GroupRequest::DescribeGroups(body(buf, version)?))?,
+        ApiKey::DeleteGroups => group(GroupRequest::DeleteGroups(body(buf, version)?))?,
         other => anyhow::bail!("{other:?} has no handler"),
     };
     if buf.has_remaining() {
@@ -333,6 +336,7 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::OffsetFetch => "OffsetFetch",
         ApiKey::ListGroups => "ListGroups",
         ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
         _ => "Other",
     }
 }
@@ -435,6 +439,9 @@ pub async fn handle(
             }
             GroupRequest::DescribeGroups(r) => {
                 encode(api, &header, &service.describe_groups(&header, r).await)
+            }
+            GroupRequest::DeleteGroups(r) => {
+                encode(api, &header, &service.delete_groups(&header, r).await)
             }
         },
     };

@@ -2,8 +2,8 @@
 //! (`crate::group`).
 //!
 //! The listener decodes FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
-//! LeaveGroup, OffsetCommit, OffsetFetch, ListGroups and DescribeGroups
-//! requests and calls the matching method of the [`GroupService`] plugged
+//! LeaveGroup, OffsetCommit, OffsetFetch, ListGroups, DescribeGroups and
+//! DeleteGroups requests and calls the matching method of the [`GroupService`] plugged
 //! into [`super::KafkaContext::groups`] with the request header and the
 //! decoded request; the returned response is encoded at the request's
 //! version. The service tells which versions it serves
@@ -15,11 +15,11 @@
 //! `ReplicaManager::brokers()`.
 
 use kafka_protocol::messages::{
-    ApiKey, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
-    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
-    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
-    OffsetFetchResponse, RequestHeader, SyncGroupRequest, SyncGroupResponse,
+    ApiKey, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest,
+    HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
+    ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetFetchRequest, OffsetFetchResponse, RequestHeader, SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::VersionRange;
 
@@ -93,10 +93,16 @@ pub trait GroupService: Send + Sync + std::fmt::Debug {
         header: &RequestHeader,
         request: DescribeGroupsRequest,
     ) -> DescribeGroupsResponse;
+
+    async fn delete_groups(
+        &self,
+        header: &RequestHeader,
+        request: DeleteGroupsRequest,
+    ) -> DeleteGroupsResponse;
 }
 
 /// The APIs routed to a [`GroupService`].
-pub const GROUP_APIS: [ApiKey; 9] = [
+pub const GROUP_APIS: [ApiKey; 10] = [
     ApiKey::FindCoordinator,
     ApiKey::JoinGroup,
     ApiKey::SyncGroup,
@@ -106,4 +112,5 @@ pub const GROUP_APIS: [ApiKey; 9] = [
     ApiKey::OffsetFetch,
     ApiKey::ListGroups,
     ApiKey::DescribeGroups,
+    ApiKey::DeleteGroups,
 ];

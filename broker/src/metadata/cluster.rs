@@ -22,7 +22,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use rill_controller::client::{
-    AlterPartition, ClientError, ControllerClient, MetadataView, Registration, Retry,
+    AlterPartition, ClientError, ClientOptions, ControllerClient, MetadataView, Registration, Retry,
 };
 use rill_controller::{Endpoints, NO_LEADER};
 use serde::{Deserialize, Serialize};
@@ -40,11 +40,18 @@ const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest a controlled shutdown waits for leadership to move.
 const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// First and longest pause between attempts to reach and register with the
+/// controller at start.
+const START_RETRY_MIN: Duration = Duration::from_millis(100);
+const START_RETRY_MAX: Duration = Duration::from_secs(2);
+
 /// What the cluster link needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct ClusterSettings {
     pub broker_id: i32,
     pub controller_addrs: Vec<String>,
+    /// Sent as the cluster routing header (see [`rill_controller::CLUSTER_HEADER`]).
+    pub cluster: Option<String>,
     pub endpoints: Endpoints,
     pub rack: Option<String>,
     /// Followers not caught up for this long leave the ISR.
@@ -113,9 +120,28 @@ impl ClusterLink {
     ) -> Result<Arc<Self>, Error> {
         let log_dir_id = log_dir_id(data_dir)
             .map_err(|e| Error::Controller(format!("data directory identity: {e}")))?;
-        let client = ControllerClient::connect(settings.controller_addrs.clone())
-            .await
-            .map_err(|e| Error::Controller(e.to_string()))?;
+        let options = ClientOptions {
+            cluster: settings.cluster.clone(),
+            ..ClientOptions::default()
+        };
+        // The controller may start after the brokers (on Kubernetes the
+        // operator can be elected later than the pods start): wait for it.
+        let mut backoff = START_RETRY_MIN;
+        let client = loop {
+            match ControllerClient::connect_with(settings.controller_addrs.clone(), options.clone())
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) => {
+                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "waiting for the metadata controller");
+                    tokio::select! {
+                        () = stop.cancelled() => return Err(Error::Controller(format!("stopped while waiting for the controller: {e}"))),
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(START_RETRY_MAX);
+                }
+            }
+        };
         let registration = Registration {
             broker_id: settings.broker_id,
             log_dir_id,
@@ -133,7 +159,20 @@ impl ClusterLink {
             view: Mutex::new(MetadataView::default()),
             synced: AtomicBool::new(false),
         });
-        let interval = link.register().await?;
+        let mut backoff = START_RETRY_MIN;
+        let interval = loop {
+            match link.register().await {
+                Ok(interval) => break interval,
+                Err(e) => {
+                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "registration refused; retrying");
+                    tokio::select! {
+                        () = stop.cancelled() => return Err(e),
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(START_RETRY_MAX);
+                }
+            }
+        };
         manager.set_topic_admin(Arc::clone(&link) as Arc<dyn TopicAdmin>);
         tokio::spawn(Arc::clone(&link).heartbeat_loop(interval, stop.clone()));
         tokio::spawn(Arc::clone(&link).watch_loop(stop.clone()));
@@ -296,6 +335,8 @@ impl ClusterLink {
                 }
             }
         }
+        // Roles are applied: services that follow leadership re-check.
+        self.manager.roles_changed();
         if snapshot {
             for name in self.manager.local_topics() {
                 if !view.topics.contains_key(&name) {

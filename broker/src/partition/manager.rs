@@ -183,6 +183,10 @@ pub struct ReplicaManager {
     admin_remote: std::sync::OnceLock<Arc<dyn TopicAdmin>>,
     /// Notified when the cluster metadata changes.
     cluster_changed: tokio::sync::Notify,
+    /// Bumped after partition roles may have changed (metadata applied,
+    /// topic created or removed); services that depend on leadership (the
+    /// group coordinator) watch it.
+    roles: tokio::sync::watch::Sender<u64>,
     metrics: Arc<Metrics>,
 }
 
@@ -215,6 +219,7 @@ impl ReplicaManager {
             cluster: RwLock::new(None),
             admin_remote: std::sync::OnceLock::new(),
             cluster_changed: tokio::sync::Notify::new(),
+            roles: tokio::sync::watch::Sender::new(0),
             metrics,
         })
     }
@@ -737,6 +742,7 @@ impl ReplicaManager {
         self.topics
             .write()
             .insert(topic.spec.name.clone(), Arc::clone(&topic));
+        self.roles_changed();
         Ok(view(&topic, self.settings.broker.id))
     }
 
@@ -758,6 +764,7 @@ impl ReplicaManager {
         for p in topic.hosted() {
             p.mark_deleted();
         }
+        self.roles_changed();
         let store = self.store.clone();
         let owned = name.to_owned();
         let result = tokio::task::spawn_blocking(move || store.delete(&owned, now_ms()))
@@ -785,6 +792,65 @@ impl ReplicaManager {
     pub fn set_cluster_view(&self, view: MetadataView) {
         *self.cluster.write() = Some(view);
         self.cluster_changed.notify_waiters();
+    }
+
+    /// Tells watchers of [`ReplicaManager::subscribe_roles`] that partition
+    /// roles may have changed.
+    pub fn roles_changed(&self) {
+        self.roles.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes whenever partition roles may have changed.
+    pub fn subscribe_roles(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.roles.subscribe()
+    }
+
+    /// Number of partitions of a topic: from the controller's metadata in a
+    /// cluster, else from the local topics.
+    pub fn topic_partitions(&self, topic: &str) -> Option<i32> {
+        if let Some(view) = &*self.cluster.read() {
+            return view.topics.get(topic).map(|t| t.partitions.len() as i32);
+        }
+        self.topics.read().get(topic).map(|t| t.spec.partitions)
+    }
+
+    /// The broker leading a partition (this one when standalone), if any.
+    pub fn leader_of(&self, topic: &str, partition: i32) -> Option<i32> {
+        if let Some(view) = &*self.cluster.read() {
+            return view
+                .topics
+                .get(topic)
+                .and_then(|t| t.partitions.get(usize::try_from(partition).ok()?))
+                .map(|p| p.leader)
+                .filter(|l| *l != rill_controller::NO_LEADER);
+        }
+        self.partition(topic, partition)
+            .ok()
+            .map(|_| self.settings.broker.id)
+    }
+
+    /// The Kafka listener address (host:port) of a broker: as registered
+    /// with the controller in a cluster, this broker's own when standalone;
+    /// `None` when unknown or empty.
+    pub fn kafka_address(&self, broker: i32) -> Option<String> {
+        let address = match &*self.cluster.read() {
+            Some(view) => view.brokers.get(&broker)?.endpoints.kafka.clone(),
+            None if broker == self.settings.broker.id => self.settings.broker.kafka_address.clone(),
+            None => return None,
+        };
+        (!address.is_empty()).then_some(address)
+    }
+
+    /// Brokers that are alive in a cluster (`None` when standalone).
+    pub fn live_brokers(&self) -> Option<usize> {
+        let cluster = self.cluster.read();
+        let view = cluster.as_ref()?;
+        Some(
+            view.brokers
+                .values()
+                .filter(|b| b.state == rill_controller::Liveness::Active)
+                .count(),
+        )
     }
 
     /// Brokers to advertise: every registered broker in a cluster, else this one.
@@ -977,6 +1043,7 @@ impl ReplicaManager {
                 p.mark_deleted();
             }
             self.metrics.remove_topic(name, t.spec.partitions);
+            self.roles_changed();
         }
         let dir = self.store.topic_dir(name);
         if dir.exists() {

@@ -40,7 +40,7 @@ use super::error::ServiceError;
 use crate::controller::{Controller, Plan};
 use crate::convert;
 use crate::metrics::Metrics;
-use crate::state::{BrokerId, Endpoints};
+use crate::state::{BrokerId, ClusterMetadata, Endpoints};
 use crate::store::{MetadataStore, StoreError};
 
 /// What the controller is doing, shared with handlers and `/readyz`.
@@ -141,6 +141,9 @@ pub struct Actor<S> {
     metrics: Arc<Metrics>,
     phase: watch::Sender<Phase>,
     timing: Timing,
+    /// The durable metadata after every commit, for in-process readers
+    /// (the operator's scale-down guard) that cannot hold a watch stream.
+    snapshot: watch::Sender<Arc<ClusterMetadata>>,
 }
 
 impl<S: MetadataStore> Actor<S> {
@@ -156,7 +159,9 @@ impl<S: MetadataStore> Actor<S> {
         timing: Timing,
     ) -> Self {
         metrics.observe_state(&ctl);
+        let (snapshot, _) = watch::channel(Arc::new(ctl.metadata().clone()));
         Self {
+            snapshot,
             ctl,
             store,
             started,
@@ -165,6 +170,11 @@ impl<S: MetadataStore> Actor<S> {
             phase,
             timing,
         }
+    }
+
+    /// Follows the durable metadata as this actor commits it.
+    pub fn snapshots(&self) -> watch::Receiver<Arc<ClusterMetadata>> {
+        self.snapshot.subscribe()
     }
 
     fn now_ms(&self) -> u64 {
@@ -256,6 +266,10 @@ impl<S: MetadataStore> Actor<S> {
             .observe_changes(self.ctl.metadata(), &plan.changes);
         let changes = self.ctl.apply(plan);
         self.metrics.observe_state(&self.ctl);
+        if !changes.is_empty() {
+            self.snapshot
+                .send_replace(Arc::new(self.ctl.metadata().clone()));
+        }
         let delta = convert::delta(&self.ctl, &changes, &liveness);
         if !convert::is_empty(&delta) {
             debug!(

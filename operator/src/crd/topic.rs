@@ -212,10 +212,15 @@ pub struct TopicStatus {
     /// fewer partitions is refused and this value stays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition_count: Option<i32>,
-    /// Placement of each partition. Empty until the metadata controller
-    /// places the topic (it is not part of the operator yet).
+    /// Placement and leadership of each partition, written by the metadata
+    /// controller (compare-and-swap on resourceVersion) whenever a leader,
+    /// the ISR or the replicas change. Empty until the topic is placed.
     #[serde(default)]
     pub partitions: Vec<PartitionStatus>,
+    /// Epoch of the metadata controller that last wrote `partitions`. A
+    /// controller never overwrites partitions stamped by a newer one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_epoch: Option<i64>,
 }
 
 /// Placement and leadership of one partition.
@@ -233,6 +238,9 @@ pub struct PartitionStatus {
     pub isr: Vec<i32>,
     /// Leader epoch; increases with every leader change.
     pub leader_epoch: i32,
+    /// Partition epoch; increases with every change of this entry.
+    #[serde(default)]
+    pub partition_epoch: i32,
 }
 
 impl Topic {

@@ -2,16 +2,12 @@
 //! StatefulSet's replica count.
 //!
 //! Removing a broker that still holds partition replicas loses copies of
-//! data. The metadata controller (a later part of the operator) knows the
-//! placement and will implement [`ReplicaPlacement`]; the reconcile already
-//! honours its answer: while removed brokers hold replicas the StatefulSet
-//! keeps its current size and the cluster reports `Progressing=True` with
-//! reason `ScaleDownBlocked`.
-//!
-//! Until then the operator uses [`NoPlacementYet`]: no partition is placed on
-//! any broker (nothing places partitions yet), so there is nothing a
-//! scale-down could lose and it proceeds. Volumes of removed brokers are kept
-//! (`whenScaled: Retain`).
+//! data. The metadata controller knows the placement and implements
+//! [`ReplicaPlacement`] ([`crate::metadata::ControllerHost`]): while removed
+//! brokers hold replicas the StatefulSet keeps its current size and the
+//! cluster reports `Progressing=True` with reason `ScaleDownBlocked`.
+//! [`NoPlacementYet`] (reconcile tests) reports no replicas anywhere.
+//! Volumes of removed brokers are kept (`whenScaled: Retain`).
 
 /// Where partition replicas live, as far as scale-down is concerned.
 pub trait ReplicaPlacement: Send + Sync {
@@ -22,8 +18,7 @@ pub trait ReplicaPlacement: Send + Sync {
     -> Vec<i32>;
 }
 
-/// The placement before the metadata controller exists: no broker holds
-/// any replica, because nothing assigns replicas to brokers yet.
+/// A placement with no replica on any broker, for reconcile tests.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoPlacementYet;
 

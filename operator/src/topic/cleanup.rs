@@ -5,12 +5,9 @@
 //! `rill.dev/keep-data: "true"` or another Topic resource owns the Kafka
 //! topic. The finalizer is removed only after the deleter succeeded.
 //!
-//! Today the operator ships [`RecordIntentOnly`]: partition placement does
-//! not exist yet (the metadata controller is a later part of the operator),
-//! so no broker holds data of any topic and there is nothing to delete; the
-//! deleter records the intent in an Event and returns
-//! [`DeletionOutcome::Recorded`]. The metadata controller will implement the
-//! trait for real (ask the brokers to drop the partitions, then confirm).
+//! The operator's implementation is [`crate::metadata::ControllerHost`]: it
+//! deletes the topic in the metadata controller, whose brokers drop the
+//! partitions. [`RecordIntentOnly`] (reconcile tests) deletes nothing.
 
 use futures::future::BoxFuture;
 
@@ -28,9 +25,9 @@ pub struct TopicDataRef {
 /// What the deleter did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeletionOutcome {
-    /// Every broker dropped the topic's partitions.
+    /// The controller deleted the topic; its brokers drop the partitions.
     Deleted,
-    /// The request was recorded; no broker held data to delete.
+    /// Nothing held the topic (never placed, or its cluster is gone).
     Recorded,
 }
 
@@ -61,8 +58,7 @@ pub trait TopicDataDeleter: Send + Sync {
     ) -> BoxFuture<'a, Result<DeletionOutcome, DataDeletionError>>;
 }
 
-/// The deleter used until the metadata controller exists: records the
-/// intent, deletes nothing (there is nothing placed to delete).
+/// A deleter that deletes nothing, for reconcile tests.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RecordIntentOnly;
 

@@ -6,8 +6,9 @@
 //!
 //! * **Apply**: [`validate`] the spec, find the StreamCluster, check the
 //!   replication factor against its brokers, resolve name [`conflict`]s,
-//!   refuse partition shrinks, [`build`] the topic plan and write the
-//!   [`status`] (only when it changed).
+//!   refuse partition shrinks, [`build`] the topic plan, have the metadata
+//!   controller [`place`] it (create or grow; it writes `status.partitions`)
+//!   and write the [`status`] conditions (only when they changed).
 //! * **Cleanup**: delete the topic's data through the [`cleanup`] hook unless
 //!   it is kept by annotation or owned by another Topic resource; then the
 //!   helper removes the finalizer.
@@ -19,6 +20,7 @@
 pub mod build;
 pub mod cleanup;
 pub mod conflict;
+pub mod place;
 pub mod status;
 pub mod validate;
 
@@ -46,6 +48,10 @@ pub const FINALIZER: &str = "rill.dev/topic-data";
 
 /// Re-check interval for refusals caused by other objects.
 pub const RECHECK: Duration = Duration::from_secs(60);
+
+/// Retry interval while the metadata controller cannot place a topic yet
+/// (brokers still registering).
+pub const PLACEMENT_RETRY: Duration = Duration::from_secs(5);
 
 /// Errors of one Topic reconcile; retried with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -183,13 +189,22 @@ async fn check(
         ));
     }
     let plan = build::plan(topic);
-    Ok((
-        Outcome::Accepted {
-            partitions: plan.partitions,
-            replication_factor: plan.replication_factor,
-        },
-        Action::await_change(),
-    ))
+    match ctx.placer.place(namespace, &plan).await {
+        Ok(()) => Ok((
+            Outcome::Accepted {
+                partitions: plan.partitions,
+                replication_factor: plan.replication_factor,
+            },
+            Action::await_change(),
+        )),
+        Err(e) => {
+            let message = format!("waiting for the metadata controller to place the topic: {e}");
+            Ok((
+                Outcome::Pending { message },
+                Action::requeue(PLACEMENT_RETRY),
+            ))
+        }
+    }
 }
 
 async fn apply(
@@ -296,7 +311,7 @@ async fn cleanup(
         DeletionOutcome::Recorded => (
             "DataDeletionRecorded",
             format!(
-                "deletion of Kafka topic {name:?} recorded; no broker holds its data because partition placement is not implemented yet"
+                "Kafka topic {name:?} was not placed on any broker (or its cluster is gone); nothing to delete"
             ),
         ),
     };

@@ -11,10 +11,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
 use serde_json::Value;
 
+use super::build::TopicPlan;
 use super::cleanup::{DataDeletionError, DeletionOutcome, TopicDataDeleter, TopicDataRef};
 use super::fixtures::topic;
+use super::place::{PlacementError, TopicPlacer};
 use super::status::{Outcome, compute, reasons};
-use super::{FINALIZER, RECHECK, reconcile};
+use super::{FINALIZER, PLACEMENT_RETRY, RECHECK, reconcile};
 use crate::conditions;
 use crate::context::Context;
 use crate::crd::{KEEP_DATA_ANNOTATION, Topic};
@@ -24,6 +26,23 @@ use crate::test_support::{ApiServer, finished, list, mock_context};
 const TOPICS: &str = "/apis/rill.dev/v1alpha1/namespaces/data/topics";
 const CLUSTER: &str = "/apis/rill.dev/v1alpha1/namespaces/data/streamclusters/events";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/data/events";
+
+/// Refuses every placement as not possible yet.
+struct PendingPlacer;
+
+impl TopicPlacer for PendingPlacer {
+    fn place<'a>(
+        &'a self,
+        _namespace: &'a str,
+        _plan: &'a TopicPlan,
+    ) -> BoxFuture<'a, Result<(), PlacementError>> {
+        Box::pin(async {
+            Err(PlacementError::Pending(
+                "PLACEMENT: replication factor 3 needs 3 brokers, 1 registered".into(),
+            ))
+        })
+    }
+}
 
 /// Records every deletion request.
 #[derive(Default)]
@@ -121,10 +140,9 @@ async fn given_a_valid_topic_when_reconciling_then_it_is_accepted_once_and_then_
     assert_eq!(ready(&status)["reason"], "Accepted");
     assert_eq!(status["partitionCount"], 6);
     assert_eq!(status["topicName"], "orders");
-    assert_eq!(
-        status["partitions"],
-        Value::Array(vec![]),
-        "no invented placement"
+    assert!(
+        status.get("partitions").is_none() && status.get("controllerEpoch").is_none(),
+        "partitions belong to the metadata controller, never to this patch: {status}"
     );
     exchange.ok(&t);
     expect_event(&mut server, "Accepted").await;
@@ -343,11 +361,42 @@ async fn given_the_default_deleter_when_deleting_then_the_intent_is_recorded_hon
         event["note"]
             .as_str()
             .unwrap_or_default()
-            .contains("partition placement is not implemented yet")
+            .contains("was not placed on any broker")
     );
     server
         .expect(Method::PATCH, &format!("{TOPICS}/orders"))
         .await
         .ok(&t);
     finished(task).await.expect("reconcile succeeds");
+}
+
+#[tokio::test]
+async fn given_a_controller_that_cannot_place_yet_when_reconciling_then_ready_is_false_and_it_retries()
+ {
+    let (mut ctx, mut server) = mock_context();
+    ctx.placer = Arc::new(PendingPlacer);
+    let t = with_finalizer(topic("orders", "2024-01-01T00:00:00Z"));
+    let (_ctx, task) = spawn(t.clone(), ctx);
+    answer_lookups(&mut server, std::slice::from_ref(&t)).await;
+    let exchange = server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders/status"))
+        .await;
+    let status = exchange.body["status"].clone();
+    assert_eq!(ready(&status)["status"], "False");
+    assert_eq!(ready(&status)["reason"], reasons::PLACEMENT_PENDING);
+    let message = ready(&status)["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.contains("needs 3 brokers"), "{message}");
+    assert!(
+        status["partitionCount"].is_null(),
+        "nothing is accepted until placed"
+    );
+    exchange.ok(&t);
+    expect_event(&mut server, reasons::PLACEMENT_PENDING).await;
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::requeue(PLACEMENT_RETRY)
+    );
 }

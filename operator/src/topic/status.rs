@@ -3,7 +3,8 @@
 //!
 //! | type     | status | reason                | meaning |
 //! |----------|--------|-----------------------|---------|
-//! | Ready    | True   | `Accepted`            | spec valid and accepted; see the message about placement |
+//! | Ready    | True   | `Accepted`            | spec valid, partitions placed by the metadata controller |
+//! | Ready    | False  | `PlacementPending`    | spec valid, not placed yet (e.g. no broker registered); retried |
 //! | Ready    | False  | `InvalidSpec`         | spec refused; message says why |
 //! | Ready    | False  | `NotSupported`        | fewer partitions asked than the topic has |
 //! | Ready    | False  | `ResourceConflict`    | an older Topic names the same Kafka topic |
@@ -34,6 +35,8 @@ pub mod reasons {
     pub const CLUSTER_NOT_FOUND: &str = "ClusterNotFound";
     /// RF above brokers.
     pub const INSUFFICIENT_BROKERS: &str = "InsufficientBrokers";
+    /// Valid, waiting for the metadata controller to place it.
+    pub const PLACEMENT_PENDING: &str = "PlacementPending";
     /// Degraded=False.
     pub const AS_EXPECTED: &str = "AsExpected";
 }
@@ -47,6 +50,12 @@ pub enum Outcome {
         partitions: i32,
         /// Replication factor.
         replication_factor: i32,
+    },
+    /// Valid, but the metadata controller could not place it yet (for
+    /// example no broker has registered); retried.
+    Pending {
+        /// Why, from the controller.
+        message: String,
     },
     /// Refused for a reason with a message.
     Refused {
@@ -73,13 +82,20 @@ pub fn compute(topic: &Topic, outcome: &Outcome, now: &Time) -> TopicStatus {
                     true,
                     reasons::ACCEPTED,
                     format!(
-                        "accepted with {partitions} partition(s) and replication factor {replication_factor}; \
-                         partitions are placed on brokers by the metadata controller, which this operator version does not include yet"
+                        "placed with {partitions} partition(s) and replication factor {replication_factor}; \
+                         status.partitions shows each partition's leader and ISR"
                     ),
                 ),
                 DesiredCondition::new(DEGRADED, false, reasons::AS_EXPECTED, ""),
             ],
             Some(*partitions),
+        ),
+        Outcome::Pending { message } => (
+            [
+                DesiredCondition::new(READY, false, reasons::PLACEMENT_PENDING, message.clone()),
+                DesiredCondition::new(DEGRADED, false, reasons::AS_EXPECTED, ""),
+            ],
+            previous.partition_count,
         ),
         Outcome::Refused { reason, message } => (
             [
@@ -94,11 +110,15 @@ pub fn compute(topic: &Topic, outcome: &Outcome, now: &Time) -> TopicStatus {
         conditions: merge_conditions(&previous.conditions, &desired, generation, now),
         topic_name: Some(topic.effective_topic_name()),
         partition_count,
-        partitions: previous.partitions,
+        ..previous
     }
 }
 
 /// Writes the status unless it equals the stored one; returns whether it wrote.
+///
+/// Only the fields this reconciler owns are sent. `partitions` and
+/// `controllerEpoch` belong to the metadata controller, which writes them
+/// with compare-and-swap; a merge patch without them leaves them alone.
 pub async fn patch_if_changed(
     api: &Api<Topic>,
     topic: &Topic,
@@ -107,10 +127,16 @@ pub async fn patch_if_changed(
     if topic.status.as_ref() == Some(status) {
         return Ok(false);
     }
+    let owned = json!({
+        "observedGeneration": status.observed_generation,
+        "conditions": status.conditions,
+        "topicName": status.topic_name,
+        "partitionCount": status.partition_count,
+    });
     api.patch_status(
         &topic.name_any(),
         &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
+        &Patch::Merge(json!({ "status": owned })),
     )
     .await?;
     Ok(true)

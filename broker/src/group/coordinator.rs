@@ -1,0 +1,973 @@
+//! [`GroupCoordinator`]: runs the group state machines of the
+//! `__consumer_offsets` partitions this broker leads.
+//!
+//! Per led partition there is one [`Shard`]: its [`GroupTable`], the
+//! requests parked in it (JoinGroup and SyncGroup answers travel through
+//! oneshot channels keyed by [`RequestId`]) and a writer task. Everything
+//! in the shards sits behind one mutex that is held only for pure state
+//! machine calls, never across an `.await`.
+//!
+//! Lifecycle of a shard, driven by [`GroupCoordinator::sweep`] whenever the
+//! replica manager reports role changes (and every
+//! [`ROLE_SWEEP_INTERVAL`] as a safety net):
+//!
+//! 1. this broker leads partition `p` at leader epoch `e` and has no shard
+//!    for it: a `Loading` shard is created and a load task waits until the
+//!    partition's high watermark reaches its log end (whatever the previous
+//!    leader wrote is committed), reads every record below it and installs
+//!    the rebuilt table: the shard is `Active` and its writer starts;
+//! 2. the leader epoch changes or leadership is lost: the shard is dropped.
+//!    Its parked requests see their channel closed and answer
+//!    NOT_COORDINATOR; its writer stops and fails what it still holds.
+//!
+//! The writer of a shard takes every queued write, encodes them as one
+//! record batch, appends it with acks=all and then applies the outcome to
+//! the table (offsets become visible, a stored assignment makes the group
+//! Stable and answers the parked SyncGroups). One batch is in flight per
+//! partition at a time, so records reach the log in the order the state
+//! machine produced them, and concurrent commits share one replication
+//! round trip.
+//!
+//! A tick task runs the state machine timers (session expiry, join and
+//! sync deadlines) every [`GroupSettings::tick_interval`], expires old
+//! offsets every [`GroupSettings::offsets_retention_check_interval`] and
+//! refreshes the group metrics.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::error::GroupError;
+use super::placement::{self, OFFSETS_TOPIC};
+use super::records::{self, CommittedOffset, LogRecord, RecordKey};
+use super::state::{AfterStore, Effects, GroupState, GroupTable, Limits, Loaded, Reply, RequestId};
+use crate::kafka::split_host_port;
+use crate::log::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
+use crate::metrics::Metrics;
+use crate::partition::manager::{CreateTopic, ReplicaManager};
+use crate::partition::{Acks, Error as PartitionError};
+
+/// How often leadership of the offsets partitions is re-checked even
+/// without a role change notification.
+pub const ROLE_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the group metrics are refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
+/// Pause between checks while a load waits for the high watermark.
+const LOAD_POLL: Duration = Duration::from_millis(10);
+/// Pause before a failed load is retried.
+const LOAD_RETRY: Duration = Duration::from_millis(200);
+/// Bytes read per fetch while loading.
+const LOAD_CHUNK: usize = 1 << 20;
+/// Most record bytes the writer puts into one batch (well below the
+/// offsets topic's 1 MiB `max.message.bytes`).
+const MAX_WRITE_BYTES: usize = 256 << 10;
+
+/// Settings of the coordinator (from the broker flags).
+#[derive(Debug, Clone)]
+pub struct GroupSettings {
+    /// Partitions of the offsets topic when this broker creates it.
+    pub offsets_topic_partitions: i32,
+    /// Replication factor of the offsets topic when created (capped by the
+    /// live brokers).
+    pub offsets_topic_replication_factor: i32,
+    pub limits: Limits,
+    /// How long offsets of an empty group are kept.
+    pub offsets_retention_ms: i64,
+    /// How often expired offsets are removed.
+    pub offsets_retention_check_interval: Duration,
+    /// How long a write to the offsets topic may wait for its replicas.
+    pub commit_timeout: Duration,
+    /// Granularity of session, join and sync deadlines.
+    pub tick_interval: Duration,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        Self {
+            offsets_topic_partitions: 12,
+            offsets_topic_replication_factor: 3,
+            limits: Limits::default(),
+            offsets_retention_ms: 7 * 24 * 3600 * 1000,
+            offsets_retention_check_interval: Duration::from_secs(600),
+            commit_timeout: Duration::from_secs(5),
+            tick_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Who sent a request (from the Kafka request header and the connection),
+/// shown by DescribeGroups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub client_id: String,
+    /// The peer address as Kafka prints it, e.g. `/10.0.0.7`.
+    pub client_host: String,
+}
+
+/// Where clients reach a broker's Kafka listener (FindCoordinator answers).
+pub trait KafkaEndpoints: Send + Sync + fmt::Debug {
+    /// Host and port of `broker`'s Kafka listener, if known.
+    fn kafka_endpoint(&self, broker: i32) -> Option<(String, i32)>;
+}
+
+/// Kafka endpoints as the replica manager knows them: registered with the
+/// controller in a cluster, this broker's own when standalone.
+#[derive(Debug)]
+pub struct ClusterEndpoints {
+    manager: Arc<ReplicaManager>,
+}
+
+impl ClusterEndpoints {
+    pub fn new(manager: Arc<ReplicaManager>) -> Self {
+        Self { manager }
+    }
+}
+
+impl KafkaEndpoints for ClusterEndpoints {
+    fn kafka_endpoint(&self, broker: i32) -> Option<(String, i32)> {
+        split_host_port(&self.manager.kafka_address(broker)?)
+    }
+}
+
+/// Whether a shard can serve requests yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Loading,
+    Active,
+}
+
+/// What the writer does once a write is in the log (or failed).
+#[derive(Debug)]
+enum Done {
+    /// Offsets become visible; the committer is told.
+    Commit {
+        group: String,
+        offsets: Vec<((String, i32), CommittedOffset)>,
+        reply: oneshot::Sender<Result<(), GroupError>>,
+    },
+    /// A group's metadata, with what waits for it.
+    Group { group: String, after: AfterStore },
+    /// Tombstones of a deleted group; the deleter is told.
+    Deleted {
+        reply: oneshot::Sender<Result<(), GroupError>>,
+    },
+    /// Tombstones of expired offsets.
+    Expired,
+}
+
+/// One write to the offsets topic.
+#[derive(Debug)]
+struct WriteJob {
+    records: Vec<(Bytes, Option<Bytes>)>,
+    done: Done,
+}
+
+impl WriteJob {
+    fn bytes(&self) -> usize {
+        self.records
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len))
+            .sum()
+    }
+}
+
+/// The groups of one offsets partition led here.
+#[derive(Debug)]
+struct Shard {
+    /// The leader epoch the shard was loaded in; a new epoch means a new
+    /// shard (another leader may have written in between).
+    leader_epoch: i32,
+    status: Status,
+    table: GroupTable,
+    /// Parked JoinGroup/SyncGroup requests. Dropped with the shard, which
+    /// answers them NOT_COORDINATOR.
+    waiters: HashMap<RequestId, oneshot::Sender<Reply>>,
+    /// The writer's queue, once loaded.
+    writer: Option<mpsc::UnboundedSender<WriteJob>>,
+    /// Stops the shard's load and writer tasks.
+    stop: CancellationToken,
+}
+
+/// The consumer-group coordinator of one broker.
+#[derive(Debug)]
+pub struct GroupCoordinator {
+    manager: Arc<ReplicaManager>,
+    settings: GroupSettings,
+    metrics: Arc<Metrics>,
+    /// Resolves a broker id to its Kafka address.
+    endpoints: parking_lot::RwLock<Arc<dyn KafkaEndpoints>>,
+    /// Shards by offsets partition.
+    shards: Mutex<BTreeMap<i32, Shard>>,
+    /// Partition count of the offsets topic as last seen; -1 when it does
+    /// not exist (yet).
+    partitions: AtomicI32,
+    next_request: AtomicU64,
+    /// Set while this broker is creating the offsets topic.
+    creating: Arc<AtomicBool>,
+    /// Stops every task of the coordinator.
+    stop: CancellationToken,
+    /// Lag series exported last time (to remove those that went away).
+    lag_series: Mutex<BTreeSet<(String, String, String)>>,
+}
+
+/// Wall-clock milliseconds: group timers and stored timestamps use it,
+/// like Kafka.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl GroupCoordinator {
+    /// A coordinator over `manager`'s partitions. Call
+    /// [`GroupCoordinator::start`] to run it.
+    pub fn new(
+        manager: Arc<ReplicaManager>,
+        settings: GroupSettings,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        let endpoints: Arc<dyn KafkaEndpoints> =
+            Arc::new(ClusterEndpoints::new(Arc::clone(&manager)));
+        Arc::new(Self {
+            manager,
+            settings,
+            metrics,
+            endpoints: parking_lot::RwLock::new(endpoints),
+            shards: Mutex::new(BTreeMap::new()),
+            partitions: AtomicI32::new(-1),
+            next_request: AtomicU64::new(1),
+            creating: Arc::new(AtomicBool::new(false)),
+            stop: CancellationToken::new(),
+            lag_series: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    /// Replaces how broker ids resolve to Kafka addresses (the Kafka
+    /// listener installs one that knows its own advertised address).
+    pub fn set_endpoints(&self, endpoints: Arc<dyn KafkaEndpoints>) {
+        *self.endpoints.write() = endpoints;
+    }
+
+    pub(super) fn endpoint_of(&self, broker: i32) -> Option<(String, i32)> {
+        self.endpoints.read().kafka_endpoint(broker)
+    }
+
+    pub fn settings(&self) -> &GroupSettings {
+        &self.settings
+    }
+
+    pub(super) fn manager(&self) -> &Arc<ReplicaManager> {
+        &self.manager
+    }
+
+    pub(super) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Starts the tick and role-following task; it stops (and unloads every
+    /// group) when `stop` is cancelled.
+    pub fn start(self: &Arc<Self>, stop: CancellationToken) -> JoinHandle<()> {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut roles = me.manager.subscribe_roles();
+            let mut tick = tokio::time::interval(me.settings.tick_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut sweep = tokio::time::interval(ROLE_SWEEP_INTERVAL);
+            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut gauges = tokio::time::interval(GAUGE_INTERVAL);
+            gauges.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut expiry = tokio::time::interval(me.settings.offsets_retention_check_interval);
+            expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick of an interval fires at once: skip expiry then.
+            expiry.tick().await;
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    changed = roles.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        me.sweep();
+                    }
+                    _ = sweep.tick() => me.sweep(),
+                    _ = tick.tick() => me.tick(now_ms()),
+                    _ = expiry.tick() => me.expire_offsets(now_ms()),
+                    _ = gauges.tick() => me.refresh_gauges(),
+                }
+            }
+            me.unload_all();
+        })
+    }
+
+    /// The offsets partition of a group, if the topic exists.
+    pub fn partition_of(&self, group_id: &str) -> Option<i32> {
+        let mut n = self.partitions.load(Ordering::Acquire);
+        if n <= 0 {
+            // Not seen by a sweep yet: ask the metadata.
+            n = self.manager.topic_partitions(OFFSETS_TOPIC).unwrap_or(-1);
+        }
+        (n > 0).then(|| placement::partition_for(group_id, n))
+    }
+
+    /// Makes the shards match the offsets partitions this broker leads.
+    pub fn sweep(self: &Arc<Self>) {
+        let count = self.manager.topic_partitions(OFFSETS_TOPIC).unwrap_or(-1);
+        self.partitions.store(count, Ordering::Release);
+        let mut led: BTreeMap<i32, i32> = BTreeMap::new();
+        for p in 0..count.max(0) {
+            if let Ok(part) = self.manager.partition(OFFSETS_TOPIC, p) {
+                let role = part.role_view();
+                if role.is_leader {
+                    led.insert(p, role.leader_epoch);
+                }
+            }
+        }
+        let mut shards = self.shards.lock();
+        let stale: Vec<i32> = shards
+            .iter()
+            .filter(|(p, s)| led.get(p) != Some(&s.leader_epoch))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in stale {
+            if let Some(shard) = shards.remove(&p) {
+                info!(
+                    partition = p,
+                    leader_epoch = shard.leader_epoch,
+                    groups = shard.table.len(),
+                    "no longer leading this offsets partition: its groups are unloaded"
+                );
+                shard.stop.cancel();
+            }
+        }
+        for (p, epoch) in led {
+            if shards.contains_key(&p) {
+                continue;
+            }
+            let stop = self.stop.child_token();
+            shards.insert(
+                p,
+                Shard {
+                    leader_epoch: epoch,
+                    status: Status::Loading,
+                    table: GroupTable::new(self.settings.limits.clone()),
+                    waiters: HashMap::new(),
+                    writer: None,
+                    stop: stop.clone(),
+                },
+            );
+            info!(
+                partition = p,
+                leader_epoch = epoch,
+                "leading this offsets partition: loading its groups"
+            );
+            tokio::spawn(Arc::clone(self).load(p, epoch, stop));
+        }
+    }
+
+    fn unload_all(&self) {
+        self.stop.cancel();
+        let mut shards = self.shards.lock();
+        for (_, shard) in std::mem::take(&mut *shards) {
+            shard.stop.cancel();
+        }
+    }
+
+    /// Whether `partition` is loaded and serving at `epoch` (tests wait on it).
+    pub fn is_active(&self, partition: i32) -> bool {
+        self.shards
+            .lock()
+            .get(&partition)
+            .is_some_and(|s| s.status == Status::Active)
+    }
+
+    /// Offsets partitions this broker coordinates right now.
+    pub fn active_partitions(&self) -> Vec<i32> {
+        self.shards
+            .lock()
+            .iter()
+            .filter(|(_, s)| s.status == Status::Active)
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    // ---- loading ----
+
+    async fn load(self: Arc<Self>, p: i32, epoch: i32, stop: CancellationToken) {
+        loop {
+            match self.read_partition(p, &stop).await {
+                Ok(records) => {
+                    let count = records.len();
+                    let table = GroupTable::load(self.settings.limits.clone(), records, now_ms());
+                    self.install(p, epoch, table, count);
+                    return;
+                }
+                Err(e) if stop.is_cancelled() => {
+                    debug!(partition = p, error = %e, "load stopped");
+                    return;
+                }
+                Err(e) => {
+                    warn!(partition = p, error = %e, "loading groups failed; retrying");
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(LOAD_RETRY) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every record of the partition, once what is in its log is committed.
+    async fn read_partition(
+        &self,
+        p: i32,
+        stop: &CancellationToken,
+    ) -> Result<Vec<Loaded>, PartitionError> {
+        let part = self.manager.partition(OFFSETS_TOPIC, p)?;
+        // A new leader's log may end with records of the previous leader
+        // that are not committed yet; they will be once the followers
+        // catch up. Nothing else appends while loading.
+        let end = loop {
+            let s = part.state();
+            if s.high_watermark >= s.log_end_offset {
+                break s.high_watermark;
+            }
+            tokio::select! {
+                () = stop.cancelled() => return Err(PartitionError::ShuttingDown),
+                () = tokio::time::sleep(LOAD_POLL) => {}
+            }
+        };
+        let mut offset = part.earliest_offset()?;
+        let mut out = Vec::new();
+        while offset < end {
+            let read = part.fetch(offset, LOAD_CHUNK, 0, Duration::ZERO).await?;
+            if read.data.is_empty() {
+                break;
+            }
+            let mut pos = 0;
+            while pos + HEADER_LEN <= read.data.len() {
+                let h = BatchHeader::parse(&read.data[pos..]).expect("HEADER_LEN bytes");
+                offset = h.next_offset();
+                pos += LOG_OVERHEAD + h.batch_length as usize;
+            }
+            let decoded = records::decode_batches(&read.data).map_err(|e| {
+                PartitionError::InvalidRequest(format!(
+                    "{OFFSETS_TOPIC}-{p} holds an undecodable batch: {e}"
+                ))
+            })?;
+            out.extend(decoded.into_iter().filter_map(|r| decode_record(p, r)));
+        }
+        Ok(out)
+    }
+
+    fn install(self: &Arc<Self>, p: i32, epoch: i32, table: GroupTable, records: usize) {
+        let mut shards = self.shards.lock();
+        let Some(shard) = shards.get_mut(&p) else {
+            return;
+        };
+        if shard.leader_epoch != epoch || shard.status != Status::Loading {
+            return;
+        }
+        info!(
+            partition = p,
+            leader_epoch = epoch,
+            records,
+            groups = table.len(),
+            "offsets partition loaded"
+        );
+        shard.table = table;
+        shard.status = Status::Active;
+        let (tx, rx) = mpsc::unbounded_channel();
+        shard.writer = Some(tx);
+        tokio::spawn(Arc::clone(self).write_loop(p, epoch, rx, shard.stop.clone()));
+    }
+
+    // ---- writing ----
+
+    async fn write_loop(
+        self: Arc<Self>,
+        p: i32,
+        epoch: i32,
+        mut rx: mpsc::UnboundedReceiver<WriteJob>,
+        stop: CancellationToken,
+    ) {
+        loop {
+            let first = tokio::select! {
+                () = stop.cancelled() => break,
+                job = rx.recv() => match job {
+                    Some(job) => job,
+                    None => break,
+                },
+            };
+            let mut size = first.bytes();
+            let mut jobs = vec![first];
+            while size < MAX_WRITE_BYTES {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        size += job.bytes();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let result = self.append(p, epoch, &jobs).await;
+            if let Err(e) = &result {
+                warn!(partition = p, error = %e, writes = jobs.len(), "write to the offsets topic failed");
+            }
+            self.complete(p, epoch, jobs, result);
+        }
+        rx.close();
+        let mut left = Vec::new();
+        while let Ok(job) = rx.try_recv() {
+            left.push(job);
+        }
+        if !left.is_empty() {
+            self.complete(p, epoch, left, Err(GroupError::NotCoordinator));
+        }
+    }
+
+    async fn append(&self, p: i32, epoch: i32, jobs: &[WriteJob]) -> Result<(), GroupError> {
+        let part = self
+            .manager
+            .partition(OFFSETS_TOPIC, p)
+            .map_err(|e| GroupError::from_write(&e))?;
+        let role = part.role_view();
+        if !role.is_leader || role.leader_epoch != epoch {
+            return Err(GroupError::NotCoordinator);
+        }
+        let records: Vec<(Bytes, Option<Bytes>)> = jobs
+            .iter()
+            .flat_map(|j| j.records.iter().cloned())
+            .collect();
+        if records.is_empty() {
+            return Ok(());
+        }
+        let batch = records::encode_batch(&records, now_ms());
+        part.produce(batch, Acks::All, self.settings.commit_timeout)
+            .await
+            .map(|_| ())
+            .map_err(|e| GroupError::from_write(&e))
+    }
+
+    /// Applies the outcome of written jobs to the shard (if it is still the
+    /// one that wrote them) and answers whoever waits.
+    fn complete(&self, p: i32, epoch: i32, jobs: Vec<WriteJob>, result: Result<(), GroupError>) {
+        let now = now_ms();
+        let mut shards = self.shards.lock();
+        let mut shard = shards
+            .get_mut(&p)
+            .filter(|s| s.leader_epoch == epoch && s.status == Status::Active);
+        for job in jobs {
+            match job.done {
+                Done::Commit {
+                    group,
+                    offsets,
+                    reply,
+                } => {
+                    let outcome = match (&result, shard.as_deref_mut()) {
+                        (Ok(()), Some(s)) => {
+                            s.table.apply_offsets(now, &group, offsets);
+                            Ok(())
+                        }
+                        (Ok(()), None) => Err(GroupError::NotCoordinator),
+                        (Err(e), _) => Err(e.clone()),
+                    };
+                    let _ = reply.send(outcome);
+                }
+                Done::Deleted { reply } => {
+                    let _ = reply.send(result.clone());
+                }
+                Done::Expired => {}
+                Done::Group { group, after } => {
+                    let Some(s) = shard.as_deref_mut() else {
+                        continue;
+                    };
+                    let fx = match after {
+                        AfterStore::Nothing => continue,
+                        AfterStore::Assignment { generation } => {
+                            s.table
+                                .assignment_stored(now, &group, generation, result.clone())
+                        }
+                        AfterStore::StaticMember(replace) => {
+                            s.table
+                                .static_member_stored(now, &group, *replace, result.clone())
+                        }
+                    };
+                    self.dispatch(s, fx);
+                }
+            }
+        }
+    }
+
+    /// Carries out what the state machine asked for: answers parked
+    /// requests and queues writes.
+    fn dispatch(&self, shard: &mut Shard, fx: Effects) {
+        if fx.rebalances > 0 {
+            self.metrics.group_rebalances.inc_by(fx.rebalances);
+        }
+        for (id, reply) in fx.replies {
+            if let Some(tx) = shard.waiters.remove(&id) {
+                let _ = tx.send(reply);
+            }
+        }
+        let mut jobs = Vec::new();
+        for store in fx.stores {
+            let key = records::encode_key(&RecordKey::Group {
+                group: store.group.clone(),
+            });
+            jobs.push(WriteJob {
+                records: vec![(key, Some(records::encode_group(&store.value)))],
+                done: Done::Group {
+                    group: store.group,
+                    after: store.after,
+                },
+            });
+        }
+        if !fx.tombstones.is_empty() {
+            jobs.push(WriteJob {
+                records: fx
+                    .tombstones
+                    .iter()
+                    .map(|k| (records::encode_key(k), None))
+                    .collect(),
+                done: Done::Expired,
+            });
+        }
+        for job in jobs {
+            self.enqueue(shard, job);
+        }
+    }
+
+    /// Queues a write on the shard's writer. A shard without a running
+    /// writer is being dropped: the write fails like a lost leadership.
+    fn enqueue(&self, shard: &Shard, job: WriteJob) {
+        let Some(writer) = &shard.writer else {
+            Self::fail_now(job);
+            return;
+        };
+        if let Err(mpsc::error::SendError(job)) = writer.send(job) {
+            Self::fail_now(job);
+        }
+    }
+
+    /// A write that cannot be queued: its waiters hear NOT_COORDINATOR
+    /// (parked JoinGroup/SyncGroup requests hear it when the shard is
+    /// dropped).
+    fn fail_now(job: WriteJob) {
+        if let Done::Commit { reply, .. } | Done::Deleted { reply } = job.done {
+            let _ = reply.send(Err(GroupError::NotCoordinator));
+        }
+    }
+
+    // ---- access for the Kafka API ----
+
+    /// Runs `f` on the table of the group's partition if this broker
+    /// coordinates it, then carries out the effects.
+    pub(super) fn with_table<T>(
+        &self,
+        group_id: &str,
+        f: impl FnOnce(&mut GroupTable, i64) -> (T, Effects),
+    ) -> Result<T, GroupError> {
+        self.with_shard(group_id, |shard, now| {
+            let (out, fx) = f(&mut shard.table, now);
+            self.dispatch(shard, fx);
+            Ok(out)
+        })
+    }
+
+    /// Parks a request in the group's partition: `f` gets the request id
+    /// its answer will carry. Resolves with the answer, or with `None` when
+    /// the partition was unloaded first.
+    pub(super) async fn park(
+        &self,
+        group_id: &str,
+        f: impl FnOnce(&mut GroupTable, i64, RequestId) -> Effects,
+    ) -> Result<Option<Reply>, GroupError> {
+        let id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let rx = self.with_shard(group_id, |shard, now| {
+            let (tx, rx) = oneshot::channel();
+            shard.waiters.insert(id, tx);
+            let fx = f(&mut shard.table, now, id);
+            self.dispatch(shard, fx);
+            Ok(rx)
+        })?;
+        Ok(rx.await.ok())
+    }
+
+    /// OffsetCommit: checks the commit against the group and queues its
+    /// write in one step, so no rebalance slips in between. Resolves once
+    /// the offsets are in the log and visible.
+    pub(super) fn commit_offsets(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        offsets: Vec<((String, i32), CommittedOffset)>,
+    ) -> Result<oneshot::Receiver<Result<(), GroupError>>, GroupError> {
+        self.with_shard(group_id, |shard, now| {
+            shard
+                .table
+                .validate_commit(now, group_id, member_id, instance_id, generation)?;
+            let (tx, rx) = oneshot::channel();
+            let records = offsets
+                .iter()
+                .map(|((topic, partition), o)| {
+                    let key = RecordKey::Offset {
+                        group: group_id.to_owned(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    };
+                    (records::encode_key(&key), Some(records::encode_offset(o)))
+                })
+                .collect();
+            let job = WriteJob {
+                records,
+                done: Done::Commit {
+                    group: group_id.to_owned(),
+                    offsets,
+                    reply: tx,
+                },
+            };
+            self.enqueue(shard, job);
+            Ok(rx)
+        })
+    }
+
+    /// DeleteGroups of one group: removes it if Empty and queues the
+    /// tombstones of its offsets and metadata. Resolves once written.
+    pub(super) fn delete_group(
+        &self,
+        group_id: &str,
+    ) -> Result<oneshot::Receiver<Result<(), GroupError>>, GroupError> {
+        self.with_shard(group_id, |shard, _| {
+            let keys = shard.table.delete(group_id)?;
+            let (tx, rx) = oneshot::channel();
+            let records = keys
+                .iter()
+                .map(|k| (records::encode_key(k), None))
+                .collect();
+            self.enqueue(
+                shard,
+                WriteJob {
+                    records,
+                    done: Done::Deleted { reply: tx },
+                },
+            );
+            Ok(rx)
+        })
+    }
+
+    /// Runs `f` on the shard coordinating `group_id`.
+    fn with_shard<T>(
+        &self,
+        group_id: &str,
+        f: impl FnOnce(&mut Shard, i64) -> Result<T, GroupError>,
+    ) -> Result<T, GroupError> {
+        let p = self
+            .partition_of(group_id)
+            .ok_or(GroupError::NotCoordinator)?;
+        let mut shards = self.shards.lock();
+        let shard = shards.get_mut(&p).ok_or(GroupError::NotCoordinator)?;
+        if shard.status == Status::Loading {
+            return Err(GroupError::LoadInProgress);
+        }
+        f(shard, now_ms())
+    }
+
+    /// Every group of every loaded partition (ListGroups), and whether some
+    /// partition is still loading.
+    pub(super) fn list_all(&self) -> (Vec<super::state::GroupListing>, bool) {
+        let shards = self.shards.lock();
+        let loading = shards.values().any(|s| s.status == Status::Loading);
+        let groups = shards
+            .values()
+            .filter(|s| s.status == Status::Active)
+            .flat_map(|s| s.table.list())
+            .collect();
+        (groups, loading)
+    }
+
+    // ---- offsets topic ----
+
+    /// Starts creating the offsets topic (once; a no-op while a creation
+    /// runs). Group requests fail until it exists and is loaded.
+    pub(super) fn ensure_offsets_topic(&self) {
+        if self.creating.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let manager = Arc::clone(&self.manager);
+        let creating = Arc::clone(&self.creating);
+        let partitions = self.settings.offsets_topic_partitions;
+        let rf = placement::replication_factor(
+            self.settings.offsets_topic_replication_factor,
+            manager.live_brokers(),
+        );
+        // The creation runs on its own: a client that gives up waiting
+        // does not cancel it. Once the topic's partitions have roles, the
+        // role watch makes the coordinator load them.
+        tokio::spawn(async move {
+            let request = CreateTopic {
+                name: OFFSETS_TOPIC.to_owned(),
+                partitions,
+                replication_factor: rf,
+                config: placement::topic_config(rf),
+            };
+            match manager.create_topic(request).await {
+                Ok(_) => info!(
+                    partitions,
+                    replication_factor = rf,
+                    "created the offsets topic {OFFSETS_TOPIC}"
+                ),
+                Err(PartitionError::TopicExists(_)) => {}
+                Err(e) => warn!(error = %e, "creating the offsets topic {OFFSETS_TOPIC} failed"),
+            }
+            creating.store(false, Ordering::Release);
+        });
+    }
+
+    // ---- timers and metrics ----
+
+    /// Runs the state machine timers of every loaded partition.
+    pub fn tick(&self, now: i64) {
+        let mut shards = self.shards.lock();
+        for shard in shards.values_mut() {
+            if shard.status != Status::Active {
+                continue;
+            }
+            let fx = shard.table.tick(now);
+            self.dispatch(shard, fx);
+        }
+    }
+
+    /// Removes expired offsets and empty groups, writing tombstones.
+    pub fn expire_offsets(&self, now: i64) {
+        let retention = self.settings.offsets_retention_ms;
+        let mut shards = self.shards.lock();
+        for (p, shard) in shards.iter_mut() {
+            if shard.status != Status::Active {
+                continue;
+            }
+            let tombstones = shard.table.expire_offsets(now, retention);
+            if !tombstones.is_empty() {
+                info!(
+                    partition = p,
+                    records = tombstones.len(),
+                    "expired offsets and empty groups removed"
+                );
+                let fx = Effects {
+                    tombstones,
+                    ..Effects::default()
+                };
+                self.dispatch(shard, fx);
+            }
+        }
+    }
+
+    /// Updates the group gauges: groups per state, loaded partitions and
+    /// the lag of committed offsets behind the high watermark of partition
+    /// replicas on this broker.
+    pub fn refresh_gauges(&self) {
+        let mut by_state: BTreeMap<GroupState, usize> = BTreeMap::new();
+        let (mut loading, mut active) = (0, 0);
+        let mut committed: Vec<(String, String, i32, i64)> = Vec::new();
+        {
+            let shards = self.shards.lock();
+            for s in shards.values() {
+                match s.status {
+                    Status::Loading => loading += 1,
+                    Status::Active => active += 1,
+                }
+                for (state, n) in s.table.count_by_state() {
+                    *by_state.entry(state).or_default() += n;
+                }
+                committed.extend(
+                    s.table
+                        .all_offsets()
+                        .map(|(g, t, p, o)| (g.to_owned(), t.to_owned(), p, o)),
+                );
+            }
+        }
+        for state in GroupState::ALL {
+            self.metrics
+                .consumer_groups
+                .with_label_values(&[state.as_str()])
+                .set(by_state.get(&state).copied().unwrap_or(0) as i64);
+        }
+        self.metrics
+            .group_coordinator_partitions
+            .with_label_values(&["loading"])
+            .set(loading);
+        self.metrics
+            .group_coordinator_partitions
+            .with_label_values(&["active"])
+            .set(active);
+        let mut series = BTreeSet::new();
+        for (group, topic, partition, offset) in committed {
+            let Ok(part) = self.manager.partition(&topic, partition) else {
+                continue;
+            };
+            let lag = (part.high_watermark() - offset).max(0);
+            let labels = (group, topic, partition.to_string());
+            self.metrics
+                .consumer_group_lag
+                .with_label_values(&[&labels.0, &labels.1, &labels.2])
+                .set(lag);
+            series.insert(labels);
+        }
+        let mut previous = self.lag_series.lock();
+        for gone in previous.difference(&series) {
+            let _ = self
+                .metrics
+                .consumer_group_lag
+                .remove_label_values(&[&gone.0, &gone.1, &gone.2]);
+        }
+        *previous = series;
+    }
+}
+
+/// Decodes one record of partition `p`; undecodable ones are logged and
+/// skipped (a record Rill does not understand must not stop the load).
+fn decode_record(p: i32, r: LogRecord) -> Option<Loaded> {
+    let key = match records::decode_key(&r.key) {
+        Ok(k) => k,
+        Err(e) => {
+            warn!(partition = p, offset = r.offset, error = %e, "skipping a record with an unknown key");
+            return None;
+        }
+    };
+    let decoded = match key {
+        RecordKey::Offset {
+            group,
+            topic,
+            partition,
+        } => r
+            .value
+            .as_deref()
+            .map(records::decode_offset)
+            .transpose()
+            .map(|value| Loaded::Offset {
+                group,
+                topic,
+                partition,
+                value,
+            }),
+        RecordKey::Group { group } => r
+            .value
+            .as_deref()
+            .map(records::decode_group)
+            .transpose()
+            .map(|value| Loaded::Group { group, value }),
+    };
+    decoded
+        .map_err(|e| warn!(partition = p, offset = r.offset, error = %e, "skipping an undecodable record"))
+        .ok()
+}

@@ -1,0 +1,188 @@
+//! Why a group request failed, and the one place where those reasons (and
+//! storage errors of the offsets topic) become Kafka error codes.
+
+use kafka_protocol::error::ResponseError;
+use thiserror::Error;
+
+use crate::log::{BatchError, LogError};
+use crate::partition::Error as PartitionError;
+
+/// A group coordinator error, phrased for logs; [`GroupError::code`] gives
+/// the Kafka error code a client acts on.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum GroupError {
+    /// This broker does not coordinate the group: the client looks the
+    /// coordinator up again.
+    #[error("this broker is not the coordinator of the group")]
+    NotCoordinator,
+    /// This broker became the coordinator and is still reading the group's
+    /// state from the offsets topic.
+    #[error("the coordinator is loading the group's state")]
+    LoadInProgress,
+    /// No coordinator right now (the offsets topic is being created or has no
+    /// leader, or the group was just unloaded).
+    #[error("the group coordinator is not available: {0}")]
+    CoordinatorNotAvailable(String),
+    #[error("invalid group id: {0}")]
+    InvalidGroupId(String),
+    #[error("the coordinator does not know member {0:?}")]
+    UnknownMemberId(String),
+    #[error("generation {given} is not the group's generation {current}")]
+    IllegalGeneration { given: i32, current: i32 },
+    #[error("the group is rebalancing; the member must join again")]
+    RebalanceInProgress,
+    #[error("the member's protocol type or protocols are incompatible with the group's")]
+    InconsistentGroupProtocol,
+    #[error("session timeout {given} ms is outside the allowed range {min}..={max} ms")]
+    InvalidSessionTimeout { given: i32, min: i32, max: i32 },
+    /// Join v4+: the member must join again with the member id it was given.
+    #[error("the member must join again with the member id it was given")]
+    MemberIdRequired,
+    #[error("another member with group.instance.id {0:?} replaced this one")]
+    FencedInstanceId(String),
+    #[error("the group already has its maximum of {0} members")]
+    GroupMaxSizeReached(usize),
+    #[error("group {0:?} does not exist")]
+    GroupIdNotFound(String),
+    #[error("group {0:?} still has members")]
+    NonEmptyGroup(String),
+    #[error("offset metadata of {size} bytes is larger than the limit of {max}")]
+    OffsetMetadataTooLarge { size: usize, max: usize },
+    #[error("unknown topic or partition {0}")]
+    UnknownTopicOrPartition(String),
+    #[error("the offsets topic did not acknowledge the write in time")]
+    Timeout,
+    #[error("the commit is too large for one write to the offsets topic")]
+    CommitTooLarge,
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// Anything else; the text says what.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl GroupError {
+    /// The Kafka error code of this error.
+    pub fn code(&self) -> i16 {
+        let e = match self {
+            Self::NotCoordinator => ResponseError::NotCoordinator,
+            Self::LoadInProgress => ResponseError::CoordinatorLoadInProgress,
+            Self::CoordinatorNotAvailable(_) => ResponseError::CoordinatorNotAvailable,
+            Self::InvalidGroupId(_) => ResponseError::InvalidGroupId,
+            Self::UnknownMemberId(_) => ResponseError::UnknownMemberId,
+            Self::IllegalGeneration { .. } => ResponseError::IllegalGeneration,
+            Self::RebalanceInProgress => ResponseError::RebalanceInProgress,
+            Self::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+            Self::InvalidSessionTimeout { .. } => ResponseError::InvalidSessionTimeout,
+            Self::MemberIdRequired => ResponseError::MemberIdRequired,
+            Self::FencedInstanceId(_) => ResponseError::FencedInstanceId,
+            Self::GroupMaxSizeReached(_) => ResponseError::GroupMaxSizeReached,
+            Self::GroupIdNotFound(_) => ResponseError::GroupIdNotFound,
+            Self::NonEmptyGroup(_) => ResponseError::NonEmptyGroup,
+            Self::OffsetMetadataTooLarge { .. } => ResponseError::OffsetMetadataTooLarge,
+            Self::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
+            Self::Timeout => ResponseError::RequestTimedOut,
+            Self::CommitTooLarge => ResponseError::InvalidCommitOffsetSize,
+            Self::InvalidRequest(_) => ResponseError::InvalidRequest,
+            Self::Internal(_) => ResponseError::UnknownServerError,
+        };
+        e.code()
+    }
+
+    /// A short stable label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::NotCoordinator => "not_coordinator",
+            Self::LoadInProgress => "load_in_progress",
+            Self::CoordinatorNotAvailable(_) => "coordinator_not_available",
+            Self::InvalidGroupId(_) => "invalid_group_id",
+            Self::UnknownMemberId(_) => "unknown_member_id",
+            Self::IllegalGeneration { .. } => "illegal_generation",
+            Self::RebalanceInProgress => "rebalance_in_progress",
+            Self::InconsistentGroupProtocol => "inconsistent_group_protocol",
+            Self::InvalidSessionTimeout { .. } => "invalid_session_timeout",
+            Self::MemberIdRequired => "member_id_required",
+            Self::FencedInstanceId(_) => "fenced_instance_id",
+            Self::GroupMaxSizeReached(_) => "group_max_size_reached",
+            Self::GroupIdNotFound(_) => "group_id_not_found",
+            Self::NonEmptyGroup(_) => "non_empty_group",
+            Self::OffsetMetadataTooLarge { .. } => "offset_metadata_too_large",
+            Self::UnknownTopicOrPartition(_) => "unknown_topic_or_partition",
+            Self::Timeout => "timeout",
+            Self::CommitTooLarge => "commit_too_large",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// What a failed write to the offsets topic means to a group client.
+    /// Like Kafka: a lost leadership sends the client to look the
+    /// coordinator up again; too few in-sync replicas or a storage problem
+    /// make the coordinator unavailable for now.
+    pub fn from_write(e: &PartitionError) -> Self {
+        match e {
+            PartitionError::Timeout { .. } => Self::Timeout,
+            PartitionError::RequestTooLarge { .. }
+            | PartitionError::Log {
+                source: LogError::InvalidBatch(BatchError::BadLength { .. }),
+                ..
+            } => Self::CommitTooLarge,
+            PartitionError::NotLeader { .. }
+            | PartitionError::LeadershipLost { .. }
+            | PartitionError::TopicDeleted(_)
+            | PartitionError::UnknownTopic(_)
+            | PartitionError::UnknownPartition { .. } => Self::NotCoordinator,
+            PartitionError::NotEnoughReplicas { .. }
+            | PartitionError::PartitionOffline { .. }
+            | PartitionError::ShuttingDown
+            | PartitionError::Log { .. }
+            | PartitionError::Metadata(_)
+            | PartitionError::Controller(_) => Self::CoordinatorNotAvailable(e.to_string()),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_group_errors_when_mapped_should_give_kafka_codes() {
+        assert_eq!(GroupError::NotCoordinator.code(), 16);
+        assert_eq!(GroupError::LoadInProgress.code(), 14);
+        assert_eq!(
+            GroupError::CoordinatorNotAvailable(String::new()).code(),
+            15
+        );
+        assert_eq!(
+            GroupError::IllegalGeneration {
+                given: 1,
+                current: 2
+            }
+            .code(),
+            22
+        );
+        assert_eq!(GroupError::UnknownMemberId(String::new()).code(), 25);
+        assert_eq!(GroupError::RebalanceInProgress.code(), 27);
+        assert_eq!(GroupError::MemberIdRequired.code(), 79);
+        assert_eq!(GroupError::FencedInstanceId(String::new()).code(), 82);
+    }
+
+    #[test]
+    fn given_a_lost_leadership_when_a_write_fails_should_send_clients_to_find_the_coordinator() {
+        let lost = PartitionError::LeadershipLost {
+            topic: "__consumer_offsets".into(),
+            partition: 0,
+            base_offset: 3,
+        };
+        assert_eq!(GroupError::from_write(&lost), GroupError::NotCoordinator);
+        let few = PartitionError::NotEnoughReplicas {
+            topic: "__consumer_offsets".into(),
+            partition: 0,
+            isr: 1,
+            min: 2,
+        };
+        assert_eq!(GroupError::from_write(&few).code(), 15);
+    }
+}

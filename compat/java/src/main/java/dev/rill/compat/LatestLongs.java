@@ -1,0 +1,20 @@
+package dev.rill.compat;
+
+import java.time.Duration;
+import java.util.Map;
+import java.util.TreeMap;
+import org.apache.kafka.common.serialization.LongDeserializer;
+
+/**
+ * Prints "key<TAB>value" for the latest Long value of every key in a topic
+ * (what a compacted changelog converges to), sorted by key.
+ */
+public final class LatestLongs {
+    public static void main(String[] argv) {
+        Args a = new Args(argv);
+        Map<String, Long> latest = new TreeMap<>();
+        TopicReader.readAll(a.get("topic"), new LongDeserializer(), Duration.ofSeconds(a.getLong("timeout-s", 60)),
+                r -> latest.put(r.key(), r.value()));
+        latest.forEach((k, v) -> System.out.println(k + "\t" + v));
+    }
+}

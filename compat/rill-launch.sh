@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Starts and stops a Rill cluster on loopback for the compat tests: one
+# metadata controller (file store) and N brokers with their Kafka listeners,
+# the same way scripts/local-cluster.sh starts them, but in the background with
+# the same interface as compat/kafka-launch.sh:
+#
+#   compat/rill-launch.sh start --dir DIR [--brokers N] [--base-port P] [--profile debug|release]
+#       Starts the processes from $CARGO_TARGET_DIR/<profile> (built beforehand;
+#       compat/run.sh builds them), waits for each RILL_READY line, writes
+#       DIR/env and prints KAFKA_BOOTSTRAP=... (the brokers' kafka= addresses).
+#   compat/rill-launch.sh stop --dir DIR               SIGTERM, then SIGKILL after RILL_STOP_TIMEOUT
+#   compat/rill-launch.sh kill-broker --dir DIR ID     SIGKILL broker ID
+#   compat/rill-launch.sh restart-broker --dir DIR ID  start broker ID again on its data dir, wait for RILL_READY
+#
+# Ports: controller P (http P+1); broker i: client P+10+10i, http +1,
+# replication +2, Kafka listener +3. P defaults to 39000.
+# Environment: RILL_BIN_DIR (where rill-broker and rill-controller are,
+# instead of $CARGO_TARGET_DIR/<profile>), RILL_KAFKA_ADDR_FLAG (the broker flag for the Kafka listener
+# address, default --kafka-addr), RILL_START_TIMEOUT (s, default 60),
+# RILL_STOP_TIMEOUT (s, default 20), RILL_COMPAT_BROKER_ARGS (extra broker
+# arguments). The processes read RILL_LOG (log filter) themselves.
+set -euo pipefail
+self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+
+START_TIMEOUT="${RILL_START_TIMEOUT:-60}"
+STOP_TIMEOUT="${RILL_STOP_TIMEOUT:-20}"
+KAFKA_FLAG="${RILL_KAFKA_ADDR_FLAG:---kafka-addr}"
+
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2; exit 2; }
+log() { echo "rill-launch: $*" >&2; }
+
+cmd="${1:-}"; [ -n "$cmd" ] || usage; shift
+dir=""; brokers=3; base=39000; profile=debug; id=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --dir) dir=$2; shift 2 ;;
+        --brokers) brokers=$2; shift 2 ;;
+        --base-port) base=$2; shift 2 ;;
+        --profile) profile=$2; shift 2 ;;
+        -h|--help) usage ;;
+        *) if [ -z "$id" ]; then id=$1; shift; else usage; fi ;;
+    esac
+done
+[ -n "$dir" ] || usage
+
+alive() { [ -f "$dir/$1.pid" ] && kill -0 "$(cat "$dir/$1.pid")" 2>/dev/null; }
+
+ready_lines() { local n; n=$(grep -c '^RILL_READY' "$dir/$1.ready" 2>/dev/null || true); echo "${n:-0}"; }
+
+# launch NAME: runs the command line saved in DIR/NAME.cmd in the background,
+# stdout to NAME.ready (appended), stderr to NAME.log, and waits until a new
+# RILL_READY line appears.
+launch() {
+    local name=$1 before
+    before=$(ready_lines "$name")
+    # shellcheck disable=SC2046
+    setsid $(cat "$dir/$name.cmd") >>"$dir/$name.ready" 2>>"$dir/$name.log" </dev/null &
+    echo $! >"$dir/$name.pid"
+    local deadline=$(( $(date +%s) + START_TIMEOUT ))
+    while [ "$(ready_lines "$name")" -le "$before" ]; do
+        if ! alive "$name"; then
+            tail -20 "$dir/$name.log" >&2
+            log "$name exited during startup (log: $dir/$name.log)"
+            return 1
+        fi
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            tail -20 "$dir/$name.log" >&2
+            log "$name printed no RILL_READY within RILL_START_TIMEOUT=${START_TIMEOUT}s"
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+# field NAME KEY: KEY=value from NAME's latest RILL_READY line.
+field() { { grep '^RILL_READY' "$dir/$1.ready" || true; } | tail -1 | sed -nE "s/.* $2=([^ ]+).*/\1/p"; }
+
+stop_all() {
+    [ -f "$dir/names" ] || { log "nothing to stop in $dir"; return 0; }
+    local n
+    for n in $(tac "$dir/names"); do alive "$n" && kill -TERM "$(cat "$dir/$n.pid")" 2>/dev/null || true; done
+    local deadline=$(( $(date +%s) + STOP_TIMEOUT ))
+    for n in $(cat "$dir/names"); do
+        while alive "$n"; do
+            if [ "$(date +%s)" -ge "$deadline" ]; then
+                log "$n still running after RILL_STOP_TIMEOUT=${STOP_TIMEOUT}s: SIGKILL"
+                kill -KILL "$(cat "$dir/$n.pid")" 2>/dev/null || true
+                break
+            fi
+            sleep 0.1
+        done
+    done
+    log "stopped"
+}
+
+start() {
+    local bin="${RILL_BIN_DIR:-${CARGO_TARGET_DIR:-$repo/target}/$profile}"
+    for b in rill-controller rill-broker; do
+        [ -x "$bin/$b" ] || { log "$bin/$b not built (compat/run.sh --target rill builds it)"; exit 1; }
+    done
+    if [ -f "$dir/names" ]; then
+        for n in $(cat "$dir/names"); do alive "$n" && { log "a cluster is already running in $dir"; exit 1; }; done
+    fi
+    rm -rf "$dir" && mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    # Whatever fails from here on, stop what was started.
+    trap 'status=$?; [ $status -eq 0 ] || stop_all; exit $status' EXIT
+    echo controller >"$dir/names"
+    echo "$bin/rill-controller --metadata-file $dir/controller/metadata.json --listen-addr 127.0.0.1:$base --http-addr 127.0.0.1:$((base + 1))" \
+        >"$dir/controller.cmd"
+    launch controller || exit 1
+    local controller
+    controller=$(field controller controller)
+    local bootstrap=""
+    for ((i = 0; i < brokers; i++)); do
+        local p=$((base + 10 + 10 * i))
+        echo "broker-$i" >>"$dir/names"
+        echo "$bin/rill-broker --broker-id $i --data-dir $dir/broker-$i --controller-addr $controller" \
+             "--listen-addr 127.0.0.1:$p --http-addr 127.0.0.1:$((p + 1)) --replication-addr 127.0.0.1:$((p + 2))" \
+             "$KAFKA_FLAG 127.0.0.1:$((p + 3)) ${RILL_COMPAT_BROKER_ARGS:-}" >"$dir/broker-$i.cmd"
+        launch "broker-$i" || exit 1
+        local k
+        k=$(field "broker-$i" kafka)
+        [ -n "$k" ] || { log "broker-$i's RILL_READY line has no kafka= address: $(grep "^RILL_READY" "$dir/broker-$i.ready")"; exit 1; }
+        bootstrap+="${bootstrap:+,}$k"
+    done
+    local rf=$(( brokers < 3 ? brokers : 3 ))
+    cat >"$dir/env" <<ENV
+export KAFKA_BOOTSTRAP=$bootstrap
+export COMPAT_BROKERS=$brokers
+export COMPAT_RF=$rf
+export KILL_LEADER_CMD="$self kill-broker --dir $dir"
+export RESTART_BROKER_CMD="$self restart-broker --dir $dir"
+ENV
+    echo "$bootstrap" >"$dir/bootstrap"
+    log "ready: controller $controller, $brokers brokers (env in $dir/env, logs in $dir/*.log)"
+    echo "KAFKA_BOOTSTRAP=$bootstrap"
+}
+
+case "$cmd" in
+    start) start ;;
+    stop) stop_all ;;
+    kill-broker)
+        [ -n "$id" ] || usage
+        alive "broker-$id" || { log "broker $id is not running"; exit 1; }
+        kill -KILL "$(cat "$dir/broker-$id.pid")"
+        while alive "broker-$id"; do sleep 0.05; done
+        log "killed broker $id (SIGKILL)"
+        ;;
+    restart-broker)
+        [ -n "$id" ] || usage
+        alive "broker-$id" && { log "broker $id is already running"; exit 0; }
+        launch "broker-$id"
+        log "broker $id restarted"
+        ;;
+    *) usage ;;
+esac

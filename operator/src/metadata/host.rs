@@ -1,0 +1,334 @@
+//! [`ControllerHost`]: one embedded metadata controller per StreamCluster,
+//! started on demand while this operator replica holds the leader Lease.
+//!
+//! A controller is started (its [`KubeStore`] claimed) the first time a
+//! broker, the StreamCluster reconciler or the Topic reconciler needs it,
+//! and stopped when its StreamCluster is gone or leadership ends. The host
+//! also implements the reconcilers' hooks on top of the controllers:
+//! [`TopicPlacer`] (create or grow a topic), [`TopicDataDeleter`] (delete it)
+//! and [`ReplicaPlacement`] (which brokers still hold replicas).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use kube::Client;
+use kube::api::Api;
+use rill_controller::config::ServerConfig;
+use rill_controller::service::{ControllerService, Phase};
+use rill_controller::{ClusterMetadata, EmbeddedController, embed};
+use rill_proto::controller as pb;
+use rill_proto::controller::controller_server::Controller as _;
+use tokio::sync::watch;
+use tonic::{Code, Request};
+use tracing::{info, warn};
+
+use super::store::KubeStore;
+use crate::crd::StreamCluster;
+use crate::stream_cluster::scale_down::ReplicaPlacement;
+use crate::topic::build::TopicPlan;
+use crate::topic::cleanup::{DataDeletionError, DeletionOutcome, TopicDataDeleter, TopicDataRef};
+use crate::topic::place::{PlacementError, TopicPlacer};
+
+/// Why no controller can serve a cluster here.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum HostError {
+    /// This replica does not hold the leader Lease.
+    #[error(
+        "NOT_ACTIVE_CONTROLLER: this operator replica does not hold the leader Lease; another replica serves the controller"
+    )]
+    NotLeader,
+    /// The StreamCluster does not exist (yet, or any more).
+    #[error("NOT_ACTIVE_CONTROLLER: StreamCluster {0} does not exist")]
+    UnknownCluster(String),
+    /// The request named no cluster, or a malformed one.
+    #[error(
+        "INVALID_ARGUMENT: requests must carry the rill-cluster header as namespace/name, got {0:?}"
+    )]
+    BadClusterKey(String),
+    /// Claiming the store or reading Kubernetes failed.
+    #[error("STORE_UNAVAILABLE: {0}")]
+    Store(String),
+}
+
+impl HostError {
+    /// As a gRPC status (message starts with the reason, as every
+    /// controller status does).
+    pub fn to_status(&self) -> tonic::Status {
+        let code = match self {
+            HostError::BadClusterKey(_) => Code::InvalidArgument,
+            _ => Code::Unavailable,
+        };
+        tonic::Status::new(code, self.to_string())
+    }
+}
+
+/// `namespace/name` of a StreamCluster.
+pub fn cluster_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+fn split_key(key: &str) -> Result<(&str, &str), HostError> {
+    match key.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns, name))
+        }
+        _ => Err(HostError::BadClusterKey(key.to_owned())),
+    }
+}
+
+/// The running controllers of this operator replica.
+pub struct ControllerHost {
+    client: Client,
+    /// Lease and watch settings of every embedded controller.
+    config: ServerConfig,
+    /// True while this replica holds the leader Lease.
+    leading: watch::Receiver<bool>,
+    /// Started controllers by cluster key; the async lock keeps two
+    /// requests from claiming the same store twice.
+    running: tokio::sync::Mutex<HashMap<String, EmbeddedController>>,
+    /// Latest metadata per cluster, for the synchronous scale-down hook.
+    snapshots: Mutex<HashMap<String, watch::Receiver<Arc<ClusterMetadata>>>>,
+}
+
+impl std::fmt::Debug for ControllerHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerHost").finish_non_exhaustive()
+    }
+}
+
+impl ControllerHost {
+    /// A host whose controllers use `config`'s lease settings and serve
+    /// only while `leading` is true.
+    pub fn new(client: Client, config: ServerConfig, leading: watch::Receiver<bool>) -> Self {
+        Self {
+            client,
+            config,
+            leading,
+            running: tokio::sync::Mutex::new(HashMap::new()),
+            snapshots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The controller of cluster `key` (`namespace/name`), started if needed.
+    pub async fn service(&self, key: &str) -> Result<ControllerService, HostError> {
+        if !*self.leading.borrow() {
+            return Err(HostError::NotLeader);
+        }
+        let (namespace, name) = split_key(key)?;
+        let mut running = self.running.lock().await;
+        if let Some(c) = running.get(key) {
+            if !c.is_finished() && matches!(*c.phase.borrow(), Phase::Serving) {
+                return Ok(c.service.clone());
+            }
+            warn!(cluster = key, phase = ?*c.phase.borrow(), "controller ended; starting a new one");
+            if let Some(old) = running.remove(key) {
+                old.stop().await;
+            }
+        }
+        let clusters: Api<StreamCluster> = Api::namespaced(self.client.clone(), namespace);
+        match clusters.get_opt(name).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(HostError::UnknownCluster(key.to_owned())),
+            Err(e) => {
+                return Err(HostError::Store(format!(
+                    "reading StreamCluster {key}: {e}"
+                )));
+            }
+        }
+        let store = KubeStore::new(self.client.clone(), namespace, name);
+        let embedded = embed(&self.config, store)
+            .await
+            .map_err(|e| HostError::Store(format!("claiming the metadata of {key}: {e}")))?;
+        info!(
+            cluster = key,
+            controller_epoch = embedded.controller_epoch,
+            "metadata controller started"
+        );
+        let service = embedded.service.clone();
+        self.snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned(), embedded.snapshots.clone());
+        running.insert(key.to_owned(), embedded);
+        Ok(service)
+    }
+
+    /// Stops the controllers of clusters that no longer exist.
+    pub async fn stop_missing(&self) {
+        let mut running = self.running.lock().await;
+        let keys: Vec<String> = running.keys().cloned().collect();
+        for key in keys {
+            let Ok((namespace, name)) = split_key(&key) else {
+                continue;
+            };
+            let clusters: Api<StreamCluster> = Api::namespaced(self.client.clone(), namespace);
+            if let Ok(None) = clusters.get_opt(name).await
+                && let Some(c) = running.remove(&key)
+            {
+                info!(cluster = %key, "StreamCluster deleted: stopping its metadata controller");
+                self.snapshots
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
+                c.stop().await;
+            }
+        }
+    }
+
+    /// Stops every controller (leadership ended or shutdown).
+    pub async fn stop_all(&self) {
+        let mut running = self.running.lock().await;
+        for (key, c) in running.drain() {
+            info!(cluster = %key, "stopping metadata controller");
+            c.stop().await;
+        }
+        self.snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    fn snapshot(&self, key: &str) -> Option<Arc<ClusterMetadata>> {
+        self.snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .map(|rx| Arc::clone(&rx.borrow()))
+    }
+}
+
+impl ReplicaPlacement for ControllerHost {
+    fn brokers_holding_replicas(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        removed: &[i32],
+    ) -> Vec<i32> {
+        let Some(meta) = self.snapshot(&cluster_key(namespace, cluster)) else {
+            // Placement unknown until the controller runs: assume the worst.
+            return removed.to_vec();
+        };
+        removed
+            .iter()
+            .copied()
+            .filter(|b| {
+                meta.topics
+                    .values()
+                    .flat_map(|t| &t.partitions)
+                    .any(|p| p.replicas.contains(b))
+            })
+            .collect()
+    }
+}
+
+fn unavailable(status: &tonic::Status) -> DataDeletionError {
+    DataDeletionError::Unavailable(status.message().to_owned())
+}
+
+impl TopicDataDeleter for ControllerHost {
+    fn delete_topic_data<'a>(
+        &'a self,
+        topic: &'a TopicDataRef,
+    ) -> BoxFuture<'a, Result<DeletionOutcome, DataDeletionError>> {
+        Box::pin(async move {
+            let key = cluster_key(&topic.namespace, &topic.cluster);
+            let service = match self.service(&key).await {
+                Ok(s) => s,
+                // The cluster is gone, and its volumes with their owner.
+                Err(HostError::UnknownCluster(_)) => return Ok(DeletionOutcome::Recorded),
+                Err(e) => return Err(DataDeletionError::Unavailable(e.to_string())),
+            };
+            let request = Request::new(pb::DeleteTopicRequest {
+                name: topic.topic.clone(),
+            });
+            match service.delete_topic(request).await {
+                Ok(_) => Ok(DeletionOutcome::Deleted),
+                Err(status) if status.code() == Code::NotFound => Ok(DeletionOutcome::Recorded),
+                Err(status) => Err(unavailable(&status)),
+            }
+        })
+    }
+}
+
+impl TopicPlacer for ControllerHost {
+    fn place<'a>(
+        &'a self,
+        namespace: &'a str,
+        plan: &'a TopicPlan,
+    ) -> BoxFuture<'a, Result<(), PlacementError>> {
+        Box::pin(async move {
+            let key = cluster_key(namespace, &plan.cluster);
+            let service = self
+                .service(&key)
+                .await
+                .map_err(|e| PlacementError::Unavailable(e.to_string()))?;
+            let existing = self
+                .snapshot(&key)
+                .and_then(|m| m.topics.get(&plan.name).map(|t| t.partitions.len() as i32));
+            let result = match existing {
+                None => service
+                    .create_topic(Request::new(pb::CreateTopicRequest {
+                        name: plan.name.clone(),
+                        partitions: plan.partitions,
+                        replication_factor: plan.replication_factor,
+                        config: plan.config.clone().into_iter().collect(),
+                    }))
+                    .await
+                    .map(|_| ()),
+                Some(n) if n < plan.partitions => service
+                    .create_partitions(Request::new(pb::CreatePartitionsRequest {
+                        name: plan.name.clone(),
+                        total: plan.partitions,
+                    }))
+                    .await
+                    .map(|_| ()),
+                Some(_) => Ok(()),
+            };
+            match result {
+                Ok(()) => Ok(()),
+                Err(status) if status.code() == Code::AlreadyExists => Ok(()),
+                Err(status) if status.code() == Code::InvalidArgument => {
+                    Err(PlacementError::Pending(status.message().to_owned()))
+                }
+                Err(status) => Err(PlacementError::Unavailable(status.message().to_owned())),
+            }
+        })
+    }
+}
+
+/// How often [`keep_hosting`] looks for new and deleted StreamClusters.
+pub const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Until `stop`: every [`SWEEP_INTERVAL`], starts the controller of every
+/// StreamCluster (so placement is known before any broker connects and the
+/// scale-down guard has an answer) and stops those of deleted clusters.
+pub async fn keep_hosting(
+    client: Client,
+    host: Arc<ControllerHost>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let clusters: Api<StreamCluster> = Api::all(client);
+    loop {
+        match clusters.list(&Default::default()).await {
+            Ok(list) => {
+                for sc in list.items {
+                    let key = cluster_key(
+                        sc.metadata.namespace.as_deref().unwrap_or_default(),
+                        sc.metadata.name.as_deref().unwrap_or_default(),
+                    );
+                    if let Err(e) = host.service(&key).await {
+                        warn!(cluster = %key, error = %e, "cannot start the metadata controller");
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot list StreamClusters"),
+        }
+        host.stop_missing().await;
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(SWEEP_INTERVAL) => {}
+        }
+    }
+}

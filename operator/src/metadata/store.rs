@@ -1,0 +1,692 @@
+//! [`KubeStore`]: the metadata controller's durable state in Kubernetes.
+//!
+//! Where each piece lives:
+//!
+//! | state | object | written with |
+//! |-------|--------|--------------|
+//! | controller epoch, broker registrations | ConfigMap `<cluster>-controller` (key `state.json`), owned by the StreamCluster | merge patch carrying the read resourceVersion |
+//! | replicas, leader, ISR, epochs per partition | `Topic` `status.partitions` (+ `status.controllerEpoch`) | merge patch carrying the read resourceVersion |
+//!
+//! Every write is a compare-and-swap: it names the resourceVersion it was
+//! computed from, and the API server refuses it (409) if the object changed
+//! in between. A refused write is recomputed from a fresh read and retried,
+//! so concurrent writers (the Topic reconciler writing conditions, a user
+//! editing labels) never lose each other's fields.
+//!
+//! Fencing a deposed controller: [`MetadataStore::claim`] bumps the epoch in
+//! the ConfigMap (CAS), then stamps every placed Topic with the new epoch
+//! (CAS) and loads it from the version it stamped. A write by an older
+//! controller after that either finds the ConfigMap epoch moved (broker
+//! changes, and the check at the start of every persist) or the Topic
+//! stamped by a newer epoch: both end in [`StoreError::Superseded`].
+//!
+//! Topics created through the controller (Kafka `CreateTopics`) get a
+//! Topic resource, so GitOps users see every topic; deleting a topic
+//! through the controller deletes its Topic resource (its finalizer then
+//! finds the data already gone). Topic configuration is read from the
+//! Topic spec at claim; only leader/ISR/epoch changes are ever written.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use rill_controller::{
+    BrokerRegistration, Change, ClusterMetadata, MetadataStore, NO_LEADER, PartitionState,
+    StoreError, TopicState,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tracing::{debug, info};
+
+use crate::crd::{PartitionStatus, StreamCluster, Topic, TopicSpec};
+use crate::stream_cluster::build::{labels, owner_reference};
+use crate::topic::build;
+
+/// Key of the state document in the ConfigMap.
+pub const STATE_KEY: &str = "state.json";
+
+/// Attempts of one compare-and-swap before giving up (each after a fresh
+/// read); conflicts beyond this mean a hot object and fail the persist,
+/// which the controller retries.
+const CAS_ATTEMPTS: usize = 16;
+
+/// Pause between conflicting attempts.
+const CAS_PAUSE: Duration = Duration::from_millis(20);
+
+/// Name of the ConfigMap holding a cluster's controller state.
+pub fn state_config_map(cluster: &str) -> String {
+    format!("{cluster}-controller")
+}
+
+/// What the ConfigMap holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ControllerRecord {
+    controller_epoch: i64,
+    brokers: Vec<BrokerRegistration>,
+}
+
+/// The metadata store of one StreamCluster.
+#[derive(Clone)]
+pub struct KubeStore {
+    client: Client,
+    namespace: String,
+    cluster: String,
+}
+
+impl std::fmt::Debug for KubeStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeStore")
+            .field("namespace", &self.namespace)
+            .field("cluster", &self.cluster)
+            .finish()
+    }
+}
+
+fn backend(what: impl std::fmt::Display, e: kube::Error) -> StoreError {
+    StoreError::Backend(format!("{what}: {e}"))
+}
+
+fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.is_not_found())
+}
+
+/// The Kubernetes object name for a topic created through the controller:
+/// the Kafka name when it is a valid object name, else a cleaned-up form
+/// with a short hash (the exact name goes to `spec.topicName`).
+pub fn resource_name_for(topic: &str) -> String {
+    let valid = topic.len() <= 253
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && topic
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && topic
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    if valid {
+        return topic.to_owned();
+    }
+    let cleaned: String = topic
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' | '-' | '.' => c,
+            'A'..='Z' => c.to_ascii_lowercase(),
+            _ => '-',
+        })
+        .collect();
+    let cleaned = cleaned.trim_matches(|c| c == '-' || c == '.');
+    let cleaned = &cleaned[..cleaned.len().min(200)];
+    let hash = crc32c::crc32c(topic.as_bytes());
+    if cleaned.is_empty() {
+        format!("topic-{hash:08x}")
+    } else {
+        format!("{cleaned}-{hash:08x}")
+    }
+}
+
+fn to_status(p: &PartitionState, index: usize) -> PartitionStatus {
+    PartitionStatus {
+        partition: index as i32,
+        leader: (p.leader != NO_LEADER).then_some(p.leader),
+        replicas: p.replicas.clone(),
+        isr: p.isr.clone(),
+        leader_epoch: p.leader_epoch,
+        partition_epoch: p.partition_epoch,
+    }
+}
+
+fn from_status(p: &PartitionStatus) -> PartitionState {
+    PartitionState {
+        replicas: p.replicas.clone(),
+        isr: p.isr.clone(),
+        leader: p.leader.unwrap_or(NO_LEADER),
+        leader_epoch: p.leader_epoch,
+        partition_epoch: p.partition_epoch,
+    }
+}
+
+/// A Topic spec for a topic created through the controller.
+fn spec_for(cluster: &str, t: &TopicState) -> Result<TopicSpec, StoreError> {
+    let replication_factor = t.partitions.first().map_or(1, |p| p.replicas.len() as i32);
+    let mut config = serde_json::Map::new();
+    let mut other = serde_json::Map::new();
+    for (key, value) in &t.config {
+        let typed = |v: &str| v.parse::<i64>().ok().map(serde_json::Value::from);
+        match key.as_str() {
+            "retention.ms" => config.insert("retentionMs".into(), typed(value).into()),
+            "retention.bytes" => config.insert("retentionBytes".into(), typed(value).into()),
+            "cleanup.policy" => config.insert("cleanupPolicy".into(), value.clone().into()),
+            "min.insync.replicas" => config.insert("minInsyncReplicas".into(), typed(value).into()),
+            "segment.bytes" => config.insert("segmentBytes".into(), typed(value).into()),
+            "flush" => config.insert("flush".into(), value.clone().into()),
+            _ => other.insert(key.clone(), value.clone().into()),
+        };
+    }
+    if !other.is_empty() {
+        config.insert("other".into(), other.into());
+    }
+    let mut spec = json!({
+        "clusterRef": {"name": cluster},
+        "partitions": t.partitions.len(),
+        "replicationFactor": replication_factor,
+    });
+    if resource_name_for(&t.name) != t.name {
+        spec["topicName"] = t.name.clone().into();
+    }
+    if !config.is_empty() {
+        spec["config"] = config.into();
+    }
+    serde_json::from_value(spec).map_err(|e| {
+        StoreError::Backend(format!(
+            "topic {:?} cannot be expressed as a Topic resource: {e}",
+            t.name
+        ))
+    })
+}
+
+impl KubeStore {
+    /// The store of StreamCluster `namespace/cluster`.
+    pub fn new(client: Client, namespace: &str, cluster: &str) -> Self {
+        Self {
+            client,
+            namespace: namespace.to_owned(),
+            cluster: cluster.to_owned(),
+        }
+    }
+
+    fn config_maps(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn topics(&self) -> Api<Topic> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn parse(&self, cm: &ConfigMap) -> Result<ControllerRecord, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            path: format!(
+                "ConfigMap {}/{} key {STATE_KEY}",
+                self.namespace,
+                cm.name_any()
+            ),
+            reason,
+        };
+        let text = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get(STATE_KEY))
+            .ok_or_else(|| corrupt("the key is missing".into()))?;
+        serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))
+    }
+
+    fn state_object(&self, record: &ControllerRecord, owner: Option<&StreamCluster>) -> ConfigMap {
+        let mut labels = BTreeMap::new();
+        labels.insert(labels::PART_OF.to_owned(), "rill".to_owned());
+        labels.insert(labels::COMPONENT.to_owned(), "controller".to_owned());
+        labels.insert(labels::CLUSTER.to_owned(), self.cluster.clone());
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(state_config_map(&self.cluster)),
+                namespace: Some(self.namespace.clone()),
+                labels: Some(labels),
+                owner_references: owner.and_then(owner_reference).map(|r| vec![r]),
+                ..ObjectMeta::default()
+            },
+            data: Some(BTreeMap::from([(
+                STATE_KEY.to_owned(),
+                serde_json::to_string_pretty(record).expect("record serializes"),
+            )])),
+            ..ConfigMap::default()
+        }
+    }
+
+    /// Compare-and-swap on the state ConfigMap: `update` sees the current
+    /// record (default when the ConfigMap does not exist) and returns the
+    /// new one, or an error that ends the loop.
+    async fn update_record(
+        &self,
+        mut update: impl FnMut(ControllerRecord) -> Result<ControllerRecord, StoreError>,
+    ) -> Result<ControllerRecord, StoreError> {
+        let api = self.config_maps();
+        let name = state_config_map(&self.cluster);
+        for _ in 0..CAS_ATTEMPTS {
+            let current = api
+                .get_opt(&name)
+                .await
+                .map_err(|e| backend("reading the controller state", e))?;
+            let result = match &current {
+                Some(cm) => {
+                    let next = update(self.parse(cm)?)?;
+                    let patch = json!({
+                        "metadata": {"resourceVersion": cm.resource_version()},
+                        "data": {STATE_KEY: serde_json::to_string_pretty(&next).expect("record serializes")},
+                    });
+                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .map(|_| next)
+                }
+                None => {
+                    let next = update(ControllerRecord::default())?;
+                    let clusters: Api<StreamCluster> =
+                        Api::namespaced(self.client.clone(), &self.namespace);
+                    let owner = clusters
+                        .get_opt(&self.cluster)
+                        .await
+                        .map_err(|e| backend("reading the StreamCluster", e))?;
+                    let object = self.state_object(&next, owner.as_ref());
+                    api.create(&PostParams::default(), &object)
+                        .await
+                        .map(|_| next)
+                }
+            };
+            match result {
+                Ok(next) => return Ok(next),
+                Err(e) if is_conflict(&e) => {
+                    debug!(configmap = %name, "controller state changed meanwhile; retrying from a fresh read");
+                    tokio::time::sleep(CAS_PAUSE).await;
+                }
+                Err(e) => return Err(backend("writing the controller state", e)),
+            }
+        }
+        Err(StoreError::Backend(format!(
+            "ConfigMap {name} kept changing: {CAS_ATTEMPTS} compare-and-swap attempts conflicted"
+        )))
+    }
+
+    /// Topic resources of this cluster, oldest first.
+    async fn cluster_topics(&self) -> Result<Vec<Topic>, StoreError> {
+        let mut topics: Vec<Topic> = self
+            .topics()
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| backend("listing Topics", e))?
+            .items
+            .into_iter()
+            .filter(|t| t.spec.cluster_ref.name == self.cluster)
+            .collect();
+        topics.sort_by(|a, b| {
+            (a.creation_timestamp(), a.name_any()).cmp(&(b.creation_timestamp(), b.name_any()))
+        });
+        Ok(topics)
+    }
+
+    /// The Topic resource that holds Kafka topic `name`: the placed one, else
+    /// the oldest (the one that wins a name conflict).
+    async fn find_topic(&self, name: &str) -> Result<Option<Topic>, StoreError> {
+        let candidates: Vec<Topic> = self
+            .cluster_topics()
+            .await?
+            .into_iter()
+            .filter(|t| t.effective_topic_name() == name)
+            .collect();
+        let placed = candidates
+            .iter()
+            .position(|t| t.status.as_ref().is_some_and(|s| !s.partitions.is_empty()));
+        Ok(placed
+            .map(|i| candidates[i].clone())
+            .or_else(|| candidates.into_iter().next()))
+    }
+
+    /// Compare-and-swap on one Topic's controller-owned status fields.
+    /// `update` gets the current partitions and returns the new ones.
+    async fn update_topic(
+        &self,
+        resource: &str,
+        ours: i64,
+        mut update: impl FnMut(&[PartitionStatus]) -> Result<Vec<PartitionStatus>, StoreError>,
+    ) -> Result<Option<Topic>, StoreError> {
+        let api = self.topics();
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(topic) = api
+                .get_opt(resource)
+                .await
+                .map_err(|e| backend(format!("reading Topic {resource}"), e))?
+            else {
+                return Ok(None);
+            };
+            let status = topic.status.clone().unwrap_or_default();
+            if let Some(current) = status.controller_epoch
+                && current > ours
+            {
+                return Err(StoreError::Superseded { ours, current });
+            }
+            let partitions = update(&status.partitions)?;
+            let patch = json!({
+                "metadata": {"resourceVersion": topic.resource_version()},
+                "status": {"partitions": partitions, "controllerEpoch": ours},
+            });
+            match api
+                .patch_status(resource, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(written) => return Ok(Some(written)),
+                Err(e) if is_conflict(&e) => {
+                    debug!(
+                        topic = resource,
+                        "Topic changed meanwhile; retrying from a fresh read"
+                    );
+                    tokio::time::sleep(CAS_PAUSE).await;
+                }
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(backend(format!("writing Topic {resource} status"), e)),
+            }
+        }
+        Err(StoreError::Backend(format!(
+            "Topic {resource} kept changing: {CAS_ATTEMPTS} compare-and-swap attempts conflicted"
+        )))
+    }
+
+    async fn check_epoch(&self, ours: i64) -> Result<(), StoreError> {
+        let cm = self
+            .config_maps()
+            .get_opt(&state_config_map(&self.cluster))
+            .await
+            .map_err(|e| backend("reading the controller state", e))?;
+        let current = match cm {
+            Some(cm) => self.parse(&cm)?.controller_epoch,
+            None => 0,
+        };
+        if current != ours {
+            return Err(StoreError::Superseded { ours, current });
+        }
+        Ok(())
+    }
+
+    async fn persist_topic(&self, ours: i64, t: &TopicState) -> Result<(), StoreError> {
+        let wanted: Vec<PartitionStatus> = t
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| to_status(p, i))
+            .collect();
+        let resource = match self.find_topic(&t.name).await? {
+            Some(existing) => {
+                let name = existing.name_any();
+                if existing.spec.partitions < wanted.len() as i32 {
+                    // Partitions added through the controller: the spec follows.
+                    self.topics()
+                        .patch(
+                            &name,
+                            &PatchParams::default(),
+                            &Patch::Merge(json!({"spec": {"partitions": wanted.len()}})),
+                        )
+                        .await
+                        .map_err(|e| backend(format!("growing Topic {name}"), e))?;
+                }
+                name
+            }
+            None => {
+                let name = resource_name_for(&t.name);
+                let mut topic = Topic::new(&name, spec_for(&self.cluster, t)?);
+                topic.metadata.namespace = Some(self.namespace.clone());
+                match self.topics().create(&PostParams::default(), &topic).await {
+                    Ok(_) => {
+                        info!(topic = %t.name, resource = %name, "created a Topic resource for a topic created through the controller")
+                    }
+                    Err(e) if is_conflict(&e) => {}
+                    Err(e) => return Err(backend(format!("creating Topic {name}"), e)),
+                }
+                name
+            }
+        };
+        self.update_topic(&resource, ours, |_| Ok(wanted.clone()))
+            .await?;
+        Ok(())
+    }
+
+    async fn persist_partitions(
+        &self,
+        ours: i64,
+        topic: &str,
+        updates: &BTreeMap<i32, PartitionState>,
+    ) -> Result<(), StoreError> {
+        let Some(existing) = self.find_topic(topic).await? else {
+            return Err(StoreError::Backend(format!(
+                "no Topic resource holds topic {topic:?}"
+            )));
+        };
+        let resource = existing.name_any();
+        let written = self
+            .update_topic(&resource, ours, |current| {
+                let mut next = current.to_vec();
+                for (&partition, state) in updates {
+                    let slot = next.get_mut(partition as usize).ok_or_else(|| {
+                        StoreError::Backend(format!(
+                            "Topic {resource} has no partition {partition} in its status"
+                        ))
+                    })?;
+                    *slot = to_status(state, partition as usize);
+                }
+                Ok(next)
+            })
+            .await?;
+        if written.is_none() {
+            return Err(StoreError::Backend(format!(
+                "Topic {resource} disappeared while its partitions changed"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn persist_delete(&self, topic: &str) -> Result<(), StoreError> {
+        let Some(existing) = self.find_topic(topic).await? else {
+            return Ok(());
+        };
+        if existing.metadata.deletion_timestamp.is_some() {
+            return Ok(());
+        }
+        let name = existing.name_any();
+        match self.topics().delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {
+                info!(topic, resource = %name, "deleted the Topic resource of a topic deleted through the controller");
+                Ok(())
+            }
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(backend(format!("deleting Topic {name}"), e)),
+        }
+    }
+}
+
+impl MetadataStore for KubeStore {
+    async fn claim(&self) -> Result<ClusterMetadata, StoreError> {
+        let record = self
+            .update_record(|mut r| {
+                r.controller_epoch += 1;
+                Ok(r)
+            })
+            .await?;
+        let ours = record.controller_epoch;
+        let mut meta = ClusterMetadata {
+            controller_epoch: ours,
+            brokers: record.brokers.into_iter().map(|b| (b.id, b)).collect(),
+            topics: BTreeMap::new(),
+        };
+        let mut seen = BTreeSet::new();
+        for topic in self.cluster_topics().await? {
+            let placed = topic
+                .status
+                .as_ref()
+                .is_some_and(|s| !s.partitions.is_empty());
+            let name = topic.effective_topic_name();
+            if !placed || seen.contains(&name) {
+                continue;
+            }
+            // Stamp it: from now on an older controller cannot write it.
+            let Some(stamped) = self
+                .update_topic(&topic.name_any(), ours, |current| Ok(current.to_vec()))
+                .await?
+            else {
+                continue;
+            };
+            let status = stamped.status.clone().unwrap_or_default();
+            let mut partitions = status.partitions.clone();
+            partitions.sort_by_key(|p| p.partition);
+            seen.insert(name.clone());
+            meta.topics.insert(
+                name.clone(),
+                TopicState {
+                    name,
+                    partitions: partitions.iter().map(from_status).collect(),
+                    config: build::plan(&stamped).config,
+                },
+            );
+        }
+        info!(
+            namespace = %self.namespace,
+            cluster = %self.cluster,
+            controller_epoch = ours,
+            brokers = meta.brokers.len(),
+            topics = meta.topics.len(),
+            "claimed the cluster's metadata in Kubernetes"
+        );
+        Ok(meta)
+    }
+
+    async fn persist(&self, ours: i64, changes: &[Change]) -> Result<(), StoreError> {
+        self.check_epoch(ours).await?;
+        let brokers: Vec<&BrokerRegistration> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Broker(b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        if !brokers.is_empty() {
+            self.update_record(|mut r| {
+                if r.controller_epoch != ours {
+                    return Err(StoreError::Superseded {
+                        ours,
+                        current: r.controller_epoch,
+                    });
+                }
+                for b in &brokers {
+                    match r.brokers.iter_mut().find(|x| x.id == b.id) {
+                        Some(slot) => *slot = (*b).clone(),
+                        None => r.brokers.push((*b).clone()),
+                    }
+                }
+                r.brokers.sort_by_key(|b| b.id);
+                Ok(r)
+            })
+            .await?;
+        }
+        // Partition changes are grouped per topic (one write each), in the
+        // order their topics first appear; whole-topic changes and
+        // deletions are written in place.
+        let mut pending: Vec<(String, BTreeMap<i32, PartitionState>)> = Vec::new();
+        for change in changes {
+            match change {
+                Change::Broker(_) => {}
+                Change::Partition {
+                    topic,
+                    partition,
+                    state,
+                } => match pending.iter_mut().find(|(t, _)| t == topic) {
+                    Some((_, m)) => {
+                        m.insert(*partition, state.clone());
+                    }
+                    None => {
+                        pending.push((topic.clone(), BTreeMap::from([(*partition, state.clone())])))
+                    }
+                },
+                Change::Topic(t) => {
+                    pending.retain(|(name, _)| name != &t.name);
+                    self.persist_topic(ours, t).await?;
+                }
+                Change::DeleteTopic(name) => {
+                    pending.retain(|(n, _)| n != name);
+                    self.persist_delete(name).await?;
+                }
+            }
+        }
+        for (topic, updates) in &pending {
+            self.persist_partitions(ours, topic, updates).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_kafka_names_when_naming_resources_then_valid_names_are_kept_and_others_cleaned_and_hashed()
+     {
+        assert_eq!(resource_name_for("orders.v1"), "orders.v1");
+        let upper = resource_name_for("Orders_V1");
+        assert!(upper.starts_with("orders-v1-"), "{upper}");
+        assert_ne!(
+            resource_name_for("a_b"),
+            resource_name_for("a-b_"),
+            "different topics get different names"
+        );
+        assert!(resource_name_for("__consumer_offsets").starts_with("consumer-offsets-"));
+        assert!(resource_name_for("___").starts_with("topic-"));
+    }
+
+    #[test]
+    fn given_a_created_topic_when_building_its_spec_then_typed_and_other_config_are_split() {
+        let t = TopicState {
+            name: "Payments_EU".into(),
+            partitions: vec![
+                PartitionState {
+                    replicas: vec![0, 1, 2],
+                    isr: vec![0, 1, 2],
+                    leader: 0,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                };
+                3
+            ],
+            config: BTreeMap::from([
+                ("retention.ms".into(), "60000".into()),
+                ("cleanup.policy".into(), "compact".into()),
+                ("max.message.bytes".into(), "2000000".into()),
+            ]),
+        };
+        let spec = spec_for("events", &t).expect("spec");
+        assert_eq!(spec.partitions, 3);
+        assert_eq!(spec.replication_factor, 3);
+        assert_eq!(spec.topic_name.as_deref(), Some("Payments_EU"));
+        let config = spec.config.clone().expect("config");
+        assert_eq!(config.retention_ms, Some(60000));
+        assert_eq!(
+            config.other.get("max.message.bytes").map(String::as_str),
+            Some("2000000")
+        );
+        let mut topic = Topic::new("x", spec);
+        topic.metadata.name = Some(resource_name_for(&t.name));
+        assert_eq!(
+            build::plan(&topic).config,
+            t.config,
+            "the Topic renders back to the same Kafka config"
+        );
+    }
+
+    #[test]
+    fn given_partition_state_when_round_tripping_through_status_then_it_is_unchanged() {
+        let p = PartitionState {
+            replicas: vec![2, 0, 1],
+            isr: vec![2, 1],
+            leader: NO_LEADER,
+            leader_epoch: 7,
+            partition_epoch: 12,
+        };
+        let s = to_status(&p, 4);
+        assert_eq!(s.partition, 4);
+        assert_eq!(s.leader, None);
+        assert_eq!(from_status(&s), p);
+    }
+}

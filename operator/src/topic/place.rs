@@ -1,0 +1,50 @@
+//! Placing a topic: the hook the Topic reconciler calls once a spec is
+//! accepted, so the metadata controller creates the topic (or adds
+//! partitions) and writes each partition's leader and ISR into the status.
+//!
+//! The operator implements it with its embedded controllers
+//! ([`crate::metadata::ControllerHost`]); reconcile tests use
+//! [`AcceptOnly`].
+
+use futures::future::BoxFuture;
+
+use super::build::TopicPlan;
+
+/// Why a topic could not be placed now; the reconcile reports it and
+/// retries.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum PlacementError {
+    /// The controller refused for now (for example fewer registered
+    /// brokers than the replication factor).
+    #[error("{0}")]
+    Pending(String),
+    /// The controller could not be reached or could not persist.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Creates or grows topics through the metadata controller.
+pub trait TopicPlacer: Send + Sync {
+    /// Makes the controller hold `plan` (create, or grow to its partition
+    /// count). Idempotent.
+    fn place<'a>(
+        &'a self,
+        namespace: &'a str,
+        plan: &'a TopicPlan,
+    ) -> BoxFuture<'a, Result<(), PlacementError>>;
+}
+
+/// A placer that accepts every plan and places nothing, for tests of the
+/// reconcile pipeline that do not involve the controller.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AcceptOnly;
+
+impl TopicPlacer for AcceptOnly {
+    fn place<'a>(
+        &'a self,
+        _namespace: &'a str,
+        _plan: &'a TopicPlan,
+    ) -> BoxFuture<'a, Result<(), PlacementError>> {
+        Box::pin(async { Ok(()) })
+    }
+}

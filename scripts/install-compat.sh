@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Installs what Rill's client-compatibility tests (compat/) run, from package
+# registries only, into ${RILL_CACHE:-$HOME/.cache/rill}/compat:
+#   - kcat (Debian package, apt-get);
+#   - a Python venv with confluent-kafka (its wheel bundles librdkafka) and pytest;
+#   - Apache Kafka's jars from Maven Central (the reference broker kafka_2.13,
+#     kafka-tools, kafka-clients, kafka-streams, slf4j-simple) plus Rill's
+#     compat programs (compat/java), built with Maven.
+# Idempotent: each part is skipped when its stamp matches its inputs. Prints
+# what it does, then the classpath and writes $RILL_CACHE/compat/env.sh, which
+# compat/run.sh sources.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+CACHE="${RILL_CACHE:-$HOME/.cache/rill}"
+COMPAT="$CACHE/compat"
+mkdir -p "$COMPAT"
+started=$(date +%s)
+say() { echo "install-compat [+$(( $(date +%s) - started ))s]: $*"; }
+
+hash_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+# --- kcat --------------------------------------------------------------------
+if command -v kcat >/dev/null 2>&1; then
+    say "kcat present: $(command -v kcat)"
+else
+    say "apt-get install kcat"
+    if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+    # An update first: a fresh machine's package lists may be empty or old.
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq kcat >/dev/null
+    command -v kcat >/dev/null || { echo "install-compat: kcat did not install" >&2; exit 1; }
+fi
+
+# --- Python venv ---------------------------------------------------------------
+VENV="$COMPAT/venv"
+PY_REQ="$repo/compat/python/requirements.txt"
+py_stamp="$VENV/.stamp-$(hash_of "$PY_REQ")"
+if [ -f "$py_stamp" ] && "$VENV/bin/python" -c 'import confluent_kafka, pytest' 2>/dev/null; then
+    say "python venv present: $VENV"
+else
+    say "creating python venv $VENV (pip install -r compat/python/requirements.txt)"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$PY_REQ"
+    touch "$py_stamp"
+fi
+say "confluent-kafka $("$VENV/bin/python" -c 'import confluent_kafka as c; print(c.version(), "(librdkafka", c.libversion()[0] + ")")')"
+
+# --- Apache Kafka jars and the compat programs ----------------------------------
+POM="$repo/compat/java/pom.xml"
+KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM")
+LIB="$COMPAT/kafka-$KAFKA_VERSION/lib"
+M2="$COMPAT/m2"
+java_inputs=("$POM")
+while IFS= read -r f; do java_inputs+=("$f"); done < <(find "$repo/compat/java/src" -type f | sort)
+java_stamp="$LIB/.stamp-$(hash_of "${java_inputs[@]}")"
+if [ -f "$java_stamp" ]; then
+    say "Kafka $KAFKA_VERSION jars and compat programs present: $LIB"
+else
+    command -v mvn >/dev/null || { echo "install-compat: Maven (mvn) is needed" >&2; exit 1; }
+    say "mvn package + dependency:copy-dependencies (Kafka $KAFKA_VERSION from Maven Central) into $LIB"
+    rm -rf "$LIB" && mkdir -p "$LIB"
+    mvn -B -q -Dstyle.color=never -f "$POM" -Dmaven.repo.local="$M2" -Dcompat.build.dir="$COMPAT/build" \
+        package dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIB" 2>&1 \
+        | sed 's/\x1b\[[0-9;]*m//g'  # Maven prints colour resets even in batch mode
+    cp "$COMPAT/build/rill-compat.jar" "$LIB/"
+    touch "$java_stamp"
+fi
+
+cat >"$COMPAT/env.sh" <<ENV
+# Written by scripts/install-compat.sh
+export KAFKA_VERSION="$KAFKA_VERSION"
+export COMPAT_LIB="$LIB"
+export COMPAT_CLASSPATH="$LIB/*"
+export COMPAT_VENV="$VENV"
+ENV
+say "done in $(( $(date +%s) - started ))s"
+echo "KAFKA_VERSION=$KAFKA_VERSION"
+echo "COMPAT_CLASSPATH=$LIB/*"
+echo "COMPAT_VENV=$VENV"
+echo "COMPAT_ENV=$COMPAT/env.sh"
