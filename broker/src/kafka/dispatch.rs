@@ -523,6 +523,13 @@ mod tests {
         ) -> DescribeGroupsResponse {
             DescribeGroupsResponse::default()
         }
+        async fn delete_groups(
+            &self,
+            _: &RequestHeader,
+            _: DeleteGroupsRequest,
+        ) -> DeleteGroupsResponse {
+            DeleteGroupsResponse::default()
+        }
     }
 
     fn context(dir: &std::path::Path, groups: Option<Arc<dyn GroupService>>) -> KafkaContext {
