@@ -27,8 +27,10 @@ use super::api::GROUP_API_VERSIONS;
 use super::state::Limits;
 use super::*;
 use crate::log::LogConfig;
+use crate::log::batch::test_util::batch;
 use crate::metadata::TopicStore;
 use crate::metrics::Metrics;
+use crate::partition::Acks;
 use crate::partition::manager::{BrokerInfo, CreateTopic, ReplicaManager, Settings};
 
 /// Longest any condition of these tests may take to hold.
@@ -260,6 +262,23 @@ async fn given_a_standalone_broker_when_members_join_commit_and_the_coordinator_
         .await;
     assert_eq!(r.topics[0].partitions[0].error_code, ILLEGAL_GENERATION);
     assert_eq!(fetch_v8(&c).await, vec![(0, 17, NONE), (1, 23, NONE)]);
+
+    // Metrics: one Stable group, one rebalance, lag = HW - committed.
+    let values: Vec<&[u8]> = vec![b"r"; 20];
+    m.produce(TOPIC, 0, batch(&values), Acks::All, 0)
+        .await
+        .unwrap();
+    c.refresh_gauges();
+    let text = c.metrics().encode();
+    for line in [
+        "rill_consumer_groups{state=\"Stable\"} 1",
+        "rill_group_rebalances_total 1",
+        "rill_group_offset_commits_total 2",
+        "rill_group_coordinator_partitions{status=\"active\"} 3",
+        "rill_consumer_group_lag{group=\"orders-app\",partition=\"0\",topic=\"orders\"} 3",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
 
     // The old OffsetFetch shape (v5) reads the same.
     let r = c
