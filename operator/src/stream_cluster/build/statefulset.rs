@@ -94,6 +94,7 @@ fn broker_env(sc: &StreamCluster, names: &Names, settings: &Settings) -> Vec<Env
         env_field("RILL_POD_NAME", "metadata.name"),
         env_field("RILL_POD_NAMESPACE", "metadata.namespace"),
         env("RILL_BROKER_ID_FROM_POD_NAME", "true"),
+        env("RILL_CLUSTER_NAME", names.cluster.clone()),
         env("RILL_CLUSTER", format!("{namespace}/{}", names.cluster)),
         env("RILL_DATA_DIR", DATA_DIR),
         env(
