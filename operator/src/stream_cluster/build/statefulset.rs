@@ -3,7 +3,7 @@
 //! Each pod runs `rill-broker` configured by environment variables:
 //! `RILL_POD_NAME` (downward API) with `RILL_BROKER_ID_FROM_POD_NAME=true`
 //! (broker id = pod ordinal), `RILL_DATA_DIR` (the volume), the four listen
-//! addresses, `RILL_ADVERTISED_HOST` (the stable DNS name from the headless
+//! addresses on the pod's IP (`RILL_POD_IP`, downward API `status.podIP`), `RILL_ADVERTISED_HOST` (the stable DNS name from the headless
 //! Service), `RILL_CONTROLLER_ADDR` (the operator's controller gRPC Service),
 //! `RILL_CONFIG_FILE` (the ConfigMap) and, with rack awareness, `RILL_RACK`.
 //! The pod meets the `restricted` Pod Security Standard.
@@ -85,13 +85,21 @@ fn http_probe(path: &str, period: i32, failure_threshold: i32) -> Probe {
     }
 }
 
-/// The broker's environment, in a fixed order. `RILL_POD_NAME` comes before
-/// `RILL_ADVERTISED_HOST`, which refers to it with `$(RILL_POD_NAME)`.
+/// The broker's environment, in a fixed order. `RILL_POD_NAME` and
+/// `RILL_POD_IP` come before the variables that refer to them with
+/// `$(RILL_POD_NAME)` and `$(RILL_POD_IP)`.
+///
+/// Listeners bind the pod's own IP rather than `0.0.0.0`: in a cluster the
+/// pod's network namespace holds just that address (and loopback, which no
+/// other pod can reach), and on a node where pods share one network
+/// namespace each broker keeps to its own address.
 fn broker_env(sc: &StreamCluster, names: &Names, settings: &Settings) -> Vec<EnvVar> {
     let ports = &sc.spec.ports;
     let namespace = sc.metadata.namespace.clone().unwrap_or_default();
+    let listen = |port: i32| format!("$(RILL_POD_IP):{port}");
     let mut vars = vec![
         env_field("RILL_POD_NAME", "metadata.name"),
+        env_field("RILL_POD_IP", "status.podIP"),
         env_field("RILL_POD_NAMESPACE", "metadata.namespace"),
         env("RILL_BROKER_ID_FROM_POD_NAME", "true"),
         env("RILL_CLUSTER_NAME", names.cluster.clone()),
@@ -101,13 +109,10 @@ fn broker_env(sc: &StreamCluster, names: &Names, settings: &Settings) -> Vec<Env
             "RILL_CONFIG_FILE",
             format!("{CONFIG_DIR}/{CONFIG_FILE_NAME}"),
         ),
-        env("RILL_LISTEN_ADDR", format!("0.0.0.0:{}", ports.client)),
-        env("RILL_KAFKA_ADDR", format!("0.0.0.0:{}", ports.kafka)),
-        env(
-            "RILL_REPLICATION_ADDR",
-            format!("0.0.0.0:{}", ports.replication),
-        ),
-        env("RILL_HTTP_ADDR", format!("0.0.0.0:{}", ports.http)),
+        env("RILL_LISTEN_ADDR", listen(ports.client)),
+        env("RILL_KAFKA_ADDR", listen(ports.kafka)),
+        env("RILL_REPLICATION_ADDR", listen(ports.replication)),
+        env("RILL_HTTP_ADDR", listen(ports.http)),
         env(
             "RILL_ADVERTISED_HOST",
             format!(
@@ -428,19 +433,19 @@ mod tests {
         );
         assert_eq!(
             value(&vars, "RILL_LISTEN_ADDR").as_deref(),
-            Some("0.0.0.0:9093")
+            Some("$(RILL_POD_IP):9093")
         );
         assert_eq!(
             value(&vars, "RILL_KAFKA_ADDR").as_deref(),
-            Some("0.0.0.0:9092")
+            Some("$(RILL_POD_IP):9092")
         );
         assert_eq!(
             value(&vars, "RILL_REPLICATION_ADDR").as_deref(),
-            Some("0.0.0.0:9094")
+            Some("$(RILL_POD_IP):9094")
         );
         assert_eq!(
             value(&vars, "RILL_HTTP_ADDR").as_deref(),
-            Some("0.0.0.0:9644")
+            Some("$(RILL_POD_IP):9644")
         );
         assert_eq!(
             value(&vars, "RILL_ADVERTISED_HOST").as_deref(),
@@ -458,7 +463,15 @@ mod tests {
             !vars.contains_key("RILL_RACK"),
             "no rack without a topology key"
         );
-        // $(RILL_POD_NAME) only expands when defined earlier in the list.
+        assert_eq!(
+            vars["RILL_POD_IP"]
+                .value_from
+                .as_ref()
+                .and_then(|v| v.field_ref.as_ref())
+                .map(|f| f.field_path.as_str()),
+            Some("status.podIP")
+        );
+        // $(VAR) only expands when VAR is defined earlier in the list.
         let order: Vec<String> = pod_spec(&build_default(&cluster())).containers[0]
             .env
             .clone()
@@ -466,9 +479,16 @@ mod tests {
             .into_iter()
             .map(|e| e.name)
             .collect();
-        let pod = order.iter().position(|n| n == "RILL_POD_NAME");
-        let host = order.iter().position(|n| n == "RILL_ADVERTISED_HOST");
-        assert!(pod < host);
+        let position = |name: &str| order.iter().position(|n| n == name).expect(name);
+        assert!(position("RILL_POD_NAME") < position("RILL_ADVERTISED_HOST"));
+        for listener in [
+            "RILL_LISTEN_ADDR",
+            "RILL_KAFKA_ADDR",
+            "RILL_REPLICATION_ADDR",
+            "RILL_HTTP_ADDR",
+        ] {
+            assert!(position("RILL_POD_IP") < position(listener), "{listener}");
+        }
     }
 
     #[test]
