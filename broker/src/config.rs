@@ -34,10 +34,11 @@ pub enum LogFormat {
     Json,
 }
 
-/// Whether Kafka clients may create, grow and delete topics.
+/// Whether Kafka clients may change topics (one setting for create and
+/// grow, one for delete).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TopicAdminPolicy {
-    /// CreateTopics, CreatePartitions and DeleteTopics are served.
+    /// The requests are served.
     Allow,
     /// They fail with POLICY_VIOLATION (topics are managed elsewhere, for
     /// example as Topic resources in Git).
@@ -100,10 +101,15 @@ pub struct BrokerConfig {
     #[arg(long, env = "RILL_KAFKA_MAX_REQUEST_BYTES", default_value_t = 100 << 20)]
     pub kafka_max_request_bytes: usize,
 
-    /// Whether Kafka clients may create, grow and delete topics (CreateTopics,
-    /// CreatePartitions, DeleteTopics): allow or deny (POLICY_VIOLATION).
-    #[arg(long, env = "RILL_KAFKA_TOPIC_ADMIN", value_enum, default_value_t = TopicAdminPolicy::Allow)]
-    pub kafka_topic_admin: TopicAdminPolicy,
+    /// Whether Kafka clients may create and grow topics (CreateTopics,
+    /// CreatePartitions): allow or deny (POLICY_VIOLATION).
+    #[arg(long, env = "RILL_KAFKA_CREATE_TOPICS", value_enum, default_value_t = TopicAdminPolicy::Allow)]
+    pub kafka_create_topics: TopicAdminPolicy,
+
+    /// Whether Kafka clients may delete topics (DeleteTopics): allow or deny
+    /// (POLICY_VIOLATION).
+    #[arg(long, env = "RILL_KAFKA_DELETE_TOPICS", value_enum, default_value_t = TopicAdminPolicy::Allow)]
+    pub kafka_delete_topics: TopicAdminPolicy,
 
     /// Cluster id reported to Kafka clients (Metadata, DescribeCluster).
     #[arg(long, env = "RILL_CLUSTER_NAME", default_value = "rill")]
@@ -303,7 +309,8 @@ impl BrokerConfig {
             kafka_addr: SocketAddr::from(([0, 0, 0, 0], 9092)),
             kafka_advertised_port: None,
             kafka_max_request_bytes: 100 << 20,
-            kafka_topic_admin: TopicAdminPolicy::Allow,
+            kafka_create_topics: TopicAdminPolicy::Allow,
+            kafka_delete_topics: TopicAdminPolicy::Allow,
             cluster_name: "rill".to_owned(),
             advertised_host: None,
             rack: None,

@@ -786,7 +786,11 @@ async fn given_topic_admin_requests_when_served_should_follow_kafka_errors_and_t
 
     // The deny policy refuses every change.
     let dir = tempfile::tempdir().unwrap();
-    let broker = start(dir.path(), |c| c.kafka_topic_admin = TopicAdminPolicy::Deny).await;
+    let broker = start(dir.path(), |c| {
+        c.kafka_create_topics = TopicAdminPolicy::Deny;
+        c.kafka_delete_topics = TopicAdminPolicy::Deny;
+    })
+    .await;
     let mut conn = Conn::connect(broker.kafka_addr).await;
     assert_eq!(
         conn.call(7, &create_req("t", 1, 1, false)).await.topics[0].error_code,

@@ -63,11 +63,16 @@ const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
 const TYPE_LIST: i8 = 7;
 
-fn denied(ctx: &KafkaContext) -> bool {
-    ctx.settings.topic_admin == TopicAdminPolicy::Deny
+fn create_denied(ctx: &KafkaContext) -> bool {
+    ctx.settings.create_topics == TopicAdminPolicy::Deny
 }
 
-const POLICY_MESSAGE: &str = "topic administration through the Kafka protocol is disabled on this cluster (--kafka-topic-admin=deny)";
+fn delete_denied(ctx: &KafkaContext) -> bool {
+    ctx.settings.delete_topics == TopicAdminPolicy::Deny
+}
+
+const CREATE_POLICY_MESSAGE: &str = "creating and growing topics through the Kafka protocol is disabled on this cluster (--kafka-create-topics=deny; on Kubernetes: StreamCluster spec.topicPolicy.createTopics)";
+const DELETE_POLICY_MESSAGE: &str = "deleting topics through the Kafka protocol is disabled on this cluster (--kafka-delete-topics=deny; on Kubernetes: StreamCluster spec.topicPolicy.deleteTopics)";
 
 fn message(version: i16, min_version: i16, text: String) -> Option<StrBytes> {
     (version >= min_version).then(|| StrBytes::from_string(text))
@@ -130,10 +135,10 @@ pub async fn create_topics(
                 .with_num_partitions(-1)
                 .with_replication_factor(-1)
         };
-        if denied(ctx) {
+        if create_denied(ctx) {
             results.push(fail(
                 ResponseError::PolicyViolation,
-                POLICY_MESSAGE.to_owned(),
+                CREATE_POLICY_MESSAGE.to_owned(),
             ));
             continue;
         }
@@ -264,9 +269,9 @@ pub async fn delete_topics(
                 ResponseError::UnknownTopicId.code(),
                 "no topic has this id".to_owned(),
             )),
-            Some(_) if denied(ctx) => Err((
+            Some(_) if delete_denied(ctx) => Err((
                 ResponseError::PolicyViolation.code(),
-                POLICY_MESSAGE.to_owned(),
+                DELETE_POLICY_MESSAGE.to_owned(),
             )),
             Some(n) => ctx
                 .manager
@@ -294,10 +299,10 @@ pub async fn create_partitions(
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.0.to_string();
-        let outcome = if denied(ctx) {
+        let outcome = if create_denied(ctx) {
             Err((
                 ResponseError::PolicyViolation.code(),
-                POLICY_MESSAGE.to_owned(),
+                CREATE_POLICY_MESSAGE.to_owned(),
             ))
         } else if topic.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
             Err((

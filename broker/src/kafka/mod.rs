@@ -64,8 +64,10 @@ pub struct KafkaSettings {
     pub cluster_id: String,
     /// Largest request frame; a larger one closes the connection.
     pub max_request_bytes: usize,
-    /// Whether CreateTopics, CreatePartitions and DeleteTopics are served.
-    pub topic_admin: TopicAdminPolicy,
+    /// Whether CreateTopics and CreatePartitions are served.
+    pub create_topics: TopicAdminPolicy,
+    /// Whether DeleteTopics is served.
+    pub delete_topics: TopicAdminPolicy,
     /// Partitions of topics a Metadata request may create
     /// (`allow_auto_topic_creation`); `None` refuses auto-creation.
     pub auto_create_partitions: Option<i32>,

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use rill_controller::service::validate::accepted_not_enforced;
 use thiserror::Error;
 
 /// What happens to old data.
@@ -58,6 +59,11 @@ pub struct LogConfig {
     pub flush_interval: Duration,
     /// Acks=all writes fail unless at least this many replicas are in sync.
     pub min_insync_replicas: u32,
+    /// Topic settings the log does not use, kept to report them: those the
+    /// controller enforces (`unclean.leader.election.enable`) and Kafka keys
+    /// Rill accepts without acting on them (see
+    /// [`rill_controller::service::validate::ACCEPTED_NOT_ENFORCED_KEYS`]).
+    pub other: BTreeMap<String, String>,
 }
 
 impl Default for LogConfig {
@@ -73,6 +79,7 @@ impl Default for LogConfig {
             flush: FlushPolicy::Replicated,
             flush_interval: Duration::from_secs(1),
             min_insync_replicas: 1,
+            other: BTreeMap::new(),
         }
     }
 }
@@ -102,6 +109,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "flush",
     "flush.ms",
     "min.insync.replicas",
+    "unclean.leader.election.enable",
 ];
 
 fn bad(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
@@ -156,6 +164,12 @@ impl LogConfig {
                         _ => return Err(bad(key, v, "expected delete, compact or compact,delete")),
                     };
                 }
+                "unclean.leader.election.enable" => {
+                    if !matches!(v.trim(), "true" | "false") {
+                        return Err(bad(key, v, "expected true or false"));
+                    }
+                    self.other.insert(key.clone(), v.trim().to_owned());
+                }
                 "flush" => {
                     self.flush = match v.trim() {
                         "replicated" => FlushPolicy::Replicated,
@@ -163,7 +177,13 @@ impl LogConfig {
                         _ => return Err(bad(key, v, "expected replicated or fsync")),
                     };
                 }
-                _ => return Err(ConfigError::UnknownKey(key.clone())),
+                _ => match accepted_not_enforced(key, v) {
+                    Some(Ok(())) => {
+                        self.other.insert(key.clone(), v.trim().to_owned());
+                    }
+                    Some(Err(reason)) => return Err(bad(key, v, reason)),
+                    None => return Err(ConfigError::UnknownKey(key.clone())),
+                },
             }
         }
         Ok(self)
@@ -198,6 +218,7 @@ impl LogConfig {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
+        .chain(self.other.clone())
         .collect()
     }
 }
@@ -211,6 +232,34 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn given_kafka_streams_internal_topic_config_then_accepted_and_reported() {
+        let c = LogConfig::default()
+            .with_overrides(&map(&[
+                ("message.timestamp.type", "CreateTime"),
+                ("segment.index.bytes", "52428800"),
+                ("unclean.leader.election.enable", "false"),
+            ]))
+            .unwrap();
+        let reported = c.to_map();
+        assert_eq!(reported["message.timestamp.type"], "CreateTime");
+        assert_eq!(reported["unclean.leader.election.enable"], "false");
+        assert_eq!(LogConfig::default().with_overrides(&reported).unwrap(), c);
+        for (k, v) in [
+            ("message.timestamp.type", "LogAppendTime"),
+            ("compression.type", "gzip"),
+            ("unclean.leader.election.enable", "maybe"),
+            ("no.such.key", "1"),
+        ] {
+            assert!(
+                LogConfig::default()
+                    .with_overrides(&map(&[(k, v)]))
+                    .is_err(),
+                "{k}={v}"
+            );
+        }
     }
 
     #[test]

@@ -84,6 +84,85 @@ pub const CONFIG_KEYS: &[&str] = &[
     "unclean.leader.election.enable",
 ];
 
+/// Kafka topic config keys Rill accepts, stores and reports (DescribeConfigs)
+/// but does not act on, so clients that set them (Kafka Streams sets
+/// `message.timestamp.type` on its internal topics) keep working. Values
+/// are still checked for their type.
+pub const ACCEPTED_NOT_ENFORCED_KEYS: &[&str] = &[
+    "compression.type",
+    "delete.retention.ms",
+    "file.delete.delay.ms",
+    "flush.messages",
+    "follower.replication.throttled.replicas",
+    "leader.replication.throttled.replicas",
+    "max.compaction.lag.ms",
+    "message.downconversion.enable",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.difference.max.ms",
+    "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "preallocate",
+    "segment.index.bytes",
+    "segment.jitter.ms",
+];
+
+/// Checks a key of [`ACCEPTED_NOT_ENFORCED_KEYS`]: `None` for any other
+/// key, else whether the value is acceptable (the error says why not).
+pub fn accepted_not_enforced(key: &str, value: &str) -> Option<Result<(), String>> {
+    let v = value.trim();
+    let integer = |min: i64| match v.parse::<i64>() {
+        Ok(n) if n >= min => Ok(()),
+        Ok(_) => Err(format!("must be at least {min}")),
+        Err(_) => Err("not an integer".to_owned()),
+    };
+    let result = match key {
+        "compression.type" => {
+            // Batches are stored exactly as produced.
+            if v == "producer" {
+                Ok(())
+            } else {
+                Err("only \"producer\" is supported: Rill stores batches as the producer compressed them".to_owned())
+            }
+        }
+        "message.timestamp.type" => match v {
+            "CreateTime" => Ok(()),
+            "LogAppendTime" => Err(
+                "LogAppendTime is not supported: Rill keeps the producer's timestamps (CreateTime)"
+                    .to_owned(),
+            ),
+            _ => Err("expected CreateTime".to_owned()),
+        },
+        "message.downconversion.enable" | "preallocate" => {
+            if matches!(v, "true" | "false") {
+                Ok(())
+            } else {
+                Err("expected true or false".to_owned())
+            }
+        }
+        "min.cleanable.dirty.ratio" => match v.parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => Ok(()),
+            _ => Err("expected a number between 0 and 1".to_owned()),
+        },
+        "follower.replication.throttled.replicas" | "leader.replication.throttled.replicas" => {
+            Ok(())
+        }
+        "segment.index.bytes" => integer(4),
+        "flush.messages" => integer(1),
+        "delete.retention.ms"
+        | "file.delete.delay.ms"
+        | "max.compaction.lag.ms"
+        | "message.timestamp.after.max.ms"
+        | "message.timestamp.before.max.ms"
+        | "message.timestamp.difference.max.ms"
+        | "min.compaction.lag.ms"
+        | "segment.jitter.ms" => integer(0),
+        _ => return None,
+    };
+    Some(result)
+}
+
 /// Checks every key and value; `replication_factor` bounds
 /// `min.insync.replicas` (a larger value could never be satisfied).
 pub fn topic_config(
@@ -132,13 +211,17 @@ pub fn topic_config(
                     return Err(bad(key, v, "expected true or false"));
                 }
             }
-            _ => {
-                return Err(bad(
-                    key,
-                    v,
-                    format!("unknown key; known keys: {}", CONFIG_KEYS.join(", ")),
-                ));
-            }
+            _ => match accepted_not_enforced(key, v) {
+                Some(Ok(())) => {}
+                Some(Err(reason)) => return Err(bad(key, v, reason)),
+                None => {
+                    return Err(bad(
+                        key,
+                        v,
+                        format!("unknown key; known keys: {}", CONFIG_KEYS.join(", ")),
+                    ));
+                }
+            },
         }
     }
     Ok(())
@@ -187,12 +270,22 @@ mod tests {
             ),
         ]);
         assert!(topic_config(&ok, 3).is_ok());
+        // What Kafka Streams sets on its repartition and changelog topics.
+        let streams = BTreeMap::from([
+            ("message.timestamp.type".to_owned(), "CreateTime".to_owned()),
+            ("segment.index.bytes".to_owned(), "52428800".to_owned()),
+            ("min.compaction.lag.ms".to_owned(), "0".to_owned()),
+        ]);
+        assert!(topic_config(&streams, 3).is_ok());
         for (k, v) in [
             ("retention.ms", "soon"),
             ("cleanup.policy", "archive"),
             ("min.insync.replicas", "4"),
             ("no.such.key", "1"),
             ("flush", "sometimes"),
+            ("message.timestamp.type", "LogAppendTime"),
+            ("compression.type", "zstd"),
+            ("min.compaction.lag.ms", "soon"),
         ] {
             let one = BTreeMap::from([(k.to_owned(), v.to_owned())]);
             assert!(
