@@ -36,6 +36,19 @@ test-e2e:
 	e2e/scripts/run-tests.sh || { e2e/scripts/apiserver.sh stop; exit 1; }
 	e2e/scripts/apiserver.sh stop
 
+# Container images without a daemon (docs/images.md): OCI layouts and
+# archives of rill/broker and rill/operator from a release build, in
+# $${CARGO_TARGET_DIR:-target}/images; prints their digests.
+.PHONY: images test-images
+images:
+	scripts/build-images.sh
+
+# The images built twice from the debug binaries: reproducible, valid OCI,
+# user, entrypoint, ports, labels, files and owners; as root the binaries run
+# inside the unpacked image. Installs skopeo and umoci with apt-get as root.
+test-images:
+	scripts/test-images.sh
+
 # Regenerate crds/ and charts/rill/crds/ from the operator's Rust types.
 crds:
 	$(CARGO) run -p rill-operator --bin crdgen

@@ -565,18 +565,21 @@ def check_broker_serves(img, work):
 # Other tools
 
 
+def tool(*argv):
+    proc = subprocess.run(argv, capture_output=True)
+    assert proc.returncode == 0, f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.decode()[-2000:]}"
+    return proc.stdout
+
+
 def check_skopeo(img, image, version, work):
     ref = f"oci-archive:{img.archive}:{version}"
-    raw = subprocess.run(["skopeo", "inspect", "--raw", ref], check=True, capture_output=True).stdout
+    raw = tool("skopeo", "inspect", "--raw", ref)
     assert "sha256:" + hashlib.sha256(raw).hexdigest() == img.manifest_desc["digest"], "skopeo reads another manifest"
-    cfg = json.loads(subprocess.run(["skopeo", "inspect", "--config", ref], check=True, capture_output=True).stdout)
+    cfg = json.loads(tool("skopeo", "inspect", "--config", ref))
     assert cfg["config"]["User"] == f"{UID}:{GID}", cfg["config"].get("User")
     # What `docker load` users get from the documented conversion.
     out = os.path.join(work, "docker-archive.tar")
-    subprocess.run(
-        ["skopeo", "copy", "--quiet", ref, f"docker-archive:{out}:rill/{image}:{version}"],
-        check=True, capture_output=True,
-    )
+    tool("skopeo", "copy", "--quiet", ref, f"docker-archive:{out}:rill/{image}:{version}")
     with tarfile.open(out) as tar:
         manifest = json.load(tar.extractfile("manifest.json"))
     # skopeo writes the normalised name; docker load shows it as rill/<image>.
@@ -584,13 +587,12 @@ def check_skopeo(img, image, version, work):
 
 
 def check_umoci(img, expect, version, work):
-    layout = os.path.join(work, "umoci-layout")
-    shutil.copytree(img.layout, layout)
+    layout = img.layout
     bundle = os.path.join(work, "bundle")
     argv = ["umoci", "unpack", "--image", f"{layout}:{version}", bundle]
     if os.geteuid() != 0:
         argv.insert(2, "--rootless")
-    subprocess.run(argv, check=True, capture_output=True)
+    tool(*argv)
     with open(os.path.join(bundle, "config.json"), encoding="utf-8") as f:
         spec = json.load(f)
     process = spec["process"]

@@ -59,7 +59,8 @@ for image in broker operator; do
     failed=$((failed + 1))
     echo "FAIL $image: two builds differ ($a, $b)"
   fi
-  rm -rf "$work/second/rill-$image-$version.oci" "$work/second/$archive"
+  # Only the archive is checked (it holds the same layout).
+  rm -rf "$work/second/rill-$image-$version.oci" "$work/second/$archive" "$work/first/rill-$image-$version.oci"
   mkdir "$work/verify-$image"
   status=0
   python3 images/verify.py --archive "$work/first/$archive" --image "$image" \
