@@ -53,7 +53,8 @@ done
 # where ldd resolves them on Debian. A static binary needs none.
 libs=$(
   for bin in "${bins[@]}"; do
-    out=$(ldd "$bin_dir/$bin" 2>&1) || { grep -q 'not a dynamic executable' <<<"$out" && continue; echo "$out" >&2; exit 1; }
+    # Without LD_PRELOAD: under fakeroot ldd would list libfakeroot too.
+    out=$(env -u LD_PRELOAD ldd "$bin_dir/$bin" 2>&1) || { grep -q 'not a dynamic executable' <<<"$out" && continue; echo "$out" >&2; exit 1; }
     if grep -q 'not found' <<<"$out"; then
       echo "rootfs.sh: $bin needs libraries that are not installed:" >&2
       echo "$out" >&2

@@ -18,8 +18,8 @@ What it pins, independently of images/oci.py:
   data directory, OCI labels (version, source and licence from Cargo.toml),
   and the Dockerfile's version default equals Cargo.toml's;
 - the layer: the binaries at /usr/local/bin, mode 0755, owned by root,
-  byte-identical to the build's; the ELF interpreter they name is in the
-  image; /etc/passwd and /etc/group name 65532; /var/lib/rill is a
+  byte-identical to the build's; the libraries are exactly the ELF
+  interpreter and the DT_NEEDED closure of the binaries; /etc/passwd and /etc/group name 65532; /var/lib/rill is a
   directory owned by 65532:65532; everything else root-owned, no
   setuid/setgid; sorted entries with one fixed mtime;
 - (as root) the image runs: its layer is unpacked, and the binaries are
@@ -128,21 +128,41 @@ def sha256_file(path):
     return "sha256:" + h.hexdigest()
 
 
-def elf_interpreter(path):
-    """PT_INTERP of a 64-bit little-endian ELF file, or None (static)."""
+def elf_dynamic(path):
+    """(PT_INTERP or None, [DT_NEEDED names]) of a 64-bit little-endian ELF
+    file, read from its program headers and dynamic section."""
     with open(path, "rb") as f:
         header = f.read(64)
         assert header[:4] == b"\x7fELF", f"{path} is not an ELF file"
         assert header[4] == 2 and header[5] == 1, f"{path}: only 64-bit little-endian ELF is checked"
         phoff, = struct.unpack_from("<Q", header, 32)
         phentsize, phnum = struct.unpack_from("<HH", header, 54)
+        interp, dynamic, loads = None, None, []
         for i in range(phnum):
             f.seek(phoff + i * phentsize)
-            p_type, _, p_offset, _, _, p_filesz = struct.unpack("<IIQQQQ", f.read(40))
+            p_type, _, p_offset, p_vaddr, _, p_filesz = struct.unpack("<IIQQQQ", f.read(40))
             if p_type == 3:  # PT_INTERP
                 f.seek(p_offset)
-                return f.read(p_filesz).rstrip(b"\0").decode()
-    return None
+                interp = f.read(p_filesz).rstrip(b"\0").decode()
+            elif p_type == 2:  # PT_DYNAMIC
+                dynamic = (p_offset, p_filesz)
+            elif p_type == 1:  # PT_LOAD
+                loads.append((p_vaddr, p_offset, p_filesz))
+        if dynamic is None:
+            return interp, []
+        f.seek(dynamic[0])
+        raw = f.read(dynamic[1])
+        entries = [struct.unpack_from("<qQ", raw, i) for i in range(0, len(raw) - 15, 16)]
+        strtab = next(v for tag, v in entries if tag == 5)  # DT_STRTAB, a virtual address
+        base = next(off + strtab - vaddr for vaddr, off, size in loads if vaddr <= strtab < vaddr + size)
+        needed = []
+        for tag, value in entries:
+            if tag == 0:  # DT_NULL
+                break
+            if tag == 1:  # DT_NEEDED
+                f.seek(base + value)
+                needed.append(f.read(256).split(b"\0", 1)[0].decode())
+        return interp, needed
 
 
 class HashingReader:
@@ -383,13 +403,29 @@ def check_binaries(img, expect, bin_dir):
     assert entry in img.by_name, f"entrypoint /{entry} is not in the layer"
 
 
-def check_interpreter(img, expect, bin_dir):
-    for binary in expect["binaries"]:
-        interp = elf_interpreter(os.path.join(bin_dir, binary))
-        if interp is None:
-            continue  # static: nothing to load
-        info, _ = img.by_name.get(interp.lstrip("/"), (None, None))
-        assert info is not None and info.isreg(), f"{binary} needs {interp}, which is not a file in the layer"
+def check_libraries(img, expect, bin_dir):
+    """The layer's libraries are exactly the ELF interpreter and the DT_NEEDED
+    closure of the binaries, each found once in the loader's directories."""
+    lib_dirs = sorted({
+        os.path.dirname(name) for name, info, _ in img.entries
+        if info.isreg() and re.match(r"(usr/)?lib(64|32)?/", name)
+    })
+    shipped = {name for name, info, _ in img.entries if info.isreg() and os.path.dirname(name) in lib_dirs}
+    wanted = set()
+    todo = [os.path.join(bin_dir, b) for b in expect["binaries"]]
+    while todo:
+        path = todo.pop()
+        interp, needed = elf_dynamic(path)
+        if interp:
+            assert interp.lstrip("/") in shipped, f"{os.path.basename(path)} needs the loader {interp}, which is not in the layer"
+            wanted.add(interp.lstrip("/"))
+        for soname in needed:
+            matches = [f"{d}/{soname}" for d in lib_dirs if f"{d}/{soname}" in shipped]
+            assert len(matches) == 1, f"{os.path.basename(path)} needs {soname}: found {matches or 'nowhere'} in the layer"
+            if matches[0] not in wanted:
+                wanted.add(matches[0])
+                todo.append(os.path.join(img.rootfs, matches[0]))
+    assert shipped == wanted, f"libraries nothing loads: {sorted(shipped - wanted)}"
 
 
 def check_passwd(img):
@@ -640,7 +676,7 @@ def main():
     checks.run(f"{label} chart and operator use this image's name and user", check_chart, args.image, version)
     checks.run(f"{label} layer entries sorted, parents first, one mtime", check_layer_order, img)
     checks.run(f"{label} binaries 0755, root-owned, identical to the build's", check_binaries, img, expect, args.bin_dir)
-    checks.run(f"{label} the binaries' ELF interpreter is in the layer", check_interpreter, img, expect, args.bin_dir)
+    checks.run(f"{label} libraries: exactly the ELF interpreter and DT_NEEDED closure", check_libraries, img, expect, args.bin_dir)
     checks.run(f"{label} /etc/passwd and /etc/group name {UID}", check_passwd, img)
     checks.run(f"{label} owners: root except the data directory; /tmp 1777", check_ownership, img, expect)
     checks.run(f"{label} copyright files of shipped libraries", check_license_files, img)
