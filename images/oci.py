@@ -20,11 +20,10 @@ same manifest digest.
         --name rill/broker --tag 0.1.0 --out DIR [--build-arg K=V]... \\
         [--epoch SECONDS] [--gzip-level 0-9]
 
-writes DIR/<name>-<tag>.oci/ (the layout) and DIR/<name>-<tag>.oci.tar
-(the same layout as one tar file, for `skopeo copy oci-archive:...`,
-`ctr images import`, `docker load`) and prints one line with the digests.
-Image names are the last path element prefixed with rill-: rill/broker ->
-rill-broker-0.1.0.oci.tar.
+writes DIR/rill-<image>-<tag>.oci/ (the layout; <image> is the last element
+of --name) and DIR/rill-<image>-<tag>.oci.tar (the same layout as one tar
+file, for `skopeo copy oci-archive:...` and `ctr images import`) and prints
+one line with the digests.
 """
 
 import argparse
@@ -38,9 +37,7 @@ import re
 import shlex
 import shutil
 import stat
-import sys
 import tarfile
-import tempfile
 
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -58,7 +55,6 @@ ARCHITECTURES = {
     "riscv64": "riscv64",
 }
 
-CHUNK = 1 << 20
 
 
 class DockerfileError(Exception):
