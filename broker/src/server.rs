@@ -23,7 +23,6 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -114,6 +113,15 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Serve
     TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind { what, addr, source })
+}
+
+/// Accepted gRPC connections with TCP_NODELAY. tonic ignores
+/// `Server::tcp_nodelay` for an incoming stream of our own, and with Nagle
+/// on, a small frame (a replica fetch answer, a gRPC response) waits for
+/// the peer's delayed ACK, up to 40 ms on Linux: every acks=all produce
+/// waited for it.
+fn no_delay(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 fn local_addr(
@@ -259,12 +267,8 @@ impl Broker {
         let grpc_task = tokio::spawn({
             let stop = grpc_stop.clone();
             tonic::transport::Server::builder()
-                .tcp_nodelay(true)
                 .add_service(service)
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(grpc_listener),
-                    stop.cancelled_owned(),
-                )
+                .serve_with_incoming_shutdown(no_delay(grpc_listener), stop.cancelled_owned())
         });
         // Cluster mode: serve replication, join the controller, and wait
         // for the first metadata snapshot to know this broker's roles.
@@ -277,15 +281,11 @@ impl Broker {
             tokio::spawn({
                 let stop = cluster_stop.clone();
                 tonic::transport::Server::builder()
-                    .tcp_nodelay(true)
                     .add_service(ReplicationApi::server(
                         Arc::clone(&manager),
                         config.max_request_bytes,
                     ))
-                    .serve_with_incoming_shutdown(
-                        TcpListenerStream::new(listener),
-                        stop.cancelled_owned(),
-                    )
+                    .serve_with_incoming_shutdown(no_delay(listener), stop.cancelled_owned())
             });
             let settings = ClusterSettings {
                 broker_id,
