@@ -75,3 +75,16 @@ compat:
 compat-kafka:
 	scripts/install-compat.sh
 	compat/run.sh --target kafka
+
+# Side-by-side benchmark against Apache Kafka (bench/README.md): 3 brokers
+# each, RF=3, acks=all, Kafka's perf tools. `bench` is the full run (about
+# 30 min, release build) and publishes bench/results/latest.md; `bench-smoke`
+# runs every step for seconds (debug binaries, about 2 min) and prints
+# figures without asserting on them. Both install Kafka's jars and a
+# matplotlib venv into $${RILL_CACHE:-$$HOME/.cache/rill} first.
+.PHONY: bench bench-smoke
+bench:
+	bench/run.sh
+
+bench-smoke:
+	bench/run.sh --smoke
