@@ -10,7 +10,12 @@
 //!
 //! What is real here: kube-apiserver and etcd (validation, CEL rules,
 //! resourceVersion conflicts, RBAC), the operator and the brokers. Brokers
-//! run in the test process instead of in pods.
+//! run in the test process instead of in pods, except in the tests that
+//! use the [`agent`] (the node agent of `e2e/scripts/cluster.sh`), where
+//! kube-controller-manager, kube-scheduler and the agent run pods as local
+//! processes.
+
+pub mod agent;
 
 use std::future::Future;
 use std::net::SocketAddr;
