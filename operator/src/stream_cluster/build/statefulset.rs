@@ -27,7 +27,7 @@ use super::{
     CONFIG_FILE_NAME, CONFIG_HASH_ANNOTATION, Names, common_labels, object_meta, selector_labels,
 };
 use crate::context::Settings;
-use crate::crd::StreamCluster;
+use crate::crd::{Permission, StreamCluster};
 
 /// Where the broker volume is mounted; `RILL_DATA_DIR`.
 pub const DATA_DIR: &str = "/var/lib/rill";
@@ -85,6 +85,14 @@ fn http_probe(path: &str, period: i32, failure_threshold: i32) -> Probe {
     }
 }
 
+/// The broker flag value of a topic policy permission.
+fn permission(p: Permission) -> &'static str {
+    match p {
+        Permission::Allow => "allow",
+        Permission::Deny => "deny",
+    }
+}
+
 /// The broker's environment, in a fixed order. `RILL_POD_NAME` and
 /// `RILL_POD_IP` come before the variables that refer to them with
 /// `$(RILL_POD_NAME)` and `$(RILL_POD_IP)`.
@@ -121,6 +129,14 @@ fn broker_env(sc: &StreamCluster, names: &Names, settings: &Settings) -> Vec<Env
             ),
         ),
         env("RILL_CONTROLLER_ADDR", settings.controller_address.clone()),
+        env(
+            "RILL_KAFKA_CREATE_TOPICS",
+            permission(sc.spec.topic_policy.create_topics),
+        ),
+        env(
+            "RILL_KAFKA_DELETE_TOPICS",
+            permission(sc.spec.topic_policy.delete_topics),
+        ),
     ];
     if let Some(rack) = &sc.spec.rack {
         vars.push(env_field(
@@ -458,6 +474,14 @@ mod tests {
         assert_eq!(
             value(&vars, "RILL_CONFIG_FILE").as_deref(),
             Some("/etc/rill/broker.properties")
+        );
+        assert_eq!(
+            (
+                value(&vars, "RILL_KAFKA_CREATE_TOPICS").as_deref(),
+                value(&vars, "RILL_KAFKA_DELETE_TOPICS").as_deref()
+            ),
+            (Some("deny"), Some("deny")),
+            "the default topic policy keeps topics declared as resources"
         );
         assert!(
             !vars.contains_key("RILL_RACK"),
