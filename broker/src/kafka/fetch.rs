@@ -32,7 +32,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::KafkaContext;
 use super::errors::error_code;
 use super::metadata::{kafka_brokers, leader_of};
-use super::topic_id::topic_id;
+use super::topic_id::TopicNames;
 use crate::partition::manager::{FetchLimits, FetchPartition};
 
 /// `isolation_level` of read_committed.
@@ -50,27 +50,13 @@ pub async fn fetch(ctx: &KafkaContext, version: i16, request: FetchRequest) -> F
         return FetchResponse::default()
             .with_error_code(ResponseError::InvalidFetchSessionEpoch.code());
     }
-    let known: Vec<String> = if version >= 13 {
-        ctx.manager
-            .metadata(&[])
-            .map(|ts| ts.into_iter().map(|t| t.name).collect())
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+    let names = TopicNames::new(&ctx.manager, version >= 13);
 
     // Requests in order, with where each answer goes.
     let mut wanted = Vec::new();
     let mut unknown_ids = Vec::new();
     for (t, topic) in request.topics.iter().enumerate() {
-        let name = if version >= 13 {
-            known
-                .iter()
-                .find(|n| topic_id(n) == topic.topic_id)
-                .cloned()
-        } else {
-            Some(topic.topic.0.to_string())
-        };
+        let name = names.name(&topic.topic.0, topic.topic_id);
         for p in &topic.partitions {
             match &name {
                 Some(name) => wanted.push((

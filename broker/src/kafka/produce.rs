@@ -26,7 +26,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::KafkaContext;
 use super::errors::code_and_message;
 use super::metadata::{kafka_brokers, leader_of};
-use super::topic_id::topic_id;
+use super::topic_id::TopicNames;
 use crate::log::batch;
 use crate::partition::{Acks, Error, ProduceResult};
 
@@ -67,27 +67,13 @@ pub async fn produce(
         .transactional_id
         .as_ref()
         .is_some_and(|id| !id.0.is_empty());
-    let known: Vec<String> = if version >= 13 {
-        ctx.manager
-            .metadata(&[])
-            .map(|ts| ts.into_iter().map(|t| t.name).collect())
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+    let names = TopicNames::new(&ctx.manager, version >= 13);
 
     // (response topic slot, partition index, outcome future), in request order.
     let mut slots = Vec::new();
     let mut work = Vec::new();
     for (t, topic) in request.topic_data.into_iter().enumerate() {
-        let name = if version >= 13 {
-            known
-                .iter()
-                .find(|n| topic_id(n) == topic.topic_id)
-                .cloned()
-        } else {
-            Some(topic.name.0.to_string())
-        };
+        let name = names.name(&topic.name.0, topic.topic_id);
         slots.push((topic.name, topic.topic_id, name.clone()));
         for p in topic.partition_data {
             let name = name.clone();

@@ -31,6 +31,35 @@ pub fn resolve<'a>(id: Uuid, names: impl IntoIterator<Item = &'a str>) -> Option
     names.into_iter().find(|n| topic_id(n) == id)
 }
 
+/// Names the topics of one request: by id when the request version
+/// carries ids (looked up among the broker's topics once per request), by
+/// the name it carries otherwise.
+pub struct TopicNames {
+    /// The broker's topics, when the request names topics by id.
+    known: Option<Vec<String>>,
+}
+
+impl TopicNames {
+    /// For a request that names topics by id when `by_id`.
+    pub fn new(manager: &crate::partition::manager::ReplicaManager, by_id: bool) -> Self {
+        let known = by_id.then(|| {
+            manager
+                .metadata(&[])
+                .map(|ts| ts.into_iter().map(|t| t.name).collect())
+                .unwrap_or_default()
+        });
+        Self { known }
+    }
+
+    /// The topic a request entry means, `None` for an unknown id.
+    pub fn name(&self, name: &str, id: Uuid) -> Option<String> {
+        match &self.known {
+            Some(known) => resolve(id, known.iter().map(String::as_str)).map(str::to_owned),
+            None => Some(name.to_owned()),
+        }
+    }
+}
+
 /// A topic name as the codec's string type.
 pub fn str_bytes(name: &str) -> StrBytes {
     StrBytes::from_string(name.to_owned())
