@@ -8,7 +8,8 @@
 # `rill-local`. See e2e/README.md, "Node agent".
 #
 #   e2e/scripts/cluster.sh up         # builds what is missing, starts what is not running
-#   e2e/scripts/cluster.sh down       # stops everything (add --clean to delete all state)
+#   e2e/scripts/cluster.sh down       # stops everything (add --clean to delete all state,
+#                                     # --keep-apiserver to leave etcd + kube-apiserver running)
 #   e2e/scripts/cluster.sh status
 #   e2e/scripts/cluster.sh up-control-plane   # without the node agent
 #
@@ -217,6 +218,7 @@ down() {
     stop_one rill-node-agent 120
     stop_one kube-scheduler 10
     stop_one kube-controller-manager 10
+    if [[ "${1:-}" == "--keep-apiserver" ]]; then return 0; fi
     "$HERE/apiserver.sh" stop "$@"
 }
 
@@ -234,5 +236,5 @@ case "${1:-}" in
     up-control-plane) up_control_plane ;;
     down) shift; down "$@" ;;
     status) status ;;
-    *) echo "usage: $0 up|up-control-plane|down [--clean]|status" >&2; exit 2 ;;
+    *) echo "usage: $0 up|up-control-plane|down [--clean|--keep-apiserver]|status" >&2; exit 2 ;;
 esac

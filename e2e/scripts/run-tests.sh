@@ -4,10 +4,14 @@
 #   e2e/scripts/run-tests.sh              # local control plane: builds (cached), starts, stops it
 #   KUBECONFIG=~/.kube/config e2e/scripts/run-tests.sh   # any cluster you point it at
 #
-# With the local control plane it starts etcd + kube-apiserver (unless already
-# running, in which case it leaves them running), applies crds/, runs the
-# tests with --ignored (they are ignored without a cluster), then stops what
-# it started. Extra arguments go to the test binary (e.g. a test name).
+# Two stages. 1: tests/metadata_controller.rs against etcd + kube-apiserver
+# (operator and brokers in the test process). 2: tests/agent.rs against the
+# whole local cluster of cluster.sh (kube-controller-manager, kube-scheduler
+# and rill-node-agent running pods as processes). With the local control
+# plane it starts what is not running and afterwards stops only what it
+# started. With KUBECONFIG set, stage 2 runs only when a node of
+# rill-node-agent is registered there. Extra arguments go to both test
+# binaries (e.g. a test name filter).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -15,15 +19,22 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 CACHE="${RILL_CACHE:-$HOME/.cache/rill}"
 K8S_VERSION="$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" { print $3 }' "$HERE/../k8s/go.mod")"
 
-started=false
+local_cluster=false
+started=false         # etcd + kube-apiserver started here
+started_nodes=false   # controller-manager, scheduler, node agent started here
 if [[ -z "${KUBECONFIG:-}" ]]; then
+    local_cluster=true
     if ! "$HERE/apiserver.sh" status >/dev/null 2>&1; then
         "$HERE/apiserver.sh" start
         started=true
     fi
     export KUBECONFIG="$CACHE/k8s/run/kubeconfig"
 fi
-cleanup() { if $started; then "$HERE/apiserver.sh" stop; fi; }
+cleanup() {
+    if $started; then "$HERE/cluster.sh" down
+    elif $started_nodes; then "$HERE/cluster.sh" down --keep-apiserver
+    fi
+}
 trap cleanup EXIT
 
 KUBECTL="${KUBECTL:-}"
@@ -36,5 +47,17 @@ for crd in streamclusters.rill.dev topics.rill.dev; do
 done
 
 cd "$ROOT"
-# One test at a time: each runs an operator, which watches every namespace.
+# Stage 1. One test at a time: each runs an operator, which watches every namespace.
 cargo test -p rill-e2e --test metadata_controller -- --ignored --test-threads=1 "$@"
+
+# Stage 2: pods run by the node agent.
+if $local_cluster; then
+    if ! "$HERE/cluster.sh" status >/dev/null 2>&1; then
+        started_nodes=true
+        "$HERE/cluster.sh" up
+    fi
+elif [[ -z "$("$KUBECTL" get nodes -l rill.dev/node-agent -o name 2>/dev/null)" ]]; then
+    echo "no rill-node-agent node in this cluster: skipping tests/agent.rs" >&2
+    exit 0
+fi
+cargo test -p rill-e2e --test agent -- --ignored --test-threads=1 "$@"

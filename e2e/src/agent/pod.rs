@@ -282,6 +282,12 @@ pub async fn run(agent: Arc<Agent>, mut updates: PodUpdates) {
     };
     grace.store(grace_seconds, Ordering::Release);
     tracing::info!(pod = %key, grace_seconds, "stopping pod");
+    if deleted.is_none() {
+        // The agent stops, not the pod: like a kubelet going away, it
+        // reports nothing more (the node turns NotReady instead), so the
+        // stopped containers do not read as a failed pod.
+        writer.abort();
+    }
     stop.cancel();
     while supervisors.join_next().await.is_some() {}
     writer_done.cancel();

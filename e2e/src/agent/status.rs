@@ -162,11 +162,15 @@ impl PodState {
             if entry.0 != status {
                 *entry = (status, now);
             }
+            // reason and message are cleared explicitly: the patch merges
+            // into the condition reported before.
             let mut c = json!({
                 "type": kind,
                 "status": if status { "True" } else { "False" },
                 "lastProbeTime": null,
                 "lastTransitionTime": entry.1.to_string(),
+                "reason": null,
+                "message": null,
             });
             if !status && matches!(kind, "ContainersReady" | "Ready") {
                 let unready: Vec<&str> = self
@@ -286,6 +290,7 @@ mod tests {
         p.containers[0].ready = true;
         let ready = p.to_patch(later());
         assert_eq!(condition(&ready, "Ready")["status"], "True");
+        assert!(condition(&ready, "Ready")["message"].is_null(), "cleared");
         assert_eq!(
             condition(&ready, "Ready")["lastTransitionTime"],
             later().to_string()
