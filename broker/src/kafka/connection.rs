@@ -5,7 +5,9 @@
 //! down). The connection task decodes each frame and starts its request in
 //! arrival order in a [`FuturesOrdered`]: up to [`MAX_IN_FLIGHT`] requests
 //! run concurrently (clients pipeline, e.g. `max.in.flight.requests.per.connection`)
-//! and responses are written strictly in request order.
+//! and responses are written strictly in request order. Responses that
+//! are done at the same time are written together and flushed once; the
+//! socket is read through a 64 KiB buffer.
 //!
 //! Requests are polled for the first time in arrival order, and a produce
 //! appends to the log within its first poll (only the durability wait comes
@@ -23,11 +25,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use futures::stream::FuturesOrdered;
-use tokio::io::AsyncWriteExt;
+use futures::{FutureExt, StreamExt};
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -72,7 +74,8 @@ pub async fn serve_connection(
     if let Err(e) = stream.set_nodelay(true) {
         debug!(%peer, error = %e, "cannot set TCP_NODELAY");
     }
-    let (read_half, mut write_half) = stream.into_split();
+    let (read_half, write_half) = stream.into_split();
+    let mut write_half = BufWriter::with_capacity(WRITE_BUFFER, write_half);
     let (frames_tx, mut frames) = mpsc::channel(FRAME_QUEUE);
     let reader = tokio::spawn(read_frames(
         read_half,
@@ -88,20 +91,11 @@ pub async fn serve_connection(
         }
         tokio::select! {
             biased;
-            Some(done) = in_flight.next(), if !in_flight.is_empty() => match done {
-                Ok(Some(response)) => {
-                    if let Err(e) = write_half.write_all(&response).await {
-                        debug!(%peer, error = %e, "client went away before its response was written");
-                        break;
-                    }
-                    ctx.metrics.kafka_bytes_out.inc_by(response.len() as u64);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    warn!(%peer, error = %e, "cannot encode a response; closing the connection");
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                if !write_responses(&mut write_half, done, &mut in_flight, &ctx, peer).await {
                     break;
                 }
-            },
+            }
             next = frames.recv(), if reading && in_flight.len() < MAX_IN_FLIGHT => match next {
                 None => reading = false,
                 Some(Err(e)) => {
@@ -128,6 +122,45 @@ pub async fn serve_connection(
     let _ = write_half.shutdown().await;
 }
 
+/// Writes `first` and every later response that is already done, then
+/// flushes once: responses completed together (an acks=all high watermark
+/// advance finishes several pipelined produces at once) leave in one
+/// write. Returns false when the connection must close.
+async fn write_responses(
+    out: &mut BufWriter<OwnedWriteHalf>,
+    first: Result<Option<Bytes>, EncodeError>,
+    in_flight: &mut FuturesOrdered<Pending>,
+    ctx: &KafkaContext,
+    peer: SocketAddr,
+) -> bool {
+    let mut next = Some(first);
+    while let Some(done) = next.take() {
+        match done {
+            Ok(Some(response)) => {
+                if let Err(e) = out.write_all(&response).await {
+                    debug!(%peer, error = %e, "client went away before its response was written");
+                    return false;
+                }
+                ctx.metrics.kafka_bytes_out.inc_by(response.len() as u64);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(%peer, error = %e, "cannot encode a response; closing the connection");
+                // Shutting the writer down flushes what came before.
+                return false;
+            }
+        }
+        // Polled without waiting; the connection loop polls `in_flight`
+        // again with its own waker before it sleeps.
+        next = in_flight.next().now_or_never().flatten();
+    }
+    if let Err(e) = out.flush().await {
+        debug!(%peer, error = %e, "client went away before its response was written");
+        return false;
+    }
+    true
+}
+
 fn frame_label(e: &FrameError) -> &'static str {
     match e {
         FrameError::TooLarge { .. } => "frame_too_large",
@@ -136,13 +169,22 @@ fn frame_label(e: &FrameError) -> &'static str {
     }
 }
 
+/// Responses are gathered in a buffer this large before a write (larger
+/// ones go out directly).
+const WRITE_BUFFER: usize = 64 << 10;
+
+/// Bytes read from the socket at a time: size prefixes and small frames
+/// come out of this buffer instead of one `recv` each.
+const READ_BUFFER: usize = 64 << 10;
+
 /// Reads frames until the peer closes, an error, or the receiver is gone.
 async fn read_frames(
-    mut read_half: OwnedReadHalf,
+    read_half: OwnedReadHalf,
     max: usize,
     frames: mpsc::Sender<Result<Bytes, FrameError>>,
     ctx: Arc<KafkaContext>,
 ) {
+    let mut read_half = BufReader::with_capacity(READ_BUFFER, read_half);
     loop {
         let next = frame::read_frame(&mut read_half, max).await;
         let stop = !matches!(next, Ok(Some(_)));

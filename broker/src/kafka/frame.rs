@@ -3,10 +3,10 @@
 //!
 //! [`read_frame`] bounds the size before reading anything (a frame larger
 //! than `--kafka-max-request-bytes` closes the connection) and grows its
-//! buffer with the bytes that actually arrive, so a client announcing a
-//! huge frame and sending nothing costs no memory. [`encode_response`]
-//! writes the size, the response header (v0, or v1 for flexible
-//! versions) and the body.
+//! buffer with the bytes that actually arrive (past the first 64 KiB), so
+//! a client announcing a huge frame and sending nothing costs little
+//! memory. [`encode_response`] writes the size, the response header (v0,
+//! or v1 for flexible versions) and the body.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ResponseHeader;
@@ -29,6 +29,9 @@ pub enum FrameError {
 
 /// Bytes of the size prefix.
 pub const SIZE_PREFIX: usize = 4;
+
+/// Capacity a frame's buffer starts with before its bytes arrive.
+const INITIAL_BODY: usize = 64 << 10;
 
 /// Reads one frame. `Ok(None)` when the peer closed the connection
 /// between frames.
@@ -59,7 +62,9 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if size > max {
         return Err(FrameError::TooLarge { size, max });
     }
-    let mut body = Vec::new();
+    // Room for a typical frame up front (fewer reads and reallocations);
+    // beyond that the buffer grows only as bytes arrive.
+    let mut body = Vec::with_capacity(size.min(INITIAL_BODY));
     let read = reader.take(size as u64).read_to_end(&mut body).await?;
     if read < size {
         return Err(FrameError::Truncated { read, size });

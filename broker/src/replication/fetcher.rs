@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::join_all;
 use parking_lot::Mutex;
 use rill_proto::replication as pb;
 use rill_proto::replication::replication_client::ReplicationClient;
@@ -230,13 +231,15 @@ impl Task {
                     .map_err(|_| "leader did not answer in time".to_owned())?
                     .map_err(|e| e.to_string())?
                     .ok_or_else(|| "leader closed the stream".to_owned())?;
-            let mut backoff = false;
-            for p in response.partitions {
-                let Some(&asked) = sent.get(&(p.topic.clone(), p.partition)) else {
-                    continue;
-                };
-                backoff |= self.apply(p, asked).await;
-            }
+            // Each partition's answer is appended within the first poll of
+            // its `apply`; with flush=fsync the fsyncs that follow run
+            // concurrently instead of one partition after the other. All
+            // complete before the next request reports the new log ends.
+            let applies = response.partitions.into_iter().filter_map(|p| {
+                let asked = *sent.get(&(p.topic.clone(), p.partition))?;
+                Some(self.apply(p, asked))
+            });
+            let backoff = join_all(applies).await.into_iter().any(|b| b);
             if backoff {
                 tokio::time::sleep(EPOCH_ERROR_BACKOFF).await;
             }
