@@ -104,7 +104,7 @@ mkdir -p "$out"
 command="bench/run.sh"
 [ "$mode" = smoke ] && command+=" --smoke"
 [ ${#pass[@]} -eq 0 ] || command+=" ${pass[*]}"
-say "running ($mode; Rill $profile binaries from $bin); output in $out"
+say "running ($mode; Rill binaries from $bin); output in $out"
 "$VENV/bin/python" "$repo/bench/bench.py" --mode "$mode" --out "$out" --work "$work/work" \
     --rill-bin "$bin" --command "$command" ${pass[@]+"${pass[@]}"}
 

@@ -5,6 +5,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
@@ -23,6 +24,7 @@ import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 
@@ -139,8 +141,16 @@ public final class BenchTool {
             admin.createTopics(List.of(t)).all().get();
             long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
             while (true) {
-                TopicDescription d = admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic);
-                boolean led = d.partitions().stream().allMatch(x -> x.leader() != null && x.leader().id() >= 0);
+                boolean led = false;
+                try {
+                    TopicDescription d = admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic);
+                    led = d.partitions().stream().allMatch(x -> x.leader() != null && x.leader().id() >= 0);
+                } catch (ExecutionException e) {
+                    // The broker answering has not seen the new topic yet.
+                    if (!(e.getCause() instanceof UnknownTopicOrPartitionException)) {
+                        throw e;
+                    }
+                }
                 if (led) {
                     break;
                 }
