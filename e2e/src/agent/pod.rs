@@ -219,6 +219,28 @@ pub async fn run(agent: Arc<Agent>, mut updates: PodUpdates) {
         }
     }
 
+    // Init containers are not run: starting the app containers without
+    // them would misreport the pod, so it waits with the reason.
+    if spec.init_containers.as_ref().is_some_and(|c| !c.is_empty()) && deleted.is_none() {
+        let message = "init containers are not supported by the node agent".to_owned();
+        for c in &mut state.lock().containers {
+            c.state = ContainerState::waiting("CreateContainerError", Some(message.clone()));
+        }
+        changed.notify_one();
+        loop {
+            tokio::select! {
+                r = updates.changed() => {
+                    let current = if r.is_err() { None } else { updates.borrow_and_update().clone() };
+                    if current.as_ref().is_none_or(|p| p.metadata.deletion_timestamp.is_some()) {
+                        deleted = Some(current);
+                        break;
+                    }
+                }
+                _ = agent.stop.cancelled() => break,
+            }
+        }
+    }
+
     let stop = CancellationToken::new();
     let grace = Arc::new(AtomicU64::new(grace_of(&pod)));
     let mut supervisors = JoinSet::new();
