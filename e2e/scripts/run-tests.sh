@@ -48,7 +48,9 @@ done
 
 cd "$ROOT"
 # Stage 1. One test at a time: each runs an operator, which watches every namespace.
-cargo test -p rill-e2e --test metadata_controller -- --ignored --test-threads=1 "$@"
+# `--workspace` keeps the feature set of `make test`'s build, so nothing is
+# rebuilt for these tests.
+cargo test --workspace --test metadata_controller -- --ignored --test-threads=1 "$@"
 
 # Stage 2: pods run by the node agent.
 if $local_cluster; then
@@ -60,4 +62,4 @@ elif [[ -z "$("$KUBECTL" get nodes -l rill.dev/node-agent -o name 2>/dev/null)" 
     echo "no rill-node-agent node in this cluster: skipping tests/agent.rs" >&2
     exit 0
 fi
-cargo test -p rill-e2e --test agent -- --ignored --test-threads=1 "$@"
+cargo test --workspace --test agent -- --ignored --test-threads=1 "$@"
