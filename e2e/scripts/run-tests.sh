@@ -50,7 +50,10 @@ cd "$ROOT"
 # Stage 1. One test at a time: each runs an operator, which watches every namespace.
 # `--workspace` keeps the feature set of `make test`'s build, so nothing is
 # rebuilt for these tests.
-cargo test --workspace --test metadata_controller -- --ignored --test-threads=1 "$@"
+# Both stages run even when the first fails; the exit status covers both.
+failed=()
+cargo test --workspace --test metadata_controller -- --ignored --test-threads=1 "$@" \
+    || failed+=(metadata_controller)
 
 # Stage 2: pods run by the node agent.
 if $local_cluster; then
@@ -58,8 +61,13 @@ if $local_cluster; then
         started_nodes=true
         "$HERE/cluster.sh" up
     fi
-elif [[ -z "$("$KUBECTL" get nodes -l rill.dev/node-agent -o name 2>/dev/null)" ]]; then
-    echo "no rill-node-agent node in this cluster: skipping tests/agent.rs" >&2
-    exit 0
 fi
-cargo test --workspace --test agent -- --ignored --test-threads=1 "$@"
+if $local_cluster || [[ -n "$("$KUBECTL" get nodes -l rill.dev/node-agent -o name 2>/dev/null)" ]]; then
+    cargo test --workspace --test agent -- --ignored --test-threads=1 "$@" || failed+=(agent)
+else
+    echo "no rill-node-agent node in this cluster: skipping tests/agent.rs" >&2
+fi
+if (( ${#failed[@]} > 0 )); then
+    echo "e2e tests failed: ${failed[*]}" >&2
+    exit 1
+fi
