@@ -28,7 +28,7 @@ if [[ -z "${KUBECONFIG:-}" ]]; then
         "$HERE/apiserver.sh" start
         started=true
     fi
-    export KUBECONFIG="$CACHE/k8s/run/kubeconfig"
+    export KUBECONFIG="${RILL_K8S_RUN:-$CACHE/k8s/run}/kubeconfig"
 fi
 cleanup() {
     if $started; then "$HERE/cluster.sh" down
