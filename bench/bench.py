@@ -543,20 +543,24 @@ def measure(cfg, cluster, variant, rep, logdir, prior_rate):
     create_topic(cfg, bootstrap, topic, topic_config(cfg, variant), log)
     create_topic(cfg, bootstrap, e2e_topic, topic_config(cfg, variant), log)
 
-    # Warm-up (JIT of the Kafka brokers and of the client): producer runs of
-    # --warmup-records until they add up to --warmup-seconds (at most 4).
+    # Warm-up (JIT of the Kafka brokers and of the client): at least two
+    # producer runs of --warmup-records, more until they add up to
+    # --warmup-seconds (at most 4). The last one's rate, or the best
+    # measured rate of an earlier repetition, sizes the measured run with a
+    # margin, since Kafka is still speeding up after its warm-up.
     warm_s = 0.0
-    for _ in range(4):
+    for i in range(4):
         warm = producer_perf(cfg, bootstrap, topic, cfg.warmup_records, log)
         warm_s += warm["seconds"]
-        if warm_s >= cfg.warmup_seconds:
+        if warm_s >= cfg.warmup_seconds and i >= (0 if cfg.mode == "smoke" else 1):
             break
     warm["total_seconds"] = warm_s
     rate = max(warm["records_per_s"], prior_rate)
     if cfg.records:
         records = cfg.records
     else:
-        records = int(math.ceil(rate * cfg.seconds * 1.15 / 10000) * 10000)
+        margin = 1.2 if prior_rate else 1.6
+        records = int(math.ceil(rate * cfg.seconds * margin / 10000) * 10000)
     say(f"{variant} rep {rep}: warm-up {warm['mb_per_s']:.0f} MB/s; producing {records} records")
 
     pids = [p.pid for p in cluster.brokers]
@@ -782,8 +786,8 @@ def write_report(cfg, results, summary, meta, path_md, path_png):
       "`kafka-consumer-perf-test` over what the topic retained, and `bench/java/BenchTool e2e` "
       f"({cfg.e2e_rate} records/s for {cfg.e2e_seconds} s after {cfg.e2e_warmup} s warm-up, "
       "linger.ms=0, one producer and one consumer in one JVM, System.nanoTime). "
-      f"Before the measured producer run, warm-up runs of {cfg.warmup_records} records until "
-      f"{cfg.warmup_seconds:.0f} s of producing (JIT of Kafka's brokers and of the client); the measured run "
+      f"Before the measured producer run, at least two warm-up runs of {cfg.warmup_records} records, "
+      f"more until {cfg.warmup_seconds:.0f} s of producing (JIT of Kafka's brokers and of the client); the measured run "
       f"is sized from the warm-up rate to last at least {cfg.seconds:.0f} s. "
       "A fresh cluster per variant and repetition (smoke: one per system); MB = 10^6 bytes of record values. "
       "Broker CPU counts utime+stime of the three broker processes over the measured producer run; "
@@ -944,7 +948,7 @@ def main():
         "reps": 1 if smoke else 3,
         "seconds": 30.0,
         "records": 20000 if smoke else None,
-        "warmup_records": 5000 if smoke else 200000,
+        "warmup_records": 5000 if smoke else 150000,
         "warmup_seconds": 0.0 if smoke else 15.0,
         "retention_bytes": (384 << 20),
         "segment_bytes": (64 << 20),
