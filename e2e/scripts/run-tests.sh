@@ -4,10 +4,11 @@
 #   e2e/scripts/run-tests.sh              # local control plane: builds (cached), starts, stops it
 #   KUBECONFIG=~/.kube/config e2e/scripts/run-tests.sh   # any cluster you point it at
 #
-# Two stages. 1: tests/metadata_controller.rs against etcd + kube-apiserver
+# Three stages. 1: tests/metadata_controller.rs against etcd + kube-apiserver
 # (operator and brokers in the test process). 2: tests/agent.rs against the
 # whole local cluster of cluster.sh (kube-controller-manager, kube-scheduler
-# and rill-node-agent running pods as processes). With the local control
+# and rill-node-agent running pods as processes). 3 (local cluster, with
+# helm): chart-smoke.sh, the chart and examples/ on that cluster. With the local control
 # plane it starts what is not running and afterwards stops only what it
 # started. With KUBECONFIG set, stage 2 runs only when a node of
 # rill-node-agent is registered there. Extra arguments go to both test
@@ -66,6 +67,16 @@ if $local_cluster || [[ -n "$("$KUBECTL" get nodes -l rill.dev/node-agent -o nam
     cargo test --workspace --test agent -- --ignored --test-threads=1 "$@" || failed+=(agent)
 else
     echo "no rill-node-agent node in this cluster: skipping tests/agent.rs" >&2
+fi
+# Stage 3: the chart and examples/ installed as a user would, on the local
+# cluster (needs helm: make test-chart installs it).
+if $local_cluster; then
+    HELM="${HELM:-$(command -v helm || echo "${RILL_TOOLS:-$CACHE/tools}/bin/helm")}"
+    if [[ -x "$HELM" ]]; then
+        HELM="$HELM" "$HERE/chart-smoke.sh" || failed+=(chart-smoke)
+    else
+        echo "helm not found: skipping chart-smoke.sh (make test-chart installs it)" >&2
+    fi
 fi
 if (( ${#failed[@]} > 0 )); then
     echo "e2e tests failed: ${failed[*]}" >&2
