@@ -169,6 +169,8 @@ start_agent() {
         echo "*/rill/broker:* = $TARGET/debug/rill-broker"
         echo "rill/operator:* = $TARGET/debug/rill-operator"
         echo "*/rill/operator:* = $TARGET/debug/rill-operator"
+        echo "# e2e/tests/agent.rs: a shell image (other commands come from the host's PATH)"
+        echo "rill-e2e/shell:* = $(command -v sh)"
         [[ -n "${AGENT_IMAGES:-}" ]] && printf '%s\n' "$AGENT_IMAGES"
     } > "$images"
     mkdir -p "$AGENT_DIR"

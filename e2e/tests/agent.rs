@@ -11,7 +11,11 @@
 //! - a killed broker process (SIGKILL) is restarted: restartCount 1, last
 //!   state exit code 137, Ready again;
 //! - a Deployment whose image maps to no binary waits with ErrImagePull /
-//!   ImagePullBackOff and a message naming the image.
+//!   ImagePullBackOff and a message naming the image;
+//! - a container sees its own projected service-account files, ConfigMap
+//!   and downward API volumes, env from a ConfigMap and the downward API
+//!   with `$(VAR)` expansion, its pod's hostname, and its own `/tmp`
+//!   (emptyDir); an exec readiness probe run inside the pod makes it Ready.
 //!
 //! Ignored without a cluster: run through `e2e/scripts/run-tests.sh`.
 
@@ -148,13 +152,7 @@ fn is_ready(pod: &Pod) -> bool {
 }
 
 fn broker_status(pod: &Pod) -> Option<ContainerStatus> {
-    pod.status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .iter()
-        .find(|c| c.name == "broker")
-        .cloned()
+    container_status(pod, "broker")
 }
 
 /// Waits until pod `name` is Ready, optionally a different pod than `not_uid`.
@@ -411,4 +409,91 @@ async fn given_a_deployment_of_an_unmapped_image_then_its_pod_waits_with_an_imag
     let message = waiting.message.unwrap_or_default();
     assert!(message.contains(image), "{message}");
     delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local cluster with the node agent: e2e/scripts/run-tests.sh"]
+async fn given_a_pod_with_volumes_env_and_an_exec_probe_then_the_container_sees_its_own_files_and_becomes_ready()
+ {
+    let client = client().await;
+    ready_node(&client).await;
+    let ns = namespace(&client, "rill-agent-vol").await;
+    let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "settings"},
+        "data": {"greeting": "hello"},
+    }))
+    .expect("configmap");
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("configmap created");
+    // The container checks what it sees, then marks itself ready in its own
+    // /tmp (an emptyDir); the exec probe reads that file inside the pod.
+    let script = r#"set -e
+test -s /var/run/secrets/kubernetes.io/serviceaccount/token
+test -s /var/run/secrets/kubernetes.io/serviceaccount/ca.crt
+test "$(cat /var/run/secrets/kubernetes.io/serviceaccount/namespace)" = "$POD_NAMESPACE"
+test "$(cat /etc/config/greeting)" = hello
+test "$(cat /etc/podinfo/name)" = "$POD_NAME"
+test "$GREETING" = hello
+test "$ADDRESS" = "$POD_IP:8080"
+test "$(cat /proc/sys/kernel/hostname)" = "$POD_NAME"
+touch /tmp/rill-e2e-ready
+echo checks passed
+exec sleep 3600"#;
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "probe"},
+        "spec": {
+            "terminationGracePeriodSeconds": 2,
+            "containers": [{
+                "name": "main",
+                "image": "rill-e2e/shell:1",
+                "command": ["sh", "-c", script],
+                "env": [
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                    {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                    {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "greeting"}}},
+                    {"name": "ADDRESS", "value": "$(POD_IP):8080"},
+                ],
+                "readinessProbe": {"exec": {"command": ["test", "-f", "/tmp/rill-e2e-ready"]}, "periodSeconds": 1},
+                "volumeMounts": [
+                    {"name": "tmp", "mountPath": "/tmp"},
+                    {"name": "config", "mountPath": "/etc/config", "readOnly": true},
+                    {"name": "podinfo", "mountPath": "/etc/podinfo"},
+                ],
+            }],
+            "volumes": [
+                {"name": "tmp", "emptyDir": {}},
+                {"name": "config", "configMap": {"name": "settings"}},
+                {"name": "podinfo", "downwardAPI": {"items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+            ],
+        },
+    }))
+    .expect("pod");
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("pod created");
+    let ready = ready_pod(&pods, "probe", None, POD_READY_TIMEOUT).await;
+    assert_eq!(
+        container_status(&ready, "main").map(|s| s.restart_count),
+        Some(0),
+        "every check in the container passed the first time"
+    );
+    assert!(
+        !std::path::Path::new("/tmp/rill-e2e-ready").exists(),
+        "the pod's /tmp is its own emptyDir, not the host's"
+    );
+    delete_namespace(&client, &ns).await;
+}
+
+fn container_status(pod: &Pod, name: &str) -> Option<ContainerStatus> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == name)
+        .cloned()
 }
