@@ -34,7 +34,7 @@ test-e2e:
 	e2e/scripts/apiserver.sh start
 	e2e/scripts/check-crds.sh || { e2e/scripts/apiserver.sh stop; exit 1; }
 	e2e/scripts/run-tests.sh || { e2e/scripts/apiserver.sh stop; exit 1; }
-	e2e/scripts/apiserver.sh stop
+	e2e/scripts/apiserver.sh stop --clean
 
 # Container images without a daemon (docs/images.md): OCI layouts and
 # archives of rill/broker and rill/operator from a release build, in

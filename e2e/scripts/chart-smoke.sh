@@ -11,8 +11,10 @@
 #
 # The release and namespace are removed at the end (KEEP=1 keeps them).
 # When a host process already listens on one of the brokers' default ports
-# (pods share the host's network namespace), the StreamCluster gets free
-# ports instead, and the script says so.
+# on every address (pods share the host's network namespace), the
+# StreamCluster gets free ports instead, and the script says so. After a
+# failure it prints what a user would look at: pods, events, the operator's
+# and the agent's last log lines.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -80,7 +82,9 @@ if k get namespace "$NS" >/dev/null 2>&1; then
 fi
 check "namespace $NS created" k create namespace "$NS"
 ports=""
-if ss -Hltn 2>/dev/null | awk '{print $4}' | grep -Eq '(^|[:*])(9092|9093|9094|9644)$'; then
+# Brokers bind their own pod address, so only a wildcard listener on the host
+# (0.0.0.0, [::] or *) collides with theirs.
+if ss -Hltn 2>/dev/null | awk '{print $4}' | grep -Eq '^(0\.0\.0\.0|\[::\]|\*):(9092|9093|9094|9644)$'; then
     pick() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
     ports="  ports: {kafka: $(pick), client: $(pick), replication: $(pick), http: $(pick)}"
     echo "INFO  a host process holds a default broker port: the StreamCluster uses ${ports#  ports: }"
@@ -111,6 +115,20 @@ else
     echo "INFO  kcat not installed: Kafka client checks skipped"
 fi
 
+if (( fail > 0 )); then
+    echo
+    echo "---- diagnostics"
+    k get nodes -o wide 2>&1
+    k get pods -A -o wide 2>&1
+    k -n "$NS" get streamcluster,topic,statefulset,pvc 2>&1
+    k get events -A --sort-by=.lastTimestamp 2>&1 | tail -25
+    for pod in $(k -n "$NS" get pods -o name 2>/dev/null); do
+        echo "-- $pod"; k -n "$NS" describe "$pod" 2>&1 | sed -n '/^Conditions:/,$p' | tail -20
+    done
+    echo "-- operator log"; k -n "$OPERATOR_NS" logs deployment/rill-operator --tail=30 2>&1 \
+        || tail -30 "$RUN"/agent/logs/${OPERATOR_NS}_rill-operator-*_operator.log 2>&1
+    echo "-- node agent log"; tail -30 "$RUN/logs/rill-node-agent.log" 2>&1
+fi
 echo
 echo "$pass passed, $fail failed"
 for f in "${failed[@]}"; do echo "  failed: $f"; done

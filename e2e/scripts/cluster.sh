@@ -16,6 +16,9 @@
 # Environment: everything apiserver.sh takes, plus KCM_PORT=10257,
 # SCHEDULER_PORT=10259 (healthz ports, 127.0.0.1), NODE_NAME=rill-local,
 # AGENT_POD_RANGE=127.0.16.0/20, AGENT_IMAGES (extra `PATTERN=BINARY` lines),
+# AGENT_CPU=16 (the node's reported CPUs: pods are processes without CPU
+# limits, so requests are bookkeeping only; 16 lets examples/ and a scale-up
+# to 5 brokers schedule on a 2-core machine),
 # CARGO_TARGET_DIR (where the broker/operator/agent binaries are built),
 # AGENT_SKIP_BUILD=1 to use the binaries as they are.
 set -euo pipefail
@@ -33,6 +36,7 @@ SCHEDULER_PORT="${SCHEDULER_PORT:-10259}"
 SERVICE_CIDR="${SERVICE_CIDR:-10.96.0.0/16}"   # allocated in etcd only; no traffic is sent there
 NODE_NAME="${NODE_NAME:-rill-local}"
 AGENT_POD_RANGE="${AGENT_POD_RANGE:-127.0.16.0/20}"
+AGENT_CPU="${AGENT_CPU:-16}"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 AGENT_DIR="$RUN/agent"
 
@@ -181,6 +185,7 @@ start_agent() {
         --root-dir "$AGENT_DIR" \
         --pod-range "$AGENT_POD_RANGE" \
         --image-map "$images" \
+        --cpu "$AGENT_CPU" \
         > "$RUN/logs/rill-node-agent.log" 2>&1 &
     echo $! > "$RUN/rill-node-agent.pid"
     wait_for "node $NODE_NAME Ready" rill-node-agent 60 \

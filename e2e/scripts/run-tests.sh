@@ -55,6 +55,13 @@ cd "$ROOT"
 failed=()
 cargo test --workspace --test metadata_controller -- --ignored --test-threads=1 "$@" \
     || failed+=(metadata_controller)
+# Stage 1 runs operators inside the test process: the StatefulSets they made
+# would get pods once a node exists. A terminating namespace takes no new
+# objects, and kube-controller-manager empties it in stage 2.
+delete_test_namespaces() {
+    "$KUBECTL" delete namespace -l rill.dev/e2e-test=true --wait=false >/dev/null 2>&1 || true
+}
+delete_test_namespaces
 
 # Stage 2: pods run by the node agent.
 if $local_cluster; then
@@ -65,6 +72,7 @@ if $local_cluster; then
 fi
 if $local_cluster || [[ -n "$("$KUBECTL" get nodes -l rill.dev/node-agent -o name 2>/dev/null)" ]]; then
     cargo test --workspace --test agent -- --ignored --test-threads=1 "$@" || failed+=(agent)
+    delete_test_namespaces
 else
     echo "no rill-node-agent node in this cluster: skipping tests/agent.rs" >&2
 fi

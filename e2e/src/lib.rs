@@ -40,7 +40,13 @@ pub async fn client() -> Client {
     Client::try_from(config).expect("a Kubernetes client")
 }
 
-/// Creates a namespace with a unique name starting with `prefix`.
+/// Label on every namespace a test creates. run-tests.sh deletes the
+/// labelled namespaces after each stage, so nothing a failed or interrupted
+/// test left behind (StatefulSets in particular) gets pods in a later stage.
+pub const E2E_NAMESPACE_LABEL: &str = "rill.dev/e2e-test";
+
+/// Creates a namespace with a unique name starting with `prefix`, labelled
+/// with [`E2E_NAMESPACE_LABEL`].
 pub async fn namespace(client: &Client, prefix: &str) -> String {
     let name = format!(
         "{prefix}-{}-{}",
@@ -53,7 +59,7 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
     let ns: Namespace = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": {E2E_NAMESPACE_LABEL: "true"}},
     }))
     .expect("namespace");
     Api::<Namespace>::all(client.clone())

@@ -85,13 +85,20 @@ async fn write_status(
             _ = changed.notified() => false,
             _ = done.cancelled() => true,
         };
+        // A stopping agent reports nothing more (see `run`).
+        if agent.stop.is_cancelled() {
+            return;
+        }
         let patch = state.lock().to_patch(Timestamp::now());
         if patch != last {
             let result = api
                 .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
                 .await;
             match result {
-                Ok(_) => last = patch,
+                Ok(_) => {
+                    tracing::debug!(pod = %pod_key(&pod), phase = %patch["status"]["phase"], "status reported");
+                    last = patch;
+                }
                 Err(kube::Error::Api(e)) if e.code == 404 => return,
                 Err(e) => {
                     tracing::warn!(pod = %pod_key(&pod), error = %e, "status update failed");
