@@ -278,6 +278,19 @@ impl Cluster {
     fn signal_broker(&mut self, id: i32, signal: Signal) {
         self.brokers[&id].signal(signal);
         if signal == Signal::SIGSTOP {
+            // kill() only queues the signal: a thread already on a CPU
+            // may serve a request or two before it stops. Wait until every
+            // thread is in the stopped state, so what is sent from now on
+            // is read only after SIGCONT.
+            let pid = self.brokers[&id].pid();
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !all_threads_stopped(pid) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "broker {id} (pid {pid}) did not stop within 5 s of SIGSTOP"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
             self.stopped.insert(id);
         } else {
             self.stopped.remove(&id);
@@ -1208,4 +1221,20 @@ fn metric(exposition: &str, name_and_labels: &str) -> Option<f64> {
         .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// Whether every thread of `pid` is stopped (state `T` in
+/// /proc/PID/task/TID/stat).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the parenthesised command name.
+            stat.rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next())
+                .is_some_and(|state| state == 'T' || state == 't')
+        })
+    })
 }

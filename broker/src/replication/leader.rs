@@ -136,6 +136,11 @@ impl LeaderState {
         self.partition_epoch = partition_epoch;
         self.replicas = replicas;
         self.isr = isr;
+    }
+
+    /// The controller answered our AlterPartition with the state it
+    /// committed (already adopted through [`update`](Self::update)).
+    pub fn pending_done(&mut self) {
         self.pending = None;
     }
 
@@ -226,9 +231,25 @@ impl LeaderState {
         self.pending = Some(isr);
     }
 
-    /// The AlterPartition failed; a later check may propose again.
+    /// The AlterPartition failed or its answer was lost; a later check may
+    /// propose again. A failure does not prove the controller did not
+    /// commit it (a lost answer, or a retry refused because the first try
+    /// already moved the partition epoch), so members it would have added
+    /// stay in this leader's ISR: the HW keeps waiting for them, and the
+    /// controller's ISR, from which the next leader is chosen, is never
+    /// wider than the one this leader commits writes against. The next
+    /// state the controller publishes replaces it.
     pub fn clear_pending(&mut self) {
-        self.pending = None;
+        if let Some(pending) = self.pending.take() {
+            let isr = &self.isr;
+            let widened: Vec<BrokerId> = self
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| isr.contains(r) || pending.contains(r))
+                .collect();
+            self.isr = widened;
+        }
     }
 }
 
@@ -286,7 +307,32 @@ mod tests {
             "pending shrink still counts the old member"
         );
         l.update(8, vec![0, 1, 2], proposal, 12_000);
+        l.pending_done();
         assert_eq!(l.advance(220), Some(220));
+    }
+
+    #[test]
+    fn given_an_expansion_whose_answer_is_lost_then_the_hw_keeps_waiting_for_the_joined_member() {
+        // Broker 2 rejoins; the controller commits the expansion, but the
+        // answer never arrives (the leader was stopped, the request timed
+        // out). The controller may now elect broker 2: this leader must not
+        // commit writes broker 2 does not have.
+        let mut l = LeaderState::new(0, 5, 7, vec![0, 1, 2], vec![0, 1], 100, 100, 0);
+        l.on_fetch(1, 100, 100, 1);
+        l.on_fetch(2, 100, 100, 1);
+        let proposal = l.proposed_isr(1, LAG).expect("expansion");
+        assert_eq!(proposal, vec![0, 1, 2]);
+        l.set_pending(proposal);
+        l.clear_pending();
+        assert_eq!(l.isr(), &[0, 1, 2]);
+        l.on_fetch(1, 150, 150, 2);
+        assert_eq!(l.advance(150), None, "waits for broker 2");
+        l.on_fetch(2, 150, 150, 3);
+        assert_eq!(l.high_watermark(), 150);
+        // A refused shrink leaves the ISR as it was.
+        l.set_pending(vec![0, 1]);
+        l.clear_pending();
+        assert_eq!(l.isr(), &[0, 1, 2]);
     }
 
     #[test]
