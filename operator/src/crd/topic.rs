@@ -91,6 +91,7 @@ pub struct TopicSpec {
 
     /// Number of partitions. Can grow, never shrink.
     #[schemars(range(min = 1, max = 100000))]
+    #[x_kube(validation = Rule::new("self >= oldSelf").message("partitions can grow, never shrink"))]
     pub partitions: i32,
 
     /// Copies of each partition, at most the cluster's broker count.
