@@ -1,0 +1,1187 @@
+//! Rill as a platform team meets it: the Helm chart installed with `helm`,
+//! resources applied with `kubectl`, records produced and consumed by
+//! librdkafka (confluent-kafka) and kcat through the bootstrap Service, on a
+//! cluster whose pods really run (the local cluster of e2e/scripts/cluster.sh
+//! by default; any cluster given `KUBECONFIG` and image names).
+//!
+//! Pins:
+//! - the chart installs; the CRDs are Established; the operator becomes
+//!   leader; it runs as the chart's ServiceAccount, which may do what the
+//!   operator needs and nothing more (no Secrets, no Pods, no RBAC, no
+//!   cluster-wide wildcard), and the operator never hits a Forbidden;
+//! - invalid resources (0 brokers, 0 partitions, a shrunk partition count)
+//!   are rejected by the API server with a message naming the rule;
+//! - examples/: the 3-broker StreamCluster becomes Ready, `kubectl get`
+//!   columns show brokers, readiness and the bootstrap address, and each
+//!   Topic's status shows a leader and a full ISR per partition;
+//! - GitOps: re-applying the same manifests changes no resourceVersion and
+//!   emits no event;
+//! - every record acknowledged through the bootstrap Service is read back
+//!   exactly once; deleting the leader's pod during production loses
+//!   nothing, writes resume, and the pod comes back on the same volume and
+//!   rejoins the ISR;
+//! - a partition increase reaches status and Kafka metadata; deleting a
+//!   Topic removes the Kafka topic, unless it has `rill.dev/keep-data`;
+//! - killing the operator's leader pod (two replicas): the other takes the
+//!   Lease, and brokers keep acknowledging writes meanwhile;
+//! - scale 3 → 5 brokers; a scale-down while the brokers to remove hold
+//!   replicas is held with `ScaleDownBlocked` while the controller moves
+//!   their replicas away, then completes, with every record still readable.
+//!
+//! Every wait names its timeout below; nothing sleeps a fixed time except
+//! the quiet period of the GitOps check. Ignored without a cluster: run
+//! through `e2e/scripts/run-tests.sh`.
+//!
+//! Environment: `KUBECTL`, `HELM` (default: from PATH), `RILL_E2E_PYTHON`
+//! (a Python with confluent-kafka; default: the venv of
+//! scripts/install-compat.sh), `RILL_E2E_OPERATOR_IMAGE` and
+//! `RILL_E2E_BROKER_IMAGE` (`repository:tag`, for a cluster that pulls real
+//! images), `RILL_K8S_RUN` (the local cluster's run dir: pod logs are read
+//! from there).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use rill_e2e::{client, namespace, wait_for};
+use rill_operator::crd::{StreamCluster, Topic};
+use serde_json::{Value, json};
+
+/// Longest wait for `helm upgrade --install` and the operator's Lease.
+const CHART_TIMEOUT: Duration = Duration::from_secs(180);
+/// Longest wait for a StreamCluster to report all its brokers ready.
+const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(240);
+/// Longest wait for a Topic to be placed with full ISRs.
+const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest wait for a deleted broker pod to return and rejoin every ISR.
+const REJOIN_TIMEOUT: Duration = Duration::from_secs(180);
+/// Longest wait for a standby operator to take the Lease.
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest wait for a scale-down to drain and complete.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest wait for a deleted Topic's resource and Kafka topic to go.
+const TOPIC_DELETE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long nothing may change after re-applying the same manifests.
+const GITOPS_QUIET: Duration = Duration::from_secs(15);
+
+const RELEASE: &str = "rill";
+const OPERATOR_NS: &str = "rill-system";
+const OPERATOR: &str = "rill-operator";
+const CLUSTER: &str = "events";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root")
+        .to_path_buf()
+}
+
+fn tool(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_owned())
+}
+
+fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    child.wait_with_output().expect("wait")
+}
+
+/// Runs a command that must succeed; returns its stdout.
+fn must(program: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let out = run(program, args, stdin);
+    assert!(
+        out.status.success(),
+        "{program} {} failed ({}):\n{}\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn kubectl(args: &[&str]) -> String {
+    must(&tool("KUBECTL", "kubectl"), args, None)
+}
+
+fn kubectl_stdin(args: &[&str], input: &str) -> String {
+    must(&tool("KUBECTL", "kubectl"), args, Some(input))
+}
+
+fn python() -> String {
+    std::env::var("RILL_E2E_PYTHON").unwrap_or_else(|_| {
+        let cache = std::env::var("RILL_CACHE").unwrap_or_else(|_| {
+            format!("{}/.cache/rill", std::env::var("HOME").unwrap_or_default())
+        });
+        format!("{cache}/compat/venv/bin/python")
+    })
+}
+
+fn history_script() -> String {
+    root()
+        .join("e2e/clients/history.py")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `helm upgrade --install` of charts/rill (idempotent), then waits for the
+/// operator's Deployment and Lease. Extra `--set` values in `sets`.
+fn install_chart(sets: &[&str]) {
+    let chart = root().join("charts/rill");
+    let mut args = vec![
+        "upgrade".to_owned(),
+        "--install".to_owned(),
+        RELEASE.to_owned(),
+        chart.to_string_lossy().into_owned(),
+        "-n".to_owned(),
+        OPERATOR_NS.to_owned(),
+        "--create-namespace".to_owned(),
+        "--wait".to_owned(),
+        "--timeout".to_owned(),
+        format!("{}s", CHART_TIMEOUT.as_secs()),
+    ];
+    for (var, key) in [
+        ("RILL_E2E_OPERATOR_IMAGE", "image"),
+        ("RILL_E2E_BROKER_IMAGE", "broker.image"),
+    ] {
+        if let Ok(image) = std::env::var(var) {
+            let (repo, tag) = image.rsplit_once(':').unwrap_or((&image, "latest"));
+            args.push("--set".into());
+            args.push(format!("{key}.repository={repo},{key}.tag={tag}"));
+        }
+    }
+    for s in sets {
+        args.push("--set".into());
+        args.push((*s).to_owned());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    must(&tool("HELM", "helm"), &args, None);
+}
+
+async fn lease_holder(client: &Client) -> Option<String> {
+    Api::<Lease>::namespaced(client.clone(), OPERATOR_NS)
+        .get_opt(OPERATOR)
+        .await
+        .ok()??
+        .spec?
+        .holder_identity
+        .filter(|h| !h.is_empty())
+}
+
+async fn chart_installed(client: &Client) -> String {
+    install_chart(&[]);
+    wait_for("the operator holds its Lease", CHART_TIMEOUT, || async {
+        lease_holder(client).await
+    })
+    .await
+}
+
+fn condition<'a>(
+    conditions: &'a [k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+async fn cluster_ready(client: &Client, ns: &str, name: &str, brokers: i32) -> StreamCluster {
+    let api = Api::<StreamCluster>::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("StreamCluster {ns}/{name} Ready with {brokers} ready brokers"),
+        CLUSTER_READY_TIMEOUT,
+        || async {
+            let sc = api.get(name).await.ok()?;
+            let status = sc.status.as_ref()?;
+            let ready = condition(&status.conditions, "Ready")?.status == "True";
+            (ready && status.ready_brokers == brokers && status.brokers == brokers).then_some(sc)
+        },
+    )
+    .await
+}
+
+/// Waits until every partition of the Topic has a leader and a full ISR.
+async fn topic_ready(client: &Client, ns: &str, name: &str, partitions: usize) -> Topic {
+    let api = Api::<Topic>::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("Topic {ns}/{name} Ready with {partitions} partitions, each with a leader and a full ISR"),
+        TOPIC_READY_TIMEOUT,
+        || async {
+            let t = api.get(name).await.ok()?;
+            let status = t.status.as_ref()?;
+            let ready = condition(&status.conditions, "Ready")?.status == "True";
+            let full = status.partitions.len() == partitions
+                && status.partitions.iter().all(|p| {
+                    p.leader.is_some_and(|l| l >= 0)
+                        && p.isr.len() == t.spec.replication_factor as usize
+                });
+            (ready && full).then_some(t)
+        },
+    )
+    .await
+}
+
+fn bootstrap(sc: &StreamCluster) -> String {
+    sc.status
+        .as_ref()
+        .and_then(|s| s.kafka_bootstrap.clone())
+        .expect("status.kafkaBootstrap")
+}
+
+/// A background history producer (e2e/clients/history.py).
+struct Producer {
+    child: std::process::Child,
+    acked: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+#[derive(Debug)]
+struct ProduceSummary {
+    acked: u64,
+    failed: u64,
+    longest_gap_s: f64,
+    summary: Value,
+}
+
+impl Producer {
+    fn start(bootstrap: &str, topic: &str, rate: u32) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let acked = dir.path().join("acked.txt");
+        let child = Command::new(python())
+            .args([
+                &history_script(),
+                "produce",
+                "--bootstrap",
+                bootstrap,
+                "--topic",
+                topic,
+                "--acked",
+                &acked.to_string_lossy(),
+                "--rate",
+                &rate.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start history.py (scripts/install-compat.sh installs its venv)");
+        Producer {
+            child,
+            acked,
+            _dir: dir,
+        }
+    }
+
+    /// Acknowledged records so far.
+    fn acked(&self) -> usize {
+        std::fs::read_to_string(&self.acked)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
+    async fn wait_acked(&self, n: usize, what: &str, timeout: Duration) {
+        wait_for(what, timeout, || async {
+            (self.acked() >= n).then_some(())
+        })
+        .await;
+    }
+
+    /// SIGTERM, then every outstanding delivery is waited for.
+    fn stop(mut self) -> (ProduceSummary, PathBuf, tempfile::TempDir) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("signal the producer");
+        let out = std::mem::replace(&mut self.child, Command::new("true").spawn().expect("true"))
+            .wait_with_output()
+            .expect("producer exit");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let summary: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}"))
+            .unwrap_or_else(|e| panic!("producer summary ({e}): {stdout}"));
+        assert!(out.status.success(), "producer failed: {summary}");
+        let s = ProduceSummary {
+            acked: summary["acked"].as_u64().unwrap_or(0),
+            failed: summary["failed"].as_u64().unwrap_or(0),
+            longest_gap_s: summary["longest_gap_s"].as_f64().unwrap_or(0.0),
+            summary,
+        };
+        (s, self.acked.clone(), self._dir)
+    }
+}
+
+/// Reads the topic back and checks the history: every acknowledged value
+/// exactly once, at its partition and offset.
+fn verify(bootstrap: &str, topic: &str, acked: &Path) -> Value {
+    let out = run(
+        &python(),
+        &[
+            &history_script(),
+            "verify",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--acked",
+            &acked.to_string_lossy(),
+        ],
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "history check failed for {topic}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or("{}")).expect("verify summary")
+}
+
+/// Produces `count` records and reads them back.
+fn produce_and_verify(bootstrap: &str, topic: &str, count: u32) -> Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let acked = dir.path().join("acked.txt");
+    let out = must(
+        &python(),
+        &[
+            &history_script(),
+            "produce",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--acked",
+            &acked.to_string_lossy(),
+            "--count",
+            &count.to_string(),
+        ],
+        None,
+    );
+    let summary: Value = serde_json::from_str(out.lines().last().unwrap_or("{}")).expect("summary");
+    assert_eq!(
+        summary["acked"],
+        json!(count),
+        "every record acknowledged: {summary}"
+    );
+    let checked = verify(bootstrap, topic, &acked);
+    assert_eq!(checked["acknowledged"], json!(count));
+    checked
+}
+
+/// Kafka topic names and partition counts from kcat's metadata listing.
+fn kafka_topics(bootstrap: &str) -> BTreeMap<String, usize> {
+    let out = must("kcat", &["-b", bootstrap, "-L", "-m", "15"], None);
+    let mut topics = BTreeMap::new();
+    for line in out.lines() {
+        // `  topic "orders" with 12 partitions:`
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("topic \"")
+            && let Some((name, tail)) = rest.split_once("\" with ")
+            && let Some(n) = tail.split_whitespace().next().and_then(|n| n.parse().ok())
+        {
+            topics.insert(name.to_owned(), n);
+        }
+    }
+    topics
+}
+
+/// `kubectl get` output as rows of column name → value (columns located
+/// by where their header starts: header names may contain spaces).
+fn table(output: &str) -> Vec<BTreeMap<String, String>> {
+    let mut lines = output.lines();
+    let header = lines.next().expect("a header line");
+    let mut starts = Vec::new();
+    let bytes = header.as_bytes();
+    for i in 0..bytes.len() {
+        let boundary = i == 0 || (bytes[i - 1] == b' ' && i >= 2 && bytes[i - 2] == b' ');
+        if bytes[i] != b' ' && boundary {
+            starts.push(i);
+        }
+    }
+    let names: Vec<String> = starts
+        .iter()
+        .enumerate()
+        .map(|(n, &at)| {
+            let end = starts.get(n + 1).copied().unwrap_or(header.len());
+            header[at..end].trim().to_owned()
+        })
+        .collect();
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            names
+                .iter()
+                .enumerate()
+                .map(|(n, name)| {
+                    let at = starts[n].min(line.len());
+                    let end = starts
+                        .get(n + 1)
+                        .copied()
+                        .unwrap_or(line.len())
+                        .min(line.len());
+                    (name.clone(), line[at..end].trim().to_owned())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// resourceVersions of everything the operator owns or reports on in `ns`.
+async fn resource_versions(client: &Client, ns: &str) -> BTreeMap<String, String> {
+    let lp = ListParams::default();
+    let mut out = BTreeMap::new();
+    macro_rules! collect {
+        ($kind:ty, $label:expr) => {
+            for o in Api::<$kind>::namespaced(client.clone(), ns)
+                .list(&lp)
+                .await
+                .expect("list")
+                .items
+            {
+                out.insert(
+                    format!("{}/{}", $label, o.name_any()),
+                    o.resource_version().unwrap_or_default(),
+                );
+            }
+        };
+    }
+    collect!(StreamCluster, "streamcluster");
+    collect!(Topic, "topic");
+    collect!(StatefulSet, "statefulset");
+    collect!(Service, "service");
+    collect!(ConfigMap, "configmap");
+    collect!(k8s_openapi::api::policy::v1::PodDisruptionBudget, "pdb");
+    out
+}
+
+/// Events about the namespace's StreamClusters and Topics (what the
+/// operator reports; the local cluster's endpoint controllers also keep
+/// reporting that they cannot publish loopback pod addresses).
+async fn events(client: &Client, ns: &str) -> Vec<String> {
+    let mut out: Vec<String> = Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e.involved_object.kind.as_deref(),
+                Some("StreamCluster" | "Topic")
+            )
+        })
+        .map(|e| {
+            format!(
+                "{} {}/{} {} x{}: {}",
+                e.metadata.name.unwrap_or_default(),
+                e.involved_object.kind.unwrap_or_default(),
+                e.involved_object.name.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.count.unwrap_or(1),
+                e.message.unwrap_or_default()
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The partitions (as `topic/partition`) a broker is a replica of but not in
+/// the ISR of.
+fn out_of_isr(topics: &[Topic], broker: i32) -> Vec<String> {
+    topics
+        .iter()
+        .flat_map(|t| {
+            t.status
+                .iter()
+                .flat_map(|s| s.partitions.iter())
+                .filter(|p| p.replicas.contains(&broker) && !p.isr.contains(&broker))
+                .map(move |p| format!("{}/{}", t.name_any(), p.partition))
+        })
+        .collect()
+}
+
+/// Local cluster only: the operator pods' log lines where RBAC refused a
+/// request.
+fn forbidden_in_operator_logs() -> Option<Vec<String>> {
+    let run = std::env::var("RILL_K8S_RUN").ok()?;
+    let dir = Path::new(&run).join("agent/logs");
+    let mut hits = Vec::new();
+    for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&format!("{OPERATOR_NS}_{OPERATOR}-")) {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            hits.extend(
+                text.lines()
+                    // An RBAC refusal: `... is forbidden: User "system:serviceaccount:..." cannot ...`
+                    .filter(|l| l.contains("forbidden: User"))
+                    .map(str::to_owned),
+            );
+        }
+    }
+    Some(hits)
+}
+
+async fn create_cluster(client: &Client, ns: &str, brokers: i32) {
+    let sc: StreamCluster = serde_json::from_value(json!({
+        "apiVersion": "rill.dev/v1alpha1",
+        "kind": "StreamCluster",
+        "metadata": {"name": CLUSTER, "namespace": ns},
+        "spec": {"brokers": brokers, "storage": {"size": "1Gi"},
+                 "config": {"min.insync.replicas": "2"}},
+    }))
+    .expect("StreamCluster");
+    Api::<StreamCluster>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &sc)
+        .await
+        .expect("StreamCluster created");
+}
+
+async fn create_topic(client: &Client, ns: &str, name: &str, partitions: i32) {
+    let t: Topic = serde_json::from_value(json!({
+        "apiVersion": "rill.dev/v1alpha1",
+        "kind": "Topic",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"clusterRef": {"name": CLUSTER}, "partitions": partitions,
+                 "replicationFactor": 3, "config": {"minInsyncReplicas": 2}},
+    }))
+    .expect("Topic");
+    Api::<Topic>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &t)
+        .await
+        .expect("Topic created");
+}
+
+async fn delete_namespace(client: &Client, ns: &str) {
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .delete(ns, &DeleteParams::default())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a cluster that runs pods: e2e/scripts/run-tests.sh"]
+async fn given_the_chart_then_crds_are_established_and_the_operator_leads_with_only_its_rbac() {
+    let client = client().await;
+    let holder = chart_installed(&client).await;
+
+    for crd in ["streamclusters.rill.dev", "topics.rill.dev"] {
+        let c = Api::<CustomResourceDefinition>::all(client.clone())
+            .get(crd)
+            .await
+            .expect("CRD installed by the chart");
+        let established = c
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .into_iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        assert!(established, "{crd} is Established");
+    }
+    let deployment = Api::<Deployment>::namespaced(client.clone(), OPERATOR_NS)
+        .get(OPERATOR)
+        .await
+        .expect("operator Deployment");
+    let sa = deployment
+        .spec
+        .template
+        .spec
+        .and_then(|s| s.service_account_name)
+        .expect("the operator runs as a named ServiceAccount");
+    let pods = Api::<Pod>::namespaced(client.clone(), OPERATOR_NS)
+        .list(&ListParams::default().labels("app.kubernetes.io/name=rill-operator"))
+        .await
+        .expect("operator pods");
+    assert!(
+        pods.items.iter().any(|p| p.name_any() == holder),
+        "the Lease holder {holder} is an operator pod"
+    );
+
+    // What the chart's RBAC lets the operator do, asked of the API server's
+    // authorizer as that ServiceAccount.
+    let who = format!("system:serviceaccount:{OPERATOR_NS}:{sa}");
+    let can = |verb: &str, resource: &str, ns: Option<&str>| -> bool {
+        // `kind/status` is a subresource; `kind/name` stays as it is.
+        let (resource, subresource) = match resource.strip_suffix("/status") {
+            Some(r) => (r, Some("status")),
+            None => (resource, None),
+        };
+        let mut args = vec!["auth", "can-i", verb, resource, "--as", &who];
+        if let Some(sub) = subresource {
+            args.extend(["--subresource", sub]);
+        }
+        match ns {
+            Some(ns) => args.extend(["-n", ns]),
+            None => args.push("--all-namespaces"),
+        }
+        let out = run(&tool("KUBECTL", "kubectl"), &args, None);
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    for (verb, resource, ns) in [
+        ("watch", "streamclusters.rill.dev", None),
+        ("patch", "streamclusters.rill.dev/status", None),
+        ("patch", "topics.rill.dev/status", None),
+        ("create", "statefulsets.apps", None),
+        ("patch", "services", None),
+        ("create", "configmaps", None),
+        ("create", "poddisruptionbudgets.policy", None),
+        ("create", "events.events.k8s.io", None),
+        ("update", "leases.coordination.k8s.io/rill-operator", Some(OPERATOR_NS)),
+    ] {
+        assert!(
+            can(verb, resource, ns),
+            "the chart's RBAC allows {verb} {resource}"
+        );
+    }
+    for (verb, resource, ns) in [
+        ("*", "*", None),
+        ("get", "secrets", None),
+        ("create", "pods", None),
+        ("delete", "persistentvolumeclaims", None),
+        ("delete", "nodes", None),
+        (
+            "create",
+            "clusterrolebindings.rbac.authorization.k8s.io",
+            None,
+        ),
+        ("update", "leases.coordination.k8s.io/rill-operator", Some("default")),
+        ("update", "leases.coordination.k8s.io/another", Some(OPERATOR_NS)),
+        (
+            "delete",
+            "customresourcedefinitions.apiextensions.k8s.io",
+            None,
+        ),
+    ] {
+        assert!(
+            !can(verb, resource, ns),
+            "the chart's RBAC does not allow {verb} {resource}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a cluster that runs pods: e2e/scripts/run-tests.sh"]
+async fn given_invalid_resources_then_the_api_server_rejects_them_with_the_rule() {
+    let client = client().await;
+    chart_installed(&client).await;
+    let ns = namespace(&client, "rill-invalid").await;
+
+    let zero_brokers = format!(
+        "apiVersion: rill.dev/v1alpha1\nkind: StreamCluster\nmetadata: {{name: empty, namespace: {ns}}}\n\
+         spec: {{brokers: 0, storage: {{size: 1Gi}}}}\n"
+    );
+    let zero_partitions = format!(
+        "apiVersion: rill.dev/v1alpha1\nkind: Topic\nmetadata: {{name: none, namespace: {ns}}}\n\
+         spec: {{clusterRef: {{name: events}}, partitions: 0, replicationFactor: 1}}\n"
+    );
+    for (what, manifest, expect) in [
+        ("0 brokers", &zero_brokers, "spec.brokers"),
+        ("0 partitions", &zero_partitions, "spec.partitions"),
+    ] {
+        let out = run(
+            &tool("KUBECTL", "kubectl"),
+            &["apply", "-f", "-"],
+            Some(manifest),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what} is rejected");
+        assert!(
+            stderr.contains("Invalid") && stderr.contains(expect),
+            "{what}: the API server names the field: {stderr}"
+        );
+    }
+    // A shrink of a Topic's partition count is refused by the CRD's
+    // transition rule, before the operator sees it.
+    let topic = format!(
+        "apiVersion: rill.dev/v1alpha1\nkind: Topic\nmetadata: {{name: shrink, namespace: {ns}}}\n\
+         spec: {{clusterRef: {{name: events}}, partitions: 4, replicationFactor: 1}}\n"
+    );
+    kubectl_stdin(&["apply", "-f", "-"], &topic);
+    let out = run(
+        &tool("KUBECTL", "kubectl"),
+        &["apply", "-f", "-"],
+        Some(&topic.replace("partitions: 4", "partitions: 2")),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a partition shrink is rejected");
+    assert!(
+        stderr.contains("partitions can grow, never shrink"),
+        "the rejection names the rule: {stderr}"
+    );
+    // The referenced cluster does not exist: reported, not silently waited on.
+    let api = Api::<Topic>::namespaced(client.clone(), &ns);
+    let message = wait_for(
+        "Topic shrink reports Ready=False for its missing cluster",
+        TOPIC_READY_TIMEOUT,
+        || async {
+            let t = api.get("shrink").await.ok()?;
+            let c = condition(&t.status.as_ref()?.conditions, "Ready")?.clone();
+            (c.status == "False").then_some(c.message)
+        },
+    )
+    .await;
+    assert!(
+        message.contains(CLUSTER),
+        "the message names the cluster: {message}"
+    );
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs a cluster that runs pods: e2e/scripts/run-tests.sh"]
+async fn given_the_examples_then_they_serve_survive_a_leader_pod_deletion_and_operator_failover_and_reapply_as_no_ops()
+ {
+    let client = client().await;
+    chart_installed(&client).await;
+    let ns = namespace(&client, "rill-examples").await;
+    let examples = root().join("examples");
+    let manifests = [
+        examples.join("streamcluster.yaml"),
+        examples.join("topics.yaml"),
+    ];
+    let apply = || {
+        let mut args = vec!["-n", ns.as_str(), "apply"];
+        for m in &manifests {
+            args.extend(["-f", m.to_str().expect("utf-8 path")]);
+        }
+        kubectl(&args)
+    };
+    apply();
+
+    // Ready, and what `kubectl get` shows.
+    let sc = cluster_ready(&client, &ns, CLUSTER, 3).await;
+    let orders = topic_ready(&client, &ns, "orders", 12).await;
+    let profiles = topic_ready(&client, &ns, "customer-profiles", 6).await;
+    let boot = bootstrap(&sc);
+    let clusters = table(&kubectl(&[
+        "-n",
+        &ns,
+        "get",
+        "streamclusters",
+        "-o",
+        "wide",
+    ]));
+    let row = &clusters[0];
+    for (column, value) in [
+        ("NAME", CLUSTER),
+        ("BROKERS", "3"),
+        ("READY BROKERS", "3"),
+        ("READY", "True"),
+        ("BOOTSTRAP", boot.as_str()),
+    ] {
+        assert_eq!(
+            row.get(column).map(String::as_str),
+            Some(value),
+            "{column}: {clusters:?}"
+        );
+    }
+    let topics = table(&kubectl(&["-n", &ns, "get", "topics", "-o", "wide"]));
+    let row = topics
+        .iter()
+        .find(|r| r.get("NAME").map(String::as_str) == Some("orders"))
+        .expect("orders listed");
+    for (column, value) in [
+        ("CLUSTER", CLUSTER),
+        ("TOPIC", "orders"),
+        ("PARTITIONS", "12"),
+        ("RF", "3"),
+        ("READY", "True"),
+    ] {
+        assert_eq!(
+            row.get(column).map(String::as_str),
+            Some(value),
+            "{column}: {topics:?}"
+        );
+    }
+    let table = kubectl(&["-n", &ns, "get", "streamclusters,topics", "-o", "wide"]);
+    println!("kubectl get streamclusters,topics:\n{table}");
+
+    // GitOps: once quiet, re-applying the same manifests is a no-op.
+    let before = wait_for(
+        "the namespace's objects to stop changing",
+        TOPIC_READY_TIMEOUT,
+        || async {
+            let a = resource_versions(&client, &ns).await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let b = resource_versions(&client, &ns).await;
+            (a == b).then_some(b)
+        },
+    )
+    .await;
+    let events_before = events(&client, &ns).await;
+    apply();
+    tokio::time::sleep(GITOPS_QUIET).await;
+    assert_eq!(
+        resource_versions(&client, &ns).await,
+        before,
+        "re-applying the same manifests changes no resourceVersion"
+    );
+    assert_eq!(
+        events(&client, &ns).await,
+        events_before,
+        "re-applying the same manifests emits no event"
+    );
+
+    // Produce and consume through the bootstrap Service.
+    let checked = produce_and_verify(&boot, "orders", 2000);
+    println!("through {boot}: {checked}");
+
+    // Delete the pod of partition 0's leader while producing.
+    let leader = orders.status.as_ref().expect("status").partitions[0]
+        .leader
+        .expect("leader");
+    let victim = format!("{CLUSTER}-{leader}");
+    let pvcs = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns);
+    let claim = format!("data-{victim}");
+    let volume_before = pvcs
+        .get(&claim)
+        .await
+        .expect("claim")
+        .spec
+        .and_then(|s| s.volume_name)
+        .expect("bound");
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    let uid_before = pods.get(&victim).await.expect("pod").uid();
+    let producer = Producer::start(&boot, "orders", 400);
+    producer
+        .wait_acked(
+            500,
+            "500 records acknowledged before the deletion",
+            REJOIN_TIMEOUT,
+        )
+        .await;
+    let deleted_at = Instant::now();
+    pods.delete(&victim, &DeleteParams::default())
+        .await
+        .expect("leader pod deleted");
+    let acked_at_delete = producer.acked();
+    producer
+        .wait_acked(
+            acked_at_delete + 1000,
+            "writes resume after the leader's pod is deleted",
+            REJOIN_TIMEOUT,
+        )
+        .await;
+    let topics_api = Api::<Topic>::namespaced(client.clone(), &ns);
+    wait_for(
+        &format!("{victim} recreated, Ready and back in every ISR"),
+        REJOIN_TIMEOUT,
+        || async {
+            let p = pods.get(&victim).await.ok()?;
+            let ready = p
+                .status
+                .as_ref()?
+                .conditions
+                .as_ref()?
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            if !ready || p.uid() == uid_before {
+                return None;
+            }
+            let topics = topics_api.list(&ListParams::default()).await.ok()?.items;
+            out_of_isr(&topics, leader).is_empty().then_some(())
+        },
+    )
+    .await;
+    let rejoined = deleted_at.elapsed();
+    let (summary, acked, _dir) = producer.stop();
+    assert_eq!(summary.failed, 0, "no write failed: {}", summary.summary);
+    let checked = verify(&boot, "orders", &acked);
+    println!(
+        "leader pod {victim} deleted: {} records acknowledged, longest gap between acks {:.2} s, \
+         back in every ISR after {:.1} s; read back: {checked}",
+        summary.acked,
+        summary.longest_gap_s,
+        rejoined.as_secs_f64()
+    );
+    let volume_after = pvcs
+        .get(&claim)
+        .await
+        .expect("claim")
+        .spec
+        .and_then(|s| s.volume_name)
+        .expect("bound");
+    assert_eq!(
+        volume_after, volume_before,
+        "the pod came back on its volume"
+    );
+
+    // The operator's leader pod is killed while brokers take writes.
+    install_chart(&["replicaCount=2"]);
+    let operator_pods = Api::<Pod>::namespaced(client.clone(), OPERATOR_NS);
+    wait_for("two operator pods Ready", CHART_TIMEOUT, || async {
+        let list = operator_pods
+            .list(&ListParams::default().labels("app.kubernetes.io/name=rill-operator"))
+            .await
+            .ok()?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|p| {
+                p.metadata.deletion_timestamp.is_none()
+                    && p.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count();
+        (ready == 2).then_some(())
+    })
+    .await;
+    let old = lease_holder(&client).await.expect("a Lease holder");
+    let producer = Producer::start(&boot, "orders", 400);
+    producer
+        .wait_acked(
+            200,
+            "records acknowledged before the operator is killed",
+            REJOIN_TIMEOUT,
+        )
+        .await;
+    let killed_at = Instant::now();
+    operator_pods
+        .delete(
+            &old,
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..DeleteParams::default()
+            },
+        )
+        .await
+        .expect("operator leader pod deleted");
+    let acked_at_kill = producer.acked();
+    let new = wait_for("a standby takes the Lease", TAKEOVER_TIMEOUT, || async {
+        lease_holder(&client).await.filter(|h| *h != old)
+    })
+    .await;
+    let takeover = killed_at.elapsed();
+    let acked_during = producer.acked() - acked_at_kill;
+    producer
+        .wait_acked(
+            producer.acked() + 200,
+            "writes go on after the takeover",
+            REJOIN_TIMEOUT,
+        )
+        .await;
+    let (summary, acked, _dir) = producer.stop();
+    assert_eq!(summary.failed, 0, "no write failed: {}", summary.summary);
+    assert!(
+        acked_during > 0,
+        "brokers acknowledged writes while no operator led ({takeover:?})"
+    );
+    verify(&boot, "orders", &acked);
+    println!(
+        "operator leader {old} killed: {new} took the Lease after {:.1} s; {acked_during} records \
+         acknowledged meanwhile, longest gap {:.2} s",
+        takeover.as_secs_f64(),
+        summary.longest_gap_s
+    );
+    install_chart(&["replicaCount=1"]);
+
+    // Partition increase.
+    topics_api
+        .patch(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"partitions": 16}})),
+        )
+        .await
+        .expect("partitions raised");
+    topic_ready(&client, &ns, "orders", 16).await;
+    wait_for(
+        "Kafka metadata shows 16 partitions of orders",
+        TOPIC_READY_TIMEOUT,
+        || async { (kafka_topics(&boot).get("orders") == Some(&16)).then_some(()) },
+    )
+    .await;
+
+    // Deletion: without keep-data the Kafka topic goes; with it, it stays.
+    let kafka_name = profiles
+        .status
+        .as_ref()
+        .and_then(|s| s.topic_name.clone())
+        .expect("topicName");
+    for name in ["orders", "customer-profiles"] {
+        topics_api
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("Topic deleted");
+    }
+    wait_for(
+        "both Topic resources are gone",
+        TOPIC_DELETE_TIMEOUT,
+        || async {
+            // (The offsets topic of the consumer groups used above stays.)
+            let left = topics_api.list(&ListParams::default()).await.ok()?.items;
+            (!left
+                .iter()
+                .any(|t| ["orders", "customer-profiles"].contains(&t.name_any().as_str())))
+            .then_some(())
+        },
+    )
+    .await;
+    wait_for(
+        "orders is gone from Kafka metadata",
+        TOPIC_DELETE_TIMEOUT,
+        || async { (!kafka_topics(&boot).contains_key("orders")).then_some(()) },
+    )
+    .await;
+    assert!(
+        kafka_topics(&boot).contains_key(&kafka_name),
+        "{kafka_name} (rill.dev/keep-data) is kept"
+    );
+    let kept = events(&client, &ns).await;
+    assert!(
+        kept.iter().any(|e| e.contains("DataKept")),
+        "a DataKept event: {kept:#?}"
+    );
+
+    if let Some(forbidden) = forbidden_in_operator_logs() {
+        assert!(
+            forbidden.is_empty(),
+            "the operator was refused: {forbidden:#?}"
+        );
+    }
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs a cluster that runs pods: e2e/scripts/run-tests.sh"]
+async fn given_three_brokers_when_scaled_to_five_and_back_then_the_scale_down_waits_for_the_drain()
+{
+    let client = client().await;
+    chart_installed(&client).await;
+    let ns = namespace(&client, "rill-scale").await;
+    create_cluster(&client, &ns, 3).await;
+    cluster_ready(&client, &ns, CLUSTER, 3).await;
+
+    let api = Api::<StreamCluster>::namespaced(client.clone(), &ns);
+    api.patch(
+        CLUSTER,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"brokers": 5}})),
+    )
+    .await
+    .expect("scaled to 5");
+    let sc = cluster_ready(&client, &ns, CLUSTER, 5).await;
+    let boot = bootstrap(&sc);
+
+    // A topic spread over all five brokers.
+    create_topic(&client, &ns, "spread", 10).await;
+    let spread = topic_ready(&client, &ns, "spread", 10).await;
+    let on_removed: usize = spread
+        .status
+        .as_ref()
+        .expect("status")
+        .partitions
+        .iter()
+        .filter(|p| p.replicas.iter().any(|r| *r >= 3))
+        .count();
+    assert!(on_removed > 0, "brokers 3 and 4 hold replicas of spread");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let acked = dir.path().join("acked.txt");
+    must(
+        &python(),
+        &[
+            &history_script(),
+            "produce",
+            "--bootstrap",
+            &boot,
+            "--topic",
+            "spread",
+            "--acked",
+            &acked.to_string_lossy(),
+            "--count",
+            "3000",
+        ],
+        None,
+    );
+
+    // Back to 3: held while brokers 3 and 4 hold replicas.
+    let started = Instant::now();
+    api.patch(
+        CLUSTER,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"brokers": 3}})),
+    )
+    .await
+    .expect("scaled to 3");
+    let message = wait_for(
+        "Progressing=True ScaleDownBlocked",
+        CLUSTER_READY_TIMEOUT,
+        || async {
+            let sc = api.get(CLUSTER).await.ok()?;
+            let c = condition(&sc.status.as_ref()?.conditions, "Progressing")?.clone();
+            (c.reason == "ScaleDownBlocked").then_some(c.message)
+        },
+    )
+    .await;
+    println!("scale-down held: {message}");
+    let sts = Api::<StatefulSet>::namespaced(client.clone(), &ns);
+    let replicas = sts.get(CLUSTER).await.expect("StatefulSet").spec.replicas;
+    let topics = Api::<Topic>::namespaced(client.clone(), &ns);
+    let still_there = topics.get("spread").await.expect("spread");
+    let holding = still_there
+        .status
+        .as_ref()
+        .expect("status")
+        .partitions
+        .iter()
+        .any(|p| p.replicas.iter().any(|r| *r >= 3));
+    if holding {
+        assert_eq!(
+            replicas,
+            Some(5),
+            "the StatefulSet keeps brokers that hold replicas"
+        );
+    }
+
+    // The controller moves the replicas; then the StatefulSet shrinks.
+    wait_for(
+        "the scale-down completes: 3 brokers, no replica on 3 or 4",
+        DRAIN_TIMEOUT,
+        || async {
+            let sc = api.get(CLUSTER).await.ok()?;
+            let s = sc.status.as_ref()?;
+            let ready = condition(&s.conditions, "Ready")?.status == "True";
+            let t = topics.get("spread").await.ok()?;
+            let moved = t
+                .status
+                .as_ref()?
+                .partitions
+                .iter()
+                .all(|p| p.replicas.iter().all(|r| *r < 3) && p.isr.len() == 3);
+            let sts = sts.get(CLUSTER).await.ok()?;
+            let three = sts.spec.replicas == Some(3);
+            (ready && s.ready_brokers == 3 && moved && three).then_some(())
+        },
+    )
+    .await;
+    println!(
+        "scale-down 5 -> 3 with {on_removed} partitions to move took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let checked = verify(&boot, "spread", &acked);
+    println!("spread read back after the drain: {checked}");
+    delete_namespace(&client, &ns).await;
+}
