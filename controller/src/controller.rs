@@ -272,6 +272,7 @@ impl Controller {
         let usable = |id| self.usable(&after, id);
         let mut next = self.meta.clone();
         f(&mut next, &usable);
+        finish_moves(&mut next, &usable);
         bump_partition_epochs(&self.meta, &mut next);
         Plan {
             changes: self.meta.diff(&next),
@@ -565,6 +566,93 @@ impl Controller {
         }))
     }
 
+    /// Moves every replica off `brokers` (a drain before a scale-down
+    /// removes them). Each partition with replicas there gets as many new
+    /// replicas on the other active brokers (fewest replicas first, racks
+    /// the partition does not use first), and the drained ones are marked
+    /// `removing`; they leave once every other replica is in the ISR (see
+    /// [`finish_moves`]), leadership moving first if needed. Partitions
+    /// already moving are left alone, so calling it again only reports
+    /// progress. Returns the plan and how many partitions still have a
+    /// replica on `brokers`.
+    pub fn drain(&self, brokers: &[BrokerId]) -> Result<(Plan, usize), ControllerError> {
+        let drained: BTreeSet<BrokerId> = brokers.iter().copied().collect();
+        let targets: Vec<(BrokerId, Option<String>)> = self
+            .active_brokers()
+            .into_iter()
+            .filter(|(id, _)| !drained.contains(id))
+            .collect();
+        let rack_of: BTreeMap<BrokerId, Option<String>> = self
+            .meta
+            .brokers
+            .values()
+            .map(|b| (b.id, b.rack.clone()))
+            .collect();
+        let mut load: BTreeMap<BrokerId, usize> = targets.iter().map(|(id, _)| (*id, 0)).collect();
+        for p in self.meta.topics.values().flat_map(|t| &t.partitions) {
+            for r in &p.replicas {
+                if let Some(n) = load.get_mut(r) {
+                    *n += 1;
+                }
+            }
+        }
+        let mut next = self.meta.clone();
+        let mut left = 0;
+        for (name, t) in &mut next.topics {
+            for (i, p) in t.partitions.iter_mut().enumerate() {
+                let gone: Vec<BrokerId> = p
+                    .replicas
+                    .iter()
+                    .copied()
+                    .filter(|r| drained.contains(r))
+                    .collect();
+                if gone.is_empty() {
+                    continue;
+                }
+                left += 1;
+                if !p.removing.is_empty() {
+                    continue;
+                }
+                let mut racks: BTreeSet<Option<String>> = p
+                    .replicas
+                    .iter()
+                    .filter(|r| !drained.contains(r))
+                    .map(|r| rack_of.get(r).cloned().flatten())
+                    .collect();
+                let mut added = Vec::new();
+                for _ in &gone {
+                    let pick = targets
+                        .iter()
+                        .filter(|(id, _)| !p.replicas.contains(id) && !added.contains(id))
+                        .min_by_key(|(id, rack)| {
+                            (
+                                racks.contains(rack) as u8,
+                                load.get(id).copied().unwrap_or(0),
+                                *id,
+                            )
+                        })
+                        .map(|(id, rack)| (*id, rack.clone()));
+                    let Some((id, rack)) = pick else {
+                        return Err(ControllerError::Invalid(format!(
+                            "cannot move {name}-{i} off brokers {brokers:?}: its {} replicas \
+                             need {} active brokers besides those, and {} are active",
+                            p.replicas.len(),
+                            p.replicas.len(),
+                            targets.len()
+                        )));
+                    };
+                    racks.insert(rack);
+                    *load.entry(id).or_default() += 1;
+                    added.push(id);
+                }
+                p.replicas.extend(added);
+                p.removing = gone;
+            }
+        }
+        let plan = self.plan(vec![], move |meta, _| *meta = next);
+        Ok((plan, left))
+    }
+
     /// Moves leadership back to each partition's preferred replica where it
     /// is in sync and active.
     pub fn rebalance_preferred_leaders(&self) -> Plan {
@@ -614,6 +702,7 @@ fn new_partition(replicas: Vec<BrokerId>) -> PartitionState {
         replicas,
         leader_epoch: 0,
         partition_epoch: 0,
+        removing: Vec::new(),
     }
 }
 
@@ -669,6 +758,32 @@ fn elect_leaderless(meta: &mut ClusterMetadata, usable: &dyn Fn(BrokerId) -> boo
     }
 }
 
+/// Completes replica moves: a partition whose replicas other than the
+/// `removing` ones are all in the ISR drops the removed ones (from the
+/// replicas and the ISR), electing a new leader if the leader was one.
+fn finish_moves(meta: &mut ClusterMetadata, usable: &dyn Fn(BrokerId) -> bool) {
+    for t in meta.topics.values_mut() {
+        for p in t.partitions.iter_mut().filter(|p| !p.removing.is_empty()) {
+            let removing = std::mem::take(&mut p.removing);
+            let keep: Vec<BrokerId> = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| !removing.contains(r))
+                .collect();
+            if keep.is_empty() || !keep.iter().all(|r| p.isr.contains(r)) {
+                p.removing = removing;
+                continue;
+            }
+            p.replicas = keep;
+            p.isr.retain(|r| !removing.contains(r));
+            if removing.contains(&p.leader) {
+                elect(p, false, usable);
+            }
+        }
+    }
+}
+
 /// Bumps the partition epoch of every partition that changed.
 fn bump_partition_epochs(old: &ClusterMetadata, next: &mut ClusterMetadata) {
     for (name, t) in &mut next.topics {
@@ -719,5 +834,87 @@ mod tests {
             .expect("registers");
         assert_eq!(ctl.liveness_changes(&plan), vec![(1, Liveness::Active)]);
         assert!(ctl.liveness_changes(&ctl.tick(1700)).is_empty());
+    }
+
+    #[test]
+    fn given_brokers_to_remove_when_drained_then_replicas_move_once_the_new_ones_are_in_sync() {
+        let mut ctl = Controller::new(ControllerConfig::default(), ClusterMetadata::default(), 0);
+        let epochs: Vec<i64> = (0..5).map(|id| registered(&mut ctl, id, 0)).collect();
+        let plan = ctl
+            .create_topic("t", 10, 3, BTreeMap::new())
+            .expect("created");
+        ctl.apply(plan);
+        let on_drained = |ctl: &Controller| {
+            ctl.metadata().topics["t"]
+                .partitions
+                .iter()
+                .filter(|p| p.replicas.iter().any(|r| *r >= 3))
+                .count()
+        };
+        let before = on_drained(&ctl);
+        assert!(before > 0, "placement uses brokers 3 and 4");
+
+        let (plan, left) = ctl.drain(&[3, 4]).expect("drain starts");
+        assert_eq!(left, before);
+        ctl.apply(plan);
+        for p in &ctl.metadata().topics["t"].partitions {
+            let gone = p.replicas.iter().filter(|r| **r >= 3).count();
+            assert_eq!(p.removing.len(), gone, "{p:?}");
+            assert_eq!(
+                p.replicas.len(),
+                3 + gone,
+                "new replicas added first: {p:?}"
+            );
+            assert_eq!(p.isr.len(), 3, "the ISR waits for them: {p:?}");
+        }
+        let (again, left) = ctl.drain(&[3, 4]).expect("idempotent");
+        assert!(again.is_empty(), "moves in progress are left alone");
+        assert_eq!(left, before);
+
+        // Each leader adds its new replicas to the ISR as they catch up.
+        for i in 0..10 {
+            let p = ctl.metadata().topics["t"].partitions[i].clone();
+            if p.removing.is_empty() {
+                continue;
+            }
+            let plan = ctl
+                .alter_partition(
+                    p.leader,
+                    epochs[p.leader as usize],
+                    "t",
+                    i as i32,
+                    p.leader_epoch,
+                    p.partition_epoch,
+                    &p.replicas,
+                )
+                .expect("expansion accepted");
+            ctl.apply(plan);
+            let after = &ctl.metadata().topics["t"].partitions[i];
+            assert!(after.removing.is_empty(), "{after:?}");
+            assert_eq!(after.replicas.len(), 3);
+            assert!(after.replicas.iter().all(|r| *r < 3), "{after:?}");
+            assert!(after.isr.iter().all(|r| *r < 3), "{after:?}");
+            assert!(after.replicas.contains(&after.leader), "{after:?}");
+            if p.leader >= 3 {
+                assert_eq!(after.leader_epoch, p.leader_epoch + 1, "leadership moved");
+            }
+        }
+        let (plan, left) = ctl.drain(&[3, 4]).expect("done");
+        assert!(plan.is_empty());
+        assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn given_too_few_other_brokers_when_drained_then_it_is_refused_with_the_reason() {
+        let mut ctl = Controller::new(ControllerConfig::default(), ClusterMetadata::default(), 0);
+        for id in 0..3 {
+            registered(&mut ctl, id, 0);
+        }
+        let plan = ctl
+            .create_topic("t", 2, 3, BTreeMap::new())
+            .expect("created");
+        ctl.apply(plan);
+        let err = ctl.drain(&[2]).expect_err("nowhere to go");
+        assert!(err.to_string().contains("need 3 active brokers"), "{err}");
     }
 }

@@ -74,6 +74,7 @@ pub(crate) fn partition_from_pb(p: pb::PartitionInfo) -> PartitionState {
         leader: p.leader,
         leader_epoch: p.leader_epoch,
         partition_epoch: p.partition_epoch,
+        removing: Vec::new(),
     }
 }
 

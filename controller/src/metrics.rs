@@ -269,6 +269,7 @@ mod tests {
             leader: 0,
             leader_epoch: 0,
             partition_epoch: 0,
+            removing: Vec::new(),
         };
         let mut before = ClusterMetadata::default();
         before.topics.insert(
@@ -285,6 +286,7 @@ mod tests {
             leader: 1,
             leader_epoch: 1,
             partition_epoch: 1,
+            removing: Vec::new(),
             ..old.clone()
         };
         m.observe_changes(

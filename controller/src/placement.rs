@@ -127,6 +127,7 @@ mod tests {
                         replicas: r,
                         leader_epoch: 0,
                         partition_epoch: 0,
+                        removing: Vec::new(),
                     })
                     .collect(),
             },

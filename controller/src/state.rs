@@ -53,6 +53,10 @@ pub struct PartitionState {
     /// Bumped at every change of this state; AlterPartition must name the
     /// current one, so two writers cannot both succeed.
     pub partition_epoch: i32,
+    /// Replicas being moved away (a drain before a scale-down): still in
+    /// `replicas` until every other replica is in the ISR, then removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<BrokerId>,
 }
 
 /// A topic and its partitions.

@@ -523,15 +523,18 @@ fn out_of_isr(topics: &[Topic], broker: i32) -> Vec<String> {
         .collect()
 }
 
-/// Local cluster only: the operator pods' log lines where RBAC refused a
-/// request.
-fn forbidden_in_operator_logs() -> Option<Vec<String>> {
+/// Local cluster only: the log lines of the operator pods named in `pods`
+/// where RBAC refused a request.
+fn forbidden_in_operator_logs(pods: &[String]) -> Option<Vec<String>> {
     let run = std::env::var("RILL_K8S_RUN").ok()?;
     let dir = Path::new(&run).join("agent/logs");
     let mut hits = Vec::new();
     for entry in std::fs::read_dir(&dir).ok()?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&format!("{OPERATOR_NS}_{OPERATOR}-")) {
+        if pods
+            .iter()
+            .any(|p| name.starts_with(&format!("{OPERATOR_NS}_{p}_")))
+        {
             let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
             hits.extend(
                 text.lines()
@@ -647,7 +650,11 @@ async fn given_the_chart_then_crds_are_established_and_the_operator_leads_with_o
         ("create", "configmaps", None),
         ("create", "poddisruptionbudgets.policy", None),
         ("create", "events.events.k8s.io", None),
-        ("update", "leases.coordination.k8s.io/rill-operator", Some(OPERATOR_NS)),
+        (
+            "update",
+            "leases.coordination.k8s.io/rill-operator",
+            Some(OPERATOR_NS),
+        ),
     ] {
         assert!(
             can(verb, resource, ns),
@@ -665,8 +672,16 @@ async fn given_the_chart_then_crds_are_established_and_the_operator_leads_with_o
             "clusterrolebindings.rbac.authorization.k8s.io",
             None,
         ),
-        ("update", "leases.coordination.k8s.io/rill-operator", Some("default")),
-        ("update", "leases.coordination.k8s.io/another", Some(OPERATOR_NS)),
+        (
+            "update",
+            "leases.coordination.k8s.io/rill-operator",
+            Some("default"),
+        ),
+        (
+            "update",
+            "leases.coordination.k8s.io/another",
+            Some(OPERATOR_NS),
+        ),
         (
             "delete",
             "customresourcedefinitions.apiextensions.k8s.io",
@@ -1056,7 +1071,16 @@ async fn given_the_examples_then_they_serve_survive_a_leader_pod_deletion_and_op
         "a DataKept event: {kept:#?}"
     );
 
-    if let Some(forbidden) = forbidden_in_operator_logs() {
+    let mut operators: Vec<String> = Api::<Pod>::namespaced(client.clone(), OPERATOR_NS)
+        .list(&ListParams::default().labels("app.kubernetes.io/name=rill-operator"))
+        .await
+        .expect("operator pods")
+        .items
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    operators.extend([old.clone(), new.clone()]);
+    if let Some(forbidden) = forbidden_in_operator_logs(&operators) {
         assert!(
             forbidden.is_empty(),
             "the operator was refused: {forbidden:#?}"

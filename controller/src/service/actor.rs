@@ -126,6 +126,10 @@ pub enum Command {
         total: i32,
         reply: Reply<pb::CreatePartitionsResponse>,
     },
+    DrainBrokers {
+        brokers: Vec<i32>,
+        reply: Reply<pb::DrainBrokersResponse>,
+    },
 }
 
 /// The task state. Fields are owned here and nowhere else.
@@ -372,6 +376,25 @@ impl<S: MetadataStore> Actor<S> {
                     info!(topic = %name, total, "partitions added");
                     Ok(pb::CreatePartitionsResponse {
                         topic: self.topic(&name),
+                    })
+                }
+                .await;
+                let _ = reply.send(result);
+            }
+            Command::DrainBrokers { brokers, reply } => {
+                let result = async {
+                    let (plan, left) = self.ctl.drain(&brokers)?;
+                    let moving = !plan.is_empty();
+                    self.commit(plan).await?;
+                    if moving {
+                        info!(
+                            ?brokers,
+                            partitions_left = left,
+                            "moving replicas off brokers"
+                        );
+                    }
+                    Ok(pb::DrainBrokersResponse {
+                        partitions_left: left as u32,
                     })
                 }
                 .await;

@@ -312,6 +312,28 @@ impl ControllerRpc for ControllerService {
         .await;
         self.finish("CreatePartitions", started, result)
     }
+
+    async fn drain_brokers(
+        &self,
+        request: Request<pb::DrainBrokersRequest>,
+    ) -> Result<Response<pb::DrainBrokersResponse>, Status> {
+        let started = Instant::now();
+        let r = request.into_inner();
+        let result = async {
+            if r.brokers.iter().any(|b| *b < 0) {
+                return Err(ServiceError::InvalidArgument(
+                    "broker ids are not negative".to_owned(),
+                ));
+            }
+            self.call(|reply| Command::DrainBrokers {
+                brokers: r.brokers,
+                reply,
+            })
+            .await
+        }
+        .await;
+        self.finish("DrainBrokers", started, result)
+    }
 }
 
 #[cfg(test)]

@@ -242,6 +242,10 @@ pub struct PartitionStatus {
     /// Partition epoch; increases with every change of this entry.
     #[serde(default)]
     pub partition_epoch: i32,
+    /// Broker ids whose replica is being moved away (a drain before a
+    /// scale-down); they leave `replicas` once the new replicas are in sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
 }
 
 impl Topic {

@@ -110,6 +110,13 @@ impl Controller for ControllerRouter {
     ) -> Result<Response<pb::CreatePartitionsResponse>, Status> {
         self.route(&request).await?.create_partitions(request).await
     }
+
+    async fn drain_brokers(
+        &self,
+        request: Request<pb::DrainBrokersRequest>,
+    ) -> Result<Response<pb::DrainBrokersResponse>, Status> {
+        self.route(&request).await?.drain_brokers(request).await
+    }
 }
 
 /// Serves the router on `listener` until `shutdown` completes.

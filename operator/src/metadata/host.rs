@@ -189,6 +189,43 @@ impl ControllerHost {
             .clear();
     }
 
+    /// Asks the running controller of `key` to move every replica off
+    /// `brokers` (idempotent; the reconcile asks again until they hold none).
+    /// The scale-down hook is synchronous, so this does not wait: progress
+    /// shows in the snapshots the hook reads next time.
+    fn start_drain(&self, key: &str, brokers: &[i32]) {
+        let Ok(running) = self.running.try_lock() else {
+            return;
+        };
+        let Some(service) = running
+            .get(key)
+            .filter(|c| !c.is_finished() && matches!(*c.phase.borrow(), Phase::Serving))
+            .map(|c| c.service.clone())
+        else {
+            return;
+        };
+        let (key, brokers) = (key.to_owned(), brokers.to_vec());
+        tokio::spawn(async move {
+            let request = Request::new(pb::DrainBrokersRequest {
+                brokers: brokers.clone(),
+            });
+            match service.drain_brokers(request).await {
+                Ok(r) => info!(
+                    cluster = %key,
+                    ?brokers,
+                    partitions_left = r.into_inner().partitions_left,
+                    "draining brokers before the scale-down"
+                ),
+                Err(status) => warn!(
+                    cluster = %key,
+                    ?brokers,
+                    error = %status.message(),
+                    "cannot drain brokers; the scale-down stays blocked"
+                ),
+            }
+        });
+    }
+
     fn snapshot(&self, key: &str) -> Option<Arc<ClusterMetadata>> {
         self.snapshots
             .lock()
@@ -205,11 +242,12 @@ impl ReplicaPlacement for ControllerHost {
         cluster: &str,
         removed: &[i32],
     ) -> Vec<i32> {
-        let Some(meta) = self.snapshot(&cluster_key(namespace, cluster)) else {
+        let key = cluster_key(namespace, cluster);
+        let Some(meta) = self.snapshot(&key) else {
             // Placement unknown until the controller runs: assume the worst.
             return removed.to_vec();
         };
-        removed
+        let holding: Vec<i32> = removed
             .iter()
             .copied()
             .filter(|b| {
@@ -218,7 +256,11 @@ impl ReplicaPlacement for ControllerHost {
                     .flat_map(|t| &t.partitions)
                     .any(|p| p.replicas.contains(b))
             })
-            .collect()
+            .collect();
+        if !holding.is_empty() {
+            self.start_drain(&key, removed);
+        }
+        holding
     }
 }
 

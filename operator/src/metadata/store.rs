@@ -143,6 +143,7 @@ fn to_status(p: &PartitionState, index: usize) -> PartitionStatus {
         isr: p.isr.clone(),
         leader_epoch: p.leader_epoch,
         partition_epoch: p.partition_epoch,
+        removing_replicas: p.removing.clone(),
     }
 }
 
@@ -153,6 +154,7 @@ fn from_status(p: &PartitionStatus) -> PartitionState {
         leader: p.leader.unwrap_or(NO_LEADER),
         leader_epoch: p.leader_epoch,
         partition_epoch: p.partition_epoch,
+        removing: p.removing_replicas.clone(),
     }
 }
 
@@ -647,6 +649,7 @@ mod tests {
                     leader: 0,
                     leader_epoch: 0,
                     partition_epoch: 0,
+                    removing: Vec::new(),
                 };
                 3
             ],
@@ -683,6 +686,7 @@ mod tests {
             leader: NO_LEADER,
             leader_epoch: 7,
             partition_epoch: 12,
+            removing: Vec::new(),
         };
         let s = to_status(&p, 4);
         assert_eq!(s.partition, 4);

@@ -42,6 +42,10 @@ pub const CONTROLLER: &str = "streamcluster";
 /// (drift that no event reveals). Costs reads only.
 pub const RESYNC: Duration = Duration::from_secs(300);
 
+/// How often a blocked scale-down checks whether the brokers to remove are
+/// drained.
+pub const SCALE_DOWN_RECHECK: Duration = Duration::from_secs(5);
+
 /// Errors of one StreamCluster reconcile. Each is retried with backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -150,6 +154,11 @@ pub async fn reconcile(sc: Arc<StreamCluster>, ctx: Arc<Context>) -> Result<Acti
         .or_else(|| observe::by_name(&live.stateful_sets, &name));
     let new_status = status::compute(&sc, sts, &decision, &now);
     write_status(&ctx, &api, &sc, &new_status).await?;
+    if matches!(decision, scale_down::ScaleDecision::Blocked { .. }) {
+        // The controller is moving replicas off the brokers to remove;
+        // nothing in Kubernetes changes when it is done, so look again soon.
+        return Ok(Action::requeue(SCALE_DOWN_RECHECK));
+    }
     Ok(Action::requeue(RESYNC))
 }
 

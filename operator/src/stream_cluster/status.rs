@@ -125,7 +125,7 @@ pub fn compute(
             true,
             reasons::SCALE_DOWN_BLOCKED,
             format!(
-                "scale-down from {current} to {desired} brokers is refused: brokers {holding:?} still hold partition replicas"
+                "scale-down from {current} to {desired} brokers waits: brokers {holding:?} still hold partition replicas, which the metadata controller is moving to the other brokers"
             ),
         ),
         (_, None) => DesiredCondition::new(
