@@ -29,7 +29,9 @@ lint:
 
 # Against a real kube-apiserver + etcd on loopback (built from the Go module
 # proxy once, ~13 min, then cached): the CRD checks and the rill-e2e tests.
+# The scenarios use kcat and confluent-kafka: installed (cached) by install-compat.sh.
 test-e2e:
+	scripts/install-compat.sh
 	e2e/scripts/build-k8s.sh
 	e2e/scripts/apiserver.sh start
 	e2e/scripts/check-crds.sh || { e2e/scripts/apiserver.sh stop; exit 1; }

@@ -4,11 +4,13 @@
 #   e2e/scripts/run-tests.sh              # local control plane: builds (cached), starts, stops it
 #   KUBECONFIG=~/.kube/config e2e/scripts/run-tests.sh   # any cluster you point it at
 #
-# Three stages. 1: tests/metadata_controller.rs against etcd + kube-apiserver
+# Four stages. 1: tests/metadata_controller.rs against etcd + kube-apiserver
 # (operator and brokers in the test process). 2: tests/agent.rs against the
 # whole local cluster of cluster.sh (kube-controller-manager, kube-scheduler
 # and rill-node-agent running pods as processes). 3 (local cluster, with
-# helm): chart-smoke.sh, the chart and examples/ on that cluster. With the local control
+# helm): chart-smoke.sh, the chart and examples/ on that cluster. 4:
+# tests/scenarios.rs, the platform-team scenarios on the chart (helm, kubectl,
+# kcat and librdkafka). With the local control
 # plane it starts what is not running and afterwards stops only what it
 # started. With KUBECONFIG set, stage 2 runs only when a node of
 # rill-node-agent is registered there. Extra arguments go to both test
@@ -78,12 +80,26 @@ else
 fi
 # Stage 3: the chart and examples/ installed as a user would, on the local
 # cluster (needs helm: make test-chart installs it).
+HELM="${HELM:-$(command -v helm || echo "${RILL_TOOLS:-$CACHE/tools}/bin/helm")}"
 if $local_cluster; then
-    HELM="${HELM:-$(command -v helm || echo "${RILL_TOOLS:-$CACHE/tools}/bin/helm")}"
     if [[ -x "$HELM" ]]; then
         HELM="$HELM" "$HERE/chart-smoke.sh" || failed+=(chart-smoke)
     else
         echo "helm not found: skipping chart-smoke.sh (make test-chart installs it)" >&2
+    fi
+fi
+# Stage 4: the scenarios (tests/scenarios.rs): the chart installed with helm
+# and used with kubectl and Kafka clients (kcat, confluent-kafka from
+# scripts/install-compat.sh), on any cluster whose pods run.
+if $local_cluster || [[ -n "$("$KUBECTL" get nodes -o name 2>/dev/null)" ]]; then
+    if [[ -x "$HELM" ]]; then
+        KUBECTL="$KUBECTL" HELM="$HELM" RILL_K8S_RUN="${RILL_K8S_RUN:-$CACHE/k8s/run}" \
+            cargo test --workspace --test scenarios -- --ignored --test-threads=1 "$@" \
+            || failed+=(scenarios)
+        "$HELM" uninstall rill -n rill-system --wait >/dev/null 2>&1 || true
+        delete_test_namespaces
+    else
+        echo "helm not found: skipping tests/scenarios.rs" >&2
     fi
 fi
 if (( ${#failed[@]} > 0 )); then
