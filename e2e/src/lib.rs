@@ -69,6 +69,14 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
     name
 }
 
+/// Deletes a namespace a test created (in the background; errors ignored:
+/// run-tests.sh deletes every labelled namespace after each stage anyway).
+pub async fn delete_namespace(client: &Client, ns: &str) {
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(ns, &kube::api::DeleteParams::default())
+        .await;
+}
+
 /// Polls `check` until it returns `Some`, failing the test with `what`
 /// after `timeout`.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T

@@ -25,15 +25,13 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{
-    ContainerStatus, Namespace, Node, PersistentVolumeClaim, Pod, Service,
-};
+use k8s_openapi::api::core::v1::{ContainerStatus, Node, PersistentVolumeClaim, Pod, Service};
 use kube::Client;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::watcher::{self, Event, watcher};
 use parking_lot::Mutex;
 use rill_broker::client::{Acks, Client as RillClient};
-use rill_e2e::{client, free_port, namespace, wait_for};
+use rill_e2e::{client, delete_namespace, free_port, namespace, wait_for};
 use serde_json::json;
 
 /// Longest wait for the agent's Node to be Ready.
@@ -181,12 +179,6 @@ async fn connect(addr: &str) -> RillClient {
         || async { RillClient::connect(addr).await.ok() },
     )
     .await
-}
-
-async fn delete_namespace(client: &Client, ns: &str) {
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(ns, &DeleteParams::default())
-        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -50,7 +50,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Event, PersistentVolumeClaim, Pod, S
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use rill_e2e::{client, namespace, wait_for};
+use rill_e2e::{client, delete_namespace, namespace, wait_for};
 use rill_operator::crd::{StreamCluster, Topic};
 use serde_json::{Value, json};
 
@@ -575,12 +575,6 @@ async fn create_topic(client: &Client, ns: &str, name: &str, partitions: i32) {
         .create(&PostParams::default(), &t)
         .await
         .expect("Topic created");
-}
-
-async fn delete_namespace(client: &Client, ns: &str) {
-    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
-        .delete(ns, &DeleteParams::default())
-        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
