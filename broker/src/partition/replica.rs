@@ -181,13 +181,9 @@ impl Partition {
         let mut role = self.role.lock();
         if let Role::Leader(l) = &mut *role {
             if l.leader_epoch() == leader_epoch {
-                // An AlterPartition answer may have brought a newer state
-                // than a metadata delta still on its way: an older one
-                // would narrow the ISR the HW waits for.
-                if partition_epoch < l.partition_epoch() {
+                if !l.update(partition_epoch, replicas, isr, now) {
                     return Ok(());
                 }
-                l.update(partition_epoch, replicas, isr, now);
                 let own = self.own_leo(&log);
                 if let Some(hw) = l.advance(own) {
                     self.advance_high_watermark(hw);
@@ -492,24 +488,23 @@ impl Partition {
             return;
         }
         match committed {
-            Some((partition_epoch, _, _)) if partition_epoch < l.partition_epoch() => {
-                // A newer state already arrived with the metadata.
-                l.pending_done();
-            }
             Some((partition_epoch, replicas, isr)) => {
-                if isr.len() < l.isr().len() {
-                    self.metrics.isr_shrinks.inc();
-                } else {
-                    self.metrics.isr_expands.inc();
-                }
-                info!(topic = %self.topic, partition = self.id, ?isr, "ISR changed");
-                l.update(partition_epoch, replicas, isr, now_ms());
+                let shrink = isr.len() < l.isr().len();
                 l.pending_done();
-                if let Some(hw) = l.advance(self.own_leo(&log)) {
-                    self.advance_high_watermark(hw);
+                // Not adopted: a newer state already came with the metadata.
+                if l.update(partition_epoch, replicas, isr, now_ms()) {
+                    if shrink {
+                        self.metrics.isr_shrinks.inc();
+                    } else {
+                        self.metrics.isr_expands.inc();
+                    }
+                    info!(topic = %self.topic, partition = self.id, isr = ?l.isr(), "ISR changed");
+                    if let Some(hw) = l.advance(self.own_leo(&log)) {
+                        self.advance_high_watermark(hw);
+                    }
                 }
             }
-            None => l.clear_pending(),
+            None => l.pending_failed(),
         }
     }
 

@@ -114,14 +114,20 @@ impl LeaderState {
     }
 
     /// The controller committed a new partition state with the same leader
-    /// and epoch (an ISR change, ours or not): adopt it.
+    /// and epoch (an ISR change, ours or not): adopt it. A state older than
+    /// the one held is ignored (an AlterPartition answer and a metadata
+    /// delta race; the older would narrow the ISR the HW waits for).
+    /// Returns whether it was adopted.
     pub fn update(
         &mut self,
         partition_epoch: i32,
         replicas: Vec<BrokerId>,
         isr: Vec<BrokerId>,
         now_ms: u64,
-    ) {
+    ) -> bool {
+        if partition_epoch < self.partition_epoch {
+            return false;
+        }
         for r in &replicas {
             if *r != self.me {
                 self.followers.entry(*r).or_insert(Follower {
@@ -136,6 +142,7 @@ impl LeaderState {
         self.partition_epoch = partition_epoch;
         self.replicas = replicas;
         self.isr = isr;
+        true
     }
 
     /// The controller answered our AlterPartition with the state it
@@ -239,7 +246,7 @@ impl LeaderState {
     /// controller's ISR, from which the next leader is chosen, is never
     /// wider than the one this leader commits writes against. The next
     /// state the controller publishes replaces it.
-    pub fn clear_pending(&mut self) {
+    pub fn pending_failed(&mut self) {
         if let Some(pending) = self.pending.take() {
             let isr = &self.isr;
             let widened: Vec<BrokerId> = self
@@ -306,8 +313,13 @@ mod tests {
             None,
             "pending shrink still counts the old member"
         );
-        l.update(8, vec![0, 1, 2], proposal, 12_000);
+        assert!(l.update(8, vec![0, 1, 2], proposal, 12_000));
         l.pending_done();
+        assert!(
+            !l.update(7, vec![0, 1, 2], vec![0, 1, 2], 12_000),
+            "an older state is ignored"
+        );
+        assert_eq!(l.isr(), &[0, 1]);
         assert_eq!(l.advance(220), Some(220));
     }
 
@@ -323,7 +335,7 @@ mod tests {
         let proposal = l.proposed_isr(1, LAG).expect("expansion");
         assert_eq!(proposal, vec![0, 1, 2]);
         l.set_pending(proposal);
-        l.clear_pending();
+        l.pending_failed();
         assert_eq!(l.isr(), &[0, 1, 2]);
         l.on_fetch(1, 150, 150, 2);
         assert_eq!(l.advance(150), None, "waits for broker 2");
@@ -331,7 +343,7 @@ mod tests {
         assert_eq!(l.high_watermark(), 150);
         // A refused shrink leaves the ISR as it was.
         l.set_pending(vec![0, 1]);
-        l.clear_pending();
+        l.pending_failed();
         assert_eq!(l.isr(), &[0, 1, 2]);
     }
 
