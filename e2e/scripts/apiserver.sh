@@ -26,7 +26,8 @@ SERVICE_CIDR="${SERVICE_CIDR:-10.96.0.0/16}"   # allocated in etcd only; no traf
 
 log() { echo "[apiserver] $*" >&2; }
 
-alive() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
 
 gen_pki() {
     local pki="$RUN/pki"
@@ -78,16 +79,6 @@ contexts:
     user: rill-e2e-admin
 current-context: rill-e2e
 EOF
-}
-
-wait_for() { # what pidname timeout_s command...
-    local what="$1" pidname="$2" timeout="$3"; shift 3
-    local deadline=$((SECONDS + timeout))
-    until "$@" >/dev/null 2>&1; do
-        if ! alive "$pidname"; then log "$pidname exited while waiting for $what"; return 1; fi
-        if (( SECONDS >= deadline )); then log "timed out after ${timeout}s waiting for $what"; return 1; fi
-        sleep 0.5
-    done
 }
 
 start() {

@@ -41,17 +41,8 @@ TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 AGENT_DIR="$RUN/agent"
 
 log() { echo "[cluster] $*" >&2; }
-alive() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
-
-wait_for() { # what pidname timeout_s command...
-    local what="$1" pidname="$2" timeout="$3"; shift 3
-    local deadline=$((SECONDS + timeout))
-    until "$@" >/dev/null 2>&1; do
-        if ! alive "$pidname"; then log "$pidname exited while waiting for $what"; return 1; fi
-        if (( SECONDS >= deadline )); then log "timed out after ${timeout}s waiting for $what"; return 1; fi
-        sleep 0.5
-    done
-}
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
 
 # A client certificate and a kubeconfig for one control-plane component. The
 # user names are the ones Kubernetes' bootstrap RBAC policy grants

@@ -68,6 +68,8 @@ const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(120);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest wait for a deleted Topic's resource and Kafka topic to go.
 const TOPIC_DELETE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Two listings this far apart that agree mean the namespace is quiet.
+const QUIET_SAMPLE: Duration = Duration::from_secs(3);
 /// How long nothing may change after re-applying the same manifests.
 const GITOPS_QUIET: Duration = Duration::from_secs(15);
 
@@ -252,11 +254,42 @@ fn bootstrap(sc: &StreamCluster) -> String {
         .expect("status.kafkaBootstrap")
 }
 
+/// Where history.py keeps the acknowledged records of one producer run.
+struct History {
+    acked: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl History {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        History {
+            acked: dir.path().join("acked.txt"),
+            _dir: dir,
+        }
+    }
+
+    /// `history.py produce` arguments for this history, then `extra`.
+    fn produce_args(&self, bootstrap: &str, topic: &str, extra: &[&str]) -> Vec<String> {
+        let mut args = vec![
+            history_script(),
+            "produce".into(),
+            "--bootstrap".into(),
+            bootstrap.into(),
+            "--topic".into(),
+            topic.into(),
+            "--acked".into(),
+            self.acked.to_string_lossy().into_owned(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        args
+    }
+}
+
 /// A background history producer (e2e/clients/history.py).
 struct Producer {
     child: std::process::Child,
-    acked: PathBuf,
-    _dir: tempfile::TempDir,
+    history: History,
 }
 
 #[derive(Debug)]
@@ -269,35 +302,19 @@ struct ProduceSummary {
 
 impl Producer {
     fn start(bootstrap: &str, topic: &str, rate: u32) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let acked = dir.path().join("acked.txt");
+        let history = History::new();
         let child = Command::new(python())
-            .args([
-                &history_script(),
-                "produce",
-                "--bootstrap",
-                bootstrap,
-                "--topic",
-                topic,
-                "--acked",
-                &acked.to_string_lossy(),
-                "--rate",
-                &rate.to_string(),
-            ])
+            .args(history.produce_args(bootstrap, topic, &["--rate", &rate.to_string()]))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start history.py (scripts/install-compat.sh installs its venv)");
-        Producer {
-            child,
-            acked,
-            _dir: dir,
-        }
+        Producer { child, history }
     }
 
     /// Acknowledged records so far.
     fn acked(&self) -> usize {
-        std::fs::read_to_string(&self.acked)
+        std::fs::read_to_string(&self.history.acked)
             .map(|s| s.lines().count())
             .unwrap_or(0)
     }
@@ -310,15 +327,14 @@ impl Producer {
     }
 
     /// SIGTERM, then every outstanding delivery is waited for.
-    fn stop(mut self) -> (ProduceSummary, PathBuf, tempfile::TempDir) {
+    fn stop(self) -> (ProduceSummary, History) {
+        let Producer { child, history } = self;
         nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::unistd::Pid::from_raw(child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         )
         .expect("signal the producer");
-        let out = std::mem::replace(&mut self.child, Command::new("true").spawn().expect("true"))
-            .wait_with_output()
-            .expect("producer exit");
+        let out = child.wait_with_output().expect("producer exit");
         let stdout = String::from_utf8_lossy(&out.stdout);
         let summary: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}"))
             .unwrap_or_else(|e| panic!("producer summary ({e}): {stdout}"));
@@ -329,7 +345,7 @@ impl Producer {
             longest_gap_s: summary["longest_gap_s"].as_f64().unwrap_or(0.0),
             summary,
         };
-        (s, self.acked.clone(), self._dir)
+        (s, history)
     }
 }
 
@@ -359,33 +375,25 @@ fn verify(bootstrap: &str, topic: &str, acked: &Path) -> Value {
     serde_json::from_str(stdout.lines().last().unwrap_or("{}")).expect("verify summary")
 }
 
-/// Produces `count` records and reads them back.
-fn produce_and_verify(bootstrap: &str, topic: &str, count: u32) -> Value {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let acked = dir.path().join("acked.txt");
-    let out = must(
-        &python(),
-        &[
-            &history_script(),
-            "produce",
-            "--bootstrap",
-            bootstrap,
-            "--topic",
-            topic,
-            "--acked",
-            &acked.to_string_lossy(),
-            "--count",
-            &count.to_string(),
-        ],
-        None,
-    );
+/// Produces `count` records; every one must be acknowledged.
+fn produce_count(bootstrap: &str, topic: &str, count: u32) -> History {
+    let history = History::new();
+    let args = history.produce_args(bootstrap, topic, &["--count", &count.to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = must(&python(), &args, None);
     let summary: Value = serde_json::from_str(out.lines().last().unwrap_or("{}")).expect("summary");
     assert_eq!(
         summary["acked"],
         json!(count),
         "every record acknowledged: {summary}"
     );
-    let checked = verify(bootstrap, topic, &acked);
+    history
+}
+
+/// Produces `count` records and reads them back.
+fn produce_and_verify(bootstrap: &str, topic: &str, count: u32) -> Value {
+    let history = produce_count(bootstrap, topic, count);
+    let checked = verify(bootstrap, topic, &history.acked);
     assert_eq!(checked["acknowledged"], json!(count));
     checked
 }
@@ -832,7 +840,7 @@ async fn given_the_examples_then_they_serve_survive_a_leader_pod_deletion_and_op
         TOPIC_READY_TIMEOUT,
         || async {
             let a = resource_versions(&client, &ns).await;
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            tokio::time::sleep(QUIET_SAMPLE).await;
             let b = resource_versions(&client, &ns).await;
             (a == b).then_some(b)
         },
@@ -914,9 +922,9 @@ async fn given_the_examples_then_they_serve_survive_a_leader_pod_deletion_and_op
     )
     .await;
     let rejoined = deleted_at.elapsed();
-    let (summary, acked, _dir) = producer.stop();
+    let (summary, history) = producer.stop();
     assert_eq!(summary.failed, 0, "no write failed: {}", summary.summary);
-    let checked = verify(&boot, "orders", &acked);
+    let checked = verify(&boot, "orders", &history.acked);
     println!(
         "leader pod {victim} deleted: {} records acknowledged, longest gap between acks {:.2} s, \
          back in every ISR after {:.1} s; read back: {checked}",
@@ -992,13 +1000,13 @@ async fn given_the_examples_then_they_serve_survive_a_leader_pod_deletion_and_op
             REJOIN_TIMEOUT,
         )
         .await;
-    let (summary, acked, _dir) = producer.stop();
+    let (summary, history) = producer.stop();
     assert_eq!(summary.failed, 0, "no write failed: {}", summary.summary);
     assert!(
         acked_during > 0,
         "brokers acknowledged writes while no operator led ({takeover:?})"
     );
-    verify(&boot, "orders", &acked);
+    verify(&boot, "orders", &history.acked);
     println!(
         "operator leader {old} killed: {new} took the Lease after {:.1} s; {acked_during} records \
          acknowledged meanwhile, longest gap {:.2} s",
@@ -1116,24 +1124,7 @@ async fn given_three_brokers_when_scaled_to_five_and_back_then_the_scale_down_wa
         .filter(|p| p.replicas.iter().any(|r| *r >= 3))
         .count();
     assert!(on_removed > 0, "brokers 3 and 4 hold replicas of spread");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let acked = dir.path().join("acked.txt");
-    must(
-        &python(),
-        &[
-            &history_script(),
-            "produce",
-            "--bootstrap",
-            &boot,
-            "--topic",
-            "spread",
-            "--acked",
-            &acked.to_string_lossy(),
-            "--count",
-            "3000",
-        ],
-        None,
-    );
+    let history = produce_count(&boot, "spread", 3000);
 
     // Back to 3: held while brokers 3 and 4 hold replicas.
     let started = Instant::now();
@@ -1199,7 +1190,7 @@ async fn given_three_brokers_when_scaled_to_five_and_back_then_the_scale_down_wa
         "scale-down 5 -> 3 with {on_removed} partitions to move took {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let checked = verify(&boot, "spread", &acked);
+    let checked = verify(&boot, "spread", &history.acked);
     println!("spread read back after the drain: {checked}");
     delete_namespace(&client, &ns).await;
 }

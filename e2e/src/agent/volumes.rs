@@ -180,76 +180,46 @@ impl PodVolumes {
         }
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         if let Some(src) = &volume.config_map {
-            let optional = src.optional == Some(true);
-            match get_opt::<ConfigMap>(client, namespace, &src.name).await? {
-                Some(cm) => files.extend(select(
-                    config_map_data(&cm),
-                    src.items.as_ref(),
-                    &src.name,
-                    optional,
-                )?),
-                None if optional => {}
-                None => return Err(format!("configmap {:?} not found", src.name)),
-            }
+            files = config_map_files(
+                client,
+                namespace,
+                &src.name,
+                src.items.as_ref(),
+                src.optional,
+            )
+            .await?;
         } else if let Some(src) = &volume.secret {
             let name = src.secret_name.clone().unwrap_or_default();
-            let optional = src.optional == Some(true);
-            match get_opt::<Secret>(client, namespace, &name).await? {
-                Some(s) => files.extend(select(
-                    secret_data(&s),
-                    src.items.as_ref(),
-                    &name,
-                    optional,
-                )?),
-                None if optional => {}
-                None => return Err(format!("secret {name:?} not found")),
-            }
+            files =
+                secret_files(client, namespace, &name, src.items.as_ref(), src.optional).await?;
         } else if let Some(src) = &volume.downward_api {
-            for item in src.items.iter().flatten() {
-                let Some(f) = &item.field_ref else {
-                    return Err("downwardAPI resourceFieldRef is not supported".into());
-                };
-                files.push((
-                    item.path.clone(),
-                    field_ref(pod, &f.field_path, ctx)?.into_bytes(),
-                ));
-            }
+            files = downward_files(src.items.as_ref(), pod, ctx)?;
         } else if let Some(projected) = &volume.projected {
             for source in projected.sources.iter().flatten() {
                 if let Some(src) = &source.config_map {
-                    let optional = src.optional == Some(true);
-                    match get_opt::<ConfigMap>(client, namespace, &src.name).await? {
-                        Some(cm) => files.extend(select(
-                            config_map_data(&cm),
-                            src.items.as_ref(),
+                    files.extend(
+                        config_map_files(
+                            client,
+                            namespace,
                             &src.name,
-                            optional,
-                        )?),
-                        None if optional => {}
-                        None => return Err(format!("configmap {:?} not found", src.name)),
-                    }
+                            src.items.as_ref(),
+                            src.optional,
+                        )
+                        .await?,
+                    );
                 } else if let Some(src) = &source.secret {
-                    let optional = src.optional == Some(true);
-                    match get_opt::<Secret>(client, namespace, &src.name).await? {
-                        Some(s) => files.extend(select(
-                            secret_data(&s),
-                            src.items.as_ref(),
+                    files.extend(
+                        secret_files(
+                            client,
+                            namespace,
                             &src.name,
-                            optional,
-                        )?),
-                        None if optional => {}
-                        None => return Err(format!("secret {:?} not found", src.name)),
-                    }
+                            src.items.as_ref(),
+                            src.optional,
+                        )
+                        .await?,
+                    );
                 } else if let Some(src) = &source.downward_api {
-                    for item in src.items.iter().flatten() {
-                        let Some(f) = &item.field_ref else {
-                            return Err("downwardAPI resourceFieldRef is not supported".into());
-                        };
-                        files.push((
-                            item.path.clone(),
-                            field_ref(pod, &f.field_path, ctx)?.into_bytes(),
-                        ));
-                    }
+                    files.extend(downward_files(src.items.as_ref(), pod, ctx)?);
                 } else if let Some(src) = &source.service_account_token {
                     let key = format!("{}/{}", volume.name, src.path);
                     let due = self
@@ -311,6 +281,57 @@ impl PodVolumes {
         }
         Ok(out)
     }
+}
+
+/// The files of a configMap volume source (or projection).
+async fn config_map_files(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    items: Option<&Vec<KeyToPath>>,
+    optional: Option<bool>,
+) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let optional = optional == Some(true);
+    match get_opt::<ConfigMap>(client, namespace, name).await? {
+        Some(cm) => select(config_map_data(&cm), items, name, optional),
+        None if optional => Ok(Vec::new()),
+        None => Err(format!("configmap {name:?} not found")),
+    }
+}
+
+/// The files of a secret volume source (or projection).
+async fn secret_files(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    items: Option<&Vec<KeyToPath>>,
+    optional: Option<bool>,
+) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let optional = optional == Some(true);
+    match get_opt::<Secret>(client, namespace, name).await? {
+        Some(s) => select(secret_data(&s), items, name, optional),
+        None if optional => Ok(Vec::new()),
+        None => Err(format!("secret {name:?} not found")),
+    }
+}
+
+/// The files of downwardAPI items (fieldRef only).
+fn downward_files(
+    items: Option<&Vec<k8s_openapi::api::core::v1::DownwardAPIVolumeFile>>,
+    pod: &Pod,
+    ctx: &EnvContext,
+) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut files = Vec::new();
+    for item in items.into_iter().flatten() {
+        let Some(f) = &item.field_ref else {
+            return Err("downwardAPI resourceFieldRef is not supported".into());
+        };
+        files.push((
+            item.path.clone(),
+            field_ref(pod, &f.field_path, ctx)?.into_bytes(),
+        ));
+    }
+    Ok(files)
 }
 
 async fn get_opt<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<K>, String>

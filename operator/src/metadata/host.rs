@@ -189,22 +189,53 @@ impl ControllerHost {
             .clear();
     }
 
-    /// Asks the running controller of `key` to move every replica off
-    /// `brokers` (idempotent; the reconcile asks again until they hold none).
-    /// The scale-down hook is synchronous, so this does not wait: progress
-    /// shows in the snapshots the hook reads next time.
-    fn start_drain(&self, key: &str, brokers: &[i32]) {
+    fn snapshot(&self, key: &str) -> Option<Arc<ClusterMetadata>> {
+        self.snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .map(|rx| Arc::clone(&rx.borrow()))
+    }
+}
+
+impl ReplicaPlacement for ControllerHost {
+    fn brokers_holding_replicas(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        removed: &[i32],
+    ) -> Vec<i32> {
+        let Some(meta) = self.snapshot(&cluster_key(namespace, cluster)) else {
+            // Placement unknown until the controller runs: assume the worst.
+            return removed.to_vec();
+        };
+        removed
+            .iter()
+            .copied()
+            .filter(|b| {
+                meta.topics
+                    .values()
+                    .flat_map(|t| &t.partitions)
+                    .any(|p| p.replicas.contains(b))
+            })
+            .collect()
+    }
+
+    /// Asks the running controller of the cluster to move every replica off
+    /// `brokers`; the reconcile asks again until they hold none.
+    fn drain(&self, namespace: &str, cluster: &str, brokers: &[i32]) {
+        let key = cluster_key(namespace, cluster);
         let Ok(running) = self.running.try_lock() else {
             return;
         };
         let Some(service) = running
-            .get(key)
+            .get(&key)
             .filter(|c| !c.is_finished() && matches!(*c.phase.borrow(), Phase::Serving))
             .map(|c| c.service.clone())
         else {
             return;
         };
-        let (key, brokers) = (key.to_owned(), brokers.to_vec());
+        let brokers = brokers.to_vec();
         tokio::spawn(async move {
             let request = Request::new(pb::DrainBrokersRequest {
                 brokers: brokers.clone(),
@@ -224,43 +255,6 @@ impl ControllerHost {
                 ),
             }
         });
-    }
-
-    fn snapshot(&self, key: &str) -> Option<Arc<ClusterMetadata>> {
-        self.snapshots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .map(|rx| Arc::clone(&rx.borrow()))
-    }
-}
-
-impl ReplicaPlacement for ControllerHost {
-    fn brokers_holding_replicas(
-        &self,
-        namespace: &str,
-        cluster: &str,
-        removed: &[i32],
-    ) -> Vec<i32> {
-        let key = cluster_key(namespace, cluster);
-        let Some(meta) = self.snapshot(&key) else {
-            // Placement unknown until the controller runs: assume the worst.
-            return removed.to_vec();
-        };
-        let holding: Vec<i32> = removed
-            .iter()
-            .copied()
-            .filter(|b| {
-                meta.topics
-                    .values()
-                    .flat_map(|t| &t.partitions)
-                    .any(|p| p.replicas.contains(b))
-            })
-            .collect();
-        if !holding.is_empty() {
-            self.start_drain(&key, removed);
-        }
-        holding
     }
 }
 

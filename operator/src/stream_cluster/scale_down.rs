@@ -5,7 +5,8 @@
 //! data. The metadata controller knows the placement and implements
 //! [`ReplicaPlacement`] ([`crate::metadata::ControllerHost`]): while removed
 //! brokers hold replicas the StatefulSet keeps its current size and the
-//! cluster reports `Progressing=True` with reason `ScaleDownBlocked`.
+//! cluster reports `Progressing=True` with reason `ScaleDownBlocked`, and
+//! [`decide`] asks the placement to [drain](ReplicaPlacement::drain) them.
 //! [`NoPlacementYet`] (reconcile tests) reports no replicas anywhere.
 //! Volumes of removed brokers are kept (`whenScaled: Retain`).
 
@@ -16,6 +17,12 @@ pub trait ReplicaPlacement: Send + Sync {
     /// can go.
     fn brokers_holding_replicas(&self, namespace: &str, cluster: &str, removed: &[i32])
     -> Vec<i32>;
+
+    /// Starts moving every replica off `brokers` (idempotent, does not
+    /// wait: progress shows in later [`brokers_holding_replicas`] answers).
+    ///
+    /// [`brokers_holding_replicas`]: ReplicaPlacement::brokers_holding_replicas
+    fn drain(&self, _namespace: &str, _cluster: &str, _brokers: &[i32]) {}
 }
 
 /// A placement with no replica on any broker, for reconcile tests.
@@ -79,6 +86,7 @@ pub fn decide(
             if holding.is_empty() {
                 ScaleDecision::Proceed { replicas: desired }
             } else {
+                placement.drain(namespace, cluster, &removed);
                 ScaleDecision::Blocked {
                     current,
                     desired,
@@ -119,6 +127,26 @@ pub(crate) mod tests {
             }
         );
         assert_eq!(decision.replicas(), 5);
+    }
+
+    /// Records the drains asked for.
+    struct Draining(std::sync::Mutex<Vec<Vec<i32>>>);
+
+    impl ReplicaPlacement for Draining {
+        fn brokers_holding_replicas(&self, _: &str, _: &str, removed: &[i32]) -> Vec<i32> {
+            removed.iter().copied().filter(|id| *id == 4).collect()
+        }
+        fn drain(&self, _: &str, _: &str, brokers: &[i32]) {
+            self.0.lock().expect("lock").push(brokers.to_vec());
+        }
+    }
+
+    #[test]
+    fn given_a_blocked_scale_down_then_every_removed_broker_is_drained_and_a_free_one_is_not() {
+        let placement = Draining(std::sync::Mutex::new(Vec::new()));
+        decide(&placement, "data", "events", Some(5), 3);
+        decide(&placement, "data", "events", Some(4), 3);
+        assert_eq!(*placement.0.lock().expect("lock"), vec![vec![3, 4]]);
     }
 
     #[test]
