@@ -36,14 +36,14 @@ use tracing::{debug, info, warn};
 
 use super::KafkaContext;
 use super::dispatch;
-use super::frame::{self, EncodeError, FrameError};
+use super::frame::{self, EncodeError, FrameError, ResponseFrame};
 
 /// Requests of one connection running at the same time.
 pub const MAX_IN_FLIGHT: usize = 64;
 /// Frames read ahead of the requests started.
 const FRAME_QUEUE: usize = 8;
 
-type Pending = Pin<Box<dyn Future<Output = Result<Option<Bytes>, EncodeError>> + Send>>;
+type Pending = Pin<Box<dyn Future<Output = Result<Option<ResponseFrame>, EncodeError>> + Send>>;
 
 /// Counts the connection in `rill_kafka_connections` while it lives.
 struct ConnectionGauge(prometheus::IntGauge);
@@ -128,7 +128,7 @@ pub async fn serve_connection(
 /// write. Returns false when the connection must close.
 async fn write_responses(
     out: &mut BufWriter<OwnedWriteHalf>,
-    first: Result<Option<Bytes>, EncodeError>,
+    first: Result<Option<ResponseFrame>, EncodeError>,
     in_flight: &mut FuturesOrdered<Pending>,
     ctx: &KafkaContext,
     peer: SocketAddr,
@@ -137,9 +137,13 @@ async fn write_responses(
     while let Some(done) = next.take() {
         match done {
             Ok(Some(response)) => {
-                if let Err(e) = out.write_all(&response).await {
-                    debug!(%peer, error = %e, "client went away before its response was written");
-                    return false;
+                // Small parts gather in the write buffer; a part larger
+                // than the buffer (a record set) goes to the socket as is.
+                for part in response.parts() {
+                    if let Err(e) = out.write_all(part).await {
+                        debug!(%peer, error = %e, "client went away before its response was written");
+                        return false;
+                    }
                 }
                 ctx.metrics.kafka_bytes_out.inc_by(response.len() as u64);
             }

@@ -25,7 +25,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, HeaderVersion, Message, VersionRange};
 use thiserror::Error;
 
-use super::frame::{EncodeError, encode_response};
+use super::frame::{EncodeError, ResponseFrame, encode_response};
 use super::group::{GROUP_APIS, GroupService};
 use super::{KafkaContext, admin, fetch, metadata, offsets, produce, producer_id};
 
@@ -345,12 +345,24 @@ fn encode<R: kafka_protocol::protocol::Encodable + HeaderVersion>(
     api: ApiKey,
     header: &RequestHeader,
     body: &R,
-) -> Result<Option<Bytes>, EncodeError> {
+) -> Result<Option<ResponseFrame>, EncodeError> {
+    encode_sharing(api, header, body, &[])
+}
+
+/// [`encode`] for a body that refers to `shared` buffers, which the frame
+/// references instead of copying (see [`encode_response`]).
+fn encode_sharing<R: kafka_protocol::protocol::Encodable + HeaderVersion>(
+    api: ApiKey,
+    header: &RequestHeader,
+    body: &R,
+    shared: &[Bytes],
+) -> Result<Option<ResponseFrame>, EncodeError> {
     encode_response(
         api_name(api),
         header.correlation_id,
         header.request_api_version,
         body,
+        shared,
     )
     .map(Some)
 }
@@ -360,7 +372,7 @@ fn encode<R: kafka_protocol::protocol::Encodable + HeaderVersion>(
 pub async fn handle(
     ctx: Arc<KafkaContext>,
     decoded: Decoded,
-) -> Result<Option<Bytes>, EncodeError> {
+) -> Result<Option<ResponseFrame>, EncodeError> {
     let started = Instant::now();
     let Decoded {
         header,
@@ -376,6 +388,7 @@ pub async fn handle(
             header.correlation_id,
             0,
             &api_versions_response(ctx, Some(ResponseError::UnsupportedVersion)),
+            &[],
         )
         .map(Some),
         Request::Metadata(r) => encode(api, &header, &metadata::metadata(ctx, version, r).await),
@@ -386,7 +399,10 @@ pub async fn handle(
             Some(response) => encode(api, &header, &response),
             None => Ok(None),
         },
-        Request::Fetch(r) => encode(api, &header, &fetch::fetch(ctx, version, r).await),
+        Request::Fetch(r) => {
+            let response = fetch::fetch(ctx, version, r).await;
+            encode_sharing(api, &header, &response, &fetch::record_sets(&response))
+        }
         Request::ListOffsets(r) => encode(api, &header, &offsets::list_offsets(ctx, version, r)),
         Request::OffsetForLeaderEpoch(r) => encode(
             api,
@@ -632,7 +648,8 @@ mod tests {
         let mut out = handle(Arc::clone(&ctx), decoded)
             .await
             .expect("encodes")
-            .expect("answered");
+            .expect("answered")
+            .to_bytes();
         assert_eq!(out.get_i32() as usize, out.len(), "size prefix");
         let header = ResponseHeader::decode(&mut out, FindCoordinatorResponse::header_version(3))
             .expect("header");

@@ -22,6 +22,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{
     EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
@@ -177,4 +178,15 @@ pub async fn fetch(ctx: &KafkaContext, version: i16, request: FetchRequest) -> F
         response = response.with_node_endpoints(node_endpoints);
     }
     response
+}
+
+/// The record sets of a response, which its frame references rather than
+/// copies (see [`super::frame::encode_response`]).
+pub fn record_sets(response: &FetchResponse) -> Vec<Bytes> {
+    response
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .filter_map(|p| p.records.clone())
+        .collect()
 }
