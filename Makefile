@@ -4,7 +4,7 @@ CARGO ?= cargo
 
 .PHONY: test test-rust quickstart-smoke cluster-smoke test-chart test-e2e crds crds-check build release fmt lint compat compat-kafka
 
-test: lint test-rust quickstart-smoke cluster-smoke crds-check test-chart test-images test-e2e compat
+test: lint test-rust quickstart-smoke cluster-smoke crds-check test-chart test-images test-e2e compat bench-smoke
 
 test-rust:
 	$(CARGO) test --workspace --all-targets

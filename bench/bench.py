@@ -621,6 +621,10 @@ def measure(cfg, cluster, variant, rep, logdir, prior_rate):
     # Retention settles within a check interval or two; then the topic holds
     # what the consumer reads.
     time.sleep(3 * RETENTION_CHECK_MS / 1000)
+    # The producer run's dirty pages are written back first, so the
+    # consumer run does not share the two cores with page-cache writeback
+    # (which took up to half a core in the consumer runs otherwise).
+    subprocess.run(["sync"], check=True)
     stored = count_records(cfg, bootstrap, topic, log)
     cons = consumer_perf(cfg, bootstrap, topic, stored, log)
     say(f"{variant} rep {rep}: consumer {cons['mb_per_s']:.1f} MB/s ({cons['records']} records in {cons['fetch_seconds']:.2f}s)")
