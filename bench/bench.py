@@ -19,6 +19,11 @@ start-up, then runs the same clients against it:
 then stops the cluster and removes its data. Figures are medians over the
 repetitions. It writes results.json, report.md and chart.png to --out.
 
+With --compare-consumer A,B it instead compares two Rill builds (directories
+holding rill-broker and rill-controller): one data set is produced once, then
+each build in turn serves kafka-consumer-perf-test over it, --reps rounds,
+alternating, with the brokers' and the client's CPU time per run.
+
 Nothing here asserts on a figure: the program prints what it measured.
 """
 
@@ -643,6 +648,46 @@ def make_cluster(cfg, system, workdir):
     return RillCluster(cfg, workdir)
 
 
+def compare_consumer(cfg, bins):
+    """Consumer throughput of two or more Rill builds over one data set."""
+    log = os.path.join(cfg.out, "compare.log")
+    work = os.path.join(cfg.work, "compare")
+    shutil.rmtree(work, ignore_errors=True)
+    records = cfg.records or 1_500_000
+    runs = {b: [] for b in bins}
+    produced = False
+    for rnd in range(cfg.reps):
+        for b in bins:
+            cfg.rill_bin = b
+            cluster = RillCluster(cfg, work)
+            cluster.start()
+            try:
+                if not produced:
+                    create_topic(cfg, cluster.bootstrap, "compare", topic_config(cfg, "rill"), log)
+                    producer_perf(cfg, cluster.bootstrap, "compare", records, log)
+                    produced = True
+                stored = count_records(cfg, cluster.bootstrap, "compare", log)
+                subprocess.run(["sync"], check=True)
+                pids = [p.pid for p in cluster.brokers]
+                cpu0 = sum(proc_cpu_seconds(p) for p in pids)
+                kids0 = children_cpu_seconds()
+                cons = consumer_perf(cfg, cluster.bootstrap, "compare", stored, log)
+                cons["broker_cpu_s"] = sum(proc_cpu_seconds(p) for p in pids) - cpu0
+                cons["client_cpu_s"] = children_cpu_seconds() - kids0
+            finally:
+                cluster.stop()
+            runs[b].append(cons)
+            say(f"round {rnd + 1} {b}: consumer {cons['mb_per_s']:.1f} MB/s ({cons['records']} records in "
+                f"{cons['fetch_seconds']:.2f}s), broker CPU {cons['broker_cpu_s']:.2f}s, client CPU {cons['client_cpu_s']:.2f}s")
+    shutil.rmtree(work, ignore_errors=True)
+    with open(os.path.join(cfg.out, "compare.json"), "w") as f:
+        json.dump(runs, f, indent=1)
+    for b, rs in runs.items():
+        med = lambda k: statistics.median(r[k] for r in rs)  # noqa: E731
+        say(f"{b}: median consumer {med('mb_per_s'):.1f} MB/s, broker CPU {med('broker_cpu_s'):.2f}s, "
+            f"client CPU {med('client_cpu_s'):.2f}s over {len(rs)} rounds")
+
+
 def run_variants(cfg):
     results = {v: [] for v in cfg.variants}
     logdir = os.path.join(cfg.out, "logs")
@@ -964,6 +1009,8 @@ def main():
     ap.add_argument("--shared-cluster", action="store_true",
                     help="one cluster per system for all its variants (smoke default)")
     ap.add_argument("--command", default="bench/run.sh")
+    ap.add_argument("--compare-consumer", metavar="BIN_A,BIN_B",
+                    help="compare the consumer throughput of Rill builds (directories) instead of the side-by-side run")
     cfg = ap.parse_args()
     smoke = cfg.mode == "smoke"
     defaults = {
@@ -1002,6 +1049,12 @@ def main():
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if cfg.compare_consumer:
+        try:
+            compare_consumer(cfg, [os.path.abspath(b) for b in cfg.compare_consumer.split(",")])
+        finally:
+            Proc.kill_all()
+        return
     meta = machine_meta(cfg)
     meta["load_start"] = loadavg()
     say(f"{cfg.mode} run: variants {', '.join(cfg.variants)}, {cfg.reps} repetition(s); load average {meta['load_start']}")
