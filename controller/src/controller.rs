@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
 use tracing::info;
 
-use crate::placement::{self, PlacementError};
+use crate::placement::{self, PlacementError, Placer};
 use crate::state::{
     BrokerId, BrokerRegistration, Change, ClusterMetadata, Endpoints, NO_LEADER, PartitionState,
     TopicState,
@@ -582,30 +582,13 @@ impl Controller {
             .into_iter()
             .filter(|(id, _)| !drained.contains(id))
             .collect();
-        let rack_of: BTreeMap<BrokerId, Option<String>> = self
-            .meta
-            .brokers
-            .values()
-            .map(|b| (b.id, b.rack.clone()))
-            .collect();
-        let mut load: BTreeMap<BrokerId, usize> = targets.iter().map(|(id, _)| (*id, 0)).collect();
-        for p in self.meta.topics.values().flat_map(|t| &t.partitions) {
-            for r in &p.replicas {
-                if let Some(n) = load.get_mut(r) {
-                    *n += 1;
-                }
-            }
-        }
+        let mut placer = Placer::new(&self.meta, &targets);
         let mut next = self.meta.clone();
         let mut left = 0;
         for (name, t) in &mut next.topics {
             for (i, p) in t.partitions.iter_mut().enumerate() {
-                let gone: Vec<BrokerId> = p
-                    .replicas
-                    .iter()
-                    .copied()
-                    .filter(|r| drained.contains(r))
-                    .collect();
+                let (gone, kept): (Vec<BrokerId>, Vec<BrokerId>) =
+                    p.replicas.iter().partition(|r| drained.contains(r));
                 if gone.is_empty() {
                     continue;
                 }
@@ -613,26 +596,13 @@ impl Controller {
                 if !p.removing.is_empty() {
                     continue;
                 }
-                let mut racks: BTreeSet<Option<String>> = p
-                    .replicas
+                let mut racks: BTreeSet<Option<&str>> = kept
                     .iter()
-                    .filter(|r| !drained.contains(r))
-                    .map(|r| rack_of.get(r).cloned().flatten())
+                    .map(|r| self.meta.brokers.get(r).and_then(|b| b.rack.as_deref()))
                     .collect();
-                let mut added = Vec::new();
+                let mut chosen = p.replicas.clone();
                 for _ in &gone {
-                    let pick = targets
-                        .iter()
-                        .filter(|(id, _)| !p.replicas.contains(id) && !added.contains(id))
-                        .min_by_key(|(id, rack)| {
-                            (
-                                racks.contains(rack) as u8,
-                                load.get(id).copied().unwrap_or(0),
-                                *id,
-                            )
-                        })
-                        .map(|(id, rack)| (*id, rack.clone()));
-                    let Some((id, rack)) = pick else {
+                    let Some(id) = placer.follower(&chosen, &racks) else {
                         return Err(ControllerError::Invalid(format!(
                             "cannot move {name}-{i} off brokers {brokers:?}: its {} replicas \
                              need {} active brokers besides those, and {} are active",
@@ -641,11 +611,11 @@ impl Controller {
                             targets.len()
                         )));
                     };
-                    racks.insert(rack);
-                    *load.entry(id).or_default() += 1;
-                    added.push(id);
+                    racks.insert(placer.rack(id));
+                    placer.add(id, false);
+                    chosen.push(id);
                 }
-                p.replicas.extend(added);
+                p.replicas = chosen;
                 p.removing = gone;
             }
         }

@@ -1,11 +1,13 @@
-//! Replica placement for new partitions: balanced, rack-aware, stable.
+//! Replica placement for new partitions, and for the replicas that replace
+//! drained ones ([`Placer`]): balanced, rack-aware, stable.
 //!
 //! - Balanced: each partition's preferred leader is the broker leading the
 //!   fewest partitions so far (counting existing topics), and followers are
 //!   the brokers holding the fewest replicas.
 //! - Rack-aware: followers come from racks the partition does not use yet
 //!   while such racks remain.
-//! - Stable: only new partitions are placed; existing replicas never move.
+//! - Stable: only new partitions are placed; existing replicas move only
+//!   when a drain asks (`Controller::drain`).
 //! - Deterministic: ties break on broker id, so the same input gives the
 //!   same placement.
 
@@ -29,6 +31,80 @@ struct Load {
     replicas: usize,
 }
 
+/// The brokers replicas may go to, with their racks and what they hold,
+/// kept up to date as replicas are added.
+pub struct Placer<'a> {
+    rack_of: BTreeMap<BrokerId, Option<&'a str>>,
+    load: BTreeMap<BrokerId, Load>,
+}
+
+impl<'a> Placer<'a> {
+    /// `brokers` (id, rack), loaded with the existing assignments in `meta`.
+    pub fn new(meta: &ClusterMetadata, brokers: &'a [(BrokerId, Option<String>)]) -> Self {
+        let rack_of = brokers
+            .iter()
+            .map(|(id, rack)| (*id, rack.as_deref()))
+            .collect();
+        let mut load: BTreeMap<BrokerId, Load> = brokers
+            .iter()
+            .map(|(id, _)| (*id, Load::default()))
+            .collect();
+        for p in meta.topics.values().flat_map(|t| &t.partitions) {
+            for (i, r) in p.replicas.iter().enumerate() {
+                if let Some(l) = load.get_mut(r) {
+                    l.replicas += 1;
+                    if i == 0 {
+                        l.leaders += 1;
+                    }
+                }
+            }
+        }
+        Self { rack_of, load }
+    }
+
+    /// The rack of one of the brokers.
+    pub fn rack(&self, id: BrokerId) -> Option<&'a str> {
+        self.rack_of.get(&id).copied().flatten()
+    }
+
+    /// The broker leading the fewest partitions (then holding the fewest
+    /// replicas).
+    fn leader(&self) -> Option<BrokerId> {
+        self.load
+            .iter()
+            .min_by_key(|(id, l)| (l.leaders, l.replicas, **id))
+            .map(|(id, _)| *id)
+    }
+
+    /// A broker for one more replica of a partition on `chosen`, whose
+    /// replicas use `racks`: the one holding the fewest replicas on a rack
+    /// the partition does not use, else the one holding the fewest
+    /// replicas; `None` when every broker already holds one.
+    pub fn follower(
+        &self,
+        chosen: &[BrokerId],
+        racks: &BTreeSet<Option<&str>>,
+    ) -> Option<BrokerId> {
+        let candidates = self.load.iter().filter(|(id, _)| !chosen.contains(id));
+        let fresh_rack = candidates
+            .clone()
+            .filter(|(id, _)| self.rack_of[*id].is_some() && !racks.contains(&self.rack_of[*id]))
+            .min_by_key(|(id, l)| (l.replicas, **id));
+        fresh_rack
+            .or_else(|| candidates.min_by_key(|(id, l)| (l.replicas, **id)))
+            .map(|(id, _)| *id)
+    }
+
+    /// Counts a replica added on `id`.
+    pub fn add(&mut self, id: BrokerId, leader: bool) {
+        let l = self.load.get_mut(&id).expect("a broker of the placer");
+        l.replicas += 1;
+        if leader {
+            l.leaders += 1;
+        }
+    }
+}
+
 /// Places `count` new partitions with `rf` replicas each on `brokers`
 /// (id, rack), given the existing assignments in `meta`. Returns each new
 /// partition's replica list, preferred leader first.
@@ -47,54 +123,19 @@ pub fn place(
             available: brokers.len(),
         });
     }
-    let rack_of: BTreeMap<BrokerId, Option<&str>> = brokers
-        .iter()
-        .map(|(id, rack)| (*id, rack.as_deref()))
-        .collect();
-    let mut load: BTreeMap<BrokerId, Load> = brokers
-        .iter()
-        .map(|(id, _)| (*id, Load::default()))
-        .collect();
-    for t in meta.topics.values() {
-        for p in &t.partitions {
-            for (i, r) in p.replicas.iter().enumerate() {
-                if let Some(l) = load.get_mut(r) {
-                    l.replicas += 1;
-                    if i == 0 {
-                        l.leaders += 1;
-                    }
-                }
-            }
-        }
-    }
+    let mut placer = Placer::new(meta, brokers);
     let mut out = Vec::with_capacity(count);
     for _ in 0..count {
-        let leader = *load
-            .iter()
-            .min_by_key(|(id, l)| (l.leaders, l.replicas, **id))
-            .map(|(id, _)| id)
-            .expect("at least rf >= 1 brokers");
+        let leader = placer.leader().expect("at least rf >= 1 brokers");
         let mut chosen = vec![leader];
-        let mut racks: BTreeSet<Option<&str>> = BTreeSet::from([rack_of[&leader]]);
+        let mut racks = BTreeSet::from([placer.rack(leader)]);
         while chosen.len() < rf {
-            let candidates = load.iter().filter(|(id, _)| !chosen.contains(id));
-            let fresh_rack = candidates
-                .clone()
-                .filter(|(id, _)| rack_of[*id].is_some() && !racks.contains(&rack_of[*id]))
-                .min_by_key(|(id, l)| (l.replicas, **id));
-            let pick = fresh_rack
-                .or_else(|| candidates.min_by_key(|(id, l)| (l.replicas, **id)))
-                .map(|(id, _)| *id)
-                .expect("rf <= brokers");
-            racks.insert(rack_of[&pick]);
+            let pick = placer.follower(&chosen, &racks).expect("rf <= brokers");
+            racks.insert(placer.rack(pick));
             chosen.push(pick);
         }
         for (i, id) in chosen.iter().enumerate() {
-            let l = load.get_mut(id).expect("known broker");
-            l.replicas += 1;
-            if i == 0 {
-                l.leaders += 1;
-            }
+            placer.add(*id, i == 0);
         }
         out.push(chosen);
     }

@@ -95,6 +95,11 @@ impl EmbeddedController {
         self.actor_task.is_finished()
     }
 
+    /// Whether it still answers RPCs: running and not deposed.
+    pub fn is_serving(&self) -> bool {
+        !self.is_finished() && matches!(*self.phase.borrow(), Phase::Serving)
+    }
+
     /// Stops the actor: watch streams end and RPCs answer UNAVAILABLE.
     pub async fn stop(self) -> Phase {
         self.actor_stop.cancel();

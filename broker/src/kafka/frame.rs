@@ -168,8 +168,6 @@ pub const SHARED_PART_MIN: usize = 16 << 10;
 /// `current` as a part and becomes a part itself.
 struct FrameBuf<'a> {
     parts: Vec<Bytes>,
-    /// Bytes in `parts`.
-    closed: usize,
     current: BytesMut,
     shared: &'a [Bytes],
 }
@@ -178,7 +176,6 @@ impl<'a> FrameBuf<'a> {
     fn new(capacity: usize, shared: &'a [Bytes]) -> Self {
         Self {
             parts: Vec::new(),
-            closed: 0,
             current: BytesMut::with_capacity(capacity),
             shared,
         }
@@ -196,9 +193,7 @@ impl<'a> FrameBuf<'a> {
 
     fn close_current(&mut self) {
         if !self.current.is_empty() {
-            let part = self.current.split().freeze();
-            self.closed += part.len();
-            self.parts.push(part);
+            self.parts.push(self.current.split().freeze());
         }
     }
 
@@ -235,7 +230,6 @@ unsafe impl BufMut for FrameBuf<'_> {
         {
             let part = owner.slice_ref(src);
             self.close_current();
-            self.closed += part.len();
             self.parts.push(part);
             return;
         }
@@ -246,24 +240,32 @@ unsafe impl BufMut for FrameBuf<'_> {
 /// Offsets are positions in the whole frame. `seek` and `range` reach only
 /// bytes written after the last shared part: response bodies never leave
 /// gaps (they are sized up front), only record encoders do.
+impl FrameBuf<'_> {
+    /// Bytes in the closed parts.
+    fn closed(&self) -> usize {
+        self.parts.iter().map(Bytes::len).sum()
+    }
+}
+
 impl ByteBufMut for FrameBuf<'_> {
     fn offset(&self) -> usize {
-        self.closed + self.current.len()
+        self.closed() + self.current.len()
     }
 
     fn seek(&mut self, offset: usize) {
         let local = offset
-            .checked_sub(self.closed)
+            .checked_sub(self.closed())
             .expect("seek back into a closed part of a response frame");
         self.current.seek(local);
     }
 
     fn range(&mut self, r: Range<usize>) -> &mut [u8] {
+        let closed = self.closed();
         let start = r
             .start
-            .checked_sub(self.closed)
+            .checked_sub(closed)
             .expect("range in a closed part of a response frame");
-        self.current.range(start..r.end - self.closed)
+        self.current.range(start..r.end - closed)
     }
 }
 

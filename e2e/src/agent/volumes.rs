@@ -180,41 +180,51 @@ impl PodVolumes {
         }
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         if let Some(src) = &volume.config_map {
-            files = config_map_files(
+            files = object_files(
                 client,
                 namespace,
                 &src.name,
                 src.items.as_ref(),
                 src.optional,
+                config_map_data,
             )
             .await?;
         } else if let Some(src) = &volume.secret {
             let name = src.secret_name.clone().unwrap_or_default();
-            files =
-                secret_files(client, namespace, &name, src.items.as_ref(), src.optional).await?;
+            files = object_files(
+                client,
+                namespace,
+                &name,
+                src.items.as_ref(),
+                src.optional,
+                secret_data,
+            )
+            .await?;
         } else if let Some(src) = &volume.downward_api {
             files = downward_files(src.items.as_ref(), pod, ctx)?;
         } else if let Some(projected) = &volume.projected {
             for source in projected.sources.iter().flatten() {
                 if let Some(src) = &source.config_map {
                     files.extend(
-                        config_map_files(
+                        object_files(
                             client,
                             namespace,
                             &src.name,
                             src.items.as_ref(),
                             src.optional,
+                            config_map_data,
                         )
                         .await?,
                     );
                 } else if let Some(src) = &source.secret {
                     files.extend(
-                        secret_files(
+                        object_files(
                             client,
                             namespace,
                             &src.name,
                             src.items.as_ref(),
                             src.optional,
+                            secret_data,
                         )
                         .await?,
                     );
@@ -283,35 +293,30 @@ impl PodVolumes {
     }
 }
 
-/// The files of a configMap volume source (or projection).
-async fn config_map_files(
+/// The files of a configMap or secret volume source (or projection):
+/// `data` gives the object's keys and contents.
+async fn object_files<K>(
     client: &Client,
     namespace: &str,
     name: &str,
     items: Option<&Vec<KeyToPath>>,
     optional: Option<bool>,
-) -> Result<Vec<(String, Vec<u8>)>, String> {
+    data: fn(&K) -> BTreeMap<String, Vec<u8>>,
+) -> Result<Vec<(String, Vec<u8>)>, String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
     let optional = optional == Some(true);
-    match get_opt::<ConfigMap>(client, namespace, name).await? {
-        Some(cm) => select(config_map_data(&cm), items, name, optional),
+    match get_opt::<K>(client, namespace, name).await? {
+        Some(object) => select(data(&object), items, name, optional),
         None if optional => Ok(Vec::new()),
-        None => Err(format!("configmap {name:?} not found")),
-    }
-}
-
-/// The files of a secret volume source (or projection).
-async fn secret_files(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    items: Option<&Vec<KeyToPath>>,
-    optional: Option<bool>,
-) -> Result<Vec<(String, Vec<u8>)>, String> {
-    let optional = optional == Some(true);
-    match get_opt::<Secret>(client, namespace, name).await? {
-        Some(s) => select(secret_data(&s), items, name, optional),
-        None if optional => Ok(Vec::new()),
-        None => Err(format!("secret {name:?} not found")),
+        None => Err(format!(
+            "{} {name:?} not found",
+            K::kind(&()).to_lowercase()
+        )),
     }
 }
 

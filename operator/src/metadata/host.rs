@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use kube::Client;
 use kube::api::Api;
 use rill_controller::config::ServerConfig;
-use rill_controller::service::{ControllerService, Phase};
+use rill_controller::service::ControllerService;
 use rill_controller::{ClusterMetadata, EmbeddedController, embed};
 use rill_proto::controller as pb;
 use rill_proto::controller::controller_server::Controller as _;
@@ -118,7 +118,7 @@ impl ControllerHost {
         let (namespace, name) = split_key(key)?;
         let mut running = self.running.lock().await;
         if let Some(c) = running.get(key) {
-            if !c.is_finished() && matches!(*c.phase.borrow(), Phase::Serving) {
+            if c.is_serving() {
                 return Ok(c.service.clone());
             }
             warn!(cluster = key, phase = ?*c.phase.borrow(), "controller ended; starting a new one");
@@ -230,7 +230,7 @@ impl ReplicaPlacement for ControllerHost {
         };
         let Some(service) = running
             .get(&key)
-            .filter(|c| !c.is_finished() && matches!(*c.phase.borrow(), Phase::Serving))
+            .filter(|c| c.is_serving())
             .map(|c| c.service.clone())
         else {
             return;
