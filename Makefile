@@ -90,3 +90,23 @@ bench:
 
 bench-smoke:
 	bench/run.sh --smoke
+
+# --- Fault injection (faults/README.md) ---------------------------------------
+# Jepsen-style suite: controller + 3 brokers in network namespaces, real Kafka
+# clients, partitions/crashes/disk faults, a history checker. Needs root.
+# `faults` is the long form against Rill (publishes faults/results/rill-latest.md),
+# `faults-short` the ~5 min subset, `faults-kafka` the long form against Apache
+# Kafka (FAULTS_ARGS=--short for its short form). Rill's debug binaries must be built.
+FAULTS_ARGS ?=
+.PHONY: faults faults-short faults-kafka
+faults:
+	faults/install.sh
+	faults/run.sh --target rill --long $(FAULTS_ARGS)
+
+faults-short:
+	faults/install.sh
+	faults/run.sh --target rill --short $(FAULTS_ARGS)
+
+faults-kafka:
+	faults/install.sh
+	faults/run.sh --target kafka $(if $(filter --short,$(FAULTS_ARGS)),,--long) $(FAULTS_ARGS)

@@ -1048,14 +1048,15 @@ def main():
             "seed": args.seed, "form": form, "duration": args.duration, "brokers": args.brokers,
             "producers": args.producers, "consumers": args.consumers, "wall_s": wall,
             "passed": passed, "failed": failed}
-    resdir = os.path.join(HERE, "results")
+    # Short and long forms publish to faults/results/; single scenarios stay in the run directory.
+    resdir = os.path.join(HERE, "results") if form != "custom" else suite.run_dir
     os.makedirs(resdir, exist_ok=True)
     name = f"{args.target}-latest" if form == "long" else f"{args.target}-{form}-latest"
     with open(os.path.join(resdir, name + ".json"), "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1)
     with open(os.path.join(resdir, name + ".md"), "w") as f:
         f.write(markdown(results, meta))
-    log(f"seed {args.seed}; wall clock {wall}s; results in faults/results/{name}.md")
+    log(f"seed {args.seed}; wall clock {wall}s; results in {os.path.relpath(os.path.join(resdir, name + '.md'), REPO)}")
     print(f"faults: {passed} passed, {failed} failed", flush=True)
     if rc:
         return rc
