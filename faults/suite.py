@@ -22,9 +22,18 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import checker  # noqa: E402
 
-PREFIX = "rillf-"
+# Namespaces are rillf-<target>-<node>: a Rill and a Kafka run can coexist
+# (their namespaces are separate network stacks, the same subnet in each).
+PREFIX = "rillf-rill-"
 NET_NS = PREFIX + "net"
 CLIENT_NS = PREFIX + "client"
+
+
+def set_prefix(target):
+    global PREFIX, NET_NS, CLIENT_NS
+    PREFIX = f"rillf-{target}-"
+    NET_NS = PREFIX + "net"
+    CLIENT_NS = PREFIX + "client"
 SUBNET = "10.213.0"
 CTL_IP = f"{SUBNET}.10"
 CLIENT_IP = f"{SUBNET}.100"
@@ -67,7 +76,7 @@ def stale_cleanup(run_root):
     for ns in names:
         sh("ip", "netns", "del", ns, check=False)
     # stale strace injectors we started (their pid files)
-    for pf in glob.glob(os.path.join(run_root, "*", "strace-*.pid")):
+    for pf in glob.glob(os.path.join(run_root, "strace-*.pid")):
         try:
             os.kill(int(open(pf).read().strip()), signal.SIGKILL)
         except (ProcessLookupError, ValueError, OSError):
@@ -265,6 +274,14 @@ class Cluster:
             if not os.access(os.path.join(bindir, b), os.X_OK):
                 raise SystemExit(f"faults: {bindir}/{b} is not built "
                                  "(cargo build -p rill-broker -p rill-controller --bins)")
+        # A copy, so that a rebuild during the run does not change the binary
+        # a restarted broker runs.
+        own = os.path.join(self.run_dir, "bin")
+        os.makedirs(own, exist_ok=True)
+        for b in ("rill-controller", "rill-broker"):
+            shutil.copy2(os.path.join(bindir, b), os.path.join(own, b))
+        log(f"rill binaries from {bindir} ({time.ctime(os.path.getmtime(os.path.join(bindir, 'rill-broker')))})")
+        bindir = own
         env = dict(os.environ)
         env.setdefault("RILL_LOG", "info")
         ctl_dir = os.path.join(self.run_dir, "controller")
@@ -285,6 +302,7 @@ class Cluster:
                 "--listen-addr", f"{ip}:9093", "--http-addr", f"{ip}:9644",
                 "--replication-addr", f"{ip}:9094", "--kafka-addr", f"{ip}:{KAFKA_PORT}",
                 "--advertised-host", ip, "--replica-lag-time-max-ms", "10000",
+                "--log-segment-bytes", "8388608",
             ] + os.environ.get("FAULTS_RILL_BROKER_ARGS", "").split(), self.logdir, "RILL_READY", env)
 
     # --- Apache Kafka (KRaft): node 100 is the controller, brokers 0..n-1
@@ -834,7 +852,7 @@ class Suite:
 
     def setup(self):
         os.makedirs(self.run_root, exist_ok=True)
-        stale_cleanup(self.run_root)
+        stale_cleanup(self.run_dir)
         if os.path.exists(self.run_dir):
             shutil.rmtree(self.run_dir)
         os.makedirs(self.run_dir)
@@ -859,7 +877,7 @@ class Suite:
             self.cluster.unmount()
         if self.net:
             self.net.teardown()
-        stale_cleanup(self.run_root)
+        stale_cleanup(self.run_dir)
 
     def run_scenario(self, name, index):
         a = self.args
@@ -1002,11 +1020,12 @@ def main():
     if args.seed is None:
         args.seed = random.randrange(1, 1_000_000)
     if args.duration is None:
-        args.duration = 45 if form == "long" else 25
+        args.duration = 30 if form == "long" else 25
     names = args.scenario or (SHORT if form == "short" else list(SCENARIOS))
     for s in names:
         if s not in SCENARIOS:
             raise SystemExit(f"faults: unknown scenario {s} (--list)")
+    set_prefix(args.target)
     log(f"target {args.target}, {form} form, seed {args.seed}, scenarios: {' '.join(names)}")
     suite = Suite(args)
     results = []
@@ -1022,7 +1041,7 @@ def main():
     try:
         suite.setup()
         for i, s in enumerate(names):
-            dur = args.duration * (3 if s == "mix" and form == "long" else 1)
+            dur = args.duration * (4 if s == "mix" and form == "long" else 1)
             a_dur, args.duration = args.duration, dur
             try:
                 results.append(suite.run_scenario(s, i))
