@@ -196,3 +196,13 @@ def test_unavailability_window():
                 nemesis=[{"type": "fault", "t": 101.0}])
     assert abs(res["longest_unavailable_s"] - 8.1) < 1e-6, res
     assert abs(res["longest_unavailable_from_fault_s"] - (-0.5)) < 1e-6
+
+
+def test_ack_without_offset_is_checked_for_presence_only():
+    h = clean()
+    h["producers"] = write([(v, 0, i if i != 3 else None) for i, v in enumerate(VALS)])
+    res = check(**h)
+    assert res["safety_failures"] == 0 and res["acked_without_offset"] == 1, res
+    h["final"] = final_read([r for r in LOG if r[1] != 3])
+    h["consumers"] = group([r for r in LOG if r[1] != 3], [(0, 5, True)])
+    assert check(**h)["lost"] == 1
