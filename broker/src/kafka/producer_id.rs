@@ -22,7 +22,6 @@
 //! asking to bump its epoch (KIP-360, v3+) gets a fresh id, which Kafka
 //! also does for non-transactional producers.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use kafka_protocol::ResponseError;
@@ -130,17 +129,7 @@ impl ProducerIdAllocator {
 
 /// Atomically replaces the block end file.
 fn persist(path: &Path, end: i64) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(format!("{end}\n").as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    crate::log::write_atomically(path, format!("{end}\n").as_bytes())
 }
 
 pub async fn init_producer_id(

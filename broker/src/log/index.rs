@@ -213,7 +213,7 @@ fn read_if_exists(path: &Path) -> io::Result<Option<Vec<u8>>> {
 
 /// Writes `data` to `path` through a temporary file and a rename, so a crash
 /// leaves either the old or the new file, never a torn one.
-pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
+pub fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension(format!(
         "{}.tmp",
         path.extension().and_then(|e| e.to_str()).unwrap_or("")
@@ -223,7 +223,20 @@ pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
         f.write_all(data)?;
         f.sync_data()?;
     }
-    fs::rename(&tmp, path)
+    fs::rename(&tmp, path)?;
+    // The rename is durable only once the directory entry is: without
+    // this, a crash can bring back the old file (or none).
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// fsyncs a directory, making renames and new entries in it durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ use thiserror::Error;
 pub use batch::BatchError;
 pub use config::{CleanupPolicy, ConfigError, FlushPolicy, LogConfig};
 pub use flush::GroupCommit;
+pub use index::{sync_dir, write_atomically};
 pub use partition::{
     AppendInfo, MAX_STORED_BATCH, PartitionLog, ReadResult, RetentionResult, SyncHandle,
 };

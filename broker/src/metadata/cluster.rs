@@ -80,14 +80,11 @@ pub fn log_dir_id(data_dir: &Path) -> std::io::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(data_dir)?;
             let id = uuid::Uuid::new_v4().to_string();
-            let tmp = path.with_extension("json.tmp");
             let body = serde_json::to_vec(&DataDirIdentity {
                 log_dir_id: id.clone(),
             })
             .expect("serializes");
-            std::fs::write(&tmp, body)?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
+            crate::log::write_atomically(&path, &body)?;
             Ok(id)
         }
         Err(e) => Err(e),

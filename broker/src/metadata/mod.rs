@@ -25,6 +25,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::log::sync_dir;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::{info, warn};
@@ -107,10 +108,6 @@ fn ctx(context: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
 }
 
 const SPEC_FILE: &str = "topic.json";
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
 
 impl TopicStore {
     /// Opens the store in `data_dir`, creating its directories and

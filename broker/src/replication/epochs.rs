@@ -12,7 +12,7 @@
 //! `epoch start_offset` line per entry, replaced atomically on change.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// File name in the partition directory.
@@ -117,13 +117,7 @@ impl EpochCache {
         for (e, o) in &self.entries {
             text.push_str(&format!("{e} {o}\n"));
         }
-        let tmp = self.path.with_extension("tmp");
-        {
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_data()?;
-        }
-        fs::rename(&tmp, &self.path)
+        crate::log::write_atomically(&self.path, text.as_bytes())
     }
 }
 
