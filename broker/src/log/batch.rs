@@ -306,6 +306,47 @@ pub(crate) mod test_util {
             .collect()
     }
 
+    /// One batch of an idempotent producer: `values` with sequences from
+    /// `first_sequence`, all with `timestamp`.
+    pub fn idempotent(
+        values: &[&[u8]],
+        producer_id: i64,
+        producer_epoch: i16,
+        first_sequence: i32,
+        timestamp: i64,
+    ) -> Vec<u8> {
+        let records: Vec<Record> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id,
+                producer_epoch,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: first_sequence + i as i32,
+                timestamp,
+                key: None,
+                value: Some(Bytes::copy_from_slice(v)),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .expect("encode");
+        buf.to_vec()
+    }
+
     /// One uncompressed batch of unkeyed `values`.
     pub fn batch(values: &[&[u8]]) -> Vec<u8> {
         let recs: Vec<Rec<'_>> = values

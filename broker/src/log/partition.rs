@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use parking_lot::Mutex;
+
 use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
 use tracing::{info, warn};
@@ -80,8 +82,9 @@ pub struct PartitionLog {
     log_start_offset: i64,
     /// Offset the next appended record gets (log end offset, LEO).
     next_offset: i64,
-    /// Everything below this offset is known to be on disk (fsynced).
-    flushed_offset: Arc<AtomicI64>,
+    /// Everything below this offset is known to be on disk (fsynced),
+    /// shared with [`SyncHandle`]s running outside the log lock.
+    flushed: Arc<Mutex<FlushMark>>,
     /// The recovery point last written to disk.
     checkpointed: AtomicI64,
 }
@@ -171,9 +174,10 @@ impl PartitionLog {
             segments,
             log_start_offset,
             next_offset,
-            flushed_offset: Arc::new(AtomicI64::new(
-                recovery_point.clamp(log_start_offset, next_offset),
-            )),
+            flushed: Arc::new(Mutex::new(FlushMark {
+                offset: recovery_point.clamp(log_start_offset, next_offset),
+                truncations: 0,
+            })),
             checkpointed: AtomicI64::new(recovery_point),
         })
     }
@@ -197,7 +201,7 @@ impl PartitionLog {
         self.next_offset
     }
     pub fn flushed_offset(&self) -> i64 {
-        self.flushed_offset.load(Ordering::Acquire)
+        self.flushed.lock().offset
     }
     /// Total bytes of all segments.
     pub fn size_bytes(&self) -> u64 {
@@ -446,7 +450,7 @@ impl PartitionLog {
     /// After a truncation, data at or above `offset` is new and not durable:
     /// the recovery point on disk must not vouch for it.
     fn lower_recovery_point(&mut self, offset: i64) -> Result<(), LogError> {
-        self.flushed_offset.fetch_min(offset, Ordering::AcqRel);
+        self.flushed.lock().truncated(offset);
         if self.checkpointed.load(Ordering::Acquire) > offset {
             self.write_recovery_point(offset)?;
         }
@@ -483,7 +487,11 @@ impl PartitionLog {
         }
         self.log_start_offset = offset;
         self.next_offset = offset;
-        self.flushed_offset.store(offset, Ordering::Release);
+        {
+            let mut mark = self.flushed.lock();
+            mark.truncated(offset);
+            mark.offset = offset;
+        }
         self.write_recovery_point(offset)?;
         info!(dir = %self.dir.display(), offset, "log reset");
         Ok(())
@@ -600,7 +608,8 @@ impl PartitionLog {
         SyncHandle {
             files: self.unflushed_files(),
             target: self.next_offset,
-            flushed: Arc::clone(&self.flushed_offset),
+            truncations: self.flushed.lock().truncations,
+            flushed: Arc::clone(&self.flushed),
         }
     }
 
@@ -626,23 +635,67 @@ impl PartitionLog {
             .unwrap_or(-1)
     }
 
-    /// Headers of the stored batches, oldest first, skipping whole
-    /// segments whose newest record is older than `min_timestamp`, except
-    /// the last two (recent writes may carry old client timestamps). Reads
-    /// headers only, never records.
-    pub fn batch_headers_since(&self, min_timestamp: i64) -> Result<Vec<BatchHeader>, LogError> {
-        let always_from = self.segments.len().saturating_sub(2);
+    /// Headers of the stored batches from the segment holding `offset` on,
+    /// oldest first (batches ending before `offset` in that segment
+    /// included). Reads headers only, never records.
+    pub fn batch_headers_from(&self, offset: i64) -> Result<Vec<BatchHeader>, LogError> {
+        let first = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(self.log_start_offset, |(b, _)| *b);
         let mut out = Vec::new();
-        for (i, seg) in self.segments.values().enumerate() {
-            if i < always_from && seg.max_timestamp() < min_timestamp {
-                continue;
-            }
+        for seg in self.segments.range(first..).map(|(_, s)| s) {
             let positions = seg
                 .batch_positions()
                 .map_err(|e| LogError::io(format!("scanning {}", self.dir.display()), e))?;
             out.extend(positions.into_iter().map(|(_, h)| h));
         }
         Ok(out)
+    }
+
+    /// Headers of the stored batches, oldest first, skipping whole
+    /// segments the broker last wrote before `min_written_ms` (by the
+    /// file's mtime, never by record timestamps: those are the clients'
+    /// clocks, and an old CreateTime says nothing about when a batch was
+    /// appended). The last two segments are always read. Reads headers
+    /// only, never records.
+    pub fn batch_headers_written_since(
+        &self,
+        min_written_ms: i64,
+    ) -> Result<Vec<BatchHeader>, LogError> {
+        let always_from = self.segments.len().saturating_sub(2);
+        let ctx = |e| LogError::io(format!("scanning {}", self.dir.display()), e);
+        let mut out = Vec::new();
+        for (i, seg) in self.segments.values().enumerate() {
+            if i < always_from && seg.last_written_ms().map_err(ctx)? < min_written_ms {
+                continue;
+            }
+            let positions = seg.batch_positions().map_err(ctx)?;
+            out.extend(positions.into_iter().map(|(_, h)| h));
+        }
+        Ok(out)
+    }
+}
+
+/// The durable prefix of a log, and how many truncations it has seen.
+#[derive(Debug)]
+struct FlushMark {
+    /// Everything below this offset is on disk.
+    offset: i64,
+    /// Bumped by every truncation. An fsync that started before one may
+    /// have covered only records that are gone: the records appended at
+    /// the same offsets since are not on disk, so it must not advance
+    /// `offset`.
+    truncations: u64,
+}
+
+impl FlushMark {
+    /// The log was cut at `offset`: nothing from there on is durable, and
+    /// fsyncs already running vouch for nothing.
+    fn truncated(&mut self, offset: i64) {
+        self.truncations += 1;
+        self.offset = self.offset.min(offset);
     }
 }
 
@@ -651,7 +704,9 @@ impl PartitionLog {
 pub struct SyncHandle {
     files: Vec<Arc<File>>,
     target: i64,
-    flushed: Arc<AtomicI64>,
+    /// The log's truncation count when the handle was made.
+    truncations: u64,
+    flushed: Arc<Mutex<FlushMark>>,
 }
 
 impl SyncHandle {
@@ -661,13 +716,15 @@ impl SyncHandle {
     }
     /// Everything below this offset is durable.
     pub fn flushed_offset(&self) -> i64 {
-        self.flushed.load(Ordering::Acquire)
+        self.flushed.lock().offset
     }
     /// Whether everything up to the target is already durable.
     pub fn is_done(&self) -> bool {
-        self.flushed.load(Ordering::Acquire) >= self.target
+        self.flushed_offset() >= self.target
     }
-    /// Blocking fdatasync; advances the flushed offset on success.
+    /// Blocking fdatasync; advances the flushed offset on success, unless
+    /// the log was truncated since the handle was made (what was synced
+    /// may no longer be what the log holds below the target).
     pub fn sync(&self) -> io::Result<()> {
         if self.is_done() {
             return Ok(());
@@ -675,7 +732,10 @@ impl SyncHandle {
         for f in &self.files {
             f.sync_data()?;
         }
-        self.flushed.fetch_max(self.target, Ordering::AcqRel);
+        let mut mark = self.flushed.lock();
+        if mark.truncations == self.truncations {
+            mark.offset = mark.offset.max(self.target);
+        }
         Ok(())
     }
 }

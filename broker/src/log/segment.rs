@@ -467,6 +467,14 @@ impl Segment {
     pub fn created_ms(&self) -> i64 {
         self.created_ms
     }
+    /// When the broker last wrote this segment's log file (its mtime, in
+    /// ms since the epoch): a broker clock, unlike record timestamps.
+    pub fn last_written_ms(&self) -> io::Result<i64> {
+        let modified = self.file.metadata()?.modified()?;
+        Ok(modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64))
+    }
     pub fn is_empty(&self) -> bool {
         self.size == 0
     }

@@ -518,3 +518,36 @@ fn given_unflushed_sealed_segments_then_recovery_validates_them_and_flush_moves_
     log.truncate_to(victim + 1).unwrap();
     assert!(recovery_point(dir.path()) <= log.next_offset());
 }
+
+#[test]
+fn given_an_fsync_started_before_a_truncation_when_it_completes_then_new_appends_are_not_reported_durable()
+ {
+    // A flush=fsync follower with 0..2 on disk: an fsync of offsets 0..4
+    // starts (outside the log lock), the log is truncated to 2 and new records take offsets 2
+    // and 3, then the fsync completes. It synced the old records 2 and 3,
+    // not the new ones: the flushed offset and the recovery point must stay
+    // at the truncation point.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
+    append_values(&mut log, &[b"a", b"b"], 1000);
+    log.flush().unwrap();
+    append_values(&mut log, &[b"c", b"d"], 1000);
+    let in_flight = log.sync_handle();
+    assert_eq!(in_flight.target(), 4);
+    log.truncate_to(2).unwrap();
+    append_values(&mut log, &[b"new-c", b"new-d"], 1000);
+    in_flight.sync().unwrap();
+    assert_eq!(
+        log.flushed_offset(),
+        2,
+        "the appends after the truncation were never fsynced"
+    );
+    log.checkpoint().unwrap();
+    drop(log);
+    let text = std::fs::read_to_string(dir.path().join("recovery-point")).unwrap();
+    assert_eq!(text.trim(), "2", "recovery point");
+    // A fresh fsync covers them.
+    let log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
+    log.flush().unwrap();
+    assert_eq!(log.flushed_offset(), 4);
+}
