@@ -239,6 +239,12 @@ impl Broker {
             }
         };
         let _ = manager_cell.set(Arc::clone(&manager));
+        if config.controller_addr.is_empty() {
+            // No controller: this broker is the whole ISR of every partition.
+            for p in manager.all_partitions() {
+                p.serve_alone();
+            }
+        }
 
         let tasks_stop = CancellationToken::new();
         let mut tasks = tasks::spawn(

@@ -133,6 +133,7 @@ impl GroupError {
             | PartitionError::UnknownTopic(_)
             | PartitionError::UnknownPartition { .. } => Self::NotCoordinator,
             PartitionError::NotEnoughReplicas { .. }
+            | PartitionError::NotEnoughReplicasAfterAppend { .. }
             | PartitionError::PartitionOffline { .. }
             | PartitionError::ShuttingDown
             | PartitionError::Log { .. }

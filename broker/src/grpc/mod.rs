@@ -45,9 +45,10 @@ pub fn status_from(err: &Error) -> Status {
         Error::Metadata(_) => Code::Internal,
         Error::PartitionOffline { .. } | Error::ShuttingDown => Code::Unavailable,
         Error::NotLeader { .. } => Code::FailedPrecondition,
-        Error::NotEnoughReplicas { .. } | Error::LeadershipLost { .. } | Error::Controller(_) => {
-            Code::Unavailable
-        }
+        Error::NotEnoughReplicas { .. }
+        | Error::NotEnoughReplicasAfterAppend { .. }
+        | Error::LeadershipLost { .. }
+        | Error::Controller(_) => Code::Unavailable,
         Error::Timeout { .. } => Code::DeadlineExceeded,
         Error::Placement(_) => Code::InvalidArgument,
         Error::Sequence { .. } | Error::FencedLeaderEpoch { .. } => Code::FailedPrecondition,

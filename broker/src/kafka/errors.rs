@@ -59,6 +59,7 @@ pub fn error_code(err: &Error) -> ResponseError {
             ResponseError::NotLeaderOrFollower
         }
         Error::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+        Error::NotEnoughReplicasAfterAppend { .. } => ResponseError::NotEnoughReplicasAfterAppend,
         Error::Sequence { source, .. } => match source {
             SequenceError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber,
             SequenceError::StaleEpoch { .. } => ResponseError::InvalidProducerEpoch,
@@ -113,6 +114,16 @@ mod tests {
                     min: 2,
                 },
                 19,
+            ),
+            (
+                Error::NotEnoughReplicasAfterAppend {
+                    topic: "t".into(),
+                    partition: 0,
+                    base_offset: 5,
+                    isr: 1,
+                    min: 2,
+                },
+                20,
             ),
             (
                 log_err(LogError::InvalidBatch(BatchError::BadLength {

@@ -86,6 +86,20 @@ pub enum Error {
         isr: usize,
         min: u32,
     },
+    /// acks=all: the write reached every in-sync replica, but the ISR had
+    /// shrunk below min.insync.replicas by then. It was appended and may be
+    /// read, but it is not acknowledged (Kafka's
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+    #[error(
+        "{topic}-{partition}: offset {base_offset} was appended, but only {isr} replicas are in sync (min.insync.replicas is {min}); the write is not acknowledged"
+    )]
+    NotEnoughReplicasAfterAppend {
+        topic: String,
+        partition: i32,
+        base_offset: i64,
+        isr: usize,
+        min: u32,
+    },
     /// The partition's leadership changed while an acks=all write waited:
     /// it may or may not survive, so it is not acknowledged.
     #[error(
@@ -163,6 +177,7 @@ impl Error {
             Self::PartitionOffline { .. } => "partition_offline",
             Self::NotLeader { .. } => "not_leader",
             Self::NotEnoughReplicas { .. } => "not_enough_replicas",
+            Self::NotEnoughReplicasAfterAppend { .. } => "not_enough_replicas_after_append",
             Self::LeadershipLost { .. } => "leadership_lost",
             Self::Controller(_) => "controller",
             Self::Placement(_) => "placement",

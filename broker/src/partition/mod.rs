@@ -22,6 +22,7 @@
 //! Replication will replace "appended locally" by "in every ISR member".
 
 pub mod error;
+mod hw_checkpoint;
 pub mod manager;
 pub mod producers;
 mod replica;
@@ -146,6 +147,8 @@ pub struct Partition {
     state: AtomicU8,
     /// When the interval flusher last fsynced this log.
     last_flush: parking_lot::Mutex<Instant>,
+    /// Where the HW survives a restart.
+    hw_checkpoint: hw_checkpoint::HighWatermarkCheckpoint,
     /// Standalone, leader (with follower state) or follower. Changed only
     /// while holding the log's write lock, so an append and a role change
     /// never interleave (lock order: log, then role).
@@ -162,15 +165,26 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// Wraps an opened log. Its HW starts at the log end: everything that
-    /// survived recovery is on disk.
+    /// Wraps an opened log. Its HW starts at the last checkpointed HW
+    /// (see [`hw_checkpoint`]); a standalone broker then raises it to the
+    /// log end ([`Partition::serve_alone`]).
     pub fn new(
         topic: Arc<str>,
         id: i32,
         log: PartitionLog,
         metrics: Arc<Metrics>,
     ) -> Result<Self, Error> {
-        let (high_watermark, _) = watch::channel(log.next_offset());
+        let (hw_checkpoint, hw) = hw_checkpoint::HighWatermarkCheckpoint::open(
+            log.dir(),
+            log.log_start_offset(),
+            log.next_offset(),
+        )
+        .map_err(|e| Error::Log {
+            topic: topic.to_string(),
+            partition: id,
+            source: LogError::io("reading the high watermark checkpoint".to_owned(), e),
+        })?;
+        let (high_watermark, _) = watch::channel(hw);
         let (log_end, _) = watch::channel(log.next_offset());
         let mut epochs = EpochCache::open(log.dir()).map_err(|e| Error::Log {
             topic: topic.to_string(),
@@ -179,6 +193,11 @@ impl Partition {
         })?;
         // Entries past the recovered log end describe data that is gone.
         let _ = epochs.truncate_from_end(log.next_offset());
+        rebuild_epochs(&mut epochs, &log).map_err(|source| Error::Log {
+            topic: topic.to_string(),
+            partition: id,
+            source,
+        })?;
         Ok(Self {
             topic,
             id,
@@ -189,6 +208,7 @@ impl Partition {
             syncs_reported: AtomicU64::new(0),
             state: AtomicU8::new(OPEN),
             last_flush: parking_lot::Mutex::new(Instant::now()),
+            hw_checkpoint,
             role: parking_lot::Mutex::new(Role::Standalone),
             epochs: parking_lot::Mutex::new(epochs),
             log_end,
@@ -222,6 +242,16 @@ impl Partition {
 
     pub fn high_watermark(&self) -> i64 {
         *self.high_watermark.borrow()
+    }
+
+    /// A broker without a controller is the whole ISR of its partitions:
+    /// everything that survived recovery is committed, so the HW is the
+    /// log end again (with `flush=fsync`, what is on disk).
+    pub fn serve_alone(&self) {
+        let log = self.log.read();
+        if matches!(&*self.role.lock(), Role::Standalone) {
+            self.advance_high_watermark(self.own_leo(&log));
+        }
     }
 
     fn advance_high_watermark(&self, offset: i64) {
@@ -399,7 +429,7 @@ impl Partition {
         if slot.is_none() {
             let now = wall_clock_ms();
             let headers = log
-                .batch_headers_since(now - PRODUCER_EXPIRATION_MS)
+                .batch_headers_written_since(now - PRODUCER_EXPIRATION_MS)
                 .map_err(|e| self.log_error(e))?;
             let states = ProducerStates::rebuild(&headers, now);
             tracing::debug!(topic = %self.topic, partition = self.id, batches = headers.len(), producers = states.len(), "producer state rebuilt from the log");
@@ -788,16 +818,49 @@ impl Partition {
             .read()
             .checkpoint()
             .map_err(|e| self.log_error(e))?;
+        self.checkpoint_high_watermark(now, false)?;
         Ok(dirty)
     }
 
-    /// Flushes everything now (shutdown). Blocking.
+    /// Writes the HW checkpoint if it moved (at most every
+    /// [`hw_checkpoint::INTERVAL`] unless `force`).
+    fn checkpoint_high_watermark(&self, now: Instant, force: bool) -> Result<(), Error> {
+        self.hw_checkpoint
+            .maybe_write(self.high_watermark(), now, force)
+            .map_err(|e| self.io_error("writing the high watermark checkpoint", e))?;
+        Ok(())
+    }
+
+    /// Flushes everything now and checkpoints the HW (shutdown). Blocking.
     fn flush_blocking(&self) -> Result<(), Error> {
         if self.state.load(Ordering::Acquire) == DELETED {
             return Ok(());
         }
-        self.log.read().flush().map_err(|e| self.log_error(e))
+        self.log.read().flush().map_err(|e| self.log_error(e))?;
+        self.checkpoint_high_watermark(Instant::now(), true)
     }
+}
+
+/// Adds the epochs of batches that survived recovery but are missing from
+/// the epoch cache: a crash between a follower's append and the cache's
+/// save, or a cache file lost with its directory entry. The cache is
+/// complete below the recovery point (it is saved before the recovery point
+/// moves past a batch), so only the batches from there on are read; an
+/// empty cache reads the whole log.
+fn rebuild_epochs(epochs: &mut EpochCache, log: &PartitionLog) -> Result<(), LogError> {
+    let from = if epochs.latest().is_none() {
+        log.log_start_offset()
+    } else {
+        log.flushed_offset()
+    };
+    for h in log.batch_headers_from(from)? {
+        if h.partition_leader_epoch > epochs.latest_epoch() {
+            epochs
+                .assign(h.partition_leader_epoch, h.base_offset)
+                .map_err(|e| LogError::io("rebuilding the leader epoch cache".to_owned(), e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Where a retried batch was first written, and what answering it needs.
@@ -889,7 +952,7 @@ fn record_stored(states: &mut ProducerStates, data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::batch::test_util::batch;
+    use crate::log::batch::test_util::{batch, idempotent};
 
     fn open(dir: &std::path::Path, flush: FlushPolicy) -> Arc<Partition> {
         let config = LogConfig {
@@ -911,6 +974,39 @@ mod tests {
         assert_eq!(r.base_offset, 0);
         assert_eq!(p.high_watermark(), 2);
         assert_eq!(p.log.read().flushed_offset(), 2);
+    }
+
+    #[tokio::test]
+    async fn given_an_idempotent_batch_with_an_old_create_time_in_an_old_segment_when_retried_after_a_rebuild_should_not_be_appended_twice()
+     {
+        // The producer's clock is years behind (CreateTime 1000 ms after
+        // the epoch). Its batch sits in a segment that is neither of the
+        // last two; the producer state is then rebuilt from the log (as
+        // after a restart or a new leader) and the batch is retried.
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let config = LogConfig {
+            segment_bytes: 200,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(tmp.path(), config).expect("open");
+        let p = Arc::new(Partition::new("t".into(), 0, log, Arc::new(Metrics::new())).unwrap());
+        p.serve_alone();
+        let wait = Duration::from_secs(5);
+        let first = idempotent(&[b"once"], 7, 0, 0, 1000);
+        let r = p.produce(first.clone(), Acks::Leader, wait).await.unwrap();
+        assert_eq!(r.base_offset, 0);
+        for i in 0..4 {
+            let v = format!("filler-{i}-{}", "x".repeat(150));
+            p.produce(batch(&[v.as_bytes()]), Acks::Leader, wait)
+                .await
+                .unwrap();
+        }
+        assert!(p.log.read().segment_count() >= 4);
+        p.reset_producers();
+        let end = p.log.read().next_offset();
+        let retry = p.produce(first, Acks::Leader, wait).await.unwrap();
+        assert_eq!(retry.base_offset, 0, "answered with the original offset");
+        assert_eq!(p.log.read().next_offset(), end, "nothing appended");
     }
 
     #[tokio::test]

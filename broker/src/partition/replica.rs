@@ -125,12 +125,18 @@ impl Partition {
     }
 
     /// Waits until the HW reaches `target` while this broker still leads at
-    /// `epoch`. `Err(None)` means the deadline passed.
+    /// `epoch`, then checks that the ISR the write reached is at least
+    /// min.insync.replicas. `Err(None)` means the deadline passed.
     ///
     /// The role is checked before the HW, under the role lock: only a HW
     /// this leader computed in `epoch` proves the write committed. Once the
     /// broker follows, the HW is the new leader's and may cover `target`
     /// after the write itself was truncated and the offset reused.
+    ///
+    /// The ISR size is checked again here, not only at append: while the
+    /// write waited, the ISR may have shrunk to fewer than
+    /// min.insync.replicas members and the HW then reached `target` with
+    /// those alone. Such a write is on too few replicas to acknowledge.
     pub(super) async fn wait_replicated(
         &self,
         target: i64,
@@ -141,16 +147,30 @@ impl Partition {
         let mut hw = self.high_watermark.subscribe();
         loop {
             {
+                let min = self.log.read().config().min_insync_replicas;
                 let role = self.role.lock();
-                let still_leader = matches!(&*role, Role::Leader(l) if l.leader_epoch() == epoch);
-                if !still_leader || self.check_state().is_err() {
+                let leader = match &*role {
+                    Role::Leader(l) if l.leader_epoch() == epoch => Some(l),
+                    _ => None,
+                };
+                let Some(leader) = leader.filter(|_| self.check_state().is_ok()) else {
                     return Err(Some(Error::LeadershipLost {
                         topic: self.topic.to_string(),
                         partition: self.id,
                         base_offset,
                     }));
-                }
+                };
                 if *hw.borrow_and_update() >= target {
+                    let isr = leader.isr().len();
+                    if (isr as u32) < min {
+                        return Err(Some(Error::NotEnoughReplicasAfterAppend {
+                            topic: self.topic.to_string(),
+                            partition: self.id,
+                            base_offset,
+                            isr,
+                            min,
+                        }));
+                    }
                     return Ok(());
                 }
             }
@@ -221,7 +241,7 @@ impl Partition {
 
     /// The leader's own LEO for HW purposes: with flush=fsync only what is
     /// on disk counts.
-    fn own_leo(&self, log: &crate::log::PartitionLog) -> i64 {
+    pub(super) fn own_leo(&self, log: &crate::log::PartitionLog) -> i64 {
         match log.config().flush {
             FlushPolicy::Fsync => log.flushed_offset(),
             FlushPolicy::Replicated => log.next_offset(),
@@ -508,7 +528,7 @@ impl Partition {
         }
     }
 
-    fn io_error(&self, what: &str, e: std::io::Error) -> Error {
+    pub(super) fn io_error(&self, what: &str, e: std::io::Error) -> Error {
         self.log_error(crate::log::LogError::io(what.to_owned(), e))
     }
 }
@@ -669,6 +689,91 @@ mod tests {
         // acks=1 still works, and with ISR = [leader] the HW is its LEO.
         p.produce(batch(&[b"x"]), Acks::Leader, WAIT).await.unwrap();
         assert_eq!(p.high_watermark(), 1);
+    }
+
+    #[tokio::test]
+    async fn given_isr_shrinking_below_min_insync_while_waiting_then_acks_all_refused_after_append()
+    {
+        // The write is appended with ISR [0, 1] (min 2). Follower 1 stops
+        // fetching; the controller commits the shrink to [0]. The HW then
+        // reaches the write with the leader alone: that is one replica, not
+        // the two acks=all promised, so it must not be acknowledged.
+        let d = tempfile::tempdir().unwrap();
+        let p = replica(d.path(), 2);
+        p.become_leader(0, 1, 0, vec![0, 1], vec![0, 1]).unwrap();
+        let waiter = {
+            let p = Arc::clone(&p);
+            tokio::spawn(async move { p.produce(batch(&[b"x"]), Acks::All, WAIT).await })
+        };
+        while p.log.read().next_offset() < 1 {
+            tokio::task::yield_now().await;
+        }
+        p.isr_change_done(1, Some((1, vec![0, 1], vec![0])));
+        assert_eq!(p.high_watermark(), 1, "the HW follows the shrunk ISR");
+        let r = tokio::time::timeout(WAIT, waiter).await.unwrap().unwrap();
+        assert!(
+            matches!(
+                r,
+                Err(Error::NotEnoughReplicasAfterAppend {
+                    isr: 1,
+                    min: 2,
+                    base_offset: 0,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn given_a_replica_restarted_with_records_above_its_hw_then_it_restarts_at_its_hw() {
+        // The leader appended "x" with acks=1; no follower has it, so the
+        // HW is 0. After a restart the replica must not start at its log
+        // end: as the next leader it would expose "x" to consumers before
+        // any follower confirmed it.
+        let d = tempfile::tempdir().unwrap();
+        {
+            let p = replica(d.path(), 1);
+            p.become_leader(0, 1, 0, vec![0, 1], vec![0, 1]).unwrap();
+            p.produce(batch(&[b"x"]), Acks::Leader, WAIT).await.unwrap();
+            assert_eq!((p.high_watermark(), p.log.read().next_offset()), (0, 1));
+            p.flush_blocking().unwrap();
+        }
+        let p = replica(d.path(), 1);
+        assert_eq!(p.log.read().next_offset(), 1);
+        assert_eq!(p.high_watermark(), 0, "restarted at the checkpointed HW");
+        p.become_leader(0, 2, 1, vec![0, 1], vec![0, 1]).unwrap();
+        let read = p.read_for_client(0, 1 << 20, true, -1, -1).unwrap();
+        assert!(read.data.is_empty(), "nothing above the HW is exposed");
+        // A standalone broker is its own ISR: the HW is its log end.
+        let alone = replica(d.path(), 1);
+        alone.serve_alone();
+        assert_eq!(alone.high_watermark(), 1);
+    }
+
+    #[tokio::test]
+    async fn given_a_crash_before_the_epoch_cache_was_saved_then_reopening_rebuilds_it_from_the_log()
+     {
+        let (d0, d1) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (b0, b1) = (replica(d0.path(), 1), replica(d1.path(), 1));
+        b0.become_leader(0, 3, 0, vec![0, 1], vec![0, 1]).unwrap();
+        assert!(b1.become_follower(0, 3));
+        b0.produce(batch(&[b"a", b"b"]), Acks::Leader, WAIT)
+            .await
+            .unwrap();
+        assert!(pump(&b0, &b1, 1).await);
+        b0.become_leader(0, 5, 1, vec![0, 1], vec![0, 1]).unwrap();
+        assert!(b1.become_follower(0, 5));
+        b0.produce(batch(&[b"c"]), Acks::Leader, WAIT)
+            .await
+            .unwrap();
+        assert!(pump(&b0, &b1, 1).await);
+        assert_eq!(b1.epochs.lock().entries(), &[(3, 0), (5, 2)]);
+        drop(b1);
+        // The follower's cache never reached the disk.
+        std::fs::remove_file(d1.path().join(crate::replication::epochs::FILE)).unwrap();
+        let b1 = replica(d1.path(), 1);
+        assert_eq!(b1.epochs.lock().entries(), &[(3, 0), (5, 2)]);
     }
 
     #[tokio::test]

@@ -1,0 +1,73 @@
+//! The high watermark checkpoint of one partition replica (Kafka's
+//! `replication-offset-checkpoint`, here one small file per partition
+//! directory).
+//!
+//! A replica restarts with the HW it last checkpointed, never with its log
+//! end: records above the HW may never have been committed, and a restarted
+//! replica that becomes leader must not expose them before its followers
+//! confirm them in its epoch. The checkpoint may lag the real HW (it is
+//! written every [`INTERVAL`] and at shutdown); a lower HW only delays what
+//! consumers see until the leader's HW passes it again.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// File name in the partition directory.
+pub const FILE: &str = "high-watermark";
+
+/// How often a changed HW is written (Kafka's
+/// `replica.high.watermark.checkpoint.interval.ms` default).
+pub const INTERVAL: Duration = Duration::from_secs(5);
+
+/// The checkpoint file and what was last written to it.
+#[derive(Debug)]
+pub struct HighWatermarkCheckpoint {
+    path: PathBuf,
+    /// The HW last written, and when.
+    written: Mutex<(i64, Instant)>,
+}
+
+impl HighWatermarkCheckpoint {
+    /// Reads the checkpoint in `dir` and returns it with the HW to restart
+    /// with, within `[log_start, log_end]`. A log without a checkpoint was
+    /// written by a Rill version that had none: its HW starts at the log
+    /// end as it did then, and is written at once so that the next restart
+    /// has one.
+    pub fn open(dir: &Path, log_start: i64, log_end: i64) -> io::Result<(Self, i64)> {
+        let path = dir.join(FILE);
+        let stored = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text.trim().parse::<i64>().map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            })?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let hw = stored.unwrap_or(log_end).clamp(log_start, log_end);
+        if stored.is_none() {
+            crate::log::write_atomically(&path, format!("{hw}\n").as_bytes())?;
+        }
+        let checkpoint = Self {
+            path,
+            written: Mutex::new((stored.unwrap_or(hw), Instant::now())),
+        };
+        Ok((checkpoint, hw))
+    }
+
+    /// Writes `hw` if it changed and the last write is older than
+    /// [`INTERVAL`] (or `force`). Returns whether it wrote.
+    pub fn maybe_write(&self, hw: i64, now: Instant, force: bool) -> io::Result<bool> {
+        let mut written = self.written.lock();
+        if written.0 == hw || (!force && now.duration_since(written.1) < INTERVAL) {
+            return Ok(false);
+        }
+        crate::log::write_atomically(&self.path, format!("{hw}\n").as_bytes())?;
+        *written = (hw, now);
+        Ok(true)
+    }
+}
