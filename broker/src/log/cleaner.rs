@@ -1,10 +1,13 @@
 //! Log compaction (`cleanup.policy=compact`): keeps the last record of every
 //! key and removes older ones.
 //!
-//! A pass builds a key -> latest offset map over the whole log (active
-//! segment included, so newer values there supersede older ones in sealed
-//! segments), then rewrites each sealed segment that has superseded
-//! records. Batches that keep every record are copied byte for byte; batches
+//! A pass cleans only below `clean_below`, the high watermark: a record
+//! above it is not committed (a new leader may truncate it), so it must
+//! never supersede a committed one. The pass builds a key -> latest offset
+//! map over the records below the HW (active segment included, so newer
+//! committed values there supersede older ones in sealed segments), then
+//! rewrites each sealed segment that lies wholly below the HW and has
+//! superseded records. Batches that keep every record are copied byte for byte; batches
 //! that lose some are re-encoded with the kafka-protocol encoder, keeping
 //! offsets, timestamps, producer fields and compression; batches that lose
 //! all are dropped. The rewrite goes to `<segment>.log.cleaned`, is fsynced,
@@ -66,8 +69,9 @@ fn compression_of(h: &BatchHeader) -> Compression {
     }
 }
 
-/// Runs one compaction pass over `log`'s sealed segments.
-pub fn compact(log: &mut PartitionLog) -> Result<CleanStats, LogError> {
+/// Runs one compaction pass over `log`'s sealed segments below
+/// `clean_below` (the high watermark).
+pub fn compact(log: &mut PartitionLog, clean_below: i64) -> Result<CleanStats, LogError> {
     let mut stats = CleanStats::default();
     if !log.config().cleanup_policy.compacts() || log.segments.len() < 2 {
         return Ok(stats);
@@ -88,7 +92,7 @@ pub fn compact(log: &mut PartitionLog) -> Result<CleanStats, LogError> {
                 .read_batch(pos, &h)
                 .map_err(io("reading for compaction"))?;
             for r in decode(log, bytes, &h)? {
-                if let Some(k) = r.key {
+                if let Some(k) = r.key.filter(|_| r.offset < clean_below) {
                     latest.insert(k, r.offset);
                 }
             }
@@ -96,7 +100,15 @@ pub fn compact(log: &mut PartitionLog) -> Result<CleanStats, LogError> {
     }
 
     // 2. Rewrite sealed segments holding superseded records.
-    let sealed: Vec<i64> = log.segments.keys().rev().skip(1).rev().copied().collect();
+    let sealed: Vec<i64> = log
+        .segments
+        .iter()
+        .rev()
+        .skip(1)
+        .rev()
+        .filter(|(_, seg)| seg.next_offset() <= clean_below)
+        .map(|(base, _)| *base)
+        .collect();
     for base in sealed {
         let seg = &log.segments[&base];
         let mut out = Vec::with_capacity(seg.size() as usize);

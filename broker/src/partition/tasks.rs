@@ -154,7 +154,8 @@ pub async fn compaction_pass(manager: Arc<ReplicaManager>, metrics: Arc<Metrics>
             if part.state.load(std::sync::atomic::Ordering::Acquire) == super::DELETED {
                 return Ok(Default::default());
             }
-            cleaner::compact(&mut part.log.write())
+            let mut log = part.log.write();
+            cleaner::compact(&mut log, part.high_watermark())
         })
         .await
         .unwrap_or_else(|e| {
