@@ -87,6 +87,9 @@ pub struct PartitionLog {
     flushed: Arc<Mutex<FlushMark>>,
     /// The recovery point last written to disk.
     checkpointed: AtomicI64,
+    /// Tests: the next fsync of this log fails with EIO.
+    #[cfg(test)]
+    pub(crate) fail_next_fsync: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn now_ms() -> i64 {
@@ -179,6 +182,8 @@ impl PartitionLog {
                 truncations: 0,
             })),
             checkpointed: AtomicI64::new(recovery_point),
+            #[cfg(test)]
+            fail_next_fsync: Default::default(),
         })
     }
 
@@ -610,6 +615,8 @@ impl PartitionLog {
             target: self.next_offset,
             truncations: self.flushed.lock().truncations,
             flushed: Arc::clone(&self.flushed),
+            #[cfg(test)]
+            fail: Arc::clone(&self.fail_next_fsync),
         }
     }
 
@@ -707,6 +714,8 @@ pub struct SyncHandle {
     /// The log's truncation count when the handle was made.
     truncations: u64,
     flushed: Arc<Mutex<FlushMark>>,
+    #[cfg(test)]
+    fail: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SyncHandle {
@@ -728,6 +737,10 @@ impl SyncHandle {
     pub fn sync(&self) -> io::Result<()> {
         if self.is_done() {
             return Ok(());
+        }
+        #[cfg(test)]
+        if self.fail.swap(false, Ordering::AcqRel) {
+            return Err(io::Error::from_raw_os_error(5));
         }
         for f in &self.files {
             f.sync_data()?;

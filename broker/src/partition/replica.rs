@@ -282,6 +282,9 @@ impl Partition {
     /// What a follower sends: (fetch offset = log end, epoch of its last
     /// batch, the leader epoch it follows). `None` unless following.
     pub fn fetch_position(&self) -> Option<(i64, i32, i32)> {
+        // An offline replica stops fetching: the leader then drops it from
+        // the ISR once it lags.
+        self.check_state().ok()?;
         let log = self.log.read();
         let role = self.role.lock();
         let Role::Follower { leader_epoch, .. } = &*role else {
@@ -383,11 +386,13 @@ impl Partition {
     /// Follower side: stores the leader's batches verbatim, records new
     /// epochs, makes them durable with flush=fsync (so the next fetch
     /// offset reports only what is on disk), and follows the leader's HW.
+    /// An fsync failure takes the partition offline, as on a leader.
     pub async fn append_as_follower(
         &self,
         records: Bytes,
         leader_high_watermark: i64,
     ) -> Result<(), Error> {
+        self.check_state()?;
         let mut fsync = None;
         if !records.is_empty() {
             let mut log = self.log.write();
@@ -413,7 +418,7 @@ impl Partition {
                 super::record_stored(states, &records);
             }
             if log.config().flush == FlushPolicy::Fsync {
-                fsync = Some(log.sync_handle());
+                fsync = Some(info.next_offset);
             }
             self.log_end.send_replace(info.next_offset);
             self.metrics
@@ -421,11 +426,8 @@ impl Partition {
                 .with_label_values(&[&self.topic])
                 .inc_by(info.bytes as u64);
         }
-        if let Some(handle) = fsync {
-            tokio::task::spawn_blocking(move || handle.sync())
-                .await
-                .map_err(|e| self.io_error("fsync", std::io::Error::other(e)))?
-                .map_err(|e| self.io_error("fsync", e))?;
+        if let Some(target) = fsync {
+            self.make_durable(target, "follower").await?;
         }
         let leo = self.log.read().next_offset();
         self.advance_high_watermark(leader_high_watermark.min(leo));
@@ -774,6 +776,58 @@ mod tests {
         std::fs::remove_file(d1.path().join(crate::replication::epochs::FILE)).unwrap();
         let b1 = replica(d1.path(), 1);
         assert_eq!(b1.epochs.lock().entries(), &[(3, 0), (5, 2)]);
+    }
+
+    #[tokio::test]
+    async fn given_a_follower_whose_fsync_fails_then_it_goes_offline_and_stops_fetching() {
+        let (d0, d1) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let fsync = LogConfig {
+            flush: FlushPolicy::Fsync,
+            ..LogConfig::default()
+        };
+        let open = |d: &std::path::Path| {
+            let log = PartitionLog::open(d, fsync.clone()).unwrap();
+            Arc::new(Partition::new("t".into(), 0, log, Arc::new(Metrics::new())).unwrap())
+        };
+        let (b0, b1) = (open(d0.path()), open(d1.path()));
+        b0.become_leader(0, 1, 0, vec![0, 1], vec![0, 1]).unwrap();
+        assert!(b1.become_follower(0, 1));
+        b0.produce(batch(&[b"a"]), Acks::Leader, WAIT)
+            .await
+            .unwrap();
+        b1.log
+            .read()
+            .fail_next_fsync
+            .store(true, std::sync::atomic::Ordering::Release);
+        let (offset, last_epoch, epoch) = b1.fetch_position().unwrap();
+        let ReplicaRead::Data {
+            records,
+            high_watermark,
+            ..
+        } = b0
+            .replica_fetch(1, offset, last_epoch, epoch, 1 << 20)
+            .unwrap()
+        else {
+            panic!("data expected")
+        };
+        let err = b1
+            .append_as_follower(records, high_watermark)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Log { .. }), "{err}");
+        assert!(
+            matches!(b1.check_state(), Err(Error::PartitionOffline { .. })),
+            "the page cache may have dropped what it held: the replica must stop serving"
+        );
+        assert_eq!(
+            b1.fetch_position(),
+            None,
+            "an offline follower stops fetching"
+        );
+        assert!(
+            b1.append_as_follower(Bytes::new(), 1).await.is_err(),
+            "and appends nothing more"
+        );
     }
 
     #[tokio::test]
