@@ -226,6 +226,8 @@ pub struct AlterPartition {
     /// The partition epoch of the state the change is based on.
     pub partition_epoch: i32,
     pub new_isr: Vec<BrokerId>,
+    /// The broker epoch of each member the change adds, from its fetches.
+    pub new_isr_epochs: Vec<(BrokerId, i64)>,
 }
 
 /// A committed partition state and the controller epoch that committed it.
@@ -624,6 +626,14 @@ impl ControllerClient {
             leader_epoch: request.leader_epoch,
             partition_epoch: request.partition_epoch,
             new_isr: request.new_isr.clone(),
+            new_isr_epochs: request
+                .new_isr_epochs
+                .iter()
+                .map(|(broker_id, broker_epoch)| pb::BrokerEpoch {
+                    broker_id: *broker_id,
+                    broker_epoch: *broker_epoch,
+                })
+                .collect(),
         };
         let r = self
             .call("AlterPartition", |mut c| {

@@ -391,7 +391,9 @@ impl Controller {
 
     /// A leader asks to change its partition's ISR. It must be the current
     /// leader, name the current leader and partition epochs, keep itself in
-    /// the ISR, and add only active replicas.
+    /// the ISR, and add only active replicas, each with the broker epoch of
+    /// its current incarnation (`joining_epochs`, KIP-903: the leader saw
+    /// that incarnation's fetches, not an earlier one's).
     #[allow(clippy::too_many_arguments)]
     pub fn alter_partition(
         &self,
@@ -402,6 +404,7 @@ impl Controller {
         leader_epoch: i32,
         partition_epoch: i32,
         new_isr: &[BrokerId],
+        joining_epochs: &[(BrokerId, i64)],
     ) -> Result<Plan, ControllerError> {
         self.session(broker, broker_epoch)?;
         let p = self.partition(topic, partition)?;
@@ -448,6 +451,17 @@ impl Controller {
         for r in set.iter().filter(|r| !p.isr.contains(r)) {
             if !self.usable(&self.sessions, *r) {
                 return Err(err_isr(&format!("broker {r} is fenced or shutting down")));
+            }
+            let current = self.meta.brokers.get(r).map_or(-1, |b| b.epoch);
+            let seen = joining_epochs
+                .iter()
+                .find(|(id, _)| id == r)
+                .map(|(_, e)| *e);
+            if seen != Some(current) {
+                return Err(err_isr(&format!(
+                    "broker {r} joins with broker epoch {} but its current incarnation has epoch {current}: the leader's view of it is from an earlier incarnation",
+                    seen.map_or_else(|| "(none)".to_owned(), |e| e.to_string())
+                )));
             }
         }
         // Keep replica order so the preferred leader comes first.
@@ -856,6 +870,10 @@ mod tests {
                     p.leader_epoch,
                     p.partition_epoch,
                     &p.replicas,
+                    &p.replicas
+                        .iter()
+                        .map(|r| (*r, epochs[*r as usize]))
+                        .collect::<Vec<_>>(),
                 )
                 .expect("expansion accepted");
             ctl.apply(plan);

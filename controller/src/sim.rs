@@ -186,9 +186,18 @@ impl Sim {
             p.leader_epoch,
             p.partition_epoch,
             isr,
+            &self.epochs_of(isr),
         )?;
         self.run(plan);
         Ok(())
+    }
+
+    /// The current broker epoch of each of `brokers` that is up.
+    fn epochs_of(&self, brokers: &[BrokerId]) -> Vec<(BrokerId, i64)> {
+        brokers
+            .iter()
+            .filter_map(|b| self.up.get(b).map(|e| (*b, *e)))
+            .collect()
     }
 
     fn check_invariants(&self) {
@@ -282,6 +291,7 @@ fn given_leader_lease_expires_then_isr_member_takes_over_with_higher_epochs() {
             before.leader_epoch,
             before.partition_epoch,
             &[old],
+            &[],
         )
         .unwrap_err();
     assert_eq!(err, ControllerError::Fenced(old));
@@ -338,7 +348,7 @@ fn given_alter_partition_then_epochs_and_membership_are_checked() {
     let follower = p.replicas[1];
     let call = |sim: &Sim, who, le, pe, isr: &[BrokerId]| {
         sim.ctl
-            .alter_partition(who, sim.up[&who], "t", 0, le, pe, isr)
+            .alter_partition(who, sim.up[&who], "t", 0, le, pe, isr, &sim.epochs_of(isr))
     };
     assert!(matches!(
         call(
@@ -392,7 +402,8 @@ fn given_alter_partition_then_epochs_and_membership_are_checked() {
             0,
             p.leader_epoch,
             p.partition_epoch,
-            &[leader]
+            &[leader],
+            &[]
         ),
         Err(ControllerError::StaleBrokerEpoch { .. })
     ));
@@ -409,6 +420,28 @@ fn given_alter_partition_then_epochs_and_membership_are_checked() {
     let err = sim.alter("t", 0, &[leader, follower]).unwrap_err();
     assert!(matches!(err, ControllerError::InvalidIsr { .. }), "{err}");
     let third = p.replicas[2];
+    // KIP-903: the follower restarts (a new incarnation, say one that lost
+    // its unflushed tail). A leader whose view of it comes from the old
+    // incarnation's fetches cannot add it back; with the new epoch it can.
+    let old_epoch = sim.ctl.metadata().brokers[&follower].epoch;
+    sim.start(follower);
+    let q = sim.p("t", 0);
+    let err = sim
+        .ctl
+        .alter_partition(
+            leader,
+            epoch,
+            "t",
+            0,
+            q.leader_epoch,
+            q.partition_epoch,
+            &[leader, follower],
+            &[(follower, old_epoch)],
+        )
+        .unwrap_err();
+    assert!(matches!(err, ControllerError::InvalidIsr { .. }), "{err}");
+    sim.alter("t", 0, &[follower, leader]).unwrap();
+    sim.alter("t", 0, &[leader]).unwrap();
     sim.alter("t", 0, &[third, leader]).unwrap();
     assert_eq!(
         sim.p("t", 0).isr,

@@ -164,6 +164,7 @@ async fn given_a_leader_when_it_alters_the_isr_should_commit_with_current_epochs
         leader_epoch: p.leader_epoch,
         partition_epoch: p.partition_epoch,
         new_isr: p.isr.iter().copied().filter(|r| *r != follower).collect(),
+        new_isr_epochs: vec![],
     };
     let altered = client.alter_partition(&shrink).await.expect("committed");
     assert_eq!(altered.controller_epoch, ctl.controller_epoch);
@@ -202,6 +203,7 @@ async fn given_a_leader_when_it_alters_the_isr_should_commit_with_current_epochs
     let without_leader = AlterPartition {
         partition_epoch: altered.state.partition_epoch,
         new_isr: vec![follower],
+        new_isr_epochs: vec![],
         ..shrink.clone()
     };
     let err = client.alter_partition(&without_leader).await.unwrap_err();

@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::partition::Error;
 use crate::partition::manager::{CreateTopic, ReplicaManager, TopicAdmin};
+use crate::partition::{Error, IsrProposal};
 use crate::replication::fetcher::Fetchers;
 
 /// How often leaders here check whether their ISR should change.
@@ -99,8 +99,9 @@ pub struct ClusterLink {
     manager: Arc<ReplicaManager>,
     fetchers: Arc<Fetchers>,
     registration: Registration,
-    /// Current incarnation epoch.
-    broker_epoch: AtomicI64,
+    /// Current incarnation epoch, shared with the fetchers (followers send
+    /// it with every replica fetch).
+    broker_epoch: Arc<AtomicI64>,
     view: Mutex<MetadataView>,
     /// Set once a full snapshot was applied (the broker is then ready).
     synced: AtomicBool,
@@ -145,14 +146,19 @@ impl ClusterLink {
             endpoints: settings.endpoints.clone(),
             rack: settings.rack.clone(),
         };
-        let fetchers = Fetchers::new(settings.broker_id, Arc::clone(&manager));
+        let broker_epoch = Arc::new(AtomicI64::new(-1));
+        let fetchers = Fetchers::new(
+            settings.broker_id,
+            Arc::clone(&broker_epoch),
+            Arc::clone(&manager),
+        );
         let link = Arc::new(Self {
             settings,
             client,
             manager: Arc::clone(&manager),
             fetchers,
             registration,
-            broker_epoch: AtomicI64::new(-1),
+            broker_epoch,
             view: Mutex::new(MetadataView::default()),
             synced: AtomicBool::new(false),
         });
@@ -358,8 +364,12 @@ impl ClusterLink {
                 () = tokio::time::sleep(ISR_CHECK_INTERVAL) => {}
             }
             for p in self.manager.all_partitions() {
-                let Some((leader_epoch, partition_epoch, new_isr)) =
-                    p.propose_isr(self.settings.replica_lag_time_max)
+                let Some(IsrProposal {
+                    leader_epoch,
+                    partition_epoch,
+                    isr: new_isr,
+                    joining_epochs,
+                }) = p.propose_isr(self.settings.replica_lag_time_max)
                 else {
                     continue;
                 };
@@ -371,6 +381,7 @@ impl ClusterLink {
                     leader_epoch,
                     partition_epoch,
                     new_isr: new_isr.clone(),
+                    new_isr_epochs: joining_epochs,
                 };
                 match self.client.alter_partition(&request).await {
                     Ok(done) => p.isr_change_done(

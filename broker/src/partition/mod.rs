@@ -38,7 +38,7 @@ use tokio::sync::watch;
 use tracing::error;
 
 pub use error::Error;
-pub use replica::{ReplicaRead, Role, RoleView};
+pub use replica::{IsrProposal, ReplicaRead, Role, RoleView};
 
 use crate::log::batch::{self, BatchHeader};
 use crate::log::{FlushPolicy, GroupCommit, LogConfig, LogError, PartitionLog};

@@ -66,6 +66,17 @@ pub enum ReplicaRead {
     UnknownEpoch,
 }
 
+/// An ISR change a leader asks the controller for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrProposal {
+    pub leader_epoch: i32,
+    /// The partition epoch of the state the change is based on.
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
+    /// Broker epochs of the members it adds, as seen in their fetches.
+    pub joining_epochs: Vec<(i32, i64)>,
+}
+
 /// Milliseconds on a monotonic clock shared by the broker.
 pub fn now_ms() -> u64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -300,6 +311,7 @@ impl Partition {
     pub fn replica_fetch(
         &self,
         follower: i32,
+        follower_broker_epoch: i64,
         fetch_offset: i64,
         last_fetched_epoch: i32,
         follower_leader_epoch: i32,
@@ -343,7 +355,7 @@ impl Partition {
             });
         }
         let own = self.own_leo(&log);
-        if let Some(hw) = l.on_fetch(follower, fetch_offset, own, now) {
+        if let Some(hw) = l.on_fetch(follower, follower_broker_epoch, fetch_offset, own, now) {
             self.advance_high_watermark(hw);
         }
         drop(role);
@@ -488,16 +500,20 @@ impl Partition {
         self.truncate_diverging(-1, -1, log_start)
     }
 
-    /// The ISR change this leader should ask for, marked pending:
-    /// (leader epoch, partition epoch, new ISR).
-    pub fn propose_isr(&self, lag_max: Duration) -> Option<(i32, i32, Vec<i32>)> {
+    /// The ISR change this leader should ask for, marked pending.
+    pub fn propose_isr(&self, lag_max: Duration) -> Option<IsrProposal> {
         let mut role = self.role.lock();
         let Role::Leader(l) = &mut *role else {
             return None;
         };
         let isr = l.proposed_isr(now_ms(), lag_max.as_millis() as u64)?;
         l.set_pending(isr.clone());
-        Some((l.leader_epoch(), l.partition_epoch(), isr))
+        Some(IsrProposal {
+            leader_epoch: l.leader_epoch(),
+            partition_epoch: l.partition_epoch(),
+            joining_epochs: l.joining_epochs(&isr),
+            isr,
+        })
     }
 
     /// The controller answered an ISR change: adopt the committed state,
@@ -564,7 +580,7 @@ mod tests {
     async fn pump(leader: &Partition, follower: &Partition, follower_id: i32) -> bool {
         let (offset, last_epoch, epoch) = follower.fetch_position().expect("following");
         match leader
-            .replica_fetch(follower_id, offset, last_epoch, epoch, 1 << 20)
+            .replica_fetch(follower_id, 1, offset, last_epoch, epoch, 1 << 20)
             .unwrap()
         {
             ReplicaRead::Data {
@@ -805,7 +821,7 @@ mod tests {
             high_watermark,
             ..
         } = b0
-            .replica_fetch(1, offset, last_epoch, epoch, 1 << 20)
+            .replica_fetch(1, 1, offset, last_epoch, epoch, 1 << 20)
             .unwrap()
         else {
             panic!("data expected")
@@ -889,16 +905,16 @@ mod tests {
         let p = replica(d.path(), 1);
         p.become_leader(0, 5, 0, vec![0, 1], vec![0, 1]).unwrap();
         assert_eq!(
-            p.replica_fetch(1, 0, -1, 4, 100).unwrap(),
+            p.replica_fetch(1, 1, 0, -1, 4, 100).unwrap(),
             ReplicaRead::FencedEpoch
         );
         assert_eq!(
-            p.replica_fetch(1, 0, -1, 6, 100).unwrap(),
+            p.replica_fetch(1, 1, 0, -1, 6, 100).unwrap(),
             ReplicaRead::UnknownEpoch
         );
         p.become_follower(1, 6);
         assert_eq!(
-            p.replica_fetch(1, 0, -1, 6, 100).unwrap(),
+            p.replica_fetch(1, 1, 0, -1, 6, 100).unwrap(),
             ReplicaRead::NotLeader
         );
     }

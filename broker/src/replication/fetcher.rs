@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -51,14 +52,17 @@ struct LeaderFetcher {
 #[derive(Debug)]
 pub struct Fetchers {
     me: i32,
+    /// This broker's current incarnation epoch, sent with every fetch.
+    broker_epoch: Arc<AtomicI64>,
     manager: Arc<ReplicaManager>,
     by_leader: Mutex<BTreeMap<i32, LeaderFetcher>>,
 }
 
 impl Fetchers {
-    pub fn new(me: i32, manager: Arc<ReplicaManager>) -> Arc<Self> {
+    pub fn new(me: i32, broker_epoch: Arc<AtomicI64>, manager: Arc<ReplicaManager>) -> Arc<Self> {
         Arc::new(Self {
             me,
+            broker_epoch,
             manager,
             by_leader: Mutex::new(BTreeMap::new()),
         })
@@ -125,6 +129,7 @@ impl Fetchers {
         };
         let task = Task {
             me: self.me,
+            broker_epoch: Arc::clone(&self.broker_epoch),
             leader,
             addr: addr.to_owned(),
             partitions: Arc::clone(&f.partitions),
@@ -144,6 +149,7 @@ impl Fetchers {
 
 struct Task {
     me: i32,
+    broker_epoch: Arc<AtomicI64>,
     leader: i32,
     addr: String,
     partitions: Arc<Mutex<BTreeSet<Key>>>,
@@ -180,7 +186,7 @@ impl Task {
             .collect();
         pb::ReplicaFetchRequest {
             follower_id: self.me,
-            follower_broker_epoch: 0,
+            follower_broker_epoch: self.broker_epoch.load(Ordering::Acquire),
             partitions,
             max_wait_ms: FETCH_MAX_WAIT.as_millis() as u32,
             min_bytes: 1,

@@ -14,6 +14,11 @@
 //! - A replica outside the ISR is added back once its LEO reaches both the
 //!   HW and the offset where this leader epoch began.
 //! - One ISR change at a time: none is proposed while one is pending.
+//! - A follower's state belongs to one incarnation, named by the broker
+//!   epoch in its fetches (KIP-903). A fetch with a newer epoch starts the
+//!   follower afresh (a restarted broker may have lost its unflushed tail);
+//!   a fetch with an older one is ignored. Expansions carry the epoch the
+//!   leader saw, and the controller refuses one that is not current.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +27,9 @@ pub type BrokerId = i32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Follower {
+    /// Broker epoch of the incarnation whose fetches this state records
+    /// (-1 until the first fetch).
+    broker_epoch: i64,
     /// Fetch offset of the follower's last fetch in this epoch.
     leo: Option<i64>,
     /// Last time the follower was known to have everything.
@@ -69,6 +77,7 @@ impl LeaderState {
                 (
                     *r,
                     Follower {
+                        broker_epoch: -1,
                         leo: None,
                         last_caught_up_ms: now_ms,
                         last_fetch_leader_leo: i64::MAX,
@@ -131,6 +140,7 @@ impl LeaderState {
         for r in &replicas {
             if *r != self.me {
                 self.followers.entry(*r).or_insert(Follower {
+                    broker_epoch: -1,
                     leo: None,
                     last_caught_up_ms: now_ms,
                     last_fetch_leader_leo: i64::MAX,
@@ -151,16 +161,27 @@ impl LeaderState {
         self.pending = None;
     }
 
-    /// Records a follower's fetch at `fetch_offset` while the leader's LEO
-    /// is `leader_leo`. Returns the new HW if it moved.
+    /// Records a fetch at `fetch_offset` by incarnation `broker_epoch` of
+    /// `follower` while the leader's LEO is `leader_leo`. Returns the new
+    /// HW if it moved.
     pub fn on_fetch(
         &mut self,
         follower: BrokerId,
+        broker_epoch: i64,
         fetch_offset: i64,
         leader_leo: i64,
         now_ms: u64,
     ) -> Option<i64> {
         let f = self.followers.get_mut(&follower)?;
+        if broker_epoch < f.broker_epoch {
+            return None;
+        }
+        if broker_epoch > f.broker_epoch {
+            // A new incarnation: nothing the old one showed holds for it.
+            f.broker_epoch = broker_epoch;
+            f.leo = None;
+            f.last_fetch_leader_leo = i64::MAX;
+        }
         f.leo = Some(fetch_offset);
         if fetch_offset >= leader_leo {
             f.last_caught_up_ms = now_ms;
@@ -197,6 +218,15 @@ impl LeaderState {
         } else {
             None
         }
+    }
+
+    /// The broker epoch of each member of `isr` that is not in the
+    /// committed ISR, as seen in its fetches: what an expansion sends.
+    pub fn joining_epochs(&self, isr: &[BrokerId]) -> Vec<(BrokerId, i64)> {
+        isr.iter()
+            .filter(|r| !self.isr.contains(r))
+            .filter_map(|r| self.followers.get(r).map(|f| (*r, f.broker_epoch)))
+            .collect()
     }
 
     /// The ISR change to ask the controller for, if any: members lagging
@@ -278,23 +308,23 @@ mod tests {
             None,
             "followers have not fetched in this epoch"
         );
-        assert_eq!(l.on_fetch(1, 150, 150, 10), None);
-        assert_eq!(l.on_fetch(2, 120, 150, 10), Some(120));
-        assert_eq!(l.on_fetch(2, 150, 150, 20), Some(150));
+        assert_eq!(l.on_fetch(1, 1, 150, 150, 10), None);
+        assert_eq!(l.on_fetch(2, 1, 120, 150, 10), Some(120));
+        assert_eq!(l.on_fetch(2, 1, 150, 150, 20), Some(150));
         // Never backwards, never past the leader's LEO.
-        assert_eq!(l.on_fetch(2, 130, 150, 30), None);
+        assert_eq!(l.on_fetch(2, 1, 130, 150, 30), None);
         assert_eq!(l.high_watermark(), 150);
     }
 
     #[test]
     fn given_lagging_follower_then_shrink_proposed_after_lag_time_and_hw_advances_after_commit() {
         let mut l = leader();
-        l.on_fetch(1, 100, 100, 0);
-        l.on_fetch(2, 100, 100, 0);
+        l.on_fetch(1, 1, 100, 100, 0);
+        l.on_fetch(2, 1, 100, 100, 0);
         // Follower 2 stops; follower 1 keeps up with a growing log.
         for t in 1..=12u64 {
             let leo = 100 + t as i64 * 10;
-            l.on_fetch(1, leo, leo, t * 1000);
+            l.on_fetch(1, 1, leo, leo, t * 1000);
             if t * 1000 <= LAG {
                 assert_eq!(l.proposed_isr(t * 1000, LAG), None, "t={t}");
             }
@@ -330,16 +360,16 @@ mod tests {
         // out). The controller may now elect broker 2: this leader must not
         // commit writes broker 2 does not have.
         let mut l = LeaderState::new(0, 5, 7, vec![0, 1, 2], vec![0, 1], 100, 100, 0);
-        l.on_fetch(1, 100, 100, 1);
-        l.on_fetch(2, 100, 100, 1);
+        l.on_fetch(1, 1, 100, 100, 1);
+        l.on_fetch(2, 1, 100, 100, 1);
         let proposal = l.proposed_isr(1, LAG).expect("expansion");
         assert_eq!(proposal, vec![0, 1, 2]);
         l.set_pending(proposal);
         l.pending_failed();
         assert_eq!(l.isr(), &[0, 1, 2]);
-        l.on_fetch(1, 150, 150, 2);
+        l.on_fetch(1, 1, 150, 150, 2);
         assert_eq!(l.advance(150), None, "waits for broker 2");
-        l.on_fetch(2, 150, 150, 3);
+        l.on_fetch(2, 1, 150, 150, 3);
         assert_eq!(l.high_watermark(), 150);
         // A refused shrink leaves the ISR as it was.
         l.set_pending(vec![0, 1]);
@@ -354,8 +384,8 @@ mod tests {
         for t in 0..50u64 {
             let fetch = leo; // the follower always has what the leader had last time
             leo += 10;
-            l.on_fetch(1, fetch, leo, t * 500);
-            l.on_fetch(2, fetch, leo, t * 500);
+            l.on_fetch(1, 1, fetch, leo, t * 500);
+            l.on_fetch(2, 1, fetch, leo, t * 500);
         }
         assert_eq!(l.proposed_isr(25_000, LAG), None);
     }
@@ -363,24 +393,47 @@ mod tests {
     #[test]
     fn given_out_of_sync_replica_then_it_joins_once_at_hw_and_epoch_start() {
         let mut l = LeaderState::new(0, 5, 7, vec![0, 1, 2], vec![0, 1], 100, 90, 0);
-        l.on_fetch(1, 120, 120, 1);
+        l.on_fetch(1, 1, 120, 120, 1);
         assert_eq!(l.high_watermark(), 120);
-        l.on_fetch(2, 110, 120, 1);
+        l.on_fetch(2, 1, 110, 120, 1);
         assert_eq!(l.proposed_isr(1, LAG), None, "below the HW");
-        l.on_fetch(2, 120, 120, 2);
+        l.on_fetch(2, 1, 120, 120, 2);
         assert_eq!(l.proposed_isr(2, LAG), Some(vec![0, 1, 2]));
         // Expansion pending: HW now also waits for the joining member.
         l.set_pending(vec![0, 1, 2]);
-        l.on_fetch(1, 130, 130, 3);
+        l.on_fetch(1, 1, 130, 130, 3);
         assert_eq!(l.high_watermark(), 120);
-        l.on_fetch(2, 130, 130, 3);
+        l.on_fetch(2, 1, 130, 130, 3);
         assert_eq!(l.high_watermark(), 130);
+    }
+
+    #[test]
+    fn given_a_follower_that_restarted_then_its_old_incarnations_leo_no_longer_counts() {
+        // Follower 2 left the ISR and caught up to 150 in incarnation 1,
+        // then crashed and came back as incarnation 2, with its unflushed
+        // tail lost. Until incarnation 2 fetches, the leader must not
+        // propose it on the old LEO; once it does, its LEO is its own.
+        let mut l = LeaderState::new(0, 5, 7, vec![0, 1, 2], vec![0, 1], 100, 100, 0);
+        l.on_fetch(1, 1, 150, 150, 1);
+        l.on_fetch(2, 1, 150, 150, 1);
+        let proposal = l.proposed_isr(1, LAG).expect("expansion");
+        assert_eq!(l.joining_epochs(&proposal), vec![(2, 1)]);
+        // The new incarnation fetches from 120: it is no longer caught up.
+        l.on_fetch(2, 2, 120, 150, 2);
+        assert_eq!(l.follower_leo(2), Some(120));
+        assert_eq!(l.proposed_isr(2, LAG), None);
+        // A late fetch of the old incarnation is ignored.
+        assert_eq!(l.on_fetch(2, 1, 150, 150, 3), None);
+        assert_eq!(l.follower_leo(2), Some(120));
+        l.on_fetch(2, 2, 150, 150, 4);
+        let proposal = l.proposed_isr(4, LAG).expect("expansion");
+        assert_eq!(l.joining_epochs(&proposal), vec![(2, 2)]);
     }
 
     #[test]
     fn given_sole_isr_member_then_hw_is_its_leo() {
         let mut l = LeaderState::new(0, 1, 1, vec![0, 1], vec![0], 0, 0, 0);
         assert_eq!(l.advance(40), Some(40));
-        assert_eq!(l.on_fetch(9, 40, 40, 0), None, "unknown replica ignored");
+        assert_eq!(l.on_fetch(9, 1, 40, 40, 0), None, "unknown replica ignored");
     }
 }

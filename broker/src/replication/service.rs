@@ -48,7 +48,7 @@ impl ReplicationApi {
 
     fn fetch_one(
         &self,
-        follower: i32,
+        (follower, follower_broker_epoch): (i32, i64),
         p: &pb::FetchPartition,
         max_bytes: usize,
     ) -> pb::FetchedPartition {
@@ -67,6 +67,7 @@ impl ReplicationApi {
         };
         match partition.replica_fetch(
             follower,
+            follower_broker_epoch,
             p.fetch_offset,
             p.last_fetched_epoch,
             p.leader_epoch,
@@ -133,7 +134,7 @@ impl ReplicationApi {
             let partitions: Vec<pb::FetchedPartition> = req
                 .partitions
                 .iter()
-                .map(|p| self.fetch_one(req.follower_id, p, max_bytes))
+                .map(|p| self.fetch_one((req.follower_id, req.follower_broker_epoch), p, max_bytes))
                 .collect();
             let bytes: usize = partitions.iter().map(|p| p.records.len()).sum();
             let eventful = partitions

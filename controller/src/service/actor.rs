@@ -443,6 +443,10 @@ impl<S: MetadataStore> Actor<S> {
             r.leader_epoch,
             r.partition_epoch,
             &r.new_isr,
+            &r.new_isr_epochs
+                .iter()
+                .map(|e| (e.broker_id, e.broker_epoch))
+                .collect::<Vec<_>>(),
         )?;
         self.commit(plan).await?;
         let partition = self
