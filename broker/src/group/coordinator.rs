@@ -572,6 +572,9 @@ impl GroupCoordinator {
                     offsets,
                     reply,
                 } => {
+                    if let Some(s) = shard.as_deref_mut() {
+                        s.table.commit_done(&group, offsets.iter().map(|(k, _)| k));
+                    }
                     let outcome = match (&result, shard.as_deref_mut()) {
                         (Ok(()), Some(s)) => {
                             s.table.apply_offsets(now, &group, offsets);
@@ -717,6 +720,9 @@ impl GroupCoordinator {
             shard
                 .table
                 .validate_commit(now, group_id, member_id, instance_id, generation)?;
+            shard
+                .table
+                .commit_pending(group_id, offsets.iter().map(|(k, _)| k));
             let (tx, rx) = oneshot::channel();
             let records = offsets
                 .iter()

@@ -1412,6 +1412,10 @@ impl Group {
 pub struct GroupTable {
     groups: BTreeMap<String, Group>,
     limits: Limits,
+    /// Offset commits queued for the log but not yet applied, by (group,
+    /// topic, partition). Expiry leaves these offsets alone: its tombstone
+    /// would land after the commit in the log and erase it on reload.
+    pending_commits: BTreeMap<(String, String, i32), u32>,
 }
 
 /// A decoded record of the offsets topic, as [`GroupTable::load`] replays it.
@@ -1443,6 +1447,38 @@ impl GroupTable {
         Self {
             groups: BTreeMap::new(),
             limits,
+            pending_commits: BTreeMap::new(),
+        }
+    }
+
+    /// A commit of these partitions was queued for the log.
+    pub fn commit_pending<'a>(
+        &mut self,
+        group_id: &str,
+        partitions: impl IntoIterator<Item = &'a (String, i32)>,
+    ) {
+        for (topic, p) in partitions {
+            *self
+                .pending_commits
+                .entry((group_id.to_owned(), topic.clone(), *p))
+                .or_default() += 1;
+        }
+    }
+
+    /// A queued commit of these partitions was written (or failed).
+    pub fn commit_done<'a>(
+        &mut self,
+        group_id: &str,
+        partitions: impl IntoIterator<Item = &'a (String, i32)>,
+    ) {
+        for (topic, p) in partitions {
+            let key = (group_id.to_owned(), topic.clone(), *p);
+            if let Some(n) = self.pending_commits.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.pending_commits.remove(&key);
+                }
+            }
         }
     }
 
@@ -1758,13 +1794,19 @@ impl GroupTable {
     pub fn expire_offsets(&mut self, now: i64, retention_ms: i64) -> Vec<RecordKey> {
         let mut tombstones = Vec::new();
         let mut gone = Vec::new();
+        let pending = &self.pending_commits;
         for (id, g) in &mut self.groups {
             if g.state != GroupState::Empty {
                 continue;
             }
             let by_state = g.protocol_type.is_some();
             let state_ts = g.state_timestamp;
+            let mut any_pending = false;
             g.offsets.retain(|(topic, partition), o| {
+                if pending.contains_key(&(id.clone(), topic.clone(), *partition)) {
+                    any_pending = true;
+                    return true;
+                }
                 let base = if by_state {
                     state_ts
                 } else {
@@ -1780,7 +1822,12 @@ impl GroupTable {
                 }
                 keep
             });
-            if g.is_unused() {
+            let committing = any_pending
+                || pending
+                    .range((id.clone(), String::new(), i32::MIN)..)
+                    .next()
+                    .is_some_and(|((group, _, _), _)| group == id);
+            if g.is_unused() && !committing {
                 gone.push(id.clone());
             }
         }

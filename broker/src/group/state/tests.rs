@@ -772,6 +772,38 @@ fn given_a_pending_member_id_that_is_never_used_when_the_session_passes_should_l
 }
 
 #[test]
+fn given_a_commit_in_flight_when_offsets_expire_should_not_tombstone_its_partitions() {
+    // The group's offset of t-0 is past retention. A new commit of t-0 is
+    // queued for the log; expiry runs before it is applied. A tombstone
+    // now would be written after the commit and erase it on reload.
+    let mut h = Harness::new();
+    let offset = |o: i64, ts: i64| CommittedOffset {
+        offset: o,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp: ts,
+    };
+    h.table
+        .validate_commit(h.now, "simple", "", None, -1)
+        .unwrap();
+    let key = ("t".to_owned(), 0);
+    h.table
+        .apply_offsets(h.now, "simple", [(key.clone(), offset(5, h.now - 10_000))]);
+    h.table.commit_pending("simple", [&key]);
+    assert_eq!(h.table.expire_offsets(h.now, 5_000), vec![]);
+    assert!(h.table.group("simple").is_some(), "the group stays too");
+    h.table.commit_done("simple", [&key]);
+    h.table
+        .apply_offsets(h.now, "simple", [(key.clone(), offset(7, h.now))]);
+    assert_eq!(h.table.expire_offsets(h.now, 5_000), vec![]);
+    assert_eq!(
+        h.table.expire_offsets(h.now + 5_000, 5_000).len(),
+        2,
+        "expires normally once applied"
+    );
+}
+
+#[test]
 fn given_an_empty_group_when_deleted_or_expired_should_yield_tombstones() {
     let mut h = Harness::new();
     let offset = |o: i64, ts: i64| CommittedOffset {
