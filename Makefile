@@ -56,9 +56,12 @@ crds:
 	$(CARGO) run -p rill-operator --bin crdgen
 
 # Fail when the committed CRDs differ from the Rust types or from each other.
+# `--workspace` (not `-p rill-operator`): the feature set of `make test`'s
+# build, so the test binary test-rust built is reused instead of tokio, kube
+# and everything above them being compiled a second time.
 crds-check:
 	diff -r crds charts/rill/crds
-	$(CARGO) test -p rill-operator --lib crd::tests
+	$(CARGO) test --workspace --lib crd::tests
 
 # helm lint/template with default and ci/ values, schema and RBAC checks.
 # Installs the pinned helm into $${RILL_TOOLS:-$$HOME/.cache/rill/tools}.
