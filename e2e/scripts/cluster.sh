@@ -152,9 +152,12 @@ start_agent() {
         return 0
     fi
     if [[ "${AGENT_SKIP_BUILD:-}" != 1 ]]; then
+        # The invocation `make test` uses (as quickstart.sh, compat/run.sh and
+        # test-images.sh do): a no-op after its build. `cargo build -p ...`
+        # resolves other features (no dev-dependencies: tokio without
+        # test-util) and would compile tokio and everything above it again.
         log "building rill-node-agent, rill-broker, rill-operator into $TARGET/debug"
-        (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build -q -p rill-e2e --bin rill-node-agent \
-            -p rill-broker --bin rill-broker -p rill-operator --bin rill-operator)
+        (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo test -q --workspace --all-targets --no-run)
     fi
     # Images of Rill's chart and operator map to the binaries cargo built.
     local images="$RUN/agent-images.conf"
