@@ -32,10 +32,10 @@ pub struct HighWatermarkCheckpoint {
 
 impl HighWatermarkCheckpoint {
     /// Reads the checkpoint in `dir` and returns it with the HW to restart
-    /// with, within `[log_start, log_end]`. A log without a checkpoint was
-    /// written by a Rill version that had none: its HW starts at the log
-    /// end as it did then, and is written at once so that the next restart
-    /// has one.
+    /// with, within `[log_start, log_end]`. Without a checkpoint (a new
+    /// partition, or a log written before Rill kept one) the HW starts at
+    /// the log start: nothing is exposed until the leader's HW passes it
+    /// again (a standalone broker raises it to the log end).
     pub fn open(dir: &Path, log_start: i64, log_end: i64) -> io::Result<(Self, i64)> {
         let path = dir.join(FILE);
         let stored = match std::fs::read_to_string(&path) {
@@ -48,13 +48,16 @@ impl HighWatermarkCheckpoint {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
-        let hw = stored.unwrap_or(log_end).clamp(log_start, log_end);
-        if stored.is_none() {
-            crate::log::write_atomically(&path, format!("{hw}\n").as_bytes())?;
-        }
+        let hw = stored.unwrap_or(log_start).clamp(log_start, log_end);
         let checkpoint = Self {
             path,
-            written: Mutex::new((stored.unwrap_or(hw), Instant::now())),
+            // Nothing written yet: the first change is written at once.
+            written: Mutex::new((
+                stored.unwrap_or(-1),
+                Instant::now()
+                    .checked_sub(INTERVAL)
+                    .unwrap_or_else(Instant::now),
+            )),
         };
         Ok((checkpoint, hw))
     }

@@ -246,11 +246,11 @@ impl Partition {
 
     /// A broker without a controller is the whole ISR of its partitions:
     /// everything that survived recovery is committed, so the HW is the
-    /// log end again (with `flush=fsync`, what is on disk).
+    /// log end again.
     pub fn serve_alone(&self) {
         let log = self.log.read();
         if matches!(&*self.role.lock(), Role::Standalone) {
-            self.advance_high_watermark(self.own_leo(&log));
+            self.advance_high_watermark(log.next_offset());
         }
     }
 
