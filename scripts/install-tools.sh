@@ -5,7 +5,8 @@
 # Helm is not packaged by Debian, and only package registries are reachable,
 # so it is built from its Go module with `go install` (needs Go >= 1.24 and
 # the Go module proxy). Idempotent: when the pinned version is already there
-# it returns at once.
+# it returns at once. One install at a time: a second run waits for the first
+# (CI starts one in the background at its beginning, .ci/run).
 set -euo pipefail
 
 HELM_VERSION="v3.22.0"
@@ -26,21 +27,31 @@ helm_is_current() {
 }
 
 if ! helm_is_current; then
+    exec 9>"$BIN/.install.lock"
+    if ! flock -n 9; then
+        echo "install-tools: waiting for another install-tools.sh to finish" >&2
+        flock 9
+    fi
+fi
+if ! helm_is_current; then
     if ! command -v go >/dev/null 2>&1; then
         echo "install-tools: Go is needed to build helm $HELM_VERSION (apt-get install golang-go, or a newer Go)" >&2
         exit 1
     fi
     echo "install-tools: building helm $HELM_VERSION with go install (first time only)..." >&2
-    # The same linker flags helm's Makefile sets: without them a `go install`
-    # build reports no version and assumes Kubernetes 1.20.
-    ldflags="-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
+    # The flags helm's Makefile builds with (-trimpath, -s -w, the -X ones):
+    # without the -X ones a `go install` build reports no version and assumes
+    # Kubernetes 1.20. -trimpath also gives the packages helm shares with
+    # e2e/scripts/build-k8s.sh (the standard library, gRPC, protobuf, ...) the
+    # same build-cache keys, so they are compiled once.
+    ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
     ldflags+=" -X helm.sh/helm/v3/internal/version.gitCommit=go-install"
     ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
     for pkg in pkg/lint/rules pkg/chartutil; do
         ldflags+=" -X helm.sh/helm/v3/${pkg}.k8sVersionMajor=${HELM_K8S_MAJOR}"
         ldflags+=" -X helm.sh/helm/v3/${pkg}.k8sVersionMinor=${HELM_K8S_MINOR}"
     done
-    GOBIN="$BIN" CGO_ENABLED=0 go install -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
+    GOBIN="$BIN" CGO_ENABLED=0 go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
     if ! "$BIN/helm" version --template '{{.Version}}' 2>/dev/null | grep -qx "$HELM_VERSION"; then
         echo "install-tools: helm in $BIN does not report $HELM_VERSION" >&2
         "$BIN/helm" version >&2 || true
