@@ -10,6 +10,7 @@
 #                             system (about 2 min): .rill/bench/smoke/ only
 #   bench/run.sh [--smoke] [--out DIR] [bench.py options: --variants kafka,rill
 #                --reps N --seconds S --records N --e2e-rate R ...]
+#   bench/run.sh --install-only   only the installs below (.ci/run prefetches them)
 #
 # Installs into ${RILL_CACHE:-$HOME/.cache/rill}: Apache Kafka's jars
 # (scripts/install-compat.sh, Maven Central), a Python venv with matplotlib
@@ -29,6 +30,7 @@ pass=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) mode=smoke; shift ;;
+        --install-only) mode=install; shift ;;
         --out) out=$2; shift 2 ;;
         -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
         *) pass+=("$1"); shift ;;
@@ -40,6 +42,13 @@ say() { echo "bench [+$(( $(date +%s) - started ))s]: $*"; }
 CACHE="${RILL_CACHE:-$HOME/.cache/rill}"
 BENCH_CACHE="$CACHE/bench"
 mkdir -p "$BENCH_CACHE"
+# One install at a time (a run waits for .ci/run's prefetch, then finds the
+# venv and classes stamped); released before the benchmark runs.
+exec 9>"$BENCH_CACHE/.install.lock"
+if ! flock -n 9; then
+    say "waiting for another bench/run.sh to finish installing"
+    flock 9
+fi
 
 # --- Apache Kafka jars (shared with compat/) ----------------------------------
 scripts/install-compat.sh >"$BENCH_CACHE/install-compat.log" 2>&1 || {
@@ -72,6 +81,11 @@ if [ ! -f "$jstamp" ]; then
     touch "$jstamp"
 fi
 export BENCH_CLASSES="$CLASSES"
+flock -u 9 && exec 9>&-
+if [ "$mode" = install ]; then
+    say "installed in $(( $(date +%s) - started ))s"
+    exit 0
+fi
 
 # --- Rill binaries --------------------------------------------------------------
 target="${CARGO_TARGET_DIR:-$repo/target}"

@@ -21,15 +21,21 @@ say() { echo "install-compat [+$(( $(date +%s) - started ))s]: $*"; }
 
 hash_of() { cat "$@" | sha256sum | cut -c1-16; }
 
+# One run at a time: a second one (a test stage while .ci/run's prefetch is
+# still installing) waits, then finds everything stamped.
+exec 9>"$COMPAT/.install.lock"
+if ! flock -n 9; then
+    say "waiting for another install-compat.sh to finish"
+    flock 9
+fi
+
 # --- kcat --------------------------------------------------------------------
 if command -v kcat >/dev/null 2>&1; then
     say "kcat present: $(command -v kcat)"
 else
     say "apt-get install kcat"
-    if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
-    # An update first: a fresh machine's package lists may be empty or old.
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq kcat >/dev/null
+    # apt-install.sh runs `apt-get update` first when the lists may be old.
+    "$repo/scripts/apt-install.sh" kcat
     command -v kcat >/dev/null || { echo "install-compat: kcat did not install" >&2; exit 1; }
 fi
 

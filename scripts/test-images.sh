@@ -22,8 +22,7 @@ export SOURCE_DATE_EPOCH=1700000000
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1 \
   && ! { command -v skopeo && command -v umoci; } >/dev/null 2>&1; then
   echo "test-images: installing skopeo and umoci (apt-get)"
-  { apt-get install -y --no-install-recommends skopeo umoci >/dev/null 2>&1 \
-    || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends skopeo umoci >/dev/null 2>&1; }; } \
+  scripts/apt-install.sh skopeo umoci >/dev/null 2>&1 \
     || echo "test-images: could not install skopeo and umoci; their checks are skipped"
 fi
 
