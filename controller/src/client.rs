@@ -228,6 +228,9 @@ pub struct AlterPartition {
     pub new_isr: Vec<BrokerId>,
     /// The broker epoch of each member the change adds, from its fetches.
     pub new_isr_epochs: Vec<(BrokerId, i64)>,
+    /// The leader's replica is offline: it steps down instead (`new_isr`
+    /// is ignored).
+    pub leader_offline: bool,
 }
 
 /// A committed partition state and the controller epoch that committed it.
@@ -634,6 +637,7 @@ impl ControllerClient {
                     broker_epoch: *broker_epoch,
                 })
                 .collect(),
+            leader_offline: request.leader_offline,
         };
         let r = self
             .call("AlterPartition", |mut c| {

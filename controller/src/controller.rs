@@ -477,6 +477,55 @@ impl Controller {
         }))
     }
 
+    /// The leader's replica of a partition went offline (a storage error):
+    /// another usable ISR member leads, and the broker leaves the ISR.
+    /// Refused when there is none; the partition then stays with its
+    /// offline leader, as in Kafka, until the broker is restarted.
+    pub fn resign_offline_leader(
+        &self,
+        broker: BrokerId,
+        broker_epoch: i64,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+    ) -> Result<Plan, ControllerError> {
+        self.session(broker, broker_epoch)?;
+        let p = self.partition(topic, partition)?;
+        if p.leader != broker {
+            return Err(ControllerError::NotLeader {
+                broker,
+                topic: topic.to_owned(),
+                partition,
+                leader: p.leader,
+            });
+        }
+        if leader_epoch != p.leader_epoch {
+            return Err(ControllerError::FencedLeaderEpoch {
+                topic: topic.to_owned(),
+                partition,
+                got: leader_epoch,
+                current: p.leader_epoch,
+            });
+        }
+        let others = |r: BrokerId| r != broker && self.usable(&self.sessions, r);
+        if !p.isr.iter().any(|r| others(*r)) {
+            return Err(ControllerError::InvalidIsr {
+                topic: topic.to_owned(),
+                partition,
+                isr: p.isr.clone(),
+                reason: format!(
+                    "broker {broker} is offline for it and no other in-sync replica can lead"
+                ),
+            });
+        }
+        let (topic, idx) = (topic.to_owned(), partition as usize);
+        Ok(self.plan(vec![], move |meta, usable| {
+            let p = &mut meta.topics.get_mut(&topic).expect("checked").partitions[idx];
+            p.isr.retain(|r| *r != broker);
+            elect(p, false, &|r| r != broker && usable(r));
+        }))
+    }
+
     /// A broker is stopping: it leads nothing it can hand over and leaves
     /// ISRs where it is not the last member. Returns the plan and how many
     /// partitions it still leads (no other in-sync replica to take them).

@@ -454,6 +454,39 @@ fn given_alter_partition_then_epochs_and_membership_are_checked() {
 }
 
 #[test]
+fn given_a_leader_whose_replica_went_offline_then_it_steps_down_to_another_isr_member() {
+    let mut sim = Sim::new(3);
+    sim.create("t", 1, 3, &[]);
+    let p = sim.p("t", 0);
+    let leader = p.leader;
+    let plan = sim
+        .ctl
+        .resign_offline_leader(leader, sim.up[&leader], "t", 0, p.leader_epoch)
+        .unwrap();
+    sim.run(plan);
+    let q = sim.p("t", 0);
+    assert_ne!(q.leader, leader);
+    assert!(q.isr.contains(&q.leader));
+    assert!(!q.isr.contains(&leader), "the offline replica left the ISR");
+    assert!(q.leader_epoch > p.leader_epoch);
+    // The new leader's replica goes offline too, and the last one: with no
+    // other in-sync replica it is refused and the partition stays as is.
+    let second = q.leader;
+    let plan = sim
+        .ctl
+        .resign_offline_leader(second, sim.up[&second], "t", 0, q.leader_epoch)
+        .unwrap();
+    sim.run(plan);
+    let r = sim.p("t", 0);
+    let err = sim
+        .ctl
+        .resign_offline_leader(r.leader, sim.up[&r.leader], "t", 0, r.leader_epoch)
+        .unwrap_err();
+    assert!(matches!(err, ControllerError::InvalidIsr { .. }), "{err}");
+    assert_eq!(sim.p("t", 0), r);
+}
+
+#[test]
 fn given_wiped_disk_then_broker_leaves_every_isr_and_cannot_lead() {
     let mut sim = Sim::new(3);
     sim.create("t", 3, 3, &[]);

@@ -165,6 +165,7 @@ async fn given_a_leader_when_it_alters_the_isr_should_commit_with_current_epochs
         partition_epoch: p.partition_epoch,
         new_isr: p.isr.iter().copied().filter(|r| *r != follower).collect(),
         new_isr_epochs: vec![],
+        leader_offline: false,
     };
     let altered = client.alter_partition(&shrink).await.expect("committed");
     assert_eq!(altered.controller_epoch, ctl.controller_epoch);
@@ -204,6 +205,7 @@ async fn given_a_leader_when_it_alters_the_isr_should_commit_with_current_epochs
         partition_epoch: altered.state.partition_epoch,
         new_isr: vec![follower],
         new_isr_epochs: vec![],
+        leader_offline: false,
         ..shrink.clone()
     };
     let err = client.alter_partition(&without_leader).await.unwrap_err();

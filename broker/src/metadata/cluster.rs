@@ -27,7 +27,7 @@ use rill_controller::client::{
 use rill_controller::{Endpoints, NO_LEADER};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::partition::manager::{CreateTopic, ReplicaManager, TopicAdmin};
 use crate::partition::{Error, IsrProposal};
@@ -364,6 +364,10 @@ impl ClusterLink {
                 () = tokio::time::sleep(ISR_CHECK_INTERVAL) => {}
             }
             for p in self.manager.all_partitions() {
+                if let Some(leader_epoch) = p.offline_leadership() {
+                    self.resign(&p, leader_epoch).await;
+                    continue;
+                }
                 let Some(IsrProposal {
                     leader_epoch,
                     partition_epoch,
@@ -382,6 +386,7 @@ impl ClusterLink {
                     partition_epoch,
                     new_isr: new_isr.clone(),
                     new_isr_epochs: joining_epochs,
+                    leader_offline: false,
                 };
                 match self.client.alter_partition(&request).await {
                     Ok(done) => p.isr_change_done(
@@ -397,6 +402,32 @@ impl ClusterLink {
                         p.isr_change_done(leader_epoch, None);
                     }
                 }
+            }
+        }
+    }
+
+    /// Asks the controller to move the leadership of a partition whose
+    /// replica here went offline to another in-sync replica.
+    async fn resign(&self, p: &crate::partition::Partition, leader_epoch: i32) {
+        let request = AlterPartition {
+            broker_id: self.settings.broker_id,
+            broker_epoch: self.broker_epoch(),
+            topic: p.topic.to_string(),
+            partition: p.id,
+            leader_epoch,
+            partition_epoch: -1,
+            new_isr: vec![],
+            new_isr_epochs: vec![],
+            leader_offline: true,
+        };
+        match self.client.alter_partition(&request).await {
+            Ok(done) => {
+                warn!(topic = %p.topic, partition = p.id, leader = done.state.leader, "replica offline: leadership handed over");
+            }
+            // Retried at every ISR check; the fsync failure itself was
+            // logged as an error when it happened.
+            Err(e) => {
+                debug!(topic = %p.topic, partition = p.id, error = %e, "replica offline: leadership could not be handed over");
             }
         }
     }

@@ -516,6 +516,18 @@ impl Partition {
         })
     }
 
+    /// The leader epoch of a partition this broker leads but whose replica
+    /// went offline (an fsync error): it must hand leadership over.
+    pub fn offline_leadership(&self) -> Option<i32> {
+        if self.state.load(std::sync::atomic::Ordering::Acquire) != super::OFFLINE {
+            return None;
+        }
+        match &*self.role.lock() {
+            Role::Leader(l) => Some(l.leader_epoch()),
+            _ => None,
+        }
+    }
+
     /// The controller answered an ISR change: adopt the committed state,
     /// or clear the pending change so a later check proposes again.
     pub fn isr_change_done(&self, leader_epoch: i32, committed: Option<(i32, Vec<i32>, Vec<i32>)>) {
@@ -844,6 +856,23 @@ mod tests {
             b1.append_as_follower(Bytes::new(), 1).await.is_err(),
             "and appends nothing more"
         );
+        assert_eq!(
+            b1.offline_leadership(),
+            None,
+            "a follower has nothing to hand over"
+        );
+        // The leader's fsync fails too: it must hand its leadership over.
+        assert_eq!(b0.offline_leadership(), None);
+        b0.log
+            .read()
+            .fail_next_fsync
+            .store(true, std::sync::atomic::Ordering::Release);
+        assert!(
+            b0.produce(batch(&[b"b"]), Acks::Leader, WAIT)
+                .await
+                .is_err()
+        );
+        assert_eq!(b0.offline_leadership(), Some(1));
     }
 
     #[tokio::test]

@@ -435,19 +435,29 @@ impl<S: MetadataStore> Actor<S> {
         &mut self,
         r: pb::AlterPartitionRequest,
     ) -> Result<pb::AlterPartitionResponse, ServiceError> {
-        let plan = self.ctl.alter_partition(
-            r.broker_id,
-            r.broker_epoch,
-            &r.topic,
-            r.partition,
-            r.leader_epoch,
-            r.partition_epoch,
-            &r.new_isr,
-            &r.new_isr_epochs
-                .iter()
-                .map(|e| (e.broker_id, e.broker_epoch))
-                .collect::<Vec<_>>(),
-        )?;
+        let plan = if r.leader_offline {
+            self.ctl.resign_offline_leader(
+                r.broker_id,
+                r.broker_epoch,
+                &r.topic,
+                r.partition,
+                r.leader_epoch,
+            )?
+        } else {
+            self.ctl.alter_partition(
+                r.broker_id,
+                r.broker_epoch,
+                &r.topic,
+                r.partition,
+                r.leader_epoch,
+                r.partition_epoch,
+                &r.new_isr,
+                &r.new_isr_epochs
+                    .iter()
+                    .map(|e| (e.broker_id, e.broker_epoch))
+                    .collect::<Vec<_>>(),
+            )?
+        };
         self.commit(plan).await?;
         let partition = self
             .ctl
