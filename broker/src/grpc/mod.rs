@@ -17,6 +17,7 @@ use tonic::{Code, Request, Response, Status};
 use crate::log::LogError;
 use crate::metrics::Metrics;
 use crate::partition::manager::{CreateTopic, OffsetSpec, ReplicaManager, TopicView};
+use crate::partition::producers::SequenceError;
 use crate::partition::{Acks, Error};
 
 /// Maps a service error to the gRPC status a client sees.
@@ -51,6 +52,11 @@ pub fn status_from(err: &Error) -> Status {
         | Error::Controller(_) => Code::Unavailable,
         Error::Timeout { .. } => Code::DeadlineExceeded,
         Error::Placement(_) => Code::InvalidArgument,
+        // Retriable: the batch behind a failed append waits for its retry.
+        Error::Sequence {
+            source: SequenceError::AfterFailedAppend { .. },
+            ..
+        } => Code::Unavailable,
         Error::Sequence { .. } | Error::FencedLeaderEpoch { .. } => Code::FailedPrecondition,
         Error::UnknownLeaderEpoch { .. } => Code::Unavailable,
     };

@@ -13,7 +13,7 @@
 //! | client leader epoch older / newer | FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH |
 //! | topic exists, bad name, bad partitions, bad replication factor, bad config | TOPIC_ALREADY_EXISTS, INVALID_TOPIC_EXCEPTION, INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_CONFIG |
 //! | durability wait timed out, controller unreachable | REQUEST_TIMED_OUT |
-//! | disk full, I/O error, partition offline | KAFKA_STORAGE_ERROR |
+//! | disk full, I/O error, partition offline; a producer's batch behind one that failed so | KAFKA_STORAGE_ERROR |
 //! | any other invalid request | INVALID_REQUEST |
 
 use kafka_protocol::ResponseError;
@@ -63,6 +63,9 @@ pub fn error_code(err: &Error) -> ResponseError {
         Error::Sequence { source, .. } => match source {
             SequenceError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber,
             SequenceError::StaleEpoch { .. } => ResponseError::InvalidProducerEpoch,
+            // Retriable and not persisted: the client retries the failed
+            // batch and then this one, with the same sequence numbers.
+            SequenceError::AfterFailedAppend { .. } => ResponseError::KafkaStorageError,
         },
         Error::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
         Error::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
@@ -172,6 +175,19 @@ mod tests {
                     },
                 },
                 47,
+            ),
+            (
+                Error::Sequence {
+                    topic: "t".into(),
+                    partition: 0,
+                    source: SequenceError::AfterFailedAppend {
+                        producer_id: 1,
+                        epoch: 0,
+                        got: 2,
+                        failed: 1,
+                    },
+                },
+                56,
             ),
             (
                 Error::FencedLeaderEpoch {

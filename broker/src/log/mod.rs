@@ -31,7 +31,7 @@ pub mod segment;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::io;
 

@@ -350,10 +350,10 @@ fn given_compacted_topic_then_only_latest_value_per_key_survives_in_sealed_segme
 }
 
 /// Mounts a tmpfs of `size` at `dir`; unmounts on drop.
-struct Tmpfs<'a>(&'a Path);
+pub(crate) struct Tmpfs<'a>(&'a Path);
 
 impl<'a> Tmpfs<'a> {
-    fn mount(dir: &'a Path, size: &str) -> Self {
+    pub(crate) fn mount(dir: &'a Path, size: &str) -> Self {
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir)

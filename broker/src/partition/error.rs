@@ -189,6 +189,10 @@ impl Error {
                 source: SequenceError::StaleEpoch { .. },
                 ..
             } => "invalid_producer_epoch",
+            Self::Sequence {
+                source: SequenceError::AfterFailedAppend { .. },
+                ..
+            } => "after_failed_append",
             Self::FencedLeaderEpoch { .. } => "fenced_leader_epoch",
             Self::UnknownLeaderEpoch { .. } => "unknown_leader_epoch",
             Self::Timeout { .. } => "timeout",

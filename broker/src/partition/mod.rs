@@ -337,9 +337,21 @@ impl Partition {
             match duplicate {
                 Some(dup) => Err(dup),
                 None => {
-                    let info = log
-                        .append(&mut data, epoch)
-                        .map_err(|e| self.log_error(e))?;
+                    let info = match log.append(&mut data, epoch) {
+                        Ok(info) => info,
+                        Err(e) => {
+                            // The batch is not in the log. The producer's
+                            // pipelined batches behind it must get this
+                            // storage error too, not OUT_OF_ORDER_SEQUENCE
+                            // (see `producers`), until it is retried.
+                            if matches!(e, LogError::DiskFull { .. } | LogError::Io { .. }) {
+                                if let Some(states) = producers.as_mut() {
+                                    states.record_failed(&idempotent, wall_clock_ms());
+                                }
+                            }
+                            return Err(self.log_error(e));
+                        }
+                    };
                     if let Some(states) = producers.as_mut() {
                         record_batches(states, &data, info.base_offset);
                     }
@@ -1007,6 +1019,85 @@ mod tests {
         let retry = p.produce(first, Acks::Leader, wait).await.unwrap();
         assert_eq!(retry.base_offset, 0, "answered with the original offset");
         assert_eq!(p.log.read().next_offset(), end, "nothing appended");
+    }
+
+    /// Writes zeros into `dir/filler` until the file system refuses.
+    fn fill_disk(dir: &std::path::Path) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = dir.join("filler");
+        let mut f = std::fs::File::create(&path).expect("filler");
+        let block = [0u8; 4096];
+        while f.write_all(&block).and_then(|()| f.flush()).is_ok() {}
+        path
+    }
+
+    #[tokio::test]
+    async fn given_an_idempotent_append_failing_on_a_full_disk_when_the_next_pipelined_batch_arrives_should_refuse_it_as_a_storage_error_not_out_of_order()
+     {
+        // A client pipelines requests: the batch at sequence 1 fails to
+        // append (disk full) while the one at sequence 2 is already on its
+        // way. Answered OUT_OF_ORDER_SEQUENCE_NUMBER, the second makes
+        // librdkafka bump its producer epoch and re-send batches that are
+        // already stored in other partitions (written twice); it must get
+        // the retriable storage error instead, and both retries must then
+        // land in order.
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let _fs = crate::log::tests::Tmpfs::mount(tmp.path(), "256k");
+        let dir = tmp.path().join("t-0");
+        std::fs::create_dir(&dir).expect("partition dir");
+        let p = open(&dir, FlushPolicy::Replicated);
+        p.serve_alone();
+        let wait = Duration::from_secs(5);
+        let ts = 1_700_000_000_000;
+        let big = vec![b'x'; 8000];
+        let first = idempotent(&[b"s0"], 7, 0, 0, ts);
+        let second = idempotent(&[&big], 7, 0, 1, ts);
+        let third = idempotent(&[b"s2"], 7, 0, 2, ts);
+        assert_eq!(
+            p.produce(first, Acks::Leader, wait)
+                .await
+                .unwrap()
+                .base_offset,
+            0
+        );
+
+        let filler = fill_disk(tmp.path());
+        let err = p
+            .produce(second.clone(), Acks::Leader, wait)
+            .await
+            .expect_err("disk full");
+        assert!(err.is_disk_full(), "{err}");
+        let err = p
+            .produce(third.clone(), Acks::Leader, wait)
+            .await
+            .expect_err("behind a failed batch");
+        assert!(
+            !matches!(
+                err,
+                Error::Sequence {
+                    source: producers::SequenceError::OutOfOrder { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let (code, _) = crate::kafka::errors::code_and_message(&err);
+        assert_eq!(
+            code,
+            kafka_protocol::ResponseError::KafkaStorageError.code(),
+            "{err}"
+        );
+        assert_eq!(p.log.read().next_offset(), 1, "nothing appended");
+
+        // Space again: the client retries in order with the same sequences.
+        std::fs::remove_file(filler).expect("free the disk");
+        let r = p.produce(second.clone(), Acks::Leader, wait).await.unwrap();
+        assert_eq!(r.base_offset, 1);
+        let r = p.produce(third, Acks::Leader, wait).await.unwrap();
+        assert_eq!(r.base_offset, 2);
+        let r = p.produce(second, Acks::Leader, wait).await.unwrap();
+        assert_eq!(r.base_offset, 1, "a later retry is a duplicate");
+        assert_eq!(p.log.read().next_offset(), 3);
     }
 
     #[tokio::test]

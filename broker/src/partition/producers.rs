@@ -10,7 +10,22 @@
 //!   offset it was first written at, without appending it again;
 //! - refuse a batch that skips or repeats sequence numbers
 //!   (OUT_OF_ORDER_SEQUENCE_NUMBER) and one from an older epoch
-//!   (INVALID_PRODUCER_EPOCH).
+//!   (INVALID_PRODUCER_EPOCH);
+//! - refuse, with the storage error and not as out of order, a batch that
+//!   follows one whose append failed (disk full, I/O error) until that
+//!   batch is retried: [`ProducerStates::record_failed`].
+//!
+//! Why the last rule: a client pipelines up to five requests. When the
+//! first one fails in storage, the ones behind it no longer continue the
+//! sequence. Answering them OUT_OF_ORDER_SEQUENCE_NUMBER makes librdkafka
+//! conclude that sequence numbers were skipped and bump its producer epoch
+//! (producer-wide), which re-sends every unacknowledged batch of every
+//! partition under the new epoch from sequence 0, including batches that
+//! are already in some log and only wait for their acknowledgement: those
+//! are then written twice. Kafka never answers them out of order (its log
+//! directory goes offline and every later request gets
+//! KAFKA_STORAGE_ERROR); a retriable storage error makes the client retry
+//! the failed batch first and the rest after it, with the same sequences.
 //!
 //! The state is a pure function of the log: [`ProducerStates::rebuild`]
 //! computes it from stored batch headers (they carry producer id, epoch and
@@ -54,6 +69,16 @@ struct ProducerEntry {
     batches: VecDeque<BatchMeta>,
     /// Wall clock (ms) of the last append, for expiration.
     last_append_ms: i64,
+}
+
+/// An idempotent batch whose append failed in storage and that has not
+/// been appended since: the producer must retry it before anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FailedAppend {
+    epoch: i16,
+    first_seq: i32,
+    /// Wall clock (ms) of the failure, for expiration.
+    at_ms: i64,
 }
 
 impl ProducerEntry {
@@ -104,6 +129,19 @@ pub enum SequenceError {
         got: i32,
         expected: i32,
     },
+    /// The batch starting at `failed` could not be stored (disk full, I/O
+    /// error); this one, which comes after it, is refused in the same way
+    /// (KAFKA_STORAGE_ERROR, retriable and not persisted) rather than as
+    /// out of order.
+    #[error(
+        "producer {producer_id} epoch {epoch}: the batch at sequence {failed} could not be stored, so the batch at sequence {got} cannot follow it yet; retry the failed batch first"
+    )]
+    AfterFailedAppend {
+        producer_id: i64,
+        epoch: i16,
+        got: i32,
+        failed: i32,
+    },
 }
 
 /// What to do with an incoming request's batches.
@@ -134,6 +172,8 @@ fn in_sequence(last: i32, next: i32) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
+    /// Producers whose last append attempt failed in storage.
+    failed: HashMap<i64, FailedAppend>,
     appends_since_sweep: u32,
 }
 
@@ -168,12 +208,29 @@ impl ProducerStates {
         // copies of the entries involved.
         let mut staged: HashMap<i64, Option<ProducerEntry>> = HashMap::new();
         for b in batches {
+            let first_of_producer = !staged.contains_key(&b.producer_id);
             let entry = staged
                 .entry(b.producer_id)
                 .or_insert_with(|| self.producers.get(&b.producer_id).cloned());
-            if let Some(dup) = check_one(entry.as_ref(), b)? {
+            let checked = check_one(entry.as_ref(), b);
+            if let Ok(Some(dup)) = checked {
                 return Ok(SequenceCheck::Duplicate(dup));
             }
+            // A retry of the failed batch goes first; within the request,
+            // the batches after it follow it.
+            if first_of_producer {
+                if let Some(f) = self.failed.get(&b.producer_id) {
+                    if f.epoch == b.epoch && f.first_seq != b.first_seq {
+                        return Err(SequenceError::AfterFailedAppend {
+                            producer_id: b.producer_id,
+                            epoch: b.epoch,
+                            got: b.first_seq,
+                            failed: f.first_seq,
+                        });
+                    }
+                }
+            }
+            checked?;
             let meta = BatchMeta {
                 first_seq: b.first_seq,
                 last_seq: b.last_seq,
@@ -193,6 +250,7 @@ impl ProducerStates {
             first_offset,
             last_offset,
         };
+        self.failed.remove(&b.producer_id);
         let mut slot = self.producers.remove(&b.producer_id);
         apply(&mut slot, b.epoch, meta, now_ms);
         if let Some(entry) = slot {
@@ -205,10 +263,35 @@ impl ProducerStates {
         }
     }
 
+    /// Records that the idempotent batches of a request (as passed to
+    /// [`Self::check`]) could not be stored: each producer's next batch
+    /// must be the retry of its first failed one. Only for storage
+    /// failures the client retries (disk full, I/O errors), never for a
+    /// batch refused as invalid.
+    pub fn record_failed(&mut self, batches: &[IncomingBatch], now_ms: i64) {
+        for b in batches {
+            let failure = FailedAppend {
+                epoch: b.epoch,
+                first_seq: b.first_seq,
+                at_ms: now_ms,
+            };
+            match self.failed.get(&b.producer_id) {
+                // A later batch of the same request, or a batch refused
+                // because of an earlier failure: the earliest one counts.
+                Some(f) if f.epoch == b.epoch => {}
+                _ => {
+                    self.failed.insert(b.producer_id, failure);
+                }
+            }
+        }
+    }
+
     /// Forgets producers idle for longer than [`PRODUCER_EXPIRATION_MS`].
     pub fn expire(&mut self, now_ms: i64) {
         self.producers
             .retain(|_, e| now_ms - e.last_append_ms < PRODUCER_EXPIRATION_MS);
+        self.failed
+            .retain(|_, f| now_ms - f.at_ms < PRODUCER_EXPIRATION_MS);
     }
 }
 
@@ -375,6 +458,61 @@ mod tests {
             s.check(&[incoming(1, 3, 0, 5)]),
             Err(SequenceError::StaleEpoch { .. })
         ));
+    }
+
+    #[test]
+    fn given_a_failed_append_when_later_batches_are_checked_should_wait_for_its_retry() {
+        let mut s = ProducerStates::default();
+        append(&mut s, incoming(1, 0, 0, 1), 0);
+        // Sequence 1 failed in storage; 2 was pipelined behind it.
+        s.record_failed(&[incoming(1, 0, 1, 1)], NOW);
+        assert!(matches!(
+            s.check(&[incoming(1, 0, 2, 1)]),
+            Err(SequenceError::AfterFailedAppend {
+                got: 2,
+                failed: 1,
+                ..
+            })
+        ));
+        // Retries of stored batches are still duplicates; other producers
+        // and a new epoch are not affected.
+        assert!(matches!(
+            s.check(&[incoming(1, 0, 0, 1)]),
+            Ok(SequenceCheck::Duplicate(_))
+        ));
+        assert_eq!(
+            s.check(&[incoming(2, 0, 5, 1)]).expect("other producer"),
+            SequenceCheck::Append
+        );
+        assert_eq!(
+            s.check(&[incoming(1, 1, 0, 1)]).expect("new epoch"),
+            SequenceCheck::Append
+        );
+        // The retry goes first, and the rest follows it.
+        assert_eq!(
+            append(&mut s, incoming(1, 0, 1, 1), 1),
+            SequenceCheck::Append
+        );
+        assert_eq!(
+            append(&mut s, incoming(1, 0, 2, 1), 2),
+            SequenceCheck::Append
+        );
+    }
+
+    #[test]
+    fn given_a_failed_first_append_of_a_new_producer_when_a_later_batch_arrives_should_not_append_it()
+     {
+        let mut s = ProducerStates::default();
+        s.record_failed(&[incoming(3, 0, 0, 2)], NOW);
+        assert!(matches!(
+            s.check(&[incoming(3, 0, 2, 1)]),
+            Err(SequenceError::AfterFailedAppend { .. })
+        ));
+        assert_eq!(
+            s.check(&[incoming(3, 0, 0, 2), incoming(3, 0, 2, 1)])
+                .expect("retry and its successor in one request"),
+            SequenceCheck::Append
+        );
     }
 
     #[test]
