@@ -4,7 +4,7 @@ CARGO ?= cargo
 
 .PHONY: test test-rust quickstart-smoke cluster-smoke test-chart test-e2e crds crds-check build release fmt lint compat compat-kafka
 
-test: lint test-rust quickstart-smoke cluster-smoke crds-check test-chart test-images test-e2e compat bench-smoke
+test: lint test-rust quickstart-smoke cluster-smoke crds-check test-chart test-images test-e2e compat faults-short bench-smoke
 
 test-rust:
 	$(CARGO) test --workspace --all-targets
@@ -98,7 +98,7 @@ bench-smoke:
 # Jepsen-style suite: controller + 3 brokers in network namespaces, real Kafka
 # clients, partitions/crashes/disk faults, a history checker. Needs root.
 # `faults` is the long form against Rill (publishes faults/results/rill-latest.md),
-# `faults-short` the ~5 min subset, `faults-kafka` the long form against Apache
+# `faults-short` the checker's unit tests and the ~5 min subset (part of `make test`), `faults-kafka` the long form against Apache
 # Kafka (FAULTS_ARGS=--short for its short form). Rill's debug binaries must be built.
 FAULTS_ARGS ?=
 .PHONY: faults faults-short faults-kafka
@@ -108,6 +108,7 @@ faults:
 
 faults-short:
 	faults/install.sh
+	faults/run.sh --test
 	faults/run.sh --target rill --short $(FAULTS_ARGS)
 
 faults-kafka:

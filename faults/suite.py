@@ -273,7 +273,7 @@ class Cluster:
         for b in ("rill-controller", "rill-broker"):
             if not os.access(os.path.join(bindir, b), os.X_OK):
                 raise SystemExit(f"faults: {bindir}/{b} is not built "
-                                 "(cargo build -p rill-broker -p rill-controller --bins)")
+                                 "(cargo build --workspace --all-targets)")
         # A copy, so that a rebuild during the run does not change the binary
         # a restarted broker runs.
         own = os.path.join(self.run_dir, "bin")
@@ -290,8 +290,7 @@ class Cluster:
             os.path.join(bindir, "rill-controller"),
             "--metadata-file", os.path.join(ctl_dir, "metadata.json"),
             "--listen-addr", f"{CTL_IP}:9095", "--http-addr", f"{CTL_IP}:9645",
-            "--session-timeout-ms", "4000", "--heartbeat-interval-ms", "500",
-        ], self.logdir, "RILL_READY", env)
+        ] + os.environ.get("FAULTS_RILL_CONTROLLER_ARGS", "").split(), self.logdir, "RILL_READY", env)
         for i in range(self.n):
             ip = broker_ip(i)
             node = f"b{i}"
