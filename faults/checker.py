@@ -113,9 +113,20 @@ def check(producers, consumers, offsets, final, nemesis=()):
     if not complete:
         note("final_incomplete", {"ends": ends, "read": len(at)})
 
+    # A partition whose final read stopped short of its high watermark says
+    # nothing about what is missing from it: its acknowledged values that
+    # were not read are unverified, not lost (final_incomplete fails the
+    # scenario already).
+    read_to = {}
+    for (p, o) in at:
+        read_to[p] = max(read_to.get(p, 0), o + 1)
+    fully_read = {p for p, high in ends.items() if read_to.get(p, 0) >= high}
+    r_unverified = 0
     for v, pos in acked.items():
         found = where.get(v)
-        if not found:
+        if not found and not complete and pos[0] not in fully_read:
+            r_unverified += 1
+        elif not found:
             r["lost"] += 1
             note("lost", {"value": v, "acked_at": pos})
         elif pos[1] is None or pos[1] < 0:
@@ -224,6 +235,7 @@ def check(producers, consumers, offsets, final, nemesis=()):
     result.update({
         "sent": len(sent),
         "acked": len(acked),
+        "acked_unverified": r_unverified,
         "failed": len(failed - set(acked)),
         "pending": len(pending - set(acked)),
         "acked_without_offset": len([1 for p in acked.values() if p[1] is None or p[1] < 0]),

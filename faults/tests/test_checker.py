@@ -175,6 +175,27 @@ def test_incomplete_final_read_fails():
     assert res["final_incomplete"] == 1 and res["safety_failures"] >= 1
 
 
+def test_incomplete_final_read_leaves_unread_partitions_unverified_not_lost():
+    # Partition 1 could not be read to its end (say its leader stayed
+    # offline): its acknowledged values are unverified. Partition 0 was
+    # read completely: a value missing there is lost.
+    h = clean()
+    h["producers"] = write([(v, 0, i) for i, v in enumerate(VALS)] + [("r-p1-0", 1, 0), ("r-p1-1", 1, 1)])
+    h["final"] = [ev("end", partition=0, low=0, high=5), ev("end", partition=1, low=0, high=2)]
+    h["final"] += [ev("final", partition=0, offset=o, value=v) for _p, o, v in LOG if o != 4]
+    h["final"] += [ev("final", partition=0, offset=4, value="r-p0-4")]
+    h["final"] += [ev("done", complete=False)]
+    res = check(**h)
+    assert res["lost"] == 0 and res["acked_unverified"] == 2, res
+    assert res["final_incomplete"] == 1 and res["safety_failures"] >= 1
+    h["final"] = [e for e in h["final"] if not (e.get("type") == "final" and e.get("offset") == 4)]
+    res = check(**h)
+    assert res["lost"] == 0, "partition 0 no longer read to its end either"
+    h["final"] = h["final"][:-1] + [ev("final", partition=0, offset=4, value="other"), ev("done", complete=False)]
+    res = check(**h)
+    assert res["lost"] == 1 and res["acked_unverified"] == 2, res
+
+
 def test_failed_write_present_is_not_an_anomaly():
     h = clean()
     h["producers"] = write([(v, 0, i) for i, v in enumerate(VALS[:4])])
