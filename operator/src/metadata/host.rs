@@ -277,6 +277,7 @@ impl TopicDataDeleter for ControllerHost {
             };
             let request = Request::new(pb::DeleteTopicRequest {
                 name: topic.topic.clone(),
+                id: String::new(),
             });
             match service.delete_topic(request).await {
                 Ok(_) => Ok(DeletionOutcome::Deleted),

@@ -341,11 +341,14 @@ impl KubeStore {
     }
 
     /// Compare-and-swap on one Topic's controller-owned status fields.
-    /// `update` gets the current partitions and returns the new ones.
+    /// `update` gets the current partitions and returns the new ones; with
+    /// `topic_id`, the topic id is written too, and a resource that records
+    /// another topic id (another topic of the same name) is refused.
     async fn update_topic(
         &self,
         resource: &str,
         ours: i64,
+        topic_id: Option<&str>,
         mut update: impl FnMut(&[PartitionStatus]) -> Result<Vec<PartitionStatus>, StoreError>,
     ) -> Result<Option<Topic>, StoreError> {
         let api = self.topics();
@@ -363,11 +366,21 @@ impl KubeStore {
             {
                 return Err(StoreError::Superseded { ours, current });
             }
+            if let (Some(ours_id), Some(theirs)) = (topic_id, status.topic_id.as_deref())
+                && ours_id != theirs
+            {
+                return Err(StoreError::Backend(format!(
+                    "Topic {resource} holds topic id {theirs}, not {ours_id}: it belongs to another topic of the same name"
+                )));
+            }
             let partitions = update(&status.partitions)?;
-            let patch = json!({
+            let mut patch = json!({
                 "metadata": {"resourceVersion": topic.resource_version()},
                 "status": {"partitions": partitions, "controllerEpoch": ours},
             });
+            if let Some(id) = topic_id {
+                patch["status"]["topicId"] = id.into();
+            }
             match api
                 .patch_status(resource, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -442,7 +455,7 @@ impl KubeStore {
                 name
             }
         };
-        self.update_topic(&resource, ours, |_| Ok(wanted.clone()))
+        self.update_topic(&resource, ours, Some(&t.id), |_| Ok(wanted.clone()))
             .await?;
         Ok(())
     }
@@ -460,7 +473,7 @@ impl KubeStore {
         };
         let resource = existing.name_any();
         let written = self
-            .update_topic(&resource, ours, |current| {
+            .update_topic(&resource, ours, None, |current| {
                 let mut next = current.to_vec();
                 for (&partition, state) in updates {
                     let slot = next.get_mut(partition as usize).ok_or_else(|| {
@@ -526,7 +539,12 @@ impl MetadataStore for KubeStore {
             }
             // Stamp it: from now on an older controller cannot write it.
             let Some(stamped) = self
-                .update_topic(&topic.name_any(), ours, |current| Ok(current.to_vec()))
+                .update_topic(
+                    &topic.name_any(),
+                    ours,
+                    None,
+                    |current| Ok(current.to_vec()),
+                )
                 .await?
             else {
                 continue;
@@ -539,6 +557,10 @@ impl MetadataStore for KubeStore {
                 name.clone(),
                 TopicState {
                     name,
+                    // Empty for a topic placed before topic ids: the
+                    // controller gives it one and persists it right after
+                    // the claim.
+                    id: status.topic_id.clone().unwrap_or_default(),
                     partitions: partitions.iter().map(from_status).collect(),
                     config: build::plan(&stamped).config,
                 },
@@ -642,6 +664,7 @@ mod tests {
     fn given_a_created_topic_when_building_its_spec_then_typed_and_other_config_are_split() {
         let t = TopicState {
             name: "Payments_EU".into(),
+            id: String::new(),
             partitions: vec![
                 PartitionState {
                     replicas: vec![0, 1, 2],
