@@ -324,13 +324,18 @@ impl KubeStore {
     }
 
     /// The Topic resource that holds Kafka topic `name`: the placed one, else
-    /// the oldest (the one that wins a name conflict).
+    /// the oldest (the one that wins a name conflict). A resource being
+    /// deleted (deletionTimestamp set) is never chosen: it belongs to the
+    /// topic it was placed for (its `status.topicId`), which its finalizer
+    /// deletes, and a topic created again under the same name must not
+    /// write its status into it.
     async fn find_topic(&self, name: &str) -> Result<Option<Topic>, StoreError> {
         let candidates: Vec<Topic> = self
             .cluster_topics()
             .await?
             .into_iter()
             .filter(|t| t.effective_topic_name() == name)
+            .filter(|t| t.metadata.deletion_timestamp.is_none())
             .collect();
         let placed = candidates
             .iter()
@@ -449,7 +454,23 @@ impl KubeStore {
                     Ok(_) => {
                         info!(topic = %t.name, resource = %name, "created a Topic resource for a topic created through the controller")
                     }
-                    Err(e) if is_conflict(&e) => {}
+                    Err(e) if is_conflict(&e) => {
+                        // Someone else created it meanwhile, or a resource
+                        // of that name is still being deleted (the topic was
+                        // deleted and created again quickly): that one is
+                        // the old topic's and must not take the new status.
+                        let existing = self
+                            .topics()
+                            .get_opt(&name)
+                            .await
+                            .map_err(|e| backend(format!("reading Topic {name}"), e))?;
+                        if existing.is_some_and(|t| t.metadata.deletion_timestamp.is_some()) {
+                            return Err(StoreError::Backend(format!(
+                                "Topic {name} of an earlier topic {:?} is still being deleted; retry once it is gone",
+                                t.name
+                            )));
+                        }
+                    }
                     Err(e) => return Err(backend(format!("creating Topic {name}"), e)),
                 }
                 name
@@ -528,7 +549,11 @@ impl MetadataStore for KubeStore {
             topics: BTreeMap::new(),
         };
         let mut seen = BTreeSet::new();
-        for topic in self.cluster_topics().await? {
+        // A resource being deleted loses to a live one of the same Kafka
+        // topic: the live one holds the topic created again since.
+        let mut listed = self.cluster_topics().await?;
+        listed.sort_by_key(|t| t.metadata.deletion_timestamp.is_some());
+        for topic in listed {
             let placed = topic
                 .status
                 .as_ref()
@@ -715,5 +740,112 @@ mod tests {
         assert_eq!(s.partition, 4);
         assert_eq!(s.leader, None);
         assert_eq!(from_status(&s), p);
+    }
+}
+
+#[cfg(test)]
+mod kube_tests {
+    //! KubeStore against a scripted API server (`test_support`).
+    use http::Method;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+    use crate::test_support::{TIMEOUT, list, mock_client};
+    use crate::topic::fixtures::topic;
+
+    const TOPICS: &str = "/apis/rill.dev/v1alpha1/namespaces/data/topics";
+    const STATE: &str = "/api/v1/namespaces/data/configmaps/events-controller";
+
+    fn state(epoch: i64) -> ConfigMap {
+        let mut cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("events-controller".into()),
+                namespace: Some("data".into()),
+                resource_version: Some(format!("{epoch}")),
+                ..ObjectMeta::default()
+            },
+            ..ConfigMap::default()
+        };
+        cm.data = Some(BTreeMap::from([(
+            STATE_KEY.to_owned(),
+            serde_json::to_string(&ControllerRecord {
+                controller_epoch: epoch,
+                brokers: vec![],
+            })
+            .expect("json"),
+        )]));
+        cm
+    }
+
+    fn topic_state(id: &str) -> TopicState {
+        TopicState {
+            name: "orders".into(),
+            id: id.into(),
+            partitions: vec![PartitionState {
+                replicas: vec![0],
+                isr: vec![0],
+                leader: 0,
+                leader_epoch: 0,
+                partition_epoch: 0,
+                removing: Vec::new(),
+            }],
+            config: BTreeMap::new(),
+        }
+    }
+
+    /// "orders", placed for topic id `id`, being deleted (its finalizer
+    /// still pending).
+    fn terminating(id: &str) -> Topic {
+        let mut t = topic("orders", "2024-01-01T00:00:00Z");
+        t.metadata.resource_version = Some("7".into());
+        t.metadata.deletion_timestamp =
+            Some(Time("2024-06-01T00:00:00Z".parse().expect("timestamp")));
+        t.status = Some(crate::crd::TopicStatus {
+            partitions: vec![to_status(&topic_state(id).partitions[0], 0)],
+            controller_epoch: Some(3),
+            topic_id: Some(id.into()),
+            ..Default::default()
+        });
+        t
+    }
+
+    #[tokio::test]
+    async fn given_a_terminating_topic_resource_when_the_topic_is_created_again_then_its_status_is_not_written()
+     {
+        let (client, mut server) = mock_client();
+        let store = KubeStore::new(client, "data", "events");
+        let old = terminating("id-old");
+        let task = tokio::spawn(async move {
+            store
+                .persist(3, &[Change::Topic(topic_state("id-new"))])
+                .await
+        });
+        server.expect(Method::GET, STATE).await.ok(&state(3));
+        server
+            .expect(Method::GET, TOPICS)
+            .await
+            .respond(200, &list("TopicList", std::slice::from_ref(&old)));
+        // Not the terminating resource: a new one is created ...
+        let create = server.expect(Method::POST, TOPICS).await;
+        assert_eq!(create.body["metadata"]["name"], "orders");
+        create.respond(
+            409,
+            &serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": "AlreadyExists", "code": 409, "message": "already exists"}),
+        );
+        // ... and since the name is still taken by the terminating one, the
+        // persist fails (the create is retried later) instead of writing.
+        server
+            .expect(Method::GET, &format!("{TOPICS}/orders"))
+            .await
+            .ok(&old);
+        let result = tokio::time::timeout(TIMEOUT, task)
+            .await
+            .expect("persist ends")
+            .expect("task");
+        assert!(
+            matches!(result, Err(StoreError::Backend(ref m)) if m.contains("still being deleted")),
+            "{result:?}"
+        );
     }
 }
