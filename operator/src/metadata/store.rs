@@ -662,6 +662,27 @@ impl MetadataStore for KubeStore {
         for (topic, updates) in &pending {
             self.persist_partitions(ours, topic, updates).await?;
         }
+        // A topic created (or deleted) here was not stamped by a newer
+        // controller's claim, so the stamp check in `update_topic` cannot
+        // fence it. The interleaving that needs this check:
+        //
+        //   old: check_epoch (E, fine)
+        //   new: claim bumps the ConfigMap to E+1, lists Topics (no X yet)
+        //   old: creates Topic X and writes its status stamped E
+        //
+        // Without it the old controller would tell brokers about X, which
+        // the new controller does not know (brokers then delete its data).
+        // The claim bumps the epoch *before* it lists, and this check reads
+        // the epoch *after* the write: either the write came before the
+        // bump, so before the list, and the claim saw (and stamped) X; or
+        // this read sees the bump and the persist fails as Superseded, so
+        // nobody is told about X.
+        if changes
+            .iter()
+            .any(|c| matches!(c, Change::Topic(_) | Change::DeleteTopic(_)))
+        {
+            self.check_epoch(ours).await?;
+        }
         Ok(())
     }
 }
@@ -845,6 +866,54 @@ mod kube_tests {
             .expect("task");
         assert!(
             matches!(result, Err(StoreError::Backend(ref m)) if m.contains("still being deleted")),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn given_a_claim_between_the_check_and_the_create_when_a_deposed_controller_creates_a_topic_then_it_is_superseded()
+     {
+        // old: check_epoch sees 3; new: claim bumps to 4 and lists Topics
+        // before "orders" exists; old: creates "orders" and writes its
+        // status. The old controller must not report success.
+        let (client, mut server) = mock_client();
+        let store = KubeStore::new(client, "data", "events");
+        let task = tokio::spawn(async move {
+            store
+                .persist(3, &[Change::Topic(topic_state("id-new"))])
+                .await
+        });
+        server.expect(Method::GET, STATE).await.ok(&state(3));
+        server
+            .expect(Method::GET, TOPICS)
+            .await
+            .respond(200, &list::<Topic>("TopicList", &[]));
+        server.expect(Method::POST, TOPICS).await.echo();
+        let mut created = topic("orders", "2024-01-01T00:00:00Z");
+        created.metadata.resource_version = Some("1".into());
+        server
+            .expect(Method::GET, &format!("{TOPICS}/orders"))
+            .await
+            .ok(&created);
+        let status = server
+            .expect(Method::PATCH, &format!("{TOPICS}/orders/status"))
+            .await;
+        assert_eq!(status.body["status"]["topicId"], "id-new");
+        status.ok(&created);
+        // The claim of epoch 4 happened meanwhile.
+        server.expect(Method::GET, STATE).await.ok(&state(4));
+        let result = tokio::time::timeout(TIMEOUT, task)
+            .await
+            .expect("persist ends")
+            .expect("task");
+        assert!(
+            matches!(
+                result,
+                Err(StoreError::Superseded {
+                    ours: 3,
+                    current: 4
+                })
+            ),
             "{result:?}"
         );
     }
