@@ -385,7 +385,8 @@ fn write_seed_corpus() {
                 .with_records(Some(gz.clone())),
         ]);
         if v >= 13 {
-            t.topic_id = rill_broker::kafka::topic_id::topic_id(TOPIC);
+            // Topic ids are random per topic; any id exercises the decoder.
+            t.topic_id = uuid::Uuid::from_u128(0x5d1c_0e2a_7b4f_4c2e_9f3a_61d8_0b7e_2c19);
         } else {
             t.name = name(TOPIC);
         }
@@ -405,7 +406,8 @@ fn write_seed_corpus() {
                 .with_last_fetched_epoch(-1),
         ]);
         if v >= 13 {
-            t.topic_id = rill_broker::kafka::topic_id::topic_id(TOPIC);
+            // Topic ids are random per topic; any id exercises the decoder.
+            t.topic_id = uuid::Uuid::from_u128(0x5d1c_0e2a_7b4f_4c2e_9f3a_61d8_0b7e_2c19);
         } else {
             t.topic = name(TOPIC);
         }

@@ -701,8 +701,20 @@ impl ControllerClient {
 
     /// Deletes a topic.
     pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
+        self.delete_topic_with_id(name, None).await
+    }
+
+    /// Deletes a topic; with `id`, only the topic of that id (a topic of
+    /// the same name created since has another id and is not touched: the
+    /// call fails with NOT_FOUND).
+    pub async fn delete_topic_with_id(
+        &self,
+        name: &str,
+        id: Option<&str>,
+    ) -> Result<(), ClientError> {
         let message = pb::DeleteTopicRequest {
             name: name.to_owned(),
+            id: id.unwrap_or_default().to_owned(),
         };
         self.call("DeleteTopic", |mut c| {
             let req = self.request(message.clone());

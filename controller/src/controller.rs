@@ -16,7 +16,7 @@ use tracing::info;
 use crate::placement::{self, PlacementError, Placer};
 use crate::state::{
     BrokerId, BrokerRegistration, Change, ClusterMetadata, Endpoints, NO_LEADER, PartitionState,
-    TopicState,
+    TopicState, new_topic_id,
 };
 
 /// Controller settings.
@@ -584,12 +584,27 @@ impl Controller {
         )?;
         let topic = TopicState {
             name: name.to_owned(),
+            id: new_topic_id(),
             partitions: replicas.into_iter().map(new_partition).collect(),
             config,
         };
         Ok(self.plan(vec![], move |meta, _| {
             meta.topics.insert(topic.name.clone(), topic);
         }))
+    }
+
+    /// Gives every topic without an id (metadata written before topics had
+    /// ids) a new random one. Called once after claiming the store; the
+    /// plan is empty when every topic has an id.
+    pub fn assign_topic_ids(&self) -> Plan {
+        if self.meta.topics.values().all(|t| !t.id.is_empty()) {
+            return Plan::default();
+        }
+        self.plan(vec![], |meta, _| {
+            for t in meta.topics.values_mut().filter(|t| t.id.is_empty()) {
+                t.id = new_topic_id();
+            }
+        })
     }
 
     /// Grows a topic to `total` partitions; existing ones do not move.
@@ -619,9 +634,14 @@ impl Controller {
         }))
     }
 
-    pub fn delete_topic(&self, name: &str) -> Result<Plan, ControllerError> {
-        if !self.meta.topics.contains_key(name) {
-            return Err(ControllerError::UnknownTopic(name.to_owned()));
+    /// Deletes topic `name`. With `id`, only the topic of that id: a newer
+    /// topic created under the same name is a different topic and answers
+    /// [`ControllerError::UnknownTopic`], so a late delete of the old one
+    /// never deletes it.
+    pub fn delete_topic(&self, name: &str, id: Option<&str>) -> Result<Plan, ControllerError> {
+        match self.meta.topics.get(name) {
+            Some(t) if id.is_none_or(|id| id == t.id) => {}
+            _ => return Err(ControllerError::UnknownTopic(name.to_owned())),
         }
         let name = name.to_owned();
         Ok(self.plan(vec![], move |meta, _| {
@@ -953,5 +973,62 @@ mod tests {
         ctl.apply(plan);
         let err = ctl.drain(&[2]).expect_err("nowhere to go");
         assert!(err.to_string().contains("need 3 active brokers"), "{err}");
+    }
+
+    #[test]
+    fn given_a_topic_deleted_and_created_again_when_the_old_one_is_deleted_by_id_then_the_new_one_stays()
+     {
+        let mut ctl = Controller::new(ControllerConfig::default(), ClusterMetadata::default(), 0);
+        registered(&mut ctl, 0, 0);
+        ctl.apply(
+            ctl.create_topic("t", 1, 1, BTreeMap::new())
+                .expect("created"),
+        );
+        let old = ctl.metadata().topics["t"].id.clone();
+        assert!(uuid::Uuid::parse_str(&old).is_ok(), "a UUID: {old:?}");
+
+        ctl.apply(ctl.delete_topic("t", Some(&old)).expect("deleted by id"));
+        ctl.apply(
+            ctl.create_topic("t", 1, 1, BTreeMap::new())
+                .expect("created again"),
+        );
+        let new = ctl.metadata().topics["t"].id.clone();
+        assert_ne!(new, old, "a re-created topic is a new topic");
+
+        let late = ctl.delete_topic("t", Some(&old));
+        assert!(
+            matches!(late, Err(ControllerError::UnknownTopic(_))),
+            "a delete of the old id must not touch the new topic: {late:?}"
+        );
+        assert_eq!(ctl.metadata().topics["t"].id, new);
+        ctl.delete_topic("t", None)
+            .expect("a delete by name alone still works");
+    }
+
+    #[test]
+    fn given_topics_without_ids_when_ids_are_assigned_then_each_gets_one_once() {
+        let mut ctl = Controller::new(ControllerConfig::default(), ClusterMetadata::default(), 0);
+        registered(&mut ctl, 0, 0);
+        ctl.apply(ctl.create_topic("a", 1, 1, BTreeMap::new()).expect("a"));
+        ctl.apply(ctl.create_topic("b", 1, 1, BTreeMap::new()).expect("b"));
+        let mut legacy = ctl.metadata().clone();
+        let kept = legacy.topics["b"].id.clone();
+        legacy.topics.get_mut("a").expect("a").id.clear();
+        let mut ctl = Controller::new(ControllerConfig::default(), legacy, 0);
+
+        let plan = ctl.assign_topic_ids();
+        assert_eq!(
+            plan.changes.len(),
+            1,
+            "only the topic without an id: {plan:?}"
+        );
+        ctl.apply(plan);
+        assert!(!ctl.metadata().topics["a"].id.is_empty());
+        assert_eq!(
+            ctl.metadata().topics["b"].id,
+            kept,
+            "existing ids never change"
+        );
+        assert!(ctl.assign_topic_ids().is_empty(), "nothing left to assign");
     }
 }

@@ -81,6 +81,7 @@ pub(crate) fn partition_from_pb(p: pb::PartitionInfo) -> PartitionState {
 pub(crate) fn topic_to_pb(t: &TopicState) -> pb::TopicInfo {
     pb::TopicInfo {
         name: t.name.clone(),
+        id: t.id.clone(),
         config: t
             .config
             .iter()
@@ -113,6 +114,7 @@ pub(crate) fn topic_from_pb(t: pb::TopicInfo) -> Result<TopicState, String> {
     }
     Ok(TopicState {
         name: t.name,
+        id: t.id,
         partitions: parts.into_iter().map(partition_from_pb).collect(),
         config: t.config.into_iter().collect::<BTreeMap<_, _>>(),
     })

@@ -49,7 +49,7 @@ pub use server::{
 };
 pub use state::{
     BrokerId, BrokerRegistration, Change, ClusterMetadata, Endpoints, NO_LEADER, PartitionState,
-    TopicState,
+    TopicState, new_topic_id,
 };
 pub use store::{FileStore, MemoryStore, MetadataStore, StoreError};
 

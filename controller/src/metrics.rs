@@ -276,6 +276,7 @@ mod tests {
             "t".into(),
             TopicState {
                 name: "t".into(),
+                id: "t-id".into(),
                 partitions: vec![old.clone()],
                 config: Default::default(),
             },

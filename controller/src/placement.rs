@@ -159,6 +159,7 @@ mod tests {
             "t".into(),
             TopicState {
                 name: "t".into(),
+                id: "t-id".into(),
                 config: Default::default(),
                 partitions: replicas
                     .into_iter()

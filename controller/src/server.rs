@@ -140,7 +140,18 @@ async fn embed_with<S: MetadataStore + 'static>(
         topics = meta.topics.len(),
         "claimed the metadata store"
     );
-    let ctl = Controller::new(config.controller(), meta, 0);
+    let mut ctl = Controller::new(config.controller(), meta, 0);
+    // Topics from metadata written before topics had ids get one now,
+    // durably, before any broker or client learns about them.
+    let ids = ctl.assign_topic_ids();
+    if !ids.is_empty() {
+        store.persist(controller_epoch, &ids.changes).await?;
+        info!(
+            topics = ids.changes.len(),
+            "gave topics created before topic ids a new id"
+        );
+        ctl.apply(ids);
+    }
     let (updates, _) = broadcast::channel(config.watch_buffer);
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
     phase_tx.send_replace(Phase::Serving);

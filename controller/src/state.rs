@@ -63,9 +63,22 @@ pub struct PartitionState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicState {
     pub name: String,
+    /// The topic's identity (KIP-516): a random UUID (hyphenated) given at
+    /// creation, so a topic deleted and created again under the same name
+    /// is a different topic. Everything that deletes or reuses data
+    /// compares ids, never names. Empty only in metadata written before
+    /// topics had ids; the controller assigns those one when it claims
+    /// the store ([`crate::Controller::assign_topic_ids`]).
+    #[serde(default)]
+    pub id: String,
     pub partitions: Vec<PartitionState>,
     /// Kafka-style topic config (retention.ms, min.insync.replicas, ...).
     pub config: BTreeMap<String, String>,
+}
+
+/// A new random topic id.
+pub fn new_topic_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 impl TopicState {
@@ -133,7 +146,7 @@ impl ClusterMetadata {
     }
 
     /// The changes that turn `self` into `next`, topic-level changes for
-    /// created topics and topics whose partition count or config changed,
+    /// created topics and topics whose id, partition count or config changed,
     /// partition-level changes otherwise.
     pub fn diff(&self, next: &ClusterMetadata) -> Vec<Change> {
         let mut out = Vec::new();
@@ -150,7 +163,9 @@ impl ClusterMetadata {
         for (name, t) in &next.topics {
             match self.topics.get(name) {
                 Some(old)
-                    if old.config == t.config && old.partitions.len() == t.partitions.len() =>
+                    if old.id == t.id
+                        && old.config == t.config
+                        && old.partitions.len() == t.partitions.len() =>
                 {
                     for (i, (a, b)) in old.partitions.iter().zip(&t.partitions).enumerate() {
                         if a != b {

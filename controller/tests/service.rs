@@ -316,3 +316,47 @@ async fn given_bad_topic_requests_when_sent_should_be_refused_with_clear_reasons
     assert_eq!(err.retry(), Retry::AfterRegister);
     ctl.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn given_a_metadata_file_from_before_topic_ids_when_a_controller_claims_it_then_each_topic_gets_an_id_once()
+ {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("metadata.json");
+    // As written by a controller from before topic ids: no "id" key.
+    std::fs::write(
+        &file,
+        r#"{"controller_epoch": 3, "brokers": {}, "topics": {"old": {"name": "old",
+            "partitions": [{"replicas": [0], "isr": [0], "leader": 0, "leader_epoch": 0, "partition_epoch": 0}],
+            "config": {}}}}"#,
+    )
+    .expect("write legacy metadata");
+
+    let ctl = start_file(&file).await;
+    let client = client(&[&ctl]).await;
+    let mut watcher = Watcher::start(&client).await;
+    let snapshot = watcher.next().await;
+    let id = snapshot.topics[0].id.clone();
+    assert!(
+        uuid::Uuid::parse_str(&id).is_ok(),
+        "brokers see an id: {id:?}"
+    );
+    ctl.shutdown().await.expect("clean shutdown");
+
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("json");
+    assert_eq!(
+        stored["topics"]["old"]["id"],
+        id.as_str(),
+        "the id is durable"
+    );
+
+    let again = start_file(&file).await;
+    let client = common::client(&[&again]).await;
+    let mut watcher = Watcher::start(&client).await;
+    assert_eq!(
+        watcher.next().await.topics[0].id,
+        id,
+        "a later claim keeps the id"
+    );
+    again.shutdown().await.expect("clean shutdown");
+}

@@ -529,6 +529,7 @@ async fn given_a_newer_claim_then_the_old_store_is_superseded_and_concurrent_fie
     };
     let topic = TopicState {
         name: "payments".into(),
+        id: rill_controller::new_topic_id(),
         partitions: vec![partition(0, 0), partition(1, 0)],
         config: [("min.insync.replicas".to_owned(), "2".to_owned())].into(),
     };

@@ -40,7 +40,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::KafkaContext;
 use super::errors::code_and_message;
-use super::topic_id::{str_bytes, topic_id};
+use super::topic_id::{id_of, known_topics, resolve, str_bytes};
 use crate::config::TopicAdminPolicy;
 use crate::partition::manager::{CreateTopic, TopicView};
 
@@ -204,7 +204,7 @@ pub async fn create_topics(
                     ));
                 }
                 if version >= 7 {
-                    ok = ok.with_topic_id(topic_id(&name));
+                    ok = ok.with_topic_id(id_of(&ctx.manager, &name));
                 }
                 results.push(ok);
             }
@@ -231,18 +231,15 @@ pub async fn delete_topics(
 ) -> DeleteTopicsResponse {
     // v6 names topics by name or id; older versions by name.
     let wanted: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
-        let known: Vec<String> = ctx
-            .manager
-            .metadata(&[])
-            .map(|ts| ts.into_iter().map(|t| t.name).collect())
-            .unwrap_or_default();
+        let known = known_topics(&ctx.manager);
         request
             .topics
             .into_iter()
             .map(|t| match t.name {
                 Some(n) => (Some(n.0.to_string()), t.topic_id),
                 None => (
-                    known.iter().find(|n| topic_id(n) == t.topic_id).cloned(),
+                    resolve(t.topic_id, known.iter().map(|(n, i)| (n.as_str(), *i)))
+                        .map(str::to_owned),
                     t.topic_id,
                 ),
             })
@@ -260,8 +257,8 @@ pub async fn delete_topics(
             .with_name(name.as_deref().map(|n| TopicName(str_bytes(n))));
         if version >= 6 {
             entry = entry.with_topic_id(match &name {
-                Some(n) => topic_id(n),
-                None => id,
+                Some(n) if id.is_nil() => id_of(&ctx.manager, n),
+                _ => id,
             });
         }
         let outcome = match &name {
@@ -273,9 +270,11 @@ pub async fn delete_topics(
                 ResponseError::PolicyViolation.code(),
                 DELETE_POLICY_MESSAGE.to_owned(),
             )),
+            // Named by id: only the topic with that id is deleted, never a
+            // topic created under the same name since.
             Some(n) => ctx
                 .manager
-                .delete_topic(n)
+                .delete_topic_with_id(n, (!id.is_nil()).then(|| id.to_string()).as_deref())
                 .await
                 .map_err(|e| code_and_message(&e)),
         };

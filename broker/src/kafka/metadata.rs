@@ -30,7 +30,7 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::info;
 
 use super::errors::code_and_message;
-use super::topic_id::{str_bytes, topic_id};
+use super::topic_id::str_bytes;
 use super::{KafkaContext, split_host_port};
 use crate::metadata::validate_topic_name;
 use crate::partition::Error;
@@ -107,9 +107,9 @@ pub async fn metadata(
                 .map(|t| match t.name {
                     Some(name) => Ok(name.0.to_string()),
                     None => known
-                        .keys()
-                        .find(|n| topic_id(n) == t.topic_id)
-                        .cloned()
+                        .values()
+                        .find(|k| !t.topic_id.is_nil() && k.id == t.topic_id)
+                        .map(|k| k.name.clone())
                         .ok_or(t.topic_id),
                 })
                 .collect(),
@@ -234,7 +234,7 @@ fn topic_entry(version: i16, t: &TopicView) -> MetadataResponseTopic {
         .with_partitions(partitions)
         .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED);
     if version >= 10 {
-        entry = entry.with_topic_id(topic_id(&t.name));
+        entry = entry.with_topic_id(t.id);
     }
     entry
 }

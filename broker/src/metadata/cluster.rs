@@ -305,9 +305,13 @@ impl ClusterLink {
             if hosted.is_empty() && !self.manager.local_topics().contains(&t.name) {
                 continue;
             }
-            let partitions =
-                self.manager
-                    .host(&t.name, t.partitions.len() as i32, &hosted, &t.config)?;
+            let partitions = self.manager.host(
+                &t.name,
+                &t.id,
+                t.partitions.len() as i32,
+                &hosted,
+                &t.config,
+            )?;
             for p in partitions {
                 let state = &t.partitions[p.id as usize];
                 if state.leader == me {
@@ -493,8 +497,11 @@ impl TopicAdmin for ClusterLink {
             .map_err(admin_error)
     }
 
-    async fn delete(&self, name: &str) -> Result<(), Error> {
-        self.client.delete_topic(name).await.map_err(admin_error)
+    async fn delete(&self, name: &str, id: Option<&str>) -> Result<(), Error> {
+        self.client
+            .delete_topic_with_id(name, id)
+            .await
+            .map_err(admin_error)
     }
 
     async fn create_partitions(&self, name: &str, total: i32) -> Result<(), Error> {

@@ -6,8 +6,9 @@
 //! module will only cache it. Layout:
 //!
 //! ```text
-//! <data>/topics/<topic>/topic.json     TopicSpec (name, partitions, rf, overrides)
+//! <data>/topics/<topic>/topic.json     TopicSpec (name, id, partitions, rf, overrides)
 //! <data>/topics/<topic>/<partition>/   partition log (see crate::log)
+//! <data>/topics/<topic>/<partition>/partition.metadata   the topic id the log belongs to
 //! <data>/deleted/<topic>-<millis>/     a deleted topic being removed
 //! ```
 //!
@@ -17,6 +18,15 @@
 //! into `deleted/` (one atomic step), then removes it. A restart finishes
 //! interrupted deletes and skips (with a warning) topic directories that
 //! have no `topic.json`.
+//!
+//! Topic ids (KIP-516): every topic has a random UUID, given by the
+//! controller in a cluster and by the broker itself when standalone. Each
+//! partition directory records the id of the topic its log belongs to in
+//! `partition.metadata` (as Kafka does), written before the log is opened.
+//! A log whose recorded id differs from the topic's current id belongs to
+//! an earlier topic of the same name (deleted while this broker was away)
+//! and is never used for the new one. A directory without the file (written
+//! before topics had ids, or created and not yet stamped) is adopted.
 
 pub mod cluster;
 
@@ -37,6 +47,10 @@ pub const MAX_TOPIC_NAME_LEN: usize = 249;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicSpec {
     pub name: String,
+    /// The topic id (a hyphenated UUID); empty only in specs written
+    /// before topics had ids, which get one when loaded.
+    #[serde(default)]
+    pub id: String,
     pub partitions: i32,
     pub replication_factor: i32,
     /// Only the keys the user set; broker defaults fill in the rest at
@@ -108,6 +122,48 @@ fn ctx(context: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
 }
 
 const SPEC_FILE: &str = "topic.json";
+
+/// The file in a partition directory naming the topic id of its log.
+pub const PARTITION_METADATA_FILE: &str = "partition.metadata";
+
+/// The topic id recorded in partition directory `dir`: `Ok(None)` when the
+/// directory or the file does not exist.
+pub fn partition_topic_id(dir: &Path) -> io::Result<Option<String>> {
+    match fs::read_to_string(dir.join(PARTITION_METADATA_FILE)) {
+        Ok(text) => text
+            .lines()
+            .find_map(|l| l.strip_prefix("topic_id:"))
+            .map(|id| Some(id.trim().to_owned()))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{} has no topic_id line",
+                        dir.join(PARTITION_METADATA_FILE).display()
+                    ),
+                )
+            }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Records `topic_id` in partition directory `dir` (created if missing),
+/// atomically and durably.
+pub fn write_partition_topic_id(dir: &Path, topic_id: &str) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    crate::log::write_atomically(
+        &dir.join(PARTITION_METADATA_FILE),
+        format!("version: 0\ntopic_id: {topic_id}\n").as_bytes(),
+    )
+}
+
+/// Whether partition directory `dir` holds a log of another topic than
+/// `topic_id` (an earlier topic of the same name). A directory without a
+/// recorded id is not: it is adopted.
+pub fn belongs_to_other_topic(dir: &Path, topic_id: &str) -> io::Result<bool> {
+    Ok(partition_topic_id(dir)?.is_some_and(|recorded| recorded != topic_id))
+}
 
 impl TopicStore {
     /// Opens the store in `data_dir`, creating its directories and
@@ -270,6 +326,7 @@ mod tests {
         let store = TopicStore::open(tmp.path()).expect("open");
         let spec = TopicSpec {
             name: "t1".into(),
+            id: "0b2d5a4e-5b6f-4c1e-9a57-1f0f3c2a9d10".into(),
             partitions: 3,
             replication_factor: 1,
             config: BTreeMap::from([("flush".into(), "fsync".into())]),

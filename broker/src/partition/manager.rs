@@ -19,7 +19,10 @@ use tracing::{info, warn};
 use super::{Acks, ClientRead, Error, FetchResult, Partition, PartitionState, ProduceResult};
 use crate::config::MAX_PARTITIONS_PER_TOPIC;
 use crate::log::{LogConfig, PartitionLog};
-use crate::metadata::{TopicSpec, TopicStore, validate_topic_name};
+use crate::metadata::{
+    StoreError, TopicSpec, TopicStore, belongs_to_other_topic, partition_topic_id,
+    validate_topic_name, write_partition_topic_id,
+};
 use crate::metrics::Metrics;
 
 /// Longest a fetch may long-poll, whatever the client asks.
@@ -92,7 +95,8 @@ pub struct PartitionView {
 #[tonic::async_trait]
 pub trait TopicAdmin: Send + Sync + std::fmt::Debug {
     async fn create(&self, request: CreateTopic) -> Result<(), Error>;
-    async fn delete(&self, name: &str) -> Result<(), Error>;
+    /// Deletes topic `name`; with `id`, only if it still has that id.
+    async fn delete(&self, name: &str, id: Option<&str>) -> Result<(), Error>;
     /// Grows a topic to `total` partitions.
     async fn create_partitions(&self, name: &str, total: i32) -> Result<(), Error>;
 }
@@ -101,6 +105,8 @@ pub trait TopicAdmin: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicView {
     pub name: String,
+    /// The topic id (KIP-516); nil only for a topic whose id is unknown.
+    pub id: uuid::Uuid,
     pub partitions: Vec<PartitionView>,
     pub replication_factor: i32,
     /// Effective config, every known key.
@@ -190,6 +196,52 @@ pub struct ReplicaManager {
     metrics: Arc<Metrics>,
 }
 
+fn new_topic_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A topic id as Kafka clients see it; nil when it is not a UUID.
+fn kafka_topic_id(id: &str) -> uuid::Uuid {
+    uuid::Uuid::parse_str(id).unwrap_or(uuid::Uuid::nil())
+}
+
+/// Opens (recovers) the log in partition directory `dir` of topic `topic`
+/// with id `topic_id`, first recording the id in the directory. A
+/// directory holding a log of another topic id is refused: that log
+/// belongs to an earlier topic of the same name.
+fn open_partition_log(
+    dir: &std::path::Path,
+    topic: &str,
+    topic_id: &str,
+    partition: i32,
+    config: &LogConfig,
+) -> Result<PartitionLog, Error> {
+    let io = |what: &str| {
+        let context = format!("{what} {}", dir.display());
+        move |source| Error::Metadata(StoreError { context, source })
+    };
+    let recorded = partition_topic_id(dir).map_err(io("reading the topic id of"))?;
+    if recorded.as_deref().is_some_and(|r| r != topic_id) {
+        return Err(Error::Metadata(StoreError {
+            context: format!("opening {}", dir.display()),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the log belongs to an earlier topic {topic:?}, not to the one with id {topic_id}"
+                ),
+            ),
+        }));
+    }
+    if recorded.is_none() {
+        write_partition_topic_id(dir, topic_id).map_err(io("recording the topic id in"))?;
+    }
+    PartitionLog::open(dir, config.clone()).map_err(|source| Error::Log {
+        topic: topic.to_owned(),
+        partition,
+        source,
+    })
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -205,7 +257,13 @@ impl ReplicaManager {
         metrics: Arc<Metrics>,
     ) -> Result<Self, Error> {
         let mut topics = BTreeMap::new();
-        for spec in store.load_all()? {
+        for mut spec in store.load_all()? {
+            if spec.id.is_empty() {
+                // Created before topics had ids: it gets one, once.
+                spec.id = new_topic_id();
+                store.save(&spec)?;
+                info!(topic = %spec.name, id = %spec.id, "gave a topic created before topic ids an id");
+            }
             let topic = open_topic(&store, &settings.log_defaults, spec, &metrics)?;
             topics.insert(topic.spec.name.clone(), Arc::new(topic));
         }
@@ -614,12 +672,7 @@ impl ReplicaManager {
             let mut opened = Vec::new();
             for id in first_new..spec.partitions {
                 let dir = store.partition_dir(&spec.name, id);
-                let log =
-                    PartitionLog::open(&dir, config.clone()).map_err(|source| Error::Log {
-                        topic: spec.name.clone(),
-                        partition: id,
-                        source,
-                    })?;
+                let log = open_partition_log(&dir, &spec.name, &spec.id, id, &config)?;
                 opened.push(Some(Arc::new(Partition::new(
                     Arc::clone(&name),
                     id,
@@ -713,6 +766,7 @@ impl ReplicaManager {
         }
         let spec = TopicSpec {
             name: request.name,
+            id: new_topic_id(),
             partitions: request.partitions,
             replication_factor,
             config: request.config,
@@ -749,18 +803,28 @@ impl ReplicaManager {
     /// Deletes a topic and all its data. Producers and long polls on it
     /// fail with "topic deleted".
     pub async fn delete_topic(&self, name: &str) -> Result<(), Error> {
+        self.delete_topic_with_id(name, None).await
+    }
+
+    /// Deletes topic `name`; with `id`, only the topic of that id (a topic
+    /// of the same name with another id is [`Error::UnknownTopic`] and is
+    /// not touched).
+    pub async fn delete_topic_with_id(&self, name: &str, id: Option<&str>) -> Result<(), Error> {
         if let Some(admin) = self.admin_remote.get() {
-            return admin.delete(name).await;
+            return admin.delete(name, id).await;
         }
         let _admin = self.admin.lock().await;
         if self.closing.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
         }
-        let topic = self
-            .topics
-            .write()
-            .remove(name)
-            .ok_or_else(|| Error::UnknownTopic(name.to_owned()))?;
+        let topic = {
+            let mut topics = self.topics.write();
+            match topics.get(name) {
+                Some(t) if id.is_none_or(|id| id == t.spec.id) => topics.remove(name),
+                _ => None,
+            }
+        }
+        .ok_or_else(|| Error::UnknownTopic(name.to_owned()))?;
         for p in topic.hosted() {
             p.mark_deleted();
         }
@@ -903,6 +967,7 @@ impl ReplicaManager {
                     .unwrap_or_else(|_| t.config.clone());
                 TopicView {
                     name: t.name.clone(),
+                    id: kafka_topic_id(&t.id),
                     replication_factor: t.partitions.first().map_or(0, |p| p.replicas.len() as i32),
                     config,
                     overrides: t.config.clone(),
@@ -948,11 +1013,15 @@ impl ReplicaManager {
     }
 
     /// Cluster mode: makes this broker host exactly the `hosted` partitions
-    /// of `topic` (which has `total`). Opens (recovers) logs of new ones,
-    /// deletes local replicas no longer assigned here. Blocking.
+    /// of `topic` (which has `total`) with id `topic_id`. Opens (recovers)
+    /// logs of new ones, deletes local replicas no longer assigned here.
+    /// Local replicas and logs of another topic id (an earlier topic of the
+    /// same name, deleted while this broker did not follow) are deleted,
+    /// never used. Blocking.
     pub fn host(
         &self,
         topic: &str,
+        topic_id: &str,
         total: i32,
         hosted: &BTreeSet<i32>,
         overrides: &BTreeMap<String, String>,
@@ -962,6 +1031,10 @@ impl ReplicaManager {
             .log_defaults
             .clone()
             .with_overrides(overrides)?;
+        let held = self.topics.read().get(topic).cloned();
+        if held.as_ref().is_none_or(|t| t.spec.id != topic_id) {
+            self.drop_local_incarnation(topic, topic_id);
+        }
         let existing = self.topics.read().get(topic).cloned();
         let total_usize = total.max(0) as usize;
         let mut partitions: Vec<Option<Arc<Partition>>> = vec![None; total_usize];
@@ -993,12 +1066,8 @@ impl ReplicaManager {
             };
             if slot.is_none() {
                 let dir = self.store.partition_dir(topic, id);
-                let log =
-                    PartitionLog::open(&dir, config.clone()).map_err(|source| Error::Log {
-                        topic: topic.to_owned(),
-                        partition: id,
-                        source,
-                    })?;
+                self.remove_if_other_topic(topic, topic_id, id);
+                let log = open_partition_log(&dir, topic, topic_id, id, &config)?;
                 *slot = Some(Arc::new(Partition::new(
                     Arc::clone(&name),
                     id,
@@ -1009,6 +1078,7 @@ impl ReplicaManager {
         }
         let spec = TopicSpec {
             name: topic.to_owned(),
+            id: topic_id.to_owned(),
             partitions: total,
             replication_factor: 0,
             config: overrides.clone(),
@@ -1032,6 +1102,93 @@ impl ReplicaManager {
             info!(topic, partition = p.id, "replica removed from this broker");
         }
         Ok(out)
+    }
+
+    /// Deletes partition directory `partition` of `topic` when it holds a
+    /// log of another topic id than `topic_id`. Blocking.
+    fn remove_if_other_topic(&self, topic: &str, topic_id: &str, partition: i32) {
+        let dir = self.store.partition_dir(topic, partition);
+        match belongs_to_other_topic(&dir, topic_id) {
+            Ok(false) => {}
+            Ok(true) => match std::fs::remove_dir_all(&dir) {
+                Ok(()) => info!(
+                    topic,
+                    partition,
+                    id = topic_id,
+                    "deleted a local log of an earlier topic with the same name"
+                ),
+                Err(e) => {
+                    warn!(topic, partition, error = %e, "could not delete a local log of an earlier topic with the same name")
+                }
+            },
+            Err(e) => {
+                warn!(topic, partition, error = %e, "cannot read the topic id of a local log")
+            }
+        }
+    }
+
+    /// Cluster mode: removes every local replica and log of `topic` whose
+    /// topic id is not `current` (an earlier topic of the same name): the
+    /// in-memory replicas if they belong to another id, and every partition
+    /// directory recording another id. Data of `current` is never touched.
+    /// Blocking.
+    pub fn drop_local_incarnation(&self, topic: &str, current: &str) {
+        let stale = {
+            let mut topics = self.topics.write();
+            match topics.get(topic) {
+                Some(t) if t.spec.id != current => topics.remove(topic),
+                _ => None,
+            }
+        };
+        if let Some(t) = &stale {
+            for p in t.hosted() {
+                p.mark_deleted();
+            }
+            self.metrics.remove_topic(topic, t.spec.partitions);
+            self.roles_changed();
+            info!(topic, old = %t.spec.id, new = current, "dropping the replicas of an earlier topic with the same name");
+        }
+        let Ok(entries) = std::fs::read_dir(self.store.topic_dir(topic)) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if let Some(partition) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            {
+                self.remove_if_other_topic(topic, current, partition);
+            }
+        }
+    }
+
+    /// The id of a local topic (standalone: the broker's own; in a
+    /// cluster: the controller's), `None` when there is no such topic.
+    pub fn local_topic_id(&self, topic: &str) -> Option<String> {
+        self.topics.read().get(topic).map(|t| t.spec.id.clone())
+    }
+
+    /// A local partition of `topic` with id `topic_id` (empty: any id).
+    /// An earlier topic of the same name is [`Error::UnknownTopic`].
+    pub fn partition_of(
+        &self,
+        topic: &str,
+        topic_id: &str,
+        partition: i32,
+    ) -> Result<Arc<Partition>, Error> {
+        let t = self.topic(topic)?;
+        if !topic_id.is_empty() && t.spec.id != topic_id {
+            return Err(Error::UnknownTopic(topic.to_owned()));
+        }
+        usize::try_from(partition)
+            .ok()
+            .and_then(|i| t.partitions.get(i))
+            .and_then(Option::clone)
+            .ok_or(Error::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+                count: t.spec.partitions,
+            })
     }
 
     /// Cluster mode: removes a topic the controller no longer has, with its
@@ -1129,11 +1286,7 @@ fn open_topic(
     let mut partitions = Vec::with_capacity(spec.partitions.max(0) as usize);
     for id in 0..spec.partitions {
         let dir = store.partition_dir(&spec.name, id);
-        let log = PartitionLog::open(&dir, config.clone()).map_err(|source| Error::Log {
-            topic: spec.name.clone(),
-            partition: id,
-            source,
-        })?;
+        let log = open_partition_log(&dir, &spec.name, &spec.id, id, &config)?;
         partitions.push(Some(Arc::new(Partition::new(
             Arc::clone(&name),
             id,
@@ -1152,6 +1305,7 @@ fn open_topic(
 fn view(t: &Topic, me: i32) -> TopicView {
     TopicView {
         name: t.spec.name.clone(),
+        id: kafka_topic_id(&t.spec.id),
         partitions: t
             .hosted()
             .map(|p| {
@@ -1247,5 +1401,117 @@ mod tests {
             .expect_err("no partition 2")
             .to_string();
         assert!(err.contains("partitions 0..2"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn given_a_local_log_of_an_earlier_topic_with_the_same_name_when_hosted_then_it_is_deleted_not_reused()
+     {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let m = manager(tmp.path());
+        let hosted = BTreeSet::from([0]);
+        let (old, new) = (
+            "6f1e2d3c-0000-4000-8000-000000000001",
+            "6f1e2d3c-0000-4000-8000-000000000002",
+        );
+        let p = m
+            .host("t", old, 1, &hosted, &BTreeMap::new())
+            .expect("host the first topic t")
+            .remove(0);
+        p.become_leader(0, 0, 0, vec![0], vec![0]).expect("leader");
+        let batch = crate::log::batch::test_util::batch(&[b"old"]);
+        p.produce(batch, Acks::Leader, Duration::from_secs(5))
+            .await
+            .expect("produce");
+        assert_eq!(p.latest_offset().expect("leo"), 1);
+
+        // The controller's metadata now says "t" is another topic (deleted
+        // and created again while this broker was away): same name,
+        // partition 0 again at leader epoch 0.
+        let p = m
+            .host("t", new, 1, &hosted, &BTreeMap::new())
+            .expect("host the new topic t")
+            .remove(0);
+        assert_eq!(
+            p.latest_offset().expect("leo"),
+            0,
+            "the new topic starts empty; the old log is not reused"
+        );
+        assert_eq!(m.local_topic_id("t").as_deref(), Some(new));
+        let dir = tmp.path().join("topics/t/0");
+        assert_eq!(
+            crate::metadata::partition_topic_id(&dir).expect("read"),
+            Some(new.to_owned())
+        );
+        assert!(
+            m.partition_of("t", old, 0).is_err(),
+            "replica fetches for the old topic are refused"
+        );
+        m.partition_of("t", new, 0)
+            .expect("the new topic is served");
+    }
+
+    #[test]
+    fn given_a_partition_directory_of_another_topic_id_on_disk_when_hosted_after_a_restart_then_it_is_deleted()
+     {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("topics/t/0");
+        crate::metadata::write_partition_topic_id(&dir, "old-id").expect("stamp");
+        std::fs::write(dir.join("00000000000000000000.log"), b"stale").expect("stale log");
+        std::fs::create_dir_all(tmp.path().join("topics/t/3")).expect("mkdir");
+        crate::metadata::write_partition_topic_id(&tmp.path().join("topics/t/3"), "old-id")
+            .expect("stamp");
+        let m = manager(tmp.path());
+        m.host("t", "new-id", 1, &BTreeSet::from([0]), &BTreeMap::new())
+            .expect("host");
+        assert_eq!(
+            crate::metadata::partition_topic_id(&dir).expect("read"),
+            Some("new-id".to_owned())
+        );
+        assert!(
+            !dir.join("00000000000000000000.log").exists()
+                || std::fs::metadata(dir.join("00000000000000000000.log"))
+                    .expect("meta")
+                    .len()
+                    == 0,
+            "the old log's data is gone"
+        );
+        assert!(
+            !tmp.path().join("topics/t/3").exists(),
+            "a partition of the earlier topic not hosted here is deleted too"
+        );
+    }
+
+    #[tokio::test]
+    async fn given_a_standalone_topic_when_created_then_it_has_a_random_id_recorded_in_each_partition()
+     {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let m = manager(tmp.path());
+        let view = m
+            .create_topic(create("t", 2, 1, &[]))
+            .await
+            .expect("create");
+        assert!(!view.id.is_nil());
+        for p in 0..2 {
+            let dir = tmp.path().join(format!("topics/t/{p}"));
+            assert_eq!(
+                crate::metadata::partition_topic_id(&dir).expect("read"),
+                Some(view.id.to_string())
+            );
+        }
+        m.delete_topic("t").await.expect("delete");
+        let again = m.create_topic(create("t", 1, 1, &[])).await.expect("again");
+        assert_ne!(again.id, view.id, "a topic created again is a new topic");
+        let err = m
+            .delete_topic_with_id("t", Some(&view.id.to_string()))
+            .await
+            .expect_err("the old id names no topic");
+        assert!(matches!(err, Error::UnknownTopic(_)), "{err}");
+        drop(m);
+        let m = manager(tmp.path());
+        assert_eq!(
+            m.metadata(&[]).expect("md")[0].id,
+            again.id,
+            "the id survives a restart"
+        );
     }
 }

@@ -176,6 +176,7 @@ impl Task {
                 let p = self.manager.partition(&topic, partition).ok()?;
                 let (fetch_offset, last_fetched_epoch, leader_epoch) = p.fetch_position()?;
                 Some(pb::FetchPartition {
+                    topic_id: self.manager.local_topic_id(&topic).unwrap_or_default(),
                     topic,
                     partition,
                     fetch_offset,

@@ -57,7 +57,10 @@ impl ReplicationApi {
             partition: p.partition,
             ..Default::default()
         };
-        let partition = match self.manager.partition(&p.topic, p.partition) {
+        let partition = match self
+            .manager
+            .partition_of(&p.topic, &p.topic_id, p.partition)
+        {
             Ok(partition) => partition,
             Err(e) => {
                 out.error = pb::FetchError::UnknownPartition as i32;

@@ -119,6 +119,8 @@ pub enum Command {
     },
     DeleteTopic {
         name: String,
+        /// Only the topic with this id (empty: whichever has the name).
+        id: String,
         reply: Reply<pb::DeleteTopicResponse>,
     },
     CreatePartitions {
@@ -359,9 +361,11 @@ impl<S: MetadataStore> Actor<S> {
                 .await;
                 let _ = reply.send(result);
             }
-            Command::DeleteTopic { name, reply } => {
+            Command::DeleteTopic { name, id, reply } => {
                 let result = async {
-                    let plan = self.ctl.delete_topic(&name)?;
+                    let plan = self
+                        .ctl
+                        .delete_topic(&name, Some(id.as_str()).filter(|id| !id.is_empty()))?;
                     self.commit(plan).await?;
                     info!(topic = %name, "topic deleted");
                     Ok(pb::DeleteTopicResponse {})

@@ -283,10 +283,10 @@ impl ControllerRpc for ControllerService {
         request: Request<pb::DeleteTopicRequest>,
     ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
         let started = Instant::now();
-        let name = request.into_inner().name;
+        let pb::DeleteTopicRequest { name, id } = request.into_inner();
         let result = async {
             validate::topic_name(&name)?;
-            self.call(|reply| Command::DeleteTopic { name, reply })
+            self.call(|reply| Command::DeleteTopic { name, id, reply })
                 .await
         }
         .await;

@@ -222,6 +222,11 @@ pub struct TopicStatus {
     /// controller never overwrites partitions stamped by a newer one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller_epoch: Option<i64>,
+    /// The Kafka topic id (a UUID) the metadata controller gave the topic
+    /// placed through this resource. A topic deleted and created again has
+    /// a new id; deleting this resource deletes only the data of this id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
 }
 
 /// Placement and leadership of one partition.

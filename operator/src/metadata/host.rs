@@ -275,8 +275,11 @@ impl TopicDataDeleter for ControllerHost {
                 Err(HostError::UnknownCluster(_)) => return Ok(DeletionOutcome::Recorded),
                 Err(e) => return Err(DataDeletionError::Unavailable(e.to_string())),
             };
+            // By id: a topic created again under the same name has another
+            // id, and the controller answers NOT_FOUND instead of deleting it.
             let request = Request::new(pb::DeleteTopicRequest {
                 name: topic.topic.clone(),
+                id: topic.topic_id.clone(),
             });
             match service.delete_topic(request).await {
                 Ok(_) => Ok(DeletionOutcome::Deleted),

@@ -324,13 +324,18 @@ impl KubeStore {
     }
 
     /// The Topic resource that holds Kafka topic `name`: the placed one, else
-    /// the oldest (the one that wins a name conflict).
+    /// the oldest (the one that wins a name conflict). A resource being
+    /// deleted (deletionTimestamp set) is never chosen: it belongs to the
+    /// topic it was placed for (its `status.topicId`), which its finalizer
+    /// deletes, and a topic created again under the same name must not
+    /// write its status into it.
     async fn find_topic(&self, name: &str) -> Result<Option<Topic>, StoreError> {
         let candidates: Vec<Topic> = self
             .cluster_topics()
             .await?
             .into_iter()
             .filter(|t| t.effective_topic_name() == name)
+            .filter(|t| t.metadata.deletion_timestamp.is_none())
             .collect();
         let placed = candidates
             .iter()
@@ -341,11 +346,14 @@ impl KubeStore {
     }
 
     /// Compare-and-swap on one Topic's controller-owned status fields.
-    /// `update` gets the current partitions and returns the new ones.
+    /// `update` gets the current partitions and returns the new ones; with
+    /// `topic_id`, the topic id is written too, and a resource that records
+    /// another topic id (another topic of the same name) is refused.
     async fn update_topic(
         &self,
         resource: &str,
         ours: i64,
+        topic_id: Option<&str>,
         mut update: impl FnMut(&[PartitionStatus]) -> Result<Vec<PartitionStatus>, StoreError>,
     ) -> Result<Option<Topic>, StoreError> {
         let api = self.topics();
@@ -363,11 +371,21 @@ impl KubeStore {
             {
                 return Err(StoreError::Superseded { ours, current });
             }
+            if let (Some(ours_id), Some(theirs)) = (topic_id, status.topic_id.as_deref())
+                && ours_id != theirs
+            {
+                return Err(StoreError::Backend(format!(
+                    "Topic {resource} holds topic id {theirs}, not {ours_id}: it belongs to another topic of the same name"
+                )));
+            }
             let partitions = update(&status.partitions)?;
-            let patch = json!({
+            let mut patch = json!({
                 "metadata": {"resourceVersion": topic.resource_version()},
                 "status": {"partitions": partitions, "controllerEpoch": ours},
             });
+            if let Some(id) = topic_id {
+                patch["status"]["topicId"] = id.into();
+            }
             match api
                 .patch_status(resource, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -436,13 +454,29 @@ impl KubeStore {
                     Ok(_) => {
                         info!(topic = %t.name, resource = %name, "created a Topic resource for a topic created through the controller")
                     }
-                    Err(e) if is_conflict(&e) => {}
+                    Err(e) if is_conflict(&e) => {
+                        // Someone else created it meanwhile, or a resource
+                        // of that name is still being deleted (the topic was
+                        // deleted and created again quickly): that one is
+                        // the old topic's and must not take the new status.
+                        let existing = self
+                            .topics()
+                            .get_opt(&name)
+                            .await
+                            .map_err(|e| backend(format!("reading Topic {name}"), e))?;
+                        if existing.is_some_and(|t| t.metadata.deletion_timestamp.is_some()) {
+                            return Err(StoreError::Backend(format!(
+                                "Topic {name} of an earlier topic {:?} is still being deleted; retry once it is gone",
+                                t.name
+                            )));
+                        }
+                    }
                     Err(e) => return Err(backend(format!("creating Topic {name}"), e)),
                 }
                 name
             }
         };
-        self.update_topic(&resource, ours, |_| Ok(wanted.clone()))
+        self.update_topic(&resource, ours, Some(&t.id), |_| Ok(wanted.clone()))
             .await?;
         Ok(())
     }
@@ -460,7 +494,7 @@ impl KubeStore {
         };
         let resource = existing.name_any();
         let written = self
-            .update_topic(&resource, ours, |current| {
+            .update_topic(&resource, ours, None, |current| {
                 let mut next = current.to_vec();
                 for (&partition, state) in updates {
                     let slot = next.get_mut(partition as usize).ok_or_else(|| {
@@ -515,7 +549,11 @@ impl MetadataStore for KubeStore {
             topics: BTreeMap::new(),
         };
         let mut seen = BTreeSet::new();
-        for topic in self.cluster_topics().await? {
+        // A resource being deleted loses to a live one of the same Kafka
+        // topic: the live one holds the topic created again since.
+        let mut listed = self.cluster_topics().await?;
+        listed.sort_by_key(|t| t.metadata.deletion_timestamp.is_some());
+        for topic in listed {
             let placed = topic
                 .status
                 .as_ref()
@@ -526,7 +564,12 @@ impl MetadataStore for KubeStore {
             }
             // Stamp it: from now on an older controller cannot write it.
             let Some(stamped) = self
-                .update_topic(&topic.name_any(), ours, |current| Ok(current.to_vec()))
+                .update_topic(
+                    &topic.name_any(),
+                    ours,
+                    None,
+                    |current| Ok(current.to_vec()),
+                )
                 .await?
             else {
                 continue;
@@ -539,6 +582,10 @@ impl MetadataStore for KubeStore {
                 name.clone(),
                 TopicState {
                     name,
+                    // Empty for a topic placed before topic ids: the
+                    // controller gives it one and persists it right after
+                    // the claim.
+                    id: status.topic_id.clone().unwrap_or_default(),
                     partitions: partitions.iter().map(from_status).collect(),
                     config: build::plan(&stamped).config,
                 },
@@ -615,6 +662,27 @@ impl MetadataStore for KubeStore {
         for (topic, updates) in &pending {
             self.persist_partitions(ours, topic, updates).await?;
         }
+        // A topic created (or deleted) here was not stamped by a newer
+        // controller's claim, so the stamp check in `update_topic` cannot
+        // fence it. The interleaving that needs this check:
+        //
+        //   old: check_epoch (E, fine)
+        //   new: claim bumps the ConfigMap to E+1, lists Topics (no X yet)
+        //   old: creates Topic X and writes its status stamped E
+        //
+        // Without it the old controller would tell brokers about X, which
+        // the new controller does not know (brokers then delete its data).
+        // The claim bumps the epoch *before* it lists, and this check reads
+        // the epoch *after* the write: either the write came before the
+        // bump, so before the list, and the claim saw (and stamped) X; or
+        // this read sees the bump and the persist fails as Superseded, so
+        // nobody is told about X.
+        if changes
+            .iter()
+            .any(|c| matches!(c, Change::Topic(_) | Change::DeleteTopic(_)))
+        {
+            self.check_epoch(ours).await?;
+        }
         Ok(())
     }
 }
@@ -642,6 +710,7 @@ mod tests {
     fn given_a_created_topic_when_building_its_spec_then_typed_and_other_config_are_split() {
         let t = TopicState {
             name: "Payments_EU".into(),
+            id: String::new(),
             partitions: vec![
                 PartitionState {
                     replicas: vec![0, 1, 2],
@@ -692,5 +761,160 @@ mod tests {
         assert_eq!(s.partition, 4);
         assert_eq!(s.leader, None);
         assert_eq!(from_status(&s), p);
+    }
+}
+
+#[cfg(test)]
+mod kube_tests {
+    //! KubeStore against a scripted API server (`test_support`).
+    use http::Method;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+    use crate::test_support::{TIMEOUT, list, mock_client};
+    use crate::topic::fixtures::topic;
+
+    const TOPICS: &str = "/apis/rill.dev/v1alpha1/namespaces/data/topics";
+    const STATE: &str = "/api/v1/namespaces/data/configmaps/events-controller";
+
+    fn state(epoch: i64) -> ConfigMap {
+        let mut cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("events-controller".into()),
+                namespace: Some("data".into()),
+                resource_version: Some(format!("{epoch}")),
+                ..ObjectMeta::default()
+            },
+            ..ConfigMap::default()
+        };
+        cm.data = Some(BTreeMap::from([(
+            STATE_KEY.to_owned(),
+            serde_json::to_string(&ControllerRecord {
+                controller_epoch: epoch,
+                brokers: vec![],
+            })
+            .expect("json"),
+        )]));
+        cm
+    }
+
+    fn topic_state(id: &str) -> TopicState {
+        TopicState {
+            name: "orders".into(),
+            id: id.into(),
+            partitions: vec![PartitionState {
+                replicas: vec![0],
+                isr: vec![0],
+                leader: 0,
+                leader_epoch: 0,
+                partition_epoch: 0,
+                removing: Vec::new(),
+            }],
+            config: BTreeMap::new(),
+        }
+    }
+
+    /// "orders", placed for topic id `id`, being deleted (its finalizer
+    /// still pending).
+    fn terminating(id: &str) -> Topic {
+        let mut t = topic("orders", "2024-01-01T00:00:00Z");
+        t.metadata.resource_version = Some("7".into());
+        t.metadata.deletion_timestamp =
+            Some(Time("2024-06-01T00:00:00Z".parse().expect("timestamp")));
+        t.status = Some(crate::crd::TopicStatus {
+            partitions: vec![to_status(&topic_state(id).partitions[0], 0)],
+            controller_epoch: Some(3),
+            topic_id: Some(id.into()),
+            ..Default::default()
+        });
+        t
+    }
+
+    #[tokio::test]
+    async fn given_a_terminating_topic_resource_when_the_topic_is_created_again_then_its_status_is_not_written()
+     {
+        let (client, mut server) = mock_client();
+        let store = KubeStore::new(client, "data", "events");
+        let old = terminating("id-old");
+        let task = tokio::spawn(async move {
+            store
+                .persist(3, &[Change::Topic(topic_state("id-new"))])
+                .await
+        });
+        server.expect(Method::GET, STATE).await.ok(&state(3));
+        server
+            .expect(Method::GET, TOPICS)
+            .await
+            .respond(200, &list("TopicList", std::slice::from_ref(&old)));
+        // Not the terminating resource: a new one is created ...
+        let create = server.expect(Method::POST, TOPICS).await;
+        assert_eq!(create.body["metadata"]["name"], "orders");
+        create.respond(
+            409,
+            &serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": "AlreadyExists", "code": 409, "message": "already exists"}),
+        );
+        // ... and since the name is still taken by the terminating one, the
+        // persist fails (the create is retried later) instead of writing.
+        server
+            .expect(Method::GET, &format!("{TOPICS}/orders"))
+            .await
+            .ok(&old);
+        let result = tokio::time::timeout(TIMEOUT, task)
+            .await
+            .expect("persist ends")
+            .expect("task");
+        assert!(
+            matches!(result, Err(StoreError::Backend(ref m)) if m.contains("still being deleted")),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn given_a_claim_between_the_check_and_the_create_when_a_deposed_controller_creates_a_topic_then_it_is_superseded()
+     {
+        // old: check_epoch sees 3; new: claim bumps to 4 and lists Topics
+        // before "orders" exists; old: creates "orders" and writes its
+        // status. The old controller must not report success.
+        let (client, mut server) = mock_client();
+        let store = KubeStore::new(client, "data", "events");
+        let task = tokio::spawn(async move {
+            store
+                .persist(3, &[Change::Topic(topic_state("id-new"))])
+                .await
+        });
+        server.expect(Method::GET, STATE).await.ok(&state(3));
+        server
+            .expect(Method::GET, TOPICS)
+            .await
+            .respond(200, &list::<Topic>("TopicList", &[]));
+        server.expect(Method::POST, TOPICS).await.echo();
+        let mut created = topic("orders", "2024-01-01T00:00:00Z");
+        created.metadata.resource_version = Some("1".into());
+        server
+            .expect(Method::GET, &format!("{TOPICS}/orders"))
+            .await
+            .ok(&created);
+        let status = server
+            .expect(Method::PATCH, &format!("{TOPICS}/orders/status"))
+            .await;
+        assert_eq!(status.body["status"]["topicId"], "id-new");
+        status.ok(&created);
+        // The claim of epoch 4 happened meanwhile.
+        server.expect(Method::GET, STATE).await.ok(&state(4));
+        let result = tokio::time::timeout(TIMEOUT, task)
+            .await
+            .expect("persist ends")
+            .expect("task");
+        assert!(
+            matches!(
+                result,
+                Err(StoreError::Superseded {
+                    ours: 3,
+                    current: 4
+                })
+            ),
+            "{result:?}"
+        );
     }
 }

@@ -20,6 +20,10 @@ pub struct TopicDataRef {
     pub cluster: String,
     /// Kafka topic name.
     pub topic: String,
+    /// The topic id recorded in the Topic's `status.topicId`: only the
+    /// topic with this id is deleted, never a topic created again under
+    /// the same name.
+    pub topic_id: String,
 }
 
 /// What the deleter did.

@@ -297,10 +297,30 @@ async fn cleanup(
         .await;
         return Ok(Action::await_change());
     }
+    // The data to delete is the topic this resource was placed for, named
+    // by the id the controller recorded in its status; never "whatever
+    // topic has this name now", which may be a topic created again since.
+    let Some(topic_id) = topic.status.as_ref().and_then(|s| s.topic_id.clone()) else {
+        info!(topic = %name, "no topic id recorded: never placed, no data to delete");
+        let note = format!(
+            "Kafka topic {name:?} was not placed on any broker (no topic id recorded); nothing to delete"
+        );
+        publish(
+            ctx,
+            topic,
+            EventType::Normal,
+            "DataDeletionRecorded",
+            "Delete",
+            note,
+        )
+        .await;
+        return Ok(Action::await_change());
+    };
     let target = TopicDataRef {
         namespace: namespace.to_owned(),
         cluster: topic.spec.cluster_ref.name.clone(),
         topic: name.clone(),
+        topic_id,
     };
     let outcome = ctx.data_deleter.delete_topic_data(&target).await?;
     let (reason, note) = match outcome {

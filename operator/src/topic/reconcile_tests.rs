@@ -281,6 +281,12 @@ async fn given_a_missing_cluster_or_too_few_brokers_when_reconciling_then_refuse
     );
 }
 
+/// The topic id the metadata controller recorded when it placed `t`.
+fn placed_with_id(mut t: Topic, id: &str) -> Topic {
+    t.status.get_or_insert_with(Default::default).topic_id = Some(id.to_owned());
+    t
+}
+
 fn deleting(t: Topic) -> Topic {
     let mut t = t;
     t.metadata.deletion_timestamp = Some(Time("2024-06-01T00:00:00Z".parse().expect("timestamp")));
@@ -292,10 +298,10 @@ async fn given_a_deleted_topic_when_reconciling_then_data_is_deleted_before_the_
     let (mut ctx, mut server) = mock_context();
     let deleter = Arc::new(RecordingDeleter::default());
     ctx.data_deleter = deleter.clone();
-    let t = deleting(accepted(with_finalizer(topic(
-        "orders",
-        "2024-01-01T00:00:00Z",
-    ))));
+    let t = deleting(placed_with_id(
+        accepted(with_finalizer(topic("orders", "2024-01-01T00:00:00Z"))),
+        "8e0f6c3a-2b0e-4d7c-9a51-3c1f0e7d2b44",
+    ));
     let (_ctx, task) = spawn(t.clone(), ctx);
 
     server
@@ -319,8 +325,46 @@ async fn given_a_deleted_topic_when_reconciling_then_data_is_deleted_before_the_
         vec![TopicDataRef {
             namespace: "data".into(),
             cluster: "events".into(),
-            topic: "orders".into()
-        }]
+            topic: "orders".into(),
+            topic_id: "8e0f6c3a-2b0e-4d7c-9a51-3c1f0e7d2b44".into(),
+        }],
+        "the data of the topic this resource was placed for, by its id"
+    );
+}
+
+#[tokio::test]
+async fn given_a_deleted_topic_without_a_recorded_topic_id_when_reconciling_then_nothing_is_deleted()
+ {
+    // Accepted, but the controller never placed it (no topic id): whatever
+    // topic has this name now is not this resource's to delete.
+    let (mut ctx, mut server) = mock_context();
+    let deleter = Arc::new(RecordingDeleter::default());
+    ctx.data_deleter = deleter.clone();
+    let t = deleting(accepted(with_finalizer(topic(
+        "orders",
+        "2024-01-01T00:00:00Z",
+    ))));
+    let (_ctx, task) = spawn(t.clone(), ctx);
+    server
+        .expect(Method::GET, TOPICS)
+        .await
+        .respond(200, &list("TopicList", std::slice::from_ref(&t)));
+    let event = expect_event(&mut server, "DataDeletionRecorded").await;
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no topic id recorded"),
+        "{event}"
+    );
+    server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders"))
+        .await
+        .ok(&t);
+    finished(task).await.expect("reconcile succeeds");
+    assert!(
+        deleter.0.lock().expect("lock").is_empty(),
+        "the deleter is not called"
     );
 }
 
@@ -347,10 +391,10 @@ async fn given_keep_data_annotation_when_deleting_then_the_deleter_is_not_called
 #[tokio::test]
 async fn given_the_default_deleter_when_deleting_then_the_intent_is_recorded_honestly() {
     let (ctx, mut server) = mock_context();
-    let t = deleting(accepted(with_finalizer(topic(
-        "orders",
-        "2024-01-01T00:00:00Z",
-    ))));
+    let t = deleting(placed_with_id(
+        accepted(with_finalizer(topic("orders", "2024-01-01T00:00:00Z"))),
+        "8e0f6c3a-2b0e-4d7c-9a51-3c1f0e7d2b44",
+    ));
     let (_ctx, task) = spawn(t.clone(), ctx);
     server
         .expect(Method::GET, TOPICS)
