@@ -12,7 +12,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use rill_broker::BrokerHandle;
-use rill_proto::client::{Acks, CreateTopicRequest, MetadataRequest, ProduceRequest, TopicInfo};
+use rill_proto::client::{
+    Acks, CreateTopicRequest, ListOffsetsRequest, MetadataRequest, OffsetSpec, ProduceRequest,
+    TopicInfo, offset_spec,
+};
 
 use common::{Client, connect, fetch_all, simple_batch};
 
@@ -68,6 +71,37 @@ async fn converge(client: &mut Client, alive: &[i32], isr_size: usize) -> TopicI
     }
 }
 
+/// Waits until each partition's leader serves it: the controller names a
+/// leader as soon as it places the partition, while the leader may still
+/// be opening its log (a client then gets "unknown topic" and retries).
+async fn leaders_serve(brokers: &BTreeMap<i32, BrokerHandle>, t: &TopicInfo) {
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    for p in &t.partitions {
+        let mut leader = connect(&brokers[&p.leader]).await;
+        loop {
+            let asked = leader
+                .list_offsets(ListOffsetsRequest {
+                    topic: TOPIC.into(),
+                    partition: p.partition,
+                    spec: Some(OffsetSpec {
+                        spec: Some(offset_spec::Spec::Latest(true)),
+                    }),
+                })
+                .await;
+            match asked {
+                Ok(_) => break,
+                Err(e) => assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "leader {} does not serve partition {}: {e}",
+                    p.leader,
+                    p.partition
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 async fn produce_all(
     client: &mut Client,
     partition: i32,
@@ -111,6 +145,7 @@ async fn given_rf3_topic_then_acks_all_reaches_every_replica_and_survives_leader
     .await
     .expect("topic created through a broker");
     let t = converge(&mut any, &[0, 1, 2], 3).await;
+    leaders_serve(&brokers, &t).await;
 
     // acks=all to each partition's leader; followers refuse.
     let mut acked: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
