@@ -299,17 +299,40 @@ impl ReplicaManager {
             .ok_or_else(|| Error::UnknownTopic(name.to_owned()))
     }
 
+    /// The local replica of `topic`-`partition`. In a cluster, a partition
+    /// the controller knows but this broker does not host (not yet: the
+    /// controller names leaders before they have opened their logs; or no
+    /// longer) is [`Error::NotLeader`], which clients retry at the leader,
+    /// never "unknown".
     pub fn partition(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, Error> {
-        let t = self.topic(topic)?;
-        usize::try_from(partition)
-            .ok()
-            .and_then(|i| t.partitions.get(i))
-            .and_then(Option::clone)
-            .ok_or(Error::UnknownPartition {
+        let index = usize::try_from(partition).ok();
+        let local = self.topics.read().get(topic).cloned();
+        if let Some(p) = local
+            .as_ref()
+            .zip(index)
+            .and_then(|(t, i)| t.partitions.get(i).cloned().flatten())
+        {
+            return Ok(p);
+        }
+        if let Some(view) = &*self.cluster.read()
+            && let Some(state) = view
+                .topics
+                .get(topic)
+                .zip(index)
+                .and_then(|(t, i)| t.partitions.get(i))
+        {
+            return Err(Error::NotLeader {
                 topic: topic.to_owned(),
                 partition,
-                count: t.spec.partitions,
-            })
+                leader: Some(state.leader).filter(|l| *l != rill_controller::NO_LEADER),
+            });
+        }
+        let t = local.ok_or_else(|| Error::UnknownTopic(topic.to_owned()))?;
+        Err(Error::UnknownPartition {
+            topic: topic.to_owned(),
+            partition,
+            count: t.spec.partitions,
+        })
     }
 
     /// Every local partition (for background tasks and metrics).
