@@ -406,30 +406,13 @@ impl Controller {
         new_isr: &[BrokerId],
         joining_epochs: &[(BrokerId, i64)],
     ) -> Result<Plan, ControllerError> {
-        self.session(broker, broker_epoch)?;
-        let p = self.partition(topic, partition)?;
+        let p = self.led_by(broker, broker_epoch, topic, partition, leader_epoch)?;
         let err_isr = |reason: &str| ControllerError::InvalidIsr {
             topic: topic.to_owned(),
             partition,
             isr: new_isr.to_vec(),
             reason: reason.to_owned(),
         };
-        if p.leader != broker {
-            return Err(ControllerError::NotLeader {
-                broker,
-                topic: topic.to_owned(),
-                partition,
-                leader: p.leader,
-            });
-        }
-        if leader_epoch != p.leader_epoch {
-            return Err(ControllerError::FencedLeaderEpoch {
-                topic: topic.to_owned(),
-                partition,
-                got: leader_epoch,
-                current: p.leader_epoch,
-            });
-        }
         if partition_epoch != p.partition_epoch {
             return Err(ControllerError::InvalidUpdateVersion {
                 topic: topic.to_owned(),
@@ -477,18 +460,16 @@ impl Controller {
         }))
     }
 
-    /// The leader's replica of a partition went offline (a storage error):
-    /// another usable ISR member leads, and the broker leaves the ISR.
-    /// Refused when there is none; the partition then stays with its
-    /// offline leader, as in Kafka, until the broker is restarted.
-    pub fn resign_offline_leader(
+    /// The partition, if `broker` (in its current session) leads it at
+    /// `leader_epoch`: what a leader's request must prove.
+    fn led_by(
         &self,
         broker: BrokerId,
         broker_epoch: i64,
         topic: &str,
         partition: i32,
         leader_epoch: i32,
-    ) -> Result<Plan, ControllerError> {
+    ) -> Result<&PartitionState, ControllerError> {
         self.session(broker, broker_epoch)?;
         let p = self.partition(topic, partition)?;
         if p.leader != broker {
@@ -507,6 +488,22 @@ impl Controller {
                 current: p.leader_epoch,
             });
         }
+        Ok(p)
+    }
+
+    /// The leader's replica of a partition went offline (a storage error):
+    /// another usable ISR member leads, and the broker leaves the ISR.
+    /// Refused when there is none; the partition then stays with its
+    /// offline leader, as in Kafka, until the broker is restarted.
+    pub fn resign_offline_leader(
+        &self,
+        broker: BrokerId,
+        broker_epoch: i64,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+    ) -> Result<Plan, ControllerError> {
+        let p = self.led_by(broker, broker_epoch, topic, partition, leader_epoch)?;
         let others = |r: BrokerId| r != broker && self.usable(&self.sessions, r);
         if !p.isr.iter().any(|r| others(*r)) {
             return Err(ControllerError::InvalidIsr {
