@@ -282,10 +282,15 @@ pub(crate) mod test_util {
                 headers: Default::default(),
             })
             .collect();
+        encode_records(&records, compression)
+    }
+
+    /// Encodes `records` as one RecordBatch v2.
+    fn encode_records(records: &[Record], compression: Compression) -> Vec<u8> {
         let mut buf = BytesMut::new();
         RecordBatchEncoder::encode(
             &mut buf,
-            &records,
+            records,
             &RecordEncodeOptions {
                 version: 2,
                 compression,
@@ -334,17 +339,7 @@ pub(crate) mod test_util {
                 headers: Default::default(),
             })
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .expect("encode");
-        buf.to_vec()
+        encode_records(&records, Compression::None)
     }
 
     /// One uncompressed batch of unkeyed `values`.

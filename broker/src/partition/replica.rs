@@ -155,10 +155,10 @@ impl Partition {
         epoch: i32,
         deadline: tokio::time::Instant,
     ) -> Result<(), Option<Error>> {
+        let min = self.log.read().config().min_insync_replicas;
         let mut hw = self.high_watermark.subscribe();
         loop {
             {
-                let min = self.log.read().config().min_insync_replicas;
                 let role = self.role.lock();
                 let leader = match &*role {
                     Role::Leader(l) if l.leader_epoch() == epoch => Some(l),
