@@ -101,6 +101,7 @@ impl BrokerProcess {
 
 impl Drop for BrokerProcess {
     fn drop(&mut self) {
+        show_log_on_panic("rill-broker", &self.log_path, &mut self.child);
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
@@ -219,10 +220,30 @@ impl ControllerProcess {
 
 impl Drop for ControllerProcess {
     fn drop(&mut self) {
+        show_log_on_panic("rill-controller", &self.log_path, &mut self.child);
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// When a test fails, shows the tail of each process's log on stderr (the
+/// temp dir holding the full log is removed with the test), so a failure
+/// seen only in CI can be read from its output.
+fn show_log_on_panic(what: &str, log_path: &Path, child: &mut Child) {
+    if std::thread::panicking() {
+        let state = match child.try_wait() {
+            Ok(Some(status)) => format!("exited: {status}"),
+            Ok(None) => "running".to_owned(),
+            Err(e) => format!("unknown: {e}"),
+        };
+        eprintln!(
+            "----- last lines of {what} (pid {}, {state}) log {}:\n{}",
+            child.id(),
+            log_path.display(),
+            log_tail(log_path)
+        );
     }
 }
 
