@@ -46,8 +46,13 @@ pub struct LeaderState {
     leader_epoch: i32,
     partition_epoch: i32,
     replicas: Vec<BrokerId>,
-    /// ISR as last committed by the controller.
+    /// The ISR the HW waits for: the controller's ISR plus the members of
+    /// an expansion whose outcome is unknown (see
+    /// [`pending_failed`](Self::pending_failed)).
     isr: Vec<BrokerId>,
+    /// The ISR as last committed by the controller: what a proposal
+    /// changes, and who is still to join.
+    committed: Vec<BrokerId>,
     /// The ISR of an AlterPartition in flight.
     pending: Option<Vec<BrokerId>>,
     followers: BTreeMap<BrokerId, Follower>,
@@ -91,6 +96,7 @@ impl LeaderState {
             leader_epoch,
             partition_epoch,
             replicas,
+            committed: isr.clone(),
             isr,
             pending: None,
             followers,
@@ -151,6 +157,7 @@ impl LeaderState {
         self.followers.retain(|id, _| replicas.contains(id));
         self.partition_epoch = partition_epoch;
         self.replicas = replicas;
+        self.committed = isr.clone();
         self.isr = isr;
         true
     }
@@ -224,13 +231,20 @@ impl LeaderState {
     /// committed ISR, as seen in its fetches: what an expansion sends.
     pub fn joining_epochs(&self, isr: &[BrokerId]) -> Vec<(BrokerId, i64)> {
         isr.iter()
-            .filter(|r| !self.isr.contains(r))
+            .filter(|r| !self.committed.contains(r))
             .filter_map(|r| self.followers.get(r).map(|f| (*r, f.broker_epoch)))
             .collect()
     }
 
     /// The ISR change to ask the controller for, if any: members lagging
     /// for more than `lag_max_ms` leave, caught-up replicas join.
+    ///
+    /// After an expansion failed, the HW still waits for its members while
+    /// the controller's ISR lacks them. Then the proposal is made against
+    /// the controller's ISR even if it equals the HW's: a member that has
+    /// caught up joins again (with the broker epoch of its latest fetches,
+    /// e.g. after it registered anew), and one that has not is dropped from
+    /// what the HW waits for once the controller answers.
     pub fn proposed_isr(&self, now_ms: u64, lag_max_ms: u64) -> Option<Vec<BrokerId>> {
         if self.pending.is_some() {
             return None;
@@ -249,18 +263,20 @@ impl LeaderState {
             .iter()
             .copied()
             .filter(|r| {
-                if self.isr.contains(r) {
+                if self.committed.contains(r) {
                     keep(r)
                 } else {
                     joins(r)
                 }
             })
             .collect();
-        let mut current = self.isr.clone();
-        current.sort_unstable();
-        let mut sorted = next.clone();
-        sorted.sort_unstable();
-        (sorted != current).then_some(next)
+        let sorted = |v: &[BrokerId]| {
+            let mut v = v.to_vec();
+            v.sort_unstable();
+            v
+        };
+        let committed = sorted(&self.committed);
+        (sorted(&next) != committed || sorted(&self.isr) != committed).then_some(next)
     }
 
     /// An AlterPartition with `isr` was sent.
@@ -268,8 +284,8 @@ impl LeaderState {
         self.pending = Some(isr);
     }
 
-    /// The AlterPartition failed or its answer was lost; a later check may
-    /// propose again. A failure does not prove the controller did not
+    /// The AlterPartition failed or its answer was lost; a later check
+    /// proposes again. A failure does not prove the controller did not
     /// commit it (a lost answer, or a retry refused because the first try
     /// already moved the partition epoch), so members it would have added
     /// stay in this leader's ISR: the HW keeps waiting for them, and the
@@ -428,6 +444,55 @@ mod tests {
         l.on_fetch(2, 2, 150, 150, 4);
         let proposal = l.proposed_isr(4, LAG).expect("expansion");
         assert_eq!(l.joining_epochs(&proposal), vec![(2, 2)]);
+    }
+
+    #[test]
+    fn given_an_expansion_refused_for_a_stale_broker_epoch_then_it_is_proposed_again_with_the_new_one()
+     {
+        // Broker 2 was stopped past its session, and its first fetches after
+        // it resumed still carried its old broker epoch: the controller
+        // refused the expansion. Once broker 2 fetches as its new
+        // incarnation, the leader asks again, with the new epoch.
+        let mut l = LeaderState::new(0, 5, 7, vec![0, 1, 2], vec![0, 1], 100, 100, 0);
+        l.on_fetch(1, 1, 100, 100, 1);
+        l.on_fetch(2, 1, 100, 100, 1);
+        let proposal = l.proposed_isr(1, LAG).expect("expansion");
+        assert_eq!(l.joining_epochs(&proposal), vec![(2, 1)]);
+        l.set_pending(proposal);
+        l.pending_failed();
+        l.on_fetch(2, 4, 100, 100, 2);
+        let proposal = l.proposed_isr(2, LAG).expect("the expansion is proposed again");
+        assert_eq!(proposal, vec![0, 1, 2]);
+        assert_eq!(l.joining_epochs(&proposal), vec![(2, 4)]);
+        l.set_pending(proposal.clone());
+        assert!(l.update(8, vec![0, 1, 2], proposal, 3));
+        l.pending_done();
+        assert_eq!(l.proposed_isr(3, LAG), None, "settled");
+    }
+
+    #[test]
+    fn given_a_failed_expansion_whose_member_then_stops_fetching_then_the_hw_stops_waiting_for_it_once_the_controller_answers()
+     {
+        let mut l = LeaderState::new(0, 5, 7, vec![0, 1, 2], vec![0, 1], 100, 100, 0);
+        l.on_fetch(1, 1, 100, 100, 1);
+        l.on_fetch(2, 1, 100, 100, 1);
+        let proposal = l.proposed_isr(1, LAG).expect("expansion");
+        l.set_pending(proposal);
+        l.pending_failed();
+        assert_eq!(l.isr(), &[0, 1, 2], "the HW waits for broker 2");
+        // Broker 2 restarts and is far behind: it does not join, but the
+        // leader asks the controller to confirm the ISR without it.
+        l.on_fetch(2, 2, 50, 100, 2);
+        let proposal = l.proposed_isr(2, LAG).expect("the controller's ISR is confirmed");
+        assert_eq!(proposal, vec![0, 1]);
+        assert_eq!(l.joining_epochs(&proposal), vec![]);
+        l.set_pending(proposal.clone());
+        assert!(l.update(7, vec![0, 1, 2], proposal, 3));
+        l.pending_done();
+        assert_eq!(l.isr(), &[0, 1]);
+        l.on_fetch(1, 1, 150, 150, 4);
+        assert_eq!(l.high_watermark(), 150, "no longer waits for broker 2");
+        assert_eq!(l.proposed_isr(4, LAG), None);
     }
 
     #[test]
