@@ -15,15 +15,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use rill_proto::topic::MAX_PARTITIONS_PER_TOPIC;
 use thiserror::Error;
 
 use crate::group::GroupSettings;
 use crate::group::state::Limits;
 use crate::log::LogConfig;
-
-/// Largest partition count a topic may be created with (each partition holds
-/// open files and a directory).
-pub const MAX_PARTITIONS_PER_TOPIC: i32 = 1000;
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
