@@ -14,7 +14,6 @@
 //! stop -> every log is fsynced -> the HTTP server stops.
 
 use std::future::Future;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -467,19 +466,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let mut handle = Broker::start(config).await?;
-    {
-        let mut out = std::io::stdout().lock();
-        let replication = handle
-            .replication_addr
-            .map(|r| format!(" replication={r}"))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "RILL_READY client={} http={}{replication} kafka={}",
-            handle.client_addr, handle.http_addr, handle.kafka_addr
-        );
-        let _ = out.flush();
+    let mut ready: Vec<(&str, &dyn std::fmt::Display)> =
+        vec![("client", &handle.client_addr), ("http", &handle.http_addr)];
+    if let Some(replication) = &handle.replication_addr {
+        ready.push(("replication", replication));
     }
+    ready.push(("kafka", &handle.kafka_addr));
+    rill_process::run::announce_ready(&ready);
     tokio::select! {
         () = shutdown => {
             info!("shutdown requested");

@@ -20,7 +20,6 @@
 //! [`run`]) returns [`ServerError::Deposed`].
 
 use std::future::Future;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -390,15 +389,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let mut handle = start(config).await?;
-    {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "RILL_READY controller={} http={}",
-            handle.grpc_addr, handle.http_addr
-        );
-        let _ = out.flush();
-    }
+    rill_process::run::announce_ready(&[
+        ("controller", &handle.grpc_addr),
+        ("http", &handle.http_addr),
+    ]);
     tokio::select! {
         () = shutdown => {
             info!("shutdown requested");

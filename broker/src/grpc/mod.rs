@@ -99,14 +99,13 @@ impl ClientApi {
             Ok(_) => "ok",
             Err(e) => e.metric_label(),
         };
-        self.metrics
-            .requests
-            .with_label_values(&[api, outcome])
-            .inc();
-        self.metrics
-            .request_seconds
-            .with_label_values(&[api, outcome])
-            .observe(started.elapsed().as_secs_f64());
+        rill_process::metrics::observe_request(
+            &self.metrics.requests,
+            &self.metrics.request_seconds,
+            api,
+            outcome,
+            started,
+        );
         match result {
             Ok(body) => Ok(Response::new(body)),
             Err(e) => {

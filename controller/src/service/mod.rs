@@ -92,14 +92,13 @@ impl ControllerService {
             Ok(_) => "ok",
             Err(e) => e.reason(),
         };
-        self.metrics
-            .requests
-            .with_label_values(&[method, outcome])
-            .inc();
-        self.metrics
-            .request_seconds
-            .with_label_values(&[method, outcome])
-            .observe(started.elapsed().as_secs_f64());
+        rill_process::metrics::observe_request(
+            &self.metrics.requests,
+            &self.metrics.request_seconds,
+            method,
+            outcome,
+            started,
+        );
         result.map(Response::new).map_err(|e| {
             tracing::debug!(method, error = %e, "controller request failed");
             e.to_status()
