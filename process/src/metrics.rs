@@ -23,6 +23,24 @@ pub fn encode(registry: &Registry) -> String {
     String::from_utf8(buf).unwrap_or_default()
 }
 
+/// Observes one request (see [`observe_request`]) with the outcome `ok`,
+/// or `label` of its error; returns the outcome.
+pub fn observe_result<T, E>(
+    requests: &IntCounterVec,
+    seconds: &HistogramVec,
+    method: &str,
+    started: Instant,
+    result: &Result<T, E>,
+    label: impl FnOnce(&E) -> &'static str,
+) -> &'static str {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(e) => label(e),
+    };
+    observe_request(requests, seconds, method, outcome, started);
+    outcome
+}
+
 /// Counts one request in `requests` and observes its latency since
 /// `started` in `seconds`, both labelled `[method, outcome]`.
 pub fn observe_request(

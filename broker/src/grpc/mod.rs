@@ -95,16 +95,13 @@ impl ClientApi {
         started: Instant,
         result: Result<T, Error>,
     ) -> Result<Response<T>, Status> {
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.metric_label(),
-        };
-        rill_process::metrics::observe_request(
+        let outcome = rill_process::metrics::observe_result(
             &self.metrics.requests,
             &self.metrics.request_seconds,
             api,
-            outcome,
             started,
+            &result,
+            Error::metric_label,
         );
         match result {
             Ok(body) => Ok(Response::new(body)),

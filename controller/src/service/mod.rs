@@ -88,16 +88,13 @@ impl ControllerService {
         started: Instant,
         result: Result<T, ServiceError>,
     ) -> Result<Response<T>, Status> {
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.reason(),
-        };
-        rill_process::metrics::observe_request(
+        rill_process::metrics::observe_result(
             &self.metrics.requests,
             &self.metrics.request_seconds,
             method,
-            outcome,
             started,
+            &result,
+            ServiceError::reason,
         );
         result.map(Response::new).map_err(|e| {
             tracing::debug!(method, error = %e, "controller request failed");
