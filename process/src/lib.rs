@@ -6,9 +6,11 @@
 //! - [`run`]: the SIGTERM/SIGINT shutdown future, running a server until it
 //!   resolves with the exit codes the binaries document, and the
 //!   `RILL_READY key=value ...` line tools and tests parse.
-//! - [`http`]: the `/metrics`, `/healthz` and `/readyz` router; each
-//!   process says how it renders metrics and when it is ready.
-//! - [`metrics`]: Prometheus text encoding and per-request metrics.
+//! - [`http`]: the `/metrics`, `/healthz` and `/readyz` router, where each
+//!   process says how it renders metrics and when it is ready, and the
+//!   server task that runs it.
+//! - [`metrics`]: Prometheus text encoding and the per-request metrics of
+//!   the gRPC services.
 //! - [`config`]: the configuration error that names a flag and its
 //!   environment variable.
 
