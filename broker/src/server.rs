@@ -453,7 +453,7 @@ pub async fn run(
     config: BrokerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let mut handle = Broker::start(config).await?;
+    let handle = Broker::start(config).await?;
     let mut ready: Vec<(&str, &dyn std::fmt::Display)> =
         vec![("client", &handle.client_addr), ("http", &handle.http_addr)];
     if let Some(replication) = &handle.replication_addr {
@@ -461,17 +461,12 @@ pub async fn run(
     }
     ready.push(("kafka", &handle.kafka_addr));
     rill_process::run::announce_ready(&ready);
-    tokio::select! {
-        () = shutdown => {
-            info!("shutdown requested");
-            handle.shutdown().await
-        }
-        err = handle.serving_failed() => {
-            error!(error = %err, "the gRPC server stopped unexpectedly");
-            if let Err(e) = handle.shutdown().await {
-                error!(error = %e, "shutdown after the failure was not clean");
-            }
-            Err(err)
-        }
-    }
+    rill_process::run::serve_until(
+        handle,
+        shutdown,
+        BrokerHandle::serving_failed,
+        BrokerHandle::shutdown,
+        "the gRPC server stopped unexpectedly",
+    )
+    .await
 }

@@ -31,7 +31,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::config::{ConfigError, ServerConfig};
 use crate::controller::Controller;
@@ -376,22 +376,17 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let mut handle = start(config).await?;
+    let handle = start(config).await?;
     rill_process::run::announce_ready(&[
         ("controller", &handle.grpc_addr),
         ("http", &handle.http_addr),
     ]);
-    tokio::select! {
-        () = shutdown => {
-            info!("shutdown requested");
-            handle.shutdown().await
-        }
-        err = handle.stopped() => {
-            error!(error = %err, "the controller stopped serving");
-            if let Err(e) = handle.shutdown().await {
-                error!(error = %e, "shutdown after the failure was not clean");
-            }
-            Err(err)
-        }
-    }
+    rill_process::run::serve_until(
+        handle,
+        shutdown,
+        ControllerHandle::stopped,
+        ControllerHandle::shutdown,
+        "the controller stopped serving",
+    )
+    .await
 }

@@ -67,6 +67,31 @@ where
     }
 }
 
+/// Serves until `shutdown` resolves or the server fails on its own.
+/// `failed` resolves with why the server stopped serving; `stop` shuts it
+/// down gracefully. On a failure, `failure` is logged with the error, the
+/// server is shut down anyway and the failure is returned.
+pub async fn serve_until<H, E: Display>(
+    mut server: H,
+    shutdown: impl Future<Output = ()>,
+    failed: impl AsyncFnOnce(&mut H) -> E,
+    stop: impl AsyncFnOnce(H) -> Result<(), E>,
+    failure: &str,
+) -> Result<(), E> {
+    let err = tokio::select! {
+        () = shutdown => {
+            tracing::info!("shutdown requested");
+            return stop(server).await;
+        }
+        err = failed(&mut server) => err,
+    };
+    tracing::error!(error = %err, "{failure}");
+    if let Err(e) = stop(server).await {
+        tracing::error!(error = %e, "shutdown after the failure was not clean");
+    }
+    Err(err)
+}
+
 /// The line a server prints on stdout once serving:
 /// `RILL_READY key=value key=value ...`, space-separated fields in the
 /// order given, which tools and tests parse to learn port-0 addresses.
