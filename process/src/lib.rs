@@ -4,8 +4,9 @@
 //! - [`logging`]: the `--log-format` choice, the `--log` filter check and
 //!   the tracing setup (log lines on stderr).
 //! - [`run`]: the SIGTERM/SIGINT shutdown future, running a server until it
-//!   resolves with the exit codes the binaries document, and the
-//!   `RILL_READY key=value ...` line tools and tests parse.
+//!   resolves or the server fails, with the exit codes the binaries
+//!   document, and the `RILL_READY key=value ...` line tools and tests
+//!   parse.
 //! - [`http`]: the `/metrics`, `/healthz` and `/readyz` router, where each
 //!   process says how it renders metrics and when it is ready, and the
 //!   server task that runs it.

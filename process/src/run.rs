@@ -1,5 +1,6 @@
 //! Running a server process: shutdown on SIGTERM (Kubernetes stopping the
-//! pod) or SIGINT (Ctrl-C), the exit code, and the `RILL_READY` line.
+//! pod) or SIGINT (Ctrl-C), serving until then or until the server fails,
+//! the exit code, and the `RILL_READY` line.
 
 use std::fmt::Display;
 use std::future::Future;
