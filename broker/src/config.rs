@@ -15,24 +15,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use thiserror::Error;
+pub use rill_process::config::ConfigError;
+use rill_process::config::invalid;
+pub use rill_process::logging::LogFormat;
+use rill_proto::topic::MAX_PARTITIONS_PER_TOPIC;
 
 use crate::group::GroupSettings;
 use crate::group::state::Limits;
 use crate::log::LogConfig;
-
-/// Largest partition count a topic may be created with (each partition holds
-/// open files and a directory).
-pub const MAX_PARTITIONS_PER_TOPIC: i32 = 1000;
-
-/// How log lines are written to stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line (for log collectors).
-    Json,
-}
 
 /// Whether Kafka clients may change topics (one setting for create and
 /// grow, one for delete).
@@ -248,25 +238,6 @@ pub struct BrokerConfig {
     /// Log filter in tracing's EnvFilter syntax, e.g. `info` or `info,rill_broker=debug`.
     #[arg(long = "log", env = "RILL_LOG", default_value = "info")]
     pub log_filter: String,
-}
-
-/// A configuration mistake, phrased for the person who made it.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum ConfigError {
-    #[error("{flag} ({env}): {reason}")]
-    Invalid {
-        flag: &'static str,
-        env: &'static str,
-        reason: String,
-    },
-}
-
-fn invalid(flag: &'static str, env: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        flag,
-        env,
-        reason: reason.into(),
-    }
 }
 
 /// The StatefulSet ordinal at the end of a pod name: `rill-broker-2` -> 2.
@@ -486,13 +457,8 @@ impl BrokerConfig {
                 "must be at least 1 ms",
             ));
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log_filter).map_err(|e| {
-            invalid(
-                "--log",
-                "RILL_LOG",
-                format!("bad filter {:?}: {e}", self.log_filter),
-            )
-        })?;
+        rill_process::logging::check_filter(&self.log_filter)
+            .map_err(|reason| invalid("--log", "RILL_LOG", reason))?;
         Ok(())
     }
 

@@ -1,4 +1,5 @@
-//! HTTP endpoints for Prometheus and Kubernetes probes (axum):
+//! HTTP endpoints for Prometheus and Kubernetes probes, served by
+//! [`rill_process::http`]:
 //!
 //! - `GET /metrics`: Prometheus text exposition of the broker's registry;
 //!   per-partition gauges are refreshed from the partitions first.
@@ -13,10 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use rill_process::http::Probes;
 
 use crate::metrics::Metrics;
 use crate::partition::manager::ReplicaManager;
@@ -32,33 +30,20 @@ pub struct HttpState {
     pub manager: Arc<OnceLock<Arc<ReplicaManager>>>,
 }
 
+impl Probes for HttpState {
+    fn metrics_text(&self) -> Result<String, String> {
+        if let Some(manager) = self.manager.get() {
+            manager.refresh_gauges();
+        }
+        Ok(self.metrics.encode())
+    }
+
+    fn not_ready(&self) -> Option<String> {
+        (!self.ready.load(Ordering::Acquire)).then(|| "not ready\n".to_owned())
+    }
+}
+
 /// The router with all endpoints.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(state)
-}
-
-async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
-    if let Some(manager) = state.manager.get() {
-        manager.refresh_gauges();
-    }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.encode(),
-    )
-}
-
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-async fn readyz(State(state): State<HttpState>) -> (StatusCode, &'static str) {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    }
+    rill_process::http::router(state)
 }

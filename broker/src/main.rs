@@ -1,44 +1,15 @@
 //! `rill-broker`: parses [`BrokerConfig`] from flags and `RILL_*`
 //! environment variables, sets up logging and runs the broker until
 //! SIGTERM or SIGINT, then shuts down gracefully (in-flight requests
-//! finish, every log is flushed) and exits 0.
+//! finish, every log is flushed) and exits 0. Logging, signals and exit
+//! codes are [`rill_process`]'s, shared with `rill-controller`.
 //!
 //! Exit codes: 0 clean shutdown, 1 runtime failure, 2 bad configuration.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use rill_broker::config::{BrokerConfig, LogFormat};
-use tracing_subscriber::EnvFilter;
-
-fn init_tracing(config: &BrokerConfig) {
-    // validate() has already checked the filter.
-    let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colours only for a terminal, not for files and log collectors.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match config.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
-/// Installs SIGTERM (Kubernetes stopping the pod) and SIGINT (Ctrl-C)
-/// handlers now, before the broker reports ready, and returns a future that
-/// resolves on the first of them. Must run inside the runtime.
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = int.recv() => tracing::info!("SIGINT received"),
-        }
-    })
-}
+use rill_broker::config::BrokerConfig;
 
 fn main() -> ExitCode {
     let config = BrokerConfig::parse();
@@ -46,34 +17,8 @@ fn main() -> ExitCode {
         eprintln!("rill-broker: invalid configuration: {e}");
         return ExitCode::from(2);
     }
-    init_tracing(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("rill-broker: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        let shutdown = match shutdown_signal() {
-            Ok(shutdown) => shutdown,
-            Err(e) => {
-                eprintln!("rill-broker: cannot install signal handlers: {e}");
-                return Err(None);
-            }
-        };
-        rill_broker::run(config, shutdown).await.map_err(Some)
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(None) => ExitCode::FAILURE,
-        Err(Some(e)) => {
-            tracing::error!(error = %e, "broker failed");
-            eprintln!("rill-broker: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    rill_process::logging::init(&config.log_filter, config.log_format);
+    rill_process::run::until_signal("rill-broker", "broker", |shutdown| {
+        rill_broker::run(config, shutdown)
+    })
 }

@@ -14,12 +14,12 @@
 //! stop -> every log is fsynced -> the HTTP server stops.
 
 use std::future::Future;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use rill_process::http::HttpServer;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -104,8 +104,7 @@ pub struct BrokerHandle {
     kafka_task: JoinHandle<()>,
     tasks_stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
-    http_stop: CancellationToken,
-    http_task: JoinHandle<std::io::Result<()>>,
+    http: HttpServer,
     shutdown_timeout: Duration,
 }
 
@@ -183,20 +182,14 @@ impl Broker {
         // HTTP first: probes must answer while logs are recovered.
         let http_listener = bind("HTTP", config.http_addr).await?;
         let http_addr = local_addr("HTTP", &http_listener, config.http_addr)?;
-        let http_stop = CancellationToken::new();
-        let app = http::router(HttpState {
-            metrics: Arc::clone(&metrics),
-            ready: Arc::clone(&ready),
-            manager: Arc::clone(&manager_cell),
-        });
-        let http_task = tokio::spawn({
-            let stop = http_stop.clone();
-            async move {
-                axum::serve(http_listener, app)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await
-            }
-        });
+        let http = HttpServer::spawn(
+            http_listener,
+            http::router(HttpState {
+                metrics: Arc::clone(&metrics),
+                ready: Arc::clone(&ready),
+                manager: Arc::clone(&manager_cell),
+            }),
+        );
 
         let grpc_listener = bind("gRPC client API", config.listen_addr).await?;
         let client_addr = local_addr("gRPC client API", &grpc_listener, config.listen_addr)?;
@@ -230,11 +223,11 @@ impl Broker {
         let (manager, producer_ids) = match opened {
             Ok(Ok((m, ids))) => (Arc::new(m), ids),
             Ok(Err(e)) => {
-                http_stop.cancel();
+                http.cancel();
                 return Err(e);
             }
             Err(e) => {
-                http_stop.cancel();
+                http.cancel();
                 return Err(e.into());
             }
         };
@@ -368,8 +361,7 @@ impl Broker {
             kafka_task,
             tasks_stop,
             tasks,
-            http_stop,
-            http_task,
+            http,
             shutdown_timeout: config.shutdown_timeout(),
         })
     }
@@ -443,12 +435,7 @@ impl BrokerHandle {
         }
         let manager = Arc::clone(&self.manager);
         let failed = tokio::task::spawn_blocking(move || manager.flush_all()).await?;
-        self.http_stop.cancel();
-        match self.http_task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(error = %e, "HTTP server ended with an error"),
-            Err(e) => warn!(error = %e, "HTTP server task failed"),
-        }
+        self.http.stop().await;
         if failed > 0 {
             error!(failed, "shutdown finished with unflushed logs");
             return Err(ServerError::Flush(failed));
@@ -466,31 +453,20 @@ pub async fn run(
     config: BrokerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let mut handle = Broker::start(config).await?;
-    {
-        let mut out = std::io::stdout().lock();
-        let replication = handle
-            .replication_addr
-            .map(|r| format!(" replication={r}"))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "RILL_READY client={} http={}{replication} kafka={}",
-            handle.client_addr, handle.http_addr, handle.kafka_addr
-        );
-        let _ = out.flush();
+    let handle = Broker::start(config).await?;
+    let mut ready: Vec<(&str, &dyn std::fmt::Display)> =
+        vec![("client", &handle.client_addr), ("http", &handle.http_addr)];
+    if let Some(replication) = &handle.replication_addr {
+        ready.push(("replication", replication));
     }
-    tokio::select! {
-        () = shutdown => {
-            info!("shutdown requested");
-            handle.shutdown().await
-        }
-        err = handle.serving_failed() => {
-            error!(error = %err, "the gRPC server stopped unexpectedly");
-            if let Err(e) = handle.shutdown().await {
-                error!(error = %e, "shutdown after the failure was not clean");
-            }
-            Err(err)
-        }
-    }
+    ready.push(("kafka", &handle.kafka_addr));
+    rill_process::run::announce_ready(&ready);
+    rill_process::run::serve_until(
+        handle,
+        shutdown,
+        BrokerHandle::serving_failed,
+        BrokerHandle::shutdown,
+        "the gRPC server stopped unexpectedly",
+    )
+    .await
 }

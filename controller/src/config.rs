@@ -9,19 +9,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
-use thiserror::Error;
+use clap::Parser;
+pub use rill_process::config::ConfigError;
+use rill_process::config::invalid;
+pub use rill_process::logging::LogFormat;
 
 use crate::controller::ControllerConfig;
-
-/// How log lines are written to stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line (for log collectors).
-    Json,
-}
 
 /// Configuration of `rill-controller`.
 #[derive(Debug, Clone, Parser)]
@@ -94,25 +87,6 @@ pub struct ServerConfig {
     /// Log filter in tracing's EnvFilter syntax, e.g. `info` or `info,rill_controller=debug`.
     #[arg(long = "log", env = "RILL_CONTROLLER_LOG", default_value = "info")]
     pub log_filter: String,
-}
-
-/// A configuration mistake, phrased for the person who made it.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum ConfigError {
-    #[error("{flag} ({env}): {reason}")]
-    Invalid {
-        flag: &'static str,
-        env: &'static str,
-        reason: String,
-    },
-}
-
-fn invalid(flag: &'static str, env: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        flag,
-        env,
-        reason: reason.into(),
-    }
 }
 
 impl ServerConfig {
@@ -199,13 +173,8 @@ impl ServerConfig {
                 format!("{} is not between 16 and 1048576", self.watch_buffer),
             ));
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log_filter).map_err(|e| {
-            invalid(
-                "--log",
-                "RILL_CONTROLLER_LOG",
-                format!("bad filter {:?}: {e}", self.log_filter),
-            )
-        })?;
+        rill_process::logging::check_filter(&self.log_filter)
+            .map_err(|reason| invalid("--log", "RILL_CONTROLLER_LOG", reason))?;
         Ok(())
     }
 

@@ -1,4 +1,5 @@
-//! HTTP endpoints for Prometheus and Kubernetes probes (axum):
+//! HTTP endpoints for Prometheus and Kubernetes probes, served by
+//! [`rill_process::http`]:
 //!
 //! - `GET /metrics`: Prometheus text exposition of the controller's registry;
 //! - `GET /healthz`: 200 while the process runs (liveness);
@@ -8,10 +9,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use rill_process::http::Probes;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
@@ -25,34 +23,24 @@ pub struct HttpState {
     pub phase: watch::Receiver<Phase>,
 }
 
+impl Probes for HttpState {
+    fn metrics_text(&self) -> Result<String, String> {
+        Ok(self.metrics.encode())
+    }
+
+    fn not_ready(&self) -> Option<String> {
+        match *self.phase.borrow() {
+            Phase::Serving => None,
+            Phase::Starting => Some("starting\n".to_owned()),
+            Phase::Deposed { ours, current } => Some(format!(
+                "not the active controller (epoch {ours} superseded by {current})\n"
+            )),
+            Phase::Stopped => Some("stopped\n".to_owned()),
+        }
+    }
+}
+
 /// The router with all endpoints.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(state)
-}
-
-async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.encode(),
-    )
-}
-
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-async fn readyz(State(state): State<HttpState>) -> (StatusCode, String) {
-    match *state.phase.borrow() {
-        Phase::Serving => (StatusCode::OK, "ready\n".to_owned()),
-        Phase::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting\n".to_owned()),
-        Phase::Deposed { ours, current } => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not the active controller (epoch {ours} superseded by {current})\n"),
-        ),
-        Phase::Stopped => (StatusCode::SERVICE_UNAVAILABLE, "stopped\n".to_owned()),
-    }
+    rill_process::http::router(state)
 }

@@ -20,18 +20,18 @@
 //! [`run`]) returns [`ServerError::Deposed`].
 
 use std::future::Future;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rill_process::http::HttpServer;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::config::{ConfigError, ServerConfig};
 use crate::controller::Controller;
@@ -199,8 +199,7 @@ pub struct ControllerHandle {
     actor_task: Option<JoinHandle<Phase>>,
     grpc_stop: CancellationToken,
     grpc_task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
-    http_stop: CancellationToken,
-    http_task: JoinHandle<std::io::Result<()>>,
+    http: HttpServer,
     shutdown_timeout: Duration,
 }
 
@@ -231,21 +230,15 @@ pub async fn start_with_store<S: MetadataStore + 'static>(
 
     // HTTP first: probes answer while the store is claimed.
     let (http_listener, http_addr) = bind("HTTP", config.http_addr).await?;
-    let http_stop = CancellationToken::new();
-    let app = http::router(HttpState {
-        metrics: Arc::clone(&metrics),
-        phase: phase.clone(),
-    });
-    let http_task = tokio::spawn({
-        let stop = http_stop.clone();
-        async move {
-            axum::serve(http_listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        }
-    });
+    let http = HttpServer::spawn(
+        http_listener,
+        http::router(HttpState {
+            metrics: Arc::clone(&metrics),
+            phase: phase.clone(),
+        }),
+    );
     let fail = |e: ServerError| {
-        http_stop.cancel();
+        http.cancel();
         e
     };
 
@@ -292,8 +285,7 @@ pub async fn start_with_store<S: MetadataStore + 'static>(
         actor_task: Some(actor_task),
         grpc_stop,
         grpc_task: Some(grpc_task),
-        http_stop,
-        http_task,
+        http,
         shutdown_timeout: config.shutdown_timeout(),
     })
 }
@@ -369,12 +361,7 @@ impl ControllerHandle {
                 }
             }
         }
-        self.http_stop.cancel();
-        match self.http_task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(error = %e, "HTTP server ended with an error"),
-            Err(e) => warn!(error = %e, "HTTP server task failed"),
-        }
+        self.http.stop().await;
         info!("shutdown complete");
         Ok(())
     }
@@ -389,27 +376,17 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let mut handle = start(config).await?;
-    {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "RILL_READY controller={} http={}",
-            handle.grpc_addr, handle.http_addr
-        );
-        let _ = out.flush();
-    }
-    tokio::select! {
-        () = shutdown => {
-            info!("shutdown requested");
-            handle.shutdown().await
-        }
-        err = handle.stopped() => {
-            error!(error = %err, "the controller stopped serving");
-            if let Err(e) = handle.shutdown().await {
-                error!(error = %e, "shutdown after the failure was not clean");
-            }
-            Err(err)
-        }
-    }
+    let handle = start(config).await?;
+    rill_process::run::announce_ready(&[
+        ("controller", &handle.grpc_addr),
+        ("http", &handle.http_addr),
+    ]);
+    rill_process::run::serve_until(
+        handle,
+        shutdown,
+        ControllerHandle::stopped,
+        ControllerHandle::shutdown,
+        "the controller stopped serving",
+    )
+    .await
 }

@@ -1,16 +1,14 @@
 //! The operator's HTTP endpoint: `/metrics` (Prometheus text format),
 //! `/healthz` (the process is alive) and `/readyz` (its CRDs are installed
-//! and Established). Served by axum on `--http-addr` (default `:8080`).
+//! and Established). Served by axum on `--http-addr` (default `:8080`),
+//! with the router of [`rill_process::http`].
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use rill_process::http::Probes;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
@@ -24,36 +22,20 @@ pub struct HttpState {
     pub ready: Arc<AtomicBool>,
 }
 
-async fn metrics(State(state): State<HttpState>) -> Response {
-    match state.metrics.render() {
-        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
-        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+impl Probes for HttpState {
+    fn metrics_text(&self) -> Result<String, String> {
+        self.metrics.render().map_err(|error| error.to_string())
     }
-}
 
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-async fn readyz(State(state): State<HttpState>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "waiting for CustomResourceDefinitions\n",
-        )
-            .into_response()
+    fn not_ready(&self) -> Option<String> {
+        (!self.ready.load(Ordering::Acquire))
+            .then(|| "waiting for CustomResourceDefinitions\n".to_owned())
     }
 }
 
 /// The router, separate from serving so tests can use any listener.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(state)
+    rill_process::http::router(state)
 }
 
 /// Serves until `shutdown` completes.

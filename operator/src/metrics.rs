@@ -7,9 +7,7 @@
 
 use std::time::Instant;
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Errors while creating or rendering metrics.
 #[derive(Debug, thiserror::Error)]
@@ -133,8 +131,7 @@ impl Metrics {
 
     /// Renders every metric in the Prometheus text format.
     pub fn render(&self) -> Result<String, MetricsError> {
-        let mut buffer = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
+        let buffer = rill_process::metrics::try_encode(&self.registry)?;
         Ok(String::from_utf8(buffer)?)
     }
 

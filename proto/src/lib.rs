@@ -1,4 +1,5 @@
-//! Rill's gRPC protocols, generated from `proto/proto/*.proto`.
+//! The contract between Rill's components: the gRPC protocols, generated
+//! from `proto/proto/*.proto`, and the topic rules every component applies.
 //!
 //! - [`client`]: the small data API used by the `rill` CLI and Rust clients
 //!   (produce, fetch, list offsets, metadata, topic admin). Record data travels
@@ -7,6 +8,10 @@
 //!   heartbeat, watch metadata, AlterPartition, controlled shutdown, topic
 //!   admin).
 //! - [`replication`]: followers fetching from partition leaders.
+//! - [`topic`]: topic name rules, partition limits and the table of topic
+//!   config keys, shared by the broker, the controller and the operator.
+
+pub mod topic;
 
 /// `rill.client.v1`: the client data API.
 pub mod client {

@@ -95,18 +95,14 @@ impl ClientApi {
         started: Instant,
         result: Result<T, Error>,
     ) -> Result<Response<T>, Status> {
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.metric_label(),
-        };
-        self.metrics
-            .requests
-            .with_label_values(&[api, outcome])
-            .inc();
-        self.metrics
-            .request_seconds
-            .with_label_values(&[api, outcome])
-            .observe(started.elapsed().as_secs_f64());
+        let outcome = rill_process::metrics::observe_result(
+            &self.metrics.requests,
+            &self.metrics.request_seconds,
+            api,
+            started,
+            &result,
+            Error::metric_label,
+        );
         match result {
             Ok(body) => Ok(Response::new(body)),
             Err(e) => {

@@ -1,42 +1,15 @@
 //! Per-topic log settings, parsed from Kafka-style `key=value` topic config
-//! with clear errors for unknown keys and bad values.
+//! with clear errors for unknown keys and bad values. Which keys exist and
+//! what their values may be is [`rill_proto::topic::CONFIG_KEYS`]; this
+//! module only places the values into a [`LogConfig`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rill_controller::service::validate::accepted_not_enforced;
+use rill_proto::topic::{self, ConfigProblem, ConfigValue};
 use thiserror::Error;
 
-/// What happens to old data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CleanupPolicy {
-    /// Whole segments are deleted by age and size.
-    Delete,
-    /// The last record per key is kept; older ones are removed.
-    Compact,
-    /// Both: compaction, plus deletion by age and size.
-    CompactDelete,
-}
-
-impl CleanupPolicy {
-    pub fn deletes(self) -> bool {
-        matches!(self, Self::Delete | Self::CompactDelete)
-    }
-    pub fn compacts(self) -> bool {
-        matches!(self, Self::Compact | Self::CompactDelete)
-    }
-}
-
-/// When appended data is made durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlushPolicy {
-    /// Acknowledge once replicated into memory/page cache; fsync on an
-    /// interval (Kafka's default behaviour).
-    Replicated,
-    /// fsync before acknowledging, several producers sharing one fsync
-    /// (group commit).
-    Fsync,
-}
+pub use rill_proto::topic::{CleanupPolicy, FlushPolicy};
 
 /// Settings of one partition log.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +35,7 @@ pub struct LogConfig {
     /// Topic settings the log does not use, kept to report them: those the
     /// controller enforces (`unclean.leader.election.enable`) and Kafka keys
     /// Rill accepts without acting on them (see
-    /// [`rill_controller::service::validate::ACCEPTED_NOT_ENFORCED_KEYS`]).
+    /// [`rill_proto::topic::Support::AcceptedOnly`]).
     pub other: BTreeMap<String, String>,
 }
 
@@ -87,7 +60,7 @@ impl Default for LogConfig {
 /// A topic config entry that could not be used.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error("unknown topic config key {0:?} (known: {known})", known = KNOWN_KEYS.join(", "))]
+    #[error("unknown topic config key {0:?} (known: {known})", known = topic::applied_config_keys().join(", "))]
     UnknownKey(String),
     #[error("topic config {key}={value:?}: {reason}")]
     BadValue {
@@ -97,93 +70,41 @@ pub enum ConfigError {
     },
 }
 
-/// Topic config keys Rill understands.
-pub const KNOWN_KEYS: &[&str] = &[
-    "segment.bytes",
-    "segment.ms",
-    "retention.ms",
-    "retention.bytes",
-    "cleanup.policy",
-    "index.interval.bytes",
-    "max.message.bytes",
-    "flush",
-    "flush.ms",
-    "min.insync.replicas",
-    "unclean.leader.election.enable",
-];
-
-fn bad(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::BadValue {
-        key: key.to_owned(),
-        value: value.to_owned(),
-        reason: reason.into(),
-    }
-}
-
-fn int(key: &str, value: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
-    let n: i64 = value
-        .trim()
-        .parse()
-        .map_err(|_| bad(key, value, "not an integer"))?;
-    if n < min || n > max {
-        return Err(bad(key, value, format!("must be between {min} and {max}")));
-    }
-    Ok(n)
-}
-
 impl LogConfig {
     /// Applies Kafka-style overrides on top of `self`.
     pub fn with_overrides(mut self, map: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
         for (key, value) in map {
             let v = value.as_str();
-            match key.as_str() {
-                "segment.bytes" => self.segment_bytes = int(key, v, 14, i32::MAX as i64)? as u64,
-                "segment.ms" => self.segment_ms = int(key, v, 1, i64::MAX)?,
-                "retention.ms" => self.retention_ms = int(key, v, -1, i64::MAX)?,
-                "retention.bytes" => self.retention_bytes = int(key, v, -1, i64::MAX)?,
-                "index.interval.bytes" => {
-                    self.index_interval_bytes = int(key, v, 0, i32::MAX as i64)? as u32
+            // The broker trims every value; `topic::parse_config` leaves
+            // `flush` and `unclean.leader.election.enable` as given.
+            let parsed = topic::parse_config(key, v.trim()).map_err(|problem| match problem {
+                ConfigProblem::UnknownKey => ConfigError::UnknownKey(key.clone()),
+                ConfigProblem::BadValue(reason) => ConfigError::BadValue {
+                    key: key.clone(),
+                    value: v.to_owned(),
+                    reason,
+                },
+            })?;
+            match (key.as_str(), parsed) {
+                ("segment.bytes", ConfigValue::Int(n)) => self.segment_bytes = n as u64,
+                ("segment.ms", ConfigValue::Int(n)) => self.segment_ms = n,
+                ("retention.ms", ConfigValue::Int(n)) => self.retention_ms = n,
+                ("retention.bytes", ConfigValue::Int(n)) => self.retention_bytes = n,
+                ("index.interval.bytes", ConfigValue::Int(n)) => {
+                    self.index_interval_bytes = n as u32
                 }
-                "max.message.bytes" => {
-                    self.max_batch_bytes = int(key, v, 61, 64 << 20)? as usize;
+                ("max.message.bytes", ConfigValue::Int(n)) => self.max_batch_bytes = n as usize,
+                ("flush.ms", ConfigValue::Int(n)) => {
+                    self.flush_interval = Duration::from_millis(n as u64)
                 }
-                "flush.ms" => {
-                    self.flush_interval = Duration::from_millis(int(key, v, 1, i64::MAX)? as u64)
-                }
-                "min.insync.replicas" => {
-                    self.min_insync_replicas = int(key, v, 1, i32::MAX as i64)? as u32
-                }
-                "cleanup.policy" => {
-                    let mut parts: Vec<&str> = v.split(',').map(str::trim).collect();
-                    parts.sort_unstable();
-                    parts.dedup();
-                    self.cleanup_policy = match parts.as_slice() {
-                        ["delete"] => CleanupPolicy::Delete,
-                        ["compact"] => CleanupPolicy::Compact,
-                        ["compact", "delete"] => CleanupPolicy::CompactDelete,
-                        _ => return Err(bad(key, v, "expected delete, compact or compact,delete")),
-                    };
-                }
-                "unclean.leader.election.enable" => {
-                    if !matches!(v.trim(), "true" | "false") {
-                        return Err(bad(key, v, "expected true or false"));
-                    }
+                ("min.insync.replicas", ConfigValue::Int(n)) => self.min_insync_replicas = n as u32,
+                (_, ConfigValue::CleanupPolicy(policy)) => self.cleanup_policy = policy,
+                (_, ConfigValue::Flush(flush)) => self.flush = flush,
+                // Kept to report: `unclean.leader.election.enable` (the
+                // controller acts on it) and the keys Rill only accepts.
+                _ => {
                     self.other.insert(key.clone(), v.trim().to_owned());
                 }
-                "flush" => {
-                    self.flush = match v.trim() {
-                        "replicated" => FlushPolicy::Replicated,
-                        "fsync" => FlushPolicy::Fsync,
-                        _ => return Err(bad(key, v, "expected replicated or fsync")),
-                    };
-                }
-                _ => match accepted_not_enforced(key, v) {
-                    Some(Ok(())) => {
-                        self.other.insert(key.clone(), v.trim().to_owned());
-                    }
-                    Some(Err(reason)) => return Err(bad(key, v, reason)),
-                    None => return Err(ConfigError::UnknownKey(key.clone())),
-                },
             }
         }
         Ok(self)
@@ -192,27 +113,18 @@ impl LogConfig {
     /// The settings as Kafka-style `key=value` pairs (for Metadata and
     /// DescribeConfigs).
     pub fn to_map(&self) -> BTreeMap<String, String> {
-        let policy = match self.cleanup_policy {
-            CleanupPolicy::Delete => "delete",
-            CleanupPolicy::Compact => "compact",
-            CleanupPolicy::CompactDelete => "compact,delete",
-        };
-        let flush = match self.flush {
-            FlushPolicy::Replicated => "replicated",
-            FlushPolicy::Fsync => "fsync",
-        };
         [
             ("segment.bytes", self.segment_bytes.to_string()),
             ("segment.ms", self.segment_ms.to_string()),
             ("retention.ms", self.retention_ms.to_string()),
             ("retention.bytes", self.retention_bytes.to_string()),
-            ("cleanup.policy", policy.to_owned()),
+            ("cleanup.policy", self.cleanup_policy.as_str().to_owned()),
             (
                 "index.interval.bytes",
                 self.index_interval_bytes.to_string(),
             ),
             ("max.message.bytes", self.max_batch_bytes.to_string()),
-            ("flush", flush.to_owned()),
+            ("flush", self.flush.as_str().to_owned()),
             ("flush.ms", self.flush_interval.as_millis().to_string()),
             ("min.insync.replicas", self.min_insync_replicas.to_string()),
         ]

@@ -40,8 +40,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::{info, warn};
 
-/// Kafka's limit on topic name length.
-pub const MAX_TOPIC_NAME_LEN: usize = 249;
+pub use rill_proto::topic::{InvalidTopicName, validate_topic_name};
 
 /// A topic as created by a user: what is persisted in `topic.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,46 +57,6 @@ pub struct TopicSpec {
     pub config: BTreeMap<String, String>,
     /// When the topic was created (ms since the epoch).
     pub created_ms: i64,
-}
-
-/// Why a topic name is refused.
-#[derive(Debug, Error, PartialEq, Eq)]
-#[error("invalid topic name {name:?}: {reason}")]
-pub struct InvalidTopicName {
-    pub name: String,
-    pub reason: String,
-}
-
-/// Kafka's topic name rules: 1..=249 characters of `[a-zA-Z0-9._-]`, and
-/// not `.` or `..`.
-pub fn validate_topic_name(name: &str) -> Result<(), InvalidTopicName> {
-    let fail = |reason: String| {
-        Err(InvalidTopicName {
-            name: name.chars().take(300).collect(),
-            reason,
-        })
-    };
-    if name.is_empty() {
-        return fail("a topic name must not be empty".to_owned());
-    }
-    if name.len() > MAX_TOPIC_NAME_LEN {
-        return fail(format!(
-            "{} characters is longer than the limit of {MAX_TOPIC_NAME_LEN}",
-            name.chars().count()
-        ));
-    }
-    if name == "." || name == ".." {
-        return fail("\".\" and \"..\" are not allowed".to_owned());
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return fail(format!(
-            "character {c:?} is not allowed (use letters, digits, '.', '_' and '-')"
-        ));
-    }
-    Ok(())
 }
 
 /// Persists [`TopicSpec`]s under `<data>/topics`.
@@ -283,42 +242,6 @@ impl TopicStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn given_kafka_legal_names_when_validated_should_pass() {
-        for name in [
-            "a",
-            "orders",
-            "orders.v2",
-            "my_topic-1",
-            "...",
-            "x".repeat(249).as_str(),
-        ] {
-            assert_eq!(validate_topic_name(name), Ok(()), "{name}");
-        }
-    }
-
-    #[test]
-    fn given_illegal_names_when_validated_should_say_why() {
-        let cases = [
-            ("", "empty"),
-            (".", "not allowed"),
-            ("..", "not allowed"),
-            ("a/b", "'/'"),
-            ("with space", "' '"),
-            ("ünïcode", "'ü'"),
-            ("nul\0", "'\\0'"),
-        ];
-        for (name, why) in cases {
-            let err = validate_topic_name(name).expect_err(name).to_string();
-            assert!(err.contains(why), "{name:?}: {err}");
-        }
-        let long = "x".repeat(250);
-        let err = validate_topic_name(&long)
-            .expect_err("too long")
-            .to_string();
-        assert!(err.contains("250 characters"), "{err}");
-    }
 
     #[test]
     fn given_saved_specs_when_reopened_should_load_them_and_skip_dirs_without_spec() {

@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 use rill_controller::client::MetadataView;
+use rill_proto::topic::MAX_PARTITIONS_PER_TOPIC;
 use tracing::{info, warn};
 
 use super::{Acks, ClientRead, Error, FetchResult, Partition, PartitionState, ProduceResult};
-use crate::config::MAX_PARTITIONS_PER_TOPIC;
 use crate::log::{LogConfig, PartitionLog};
 use crate::metadata::{
     StoreError, TopicSpec, TopicStore, belongs_to_other_topic, partition_topic_id,

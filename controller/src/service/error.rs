@@ -29,7 +29,8 @@ pub enum ServiceError {
     #[error(transparent)]
     Controller(#[from] ControllerError),
     #[error(
-        "invalid topic name {name:?}: {reason} (1 to 249 characters of a-z, A-Z, 0-9, '.', '_', '-'; not \".\" or \"..\")"
+        "invalid topic name {name:?}: {reason} (1 to {max} characters of a-z, A-Z, 0-9, '.', '_', '-'; not \".\" or \"..\")",
+        max = rill_proto::topic::MAX_TOPIC_NAME_LEN
     )]
     InvalidTopicName { name: String, reason: &'static str },
     #[error("invalid topic config {key}={value:?}: {reason}")]

@@ -88,18 +88,14 @@ impl ControllerService {
         started: Instant,
         result: Result<T, ServiceError>,
     ) -> Result<Response<T>, Status> {
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.reason(),
-        };
-        self.metrics
-            .requests
-            .with_label_values(&[method, outcome])
-            .inc();
-        self.metrics
-            .request_seconds
-            .with_label_values(&[method, outcome])
-            .observe(started.elapsed().as_secs_f64());
+        rill_process::metrics::observe_result(
+            &self.metrics.requests,
+            &self.metrics.request_seconds,
+            method,
+            started,
+            &result,
+            ServiceError::reason,
+        );
         result.map(Response::new).map_err(|e| {
             tracing::debug!(method, error = %e, "controller request failed");
             e.to_status()

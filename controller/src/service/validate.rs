@@ -1,43 +1,23 @@
-//! Checks on topic admin requests made before they reach the core: topic
-//! names follow Kafka's rules, and topic config is a small allow-list of
+//! Checks on topic admin requests made before they reach the core, by the
+//! shared rules of [`rill_proto::topic`]: topic names follow Kafka's rules,
+//! partition counts are bounded, and topic config is the table of
 //! Kafka-style keys with typed values. The broker applies these settings;
 //! the controller only refuses what no broker would accept, so a bad
 //! config never becomes durable metadata.
 
 use std::collections::BTreeMap;
 
+use rill_proto::topic::MAX_PARTITIONS_PER_TOPIC;
+use rill_proto::topic::{self, ConfigProblem};
+
 use super::error::ServiceError;
-
-/// Longest topic name Kafka accepts.
-pub const MAX_TOPIC_NAME_LEN: usize = 249;
-
-/// Largest partition count of one topic (each partition holds open files
-/// and a directory on every replica).
-pub const MAX_PARTITIONS_PER_TOPIC: i32 = 1000;
 
 /// Kafka's topic name rules: 1..=249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
 pub fn topic_name(name: &str) -> Result<(), ServiceError> {
-    let reason = if name.is_empty() {
-        Some("empty")
-    } else if name.len() > MAX_TOPIC_NAME_LEN {
-        Some("too long")
-    } else if name == "." || name == ".." {
-        Some("reserved")
-    } else if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
-        Some("illegal character")
-    } else {
-        None
-    };
-    match reason {
-        Some(reason) => Err(ServiceError::InvalidTopicName {
-            name: name.to_owned(),
-            reason,
-        }),
-        None => Ok(()),
-    }
+    topic::validate_topic_name(name).map_err(|e| ServiceError::InvalidTopicName {
+        name: name.to_owned(),
+        reason: e.problem.short(),
+    })
 }
 
 /// A partition count for a new topic or a new total.
@@ -58,111 +38,6 @@ fn bad(key: &str, value: &str, reason: impl Into<String>) -> ServiceError {
     }
 }
 
-fn int(key: &str, value: &str, min: i64, max: i64) -> Result<i64, ServiceError> {
-    let n: i64 = value
-        .trim()
-        .parse()
-        .map_err(|_| bad(key, value, "not an integer"))?;
-    if n < min || n > max {
-        return Err(bad(key, value, format!("must be between {min} and {max}")));
-    }
-    Ok(n)
-}
-
-/// The topic config keys the controller accepts.
-pub const CONFIG_KEYS: &[&str] = &[
-    "cleanup.policy",
-    "flush",
-    "flush.ms",
-    "index.interval.bytes",
-    "max.message.bytes",
-    "min.insync.replicas",
-    "retention.bytes",
-    "retention.ms",
-    "segment.bytes",
-    "segment.ms",
-    "unclean.leader.election.enable",
-];
-
-/// Kafka topic config keys Rill accepts, stores and reports (DescribeConfigs)
-/// but does not act on, so clients that set them (Kafka Streams sets
-/// `message.timestamp.type` on its internal topics) keep working. Values
-/// are still checked for their type.
-pub const ACCEPTED_NOT_ENFORCED_KEYS: &[&str] = &[
-    "compression.type",
-    "delete.retention.ms",
-    "file.delete.delay.ms",
-    "flush.messages",
-    "follower.replication.throttled.replicas",
-    "leader.replication.throttled.replicas",
-    "max.compaction.lag.ms",
-    "message.downconversion.enable",
-    "message.timestamp.after.max.ms",
-    "message.timestamp.before.max.ms",
-    "message.timestamp.difference.max.ms",
-    "message.timestamp.type",
-    "min.cleanable.dirty.ratio",
-    "min.compaction.lag.ms",
-    "preallocate",
-    "segment.index.bytes",
-    "segment.jitter.ms",
-];
-
-/// Checks a key of [`ACCEPTED_NOT_ENFORCED_KEYS`]: `None` for any other
-/// key, else whether the value is acceptable (the error says why not).
-pub fn accepted_not_enforced(key: &str, value: &str) -> Option<Result<(), String>> {
-    let v = value.trim();
-    let integer = |min: i64| match v.parse::<i64>() {
-        Ok(n) if n >= min => Ok(()),
-        Ok(_) => Err(format!("must be at least {min}")),
-        Err(_) => Err("not an integer".to_owned()),
-    };
-    let result = match key {
-        "compression.type" => {
-            // Batches are stored exactly as produced.
-            if v == "producer" {
-                Ok(())
-            } else {
-                Err("only \"producer\" is supported: Rill stores batches as the producer compressed them".to_owned())
-            }
-        }
-        "message.timestamp.type" => match v {
-            "CreateTime" => Ok(()),
-            "LogAppendTime" => Err(
-                "LogAppendTime is not supported: Rill keeps the producer's timestamps (CreateTime)"
-                    .to_owned(),
-            ),
-            _ => Err("expected CreateTime".to_owned()),
-        },
-        "message.downconversion.enable" | "preallocate" => {
-            if matches!(v, "true" | "false") {
-                Ok(())
-            } else {
-                Err("expected true or false".to_owned())
-            }
-        }
-        "min.cleanable.dirty.ratio" => match v.parse::<f64>() {
-            Ok(r) if (0.0..=1.0).contains(&r) => Ok(()),
-            _ => Err("expected a number between 0 and 1".to_owned()),
-        },
-        "follower.replication.throttled.replicas" | "leader.replication.throttled.replicas" => {
-            Ok(())
-        }
-        "segment.index.bytes" => integer(4),
-        "flush.messages" => integer(1),
-        "delete.retention.ms"
-        | "file.delete.delay.ms"
-        | "max.compaction.lag.ms"
-        | "message.timestamp.after.max.ms"
-        | "message.timestamp.before.max.ms"
-        | "message.timestamp.difference.max.ms"
-        | "min.compaction.lag.ms"
-        | "segment.jitter.ms" => integer(0),
-        _ => return None,
-    };
-    Some(result)
-}
-
 /// Checks every key and value; `replication_factor` bounds
 /// `min.insync.replicas` (a larger value could never be satisfied).
 pub fn topic_config(
@@ -171,57 +46,23 @@ pub fn topic_config(
 ) -> Result<(), ServiceError> {
     for (key, value) in config {
         let v = value.as_str();
-        match key.as_str() {
-            "segment.bytes" => {
-                int(key, v, 14, i64::from(i32::MAX))?;
+        if key == "min.insync.replicas" {
+            topic::min_insync_replicas_within(v, replication_factor)
+                .map_err(|reason| bad(key, v, reason))?;
+            continue;
+        }
+        match topic::parse_config(key, v) {
+            Ok(_) => {}
+            Err(ConfigProblem::BadValue(reason)) => return Err(bad(key, v, reason)),
+            Err(ConfigProblem::UnknownKey) => {
+                let mut known = topic::applied_config_keys();
+                known.sort_unstable();
+                return Err(bad(
+                    key,
+                    v,
+                    format!("unknown key; known keys: {}", known.join(", ")),
+                ));
             }
-            "segment.ms" | "flush.ms" => {
-                int(key, v, 1, i64::MAX)?;
-            }
-            "retention.ms" | "retention.bytes" => {
-                int(key, v, -1, i64::MAX)?;
-            }
-            "index.interval.bytes" => {
-                int(key, v, 0, i64::from(i32::MAX))?;
-            }
-            "max.message.bytes" => {
-                int(key, v, 61, 64 << 20)?;
-            }
-            "min.insync.replicas" => {
-                int(key, v, 1, i64::from(replication_factor.max(1)))?;
-            }
-            "cleanup.policy" => {
-                let mut parts: Vec<&str> = v.split(',').map(str::trim).collect();
-                parts.sort_unstable();
-                parts.dedup();
-                if !matches!(
-                    parts.as_slice(),
-                    ["delete"] | ["compact"] | ["compact", "delete"]
-                ) {
-                    return Err(bad(key, v, "expected delete, compact or compact,delete"));
-                }
-            }
-            "flush" => {
-                if !matches!(v, "replicated" | "fsync") {
-                    return Err(bad(key, v, "expected replicated or fsync"));
-                }
-            }
-            "unclean.leader.election.enable" => {
-                if !matches!(v, "true" | "false") {
-                    return Err(bad(key, v, "expected true or false"));
-                }
-            }
-            _ => match accepted_not_enforced(key, v) {
-                Some(Ok(())) => {}
-                Some(Err(reason)) => return Err(bad(key, v, reason)),
-                None => {
-                    return Err(bad(
-                        key,
-                        v,
-                        format!("unknown key; known keys: {}", CONFIG_KEYS.join(", ")),
-                    ));
-                }
-            },
         }
     }
     Ok(())

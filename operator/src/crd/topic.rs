@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
+use rill_proto::topic;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -167,12 +168,13 @@ pub enum CleanupPolicy {
 }
 
 impl CleanupPolicy {
-    /// The Kafka configuration value.
+    /// The Kafka configuration value, as the brokers' topic rules spell it.
     pub fn as_str(self) -> &'static str {
         match self {
-            CleanupPolicy::Delete => "delete",
-            CleanupPolicy::Compact => "compact",
+            CleanupPolicy::Delete => topic::CleanupPolicy::Delete,
+            CleanupPolicy::Compact => topic::CleanupPolicy::Compact,
         }
+        .as_str()
     }
 }
 
@@ -187,12 +189,13 @@ pub enum FlushPolicy {
 }
 
 impl FlushPolicy {
-    /// The configuration value.
+    /// The configuration value, as the brokers' topic rules spell it.
     pub fn as_str(self) -> &'static str {
         match self {
-            FlushPolicy::Replicated => "replicated",
-            FlushPolicy::Fsync => "fsync",
+            FlushPolicy::Replicated => topic::FlushPolicy::Replicated,
+            FlushPolicy::Fsync => topic::FlushPolicy::Fsync,
         }
+        .as_str()
     }
 }
 

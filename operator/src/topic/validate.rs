@@ -1,5 +1,9 @@
 //! Topic checks that need no other object (spec against itself), and the one
-//! that needs the cluster (replication factor against broker count).
+//! that needs the cluster (replication factor against broker count). Topic
+//! names follow the rules shared with the broker and the controller
+//! ([`rill_proto::topic`]).
+
+use rill_proto::topic::{MAX_TOPIC_NAME_LEN, validate_topic_name};
 
 use crate::crd::{StreamCluster, Topic};
 
@@ -17,9 +21,6 @@ impl InvalidTopic {
     }
 }
 
-/// Kafka's longest topic name.
-pub const MAX_TOPIC_NAME_LEN: usize = 249;
-
 /// Configuration keys the typed fields own; `config.other` may not repeat them.
 pub const TYPED_KEYS: [&str; 6] = [
     "retention.ms",
@@ -30,22 +31,12 @@ pub const TYPED_KEYS: [&str; 6] = [
     "flush",
 ];
 
-fn is_topic_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_TOPIC_NAME_LEN
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-}
-
 /// Checks the spec on its own.
 pub fn validate(topic: &Topic) -> Result<(), InvalidTopic> {
     let mut problems = Vec::new();
     let spec = &topic.spec;
     let name = topic.effective_topic_name();
-    if !is_topic_name(&name) {
+    if validate_topic_name(&name).is_err() {
         problems.push(format!(
             "topic name {name:?} must be 1-{MAX_TOPIC_NAME_LEN} characters of letters, digits, '.', '_' and '-' (and not '.' or '..')"
         ));
