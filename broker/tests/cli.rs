@@ -19,7 +19,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use broker_process::BrokerProcess;
-use rill_broker::client::partition_for_key;
+use rill_client::partition_for_key;
 
 /// Longest a single `rill` invocation may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
