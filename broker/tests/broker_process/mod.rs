@@ -175,18 +175,11 @@ pub fn broker_binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("path of the test executable");
-    let path = exe
+    let dir = exe
         .parent()
         .and_then(Path::parent)
-        .expect("the test executable runs from target/<profile>/deps")
-        .join("rill-broker");
-    assert!(
-        path.exists(),
-        "{} is missing: build it first with `cargo build -p rill-broker --bin rill-broker` \
-         (or run `cargo test --workspace`, which builds it)",
-        path.display()
-    );
-    path
+        .expect("the test executable runs from target/<profile>/deps");
+    built(dir.join("rill-broker"))
 }
 
 /// The `rill-controller` binary: built by the `rill-controller` package,
@@ -194,10 +187,15 @@ pub fn broker_binary() -> PathBuf {
 /// `rill-broker` in the same target directory once built (`cargo test
 /// --workspace` builds every binary before running any test).
 pub fn controller_binary() -> PathBuf {
-    let path = broker_binary().with_file_name("rill-controller");
+    built(broker_binary().with_file_name("rill-controller"))
+}
+
+/// `path`, a binary named like its package, or a panic saying how to build it.
+fn built(path: PathBuf) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
     assert!(
         path.exists(),
-        "{} is missing: build it first with `cargo build -p rill-controller --bin rill-controller` \
+        "{} is missing: build it first with `cargo build -p {name} --bin {name}` \
          (or run `cargo test --workspace`, which builds it)",
         path.display()
     );
