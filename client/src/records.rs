@@ -3,13 +3,11 @@
 //! every fetched batch (bounds, CRC-32C) and decodes its records with
 //! `kafka-protocol`'s decoder (never hand-written).
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::ClientError;
-use crate::batch;
+use crate::batch::{self, EncodeOptions, NewRecord};
 
 /// One record read back from a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,39 +37,15 @@ pub fn encode_batch<K: AsRef<[u8]>, V: AsRef<[u8]>>(
             "a batch needs at least one record".into(),
         ));
     }
-    let records: Vec<Record> = records
+    let records: Vec<NewRecord> = records
         .iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder keeps records in one batch only while
-            // offset - sequence is constant; this yields base sequence -1
-            // (no idempotent producer).
-            sequence: i as i32 - 1,
-            timestamp: timestamp_ms,
+        .map(|(key, value)| NewRecord {
             key: key.as_ref().map(|k| Bytes::copy_from_slice(k.as_ref())),
             value: Some(Bytes::copy_from_slice(value.as_ref())),
-            headers: Default::default(),
+            timestamp: timestamp_ms,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| ClientError::Encode(e.to_string()))?;
-    Ok(buf.freeze())
+    batch::encode(&records, &EncodeOptions::default()).map_err(|e| ClientError::Encode(e.0))
 }
 
 /// Records decoded from concatenated batches.

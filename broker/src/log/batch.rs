@@ -10,53 +10,30 @@ pub use rill_client::batch::{
 
 #[cfg(test)]
 pub(crate) mod test_util {
-    //! Builds and reads real batches with the kafka-protocol codec.
-    use bytes::{Bytes, BytesMut};
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-        TimestampType,
-    };
+    //! Builds batches with the shared encoder and reads them with the
+    //! kafka-protocol decoder.
+    use bytes::Bytes;
+    use kafka_protocol::records::{Compression, RecordBatchDecoder};
+    use rill_client::batch::{EncodeOptions, NewRecord, Producer, encode as encode_records};
 
     /// One record to encode: key, value, timestamp.
     pub type Rec<'a> = (Option<&'a [u8]>, &'a [u8], i64);
 
     /// Encodes records as one RecordBatch v2 (offsets from 0, no producer).
     pub fn encode(records: &[Rec<'_>], compression: Compression) -> Vec<u8> {
-        let records: Vec<Record> = records
+        let records: Vec<NewRecord> = records
             .iter()
-            .enumerate()
-            .map(|(i, (k, v, ts))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32 - 1,
-                timestamp: *ts,
+            .map(|(k, v, ts)| NewRecord {
                 key: k.map(Bytes::copy_from_slice),
                 value: Some(Bytes::copy_from_slice(v)),
-                headers: Default::default(),
+                timestamp: *ts,
             })
             .collect();
-        encode_records(&records, compression)
-    }
-
-    /// Encodes `records` as one RecordBatch v2.
-    fn encode_records(records: &[Record], compression: Compression) -> Vec<u8> {
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )
-        .expect("encode");
-        buf.to_vec()
+        let options = EncodeOptions {
+            compression,
+            ..EncodeOptions::default()
+        };
+        encode_records(&records, &options).expect("encode").to_vec()
     }
 
     /// Decodes stored batches into (offset, key, value, timestamp).
@@ -79,26 +56,23 @@ pub(crate) mod test_util {
         first_sequence: i32,
         timestamp: i64,
     ) -> Vec<u8> {
-        let records: Vec<Record> = values
+        let records: Vec<NewRecord> = values
             .iter()
-            .enumerate()
-            .map(|(i, v)| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id,
-                producer_epoch,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: first_sequence + i as i32,
-                timestamp,
+            .map(|v| NewRecord {
                 key: None,
                 value: Some(Bytes::copy_from_slice(v)),
-                headers: Default::default(),
+                timestamp,
             })
             .collect();
-        encode_records(&records, Compression::None)
+        let options = EncodeOptions {
+            producer: Some(Producer {
+                id: producer_id,
+                epoch: producer_epoch,
+                first_sequence,
+            }),
+            ..EncodeOptions::default()
+        };
+        encode_records(&records, &options).expect("encode").to_vec()
     }
 
     /// One uncompressed batch of unkeyed `values`.
@@ -110,4 +84,3 @@ pub(crate) mod test_util {
         encode(&recs, Compression::None)
     }
 }
-
