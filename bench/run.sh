@@ -94,8 +94,8 @@ profile="${RILL_BENCH_PROFILE:-}"
 if [ -n "${RILL_BIN_DIR:-}" ]; then
     bin="$RILL_BIN_DIR"
 elif [ "$profile" = release ]; then
-    say "cargo build --release -p rill-broker --bins -p rill-controller"
-    cargo build --release -p rill-broker --bins -p rill-controller
+    say "cargo build --release -p rill-broker -p rill-client --bins -p rill-controller"
+    cargo build --release -p rill-broker -p rill-client --bins -p rill-controller
     bin="$target/release"
 else
     # The invocation `make test` uses, so nothing is rebuilt with other

@@ -71,7 +71,7 @@ case "$target" in
         elif $build; then
             stamp "building rill-broker and rill-controller ($profile)"
             if [ "$profile" = release ]; then
-                cargo build --release -p rill-broker --bins -p rill-controller
+                cargo build --release -p rill-broker -p rill-client --bins -p rill-controller
             else
                 # The same invocation as `make test`: reuses its debug binaries.
                 cargo test --workspace --all-targets --no-run

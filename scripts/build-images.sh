@@ -74,7 +74,7 @@ fi
 
 if $build; then
   if [ "$profile" = release ]; then
-    cargo build --release --locked -p rill-broker -p rill-operator --bins
+    cargo build --release --locked -p rill-broker -p rill-client -p rill-operator --bins
   else
     # The invocation `make test` uses, so nothing is rebuilt with other
     # features; it leaves every binary in $target/debug.

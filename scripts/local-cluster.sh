@@ -29,7 +29,7 @@ port() { if $smoke; then echo 0; else echo "$1"; fi; }
 
 say "Building rill-controller, rill-broker and rill ($profile)"
 if [ "$profile" = release ]; then
-  cargo build --release -p rill-broker --bins -p rill-controller
+  cargo build --release -p rill-broker -p rill-client --bins -p rill-controller
 else
   # The same invocation as `make test`, so nothing is rebuilt with other
   # feature sets; it leaves every binary in $target/debug.

@@ -32,7 +32,7 @@ say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 say "Building rill-broker and rill ($profile)"
 if [ "$profile" = release ]; then
-  cargo build --release -p rill-broker --bins
+  cargo build --release -p rill-broker -p rill-client --bins
 else
   # The same invocation as `make test`, so nothing is rebuilt with other
   # feature sets; it leaves every binary in $target/debug.

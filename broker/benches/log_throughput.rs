@@ -4,7 +4,7 @@
 //! (`rill_broker::log`) without network or gRPC in the way:
 //! - append throughput (MB/s, records/s) and p50/p99/max append latency for
 //!   1 KiB records in 16 KiB batches (16 records per batch, encoded once with
-//!   kafka-protocol's `RecordBatchEncoder` and re-appended: the log restamps
+//!   `rill_client::batch::encode` and re-appended: the log restamps
 //!   base offsets in place, the CRC does not cover them), with
 //!   `flush=replicated` (a background thread fsyncs every `flush.ms`, as the
 //!   broker does) and with `flush=fsync` (several concurrent appenders on a
@@ -25,13 +25,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use clap::Parser;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use parking_lot::Mutex;
 use rill_broker::log::{FlushPolicy, GroupCommit, LogConfig, PartitionLog};
+use rill_client::batch::{self, EncodeOptions, NewRecord};
 
 /// Size of one record's value.
 const RECORD_BYTES: usize = 1024;
@@ -192,20 +190,11 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// One 16 KiB batch of 16 x 1 KiB records, encoded by kafka-protocol.
+/// One 16 KiB batch of 16 x 1 KiB records, encoded by Rill's encoder
+/// (`rill_client::batch`, on kafka-protocol's).
 fn build_batch() -> Result<Vec<u8>> {
-    let records: Vec<Record> = (0..RECORDS_PER_BATCH)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32 - 1,
-            timestamp: 1_700_000_000_000,
+    let records: Vec<NewRecord> = (0..RECORDS_PER_BATCH)
+        .map(|i| NewRecord {
             key: None,
             // Not all zeros, so nothing below can take a shortcut.
             value: Some(Bytes::from(
@@ -213,19 +202,10 @@ fn build_batch() -> Result<Vec<u8>> {
                     .map(|j| (j * 31 + i * 7) as u8)
                     .collect::<Vec<u8>>(),
             )),
-            headers: Default::default(),
+            timestamp: 1_700_000_000_000,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )?;
-    Ok(buf.to_vec())
+    Ok(batch::encode(&records, &EncodeOptions::default())?.to_vec())
 }
 
 fn print_machine(dir: &Path) {

@@ -1,5 +1,4 @@
 //! Rill broker.
-pub mod client;
 pub mod config;
 pub mod group;
 pub mod grpc;

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use broker_process::BrokerProcess;
 use bytes::Bytes;
 use parking_lot::Mutex;
-use rill_broker::client::{Acks, Client, OffsetQuery, decode_batches};
+use rill_client::{Acks, Client, OffsetQuery, decode_batches};
 
 /// Kill points in one run (the issue asks for at least 20).
 const KILL_POINTS: u64 = 24;

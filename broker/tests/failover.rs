@@ -58,7 +58,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use nix::sys::signal::Signal;
 use parking_lot::Mutex;
-use rill_broker::client::{decode_batches, encode_batch};
+use rill_client::{decode_batches, encode_batch};
 use rill_proto::client::client_client::ClientClient;
 use rill_proto::client::{
     Acks, CreateTopicRequest, FetchRequest, MetadataRequest, ProduceRequest, TopicInfo,

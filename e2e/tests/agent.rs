@@ -30,7 +30,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::watcher::{self, Event, watcher};
 use parking_lot::Mutex;
-use rill_broker::client::{Acks, Client as RillClient};
+use rill_client::{Acks, Client as RillClient};
 use rill_e2e::{client, delete_namespace, free_port, namespace, wait_for};
 use serde_json::json;
 

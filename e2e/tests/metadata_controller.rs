@@ -23,9 +23,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use rill_broker::client::{Acks, Client as RillClient};
 use rill_broker::config::BrokerConfig;
 use rill_broker::{Broker, BrokerHandle};
+use rill_client::{Acks, Client as RillClient};
 use rill_controller::{
     ClientOptions, ControllerClient, MetadataStore, PartitionState, StoreError, TopicState,
 };

@@ -25,9 +25,8 @@
 //! checked against the bytes that are left before anything is allocated.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::RecordBatchDecoder;
+use rill_client::batch::{Batching, EncodeOptions, NewRecord};
 use thiserror::Error;
 
 /// Key version of offset commits written by Rill.
@@ -193,39 +192,24 @@ pub fn encode_group(value: &GroupValue) -> Bytes {
     buf.freeze()
 }
 
-/// Encodes keyed records (value `None`: tombstone) as one uncompressed
-/// RecordBatch v2 stamped with `timestamp`.
+/// Encodes keyed records (value `None`: tombstone) stamped with
+/// `timestamp`, each in an uncompressed RecordBatch v2 of its own.
 pub fn encode_batch(records: &[(Bytes, Option<Bytes>)], timestamp: i64) -> Vec<u8> {
-    let records: Vec<Record> = records
+    let records: Vec<NewRecord> = records
         .iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp,
+        .map(|(key, value)| NewRecord {
             key: Some(key.clone()),
             value: value.clone(),
-            headers: Default::default(),
+            timestamp,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encoding an uncompressed batch into memory cannot fail");
-    buf.to_vec()
+    let options = EncodeOptions {
+        batching: Batching::PerRecord,
+        ..EncodeOptions::default()
+    };
+    rill_client::batch::encode(&records, &options)
+        .expect("encoding an uncompressed batch into memory cannot fail")
+        .to_vec()
 }
 
 // ---- decoding ----

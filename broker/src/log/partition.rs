@@ -25,9 +25,9 @@ use super::batch::{self, BatchHeader};
 use super::config::LogConfig;
 use super::segment::{self, ReadSlice, Segment};
 
-/// Hard cap on one stored batch, whatever a topic's `max.message.bytes`:
-/// followers accept what leaders stored, and recovery bounds reads by it.
-pub const MAX_STORED_BATCH: usize = 64 << 20;
+/// Hard cap on one stored batch (defined with the batch format, which the
+/// client checks fetched batches against too).
+pub use rill_client::batch::MAX_STORED_BATCH;
 
 /// File holding the recovery point: every segment wholly below this
 /// offset was fsynced and is trusted on start without a full scan.

@@ -7,8 +7,10 @@
 //! The same for the `rill-controller` binary ([`ControllerProcess`]), and
 //! [`BrokerProcess::signal`] for SIGSTOP/SIGCONT.
 //!
-//! Shared by `crash.rs`, `cli.rs` and `failover.rs` (owned with them; the
-//! in-process helpers of the other integration tests live in `common/`).
+//! Shared by `crash.rs`, `failover.rs` and `kafka_groups.rs` (owned with
+//! them; the in-process helpers of the other integration tests live in
+//! `common/`), and by the `rill` CLI's tests (`client/tests/cli.rs`), which
+//! include this file by path.
 #![allow(dead_code)]
 
 use std::fs::OpenOptions;
@@ -44,7 +46,7 @@ impl BrokerProcess {
     /// Starts a broker on `data_dir` with extra command-line `args`,
     /// appending its stderr to `log_path`, and waits until it serves.
     pub fn start(data_dir: &Path, log_path: &Path, args: &[&str]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rill-broker"));
+        let mut cmd = Command::new(broker_binary());
         cmd.arg("--data-dir")
             .arg(data_dir)
             .args(["--listen-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
@@ -163,15 +165,37 @@ fn ready_field(line: &str, name: &str) -> String {
         .to_owned()
 }
 
+/// The `rill-broker` binary. Cargo names it to the broker's own tests
+/// (`CARGO_BIN_EXE_rill-broker`); tests of another package (the `rill`
+/// CLI's) find it in the target directory their test executable runs from
+/// (`target/<profile>/deps/<test>-<hash>`), once built (`cargo test
+/// --workspace` builds every binary before running any test).
+pub fn broker_binary() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_rill-broker") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("path of the test executable");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test executable runs from target/<profile>/deps");
+    built(dir.join("rill-broker"))
+}
+
 /// The `rill-controller` binary: built by the `rill-controller` package,
 /// so cargo gives this package no `CARGO_BIN_EXE_` for it; it sits next to
 /// `rill-broker` in the same target directory once built (`cargo test
 /// --workspace` builds every binary before running any test).
 pub fn controller_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_rill-broker")).with_file_name("rill-controller");
+    built(broker_binary().with_file_name("rill-controller"))
+}
+
+/// `path`, a binary named like its package, or a panic saying how to build it.
+fn built(path: PathBuf) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
     assert!(
         path.exists(),
-        "{} is missing: build it first with `cargo build -p rill-controller --bin rill-controller` \
+        "{} is missing: build it first with `cargo build -p {name} --bin {name}` \
          (or run `cargo test --workspace`, which builds it)",
         path.display()
     );

@@ -8,12 +8,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
 use rill_broker::config::BrokerConfig;
 use rill_broker::{Broker, BrokerHandle};
+use rill_client::batch::{self, Batching, EncodeOptions, NewRecord};
 use rill_proto::client::client_client::ClientClient;
 use rill_proto::client::{
     Acks, CreateTopicRequest, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse,
@@ -77,38 +76,22 @@ pub struct TestRecord {
     pub timestamp: i64,
 }
 
-/// Encodes records as one RecordBatch v2 (offsets from 0, no compression).
+/// Encodes records as RecordBatch v2 at offsets from 0, uncompressed, each
+/// record in a batch of its own.
 pub fn encode_batch(records: &[TestRecord]) -> Bytes {
-    let records: Vec<Record> = records
+    let records: Vec<NewRecord> = records
         .iter()
-        .enumerate()
-        .map(|(i, r)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: r.timestamp,
+        .map(|r| NewRecord {
             key: r.key.clone(),
             value: Some(r.value.clone()),
-            headers: Default::default(),
+            timestamp: r.timestamp,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode");
-    buf.freeze()
+    let options = EncodeOptions {
+        batching: Batching::PerRecord,
+        ..EncodeOptions::default()
+    };
+    batch::encode(&records, &options).expect("encode")
 }
 
 /// A batch of `n` small records with values `prefix-<i>`.

@@ -10,9 +10,8 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use rill_client::batch::{EncodeOptions, NewRecord, Producer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -122,43 +121,25 @@ pub fn batch(
     producer: Option<(i64, i16, i32)>,
     compression: Compression,
 ) -> Bytes {
-    let (pid, epoch, seq) = producer.unwrap_or((-1, -1, -1));
-    let records: Vec<Record> = values
+    let records: Vec<NewRecord> = values
         .iter()
         .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder keeps records in one batch while offset minus
-            // sequence is constant: -1 - ... gives base sequence -1.
-            sequence: if seq < 0 {
-                i as i32 - 1
-            } else {
-                seq + i as i32
-            },
-            timestamp: 1_700_000_000_000 + i as i64,
+        .map(|(i, v)| NewRecord {
             key: None,
             value: Some(Bytes::copy_from_slice(v.as_bytes())),
-            headers: Default::default(),
+            timestamp: 1_700_000_000_000 + i as i64,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .expect("batch encodes");
-    buf.freeze()
+    let options = EncodeOptions {
+        compression,
+        producer: producer.map(|(id, epoch, first_sequence)| Producer {
+            id,
+            epoch,
+            first_sequence,
+        }),
+        ..EncodeOptions::default()
+    };
+    rill_client::batch::encode(&records, &options).expect("batch encodes")
 }
 
 /// (offset, value) of every record in fetched batches.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
-use rill_broker::client::{Client, ClientError, OffsetQuery, TopicInfo};
+use rill_client::{Client, ClientError, OffsetQuery, TopicInfo};
 
 use crate::note;
 use crate::table::Table;

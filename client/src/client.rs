@@ -1,18 +1,8 @@
-//! A small typed Rust client for Rill's gRPC client API
-//! (`proto/proto/client.proto`), used by the `rill` CLI, the crash test and
-//! Rust applications.
-//!
-//! It owns three things:
-//! - [`Client`]: a thin wrapper over the generated tonic client that turns
-//!   broker replies into typed results and gRPC statuses into [`ClientError`]s
-//!   a user can act on (which broker address, which topic, what to do);
-//! - the record codec glue: [`encode_batch`] builds one Kafka RecordBatch v2
-//!   with `kafka-protocol`'s encoder, [`decode_batches`] checks the CRC of
-//!   every fetched batch and decodes its records (never hand-written);
-//! - partition choice like Kafka's default partitioner: [`murmur2`] of the
-//!   key, made positive, modulo the partition count ([`partition_for_key`]);
-//!   records without a key stick to one partition per batch and move on
-//!   round-robin ([`StickyPartitioner`]).
+//! [`Client`]: a thin wrapper over the generated tonic client of Rill's gRPC
+//! client API (`proto/proto/client.proto`) that turns broker replies into
+//! typed results and gRPC statuses into [`ClientError`]s a user can act on
+//! (which broker address, which topic, what to do). It follows partition
+//! leaders in a cluster.
 //!
 //! Data moves like this: `produce` encodes `(key, value)` pairs into one batch
 //! and sends it; the broker assigns offsets. `fetch` returns whole stored
@@ -24,16 +14,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
 use rill_proto::client as pb;
 use rill_proto::client::client_client::ClientClient;
 use thiserror::Error;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::log::batch;
+use crate::records::{FetchedRecord, decode_batches, encode_batch, now_ms};
 
 pub use pb::{Broker, MetadataResponse, PartitionInfo, TopicInfo};
 
@@ -158,16 +145,6 @@ pub struct ProduceAck {
     /// Offset the next record appended to the partition will get.
     pub log_end_offset: i64,
     pub log_start_offset: i64,
-}
-
-/// One record read back from a partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FetchedRecord {
-    pub offset: i64,
-    /// Milliseconds since the Unix epoch.
-    pub timestamp: i64,
-    pub key: Option<Bytes>,
-    pub value: Option<Bytes>,
 }
 
 /// Outcome of [`Client::fetch`].
@@ -656,292 +633,9 @@ impl Client {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Encodes `records` as one uncompressed RecordBatch v2 at base offset 0
-/// (the broker assigns offsets), every record stamped `timestamp_ms`.
-pub fn encode_batch<K: AsRef<[u8]>, V: AsRef<[u8]>>(
-    records: &[(Option<K>, V)],
-    timestamp_ms: i64,
-) -> Result<Bytes, ClientError> {
-    if records.is_empty() {
-        return Err(ClientError::Encode(
-            "a batch needs at least one record".into(),
-        ));
-    }
-    let records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder keeps records in one batch only while
-            // offset - sequence is constant; this yields base sequence -1
-            // (no idempotent producer).
-            sequence: i as i32 - 1,
-            timestamp: timestamp_ms,
-            key: key.as_ref().map(|k| Bytes::copy_from_slice(k.as_ref())),
-            value: Some(Bytes::copy_from_slice(value.as_ref())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| ClientError::Encode(e.to_string()))?;
-    Ok(buf.freeze())
-}
-
-/// Records decoded from concatenated batches.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DecodedBatches {
-    /// Every non-control record, in stored order.
-    pub records: Vec<FetchedRecord>,
-    /// Offset after the last batch (covers records removed by compaction);
-    /// `None` when there were no batches.
-    pub next_offset: Option<i64>,
-    /// Number of batches.
-    pub batches: usize,
-}
-
-/// Validates (bounds and CRC-32C) and decodes concatenated RecordBatch v2
-/// bytes as a fetch returns them. Any bad batch is an error: a client never
-/// sees bytes that fail their checks.
-pub fn decode_batches(data: &Bytes) -> Result<DecodedBatches, ClientError> {
-    let mut out = DecodedBatches::default();
-    let mut pos = 0;
-    while pos < data.len() {
-        let corrupt = |reason: String| ClientError::Corrupt {
-            position: pos,
-            reason,
-        };
-        // Bounds, magic and CRC-32C first, so the decoder only sees sane bytes.
-        let header = batch::validate(&data[pos..], crate::log::MAX_STORED_BATCH)
-            .map_err(|e| corrupt(e.to_string()))?;
-        let len = header.total_len();
-        let mut slice = data.slice(pos..pos + len);
-        let set = RecordBatchDecoder::decode(&mut slice).map_err(|e| corrupt(e.to_string()))?;
-        if set.records.len() != header.records_count as usize {
-            return Err(corrupt(format!(
-                "header says {} records, decoded {}",
-                header.records_count,
-                set.records.len()
-            )));
-        }
-        out.records.extend(
-            set.records
-                .into_iter()
-                .filter(|r| !r.control)
-                .map(|r| FetchedRecord {
-                    offset: r.offset,
-                    timestamp: r.timestamp,
-                    key: r.key,
-                    value: r.value,
-                }),
-        );
-        out.next_offset = Some(header.next_offset());
-        out.batches += 1;
-        pos += len;
-    }
-    Ok(out)
-}
-
-/// Kafka's murmur2 hash (`org.apache.kafka.common.utils.Utils.murmur2`),
-/// seed 0x9747b28c, as the Java client's default partitioner uses it.
-pub fn murmur2(data: &[u8]) -> i32 {
-    const SEED: u32 = 0x9747_b28c;
-    const M: u32 = 0x5bd1_e995;
-    const R: u32 = 24;
-    let len = data.len();
-    let mut h: u32 = SEED ^ (len as u32);
-    let mut chunks = data.chunks_exact(4);
-    for chunk in &mut chunks {
-        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        k = k.wrapping_mul(M);
-        k ^= k >> R;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M);
-        h ^= k;
-    }
-    let tail = chunks.remainder();
-    if tail.len() >= 3 {
-        h ^= u32::from(tail[2]) << 16;
-    }
-    if tail.len() >= 2 {
-        h ^= u32::from(tail[1]) << 8;
-    }
-    if !tail.is_empty() {
-        h ^= u32::from(tail[0]);
-        h = h.wrapping_mul(M);
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    h as i32
-}
-
-/// Kafka's `Utils.toPositive`: clears the sign bit.
-pub fn to_positive(n: i32) -> i32 {
-    n & 0x7fff_ffff
-}
-
-/// The partition Kafka's default partitioner picks for a keyed record.
-///
-/// # Panics
-/// When `partitions` is not positive.
-pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
-    assert!(partitions > 0, "a topic has at least one partition");
-    to_positive(murmur2(key)) % partitions
-}
-
-/// Partition choice for records without a key: stay on one partition until
-/// the current batch is complete ([`StickyPartitioner::batch_done`]), then
-/// move to the next one round-robin, so keyless records fill whole batches.
-#[derive(Debug, Clone)]
-pub struct StickyPartitioner {
-    partitions: i32,
-    current: i32,
-}
-
-impl StickyPartitioner {
-    /// Starts on `first % partitions`.
-    ///
-    /// # Panics
-    /// When `partitions` is not positive.
-    pub fn new(partitions: i32, first: i32) -> Self {
-        assert!(partitions > 0, "a topic has at least one partition");
-        Self {
-            partitions,
-            current: first.rem_euclid(partitions),
-        }
-    }
-    /// The partition for the next keyless record.
-    pub fn current(&self) -> i32 {
-        self.current
-    }
-    /// The sticky partition's batch was closed: move on.
-    pub fn batch_done(&mut self) {
-        self.current = (self.current + 1) % self.partitions;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::batch::BatchHeader;
-
-    #[test]
-    fn murmur2_matches_kafka_reference_values() {
-        // From Kafka's UtilsTest.testMurmur2 and librdkafka's rdmurmur2.c.
-        let cases: &[(&str, i32)] = &[
-            ("21", -973_932_308),
-            ("foobar", -790_332_482),
-            ("a-little-bit-long-string", -985_981_536),
-            ("a-little-bit-longer-string", -1_486_304_829),
-            (
-                "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
-                -58_897_971,
-            ),
-            ("abc", 479_470_107),
-            ("1", -1_993_445_489),
-            ("12", 126_087_238),
-            ("123", -267_702_483),
-            ("1234", -1_614_185_708),
-            ("12345", -1_188_365_604),
-            ("kafka", -798_503_068),
-        ];
-        for (input, expected) in cases {
-            assert_eq!(murmur2(input.as_bytes()), *expected, "murmur2({input:?})");
-        }
-    }
-
-    #[test]
-    fn given_a_key_partition_is_positive_hash_mod_count() {
-        // to_positive(-973932308) = 1173551340; 1173551340 % 7 = 1173551340 - 7*167650191 = 3
-        assert_eq!(partition_for_key(b"21", 7), 3);
-        for key in ["a", "bb", "ccc", "dddd", "eeeee"] {
-            let p = partition_for_key(key.as_bytes(), 3);
-            assert!((0..3).contains(&p));
-            assert_eq!(p, partition_for_key(key.as_bytes(), 3), "stable");
-        }
-    }
-
-    #[test]
-    fn sticky_partitioner_moves_round_robin_on_batch_done() {
-        let mut s = StickyPartitioner::new(3, 5);
-        assert_eq!(s.current(), 2);
-        s.batch_done();
-        assert_eq!(s.current(), 0);
-        s.batch_done();
-        assert_eq!(s.current(), 1);
-    }
-
-    #[test]
-    fn encoded_batch_decodes_to_the_same_records() {
-        let records = vec![
-            (Some(b"k1".to_vec()), b"v1".to_vec()),
-            (None, b"".to_vec()),
-            (Some(b"".to_vec()), vec![0u8, 255, 10, 13]),
-        ];
-        let batch = encode_batch(&records, 1_700_000_000_000).unwrap();
-        let header = BatchHeader::parse(&batch).unwrap();
-        assert_eq!(header.records_count, 3);
-        let decoded = decode_batches(&batch).unwrap();
-        assert_eq!(decoded.batches, 1);
-        assert_eq!(decoded.next_offset, Some(3));
-        let got: Vec<_> = decoded
-            .records
-            .iter()
-            .map(|r| (r.offset, r.key.clone(), r.value.clone().unwrap()))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                (
-                    0,
-                    Some(Bytes::from_static(b"k1")),
-                    Bytes::from_static(b"v1")
-                ),
-                (1, None, Bytes::new()),
-                (2, Some(Bytes::new()), Bytes::from_static(&[0, 255, 10, 13])),
-            ]
-        );
-    }
-
-    #[test]
-    fn given_a_flipped_byte_decode_reports_corruption() {
-        let batch = encode_batch(&[(None::<&[u8]>, b"hello world")], 1).unwrap();
-        let mut bad = batch.to_vec();
-        let last = bad.len() - 1;
-        bad[last] ^= 0x40;
-        let err = decode_batches(&Bytes::from(bad)).unwrap_err();
-        assert!(matches!(err, ClientError::Corrupt { .. }), "{err}");
-        let truncated = batch.slice(..batch.len() - 3);
-        assert!(decode_batches(&truncated).is_err());
-    }
-
-    #[test]
-    fn empty_batch_is_refused() {
-        let none: &[(Option<&[u8]>, &[u8])] = &[];
-        assert!(encode_batch(none, 0).is_err());
-    }
 
     #[test]
     fn addresses_parse_with_clear_errors() {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use rill_broker::client::{Client, ClientError, FetchedRecord, OffsetQuery};
+use rill_client::{Client, ClientError, FetchedRecord, OffsetQuery};
 use tokio::sync::mpsc;
 
 use crate::note;

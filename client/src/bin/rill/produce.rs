@@ -29,7 +29,7 @@ use anyhow::{Context, Result, bail};
 use bytes::{Bytes, BytesMut};
 use clap::Args;
 use futures::stream::{FuturesUnordered, StreamExt};
-use rill_broker::client::{
+use rill_client::{
     Acks, Client, ClientError, ProduceAck, StickyPartitioner, encode_batch, now_ms,
     partition_for_key,
 };

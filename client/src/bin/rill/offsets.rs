@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 use clap::Args;
-use rill_broker::client::{Client, OffsetQuery};
+use rill_client::{Client, OffsetQuery};
 
 use crate::table::Table;
 

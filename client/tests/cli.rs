@@ -11,7 +11,12 @@
 //! - errors are one clear line with a non-zero exit code (unreachable
 //!   broker names its address, unknown topic names the topic), and a closed
 //!   stdout (`rill consume | head`) ends quietly with exit code 0.
+//!
+//! The broker runs from the `rill-broker` binary next to this test in the
+//! target directory (`cargo test --workspace` builds it), started by the
+//! broker tests' process helper.
 
+#[path = "../../broker/tests/broker_process/mod.rs"]
 mod broker_process;
 
 use std::io::{BufRead, Read, Write};
@@ -19,7 +24,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use broker_process::BrokerProcess;
-use rill_broker::client::partition_for_key;
+use rill_client::partition_for_key;
 
 /// Longest a single `rill` invocation may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use rill_broker::client::Client;
+use rill_client::Client;
 
 /// Command-line client for Rill, a Kafka-compatible replicated commit log.
 #[derive(Debug, Parser)]
