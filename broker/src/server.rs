@@ -36,7 +36,7 @@ use crate::metadata::cluster::{ClusterLink, ClusterSettings};
 use crate::metrics::Metrics;
 use crate::partition::manager::{BrokerInfo, ReplicaManager, Settings};
 use crate::partition::tasks::{self, Intervals};
-use crate::replication::service::ReplicationApi;
+use crate::grpc::replication::ReplicationApi;
 
 /// Why the broker could not start or stop cleanly.
 #[derive(Debug, Error)]

@@ -4,7 +4,6 @@
 //!   partition replica, used to find where a follower's log diverges.
 //! - [`leader`]: pure leader-side state: follower LEOs, high watermark, ISR
 //!   shrink/expand decisions.
-//! - [`service`]: the leader side of `ReplicaFetch` (tonic adapter).
 //! - [`fetcher`]: the follower side: one fetch stream per leader broker.
 //!
 //! Followers pull: each keeps a long-lived `ReplicaFetch` stream to every
@@ -15,4 +14,3 @@
 pub mod epochs;
 pub mod fetcher;
 pub mod leader;
-pub mod service;
