@@ -1,5 +1,6 @@
 //! Rill broker.
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod group;
 pub mod grpc;

@@ -32,7 +32,7 @@ use crate::grpc::ClientApi;
 use crate::http::{self, HttpState};
 use crate::kafka::{self, KafkaContext, KafkaSettings, ProducerIdAllocator};
 use crate::metadata::TopicStore;
-use crate::metadata::cluster::{ClusterLink, ClusterSettings};
+use crate::cluster::link::{ClusterLink, ClusterSettings};
 use crate::metrics::Metrics;
 use crate::partition::manager::{BrokerInfo, ReplicaManager, Settings};
 use crate::partition::tasks::{self, Intervals};

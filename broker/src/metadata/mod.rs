@@ -28,8 +28,6 @@
 //! and is never used for the new one. A directory without the file (written
 //! before topics had ids, or created and not yet stamped) is adopted.
 
-pub mod cluster;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};

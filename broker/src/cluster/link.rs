@@ -31,7 +31,7 @@ use tracing::{debug, info, warn};
 
 use crate::partition::manager::{CreateTopic, ReplicaManager, TopicAdmin};
 use crate::partition::{Error, IsrProposal};
-use crate::replication::fetcher::Fetchers;
+use super::fetcher::Fetchers;
 
 /// How often leaders here check whether their ISR should change.
 const ISR_CHECK_INTERVAL: Duration = Duration::from_millis(100);
