@@ -7,7 +7,6 @@ pub mod grpc;
 pub mod http;
 pub mod kafka;
 pub mod log;
-pub mod metadata;
 pub mod metrics;
 pub mod partition;
 pub mod replication;

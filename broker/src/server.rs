@@ -31,7 +31,7 @@ use crate::group::GroupCoordinator;
 use crate::grpc::ClientApi;
 use crate::http::{self, HttpState};
 use crate::kafka::{self, KafkaContext, KafkaSettings, ProducerIdAllocator};
-use crate::metadata::TopicStore;
+use crate::partition::store::TopicStore;
 use crate::cluster::link::{ClusterLink, ClusterSettings};
 use crate::metrics::Metrics;
 use crate::partition::manager::{BrokerInfo, ReplicaManager, Settings};

@@ -28,7 +28,7 @@ use super::state::Limits;
 use super::*;
 use crate::log::LogConfig;
 use crate::log::batch::test_util::batch;
-use crate::metadata::TopicStore;
+use crate::partition::store::TopicStore;
 use crate::metrics::Metrics;
 use crate::partition::Acks;
 use crate::partition::manager::{BrokerInfo, CreateTopic, ReplicaManager, Settings};

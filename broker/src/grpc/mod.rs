@@ -302,7 +302,7 @@ impl Client for ClientApi {
 mod tests {
     use super::*;
     use crate::log::BatchError;
-    use crate::metadata::validate_topic_name;
+    use crate::partition::store::validate_topic_name;
 
     fn log_err(source: LogError) -> Error {
         Error::Log {

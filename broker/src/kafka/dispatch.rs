@@ -476,7 +476,7 @@ mod tests {
     use crate::config::TopicAdminPolicy;
     use crate::kafka::{KafkaSettings, ProducerIdAllocator};
     use crate::log::LogConfig;
-    use crate::metadata::TopicStore;
+    use crate::partition::store::TopicStore;
     use crate::metrics::Metrics;
     use crate::partition::manager::{BrokerInfo, ReplicaManager, Settings};
     use bytes::BufMut;

@@ -7,7 +7,7 @@ use thiserror::Error;
 
 use super::producers::SequenceError;
 use crate::log::{ConfigError, LogError};
-use crate::metadata::{InvalidTopicName, StoreError};
+use super::store::{InvalidTopicName, StoreError};
 
 /// Why a client request failed.
 #[derive(Debug, Error)]

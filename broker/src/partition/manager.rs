@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use super::{Acks, ClientRead, Error, FetchResult, Partition, PartitionState, ProduceResult};
 use crate::config::MAX_PARTITIONS_PER_TOPIC;
 use crate::log::{LogConfig, PartitionLog};
-use crate::metadata::{
+use super::store::{
     StoreError, TopicSpec, TopicStore, belongs_to_other_topic, partition_topic_id,
     validate_topic_name, write_partition_topic_id,
 };
@@ -1462,7 +1462,7 @@ mod tests {
         assert_eq!(m.local_topic_id("t").as_deref(), Some(new));
         let dir = tmp.path().join("topics/t/0");
         assert_eq!(
-            crate::metadata::partition_topic_id(&dir).expect("read"),
+            crate::partition::store::partition_topic_id(&dir).expect("read"),
             Some(new.to_owned())
         );
         assert!(
@@ -1478,16 +1478,16 @@ mod tests {
      {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("topics/t/0");
-        crate::metadata::write_partition_topic_id(&dir, "old-id").expect("stamp");
+        crate::partition::store::write_partition_topic_id(&dir, "old-id").expect("stamp");
         std::fs::write(dir.join("00000000000000000000.log"), b"stale").expect("stale log");
         std::fs::create_dir_all(tmp.path().join("topics/t/3")).expect("mkdir");
-        crate::metadata::write_partition_topic_id(&tmp.path().join("topics/t/3"), "old-id")
+        crate::partition::store::write_partition_topic_id(&tmp.path().join("topics/t/3"), "old-id")
             .expect("stamp");
         let m = manager(tmp.path());
         m.host("t", "new-id", 1, &BTreeSet::from([0]), &BTreeMap::new())
             .expect("host");
         assert_eq!(
-            crate::metadata::partition_topic_id(&dir).expect("read"),
+            crate::partition::store::partition_topic_id(&dir).expect("read"),
             Some("new-id".to_owned())
         );
         assert!(
@@ -1517,7 +1517,7 @@ mod tests {
         for p in 0..2 {
             let dir = tmp.path().join(format!("topics/t/{p}"));
             assert_eq!(
-                crate::metadata::partition_topic_id(&dir).expect("read"),
+                crate::partition::store::partition_topic_id(&dir).expect("read"),
                 Some(view.id.to_string())
             );
         }

@@ -26,6 +26,7 @@ mod hw_checkpoint;
 pub mod manager;
 pub mod producers;
 mod replica;
+pub mod store;
 pub mod tasks;
 
 use std::sync::Arc;

@@ -1,9 +1,11 @@
-//! The broker's view of cluster metadata: which topics exist, how many
-//! partitions they have and their config overrides.
+//! The local topic store: the topics this broker has on disk ([`TopicSpec`]:
+//! name, id, partition count, replication factor, config overrides), the
+//! directories of their partition logs, and Kafka's topic name rules.
 //!
-//! On a single broker this module is the source of truth and persists it
-//! in the data directory; later the controller will push it and this
-//! module will only cache it. Layout:
+//! A standalone broker is the source of truth for its topics and keeps them
+//! here. In a cluster the controller is; the broker writes here what the
+//! controller assigned to it so that its logs find their topic after a
+//! restart. Layout:
 //!
 //! ```text
 //! <data>/topics/<topic>/topic.json     TopicSpec (name, id, partitions, rf, overrides)
