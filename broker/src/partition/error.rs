@@ -6,8 +6,8 @@
 use thiserror::Error;
 
 use super::producers::SequenceError;
-use crate::log::{ConfigError, LogError};
 use super::store::{InvalidTopicName, StoreError};
+use crate::log::{ConfigError, LogError};
 
 /// Why a client request failed.
 #[derive(Debug, Error)]
