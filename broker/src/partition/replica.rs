@@ -427,7 +427,7 @@ impl Partition {
             }
             drop(epochs);
             if let Some(states) = self.producers.lock().as_mut() {
-                super::record_stored(states, &records);
+                super::produce::record_stored(states, &records);
             }
             if log.config().flush == FlushPolicy::Fsync {
                 fsync = Some(info.next_offset);
