@@ -59,7 +59,11 @@ impl ReplicaManager {
             .log_defaults
             .clone()
             .with_overrides(&request.config)?;
-        self.topology.read().check_new_topic(request, &self.topics)
+        self.topology.read().check_new_topic(
+            &request.name,
+            request.replication_factor,
+            &self.topics,
+        )
     }
 
     /// Grows a topic to `total` partitions (never shrinks). In a cluster

@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use rill_controller::client::MetadataView;
 
-use super::admin::CreateTopic;
 use super::{BrokerInfo, ReplicaManager, Settings, Topic, Topics, kafka_topic_id};
 use crate::partition::{Error, PartitionState};
 
@@ -110,20 +109,21 @@ impl Topology {
         Ok(selected.iter().map(|t| standalone_view(t, me)).collect())
     }
 
-    /// Checks that a topic `request` may be created here: it does not
-    /// exist yet, and its replication factor can be placed (in a cluster:
-    /// on the active brokers; standalone: -1, 0 or 1).
+    /// Checks that topic `name` may be created here: it does not exist
+    /// yet, and its `replication_factor` can be placed (in a cluster: on
+    /// the active brokers; standalone: -1, 0 or 1).
     pub(super) fn check_new_topic(
         &self,
-        request: &CreateTopic,
+        name: &str,
+        replication_factor: i32,
         local: &Topics,
     ) -> Result<(), Error> {
         match self {
             Self::Cluster(view) => {
-                if view.topics.contains_key(&request.name) {
-                    return Err(Error::TopicExists(request.name.clone()));
+                if view.topics.contains_key(name) {
+                    return Err(Error::TopicExists(name.to_owned()));
                 }
-                let rf = request.replication_factor.max(1);
+                let rf = replication_factor.max(1);
                 let available = view
                     .brokers
                     .values()
@@ -136,11 +136,11 @@ impl Topology {
                 }
             }
             Self::Standalone => {
-                if !(-1..=1).contains(&request.replication_factor) {
-                    return Err(Error::InvalidReplicationFactor(request.replication_factor));
+                if !(-1..=1).contains(&replication_factor) {
+                    return Err(Error::InvalidReplicationFactor(replication_factor));
                 }
-                if local.read().contains_key(&request.name) {
-                    return Err(Error::TopicExists(request.name.clone()));
+                if local.read().contains_key(name) {
+                    return Err(Error::TopicExists(name.to_owned()));
                 }
             }
         }
