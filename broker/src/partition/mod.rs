@@ -40,6 +40,7 @@ pub mod manager;
 mod produce;
 pub mod producers;
 mod replica;
+mod role;
 pub mod store;
 pub mod tasks;
 
@@ -53,7 +54,7 @@ use tokio::sync::watch;
 use tracing::error;
 
 pub use error::Error;
-pub use replica::{IsrProposal, ReplicaRead, Role, RoleView};
+pub use role::{IsrProposal, ReplicaRead, Role, RoleView};
 
 use crate::log::batch::{self, BatchHeader};
 use crate::log::{FlushPolicy, GroupCommit, LogConfig, LogError, PartitionLog};
