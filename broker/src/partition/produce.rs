@@ -100,52 +100,11 @@ impl Partition {
         // while holding it, so nothing is appended after a delete.
         self.check_state()?;
         let mut role = self.role.lock();
-        let (epoch, replicated) = match &*role {
-            Role::Standalone => (
-                self.leader_epoch.load(std::sync::atomic::Ordering::Relaxed),
-                false,
-            ),
-            Role::Leader(l) => {
-                let min = log.config().min_insync_replicas;
-                if acks == Acks::All && (l.isr().len() as u32) < min {
-                    return Err(Error::NotEnoughReplicas {
-                        topic: self.topic.to_string(),
-                        partition: self.id,
-                        isr: l.isr().len(),
-                        min,
-                    });
-                }
-                (l.leader_epoch(), true)
-            }
-            Role::Follower { leader, .. } => return Err(self.not_leader(Some(*leader))),
-            Role::NoLeader { .. } => return Err(self.not_leader(None)),
-        };
+        let (epoch, replicated) = self.append_epoch(&role, &log, acks)?;
         let idempotent = idempotent_batches(data);
         let mut producers = self.producers.lock();
-        let duplicate = if idempotent.is_empty() {
-            None
-        } else {
-            let states = self.load_producers(&log, &mut producers)?;
-            let checked = states
-                .check(&idempotent)
-                .map_err(|source| Error::Sequence {
-                    topic: self.topic.to_string(),
-                    partition: self.id,
-                    source,
-                })?;
-            match checked {
-                SequenceCheck::Append => None,
-                SequenceCheck::Duplicate(dup) => Some(Duplicate {
-                    first_offset: dup.first_offset,
-                    next_offset: dup.last_offset + 1,
-                    log_end_offset: log.next_offset(),
-                    log_start_offset: log.log_start_offset(),
-                    flush: log.config().flush,
-                    replicated,
-                    epoch,
-                }),
-            }
-        };
+        let duplicate =
+            self.find_duplicate(&log, &mut producers, &idempotent, epoch, replicated)?;
         if let Some(dup) = duplicate {
             return Ok(Appended::Duplicate(dup));
         }
@@ -182,6 +141,78 @@ impl Partition {
             replicated,
             epoch,
         })
+    }
+
+    /// The validation of a produce: the leader epoch to append at, and
+    /// whether the partition is replicated (led with followers). A follower
+    /// or leaderless replica refuses with NOT_LEADER; a leader refuses
+    /// acks=all while its ISR is below `min.insync.replicas`
+    /// (NOT_ENOUGH_REPLICAS).
+    fn append_epoch(
+        &self,
+        role: &Role,
+        log: &PartitionLog,
+        acks: Acks,
+    ) -> Result<(i32, bool), Error> {
+        let (epoch, replicated) = match role {
+            Role::Standalone => (
+                self.leader_epoch.load(std::sync::atomic::Ordering::Relaxed),
+                false,
+            ),
+            Role::Leader(l) => {
+                let min = log.config().min_insync_replicas;
+                if acks == Acks::All && (l.isr().len() as u32) < min {
+                    return Err(Error::NotEnoughReplicas {
+                        topic: self.topic.to_string(),
+                        partition: self.id,
+                        isr: l.isr().len(),
+                        min,
+                    });
+                }
+                (l.leader_epoch(), true)
+            }
+            Role::Follower { leader, .. } => return Err(self.not_leader(Some(*leader))),
+            Role::NoLeader { .. } => return Err(self.not_leader(None)),
+        };
+        Ok((epoch, replicated))
+    }
+
+    /// The sequence decision of a produce: `None` when the batches are to
+    /// be appended, the original's place when they are a retried duplicate
+    /// of batches already in the log. Idempotent batches are checked
+    /// against the producer state (built from the log on first use); a
+    /// sequence error refuses the produce.
+    fn find_duplicate(
+        &self,
+        log: &PartitionLog,
+        producers: &mut Option<ProducerStates>,
+        idempotent: &[IncomingBatch],
+        epoch: i32,
+        replicated: bool,
+    ) -> Result<Option<Duplicate>, Error> {
+        let duplicate = if idempotent.is_empty() {
+            None
+        } else {
+            let states = self.load_producers(log, producers)?;
+            let checked = states.check(idempotent).map_err(|source| Error::Sequence {
+                topic: self.topic.to_string(),
+                partition: self.id,
+                source,
+            })?;
+            match checked {
+                SequenceCheck::Append => None,
+                SequenceCheck::Duplicate(dup) => Some(Duplicate {
+                    first_offset: dup.first_offset,
+                    next_offset: dup.last_offset + 1,
+                    log_end_offset: log.next_offset(),
+                    log_start_offset: log.log_start_offset(),
+                    flush: log.config().flush,
+                    replicated,
+                    epoch,
+                }),
+            }
+        };
+        Ok(duplicate)
     }
 
     /// Step 2: makes a new append visible (log end, metrics, the HW of an
