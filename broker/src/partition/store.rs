@@ -2,10 +2,10 @@
 //! name, id, partition count, replication factor, config overrides), the
 //! directories of their partition logs, and Kafka's topic name rules.
 //!
-//! A standalone broker is the source of truth for its topics and keeps them
-//! here. In a cluster the controller is; the broker writes here what the
-//! controller assigned to it so that its logs find their topic after a
-//! restart. Layout:
+//! A standalone broker is the source of truth for its topics and keeps
+//! their specs here. In a cluster the controller is: the broker writes no
+//! `topic.json` and keeps here only the partition directories of the
+//! replicas assigned to it, each stamped with its topic id. Layout:
 //!
 //! ```text
 //! <data>/topics/<topic>/topic.json     TopicSpec (name, id, partitions, rf, overrides)
