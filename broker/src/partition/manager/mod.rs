@@ -7,15 +7,15 @@
 //!
 //! - this file: the manager itself, the local topics and their partition
 //!   lookup, opening topics from the [`TopicStore`], shutdown and gauges;
-//! - [`requests`]: produce, fetch and offset requests, routed to a local
+//! - `requests`: produce, fetch and offset requests, routed to a local
 //!   partition;
-//! - [`admin`]: topic create/delete/grow. They are serialised by one admin
+//! - `admin`: topic create/delete/grow. They are serialised by one admin
 //!   lock and persist through [`TopicStore`] before changing the in-memory
 //!   map, so a restart sees exactly the acknowledged topics; in a cluster
 //!   they go to the controller through [`TopicAdmin`];
-//! - [`hosting`]: cluster mode: hosting exactly the replicas the controller
+//! - `hosting`: cluster mode: hosting exactly the replicas the controller
 //!   assigned here and dropping the rest;
-//! - [`topology`]: who leads which partition and which brokers exist,
+//! - `topology`: who leads which partition and which brokers exist,
 //!   standalone or from the controller's metadata.
 
 mod admin;
