@@ -1,11 +1,11 @@
 //! Rill broker.
+pub mod cluster;
 pub mod config;
 pub mod group;
 pub mod grpc;
 pub mod http;
 pub mod kafka;
 pub mod log;
-pub mod metadata;
 pub mod metrics;
 pub mod partition;
 pub mod replication;

@@ -26,17 +26,17 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::cluster::link::{ClusterLink, ClusterSettings};
 use crate::config::{BrokerConfig, ConfigError};
 use crate::group::GroupCoordinator;
 use crate::grpc::ClientApi;
+use crate::grpc::replication::ReplicationApi;
 use crate::http::{self, HttpState};
 use crate::kafka::{self, KafkaContext, KafkaSettings, ProducerIdAllocator};
-use crate::metadata::TopicStore;
-use crate::metadata::cluster::{ClusterLink, ClusterSettings};
 use crate::metrics::Metrics;
 use crate::partition::manager::{BrokerInfo, ReplicaManager, Settings};
+use crate::partition::store::TopicStore;
 use crate::partition::tasks::{self, Intervals};
-use crate::replication::service::ReplicationApi;
 
 /// Why the broker could not start or stop cleanly.
 #[derive(Debug, Error)]

@@ -28,10 +28,10 @@ use super::state::Limits;
 use super::*;
 use crate::log::LogConfig;
 use crate::log::batch::test_util::batch;
-use crate::metadata::TopicStore;
 use crate::metrics::Metrics;
 use crate::partition::Acks;
 use crate::partition::manager::{BrokerInfo, CreateTopic, ReplicaManager, Settings};
+use crate::partition::store::TopicStore;
 
 /// Longest any condition of these tests may take to hold.
 const WAIT: Duration = Duration::from_secs(20);

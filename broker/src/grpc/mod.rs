@@ -1,11 +1,17 @@
-//! The gRPC client API adapter: converts `rill.client.v1` messages to the
-//! partition layer's types, calls [`ReplicaManager`], converts back, and
-//! records request count and latency. No business logic lives here.
+//! The broker's gRPC adapters, which convert protobuf messages to the
+//! partition layer's types and back; no business logic lives here.
 //!
-//! Every service error becomes a `tonic::Status` in one place,
+//! - This module: the client API (`rill.client.v1`). It calls
+//!   [`ReplicaManager`] and records request count and latency.
+//! - [`replication`]: the leader side of `ReplicaFetch`, which followers
+//!   pull from.
+//!
+//! Every client API error becomes a `tonic::Status` in one place,
 //! [`status_from`]: bad batches and arguments are `INVALID_ARGUMENT`,
 //! unknown topics `NOT_FOUND`, offsets outside the log `OUT_OF_RANGE`, a
 //! full disk `RESOURCE_EXHAUSTED`.
+
+pub mod replication;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -292,7 +298,7 @@ impl Client for ClientApi {
 mod tests {
     use super::*;
     use crate::log::BatchError;
-    use crate::metadata::validate_topic_name;
+    use crate::partition::store::validate_topic_name;
 
     fn log_err(source: LogError) -> Error {
         Error::Log {

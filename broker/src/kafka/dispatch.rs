@@ -476,9 +476,9 @@ mod tests {
     use crate::config::TopicAdminPolicy;
     use crate::kafka::{KafkaSettings, ProducerIdAllocator};
     use crate::log::LogConfig;
-    use crate::metadata::TopicStore;
     use crate::metrics::Metrics;
     use crate::partition::manager::{BrokerInfo, ReplicaManager, Settings};
+    use crate::partition::store::TopicStore;
     use bytes::BufMut;
     use kafka_protocol::protocol::{Encodable, StrBytes};
 

@@ -32,9 +32,9 @@ use tracing::info;
 use super::errors::code_and_message;
 use super::topic_id::str_bytes;
 use super::{KafkaContext, split_host_port};
-use crate::metadata::validate_topic_name;
 use crate::partition::Error;
 use crate::partition::manager::{BrokerInfo, CreateTopic, TopicView};
+use crate::partition::store::validate_topic_name;
 
 /// Value of the authorized-operations fields when not requested.
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;

@@ -1,13 +1,19 @@
-//! Errors of the service layer, independent of any protocol. The gRPC
-//! adapter maps them to `tonic::Status` in one place
-//! ([`crate::grpc::status_from`]); the Kafka listener will map them to Kafka
-//! error codes.
+//! [`Error`]: why a request on the partition layer failed, free of any
+//! protocol: unknown or deleted topics and partitions, refused requests,
+//! log and topic-store I/O (with the full disk told apart), leadership and
+//! ISR refusals (not the leader, not enough replicas before or after the
+//! append, leadership lost while waiting, fenced or unknown leader
+//! epochs), idempotent-producer sequence errors, controller and placement
+//! failures, timeouts and shutdown. Each variant has a stable metrics
+//! label. The protocol adapters above this layer map these errors to
+//! their own codes, each in one place (the gRPC adapter to `tonic::Status`,
+//! the Kafka listener to Kafka error codes).
 
 use thiserror::Error;
 
 use super::producers::SequenceError;
+use super::store::{InvalidTopicName, StoreError};
 use crate::log::{ConfigError, LogError};
-use crate::metadata::{InvalidTopicName, StoreError};
 
 /// Why a client request failed.
 #[derive(Debug, Error)]

@@ -1,31 +1,47 @@
-//! The partition layer: service logic of the client API, no protocol types.
+//! The partition layer: the local replicas of this broker and every client
+//! request on them, free of protocol types. It sits on the log
+//! ([`crate::log`]) and the per-replica replication state
+//! ([`crate::replication`]); the adapters (gRPC, the Kafka listener), the
+//! group coordinator and the cluster link call it from above.
 //!
-//! - [`Partition`] is one local replica: its [`PartitionLog`] behind a
-//!   `parking_lot` lock (held only for one append or read call, never
-//!   across an `.await`), its leader epoch, high watermark and the group
-//!   commit that makes `flush=fsync` appends durable.
-//! - [`manager::ReplicaManager`] maps topics to partitions and implements
-//!   every client request: produce, fetch, list offsets, metadata, topic
-//!   create/delete. Adapters (gRPC now, the Kafka listener later) convert
-//!   their types and call it.
-//! - [`tasks`] runs interval flush, retention and compaction in the
-//!   background.
+//! - [`Partition`] (this file) is one local replica: its [`PartitionLog`]
+//!   behind a `parking_lot` lock (held only for one append or read call,
+//!   never across an `.await`), its leader epoch, high watermark and the
+//!   group commit that makes `flush=fsync` appends durable; reads for
+//!   clients, offsets, and the background flush.
+//! - `produce`: the produce path of a replica: one append step under the
+//!   lock, one wait-for-acks step shared with retried duplicates.
+//! - `replica`: its role (standalone, leader, follower, no leader): ISR
+//!   and follower fetches as a leader, appending and truncating as a
+//!   follower, and the wait for acks=all.
 //! - [`producers`] keeps idempotent producers' sequence state, so a
 //!   retried batch is answered with its first offset instead of being
 //!   written twice.
+//! - [`manager::ReplicaManager`] maps topics to partitions and routes every
+//!   client request (produce, fetch, list offsets, metadata, topic admin);
+//!   it answers topology questions standalone or from the controller's
+//!   metadata.
+//! - [`store`]: the topics persisted in the data directory.
+//! - [`tasks`] runs interval flush, retention and
+//!   compaction in the background.
+//! - [`error`]: why a request failed.
 //!
-//! High watermark (HW): consumers read only below it. On this single broker
-//! it follows the flush policy: with `flush=replicated` HW is the log end
+//! High watermark (HW): consumers read only below it. A standalone replica
+//! follows the flush policy: with `flush=replicated` HW is the log end
 //! offset as soon as a batch is appended (Kafka's behaviour: acknowledged,
 //! in the page cache); with `flush=fsync` HW is the fsynced offset, so a
-//! consumer never sees a record that a crash could still take back.
-//! Replication will replace "appended locally" by "in every ISR member".
+//! consumer never sees a record that a crash could still take back. A
+//! leader with followers takes the minimum log end over its ISR (counting
+//! its own log only as far as it is fsynced under `flush=fsync`).
 
 pub mod error;
 mod hw_checkpoint;
 pub mod manager;
+mod produce;
 pub mod producers;
 mod replica;
+mod role;
+pub mod store;
 pub mod tasks;
 
 use std::sync::Arc;
@@ -38,13 +54,13 @@ use tokio::sync::watch;
 use tracing::error;
 
 pub use error::Error;
-pub use replica::{IsrProposal, ReplicaRead, Role, RoleView};
+pub use role::{IsrProposal, ReplicaRead, Role, RoleView};
 
 use crate::log::batch::{self, BatchHeader};
 use crate::log::{FlushPolicy, GroupCommit, LogConfig, LogError, PartitionLog};
 use crate::metrics::Metrics;
 use crate::replication::epochs::EpochCache;
-use producers::{IncomingBatch, PRODUCER_EXPIRATION_MS, ProducerStates, SequenceCheck};
+use producers::ProducerStates;
 
 /// How many replicas must have a write before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,223 +290,6 @@ impl Partition {
             log_end_offset: log.next_offset(),
             size_bytes: log.size_bytes(),
         }
-    }
-
-    /// Appends producer batches (validated and stamped by the log) and
-    /// waits for what `acks` asks for.
-    pub async fn produce(
-        self: &Arc<Self>,
-        mut data: Vec<u8>,
-        acks: Acks,
-        timeout: Duration,
-    ) -> Result<ProduceResult, Error> {
-        self.check_state()?;
-        let appended = {
-            let mut log = self.log.write();
-            // Checked again under the lock: a delete marks the partition
-            // while holding it, so nothing is appended after a delete.
-            self.check_state()?;
-            let mut role = self.role.lock();
-            let (epoch, replicated) = match &*role {
-                Role::Standalone => (self.leader_epoch.load(Ordering::Relaxed), false),
-                Role::Leader(l) => {
-                    let min = log.config().min_insync_replicas;
-                    if acks == Acks::All && (l.isr().len() as u32) < min {
-                        return Err(Error::NotEnoughReplicas {
-                            topic: self.topic.to_string(),
-                            partition: self.id,
-                            isr: l.isr().len(),
-                            min,
-                        });
-                    }
-                    (l.leader_epoch(), true)
-                }
-                Role::Follower { leader, .. } => return Err(self.not_leader(Some(*leader))),
-                Role::NoLeader { .. } => return Err(self.not_leader(None)),
-            };
-            let idempotent = idempotent_batches(&data);
-            let mut producers = self.producers.lock();
-            let duplicate = if idempotent.is_empty() {
-                None
-            } else {
-                let states = self.load_producers(&log, &mut producers)?;
-                let checked = states
-                    .check(&idempotent)
-                    .map_err(|source| Error::Sequence {
-                        topic: self.topic.to_string(),
-                        partition: self.id,
-                        source,
-                    })?;
-                match checked {
-                    SequenceCheck::Append => None,
-                    SequenceCheck::Duplicate(dup) => Some(Duplicate {
-                        first_offset: dup.first_offset,
-                        next_offset: dup.last_offset + 1,
-                        log_end_offset: log.next_offset(),
-                        log_start_offset: log.log_start_offset(),
-                        flush: log.config().flush,
-                        replicated,
-                        epoch,
-                    }),
-                }
-            };
-            match duplicate {
-                Some(dup) => Err(dup),
-                None => {
-                    let info = match log.append(&mut data, epoch) {
-                        Ok(info) => info,
-                        Err(e) => {
-                            // The batch is not in the log. The producer's
-                            // pipelined batches behind it must get this
-                            // storage error too, not OUT_OF_ORDER_SEQUENCE
-                            // (see `producers`), until it is retried.
-                            if matches!(e, LogError::DiskFull { .. } | LogError::Io { .. }) {
-                                if let Some(states) = producers.as_mut() {
-                                    states.record_failed(&idempotent, wall_clock_ms());
-                                }
-                            }
-                            return Err(self.log_error(e));
-                        }
-                    };
-                    if let Some(states) = producers.as_mut() {
-                        record_batches(states, &data, info.base_offset);
-                    }
-                    let flush = log.config().flush;
-                    if let Role::Leader(l) = &mut *role {
-                        if flush == FlushPolicy::Replicated {
-                            if let Some(hw) = l.advance(info.next_offset) {
-                                self.advance_high_watermark(hw);
-                            }
-                        }
-                    }
-                    Ok((info, flush, log.log_start_offset(), replicated, epoch))
-                }
-            }
-        };
-        let (info, flush, log_start, replicated, epoch) = match appended {
-            Ok(appended) => appended,
-            Err(duplicate) => return self.answer_duplicate(duplicate, acks, timeout).await,
-        };
-        self.log_end.send_replace(info.next_offset);
-        self.metrics
-            .bytes_in
-            .with_label_values(&[&self.topic])
-            .inc_by(info.bytes as u64);
-        self.metrics
-            .records_appended
-            .with_label_values(&[&self.topic])
-            .inc_by((info.next_offset - info.base_offset) as u64);
-
-        let durable = match flush {
-            FlushPolicy::Replicated => {
-                if !replicated {
-                    self.advance_high_watermark(info.next_offset);
-                }
-                None
-            }
-            // The fsync runs in its own task so that it completes (and the
-            // HW advances) even if this request is cancelled.
-            FlushPolicy::Fsync => {
-                let me = Arc::clone(self);
-                Some(tokio::spawn(async move {
-                    me.make_durable(info.next_offset, "group_commit").await
-                }))
-            }
-        };
-        let result = ProduceResult {
-            base_offset: info.base_offset,
-            log_end_offset: info.next_offset,
-            log_start_offset: log_start,
-        };
-        if acks == Acks::None {
-            return Ok(ProduceResult {
-                base_offset: -1,
-                ..result
-            });
-        }
-        let deadline = tokio::time::Instant::now() + timeout;
-        let timed_out = || Error::Timeout {
-            timeout_ms: timeout.as_millis() as u64,
-            base_offset: info.base_offset,
-        };
-        if let Some(task) = durable {
-            match tokio::time::timeout_at(deadline, task).await {
-                Ok(joined) => joined.map_err(|e| {
-                    self.log_error(LogError::io(
-                        "waiting for fsync".to_owned(),
-                        std::io::Error::other(e),
-                    ))
-                })??,
-                Err(_) => return Err(timed_out()),
-            }
-        }
-        if acks == Acks::All && replicated {
-            self.wait_replicated(info.next_offset, info.base_offset, epoch, deadline)
-                .await
-                .map_err(|e| e.unwrap_or_else(timed_out))?;
-        }
-        Ok(result)
-    }
-
-    /// The producer state, built from the log headers on first use.
-    fn load_producers<'a>(
-        &self,
-        log: &PartitionLog,
-        slot: &'a mut Option<ProducerStates>,
-    ) -> Result<&'a mut ProducerStates, Error> {
-        if slot.is_none() {
-            let now = wall_clock_ms();
-            let headers = log
-                .batch_headers_written_since(now - PRODUCER_EXPIRATION_MS)
-                .map_err(|e| self.log_error(e))?;
-            let states = ProducerStates::rebuild(&headers, now);
-            tracing::debug!(topic = %self.topic, partition = self.id, batches = headers.len(), producers = states.len(), "producer state rebuilt from the log");
-            *slot = Some(states);
-        }
-        Ok(slot.as_mut().expect("just built"))
-    }
-
-    /// Forgets the producer state (the log was truncated); the next
-    /// idempotent produce rebuilds it from what remains.
-    fn reset_producers(&self) {
-        *self.producers.lock() = None;
-    }
-
-    /// A retried batch: nothing is appended; once the original is as
-    /// durable as `acks` asks, answer with its offset.
-    async fn answer_duplicate(
-        &self,
-        dup: Duplicate,
-        acks: Acks,
-        timeout: Duration,
-    ) -> Result<ProduceResult, Error> {
-        let result = ProduceResult {
-            base_offset: dup.first_offset,
-            log_end_offset: dup.log_end_offset,
-            log_start_offset: dup.log_start_offset,
-        };
-        if acks == Acks::None {
-            return Ok(ProduceResult {
-                base_offset: -1,
-                ..result
-            });
-        }
-        let deadline = tokio::time::Instant::now() + timeout;
-        let timed_out = || Error::Timeout {
-            timeout_ms: timeout.as_millis() as u64,
-            base_offset: dup.first_offset,
-        };
-        if dup.flush == FlushPolicy::Fsync {
-            tokio::time::timeout_at(deadline, self.make_durable(dup.next_offset, "group_commit"))
-                .await
-                .map_err(|_| timed_out())??;
-        }
-        if acks == Acks::All && dup.replicated {
-            self.wait_replicated(dup.next_offset, dup.first_offset, dup.epoch, deadline)
-                .await
-                .map_err(|e| e.unwrap_or_else(timed_out))?;
-        }
-        Ok(result)
     }
 
     fn not_leader(&self, leader: Option<i32>) -> Error {
@@ -875,27 +674,6 @@ fn rebuild_epochs(epochs: &mut EpochCache, log: &PartitionLog) -> Result<(), Log
     Ok(())
 }
 
-/// Where a retried batch was first written, and what answering it needs.
-#[derive(Debug, Clone, Copy)]
-struct Duplicate {
-    first_offset: i64,
-    /// Offset right after the original batch: it is acknowledged once
-    /// durable (and replicated) up to here.
-    next_offset: i64,
-    log_end_offset: i64,
-    log_start_offset: i64,
-    flush: FlushPolicy,
-    replicated: bool,
-    epoch: i32,
-}
-
-/// Milliseconds since the Unix epoch.
-fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Headers of the batches in `data`, as far as they parse (the log's
 /// append validates everything and reports what does not).
 fn batch_headers(data: &[u8]) -> Vec<BatchHeader> {
@@ -914,29 +692,6 @@ fn batch_headers(data: &[u8]) -> Vec<BatchHeader> {
     out
 }
 
-/// The idempotent batches of a produce request.
-fn idempotent_batches(data: &[u8]) -> Vec<IncomingBatch> {
-    batch_headers(data)
-        .iter()
-        .filter_map(IncomingBatch::from_header)
-        .collect()
-}
-
-/// Records the idempotent batches of `data`, appended from `base_offset`
-/// on (their stored headers already carry their offsets when replicated).
-fn record_batches(states: &mut ProducerStates, data: &[u8], base_offset: i64) {
-    let now = wall_clock_ms();
-    let mut next = base_offset;
-    for h in batch_headers(data) {
-        let first = next;
-        let last = first + i64::from(h.last_offset_delta);
-        next = last + 1;
-        if let Some(b) = IncomingBatch::from_header(&h) {
-            states.record(b, first, last, now);
-        }
-    }
-}
-
 /// The longest prefix of whole batches of `data` within `max_bytes`.
 fn whole_batches_within(data: Bytes, max_bytes: usize) -> Bytes {
     let mut end = 0;
@@ -950,183 +705,5 @@ fn whole_batches_within(data: Bytes, max_bytes: usize) -> Bytes {
     data.slice(..end)
 }
 
-/// Records the idempotent batches of stored (replicated) `data` at the
-/// offsets their headers carry.
-fn record_stored(states: &mut ProducerStates, data: &[u8]) {
-    let now = wall_clock_ms();
-    for h in batch_headers(data) {
-        if let Some(b) = IncomingBatch::from_header(&h) {
-            states.record(b, h.base_offset, h.last_offset(), now);
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::log::batch::test_util::{batch, idempotent};
-
-    fn open(dir: &std::path::Path, flush: FlushPolicy) -> Arc<Partition> {
-        let config = LogConfig {
-            flush,
-            ..LogConfig::default()
-        };
-        let log = PartitionLog::open(dir, config).expect("open");
-        Arc::new(Partition::new("t".into(), 0, log, Arc::new(Metrics::new())).expect("partition"))
-    }
-
-    #[tokio::test]
-    async fn given_fsync_flush_when_produced_with_acks_leader_should_be_durable_and_visible() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let p = open(tmp.path(), FlushPolicy::Fsync);
-        let r = p
-            .produce(batch(&[b"a", b"b"]), Acks::Leader, Duration::from_secs(5))
-            .await
-            .expect("produce");
-        assert_eq!(r.base_offset, 0);
-        assert_eq!(p.high_watermark(), 2);
-        assert_eq!(p.log.read().flushed_offset(), 2);
-    }
-
-    #[tokio::test]
-    async fn given_an_idempotent_batch_with_an_old_create_time_in_an_old_segment_when_retried_after_a_rebuild_should_not_be_appended_twice()
-     {
-        // The producer's clock is years behind (CreateTime 1000 ms after
-        // the epoch). Its batch sits in a segment that is neither of the
-        // last two; the producer state is then rebuilt from the log (as
-        // after a restart or a new leader) and the batch is retried.
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let config = LogConfig {
-            segment_bytes: 200,
-            ..LogConfig::default()
-        };
-        let log = PartitionLog::open(tmp.path(), config).expect("open");
-        let p = Arc::new(Partition::new("t".into(), 0, log, Arc::new(Metrics::new())).unwrap());
-        p.serve_alone();
-        let wait = Duration::from_secs(5);
-        let first = idempotent(&[b"once"], 7, 0, 0, 1000);
-        let r = p.produce(first.clone(), Acks::Leader, wait).await.unwrap();
-        assert_eq!(r.base_offset, 0);
-        for i in 0..4 {
-            let v = format!("filler-{i}-{}", "x".repeat(150));
-            p.produce(batch(&[v.as_bytes()]), Acks::Leader, wait)
-                .await
-                .unwrap();
-        }
-        assert!(p.log.read().segment_count() >= 4);
-        p.reset_producers();
-        let end = p.log.read().next_offset();
-        let retry = p.produce(first, Acks::Leader, wait).await.unwrap();
-        assert_eq!(retry.base_offset, 0, "answered with the original offset");
-        assert_eq!(p.log.read().next_offset(), end, "nothing appended");
-    }
-
-    /// Writes zeros into `dir/filler` until the file system refuses.
-    fn fill_disk(dir: &std::path::Path) -> std::path::PathBuf {
-        use std::io::Write;
-        let path = dir.join("filler");
-        let mut f = std::fs::File::create(&path).expect("filler");
-        let block = [0u8; 4096];
-        while f.write_all(&block).and_then(|()| f.flush()).is_ok() {}
-        path
-    }
-
-    #[tokio::test]
-    async fn given_an_idempotent_append_failing_on_a_full_disk_when_the_next_pipelined_batch_arrives_should_refuse_it_as_a_storage_error_not_out_of_order()
-     {
-        // A client pipelines requests: the batch at sequence 1 fails to
-        // append (disk full) while the one at sequence 2 is already on its
-        // way. Answered OUT_OF_ORDER_SEQUENCE_NUMBER, the second makes
-        // librdkafka bump its producer epoch and re-send batches that are
-        // already stored in other partitions (written twice); it must get
-        // the retriable storage error instead, and both retries must then
-        // land in order.
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let _fs = crate::log::tests::Tmpfs::mount(tmp.path(), "256k");
-        let dir = tmp.path().join("t-0");
-        std::fs::create_dir(&dir).expect("partition dir");
-        let p = open(&dir, FlushPolicy::Replicated);
-        p.serve_alone();
-        let wait = Duration::from_secs(5);
-        let ts = 1_700_000_000_000;
-        let big = vec![b'x'; 8000];
-        let first = idempotent(&[b"s0"], 7, 0, 0, ts);
-        let second = idempotent(&[&big], 7, 0, 1, ts);
-        let third = idempotent(&[b"s2"], 7, 0, 2, ts);
-        assert_eq!(
-            p.produce(first, Acks::Leader, wait)
-                .await
-                .unwrap()
-                .base_offset,
-            0
-        );
-
-        let filler = fill_disk(tmp.path());
-        let err = p
-            .produce(second.clone(), Acks::Leader, wait)
-            .await
-            .expect_err("disk full");
-        assert!(err.is_disk_full(), "{err}");
-        let err = p
-            .produce(third.clone(), Acks::Leader, wait)
-            .await
-            .expect_err("behind a failed batch");
-        assert!(
-            !matches!(
-                err,
-                Error::Sequence {
-                    source: producers::SequenceError::OutOfOrder { .. },
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        let (code, _) = crate::kafka::errors::code_and_message(&err);
-        assert_eq!(
-            code,
-            kafka_protocol::ResponseError::KafkaStorageError.code(),
-            "{err}"
-        );
-        assert_eq!(p.log.read().next_offset(), 1, "nothing appended");
-
-        // Space again: the client retries in order with the same sequences.
-        std::fs::remove_file(filler).expect("free the disk");
-        let r = p.produce(second.clone(), Acks::Leader, wait).await.unwrap();
-        assert_eq!(r.base_offset, 1);
-        let r = p.produce(third, Acks::Leader, wait).await.unwrap();
-        assert_eq!(r.base_offset, 2);
-        let r = p.produce(second, Acks::Leader, wait).await.unwrap();
-        assert_eq!(r.base_offset, 1, "a later retry is a duplicate");
-        assert_eq!(p.log.read().next_offset(), 3);
-    }
-
-    #[tokio::test]
-    async fn given_acks_none_when_produced_should_return_no_offset_but_append() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let p = open(tmp.path(), FlushPolicy::Replicated);
-        let r = p
-            .produce(batch(&[b"a"]), Acks::None, Duration::from_secs(5))
-            .await
-            .expect("produce");
-        assert_eq!(r.base_offset, -1);
-        assert_eq!(r.log_end_offset, 1);
-        assert_eq!(p.high_watermark(), 1);
-    }
-
-    #[tokio::test]
-    async fn given_deleted_partition_when_fetch_is_waiting_should_fail_promptly() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let p = open(tmp.path(), FlushPolicy::Replicated);
-        let waiter = {
-            let p = Arc::clone(&p);
-            tokio::spawn(async move { p.fetch(0, 1024, 1, Duration::from_secs(60)).await })
-        };
-        tokio::task::yield_now().await;
-        p.mark_deleted();
-        let r = tokio::time::timeout(Duration::from_secs(10), waiter)
-            .await
-            .expect("woken")
-            .expect("joined");
-        assert!(matches!(r, Err(Error::TopicDeleted(_))), "{r:?}");
-    }
-}
+mod tests;

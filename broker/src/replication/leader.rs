@@ -461,7 +461,9 @@ mod tests {
         l.set_pending(proposal);
         l.pending_failed();
         l.on_fetch(2, 4, 100, 100, 2);
-        let proposal = l.proposed_isr(2, LAG).expect("the expansion is proposed again");
+        let proposal = l
+            .proposed_isr(2, LAG)
+            .expect("the expansion is proposed again");
         assert_eq!(proposal, vec![0, 1, 2]);
         assert_eq!(l.joining_epochs(&proposal), vec![(2, 4)]);
         l.set_pending(proposal.clone());
@@ -483,7 +485,9 @@ mod tests {
         // Broker 2 restarts and is far behind: it does not join, but the
         // leader asks the controller to confirm the ISR without it.
         l.on_fetch(2, 2, 50, 100, 2);
-        let proposal = l.proposed_isr(2, LAG).expect("the controller's ISR is confirmed");
+        let proposal = l
+            .proposed_isr(2, LAG)
+            .expect("the controller's ISR is confirmed");
         assert_eq!(proposal, vec![0, 1]);
         assert_eq!(l.joining_epochs(&proposal), vec![]);
         l.set_pending(proposal.clone());

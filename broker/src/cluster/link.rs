@@ -29,9 +29,9 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::fetcher::Fetchers;
 use crate::partition::manager::{CreateTopic, ReplicaManager, TopicAdmin};
 use crate::partition::{Error, IsrProposal};
-use crate::replication::fetcher::Fetchers;
 
 /// How often leaders here check whether their ISR should change.
 const ISR_CHECK_INTERVAL: Duration = Duration::from_millis(100);

@@ -1,9 +1,11 @@
-//! The broker's view of cluster metadata: which topics exist, how many
-//! partitions they have and their config overrides.
+//! The local topic store: the topics this broker has on disk ([`TopicSpec`]:
+//! name, id, partition count, replication factor, config overrides), the
+//! directories of their partition logs, and Kafka's topic name rules.
 //!
-//! On a single broker this module is the source of truth and persists it
-//! in the data directory; later the controller will push it and this
-//! module will only cache it. Layout:
+//! A standalone broker is the source of truth for its topics and keeps
+//! their specs here. In a cluster the controller is: the broker writes no
+//! `topic.json` and keeps here only the partition directories of the
+//! replicas assigned to it, each stamped with its topic id. Layout:
 //!
 //! ```text
 //! <data>/topics/<topic>/topic.json     TopicSpec (name, id, partitions, rf, overrides)
@@ -27,8 +29,6 @@
 //! an earlier topic of the same name (deleted while this broker was away)
 //! and is never used for the new one. A directory without the file (written
 //! before topics had ids, or created and not yet stamped) is adopted.
-
-pub mod cluster;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1,4 +1,4 @@
-//! Follower side of replication: one fetcher task per leader broker.
+//! The follower side of replication: one fetcher task per leader broker.
 //!
 //! Each task keeps a `ReplicaFetch` stream open to its leader and sends
 //! one request at a time naming every partition this broker follows there

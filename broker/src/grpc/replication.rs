@@ -1,4 +1,5 @@
-//! Leader side of replication: the tonic `Replication` service.
+//! The gRPC replication adapter: the leader side of `ReplicaFetch`, the
+//! tonic `Replication` service followers pull from.
 //!
 //! A follower keeps one `ReplicaFetch` stream open to this broker and sends
 //! one request at a time. For each partition the request names, the leader

@@ -1,0 +1,17 @@
+//! The broker's link to the rest of the cluster (cluster mode only; a
+//! standalone broker starts none of it).
+//!
+//! - [`link`]: the controller link. Registers this broker and keeps its
+//!   lease with heartbeats, follows `WatchMetadata` and reconciles the
+//!   local replicas with every update (open, role, delete), proposes ISR
+//!   changes of the leaders here, forwards topic admin to the controller
+//!   and moves leadership away on a controlled shutdown.
+//! - [`fetcher`]: the follower side of replication: one `ReplicaFetch`
+//!   stream per leader broker, whose answers are applied to the local
+//!   follower replicas.
+//!
+//! Both drive the partition layer ([`crate::partition`]) from the outside;
+//! the data path never calls up into this module.
+
+pub mod fetcher;
+pub mod link;

@@ -1,0 +1,368 @@
+//! [`ReplicaManager`]: the topics and partitions of this broker and every
+//! client request on them.
+//!
+//! Requests arrive from an adapter as plain Rust values, are checked here
+//! (topic exists, partition exists, sizes, limits) and go to one
+//! [`Partition`]. The manager is split by concern:
+//!
+//! - this file: the manager itself, the local topics and their partition
+//!   lookup, opening topics from the [`TopicStore`], shutdown and gauges;
+//! - `requests`: produce, fetch and offset requests, routed to a local
+//!   partition;
+//! - `admin`: topic create/delete/grow. They are serialised by one admin
+//!   lock and persist through [`TopicStore`] before changing the in-memory
+//!   map, so a restart sees exactly the acknowledged topics; in a cluster
+//!   they go to the controller through [`TopicAdmin`];
+//! - `hosting`: cluster mode: hosting exactly the replicas the controller
+//!   assigned here and dropping the rest;
+//! - `topology`: who leads which partition and which brokers exist,
+//!   standalone or from the controller's metadata.
+
+mod admin;
+mod hosting;
+mod requests;
+#[cfg(test)]
+mod tests;
+mod topology;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::RwLock;
+use tracing::{info, warn};
+
+pub use admin::{CreateTopic, TopicAdmin};
+pub use requests::{
+    DEFAULT_FETCH_BYTES, DEFAULT_PRODUCE_TIMEOUT, FetchLimits, FetchPartition, MAX_FETCH_WAIT,
+    MAX_PRODUCE_TIMEOUT, OffsetAnswer, OffsetSpec,
+};
+pub use topology::{PartitionView, TopicView};
+
+use super::store::{
+    StoreError, TopicSpec, TopicStore, partition_topic_id, write_partition_topic_id,
+};
+use super::{Error, Partition};
+use crate::log::{LogConfig, PartitionLog};
+use crate::metrics::Metrics;
+use topology::Topology;
+
+/// This broker as advertised in Metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerInfo {
+    pub id: i32,
+    /// host:port of the client API.
+    pub address: String,
+    /// host:port of the Kafka listener; empty when the broker has none.
+    pub kafka_address: String,
+    pub rack: Option<String>,
+    /// Fenced by the controller (lease expired) or shutting down: leads
+    /// nothing and is not advertised to Kafka clients.
+    pub fenced: bool,
+}
+
+/// What the manager needs from the broker configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub broker: BrokerInfo,
+    /// Settings of topics that do not override them.
+    pub log_defaults: LogConfig,
+    /// Partitions of topics created by a produce to an unknown topic;
+    /// `None` disables auto-creation.
+    pub auto_create_partitions: Option<i32>,
+    /// Largest produce payload and fetch response.
+    pub max_request_bytes: usize,
+}
+
+/// A topic with its opened partitions.
+#[derive(Debug)]
+struct Topic {
+    spec: TopicSpec,
+    /// Effective settings: broker defaults plus the topic's overrides.
+    config: LogConfig,
+    /// By partition id; `None` where this broker hosts no replica (in a
+    /// cluster, a broker holds only the partitions assigned to it).
+    partitions: Vec<Option<Arc<Partition>>>,
+}
+
+impl Topic {
+    fn hosted(&self) -> impl Iterator<Item = &Arc<Partition>> {
+        self.partitions.iter().flatten()
+    }
+}
+
+/// The local topics by name.
+type Topics = RwLock<BTreeMap<String, Arc<Topic>>>;
+
+/// Topics and partitions of this broker.
+#[derive(Debug)]
+pub struct ReplicaManager {
+    settings: Settings,
+    store: TopicStore,
+    topics: Topics,
+    /// Serialises topic create and delete (they do disk I/O).
+    admin: tokio::sync::Mutex<()>,
+    /// Set when shutdown starts: admin requests are refused.
+    closing: AtomicBool,
+    /// Standalone, or the controller's metadata as last received, which
+    /// answers Metadata requests.
+    topology: RwLock<Topology>,
+    /// In a cluster: topic admin goes to the controller.
+    admin_remote: std::sync::OnceLock<Arc<dyn TopicAdmin>>,
+    /// Notified when the cluster metadata changes.
+    topology_changed: tokio::sync::Notify,
+    /// Bumped after partition roles may have changed (metadata applied,
+    /// topic created or removed); services that depend on leadership (the
+    /// group coordinator) watch it.
+    roles: tokio::sync::watch::Sender<u64>,
+    metrics: Arc<Metrics>,
+}
+
+fn new_topic_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A topic id as Kafka clients see it; nil when it is not a UUID.
+fn kafka_topic_id(id: &str) -> uuid::Uuid {
+    uuid::Uuid::parse_str(id).unwrap_or(uuid::Uuid::nil())
+}
+
+/// Opens (recovers) the log in partition directory `dir` of topic `topic`
+/// with id `topic_id`, first recording the id in the directory. A
+/// directory holding a log of another topic id is refused: that log
+/// belongs to an earlier topic of the same name.
+fn open_partition_log(
+    dir: &std::path::Path,
+    topic: &str,
+    topic_id: &str,
+    partition: i32,
+    config: &LogConfig,
+) -> Result<PartitionLog, Error> {
+    let io = |what: &str| {
+        let context = format!("{what} {}", dir.display());
+        move |source| Error::Metadata(StoreError { context, source })
+    };
+    let recorded = partition_topic_id(dir).map_err(io("reading the topic id of"))?;
+    if recorded.as_deref().is_some_and(|r| r != topic_id) {
+        return Err(Error::Metadata(StoreError {
+            context: format!("opening {}", dir.display()),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the log belongs to an earlier topic {topic:?}, not to the one with id {topic_id}"
+                ),
+            ),
+        }));
+    }
+    if recorded.is_none() {
+        write_partition_topic_id(dir, topic_id).map_err(io("recording the topic id in"))?;
+    }
+    PartitionLog::open(dir, config.clone()).map_err(|source| Error::Log {
+        topic: topic.to_owned(),
+        partition,
+        source,
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl ReplicaManager {
+    /// Loads every persisted topic and opens (recovers) its partition logs.
+    /// Blocking: run it off the async runtime.
+    pub fn open(
+        store: TopicStore,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, Error> {
+        let mut topics = BTreeMap::new();
+        for mut spec in store.load_all()? {
+            if spec.id.is_empty() {
+                // Created before topics had ids: it gets one, once.
+                spec.id = new_topic_id();
+                store.save(&spec)?;
+                info!(topic = %spec.name, id = %spec.id, "gave a topic created before topic ids an id");
+            }
+            let topic = open_topic(&store, &settings.log_defaults, spec, &metrics)?;
+            topics.insert(topic.spec.name.clone(), Arc::new(topic));
+        }
+        info!(topics = topics.len(), "topics loaded");
+        Ok(Self {
+            settings,
+            store,
+            topics: RwLock::new(topics),
+            admin: tokio::sync::Mutex::new(()),
+            closing: AtomicBool::new(false),
+            topology: RwLock::new(Topology::Standalone),
+            admin_remote: std::sync::OnceLock::new(),
+            topology_changed: tokio::sync::Notify::new(),
+            roles: tokio::sync::watch::Sender::new(0),
+            metrics,
+        })
+    }
+
+    pub fn broker(&self) -> &BrokerInfo {
+        &self.settings.broker
+    }
+
+    /// Settings of topics that do not override them.
+    pub fn log_defaults(&self) -> &LogConfig {
+        &self.settings.log_defaults
+    }
+
+    fn topic(&self, name: &str) -> Result<Arc<Topic>, Error> {
+        self.topics
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownTopic(name.to_owned()))
+    }
+
+    /// The local replica of `topic`-`partition`. In a cluster, a partition
+    /// the controller knows but this broker does not host (not yet: the
+    /// controller names leaders before they have opened their logs; or no
+    /// longer) is [`Error::NotLeader`], which clients retry at the leader,
+    /// never "unknown".
+    pub fn partition(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, Error> {
+        let index = usize::try_from(partition).ok();
+        let local = self.topics.read().get(topic).cloned();
+        if let Some(p) = local
+            .as_ref()
+            .zip(index)
+            .and_then(|(t, i)| t.partitions.get(i).cloned().flatten())
+        {
+            return Ok(p);
+        }
+        if let Some(not_here) = self.topology.read().not_hosted(topic, partition) {
+            return Err(not_here);
+        }
+        let t = local.ok_or_else(|| Error::UnknownTopic(topic.to_owned()))?;
+        Err(Error::UnknownPartition {
+            topic: topic.to_owned(),
+            partition,
+            count: t.spec.partitions,
+        })
+    }
+
+    /// Every local partition (for background tasks and metrics).
+    pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.topics
+            .read()
+            .values()
+            .flat_map(|t| t.hosted().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// Tells watchers of [`ReplicaManager::subscribe_roles`] that partition
+    /// roles may have changed.
+    pub fn roles_changed(&self) {
+        self.roles.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes whenever partition roles may have changed.
+    pub fn subscribe_roles(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.roles.subscribe()
+    }
+
+    /// The id of a local topic (standalone: the broker's own; in a
+    /// cluster: the controller's), `None` when there is no such topic.
+    pub fn local_topic_id(&self, topic: &str) -> Option<String> {
+        self.topics.read().get(topic).map(|t| t.spec.id.clone())
+    }
+
+    /// A local partition of `topic` with id `topic_id` (empty: any id).
+    /// An earlier topic of the same name is [`Error::UnknownTopic`].
+    pub fn partition_of(
+        &self,
+        topic: &str,
+        topic_id: &str,
+        partition: i32,
+    ) -> Result<Arc<Partition>, Error> {
+        let t = self.topic(topic)?;
+        if !topic_id.is_empty() && t.spec.id != topic_id {
+            return Err(Error::UnknownTopic(topic.to_owned()));
+        }
+        usize::try_from(partition)
+            .ok()
+            .and_then(|i| t.partitions.get(i))
+            .and_then(Option::clone)
+            .ok_or(Error::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+                count: t.spec.partitions,
+            })
+    }
+
+    /// Refreshes the per-partition gauges (before a metrics scrape).
+    pub fn refresh_gauges(&self) {
+        let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
+        for t in topics {
+            for p in t.hosted() {
+                let s = p.state();
+                let labels = [&*t.spec.name, &p.id.to_string()];
+                let m = &self.metrics;
+                m.log_size_bytes
+                    .with_label_values(&labels)
+                    .set(s.size_bytes as i64);
+                m.log_end_offset
+                    .with_label_values(&labels)
+                    .set(s.log_end_offset);
+                m.log_start_offset
+                    .with_label_values(&labels)
+                    .set(s.log_start_offset);
+                m.high_watermark
+                    .with_label_values(&labels)
+                    .set(s.high_watermark);
+            }
+        }
+    }
+
+    /// Starts shutdown: refuses topic admin, makes long polls return.
+    pub fn begin_shutdown(&self) {
+        self.closing.store(true, Ordering::Release);
+        for p in self.all_partitions() {
+            p.mark_closing();
+        }
+    }
+
+    /// fsyncs every partition log. Blocking. Returns how many failed.
+    pub fn flush_all(&self) -> usize {
+        let mut failed = 0;
+        for p in self.all_partitions() {
+            if let Err(e) = p.flush_blocking() {
+                warn!(topic = %p.topic, partition = p.id, error = %e, "final flush failed");
+                failed += 1;
+            }
+        }
+        failed
+    }
+}
+
+fn open_topic(
+    store: &TopicStore,
+    defaults: &LogConfig,
+    spec: TopicSpec,
+    metrics: &Arc<Metrics>,
+) -> Result<Topic, Error> {
+    let config = defaults.clone().with_overrides(&spec.config)?;
+    let name: Arc<str> = Arc::from(spec.name.as_str());
+    let mut partitions = Vec::with_capacity(spec.partitions.max(0) as usize);
+    for id in 0..spec.partitions {
+        let dir = store.partition_dir(&spec.name, id);
+        let log = open_partition_log(&dir, &spec.name, &spec.id, id, &config)?;
+        partitions.push(Some(Arc::new(Partition::new(
+            Arc::clone(&name),
+            id,
+            log,
+            Arc::clone(metrics),
+        )?)));
+    }
+    Ok(Topic {
+        spec,
+        config,
+        partitions,
+    })
+}
