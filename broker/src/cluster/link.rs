@@ -290,10 +290,10 @@ impl ClusterLink {
         }
     }
 
-    /// Makes the local replicas match the metadata. Blocking (opens logs).
-    fn reconcile(&self, view: &MetadataView, snapshot: bool) -> Result<(), Error> {
+    /// Opens the partitions `view` places here and gives each its role
+    /// (leader, follower with a fetcher, or leaderless).
+    fn apply_roles(&self, view: &MetadataView) -> Result<(), Error> {
         let me = self.settings.broker_id;
-        self.manager.set_cluster_view(view.clone());
         for t in view.topics.values() {
             let hosted: BTreeSet<i32> = t
                 .partitions
@@ -342,6 +342,17 @@ impl ClusterLink {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Makes the local replicas match the metadata. Blocking (opens logs).
+    fn reconcile(&self, view: &MetadataView, snapshot: bool) -> Result<(), Error> {
+        let applied = self.apply_roles(view);
+        // Only now do Metadata answers show the new state: a broker never
+        // names itself leader of a partition it does not serve yet (a
+        // client sent here would get NOT_LEADER naming this same broker).
+        self.manager.set_cluster_view(view.clone());
+        applied?;
         // Roles are applied: services that follow leadership re-check.
         self.manager.roles_changed();
         if snapshot {
