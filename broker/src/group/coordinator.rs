@@ -34,7 +34,6 @@
 //! refreshes the group metrics.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -50,7 +49,6 @@ use super::error::GroupError;
 use super::placement::{self, OFFSETS_TOPIC};
 use super::records::{self, CommittedOffset, LogRecord, RecordKey};
 use super::state::{AfterStore, Effects, GroupState, GroupTable, Limits, Loaded, Reply, RequestId};
-use crate::kafka::split_host_port;
 use crate::log::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 use crate::metrics::Metrics;
 use crate::partition::manager::{CreateTopic, ReplicaManager};
@@ -111,31 +109,6 @@ pub struct ClientInfo {
     pub client_id: String,
     /// The peer address as Kafka prints it, e.g. `/10.0.0.7`.
     pub client_host: String,
-}
-
-/// Where clients reach a broker's Kafka listener (FindCoordinator answers).
-pub trait KafkaEndpoints: Send + Sync + fmt::Debug {
-    /// Host and port of `broker`'s Kafka listener, if known.
-    fn kafka_endpoint(&self, broker: i32) -> Option<(String, i32)>;
-}
-
-/// Kafka endpoints as the replica manager knows them: registered with the
-/// controller in a cluster, this broker's own when standalone.
-#[derive(Debug)]
-pub struct ClusterEndpoints {
-    manager: Arc<ReplicaManager>,
-}
-
-impl ClusterEndpoints {
-    pub fn new(manager: Arc<ReplicaManager>) -> Self {
-        Self { manager }
-    }
-}
-
-impl KafkaEndpoints for ClusterEndpoints {
-    fn kafka_endpoint(&self, broker: i32) -> Option<(String, i32)> {
-        split_host_port(&self.manager.kafka_address(broker)?)
-    }
 }
 
 /// Whether a shard can serve requests yet.
@@ -203,8 +176,6 @@ pub struct GroupCoordinator {
     manager: Arc<ReplicaManager>,
     settings: GroupSettings,
     metrics: Arc<Metrics>,
-    /// Resolves a broker id to its Kafka address.
-    endpoints: parking_lot::RwLock<Arc<dyn KafkaEndpoints>>,
     /// Shards by offsets partition.
     shards: Mutex<BTreeMap<i32, Shard>>,
     /// Partition count of the offsets topic as last seen; -1 when it does
@@ -235,13 +206,10 @@ impl GroupCoordinator {
         settings: GroupSettings,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
-        let endpoints: Arc<dyn KafkaEndpoints> =
-            Arc::new(ClusterEndpoints::new(Arc::clone(&manager)));
         Arc::new(Self {
             manager,
             settings,
             metrics,
-            endpoints: parking_lot::RwLock::new(endpoints),
             shards: Mutex::new(BTreeMap::new()),
             partitions: AtomicI32::new(-1),
             next_request: AtomicU64::new(1),
@@ -251,25 +219,17 @@ impl GroupCoordinator {
         })
     }
 
-    /// Replaces how broker ids resolve to Kafka addresses (the Kafka
-    /// listener installs one that knows its own advertised address).
-    pub fn set_endpoints(&self, endpoints: Arc<dyn KafkaEndpoints>) {
-        *self.endpoints.write() = endpoints;
-    }
-
-    pub(super) fn endpoint_of(&self, broker: i32) -> Option<(String, i32)> {
-        self.endpoints.read().kafka_endpoint(broker)
-    }
-
     pub fn settings(&self) -> &GroupSettings {
         &self.settings
     }
 
-    pub(super) fn manager(&self) -> &Arc<ReplicaManager> {
+    /// The replica manager the coordinator runs on.
+    pub fn manager(&self) -> &Arc<ReplicaManager> {
         &self.manager
     }
 
-    pub(super) fn metrics(&self) -> &Metrics {
+    /// The metrics the coordinator updates.
+    pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
@@ -670,7 +630,7 @@ impl GroupCoordinator {
         }
     }
 
-    // ---- access for the Kafka API ----
+    // ---- access for the requests (`super::requests`) ----
 
     /// Runs `f` on the table of the group's partition if this broker
     /// coordinates it, then carries out the effects.

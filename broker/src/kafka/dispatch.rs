@@ -13,7 +13,8 @@
 //! per-API request count and latency. The versions served are exactly the
 //! versions the `kafka-protocol` crate can decode the request and encode
 //! the response in ([`codec_versions`]) for every implemented API
-//! ([`OWN_APIS`]), plus what the group service declares within them.
+//! ([`OWN_APIS`]), and for the group APIs ([`GROUP_APIS`]) when a group
+//! coordinator is plugged in.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,8 +27,9 @@ use kafka_protocol::protocol::{Decodable, HeaderVersion, Message, VersionRange};
 use thiserror::Error;
 
 use super::frame::{EncodeError, ResponseFrame, encode_response};
-use super::group::{GROUP_APIS, GroupService};
+use super::groups::{self, client};
 use super::{KafkaContext, admin, fetch, metadata, offsets, produce, producer_id};
+use crate::group::GroupCoordinator;
 
 /// The APIs this listener implements itself, served at every version the
 /// codec supports.
@@ -88,7 +90,21 @@ impl RequestError {
     }
 }
 
-/// A consumer-group request, for the [`GroupService`].
+/// The APIs served by the group coordinator, when there is one.
+pub const GROUP_APIS: [ApiKey; 10] = [
+    ApiKey::FindCoordinator,
+    ApiKey::JoinGroup,
+    ApiKey::SyncGroup,
+    ApiKey::Heartbeat,
+    ApiKey::LeaveGroup,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
+    ApiKey::ListGroups,
+    ApiKey::DescribeGroups,
+    ApiKey::DeleteGroups,
+];
+
+/// A consumer-group request, for the [`GroupCoordinator`].
 #[derive(Debug)]
 pub enum GroupRequest {
     FindCoordinator(FindCoordinatorRequest),
@@ -120,7 +136,7 @@ pub enum Request {
     CreatePartitions(CreatePartitionsRequest),
     DescribeConfigs(DescribeConfigsRequest),
     DescribeCluster(DescribeClusterRequest),
-    Group(Arc<dyn GroupService>, GroupRequest),
+    Group(Arc<GroupCoordinator>, GroupRequest),
 }
 
 /// A request ready to run.
@@ -179,9 +195,7 @@ pub fn served_versions(ctx: &KafkaContext, api: ApiKey) -> Option<VersionRange> 
         return Some(codec);
     }
     if GROUP_APIS.contains(&api) {
-        let groups = ctx.groups.as_ref()?;
-        let range = groups.versions(api)?.intersect(&codec);
-        return (!range.is_empty()).then_some(range);
+        return ctx.groups.as_ref().map(|_| codec);
     }
     None
 }
@@ -429,36 +443,56 @@ pub async fn handle(
             encode(api, &header, &admin::describe_configs(ctx, version, r))
         }
         Request::Group(service, g) => match g {
-            GroupRequest::FindCoordinator(r) => {
-                encode(api, &header, &service.find_coordinator(&header, r).await)
-            }
-            GroupRequest::JoinGroup(r) => {
-                encode(api, &header, &service.join_group(&header, r).await)
-            }
-            GroupRequest::SyncGroup(r) => {
-                encode(api, &header, &service.sync_group(&header, r).await)
-            }
-            GroupRequest::Heartbeat(r) => {
-                encode(api, &header, &service.heartbeat(&header, r).await)
-            }
-            GroupRequest::LeaveGroup(r) => {
-                encode(api, &header, &service.leave_group(&header, r).await)
-            }
-            GroupRequest::OffsetCommit(r) => {
-                encode(api, &header, &service.offset_commit(&header, r).await)
-            }
-            GroupRequest::OffsetFetch(r) => {
-                encode(api, &header, &service.offset_fetch(&header, r).await)
-            }
-            GroupRequest::ListGroups(r) => {
-                encode(api, &header, &service.list_groups(&header, r).await)
-            }
-            GroupRequest::DescribeGroups(r) => {
-                encode(api, &header, &service.describe_groups(&header, r).await)
-            }
-            GroupRequest::DeleteGroups(r) => {
-                encode(api, &header, &service.delete_groups(&header, r).await)
-            }
+            GroupRequest::FindCoordinator(r) => encode(
+                api,
+                &header,
+                &groups::find_coordinator(&service, version, r, &client(&header)).await,
+            ),
+            GroupRequest::JoinGroup(r) => encode(
+                api,
+                &header,
+                &groups::join_group(&service, version, r, &client(&header)).await,
+            ),
+            GroupRequest::SyncGroup(r) => encode(
+                api,
+                &header,
+                &groups::sync_group(&service, version, r, &client(&header)).await,
+            ),
+            GroupRequest::Heartbeat(r) => encode(
+                api,
+                &header,
+                &groups::heartbeat(&service, version, r, &client(&header)).await,
+            ),
+            GroupRequest::LeaveGroup(r) => encode(
+                api,
+                &header,
+                &groups::leave_group(&service, version, r, &client(&header)).await,
+            ),
+            GroupRequest::OffsetCommit(r) => encode(
+                api,
+                &header,
+                &groups::offset_commit(&service, version, r, &client(&header)).await,
+            ),
+            GroupRequest::OffsetFetch(r) => encode(
+                api,
+                &header,
+                &groups::offset_fetch(&service, version, r, &client(&header)).await,
+            ),
+            GroupRequest::ListGroups(r) => encode(
+                api,
+                &header,
+                &groups::list_groups(&service, version, r, &client(&header)).await,
+            ),
+            GroupRequest::DescribeGroups(r) => encode(
+                api,
+                &header,
+                &groups::describe_groups(&service, version, r, &client(&header)).await,
+            ),
+            GroupRequest::DeleteGroups(r) => encode(
+                api,
+                &header,
+                &groups::delete_groups(&service, version, r, &client(&header)).await,
+            ),
         },
     };
     let name = api_name(api);
@@ -474,6 +508,7 @@ pub async fn handle(
 mod tests {
     use super::*;
     use crate::config::TopicAdminPolicy;
+    use crate::group::GroupSettings;
     use crate::kafka::{KafkaSettings, ProducerIdAllocator};
     use crate::log::LogConfig;
     use crate::metadata::TopicStore;
@@ -482,73 +517,7 @@ mod tests {
     use bytes::BufMut;
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
-    /// A group service answering every request with an empty response.
-    #[derive(Debug)]
-    struct EchoGroups;
-
-    #[tonic::async_trait]
-    impl GroupService for EchoGroups {
-        fn versions(&self, api: ApiKey) -> Option<VersionRange> {
-            // Serves Heartbeat only at v4, nothing else but the defaults.
-            match api {
-                ApiKey::Heartbeat => Some(VersionRange { min: 4, max: 4 }),
-                ApiKey::ListGroups => None,
-                other => codec_versions(other),
-            }
-        }
-        async fn find_coordinator(
-            &self,
-            _: &RequestHeader,
-            _: FindCoordinatorRequest,
-        ) -> FindCoordinatorResponse {
-            FindCoordinatorResponse::default().with_error_code(15)
-        }
-        async fn join_group(&self, _: &RequestHeader, _: JoinGroupRequest) -> JoinGroupResponse {
-            JoinGroupResponse::default()
-        }
-        async fn sync_group(&self, _: &RequestHeader, _: SyncGroupRequest) -> SyncGroupResponse {
-            SyncGroupResponse::default()
-        }
-        async fn heartbeat(&self, _: &RequestHeader, _: HeartbeatRequest) -> HeartbeatResponse {
-            HeartbeatResponse::default()
-        }
-        async fn leave_group(&self, _: &RequestHeader, _: LeaveGroupRequest) -> LeaveGroupResponse {
-            LeaveGroupResponse::default()
-        }
-        async fn offset_commit(
-            &self,
-            _: &RequestHeader,
-            _: OffsetCommitRequest,
-        ) -> OffsetCommitResponse {
-            OffsetCommitResponse::default()
-        }
-        async fn offset_fetch(
-            &self,
-            _: &RequestHeader,
-            _: OffsetFetchRequest,
-        ) -> OffsetFetchResponse {
-            OffsetFetchResponse::default()
-        }
-        async fn list_groups(&self, _: &RequestHeader, _: ListGroupsRequest) -> ListGroupsResponse {
-            ListGroupsResponse::default()
-        }
-        async fn describe_groups(
-            &self,
-            _: &RequestHeader,
-            _: DescribeGroupsRequest,
-        ) -> DescribeGroupsResponse {
-            DescribeGroupsResponse::default()
-        }
-        async fn delete_groups(
-            &self,
-            _: &RequestHeader,
-            _: DeleteGroupsRequest,
-        ) -> DeleteGroupsResponse {
-            DeleteGroupsResponse::default()
-        }
-    }
-
-    fn context(dir: &std::path::Path, groups: Option<Arc<dyn GroupService>>) -> KafkaContext {
+    fn context(dir: &std::path::Path, with_groups: bool) -> KafkaContext {
         let settings = Settings {
             broker: BrokerInfo {
                 id: 0,
@@ -563,9 +532,17 @@ mod tests {
         };
         let metrics = Arc::new(Metrics::new());
         let store = TopicStore::open(dir).expect("store");
-        let manager = ReplicaManager::open(store, settings, Arc::clone(&metrics)).expect("manager");
+        let manager =
+            Arc::new(ReplicaManager::open(store, settings, Arc::clone(&metrics)).expect("manager"));
+        let groups = with_groups.then(|| {
+            GroupCoordinator::new(
+                Arc::clone(&manager),
+                GroupSettings::default(),
+                Arc::clone(&metrics),
+            )
+        });
         KafkaContext {
-            manager: Arc::new(manager),
+            manager,
             metrics,
             settings: KafkaSettings {
                 broker_id: 0,
@@ -599,7 +576,7 @@ mod tests {
     #[test]
     fn given_no_group_service_when_listing_versions_should_leave_group_apis_out() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = context(dir.path(), None);
+        let ctx = context(dir.path(), false);
         let keys: Vec<i16> = api_versions(&ctx).iter().map(|v| v.api_key).collect();
         assert_eq!(keys.len(), OWN_APIS.len());
         assert!(!keys.contains(&(ApiKey::FindCoordinator as i16)));
@@ -618,27 +595,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn given_a_group_service_when_group_requests_arrive_should_route_them_at_its_versions() {
+    async fn given_a_group_coordinator_when_group_requests_arrive_should_route_them_at_the_codec_versions()
+     {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Arc::new(context(dir.path(), Some(Arc::new(EchoGroups))));
+        let ctx = Arc::new(context(dir.path(), true));
         let served: Vec<(i16, i16, i16)> = api_versions(&ctx)
             .iter()
             .map(|v| (v.api_key, v.min_version, v.max_version))
             .collect();
-        assert!(served.contains(&(ApiKey::Heartbeat as i16, 4, 4)));
+        assert!(served.contains(&(ApiKey::Heartbeat as i16, 0, 4)));
         assert!(served.contains(&(ApiKey::OffsetCommit as i16, 2, 9)));
+        assert!(served.contains(&(ApiKey::ListGroups as i16, 0, 5)));
+        let mut future = frame(ApiKey::Heartbeat, 4, 1, &HeartbeatRequest::default()).to_vec();
+        future[3] = 5;
+        let err = decode(&ctx, Bytes::from(future)).expect_err("v5 not served");
         assert!(
-            !served
-                .iter()
-                .any(|(k, _, _)| *k == ApiKey::ListGroups as i16)
-        );
-        let err = decode(
-            &ctx,
-            frame(ApiKey::Heartbeat, 3, 1, &HeartbeatRequest::default()),
-        )
-        .expect_err("v3 not served");
-        assert!(
-            matches!(err, RequestError::UnsupportedVersion { min: 4, max: 4, .. }),
+            matches!(err, RequestError::UnsupportedVersion { min: 0, max: 4, .. }),
             "{err}"
         );
 
@@ -655,13 +627,16 @@ mod tests {
             .expect("header");
         assert_eq!(header.correlation_id, 42);
         let body = FindCoordinatorResponse::decode(&mut out, 3).expect("body");
-        assert_eq!(body.error_code, 15, "answered by the group service");
+        assert_eq!(
+            body.error_code, 15,
+            "answered by the group coordinator: the offsets topic is being created"
+        );
     }
 
     #[test]
     fn given_malformed_frames_when_decoded_should_say_why() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = context(dir.path(), None);
+        let ctx = context(dir.path(), false);
         assert!(matches!(
             decode(&ctx, Bytes::from_static(&[0, 3])),
             Err(RequestError::Short(2))

@@ -21,8 +21,8 @@
 //!   [`fetch`], [`metadata`] (Metadata, DescribeCluster), [`offsets`]
 //!   (ListOffsets, OffsetForLeaderEpoch), [`admin`] (CreateTopics,
 //!   DeleteTopics, CreatePartitions, DescribeConfigs), [`producer_id`]
-//!   (InitProducerId). Consumer-group APIs go to a [`group::GroupService`]
-//!   when one is plugged in.
+//!   (InitProducerId), [`groups`] (the consumer-group APIs, over the
+//!   [`GroupCoordinator`] when one is plugged in).
 //!
 //! Flexible versions use request header v2 and response header v1;
 //! ApiVersions responses always use header v0 so that any client can read
@@ -34,7 +34,7 @@ pub mod dispatch;
 pub mod errors;
 pub mod fetch;
 pub mod frame;
-pub mod group;
+pub mod groups;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
@@ -50,10 +50,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::TopicAdminPolicy;
+use crate::group::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::partition::manager::ReplicaManager;
 
-pub use group::GroupService;
 pub use producer_id::ProducerIdAllocator;
 
 /// What the listener needs from the broker configuration.
@@ -81,7 +81,7 @@ pub struct KafkaContext {
     pub settings: KafkaSettings,
     pub producer_ids: ProducerIdAllocator,
     /// Consumer groups; `None` leaves the group APIs out of ApiVersions.
-    pub groups: Option<Arc<dyn GroupService>>,
+    pub groups: Option<Arc<GroupCoordinator>>,
 }
 
 impl KafkaContext {
