@@ -17,8 +17,9 @@
 //!   its connection, with a log line.
 //! - [`dispatch`] decodes the request header and body, checks the API and
 //!   version against what this broker serves (answered truthfully by
-//!   ApiVersions) and routes to one module per API family: [`produce`],
-//!   [`fetch`], [`metadata`] (Metadata, DescribeCluster), [`offsets`]
+//!   ApiVersions) and routes, through the one table of APIs in [`apis`]
+//!   (types, versions, names and handlers), to one module per API family:
+//!   [`produce`], [`fetch`], [`metadata`] (Metadata, DescribeCluster), [`offsets`]
 //!   (ListOffsets, OffsetForLeaderEpoch), [`admin`] (CreateTopics,
 //!   DeleteTopics, CreatePartitions, DescribeConfigs), [`producer_id`]
 //!   (InitProducerId), [`groups`] (the consumer-group APIs, over the
@@ -29,6 +30,7 @@
 //! them.
 
 pub mod admin;
+pub mod apis;
 pub mod connection;
 pub mod dispatch;
 pub mod errors;
@@ -44,6 +46,7 @@ pub mod topic_id;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafka_protocol::messages::ApiKey;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -86,11 +89,11 @@ pub struct KafkaContext {
 
 impl KafkaContext {
     /// Counts an error code returned by `api` (0 is not an error).
-    pub fn count_error(&self, api: &'static str, code: i16) {
+    pub fn count_error(&self, api: ApiKey, code: i16) {
         if let Some(e) = kafka_protocol::ResponseError::try_from_code(code) {
             self.metrics
                 .kafka_errors
-                .with_label_values(&[api, &format!("{e:?}")])
+                .with_label_values(&[apis::api_name(api), &format!("{e:?}")])
                 .inc();
         }
     }
