@@ -1,6 +1,7 @@
 //! The consumer-group APIs of the Kafka listener, as functions over the
-//! [`GroupCoordinator`]: FindCoordinator, JoinGroup, SyncGroup, Heartbeat
-//! and LeaveGroup ([`membership`]), OffsetCommit and OffsetFetch
+//! [`GroupCoordinator`](crate::group::GroupCoordinator): FindCoordinator,
+//! JoinGroup, SyncGroup, Heartbeat and LeaveGroup ([`membership`]),
+//! OffsetCommit and OffsetFetch
 //! ([`offsets`]), ListGroups, DescribeGroups and DeleteGroups ([`admin`]).
 //!
 //! Each takes the decoded `kafka-protocol` request and its version and
