@@ -9,6 +9,7 @@ use super::*;
 use crate::group::error::GroupError;
 use crate::group::records::{CommittedOffset, GroupValue, MemberValue};
 
+/// A member of a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     pub id: String,

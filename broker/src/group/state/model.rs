@@ -249,8 +249,6 @@ impl Effects {
     }
 }
 
-/// A member of a group.
-
 /// A member as DescribeGroups shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberDescription {

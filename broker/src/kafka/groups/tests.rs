@@ -107,7 +107,7 @@ async fn find_and_load(c: &Arc<GroupCoordinator>) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let r = find_coordinator(
-            &c,
+            c,
             3,
             FindCoordinatorRequest::default().with_key(s(GROUP)),
             &client(),
@@ -173,7 +173,7 @@ fn commit(member: &str, generation: i32, offsets: &[(i32, i64)]) -> OffsetCommit
 
 async fn fetch_v8(c: &GroupCoordinator) -> Vec<(i32, i64, i16)> {
     let r = offset_fetch(
-        &c,
+        c,
         8,
         OffsetFetchRequest::default().with_groups(vec![
             OffsetFetchRequestGroup::default()
