@@ -142,17 +142,7 @@ impl Group {
         if self.state == GroupState::Empty {
             return Err(GroupError::UnknownMemberId(member_id.to_owned()));
         }
-        let current = self.generation;
-        let Some(member) = self.members.get_mut(member_id) else {
-            return Err(GroupError::UnknownMemberId(member_id.to_owned()));
-        };
-        if generation != current {
-            return Err(GroupError::IllegalGeneration {
-                given: generation,
-                current,
-            });
-        }
-        member.touch(now);
+        self.touch_member(now, member_id, generation)?;
         match self.state {
             GroupState::PreparingRebalance => Err(GroupError::RebalanceInProgress),
             _ => Ok(()),
@@ -212,6 +202,17 @@ impl Group {
         if self.state == GroupState::CompletingRebalance {
             return Err(GroupError::RebalanceInProgress);
         }
+        self.touch_member(now, member_id, generation)
+    }
+
+    /// Checks that `member_id` is a member of the current `generation` and
+    /// renews its session.
+    fn touch_member(
+        &mut self,
+        now: i64,
+        member_id: &str,
+        generation: i32,
+    ) -> Result<(), GroupError> {
         let current = self.generation;
         let Some(member) = self.members.get_mut(member_id) else {
             return Err(GroupError::UnknownMemberId(member_id.to_owned()));
