@@ -48,42 +48,62 @@ pub async fn find_coordinator(
         resp.coordinators = found
             .into_iter()
             .map(|(key, r)| {
-                let mut c = Coordinator::default().with_key(key);
-                match r {
-                    Ok((node, host, port)) => {
-                        c.node_id = BrokerId(node);
-                        c.host = s(host);
-                        c.port = port;
-                    }
-                    Err(e) => {
-                        c.node_id = BrokerId(-1);
-                        c.port = -1;
-                        c.error_code = e.code();
-                        c.error_message = Some(s(e.to_string()));
-                    }
+                let f = Found::from(r);
+                let mut c = Coordinator::default()
+                    .with_key(key)
+                    .with_node_id(f.node_id)
+                    .with_host(f.host)
+                    .with_port(f.port)
+                    .with_error_code(f.error_code);
+                if f.error_message.is_some() {
+                    c.error_message = f.error_message;
                 }
                 c
             })
             .collect();
     } else {
         let (_, r) = found.into_iter().next().expect("one key");
-        match r {
-            Ok((node, host, port)) => {
-                resp.node_id = BrokerId(node);
-                resp.host = s(host);
-                resp.port = port;
-            }
-            Err(e) => {
-                resp.node_id = BrokerId(-1);
-                resp.port = -1;
-                resp.error_code = e.code();
-                if version >= 1 {
-                    resp.error_message = Some(s(e.to_string()));
-                }
-            }
+        let f = Found::from(r);
+        resp.node_id = f.node_id;
+        resp.host = f.host;
+        resp.port = f.port;
+        resp.error_code = f.error_code;
+        if version >= 1 && f.error_message.is_some() {
+            resp.error_message = f.error_message;
         }
     }
     resp
+}
+
+/// A FindCoordinator answer for one key, in the fields every version has.
+struct Found {
+    node_id: BrokerId,
+    host: StrBytes,
+    port: i32,
+    error_code: i16,
+    /// Set on errors only; otherwise the response keeps its default.
+    error_message: Option<StrBytes>,
+}
+
+impl From<Located> for Found {
+    fn from(located: Located) -> Self {
+        match located {
+            Ok((node, host, port)) => Self {
+                node_id: BrokerId(node),
+                host: s(host),
+                port,
+                error_code: 0,
+                error_message: None,
+            },
+            Err(e) => Self {
+                node_id: BrokerId(-1),
+                host: StrBytes::default(),
+                port: -1,
+                error_code: e.code(),
+                error_message: Some(s(e.to_string())),
+            },
+        }
+    }
 }
 
 /// The coordinator of `key` and where Kafka clients reach it.

@@ -146,41 +146,35 @@ pub async fn offset_fetch(
             .collect();
     } else {
         let (_, wanted, r) = results.into_iter().next().expect("one group");
-        match r {
-            Ok(found) => {
-                resp.topics = found
-                    .into_iter()
-                    .map(|(topic, parts)| {
-                        OffsetFetchResponseTopic::default()
-                            .with_name(TopicName(s(topic)))
-                            .with_partitions(
-                                parts
-                                    .into_iter()
-                                    .map(|(p, o)| fetched(version, p, o, 0))
-                                    .collect(),
-                            )
-                    })
-                    .collect()
-            }
+        let (found, error) = match r {
+            Ok(found) => (found, 0),
             // v1 has no group-level error: every asked partition carries it.
             Err(e) if version < 2 => {
-                resp.topics = wanted
+                let asked = wanted
                     .unwrap_or_default()
                     .into_iter()
-                    .map(|(topic, parts)| {
-                        OffsetFetchResponseTopic::default()
-                            .with_name(TopicName(s(topic)))
-                            .with_partitions(
-                                parts
-                                    .into_iter()
-                                    .map(|p| fetched(version, p, None, e.code()))
-                                    .collect(),
-                            )
-                    })
-                    .collect()
+                    .map(|(topic, parts)| (topic, parts.into_iter().map(|p| (p, None)).collect()))
+                    .collect();
+                (asked, e.code())
             }
-            Err(e) => resp.error_code = e.code(),
-        }
+            Err(e) => {
+                resp.error_code = e.code();
+                return resp;
+            }
+        };
+        resp.topics = found
+            .into_iter()
+            .map(|(topic, parts)| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_partitions(
+                        parts
+                            .into_iter()
+                            .map(|(p, o)| fetched(version, p, o, error))
+                            .collect(),
+                    )
+            })
+            .collect();
     }
     resp
 }
