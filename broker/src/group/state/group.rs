@@ -145,6 +145,20 @@ impl Group {
             .is_some_and(|current| current != member_id)
     }
 
+    /// FENCED_INSTANCE_ID when another member holds `instance_id`.
+    pub(super) fn check_fenced(
+        &self,
+        instance_id: Option<&str>,
+        member_id: &str,
+    ) -> Result<(), GroupError> {
+        if self.is_fenced(instance_id, member_id) {
+            return Err(GroupError::FencedInstanceId(
+                instance_id.unwrap_or_default().to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether a member with these protocols may join.
     pub(super) fn supports(&self, protocol_type: &str, protocols: &[Protocol]) -> bool {
         if self.state == GroupState::Empty {

@@ -134,11 +134,7 @@ impl Group {
         instance_id: Option<&str>,
         generation: i32,
     ) -> Result<(), GroupError> {
-        if self.is_fenced(instance_id, member_id) {
-            return Err(GroupError::FencedInstanceId(
-                instance_id.unwrap_or_default().to_owned(),
-            ));
-        }
+        self.check_fenced(instance_id, member_id)?;
         if self.state == GroupState::Empty {
             return Err(GroupError::UnknownMemberId(member_id.to_owned()));
         }
@@ -171,11 +167,7 @@ impl Group {
             self.try_complete_join(now, fx);
             return Ok(());
         }
-        if self.is_fenced(leaving.instance_id.as_deref(), &id) {
-            return Err(GroupError::FencedInstanceId(
-                leaving.instance_id.clone().unwrap_or_default(),
-            ));
-        }
+        self.check_fenced(leaving.instance_id.as_deref(), &id)?;
         if !self.members.contains_key(&id) {
             return Err(GroupError::UnknownMemberId(id));
         }
@@ -190,11 +182,7 @@ impl Group {
         instance_id: Option<&str>,
         generation: i32,
     ) -> Result<(), GroupError> {
-        if self.is_fenced(instance_id, member_id) {
-            return Err(GroupError::FencedInstanceId(
-                instance_id.unwrap_or_default().to_owned(),
-            ));
-        }
+        self.check_fenced(instance_id, member_id)?;
         if generation < 0 && self.state == GroupState::Empty {
             // Offsets only: a standalone consumer or an admin tool.
             return Ok(());
