@@ -331,7 +331,7 @@ impl Broker {
                 auto_create_partitions: config.auto_create_topic_partitions,
             },
             producer_ids,
-            groups: Some(Arc::clone(&groups) as Arc<dyn kafka::GroupService>),
+            groups: Some(Arc::clone(&groups)),
         });
         let kafka_stop = CancellationToken::new();
         let kafka_task = tokio::spawn(kafka::serve(

@@ -41,9 +41,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 use proptest::prelude::*;
 use rill_broker::config::{BrokerConfig, TopicAdminPolicy};
-use rill_broker::kafka::{
-    GroupService, KafkaContext, KafkaSettings, ProducerIdAllocator, dispatch, frame,
-};
+use rill_broker::kafka::{KafkaContext, KafkaSettings, ProducerIdAllocator, dispatch, frame};
 use rill_broker::metrics::Metrics;
 use rill_broker::partition::manager::CreateTopic;
 use rill_broker::{Broker, BrokerHandle};
@@ -120,7 +118,7 @@ impl Harness {
                 auto_create_partitions: Some(1),
             },
             producer_ids: ids,
-            groups: Some(Arc::clone(broker.groups()) as Arc<dyn GroupService>),
+            groups: Some(Arc::clone(broker.groups())),
         });
         let h = Self {
             runtime,

@@ -1,14 +1,14 @@
-//! Why a group request failed, and the one place where those reasons (and
-//! storage errors of the offsets topic) become Kafka error codes.
+//! Why a group request failed, and what storage errors of the offsets
+//! topic mean to a group client. The Kafka listener turns these into
+//! Kafka error codes (`crate::kafka::groups::GroupErrorCode`).
 
-use kafka_protocol::error::ResponseError;
 use thiserror::Error;
 
 use crate::log::{BatchError, LogError};
 use crate::partition::Error as PartitionError;
 
-/// A group coordinator error, phrased for logs; [`GroupError::code`] gives
-/// the Kafka error code a client acts on.
+/// A group coordinator error, phrased for logs; the Kafka listener maps
+/// each to the error code a client acts on.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum GroupError {
     /// This broker does not coordinate the group: the client looks the
@@ -62,33 +62,6 @@ pub enum GroupError {
 }
 
 impl GroupError {
-    /// The Kafka error code of this error.
-    pub fn code(&self) -> i16 {
-        let e = match self {
-            Self::NotCoordinator => ResponseError::NotCoordinator,
-            Self::LoadInProgress => ResponseError::CoordinatorLoadInProgress,
-            Self::CoordinatorNotAvailable(_) => ResponseError::CoordinatorNotAvailable,
-            Self::InvalidGroupId(_) => ResponseError::InvalidGroupId,
-            Self::UnknownMemberId(_) => ResponseError::UnknownMemberId,
-            Self::IllegalGeneration { .. } => ResponseError::IllegalGeneration,
-            Self::RebalanceInProgress => ResponseError::RebalanceInProgress,
-            Self::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
-            Self::InvalidSessionTimeout { .. } => ResponseError::InvalidSessionTimeout,
-            Self::MemberIdRequired => ResponseError::MemberIdRequired,
-            Self::FencedInstanceId(_) => ResponseError::FencedInstanceId,
-            Self::GroupMaxSizeReached(_) => ResponseError::GroupMaxSizeReached,
-            Self::GroupIdNotFound(_) => ResponseError::GroupIdNotFound,
-            Self::NonEmptyGroup(_) => ResponseError::NonEmptyGroup,
-            Self::OffsetMetadataTooLarge { .. } => ResponseError::OffsetMetadataTooLarge,
-            Self::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
-            Self::Timeout => ResponseError::RequestTimedOut,
-            Self::CommitTooLarge => ResponseError::InvalidCommitOffsetSize,
-            Self::InvalidRequest(_) => ResponseError::InvalidRequest,
-            Self::Internal(_) => ResponseError::UnknownServerError,
-        };
-        e.code()
-    }
-
     /// A short stable label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -149,28 +122,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn given_group_errors_when_mapped_should_give_kafka_codes() {
-        assert_eq!(GroupError::NotCoordinator.code(), 16);
-        assert_eq!(GroupError::LoadInProgress.code(), 14);
-        assert_eq!(
-            GroupError::CoordinatorNotAvailable(String::new()).code(),
-            15
-        );
-        assert_eq!(
-            GroupError::IllegalGeneration {
-                given: 1,
-                current: 2
-            }
-            .code(),
-            22
-        );
-        assert_eq!(GroupError::UnknownMemberId(String::new()).code(), 25);
-        assert_eq!(GroupError::RebalanceInProgress.code(), 27);
-        assert_eq!(GroupError::MemberIdRequired.code(), 79);
-        assert_eq!(GroupError::FencedInstanceId(String::new()).code(), 82);
-    }
-
-    #[test]
     fn given_a_lost_leadership_when_a_write_fails_should_send_clients_to_find_the_coordinator() {
         let lost = PartitionError::LeadershipLost {
             topic: "__consumer_offsets".into(),
@@ -178,12 +129,5 @@ mod tests {
             base_offset: 3,
         };
         assert_eq!(GroupError::from_write(&lost), GroupError::NotCoordinator);
-        let few = PartitionError::NotEnoughReplicas {
-            topic: "__consumer_offsets".into(),
-            partition: 0,
-            isr: 1,
-            min: 2,
-        };
-        assert_eq!(GroupError::from_write(&few).code(), 15);
     }
 }

@@ -1,7 +1,8 @@
 //! The consumer-group coordinator: Kafka's classic group protocol
-//! (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) and committed offsets
-//! (OffsetCommit, OffsetFetch), plus FindCoordinator, ListGroups,
-//! DescribeGroups and DeleteGroups.
+//! (joining, syncing, heartbeats, leaving) and committed offsets, plus
+//! locating, listing, describing and deleting groups. It speaks Rill's own
+//! types only; the Kafka listener (`crate::kafka::groups`) turns Kafka
+//! requests into these and the answers back into Kafka responses.
 //!
 //! - Placement ([`placement`]): groups live in the internal compacted topic
 //!   `__consumer_offsets`, created on first use through the
@@ -24,25 +25,20 @@
 //!   one partition go through one writer task, which batches whatever is
 //!   queued into one record batch, so records reach the log in the order
 //!   the state machine produced them.
-//! - Kafka API ([`api`]): one method per group API, taking and returning
-//!   `kafka-protocol` messages for every version the crate knows;
-//!   [`listener`] plugs them into the Kafka listener's `GroupService` hook.
+//! - Requests ([`requests`]): what the coordinator answers (locate, join,
+//!   sync, heartbeat, leave, commit, committed, list, describe, delete),
+//!   with versions already resolved by the caller.
 //!
-//! Errors become Kafka codes in one place: [`error::GroupError::code`].
+//! Failures are [`GroupError`]s; the Kafka listener maps them to error codes.
 
-pub mod api;
 pub mod coordinator;
 pub mod error;
-pub mod listener;
 pub mod placement;
 pub mod records;
+pub mod requests;
 pub mod state;
 
-pub use coordinator::{
-    ClientInfo, ClusterEndpoints, GroupCoordinator, GroupSettings, KafkaEndpoints,
-};
+pub use coordinator::{ClientInfo, GroupCoordinator, GroupSettings};
 pub use error::GroupError;
 pub use placement::{OFFSETS_TOPIC, partition_for};
-
-#[cfg(test)]
-mod tests;
+pub use requests::OffsetToCommit;

@@ -23,6 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
@@ -127,7 +128,7 @@ pub async fn create_topics(
         let name = topic.name.0.to_string();
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
         let fail = |error: ResponseError, text: String| {
-            ctx.count_error("CreateTopics", error.code());
+            ctx.count_error(ApiKey::CreateTopics, error.code());
             result
                 .clone()
                 .with_error_code(error.code())
@@ -210,7 +211,7 @@ pub async fn create_topics(
             }
             Err(e) => {
                 let (code, text) = code_and_message(&e);
-                ctx.count_error("CreateTopics", code);
+                ctx.count_error(ApiKey::CreateTopics, code);
                 results.push(
                     result
                         .with_error_code(code)
@@ -279,7 +280,7 @@ pub async fn delete_topics(
                 .map_err(|e| code_and_message(&e)),
         };
         if let Err((code, text)) = outcome {
-            ctx.count_error("DeleteTopics", code);
+            ctx.count_error(ApiKey::DeleteTopics, code);
             entry = entry
                 .with_error_code(code)
                 .with_error_message(message(version, 5, text));
@@ -317,7 +318,7 @@ pub async fn create_partitions(
         };
         let mut entry = CreatePartitionsTopicResult::default().with_name(topic.name);
         if let Err((code, text)) = outcome {
-            ctx.count_error("CreatePartitions", code);
+            ctx.count_error(ApiKey::CreatePartitions, code);
             entry = entry
                 .with_error_code(code)
                 .with_error_message(Some(StrBytes::from_string(text)));
@@ -388,7 +389,7 @@ fn broker_configs(ctx: &KafkaContext) -> Vec<ConfigEntry> {
     out
 }
 
-pub fn describe_configs(
+pub async fn describe_configs(
     ctx: &KafkaContext,
     version: i16,
     request: DescribeConfigsRequest,
@@ -458,7 +459,7 @@ pub fn describe_configs(
                     result.with_configs(entries)
                 }
                 Err((error, text)) => {
-                    ctx.count_error("DescribeConfigs", error.code());
+                    ctx.count_error(ApiKey::DescribeConfigs, error.code());
                     result
                         .with_error_code(error.code())
                         .with_error_message(Some(StrBytes::from_string(text)))

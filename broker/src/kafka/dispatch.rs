@@ -10,41 +10,27 @@
 //! format, listing what is served, so newer clients can downgrade.
 //!
 //! [`handle`] runs a decoded request, encodes its response and records the
-//! per-API request count and latency. The versions served are exactly the
-//! versions the `kafka-protocol` crate can decode the request and encode
-//! the response in ([`codec_versions`]) for every implemented API
-//! ([`OWN_APIS`]), plus what the group service declares within them.
+//! per-API request count and latency. The APIs, their handlers and their
+//! versions come from one table, [`super::apis`]: the versions served are
+//! exactly the versions the `kafka-protocol` crate can decode the request
+//! and encode the response in ([`codec_versions`]) for every implemented
+//! API ([`OWN_APIS`]), and for the group APIs ([`GROUP_APIS`]) when a group
+//! coordinator is plugged in.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes};
-use kafka_protocol::ResponseError;
-use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, HeaderVersion, Message, VersionRange};
+use kafka_protocol::protocol::Decodable;
 use thiserror::Error;
 
-use super::frame::{EncodeError, ResponseFrame, encode_response};
-use super::group::{GROUP_APIS, GroupService};
-use super::{KafkaContext, admin, fetch, metadata, offsets, produce, producer_id};
+use super::KafkaContext;
+use super::frame::{EncodeError, ResponseFrame};
 
-/// The APIs this listener implements itself, served at every version the
-/// codec supports.
-pub const OWN_APIS: [ApiKey; 12] = [
-    ApiKey::Produce,
-    ApiKey::Fetch,
-    ApiKey::ListOffsets,
-    ApiKey::Metadata,
-    ApiKey::ApiVersions,
-    ApiKey::CreateTopics,
-    ApiKey::DeleteTopics,
-    ApiKey::InitProducerId,
-    ApiKey::OffsetForLeaderEpoch,
-    ApiKey::DescribeConfigs,
-    ApiKey::CreatePartitions,
-    ApiKey::DescribeCluster,
-];
+pub use super::apis::{
+    GROUP_APIS, OWN_APIS, Request, api_name, api_versions, codec_versions, served_versions,
+};
 
 /// Why a request frame could not be decoded; the connection is closed.
 #[derive(Debug, Error)]
@@ -88,126 +74,12 @@ impl RequestError {
     }
 }
 
-/// A consumer-group request, for the [`GroupService`].
-#[derive(Debug)]
-pub enum GroupRequest {
-    FindCoordinator(FindCoordinatorRequest),
-    JoinGroup(JoinGroupRequest),
-    SyncGroup(SyncGroupRequest),
-    Heartbeat(HeartbeatRequest),
-    LeaveGroup(LeaveGroupRequest),
-    OffsetCommit(OffsetCommitRequest),
-    OffsetFetch(OffsetFetchRequest),
-    ListGroups(ListGroupsRequest),
-    DescribeGroups(DescribeGroupsRequest),
-    DeleteGroups(DeleteGroupsRequest),
-}
-
-/// A decoded request body.
-#[derive(Debug)]
-pub enum Request {
-    ApiVersions(ApiVersionsRequest),
-    /// ApiVersions at a version this broker does not serve.
-    UnsupportedApiVersions,
-    Metadata(MetadataRequest),
-    Produce(ProduceRequest),
-    Fetch(FetchRequest),
-    ListOffsets(ListOffsetsRequest),
-    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
-    InitProducerId(InitProducerIdRequest),
-    CreateTopics(CreateTopicsRequest),
-    DeleteTopics(DeleteTopicsRequest),
-    CreatePartitions(CreatePartitionsRequest),
-    DescribeConfigs(DescribeConfigsRequest),
-    DescribeCluster(DescribeClusterRequest),
-    Group(Arc<dyn GroupService>, GroupRequest),
-}
-
 /// A request ready to run.
 #[derive(Debug)]
 pub struct Decoded {
     pub header: RequestHeader,
     pub api: ApiKey,
     pub request: Request,
-}
-
-fn pair<Req: Message, Resp: Message>() -> VersionRange {
-    Req::VERSIONS.intersect(&Resp::VERSIONS)
-}
-
-/// The versions in which the codec can both decode the request and
-/// encode the response of `api` (its tables do not always agree: the
-/// InitProducerId request stops at v5 while the API key lists v6), for
-/// the APIs this listener routes.
-pub fn codec_versions(api: ApiKey) -> Option<VersionRange> {
-    let range = match api {
-        ApiKey::Produce => pair::<ProduceRequest, ProduceResponse>(),
-        ApiKey::Fetch => pair::<FetchRequest, FetchResponse>(),
-        ApiKey::ListOffsets => pair::<ListOffsetsRequest, ListOffsetsResponse>(),
-        ApiKey::Metadata => pair::<MetadataRequest, MetadataResponse>(),
-        ApiKey::ApiVersions => pair::<ApiVersionsRequest, ApiVersionsResponse>(),
-        ApiKey::CreateTopics => pair::<CreateTopicsRequest, CreateTopicsResponse>(),
-        ApiKey::DeleteTopics => pair::<DeleteTopicsRequest, DeleteTopicsResponse>(),
-        ApiKey::InitProducerId => pair::<InitProducerIdRequest, InitProducerIdResponse>(),
-        ApiKey::OffsetForLeaderEpoch => {
-            pair::<OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse>()
-        }
-        ApiKey::DescribeConfigs => pair::<DescribeConfigsRequest, DescribeConfigsResponse>(),
-        ApiKey::CreatePartitions => pair::<CreatePartitionsRequest, CreatePartitionsResponse>(),
-        ApiKey::DescribeCluster => pair::<DescribeClusterRequest, DescribeClusterResponse>(),
-        ApiKey::FindCoordinator => pair::<FindCoordinatorRequest, FindCoordinatorResponse>(),
-        ApiKey::JoinGroup => pair::<JoinGroupRequest, JoinGroupResponse>(),
-        ApiKey::SyncGroup => pair::<SyncGroupRequest, SyncGroupResponse>(),
-        ApiKey::Heartbeat => pair::<HeartbeatRequest, HeartbeatResponse>(),
-        ApiKey::LeaveGroup => pair::<LeaveGroupRequest, LeaveGroupResponse>(),
-        ApiKey::OffsetCommit => pair::<OffsetCommitRequest, OffsetCommitResponse>(),
-        ApiKey::OffsetFetch => pair::<OffsetFetchRequest, OffsetFetchResponse>(),
-        ApiKey::ListGroups => pair::<ListGroupsRequest, ListGroupsResponse>(),
-        ApiKey::DescribeGroups => pair::<DescribeGroupsRequest, DescribeGroupsResponse>(),
-        ApiKey::DeleteGroups => pair::<DeleteGroupsRequest, DeleteGroupsResponse>(),
-        _ => return None,
-    };
-    let range = range.intersect(&api.valid_versions());
-    (!range.is_empty()).then_some(range)
-}
-
-/// The versions of `api` this broker serves, `None` when it does not
-/// serve it at all.
-pub fn served_versions(ctx: &KafkaContext, api: ApiKey) -> Option<VersionRange> {
-    let codec = codec_versions(api)?;
-    if OWN_APIS.contains(&api) {
-        return Some(codec);
-    }
-    if GROUP_APIS.contains(&api) {
-        let groups = ctx.groups.as_ref()?;
-        let range = groups.versions(api)?.intersect(&codec);
-        return (!range.is_empty()).then_some(range);
-    }
-    None
-}
-
-/// Every served API with its versions, by key (the ApiVersions answer).
-pub fn api_versions(ctx: &KafkaContext) -> Vec<ApiVersion> {
-    let mut out: Vec<ApiVersion> = OWN_APIS
-        .iter()
-        .chain(GROUP_APIS.iter())
-        .filter_map(|&api| {
-            served_versions(ctx, api).map(|r| {
-                ApiVersion::default()
-                    .with_api_key(api as i16)
-                    .with_min_version(r.min)
-                    .with_max_version(r.max)
-            })
-        })
-        .collect();
-    out.sort_by_key(|v| v.api_key);
-    out
-}
-
-fn api_versions_response(ctx: &KafkaContext, error: Option<ResponseError>) -> ApiVersionsResponse {
-    ApiVersionsResponse::default()
-        .with_error_code(error.map_or(0, |e| e.code()))
-        .with_api_keys(api_versions(ctx))
 }
 
 /// Decodes one request frame.
@@ -246,61 +118,14 @@ pub fn decode(ctx: &KafkaContext, frame: Bytes) -> Result<Decoded, RequestError>
         });
     }
     let correlation_id = header.correlation_id;
-    let request =
-        decode_body(ctx, api, version, &mut buf).map_err(|e| RequestError::Malformed {
+    let request = super::apis::decode_body(ctx, api, version, &mut buf).map_err(|e| {
+        RequestError::Malformed {
             api,
             version,
             correlation_id,
             reason: e.to_string(),
-        })?;
-    Ok(Decoded {
-        header,
-        api,
-        request,
-    })
-}
-
-fn decode_body(
-    ctx: &KafkaContext,
-    api: ApiKey,
-    version: i16,
-    buf: &mut Bytes,
-) -> anyhow::Result<Request> {
-    fn body<T: Decodable>(buf: &mut Bytes, version: i16) -> anyhow::Result<T> {
-        T::decode(buf, version)
-    }
-    let group = |g: GroupRequest| -> anyhow::Result<Request> {
-        let service = ctx
-            .groups
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("no group service"))?;
-        Ok(Request::Group(service, g))
-    };
-    let request = match api {
-        ApiKey::ApiVersions => Request::ApiVersions(body(buf, version)?),
-        ApiKey::Metadata => Request::Metadata(body(buf, version)?),
-        ApiKey::Produce => Request::Produce(body(buf, version)?),
-        ApiKey::Fetch => Request::Fetch(body(buf, version)?),
-        ApiKey::ListOffsets => Request::ListOffsets(body(buf, version)?),
-        ApiKey::OffsetForLeaderEpoch => Request::OffsetForLeaderEpoch(body(buf, version)?),
-        ApiKey::InitProducerId => Request::InitProducerId(body(buf, version)?),
-        ApiKey::CreateTopics => Request::CreateTopics(body(buf, version)?),
-        ApiKey::DeleteTopics => Request::DeleteTopics(body(buf, version)?),
-        ApiKey::CreatePartitions => Request::CreatePartitions(body(buf, version)?),
-        ApiKey::DescribeConfigs => Request::DescribeConfigs(body(buf, version)?),
-        ApiKey::DescribeCluster => Request::DescribeCluster(body(buf, version)?),
-        ApiKey::FindCoordinator => group(GroupRequest::FindCoordinator(body(buf, version)?))?,
-        ApiKey::JoinGroup => group(GroupRequest::JoinGroup(body(buf, version)?))?,
-        ApiKey::SyncGroup => group(GroupRequest::SyncGroup(body(buf, version)?))?,
-        ApiKey::Heartbeat => group(GroupRequest::Heartbeat(body(buf, version)?))?,
-        ApiKey::LeaveGroup => group(GroupRequest::LeaveGroup(body(buf, version)?))?,
-        ApiKey::OffsetCommit => group(GroupRequest::OffsetCommit(body(buf, version)?))?,
-        ApiKey::OffsetFetch => group(GroupRequest::OffsetFetch(body(buf, version)?))?,
-        ApiKey::ListGroups => group(GroupRequest::ListGroups(body(buf, version)?))?,
-        ApiKey::DescribeGroups => group(GroupRequest::DescribeGroups(body(buf, version)?))?,
-        ApiKey::DeleteGroups => group(GroupRequest::DeleteGroups(body(buf, version)?))?,
-        other => anyhow::bail!("{other:?} has no handler"),
-    };
+        }
+    })?;
     if buf.has_remaining() {
         tracing::debug!(
             ?api,
@@ -309,62 +134,11 @@ fn decode_body(
             "ignoring trailing request bytes"
         );
     }
-    Ok(request)
-}
-
-/// A name for metric labels and logs.
-pub fn api_name(api: ApiKey) -> &'static str {
-    match api {
-        ApiKey::Produce => "Produce",
-        ApiKey::Fetch => "Fetch",
-        ApiKey::ListOffsets => "ListOffsets",
-        ApiKey::Metadata => "Metadata",
-        ApiKey::ApiVersions => "ApiVersions",
-        ApiKey::CreateTopics => "CreateTopics",
-        ApiKey::DeleteTopics => "DeleteTopics",
-        ApiKey::InitProducerId => "InitProducerId",
-        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
-        ApiKey::DescribeConfigs => "DescribeConfigs",
-        ApiKey::CreatePartitions => "CreatePartitions",
-        ApiKey::DescribeCluster => "DescribeCluster",
-        ApiKey::FindCoordinator => "FindCoordinator",
-        ApiKey::JoinGroup => "JoinGroup",
-        ApiKey::SyncGroup => "SyncGroup",
-        ApiKey::Heartbeat => "Heartbeat",
-        ApiKey::LeaveGroup => "LeaveGroup",
-        ApiKey::OffsetCommit => "OffsetCommit",
-        ApiKey::OffsetFetch => "OffsetFetch",
-        ApiKey::ListGroups => "ListGroups",
-        ApiKey::DescribeGroups => "DescribeGroups",
-        ApiKey::DeleteGroups => "DeleteGroups",
-        _ => "Other",
-    }
-}
-
-fn encode<R: kafka_protocol::protocol::Encodable + HeaderVersion>(
-    api: ApiKey,
-    header: &RequestHeader,
-    body: &R,
-) -> Result<Option<ResponseFrame>, EncodeError> {
-    encode_sharing(api, header, body, &[])
-}
-
-/// [`encode`] for a body that refers to `shared` buffers, which the frame
-/// references instead of copying (see [`encode_response`]).
-fn encode_sharing<R: kafka_protocol::protocol::Encodable + HeaderVersion>(
-    api: ApiKey,
-    header: &RequestHeader,
-    body: &R,
-    shared: &[Bytes],
-) -> Result<Option<ResponseFrame>, EncodeError> {
-    encode_response(
-        api_name(api),
-        header.correlation_id,
-        header.request_api_version,
-        body,
-        shared,
-    )
-    .map(Some)
+    Ok(Decoded {
+        header,
+        api,
+        request,
+    })
 }
 
 /// Runs a decoded request; returns the response frame (`None` for a
@@ -379,88 +153,7 @@ pub async fn handle(
         api,
         request,
     } = decoded;
-    let version = header.request_api_version;
-    let ctx = &*ctx;
-    let out = match request {
-        Request::ApiVersions(_) => encode(api, &header, &api_versions_response(ctx, None)),
-        Request::UnsupportedApiVersions => encode_response(
-            api_name(api),
-            header.correlation_id,
-            0,
-            &api_versions_response(ctx, Some(ResponseError::UnsupportedVersion)),
-            &[],
-        )
-        .map(Some),
-        Request::Metadata(r) => encode(api, &header, &metadata::metadata(ctx, version, r).await),
-        Request::DescribeCluster(r) => {
-            encode(api, &header, &metadata::describe_cluster(ctx, version, r))
-        }
-        Request::Produce(r) => match produce::produce(ctx, version, r).await {
-            Some(response) => encode(api, &header, &response),
-            None => Ok(None),
-        },
-        Request::Fetch(r) => {
-            let response = fetch::fetch(ctx, version, r).await;
-            encode_sharing(api, &header, &response, &fetch::record_sets(&response))
-        }
-        Request::ListOffsets(r) => encode(api, &header, &offsets::list_offsets(ctx, version, r)),
-        Request::OffsetForLeaderEpoch(r) => encode(
-            api,
-            &header,
-            &offsets::offset_for_leader_epoch(ctx, version, r),
-        ),
-        Request::InitProducerId(r) => encode(
-            api,
-            &header,
-            &producer_id::init_producer_id(ctx, version, r).await,
-        ),
-        Request::CreateTopics(r) => {
-            encode(api, &header, &admin::create_topics(ctx, version, r).await)
-        }
-        Request::DeleteTopics(r) => {
-            encode(api, &header, &admin::delete_topics(ctx, version, r).await)
-        }
-        Request::CreatePartitions(r) => encode(
-            api,
-            &header,
-            &admin::create_partitions(ctx, version, r).await,
-        ),
-        Request::DescribeConfigs(r) => {
-            encode(api, &header, &admin::describe_configs(ctx, version, r))
-        }
-        Request::Group(service, g) => match g {
-            GroupRequest::FindCoordinator(r) => {
-                encode(api, &header, &service.find_coordinator(&header, r).await)
-            }
-            GroupRequest::JoinGroup(r) => {
-                encode(api, &header, &service.join_group(&header, r).await)
-            }
-            GroupRequest::SyncGroup(r) => {
-                encode(api, &header, &service.sync_group(&header, r).await)
-            }
-            GroupRequest::Heartbeat(r) => {
-                encode(api, &header, &service.heartbeat(&header, r).await)
-            }
-            GroupRequest::LeaveGroup(r) => {
-                encode(api, &header, &service.leave_group(&header, r).await)
-            }
-            GroupRequest::OffsetCommit(r) => {
-                encode(api, &header, &service.offset_commit(&header, r).await)
-            }
-            GroupRequest::OffsetFetch(r) => {
-                encode(api, &header, &service.offset_fetch(&header, r).await)
-            }
-            GroupRequest::ListGroups(r) => {
-                encode(api, &header, &service.list_groups(&header, r).await)
-            }
-            GroupRequest::DescribeGroups(r) => {
-                encode(api, &header, &service.describe_groups(&header, r).await)
-            }
-            GroupRequest::DeleteGroups(r) => {
-                encode(api, &header, &service.delete_groups(&header, r).await)
-            }
-        },
-    };
+    let out = super::apis::run(&ctx, api, &header, request).await;
     let name = api_name(api);
     ctx.metrics.kafka_requests.with_label_values(&[name]).inc();
     ctx.metrics
@@ -474,81 +167,16 @@ pub async fn handle(
 mod tests {
     use super::*;
     use crate::config::TopicAdminPolicy;
+    use crate::group::{GroupCoordinator, GroupSettings};
     use crate::kafka::{KafkaSettings, ProducerIdAllocator};
     use crate::log::LogConfig;
     use crate::metrics::Metrics;
     use crate::partition::manager::{BrokerInfo, ReplicaManager, Settings};
     use crate::partition::store::TopicStore;
     use bytes::BufMut;
-    use kafka_protocol::protocol::{Encodable, StrBytes};
+    use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
 
-    /// A group service answering every request with an empty response.
-    #[derive(Debug)]
-    struct EchoGroups;
-
-    #[tonic::async_trait]
-    impl GroupService for EchoGroups {
-        fn versions(&self, api: ApiKey) -> Option<VersionRange> {
-            // Serves Heartbeat only at v4, nothing else but the defaults.
-            match api {
-                ApiKey::Heartbeat => Some(VersionRange { min: 4, max: 4 }),
-                ApiKey::ListGroups => None,
-                other => codec_versions(other),
-            }
-        }
-        async fn find_coordinator(
-            &self,
-            _: &RequestHeader,
-            _: FindCoordinatorRequest,
-        ) -> FindCoordinatorResponse {
-            FindCoordinatorResponse::default().with_error_code(15)
-        }
-        async fn join_group(&self, _: &RequestHeader, _: JoinGroupRequest) -> JoinGroupResponse {
-            JoinGroupResponse::default()
-        }
-        async fn sync_group(&self, _: &RequestHeader, _: SyncGroupRequest) -> SyncGroupResponse {
-            SyncGroupResponse::default()
-        }
-        async fn heartbeat(&self, _: &RequestHeader, _: HeartbeatRequest) -> HeartbeatResponse {
-            HeartbeatResponse::default()
-        }
-        async fn leave_group(&self, _: &RequestHeader, _: LeaveGroupRequest) -> LeaveGroupResponse {
-            LeaveGroupResponse::default()
-        }
-        async fn offset_commit(
-            &self,
-            _: &RequestHeader,
-            _: OffsetCommitRequest,
-        ) -> OffsetCommitResponse {
-            OffsetCommitResponse::default()
-        }
-        async fn offset_fetch(
-            &self,
-            _: &RequestHeader,
-            _: OffsetFetchRequest,
-        ) -> OffsetFetchResponse {
-            OffsetFetchResponse::default()
-        }
-        async fn list_groups(&self, _: &RequestHeader, _: ListGroupsRequest) -> ListGroupsResponse {
-            ListGroupsResponse::default()
-        }
-        async fn describe_groups(
-            &self,
-            _: &RequestHeader,
-            _: DescribeGroupsRequest,
-        ) -> DescribeGroupsResponse {
-            DescribeGroupsResponse::default()
-        }
-        async fn delete_groups(
-            &self,
-            _: &RequestHeader,
-            _: DeleteGroupsRequest,
-        ) -> DeleteGroupsResponse {
-            DeleteGroupsResponse::default()
-        }
-    }
-
-    fn context(dir: &std::path::Path, groups: Option<Arc<dyn GroupService>>) -> KafkaContext {
+    fn context(dir: &std::path::Path, with_groups: bool) -> KafkaContext {
         let settings = Settings {
             broker: BrokerInfo {
                 id: 0,
@@ -563,9 +191,17 @@ mod tests {
         };
         let metrics = Arc::new(Metrics::new());
         let store = TopicStore::open(dir).expect("store");
-        let manager = ReplicaManager::open(store, settings, Arc::clone(&metrics)).expect("manager");
+        let manager =
+            Arc::new(ReplicaManager::open(store, settings, Arc::clone(&metrics)).expect("manager"));
+        let groups = with_groups.then(|| {
+            GroupCoordinator::new(
+                Arc::clone(&manager),
+                GroupSettings::default(),
+                Arc::clone(&metrics),
+            )
+        });
         KafkaContext {
-            manager: Arc::new(manager),
+            manager,
             metrics,
             settings: KafkaSettings {
                 broker_id: 0,
@@ -599,7 +235,7 @@ mod tests {
     #[test]
     fn given_no_group_service_when_listing_versions_should_leave_group_apis_out() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = context(dir.path(), None);
+        let ctx = context(dir.path(), false);
         let keys: Vec<i16> = api_versions(&ctx).iter().map(|v| v.api_key).collect();
         assert_eq!(keys.len(), OWN_APIS.len());
         assert!(!keys.contains(&(ApiKey::FindCoordinator as i16)));
@@ -618,27 +254,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn given_a_group_service_when_group_requests_arrive_should_route_them_at_its_versions() {
+    async fn given_a_group_coordinator_when_group_requests_arrive_should_route_them_at_the_codec_versions()
+     {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Arc::new(context(dir.path(), Some(Arc::new(EchoGroups))));
+        let ctx = Arc::new(context(dir.path(), true));
         let served: Vec<(i16, i16, i16)> = api_versions(&ctx)
             .iter()
             .map(|v| (v.api_key, v.min_version, v.max_version))
             .collect();
-        assert!(served.contains(&(ApiKey::Heartbeat as i16, 4, 4)));
+        assert!(served.contains(&(ApiKey::Heartbeat as i16, 0, 4)));
         assert!(served.contains(&(ApiKey::OffsetCommit as i16, 2, 9)));
+        assert!(served.contains(&(ApiKey::ListGroups as i16, 0, 5)));
+        let mut future = frame(ApiKey::Heartbeat, 4, 1, &HeartbeatRequest::default()).to_vec();
+        future[3] = 5;
+        let err = decode(&ctx, Bytes::from(future)).expect_err("v5 not served");
         assert!(
-            !served
-                .iter()
-                .any(|(k, _, _)| *k == ApiKey::ListGroups as i16)
-        );
-        let err = decode(
-            &ctx,
-            frame(ApiKey::Heartbeat, 3, 1, &HeartbeatRequest::default()),
-        )
-        .expect_err("v3 not served");
-        assert!(
-            matches!(err, RequestError::UnsupportedVersion { min: 4, max: 4, .. }),
+            matches!(err, RequestError::UnsupportedVersion { min: 0, max: 4, .. }),
             "{err}"
         );
 
@@ -655,13 +286,16 @@ mod tests {
             .expect("header");
         assert_eq!(header.correlation_id, 42);
         let body = FindCoordinatorResponse::decode(&mut out, 3).expect("body");
-        assert_eq!(body.error_code, 15, "answered by the group service");
+        assert_eq!(
+            body.error_code, 15,
+            "answered by the group coordinator: the offsets topic is being created"
+        );
     }
 
     #[test]
     fn given_malformed_frames_when_decoded_should_say_why() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = context(dir.path(), None);
+        let ctx = context(dir.path(), false);
         assert!(matches!(
             decode(&ctx, Bytes::from_static(&[0, 3])),
             Err(RequestError::Short(2))

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::fetch_response::{
     EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
@@ -32,6 +33,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::KafkaContext;
 use super::errors::error_code;
+use super::frame::Reply;
 use super::metadata::{kafka_brokers, leader_of};
 use super::topic_id::TopicNames;
 use crate::partition::manager::{FetchLimits, FetchPartition};
@@ -41,13 +43,16 @@ const READ_COMMITTED: i8 = 1;
 
 pub async fn fetch(ctx: &KafkaContext, version: i16, request: FetchRequest) -> FetchResponse {
     if version >= 7 && request.session_id != 0 {
-        ctx.count_error("Fetch", ResponseError::FetchSessionIdNotFound.code());
+        ctx.count_error(ApiKey::Fetch, ResponseError::FetchSessionIdNotFound.code());
         return FetchResponse::default()
             .with_error_code(ResponseError::FetchSessionIdNotFound.code())
             .with_session_id(0);
     }
     if version >= 7 && request.session_epoch > 0 {
-        ctx.count_error("Fetch", ResponseError::InvalidFetchSessionEpoch.code());
+        ctx.count_error(
+            ApiKey::Fetch,
+            ResponseError::InvalidFetchSessionEpoch.code(),
+        );
         return FetchResponse::default()
             .with_error_code(ResponseError::InvalidFetchSessionEpoch.code());
     }
@@ -128,7 +133,7 @@ pub async fn fetch(ctx: &KafkaContext, version: i16, request: FetchRequest) -> F
             }
             Err(e) => {
                 let code = error_code(&e);
-                ctx.count_error("Fetch", code.code());
+                ctx.count_error(ApiKey::Fetch, code.code());
                 entry = entry
                     .with_error_code(code.code())
                     .with_high_watermark(-1)
@@ -164,7 +169,7 @@ pub async fn fetch(ctx: &KafkaContext, version: i16, request: FetchRequest) -> F
         responses[t].partitions.push(entry);
     }
     for (t, partition) in unknown_ids {
-        ctx.count_error("Fetch", ResponseError::UnknownTopicId.code());
+        ctx.count_error(ApiKey::Fetch, ResponseError::UnknownTopicId.code());
         responses[t].partitions.push(
             PartitionData::default()
                 .with_partition_index(partition)
@@ -178,6 +183,17 @@ pub async fn fetch(ctx: &KafkaContext, version: i16, request: FetchRequest) -> F
         response = response.with_node_endpoints(node_endpoints);
     }
     response
+}
+
+/// Runs a fetch request; its frame shares the record sets it read.
+pub async fn reply(
+    ctx: &KafkaContext,
+    version: i16,
+    request: FetchRequest,
+) -> Reply<FetchResponse> {
+    let response = fetch(ctx, version, request).await;
+    let shared = record_sets(&response);
+    Reply::Sharing(response, shared)
 }
 
 /// The record sets of a response, which its frame references rather than

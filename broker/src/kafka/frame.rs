@@ -12,7 +12,7 @@
 use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::ResponseHeader;
+use kafka_protocol::messages::{RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{Encodable, HeaderVersion};
 use thiserror::Error;
@@ -266,6 +266,48 @@ impl ByteBufMut for FrameBuf<'_> {
             .checked_sub(closed)
             .expect("range in a closed part of a response frame");
         self.current.range(start..r.end - closed)
+    }
+}
+
+/// The answer of a request handler, encoded at the request's version.
+#[derive(Debug)]
+pub enum Reply<R> {
+    /// A response to encode.
+    Body(R),
+    /// A response that refers to these buffers, which the frame references
+    /// instead of copying (see [`encode_response`]).
+    Sharing(R, Vec<Bytes>),
+    /// No response: a produce with acks=0, which Kafka never answers.
+    Silent,
+}
+
+impl<R> From<R> for Reply<R> {
+    fn from(response: R) -> Self {
+        Self::Body(response)
+    }
+}
+
+impl<R: Encodable + HeaderVersion> Reply<R> {
+    /// The response frame for the request with `header`; `api` names the
+    /// API in metrics and logs.
+    pub fn encode(
+        self,
+        api: &'static str,
+        header: &RequestHeader,
+    ) -> Result<Option<ResponseFrame>, EncodeError> {
+        let (body, shared) = match self {
+            Self::Body(body) => (body, Vec::new()),
+            Self::Sharing(body, shared) => (body, shared),
+            Self::Silent => return Ok(None),
+        };
+        encode_response(
+            api,
+            header.correlation_id,
+            header.request_api_version,
+            &body,
+            &shared,
+        )
+        .map(Some)
     }
 }
 

@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -133,7 +134,7 @@ pub async fn metadata(
                         .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED),
                 };
                 if entry.error_code != 0 {
-                    ctx.count_error("Metadata", entry.error_code);
+                    ctx.count_error(ApiKey::Metadata, entry.error_code);
                 }
                 topics.push(entry);
             }
@@ -239,7 +240,7 @@ fn topic_entry(version: i16, t: &TopicView) -> MetadataResponseTopic {
     entry
 }
 
-pub fn describe_cluster(
+pub async fn describe_cluster(
     ctx: &KafkaContext,
     version: i16,
     request: DescribeClusterRequest,
@@ -253,7 +254,7 @@ pub fn describe_cluster(
         // 1 is brokers; Rill's controller speaks no Kafka.
         if request.endpoint_type != 1 {
             ctx.count_error(
-                "DescribeCluster",
+                ApiKey::DescribeCluster,
                 ResponseError::UnsupportedEndpointType.code(),
             );
             return response

@@ -17,24 +17,26 @@
 //!   its connection, with a log line.
 //! - [`dispatch`] decodes the request header and body, checks the API and
 //!   version against what this broker serves (answered truthfully by
-//!   ApiVersions) and routes to one module per API family: [`produce`],
-//!   [`fetch`], [`metadata`] (Metadata, DescribeCluster), [`offsets`]
+//!   ApiVersions) and routes, through the one table of APIs in [`apis`]
+//!   (types, versions, names and handlers), to one module per API family:
+//!   [`produce`], [`fetch`], [`metadata`] (Metadata, DescribeCluster), [`offsets`]
 //!   (ListOffsets, OffsetForLeaderEpoch), [`admin`] (CreateTopics,
 //!   DeleteTopics, CreatePartitions, DescribeConfigs), [`producer_id`]
-//!   (InitProducerId). Consumer-group APIs go to a [`group::GroupService`]
-//!   when one is plugged in.
+//!   (InitProducerId), [`groups`] (the consumer-group APIs, over the
+//!   [`GroupCoordinator`] when one is plugged in).
 //!
 //! Flexible versions use request header v2 and response header v1;
 //! ApiVersions responses always use header v0 so that any client can read
 //! them.
 
 pub mod admin;
+pub mod apis;
 pub mod connection;
 pub mod dispatch;
 pub mod errors;
 pub mod fetch;
 pub mod frame;
-pub mod group;
+pub mod groups;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
@@ -44,16 +46,17 @@ pub mod topic_id;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafka_protocol::messages::ApiKey;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::TopicAdminPolicy;
+use crate::group::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::partition::manager::ReplicaManager;
 
-pub use group::GroupService;
 pub use producer_id::ProducerIdAllocator;
 
 /// What the listener needs from the broker configuration.
@@ -81,16 +84,16 @@ pub struct KafkaContext {
     pub settings: KafkaSettings,
     pub producer_ids: ProducerIdAllocator,
     /// Consumer groups; `None` leaves the group APIs out of ApiVersions.
-    pub groups: Option<Arc<dyn GroupService>>,
+    pub groups: Option<Arc<GroupCoordinator>>,
 }
 
 impl KafkaContext {
     /// Counts an error code returned by `api` (0 is not an error).
-    pub fn count_error(&self, api: &'static str, code: i16) {
+    pub fn count_error(&self, api: ApiKey, code: i16) {
         if let Some(e) = kafka_protocol::ResponseError::try_from_code(code) {
             self.metrics
                 .kafka_errors
-                .with_label_values(&[api, &format!("{e:?}")])
+                .with_label_values(&[apis::api_name(api), &format!("{e:?}")])
                 .inc();
         }
     }

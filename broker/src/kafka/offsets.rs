@@ -13,6 +13,7 @@
 //! a leader change: the largest epoch <= the one asked for and where it
 //! ends in the leader's log. Both check `current_leader_epoch`.
 
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -36,7 +37,7 @@ const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 const EARLIEST_PENDING_UPLOAD: i64 = -6;
 
-pub fn list_offsets(
+pub async fn list_offsets(
     ctx: &KafkaContext,
     version: i16,
     request: ListOffsetsRequest,
@@ -92,7 +93,7 @@ pub fn list_offsets(
                         }
                         Err(e) => {
                             let code = error_code(&e).code();
-                            ctx.count_error("ListOffsets", code);
+                            ctx.count_error(ApiKey::ListOffsets, code);
                             entry
                                 .with_error_code(code)
                                 .with_timestamp(-1)
@@ -109,7 +110,7 @@ pub fn list_offsets(
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-pub fn offset_for_leader_epoch(
+pub async fn offset_for_leader_epoch(
     ctx: &KafkaContext,
     _version: i16,
     request: OffsetForLeaderEpochRequest,
@@ -135,7 +136,7 @@ pub fn offset_for_leader_epoch(
                         }
                         Err(e) => {
                             let code = error_code(&e).code();
-                            ctx.count_error("OffsetForLeaderEpoch", code);
+                            ctx.count_error(ApiKey::OffsetForLeaderEpoch, code);
                             entry
                                 .with_error_code(code)
                                 .with_leader_epoch(-1)

@@ -17,6 +17,7 @@
 
 use futures::future::join_all;
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::produce_response::{
     LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
@@ -25,6 +26,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::KafkaContext;
 use super::errors::code_and_message;
+use super::frame::Reply;
 use super::metadata::{kafka_brokers, leader_of};
 use super::topic_id::TopicNames;
 use crate::log::batch;
@@ -50,12 +52,12 @@ impl Failure {
     }
 }
 
-/// Runs a produce request; `None` for acks=0.
+/// Runs a produce request; [`Reply::Silent`] for acks=0.
 pub async fn produce(
     ctx: &KafkaContext,
     version: i16,
     request: ProduceRequest,
-) -> Option<ProduceResponse> {
+) -> Reply<ProduceResponse> {
     let acks = match request.acks {
         0 => Some(Acks::None),
         1 => Some(Acks::Leader),
@@ -120,7 +122,7 @@ pub async fn produce(
         work.into_iter().map(|(t, i, f)| ((t, i), f)).unzip();
     let outcomes = join_all(futures).await;
     if acks == Some(Acks::None) {
-        return None;
+        return Reply::Silent;
     }
 
     let resolved: Vec<Option<String>> = slots.iter().map(|(_, _, n)| n.clone()).collect();
@@ -150,7 +152,7 @@ pub async fn produce(
                 }
             }
             Err(failure) => {
-                ctx.count_error("Produce", failure.code);
+                ctx.count_error(ApiKey::Produce, failure.code);
                 entry = entry.with_error_code(failure.code).with_base_offset(-1);
                 if version >= 8 {
                     entry = entry.with_error_message(Some(StrBytes::from_string(failure.message)));
@@ -194,5 +196,5 @@ pub async fn produce(
     if version >= 10 {
         response = response.with_node_endpoints(node_endpoints);
     }
-    Some(response)
+    Reply::Body(response)
 }

@@ -25,6 +25,7 @@
 use std::path::{Path, PathBuf};
 
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use thiserror::Error;
 use tracing::{info, warn};
@@ -138,7 +139,7 @@ pub async fn init_producer_id(
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let failed = |error: ResponseError| {
-        ctx.count_error("InitProducerId", error.code());
+        ctx.count_error(ApiKey::InitProducerId, error.code());
         InitProducerIdResponse::default()
             .with_error_code(error.code())
             .with_producer_id(ProducerId(-1))

@@ -5,8 +5,11 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
+
 use super::*;
-use crate::group::records::{self, LogRecord};
+use crate::group::error::GroupError;
+use crate::group::records::{self, CommittedOffset, LogRecord, RecordKey};
 
 const SESSION_MS: i32 = 10_000;
 const REBALANCE_MS: i32 = 30_000;

@@ -1,7 +1,7 @@
-//! The coordinator service on a standalone broker's replica manager (real
-//! partition logs in a temporary directory, no sockets): the offsets topic
-//! is created on first FindCoordinator, members join, sync, commit and
-//! fetch offsets through the Kafka API methods, and a second coordinator
+//! The group APIs over a coordinator on a standalone broker's replica
+//! manager (real partition logs in a temporary directory, no sockets): the
+//! offsets topic is created on first FindCoordinator, members join, sync,
+//! commit and fetch offsets through the Kafka API functions, and a second coordinator
 //! started on the same logs (what a new coordinator does after a failover)
 //! finds the same groups and offsets. Also: every response encodes at
 //! every advertised version.
@@ -23,9 +23,10 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use tokio_util::sync::CancellationToken;
 
-use super::api::GROUP_API_VERSIONS;
-use super::state::Limits;
 use super::*;
+use crate::group::state::Limits;
+use crate::group::{ClientInfo, GroupCoordinator, GroupSettings};
+use crate::kafka::dispatch::codec_versions;
 use crate::log::LogConfig;
 use crate::log::batch::test_util::batch;
 use crate::metrics::Metrics;
@@ -105,13 +106,13 @@ async fn wait_for<F: FnMut() -> bool>(what: &str, mut cond: F) {
 async fn find_and_load(c: &Arc<GroupCoordinator>) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let r = c
-            .find_coordinator(
-                3,
-                FindCoordinatorRequest::default().with_key(s(GROUP)),
-                &client(),
-            )
-            .await;
+        let r = find_coordinator(
+            c,
+            3,
+            FindCoordinatorRequest::default().with_key(s(GROUP)),
+            &client(),
+        )
+        .await;
         if r.error_code == NONE {
             assert_eq!(
                 (r.node_id.0, r.host.as_str(), r.port),
@@ -143,10 +144,9 @@ fn join_request(member_id: &str) -> JoinGroupRequest {
 
 /// A member joining from scratch at JoinGroup v5 (member id required).
 async fn join(c: Arc<GroupCoordinator>) -> JoinGroupResponse {
-    let first = c.join_group(5, join_request(""), &client()).await;
+    let first = join_group(&c, 5, join_request(""), &client()).await;
     assert_eq!(first.error_code, MEMBER_ID_REQUIRED);
-    c.join_group(5, join_request(&first.member_id), &client())
-        .await
+    join_group(&c, 5, join_request(&first.member_id), &client()).await
 }
 
 fn commit(member: &str, generation: i32, offsets: &[(i32, i64)]) -> OffsetCommitRequest {
@@ -172,21 +172,21 @@ fn commit(member: &str, generation: i32, offsets: &[(i32, i64)]) -> OffsetCommit
 }
 
 async fn fetch_v8(c: &GroupCoordinator) -> Vec<(i32, i64, i16)> {
-    let r = c
-        .offset_fetch(
-            8,
-            OffsetFetchRequest::default().with_groups(vec![
-                OffsetFetchRequestGroup::default()
-                    .with_group_id(GroupId(s(GROUP)))
-                    .with_topics(Some(vec![
-                        OffsetFetchRequestTopics::default()
-                            .with_name(TopicName(s(TOPIC)))
-                            .with_partition_indexes(vec![0, 1]),
-                    ])),
-            ]),
-            &client(),
-        )
-        .await;
+    let r = offset_fetch(
+        c,
+        8,
+        OffsetFetchRequest::default().with_groups(vec![
+            OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(s(GROUP)))
+                .with_topics(Some(vec![
+                    OffsetFetchRequestTopics::default()
+                        .with_name(TopicName(s(TOPIC)))
+                        .with_partition_indexes(vec![0, 1]),
+                ])),
+        ]),
+        &client(),
+    )
+    .await;
     assert_eq!(r.groups.len(), 1);
     assert_eq!(r.groups[0].error_code, NONE);
     r.groups[0].topics[0]
@@ -241,25 +241,19 @@ async fn given_a_standalone_broker_when_members_join_commit_and_the_coordinator_
     ];
     let who = client();
     let (sl, sf) = tokio::join!(
-        c.sync_group(3, sync(&leader, assignments), &who),
-        c.sync_group(3, sync(&follower, vec![]), &who)
+        sync_group(&c, 3, sync(&leader, assignments), &who),
+        sync_group(&c, 3, sync(&follower, vec![]), &who)
     );
     assert_eq!((sl.error_code, sf.error_code), (NONE, NONE));
     assert_eq!(sl.assignment, Bytes::from_static(b"p0"));
     assert_eq!(sf.assignment, Bytes::from_static(b"p1"));
 
     // Commits: members of the generation; a stale generation is fenced.
-    let r = c
-        .offset_commit(8, commit(&leader.member_id, 1, &[(0, 17)]), &client())
-        .await;
+    let r = offset_commit(&c, 8, commit(&leader.member_id, 1, &[(0, 17)]), &client()).await;
     assert_eq!(r.topics[0].partitions[0].error_code, NONE);
-    let r = c
-        .offset_commit(8, commit(&follower.member_id, 1, &[(1, 23)]), &client())
-        .await;
+    let r = offset_commit(&c, 8, commit(&follower.member_id, 1, &[(1, 23)]), &client()).await;
     assert_eq!(r.topics[0].partitions[0].error_code, NONE);
-    let r = c
-        .offset_commit(8, commit(&follower.member_id, 0, &[(1, 99)]), &client())
-        .await;
+    let r = offset_commit(&c, 8, commit(&follower.member_id, 0, &[(1, 99)]), &client()).await;
     assert_eq!(r.topics[0].partitions[0].error_code, ILLEGAL_GENERATION);
     assert_eq!(fetch_v8(&c).await, vec![(0, 17, NONE), (1, 23, NONE)]);
 
@@ -281,30 +275,30 @@ async fn given_a_standalone_broker_when_members_join_commit_and_the_coordinator_
     }
 
     // The old OffsetFetch shape (v5) reads the same.
-    let r = c
-        .offset_fetch(
-            5,
-            OffsetFetchRequest::default()
-                .with_group_id(GroupId(s(GROUP)))
-                .with_topics(Some(vec![
-                    OffsetFetchRequestTopic::default()
-                        .with_name(TopicName(s(TOPIC)))
-                        .with_partition_indexes(vec![1]),
-                ])),
-            &client(),
-        )
-        .await;
+    let r = offset_fetch(
+        &c,
+        5,
+        OffsetFetchRequest::default()
+            .with_group_id(GroupId(s(GROUP)))
+            .with_topics(Some(vec![
+                OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(s(TOPIC)))
+                    .with_partition_indexes(vec![1]),
+            ])),
+        &client(),
+    )
+    .await;
     assert_eq!(r.error_code, NONE);
     assert_eq!(r.topics[0].partitions[0].committed_offset, 23);
     assert_eq!(r.topics[0].partitions[0].metadata.as_deref(), Some("m"));
 
-    let d = c
-        .describe_groups(
-            5,
-            DescribeGroupsRequest::default().with_groups(vec![GroupId(s(GROUP))]),
-            &client(),
-        )
-        .await;
+    let d = describe_groups(
+        &c,
+        5,
+        DescribeGroupsRequest::default().with_groups(vec![GroupId(s(GROUP))]),
+        &client(),
+    )
+    .await;
     assert_eq!(d.groups[0].group_state.as_str(), "Stable");
     assert_eq!(d.groups[0].protocol_data.as_str(), "range");
     assert_eq!(d.groups[0].members.len(), 2);
@@ -316,61 +310,61 @@ async fn given_a_standalone_broker_when_members_join_commit_and_the_coordinator_
     let c2 = start(&m, &stop);
     find_and_load(&c2).await;
     assert_eq!(fetch_v8(&c2).await, vec![(0, 17, NONE), (1, 23, NONE)]);
-    let hb = c2
-        .heartbeat(
-            3,
-            HeartbeatRequest::default()
-                .with_group_id(GroupId(s(GROUP)))
-                .with_generation_id(1)
-                .with_member_id(follower.member_id.clone()),
-            &client(),
-        )
-        .await;
+    let hb = heartbeat(
+        &c2,
+        3,
+        HeartbeatRequest::default()
+            .with_group_id(GroupId(s(GROUP)))
+            .with_generation_id(1)
+            .with_member_id(follower.member_id.clone()),
+        &client(),
+    )
+    .await;
     assert_eq!(hb.error_code, NONE);
-    let again = c2.sync_group(3, sync(&follower, vec![]), &client()).await;
+    let again = sync_group(&c2, 3, sync(&follower, vec![]), &client()).await;
     assert_eq!(again.assignment, Bytes::from_static(b"p1"));
-    let listed = c2
-        .list_groups(
-            4,
-            ListGroupsRequest::default().with_states_filter(vec![s("stable")]),
-            &client(),
-        )
-        .await;
+    let listed = list_groups(
+        &c2,
+        4,
+        ListGroupsRequest::default().with_states_filter(vec![s("stable")]),
+        &client(),
+    )
+    .await;
     assert_eq!(listed.groups.len(), 1);
     assert_eq!(listed.groups[0].group_id.0.as_str(), GROUP);
 
     // Both leave (v3+ batch): Empty; then the group can be deleted.
-    let leave = c2
-        .leave_group(
-            4,
-            LeaveGroupRequest::default()
-                .with_group_id(GroupId(s(GROUP)))
-                .with_members(vec![
-                    MemberIdentity::default().with_member_id(leader.member_id.clone()),
-                    MemberIdentity::default().with_member_id(follower.member_id.clone()),
-                ]),
-            &client(),
-        )
-        .await;
+    let leave = leave_group(
+        &c2,
+        4,
+        LeaveGroupRequest::default()
+            .with_group_id(GroupId(s(GROUP)))
+            .with_members(vec![
+                MemberIdentity::default().with_member_id(leader.member_id.clone()),
+                MemberIdentity::default().with_member_id(follower.member_id.clone()),
+            ]),
+        &client(),
+    )
+    .await;
     assert!(
         leave.members.iter().all(|m| m.error_code == NONE),
         "{leave:?}"
     );
-    let del = c2
-        .delete_groups(
-            2,
-            DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(GROUP))]),
-            &client(),
-        )
-        .await;
+    let del = delete_groups(
+        &c2,
+        2,
+        DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(GROUP))]),
+        &client(),
+    )
+    .await;
     assert_eq!(del.results[0].error_code, NONE);
-    let after = c2
-        .describe_groups(
-            6,
-            DescribeGroupsRequest::default().with_groups(vec![GroupId(s(GROUP))]),
-            &client(),
-        )
-        .await;
+    let after = describe_groups(
+        &c2,
+        6,
+        DescribeGroupsRequest::default().with_groups(vec![GroupId(s(GROUP))]),
+        &client(),
+    )
+    .await;
     assert_eq!(after.groups[0].error_code, 69, "GROUP_ID_NOT_FOUND");
     stop.cancel();
 }
@@ -390,11 +384,8 @@ async fn given_every_advertised_version_when_answering_should_encode() {
     let c = start(&m, &stop);
     find_and_load(&c).await;
     let range = |key: ApiKey| {
-        let (_, min, max) = GROUP_API_VERSIONS
-            .iter()
-            .find(|(k, _, _)| *k == key)
-            .expect("listed");
-        *min..=*max
+        let served = codec_versions(key).expect("listed");
+        served.min..=served.max
     };
     for v in range(ApiKey::FindCoordinator) {
         let req = FindCoordinatorRequest::default()
@@ -402,18 +393,18 @@ async fn given_every_advertised_version_when_answering_should_encode() {
             .with_coordinator_keys(vec![s(GROUP), s("other")]);
         encodes(
             "FindCoordinator",
-            &c.find_coordinator(v, req, &client()).await,
+            &find_coordinator(&c, v, req, &client()).await,
             v,
         );
     }
     for v in range(ApiKey::JoinGroup) {
         // Errors and successes: an unknown member, then a real join.
-        let r = c.join_group(v, join_request("nobody"), &client()).await;
+        let r = join_group(&c, v, join_request("nobody"), &client()).await;
         encodes("JoinGroup", &r, v);
-        let mut r = c.join_group(v, join_request(""), &client()).await;
+        let mut r = join_group(&c, v, join_request(""), &client()).await;
         if r.error_code == MEMBER_ID_REQUIRED {
             encodes("JoinGroup", &r, v);
-            r = c.join_group(v, join_request(&r.member_id), &client()).await;
+            r = join_group(&c, v, join_request(&r.member_id), &client()).await;
         }
         encodes("JoinGroup", &r, v);
         let sync = SyncGroupRequest::default()
@@ -421,7 +412,7 @@ async fn given_every_advertised_version_when_answering_should_encode() {
             .with_generation_id(r.generation_id)
             .with_member_id(r.member_id.clone());
         let sv = v.min(5);
-        encodes("SyncGroup", &c.sync_group(sv, sync, &client()).await, sv);
+        encodes("SyncGroup", &sync_group(&c, sv, sync, &client()).await, sv);
         let leave = LeaveGroupRequest::default()
             .with_group_id(GroupId(s(GROUP)))
             .with_member_id(if v.min(5) < 3 {
@@ -433,18 +424,20 @@ async fn given_every_advertised_version_when_answering_should_encode() {
                 MemberIdentity::default().with_member_id(r.member_id.clone()),
             ]);
         let lv = v.min(5);
-        encodes("LeaveGroup", &c.leave_group(lv, leave, &client()).await, lv);
+        encodes(
+            "LeaveGroup",
+            &leave_group(&c, lv, leave, &client()).await,
+            lv,
+        );
     }
     for v in range(ApiKey::Heartbeat) {
         let req = HeartbeatRequest::default()
             .with_group_id(GroupId(s(GROUP)))
             .with_member_id(s("nobody"));
-        encodes("Heartbeat", &c.heartbeat(v, req, &client()).await, v);
+        encodes("Heartbeat", &heartbeat(&c, v, req, &client()).await, v);
     }
     for v in range(ApiKey::OffsetCommit) {
-        let r = c
-            .offset_commit(v, commit("", -1, &[(0, 1)]), &client())
-            .await;
+        let r = offset_commit(&c, v, commit("", -1, &[(0, 1)]), &client()).await;
         encodes("OffsetCommit", &r, v);
     }
     for v in range(ApiKey::OffsetFetch) {
@@ -468,13 +461,12 @@ async fn given_every_advertised_version_when_answering_should_encode() {
             } else {
                 vec![]
             });
-        encodes("OffsetFetch", &c.offset_fetch(v, req, &client()).await, v);
+        encodes("OffsetFetch", &offset_fetch(&c, v, req, &client()).await, v);
     }
     for v in range(ApiKey::ListGroups) {
         encodes(
             "ListGroups",
-            &c.list_groups(v, ListGroupsRequest::default(), &client())
-                .await,
+            &list_groups(&c, v, ListGroupsRequest::default(), &client()).await,
             v,
         );
     }
@@ -483,13 +475,17 @@ async fn given_every_advertised_version_when_answering_should_encode() {
             .with_groups(vec![GroupId(s(GROUP)), GroupId(s("unknown"))]);
         encodes(
             "DescribeGroups",
-            &c.describe_groups(v, req, &client()).await,
+            &describe_groups(&c, v, req, &client()).await,
             v,
         );
     }
     for v in range(ApiKey::DeleteGroups) {
         let req = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("unknown"))]);
-        encodes("DeleteGroups", &c.delete_groups(v, req, &client()).await, v);
+        encodes(
+            "DeleteGroups",
+            &delete_groups(&c, v, req, &client()).await,
+            v,
+        );
     }
     stop.cancel();
 }

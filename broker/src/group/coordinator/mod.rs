@@ -32,9 +32,12 @@
 //! sync deadlines) every [`GroupSettings::tick_interval`], expires old
 //! offsets every [`GroupSettings::offsets_retention_check_interval`] and
 //! refreshes the group metrics.
+//!
+//! Loading and the writer task live in [`storage`].
+
+mod storage;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -44,17 +47,15 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use super::error::GroupError;
-use super::placement::{self, OFFSETS_TOPIC};
-use super::records::{self, CommittedOffset, LogRecord, RecordKey};
-use super::state::{AfterStore, Effects, GroupState, GroupTable, Limits, Loaded, Reply, RequestId};
-use crate::kafka::split_host_port;
-use crate::log::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
+use crate::group::error::GroupError;
+use crate::group::placement::{self, OFFSETS_TOPIC};
+use crate::group::records::{self, CommittedOffset, RecordKey};
+use crate::group::state::{AfterStore, Effects, GroupState, GroupTable, Limits, Reply, RequestId};
 use crate::metrics::Metrics;
+use crate::partition::Error as PartitionError;
 use crate::partition::manager::{CreateTopic, ReplicaManager};
-use crate::partition::{Acks, Error as PartitionError};
 
 /// How often leadership of the offsets partitions is re-checked even
 /// without a role change notification.
@@ -111,31 +112,6 @@ pub struct ClientInfo {
     pub client_id: String,
     /// The peer address as Kafka prints it, e.g. `/10.0.0.7`.
     pub client_host: String,
-}
-
-/// Where clients reach a broker's Kafka listener (FindCoordinator answers).
-pub trait KafkaEndpoints: Send + Sync + fmt::Debug {
-    /// Host and port of `broker`'s Kafka listener, if known.
-    fn kafka_endpoint(&self, broker: i32) -> Option<(String, i32)>;
-}
-
-/// Kafka endpoints as the replica manager knows them: registered with the
-/// controller in a cluster, this broker's own when standalone.
-#[derive(Debug)]
-pub struct ClusterEndpoints {
-    manager: Arc<ReplicaManager>,
-}
-
-impl ClusterEndpoints {
-    pub fn new(manager: Arc<ReplicaManager>) -> Self {
-        Self { manager }
-    }
-}
-
-impl KafkaEndpoints for ClusterEndpoints {
-    fn kafka_endpoint(&self, broker: i32) -> Option<(String, i32)> {
-        split_host_port(&self.manager.kafka_address(broker)?)
-    }
 }
 
 /// Whether a shard can serve requests yet.
@@ -203,8 +179,6 @@ pub struct GroupCoordinator {
     manager: Arc<ReplicaManager>,
     settings: GroupSettings,
     metrics: Arc<Metrics>,
-    /// Resolves a broker id to its Kafka address.
-    endpoints: parking_lot::RwLock<Arc<dyn KafkaEndpoints>>,
     /// Shards by offsets partition.
     shards: Mutex<BTreeMap<i32, Shard>>,
     /// Partition count of the offsets topic as last seen; -1 when it does
@@ -235,13 +209,10 @@ impl GroupCoordinator {
         settings: GroupSettings,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
-        let endpoints: Arc<dyn KafkaEndpoints> =
-            Arc::new(ClusterEndpoints::new(Arc::clone(&manager)));
         Arc::new(Self {
             manager,
             settings,
             metrics,
-            endpoints: parking_lot::RwLock::new(endpoints),
             shards: Mutex::new(BTreeMap::new()),
             partitions: AtomicI32::new(-1),
             next_request: AtomicU64::new(1),
@@ -251,25 +222,17 @@ impl GroupCoordinator {
         })
     }
 
-    /// Replaces how broker ids resolve to Kafka addresses (the Kafka
-    /// listener installs one that knows its own advertised address).
-    pub fn set_endpoints(&self, endpoints: Arc<dyn KafkaEndpoints>) {
-        *self.endpoints.write() = endpoints;
-    }
-
-    pub(super) fn endpoint_of(&self, broker: i32) -> Option<(String, i32)> {
-        self.endpoints.read().kafka_endpoint(broker)
-    }
-
     pub fn settings(&self) -> &GroupSettings {
         &self.settings
     }
 
-    pub(super) fn manager(&self) -> &Arc<ReplicaManager> {
+    /// The replica manager the coordinator runs on.
+    pub fn manager(&self) -> &Arc<ReplicaManager> {
         &self.manager
     }
 
-    pub(super) fn metrics(&self) -> &Metrics {
+    /// The metrics the coordinator updates.
+    pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
@@ -399,278 +362,7 @@ impl GroupCoordinator {
             .collect()
     }
 
-    // ---- loading ----
-
-    async fn load(self: Arc<Self>, p: i32, epoch: i32, stop: CancellationToken) {
-        loop {
-            match self.read_partition(p, &stop).await {
-                Ok(records) => {
-                    let count = records.len();
-                    let table = GroupTable::load(self.settings.limits.clone(), records, now_ms());
-                    self.install(p, epoch, table, count);
-                    return;
-                }
-                Err(e) if stop.is_cancelled() => {
-                    debug!(partition = p, error = %e, "load stopped");
-                    return;
-                }
-                Err(e) => {
-                    warn!(partition = p, error = %e, "loading groups failed; retrying");
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        () = tokio::time::sleep(LOAD_RETRY) => {}
-                    }
-                }
-            }
-        }
-    }
-
-    /// Every record of the partition, once what is in its log is committed.
-    async fn read_partition(
-        &self,
-        p: i32,
-        stop: &CancellationToken,
-    ) -> Result<Vec<Loaded>, PartitionError> {
-        let part = self.manager.partition(OFFSETS_TOPIC, p)?;
-        // A new leader's log may end with records of the previous leader
-        // that are not committed yet; they will be once the followers
-        // catch up. Nothing else appends while loading.
-        let end = loop {
-            let s = part.state();
-            if s.high_watermark >= s.log_end_offset {
-                break s.high_watermark;
-            }
-            tokio::select! {
-                () = stop.cancelled() => return Err(PartitionError::ShuttingDown),
-                () = tokio::time::sleep(LOAD_POLL) => {}
-            }
-        };
-        let mut offset = part.earliest_offset()?;
-        let mut out = Vec::new();
-        while offset < end {
-            let read = part.fetch(offset, LOAD_CHUNK, 0, Duration::ZERO).await?;
-            if read.data.is_empty() {
-                break;
-            }
-            let mut pos = 0;
-            while pos + HEADER_LEN <= read.data.len() {
-                let h = BatchHeader::parse(&read.data[pos..]).expect("HEADER_LEN bytes");
-                offset = h.next_offset();
-                pos += LOG_OVERHEAD + h.batch_length as usize;
-            }
-            let decoded = records::decode_batches(&read.data).map_err(|e| {
-                PartitionError::InvalidRequest(format!(
-                    "{OFFSETS_TOPIC}-{p} holds an undecodable batch: {e}"
-                ))
-            })?;
-            out.extend(decoded.into_iter().filter_map(|r| decode_record(p, r)));
-        }
-        Ok(out)
-    }
-
-    fn install(self: &Arc<Self>, p: i32, epoch: i32, table: GroupTable, records: usize) {
-        let mut shards = self.shards.lock();
-        let Some(shard) = shards.get_mut(&p) else {
-            return;
-        };
-        if shard.leader_epoch != epoch || shard.status != Status::Loading {
-            return;
-        }
-        info!(
-            partition = p,
-            leader_epoch = epoch,
-            records,
-            groups = table.len(),
-            "offsets partition loaded"
-        );
-        shard.table = table;
-        shard.status = Status::Active;
-        let (tx, rx) = mpsc::unbounded_channel();
-        shard.writer = Some(tx);
-        tokio::spawn(Arc::clone(self).write_loop(p, epoch, rx, shard.stop.clone()));
-    }
-
-    // ---- writing ----
-
-    async fn write_loop(
-        self: Arc<Self>,
-        p: i32,
-        epoch: i32,
-        mut rx: mpsc::UnboundedReceiver<WriteJob>,
-        stop: CancellationToken,
-    ) {
-        loop {
-            let first = tokio::select! {
-                () = stop.cancelled() => break,
-                job = rx.recv() => match job {
-                    Some(job) => job,
-                    None => break,
-                },
-            };
-            let mut size = first.bytes();
-            let mut jobs = vec![first];
-            while size < MAX_WRITE_BYTES {
-                match rx.try_recv() {
-                    Ok(job) => {
-                        size += job.bytes();
-                        jobs.push(job);
-                    }
-                    Err(_) => break,
-                }
-            }
-            let result = self.append(p, epoch, &jobs).await;
-            if let Err(e) = &result {
-                warn!(partition = p, error = %e, writes = jobs.len(), "write to the offsets topic failed");
-            }
-            self.complete(p, epoch, jobs, result);
-        }
-        rx.close();
-        let mut left = Vec::new();
-        while let Ok(job) = rx.try_recv() {
-            left.push(job);
-        }
-        if !left.is_empty() {
-            self.complete(p, epoch, left, Err(GroupError::NotCoordinator));
-        }
-    }
-
-    async fn append(&self, p: i32, epoch: i32, jobs: &[WriteJob]) -> Result<(), GroupError> {
-        let part = self
-            .manager
-            .partition(OFFSETS_TOPIC, p)
-            .map_err(|e| GroupError::from_write(&e))?;
-        let role = part.role_view();
-        if !role.is_leader || role.leader_epoch != epoch {
-            return Err(GroupError::NotCoordinator);
-        }
-        let records: Vec<(Bytes, Option<Bytes>)> = jobs
-            .iter()
-            .flat_map(|j| j.records.iter().cloned())
-            .collect();
-        if records.is_empty() {
-            return Ok(());
-        }
-        let batch = records::encode_batch(&records, now_ms());
-        part.produce(batch, Acks::All, self.settings.commit_timeout)
-            .await
-            .map(|_| ())
-            .map_err(|e| GroupError::from_write(&e))
-    }
-
-    /// Applies the outcome of written jobs to the shard (if it is still the
-    /// one that wrote them) and answers whoever waits.
-    fn complete(&self, p: i32, epoch: i32, jobs: Vec<WriteJob>, result: Result<(), GroupError>) {
-        let now = now_ms();
-        let mut shards = self.shards.lock();
-        let mut shard = shards
-            .get_mut(&p)
-            .filter(|s| s.leader_epoch == epoch && s.status == Status::Active);
-        for job in jobs {
-            match job.done {
-                Done::Commit {
-                    group,
-                    offsets,
-                    reply,
-                } => {
-                    if let Some(s) = shard.as_deref_mut() {
-                        s.table.commit_done(&group, offsets.iter().map(|(k, _)| k));
-                    }
-                    let outcome = match (&result, shard.as_deref_mut()) {
-                        (Ok(()), Some(s)) => {
-                            s.table.apply_offsets(now, &group, offsets);
-                            Ok(())
-                        }
-                        (Ok(()), None) => Err(GroupError::NotCoordinator),
-                        (Err(e), _) => Err(e.clone()),
-                    };
-                    let _ = reply.send(outcome);
-                }
-                Done::Deleted { reply } => {
-                    let _ = reply.send(result.clone());
-                }
-                Done::Expired => {}
-                Done::Group { group, after } => {
-                    let Some(s) = shard.as_deref_mut() else {
-                        continue;
-                    };
-                    let fx = match after {
-                        AfterStore::Nothing => continue,
-                        AfterStore::Assignment { generation } => {
-                            s.table
-                                .assignment_stored(now, &group, generation, result.clone())
-                        }
-                        AfterStore::StaticMember(replace) => {
-                            s.table
-                                .static_member_stored(now, &group, *replace, result.clone())
-                        }
-                    };
-                    self.dispatch(s, fx);
-                }
-            }
-        }
-    }
-
-    /// Carries out what the state machine asked for: answers parked
-    /// requests and queues writes.
-    fn dispatch(&self, shard: &mut Shard, fx: Effects) {
-        if fx.rebalances > 0 {
-            self.metrics.group_rebalances.inc_by(fx.rebalances);
-        }
-        for (id, reply) in fx.replies {
-            if let Some(tx) = shard.waiters.remove(&id) {
-                let _ = tx.send(reply);
-            }
-        }
-        let mut jobs = Vec::new();
-        for store in fx.stores {
-            let key = records::encode_key(&RecordKey::Group {
-                group: store.group.clone(),
-            });
-            jobs.push(WriteJob {
-                records: vec![(key, Some(records::encode_group(&store.value)))],
-                done: Done::Group {
-                    group: store.group,
-                    after: store.after,
-                },
-            });
-        }
-        if !fx.tombstones.is_empty() {
-            jobs.push(WriteJob {
-                records: fx
-                    .tombstones
-                    .iter()
-                    .map(|k| (records::encode_key(k), None))
-                    .collect(),
-                done: Done::Expired,
-            });
-        }
-        for job in jobs {
-            self.enqueue(shard, job);
-        }
-    }
-
-    /// Queues a write on the shard's writer. A shard without a running
-    /// writer is being dropped: the write fails like a lost leadership.
-    fn enqueue(&self, shard: &Shard, job: WriteJob) {
-        let Some(writer) = &shard.writer else {
-            Self::fail_now(job);
-            return;
-        };
-        if let Err(mpsc::error::SendError(job)) = writer.send(job) {
-            Self::fail_now(job);
-        }
-    }
-
-    /// A write that cannot be queued: its waiters hear NOT_COORDINATOR
-    /// (parked JoinGroup/SyncGroup requests hear it when the shard is
-    /// dropped).
-    fn fail_now(job: WriteJob) {
-        if let Done::Commit { reply, .. } | Done::Deleted { reply } = job.done {
-            let _ = reply.send(Err(GroupError::NotCoordinator));
-        }
-    }
-
-    // ---- access for the Kafka API ----
+    // ---- access for the requests (`super::requests`) ----
 
     /// Runs `f` on the table of the group's partition if this broker
     /// coordinates it, then carries out the effects.
@@ -938,42 +630,4 @@ impl GroupCoordinator {
         }
         *previous = series;
     }
-}
-
-/// Decodes one record of partition `p`; undecodable ones are logged and
-/// skipped (a record Rill does not understand must not stop the load).
-fn decode_record(p: i32, r: LogRecord) -> Option<Loaded> {
-    let key = match records::decode_key(&r.key) {
-        Ok(k) => k,
-        Err(e) => {
-            warn!(partition = p, offset = r.offset, error = %e, "skipping a record with an unknown key");
-            return None;
-        }
-    };
-    let decoded = match key {
-        RecordKey::Offset {
-            group,
-            topic,
-            partition,
-        } => r
-            .value
-            .as_deref()
-            .map(records::decode_offset)
-            .transpose()
-            .map(|value| Loaded::Offset {
-                group,
-                topic,
-                partition,
-                value,
-            }),
-        RecordKey::Group { group } => r
-            .value
-            .as_deref()
-            .map(records::decode_group)
-            .transpose()
-            .map(|value| Loaded::Group { group, value }),
-    };
-    decoded
-        .map_err(|e| warn!(partition = p, offset = r.offset, error = %e, "skipping an undecodable record"))
-        .ok()
 }

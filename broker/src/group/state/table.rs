@@ -1,0 +1,347 @@
+//! [`GroupTable`]: the groups of one `__consumer_offsets` partition,
+//! rebuilt from its records, and the entry points the coordinator calls.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::*;
+use crate::group::error::GroupError;
+use crate::group::records::{CommittedOffset, GroupValue, RecordKey};
+
+/// The groups of one `__consumer_offsets` partition.
+#[derive(Debug, Clone, Default)]
+pub struct GroupTable {
+    pub(super) groups: BTreeMap<String, Group>,
+    pub(super) limits: Limits,
+    /// Offset commits queued for the log but not yet applied, by (group,
+    /// topic, partition). Expiry leaves these offsets alone: its tombstone
+    /// would land after the commit in the log and erase it on reload.
+    pub(super) pending_commits: BTreeMap<(String, String, i32), u32>,
+}
+
+/// A decoded record of the offsets topic, as [`GroupTable::load`] replays it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loaded {
+    Offset {
+        group: String,
+        topic: String,
+        partition: i32,
+        value: Option<CommittedOffset>,
+    },
+    Group {
+        group: String,
+        value: Option<GroupValue>,
+    },
+}
+
+pub(super) fn check_group_id(group_id: &str) -> Result<(), GroupError> {
+    if group_id.is_empty() {
+        return Err(GroupError::InvalidGroupId(
+            "the group id must not be empty".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+impl GroupTable {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            groups: BTreeMap::new(),
+            limits,
+            pending_commits: BTreeMap::new(),
+        }
+    }
+
+    /// Rebuilds the groups from the records of the partition, in log
+    /// order: later records replace earlier ones, tombstones delete.
+    pub fn load(limits: Limits, records: impl IntoIterator<Item = Loaded>, now: i64) -> Self {
+        let mut metadata: HashMap<String, GroupValue> = HashMap::new();
+        let mut offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>> = HashMap::new();
+        for r in records {
+            match r {
+                Loaded::Offset {
+                    group,
+                    topic,
+                    partition,
+                    value: Some(v),
+                } => {
+                    offsets
+                        .entry(group)
+                        .or_default()
+                        .insert((topic, partition), v);
+                }
+                Loaded::Offset {
+                    group,
+                    topic,
+                    partition,
+                    value: None,
+                } => {
+                    if let Some(o) = offsets.get_mut(&group) {
+                        o.remove(&(topic, partition));
+                    }
+                }
+                Loaded::Group {
+                    group,
+                    value: Some(v),
+                } => {
+                    metadata.insert(group, v);
+                }
+                Loaded::Group { group, value: None } => {
+                    metadata.remove(&group);
+                }
+            }
+        }
+        let mut table = Self::new(limits);
+        for (id, v) in metadata {
+            table
+                .groups
+                .insert(id.clone(), Group::from_value(&id, v, now));
+        }
+        for (id, o) in offsets {
+            if o.is_empty() {
+                continue;
+            }
+            table
+                .groups
+                .entry(id.clone())
+                .or_insert_with(|| Group::new(&id, now))
+                .offsets = o;
+        }
+        table
+    }
+
+    pub fn group(&self, group_id: &str) -> Option<&Group> {
+        self.groups.get(group_id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// JoinGroup. The answer comes as a reply to `request`, now or later.
+    pub fn join(
+        &mut self,
+        now: i64,
+        request: RequestId,
+        group_id: &str,
+        req: JoinRequest,
+    ) -> Effects {
+        let fail = |e: GroupError, member: &str| Effects {
+            replies: vec![(request, Reply::Join(JoinReply::error(e, member)))],
+            ..Effects::default()
+        };
+        if let Err(e) = check_group_id(group_id) {
+            return fail(e, &req.member_id);
+        }
+        let (min, max) = (
+            self.limits.min_session_timeout_ms,
+            self.limits.max_session_timeout_ms,
+        );
+        if req.session_timeout_ms < min || req.session_timeout_ms > max {
+            let e = GroupError::InvalidSessionTimeout {
+                given: req.session_timeout_ms,
+                min,
+                max,
+            };
+            return fail(e, &req.member_id);
+        }
+        if !req.member_id.is_empty() && !self.groups.contains_key(group_id) {
+            return fail(
+                GroupError::UnknownMemberId(req.member_id.clone()),
+                &req.member_id,
+            );
+        }
+        let group = self
+            .groups
+            .entry(group_id.to_owned())
+            .or_insert_with(|| Group::new(group_id, now));
+        let fx = group.join(now, request, req, &self.limits);
+        if group.is_unused() && group.generation == 0 && group.protocol_type.is_none() {
+            self.groups.remove(group_id);
+        }
+        fx
+    }
+
+    /// SyncGroup. The answer comes as a reply to `request`, now or later.
+    pub fn sync(
+        &mut self,
+        now: i64,
+        request: RequestId,
+        group_id: &str,
+        req: SyncRequest,
+    ) -> Effects {
+        let fail = |e: GroupError| Effects {
+            replies: vec![(request, Reply::Sync(SyncReply::error(e)))],
+            ..Effects::default()
+        };
+        if let Err(e) = check_group_id(group_id) {
+            return fail(e);
+        }
+        match self.groups.get_mut(group_id) {
+            Some(g) => g.sync(now, request, req),
+            None => fail(GroupError::UnknownMemberId(req.member_id)),
+        }
+    }
+
+    /// The leader's assignment was written (or not).
+    pub fn assignment_stored(
+        &mut self,
+        now: i64,
+        group_id: &str,
+        generation: i32,
+        result: Result<(), GroupError>,
+    ) -> Effects {
+        match self.groups.get_mut(group_id) {
+            Some(g) => g.assignment_stored(now, generation, result, &self.limits),
+            None => Effects::default(),
+        }
+    }
+
+    /// A static member's new id was written (or not): answers its
+    /// JoinGroup; on failure the old member id is restored.
+    pub fn static_member_stored(
+        &mut self,
+        now: i64,
+        group_id: &str,
+        replace: StaticReplace,
+        result: Result<(), GroupError>,
+    ) -> Effects {
+        let mut fx = Effects::default();
+        match result {
+            Ok(()) => fx.reply(replace.request, Reply::Join(replace.reply)),
+            Err(e) => {
+                if let Some(g) = self.groups.get_mut(group_id) {
+                    let current = g.static_members.get(&replace.instance_id).cloned();
+                    if current.as_deref() == Some(replace.new_member_id.as_str()) {
+                        g.swap_member_id(&replace.new_member_id, &replace.old_member_id, &mut fx);
+                        let m = g
+                            .members
+                            .get_mut(&replace.old_member_id)
+                            .expect("swapped back");
+                        m.protocols = replace.old_protocols;
+                        m.session_timeout_ms = replace.old_session_timeout_ms;
+                        m.rebalance_timeout_ms = replace.old_rebalance_timeout_ms;
+                        m.touch(now);
+                    }
+                }
+                fx.join_error(replace.request, e, "");
+            }
+        }
+        fx
+    }
+
+    /// Heartbeat.
+    pub fn heartbeat(
+        &mut self,
+        now: i64,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), GroupError> {
+        check_group_id(group_id)?;
+        match self.groups.get_mut(group_id) {
+            Some(g) => g.heartbeat(now, member_id, instance_id, generation),
+            None => Err(GroupError::UnknownMemberId(member_id.to_owned())),
+        }
+    }
+
+    /// LeaveGroup: one result per leaving member.
+    pub fn leave(
+        &mut self,
+        now: i64,
+        group_id: &str,
+        leaving: &[Leaving],
+    ) -> (Vec<Result<(), GroupError>>, Effects) {
+        let mut fx = Effects::default();
+        let Some(g) = self.groups.get_mut(group_id) else {
+            let results = leaving
+                .iter()
+                .map(|l| Err(GroupError::UnknownMemberId(l.member_id.clone())))
+                .collect();
+            return (results, fx);
+        };
+        let results = leaving
+            .iter()
+            .map(|l| g.leave(now, l, &mut fx, &self.limits))
+            .collect();
+        (results, fx)
+    }
+
+    /// Runs the timers: session expiry, join and sync deadlines.
+    pub fn tick(&mut self, now: i64) -> Effects {
+        let mut fx = Effects::default();
+        for g in self.groups.values_mut() {
+            let e = g.tick(now, &self.limits);
+            fx.replies.extend(e.replies);
+            fx.stores.extend(e.stores);
+            fx.tombstones.extend(e.tombstones);
+            fx.rebalances += e.rebalances;
+        }
+        fx
+    }
+
+    /// DeleteGroups: removes an Empty group; returns the keys to tombstone.
+    pub fn delete(&mut self, group_id: &str) -> Result<Vec<RecordKey>, GroupError> {
+        let Some(g) = self.groups.get(group_id) else {
+            return Err(GroupError::GroupIdNotFound(group_id.to_owned()));
+        };
+        if g.state != GroupState::Empty {
+            return Err(GroupError::NonEmptyGroup(group_id.to_owned()));
+        }
+        let g = self.groups.remove(group_id).expect("present");
+        let mut keys: Vec<RecordKey> = g
+            .offsets
+            .keys()
+            .map(|(topic, partition)| RecordKey::Offset {
+                group: group_id.to_owned(),
+                topic: topic.clone(),
+                partition: *partition,
+            })
+            .collect();
+        keys.push(RecordKey::Group {
+            group: group_id.to_owned(),
+        });
+        Ok(keys)
+    }
+
+    /// DescribeGroups of one group; `None` when unknown.
+    pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        self.groups.get(group_id).map(Group::describe)
+    }
+
+    /// ListGroups.
+    pub fn list(&self) -> Vec<GroupListing> {
+        self.groups
+            .values()
+            .map(|g| GroupListing {
+                group_id: g.id.clone(),
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                state: g.state,
+            })
+            .collect()
+    }
+
+    /// Number of groups per state.
+    pub fn count_by_state(&self) -> BTreeMap<GroupState, usize> {
+        let mut out = BTreeMap::new();
+        for g in self.groups.values() {
+            *out.entry(g.state).or_default() += 1;
+        }
+        out
+    }
+
+    /// Every parked request, with the NOT_COORDINATOR answer it gets when
+    /// the partition is unloaded.
+    pub fn waiters(&self) -> Vec<(RequestId, Reply)> {
+        self.groups.values().flat_map(Group::waiters).collect()
+    }
+
+    /// Bounds of offset metadata.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}

@@ -1,0 +1,237 @@
+//! The one table of the Kafka APIs this listener serves.
+//!
+//! Each API is listed once, with its request and response types and its
+//! handler. From the table come: the decoded [`Request`] type and
+//! [`decode_body`], the served versions ([`codec_versions`], the versions
+//! in which the `kafka-protocol` crate can both decode the request and
+//! encode the response), the names used in metric labels and logs
+//! ([`api_name`]), the API lists behind ApiVersions ([`OWN_APIS`],
+//! [`GROUP_APIS`]) and the routing of a decoded request to its handler
+//! ([`run`]).
+//!
+//! Two sections:
+//! - `broker`: handlers over the [`KafkaContext`], called as
+//!   `handler(ctx, version, request)`, always served;
+//! - `groups`: handlers over the [`GroupCoordinator`], called as
+//!   `handler(coordinator, version, request, client)`, served only when a
+//!   coordinator is plugged into [`KafkaContext::groups`].
+//!
+//! A handler returns its response, or a [`Reply`] when it answers nothing
+//! (produce with acks=0) or shares buffers with its frame (fetch).
+//!
+//! ApiVersions is answered from the same table ([`served_versions`],
+//! [`api_versions`]).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Message, VersionRange};
+
+use super::frame::{EncodeError, Reply, ResponseFrame, encode_response};
+use super::groups::{self, client};
+use super::{KafkaContext, admin, fetch, metadata, offsets, produce, producer_id};
+use crate::group::GroupCoordinator;
+
+/// Generates everything listed in the module documentation from the table
+/// below.
+macro_rules! kafka_apis {
+    (
+        broker {
+            $( $key:ident($req:ty => $resp:ty) => $handler:path, )*
+        }
+        groups {
+            $( $gkey:ident($greq:ty => $gresp:ty) => $ghandler:path, )*
+        }
+    ) => {
+        /// The APIs this listener implements itself, served at every
+        /// version the codec supports.
+        pub const OWN_APIS: &[ApiKey] = &[$(ApiKey::$key),*];
+
+        /// The APIs served by the group coordinator, when there is one.
+        pub const GROUP_APIS: &[ApiKey] = &[$(ApiKey::$gkey),*];
+
+        /// A decoded request body.
+        #[derive(Debug)]
+        pub enum Request {
+            /// ApiVersions at a version this broker does not serve.
+            UnsupportedApiVersions,
+            $( $key($req), )*
+            $( $gkey(Arc<GroupCoordinator>, $greq), )*
+        }
+
+        /// The versions in which the codec can both decode the request and
+        /// encode the response of `api` (its tables do not always agree:
+        /// the InitProducerId request stops at v5 while the API key lists
+        /// v6), for the APIs in the table.
+        pub fn codec_versions(api: ApiKey) -> Option<VersionRange> {
+            let range = match api {
+                $( ApiKey::$key => pair::<$req, $resp>(), )*
+                $( ApiKey::$gkey => pair::<$greq, $gresp>(), )*
+                _ => return None,
+            };
+            let range = range.intersect(&api.valid_versions());
+            (!range.is_empty()).then_some(range)
+        }
+
+        /// A name for metric labels and logs.
+        pub fn api_name(api: ApiKey) -> &'static str {
+            match api {
+                $( ApiKey::$key => stringify!($key), )*
+                $( ApiKey::$gkey => stringify!($gkey), )*
+                _ => "Other",
+            }
+        }
+
+        /// Decodes the body of an `api` request at `version`. Group
+        /// requests carry the coordinator that will answer them.
+        pub fn decode_body(
+            ctx: &KafkaContext,
+            api: ApiKey,
+            version: i16,
+            buf: &mut Bytes,
+        ) -> anyhow::Result<Request> {
+            Ok(match api {
+                $( ApiKey::$key => Request::$key(<$req>::decode(buf, version)?), )*
+                $(
+                    ApiKey::$gkey => {
+                        let body = <$greq>::decode(buf, version)?;
+                        Request::$gkey(coordinator(ctx)?, body)
+                    }
+                )*
+                other => anyhow::bail!("{other:?} has no handler"),
+            })
+        }
+
+        /// Runs a decoded request with its handler and encodes the answer
+        /// (`None` when there is none to send).
+        pub async fn run(
+            ctx: &KafkaContext,
+            api: ApiKey,
+            header: &RequestHeader,
+            request: Request,
+        ) -> Result<Option<ResponseFrame>, EncodeError> {
+            let version = header.request_api_version;
+            match request {
+                Request::UnsupportedApiVersions => api_versions_reply(ctx, api, header),
+                $(
+                    Request::$key(r) => {
+                        Reply::<$resp>::from($handler(ctx, version, r).await).encode(api_name(api), header)
+                    }
+                )*
+                $(
+                    Request::$gkey(c, r) => {
+                        let answer = $ghandler(&c, version, r, &client(header)).await;
+                        Reply::<$gresp>::from(answer).encode(api_name(api), header)
+                    }
+                )*
+            }
+        }
+    };
+}
+
+kafka_apis! {
+    broker {
+        Produce(ProduceRequest => ProduceResponse) => produce::produce,
+        Fetch(FetchRequest => FetchResponse) => fetch::reply,
+        ListOffsets(ListOffsetsRequest => ListOffsetsResponse) => offsets::list_offsets,
+        Metadata(MetadataRequest => MetadataResponse) => metadata::metadata,
+        ApiVersions(ApiVersionsRequest => ApiVersionsResponse) => api_versions_answer,
+        CreateTopics(CreateTopicsRequest => CreateTopicsResponse) => admin::create_topics,
+        DeleteTopics(DeleteTopicsRequest => DeleteTopicsResponse) => admin::delete_topics,
+        InitProducerId(InitProducerIdRequest => InitProducerIdResponse) => producer_id::init_producer_id,
+        OffsetForLeaderEpoch(OffsetForLeaderEpochRequest => OffsetForLeaderEpochResponse) => offsets::offset_for_leader_epoch,
+        DescribeConfigs(DescribeConfigsRequest => DescribeConfigsResponse) => admin::describe_configs,
+        CreatePartitions(CreatePartitionsRequest => CreatePartitionsResponse) => admin::create_partitions,
+        DescribeCluster(DescribeClusterRequest => DescribeClusterResponse) => metadata::describe_cluster,
+    }
+    groups {
+        FindCoordinator(FindCoordinatorRequest => FindCoordinatorResponse) => groups::find_coordinator,
+        JoinGroup(JoinGroupRequest => JoinGroupResponse) => groups::join_group,
+        SyncGroup(SyncGroupRequest => SyncGroupResponse) => groups::sync_group,
+        Heartbeat(HeartbeatRequest => HeartbeatResponse) => groups::heartbeat,
+        LeaveGroup(LeaveGroupRequest => LeaveGroupResponse) => groups::leave_group,
+        OffsetCommit(OffsetCommitRequest => OffsetCommitResponse) => groups::offset_commit,
+        OffsetFetch(OffsetFetchRequest => OffsetFetchResponse) => groups::offset_fetch,
+        ListGroups(ListGroupsRequest => ListGroupsResponse) => groups::list_groups,
+        DescribeGroups(DescribeGroupsRequest => DescribeGroupsResponse) => groups::describe_groups,
+        DeleteGroups(DeleteGroupsRequest => DeleteGroupsResponse) => groups::delete_groups,
+    }
+}
+
+fn pair<Req: Message, Resp: Message>() -> VersionRange {
+    Req::VERSIONS.intersect(&Resp::VERSIONS)
+}
+
+/// The coordinator for a group request (decoding only reaches here for
+/// APIs that are served, which needs one).
+fn coordinator(ctx: &KafkaContext) -> anyhow::Result<Arc<GroupCoordinator>> {
+    ctx.groups
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no group service"))
+}
+
+/// The versions of `api` this broker serves, `None` when it does not
+/// serve it at all.
+pub fn served_versions(ctx: &KafkaContext, api: ApiKey) -> Option<VersionRange> {
+    let codec = codec_versions(api)?;
+    if OWN_APIS.contains(&api) {
+        return Some(codec);
+    }
+    if GROUP_APIS.contains(&api) {
+        return ctx.groups.as_ref().map(|_| codec);
+    }
+    None
+}
+
+/// Every served API with its versions, by key (the ApiVersions answer).
+pub fn api_versions(ctx: &KafkaContext) -> Vec<ApiVersion> {
+    let mut out: Vec<ApiVersion> = OWN_APIS
+        .iter()
+        .chain(GROUP_APIS.iter())
+        .filter_map(|&api| {
+            served_versions(ctx, api).map(|r| {
+                ApiVersion::default()
+                    .with_api_key(api as i16)
+                    .with_min_version(r.min)
+                    .with_max_version(r.max)
+            })
+        })
+        .collect();
+    out.sort_by_key(|v| v.api_key);
+    out
+}
+
+fn api_versions_response(ctx: &KafkaContext, error: Option<ResponseError>) -> ApiVersionsResponse {
+    ApiVersionsResponse::default()
+        .with_error_code(error.map_or(0, |e| e.code()))
+        .with_api_keys(api_versions(ctx))
+}
+
+/// ApiVersions: every served API with its versions.
+pub async fn api_versions_answer(
+    ctx: &KafkaContext,
+    _version: i16,
+    _request: ApiVersionsRequest,
+) -> ApiVersionsResponse {
+    api_versions_response(ctx, None)
+}
+
+/// ApiVersions at a version this broker does not serve: UNSUPPORTED_VERSION
+/// with what is served, in the v0 format every client can read.
+pub fn api_versions_reply(
+    ctx: &KafkaContext,
+    api: ApiKey,
+    header: &RequestHeader,
+) -> Result<Option<ResponseFrame>, EncodeError> {
+    encode_response(
+        api_name(api),
+        header.correlation_id,
+        0,
+        &api_versions_response(ctx, Some(ResponseError::UnsupportedVersion)),
+        &[],
+    )
+    .map(Some)
+}

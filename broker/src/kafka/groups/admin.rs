@@ -1,0 +1,143 @@
+//! ListGroups, DescribeGroups and DeleteGroups over the
+//! [`GroupCoordinator`].
+
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{
+    DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+    GroupId, ListGroupsRequest, ListGroupsResponse,
+};
+
+use super::{GroupErrorCode, result_code, s};
+use crate::group::state::GroupState;
+use crate::group::{ClientInfo, GroupCoordinator, GroupError};
+
+/// The group type ListGroups v5+ reports: only the classic protocol exists.
+const CLASSIC: &str = "classic";
+
+/// ListGroups: the groups this broker coordinates, filtered by state
+/// (v4+) and type (v5+; every Rill group is "classic").
+pub async fn list_groups(
+    coordinator: &GroupCoordinator,
+    version: i16,
+    req: ListGroupsRequest,
+    _client: &ClientInfo,
+) -> ListGroupsResponse {
+    let (groups, loading) = coordinator.list();
+    let states: Vec<String> = req
+        .states_filter
+        .iter()
+        .map(|f| f.to_ascii_lowercase())
+        .collect();
+    let types_ok = req.types_filter.is_empty()
+        || req
+            .types_filter
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(CLASSIC));
+    let mut resp = ListGroupsResponse::default();
+    if loading {
+        resp.error_code = GroupError::LoadInProgress.code();
+    }
+    if !types_ok {
+        return resp;
+    }
+    resp.groups = groups
+        .into_iter()
+        .filter(|g| states.is_empty() || states.contains(&g.state.as_str().to_ascii_lowercase()))
+        .map(|g| {
+            let mut l = ListedGroup::default()
+                .with_group_id(GroupId(s(g.group_id)))
+                .with_protocol_type(s(g.protocol_type));
+            if version >= 4 {
+                l.group_state = s(g.state.as_str());
+            }
+            if version >= 5 {
+                l.group_type = s(CLASSIC);
+            }
+            l
+        })
+        .collect();
+    resp
+}
+
+/// DescribeGroups: state, protocol, members; metadata and assignments
+/// only while Stable (like Kafka). An unknown group reads as Dead (v0-5)
+/// or GROUP_ID_NOT_FOUND (v6+).
+pub async fn describe_groups(
+    coordinator: &GroupCoordinator,
+    version: i16,
+    req: DescribeGroupsRequest,
+    _client: &ClientInfo,
+) -> DescribeGroupsResponse {
+    let groups = req
+        .groups
+        .into_iter()
+        .map(|group| {
+            let id = group.0.to_string();
+            let r = coordinator.describe(&id);
+            let mut d = DescribedGroup::default().with_group_id(group);
+            let error = match r {
+                Ok(Some(desc)) => {
+                    d.group_state = s(desc.state.as_str());
+                    d.protocol_type = s(desc.protocol_type);
+                    d.protocol_data = s(desc.protocol);
+                    d.members = desc
+                        .members
+                        .into_iter()
+                        .map(|m| {
+                            let mut dm = DescribedGroupMember::default()
+                                .with_member_id(s(m.member_id))
+                                .with_client_id(s(m.client_id))
+                                .with_client_host(s(m.client_host))
+                                .with_member_metadata(m.metadata)
+                                .with_member_assignment(m.assignment);
+                            if version >= 4 {
+                                dm.group_instance_id = m.instance_id.map(s);
+                            }
+                            dm
+                        })
+                        .collect();
+                    None
+                }
+                Ok(None) => {
+                    d.group_state = s(GroupState::Dead.as_str());
+                    (version >= 6).then(|| GroupError::GroupIdNotFound(id.clone()))
+                }
+                Err(e) => {
+                    d.group_state = s(GroupState::Dead.as_str());
+                    Some(e)
+                }
+            };
+            if let Some(e) = error {
+                d.error_code = e.code();
+                if version >= 6 {
+                    d.error_message = Some(s(e.to_string()));
+                }
+            }
+            d
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+/// DeleteGroups: removes Empty groups and their offsets (tombstones
+/// written with acks=all).
+pub async fn delete_groups(
+    coordinator: &GroupCoordinator,
+    _version: i16,
+    req: DeleteGroupsRequest,
+    _client: &ClientInfo,
+) -> DeleteGroupsResponse {
+    let mut results = Vec::new();
+    for group in req.groups_names {
+        let id = group.0.to_string();
+        let r = coordinator.delete(&id).await;
+        results.push(
+            DeletableGroupResult::default()
+                .with_group_id(group)
+                .with_error_code(result_code(r)),
+        );
+    }
+    DeleteGroupsResponse::default().with_results(results)
+}

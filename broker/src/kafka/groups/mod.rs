@@ -1,0 +1,130 @@
+//! The consumer-group APIs of the Kafka listener, as functions over the
+//! [`GroupCoordinator`](crate::group::GroupCoordinator): FindCoordinator,
+//! JoinGroup, SyncGroup, Heartbeat and LeaveGroup ([`membership`]),
+//! OffsetCommit and OffsetFetch
+//! ([`offsets`]), ListGroups, DescribeGroups and DeleteGroups ([`admin`]).
+//!
+//! Each takes the decoded `kafka-protocol` request and its version and
+//! returns the response to encode at that same version. Version
+//! differences are resolved here (JoinGroup v0 has no rebalance timeout,
+//! v4+ requires a known member id, LeaveGroup v3+ and OffsetFetch v8+ are
+//! batched, FindCoordinator v4+ takes several keys, ...), and every
+//! response only sets fields that exist at its version. The coordinator
+//! itself (`crate::group`) takes and returns Rill's own types; its
+//! [`GroupError`]s become Kafka error codes in one place,
+//! [`GroupErrorCode::code`].
+
+pub mod admin;
+pub mod membership;
+pub mod offsets;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::RequestHeader;
+use kafka_protocol::protocol::StrBytes;
+
+use crate::group::{ClientInfo, GroupError};
+
+pub use admin::{delete_groups, describe_groups, list_groups};
+pub use membership::{find_coordinator, heartbeat, join_group, leave_group, sync_group};
+pub use offsets::{offset_commit, offset_fetch};
+
+/// The Kafka error code of a [`GroupError`].
+pub trait GroupErrorCode {
+    /// The Kafka error code a client acts on.
+    fn code(&self) -> i16;
+}
+
+impl GroupErrorCode for GroupError {
+    fn code(&self) -> i16 {
+        let e = match self {
+            Self::NotCoordinator => ResponseError::NotCoordinator,
+            Self::LoadInProgress => ResponseError::CoordinatorLoadInProgress,
+            Self::CoordinatorNotAvailable(_) => ResponseError::CoordinatorNotAvailable,
+            Self::InvalidGroupId(_) => ResponseError::InvalidGroupId,
+            Self::UnknownMemberId(_) => ResponseError::UnknownMemberId,
+            Self::IllegalGeneration { .. } => ResponseError::IllegalGeneration,
+            Self::RebalanceInProgress => ResponseError::RebalanceInProgress,
+            Self::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+            Self::InvalidSessionTimeout { .. } => ResponseError::InvalidSessionTimeout,
+            Self::MemberIdRequired => ResponseError::MemberIdRequired,
+            Self::FencedInstanceId(_) => ResponseError::FencedInstanceId,
+            Self::GroupMaxSizeReached(_) => ResponseError::GroupMaxSizeReached,
+            Self::GroupIdNotFound(_) => ResponseError::GroupIdNotFound,
+            Self::NonEmptyGroup(_) => ResponseError::NonEmptyGroup,
+            Self::OffsetMetadataTooLarge { .. } => ResponseError::OffsetMetadataTooLarge,
+            Self::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
+            Self::Timeout => ResponseError::RequestTimedOut,
+            Self::CommitTooLarge => ResponseError::InvalidCommitOffsetSize,
+            Self::InvalidRequest(_) => ResponseError::InvalidRequest,
+            Self::Internal(_) => ResponseError::UnknownServerError,
+        };
+        e.code()
+    }
+}
+
+/// Who sent the request, as far as the header tells. The listener does
+/// not pass the peer address, so DescribeGroups shows no client host.
+pub fn client(header: &RequestHeader) -> ClientInfo {
+    ClientInfo {
+        client_id: header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        client_host: String::new(),
+    }
+}
+
+fn s(v: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(v.into())
+}
+
+fn code(e: &Option<GroupError>) -> i16 {
+    e.as_ref().map_or(0, GroupError::code)
+}
+
+fn result_code(r: Result<(), GroupError>) -> i16 {
+    r.err().map_or(0, |e| e.code())
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+    use crate::partition::Error as PartitionError;
+
+    #[test]
+    fn given_group_errors_when_mapped_should_give_kafka_codes() {
+        assert_eq!(GroupError::NotCoordinator.code(), 16);
+        assert_eq!(GroupError::LoadInProgress.code(), 14);
+        assert_eq!(
+            GroupError::CoordinatorNotAvailable(String::new()).code(),
+            15
+        );
+        assert_eq!(
+            GroupError::IllegalGeneration {
+                given: 1,
+                current: 2
+            }
+            .code(),
+            22
+        );
+        assert_eq!(GroupError::UnknownMemberId(String::new()).code(), 25);
+        assert_eq!(GroupError::RebalanceInProgress.code(), 27);
+        assert_eq!(GroupError::MemberIdRequired.code(), 79);
+        assert_eq!(GroupError::FencedInstanceId(String::new()).code(), 82);
+    }
+
+    #[test]
+    fn given_too_few_replicas_when_a_write_fails_should_answer_coordinator_not_available() {
+        let few = PartitionError::NotEnoughReplicas {
+            topic: "__consumer_offsets".into(),
+            partition: 0,
+            isr: 1,
+            min: 2,
+        };
+        assert_eq!(GroupError::from_write(&few).code(), 15);
+    }
+}
