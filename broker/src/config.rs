@@ -22,18 +22,8 @@ use rill_proto::topic::MAX_PARTITIONS_PER_TOPIC;
 
 use crate::group::GroupSettings;
 use crate::group::state::Limits;
+pub use crate::kafka::TopicAdminPolicy;
 use crate::log::LogConfig;
-
-/// Whether Kafka clients may change topics (one setting for create and
-/// grow, one for delete).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TopicAdminPolicy {
-    /// The requests are served.
-    Allow,
-    /// They fail with POLICY_VIOLATION (topics are managed elsewhere, for
-    /// example as Topic resources in Git).
-    Deny,
-}
 
 /// Largest Kafka producer id prefix: producer ids are
 /// `broker id << 51 | counter`, so broker ids must fit in 12 bits for

@@ -40,9 +40,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::KafkaContext;
+use super::TopicAdminPolicy;
 use super::errors::code_and_message;
 use super::topic_id::{id_of, known_topics, resolve, str_bytes};
-use crate::config::TopicAdminPolicy;
 use crate::partition::manager::{CreateTopic, TopicView};
 
 /// Partitions of a topic created with `num_partitions` -1.

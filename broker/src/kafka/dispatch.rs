@@ -166,8 +166,8 @@ pub async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TopicAdminPolicy;
     use crate::group::{GroupCoordinator, GroupSettings};
+    use crate::kafka::TopicAdminPolicy;
     use crate::kafka::{KafkaSettings, ProducerIdAllocator};
     use crate::log::LogConfig;
     use crate::metrics::Metrics;

@@ -52,12 +52,22 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::TopicAdminPolicy;
 use crate::group::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::partition::manager::ReplicaManager;
 
 pub use producer_id::ProducerIdAllocator;
+
+/// Whether Kafka clients may change topics (one setting for create and
+/// grow, one for delete).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TopicAdminPolicy {
+    /// The requests are served.
+    Allow,
+    /// They fail with POLICY_VIOLATION (topics are managed elsewhere, for
+    /// example as Topic resources in Git).
+    Deny,
+}
 
 /// What the listener needs from the broker configuration.
 #[derive(Debug, Clone)]
