@@ -26,6 +26,7 @@ release:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
 # Against a real kube-apiserver + etcd on loopback (built from the Go module
 # proxy once, ~13 min, then cached): the CRD checks and the rill-e2e tests.

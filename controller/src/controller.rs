@@ -651,7 +651,7 @@ impl Controller {
     /// replicas on the other active brokers (fewest replicas first, racks
     /// the partition does not use first), and the drained ones are marked
     /// `removing`; they leave once every other replica is in the ISR (see
-    /// [`finish_moves`]), leadership moving first if needed. Partitions
+    /// `finish_moves`), leadership moving first if needed. Partitions
     /// already moving are left alone, so calling it again only reports
     /// progress. Returns the plan and how many partitions still have a
     /// replica on `brokers`.

@@ -448,7 +448,7 @@ impl ClusterLink {
     }
 
     /// Asks the controller to move leadership away before this broker
-    /// stops; bounded by [`CONTROLLED_SHUTDOWN_TIMEOUT`].
+    /// stops; bounded by `CONTROLLED_SHUTDOWN_TIMEOUT`.
     pub async fn controlled_shutdown(&self) {
         let deadline = tokio::time::Instant::now() + CONTROLLED_SHUTDOWN_TIMEOUT;
         while tokio::time::Instant::now() < deadline {

@@ -1,4 +1,4 @@
-//! [`Error`]: why a request on the partition layer failed, free of any
+//! [`Error`](enum@Error): why a request on the partition layer failed, free of any
 //! protocol: unknown or deleted topics and partitions, refused requests,
 //! log and topic-store I/O (with the full disk told apart), leadership and
 //! ISR refusals (not the leader, not enough replicas before or after the

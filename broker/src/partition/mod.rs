@@ -24,7 +24,7 @@
 //! - [`store`]: the topics persisted in the data directory.
 //! - [`tasks`] runs interval flush, retention and
 //!   compaction in the background.
-//! - [`error`]: why a request failed.
+//! - [`error`](mod@error): why a request failed.
 //!
 //! High watermark (HW): consumers read only below it. A standalone replica
 //! follows the flush policy: with `flush=replicated` HW is the log end
@@ -182,7 +182,7 @@ pub struct Partition {
 
 impl Partition {
     /// Wraps an opened log. Its HW starts at the last checkpointed HW
-    /// (see [`hw_checkpoint`]); a standalone broker then raises it to the
+    /// (see `hw_checkpoint`); a standalone broker then raises it to the
     /// log end ([`Partition::serve_alone`]).
     pub fn new(
         topic: Arc<str>,

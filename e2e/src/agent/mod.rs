@@ -11,7 +11,7 @@
 //! Pods with `spec.nodeName` = this node hands each pod to a [`pod`] worker
 //! (address from [`ipam`], volumes from [`volumes`], one [`container`]
 //! supervisor per container, which starts the process through [`sandbox`]
-//! with the binary [`images`] maps the image to, the environment of [`env`],
+//! with the binary [`images`] maps the image to, the environment of [`env`](mod@env),
 //! and runs its [`probe`]s); the worker reports [`status`] and removes the
 //! pod after a graceful stop. [`provisioner`] creates PersistentVolumes for
 //! the default StorageClass `rill-local`; [`hosts`] maps Service names to

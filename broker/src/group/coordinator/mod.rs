@@ -1,7 +1,7 @@
 //! [`GroupCoordinator`]: runs the group state machines of the
 //! `__consumer_offsets` partitions this broker leads.
 //!
-//! Per led partition there is one [`Shard`]: its [`GroupTable`], the
+//! Per led partition there is one `Shard`: its [`GroupTable`], the
 //! requests parked in it (JoinGroup and SyncGroup answers travel through
 //! oneshot channels keyed by [`RequestId`]) and a writer task. Everything
 //! in the shards sits behind one mutex that is held only for pure state
@@ -33,7 +33,7 @@
 //! offsets every [`GroupSettings::offsets_retention_check_interval`] and
 //! refreshes the group metrics.
 //!
-//! Loading and the writer task live in [`storage`].
+//! Loading and the writer task live in `storage`.
 
 mod storage;
 
