@@ -16,9 +16,14 @@
 //! * on graceful shutdown the leader releases the Lease (clears the holder)
 //!   so a standby takes over at once instead of after the lease duration.
 //!
-//! A Lease is not fencing: the metadata controller will carry its own epoch.
-//! [`decide`], [`acquired`] and [`released`] are pure and unit tested; the
-//! loop is tested against a mocked API server.
+//! A Lease is not fencing: a leader paused past the lease duration may
+//! still act for a moment after another replica took over. What fences it
+//! is the metadata controller's own epoch: the new leader's controller
+//! claims the Kubernetes store (`metadata::store`), which bumps the epoch,
+//! and every write of the older epoch is then refused as superseded.
+//!
+//! [`decide`], [`acquired`] and [`released`] are pure and unit tested;
+//! [`LeaderElector::run`] is tested against a mocked API server.
 
 use std::future::Future;
 use std::time::Duration;
