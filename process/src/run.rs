@@ -93,6 +93,27 @@ pub async fn serve_until<H, E: Display>(
     Err(err)
 }
 
+/// Waits up to `timeout` for a gRPC server task whose stop has been asked
+/// for to finish the requests in flight; past that, aborts the task, which
+/// closes their connections. An error or a failed task is logged.
+pub async fn drain_grpc<E: Display>(
+    mut task: tokio::task::JoinHandle<Result<(), E>>,
+    timeout: std::time::Duration,
+) {
+    match tokio::time::timeout(timeout, &mut task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "gRPC server ended with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "gRPC server task failed"),
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = timeout.as_millis() as u64,
+                "in-flight requests did not finish in time; closing their connections"
+            );
+            task.abort();
+        }
+    }
+}
+
 /// The line a server prints on stdout once serving:
 /// `RILL_READY key=value key=value ...`, space-separated fields in the
 /// order given, which tools and tests parse to learn port-0 addresses.
