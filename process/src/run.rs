@@ -1,6 +1,7 @@
 //! Running a server process: shutdown on SIGTERM (Kubernetes stopping the
 //! pod) or SIGINT (Ctrl-C), serving until then or until the server fails,
-//! the exit code, and the `RILL_READY` line.
+//! draining the gRPC server on shutdown, the exit code, and the
+//! `RILL_READY` line.
 
 use std::fmt::Display;
 use std::future::Future;
