@@ -11,6 +11,7 @@
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
+use rill_process::metrics::{latency_buckets, register};
 
 /// Every metric the broker exports. Names are listed in `docs/broker.md`.
 #[derive(Debug, Clone)]
@@ -91,43 +92,28 @@ const PARTITION_LABELS: &[&str] = &["topic", "partition"];
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-    registry
-        .register(Box::new(c.clone()))
-        .expect("metric registered once");
-    c
+    register(registry, c)
 }
 
 fn plain_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("valid metric definition");
-    registry
-        .register(Box::new(c.clone()))
-        .expect("metric registered once");
-    c
+    register(registry, c)
 }
 
 fn plain_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric definition");
-    registry
-        .register(Box::new(g.clone()))
-        .expect("metric registered once");
-    g
+    register(registry, g)
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGaugeVec {
     let g =
         IntGaugeVec::new(Opts::new(name, help), PARTITION_LABELS).expect("valid metric definition");
-    registry
-        .register(Box::new(g.clone()))
-        .expect("metric registered once");
-    g
+    register(registry, g)
 }
 
 fn labelled_gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-    registry
-        .register(Box::new(g.clone()))
-        .expect("metric registered once");
-    g
+    register(registry, g)
 }
 
 fn histogram(
@@ -139,15 +125,7 @@ fn histogram(
 ) -> HistogramVec {
     let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
         .expect("valid metric definition");
-    registry
-        .register(Box::new(h.clone()))
-        .expect("metric registered once");
-    h
-}
-
-/// 50 µs .. ~50 s, roughly x2.5 per bucket.
-fn latency_buckets() -> Vec<f64> {
-    prometheus::exponential_buckets(0.000_05, 2.5, 16).expect("valid buckets")
+    register(registry, h)
 }
 
 impl Default for Metrics {
@@ -234,16 +212,11 @@ impl Metrics {
                 "Failures of background tasks (flush, retention, compaction) by task and error kind.",
                 &["task", "kind"],
             ),
-            fetches_waiting: {
-                let g = IntGauge::new(
-                    "rill_fetches_waiting",
-                    "Fetch requests currently long-polling for data.",
-                )
-                .expect("valid metric definition");
-                r.register(Box::new(g.clone()))
-                    .expect("metric registered once");
-                g
-            },
+            fetches_waiting: plain_gauge(
+                &r,
+                "rill_fetches_waiting",
+                "Fetch requests currently long-polling for data.",
+            ),
             log_size_bytes: gauge(
                 &r,
                 "rill_log_size_bytes",

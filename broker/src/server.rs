@@ -409,19 +409,8 @@ impl BrokerHandle {
         self.manager.begin_shutdown();
         self.grpc_stop.cancel();
         self.kafka_stop.cancel();
-        if let Some(mut grpc_task) = self.grpc_task {
-            match tokio::time::timeout(self.shutdown_timeout, &mut grpc_task).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => warn!(error = %e, "gRPC server ended with an error"),
-                Ok(Err(e)) => warn!(error = %e, "gRPC server task failed"),
-                Err(_) => {
-                    warn!(
-                        timeout_ms = self.shutdown_timeout.as_millis() as u64,
-                        "in-flight requests did not finish in time; closing their connections"
-                    );
-                    grpc_task.abort();
-                }
-            }
+        if let Some(grpc_task) = self.grpc_task {
+            rill_process::run::drain_grpc(grpc_task, self.shutdown_timeout).await;
         }
         // The listener bounds its own drain by the shutdown timeout.
         if let Err(e) = self.kafka_task.await {

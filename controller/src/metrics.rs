@@ -11,6 +11,7 @@
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
+use rill_process::metrics::{latency_buckets, register};
 
 use crate::controller::{Controller, Liveness};
 use crate::state::{Change, ClusterMetadata, NO_LEADER};
@@ -49,12 +50,6 @@ pub struct Metrics {
     pub watcher_resyncs: IntCounter,
 }
 
-fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
-    r.register(Box::new(m.clone()))
-        .expect("metric registered once");
-    m
-}
-
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     register(r, IntCounter::new(name, help).expect("valid metric"))
 }
@@ -71,12 +66,13 @@ fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    // 50 µs .. ~50 s, roughly x2.5 per bucket.
-    let buckets = prometheus::exponential_buckets(0.000_05, 2.5, 16).expect("valid buckets");
     register(
         r,
-        HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
-            .expect("valid metric"),
+        HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(latency_buckets()),
+            labels,
+        )
+        .expect("valid metric"),
     )
 }
 

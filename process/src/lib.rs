@@ -5,13 +5,13 @@
 //!   the tracing setup (log lines on stderr).
 //! - [`run`]: the SIGTERM/SIGINT shutdown future, running a server until it
 //!   resolves or the server fails, with the exit codes the binaries
-//!   document, and the `RILL_READY key=value ...` line tools and tests
-//!   parse.
+//!   document, draining the gRPC server on shutdown, and the
+//!   `RILL_READY key=value ...` line tools and tests parse.
 //! - [`http`]: the `/metrics`, `/healthz` and `/readyz` router, where each
 //!   process says how it renders metrics and when it is ready, and the
 //!   server task that runs it.
-//! - [`metrics`]: Prometheus text encoding and the per-request metrics of
-//!   the gRPC services.
+//! - [`metrics`]: Prometheus text encoding, metric registration and the
+//!   latency buckets, and the per-request metrics of the gRPC services.
 //! - [`config`]: the configuration error that names a flag and its
 //!   environment variable.
 

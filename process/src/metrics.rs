@@ -4,7 +4,23 @@
 
 use std::time::Instant;
 
+use prometheus::core::Collector;
 use prometheus::{Encoder, HistogramVec, IntCounterVec, Registry, TextEncoder};
+
+/// Registers `metric` in `registry` and returns it. Each metric is
+/// registered once, at startup: a second registration is a bug and panics.
+pub fn register<T: Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+/// The buckets of Rill's latency histograms: 50 µs .. ~50 s, roughly x2.5
+/// per bucket.
+pub fn latency_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(0.000_05, 2.5, 16).expect("valid buckets")
+}
 
 /// The text exposition of `registry`, or the encoder's error.
 pub fn try_encode(registry: &Registry) -> Result<Vec<u8>, prometheus::Error> {

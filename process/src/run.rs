@@ -1,6 +1,7 @@
 //! Running a server process: shutdown on SIGTERM (Kubernetes stopping the
 //! pod) or SIGINT (Ctrl-C), serving until then or until the server fails,
-//! the exit code, and the `RILL_READY` line.
+//! draining the gRPC server on shutdown, the exit code, and the
+//! `RILL_READY` line.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -91,6 +92,27 @@ pub async fn serve_until<H, E: Display>(
         tracing::error!(error = %e, "shutdown after the failure was not clean");
     }
     Err(err)
+}
+
+/// Waits up to `timeout` for a gRPC server task whose stop has been asked
+/// for to finish the requests in flight; past that, aborts the task, which
+/// closes their connections. An error or a failed task is logged.
+pub async fn drain_grpc<E: Display>(
+    mut task: tokio::task::JoinHandle<Result<(), E>>,
+    timeout: std::time::Duration,
+) {
+    match tokio::time::timeout(timeout, &mut task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "gRPC server ended with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "gRPC server task failed"),
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = timeout.as_millis() as u64,
+                "in-flight requests did not finish in time; closing their connections"
+            );
+            task.abort();
+        }
+    }
 }
 
 /// The line a server prints on stdout once serving:
