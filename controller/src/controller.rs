@@ -13,10 +13,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
 use tracing::info;
 
+use crate::election::{
+    bump_partition_epochs, elect, elect_leaderless, finish_moves, new_partition, remove_broker,
+    set_leader,
+};
 use crate::placement::{self, PlacementError, Placer};
 use crate::state::{
-    BrokerId, BrokerRegistration, Change, ClusterMetadata, Endpoints, NO_LEADER, PartitionState,
-    TopicState, new_topic_id,
+    BrokerId, BrokerRegistration, Change, ClusterMetadata, Endpoints, PartitionState, TopicState,
+    new_topic_id,
 };
 
 /// Controller settings.
@@ -742,109 +746,6 @@ impl Controller {
             .filter(|b| self.usable(&self.sessions, b.id))
             .map(|b| (b.id, b.rack.clone()))
             .collect()
-    }
-}
-
-fn new_partition(replicas: Vec<BrokerId>) -> PartitionState {
-    PartitionState {
-        leader: replicas[0],
-        isr: replicas.clone(),
-        replicas,
-        leader_epoch: 0,
-        partition_epoch: 0,
-        removing: Vec::new(),
-    }
-}
-
-fn set_leader(p: &mut PartitionState, leader: BrokerId) {
-    if p.leader != leader {
-        p.leader = leader;
-        p.leader_epoch += 1;
-    }
-}
-
-/// The first in-sync, usable replica in preference order; with unclean
-/// election allowed, any usable replica (which then becomes the whole ISR).
-fn elect(p: &mut PartitionState, unclean: bool, usable: &dyn Fn(BrokerId) -> bool) {
-    if let Some(&r) = p.replicas.iter().find(|r| p.isr.contains(r) && usable(**r)) {
-        set_leader(p, r);
-    } else if let Some(&r) = p.replicas.iter().find(|r| unclean && usable(**r)) {
-        set_leader(p, r);
-        p.isr = vec![r];
-    } else {
-        set_leader(p, NO_LEADER);
-    }
-}
-
-/// Takes `broker` out of leadership and ISRs. It stays in an ISR where it
-/// is the last member (so it can lead again once back, rather than forcing
-/// an unclean election), unless its disk was wiped.
-fn remove_broker(
-    meta: &mut ClusterMetadata,
-    broker: BrokerId,
-    wiped: bool,
-    usable: &dyn Fn(BrokerId) -> bool,
-) {
-    for t in meta.topics.values_mut() {
-        let unclean = t.unclean_election();
-        for p in &mut t.partitions {
-            if p.isr.contains(&broker) && (p.isr.len() > 1 || wiped) {
-                p.isr.retain(|r| *r != broker);
-            }
-            if p.leader == broker {
-                elect(p, unclean, usable);
-            }
-        }
-    }
-}
-
-/// Elects leaders for partitions that have none, where possible.
-fn elect_leaderless(meta: &mut ClusterMetadata, usable: &dyn Fn(BrokerId) -> bool) {
-    for t in meta.topics.values_mut() {
-        let unclean = t.unclean_election();
-        for p in t.partitions.iter_mut().filter(|p| p.leader == NO_LEADER) {
-            elect(p, unclean, usable);
-        }
-    }
-}
-
-/// Completes replica moves: a partition whose replicas other than the
-/// `removing` ones are all in the ISR drops the removed ones (from the
-/// replicas and the ISR), electing a new leader if the leader was one.
-fn finish_moves(meta: &mut ClusterMetadata, usable: &dyn Fn(BrokerId) -> bool) {
-    for t in meta.topics.values_mut() {
-        for p in t.partitions.iter_mut().filter(|p| !p.removing.is_empty()) {
-            let removing = std::mem::take(&mut p.removing);
-            let keep: Vec<BrokerId> = p
-                .replicas
-                .iter()
-                .copied()
-                .filter(|r| !removing.contains(r))
-                .collect();
-            if keep.is_empty() || !keep.iter().all(|r| p.isr.contains(r)) {
-                p.removing = removing;
-                continue;
-            }
-            p.replicas = keep;
-            p.isr.retain(|r| !removing.contains(r));
-            if removing.contains(&p.leader) {
-                elect(p, false, usable);
-            }
-        }
-    }
-}
-
-/// Bumps the partition epoch of every partition that changed.
-fn bump_partition_epochs(old: &ClusterMetadata, next: &mut ClusterMetadata) {
-    for (name, t) in &mut next.topics {
-        let Some(old_t) = old.topics.get(name) else {
-            continue;
-        };
-        for (a, b) in old_t.partitions.iter().zip(t.partitions.iter_mut()) {
-            if a != b {
-                b.partition_epoch = a.partition_epoch + 1;
-            }
-        }
     }
 }
 

@@ -30,6 +30,7 @@ pub mod client;
 pub mod config;
 mod controller;
 mod convert;
+mod election;
 pub mod http;
 pub mod metrics;
 mod placement;
