@@ -5,7 +5,7 @@
 #   KUBECONFIG=~/.kube/config e2e/scripts/run-tests.sh   # any cluster you point it at
 #
 # Four stages. 1: tests/metadata_controller.rs against etcd + kube-apiserver
-# (operator and brokers in the test process). 2: tests/agent.rs against the
+# (operators in the test process, brokers as rill-broker processes). 2: tests/agent.rs against the
 # whole local cluster of cluster.sh (kube-controller-manager, kube-scheduler
 # and rill-node-agent running pods as processes). 3 (local cluster, with
 # helm): chart-smoke.sh, the chart and examples/ on that cluster. 4:
@@ -55,6 +55,9 @@ cd "$ROOT"
 # rebuilt for these tests.
 # Both stages run even when the first fails; the exit status covers both.
 failed=()
+# Stage 1 starts rill-broker as processes: build the binaries first (nothing
+# to do after `make test`'s build).
+cargo build --workspace --bins
 cargo test --workspace --test metadata_controller -- --ignored --test-threads=1 "$@" \
     || failed+=(metadata_controller)
 # Stage 1 runs operators inside the test process: the StatefulSets they made

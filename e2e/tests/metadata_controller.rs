@@ -23,8 +23,6 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use rill_broker::config::BrokerConfig;
-use rill_broker::{Broker, BrokerHandle};
 use rill_client::{Acks, Client as RillClient};
 use rill_controller::{
     ClientOptions, ControllerClient, MetadataStore, PartitionState, StoreError, TopicState,
@@ -37,6 +35,12 @@ use rill_operator::metadata::store::state_config_map;
 use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+// The broker runs as its own process, as in a pod: the helper the broker's
+// process tests use (its binary is found next to this test's executable).
+#[path = "../../broker/tests/broker_process/mod.rs"]
+mod broker_process;
+use broker_process::BrokerProcess;
 
 /// Longest wait for the operator to start a controller and take the Lease.
 const OPERATOR_TIMEOUT: Duration = Duration::from_secs(30);
@@ -108,12 +112,35 @@ impl Operator {
     }
 }
 
-async fn start_broker(dir: &Path, id: i32, controllers: &[&str], cluster: &str) -> BrokerHandle {
-    let mut config = BrokerConfig::ephemeral(dir.join(format!("broker-{id}")));
-    config.broker_id = id;
-    config.controller_addr = controllers.iter().map(|c| (*c).to_owned()).collect();
-    config.cluster = Some(cluster.to_owned());
-    Broker::start(config).await.expect("broker starts")
+async fn start_broker(dir: &Path, id: i32, controllers: &[&str], cluster: &str) -> BrokerProcess {
+    let data = dir.join(format!("broker-{id}"));
+    let log = dir.join(format!("broker-{id}.log"));
+    let args: Vec<String> = [
+        "--broker-id",
+        &id.to_string(),
+        "--replication-addr",
+        "127.0.0.1:0",
+        "--controller-addr",
+        &controllers.join(","),
+        "--cluster",
+        cluster,
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        BrokerProcess::start(&data, &log, &args)
+    })
+    .await
+    .expect("broker starts")
+}
+
+/// Stops a broker with SIGTERM; whether it shut down cleanly (exit 0).
+async fn stop_broker(broker: BrokerProcess) -> bool {
+    tokio::task::spawn_blocking(move || broker.terminate())
+        .await
+        .expect("broker stopped")
 }
 
 async fn apply_cluster(client: &Client, ns: &str, brokers: i32) {
@@ -263,12 +290,10 @@ async fn given_an_operator_and_three_brokers_then_topic_status_follows_placement
     // The leader of partition 0 stops: the new leader and epoch reach the status.
     let p0 = status.partitions[0].clone();
     let old_leader = p0.leader.expect("leader");
-    brokers
-        .remove(&old_leader)
-        .expect("leader broker")
-        .shutdown()
-        .await
-        .expect("clean shutdown");
+    assert!(
+        stop_broker(brokers.remove(&old_leader).expect("leader broker")).await,
+        "clean shutdown"
+    );
     let moved = topic_status(
         &client,
         &ns,
@@ -401,7 +426,7 @@ async fn given_an_operator_and_three_brokers_then_topic_status_follows_placement
     .await;
 
     for (_, b) in brokers {
-        b.shutdown().await.expect("clean shutdown");
+        assert!(stop_broker(b).await, "clean shutdown");
     }
     operator.shutdown().await;
     let _ = Api::<StreamCluster>::namespaced(client.clone(), &ns)
@@ -503,7 +528,7 @@ async fn given_two_operator_replicas_then_only_the_lease_holder_serves_and_broke
     )
     .await;
 
-    broker.shutdown().await.expect("clean shutdown");
+    assert!(stop_broker(broker).await, "clean shutdown");
     standby.shutdown().await;
     let _ = Api::<StreamCluster>::namespaced(client.clone(), &ns)
         .delete(CLUSTER, &DeleteParams::default())
