@@ -13,7 +13,9 @@
 #   compat/rill-launch.sh restart-broker --dir DIR ID  start broker ID again on its data dir, wait for RILL_READY
 #
 # Ports: controller P (http P+1); broker i: client P+10+10i, http +1,
-# replication +2, Kafka listener +3. P defaults to 39000.
+# replication +2, Kafka listener +3. P defaults to 27000: below Linux's
+# ephemeral range (32768-60999 by default), so the local end of some outgoing
+# connection cannot be holding a port a listener needs.
 # Environment: RILL_BIN_DIR (where rill-broker and rill-controller are,
 # instead of $CARGO_TARGET_DIR/<profile>), RILL_KAFKA_ADDR_FLAG (the broker flag for the Kafka listener
 # address, default --kafka-addr), RILL_START_TIMEOUT (s, default 60),
@@ -31,7 +33,7 @@ usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" 
 log() { echo "rill-launch: $*" >&2; }
 
 cmd="${1:-}"; [ -n "$cmd" ] || usage; shift
-dir=""; brokers=3; base=39000; profile=debug; id=""
+dir=""; brokers=3; base=27000; profile=debug; id=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --dir) dir=$2; shift 2 ;;
