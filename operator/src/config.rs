@@ -5,16 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+use clap::Parser;
+pub use rill_process::logging::LogFormat;
 
 /// The Rill operator: reconciles StreamCluster and Topic resources.
 #[derive(Debug, Clone, Parser, PartialEq, Eq)]
@@ -103,13 +95,6 @@ pub struct Config {
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(pub String);
 
-impl ConfigError {
-    /// Short label for logs.
-    pub fn metric_label(&self) -> &'static str {
-        "config"
-    }
-}
-
 impl Config {
     /// Checks values clap cannot check alone.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -124,6 +109,8 @@ impl Config {
                 self.controller_address
             )));
         }
+        rill_process::logging::check_filter(&self.log_filter)
+            .map_err(|e| ConfigError(format!("--log-filter: {e}")))?;
         if self.lease_name.trim().is_empty() {
             return Err(ConfigError("--lease-name must not be empty".into()));
         }
@@ -211,6 +198,13 @@ mod tests {
         ]);
         let err = config.validate().expect_err("invalid");
         assert!(err.0.contains("--lease-duration-seconds (5)"), "{err}");
+    }
+
+    #[test]
+    fn given_a_log_filter_that_does_not_parse_when_validating_then_it_is_refused() {
+        let config = parse(&["--log-filter", "info,[=="]);
+        let err = config.validate().expect_err("invalid");
+        assert!(err.0.contains("--log-filter"), "{err}");
     }
 
     #[test]

@@ -28,15 +28,6 @@ pub enum CrdWaitError {
     },
 }
 
-impl CrdWaitError {
-    /// Short label for logs and metrics.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            CrdWaitError::Timeout { .. } => "crd_wait_timeout",
-        }
-    }
-}
-
 /// Whether a CRD reports `Established=True`.
 pub fn is_established(crd: &CustomResourceDefinition) -> bool {
     crd.status

@@ -69,15 +69,6 @@ pub enum LeaderError {
     },
 }
 
-impl LeaderError {
-    /// Short label for metrics and logs.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            LeaderError::Lost { .. } => "leader_lost",
-        }
-    }
-}
-
 /// What to do with the Lease after reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {

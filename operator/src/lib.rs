@@ -102,22 +102,6 @@ pub enum RunError {
     },
 }
 
-impl RunError {
-    /// Short label for logs.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            RunError::Config(e) => e.metric_label(),
-            RunError::NoKubeConfig(_) => "no_kubeconfig",
-            RunError::Client(_) => "client",
-            RunError::Metrics(e) => e.metric_label(),
-            RunError::Http { .. } => "http",
-            RunError::Crds(e) => e.metric_label(),
-            RunError::Leader(e) => e.metric_label(),
-            RunError::ControllerListen { .. } => "controller_listen",
-        }
-    }
-}
-
 /// Loads the Kubernetes configuration (in-cluster, else kubeconfig) and runs
 /// the operator until `shutdown` completes.
 pub async fn run(

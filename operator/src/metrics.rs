@@ -20,16 +20,6 @@ pub enum MetricsError {
     Utf8(#[from] std::string::FromUtf8Error),
 }
 
-impl MetricsError {
-    /// Short label for logs.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            MetricsError::Register(_) => "metrics_register",
-            MetricsError::Utf8(_) => "metrics_utf8",
-        }
-    }
-}
-
 /// All metrics of the operator.
 #[derive(Clone, Debug)]
 pub struct Metrics {

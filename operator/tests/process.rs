@@ -76,16 +76,16 @@ fn given_a_kubeconfig_when_running_then_it_serves_metrics_and_stops_on_sigterm()
             "--crd-wait-seconds",
             "600",
         ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn rill-operator");
 
-    // The bound address is in the first log line that has it.
-    let stdout = child.stdout.take().expect("stdout");
+    // The bound address is in the first log line (on stderr) that has it.
+    let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line)
                 && let Some(addr) = json["fields"]["addr"].as_str()
             {

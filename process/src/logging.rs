@@ -1,5 +1,6 @@
-//! Logging of `rill-broker` and `rill-controller`: tracing to stderr, text
-//! or JSON lines, filtered by an `EnvFilter` expression (`--log`).
+//! Logging of `rill-broker`, `rill-controller` and `rill-operator`: tracing
+//! to stderr, text or JSON lines, filtered by an `EnvFilter` expression
+//! (`--log`, or `--log-filter` for the operator).
 
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
