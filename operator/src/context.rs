@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
 
 use crate::metrics::Metrics;
 use crate::stream_cluster::scale_down::{NoPlacementYet, ReplicaPlacement};
@@ -86,6 +86,41 @@ impl Context {
     /// An Event recorder for one reconcile.
     pub fn recorder(&self) -> Recorder {
         Recorder::new(self.client.clone(), self.reporter.clone())
+    }
+
+    /// Publishes an Event about `object`. Events are best effort: a failure
+    /// is logged and never fails the reconcile.
+    pub async fn publish<K>(
+        &self,
+        object: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) where
+        K: Resource<DynamicType = ()>,
+    {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self
+            .recorder()
+            .publish(&event, &object.object_ref(&()))
+            .await
+        {
+            tracing::warn!(
+                %error,
+                kind = %K::kind(&()),
+                name = %object.name_any(),
+                namespace = ?object.namespace(),
+                reason,
+                "cannot publish event"
+            );
+        }
     }
 }
 

@@ -122,6 +122,33 @@ where
     })
 }
 
+/// Merge-patches `status` into the status subresource of the object named
+/// `name`, when `current` (the status read with the object) differs from
+/// `desired`. `status` is what is written: the whole desired status, or only
+/// the fields this writer owns. Returns whether a write happened.
+pub async fn merge_status_if_changed<K, S>(
+    api: &Api<K>,
+    name: &str,
+    current: Option<&S>,
+    desired: &S,
+    status: Value,
+) -> Result<bool, kube::Error>
+where
+    K: Clone + DeserializeOwned + Debug,
+    S: PartialEq,
+{
+    if current == Some(desired) {
+        return Ok(false);
+    }
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "status": status })),
+    )
+    .await?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

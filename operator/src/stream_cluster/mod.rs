@@ -24,11 +24,11 @@ pub mod validate;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
-use kube::{Resource, ResourceExt};
-use tracing::{info, warn};
+use kube::runtime::events::EventType;
+use tracing::info;
 
 use crate::conditions::{self, READY};
 use crate::context::Context;
@@ -127,7 +127,8 @@ pub async fn reconcile(sc: Arc<StreamCluster>, ctx: Arc<Context>) -> Result<Acti
     if report.changed() {
         info!(cluster = %name, namespace = %namespace, created = ?report.created, updated = ?report.updated, "applied objects");
         let note = describe_changes(&report.created, &report.updated);
-        publish(&ctx, &sc, EventType::Normal, "Applied", "Apply", note).await;
+        ctx.publish(sc.as_ref(), EventType::Normal, "Applied", "Apply", note)
+            .await;
     }
 
     // 4. Delete orphans.
@@ -136,9 +137,8 @@ pub async fn reconcile(sc: Arc<StreamCluster>, ctx: Arc<Context>) -> Result<Acti
             .await?;
     if !deleted.is_empty() {
         info!(cluster = %name, namespace = %namespace, deleted = ?deleted, "deleted orphaned objects");
-        publish(
-            &ctx,
-            &sc,
+        ctx.publish(
+            sc.as_ref(),
             EventType::Normal,
             "DeletedOrphans",
             "Delete",
@@ -192,7 +192,8 @@ async fn write_status(
             EventType::Warning
         };
         let reason = ready.reason.clone();
-        publish(ctx, sc, type_, &reason, "Reconcile", ready.message.clone()).await;
+        ctx.publish(sc, type_, &reason, "Reconcile", ready.message.clone())
+            .await;
     }
     Ok(())
 }
@@ -206,28 +207,6 @@ fn describe_changes(created: &[String], updated: &[String]) -> String {
         parts.push(format!("updated {}", updated.join(", ")));
     }
     parts.join("; ")
-}
-
-/// Publishes an Event about the StreamCluster. Events are best effort: a
-/// failure is logged, never fails the reconcile.
-async fn publish(
-    ctx: &Context,
-    sc: &StreamCluster,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: action.to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder().publish(&event, &sc.object_ref(&())).await {
-        warn!(%error, cluster = %sc.name_any(), reason, "cannot publish event");
-    }
 }
 
 #[cfg(test)]

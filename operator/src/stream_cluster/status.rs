@@ -22,7 +22,7 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use serde_json::json;
 
 use super::build::{kafka_bootstrap, selector_string};
@@ -30,6 +30,7 @@ use super::scale_down::ScaleDecision;
 use super::validate::InvalidSpec;
 use crate::conditions::{self, DEGRADED, DesiredCondition, PROGRESSING, READY, merge_conditions};
 use crate::crd::{StreamCluster, StreamClusterStatus};
+use crate::ssa::merge_status_if_changed;
 
 /// Stable reason strings of StreamCluster conditions.
 pub mod reasons {
@@ -228,16 +229,14 @@ pub async fn patch_if_changed(
     sc: &StreamCluster,
     status: &StreamClusterStatus,
 ) -> Result<bool, kube::Error> {
-    if sc.status.as_ref() == Some(status) {
-        return Ok(false);
-    }
-    api.patch_status(
+    merge_status_if_changed(
+        api,
         &sc.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
+        sc.status.as_ref(),
+        status,
+        json!(status),
     )
-    .await?;
-    Ok(true)
+    .await
 }
 
 #[cfg(test)]

@@ -27,12 +27,12 @@ pub mod validate;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::{Resource, ResourceExt};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::conditions::{self, READY};
 use crate::context::Context;
@@ -245,8 +245,7 @@ async fn write_status(
         } else {
             EventType::Warning
         };
-        publish(
-            ctx,
+        ctx.publish(
             topic,
             type_,
             &ready.reason.clone(),
@@ -268,7 +267,8 @@ async fn cleanup(
     if topic.keeps_data() {
         info!(topic = %name, "keeping data: rill.dev/keep-data is true");
         let note = format!("data of Kafka topic {name:?} is kept (rill.dev/keep-data: \"true\")");
-        publish(ctx, topic, EventType::Normal, "DataKept", "Delete", note).await;
+        ctx.publish(topic, EventType::Normal, "DataKept", "Delete", note)
+            .await;
         return Ok(Action::await_change());
     }
     if topic
@@ -286,8 +286,7 @@ async fn cleanup(
             "data of Kafka topic {name:?} belongs to Topic {:?}; not deleted",
             owner.name_any()
         );
-        publish(
-            ctx,
+        ctx.publish(
             topic,
             EventType::Normal,
             "DataOwnedElsewhere",
@@ -305,8 +304,7 @@ async fn cleanup(
         let note = format!(
             "Kafka topic {name:?} was not placed on any broker (no topic id recorded); nothing to delete"
         );
-        publish(
-            ctx,
+        ctx.publish(
             topic,
             EventType::Normal,
             "DataDeletionRecorded",
@@ -336,29 +334,9 @@ async fn cleanup(
         ),
     };
     info!(topic = %name, reason, "topic cleanup done");
-    publish(ctx, topic, EventType::Normal, reason, "Delete", note).await;
+    ctx.publish(topic, EventType::Normal, reason, "Delete", note)
+        .await;
     Ok(Action::await_change())
-}
-
-/// Publishes an Event about the Topic; failures are logged only.
-async fn publish(
-    ctx: &Context,
-    topic: &Topic,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: action.to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder().publish(&event, &topic.object_ref(&())).await {
-        warn!(%error, topic = %topic.name_any(), reason, "cannot publish event");
-    }
 }
 
 #[cfg(test)]

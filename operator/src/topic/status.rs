@@ -15,11 +15,12 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use serde_json::json;
 
 use crate::conditions::{DEGRADED, DesiredCondition, READY, merge_conditions};
 use crate::crd::{Topic, TopicStatus};
+use crate::ssa::merge_status_if_changed;
 
 /// Stable reason strings of Topic conditions.
 pub mod reasons {
@@ -124,22 +125,13 @@ pub async fn patch_if_changed(
     topic: &Topic,
     status: &TopicStatus,
 ) -> Result<bool, kube::Error> {
-    if topic.status.as_ref() == Some(status) {
-        return Ok(false);
-    }
     let owned = json!({
         "observedGeneration": status.observed_generation,
         "conditions": status.conditions,
         "topicName": status.topic_name,
         "partitionCount": status.partition_count,
     });
-    api.patch_status(
-        &topic.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": owned })),
-    )
-    .await?;
-    Ok(true)
+    merge_status_if_changed(api, &topic.name_any(), topic.status.as_ref(), status, owned).await
 }
 
 #[cfg(test)]
