@@ -29,12 +29,11 @@ use kafka_protocol::messages::fetch_response::{
     EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
-use kafka_protocol::protocol::StrBytes;
 
 use super::KafkaContext;
 use super::errors::error_code;
 use super::frame::Reply;
-use super::metadata::{kafka_brokers, leader_of};
+use super::metadata::{LeaderHints, node_endpoints};
 use super::topic_id::TopicNames;
 use crate::partition::manager::{FetchLimits, FetchPartition};
 
@@ -109,7 +108,7 @@ pub async fn fetch(ctx: &KafkaContext, version: i16, request: FetchRequest) -> F
         })
         .collect();
     let aborted = (request.isolation_level == READ_COMMITTED).then(Vec::new);
-    let mut node_endpoints: Vec<NodeEndpoint> = Vec::new();
+    let mut hints = LeaderHints::default();
     for ((t, p), read) in wanted.into_iter().zip(reads) {
         let mut entry = PartitionData::default()
             .with_partition_index(p.partition)
@@ -143,26 +142,15 @@ pub async fn fetch(ctx: &KafkaContext, version: i16, request: FetchRequest) -> F
                     code,
                     ResponseError::NotLeaderOrFollower | ResponseError::FencedLeaderEpoch
                 );
-                if version >= 12 && leader_changed {
-                    if let Some((leader, epoch)) = leader_of(ctx, &p.topic, p.partition) {
-                        entry = entry.with_current_leader(
-                            LeaderIdAndEpoch::default()
-                                .with_leader_id(BrokerId(leader))
-                                .with_leader_epoch(epoch),
-                        );
-                        if version >= 16 && !node_endpoints.iter().any(|n| n.node_id.0 == leader) {
-                            if let Some(b) = kafka_brokers(ctx).into_iter().find(|b| b.id == leader)
-                            {
-                                node_endpoints.push(
-                                    NodeEndpoint::default()
-                                        .with_node_id(BrokerId(b.id))
-                                        .with_host(StrBytes::from_string(b.host))
-                                        .with_port(b.port)
-                                        .with_rack(b.rack.map(StrBytes::from_string)),
-                                );
-                            }
-                        }
-                    }
+                if version >= 12
+                    && leader_changed
+                    && let Some((leader, epoch)) = hints.leader(ctx, &p.topic, p.partition)
+                {
+                    entry = entry.with_current_leader(
+                        LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(leader))
+                            .with_leader_epoch(epoch),
+                    );
                 }
             }
         }
@@ -180,7 +168,7 @@ pub async fn fetch(ctx: &KafkaContext, version: i16, request: FetchRequest) -> F
     }
     let mut response = FetchResponse::default().with_responses(responses);
     if version >= 16 {
-        response = response.with_node_endpoints(node_endpoints);
+        response = response.with_node_endpoints(node_endpoints!(hints, NodeEndpoint));
     }
     response
 }

@@ -79,6 +79,62 @@ pub fn leader_of(ctx: &KafkaContext, topic: &str, partition: i32) -> Option<(i32
     (p.leader >= 0).then_some((p.leader, p.leader_epoch))
 }
 
+/// Where produce and fetch responses send clients after leadership moved
+/// (KIP-951): the current leader and epoch of each partition that failed
+/// with NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH, and once per broker
+/// the endpoint to reach it, so clients need no Metadata round trip.
+#[derive(Debug, Default)]
+pub struct LeaderHints {
+    brokers: Vec<KafkaBroker>,
+}
+
+impl LeaderHints {
+    /// The current leader and leader epoch of a partition, if it has one;
+    /// its broker joins the endpoints to return.
+    pub fn leader(
+        &mut self,
+        ctx: &KafkaContext,
+        topic: &str,
+        partition: i32,
+    ) -> Option<(i32, i32)> {
+        let (leader, epoch) = leader_of(ctx, topic, partition)?;
+        if !self.brokers.iter().any(|b| b.id == leader)
+            && let Some(b) = kafka_brokers(ctx).into_iter().find(|b| b.id == leader)
+        {
+            self.brokers.push(b);
+        }
+        Some((leader, epoch))
+    }
+
+    /// The brokers named by the hints given, each once.
+    pub fn into_brokers(self) -> Vec<KafkaBroker> {
+        self.brokers
+    }
+}
+
+/// The node endpoints of the brokers named by a [`LeaderHints`], as the
+/// response's own generated `NodeEndpoint` type (Produce and Fetch each have
+/// one).
+macro_rules! node_endpoints {
+    ($hints:expr, $endpoint:ty) => {
+        $hints
+            .into_brokers()
+            .into_iter()
+            .map(|b| {
+                <$endpoint>::default()
+                    .with_node_id(::kafka_protocol::messages::BrokerId(b.id))
+                    .with_host(::kafka_protocol::protocol::StrBytes::from_string(b.host))
+                    .with_port(b.port)
+                    .with_rack(
+                        b.rack
+                            .map(::kafka_protocol::protocol::StrBytes::from_string),
+                    )
+            })
+            .collect::<Vec<$endpoint>>()
+    };
+}
+pub(crate) use node_endpoints;
+
 /// The topic names a request asks for: by name, or by id (resolved
 /// against the known topics); `None` means every topic.
 enum Wanted {

@@ -27,7 +27,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::KafkaContext;
 use super::errors::code_and_message;
 use super::frame::Reply;
-use super::metadata::{kafka_brokers, leader_of};
+use super::metadata::{LeaderHints, node_endpoints};
 use super::topic_id::TopicNames;
 use crate::log::batch;
 use crate::partition::{Acks, Error, ProduceResult};
@@ -137,7 +137,7 @@ pub async fn produce(
             }
         })
         .collect();
-    let mut node_endpoints = Vec::new();
+    let mut hints = LeaderHints::default();
     for ((t, index), outcome) in placement.into_iter().zip(outcomes) {
         let mut entry = PartitionProduceResponse::default().with_index(index);
         match outcome {
@@ -162,31 +162,15 @@ pub async fn produce(
                 .then(|| {
                     resolved[t]
                         .as_deref()
-                        .and_then(|n| leader_of(ctx, n, index))
+                        .and_then(|n| hints.leader(ctx, n, index))
                 })
                 .flatten();
                 if let Some((leader, epoch)) = hint {
-                    {
-                        entry = entry.with_current_leader(
-                            LeaderIdAndEpoch::default()
-                                .with_leader_id(BrokerId(leader))
-                                .with_leader_epoch(epoch),
-                        );
-                        if let Some(b) = kafka_brokers(ctx).into_iter().find(|b| b.id == leader) {
-                            if !node_endpoints
-                                .iter()
-                                .any(|n: &NodeEndpoint| n.node_id.0 == leader)
-                            {
-                                node_endpoints.push(
-                                    NodeEndpoint::default()
-                                        .with_node_id(BrokerId(b.id))
-                                        .with_host(StrBytes::from_string(b.host))
-                                        .with_port(b.port)
-                                        .with_rack(b.rack.map(StrBytes::from_string)),
-                                );
-                            }
-                        }
-                    }
+                    entry = entry.with_current_leader(
+                        LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(leader))
+                            .with_leader_epoch(epoch),
+                    );
                 }
             }
         }
@@ -194,7 +178,7 @@ pub async fn produce(
     }
     let mut response = ProduceResponse::default().with_responses(responses);
     if version >= 10 {
-        response = response.with_node_endpoints(node_endpoints);
+        response = response.with_node_endpoints(node_endpoints!(hints, NodeEndpoint));
     }
     Reply::Body(response)
 }
