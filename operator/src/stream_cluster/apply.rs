@@ -3,14 +3,12 @@
 //! Services before the StatefulSet whose pods use them).
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::Client;
 use kube::api::Api;
-use kube::{Client, Resource};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::build::DesiredObjects;
 use super::observe::{LiveObjects, by_name};
-use super::{CONTROLLER, Error};
+use super::{CONTROLLER, Error, OwnedObject};
 use crate::metrics::Metrics;
 use crate::ssa::{Applied, apply_if_changed};
 
@@ -41,11 +39,7 @@ async fn apply_one<K>(
     report: &mut ApplyReport,
 ) -> Result<Option<K>, Error>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + std::fmt::Debug,
+    K: OwnedObject,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let name = kube::ResourceExt::name_any(desired);

@@ -38,6 +38,27 @@ use crate::ssa::ApplyError;
 /// Controller name in metrics and logs.
 pub const CONTROLLER: &str = "streamcluster";
 
+/// A namespaced Kubernetes object a StreamCluster owns (StatefulSet,
+/// Services, ConfigMap, PodDisruptionBudget): what observing, applying and
+/// deleting orphans need of it.
+pub trait OwnedObject:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+    + Clone
+    + std::fmt::Debug
+{
+}
+
+impl<K> OwnedObject for K where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+{
+}
+
 /// How often a healthy cluster is re-checked even without watch events
 /// (drift that no event reveals). Costs reads only.
 pub const RESYNC: Duration = Duration::from_secs(300);

@@ -8,11 +8,10 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams};
-use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
+use kube::{Client, ResourceExt};
 
-use super::Error;
 use super::build::owned_objects_selector;
+use super::{Error, OwnedObject};
 
 /// Objects the operator created for one cluster, as they are now.
 #[derive(Debug, Clone, Default)]
@@ -34,10 +33,7 @@ pub fn by_name<'a, K: ResourceExt>(objects: &'a [K], name: &str) -> Option<&'a K
 
 async fn list<K>(client: &Client, namespace: &str, selector: &str) -> Result<Vec<K>, Error>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
+    K: OwnedObject,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     api.list(&ListParams::default().labels(selector))

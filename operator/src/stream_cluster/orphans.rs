@@ -7,12 +7,11 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams};
-use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
+use kube::{Client, ResourceExt};
 
 use super::build::DesiredObjects;
 use super::observe::LiveObjects;
-use super::{CONTROLLER, Error};
+use super::{CONTROLLER, Error, OwnedObject};
 use crate::crd::StreamCluster;
 use crate::metrics::Metrics;
 
@@ -43,10 +42,7 @@ async fn delete_kind<K>(
     deleted: &mut Vec<String>,
 ) -> Result<(), Error>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
+    K: OwnedObject,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let kind = K::kind(&()).into_owned();
