@@ -30,33 +30,29 @@ impl ApplyReport {
     }
 }
 
-async fn apply_one<K>(
-    client: &Client,
-    namespace: &str,
-    desired: &K,
-    live: &[K],
-    metrics: &Metrics,
-    report: &mut ApplyReport,
-) -> Result<Option<K>, Error>
-where
-    K: OwnedObject,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let name = kube::ResourceExt::name_any(desired);
-    let kind = K::kind(&()).into_owned();
-    let applied = apply_if_changed(&api, desired, by_name(live, &name)).await?;
-    match applied {
-        Applied::Unchanged => Ok(None),
-        Applied::Created(obj) => {
-            metrics.record_write(CONTROLLER, &kind, "apply");
-            report.created.push(format!("{kind}/{name}"));
-            Ok(Some(obj))
-        }
-        Applied::Updated(obj) => {
-            metrics.record_write(CONTROLLER, &kind, "apply");
-            report.updated.push(format!("{kind}/{name}"));
-            Ok(Some(obj))
-        }
+/// Applies objects of one StreamCluster and notes what it wrote.
+struct Applier<'a> {
+    client: &'a Client,
+    namespace: &'a str,
+    metrics: &'a Metrics,
+    report: ApplyReport,
+}
+
+impl Applier<'_> {
+    /// Applies `desired` unless the live object of its name (in `live`)
+    /// already has every field it sets; returns the object written.
+    async fn apply<K: OwnedObject>(&mut self, desired: &K, live: &[K]) -> Result<Option<K>, Error> {
+        let api: Api<K> = Api::namespaced(self.client.clone(), self.namespace);
+        let name = kube::ResourceExt::name_any(desired);
+        let kind = K::kind(&()).into_owned();
+        let (written, list) = match apply_if_changed(&api, desired, by_name(live, &name)).await? {
+            Applied::Unchanged => return Ok(None),
+            Applied::Created(obj) => (obj, &mut self.report.created),
+            Applied::Updated(obj) => (obj, &mut self.report.updated),
+        };
+        self.metrics.record_write(CONTROLLER, &kind, "apply");
+        list.push(format!("{kind}/{name}"));
+        Ok(Some(written))
     }
 }
 
@@ -68,51 +64,29 @@ pub async fn apply(
     live: &LiveObjects,
     metrics: &Metrics,
 ) -> Result<ApplyReport, Error> {
-    let mut report = ApplyReport::default();
-    apply_one(
+    let mut applier = Applier {
         client,
         namespace,
-        &desired.config_map,
-        &live.config_maps,
         metrics,
-        &mut report,
-    )
-    .await?;
-    apply_one(
-        client,
-        namespace,
-        &desired.headless_service,
-        &live.services,
-        metrics,
-        &mut report,
-    )
-    .await?;
-    apply_one(
-        client,
-        namespace,
-        &desired.bootstrap_service,
-        &live.services,
-        metrics,
-        &mut report,
-    )
-    .await?;
-    report.stateful_set = apply_one(
-        client,
-        namespace,
-        &desired.stateful_set,
-        &live.stateful_sets,
-        metrics,
-        &mut report,
-    )
-    .await?;
-    apply_one(
-        client,
-        namespace,
-        &desired.pod_disruption_budget,
-        &live.pod_disruption_budgets,
-        metrics,
-        &mut report,
-    )
-    .await?;
-    Ok(report)
+        report: ApplyReport::default(),
+    };
+    applier
+        .apply(&desired.config_map, &live.config_maps)
+        .await?;
+    applier
+        .apply(&desired.headless_service, &live.services)
+        .await?;
+    applier
+        .apply(&desired.bootstrap_service, &live.services)
+        .await?;
+    let stateful_set = applier
+        .apply(&desired.stateful_set, &live.stateful_sets)
+        .await?;
+    applier
+        .apply(&desired.pod_disruption_budget, &live.pod_disruption_budgets)
+        .await?;
+    Ok(ApplyReport {
+        stateful_set,
+        ..applier.report
+    })
 }
