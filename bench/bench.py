@@ -226,7 +226,31 @@ def tail(path, n=30):
 # Clusters
 
 
-class KafkaCluster:
+class Cluster:
+    """Three brokers and a controller as processes in a work directory;
+    `base` is the first port the subclass's nodes listen on."""
+
+    def __init__(self, cfg, workdir, base):
+        self.cfg = cfg
+        self.dir = workdir
+        self.base = base
+        self.brokers = []
+        self.controller = None
+        self.bootstrap = None
+
+    def stop(self):
+        """SIGTERM to every broker at once, then waits for each (SIGKILL
+        after --stop-timeout), then the controller."""
+        for p in self.brokers:
+            if p.alive():
+                p.popen.send_signal(signal.SIGTERM)
+        for p in self.brokers:
+            p.stop(self.cfg.stop_timeout)
+        if self.controller:
+            self.controller.stop(self.cfg.stop_timeout)
+
+
+class KafkaCluster(Cluster):
     """Apache Kafka in KRaft mode: one controller node (id 100) and three
     brokers (0..2), started one after the other, as kafka-server-start.sh
     would start them (heap and JVM options included)."""
@@ -234,11 +258,7 @@ class KafkaCluster:
     system = "kafka"
 
     def __init__(self, cfg, workdir):
-        self.cfg = cfg
-        self.dir = workdir
-        self.base = cfg.kafka_port
-        self.brokers = []
-        self.controller = None
+        super().__init__(cfg, workdir, cfg.kafka_port)
         self.bootstrap = ",".join(f"127.0.0.1:{self.base + i}" for i in range(3))
 
     def props(self, node):
@@ -328,29 +348,15 @@ log.segment.delete.delay.ms=0
                 say(f"kafka broker {n} ready in {took:.2f}s")
         return startups
 
-    def stop(self):
-        for p in self.brokers:
-            if p.alive():
-                p.popen.send_signal(signal.SIGTERM)
-        for p in self.brokers:
-            p.stop(self.cfg.stop_timeout)
-        if self.controller:
-            self.controller.stop(self.cfg.stop_timeout)
 
-
-class RillCluster:
+class RillCluster(Cluster):
     """Rill: the standalone controller (file store) and three brokers,
     started one after the other, with their defaults."""
 
     system = "rill"
 
     def __init__(self, cfg, workdir):
-        self.cfg = cfg
-        self.dir = workdir
-        self.base = cfg.rill_port
-        self.brokers = []
-        self.controller = None
-        self.bootstrap = None
+        super().__init__(cfg, workdir, cfg.rill_port)
 
     def start(self):
         bin_dir = self.cfg.rill_bin
@@ -403,14 +409,6 @@ class RillCluster:
         self.bootstrap = ",".join(kafka)
         return startups
 
-    def stop(self):
-        for p in self.brokers:
-            if p.alive():
-                p.popen.send_signal(signal.SIGTERM)
-        for p in self.brokers:
-            p.stop(self.cfg.stop_timeout)
-        if self.controller:
-            self.controller.stop(self.cfg.stop_timeout)
 
 
 # --------------------------------------------------------------------------
