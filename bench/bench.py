@@ -711,43 +711,36 @@ def run_variants(cfg):
     for rep in range(1, cfg.reps + 1):
         if cfg.shared_cluster:
             # One cluster per system serves all its variants (smoke mode).
-            for system in ("kafka", "rill"):
-                vs = [v for v in cfg.variants if VARIANTS[v]["system"] == system]
-                if not vs:
-                    continue
-                workdir = os.path.join(cfg.work, f"{system}-rep{rep}")
-                shutil.rmtree(workdir, ignore_errors=True)
-                os.makedirs(workdir)
-                say(f"starting {system} (rep {rep}, variants {', '.join(vs)})")
-                cluster = make_cluster(cfg, system, workdir)
-                entries = []
-                try:
-                    startups = cluster.start()
-                    for v in vs:
-                        e = measure(cfg, cluster, v, rep, logdir, prior[v])
-                        e["startup_s"] = startups
-                        entries.append(e)
-                        results[v].append(e)
-                finally:
-                    finish_cluster(cluster, workdir, entries)
+            runs = [
+                (system, f"{system}-rep{rep}", f"rep {rep}, variants {', '.join(vs)}", vs)
+                for system in ("kafka", "rill")
+                for vs in [[v for v in cfg.variants if VARIANTS[v]["system"] == system]]
+                if vs
+            ]
         else:
-            for v in cfg.variants:
-                system = VARIANTS[v]["system"]
-                workdir = os.path.join(cfg.work, f"{v}-rep{rep}")
-                shutil.rmtree(workdir, ignore_errors=True)
-                os.makedirs(workdir)
-                say(f"starting {system} for {v} (rep {rep} of {cfg.reps})")
-                cluster = make_cluster(cfg, system, workdir)
-                entries = []
-                try:
-                    startups = cluster.start()
+            runs = [
+                (VARIANTS[v]["system"], f"{v}-rep{rep}", f"for {v}, rep {rep} of {cfg.reps}", [v])
+                for v in cfg.variants
+            ]
+        for system, name, what, vs in runs:
+            workdir = os.path.join(cfg.work, name)
+            shutil.rmtree(workdir, ignore_errors=True)
+            os.makedirs(workdir)
+            say(f"starting {system} ({what})")
+            cluster = make_cluster(cfg, system, workdir)
+            entries = []
+            try:
+                startups = cluster.start()
+                for v in vs:
                     e = measure(cfg, cluster, v, rep, logdir, prior[v])
                     e["startup_s"] = startups
                     entries.append(e)
                     results[v].append(e)
-                    prior[v] = max(prior[v], e["producer"]["records_per_s"])
-                finally:
-                    finish_cluster(cluster, workdir, entries)
+                    if not cfg.shared_cluster:
+                        # The next repetition sizes its run from the fastest rate seen.
+                        prior[v] = max(prior[v], e["producer"]["records_per_s"])
+            finally:
+                finish_cluster(cluster, workdir, entries)
     return results
 
 
