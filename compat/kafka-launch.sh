@@ -23,6 +23,8 @@
 # ${RILL_CACHE:-$HOME/.cache/rill}/compat/env.sh).
 set -euo pipefail
 self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+# shellcheck source=compat/launch-lib.sh
+. "$(dirname "$self")/launch-lib.sh"
 
 CACHE="${RILL_CACHE:-$HOME/.cache/rill}"
 if [ -z "${COMPAT_CLASSPATH:-}" ]; then
@@ -31,8 +33,7 @@ if [ -z "${COMPAT_CLASSPATH:-}" ]; then
     . "$CACHE/compat/env.sh"
 fi
 HEAP="${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
-START_TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
-STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
+: "${KAFKA_START_TIMEOUT:=120}" "${KAFKA_STOP_TIMEOUT:=30}"
 LOG_LEVEL="${KAFKA_LOG_LEVEL:-info}"
 
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2; exit 2; }
@@ -65,28 +66,20 @@ node_start() {
     echo $! >"$nd/pid"
 }
 
-alive() { [ -f "$dir/node-$1/pid" ] && kill -0 "$(cat "$dir/node-$1/pid")" 2>/dev/null; }
+alive() { pid_alive "$dir/node-$1/pid"; }
 
 # Waits until node $1 has logged "Kafka Server started" more than $2 times
 # (a restart appends to the same log).
 wait_started() {
-    local node=$1 before=$2 deadline=$(( $(date +%s) + START_TIMEOUT ))
-    while :; do
-        local n
-        n=$(grep -c 'Kafka Server started' "$dir/node-$node/server.log" 2>/dev/null || true)
-        [ "${n:-0}" -gt "$before" ] && return 0
-        if ! alive "$node"; then
-            tail -30 "$dir/node-$node/server.log" >&2
-            log "node $node exited during startup (log: $dir/node-$node/server.log)"
-            return 1
-        fi
-        if [ "$(date +%s)" -ge "$deadline" ]; then
-            tail -30 "$dir/node-$node/server.log" >&2
-            log "node $node not started within KAFKA_START_TIMEOUT=${START_TIMEOUT}s"
-            return 1
-        fi
-        sleep 0.2
-    done
+    wait_ready "node $1" "$dir/node-$1/pid" "$dir/node-$1/server.log" KAFKA_START_TIMEOUT \
+        started_more_than "$1" "$2"
+}
+# started_more_than NODE N: whether NODE logged "Kafka Server started" more
+# than N times.
+started_more_than() {
+    local n
+    n=$(grep -c 'Kafka Server started' "$dir/node-$1/server.log" 2>/dev/null || true)
+    [ "${n:-0}" -gt "$2" ]
 }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -203,24 +196,12 @@ ENV
     echo "KAFKA_BOOTSTRAP=$bootstrap"
 }
 
-# term_and_wait SECS NODE...: SIGTERM the nodes, wait for them, SIGKILL
-# after SECS.
-term_and_wait() {
-    local n secs=$1; shift
-    for n in "$@"; do
-        alive "$n" && kill -TERM "$(cat "$dir/node-$n/pid")" 2>/dev/null || true
-    done
-    local deadline=$(( $(date +%s) + secs ))
-    for n in "$@"; do
-        while alive "$n"; do
-            if [ "$(date +%s)" -ge "$deadline" ]; then
-                log "node $n still running ${secs}s after SIGTERM: SIGKILL"
-                kill -KILL "$(cat "$dir/node-$n/pid")" 2>/dev/null || true
-                break
-            fi
-            sleep 0.2
-        done
-    done
+# term_nodes_and_wait SECS NODE...: SIGTERM the nodes, wait for them,
+# SIGKILL after SECS.
+term_nodes_and_wait() {
+    local secs=$1 n pids=(); shift
+    for n in "$@"; do pids+=("$dir/node-$n/pid"); done
+    term_and_wait "$secs" "${pids[@]}"
 }
 
 stop_all() {
@@ -236,15 +217,15 @@ stop_all() {
             controllers+=("$n")
         fi
     done
-    [ ${#brokers_only[@]} -eq 0 ] || term_and_wait "$STOP_TIMEOUT" "${brokers_only[@]}"
+    [ ${#brokers_only[@]} -eq 0 ] || term_nodes_and_wait "$KAFKA_STOP_TIMEOUT" "${brokers_only[@]}"
     local left=${#controllers[@]}
     for n in "${controllers[@]}"; do
         if [ "$left" -le $(( ${#controllers[@]} / 2 )) ]; then
             # The voters left are no majority: a combined node's controlled
             # shutdown would wait for the quorum forever.
-            term_and_wait 5 "$n"
+            term_nodes_and_wait 5 "$n"
         else
-            term_and_wait "$STOP_TIMEOUT" "$n"
+            term_nodes_and_wait "$KAFKA_STOP_TIMEOUT" "$n"
         fi
         left=$((left - 1))
     done

@@ -25,8 +25,9 @@ set -euo pipefail
 self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 
-START_TIMEOUT="${RILL_START_TIMEOUT:-60}"
-STOP_TIMEOUT="${RILL_STOP_TIMEOUT:-20}"
+: "${RILL_START_TIMEOUT:=60}" "${RILL_STOP_TIMEOUT:=20}"
+# shellcheck source=compat/launch-lib.sh
+. "$repo/compat/launch-lib.sh"
 KAFKA_FLAG="${RILL_KAFKA_ADDR_FLAG:---kafka-addr}"
 
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2; exit 2; }
@@ -46,7 +47,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$dir" ] || usage
 
-alive() { [ -f "$dir/$1.pid" ] && kill -0 "$(cat "$dir/$1.pid")" 2>/dev/null; }
+alive() { pid_alive "$dir/$1.pid"; }
 
 ready_lines() { local n; n=$(grep -c '^RILL_READY' "$dir/$1.ready" 2>/dev/null || true); echo "${n:-0}"; }
 
@@ -59,39 +60,18 @@ launch() {
     # shellcheck disable=SC2046
     setsid $(cat "$dir/$name.cmd") >>"$dir/$name.ready" 2>>"$dir/$name.log" </dev/null &
     echo $! >"$dir/$name.pid"
-    local deadline=$(( $(date +%s) + START_TIMEOUT ))
-    while [ "$(ready_lines "$name")" -le "$before" ]; do
-        if ! alive "$name"; then
-            tail -20 "$dir/$name.log" >&2
-            log "$name exited during startup (log: $dir/$name.log)"
-            return 1
-        fi
-        if [ "$(date +%s)" -ge "$deadline" ]; then
-            tail -20 "$dir/$name.log" >&2
-            log "$name printed no RILL_READY within RILL_START_TIMEOUT=${START_TIMEOUT}s"
-            return 1
-        fi
-        sleep 0.1
-    done
+    wait_ready "$name" "$dir/$name.pid" "$dir/$name.log" RILL_START_TIMEOUT more_ready_lines "$name" "$before"
 }
+# more_ready_lines NAME N: whether NAME printed more than N RILL_READY lines.
+more_ready_lines() { [ "$(ready_lines "$1")" -gt "$2" ]; }
 # field NAME KEY: KEY=value from NAME's latest RILL_READY line.
 field() { { grep '^RILL_READY' "$dir/$1.ready" || true; } | tail -1 | sed -nE "s/.* $2=([^ ]+).*/\1/p"; }
 
 stop_all() {
     [ -f "$dir/names" ] || { log "nothing to stop in $dir"; return 0; }
-    local n
-    for n in $(tac "$dir/names"); do alive "$n" && kill -TERM "$(cat "$dir/$n.pid")" 2>/dev/null || true; done
-    local deadline=$(( $(date +%s) + STOP_TIMEOUT ))
-    for n in $(cat "$dir/names"); do
-        while alive "$n"; do
-            if [ "$(date +%s)" -ge "$deadline" ]; then
-                log "$n still running after RILL_STOP_TIMEOUT=${STOP_TIMEOUT}s: SIGKILL"
-                kill -KILL "$(cat "$dir/$n.pid")" 2>/dev/null || true
-                break
-            fi
-            sleep 0.1
-        done
-    done
+    local n pids=()
+    for n in $(tac "$dir/names"); do pids+=("$dir/$n.pid"); done
+    term_and_wait "$RILL_STOP_TIMEOUT" "${pids[@]}"
     log "stopped"
 }
 
