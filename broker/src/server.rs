@@ -206,7 +206,8 @@ impl Broker {
                 fenced: false,
             },
             log_defaults,
-            auto_create_partitions: config.auto_create_topic_partitions,
+            auto_create_partitions: config.auto_create_partitions(),
+            default_replication_factor: config.default_replication_factor,
             max_request_bytes: config.max_request_bytes,
         };
         info!(broker_id, data_dir = %config.data_dir.display(), advertised = %settings.broker.address, "opening logs");
@@ -328,7 +329,9 @@ impl Broker {
                 max_request_bytes: config.kafka_max_request_bytes,
                 create_topics: config.kafka_create_topics,
                 delete_topics: config.kafka_delete_topics,
-                auto_create_partitions: config.auto_create_topic_partitions,
+                auto_create_partitions: config.auto_create_partitions(),
+                default_partitions: config.num_partitions,
+                config_sources: config.kafka_config_sources(),
             },
             producer_ids,
             groups: Some(Arc::clone(&groups)),

@@ -159,3 +159,24 @@ fn given_an_invalid_config_when_started_should_exit_2_naming_the_variable() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("sometimes"), "{stderr}");
 }
+
+#[test]
+fn given_a_config_file_with_a_refused_key_when_started_should_exit_2_naming_file_line_and_key() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("broker.properties");
+    std::fs::write(&file, "num.partitions=6\nlisteners=PLAINTEXT://:9092\n").expect("write");
+    let out = broker_command(&tmp.path().join("data"))
+        .env("RILL_CONFIG_FILE", &file)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run rill-broker");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}: line 2: listeners: not supported",
+            file.display()
+        )),
+        "{stderr}"
+    );
+}

@@ -615,6 +615,80 @@ async fn given_an_idempotent_producer_when_it_retries_should_get_the_original_of
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_config_file_when_creating_topics_with_defaults_then_its_values_apply_and_describe_names_their_sources()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broker.properties");
+    std::fs::write(
+        &file,
+        "# as the operator renders spec.config\nnum.partitions=3\nlog.retention.hours=2\n",
+    )
+    .unwrap();
+    let loaded = rill_broker::config::BrokerConfig::load_from([
+        "rill-broker",
+        "--config-file",
+        file.to_str().unwrap(),
+        "--log-retention-bytes",
+        "100000000",
+    ])
+    .expect("loads");
+    let broker = start(&dir.path().join("data"), |c| {
+        c.num_partitions = loaded.num_partitions;
+        c.log_retention_ms = loaded.log_retention_ms;
+        c.log_retention_bytes = loaded.log_retention_bytes;
+        c.sources = loaded.sources.clone();
+    })
+    .await;
+    let mut conn = Conn::connect(broker.kafka_addr).await;
+
+    // -1 partitions and -1 replicas: the broker's defaults.
+    let r = conn.call(7, &create_req("d", -1, -1, false)).await;
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    assert_eq!(
+        (r.topics[0].num_partitions, r.topics[0].replication_factor),
+        (3, 1)
+    );
+
+    let r = conn
+        .call(
+            4,
+            &DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(StrBytes::from_static_str("0")),
+            ]),
+        )
+        .await;
+    let get = |key: &str| {
+        r.results[0]
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == key)
+            .map(|c| {
+                (
+                    c.value.as_deref().map(str::to_owned),
+                    c.config_source,
+                    c.documentation.as_deref().map(str::to_owned),
+                )
+            })
+    };
+    let entry = |value: &str, source: i8, doc: &str| {
+        Some((Some(value.to_owned()), source, Some(doc.to_owned())))
+    };
+    assert_eq!(get("num.partitions"), entry("3", 4, "source: file"));
+    assert_eq!(get("log.retention.ms"), entry("7200000", 4, "source: file"));
+    assert_eq!(
+        get("log.retention.bytes"),
+        entry("100000000", 4, "source: flag")
+    );
+    assert_eq!(
+        get("default.replication.factor"),
+        entry("1", 5, "source: default")
+    );
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_topic_admin_requests_when_served_should_follow_kafka_errors_and_the_policy() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(dir.path(), |_| {}).await;

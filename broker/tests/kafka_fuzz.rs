@@ -116,6 +116,8 @@ impl Harness {
                 create_topics: TopicAdminPolicy::Allow,
                 delete_topics: TopicAdminPolicy::Allow,
                 auto_create_partitions: Some(1),
+                default_partitions: 1,
+                config_sources: Default::default(),
             },
             producer_ids: ids,
             groups: Some(Arc::clone(broker.groups())),

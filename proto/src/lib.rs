@@ -10,7 +10,10 @@
 //! - [`replication`]: followers fetching from partition leaders.
 //! - [`topic`]: topic name rules, partition limits and the table of topic
 //!   config keys, shared by the broker, the controller and the operator.
+//! - [`broker_config`]: the broker configuration file (`RILL_CONFIG_FILE`)
+//!   and the table of its keys, shared by the broker and the operator.
 
+pub mod broker_config;
 pub mod topic;
 
 /// `rill.client.v1`: the client data API.

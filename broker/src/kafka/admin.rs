@@ -10,9 +10,9 @@
 //! (name, partitions, replication factor against the brokers available,
 //! config keys and values, existence) without changing anything.
 //!
-//! Defaults: `num_partitions` -1 means 1 and `replication_factor` -1
-//! means 1, as Kafka's `num.partitions` and `default.replication.factor`
-//! defaults. Manual replica assignments are refused
+//! Defaults: `num_partitions` -1 and `replication_factor` -1 mean the
+//! broker's `num.partitions` and `default.replication.factor` (1 unless
+//! configured), as in Kafka. Manual replica assignments are refused
 //! (INVALID_REPLICA_ASSIGNMENT): the controller places replicas.
 //!
 //! DescribeConfigs describes topics (every effective setting, the topic's
@@ -44,9 +44,7 @@ use super::TopicAdminPolicy;
 use super::errors::code_and_message;
 use super::topic_id::{id_of, known_topics, resolve, str_bytes};
 use crate::partition::manager::{CreateTopic, TopicView};
-
-/// Partitions of a topic created with `num_partitions` -1.
-pub const DEFAULT_PARTITIONS: i32 = 1;
+use rill_proto::broker_config::Source;
 
 /// DescribeConfigs resource types.
 const RESOURCE_TOPIC: i8 = 2;
@@ -159,7 +157,7 @@ pub async fn create_topics(
             continue;
         }
         let partitions = match topic.num_partitions {
-            -1 => DEFAULT_PARTITIONS,
+            -1 => ctx.settings.default_partitions,
             n => n,
         };
         let config: BTreeMap<String, String> = topic
@@ -186,7 +184,12 @@ pub async fn create_topics(
                         v.replication_factor,
                         topic_configs(v),
                     ),
-                    None => (partitions, create.replication_factor.max(1), Vec::new()),
+                    None => (
+                        partitions,
+                        ctx.manager
+                            .replication_factor_or_default(create.replication_factor),
+                        Vec::new(),
+                    ),
                 };
                 let mut ok = result
                     .with_num_partitions(partitions)
@@ -357,14 +360,14 @@ fn broker_configs(ctx: &KafkaContext) -> Vec<ConfigEntry> {
             "num.partitions".to_owned(),
             ctx.settings
                 .auto_create_partitions
-                .unwrap_or(DEFAULT_PARTITIONS)
+                .unwrap_or(ctx.settings.default_partitions)
                 .to_string(),
             SOURCE_STATIC_BROKER,
         ),
         (
             "default.replication.factor".to_owned(),
-            "1".to_owned(),
-            SOURCE_DEFAULT,
+            ctx.manager.replication_factor_or_default(-1).to_string(),
+            SOURCE_STATIC_BROKER,
         ),
     ];
     if let Some(rack) = me.rack {
@@ -384,6 +387,17 @@ fn broker_configs(ctx: &KafkaContext) -> Vec<ConfigEntry> {
             other => format!("log.{other}"),
         };
         out.push((kafka_key, value, SOURCE_STATIC_BROKER));
+    }
+    // Settings of the configuration file's table report where they came
+    // from: their default, or the file, a flag or a variable (Kafka's
+    // STATIC_BROKER_CONFIG, "set in server.properties").
+    for (key, _, source) in &mut out {
+        if let Some(from) = ctx.settings.config_sources.get(key.as_str()) {
+            *source = match from {
+                Source::Default => SOURCE_DEFAULT,
+                Source::File | Source::Environment | Source::Flag => SOURCE_STATIC_BROKER,
+            };
+        }
     }
     out.sort();
     out
@@ -452,6 +466,16 @@ pub async fn describe_configs(
                                 .with_config_source(source);
                             if version < 3 {
                                 e = e.with_config_type(0);
+                            }
+                            if let (true, true, Some(from)) = (
+                                resource.resource_type == RESOURCE_BROKER,
+                                version >= 3,
+                                ctx.settings.config_sources.get(e.name.as_str()),
+                            ) {
+                                e = e.with_documentation(Some(StrBytes::from_string(format!(
+                                    "source: {}",
+                                    from.as_str()
+                                ))));
                             }
                             e
                         })

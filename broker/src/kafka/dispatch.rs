@@ -187,6 +187,7 @@ mod tests {
             },
             log_defaults: LogConfig::default(),
             auto_create_partitions: None,
+            default_replication_factor: 1,
             max_request_bytes: 1 << 20,
         };
         let metrics = Arc::new(Metrics::new());
@@ -210,6 +211,8 @@ mod tests {
                 create_topics: TopicAdminPolicy::Allow,
                 delete_topics: TopicAdminPolicy::Allow,
                 auto_create_partitions: None,
+                default_partitions: 1,
+                config_sources: Default::default(),
             },
             producer_ids: ProducerIdAllocator::open(dir, 0).expect("ids"),
             groups,

@@ -84,6 +84,11 @@ pub struct KafkaSettings {
     /// Partitions of topics a Metadata request may create
     /// (`allow_auto_topic_creation`); `None` refuses auto-creation.
     pub auto_create_partitions: Option<i32>,
+    /// Partitions of a topic CreateTopics asks for with -1.
+    pub default_partitions: i32,
+    /// Where each broker setting came from, by its Kafka name
+    /// (DescribeConfigs); a setting not listed has its default.
+    pub config_sources: std::collections::BTreeMap<String, rill_proto::broker_config::Source>,
 }
 
 /// Everything a request handler needs, shared by all connections.

@@ -75,10 +75,12 @@ pub struct StreamClusterSpec {
     #[serde(default)]
     pub ports: BrokerPorts,
 
-    /// Broker configuration defaults (Kafka-style keys such as
-    /// `num.partitions` or `log.retention.ms`), written to
-    /// `/etc/rill/broker.properties` in every broker pod. Changing it marks
-    /// running brokers as outdated (see the Progressing condition).
+    /// Broker configuration (Kafka-style keys such as `num.partitions`,
+    /// `default.replication.factor` or `log.retention.ms`), written to
+    /// `/etc/rill/broker.properties` in every broker pod and read by each
+    /// broker at start. A key the brokers do not support makes the spec
+    /// invalid (Ready=False, InvalidSpec, naming the key). Changing it
+    /// marks running brokers as outdated (see the Progressing condition).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 256))]
     pub config: BTreeMap<String, String>,

@@ -137,6 +137,11 @@ pub fn validate(sc: &StreamCluster) -> Result<(), InvalidSpec> {
             problems.push(format!(
                 "spec.config value of {key:?} contains a line break"
             ));
+        } else if is_config_key(key)
+            && let Err(why) = rill_proto::broker_config::flag_value(key, value)
+        {
+            // The brokers' own table: a key they would refuse at start.
+            problems.push(format!("spec.config {why}"));
         }
     }
     if let Some(rack) = &spec.rack
@@ -211,6 +216,32 @@ mod tests {
         assert!(
             err.message()
                 .contains("spec.ports.kafka and spec.ports.http are both 9092")
+        );
+    }
+
+    #[test]
+    fn given_config_keys_the_brokers_refuse_when_validating_then_each_is_named() {
+        let mut sc = cluster();
+        sc.spec.config.insert("num.partitions".into(), "6".into());
+        sc.spec.config.insert("broker.id".into(), "1".into());
+        sc.spec
+            .config
+            .insert("log.retention.ms".into(), "soon".into());
+        sc.spec.config.insert("no.such.key".into(), "1".into());
+        let err = validate(&sc).expect_err("invalid");
+        assert_eq!(err.problems.len(), 3, "{:?}", err.problems);
+        let message = err.message();
+        assert!(
+            message.contains("spec.config broker.id: not supported"),
+            "{message}"
+        );
+        assert!(
+            message.contains("spec.config log.retention.ms=soon: not an integer"),
+            "{message}"
+        );
+        assert!(
+            message.contains("spec.config no.such.key: unknown broker configuration key"),
+            "{message}"
         );
     }
 

@@ -55,6 +55,7 @@ fn manager(dir: &std::path::Path) -> Arc<ReplicaManager> {
         },
         log_defaults: LogConfig::default(),
         auto_create_partitions: None,
+        default_replication_factor: 1,
         max_request_bytes: 1 << 20,
     };
     let store = TopicStore::open(dir).expect("store");

@@ -38,7 +38,7 @@ pub trait TopicAdmin: Send + Sync + std::fmt::Debug {
 pub struct CreateTopic {
     pub name: String,
     pub partitions: i32,
-    /// 0 or -1 mean the default (1).
+    /// 0 or -1 mean the broker's `--default-replication-factor`.
     pub replication_factor: i32,
     pub config: BTreeMap<String, String>,
 }
@@ -61,9 +61,18 @@ impl ReplicaManager {
             .with_overrides(&request.config)?;
         self.topology.read().check_new_topic(
             &request.name,
-            request.replication_factor,
+            self.replication_factor_or_default(request.replication_factor),
             &self.topics,
         )
+    }
+
+    /// `replication_factor`, or the broker's default for 0 and -1.
+    pub fn replication_factor_or_default(&self, replication_factor: i32) -> i32 {
+        if replication_factor <= 0 {
+            self.settings.default_replication_factor
+        } else {
+            replication_factor
+        }
     }
 
     /// Grows a topic to `total` partitions (never shrinks). In a cluster
@@ -186,7 +195,8 @@ impl ReplicaManager {
     /// Creates a topic: validates everything, persists its spec, opens its
     /// partition logs. In a cluster the controller creates it (placing its
     /// replicas) and this waits until the metadata shows it.
-    pub async fn create_topic(&self, request: CreateTopic) -> Result<TopicView, Error> {
+    pub async fn create_topic(&self, mut request: CreateTopic) -> Result<TopicView, Error> {
+        request.replication_factor = self.replication_factor_or_default(request.replication_factor);
         validate_topic_name(&request.name)?;
         if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&request.partitions) {
             return Err(Error::InvalidPartitions {
@@ -204,7 +214,7 @@ impl ReplicaManager {
             return self.await_topic(&name).await;
         }
         let replication_factor = match request.replication_factor {
-            -1..=1 => 1,
+            1 => 1,
             n => return Err(Error::InvalidReplicationFactor(n)),
         };
         // Validates every key and value; the error names the bad one.

@@ -70,6 +70,8 @@ pub struct Settings {
     /// Partitions of topics created by a produce to an unknown topic;
     /// `None` disables auto-creation.
     pub auto_create_partitions: Option<i32>,
+    /// Replication factor of topics created without one (-1 or 0).
+    pub default_replication_factor: i32,
     /// Largest produce payload and fetch response.
     pub max_request_bytes: usize,
 }

@@ -101,7 +101,7 @@ impl ReplicaManager {
         let request = CreateTopic {
             name: topic.to_owned(),
             partitions,
-            replication_factor: 1,
+            replication_factor: -1,
             config: BTreeMap::new(),
         };
         match self.create_topic(request).await {

@@ -20,6 +20,10 @@ use rill_process::config::invalid;
 pub use rill_process::logging::LogFormat;
 use rill_proto::topic::MAX_PARTITIONS_PER_TOPIC;
 
+mod file;
+
+pub use file::{ConfigSources, LoadError};
+
 use crate::group::GroupSettings;
 use crate::group::state::Limits;
 pub use crate::kafka::TopicAdminPolicy;
@@ -161,9 +165,43 @@ pub struct BrokerConfig {
 
     /// Partitions of a topic created automatically by a produce to an unknown topic
     /// (gRPC or Kafka) or by a Kafka Metadata request that allows auto-creation;
-    /// unset (the default) disables auto-creation.
+    /// the same as `--auto-create-topics true --num-partitions N`.
     #[arg(long, env = "RILL_AUTO_CREATE_TOPIC_PARTITIONS")]
     pub auto_create_topic_partitions: Option<i32>,
+
+    /// Whether a produce or a Kafka Metadata request may create an unknown topic,
+    /// with `--num-partitions` partitions (Kafka `auto.create.topics.enable`).
+    #[arg(long, env = "RILL_AUTO_CREATE_TOPICS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub auto_create_topics: bool,
+
+    /// Partitions of topics created without a count: auto-created topics and
+    /// CreateTopics with -1 (Kafka `num.partitions`).
+    #[arg(long, env = "RILL_NUM_PARTITIONS", default_value_t = 1)]
+    pub num_partitions: i32,
+
+    /// Replication factor of topics created without one: auto-created topics and
+    /// CreateTopics with -1 (Kafka `default.replication.factor`).
+    #[arg(long, env = "RILL_DEFAULT_REPLICATION_FACTOR", default_value_t = 1)]
+    pub default_replication_factor: i32,
+
+    /// Default `min.insync.replicas` of topics that do not set it.
+    #[arg(long, env = "RILL_LOG_MIN_INSYNC_REPLICAS", default_value_t = 1)]
+    pub log_min_insync_replicas: u32,
+
+    /// Default largest record batch in bytes (topic `max.message.bytes`, Kafka
+    /// `message.max.bytes`).
+    #[arg(long, env = "RILL_MESSAGE_MAX_BYTES", default_value_t = 1_048_588)]
+    pub message_max_bytes: u64,
+
+    /// Kafka-style properties file read at start (`key=value` lines; the keys
+    /// are listed in docs/broker.md). A flag or environment variable given as
+    /// well wins over the file.
+    #[arg(long, env = "RILL_CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// Where each setting came from (filled by [`BrokerConfig::load_from`]).
+    #[arg(skip)]
+    pub sources: ConfigSources,
 
     /// Largest gRPC request accepted, in bytes; larger ones are refused with a clear status.
     #[arg(long, env = "RILL_MAX_REQUEST_BYTES", default_value_t = 64 << 20)]
@@ -287,6 +325,13 @@ impl BrokerConfig {
             retention_check_interval_ms: 30_000,
             compaction_interval_ms: 60_000,
             auto_create_topic_partitions: None,
+            auto_create_topics: false,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            log_min_insync_replicas: 1,
+            message_max_bytes: 1_048_588,
+            config_file: None,
+            sources: ConfigSources::default(),
             max_request_bytes: 64 << 20,
             shutdown_timeout_ms: 10_000,
             offsets_topic_partitions: 12,
@@ -447,9 +492,41 @@ impl BrokerConfig {
                 "must be at least 1 ms",
             ));
         }
+        if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&self.num_partitions) {
+            return Err(invalid(
+                "--num-partitions",
+                "RILL_NUM_PARTITIONS",
+                format!("must be between 1 and {MAX_PARTITIONS_PER_TOPIC}"),
+            ));
+        }
+        if self.default_replication_factor < 1 {
+            return Err(invalid(
+                "--default-replication-factor",
+                "RILL_DEFAULT_REPLICATION_FACTOR",
+                "must be at least 1",
+            ));
+        }
         rill_process::logging::check_filter(&self.log_filter)
             .map_err(|reason| invalid("--log", "RILL_LOG", reason))?;
         Ok(())
+    }
+
+    /// Where each setting of the configuration file's table came from, by
+    /// its Kafka name (for DescribeConfigs).
+    pub fn kafka_config_sources(&self) -> BTreeMap<String, rill_proto::broker_config::Source> {
+        rill_proto::broker_config::BROKER_KEYS
+            .iter()
+            .filter_map(|key| {
+                let flag = rill_proto::broker_config::flag_of(key.name)?;
+                Some((key.name.to_owned(), self.sources.of_flag(flag)))
+            })
+            .collect()
+    }
+
+    /// Partitions of auto-created topics, `None` when auto-creation is off.
+    pub fn auto_create_partitions(&self) -> Option<i32> {
+        self.auto_create_topic_partitions
+            .or(self.auto_create_topics.then_some(self.num_partitions))
     }
 
     /// The broker id: from the pod name's ordinal when asked to, else
@@ -527,6 +604,18 @@ impl BrokerConfig {
                 "RILL_LOG_RETENTION_BYTES",
             ),
             ("flush", flush.to_owned(), "--log-flush", "RILL_LOG_FLUSH"),
+            (
+                "min.insync.replicas",
+                self.log_min_insync_replicas.to_string(),
+                "--log-min-insync-replicas",
+                "RILL_LOG_MIN_INSYNC_REPLICAS",
+            ),
+            (
+                "max.message.bytes",
+                self.message_max_bytes.to_string(),
+                "--message-max-bytes",
+                "RILL_MESSAGE_MAX_BYTES",
+            ),
             (
                 "flush.ms",
                 self.log_flush_interval_ms.to_string(),
