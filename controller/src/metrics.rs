@@ -84,7 +84,20 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let r = Registry::new();
+        Self::with_registry(Registry::new())
+    }
+
+    /// Metrics whose every sample carries `label` = `value` (the operator
+    /// runs one controller per StreamCluster and exports them all on one
+    /// `/metrics`, each labelled with its cluster).
+    pub fn labelled(label: &str, value: &str) -> Self {
+        let labels = std::collections::HashMap::from([(label.to_owned(), value.to_owned())]);
+        Self::with_registry(
+            Registry::new_custom(None, Some(labels)).expect("a valid constant label"),
+        )
+    }
+
+    fn with_registry(r: Registry) -> Self {
         let brokers = register(
             &r,
             IntGaugeVec::new(
@@ -232,6 +245,11 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         rill_process::metrics::encode(&self.registry)
+    }
+
+    /// Every metric family, for a process that exports several registries.
+    pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry.gather()
     }
 }
 

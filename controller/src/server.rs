@@ -114,14 +114,15 @@ impl EmbeddedController {
 }
 
 /// Claims `store` and starts a controller actor on it, without any
-/// listener. Uses the lease and watch settings of `config`; its addresses
-/// are ignored.
+/// listener, recording into `metrics`. Uses the lease and watch settings of
+/// `config`; its addresses are ignored.
 pub async fn embed<S: MetadataStore + 'static>(
     config: &ServerConfig,
     store: S,
+    metrics: Arc<Metrics>,
 ) -> Result<EmbeddedController, StoreError> {
     let (phase_tx, phase) = watch::channel(Phase::Starting);
-    embed_with(config, store, Arc::new(Metrics::new()), phase_tx, phase).await
+    embed_with(config, store, metrics, phase_tx, phase).await
 }
 
 async fn embed_with<S: MetadataStore + 'static>(

@@ -250,6 +250,7 @@ async fn lead_and_reconcile(
         client.clone(),
         config.controller_settings(),
         leader_rx.clone(),
+        metrics.clone(),
     ));
     let controller_listener = TcpListener::bind(config.controller_listen_addr)
         .await

@@ -4,8 +4,16 @@
 //! through [`Metrics::reconcile_started`] and [`Metrics::record_error`], the
 //! leader elector sets [`Metrics::set_leader`], and the HTTP server renders
 //! it in the text exposition format on `/metrics`.
+//!
+//! The metadata controllers this replica runs (one per StreamCluster) are
+//! rendered with it: their `rill_controller_*` metrics, each sample
+//! labelled `cluster="<namespace>/<name>"` ([`Metrics::controller`]).
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use prometheus::proto::MetricFamily;
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
@@ -35,6 +43,8 @@ pub struct Metrics {
     writes: IntCounterVec,
     /// 1 while this replica holds the leader Lease.
     leader: IntGauge,
+    /// The metrics of the metadata controllers, by cluster key.
+    controllers: Arc<Mutex<BTreeMap<String, Arc<rill_controller::metrics::Metrics>>>>,
 }
 
 impl Metrics {
@@ -88,7 +98,28 @@ impl Metrics {
             duration,
             writes,
             leader,
+            controllers: Arc::default(),
         })
+    }
+
+    /// The metrics of the metadata controller of cluster `key`
+    /// (`namespace/name`), labelled `cluster="<key>"` and rendered with the
+    /// operator's. A controller started again for the same cluster keeps
+    /// counting in the same metrics.
+    pub fn controller(&self, key: &str) -> Arc<rill_controller::metrics::Metrics> {
+        let mut controllers = self.controllers.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(controllers.entry(key.to_owned()).or_insert_with(|| {
+            Arc::new(rill_controller::metrics::Metrics::labelled("cluster", key))
+        }))
+    }
+
+    /// Stops rendering the metrics of cluster `key`'s controller (the
+    /// StreamCluster is gone).
+    pub fn forget_controller(&self, key: &str) {
+        self.controllers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 
     /// Counts a reconcile and returns a timer that records its duration
@@ -119,9 +150,32 @@ impl Metrics {
         self.leader.set(i64::from(leader));
     }
 
-    /// Renders every metric in the Prometheus text format.
+    /// Renders every metric in the Prometheus text format: the operator's,
+    /// then the controllers', each metric family once with the samples of
+    /// every cluster.
     pub fn render(&self) -> Result<String, MetricsError> {
-        let buffer = rill_process::metrics::try_encode(&self.registry)?;
+        let mut families: Vec<MetricFamily> = self.registry.gather();
+        let mut by_name: BTreeMap<String, MetricFamily> = BTreeMap::new();
+        let controllers: Vec<_> = self
+            .controllers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for controller in controllers {
+            for mut family in controller.gather() {
+                match by_name.get_mut(family.name()) {
+                    Some(merged) => merged.mut_metric().extend(family.take_metric()),
+                    None => {
+                        by_name.insert(family.name().to_owned(), family);
+                    }
+                }
+            }
+        }
+        families.extend(by_name.into_values());
+        let mut buffer = Vec::new();
+        prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &families, &mut buffer)?;
         Ok(String::from_utf8(buffer)?)
     }
 
@@ -166,6 +220,34 @@ impl Drop for ReconcileTimer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn given_two_clusters_controllers_when_rendering_then_each_family_appears_once_with_both_clusters()
+     {
+        let metrics = Metrics::new().expect("metrics");
+        metrics.controller("ns/a").controller_epoch.set(3);
+        metrics.controller("ns/b").controller_epoch.set(7);
+        // The same cluster again: the same metrics.
+        assert_eq!(metrics.controller("ns/a").controller_epoch.get(), 3);
+        let text = metrics.render().expect("render");
+        assert_eq!(
+            text.matches("# TYPE rill_controller_epoch gauge").count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            text.contains("rill_controller_epoch{cluster=\"ns/a\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rill_controller_epoch{cluster=\"ns/b\"} 7"),
+            "{text}"
+        );
+        assert!(text.contains("rill_operator_leader 0"), "{text}");
+        metrics.forget_controller("ns/a");
+        let text = metrics.render().expect("render");
+        assert!(!text.contains("cluster=\"ns/a\""), "{text}");
+    }
 
     #[test]
     fn given_a_reconcile_and_an_error_when_rendering_then_all_families_appear() {

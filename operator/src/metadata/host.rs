@@ -89,6 +89,9 @@ pub struct ControllerHost {
     running: tokio::sync::Mutex<HashMap<String, EmbeddedController>>,
     /// Latest metadata per cluster, for the synchronous scale-down hook.
     snapshots: Mutex<HashMap<String, watch::Receiver<Arc<ClusterMetadata>>>>,
+    /// Where each controller records its metrics (rendered on the
+    /// operator's `/metrics`).
+    metrics: crate::metrics::Metrics,
 }
 
 impl std::fmt::Debug for ControllerHost {
@@ -98,15 +101,21 @@ impl std::fmt::Debug for ControllerHost {
 }
 
 impl ControllerHost {
-    /// A host whose controllers use `config`'s lease settings and serve
-    /// only while `leading` is true.
-    pub fn new(client: Client, config: ServerConfig, leading: watch::Receiver<bool>) -> Self {
+    /// A host whose controllers use `config`'s lease settings, serve only
+    /// while `leading` is true and record into `metrics`.
+    pub fn new(
+        client: Client,
+        config: ServerConfig,
+        leading: watch::Receiver<bool>,
+        metrics: crate::metrics::Metrics,
+    ) -> Self {
         Self {
             client,
             config,
             leading,
             running: tokio::sync::Mutex::new(HashMap::new()),
             snapshots: Mutex::new(HashMap::new()),
+            metrics,
         }
     }
 
@@ -137,7 +146,7 @@ impl ControllerHost {
             }
         }
         let store = KubeStore::new(self.client.clone(), namespace, name);
-        let embedded = embed(&self.config, store)
+        let embedded = embed(&self.config, store, self.metrics.controller(key))
             .await
             .map_err(|e| HostError::Store(format!("claiming the metadata of {key}: {e}")))?;
         info!(
@@ -172,6 +181,7 @@ impl ControllerHost {
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&key);
                 c.stop().await;
+                self.metrics.forget_controller(&key);
             }
         }
     }
