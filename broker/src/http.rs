@@ -10,6 +10,7 @@
 //! The HTTP server starts before the logs are opened, so probes answer
 //! during a long recovery.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -28,12 +29,27 @@ pub struct HttpState {
     pub ready: Arc<AtomicBool>,
     /// Available once the logs are open (for gauge refresh).
     pub manager: Arc<OnceLock<Arc<ReplicaManager>>>,
+    /// The data directory, whose filesystem's free and total bytes are
+    /// exported.
+    pub data_dir: PathBuf,
 }
 
 impl Probes for HttpState {
     fn metrics_text(&self) -> Result<String, String> {
         if let Some(manager) = self.manager.get() {
             manager.refresh_gauges();
+        }
+        match rustix::fs::statvfs(&self.data_dir) {
+            Ok(fs) => {
+                let bytes = |blocks: u64| {
+                    i64::try_from(blocks.saturating_mul(fs.f_frsize)).unwrap_or(i64::MAX)
+                };
+                self.metrics.disk_free_bytes.set(bytes(fs.f_bavail));
+                self.metrics.disk_total_bytes.set(bytes(fs.f_blocks));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, dir = %self.data_dir.display(), "statvfs of the data directory failed")
+            }
         }
         Ok(self.metrics.encode())
     }

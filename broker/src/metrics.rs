@@ -60,6 +60,14 @@ pub struct Metrics {
     pub isr_expands: IntCounter,
     /// Partitions led here whose ISR is smaller than their replica set.
     pub under_replicated_partitions: IntGauge,
+    /// Partitions led here whose ISR is smaller than their
+    /// `min.insync.replicas`: acks=all produces to them fail.
+    pub under_min_isr_partitions: IntGauge,
+    /// Bytes an unprivileged writer may still use on the data directory's
+    /// filesystem.
+    pub disk_free_bytes: IntGauge,
+    /// Size of the data directory's filesystem.
+    pub disk_total_bytes: IntGauge,
     /// Consumer groups coordinated here, by `state`.
     pub consumer_groups: IntGaugeVec,
     /// Group rebalances completed here (new generations).
@@ -252,6 +260,21 @@ impl Metrics {
                 &r,
                 "rill_under_replicated_partitions",
                 "Partitions led by this broker whose ISR is smaller than their replica set.",
+            ),
+            under_min_isr_partitions: plain_gauge(
+                &r,
+                "rill_under_min_isr_partitions",
+                "Partitions led by this broker whose ISR is smaller than min.insync.replicas.",
+            ),
+            disk_free_bytes: plain_gauge(
+                &r,
+                "rill_disk_free_bytes",
+                "Bytes still available to the broker on its data directory's filesystem.",
+            ),
+            disk_total_bytes: plain_gauge(
+                &r,
+                "rill_disk_total_bytes",
+                "Size in bytes of the data directory's filesystem.",
             ),
             consumer_groups: labelled_gauge(
                 &r,

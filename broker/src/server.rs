@@ -188,6 +188,7 @@ impl Broker {
                 metrics: Arc::clone(&metrics),
                 ready: Arc::clone(&ready),
                 manager: Arc::clone(&manager_cell),
+                data_dir: config.data_dir.clone(),
             }),
         );
 

@@ -1079,6 +1079,36 @@ async fn given_follower_killed_when_restarted_with_wiped_disk_then_it_catches_up
     )
     .await;
 
+    // The leader reports the partition under-replicated (ISR 2 of 3, not
+    // under min.insync.replicas 2), and its data disk.
+    let leader_http: std::net::SocketAddr = cluster.brokers[&p0.leader]
+        .http_addr
+        .parse()
+        .expect("leader http address");
+    wait_for(
+        "the leader to report one under-replicated partition",
+        RESUME_TIMEOUT,
+        || async move {
+            let (_, body) = http_get(leader_http, "/metrics").await?;
+            let under = metric(&body, "rill_under_replicated_partitions");
+            let under_min = metric(&body, "rill_under_min_isr_partitions");
+            let total = metric(&body, "rill_disk_total_bytes").unwrap_or(0.0);
+            let free = metric(&body, "rill_disk_free_bytes").unwrap_or(-1.0);
+            if under == Some(1.0)
+                && under_min == Some(0.0)
+                && total > 0.0
+                && (0.0..=total).contains(&free)
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "under-replicated {under:?}, under min ISR {under_min:?}, disk {free}/{total}"
+                ))
+            }
+        },
+    )
+    .await;
+
     std::fs::remove_dir_all(cluster.data_dir(victim)).expect("wipe the data dir");
     let restart = Instant::now();
     cluster.start_broker(victim).await;
@@ -1087,6 +1117,14 @@ async fn given_follower_killed_when_restarted_with_wiped_disk_then_it_catches_up
             "wiped broker {victim} to catch up and re-enter the ISR"
         ))
         .await;
+    let (_, body) = http_get(leader_http, "/metrics")
+        .await
+        .expect("leader /metrics");
+    assert_eq!(
+        metric(&body, "rill_under_replicated_partitions"),
+        Some(0.0),
+        "healed"
+    );
     println!(
         "failover: wiped broker {victim} back in the ISR {:.2} s after its restart",
         restart.elapsed().as_secs_f64()

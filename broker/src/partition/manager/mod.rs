@@ -298,11 +298,24 @@ impl ReplicaManager {
             })
     }
 
-    /// Refreshes the per-partition gauges (before a metrics scrape).
+    /// Refreshes the per-partition gauges and the counts of partitions led
+    /// here that are under-replicated or under min.insync.replicas (before
+    /// a metrics scrape).
     pub fn refresh_gauges(&self) {
         let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
+        let (mut under_replicated, mut under_min_isr) = (0, 0);
         for t in topics {
             for p in t.hosted() {
+                let role = p.role_view();
+                // A standalone partition has no replica set to fall short of.
+                if role.is_leader && !role.replicas.is_empty() {
+                    if role.isr.len() < role.replicas.len() {
+                        under_replicated += 1;
+                    }
+                    if (role.isr.len() as u32) < p.config().min_insync_replicas {
+                        under_min_isr += 1;
+                    }
+                }
                 let s = p.state();
                 let labels = [&*t.spec.name, &p.id.to_string()];
                 let m = &self.metrics;
@@ -320,6 +333,10 @@ impl ReplicaManager {
                     .set(s.high_watermark);
             }
         }
+        self.metrics
+            .under_replicated_partitions
+            .set(under_replicated);
+        self.metrics.under_min_isr_partitions.set(under_min_isr);
     }
 
     /// Starts shutdown: refuses topic admin, makes long polls return.
