@@ -2,9 +2,9 @@
 # README and .ci/run both call it.
 CARGO ?= cargo
 
-.PHONY: test test-rust quickstart-smoke cluster-smoke test-chart test-e2e crds crds-check build release fmt lint compat compat-kafka
+.PHONY: test test-rust quickstart-smoke cluster-smoke test-chart test-monitoring test-e2e crds crds-check build release fmt lint compat compat-kafka
 
-test: lint test-rust quickstart-smoke cluster-smoke crds-check test-chart test-images test-e2e compat faults-short bench-smoke
+test: lint test-rust quickstart-smoke cluster-smoke crds-check test-chart test-images test-e2e compat test-monitoring faults-short bench-smoke
 
 test-rust:
 	$(CARGO) test --workspace --all-targets
@@ -68,6 +68,12 @@ crds-check:
 # Installs the pinned helm into $${RILL_TOOLS:-$$HOME/.cache/rill/tools}.
 test-chart:
 	scripts/test-chart.sh
+
+# The chart's alerts parse with promtool (built once from the Go module
+# proxy) and every metric the alerts and the dashboard name is exported by a
+# running Rill (controller, 3 brokers, operator). Uses `make test`'s build.
+test-monitoring:
+	scripts/test-monitoring.sh
 
 # Client compatibility (compat/README.md): kcat, librdkafka (confluent-kafka),
 # the Java client, Kafka's command-line tools and Kafka Streams against a

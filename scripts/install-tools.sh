@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the pinned developer tools the Makefile's chart targets need into
-# ${RILL_TOOLS:-$HOME/.cache/rill/tools}/bin and prints that directory.
+# ${RILL_TOOLS:-$HOME/.cache/rill/tools}/bin and prints that directory:
+# helm (the default), or promtool with `scripts/install-tools.sh promtool`
+# (for `make test-monitoring`).
 #
 # Helm is not packaged by Debian, and only package registries are reachable,
 # so it is built from its Go module with `go install` (needs Go >= 1.24 and
@@ -10,6 +12,8 @@
 set -euo pipefail
 
 HELM_VERSION="v3.22.0"
+# Go module version of Prometheus whose promtool checks the alert rules.
+PROMETHEUS_MODULE_VERSION="v0.316.0"
 # Kubernetes version helm assumes when no cluster is given (helm's own
 # Makefile derives it from its k8s.io/client-go v0.37 dependency).
 HELM_K8S_MAJOR="1"
@@ -18,6 +22,28 @@ HELM_K8S_MINOR="37"
 TOOLS="${RILL_TOOLS:-$HOME/.cache/rill/tools}"
 BIN="$TOOLS/bin"
 mkdir -p "$BIN"
+
+if [ "${1:-helm}" = promtool ]; then
+    PROMTOOL_STAMP="$BIN/.promtool-${PROMETHEUS_MODULE_VERSION}"
+    if ! { [ -x "$BIN/promtool" ] && [ -f "$PROMTOOL_STAMP" ]; }; then
+        exec 9>"$BIN/.install.lock"
+        if ! flock -n 9; then
+            echo "install-tools: waiting for another install-tools.sh to finish" >&2
+            flock 9
+        fi
+    fi
+    if ! { [ -x "$BIN/promtool" ] && [ -f "$PROMTOOL_STAMP" ]; }; then
+        command -v go >/dev/null 2>&1 || { echo "install-tools: Go is needed to build promtool" >&2; exit 1; }
+        echo "install-tools: building promtool (github.com/prometheus/prometheus $PROMETHEUS_MODULE_VERSION) with go install (first time only)..." >&2
+        GOBIN="$BIN" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
+            "github.com/prometheus/prometheus/cmd/promtool@${PROMETHEUS_MODULE_VERSION}"
+        "$BIN/promtool" --help >/dev/null
+        rm -f "$BIN"/.promtool-*
+        touch "$PROMTOOL_STAMP"
+    fi
+    echo "$BIN"
+    exit 0
+fi
 
 STAMP="$BIN/.helm-${HELM_VERSION}-k8s${HELM_K8S_MAJOR}.${HELM_K8S_MINOR}"
 

@@ -12,20 +12,8 @@ CUSTOM=$CHART/ci/custom-values.yaml
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
 
-passed=0
-failed=0
-check() {
-    local name="$1"
-    shift
-    if "$@" >"$OUT/last.log" 2>&1; then
-        passed=$((passed + 1))
-        echo "ok   $name"
-    else
-        failed=$((failed + 1))
-        echo "FAIL $name"
-        sed 's/^/     /' "$OUT/last.log"
-    fi
-}
+# shellcheck source=scripts/lib/checks.sh
+. scripts/lib/checks.sh
 
 # Render against the Kubernetes release the operator is built for.
 KUBE_VERSION=1.37.0
@@ -52,6 +40,28 @@ check "schema rejects replicaCount: 0" bash -c "! '$HELM' template rill '$CHART'
 check "schema rejects an unknown key" bash -c "! '$HELM' template rill '$CHART' --kube-version $KUBE_VERSION --set imageTag=oops"
 check "schema rejects streamCluster.brokers: 0" bash -c "! '$HELM' template rill '$CHART' --kube-version $KUBE_VERSION --set streamCluster.enabled=true --set streamCluster.brokers=0"
 check "chart crds/ equal top-level crds/" diff -r crds "$CHART/crds"
+
+# Monitoring: off by default; on, two PodMonitors (operator, brokers), the
+# alerts of files/alerts.yaml and the dashboard ConfigMap.
+MONITORING=(--set monitoring.podMonitor.enabled=true --set monitoring.prometheusRule.enabled=true --set monitoring.dashboard.enabled=true)
+check "helm lint --strict with monitoring enabled" "$HELM" lint --strict "$CHART" --kube-version "$KUBE_VERSION" "${MONITORING[@]}"
+check "helm template with monitoring enabled" render_to "$OUT/monitoring.yaml" "${MONITORING[@]}"
+check "default: no PodMonitor, PrometheusRule or dashboard" bash -c "! grep -Eq '^kind: (PodMonitor|PrometheusRule)$' '$OUT/default.yaml' && ! grep -q 'rill-operator-dashboard' '$OUT/default.yaml'"
+check "monitoring: PodMonitors for the operator and the brokers" bash -c "[ \$(grep -c '^kind: PodMonitor$' '$OUT/monitoring.yaml') -eq 2 ] && grep -q 'app.kubernetes.io/name: rill-broker' '$OUT/monitoring.yaml'"
+check "monitoring: PrometheusRule holds every alert of files/alerts.yaml" bash -c "[ \$(grep -c '^ *- alert: ' '$CHART/files/alerts.yaml') -eq \$(grep -c '^ *- alert: ' '$OUT/monitoring.yaml') ] && grep -q '^kind: PrometheusRule$' '$OUT/monitoring.yaml'"
+dashboard_parses() {
+    python3 - "$OUT/monitoring.yaml" <<'PY'
+import json, sys
+text = open(sys.argv[1]).read()
+doc = next(d for d in text.split("\n---\n") if "rill-operator-dashboard" in d)
+body = doc.split("rill.json: |-\n", 1)[1]
+dashboard = json.loads("\n".join(line[4:] for line in body.splitlines()))
+assert dashboard["uid"] == "rill-overview" and dashboard["panels"], dashboard.keys()
+assert 'grafana_dashboard: "1"' in doc
+PY
+}
+check "monitoring: dashboard ConfigMap holds valid JSON with the sidecar label" dashboard_parses
+check "schema rejects a bad monitoring.podMonitor.interval" bash -c "! '$HELM' template rill '$CHART' --kube-version $KUBE_VERSION --set monitoring.podMonitor.interval=often"
 
 # Every rule in the RBAC templates is preceded by a comment line.
 rbac_comments() {
