@@ -55,9 +55,11 @@ cd "$ROOT"
 # rebuilt for these tests.
 # Both stages run even when the first fails; the exit status covers both.
 failed=()
-# Stage 1 starts rill-broker as processes: build the binaries first (nothing
-# to do after `make test`'s build).
-cargo build --workspace --bins
+# Stage 1 starts rill-broker as processes: build the binaries first, with
+# `make test`'s own invocation (nothing to do after its build). A plain
+# `cargo build --bins` would leave the dev-dependencies' features out and
+# compile dozens of dependencies a second time.
+cargo test --workspace --all-targets --no-run
 cargo test --workspace --test metadata_controller -- --ignored --test-threads=1 "$@" \
     || failed+=(metadata_controller)
 # Stage 1 runs operators inside the test process: the StatefulSets they made
