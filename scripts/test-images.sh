@@ -16,9 +16,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target="${CARGO_TARGET_DIR:-target}"
-# Any fixed time: the two builds must agree with each other, not with HEAD.
-export SOURCE_DATE_EPOCH=1700000000
-
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1 \
   && ! { command -v skopeo && command -v umoci; } >/dev/null 2>&1; then
   echo "test-images: installing skopeo and umoci (apt-get)"
@@ -27,7 +24,13 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1 \
 fi
 
 # The same invocation as `make test`: a no-op when its binaries are current.
+# It runs before SOURCE_DATE_EPOCH is set: the C build scripts (ring, zstd-sys,
+# lz4-sys, psm) watch that variable, and would rebuild with every crate above
+# them, here and again in the next stage.
 [ -n "${RILL_IMAGES_NO_BUILD:-}" ] || cargo test --workspace --all-targets --no-run
+
+# Any fixed time: the two builds must agree with each other, not with HEAD.
+export SOURCE_DATE_EPOCH=1700000000
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
