@@ -490,12 +490,10 @@ fn admin_error(e: ClientError) -> Error {
 
 #[tonic::async_trait]
 impl TopicAdmin for ClusterLink {
+    /// `request.replication_factor` is already resolved: the manager
+    /// replaces 0 and -1 with the broker's `--default-replication-factor`.
     async fn create(&self, request: CreateTopic) -> Result<(), Error> {
-        let rf = if request.replication_factor <= 0 {
-            1
-        } else {
-            request.replication_factor
-        };
+        let rf = request.replication_factor;
         self.client
             .create_topic(
                 &request.name,
