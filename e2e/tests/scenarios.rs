@@ -26,7 +26,14 @@
 //!   Lease, and brokers keep acknowledging writes meanwhile;
 //! - scale 3 → 5 brokers; a scale-down while the brokers to remove hold
 //!   replicas is held with `ScaleDownBlocked` while the controller moves
-//!   their replicas away, then completes, with every record still readable.
+//!   their replicas away, then completes, with every record still readable;
+//! - rolling restarts under acks=all load: a `spec.config` change rolls the
+//!   brokers one at a time, survives the operator being killed mid-roll,
+//!   and an image change rolls them again, with no write failed or lost,
+//!   at most one broker unavailable and no partition below min ISR at any
+//!   sample; a roll asked while a broker's replication is cut (iptables)
+//!   waits with `RollBlocked` naming the partitions, restarts nothing, and
+//!   proceeds once the cut is healed.
 //!
 //! Every wait names its timeout below; nothing sleeps a fixed time except
 //! the quiet period of the GitOps check. Ignored without a cluster: run
@@ -39,8 +46,10 @@
 //! images), `RILL_K8S_RUN` (the local cluster's run dir: pod logs are read
 //! from there).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -648,6 +657,7 @@ async fn given_the_chart_then_crds_are_established_and_the_operator_leads_with_o
         ("patch", "streamclusters.rill.dev/status", None),
         ("patch", "topics.rill.dev/status", None),
         ("create", "statefulsets.apps", None),
+        ("delete", "pods", None),
         ("patch", "services", None),
         ("create", "configmaps", None),
         ("create", "poddisruptionbudgets.policy", None),
@@ -1192,5 +1202,369 @@ async fn given_three_brokers_when_scaled_to_five_and_back_then_the_scale_down_wa
     );
     let checked = verify(&boot, "spread", &history.acked);
     println!("spread read back after the drain: {checked}");
+    delete_namespace(&client, &ns).await;
+}
+
+/// Longest wait for a rolling restart of three brokers to finish.
+const ROLL_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Broker pods of the scenario cluster.
+fn broker_pods(client: &Client, ns: &str) -> (Api<Pod>, ListParams) {
+    (
+        Api::<Pod>::namespaced(client.clone(), ns),
+        ListParams::default()
+            .labels(&format!("app.kubernetes.io/name=rill-broker,app.kubernetes.io/instance={CLUSTER}")),
+    )
+}
+
+/// What a background sampler saw during a roll.
+#[derive(Debug, Default, Clone)]
+struct RollWatch {
+    /// Most broker pods not Ready (or terminating) at one sample.
+    most_unavailable: usize,
+    /// Partitions seen with fewer in-sync replicas than min.insync.replicas (2).
+    under_min_isr: BTreeSet<String>,
+    samples: usize,
+}
+
+/// Samples pods and Topic ISRs every 500 ms until `stop` is set.
+fn watch_roll(
+    client: &Client,
+    ns: &str,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<RollWatch> {
+    let client = client.clone();
+    let ns = ns.to_owned();
+    tokio::spawn(async move {
+        let (pods, selector) = broker_pods(&client, &ns);
+        let topics = Api::<Topic>::namespaced(client.clone(), &ns);
+        let mut seen = RollWatch::default();
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(list) = pods.list(&selector).await {
+                let unavailable = list
+                    .items
+                    .iter()
+                    .filter(|p| {
+                        p.metadata.deletion_timestamp.is_some()
+                            || !p
+                                .status
+                                .as_ref()
+                                .and_then(|s| s.conditions.as_ref())
+                                .is_some_and(|c| {
+                                    c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                                })
+                    })
+                    .count()
+                    + 3usize.saturating_sub(list.items.len());
+                seen.most_unavailable = seen.most_unavailable.max(unavailable);
+            }
+            if let Ok(list) = topics.list(&ListParams::default()).await {
+                for t in &list.items {
+                    for p in t.status.iter().flat_map(|s| s.partitions.iter()) {
+                        if p.isr.len() < 2 {
+                            seen.under_min_isr
+                                .insert(format!("{}/{}", t.name_any(), p.partition));
+                        }
+                    }
+                }
+            }
+            seen.samples += 1;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        seen
+    })
+}
+
+/// Waits until every broker runs the current template and the roll is over.
+async fn roll_done(client: &Client, ns: &str, what: &str) -> StreamCluster {
+    let api = Api::<StreamCluster>::namespaced(client.clone(), ns);
+    wait_for(what, ROLL_TIMEOUT, || async {
+        let sc = api.get(CLUSTER).await.ok()?;
+        let s = sc.status.as_ref()?;
+        let progressing = condition(&s.conditions, "Progressing")?;
+        let ready = condition(&s.conditions, "Ready")?.status == "True";
+        (ready
+            && s.updated_brokers == 3
+            && s.roll.is_none()
+            && progressing.status == "False"
+            && s.observed_generation == sc.metadata.generation)
+            .then_some(sc.clone())
+    })
+    .await
+}
+
+/// Uids of the broker pods now.
+async fn pod_uids(client: &Client, ns: &str) -> BTreeMap<String, String> {
+    let (pods, selector) = broker_pods(client, ns);
+    pods.list(&selector)
+        .await
+        .expect("broker pods")
+        .items
+        .iter()
+        .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs a cluster that runs pods: e2e/scripts/run-tests.sh"]
+async fn given_a_config_change_an_operator_kill_and_an_image_change_then_brokers_roll_one_at_a_time_losing_nothing()
+{
+    let client = client().await;
+    chart_installed(&client).await;
+    let ns = namespace(&client, "rill-roll").await;
+    create_cluster(&client, &ns, 3).await;
+    let sc = cluster_ready(&client, &ns, CLUSTER, 3).await;
+    let boot = bootstrap(&sc);
+    create_topic(&client, &ns, "rolled", 6).await;
+    topic_ready(&client, &ns, "rolled", 6).await;
+    let api = Api::<StreamCluster>::namespaced(client.clone(), &ns);
+
+    let producer = Producer::start(&boot, "rolled", 300);
+    producer
+        .wait_acked(200, "records acknowledged before the roll", REJOIN_TIMEOUT)
+        .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = watch_roll(&client, &ns, stop.clone());
+
+    // A configuration change that needs a restart rolls the brokers.
+    let before = pod_uids(&client, &ns).await;
+    let started = Instant::now();
+    api.patch(
+        CLUSTER,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"config": {"log.retention.ms": "604800000"}}})),
+    )
+    .await
+    .expect("config changed");
+
+    // The operator is killed once the roll restarted its first broker.
+    let first = wait_for("the roll restarts a first broker", ROLL_TIMEOUT, || async {
+        let sc = api.get(CLUSTER).await.ok()?;
+        sc.status?.roll?.restarted.map(|r| r.broker)
+    })
+    .await;
+    let operator_pods = Api::<Pod>::namespaced(client.clone(), OPERATOR_NS);
+    for pod in operator_pods
+        .list(&ListParams::default().labels("app.kubernetes.io/name=rill-operator"))
+        .await
+        .expect("operator pods")
+        .items
+    {
+        operator_pods
+            .delete(
+                &pod.name_any(),
+                &DeleteParams {
+                    grace_period_seconds: Some(0),
+                    ..DeleteParams::default()
+                },
+            )
+            .await
+            .expect("operator pod deleted");
+    }
+    println!("roll restarted broker {first}; operator killed mid-roll");
+    let sc = roll_done(&client, &ns, "the config roll finishes after the operator kill").await;
+    let config_roll = started.elapsed();
+    let after = pod_uids(&client, &ns).await;
+    for (name, uid) in &before {
+        assert_ne!(after.get(name), Some(uid), "{name} was restarted by the roll");
+    }
+    let events = events(&client, &ns).await;
+    let restarts = events
+        .iter()
+        .filter(|e| e.contains("RestartingBroker"))
+        .count();
+    assert!(restarts >= 3, "an Event per restarted broker: {events:?}");
+    println!(
+        "config roll: {} brokers restarted in {:.1} s",
+        sc.status.as_ref().map_or(0, |s| s.updated_brokers),
+        config_roll.as_secs_f64()
+    );
+
+    // An image change rolls them again.
+    let next_image = std::env::var("RILL_E2E_BROKER_IMAGE_NEXT")
+        .unwrap_or_else(|_| "rill/broker:e2e-next".to_owned());
+    let started = Instant::now();
+    api.patch(
+        CLUSTER,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"image": next_image}})),
+    )
+    .await
+    .expect("image changed");
+    roll_done(&client, &ns, "the image roll finishes").await;
+    let image_roll = started.elapsed();
+    let (pods, selector) = broker_pods(&client, &ns);
+    for pod in pods.list(&selector).await.expect("pods").items {
+        let image = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.image.clone());
+        assert_eq!(image.as_deref(), Some(next_image.as_str()), "{}", pod.name_any());
+    }
+
+    producer
+        .wait_acked(
+            producer.acked() + 200,
+            "writes go on after the rolls",
+            REJOIN_TIMEOUT,
+        )
+        .await;
+    stop.store(true, Ordering::Relaxed);
+    let seen = watcher.await.expect("watcher");
+    let (summary, history) = producer.stop();
+    let checked = verify(&boot, "rolled", &history.acked);
+    println!(
+        "image roll took {:.1} s; producer: {} acked, {} failed, longest gap {:.2} s; \
+         at most {} broker(s) unavailable at once over {} samples; read back: {checked}",
+        image_roll.as_secs_f64(),
+        summary.acked,
+        summary.failed,
+        summary.longest_gap_s,
+        seen.most_unavailable,
+        seen.samples
+    );
+    assert_eq!(summary.failed, 0, "no write failed: {}", summary.summary);
+    assert!(
+        seen.most_unavailable <= 1,
+        "brokers restart one at a time: {seen:?}"
+    );
+    assert!(
+        seen.under_min_isr.is_empty(),
+        "no partition went below min.insync.replicas: {seen:?}"
+    );
+    delete_namespace(&client, &ns).await;
+}
+
+/// An iptables rule that cuts a broker's replication traffic, removed on drop.
+struct ReplicationCut {
+    rules: Vec<Vec<String>>,
+}
+
+impl ReplicationCut {
+    /// Rejects TCP from `ip` to any replication port and to `ip`'s own.
+    fn new(ip: &str, port: i32) -> Self {
+        let port = port.to_string();
+        let rules = vec![
+            vec!["-s", ip, "-p", "tcp", "--dport", &port, "-j", "REJECT"],
+            vec!["-d", ip, "-p", "tcp", "--dport", &port, "-j", "REJECT"],
+        ]
+        .into_iter()
+        .map(|r| r.into_iter().map(str::to_owned).collect::<Vec<_>>())
+        .collect::<Vec<_>>();
+        for rule in &rules {
+            let mut args = vec!["-I", "OUTPUT"];
+            args.extend(rule.iter().map(String::as_str));
+            must("iptables", &args, None);
+        }
+        ReplicationCut { rules }
+    }
+}
+
+impl Drop for ReplicationCut {
+    fn drop(&mut self) {
+        for rule in &self.rules {
+            let mut args = vec!["-D", "OUTPUT"];
+            args.extend(rule.iter().map(String::as_str));
+            let _ = run("iptables", &args, None);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs a cluster that runs pods on this machine, and root for iptables: e2e/scripts/run-tests.sh"]
+async fn given_a_partition_under_min_isr_when_a_roll_is_asked_then_it_waits_naming_it_and_proceeds_once_healed()
+{
+    let client = client().await;
+    chart_installed(&client).await;
+    let ns = namespace(&client, "rill-roll-blocked").await;
+    create_cluster(&client, &ns, 3).await;
+    let api = Api::<StreamCluster>::namespaced(client.clone(), &ns);
+    // A short lag limit, so a cut replica leaves the ISR quickly.
+    api.patch(
+        CLUSTER,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"config": {"replica.lag.time.max.ms": "3000"}}})),
+    )
+    .await
+    .expect("lag limit set");
+    let sc = cluster_ready(&client, &ns, CLUSTER, 3).await;
+    roll_done(&client, &ns, "the cluster runs its spec").await;
+    let boot = bootstrap(&sc);
+    create_topic(&client, &ns, "fragile", 6).await;
+    topic_ready(&client, &ns, "fragile", 6).await;
+    let producer = Producer::start(&boot, "fragile", 200);
+    producer
+        .wait_acked(200, "records acknowledged before the cut", REJOIN_TIMEOUT)
+        .await;
+
+    // Broker 0's replication is cut both ways: the partitions it leads
+    // shrink to it alone (below min.insync.replicas = 2), the others to
+    // brokers 1 and 2 (exactly 2). No broker can restart safely.
+    let (pods, _) = broker_pods(&client, &ns);
+    let pod0 = pods.get(&format!("{CLUSTER}-0")).await.expect("pod 0");
+    let ip = pod0
+        .status
+        .and_then(|s| s.pod_ip)
+        .expect("pod 0 has an address");
+    let cut = ReplicationCut::new(&ip, 9094);
+    let topics = Api::<Topic>::namespaced(client.clone(), &ns);
+    let short = wait_for("a partition of fragile below min ISR", REJOIN_TIMEOUT, || async {
+        let t = topics.get("fragile").await.ok()?;
+        let short: Vec<i32> = t
+            .status?
+            .partitions
+            .iter()
+            .filter(|p| p.isr.len() < 2)
+            .map(|p| p.partition)
+            .collect();
+        (!short.is_empty()).then_some(short)
+    })
+    .await;
+    println!("partitions of fragile below min ISR: {short:?}");
+
+    let before = pod_uids(&client, &ns).await;
+    api.patch(
+        CLUSTER,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"rill.dev/restart": "blocked-1"}}})),
+    )
+    .await
+    .expect("restart asked");
+    let message = wait_for("Progressing=True RollBlocked", ROLL_TIMEOUT, || async {
+        let sc = api.get(CLUSTER).await.ok()?;
+        let c = condition(&sc.status.as_ref()?.conditions, "Progressing")?.clone();
+        (c.reason == "RollBlocked").then_some(c.message)
+    })
+    .await;
+    println!("roll held: {message}");
+    assert!(message.contains("fragile-"), "the condition names the partitions: {message}");
+    assert!(message.contains("min.insync.replicas"), "{message}");
+    // Held: a few seconds later still no broker was restarted.
+    tokio::time::sleep(QUIET_SAMPLE * 2).await;
+    assert_eq!(
+        pod_uids(&client, &ns).await,
+        before,
+        "no broker is restarted while the roll is blocked"
+    );
+    let events = events(&client, &ns).await;
+    assert!(
+        events.iter().any(|e| e.contains("RollBlocked")),
+        "a Warning Event says the roll is blocked: {events:?}"
+    );
+
+    // Healed: the replicas catch up and the roll proceeds.
+    drop(cut);
+    roll_done(&client, &ns, "the roll proceeds once the ISRs are full").await;
+    let after = pod_uids(&client, &ns).await;
+    for (name, uid) in &before {
+        assert_ne!(after.get(name), Some(uid), "{name} was restarted");
+    }
+    let (summary, history) = producer.stop();
+    let checked = verify(&boot, "fragile", &history.acked);
+    println!(
+        "producer: {} acked, {} refused while below min ISR; read back: {checked}",
+        summary.acked, summary.failed
+    );
     delete_namespace(&client, &ns).await;
 }

@@ -15,7 +15,9 @@ use std::time::Instant;
 
 use prometheus::proto::MetricFamily;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Errors while creating or rendering metrics.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,19 @@ pub struct Metrics {
     writes: IntCounterVec,
     /// 1 while this replica holds the leader Lease.
     leader: IntGauge,
+    /// Brokers running an outdated pod template, by cluster.
+    roll_outdated: IntGaugeVec,
+    /// 1 while a roll waits because a restart would take partitions below
+    /// min.insync.replicas, by cluster.
+    roll_blocked: IntGaugeVec,
+    /// Clusters whose roll is under way / blocked (always exported, for
+    /// alerts that must not depend on a cluster existing).
+    rolls_in_progress: IntGauge,
+    rolls_blocked: IntGauge,
+    /// Broker restarts done by rolls.
+    roll_restarts: prometheus::IntCounter,
+    /// Roll state by cluster: (outdated brokers, blocked).
+    rolls: Arc<Mutex<BTreeMap<String, (i64, bool)>>>,
     /// The metrics of the metadata controllers, by cluster key.
     controllers: Arc<Mutex<BTreeMap<String, Arc<rill_controller::metrics::Metrics>>>>,
 }
@@ -90,7 +105,38 @@ impl Metrics {
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(writes.clone()))?;
+        let roll_outdated = IntGaugeVec::new(
+            Opts::new(
+                "rill_operator_roll_outdated_brokers",
+                "Brokers of a StreamCluster running an outdated pod template (a rolling restart is due or under way), by cluster.",
+            ),
+            &["cluster"],
+        )?;
+        let roll_blocked = IntGaugeVec::new(
+            Opts::new(
+                "rill_operator_roll_blocked",
+                "1 while a StreamCluster's rolling restart waits because restarting a broker would take partitions below min.insync.replicas, by cluster.",
+            ),
+            &["cluster"],
+        )?;
+        let rolls_in_progress = IntGauge::new(
+            "rill_operator_rolls_in_progress",
+            "StreamClusters whose rolling restart is due or under way.",
+        )?;
+        let rolls_blocked = IntGauge::new(
+            "rill_operator_rolls_blocked",
+            "StreamClusters whose rolling restart waits because restarting a broker would take partitions below min.insync.replicas.",
+        )?;
+        let roll_restarts = prometheus::IntCounter::new(
+            "rill_operator_roll_restarts_total",
+            "Broker pods restarted by rolling restarts.",
+        )?;
         registry.register(Box::new(leader.clone()))?;
+        registry.register(Box::new(roll_outdated.clone()))?;
+        registry.register(Box::new(roll_blocked.clone()))?;
+        registry.register(Box::new(rolls_in_progress.clone()))?;
+        registry.register(Box::new(rolls_blocked.clone()))?;
+        registry.register(Box::new(roll_restarts.clone()))?;
         Ok(Self {
             registry,
             reconciles,
@@ -98,8 +144,37 @@ impl Metrics {
             duration,
             writes,
             leader,
+            roll_outdated,
+            roll_blocked,
+            rolls_in_progress,
+            rolls_blocked,
+            roll_restarts,
+            rolls: Arc::default(),
             controllers: Arc::default(),
         })
+    }
+
+    /// Records the rolling-restart state of cluster `key` (`namespace/name`).
+    pub fn set_roll(&self, key: &str, outdated: i64, blocked: bool) {
+        self.roll_outdated.with_label_values(&[key]).set(outdated);
+        self.roll_blocked
+            .with_label_values(&[key])
+            .set(i64::from(blocked));
+        let mut rolls = self.rolls.lock().unwrap_or_else(|p| p.into_inner());
+        rolls.insert(key.to_owned(), (outdated, blocked));
+        self.publish_rolls(&rolls);
+    }
+
+    /// Counts one broker restarted by a roll.
+    pub fn record_roll_restart(&self) {
+        self.roll_restarts.inc();
+    }
+
+    fn publish_rolls(&self, rolls: &BTreeMap<String, (i64, bool)>) {
+        self.rolls_in_progress
+            .set(rolls.values().filter(|(o, _)| *o > 0).count() as i64);
+        self.rolls_blocked
+            .set(rolls.values().filter(|(_, b)| *b).count() as i64);
     }
 
     /// The metrics of the metadata controller of cluster `key`
@@ -120,6 +195,11 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
+        let _ = self.roll_outdated.remove_label_values(&[key]);
+        let _ = self.roll_blocked.remove_label_values(&[key]);
+        let mut rolls = self.rolls.lock().unwrap_or_else(|p| p.into_inner());
+        rolls.remove(key);
+        self.publish_rolls(&rolls);
     }
 
     /// Counts a reconcile and returns a timer that records its duration

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
     ),
     printcolumn(name = "Brokers", type_ = "integer", json_path = ".spec.brokers", description = "Desired number of brokers"),
     printcolumn(name = "Ready Brokers", type_ = "integer", json_path = ".status.readyBrokers", description = "Brokers whose readiness probe passes"),
+    printcolumn(name = "Updated", type_ = "integer", json_path = ".status.updatedBrokers", description = "Brokers running the current pod template (a rolling restart moves this up to Brokers)"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Ready condition status"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", description = "Ready condition reason", priority = 1),
     printcolumn(name = "Bootstrap", type_ = "string", json_path = ".status.kafkaBootstrap", description = "Kafka bootstrap address for clients", priority = 1),
@@ -80,7 +81,9 @@ pub struct StreamClusterSpec {
     /// `/etc/rill/broker.properties` in every broker pod and read by each
     /// broker at start. A key the brokers do not support makes the spec
     /// invalid (Ready=False, InvalidSpec, naming the key). Changing it
-    /// marks running brokers as outdated (see the Progressing condition).
+    /// changes the broker pod template, so the operator restarts the
+    /// brokers one at a time (a rolling restart; see the Progressing
+    /// condition).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 256))]
     pub config: BTreeMap<String, String>,
@@ -298,14 +301,53 @@ pub struct StreamClusterStatus {
     /// Broker pods whose readiness probe passes.
     #[serde(default)]
     pub ready_brokers: i32,
-    /// Broker pods running the current pod template. Pods are not restarted
-    /// automatically (`OnDelete`); see the Progressing condition.
+    /// Broker pods running the current pod template. The operator restarts
+    /// outdated pods one at a time (a rolling restart); see the Progressing
+    /// condition and `roll`.
     #[serde(default)]
     pub updated_brokers: i32,
+    /// The rolling restart in progress: the broker restarted last, which
+    /// must be back before the next one is touched. Kept here so a roll
+    /// continues where it stopped after an operator restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roll: Option<RollStatus>,
     /// Label selector of the broker pods, for the scale subresource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
     /// Kafka bootstrap address clients use, `host:port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka_bootstrap: Option<String>,
+}
+
+/// Annotation on a StreamCluster asking for a rolling restart: the operator
+/// copies its value into the broker pod template, so any new value restarts
+/// every broker, one at a time
+/// (`kubectl annotate streamcluster events rill.dev/restart="$(date +%s)" --overwrite`).
+pub const RESTART_ANNOTATION: &str = "rill.dev/restart";
+
+/// Progress of a rolling restart.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollStatus {
+    /// The StatefulSet revision the brokers are rolled to.
+    pub revision: String,
+    /// The broker restarted last (its pod was deleted by the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted: Option<RestartedBroker>,
+}
+
+/// One broker restarted by a roll.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartedBroker {
+    /// Broker id (pod ordinal).
+    pub broker: i32,
+    /// Uid of the pod that was deleted; a pod with another uid is its
+    /// replacement.
+    pub pod_uid: String,
+    /// The broker's registration epoch at the metadata controller before
+    /// the restart. The replacement counts as back only once it registered
+    /// again (a higher epoch) and rejoined every ISR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_epoch: Option<i64>,
 }

@@ -343,6 +343,7 @@ fn given_the_crds_when_reading_names_then_short_names_do_not_collide_and_subreso
         [
             "Brokers",
             "Ready Brokers",
+            "Updated",
             "Ready",
             "Reason",
             "Bootstrap",

@@ -25,6 +25,7 @@ use tracing::{info, warn};
 
 use super::store::KubeStore;
 use crate::crd::StreamCluster;
+use crate::stream_cluster::roll::{ClusterView, PartitionView};
 use crate::stream_cluster::scale_down::ReplicaPlacement;
 use crate::topic::build::TopicPlan;
 use crate::topic::cleanup::{DataDeletionError, DeletionOutcome, TopicDataDeleter, TopicDataRef};
@@ -231,6 +232,22 @@ impl ReplicaPlacement for ControllerHost {
             .collect()
     }
 
+    fn cluster_view(&self, namespace: &str, cluster: &str) -> Option<ClusterView> {
+        let key = cluster_key(namespace, cluster);
+        // Only a serving controller's snapshot is current.
+        let serving = self
+            .running
+            .try_lock()
+            .ok()?
+            .get(&key)
+            .is_some_and(|c| c.is_serving());
+        if !serving {
+            return None;
+        }
+        let meta = self.snapshot(&key)?;
+        Some(cluster_view(&meta))
+    }
+
     /// Asks the running controller of the cluster to move every replica off
     /// `brokers`; the reconcile asks again until they hold none.
     fn drain(&self, namespace: &str, cluster: &str, brokers: &[i32]) {
@@ -265,6 +282,32 @@ impl ReplicaPlacement for ControllerHost {
                 ),
             }
         });
+    }
+}
+
+/// What a rolling restart reads of the controller's metadata.
+fn cluster_view(meta: &ClusterMetadata) -> ClusterView {
+    ClusterView {
+        broker_epochs: meta.brokers.values().map(|b| (b.id, b.epoch)).collect(),
+        partitions: meta
+            .topics
+            .values()
+            .flat_map(|t| {
+                let min_insync = t
+                    .config
+                    .get("min.insync.replicas")
+                    .and_then(|v| v.trim().parse().ok());
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, p)| PartitionView {
+                        name: format!("{}-{i}", t.name),
+                        replicas: p.replicas.clone(),
+                        isr: p.isr.clone(),
+                        min_insync,
+                    })
+            })
+            .collect(),
     }
 }
 

@@ -6,7 +6,9 @@
 //! 2. [`build`] — pure functions from spec to desired objects;
 //! 3. [`observe`] + [`apply`] — list what exists, server-side apply what differs;
 //! 4. [`orphans`] — delete owned objects that are no longer desired;
-//! 5. [`status`] — conditions and counts, written only when they change.
+//! 5. [`roll`] — restart outdated broker pods, one at a time, when it is
+//!    safe (the broker restarted is recorded in the status first);
+//! 6. [`status`] — conditions and counts, written only when they change.
 //!
 //! [`scale_down`] sits between 2 and 3: it decides the replica count the
 //! build step uses. Events are published for objects created, updated or
@@ -17,6 +19,7 @@ pub mod apply;
 pub mod build;
 pub mod observe;
 pub mod orphans;
+pub mod roll;
 pub mod scale_down;
 pub mod status;
 pub mod validate;
@@ -67,6 +70,10 @@ pub const RESYNC: Duration = Duration::from_secs(300);
 /// drained.
 pub const SCALE_DOWN_RECHECK: Duration = Duration::from_secs(5);
 
+/// How often a rolling restart looks again: pods are not watched, and the
+/// next step depends on the restarted broker rejoining its ISRs.
+pub const ROLL_RECHECK: Duration = Duration::from_secs(3);
+
 /// Errors of one StreamCluster reconcile. Each is retried with backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -99,6 +106,15 @@ pub enum Error {
     /// Writing the status failed.
     #[error("cannot update StreamCluster status: {0}")]
     Status(#[source] kube::Error),
+    /// Deleting a broker pod for a rolling restart failed.
+    #[error("cannot delete pod {pod} to restart it: {source}")]
+    Restart {
+        /// Pod name.
+        pod: String,
+        /// Client error.
+        #[source]
+        source: kube::Error,
+    },
 }
 
 impl Error {
@@ -110,6 +126,7 @@ impl Error {
             Error::Apply(e) => e.metric_label(),
             Error::DeleteOrphan { .. } => "delete_orphan",
             Error::Status(_) => "status",
+            Error::Restart { .. } => "restart",
         }
     }
 }
@@ -168,13 +185,50 @@ pub async fn reconcile(sc: Arc<StreamCluster>, ctx: Arc<Context>) -> Result<Acti
         .await;
     }
 
-    // 5. Status.
+    // 5. Roll.
     let sts = report
         .stateful_set
         .as_ref()
         .or_else(|| observe::by_name(&live.stateful_sets, &name));
-    let new_status = status::compute(&sc, sts, &decision, &now);
+    let roll = roll::observe(&ctx.client, ctx.placement.as_ref(), &sc, sts, &decision).await?;
+    let key = format!("{namespace}/{name}");
+    match &roll {
+        Some(r) => ctx.metrics.set_roll(
+            &key,
+            i64::from(r.replicas - r.updated),
+            matches!(&r.step, roll::Step::Wait(w) if w.is_blocked()),
+        ),
+        None => ctx.metrics.set_roll(&key, 0, false),
+    }
+
+    // 6. Status.
+    let new_status = status::compute(&sc, sts, &decision, roll.as_ref(), &now);
+    if let Some(outcome) = &roll
+        && let roll::Step::Restart { pod, .. } = &outcome.step
+    {
+        // Record the broker before touching it: an operator that stops
+        // after the delete still knows which broker must come back first.
+        write_status(&ctx, &api, &sc, &new_status).await?;
+        roll::restart(&ctx.client, &namespace, pod).await?;
+        ctx.metrics.record_roll_restart();
+        info!(cluster = %name, namespace = %namespace, broker = pod.broker, pod = %pod.name, revision = %outcome.revision, "rolling restart: restarting broker");
+        ctx.publish(
+            sc.as_ref(),
+            EventType::Normal,
+            "RestartingBroker",
+            "Restart",
+            outcome.message(),
+        )
+        .await;
+        return Ok(Action::requeue(ROLL_RECHECK));
+    }
     write_status(&ctx, &api, &sc, &new_status).await?;
+    if roll
+        .as_ref()
+        .is_some_and(|r| !matches!(r.step, roll::Step::Done))
+    {
+        return Ok(Action::requeue(ROLL_RECHECK));
+    }
     if matches!(decision, scale_down::ScaleDecision::Blocked { .. }) {
         // The controller is moving replicas off the brokers to remove;
         // nothing in Kubernetes changes when it is done, so look again soon.
@@ -215,6 +269,26 @@ async fn write_status(
         let reason = ready.reason.clone();
         ctx.publish(sc, type_, &reason, "Reconcile", ready.message.clone())
             .await;
+    }
+    // A roll that starts waiting on partition safety is worth a Warning:
+    // it may need someone to look at the lagging replicas.
+    let old_progressing = sc
+        .status
+        .as_ref()
+        .and_then(|s| conditions::find(&s.conditions, conditions::PROGRESSING))
+        .map(|c| c.reason.clone());
+    if let Some(progressing) = conditions::find(&new_status.conditions, conditions::PROGRESSING)
+        && progressing.reason == status::reasons::ROLL_BLOCKED
+        && old_progressing.as_deref() != Some(status::reasons::ROLL_BLOCKED)
+    {
+        ctx.publish(
+            sc,
+            EventType::Warning,
+            status::reasons::ROLL_BLOCKED,
+            "Restart",
+            progressing.message.clone(),
+        )
+        .await;
     }
     Ok(())
 }

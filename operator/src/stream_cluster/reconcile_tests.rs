@@ -179,6 +179,7 @@ async fn given_an_unchanged_cluster_when_reconciling_then_nothing_is_written() {
         &sc,
         Some(&sts),
         &ScaleDecision::Proceed { replicas: 3 },
+        None,
         &conditions::now(),
     ));
     let (ctx, task) = spawn(sc, ctx);
@@ -205,6 +206,7 @@ async fn given_more_brokers_and_an_orphan_when_reconciling_then_only_the_statefu
         &sc,
         Some(&sts),
         &ScaleDecision::Proceed { replicas: 3 },
+        None,
         &conditions::now(),
     ));
     sc.spec.brokers = 5;

@@ -10,7 +10,10 @@
 //! [`NoPlacementYet`] (reconcile tests) reports no replicas anywhere.
 //! Volumes of removed brokers are kept (`whenScaled: Retain`).
 
-/// Where partition replicas live, as far as scale-down is concerned.
+use super::roll::ClusterView;
+
+/// Where partition replicas live, as far as scale-down and rolling
+/// restarts are concerned.
 pub trait ReplicaPlacement: Send + Sync {
     /// Broker ids among `removed` that still hold at least one partition
     /// replica in the cluster `namespace/cluster`. Empty means the brokers
@@ -23,6 +26,13 @@ pub trait ReplicaPlacement: Send + Sync {
     ///
     /// [`brokers_holding_replicas`]: ReplicaPlacement::brokers_holding_replicas
     fn drain(&self, _namespace: &str, _cluster: &str, _brokers: &[i32]) {}
+
+    /// Brokers and partitions of the cluster as its metadata controller
+    /// holds them, for rolling restarts; None while no controller of the
+    /// cluster serves in this process.
+    fn cluster_view(&self, _namespace: &str, _cluster: &str) -> Option<ClusterView> {
+        None
+    }
 }
 
 /// A placement with no replica on any broker, for reconcile tests.

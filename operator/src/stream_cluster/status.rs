@@ -11,7 +11,9 @@
 //! | Progressing | True   | `Creating`           | the StatefulSet has not reported on the current spec yet |
 //! | Progressing | True   | `Scaling`            | broker pods are being added or removed |
 //! | Progressing | True   | `ScaleDownBlocked`   | removed brokers still hold partition replicas |
-//! | Progressing | True   | `UpdatePending`      | pods run an outdated template (`OnDelete`) |
+//! | Progressing | True   | `RollingUpdate`      | the operator restarts outdated brokers one at a time |
+//! | Progressing | True   | `RollBlocked`        | restarting the next broker would take partitions below min.insync.replicas |
+//! | Progressing | True   | `UpdatePending`      | pods run an outdated template and no roll can start yet (scaling) |
 //! | Progressing | True   | `BrokersStarting`    | pods exist, not all ready yet, cluster never ready since |
 //! | Progressing | False  | `Reconciled`         | everything runs the current spec |
 //! | Progressing | False  | `InvalidSpec`        | nothing to do until the spec is fixed |
@@ -26,10 +28,11 @@ use kube::api::Api;
 use serde_json::json;
 
 use super::build::{kafka_bootstrap, selector_string};
+use super::roll::{self, Outcome};
 use super::scale_down::ScaleDecision;
 use super::validate::InvalidSpec;
 use crate::conditions::{self, DEGRADED, DesiredCondition, PROGRESSING, READY, merge_conditions};
-use crate::crd::{StreamCluster, StreamClusterStatus};
+use crate::crd::{RollStatus, StreamCluster, StreamClusterStatus};
 use crate::ssa::merge_status_if_changed;
 
 /// Stable reason strings of StreamCluster conditions.
@@ -46,8 +49,12 @@ pub mod reasons {
     pub const SCALING: &str = "Scaling";
     /// Progressing=True while a scale-down is refused.
     pub const SCALE_DOWN_BLOCKED: &str = "ScaleDownBlocked";
-    /// Progressing=True while pods run an old template.
+    /// Progressing=True while pods run an old template and no roll runs.
     pub const UPDATE_PENDING: &str = "UpdatePending";
+    /// Progressing=True while the operator restarts brokers.
+    pub const ROLLING_UPDATE: &str = "RollingUpdate";
+    /// Progressing=True while the roll waits for partition safety.
+    pub const ROLL_BLOCKED: &str = "RollBlocked";
     /// Progressing=True while a new cluster starts.
     pub const BROKERS_STARTING: &str = "BrokersStarting";
     /// Progressing=False when done.
@@ -85,6 +92,7 @@ pub fn compute(
     sc: &StreamCluster,
     sts: Option<&StatefulSet>,
     decision: &ScaleDecision,
+    roll: Option<&Outcome>,
     now: &Time,
 ) -> StreamClusterStatus {
     let previous = sc.status.clone().unwrap_or_default();
@@ -147,13 +155,20 @@ pub fn compute(
             reasons::SCALING,
             format!("{} of {desired} broker pods exist", o.replicas),
         ),
-        (_, Some(o)) if o.updated < o.replicas => DesiredCondition::new(
+        (_, _) if roll.is_some_and(|r| r.step != roll::Step::Done) => {
+            let r = roll.expect("checked");
+            let reason = match &r.step {
+                roll::Step::Wait(w) if w.is_blocked() => reasons::ROLL_BLOCKED,
+                _ => reasons::ROLLING_UPDATE,
+            };
+            DesiredCondition::new(PROGRESSING, true, reason, r.message())
+        }
+        (_, Some(o)) if o.updated < o.replicas && roll.is_none() => DesiredCondition::new(
             PROGRESSING,
             true,
             reasons::UPDATE_PENDING,
             format!(
-                "{} of {} brokers run an outdated pod template; pods restart only when deleted (updateStrategy OnDelete): \
-                 delete one broker pod at a time, waiting for Ready in between",
+                "{} of {} brokers run an outdated pod template; the rolling restart starts once the StatefulSet reports all pods",
                 o.replicas - o.updated,
                 o.replicas
             ),
@@ -193,10 +208,27 @@ pub fn compute(
         ),
         brokers: counts.replicas,
         ready_brokers: counts.ready,
-        updated_brokers: counts.updated,
+        updated_brokers: roll.map_or(counts.updated, |r| r.updated),
+        roll: roll_status(&previous, roll),
         selector: Some(selector_string(&sc.name_any())),
         kafka_bootstrap: Some(kafka_bootstrap(sc)),
     }
+}
+
+/// `status.roll`: kept while a roll runs, with the broker restarted last.
+fn roll_status(previous: &StreamClusterStatus, roll: Option<&Outcome>) -> Option<RollStatus> {
+    let previous = previous.roll.as_ref();
+    let Some(roll) = roll else {
+        return previous.cloned();
+    };
+    let restarted = roll.record(previous.and_then(|r| r.restarted.as_ref()));
+    if roll.step == roll::Step::Done {
+        return None;
+    }
+    Some(RollStatus {
+        revision: roll.revision.clone(),
+        restarted,
+    })
 }
 
 /// Status of a cluster whose spec was refused. Broker counts keep their
@@ -276,7 +308,7 @@ mod tests {
 
     #[test]
     fn given_no_statefulset_yet_when_computing_then_progressing_creating() {
-        let status = compute(&cluster(), None, &PROCEED, &at(1));
+        let status = compute(&cluster(), None, &PROCEED, None, &at(1));
         assert_eq!(
             reason(&status, READY),
             ("False".into(), "BrokersNotReady".into())
@@ -298,7 +330,7 @@ mod tests {
 
     #[test]
     fn given_all_brokers_ready_when_computing_then_ready_and_reconciled() {
-        let status = compute(&cluster(), Some(&sts(2, 2, 3, 3, 3)), &PROCEED, &at(1));
+        let status = compute(&cluster(), Some(&sts(2, 2, 3, 3, 3)), &PROCEED, None, &at(1));
         assert_eq!(
             reason(&status, READY),
             ("True".into(), "AllBrokersReady".into())
@@ -315,7 +347,7 @@ mod tests {
 
     #[test]
     fn given_a_new_cluster_starting_when_computing_then_progressing_not_degraded() {
-        let status = compute(&cluster(), Some(&sts(1, 1, 3, 1, 3)), &PROCEED, &at(1));
+        let status = compute(&cluster(), Some(&sts(1, 1, 3, 1, 3)), &PROCEED, None, &at(1));
         assert_eq!(
             reason(&status, PROGRESSING),
             ("True".into(), "BrokersStarting".into())
@@ -329,8 +361,8 @@ mod tests {
     #[test]
     fn given_a_ready_cluster_losing_a_broker_when_computing_then_degraded() {
         let mut sc = cluster();
-        sc.status = Some(compute(&sc, Some(&sts(1, 1, 3, 3, 3)), &PROCEED, &at(1)));
-        let status = compute(&sc, Some(&sts(1, 1, 3, 2, 3)), &PROCEED, &at(50));
+        sc.status = Some(compute(&sc, Some(&sts(1, 1, 3, 3, 3)), &PROCEED, None, &at(1)));
+        let status = compute(&sc, Some(&sts(1, 1, 3, 2, 3)), &PROCEED, None, &at(50));
         assert_eq!(
             reason(&status, READY),
             ("False".into(), "BrokersNotReady".into())
@@ -343,7 +375,7 @@ mod tests {
         assert_eq!(ready.last_transition_time, at(50));
         // Still degraded on the next pass, transition time unchanged.
         sc.status = Some(status);
-        let again = compute(&sc, Some(&sts(1, 1, 3, 2, 3)), &PROCEED, &at(90));
+        let again = compute(&sc, Some(&sts(1, 1, 3, 2, 3)), &PROCEED, None, &at(90));
         assert_eq!(
             reason(&again, DEGRADED),
             ("True".into(), "BrokersUnavailable".into())
@@ -352,8 +384,8 @@ mod tests {
     }
 
     #[test]
-    fn given_outdated_pods_when_computing_then_update_pending_explains_ondelete() {
-        let status = compute(&cluster(), Some(&sts(2, 2, 3, 3, 1)), &PROCEED, &at(1));
+    fn given_outdated_pods_and_no_roll_when_computing_then_update_pending_says_why() {
+        let status = compute(&cluster(), Some(&sts(2, 2, 3, 3, 1)), &PROCEED, None, &at(1));
         assert_eq!(
             reason(&status, PROGRESSING),
             ("True".into(), "UpdatePending".into())
@@ -367,9 +399,82 @@ mod tests {
         );
     }
 
+    fn outcome(step: roll::Step) -> Outcome {
+        Outcome {
+            step,
+            revision: "events-7f".into(),
+            updated: 1,
+            replicas: 3,
+            never_safe: vec![],
+        }
+    }
+
+    #[test]
+    fn given_a_roll_when_computing_then_progressing_shows_it_and_the_record_is_kept() {
+        use crate::crd::RestartedBroker;
+        let pod = roll::BrokerPod {
+            broker: 1,
+            name: "events-1".into(),
+            uid: "u1".into(),
+            revision: Some("events-6e".into()),
+            ready: true,
+            terminating: false,
+        };
+        let restart = outcome(roll::Step::Restart {
+            pod,
+            epoch: Some(4),
+        });
+        let mut sc = cluster();
+        let status = compute(&sc, Some(&sts(2, 2, 3, 3, 1)), &PROCEED, Some(&restart), &at(1));
+        assert_eq!(
+            reason(&status, PROGRESSING),
+            ("True".into(), "RollingUpdate".into())
+        );
+        let record = RestartedBroker {
+            broker: 1,
+            pod_uid: "u1".into(),
+            broker_epoch: Some(4),
+        };
+        assert_eq!(
+            status.roll.as_ref().and_then(|r| r.restarted.as_ref()),
+            Some(&record)
+        );
+        assert_eq!(status.updated_brokers, 1);
+
+        // Waiting on partition safety: RollBlocked, the record is kept.
+        sc.status = Some(status);
+        let blocked = outcome(roll::Step::Wait(roll::Wait::UnderMinIsr {
+            broker: 0,
+            partitions: vec!["orders-3".into()],
+        }));
+        let status = compute(&sc, Some(&sts(2, 2, 3, 3, 1)), &PROCEED, Some(&blocked), &at(2));
+        assert_eq!(
+            reason(&status, PROGRESSING),
+            ("True".into(), "RollBlocked".into())
+        );
+        let message = &conditions::find(&status.conditions, PROGRESSING)
+            .expect("p")
+            .message;
+        assert!(message.contains("orders-3"), "{message}");
+        assert_eq!(
+            status.roll.as_ref().and_then(|r| r.restarted.as_ref()),
+            Some(&record)
+        );
+
+        // Done: the record goes.
+        sc.status = Some(status);
+        let done = outcome(roll::Step::Done);
+        let status = compute(&sc, Some(&sts(2, 2, 3, 3, 3)), &PROCEED, Some(&done), &at(3));
+        assert_eq!(status.roll, None);
+        assert_eq!(
+            reason(&status, PROGRESSING),
+            ("False".into(), "Reconciled".into())
+        );
+    }
+
     #[test]
     fn given_scaling_or_a_blocked_scale_down_when_computing_then_progressing_says_which() {
-        let status = compute(&cluster(), Some(&sts(2, 2, 2, 2, 2)), &PROCEED, &at(1));
+        let status = compute(&cluster(), Some(&sts(2, 2, 2, 2, 2)), &PROCEED, None, &at(1));
         assert_eq!(
             reason(&status, PROGRESSING),
             ("True".into(), "Scaling".into())
@@ -379,7 +484,7 @@ mod tests {
             desired: 3,
             holding: vec![4],
         };
-        let status = compute(&cluster(), Some(&sts(2, 2, 5, 5, 5)), &blocked, &at(1));
+        let status = compute(&cluster(), Some(&sts(2, 2, 5, 5, 5)), &blocked, None, &at(1));
         assert_eq!(
             reason(&status, PROGRESSING),
             ("True".into(), "ScaleDownBlocked".into())

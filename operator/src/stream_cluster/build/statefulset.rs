@@ -27,7 +27,7 @@ use super::{
     CONFIG_FILE_NAME, CONFIG_HASH_ANNOTATION, Names, common_labels, object_meta, selector_labels,
 };
 use crate::context::Settings;
-use crate::crd::{Permission, StreamCluster};
+use crate::crd::{Permission, RESTART_ANNOTATION, StreamCluster};
 
 /// Where the broker volume is mounted; `RILL_DATA_DIR`.
 pub const DATA_DIR: &str = "/var/lib/rill";
@@ -223,6 +223,16 @@ fn pod_template(
     labels.extend(common_labels(&names.cluster));
     let mut annotations = overrides.annotations.clone();
     annotations.insert(CONFIG_HASH_ANNOTATION.to_owned(), config_hash.to_owned());
+    // A new value of the StreamCluster's restart annotation changes the
+    // template, which is what starts a rolling restart.
+    if let Some(restart) = sc
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(RESTART_ANNOTATION))
+    {
+        annotations.insert(RESTART_ANNOTATION.to_owned(), restart.clone());
+    }
 
     let topology_spread_constraints = sc.spec.rack.as_ref().map(|rack| {
         vec![TopologySpreadConstraint {
@@ -384,6 +394,30 @@ mod tests {
 
     fn value(vars: &BTreeMap<String, EnvVar>, name: &str) -> Option<String> {
         vars.get(name).and_then(|e| e.value.clone())
+    }
+
+    #[test]
+    fn given_a_restart_annotation_when_building_then_only_its_new_value_changes_the_pod_template() {
+        let mut sc = cluster();
+        let plain = build_default(&sc).spec.template;
+        assert_eq!(plain, build_default(&sc).spec.template, "same spec, same template");
+        sc.metadata.annotations = Some(BTreeMap::from([(
+            RESTART_ANNOTATION.to_owned(),
+            "1".to_owned(),
+        )]));
+        let first = build_default(&sc).spec.template;
+        assert_ne!(plain, first);
+        assert_eq!(
+            first.metadata.as_ref().and_then(|m| m.annotations.as_ref()).expect("annotations")
+                [RESTART_ANNOTATION],
+            "1"
+        );
+        assert_eq!(first, build_default(&sc).spec.template);
+        sc.metadata.annotations = Some(BTreeMap::from([(
+            RESTART_ANNOTATION.to_owned(),
+            "2".to_owned(),
+        )]));
+        assert_ne!(first, build_default(&sc).spec.template);
     }
 
     #[test]
