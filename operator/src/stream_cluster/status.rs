@@ -266,9 +266,19 @@ pub async fn patch_if_changed(
         &sc.name_any(),
         sc.status.as_ref(),
         status,
-        json!(status),
+        merge_patch(status),
     )
     .await
+}
+
+/// The status as a JSON merge patch: a finished roll is removed with an
+/// explicit null (an absent field would leave the stored one in place).
+fn merge_patch(status: &StreamClusterStatus) -> serde_json::Value {
+    let mut patch = json!(status);
+    if status.roll.is_none() {
+        patch["roll"] = serde_json::Value::Null;
+    }
+    patch
 }
 
 #[cfg(test)]
@@ -397,6 +407,13 @@ mod tests {
             message.starts_with("2 of 3 brokers run an outdated pod template"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn given_a_finished_roll_when_patching_then_the_patch_removes_the_record() {
+        let status = StreamClusterStatus::default();
+        assert_eq!(merge_patch(&status)["roll"], serde_json::Value::Null);
+        assert!(merge_patch(&status).as_object().expect("object").contains_key("roll"));
     }
 
     fn outcome(step: roll::Step) -> Outcome {
