@@ -136,8 +136,12 @@ expect_reject "removing topicName is rejected" 'topicName is immutable' \
     k patch topics.rill.dev customer-profiles -n "$NS" --type=json -p '[{"op":"remove","path":"/spec/topicName"}]'
 expect_reject "changing clusterRef is rejected" 'clusterRef is immutable' \
     k patch topics.rill.dev orders -n "$NS" --type=merge -p '{"spec":{"clusterRef":{"name":"other"}}}'
-expect_reject "changing StreamCluster storage is rejected" 'storage is immutable' \
-    k patch streamclusters.rill.dev events -n "$NS" --type=merge -p '{"spec":{"storage":{"size":"40Gi"}}}'
+expect_reject "shrinking StreamCluster storage is rejected" 'cannot shrink' \
+    k patch streamclusters.rill.dev events -n "$NS" --type=merge -p '{"spec":{"storage":{"size":"1Mi"}}}'
+expect_reject "changing the StreamCluster storage class is rejected" 'storageClassName cannot change' \
+    k patch streamclusters.rill.dev events -n "$NS" --type=merge -p '{"spec":{"storage":{"storageClassName":"other"}}}'
+expect_ok "growing StreamCluster storage is accepted" \
+    k patch streamclusters.rill.dev events -n "$NS" --type=merge -p '{"spec":{"storage":{"size":"400Gi"}}}'
 expect_ok "a mutable change (Topic partitions 12 -> 24) is accepted" \
     k patch topics.rill.dev orders -n "$NS" --type=merge -p '{"spec":{"partitions":24}}'
 expect_ok "a mutable change (StreamCluster brokers 3 -> 5) is accepted" \

@@ -1568,3 +1568,111 @@ async fn given_a_partition_under_min_isr_when_a_roll_is_asked_then_it_waits_nami
     );
     delete_namespace(&client, &ns).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs a cluster that runs pods: e2e/scripts/run-tests.sh"]
+async fn given_a_larger_storage_size_then_every_broker_claim_grows_without_a_restart_and_shrinking_is_refused()
+ {
+    let client = client().await;
+    chart_installed(&client).await;
+    let ns = namespace(&client, "rill-volumes").await;
+    create_cluster(&client, &ns, 3).await;
+    let sc = cluster_ready(&client, &ns, CLUSTER, 3).await;
+    let boot = bootstrap(&sc);
+    create_topic(&client, &ns, "stored", 3).await;
+    topic_ready(&client, &ns, "stored", 3).await;
+    let producer = Producer::start(&boot, "stored", 200);
+    producer
+        .wait_acked(200, "records acknowledged before the resize", REJOIN_TIMEOUT)
+        .await;
+    let api = Api::<StreamCluster>::namespaced(client.clone(), &ns);
+    let before = pod_uids(&client, &ns).await;
+
+    let started = Instant::now();
+    api.patch(
+        CLUSTER,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"storage": {"size": "2Gi"}}})),
+    )
+    .await
+    .expect("storage grown");
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns);
+    wait_for("every broker claim reports 2Gi", ROLL_TIMEOUT, || async {
+        let sc = api.get(CLUSTER).await.ok()?;
+        let s = sc.status.as_ref()?;
+        let storage = s.storage.as_ref()?;
+        let progressing = condition(&s.conditions, "Progressing")?;
+        (storage.size == "2Gi"
+            && storage.resized == 3
+            && storage.claims == 3
+            && progressing.status == "False")
+            .then_some(())
+    })
+    .await;
+    for i in 0..3 {
+        let claim = claims
+            .get(&format!("data-{CLUSTER}-{i}"))
+            .await
+            .expect("claim");
+        let capacity = claim
+            .status
+            .and_then(|s| s.capacity)
+            .and_then(|c| c.get("storage").cloned())
+            .map(|q| q.0);
+        assert_eq!(capacity.as_deref(), Some("2Gi"), "data-{CLUSTER}-{i}");
+    }
+    let sts = wait_for("the StatefulSet is re-created with the new claim size", ROLL_TIMEOUT, || async {
+        let sts = Api::<StatefulSet>::namespaced(client.clone(), &ns)
+            .get(CLUSTER)
+            .await
+            .ok()?;
+        let size = sts
+            .spec
+            .volume_claim_templates
+            .as_ref()?
+            .first()?
+            .spec
+            .as_ref()?
+            .resources
+            .as_ref()?
+            .requests
+            .as_ref()?
+            .get("storage")?
+            .0
+            .clone();
+        (size == "2Gi").then_some(sts)
+    })
+    .await;
+    assert!(sts.metadata.deletion_timestamp.is_none());
+    let grown = started.elapsed();
+    assert_eq!(
+        pod_uids(&client, &ns).await,
+        before,
+        "growing volumes restarts no broker"
+    );
+
+    // Shrinking, or another class, is refused by the API server.
+    for (patch, rule) in [
+        (json!({"spec": {"storage": {"size": "1Gi"}}}), "cannot shrink"),
+        (
+            json!({"spec": {"storage": {"size": "2Gi", "storageClassName": "other"}}}),
+            "storageClassName cannot change",
+        ),
+    ] {
+        let err = api
+            .patch(CLUSTER, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains(rule), "{err}");
+    }
+
+    let (summary, history) = producer.stop();
+    assert_eq!(summary.failed, 0, "no write failed: {}", summary.summary);
+    let checked = verify(&boot, "stored", &history.acked);
+    println!(
+        "3 claims grown 1Gi -> 2Gi in {:.1} s without a restart; producer longest gap {:.2} s; read back: {checked}",
+        grown.as_secs_f64(),
+        summary.longest_gap_s
+    );
+    delete_namespace(&client, &ns).await;
+}

@@ -6,6 +6,11 @@
 //! this node and a `claimRef`, which the persistentvolume-binder controller
 //! binds. Released volumes of reclaim policy Delete lose their directory
 //! and PersistentVolume. The size is recorded, not enforced.
+//!
+//! The class allows volume expansion, and the agent also stands in for a
+//! storage driver's resizer and the kubelet's filesystem expansion: when a
+//! bound claim of the class asks for more than its volume holds, the agent
+//! raises the volume's capacity and then the claim's `status.capacity`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,6 +48,7 @@ pub async fn ensure_storage_class(client: &Client) -> Result<(), AgentError> {
         "provisioner": PROVISIONER,
         "reclaimPolicy": "Delete",
         "volumeBindingMode": "WaitForFirstConsumer",
+        "allowVolumeExpansion": true,
     });
     Api::<StorageClass>::all(client.clone())
         .patch(
@@ -127,6 +133,51 @@ async fn provision(client: &Client, config: &AgentConfig, claim: &PersistentVolu
     }
 }
 
+/// The storage request of a bound claim of the class when it exceeds the
+/// capacity the claim reports: the size to grow its volume to.
+pub fn wants_growth(claim: &PersistentVolumeClaim) -> Option<String> {
+    let spec = claim.spec.as_ref()?;
+    if spec.storage_class_name.as_deref() != Some(STORAGE_CLASS)
+        || spec.volume_name.as_deref().is_none_or(str::is_empty)
+    {
+        return None;
+    }
+    let requested = spec.resources.as_ref()?.requests.as_ref()?.get("storage")?;
+    let capacity = claim
+        .status
+        .as_ref()
+        .and_then(|s| s.capacity.as_ref())
+        .and_then(|c| c.get("storage"));
+    (capacity != Some(requested)).then(|| requested.0.clone())
+}
+
+/// Grows the volume of `claim` to `size` (the volume, then the claim's
+/// reported capacity, as a resizer and the kubelet would).
+async fn grow(client: &Client, claim: &PersistentVolumeClaim, size: &str) {
+    let Some(volume) = claim.spec.as_ref().and_then(|s| s.volume_name.clone()) else {
+        return;
+    };
+    let claim_name = format!("{}/{}", claim.namespace().unwrap_or_default(), claim.name_any());
+    let patch = Patch::Merge(json!({"spec": {"capacity": {"storage": size}}}));
+    if let Err(e) = Api::<PersistentVolume>::all(client.clone())
+        .patch(&volume, &PatchParams::default(), &patch)
+        .await
+    {
+        tracing::warn!(%volume, error = %e, "cannot grow the volume");
+        return;
+    }
+    let claims: Api<PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), &claim.namespace().unwrap_or_default());
+    let status = Patch::Merge(json!({"status": {"capacity": {"storage": size}}}));
+    match claims
+        .patch_status(&claim.name_any(), &PatchParams::default(), &status)
+        .await
+    {
+        Ok(_) => tracing::info!(claim = %claim_name, %volume, %size, "volume grown"),
+        Err(e) => tracing::warn!(claim = %claim_name, error = %e, "cannot report the grown capacity"),
+    }
+}
+
 async fn reclaim(client: &Client, config: &AgentConfig, pv: &PersistentVolume) {
     let ours = pv.annotations().get(PROVISIONED_BY).map(String::as_str) == Some(PROVISIONER)
         && pv.labels().get("rill.dev/node").map(String::as_str) == Some(config.node_name.as_str());
@@ -191,6 +242,8 @@ pub async fn run(client: Client, config: Arc<AgentConfig>) {
                 if wants(&claim, &config.node_name) && !done.contains_key(&uid) {
                     provision(&client, &config, &claim).await;
                     done.insert(uid, ());
+                } else if let Some(size) = wants_growth(&claim) {
+                    grow(&client, &claim, &size).await;
                 }
             }
             Ok(Seen::Volume(pv)) => reclaim(&client, &config, &pv).await,
@@ -229,6 +282,16 @@ mod tests {
             ),
             "n1"
         ));
+    }
+
+    #[test]
+    fn given_a_bound_claim_asking_for_more_when_checking_then_it_is_grown_to_the_request() {
+        let mut bound = claim(json!({}), Some("pvc-u1"));
+        bound.status = serde_json::from_value(json!({"capacity": {"storage": "10Gi"}})).ok();
+        assert_eq!(wants_growth(&bound), Some("20Gi".to_owned()));
+        bound.status = serde_json::from_value(json!({"capacity": {"storage": "20Gi"}})).ok();
+        assert_eq!(wants_growth(&bound), None);
+        assert_eq!(wants_growth(&claim(json!({}), None)), None, "unbound");
     }
 
     #[test]

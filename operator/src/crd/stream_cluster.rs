@@ -62,10 +62,13 @@ pub struct StreamClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<ImagePullPolicy>,
 
-    /// Persistent volume of each broker, mounted at `/var/lib/rill`. Immutable
-    /// after creation (StatefulSet volume claim templates cannot change).
+    /// Persistent volume of each broker, mounted at `/var/lib/rill`. `size`
+    /// may grow (the operator grows every broker's claim, where the
+    /// StorageClass allows expansion) but never shrink;
+    /// `storageClassName` cannot change.
     #[serde(default)]
-    #[x_kube(validation = Rule::new("self == oldSelf").message("storage is immutable: volume claim templates of a StatefulSet cannot change"))]
+    #[x_kube(validation = Rule::new("!isQuantity(string(self.size)) || !isQuantity(string(oldSelf.size)) || quantity(string(self.size)).compareTo(quantity(string(oldSelf.size))) >= 0").message("spec.storage.size cannot shrink: volumes only grow"))]
+    #[x_kube(validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("spec.storage.storageClassName cannot change: existing volumes keep their class"))]
     pub storage: StorageSpec,
 
     /// CPU and memory requests and limits of the broker container.
@@ -311,6 +314,9 @@ pub struct StreamClusterStatus {
     /// continues where it stopped after an operator restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roll: Option<RollStatus>,
+    /// Broker volumes: the size they are grown to and how many have it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageStatus>,
     /// Label selector of the broker pods, for the scale subresource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
@@ -350,4 +356,16 @@ pub struct RestartedBroker {
     /// again (a higher epoch) and rejoined every ISR.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker_epoch: Option<i64>,
+}
+
+/// Progress of broker volume growth.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageStatus {
+    /// The size the claims are grown to (`spec.storage.size`).
+    pub size: String,
+    /// Broker claims that report this capacity.
+    pub resized: i32,
+    /// Broker claims.
+    pub claims: i32,
 }

@@ -237,9 +237,15 @@ fn given_streamcluster_cel_rules_when_evaluated_then_they_enforce_ports_storage_
         Err("broker ports must all differ".to_owned())
     );
 
-    let resized = stream_cluster(json!({"brokers": 3, "storage": {"size": "20Gi"}}));
-    let err = cel(&schema, &resized, Some(&valid)).expect_err("storage is immutable");
-    assert!(err.contains("storage is immutable"), "{err}");
+    let grown = stream_cluster(json!({"brokers": 3, "storage": {"size": "20Gi"}}));
+    assert_eq!(cel(&schema, &grown, Some(&valid)), Ok(()));
+    let shrunk = stream_cluster(json!({"brokers": 3, "storage": {"size": "9Gi"}}));
+    let err = cel(&schema, &shrunk, Some(&valid)).expect_err("storage cannot shrink");
+    assert!(err.contains("cannot shrink"), "{err}");
+    let reclassed =
+        stream_cluster(json!({"brokers": 3, "storage": {"size": "10Gi", "storageClassName": "fast"}}));
+    let err = cel(&schema, &reclassed, Some(&valid)).expect_err("class is fixed");
+    assert!(err.contains("storageClassName cannot change"), "{err}");
     let scaled = stream_cluster(json!({"brokers": 5, "storage": {"size": "10Gi"}}));
     assert_eq!(cel(&schema, &scaled, Some(&valid)), Ok(()));
 

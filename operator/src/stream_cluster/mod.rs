@@ -11,7 +11,9 @@
 //! 6. [`status`] — conditions and counts, written only when they change.
 //!
 //! [`scale_down`] sits between 2 and 3: it decides the replica count the
-//! build step uses. Events are published for objects created, updated or
+//! build step uses; [`volumes`] too: it grows the broker claims when
+//! `spec.storage.size` grew, and re-creates the StatefulSet (orphaning its
+//! pods) so its claim template follows. Events are published for objects created, updated or
 //! deleted and for changes of the Ready condition, never for a reconcile
 //! that changed nothing.
 
@@ -23,6 +25,7 @@ pub mod roll;
 pub mod scale_down;
 pub mod status;
 pub mod validate;
+pub mod volumes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,6 +109,15 @@ pub enum Error {
     /// Writing the status failed.
     #[error("cannot update StreamCluster status: {0}")]
     Status(#[source] kube::Error),
+    /// Growing a broker's PersistentVolumeClaim failed.
+    #[error("cannot grow PersistentVolumeClaim {claim}: {source}")]
+    Resize {
+        /// Claim name.
+        claim: String,
+        /// Client error.
+        #[source]
+        source: kube::Error,
+    },
     /// Deleting a broker pod for a rolling restart failed.
     #[error("cannot delete pod {pod} to restart it: {source}")]
     Restart {
@@ -127,6 +139,7 @@ impl Error {
             Error::DeleteOrphan { .. } => "delete_orphan",
             Error::Status(_) => "status",
             Error::Restart { .. } => "restart",
+            Error::Resize { .. } => "resize",
         }
     }
 }
@@ -158,7 +171,16 @@ pub async fn reconcile(sc: Arc<StreamCluster>, ctx: Arc<Context>) -> Result<Acti
         current_replicas,
         sc.spec.brokers,
     );
-    let desired = build::desired_objects(&sc, decision.replicas(), &ctx.settings);
+    let mut desired = build::desired_objects(&sc, decision.replicas(), &ctx.settings);
+    let live_sts = observe::by_name(&live.stateful_sets, &name);
+    let volumes = if volumes::due(&sc, live_sts) {
+        Some(volumes::grow(&ctx.client, &sc, live_sts).await?)
+    } else {
+        None
+    };
+    if let Some(size) = live_sts.and_then(volumes::template_size) {
+        build::keep_claim_size(&mut desired.stateful_set, &size);
+    }
 
     // 3. Apply what differs.
     let report = apply::apply(&ctx.client, &namespace, &desired, &live, &ctx.metrics).await?;
@@ -202,7 +224,7 @@ pub async fn reconcile(sc: Arc<StreamCluster>, ctx: Arc<Context>) -> Result<Acti
     }
 
     // 6. Status.
-    let new_status = status::compute(&sc, sts, &decision, roll.as_ref(), &now);
+    let new_status = status::compute(&sc, sts, &decision, roll.as_ref(), volumes.as_ref(), &now);
     if let Some(outcome) = &roll
         && let roll::Step::Restart { pod, .. } = &outcome.step
     {
@@ -226,6 +248,7 @@ pub async fn reconcile(sc: Arc<StreamCluster>, ctx: Arc<Context>) -> Result<Acti
     if roll
         .as_ref()
         .is_some_and(|r| !matches!(r.step, roll::Step::Done))
+        || volumes.as_ref().is_some_and(|v| !v.done() && v.failure.is_none())
     {
         return Ok(Action::requeue(ROLL_RECHECK));
     }

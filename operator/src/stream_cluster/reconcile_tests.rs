@@ -180,6 +180,7 @@ async fn given_an_unchanged_cluster_when_reconciling_then_nothing_is_written() {
         Some(&sts),
         &ScaleDecision::Proceed { replicas: 3 },
         None,
+        None,
         &conditions::now(),
     ));
     let (ctx, task) = spawn(sc, ctx);
@@ -206,6 +207,7 @@ async fn given_more_brokers_and_an_orphan_when_reconciling_then_only_the_statefu
         &sc,
         Some(&sts),
         &ScaleDecision::Proceed { replicas: 3 },
+        None,
         None,
         &conditions::now(),
     ));

@@ -14,11 +14,13 @@
 //! | Progressing | True   | `RollingUpdate`      | the operator restarts outdated brokers one at a time |
 //! | Progressing | True   | `RollBlocked`        | restarting the next broker would take partitions below min.insync.replicas |
 //! | Progressing | True   | `UpdatePending`      | pods run an outdated template and no roll can start yet (scaling) |
+//! | Progressing | True   | `ResizingVolumes`    | broker claims grow to a larger `spec.storage.size` |
 //! | Progressing | True   | `BrokersStarting`    | pods exist, not all ready yet, cluster never ready since |
 //! | Progressing | False  | `Reconciled`         | everything runs the current spec |
 //! | Progressing | False  | `InvalidSpec`        | nothing to do until the spec is fixed |
 //! | Degraded    | True   | `BrokersUnavailable` | a cluster that was ready lost brokers |
 //! | Degraded    | True   | `InvalidSpec`        | the spec was refused |
+//! | Degraded    | True   | `VolumeResizeFailed` | a claim cannot grow (its StorageClass does not allow expansion) |
 //! | Degraded    | False  | `AsExpected`         | none of the above |
 
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -30,6 +32,7 @@ use serde_json::json;
 use super::build::{kafka_bootstrap, selector_string};
 use super::roll::{self, Outcome};
 use super::scale_down::ScaleDecision;
+use super::volumes::VolumeOutcome;
 use super::validate::InvalidSpec;
 use crate::conditions::{self, DEGRADED, DesiredCondition, PROGRESSING, READY, merge_conditions};
 use crate::crd::{RollStatus, StreamCluster, StreamClusterStatus};
@@ -63,6 +66,10 @@ pub mod reasons {
     pub const BROKERS_UNAVAILABLE: &str = "BrokersUnavailable";
     /// Degraded=False.
     pub const AS_EXPECTED: &str = "AsExpected";
+    /// Progressing=True while broker claims grow.
+    pub const RESIZING_VOLUMES: &str = "ResizingVolumes";
+    /// Degraded=True when a claim cannot grow.
+    pub const VOLUME_RESIZE_FAILED: &str = "VolumeResizeFailed";
 }
 
 /// Counts read from the StatefulSet.
@@ -93,6 +100,7 @@ pub fn compute(
     sts: Option<&StatefulSet>,
     decision: &ScaleDecision,
     roll: Option<&Outcome>,
+    volumes: Option<&VolumeOutcome>,
     now: &Time,
 ) -> StreamClusterStatus {
     let previous = sc.status.clone().unwrap_or_default();
@@ -163,6 +171,14 @@ pub fn compute(
             };
             DesiredCondition::new(PROGRESSING, true, reason, r.message())
         }
+        (_, Some(_)) if volumes.is_some_and(|v| !v.done() && v.failure.is_none()) => {
+            DesiredCondition::new(
+                PROGRESSING,
+                true,
+                reasons::RESIZING_VOLUMES,
+                volumes.expect("checked").message(),
+            )
+        }
         (_, Some(o)) if o.updated < o.replicas && roll.is_none() => DesiredCondition::new(
             PROGRESSING,
             true,
@@ -187,7 +203,9 @@ pub fn compute(
         ),
     };
 
-    let degraded = if !all_ready && was_healthy && !progressing.status {
+    let degraded = if let Some(failure) = volumes.and_then(|v| v.failure.clone()) {
+        DesiredCondition::new(DEGRADED, true, reasons::VOLUME_RESIZE_FAILED, failure)
+    } else if !all_ready && was_healthy && !progressing.status {
         DesiredCondition::new(
             DEGRADED,
             true,
@@ -210,6 +228,7 @@ pub fn compute(
         ready_brokers: counts.ready,
         updated_brokers: roll.map_or(counts.updated, |r| r.updated),
         roll: roll_status(&previous, roll),
+        storage: volumes.map(|v| v.status.clone()).or(previous.storage.clone()),
         selector: Some(selector_string(&sc.name_any())),
         kafka_bootstrap: Some(kafka_bootstrap(sc)),
     }
@@ -318,7 +337,7 @@ mod tests {
 
     #[test]
     fn given_no_statefulset_yet_when_computing_then_progressing_creating() {
-        let status = compute(&cluster(), None, &PROCEED, None, &at(1));
+        let status = compute(&cluster(), None, &PROCEED, None, None, &at(1));
         assert_eq!(
             reason(&status, READY),
             ("False".into(), "BrokersNotReady".into())
@@ -340,7 +359,7 @@ mod tests {
 
     #[test]
     fn given_all_brokers_ready_when_computing_then_ready_and_reconciled() {
-        let status = compute(&cluster(), Some(&sts(2, 2, 3, 3, 3)), &PROCEED, None, &at(1));
+        let status = compute(&cluster(), Some(&sts(2, 2, 3, 3, 3)), &PROCEED, None, None, &at(1));
         assert_eq!(
             reason(&status, READY),
             ("True".into(), "AllBrokersReady".into())
@@ -357,7 +376,7 @@ mod tests {
 
     #[test]
     fn given_a_new_cluster_starting_when_computing_then_progressing_not_degraded() {
-        let status = compute(&cluster(), Some(&sts(1, 1, 3, 1, 3)), &PROCEED, None, &at(1));
+        let status = compute(&cluster(), Some(&sts(1, 1, 3, 1, 3)), &PROCEED, None, None, &at(1));
         assert_eq!(
             reason(&status, PROGRESSING),
             ("True".into(), "BrokersStarting".into())
@@ -371,8 +390,8 @@ mod tests {
     #[test]
     fn given_a_ready_cluster_losing_a_broker_when_computing_then_degraded() {
         let mut sc = cluster();
-        sc.status = Some(compute(&sc, Some(&sts(1, 1, 3, 3, 3)), &PROCEED, None, &at(1)));
-        let status = compute(&sc, Some(&sts(1, 1, 3, 2, 3)), &PROCEED, None, &at(50));
+        sc.status = Some(compute(&sc, Some(&sts(1, 1, 3, 3, 3)), &PROCEED, None, None, &at(1)));
+        let status = compute(&sc, Some(&sts(1, 1, 3, 2, 3)), &PROCEED, None, None, &at(50));
         assert_eq!(
             reason(&status, READY),
             ("False".into(), "BrokersNotReady".into())
@@ -385,7 +404,7 @@ mod tests {
         assert_eq!(ready.last_transition_time, at(50));
         // Still degraded on the next pass, transition time unchanged.
         sc.status = Some(status);
-        let again = compute(&sc, Some(&sts(1, 1, 3, 2, 3)), &PROCEED, None, &at(90));
+        let again = compute(&sc, Some(&sts(1, 1, 3, 2, 3)), &PROCEED, None, None, &at(90));
         assert_eq!(
             reason(&again, DEGRADED),
             ("True".into(), "BrokersUnavailable".into())
@@ -395,7 +414,7 @@ mod tests {
 
     #[test]
     fn given_outdated_pods_and_no_roll_when_computing_then_update_pending_says_why() {
-        let status = compute(&cluster(), Some(&sts(2, 2, 3, 3, 1)), &PROCEED, None, &at(1));
+        let status = compute(&cluster(), Some(&sts(2, 2, 3, 3, 1)), &PROCEED, None, None, &at(1));
         assert_eq!(
             reason(&status, PROGRESSING),
             ("True".into(), "UpdatePending".into())
@@ -442,7 +461,7 @@ mod tests {
             epoch: Some(4),
         });
         let mut sc = cluster();
-        let status = compute(&sc, Some(&sts(2, 2, 3, 3, 1)), &PROCEED, Some(&restart), &at(1));
+        let status = compute(&sc, Some(&sts(2, 2, 3, 3, 1)), &PROCEED, Some(&restart), None, &at(1));
         assert_eq!(
             reason(&status, PROGRESSING),
             ("True".into(), "RollingUpdate".into())
@@ -464,7 +483,7 @@ mod tests {
             broker: 0,
             partitions: vec!["orders-3".into()],
         }));
-        let status = compute(&sc, Some(&sts(2, 2, 3, 3, 1)), &PROCEED, Some(&blocked), &at(2));
+        let status = compute(&sc, Some(&sts(2, 2, 3, 3, 1)), &PROCEED, Some(&blocked), None, &at(2));
         assert_eq!(
             reason(&status, PROGRESSING),
             ("True".into(), "RollBlocked".into())
@@ -481,7 +500,7 @@ mod tests {
         // Done: the record goes.
         sc.status = Some(status);
         let done = outcome(roll::Step::Done);
-        let status = compute(&sc, Some(&sts(2, 2, 3, 3, 3)), &PROCEED, Some(&done), &at(3));
+        let status = compute(&sc, Some(&sts(2, 2, 3, 3, 3)), &PROCEED, Some(&done), None, &at(3));
         assert_eq!(status.roll, None);
         assert_eq!(
             reason(&status, PROGRESSING),
@@ -491,7 +510,7 @@ mod tests {
 
     #[test]
     fn given_scaling_or_a_blocked_scale_down_when_computing_then_progressing_says_which() {
-        let status = compute(&cluster(), Some(&sts(2, 2, 2, 2, 2)), &PROCEED, None, &at(1));
+        let status = compute(&cluster(), Some(&sts(2, 2, 2, 2, 2)), &PROCEED, None, None, &at(1));
         assert_eq!(
             reason(&status, PROGRESSING),
             ("True".into(), "Scaling".into())
@@ -501,7 +520,7 @@ mod tests {
             desired: 3,
             holding: vec![4],
         };
-        let status = compute(&cluster(), Some(&sts(2, 2, 5, 5, 5)), &blocked, None, &at(1));
+        let status = compute(&cluster(), Some(&sts(2, 2, 5, 5, 5)), &blocked, None, None, &at(1));
         assert_eq!(
             reason(&status, PROGRESSING),
             ("True".into(), "ScaleDownBlocked".into())

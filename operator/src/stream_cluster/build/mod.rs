@@ -23,6 +23,7 @@ use crate::context::Settings;
 use crate::crd::StreamCluster;
 
 pub use configmap::{CONFIG_FILE_NAME, config_hash};
+pub use statefulset::DATA_VOLUME;
 
 /// Label keys and values the operator puts on everything it creates.
 pub mod labels {
@@ -159,6 +160,22 @@ pub fn owner_reference(sc: &StreamCluster) -> Option<OwnerReference> {
     let mut reference = sc.controller_owner_ref(&())?;
     reference.block_owner_deletion = Some(true);
     Some(reference)
+}
+
+/// Sets the storage request of the StatefulSet's claim template: the live
+/// StatefulSet's template cannot change, so a grown `spec.storage.size`
+/// reaches it only when the StatefulSet is created again.
+pub fn keep_claim_size(sts: &mut StatefulSet, size: &k8s_openapi::apimachinery::pkg::api::resource::Quantity) {
+    for template in sts.spec.volume_claim_templates.iter_mut().flatten() {
+        if let Some(requests) = template
+            .spec
+            .as_mut()
+            .and_then(|s| s.resources.as_mut())
+            .and_then(|r| r.requests.as_mut())
+        {
+            requests.insert("storage".to_owned(), size.clone());
+        }
+    }
 }
 
 /// Builds every desired object. `replicas` is the broker count to apply:
