@@ -355,3 +355,90 @@ async fn given_an_api_error_when_applying_then_the_reconcile_fails_with_a_labell
         "{error}"
     );
 }
+
+/// A controller view where every partition is fully in sync.
+struct InSync;
+
+impl super::scale_down::ReplicaPlacement for InSync {
+    fn brokers_holding_replicas(&self, _: &str, _: &str, _: &[i32]) -> Vec<i32> {
+        Vec::new()
+    }
+
+    fn cluster_view(&self, _: &str, _: &str) -> Option<super::roll::ClusterView> {
+        Some(super::roll::ClusterView {
+            broker_epochs: [(0, 10), (1, 11), (2, 12)].into_iter().collect(),
+            partitions: vec![super::roll::PartitionView {
+                name: "orders-0".into(),
+                replicas: vec![0, 1, 2],
+                isr: vec![0, 1, 2],
+                min_insync: Some(2),
+            }],
+        })
+    }
+}
+
+fn broker_pod(ordinal: i32, revision: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("events-{ordinal}"), "namespace": "data",
+                     "uid": format!("pod-{ordinal}"),
+                     "labels": {"controller-revision-hash": revision}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    })
+}
+
+#[tokio::test]
+async fn given_outdated_pods_when_reconciling_then_the_broker_is_recorded_before_its_pod_is_deleted()
+{
+    let (mut ctx, mut server) = mock_context();
+    ctx.placement = Arc::new(InSync);
+    let mut sc = cluster();
+    let live = desired_objects(&sc, 3, &Settings::default());
+    let mut sts = ready_sts(&live.stateful_set, 3);
+    if let Some(s) = sts.status.as_mut() {
+        s.updated_replicas = Some(0);
+        s.update_revision = Some("events-new".into());
+    }
+    sc.status = Some(status::compute(
+        &sc,
+        Some(&sts),
+        &ScaleDecision::Proceed { replicas: 3 },
+        None,
+        None,
+        &conditions::now(),
+    ));
+    let (ctx, task) = spawn(sc, ctx);
+    answer_lists(&mut server, Some(&live), Some(&sts)).await;
+
+    let pods = server
+        .expect(Method::GET, "/api/v1/namespaces/data/pods")
+        .await;
+    assert!(
+        pods.uri.contains("labelSelector=app.kubernetes.io%2Finstance%3Devents"),
+        "{}",
+        pods.uri
+    );
+    let items: Vec<Value> = (0..3).map(|i| broker_pod(i, "events-old")).collect();
+    pods.respond(200, &list("PodList", &items));
+
+    // First the record: broker 2 (highest ordinal) and its epoch.
+    let exchange = server.expect(Method::PATCH, STATUS).await;
+    let status = exchange.body["status"].clone();
+    assert_eq!(
+        status["roll"],
+        json!({"revision": "events-new", "restarted": {"broker": 2, "podUid": "pod-2", "brokerEpoch": 12}})
+    );
+    assert_eq!(condition(&status, "Progressing")["reason"], "RollingUpdate");
+    exchange.ok(&cluster());
+    // Then the delete, with the uid as precondition.
+    let delete = server
+        .expect(Method::DELETE, "/api/v1/namespaces/data/pods/events-2")
+        .await;
+    assert_eq!(delete.body["preconditions"]["uid"], "pod-2", "{}", delete.body);
+    delete.ok(&broker_pod(2, "events-old"));
+    expect_event(&mut server, "RestartingBroker").await;
+
+    let action = finished(task).await.expect("reconcile succeeds");
+    assert_eq!(action, Action::requeue(super::ROLL_RECHECK));
+    assert_eq!(ctx.metrics.write_count(super::CONTROLLER), 1);
+}
