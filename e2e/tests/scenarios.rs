@@ -31,9 +31,9 @@
 //!   brokers one at a time, survives the operator being killed mid-roll,
 //!   and an image change rolls them again, with no write failed or lost,
 //!   at most one broker unavailable and no partition below min ISR at any
-//!   sample; a roll asked while a broker's replication is cut (iptables)
-//!   waits with `RollBlocked` naming the partitions, restarts nothing, and
-//!   proceeds once the cut is healed.
+//!   sample; a roll asked while replication is cut (iptables) and every
+//!   partition is below min ISR waits with `RollBlocked` naming the
+//!   partitions, restarts nothing, and proceeds once the cut is healed.
 //!
 //! Every wait names its timeout below; nothing sleeps a fixed time except
 //! the quiet period of the GitOps check. Ignored without a cluster: run
@@ -1436,22 +1436,26 @@ async fn given_a_config_change_an_operator_kill_and_an_image_change_then_brokers
     delete_namespace(&client, &ns).await;
 }
 
-/// An iptables rule that cuts a broker's replication traffic, removed on drop.
+/// iptables rules that refuse every connection to the given brokers'
+/// replication port, removed on drop. (Outgoing connections of a pod on
+/// the local node carry the loopback source address, not the pod's, so a
+/// cut is made on the destination side only.)
 struct ReplicationCut {
     rules: Vec<Vec<String>>,
 }
 
 impl ReplicationCut {
-    /// Rejects TCP from `ip` to any replication port and to `ip`'s own.
-    fn new(ip: &str, port: i32) -> Self {
+    fn new(ips: &[String], port: i32) -> Self {
         let port = port.to_string();
-        let rules = vec![
-            vec!["-s", ip, "-p", "tcp", "--dport", &port, "-j", "REJECT"],
-            vec!["-d", ip, "-p", "tcp", "--dport", &port, "-j", "REJECT"],
-        ]
-        .into_iter()
-        .map(|r| r.into_iter().map(str::to_owned).collect::<Vec<_>>())
-        .collect::<Vec<_>>();
+        let rules: Vec<Vec<String>> = ips
+            .iter()
+            .map(|ip| {
+                ["-d", ip.as_str(), "-p", "tcp", "--dport", &port, "-j", "REJECT"]
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .collect();
         for rule in &rules {
             let mut args = vec!["-I", "OUTPUT"];
             args.extend(rule.iter().map(String::as_str));
@@ -1498,30 +1502,27 @@ async fn given_a_partition_under_min_isr_when_a_roll_is_asked_then_it_waits_nami
         .wait_acked(200, "records acknowledged before the cut", REJOIN_TIMEOUT)
         .await;
 
-    // Broker 0's replication is cut both ways: the partitions it leads
-    // shrink to it alone (below min.insync.replicas = 2), the others to
-    // brokers 1 and 2 (exactly 2). No broker can restart safely.
-    let (pods, _) = broker_pods(&client, &ns);
-    let pod0 = pods.get(&format!("{CLUSTER}-0")).await.expect("pod 0");
-    let ip = pod0
-        .status
-        .and_then(|s| s.pod_ip)
-        .expect("pod 0 has an address");
-    let cut = ReplicationCut::new(&ip, 9094);
+    // Replication is cut: no follower reaches any leader, so every
+    // partition shrinks to its leader alone, below min.insync.replicas (2),
+    // and restarting any broker would take its partitions to none.
+    let (pods, selector) = broker_pods(&client, &ns);
+    let ips: Vec<String> = pods
+        .list(&selector)
+        .await
+        .expect("broker pods")
+        .items
+        .into_iter()
+        .filter_map(|p| p.status.and_then(|s| s.pod_ip))
+        .collect();
+    assert_eq!(ips.len(), 3, "three broker addresses: {ips:?}");
+    let cut = ReplicationCut::new(&ips, 9094);
     let topics = Api::<Topic>::namespaced(client.clone(), &ns);
-    let short = wait_for("a partition of fragile below min ISR", REJOIN_TIMEOUT, || async {
+    wait_for("every partition of fragile below min ISR", REJOIN_TIMEOUT, || async {
         let t = topics.get("fragile").await.ok()?;
-        let short: Vec<i32> = t
-            .status?
-            .partitions
-            .iter()
-            .filter(|p| p.isr.len() < 2)
-            .map(|p| p.partition)
-            .collect();
-        (!short.is_empty()).then_some(short)
+        let partitions = t.status?.partitions;
+        (partitions.len() == 6 && partitions.iter().all(|p| p.isr.len() == 1)).then_some(())
     })
     .await;
-    println!("partitions of fragile below min ISR: {short:?}");
 
     let before = pod_uids(&client, &ns).await;
     api.patch(
