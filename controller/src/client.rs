@@ -556,6 +556,7 @@ impl ControllerClient {
             log_dir_id: registration.log_dir_id.clone(),
             endpoints: Some(convert::endpoints_to_pb(&registration.endpoints)),
             rack: registration.rack.clone().unwrap_or_default(),
+            protocol_version: rill_proto::versions::CONTROLLER.current,
         };
         let r = self
             .call("Register", |mut c| {

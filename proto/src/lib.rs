@@ -12,9 +12,12 @@
 //!   config keys, shared by the broker, the controller and the operator.
 //! - [`broker_config`]: the broker configuration file (`RILL_CONFIG_FILE`)
 //!   and the table of its keys, shared by the broker and the operator.
+//! - [`versions`]: the protocol versions components announce, and the
+//!   version-skew rule.
 
 pub mod broker_config;
 pub mod topic;
+pub mod versions;
 
 /// `rill.client.v1`: the client data API.
 pub mod client {

@@ -186,6 +186,7 @@ impl Task {
             })
             .collect();
         pb::ReplicaFetchRequest {
+            protocol_version: rill_proto::versions::REPLICATION.current,
             follower_id: self.me,
             follower_broker_epoch: self.broker_epoch.load(Ordering::Acquire),
             partitions,

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::partition::manager::ReplicaManager;
 use crate::partition::{Error, ReplicaRead};
@@ -178,6 +178,13 @@ impl Replication for ReplicationApi {
                         return;
                     }
                 };
+                if let Err(message) = rill_proto::versions::REPLICATION
+                    .check(req.protocol_version, &format!("follower {}", req.follower_id))
+                {
+                    warn!(follower = req.follower_id, %message, "replica fetch refused: protocol version");
+                    let _ = tx.send(Err(Status::failed_precondition(message))).await;
+                    return;
+                }
                 let response = api.answer(req).await;
                 if tx.send(Ok(response)).await.is_err() {
                     return;

@@ -28,6 +28,7 @@ use rill_proto::controller::controller_server::{Controller as ControllerRpc, Con
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tonic::{Request, Response, Status};
+use tracing::warn;
 
 pub use actor::{Actor, Command, Phase, Timing, WatchStart};
 pub use error::{ServiceError, reason_of};
@@ -131,6 +132,12 @@ impl ControllerRpc for ControllerService {
     ) -> Result<Response<pb::RegisterResponse>, Status> {
         let started = Instant::now();
         let r = request.into_inner();
+        if let Err(message) = rill_proto::versions::CONTROLLER
+            .check(r.protocol_version, &format!("broker {}", r.broker_id))
+        {
+            warn!(broker = r.broker_id, %message, "registration refused: protocol version");
+            return Err(Status::failed_precondition(message));
+        }
         let rack = Some(r.rack).filter(|r| !r.is_empty());
         let result = self
             .call(|reply| Command::Register {
@@ -401,6 +408,7 @@ mod tests {
             log_dir_id: "d0".into(),
             endpoints: None,
             rack: String::new(),
+            protocol_version: 0,
         }))
         .await
         .expect("registers");
@@ -430,6 +438,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn given_a_broker_of_a_newer_protocol_when_it_registers_should_be_refused_saying_what_to_upgrade()
+     {
+        let (svc, stop) = service(MemoryStore::default()).await;
+        let err = svc
+            .register(Request::new(pb::RegisterRequest {
+                broker_id: 3,
+                log_dir_id: "d3".into(),
+                endpoints: None,
+                rack: String::new(),
+                protocol_version: rill_proto::versions::CONTROLLER.current + 1,
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+        assert!(err.message().contains("broker 3 speaks controller protocol"), "{}", err.message());
+        assert!(err.message().contains("upgrade the operator"), "{}", err.message());
+        stop.cancel();
+    }
+
+    #[tokio::test]
     async fn given_a_failing_store_when_a_topic_is_created_should_answer_unavailable_and_change_nothing()
      {
         let store = MemoryStore::default();
@@ -442,6 +470,7 @@ mod tests {
                 log_dir_id: "d0".into(),
                 endpoints: None,
                 rack: String::new(),
+                protocol_version: 0,
             }))
             .await
             .unwrap_err();
