@@ -97,6 +97,15 @@ async fn alter(
 
 /// DescribeConfigs of one key of topic `name`: (value, source).
 async fn describe(conn: &mut Conn, name: &str, key: &str) -> (String, i8) {
+    match try_describe(conn, name, key).await {
+        Ok(found) => found,
+        Err(message) => panic!("DescribeConfigs of {name}: {message}"),
+    }
+}
+
+/// DescribeConfigs of one key of topic `name`: (value, source), or the
+/// error (a broker whose metadata does not show the topic yet).
+async fn try_describe(conn: &mut Conn, name: &str, key: &str) -> Result<(String, i8), String> {
     let r = conn
         .call(
             4,
@@ -109,16 +118,21 @@ async fn describe(conn: &mut Conn, name: &str, key: &str) -> (String, i8) {
         )
         .await;
     let result = &r.results[0];
-    assert_eq!(result.error_code, 0, "{:?}", result.error_message);
+    if result.error_code != 0 {
+        return Err(format!(
+            "error {}: {:?}",
+            result.error_code, result.error_message
+        ));
+    }
     let entry = result.configs.first().expect("the key is described");
-    (
+    Ok((
         entry
             .value
             .as_ref()
             .map(|v| v.to_string())
             .unwrap_or_default(),
         entry.config_source,
-    )
+    ))
 }
 
 async fn create(conn: &mut Conn, topic: &str, rf: i16) {
@@ -394,8 +408,10 @@ async fn given_a_cluster_when_a_topic_config_is_altered_through_one_broker_shoul
         let mut conn = Conn::connect(b.kafka_addr).await;
         let deadline = tokio::time::Instant::now() + VISIBLE_TIMEOUT;
         loop {
-            let seen = describe(&mut conn, "events", "retention.ms").await;
-            if seen == ("3600000".to_owned(), DYNAMIC_TOPIC_CONFIG) {
+            // Before its metadata shows the change, a broker may not know
+            // the topic yet either: both mean "not yet".
+            let seen = try_describe(&mut conn, "events", "retention.ms").await;
+            if seen == Ok(("3600000".to_owned(), DYNAMIC_TOPIC_CONFIG)) {
                 break;
             }
             assert!(

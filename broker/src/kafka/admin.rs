@@ -633,13 +633,9 @@ async fn alter_topic(
         .alter_topic_config(name, config, validate_only)
         .await
         .map_err(|e| {
-            tracing::info!(api = api_name_of(api), topic = name, error = %e, "topic config change refused");
+            tracing::info!(?api, topic = name, error = %e, "topic config change refused");
             refusal(&e)
         })
-}
-
-fn api_name_of(api: ApiKey) -> &'static str {
-    super::apis::api_name(api)
 }
 
 /// IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on topic
