@@ -96,7 +96,8 @@ pub struct StreamClusterSpec {
     pub rack: Option<RackSpec>,
 
     /// What Kafka clients may do to topics through the Kafka protocol
-    /// (CreateTopics/DeleteTopics). Topic resources are always allowed.
+    /// (CreateTopics/DeleteTopics, AlterConfigs/IncrementalAlterConfigs).
+    /// Topic resources are always allowed.
     #[serde(default)]
     pub topic_policy: TopicPolicy,
 }
