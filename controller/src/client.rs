@@ -802,6 +802,12 @@ mod tests {
         assert_eq!(e.retry(), Retry::AfterRegister);
         let e = ClientError::from_status(&Status::invalid_argument("INVALID_ISR: no"));
         assert_eq!(e.retry(), Retry::Never);
+        let e = ClientError::from_status(&Status::permission_denied(
+            "POLICY_VIOLATION: topic \"orders\" is managed by Topic data/orders",
+        ));
+        assert!(matches!(e, ClientError::Refused { .. }), "{e:?}");
+        assert_eq!(e.reason(), Some("POLICY_VIOLATION"));
+        assert_eq!(e.retry(), Retry::Never);
     }
 
     #[test]
