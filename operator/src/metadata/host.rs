@@ -25,7 +25,7 @@ use tonic::{Code, Request};
 use tracing::{info, warn};
 
 use super::store::KubeStore;
-use crate::crd::StreamCluster;
+use crate::crd::{StreamCluster, Topic};
 use crate::stream_cluster::scale_down::ReplicaPlacement;
 use crate::topic::build::TopicPlan;
 use crate::topic::cleanup::{DataDeletionError, DeletionOutcome, TopicDataDeleter, TopicDataRef};
@@ -370,6 +370,20 @@ impl TopicPlacer for ControllerHost {
             let keys = differing_keys(&held, &plan.config);
             if keys.is_empty() {
                 return Ok(ConfigSync::InSync);
+            }
+            // Only a plan of the resource's current generation may push: a
+            // reconcile of an older copy (read before a Kafka change was
+            // written into the resource) would revert the newer spec.
+            let current = Api::<Topic>::namespaced(self.client.clone(), namespace)
+                .get_opt(&plan.resource)
+                .await
+                .map_err(|e| {
+                    PlacementError::Unavailable(format!("reading Topic {}: {e}", plan.resource))
+                })?
+                .and_then(|t| t.metadata.generation);
+            if current != plan.generation {
+                info!(cluster = %key, topic = %plan.name, resource = %plan.resource, ?current, planned = ?plan.generation, "the Topic changed since this reconcile read it; its config is pushed by the next one");
+                return Ok(ConfigSync::Superseded);
             }
             service
                 .alter_topic_config(Request::new(pb::AlterTopicConfigRequest {

@@ -204,12 +204,18 @@ async fn check(
             if let ConfigSync::Pushed { keys } = &sync {
                 config_pushed(topic, ctx, keys).await;
             }
+            let superseded = sync == ConfigSync::Superseded;
             Ok((
                 Outcome::Accepted {
                     partitions: plan.partitions,
                     replication_factor: plan.replication_factor,
+                    config_applied: !superseded,
                 },
-                Action::requeue(CONFIG_RESYNC),
+                if superseded {
+                    Action::requeue(PLACEMENT_RETRY)
+                } else {
+                    Action::requeue(CONFIG_RESYNC)
+                },
             ))
         }
         Err(e) => {

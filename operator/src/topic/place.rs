@@ -36,6 +36,11 @@ pub enum ConfigSync {
         /// Keys set, changed or removed by the push.
         keys: Vec<String>,
     },
+    /// It held another config, but the Topic resource has a newer
+    /// generation than the plan (a Kafka change written into it, say):
+    /// nothing was pushed, so a stale spec never reverts a newer one; the
+    /// reconcile of the newer generation pushes.
+    Superseded,
 }
 
 /// Creates or grows topics through the metadata controller.

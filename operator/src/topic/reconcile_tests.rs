@@ -64,6 +64,19 @@ impl TopicPlacer for PushingPlacer {
     }
 }
 
+/// The resource changed since the reconcile read it: nothing pushed.
+struct SupersededPlacer;
+
+impl TopicPlacer for SupersededPlacer {
+    fn place<'a>(
+        &'a self,
+        _namespace: &'a str,
+        _plan: &'a TopicPlan,
+    ) -> BoxFuture<'a, Result<ConfigSync, PlacementError>> {
+        Box::pin(async { Ok(ConfigSync::Superseded) })
+    }
+}
+
 /// Records every deletion request.
 #[derive(Default)]
 struct RecordingDeleter(Mutex<Vec<TopicDataRef>>);
@@ -87,6 +100,7 @@ fn accepted(mut t: Topic) -> Topic {
     let outcome = Outcome::Accepted {
         partitions: t.spec.partitions,
         replication_factor: t.spec.replication_factor,
+        config_applied: true,
     };
     t.status = Some(compute(&t, &outcome, &conditions::now()));
     t
@@ -522,5 +536,29 @@ async fn given_a_new_generation_when_its_config_is_pushed_then_the_status_record
     assert_eq!(
         finished(task).await.expect("reconcile succeeds"),
         Action::requeue(CONFIG_RESYNC)
+    );
+}
+
+#[tokio::test]
+async fn given_a_stale_copy_of_the_topic_when_its_config_would_be_pushed_then_the_status_does_not_claim_it_and_it_retries()
+ {
+    let (mut ctx, mut server) = mock_context();
+    ctx.placer = Arc::new(SupersededPlacer);
+    let mut t = accepted(with_finalizer(topic("orders", "2024-01-01T00:00:00Z")));
+    t.metadata.generation = Some(2);
+    let (_ctx, task) = spawn(t.clone(), ctx);
+    answer_lookups(&mut server, std::slice::from_ref(&t)).await;
+    let exchange = server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders/status"))
+        .await;
+    assert_eq!(exchange.body["status"]["observedGeneration"], 2);
+    assert_eq!(
+        exchange.body["status"]["configGeneration"], 1,
+        "generation 2's config is not the controller's yet"
+    );
+    exchange.ok(&t);
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::requeue(PLACEMENT_RETRY)
     );
 }

@@ -54,6 +54,10 @@ pub enum Outcome {
         partitions: i32,
         /// Replication factor.
         replication_factor: i32,
+        /// Whether the metadata controller holds this generation's config
+        /// (false when the resource changed meanwhile and nothing was
+        /// pushed).
+        config_applied: bool,
     },
     /// Valid, but the metadata controller could not place it yet (for
     /// example no broker has registered); retried.
@@ -79,6 +83,7 @@ pub fn compute(topic: &Topic, outcome: &Outcome, now: &Time) -> TopicStatus {
         Outcome::Accepted {
             partitions,
             replication_factor,
+            ..
         } => (
             [
                 DesiredCondition::new(
@@ -111,7 +116,10 @@ pub fn compute(topic: &Topic, outcome: &Outcome, now: &Time) -> TopicStatus {
     };
     // Accepted means the controller holds this generation's config.
     let config_generation = match outcome {
-        Outcome::Accepted { .. } => generation,
+        Outcome::Accepted {
+            config_applied: true,
+            ..
+        } => generation,
         _ => previous.config_generation,
     };
     TopicStatus {
@@ -160,6 +168,7 @@ mod tests {
         let accepted = Outcome::Accepted {
             partitions: 6,
             replication_factor: 3,
+            config_applied: true,
         };
         t.status = Some(compute(&t, &accepted, &at(10)));
         let status = t.status.clone().expect("status");
@@ -195,6 +204,7 @@ mod tests {
         let accepted = Outcome::Accepted {
             partitions: 6,
             replication_factor: 3,
+            config_applied: true,
         };
         t.status = Some(compute(&t, &accepted, &at(10)));
         assert_eq!(Some(compute(&t, &accepted, &at(99))), t.status);
