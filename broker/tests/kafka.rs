@@ -221,6 +221,8 @@ async fn given_a_broker_when_api_versions_asked_should_list_exactly_the_served_a
             (ApiKey::DescribeConfigs, (1, 4)),
             (ApiKey::CreatePartitions, (0, 3)),
             (ApiKey::DescribeCluster, (0, 2)),
+            (ApiKey::AlterConfigs, (0, 2)),
+            (ApiKey::IncrementalAlterConfigs, (0, 1)),
             // The group coordinator's APIs (`crate::group`).
             (ApiKey::OffsetCommit, (2, 9)),
             (ApiKey::OffsetFetch, (1, 9)),
@@ -1036,6 +1038,49 @@ async fn given_every_advertised_version_when_called_should_answer_in_that_versio
             .await;
         assert_eq!(r.results[0].error_code, 0, "DescribeConfigs v{v}");
         assert!(!r.results[0].configs.is_empty());
+    }
+    for v in 0..=2 {
+        let r = conn
+            .call(
+                v,
+                &AlterConfigsRequest::default().with_resources(vec![
+                    alter_configs_request::AlterConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(StrBytes::from_static_str("all"))
+                        .with_configs(vec![
+                            alter_configs_request::AlterableConfig::default()
+                                .with_name(StrBytes::from_static_str("retention.ms"))
+                                .with_value(Some(StrBytes::from_string(format!(
+                                    "{}",
+                                    60_000 + i32::from(v)
+                                )))),
+                        ]),
+                ]),
+            )
+            .await;
+        assert_eq!(r.responses[0].error_code, 0, "AlterConfigs v{v}");
+    }
+    for v in 0..=1 {
+        let r = conn
+            .call(
+                v,
+                &IncrementalAlterConfigsRequest::default().with_resources(vec![
+                    incremental_alter_configs_request::AlterConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(StrBytes::from_static_str("all"))
+                        .with_configs(vec![
+                            incremental_alter_configs_request::AlterableConfig::default()
+                                .with_name(StrBytes::from_static_str("retention.ms"))
+                                .with_config_operation(0)
+                                .with_value(Some(StrBytes::from_string(format!(
+                                    "{}",
+                                    70_000 + i32::from(v)
+                                )))),
+                        ]),
+                ]),
+            )
+            .await;
+        assert_eq!(r.responses[0].error_code, 0, "IncrementalAlterConfigs v{v}");
     }
     for v in 0..=2 {
         let r = conn

@@ -115,6 +115,10 @@ pub enum ClientError {
     NotFound { reason: String, message: String },
     #[error("{message}")]
     AlreadyExists { reason: String, message: String },
+    /// PERMISSION_DENIED: the change is against a policy
+    /// (`POLICY_VIOLATION`); the message says where to make it instead.
+    #[error("{message}")]
+    Refused { reason: String, message: String },
     /// UNAVAILABLE from the active controller (its store is down; nothing
     /// changed).
     #[error("{message}")]
@@ -136,6 +140,7 @@ impl ClientError {
             Code::InvalidArgument => Self::Invalid { reason, message },
             Code::NotFound => Self::NotFound { reason, message },
             Code::AlreadyExists => Self::AlreadyExists { reason, message },
+            Code::PermissionDenied => Self::Refused { reason, message },
             Code::Unavailable => Self::Unavailable { reason, message },
             code => Self::Other { code, message },
         }
@@ -150,6 +155,7 @@ impl ClientError {
             | Self::Invalid { reason, .. }
             | Self::NotFound { reason, .. }
             | Self::AlreadyExists { reason, .. }
+            | Self::Refused { reason, .. }
             | Self::Unavailable { reason, .. } => {
                 Some(reason).filter(|r| !r.is_empty()).map(|r| r.as_str())
             }
@@ -171,6 +177,7 @@ impl ClientError {
             | Self::Invalid { .. }
             | Self::NotFound { .. }
             | Self::AlreadyExists { .. }
+            | Self::Refused { .. }
             | Self::Protocol(_) => Retry::Never,
         }
     }
@@ -743,6 +750,36 @@ impl ControllerClient {
             .await?;
         topic_reply(r.topic)
     }
+
+    /// Replaces the config of topic `name` by `config` (every key; a key
+    /// left out goes back to the default). With `validate_only` the
+    /// controller checks the config and its store's policy and changes
+    /// nothing. Returns the topic as committed.
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        config: BTreeMap<String, String>,
+        validate_only: bool,
+        origin: crate::ConfigOrigin,
+    ) -> Result<TopicState, ClientError> {
+        let message = pb::AlterTopicConfigRequest {
+            name: name.to_owned(),
+            id: String::new(),
+            config: config.into_iter().collect(),
+            validate_only,
+            origin: match origin {
+                crate::ConfigOrigin::Resource => pb::ConfigOrigin::Resource,
+                crate::ConfigOrigin::Kafka => pb::ConfigOrigin::Kafka,
+            } as i32,
+        };
+        let r = self
+            .call("AlterTopicConfig", |mut c| {
+                let req = self.request(message.clone());
+                async move { c.alter_topic_config(req).await }
+            })
+            .await?;
+        topic_reply(r.topic)
+    }
 }
 
 fn topic_reply(topic: Option<pb::TopicInfo>) -> Result<TopicState, ClientError> {
@@ -765,6 +802,12 @@ mod tests {
         ));
         assert_eq!(e.retry(), Retry::AfterRegister);
         let e = ClientError::from_status(&Status::invalid_argument("INVALID_ISR: no"));
+        assert_eq!(e.retry(), Retry::Never);
+        let e = ClientError::from_status(&Status::permission_denied(
+            "POLICY_VIOLATION: topic \"orders\" is managed by Topic data/orders",
+        ));
+        assert!(matches!(e, ClientError::Refused { .. }), "{e:?}");
+        assert_eq!(e.reason(), Some("POLICY_VIOLATION"));
         assert_eq!(e.retry(), Retry::Never);
     }
 

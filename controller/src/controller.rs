@@ -635,6 +635,31 @@ impl Controller {
         }))
     }
 
+    /// Replaces the config of topic `name` (with `id`, only the topic of
+    /// that id) by `config`, already checked by the caller. Returns an
+    /// empty plan when the topic already has this config, compared by the
+    /// canonical form of each value ([`rill_proto::topic::normalize_config`]).
+    pub fn alter_topic_config(
+        &self,
+        name: &str,
+        id: Option<&str>,
+        config: BTreeMap<String, String>,
+    ) -> Result<Plan, ControllerError> {
+        let t = match self.meta.topics.get(name) {
+            Some(t) if id.is_none_or(|id| id == t.id) => t,
+            _ => return Err(ControllerError::UnknownTopic(name.to_owned())),
+        };
+        if rill_proto::topic::normalize_config(&t.config)
+            == rill_proto::topic::normalize_config(&config)
+        {
+            return Ok(Plan::default());
+        }
+        let name = name.to_owned();
+        Ok(self.plan(vec![], move |meta, _| {
+            meta.topics.get_mut(&name).expect("checked").config = config;
+        }))
+    }
+
     /// Deletes topic `name`. With `id`, only the topic of that id: a newer
     /// topic created under the same name is a different topic and answers
     /// [`ControllerError::UnknownTopic`], so a late delete of the old one

@@ -52,7 +52,7 @@ pub use state::{
     BrokerId, BrokerRegistration, Change, ClusterMetadata, Endpoints, NO_LEADER, PartitionState,
     TopicState, new_topic_id,
 };
-pub use store::{FileStore, MemoryStore, MetadataStore, StoreError};
+pub use store::{ConfigOrigin, FileStore, MemoryStore, MetadataStore, StoreError};
 
 #[cfg(test)]
 mod sim;

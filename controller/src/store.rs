@@ -10,7 +10,15 @@
 //! clusters without Kubernetes: one JSON file replaced atomically). The
 //! operator adds a Kubernetes store that writes Topic status with
 //! resourceVersion compare-and-swap.
+//!
+//! A store may also hold the declared config of topics somewhere else (on
+//! Kubernetes, the Topic resource's `spec.config`): before a topic config
+//! change is persisted the controller asks it through
+//! [`MetadataStore::admit_topic_config`], which may refuse the change
+//! ([`StoreError::Refused`]) or write it there first. The stores here allow
+//! every change.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::future::Future;
 use std::io::Write;
@@ -35,6 +43,22 @@ pub enum StoreError {
     Corrupt { path: String, reason: String },
     #[error("metadata store: {0}")]
     Backend(String),
+    /// The store's policy refuses the change; the message says why and what
+    /// to do instead. Nothing was changed.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Who asks for a topic config change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigOrigin {
+    /// The topic's declared source of truth: the operator pushing a Topic
+    /// resource's `spec.config`, or an administrator of a standalone
+    /// controller.
+    Resource,
+    /// A Kafka client (AlterConfigs, IncrementalAlterConfigs) through a
+    /// broker, or a caller that did not say.
+    Kafka,
 }
 
 /// Durable home of the cluster metadata.
@@ -50,6 +74,21 @@ pub trait MetadataStore: Send + Sync {
         controller_epoch: i64,
         changes: &[Change],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Asked before the config of `topic` becomes `config` by a request of
+    /// `origin`: a store that keeps the topic's declared config elsewhere
+    /// refuses the change ([`StoreError::Refused`]) or writes it there
+    /// first (not with `validate_only`). The default allows every change.
+    fn admit_topic_config(
+        &self,
+        topic: &str,
+        config: &BTreeMap<String, String>,
+        origin: ConfigOrigin,
+        validate_only: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = (topic, config, origin, validate_only);
+        async { Ok(()) }
+    }
 }
 
 fn apply_checked(

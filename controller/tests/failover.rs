@@ -1,4 +1,6 @@
 //! Contract of controller restarts and takeovers on the file store:
+//! - a topic config changed through `AlterTopicConfig` is durable in the
+//!   file: a restarted controller serves it;
 //! - a controller restarted on the same metadata file keeps topics and
 //!   brokers, runs with a higher controller epoch, and watchers that watch
 //!   again get a snapshot carrying it; brokers keep their incarnation
@@ -13,7 +15,7 @@ mod common;
 use common::*;
 use rill_controller::client::Retry;
 use rill_controller::service::Phase;
-use rill_controller::{ClientError, ServerError};
+use rill_controller::{ClientError, ConfigOrigin, ServerError};
 
 #[tokio::test]
 async fn given_a_controller_restarted_on_the_same_file_should_keep_metadata_and_raise_the_epoch() {
@@ -60,6 +62,41 @@ async fn given_a_controller_restarted_on_the_same_file_should_keep_metadata_and_
             .expect("the incarnation survives a controller restart");
         assert_eq!(hb.controller_epoch, second.controller_epoch);
     }
+    second.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn given_a_topic_config_change_when_the_controller_restarts_should_keep_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("metadata.json");
+    let first = start_file(&file).await;
+    let addr = first.grpc_addr;
+    let client = client(&[&first]).await;
+    three_brokers(&client).await;
+    client
+        .create_topic("orders", 1, 3, no_config())
+        .await
+        .expect("created");
+    let config = std::collections::BTreeMap::from([
+        ("retention.ms".to_owned(), "60000".to_owned()),
+        ("min.insync.replicas".to_owned(), "2".to_owned()),
+    ]);
+    // The file store has no policy: a change from Kafka is allowed.
+    let altered = client
+        .alter_topic_config("orders", config.clone(), false, ConfigOrigin::Kafka)
+        .await
+        .expect("altered");
+    assert_eq!(altered.config, config);
+    first.shutdown().await.expect("clean shutdown");
+
+    let mut restarted = self::config(&file);
+    restarted.listen_addr = addr;
+    let second = rill_controller::start(restarted)
+        .await
+        .expect("restarts on the same address");
+    let mut watcher = Watcher::start(&client).await;
+    assert!(watcher.next().await.snapshot);
+    assert_eq!(watcher.view.topics["orders"].config, config);
     second.shutdown().await.expect("clean shutdown");
 }
 

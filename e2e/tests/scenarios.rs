@@ -33,7 +33,13 @@
 //!   at most one broker unavailable and no partition below min ISR at any
 //!   sample; a roll asked while replication is cut (iptables) and every
 //!   partition is below min ISR waits with `RollBlocked` naming the
-//!   partitions, restarts nothing, and proceeds once the cut is healed.
+//!   partitions, restarts nothing, and proceeds once the cut is healed;
+//! - topic config: a Topic's retention change is shown by `kafka-configs
+//!   --describe` within [`CONFIG_VISIBLE_TIMEOUT`] and recorded as
+//!   `status.configGeneration`; `kafka-configs --alter` on the managed
+//!   topic is refused with POLICY_VIOLATION naming the Topic (default
+//!   rule) and, with `topicPolicy.configChanges: WriteToResource`, lands in
+//!   the Topic's `spec.config` and on the brokers.
 //!
 //! Every wait names its timeout below; nothing sleeps a fixed time except
 //! the quiet period of the GitOps check. Ignored without a cluster: run
@@ -77,6 +83,8 @@ const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(120);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest wait for a deleted Topic's resource and Kafka topic to go.
 const TOPIC_DELETE_TIMEOUT: Duration = Duration::from_secs(120);
+/// The issue's target: a config change visible on the brokers within 10 s.
+const CONFIG_VISIBLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Two listings this far apart that agree mean the namespace is quiet.
 const QUIET_SAMPLE: Duration = Duration::from_secs(3);
 /// How long nothing may change after re-applying the same manifests.
@@ -152,6 +160,58 @@ fn python() -> String {
         });
         format!("{cache}/compat/venv/bin/python")
     })
+}
+
+/// The classpath of Kafka's own tools: `RILL_E2E_KAFKA_CLASSPATH`, else
+/// `COMPAT_CLASSPATH` from scripts/install-compat.sh's `env.sh`.
+fn kafka_classpath() -> String {
+    if let Ok(cp) = std::env::var("RILL_E2E_KAFKA_CLASSPATH") {
+        return cp;
+    }
+    let cache = std::env::var("RILL_CACHE")
+        .unwrap_or_else(|_| format!("{}/.cache/rill", std::env::var("HOME").unwrap_or_default()));
+    let env = std::fs::read_to_string(format!("{cache}/compat/env.sh"))
+        .expect("scripts/install-compat.sh has written compat/env.sh");
+    env.lines()
+        .find_map(|l| l.strip_prefix("export COMPAT_CLASSPATH="))
+        .map(|v| v.trim_matches('"').to_owned())
+        .expect("COMPAT_CLASSPATH in compat/env.sh")
+}
+
+/// `kafka-configs.sh` (Kafka's ConfigCommand) on topic `topic`; returns
+/// (success, stdout and stderr).
+fn kafka_configs(bootstrap: &str, topic: &str, args: &[&str]) -> (bool, String) {
+    let cp = kafka_classpath();
+    let mut all = vec![
+        "-Xmx256m",
+        "-cp",
+        cp.as_str(),
+        "kafka.admin.ConfigCommand",
+        "--bootstrap-server",
+        bootstrap,
+        "--entity-type",
+        "topics",
+        "--entity-name",
+        topic,
+    ];
+    all.extend_from_slice(args);
+    let out = run("java", &all, None);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ConfigCommand may exit 0 after printing an error.
+    let ok = out.status.success() && !text.contains("Exception");
+    (ok, text)
+}
+
+/// Whether `kafka-configs --describe` lists `key=value` for the topic.
+fn describes(bootstrap: &str, topic: &str, key: &str, value: &str) -> bool {
+    let (ok, text) = kafka_configs(bootstrap, topic, &["--describe"]);
+    ok && text
+        .lines()
+        .any(|l| l.trim_start().starts_with(&format!("{key}={value} ")))
 }
 
 fn history_script() -> String {
@@ -1675,5 +1735,106 @@ async fn given_a_larger_storage_size_then_every_broker_claim_grows_without_a_res
         grown.as_secs_f64(),
         summary.longest_gap_s
     );
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a cluster that runs pods: e2e/scripts/run-tests.sh"]
+async fn given_a_managed_topic_when_its_config_changes_then_brokers_follow_the_resource_and_kafka_alters_follow_the_rule()
+ {
+    let client = client().await;
+    chart_installed(&client).await;
+    let ns = namespace(&client, "rill-topic-config").await;
+    create_cluster(&client, &ns, 3).await;
+    let sc = cluster_ready(&client, &ns, CLUSTER, 3).await;
+    let boot = bootstrap(&sc);
+    create_topic(&client, &ns, "configured", 3).await;
+    topic_ready(&client, &ns, "configured", 3).await;
+    let topics = Api::<Topic>::namespaced(client.clone(), &ns);
+
+    // Scenario: a Topic retention change visible in `kafka-configs
+    // --describe` within 10 s.
+    let changed = topics
+        .patch(
+            "configured",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"config": {"retentionMs": 3_600_000}}})),
+        )
+        .await
+        .expect("retention changed");
+    let started = Instant::now();
+    let generation = changed.metadata.generation.expect("generation");
+    wait_for(
+        "kafka-configs --describe to show retention.ms=3600000",
+        CONFIG_VISIBLE_TIMEOUT,
+        || async { describes(&boot, "configured", "retention.ms", "3600000").then_some(()) },
+    )
+    .await;
+    eprintln!(
+        "retention change visible through kafka-configs after {:?}",
+        started.elapsed()
+    );
+    wait_for(
+        "status.configGeneration to reach the new generation",
+        TOPIC_READY_TIMEOUT,
+        || async {
+            let t = topics.get("configured").await.ok()?;
+            (t.status?.config_generation == Some(generation)).then_some(())
+        },
+    )
+    .await;
+
+    // Scenario: `kafka-configs --alter` on a managed topic. Default rule:
+    // refused, naming the resource; nothing changes.
+    let (ok, text) = kafka_configs(
+        &boot,
+        "configured",
+        &["--alter", "--add-config", "retention.ms=60000"],
+    );
+    assert!(!ok, "the alter was accepted:\n{text}");
+    assert!(text.contains("PolicyViolationException"), "{text}");
+    assert!(
+        text.contains(&format!("Topic {ns}/configured")),
+        "the refusal names the resource:\n{text}"
+    );
+    let t = topics.get("configured").await.expect("topic");
+    assert_eq!(
+        t.spec.config.as_ref().and_then(|c| c.retention_ms),
+        Some(3_600_000)
+    );
+    assert!(describes(&boot, "configured", "retention.ms", "3600000"));
+
+    // With WriteToResource the change is written into the Topic first.
+    Api::<StreamCluster>::namespaced(client.clone(), &ns)
+        .patch(
+            CLUSTER,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"topicPolicy": {"configChanges": "WriteToResource"}}})),
+        )
+        .await
+        .expect("rule changed");
+    let (ok, text) = kafka_configs(
+        &boot,
+        "configured",
+        &["--alter", "--add-config", "retention.ms=60000"],
+    );
+    assert!(ok, "the alter was refused:\n{text}");
+    let t = topics.get("configured").await.expect("topic");
+    assert_eq!(
+        t.spec.config.as_ref().and_then(|c| c.retention_ms),
+        Some(60_000),
+        "the change is in the Topic's spec"
+    );
+    assert_eq!(
+        t.spec.config.as_ref().and_then(|c| c.min_insync_replicas),
+        Some(2),
+        "an incremental alter keeps the keys it does not name"
+    );
+    wait_for(
+        "kafka-configs --describe to show retention.ms=60000",
+        CONFIG_VISIBLE_TIMEOUT,
+        || async { describes(&boot, "configured", "retention.ms", "60000").then_some(()) },
+    )
+    .await;
     delete_namespace(&client, &ns).await;
 }

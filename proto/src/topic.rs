@@ -375,6 +375,33 @@ pub fn parse_config(key: &str, value: &str) -> Result<ConfigValue, ConfigProblem
     check_value(entry.rule, value).map_err(ConfigProblem::BadValue)
 }
 
+/// The canonical form of a config value, so two spellings of the same
+/// setting compare equal: integers without spaces or leading zeros,
+/// `cleanup.policy` as [`CleanupPolicy::as_str`], values of keys Rill only
+/// accepts trimmed. A value its rule refuses is kept as given.
+pub fn normalize_value(key: &str, value: &str) -> String {
+    match parse_config(key, value) {
+        Ok(ConfigValue::Int(n)) => n.to_string(),
+        Ok(ConfigValue::CleanupPolicy(p)) => p.as_str().to_owned(),
+        Ok(_) => match config_key(key).map(|k| k.support) {
+            Some(Support::AcceptedOnly) => value.trim().to_owned(),
+            _ => value.to_owned(),
+        },
+        Err(_) => value.to_owned(),
+    }
+}
+
+/// A whole topic config in canonical form ([`normalize_value`]), for
+/// comparing the config one component holds with another's.
+pub fn normalize_config(
+    config: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    config
+        .iter()
+        .map(|(k, v)| (k.clone(), normalize_value(k, v)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,6 +440,21 @@ mod tests {
             .expect_err("too long")
             .to_string();
         assert!(err.contains("250 characters"), "{err}");
+    }
+
+    #[test]
+    fn given_two_spellings_of_a_value_when_normalized_should_compare_equal() {
+        assert_eq!(normalize_value("retention.ms", " 0060000"), "60000");
+        assert_eq!(
+            normalize_value("cleanup.policy", "delete, compact"),
+            "compact,delete"
+        );
+        assert_eq!(normalize_value("preallocate", " true "), "true");
+        assert_eq!(normalize_value("flush", "fsync"), "fsync");
+        assert_eq!(normalize_value("retention.ms", "soon"), "soon");
+        let a = std::collections::BTreeMap::from([("retention.ms".to_owned(), "1000".to_owned())]);
+        let b = std::collections::BTreeMap::from([("retention.ms".to_owned(), "01000".to_owned())]);
+        assert_eq!(normalize_config(&a), normalize_config(&b));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 use rill_controller::client::{
     AlterPartition, ClientError, ClientOptions, ControllerClient, MetadataView, Registration, Retry,
 };
-use rill_controller::{Endpoints, NO_LEADER};
+use rill_controller::{ConfigOrigin, Endpoints, NO_LEADER};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -519,5 +519,24 @@ impl TopicAdmin for ClusterLink {
             .await
             .map(|_| ())
             .map_err(admin_error)
+    }
+
+    async fn alter_config(
+        &self,
+        name: &str,
+        config: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), Error> {
+        self.client
+            .alter_topic_config(name, config, validate_only, ConfigOrigin::Kafka)
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                ClientError::Invalid { reason, message } if reason == "INVALID_CONFIG" => {
+                    Error::ConfigRefused(message)
+                }
+                ClientError::Refused { message, .. } => Error::PolicyViolation(message),
+                other => admin_error(other),
+            })
     }
 }

@@ -38,7 +38,9 @@ pub fn status_from(err: &Error) -> Status {
         | Error::PartitionCountNotIncreased { .. }
         | Error::InvalidReplicationFactor(_)
         | Error::InvalidConfig(_)
+        | Error::ConfigRefused(_)
         | Error::InvalidRequest(_) => Code::InvalidArgument,
+        Error::PolicyViolation(_) => Code::PermissionDenied,
         Error::RequestTooLarge { .. } => Code::ResourceExhausted,
         Error::Log { source, .. } => match source {
             LogError::InvalidBatch(_) => Code::InvalidArgument,

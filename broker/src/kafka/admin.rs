@@ -1,5 +1,5 @@
-//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions and
-//! DescribeConfigs.
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions,
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs.
 //!
 //! Creation, growth and deletion go through the same
 //! [`ReplicaManager`](crate::partition::manager::ReplicaManager) calls as
@@ -19,11 +19,22 @@
 //! own overrides marked as such) and this broker (its id, listeners,
 //! limits and the log defaults under their Kafka broker names), enough
 //! for `kafka-topics --describe` and `kafka-configs --describe`.
+//!
+//! AlterConfigs (replace every override of a topic, as Kafka does) and
+//! IncrementalAlterConfigs (SET, DELETE; APPEND and SUBTRACT for list keys)
+//! change topic configs through
+//! [`ReplicaManager::alter_topic_config`](crate::partition::manager::ReplicaManager::alter_topic_config):
+//! in a cluster the controller decides, and on Kubernetes its store applies
+//! the StreamCluster's rule for topics a Topic resource manages (refuse
+//! with POLICY_VIOLATION naming the resource, or write the change into the
+//! resource first). Broker configs cannot be altered: they come from the
+//! command line or config file (StreamCluster `spec.config`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse as AlterResult;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
@@ -32,10 +43,12 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalAlterResult;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    TopicName,
+    AlterConfigsRequest, AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -492,4 +505,314 @@ pub async fn describe_configs(
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// IncrementalAlterConfigs operations (Kafka's `AlterConfigOp.OpType`).
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+const BROKER_CONFIG_MESSAGE: &str = "broker configs cannot be changed through the Kafka protocol: they come from the broker's command line or config file (on Kubernetes: StreamCluster spec.config, applied by a rolling restart)";
+
+/// Why one resource of an alter request was refused.
+type Refusal = (ResponseError, String);
+
+fn refusal(e: &crate::partition::Error) -> Refusal {
+    let (code, text) = code_and_message(e);
+    (
+        ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError),
+        text,
+    )
+}
+
+/// Only topic configs can be altered.
+fn alterable(resource_type: i8) -> Result<(), Refusal> {
+    match resource_type {
+        RESOURCE_TOPIC => Ok(()),
+        RESOURCE_BROKER => Err((
+            ResponseError::InvalidRequest,
+            BROKER_CONFIG_MESSAGE.to_owned(),
+        )),
+        other => Err((
+            ResponseError::InvalidRequest,
+            format!("resource type {other} cannot be altered; only topics (2) can"),
+        )),
+    }
+}
+
+/// The overrides and effective settings of topic `name` as this broker
+/// knows them.
+fn topic_view(ctx: &KafkaContext, name: &str) -> Result<TopicView, Refusal> {
+    ctx.manager
+        .metadata(&[name.to_owned()])
+        .map_err(|e| refusal(&e))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            (
+                ResponseError::UnknownTopicOrPartition,
+                format!("unknown topic {name:?}"),
+            )
+        })
+}
+
+/// Applies IncrementalAlterConfigs operations to a topic's overrides:
+/// SET and DELETE (back to the default) for every key, APPEND and SUBTRACT
+/// only for list keys (`cleanup.policy`), on the effective value.
+fn apply_ops(
+    view: &TopicView,
+    ops: &[(String, i8, Option<String>)],
+) -> Result<BTreeMap<String, String>, Refusal> {
+    let invalid = |text: String| (ResponseError::InvalidRequest, text);
+    let mut seen = BTreeSet::new();
+    let mut next = view.overrides.clone();
+    for (key, op, value) in ops {
+        if !seen.insert(key.as_str()) {
+            return Err(invalid(format!(
+                "config {key:?} appears more than once in the request"
+            )));
+        }
+        match *op {
+            OP_SET => {
+                let value = value
+                    .clone()
+                    .ok_or_else(|| invalid(format!("SET of {key:?} needs a value")))?;
+                next.insert(key.clone(), value);
+            }
+            OP_DELETE => {
+                next.remove(key);
+            }
+            OP_APPEND | OP_SUBTRACT => {
+                if config_type(key) != TYPE_LIST {
+                    return Err(invalid(format!(
+                        "APPEND and SUBTRACT apply to list configs only; {key:?} is not a list (use SET)"
+                    )));
+                }
+                let value = value.clone().unwrap_or_default();
+                let current = next
+                    .get(key)
+                    .or_else(|| view.config.get(key))
+                    .cloned()
+                    .unwrap_or_default();
+                let mut items: Vec<String> = current
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    if *op == OP_APPEND {
+                        if !items.iter().any(|i| i == item) {
+                            items.push(item.to_owned());
+                        }
+                    } else {
+                        items.retain(|i| i != item);
+                    }
+                }
+                next.insert(key.clone(), items.join(","));
+            }
+            other => {
+                return Err(invalid(format!(
+                    "unknown operation {other} for {key:?} (SET 0, DELETE 1, APPEND 2, SUBTRACT 3)"
+                )));
+            }
+        }
+    }
+    Ok(next)
+}
+
+/// Alters one topic to `config` (every override) and logs the outcome.
+async fn alter_topic(
+    ctx: &KafkaContext,
+    api: ApiKey,
+    name: &str,
+    config: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(), Refusal> {
+    ctx.manager
+        .alter_topic_config(name, config, validate_only)
+        .await
+        .map_err(|e| {
+            tracing::info!(?api, topic = name, error = %e, "topic config change refused");
+            refusal(&e)
+        })
+}
+
+/// IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on topic
+/// configs (what `kafka-configs --alter` sends). Each resource succeeds or
+/// fails on its own; broker resources are refused.
+pub async fn incremental_alter_configs(
+    ctx: &KafkaContext,
+    _version: i16,
+    request: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in request.resources {
+        let name = resource.resource_name.to_string();
+        let ops: Vec<(String, i8, Option<String>)> = resource
+            .configs
+            .iter()
+            .map(|c| {
+                (
+                    c.name.to_string(),
+                    c.config_operation,
+                    c.value.as_ref().map(|v| v.to_string()),
+                )
+            })
+            .collect();
+        let outcome = async {
+            alterable(resource.resource_type)?;
+            let view = topic_view(ctx, &name)?;
+            let next = apply_ops(&view, &ops)?;
+            alter_topic(
+                ctx,
+                ApiKey::IncrementalAlterConfigs,
+                &name,
+                next,
+                request.validate_only,
+            )
+            .await
+        }
+        .await;
+        let result = IncrementalAlterResult::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name);
+        responses.push(match outcome {
+            Ok(()) => result,
+            Err((error, text)) => {
+                ctx.count_error(ApiKey::IncrementalAlterConfigs, error.code());
+                result
+                    .with_error_code(error.code())
+                    .with_error_message(Some(StrBytes::from_string(text)))
+            }
+        });
+    }
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// AlterConfigs (the legacy API): replaces a topic's whole set of
+/// overrides by the configs given, as Kafka does; a key left out goes
+/// back to the default. Broker resources are refused.
+pub async fn alter_configs(
+    ctx: &KafkaContext,
+    _version: i16,
+    request: AlterConfigsRequest,
+) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in request.resources {
+        let name = resource.resource_name.to_string();
+        let config: BTreeMap<String, String> = resource
+            .configs
+            .iter()
+            .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+            .collect();
+        let outcome = async {
+            alterable(resource.resource_type)?;
+            topic_view(ctx, &name)?;
+            alter_topic(
+                ctx,
+                ApiKey::AlterConfigs,
+                &name,
+                config,
+                request.validate_only,
+            )
+            .await
+        }
+        .await;
+        let result = AlterResult::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name);
+        responses.push(match outcome {
+            Ok(()) => result,
+            Err((error, text)) => {
+                ctx.count_error(ApiKey::AlterConfigs, error.code());
+                result
+                    .with_error_code(error.code())
+                    .with_error_message(Some(StrBytes::from_string(text)))
+            }
+        });
+    }
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+#[cfg(test)]
+mod alter_tests {
+    use super::*;
+
+    fn view(overrides: &[(&str, &str)]) -> TopicView {
+        let overrides: BTreeMap<String, String> = overrides
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut config = BTreeMap::from([
+            ("cleanup.policy".to_owned(), "delete".to_owned()),
+            ("retention.ms".to_owned(), "604800000".to_owned()),
+        ]);
+        config.extend(overrides.clone());
+        TopicView {
+            name: "orders".into(),
+            id: Default::default(),
+            partitions: vec![],
+            replication_factor: 1,
+            config,
+            overrides,
+        }
+    }
+
+    fn op(key: &str, op: i8, value: Option<&str>) -> (String, i8, Option<String>) {
+        (key.to_owned(), op, value.map(str::to_owned))
+    }
+
+    #[test]
+    fn given_set_and_delete_when_applied_should_change_only_the_named_overrides() {
+        let v = view(&[("retention.ms", "1000"), ("segment.bytes", "1048576")]);
+        let next = apply_ops(
+            &v,
+            &[
+                op("retention.ms", OP_SET, Some("60000")),
+                op("segment.bytes", OP_DELETE, None),
+                op("max.message.bytes", OP_SET, Some("2000000")),
+            ],
+        )
+        .expect("applied");
+        assert_eq!(
+            next,
+            BTreeMap::from([
+                ("max.message.bytes".to_owned(), "2000000".to_owned()),
+                ("retention.ms".to_owned(), "60000".to_owned()),
+            ])
+        );
+    }
+
+    #[test]
+    fn given_list_ops_when_applied_should_work_on_the_effective_value_of_list_keys_only() {
+        let v = view(&[]);
+        let next =
+            apply_ops(&v, &[op("cleanup.policy", OP_APPEND, Some("compact"))]).expect("applied");
+        assert_eq!(next["cleanup.policy"], "delete,compact");
+        let v = view(&[("cleanup.policy", "compact,delete")]);
+        let next =
+            apply_ops(&v, &[op("cleanup.policy", OP_SUBTRACT, Some("delete"))]).expect("applied");
+        assert_eq!(next["cleanup.policy"], "compact");
+        let (error, text) =
+            apply_ops(&v, &[op("retention.ms", OP_APPEND, Some("1"))]).expect_err("not a list");
+        assert_eq!(error, ResponseError::InvalidRequest);
+        assert!(text.contains("list"), "{text}");
+    }
+
+    #[test]
+    fn given_bad_operations_when_applied_should_refuse_with_invalid_request() {
+        let v = view(&[]);
+        for ops in [
+            vec![op("retention.ms", OP_SET, None)],
+            vec![op("retention.ms", 9, Some("1"))],
+            vec![
+                op("retention.ms", OP_SET, Some("1")),
+                op("retention.ms", OP_DELETE, None),
+            ],
+        ] {
+            let (error, _) = apply_ops(&v, &ops).expect_err("refused");
+            assert_eq!(error, ResponseError::InvalidRequest, "{ops:?}");
+        }
+    }
 }

@@ -146,6 +146,8 @@ kafka_apis! {
         DescribeConfigs(DescribeConfigsRequest => DescribeConfigsResponse) => admin::describe_configs,
         CreatePartitions(CreatePartitionsRequest => CreatePartitionsResponse) => admin::create_partitions,
         DescribeCluster(DescribeClusterRequest => DescribeClusterResponse) => metadata::describe_cluster,
+        AlterConfigs(AlterConfigsRequest => AlterConfigsResponse) => admin::alter_configs,
+        IncrementalAlterConfigs(IncrementalAlterConfigsRequest => IncrementalAlterConfigsResponse) => admin::incremental_alter_configs,
     }
     groups {
         FindCoordinator(FindCoordinatorRequest => FindCoordinatorResponse) => groups::find_coordinator,

@@ -14,6 +14,7 @@
 //! | topic exists, bad name, bad partitions, bad replication factor, bad config | TOPIC_ALREADY_EXISTS, INVALID_TOPIC_EXCEPTION, INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_CONFIG |
 //! | durability wait timed out, controller unreachable | REQUEST_TIMED_OUT |
 //! | disk full, I/O error, partition offline; a producer's batch behind one that failed so | KAFKA_STORAGE_ERROR |
+//! | topic config refused by the controller / by the cluster's policy | INVALID_CONFIG / POLICY_VIOLATION |
 //! | any other invalid request | INVALID_REQUEST |
 
 use kafka_protocol::ResponseError;
@@ -36,7 +37,8 @@ pub fn error_code(err: &Error) -> ResponseError {
         Error::InvalidReplicationFactor(_) | Error::Placement(_) => {
             ResponseError::InvalidReplicationFactor
         }
-        Error::InvalidConfig(_) => ResponseError::InvalidConfig,
+        Error::InvalidConfig(_) | Error::ConfigRefused(_) => ResponseError::InvalidConfig,
+        Error::PolicyViolation(_) => ResponseError::PolicyViolation,
         Error::InvalidRequest(_) => ResponseError::InvalidRequest,
         Error::RequestTooLarge { .. } => ResponseError::MessageTooLarge,
         Error::Log { source, .. } => match source {

@@ -118,6 +118,14 @@ pub enum Error {
     },
     #[error("controller: {0}")]
     Controller(String),
+    /// The controller refused a topic config (a rule that needs the
+    /// topic, such as `min.insync.replicas` above the replication factor).
+    #[error("{0}")]
+    ConfigRefused(String),
+    /// The change is against the cluster's policy; the message says where
+    /// to make it instead (a topic's Topic resource).
+    #[error("{0}")]
+    PolicyViolation(String),
     /// The controller could not place the replicas (replication factor
     /// larger than the brokers available).
     #[error("{0}")]
@@ -174,7 +182,8 @@ impl Error {
                 "invalid_partitions"
             }
             Self::InvalidReplicationFactor(_) => "invalid_replication_factor",
-            Self::InvalidConfig(_) => "invalid_config",
+            Self::InvalidConfig(_) | Self::ConfigRefused(_) => "invalid_config",
+            Self::PolicyViolation(_) => "policy_violation",
             Self::InvalidRequest(_) => "invalid_request",
             Self::RequestTooLarge { .. } => "request_too_large",
             Self::Log { source, .. } => source.metric_label(),

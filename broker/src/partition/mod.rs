@@ -256,6 +256,12 @@ impl Partition {
         self.log.read().config().clone()
     }
 
+    /// Applies changed topic settings to this replica's log; they take
+    /// effect for the next append, roll, retention pass and flush.
+    pub fn set_config(&self, config: LogConfig) {
+        self.log.write().set_config(config);
+    }
+
     pub fn high_watermark(&self) -> i64 {
         *self.high_watermark.borrow()
     }

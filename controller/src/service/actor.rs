@@ -37,11 +37,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::error::ServiceError;
-use crate::controller::{Controller, Plan};
+use crate::controller::{Controller, ControllerError, Plan};
 use crate::convert;
 use crate::metrics::Metrics;
 use crate::state::{BrokerId, ClusterMetadata, Endpoints};
-use crate::store::{MetadataStore, StoreError};
+use crate::store::{ConfigOrigin, MetadataStore, StoreError};
 
 /// What the controller is doing, shared with handlers and `/readyz`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +131,17 @@ pub enum Command {
     DrainBrokers {
         brokers: Vec<i32>,
         reply: Reply<pb::DrainBrokersResponse>,
+    },
+    AlterTopicConfig {
+        name: String,
+        /// Only the topic with this id (empty: whichever has the name).
+        id: String,
+        /// The whole desired config, keys and values already checked
+        /// against the table (not yet against the replication factor).
+        config: BTreeMap<String, String>,
+        validate_only: bool,
+        origin: ConfigOrigin,
+        reply: Reply<pb::AlterTopicConfigResponse>,
     },
 }
 
@@ -385,6 +396,19 @@ impl<S: MetadataStore> Actor<S> {
                 .await;
                 let _ = reply.send(result);
             }
+            Command::AlterTopicConfig {
+                name,
+                id,
+                config,
+                validate_only,
+                origin,
+                reply,
+            } => {
+                let result = self
+                    .alter_topic_config(&name, &id, config, validate_only, origin)
+                    .await;
+                let _ = reply.send(result);
+            }
             Command::DrainBrokers { brokers, reply } => {
                 let result = async {
                     let (plan, left) = self.ctl.drain(&brokers)?;
@@ -405,6 +429,57 @@ impl<S: MetadataStore> Actor<S> {
                 let _ = reply.send(result);
             }
         }
+    }
+
+    /// Checks the config against the topic, asks the store to admit a
+    /// change from `origin` (it may refuse, or write the change where it
+    /// keeps the topic's declared config), then commits it.
+    async fn alter_topic_config(
+        &mut self,
+        name: &str,
+        id: &str,
+        config: BTreeMap<String, String>,
+        validate_only: bool,
+        origin: ConfigOrigin,
+    ) -> Result<pb::AlterTopicConfigResponse, ServiceError> {
+        let id = Some(id).filter(|id| !id.is_empty());
+        let replication_factor = self
+            .ctl
+            .metadata()
+            .topics
+            .get(name)
+            .filter(|t| id.is_none_or(|id| id == t.id))
+            .map(|t| t.partitions.first().map_or(1, |p| p.replicas.len() as i32))
+            .ok_or_else(|| ControllerError::UnknownTopic(name.to_owned()))?;
+        super::validate::topic_config(&config, replication_factor)?;
+        let plan = self.ctl.alter_topic_config(name, id, config.clone())?;
+        if plan.is_empty() {
+            return Ok(pb::AlterTopicConfigResponse {
+                topic: self.topic(name),
+                changed: false,
+            });
+        }
+        if origin != ConfigOrigin::Resource {
+            self.store
+                .admit_topic_config(name, &config, origin, validate_only)
+                .await
+                .map_err(|e| match e {
+                    StoreError::Refused(message) => ServiceError::PolicyViolation(message),
+                    other => ServiceError::Store(other),
+                })?;
+        }
+        if validate_only {
+            return Ok(pb::AlterTopicConfigResponse {
+                topic: self.topic(name),
+                changed: false,
+            });
+        }
+        self.commit(plan).await?;
+        info!(topic = %name, ?origin, ?config, "topic config changed");
+        Ok(pb::AlterTopicConfigResponse {
+            topic: self.topic(name),
+            changed: true,
+        })
     }
 
     fn topic(&self, name: &str) -> Option<pb::TopicInfo> {

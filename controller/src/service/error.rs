@@ -15,6 +15,7 @@
 //! | `TOPIC_EXISTS` | ALREADY_EXISTS | - |
 //! | `NOT_ACTIVE_CONTROLLER`, `SHUTTING_DOWN` | UNAVAILABLE | try another controller |
 //! | `STORE_UNAVAILABLE` | UNAVAILABLE | retry later (nothing changed) |
+//! | `POLICY_VIOLATION` | PERMISSION_DENIED | change it where the message says (a topic's Topic resource) |
 
 use thiserror::Error;
 use tonic::{Code, Status};
@@ -51,6 +52,10 @@ pub enum ServiceError {
     NotActive { ours: i64, current: i64 },
     #[error("the controller is shutting down")]
     ShuttingDown,
+    /// The metadata store's policy refuses the change (a topic config
+    /// change from Kafka on a topic a Topic resource manages).
+    #[error("{0}")]
+    PolicyViolation(String),
 }
 
 impl ServiceError {
@@ -78,6 +83,7 @@ impl ServiceError {
             Self::Store(_) => "STORE_UNAVAILABLE",
             Self::NotActive { .. } => "NOT_ACTIVE_CONTROLLER",
             Self::ShuttingDown => "SHUTTING_DOWN",
+            Self::PolicyViolation(_) => "POLICY_VIOLATION",
         }
     }
 
@@ -103,6 +109,7 @@ impl ServiceError {
             | Self::InvalidConfig { .. }
             | Self::InvalidArgument(_) => Code::InvalidArgument,
             Self::Store(_) | Self::NotActive { .. } | Self::ShuttingDown => Code::Unavailable,
+            Self::PolicyViolation(_) => Code::PermissionDenied,
         }
     }
 
@@ -158,6 +165,11 @@ mod tests {
                 },
                 Code::Unavailable,
                 "NOT_ACTIVE_CONTROLLER",
+            ),
+            (
+                ServiceError::PolicyViolation("edit Topic data/orders".into()),
+                Code::PermissionDenied,
+                "POLICY_VIOLATION",
             ),
         ];
         for (err, code, reason) in cases {

@@ -35,6 +35,7 @@ pub use error::{ServiceError, reason_of};
 
 use crate::convert;
 use crate::metrics::Metrics;
+use crate::store::ConfigOrigin;
 
 /// The tonic service. Cheap to clone: a channel to the actor.
 #[derive(Debug, Clone)]
@@ -337,6 +338,36 @@ impl ControllerRpc for ControllerService {
         .await;
         self.finish("DrainBrokers", started, result)
     }
+
+    async fn alter_topic_config(
+        &self,
+        request: Request<pb::AlterTopicConfigRequest>,
+    ) -> Result<Response<pb::AlterTopicConfigResponse>, Status> {
+        let started = Instant::now();
+        let r = request.into_inner();
+        let origin = match pb::ConfigOrigin::try_from(r.origin) {
+            Ok(pb::ConfigOrigin::Resource) => ConfigOrigin::Resource,
+            _ => ConfigOrigin::Kafka,
+        };
+        let config: BTreeMap<String, String> = r.config.into_iter().collect();
+        let result = async {
+            validate::topic_name(&r.name)?;
+            // The replication factor bound of min.insync.replicas is
+            // checked by the actor, which knows the topic.
+            validate::topic_config(&config, i32::MAX)?;
+            self.call(|reply| Command::AlterTopicConfig {
+                name: r.name,
+                id: r.id,
+                config,
+                validate_only: r.validate_only,
+                origin,
+                reply,
+            })
+            .await
+        }
+        .await;
+        self.finish("AlterTopicConfig", started, result)
+    }
 }
 
 #[cfg(test)]
@@ -357,7 +388,9 @@ mod tests {
     const BUFFER: usize = 4;
     const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
-    async fn service(store: MemoryStore) -> (ControllerService, CancellationToken) {
+    async fn service<S: MetadataStore + 'static>(
+        store: S,
+    ) -> (ControllerService, CancellationToken) {
         let meta = store.claim().await.expect("claims");
         let ctl = Controller::new(ControllerConfig::default(), meta, 0);
         let metrics = Arc::new(Metrics::new());
@@ -517,5 +550,223 @@ mod tests {
                 .expect("in time")
                 .is_none()
         );
+    }
+
+    /// A store whose policy refuses every config change from Kafka, as the
+    /// Kubernetes store does for topics a Topic resource manages.
+    #[derive(Debug, Default)]
+    struct RefusingStore(MemoryStore);
+
+    impl MetadataStore for RefusingStore {
+        async fn claim(&self) -> Result<crate::ClusterMetadata, crate::StoreError> {
+            self.0.claim().await
+        }
+        async fn persist(
+            &self,
+            controller_epoch: i64,
+            changes: &[crate::Change],
+        ) -> Result<(), crate::StoreError> {
+            self.0.persist(controller_epoch, changes).await
+        }
+        async fn admit_topic_config(
+            &self,
+            topic: &str,
+            _config: &BTreeMap<String, String>,
+            origin: ConfigOrigin,
+            _validate_only: bool,
+        ) -> Result<(), crate::StoreError> {
+            match origin {
+                ConfigOrigin::Resource => Ok(()),
+                ConfigOrigin::Kafka => Err(crate::StoreError::Refused(format!(
+                    "topic {topic:?} is managed by Topic data/{topic}: edit its spec.config"
+                ))),
+            }
+        }
+    }
+
+    async fn with_topic<S: MetadataStore + 'static>(
+        store: S,
+    ) -> (ControllerService, CancellationToken, WatchStream) {
+        let (svc, stop) = service(store).await;
+        svc.register(Request::new(pb::RegisterRequest {
+            broker_id: 0,
+            log_dir_id: "d0".into(),
+            endpoints: None,
+            rack: String::new(),
+            protocol_version: 0,
+        }))
+        .await
+        .expect("registers");
+        create(&svc, "orders").await;
+        let mut stream = svc
+            .watch_metadata(Request::new(pb::WatchMetadataRequest { broker_id: 0 }))
+            .await
+            .expect("watch")
+            .into_inner();
+        assert!(next(&mut stream).await.snapshot);
+        (svc, stop, stream)
+    }
+
+    fn alter(
+        config: &[(&str, &str)],
+        origin: pb::ConfigOrigin,
+        validate_only: bool,
+    ) -> Request<pb::AlterTopicConfigRequest> {
+        Request::new(pb::AlterTopicConfigRequest {
+            name: "orders".into(),
+            id: String::new(),
+            config: config
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            validate_only,
+            origin: origin as i32,
+        })
+    }
+
+    #[tokio::test]
+    async fn given_a_topic_when_its_config_is_altered_should_tell_watchers_and_be_idempotent() {
+        let (svc, stop, mut stream) = with_topic(MemoryStore::default()).await;
+        let r = svc
+            .alter_topic_config(alter(
+                &[("retention.ms", "60000")],
+                pb::ConfigOrigin::Kafka,
+                false,
+            ))
+            .await
+            .expect("altered")
+            .into_inner();
+        assert!(r.changed);
+        let delta = next(&mut stream).await;
+        assert_eq!(delta.topics.len(), 1, "{delta:?}");
+        assert_eq!(
+            delta.topics[0]
+                .config
+                .get("retention.ms")
+                .map(String::as_str),
+            Some("60000")
+        );
+        // The same config again (spelled differently) changes nothing.
+        let again = svc
+            .alter_topic_config(alter(
+                &[("retention.ms", " 060000")],
+                pb::ConfigOrigin::Kafka,
+                false,
+            ))
+            .await
+            .expect("accepted")
+            .into_inner();
+        assert!(!again.changed);
+        // Leaving a key out sets it back to the default.
+        let cleared = svc
+            .alter_topic_config(alter(&[], pb::ConfigOrigin::Resource, false))
+            .await
+            .expect("altered")
+            .into_inner();
+        assert!(cleared.changed);
+        assert!(next(&mut stream).await.topics[0].config.is_empty());
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn given_validate_only_when_altering_should_change_nothing() {
+        let (svc, stop, _stream) = with_topic(MemoryStore::default()).await;
+        let r = svc
+            .alter_topic_config(alter(
+                &[("retention.ms", "60000")],
+                pb::ConfigOrigin::Kafka,
+                true,
+            ))
+            .await
+            .expect("valid")
+            .into_inner();
+        assert!(!r.changed);
+        assert!(r.topic.expect("topic").config.is_empty());
+        let applied = svc
+            .alter_topic_config(alter(
+                &[("retention.ms", "60000")],
+                pb::ConfigOrigin::Kafka,
+                false,
+            ))
+            .await
+            .expect("altered")
+            .into_inner();
+        assert!(applied.changed, "the validate_only request changed nothing");
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn given_bad_requests_when_altering_should_refuse_with_the_reason() {
+        let (svc, stop, _stream) = with_topic(MemoryStore::default()).await;
+        for (config, reason) in [
+            (vec![("retention.ms", "soon")], "INVALID_CONFIG"),
+            (vec![("no.such.key", "1")], "INVALID_CONFIG"),
+            // The topic has one replica.
+            (vec![("min.insync.replicas", "2")], "INVALID_CONFIG"),
+        ] {
+            let err = svc
+                .alter_topic_config(alter(&config, pb::ConfigOrigin::Kafka, false))
+                .await
+                .expect_err("refused");
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{config:?}");
+            assert_eq!(reason_of(err.message()), Some(reason), "{config:?}");
+        }
+        let mut unknown = alter(&[], pb::ConfigOrigin::Kafka, false);
+        unknown.get_mut().name = "nope".into();
+        let err = svc.alter_topic_config(unknown).await.expect_err("unknown");
+        assert_eq!(err.code(), tonic::Code::NotFound);
+        let mut other_id = alter(&[], pb::ConfigOrigin::Kafka, false);
+        other_id.get_mut().id = "another-id".into();
+        let err = svc
+            .alter_topic_config(other_id)
+            .await
+            .expect_err("other id");
+        assert_eq!(err.code(), tonic::Code::NotFound);
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn given_a_store_policy_when_kafka_alters_should_refuse_and_resource_changes_pass() {
+        let (svc, stop, mut stream) = with_topic(RefusingStore::default()).await;
+        let err = svc
+            .alter_topic_config(alter(
+                &[("retention.ms", "60000")],
+                pb::ConfigOrigin::Kafka,
+                false,
+            ))
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+        assert_eq!(reason_of(err.message()), Some("POLICY_VIOLATION"));
+        assert!(
+            err.message().contains("Topic data/orders"),
+            "{}",
+            err.message()
+        );
+        // Unspecified origin counts as Kafka.
+        let err = svc
+            .alter_topic_config(alter(
+                &[("retention.ms", "60000")],
+                pb::ConfigOrigin::Unspecified,
+                true,
+            ))
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+        svc.alter_topic_config(alter(
+            &[("retention.ms", "60000")],
+            pb::ConfigOrigin::Resource,
+            false,
+        ))
+        .await
+        .expect("the resource's change passes");
+        assert_eq!(
+            next(&mut stream).await.topics[0]
+                .config
+                .get("retention.ms")
+                .map(String::as_str),
+            Some("60000")
+        );
+        stop.cancel();
     }
 }

@@ -102,7 +102,8 @@ pub struct StreamClusterSpec {
     pub rack: Option<RackSpec>,
 
     /// What Kafka clients may do to topics through the Kafka protocol
-    /// (CreateTopics/DeleteTopics). Topic resources are always allowed.
+    /// (CreateTopics/DeleteTopics, AlterConfigs/IncrementalAlterConfigs).
+    /// Topic resources are always allowed.
     #[serde(default)]
     pub topic_policy: TopicPolicy,
 }
@@ -264,6 +265,25 @@ pub struct TopicPolicy {
     /// Whether Kafka DeleteTopics requests may delete topics.
     #[serde(default = "deny")]
     pub delete_topics: Permission,
+    /// What Kafka AlterConfigs and IncrementalAlterConfigs requests do to
+    /// a topic a Topic resource manages (every topic on Kubernetes): Refuse
+    /// (POLICY_VIOLATION naming the resource; edit its spec.config
+    /// instead), or WriteToResource (the change is written into the
+    /// resource's spec.config first, then applied).
+    #[serde(default)]
+    pub config_changes: ConfigChanges,
+}
+
+/// The rule for topic config changes made through the Kafka protocol.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ConfigChanges {
+    /// Refused with POLICY_VIOLATION; the Topic resource stays the only
+    /// place to change a topic's config (GitOps).
+    #[default]
+    Refuse,
+    /// Written into the Topic resource's spec.config (compare-and-swap on
+    /// its resourceVersion), then applied.
+    WriteToResource,
 }
 
 fn deny() -> Permission {
@@ -275,6 +295,7 @@ impl Default for TopicPolicy {
         Self {
             create_topics: Permission::Deny,
             delete_topics: Permission::Deny,
+            config_changes: ConfigChanges::Refuse,
         }
     }
 }

@@ -230,6 +230,13 @@ pub struct TopicStatus {
     /// a new id; deleting this resource deletes only the data of this id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_id: Option<String>,
+    /// The `metadata.generation` whose `spec.config` the metadata
+    /// controller holds (and brokers apply). A controller config that
+    /// differs while this equals the generation was changed behind the
+    /// resource's back: the operator reverts it and records a
+    /// `ConfigDriftReverted` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_generation: Option<i64>,
 }
 
 /// Placement and leadership of one partition.

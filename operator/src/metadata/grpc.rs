@@ -117,6 +117,16 @@ impl Controller for ControllerRouter {
     ) -> Result<Response<pb::DrainBrokersResponse>, Status> {
         self.route(&request).await?.drain_brokers(request).await
     }
+
+    async fn alter_topic_config(
+        &self,
+        request: Request<pb::AlterTopicConfigRequest>,
+    ) -> Result<Response<pb::AlterTopicConfigResponse>, Status> {
+        self.route(&request)
+            .await?
+            .alter_topic_config(request)
+            .await
+    }
 }
 
 /// Serves the router on `listener` until `shutdown` completes.

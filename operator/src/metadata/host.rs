@@ -5,7 +5,8 @@
 //! broker, the StreamCluster reconciler or the Topic reconciler needs it,
 //! and stopped when its StreamCluster is gone or leadership ends. The host
 //! also implements the reconcilers' hooks on top of the controllers:
-//! [`TopicPlacer`] (create or grow a topic), [`TopicDataDeleter`] (delete it)
+//! [`TopicPlacer`] (create or grow a topic, push its Topic's config),
+//! [`TopicDataDeleter`] (delete it)
 //! and [`ReplicaPlacement`] (which brokers still hold replicas).
 
 use std::collections::HashMap;
@@ -24,12 +25,13 @@ use tonic::{Code, Request};
 use tracing::{info, warn};
 
 use super::store::KubeStore;
-use crate::crd::StreamCluster;
+use crate::crd::{StreamCluster, Topic};
 use crate::stream_cluster::roll::{ClusterView, PartitionView};
 use crate::stream_cluster::scale_down::ReplicaPlacement;
 use crate::topic::build::TopicPlan;
 use crate::topic::cleanup::{DataDeletionError, DeletionOutcome, TopicDataDeleter, TopicDataRef};
-use crate::topic::place::{PlacementError, TopicPlacer};
+use crate::topic::place::{ConfigSync, PlacementError, TopicPlacer};
+use rill_proto::topic::normalize_config;
 
 /// Why no controller can serve a cluster here.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -343,22 +345,45 @@ impl TopicDataDeleter for ControllerHost {
     }
 }
 
+/// The keys whose values differ between two configs, in canonical form.
+fn differing_keys(
+    held: &std::collections::BTreeMap<String, String>,
+    wanted: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    let (held, wanted) = (normalize_config(held), normalize_config(wanted));
+    let keys: std::collections::BTreeSet<&String> = held.keys().chain(wanted.keys()).collect();
+    keys.into_iter()
+        .filter(|k| held.get(*k) != wanted.get(*k))
+        .cloned()
+        .collect()
+}
+
+fn placement_error(status: &tonic::Status) -> PlacementError {
+    if status.code() == Code::InvalidArgument {
+        PlacementError::Pending(status.message().to_owned())
+    } else {
+        PlacementError::Unavailable(status.message().to_owned())
+    }
+}
+
 impl TopicPlacer for ControllerHost {
     fn place<'a>(
         &'a self,
         namespace: &'a str,
         plan: &'a TopicPlan,
-    ) -> BoxFuture<'a, Result<(), PlacementError>> {
+    ) -> BoxFuture<'a, Result<ConfigSync, PlacementError>> {
         Box::pin(async move {
             let key = cluster_key(namespace, &plan.cluster);
             let service = self
                 .service(&key)
                 .await
                 .map_err(|e| PlacementError::Unavailable(e.to_string()))?;
-            let existing = self
-                .snapshot(&key)
-                .and_then(|m| m.topics.get(&plan.name).map(|t| t.partitions.len() as i32));
-            let result = match existing {
+            let existing = self.snapshot(&key).and_then(|m| {
+                m.topics
+                    .get(&plan.name)
+                    .map(|t| (t.partitions.len() as i32, t.config.clone()))
+            });
+            let result = match &existing {
                 None => service
                     .create_topic(Request::new(pb::CreateTopicRequest {
                         name: plan.name.clone(),
@@ -368,7 +393,7 @@ impl TopicPlacer for ControllerHost {
                     }))
                     .await
                     .map(|_| ()),
-                Some(n) if n < plan.partitions => service
+                Some((n, _)) if *n < plan.partitions => service
                     .create_partitions(Request::new(pb::CreatePartitionsRequest {
                         name: plan.name.clone(),
                         total: plan.partitions,
@@ -378,13 +403,43 @@ impl TopicPlacer for ControllerHost {
                 Some(_) => Ok(()),
             };
             match result {
-                Ok(()) => Ok(()),
-                Err(status) if status.code() == Code::AlreadyExists => Ok(()),
-                Err(status) if status.code() == Code::InvalidArgument => {
-                    Err(PlacementError::Pending(status.message().to_owned()))
-                }
-                Err(status) => Err(PlacementError::Unavailable(status.message().to_owned())),
+                Ok(()) => {}
+                Err(status) if status.code() == Code::AlreadyExists => {}
+                Err(status) => return Err(placement_error(&status)),
             }
+            let Some((_, held)) = existing else {
+                return Ok(ConfigSync::InSync);
+            };
+            let keys = differing_keys(&held, &plan.config);
+            if keys.is_empty() {
+                return Ok(ConfigSync::InSync);
+            }
+            // Only a plan of the resource's current generation may push: a
+            // reconcile of an older copy (read before a Kafka change was
+            // written into the resource) would revert the newer spec.
+            let current = Api::<Topic>::namespaced(self.client.clone(), namespace)
+                .get_opt(&plan.resource)
+                .await
+                .map_err(|e| {
+                    PlacementError::Unavailable(format!("reading Topic {}: {e}", plan.resource))
+                })?
+                .and_then(|t| t.metadata.generation);
+            if current != plan.generation {
+                info!(cluster = %key, topic = %plan.name, resource = %plan.resource, ?current, planned = ?plan.generation, "the Topic changed since this reconcile read it; its config is pushed by the next one");
+                return Ok(ConfigSync::Superseded);
+            }
+            service
+                .alter_topic_config(Request::new(pb::AlterTopicConfigRequest {
+                    name: plan.name.clone(),
+                    id: String::new(),
+                    config: plan.config.clone().into_iter().collect(),
+                    validate_only: false,
+                    origin: pb::ConfigOrigin::Resource as i32,
+                }))
+                .await
+                .map_err(|status| placement_error(&status))?;
+            info!(cluster = %key, topic = %plan.name, ?keys, "pushed the Topic's spec.config to the metadata controller");
+            Ok(ConfigSync::Pushed { keys })
         })
     }
 }

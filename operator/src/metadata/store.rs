@@ -24,7 +24,11 @@
 //! Topic resource, so GitOps users see every topic; deleting a topic
 //! through the controller deletes its Topic resource (its finalizer then
 //! finds the data already gone). Topic configuration is read from the
-//! Topic spec at claim; only leader/ISR/epoch changes are ever written.
+//! Topic spec at claim and pushed by the Topic reconciler afterwards
+//! (origin Resource); a change from Kafka follows the StreamCluster's
+//! `spec.topicPolicy.configChanges` ([`MetadataStore::admit_topic_config`]):
+//! refused with a message naming the Topic, or written into its
+//! `spec.config` first. The store never writes config anywhere else.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -34,16 +38,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use rill_controller::{
-    BrokerRegistration, Change, ClusterMetadata, MetadataStore, NO_LEADER, PartitionState,
-    StoreError, TopicState,
+    BrokerRegistration, Change, ClusterMetadata, ConfigOrigin, MetadataStore, NO_LEADER,
+    PartitionState, StoreError, TopicState,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{debug, info};
 
-use crate::crd::{PartitionStatus, StreamCluster, Topic, TopicSpec};
+use crate::crd::{ConfigChanges, PartitionStatus, StreamCluster, Topic, TopicConfig, TopicSpec};
 use crate::stream_cluster::build::{labels, owner_reference};
 use crate::topic::build;
+use rill_proto::topic::normalize_value;
 
 /// Key of the state document in the ConfigMap.
 pub const STATE_KEY: &str = "state.json";
@@ -158,26 +163,66 @@ fn from_status(p: &PartitionStatus) -> PartitionState {
     }
 }
 
-/// A Topic spec for a topic created through the controller.
-fn spec_for(cluster: &str, t: &TopicState) -> Result<TopicSpec, StoreError> {
-    let replication_factor = t.partitions.first().map_or(1, |p| p.replicas.len() as i32);
-    let mut config = serde_json::Map::new();
+/// The `spec.config` of a Topic resource that holds Kafka config
+/// `config`: the typed fields, and `other` for the rest. Values are put
+/// in canonical form first; the error says what a Topic cannot express.
+fn spec_config(config: &BTreeMap<String, String>) -> Result<TopicConfig, String> {
+    let mut typed = serde_json::Map::new();
     let mut other = serde_json::Map::new();
-    for (key, value) in &t.config {
-        let typed = |v: &str| v.parse::<i64>().ok().map(serde_json::Value::from);
+    for (key, value) in config {
+        let value = normalize_value(key, value);
+        let number = |v: &str| v.parse::<i64>().ok().map(serde_json::Value::from);
         match key.as_str() {
-            "retention.ms" => config.insert("retentionMs".into(), typed(value).into()),
-            "retention.bytes" => config.insert("retentionBytes".into(), typed(value).into()),
-            "cleanup.policy" => config.insert("cleanupPolicy".into(), value.clone().into()),
-            "min.insync.replicas" => config.insert("minInsyncReplicas".into(), typed(value).into()),
-            "segment.bytes" => config.insert("segmentBytes".into(), typed(value).into()),
-            "flush" => config.insert("flush".into(), value.clone().into()),
-            _ => other.insert(key.clone(), value.clone().into()),
+            "retention.ms" => typed.insert("retentionMs".into(), number(&value).into()),
+            "retention.bytes" => typed.insert("retentionBytes".into(), number(&value).into()),
+            "cleanup.policy" => typed.insert("cleanupPolicy".into(), value.into()),
+            "min.insync.replicas" => {
+                typed.insert("minInsyncReplicas".into(), number(&value).into())
+            }
+            "segment.bytes" => typed.insert("segmentBytes".into(), number(&value).into()),
+            "flush" => typed.insert("flush".into(), value.into()),
+            _ => other.insert(key.clone(), value.into()),
         };
     }
     if !other.is_empty() {
-        config.insert("other".into(), other.into());
+        typed.insert("other".into(), other.into());
     }
+    serde_json::from_value(typed.into()).map_err(|e| e.to_string())
+}
+
+/// A merge patch that makes a Topic's `spec.config` exactly `wanted`:
+/// typed fields and `other` keys it does not set are removed (null).
+fn config_patch(wanted: &TopicConfig, current: Option<&TopicConfig>) -> serde_json::Value {
+    let mut patch = json!({
+        "retentionMs": wanted.retention_ms,
+        "retentionBytes": wanted.retention_bytes,
+        "cleanupPolicy": wanted.cleanup_policy,
+        "minInsyncReplicas": wanted.min_insync_replicas,
+        "segmentBytes": wanted.segment_bytes,
+        "flush": wanted.flush,
+    });
+    let mut other = serde_json::Map::new();
+    for key in current.map(|c| c.other.keys()).into_iter().flatten() {
+        other.insert(key.clone(), serde_json::Value::Null);
+    }
+    for (key, value) in &wanted.other {
+        other.insert(key.clone(), value.clone().into());
+    }
+    if !other.is_empty() {
+        patch["other"] = other.into();
+    }
+    patch
+}
+
+/// A Topic spec for a topic created through the controller.
+fn spec_for(cluster: &str, t: &TopicState) -> Result<TopicSpec, StoreError> {
+    let replication_factor = t.partitions.first().map_or(1, |p| p.replicas.len() as i32);
+    let config = spec_config(&t.config).map_err(|e| {
+        StoreError::Backend(format!(
+            "topic {:?} cannot be expressed as a Topic resource: {e}",
+            t.name
+        ))
+    })?;
     let mut spec = json!({
         "clusterRef": {"name": cluster},
         "partitions": t.partitions.len(),
@@ -186,8 +231,8 @@ fn spec_for(cluster: &str, t: &TopicState) -> Result<TopicSpec, StoreError> {
     if resource_name_for(&t.name) != t.name {
         spec["topicName"] = t.name.clone().into();
     }
-    if !config.is_empty() {
-        spec["config"] = config.into();
+    if !t.config.is_empty() {
+        spec["config"] = serde_json::to_value(&config).expect("config serializes");
     }
     serde_json::from_value(spec).map_err(|e| {
         StoreError::Backend(format!(
@@ -602,6 +647,81 @@ impl MetadataStore for KubeStore {
         Ok(meta)
     }
 
+    /// Changes from Kafka follow the StreamCluster's
+    /// `spec.topicPolicy.configChanges`: Refuse names the Topic resource to
+    /// edit instead; WriteToResource writes the change into its
+    /// `spec.config` (compare-and-swap on its resourceVersion) before the
+    /// controller commits it. The operator's own pushes (origin Resource)
+    /// pass.
+    async fn admit_topic_config(
+        &self,
+        topic: &str,
+        config: &BTreeMap<String, String>,
+        origin: ConfigOrigin,
+        validate_only: bool,
+    ) -> Result<(), StoreError> {
+        if origin == ConfigOrigin::Resource {
+            return Ok(());
+        }
+        let clusters: Api<StreamCluster> = Api::namespaced(self.client.clone(), &self.namespace);
+        let rule = clusters
+            .get_opt(&self.cluster)
+            .await
+            .map_err(|e| backend("reading the StreamCluster", e))?
+            .map_or(ConfigChanges::Refuse, |sc| {
+                sc.spec.topic_policy.config_changes
+            });
+        let (ns, cluster) = (&self.namespace, &self.cluster);
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(resource) = self.find_topic(topic).await? else {
+                return Err(StoreError::Refused(format!(
+                    "no Topic resource in namespace {ns} holds topic {topic:?}; its config can only change through one"
+                )));
+            };
+            let name = resource.name_any();
+            if rule == ConfigChanges::Refuse {
+                return Err(StoreError::Refused(format!(
+                    "topic {topic:?} is managed by Topic {ns}/{name}: change its spec.config instead (StreamCluster {ns}/{cluster} has spec.topicPolicy.configChanges: Refuse)"
+                )));
+            }
+            let wanted = spec_config(config).map_err(|why| {
+                StoreError::Refused(format!(
+                    "topic {topic:?} is managed by Topic {ns}/{name}, whose spec.config cannot hold this config: {why}"
+                ))
+            })?;
+            if validate_only {
+                return Ok(());
+            }
+            let patch = json!({
+                "metadata": {"resourceVersion": resource.resource_version()},
+                "spec": {"config": config_patch(&wanted, resource.spec.config.as_ref())},
+            });
+            match self
+                .topics()
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {
+                    info!(topic, resource = %name, "wrote a topic config change made through Kafka into the Topic resource");
+                    return Ok(());
+                }
+                Err(e) if is_conflict(&e) => {
+                    debug!(topic = %name, "Topic changed meanwhile; retrying from a fresh read");
+                    tokio::time::sleep(CAS_PAUSE).await;
+                }
+                Err(e) => {
+                    return Err(backend(
+                        format!("writing the config change into Topic {name}"),
+                        e,
+                    ));
+                }
+            }
+        }
+        Err(StoreError::Backend(format!(
+            "the Topic of {topic:?} kept changing: {CAS_ATTEMPTS} compare-and-swap attempts conflicted"
+        )))
+    }
+
     async fn persist(&self, ours: i64, changes: &[Change]) -> Result<(), StoreError> {
         self.check_epoch(ours).await?;
         let brokers: Vec<&BrokerRegistration> = changes
@@ -916,5 +1036,172 @@ mod kube_tests {
             ),
             "{result:?}"
         );
+    }
+
+    const CLUSTER: &str = "/apis/rill.dev/v1alpha1/namespaces/data/streamclusters/events";
+
+    fn cluster_with(rule: ConfigChanges) -> StreamCluster {
+        let mut sc = crate::stream_cluster::build::fixtures::cluster();
+        sc.spec.topic_policy.config_changes = rule;
+        sc
+    }
+
+    /// "orders", placed, with `other` config set and resourceVersion 7.
+    fn managed() -> Topic {
+        let mut t = topic("orders", "2024-01-01T00:00:00Z");
+        t.metadata.resource_version = Some("7".into());
+        t.spec.config = Some(TopicConfig {
+            retention_ms: Some(1000),
+            other: BTreeMap::from([("max.message.bytes".into(), "2000000".into())]),
+            ..Default::default()
+        });
+        t.status = Some(crate::crd::TopicStatus {
+            partitions: vec![to_status(&topic_state("id-1").partitions[0], 0)],
+            controller_epoch: Some(3),
+            topic_id: Some("id-1".into()),
+            ..Default::default()
+        });
+        t
+    }
+
+    fn wanted() -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("retention.ms".into(), "60000".into()),
+            ("cleanup.policy".into(), "compact".into()),
+        ])
+    }
+
+    #[tokio::test]
+    async fn given_the_refuse_rule_when_kafka_alters_a_managed_topic_then_it_is_refused_naming_the_resource()
+     {
+        let (client, mut server) = mock_client();
+        let store = KubeStore::new(client, "data", "events");
+        let task = tokio::spawn(async move {
+            store
+                .admit_topic_config("orders", &wanted(), ConfigOrigin::Kafka, false)
+                .await
+        });
+        server
+            .expect(Method::GET, CLUSTER)
+            .await
+            .ok(&cluster_with(ConfigChanges::Refuse));
+        server
+            .expect(Method::GET, TOPICS)
+            .await
+            .respond(200, &list("TopicList", &[managed()]));
+        let result = tokio::time::timeout(TIMEOUT, task)
+            .await
+            .expect("admission ends")
+            .expect("task");
+        match result {
+            Err(StoreError::Refused(message)) => {
+                assert!(message.contains("Topic data/orders"), "{message}");
+                assert!(message.contains("spec.config"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn given_write_to_resource_when_kafka_alters_then_the_spec_config_is_replaced_with_cas() {
+        let (client, mut server) = mock_client();
+        let store = KubeStore::new(client, "data", "events");
+        let task = tokio::spawn(async move {
+            store
+                .admit_topic_config("orders", &wanted(), ConfigOrigin::Kafka, false)
+                .await
+        });
+        server
+            .expect(Method::GET, CLUSTER)
+            .await
+            .ok(&cluster_with(ConfigChanges::WriteToResource));
+        server
+            .expect(Method::GET, TOPICS)
+            .await
+            .respond(200, &list("TopicList", &[managed()]));
+        let patch = server
+            .expect(Method::PATCH, &format!("{TOPICS}/orders"))
+            .await;
+        assert_eq!(patch.body["metadata"]["resourceVersion"], "7");
+        let config = &patch.body["spec"]["config"];
+        assert_eq!(config["retentionMs"], 60000);
+        assert_eq!(config["cleanupPolicy"], "compact");
+        assert!(config["segmentBytes"].is_null());
+        assert!(
+            config["other"]["max.message.bytes"].is_null(),
+            "a key the change leaves out is removed: {config}"
+        );
+        patch.ok(&managed());
+        let result = tokio::time::timeout(TIMEOUT, task)
+            .await
+            .expect("admission ends")
+            .expect("task");
+        assert!(result.is_ok(), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn given_write_to_resource_and_validate_only_when_kafka_alters_then_nothing_is_written() {
+        let (client, mut server) = mock_client();
+        let store = KubeStore::new(client, "data", "events");
+        let task = tokio::spawn(async move {
+            store
+                .admit_topic_config("orders", &wanted(), ConfigOrigin::Kafka, true)
+                .await
+        });
+        server
+            .expect(Method::GET, CLUSTER)
+            .await
+            .ok(&cluster_with(ConfigChanges::WriteToResource));
+        server
+            .expect(Method::GET, TOPICS)
+            .await
+            .respond(200, &list("TopicList", &[managed()]));
+        let result = tokio::time::timeout(TIMEOUT, task)
+            .await
+            .expect("admission ends without a write")
+            .expect("task");
+        assert!(result.is_ok(), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn given_a_config_a_topic_cannot_express_when_written_to_the_resource_then_it_is_refused()
+    {
+        let (client, mut server) = mock_client();
+        let store = KubeStore::new(client, "data", "events");
+        let both = BTreeMap::from([("cleanup.policy".to_owned(), "delete,compact".to_owned())]);
+        let task = tokio::spawn(async move {
+            store
+                .admit_topic_config("orders", &both, ConfigOrigin::Kafka, false)
+                .await
+        });
+        server
+            .expect(Method::GET, CLUSTER)
+            .await
+            .ok(&cluster_with(ConfigChanges::WriteToResource));
+        server
+            .expect(Method::GET, TOPICS)
+            .await
+            .respond(200, &list("TopicList", &[managed()]));
+        let result = tokio::time::timeout(TIMEOUT, task)
+            .await
+            .expect("admission ends")
+            .expect("task");
+        assert!(
+            matches!(result, Err(StoreError::Refused(ref m)) if m.contains("Topic data/orders")),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn given_the_operator_pushing_a_spec_when_admitted_then_no_request_is_made() {
+        let (client, _server) = mock_client();
+        let store = KubeStore::new(client, "data", "events");
+        let result = tokio::time::timeout(
+            TIMEOUT,
+            store.admit_topic_config("orders", &wanted(), ConfigOrigin::Resource, false),
+        )
+        .await
+        .expect("no API call to wait for");
+        assert!(result.is_ok());
     }
 }

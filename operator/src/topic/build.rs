@@ -19,6 +19,10 @@ pub struct TopicPlan {
     pub replication_factor: i32,
     /// Kafka configuration keys and values (typed fields and `other`).
     pub config: BTreeMap<String, String>,
+    /// Name of the Topic resource the plan was rendered from.
+    pub resource: String,
+    /// The resource's `metadata.generation` the plan was rendered from.
+    pub generation: Option<i64>,
 }
 
 /// Renders a Topic's spec as a [`TopicPlan`].
@@ -52,6 +56,8 @@ pub fn plan(topic: &Topic) -> TopicPlan {
         partitions: topic.spec.partitions,
         replication_factor: topic.spec.replication_factor,
         config,
+        resource: topic.metadata.name.clone().unwrap_or_default(),
+        generation: topic.metadata.generation,
     }
 }
 

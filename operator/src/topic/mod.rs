@@ -7,8 +7,13 @@
 //! * **Apply**: [`validate`] the spec, find the StreamCluster, check the
 //!   replication factor against its brokers, resolve name [`conflict`]s,
 //!   refuse partition shrinks, [`build`] the topic plan, have the metadata
-//!   controller [`place`] it (create or grow; it writes `status.partitions`)
-//!   and write the [`status`] conditions (only when they changed).
+//!   controller [`place`] it (create or grow; it writes `status.partitions`;
+//!   and push `spec.config` when the controller holds another config) and
+//!   write the [`status`] conditions and `configGeneration` (only when they
+//!   changed). An accepted Topic is checked again every [`CONFIG_RESYNC`]:
+//!   a controller config that differs although `status.configGeneration`
+//!   is the current generation was changed behind the resource's back; it
+//!   is reverted and a Warning event `ConfigDriftReverted` names the keys.
 //! * **Cleanup**: delete the topic's data through the [`cleanup`] hook unless
 //!   it is kept by annotation or owned by another Topic resource; then the
 //!   helper removes the finalizer.
@@ -32,12 +37,13 @@ use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::conditions::{self, READY};
 use crate::context::Context;
 use crate::crd::{StreamCluster, Topic, TopicStatus};
 use cleanup::{DataDeletionError, DeletionOutcome, TopicDataRef};
+use place::ConfigSync;
 use status::{Outcome, reasons};
 
 /// Controller name in metrics and logs.
@@ -52,6 +58,10 @@ pub const RECHECK: Duration = Duration::from_secs(60);
 /// Retry interval while the metadata controller cannot place a topic yet
 /// (brokers still registering).
 pub const PLACEMENT_RETRY: Duration = Duration::from_secs(5);
+
+/// How often an accepted Topic is compared with the metadata controller
+/// again, so a config changed behind the resource's back is reverted.
+pub const CONFIG_RESYNC: Duration = Duration::from_secs(60);
 
 /// Errors of one Topic reconcile; retried with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -190,13 +200,24 @@ async fn check(
     }
     let plan = build::plan(topic);
     match ctx.placer.place(namespace, &plan).await {
-        Ok(()) => Ok((
-            Outcome::Accepted {
-                partitions: plan.partitions,
-                replication_factor: plan.replication_factor,
-            },
-            Action::await_change(),
-        )),
+        Ok(sync) => {
+            if let ConfigSync::Pushed { keys } = &sync {
+                config_pushed(topic, ctx, keys).await;
+            }
+            let superseded = sync == ConfigSync::Superseded;
+            Ok((
+                Outcome::Accepted {
+                    partitions: plan.partitions,
+                    replication_factor: plan.replication_factor,
+                    config_applied: !superseded,
+                },
+                if superseded {
+                    Action::requeue(PLACEMENT_RETRY)
+                } else {
+                    Action::requeue(CONFIG_RESYNC)
+                },
+            ))
+        }
         Err(e) => {
             let message = format!("waiting for the metadata controller to place the topic: {e}");
             Ok((
@@ -204,6 +225,33 @@ async fn check(
                 Action::requeue(PLACEMENT_RETRY),
             ))
         }
+    }
+}
+
+/// Reports a config push: the spec's new generation reaching the
+/// controller (info log), or, when the status says the controller already
+/// held this generation's config, a change made behind the resource's back
+/// that the push reverted (Warning event `ConfigDriftReverted`).
+async fn config_pushed(topic: &Topic, ctx: &Context, keys: &[String]) {
+    let name = topic.effective_topic_name();
+    let generation = topic.metadata.generation;
+    let applied = topic.status.as_ref().and_then(|s| s.config_generation);
+    if generation.is_some() && applied == generation {
+        warn!(topic = %name, ?keys, "topic config changed behind the Topic resource's back; reverted to spec.config");
+        let note = format!(
+            "the config of Kafka topic {name:?} was changed outside this resource ({}); reverted to spec.config",
+            keys.join(", ")
+        );
+        ctx.publish(
+            topic,
+            EventType::Warning,
+            reasons::CONFIG_DRIFT_REVERTED,
+            "Reconcile",
+            note,
+        )
+        .await;
+    } else {
+        info!(topic = %name, ?keys, ?generation, "topic config of spec.config pushed to the metadata controller");
     }
 }
 

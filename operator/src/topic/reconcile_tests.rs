@@ -14,9 +14,9 @@ use serde_json::Value;
 use super::build::TopicPlan;
 use super::cleanup::{DataDeletionError, DeletionOutcome, TopicDataDeleter, TopicDataRef};
 use super::fixtures::topic;
-use super::place::{PlacementError, TopicPlacer};
+use super::place::{ConfigSync, PlacementError, TopicPlacer};
 use super::status::{Outcome, compute, reasons};
-use super::{FINALIZER, PLACEMENT_RETRY, RECHECK, reconcile};
+use super::{CONFIG_RESYNC, FINALIZER, PLACEMENT_RETRY, RECHECK, reconcile};
 use crate::conditions;
 use crate::context::Context;
 use crate::crd::{KEEP_DATA_ANNOTATION, Topic};
@@ -35,12 +35,45 @@ impl TopicPlacer for PendingPlacer {
         &'a self,
         _namespace: &'a str,
         _plan: &'a TopicPlan,
-    ) -> BoxFuture<'a, Result<(), PlacementError>> {
+    ) -> BoxFuture<'a, Result<ConfigSync, PlacementError>> {
         Box::pin(async {
             Err(PlacementError::Pending(
                 "PLACEMENT: replication factor 3 needs 3 brokers, 1 registered".into(),
             ))
         })
+    }
+}
+
+/// A controller that held another config: every placement pushes the
+/// plan's config, which differed in `retention.ms`. Records the plans.
+#[derive(Default)]
+struct PushingPlacer(Mutex<Vec<TopicPlan>>);
+
+impl TopicPlacer for PushingPlacer {
+    fn place<'a>(
+        &'a self,
+        _namespace: &'a str,
+        plan: &'a TopicPlan,
+    ) -> BoxFuture<'a, Result<ConfigSync, PlacementError>> {
+        self.0.lock().expect("lock").push(plan.clone());
+        Box::pin(async {
+            Ok(ConfigSync::Pushed {
+                keys: vec!["retention.ms".into()],
+            })
+        })
+    }
+}
+
+/// The resource changed since the reconcile read it: nothing pushed.
+struct SupersededPlacer;
+
+impl TopicPlacer for SupersededPlacer {
+    fn place<'a>(
+        &'a self,
+        _namespace: &'a str,
+        _plan: &'a TopicPlan,
+    ) -> BoxFuture<'a, Result<ConfigSync, PlacementError>> {
+        Box::pin(async { Ok(ConfigSync::Superseded) })
     }
 }
 
@@ -67,6 +100,7 @@ fn accepted(mut t: Topic) -> Topic {
     let outcome = Outcome::Accepted {
         partitions: t.spec.partitions,
         replication_factor: t.spec.replication_factor,
+        config_applied: true,
     };
     t.status = Some(compute(&t, &outcome, &conditions::now()));
     t
@@ -140,15 +174,17 @@ async fn given_a_valid_topic_when_reconciling_then_it_is_accepted_once_and_then_
     assert_eq!(ready(&status)["reason"], "Accepted");
     assert_eq!(status["partitionCount"], 6);
     assert_eq!(status["topicName"], "orders");
+    assert_eq!(status["configGeneration"], 1);
     assert!(
         status.get("partitions").is_none() && status.get("controllerEpoch").is_none(),
         "partitions belong to the metadata controller, never to this patch: {status}"
     );
     exchange.ok(&t);
     expect_event(&mut server, "Accepted").await;
+    // Checked again later, so config drift is noticed.
     assert_eq!(
         finished(task).await.expect("reconcile succeeds"),
-        Action::await_change()
+        Action::requeue(CONFIG_RESYNC)
     );
 
     // Re-applying the same topic: reads only.
@@ -157,7 +193,7 @@ async fn given_a_valid_topic_when_reconciling_then_it_is_accepted_once_and_then_
     answer_lookups(&mut server, &[stored]).await;
     assert_eq!(
         finished(task).await.expect("reconcile succeeds"),
-        Action::await_change()
+        Action::requeue(CONFIG_RESYNC)
     );
     assert_eq!(ctx.metrics.write_count(super::CONTROLLER), 1);
 }
@@ -439,6 +475,88 @@ async fn given_a_controller_that_cannot_place_yet_when_reconciling_then_ready_is
     );
     exchange.ok(&t);
     expect_event(&mut server, reasons::PLACEMENT_PENDING).await;
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::requeue(PLACEMENT_RETRY)
+    );
+}
+
+#[tokio::test]
+async fn given_an_applied_generation_when_the_controller_config_differs_then_it_is_reverted_with_a_warning_event()
+ {
+    let (mut ctx, mut server) = mock_context();
+    let placer = Arc::new(PushingPlacer::default());
+    ctx.placer = placer.clone();
+    let mut t = with_finalizer(topic("orders", "2024-01-01T00:00:00Z"));
+    t.spec.config = Some(crate::crd::TopicConfig {
+        retention_ms: Some(86_400_000),
+        ..Default::default()
+    });
+    // The status says generation 1's config was applied already.
+    let t = accepted(t);
+    assert_eq!(t.status.as_ref().and_then(|s| s.config_generation), Some(1));
+    let (_ctx, task) = spawn(t.clone(), ctx);
+    answer_lookups(&mut server, std::slice::from_ref(&t)).await;
+    let event = expect_event(&mut server, reasons::CONFIG_DRIFT_REVERTED).await;
+    assert_eq!(event["type"], "Warning");
+    let note = event["note"].as_str().unwrap_or_default();
+    assert!(note.contains("retention.ms"), "{note}");
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::requeue(CONFIG_RESYNC)
+    );
+    let pushed = placer.0.lock().expect("lock").clone();
+    assert_eq!(
+        pushed[0].config.get("retention.ms").map(String::as_str),
+        Some("86400000"),
+        "the spec's value is what the controller gets back"
+    );
+}
+
+#[tokio::test]
+async fn given_a_new_generation_when_its_config_is_pushed_then_the_status_records_it_and_no_drift_is_reported()
+ {
+    let (mut ctx, mut server) = mock_context();
+    ctx.placer = Arc::new(PushingPlacer::default());
+    let mut t = accepted(with_finalizer(topic("orders", "2024-01-01T00:00:00Z")));
+    t.spec.config = Some(crate::crd::TopicConfig {
+        retention_ms: Some(60_000),
+        ..Default::default()
+    });
+    t.metadata.generation = Some(2);
+    let (_ctx, task) = spawn(t.clone(), ctx);
+    answer_lookups(&mut server, std::slice::from_ref(&t)).await;
+    // The status patch comes first and no event precedes it.
+    let exchange = server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders/status"))
+        .await;
+    assert_eq!(exchange.body["status"]["configGeneration"], 2);
+    assert_eq!(exchange.body["status"]["observedGeneration"], 2);
+    exchange.ok(&t);
+    assert_eq!(
+        finished(task).await.expect("reconcile succeeds"),
+        Action::requeue(CONFIG_RESYNC)
+    );
+}
+
+#[tokio::test]
+async fn given_a_stale_copy_of_the_topic_when_its_config_would_be_pushed_then_the_status_does_not_claim_it_and_it_retries()
+ {
+    let (mut ctx, mut server) = mock_context();
+    ctx.placer = Arc::new(SupersededPlacer);
+    let mut t = accepted(with_finalizer(topic("orders", "2024-01-01T00:00:00Z")));
+    t.metadata.generation = Some(2);
+    let (_ctx, task) = spawn(t.clone(), ctx);
+    answer_lookups(&mut server, std::slice::from_ref(&t)).await;
+    let exchange = server
+        .expect(Method::PATCH, &format!("{TOPICS}/orders/status"))
+        .await;
+    assert_eq!(exchange.body["status"]["observedGeneration"], 2);
+    assert_eq!(
+        exchange.body["status"]["configGeneration"], 1,
+        "generation 2's config is not the controller's yet"
+    );
+    exchange.ok(&t);
     assert_eq!(
         finished(task).await.expect("reconcile succeeds"),
         Action::requeue(PLACEMENT_RETRY)

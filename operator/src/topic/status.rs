@@ -3,7 +3,7 @@
 //!
 //! | type     | status | reason                | meaning |
 //! |----------|--------|-----------------------|---------|
-//! | Ready    | True   | `Accepted`            | spec valid, partitions placed by the metadata controller |
+//! | Ready    | True   | `Accepted`            | spec valid, partitions placed by the metadata controller, which holds the spec's config (`configGeneration`) |
 //! | Ready    | False  | `PlacementPending`    | spec valid, not placed yet (e.g. no broker registered); retried |
 //! | Ready    | False  | `InvalidSpec`         | spec refused; message says why |
 //! | Ready    | False  | `NotSupported`        | fewer partitions asked than the topic has |
@@ -40,6 +40,9 @@ pub mod reasons {
     pub const PLACEMENT_PENDING: &str = "PlacementPending";
     /// Degraded=False.
     pub const AS_EXPECTED: &str = "AsExpected";
+    /// Event: the controller's config differed from an already applied
+    /// spec.config and was set back.
+    pub const CONFIG_DRIFT_REVERTED: &str = "ConfigDriftReverted";
 }
 
 /// The result of checking a Topic.
@@ -51,6 +54,10 @@ pub enum Outcome {
         partitions: i32,
         /// Replication factor.
         replication_factor: i32,
+        /// Whether the metadata controller holds this generation's config
+        /// (false when the resource changed meanwhile and nothing was
+        /// pushed).
+        config_applied: bool,
     },
     /// Valid, but the metadata controller could not place it yet (for
     /// example no broker has registered); retried.
@@ -76,6 +83,7 @@ pub fn compute(topic: &Topic, outcome: &Outcome, now: &Time) -> TopicStatus {
         Outcome::Accepted {
             partitions,
             replication_factor,
+            ..
         } => (
             [
                 DesiredCondition::new(
@@ -106,11 +114,20 @@ pub fn compute(topic: &Topic, outcome: &Outcome, now: &Time) -> TopicStatus {
             previous.partition_count,
         ),
     };
+    // Accepted means the controller holds this generation's config.
+    let config_generation = match outcome {
+        Outcome::Accepted {
+            config_applied: true,
+            ..
+        } => generation,
+        _ => previous.config_generation,
+    };
     TopicStatus {
         observed_generation: generation,
         conditions: merge_conditions(&previous.conditions, &desired, generation, now),
         topic_name: Some(topic.effective_topic_name()),
         partition_count,
+        config_generation,
         ..previous
     }
 }
@@ -130,6 +147,7 @@ pub async fn patch_if_changed(
         "conditions": status.conditions,
         "topicName": status.topic_name,
         "partitionCount": status.partition_count,
+        "configGeneration": status.config_generation,
     });
     merge_status_if_changed(api, &topic.name_any(), topic.status.as_ref(), status, owned).await
 }
@@ -150,10 +168,12 @@ mod tests {
         let accepted = Outcome::Accepted {
             partitions: 6,
             replication_factor: 3,
+            config_applied: true,
         };
         t.status = Some(compute(&t, &accepted, &at(10)));
         let status = t.status.clone().expect("status");
         assert_eq!(status.partition_count, Some(6));
+        assert_eq!(status.config_generation, Some(1));
         assert_eq!(status.topic_name.as_deref(), Some("orders"));
         assert!(status.partitions.is_empty(), "placement is not invented");
         assert!(conditions::is_true(&status.conditions, READY));
@@ -162,8 +182,14 @@ mod tests {
             reason: reasons::NOT_SUPPORTED,
             message: "partitions can only grow".into(),
         };
+        t.metadata.generation = Some(2);
         let status = compute(&t, &refused, &at(20));
         assert_eq!(status.partition_count, Some(6));
+        assert_eq!(
+            status.config_generation,
+            Some(1),
+            "a refused generation's config was not pushed"
+        );
         let ready = conditions::find(&status.conditions, READY).expect("ready");
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
@@ -178,6 +204,7 @@ mod tests {
         let accepted = Outcome::Accepted {
             partitions: 6,
             replication_factor: 3,
+            config_applied: true,
         };
         t.status = Some(compute(&t, &accepted, &at(10)));
         assert_eq!(Some(compute(&t, &accepted, &at(99))), t.status);

@@ -31,6 +31,14 @@ pub trait TopicAdmin: Send + Sync + std::fmt::Debug {
     async fn delete(&self, name: &str, id: Option<&str>) -> Result<(), Error>;
     /// Grows a topic to `total` partitions.
     async fn create_partitions(&self, name: &str, total: i32) -> Result<(), Error>;
+    /// Replaces the config of topic `name` (every key) on behalf of a
+    /// Kafka client; with `validate_only` nothing changes.
+    async fn alter_config(
+        &self,
+        name: &str,
+        config: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), Error>;
 }
 
 /// A topic create request.
@@ -166,6 +174,89 @@ impl ReplicaManager {
             }),
         );
         Ok(())
+    }
+
+    /// Replaces the config of topic `name` by `config` (every override; a
+    /// key left out goes back to the broker default). In a cluster the
+    /// controller decides (its store may refuse: POLICY_VIOLATION) and this
+    /// waits until the metadata shows the new config; a standalone broker
+    /// persists the new spec and applies it to its logs. With
+    /// `validate_only` nothing changes.
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        config: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), Error> {
+        validate_topic_name(name)?;
+        // Unknown topic first, as Kafka answers.
+        self.metadata(&[name.to_owned()])?;
+        let effective = self.settings.log_defaults.clone().with_overrides(&config)?;
+        if let Some(admin) = self.admin_remote.get() {
+            admin
+                .alter_config(name, config.clone(), validate_only)
+                .await?;
+            if validate_only {
+                return Ok(());
+            }
+            return self.await_config(name, &config).await;
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let _admin = self.admin.lock().await;
+        if self.closing.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
+        }
+        let old = self.topic(name)?;
+        let mut spec = old.spec.clone();
+        spec.config = config;
+        let store = self.store.clone();
+        let saved = spec.clone();
+        tokio::task::spawn_blocking(move || store.save(&saved))
+            .await
+            .map_err(|e| Error::InvalidRequest(format!("topic config task failed: {e}")))??;
+        for p in old.hosted() {
+            p.set_config(effective.clone());
+        }
+        info!(topic = name, config = ?spec.config, "topic config changed");
+        self.topics.write().insert(
+            name.to_owned(),
+            Arc::new(Topic {
+                spec,
+                config: effective,
+                partitions: old.partitions.clone(),
+            }),
+        );
+        Ok(())
+    }
+
+    /// Waits (bounded) until the metadata shows `config` for a topic
+    /// changed through the controller.
+    async fn await_config(
+        &self,
+        name: &str,
+        config: &BTreeMap<String, String>,
+    ) -> Result<(), Error> {
+        const CONFIG_VISIBLE_TIMEOUT: Duration = Duration::from_secs(10);
+        let wanted = rill_proto::topic::normalize_config(config);
+        let deadline = tokio::time::Instant::now() + CONFIG_VISIBLE_TIMEOUT;
+        loop {
+            let changed = self.topology_changed.notified();
+            let visible = self
+                .metadata(&[name.to_owned()])
+                .ok()
+                .and_then(|v| v.into_iter().next())
+                .map(|v| rill_proto::topic::normalize_config(&v.overrides));
+            if visible.as_ref() == Some(&wanted) {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Err(Error::Controller(format!(
+                    "the config of topic {name:?} was changed but the metadata did not show it within {CONFIG_VISIBLE_TIMEOUT:?}"
+                )));
+            }
+        }
     }
 
     /// Waits (bounded) until the metadata shows `total` partitions of a

@@ -19,7 +19,8 @@ impl ReplicaManager {
     /// logs of new ones, deletes local replicas no longer assigned here.
     /// Local replicas and logs of another topic id (an earlier topic of the
     /// same name, deleted while this broker did not follow) are deleted,
-    /// never used. Blocking.
+    /// never used. A changed config (`overrides`) of a topic already
+    /// hosted is applied to its replicas' logs in place. Blocking.
     pub fn host(
         &self,
         topic: &str,
@@ -59,7 +60,37 @@ impl ReplicaManager {
                     .all(|id| partitions.get(*id as usize).is_some_and(Option::is_some))
         });
         if unchanged {
-            return Ok(partitions.into_iter().flatten().collect());
+            let hosted: Vec<Arc<Partition>> = partitions.into_iter().flatten().collect();
+            if let Some(t) = existing.filter(|t| &t.spec.config != overrides) {
+                // A config change of a topic already hosted: applied live.
+                for p in &hosted {
+                    p.set_config(config.clone());
+                }
+                let mut spec = t.spec.clone();
+                spec.config = overrides.clone();
+                self.topics.write().insert(
+                    topic.to_owned(),
+                    Arc::new(Topic {
+                        spec,
+                        config,
+                        partitions: t.partitions.clone(),
+                    }),
+                );
+                info!(
+                    topic,
+                    ?overrides,
+                    "topic config changed: applied to the local replicas"
+                );
+            }
+            return Ok(hosted);
+        }
+        if existing
+            .as_ref()
+            .is_some_and(|t| &t.spec.config != overrides)
+        {
+            for p in partitions.iter().flatten() {
+                p.set_config(config.clone());
+            }
         }
         let name: Arc<str> = Arc::from(topic);
         for &id in hosted {
