@@ -258,6 +258,11 @@ impl Broker {
             Arc::clone(&metrics),
         );
         tasks.push(groups.start(tasks_stop.clone()));
+        tasks.extend(crate::config::reload::spawn(
+            &config,
+            Arc::clone(&manager),
+            tasks_stop.clone(),
+        ));
 
         let grpc_stop = CancellationToken::new();
         let service = ClientApi::server(

@@ -690,6 +690,89 @@ async fn given_a_config_file_when_creating_topics_with_defaults_then_its_values_
     broker.shutdown().await.unwrap();
 }
 
+/// The topic's `retention.ms` as DescribeConfigs shows it.
+async fn described_retention(conn: &mut Conn, topic: &'static str) -> Option<String> {
+    let request = DescribeConfigsRequest::default().with_resources(vec![
+        DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str(topic)),
+    ]);
+    let r: kafka_protocol::messages::DescribeConfigsResponse = conn.call(4, &request).await;
+    r.results[0]
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == "retention.ms")
+        .and_then(|c| c.value.as_deref().map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_running_broker_when_its_config_file_changes_a_topic_default_then_topics_without_an_override_take_it_live()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broker.properties");
+    std::fs::write(&file, "log.retention.hours=2
+").unwrap();
+    let loaded = rill_broker::config::BrokerConfig::load_from([
+        "rill-broker",
+        "--config-file",
+        file.to_str().unwrap(),
+    ])
+    .expect("loads");
+    let broker = start(&dir.path().join("data"), |c| {
+        c.log_retention_ms = loaded.log_retention_ms;
+        c.config_file = loaded.config_file.clone();
+        c.load_args = loaded.load_args.clone();
+        c.sources = loaded.sources.clone();
+    })
+    .await;
+    let mut conn = Conn::connect(broker.kafka_addr).await;
+    let r = conn.call(7, &create_req("plain", 1, -1, false)).await;
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    let mut pinned = create_req("pinned", 1, -1, false);
+    pinned.topics[0].configs = vec![
+        CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("retention.ms"))
+            .with_value(Some(StrBytes::from_static_str("60000"))),
+    ];
+    let r = conn.call(7, &pinned).await;
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+
+    assert_eq!(described_retention(&mut conn, "plain").await.as_deref(), Some("7200000"));
+
+    // Three hours now, and a key that needs a restart (ignored until then).
+    std::fs::write(&file, "log.retention.hours=3
+num.partitions=5
+").unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        if described_retention(&mut conn, "plain").await.as_deref() == Some("10800000") {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the new default reaches the topic within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        described_retention(&mut conn, "pinned").await.as_deref(),
+        Some("60000"),
+        "a topic override wins over the new default"
+    );
+    let r = conn.call(7, &create_req("later", -1, -1, false)).await;
+    assert_eq!(
+        r.topics[0].num_partitions, 1,
+        "num.partitions takes effect at the next restart"
+    );
+
+    // A file that no longer loads is ignored: the running settings stay.
+    std::fs::write(&file, "log.retention.hours=lots
+").unwrap();
+    tokio::time::sleep(rill_broker::config::reload::RELOAD_INTERVAL * 2).await;
+    assert_eq!(described_retention(&mut conn, "plain").await.as_deref(), Some("10800000"));
+    broker.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_topic_admin_requests_when_served_should_follow_kafka_errors_and_the_policy() {
     let dir = tempfile::tempdir().unwrap();

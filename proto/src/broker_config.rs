@@ -252,6 +252,27 @@ impl Source {
 }
 
 /// The flag a file key sets, for keys the broker honours.
+/// Keys a running broker applies without a restart when the configuration
+/// file changes: the defaults of topic settings. The operator leaves them
+/// out of the pod template's configuration hash, so changing one of them
+/// in `spec.config` rolls no broker.
+pub const LIVE_KEYS: &[&str] = &[
+    "log.retention.ms",
+    "log.retention.minutes",
+    "log.retention.hours",
+    "log.retention.bytes",
+    "log.segment.bytes",
+    "message.max.bytes",
+    "min.insync.replicas",
+    "log.flush",
+    "log.flush.interval.ms",
+];
+
+/// Whether a running broker applies `key` without a restart.
+pub fn is_live(key: &str) -> bool {
+    LIVE_KEYS.contains(&key)
+}
+
 pub fn flag_of(key: &str) -> Option<&'static str> {
     match broker_key(key)?.key_use {
         KeyUse::Flag { flag, .. } => Some(flag),
@@ -346,6 +367,15 @@ fn to_ms(value: &str, unit: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn given_the_live_keys_then_each_is_an_honoured_key() {
+        for key in LIVE_KEYS {
+            assert!(flag_of(key).is_some(), "{key} is honoured");
+        }
+        assert!(is_live("log.retention.ms"));
+        assert!(!is_live("num.partitions"));
+    }
 
     #[test]
     fn given_a_properties_text_when_parsing_then_comments_and_spaces_are_skipped() {

@@ -48,6 +48,15 @@ pub enum LoadError {
     File(String),
 }
 
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Args(e) => write!(f, "{}", e.to_string().trim_end()),
+            LoadError::File(why) => f.write_str(why),
+        }
+    }
+}
+
 impl BrokerConfig {
     /// Loads the configuration from `args` (the program name first), the
     /// environment and the configuration file (see the module docs).
@@ -110,6 +119,7 @@ impl BrokerConfig {
             by_id.insert(id, source);
         }
         config.sources = ConfigSources { by_id };
+        config.load_args = args;
         Ok(config)
     }
 }

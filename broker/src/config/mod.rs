@@ -21,6 +21,7 @@ pub use rill_process::logging::LogFormat;
 use rill_proto::topic::MAX_PARTITIONS_PER_TOPIC;
 
 mod file;
+pub mod reload;
 
 pub use file::{ConfigSources, LoadError};
 
@@ -203,6 +204,12 @@ pub struct BrokerConfig {
     #[arg(skip)]
     pub sources: ConfigSources,
 
+    /// The arguments [`BrokerConfig::load_from`] read, to load the
+    /// configuration again when its file changes ([`reload`]); empty for a
+    /// configuration built otherwise, which is never reloaded.
+    #[arg(skip)]
+    pub load_args: Vec<std::ffi::OsString>,
+
     /// Largest gRPC request accepted, in bytes; larger ones are refused with a clear status.
     #[arg(long, env = "RILL_MAX_REQUEST_BYTES", default_value_t = 64 << 20)]
     pub max_request_bytes: usize,
@@ -332,6 +339,7 @@ impl BrokerConfig {
             message_max_bytes: 1_048_588,
             config_file: None,
             sources: ConfigSources::default(),
+            load_args: Vec::new(),
             max_request_bytes: 64 << 20,
             shutdown_timeout_ms: 10_000,
             offsets_topic_partitions: 12,

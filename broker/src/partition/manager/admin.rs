@@ -63,9 +63,7 @@ impl ReplicaManager {
                 max: MAX_PARTITIONS_PER_TOPIC,
             });
         }
-        self.settings
-            .log_defaults
-            .clone()
+        self.log_defaults()
             .with_overrides(&request.config)?;
         self.topology.read().check_new_topic(
             &request.name,
@@ -191,7 +189,7 @@ impl ReplicaManager {
         validate_topic_name(name)?;
         // Unknown topic first, as Kafka answers.
         self.metadata(&[name.to_owned()])?;
-        let effective = self.settings.log_defaults.clone().with_overrides(&config)?;
+        let effective = self.log_defaults().with_overrides(&config)?;
         if let Some(admin) = self.admin_remote.get() {
             admin
                 .alter_config(name, config.clone(), validate_only)
@@ -296,9 +294,7 @@ impl ReplicaManager {
             });
         }
         if let Some(admin) = self.admin_remote.get() {
-            self.settings
-                .log_defaults
-                .clone()
+            self.log_defaults()
                 .with_overrides(&request.config)?;
             let name = request.name.clone();
             admin.create(request).await?;
@@ -309,9 +305,7 @@ impl ReplicaManager {
             n => return Err(Error::InvalidReplicationFactor(n)),
         };
         // Validates every key and value; the error names the bad one.
-        self.settings
-            .log_defaults
-            .clone()
+        self.log_defaults()
             .with_overrides(&request.config)?;
 
         let _admin = self.admin.lock().await;
@@ -330,7 +324,7 @@ impl ReplicaManager {
             created_ms: now_ms(),
         };
         let store = self.store.clone();
-        let defaults = self.settings.log_defaults.clone();
+        let defaults = self.log_defaults();
         let metrics = Arc::clone(&self.metrics);
         let topic = tokio::task::spawn_blocking(move || {
             store.save(&spec)?;

@@ -118,6 +118,10 @@ pub struct ReplicaManager {
     /// group coordinator) watch it.
     roles: tokio::sync::watch::Sender<u64>,
     metrics: Arc<Metrics>,
+    /// Settings of topics that do not override them: `settings.log_defaults`
+    /// at start, then as the configuration file changes
+    /// ([`ReplicaManager::set_log_defaults`]).
+    log_defaults: RwLock<LogConfig>,
 }
 
 fn new_topic_id() -> String {
@@ -193,6 +197,7 @@ impl ReplicaManager {
         }
         info!(topics = topics.len(), "topics loaded");
         Ok(Self {
+            log_defaults: RwLock::new(settings.log_defaults.clone()),
             settings,
             store,
             topics: RwLock::new(topics),
@@ -210,9 +215,41 @@ impl ReplicaManager {
         &self.settings.broker
     }
 
-    /// Settings of topics that do not override them.
-    pub fn log_defaults(&self) -> &LogConfig {
-        &self.settings.log_defaults
+    /// Settings of topics that do not override them, as they are now.
+    pub fn log_defaults(&self) -> LogConfig {
+        self.log_defaults.read().clone()
+    }
+
+    /// Replaces the broker defaults of topic settings while the broker
+    /// runs (the configuration file changed): every hosted partition of a
+    /// topic that does not override a changed setting takes the new value
+    /// at once. Returns how many partitions were reconfigured.
+    pub fn set_log_defaults(&self, defaults: LogConfig) -> usize {
+        *self.log_defaults.write() = defaults.clone();
+        let mut topics = self.topics.write();
+        let mut reconfigured = 0;
+        for (name, topic) in topics.iter_mut() {
+            let effective = match defaults.clone().with_overrides(&topic.spec.config) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(topic = %name, error = %e, "topic overrides no longer valid with the new defaults; keeping its settings");
+                    continue;
+                }
+            };
+            if effective == topic.config {
+                continue;
+            }
+            for p in topic.hosted() {
+                p.set_config(effective.clone());
+                reconfigured += 1;
+            }
+            *topic = Arc::new(Topic {
+                spec: topic.spec.clone(),
+                config: effective,
+                partitions: topic.partitions.clone(),
+            });
+        }
+        reconfigured
     }
 
     fn topic(&self, name: &str) -> Result<Arc<Topic>, Error> {

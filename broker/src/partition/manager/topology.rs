@@ -17,6 +17,7 @@ use std::sync::Arc;
 use rill_controller::client::MetadataView;
 
 use super::{BrokerInfo, ReplicaManager, Settings, Topic, Topics, kafka_topic_id};
+use crate::log::LogConfig;
 use crate::partition::{Error, PartitionState};
 
 /// One partition as described by Metadata.
@@ -85,9 +86,12 @@ impl Topology {
         names: &[String],
         local: &Topics,
         settings: &Settings,
+        defaults: &LogConfig,
     ) -> Result<Vec<TopicView>, Error> {
         let me = match self {
-            Self::Cluster(view) => return cluster_metadata(view, names, local, settings),
+            Self::Cluster(view) => {
+                return cluster_metadata(view, names, local, settings, defaults);
+            }
             Self::Standalone => settings.broker.id,
         };
         let topics = local.read();
@@ -231,7 +235,7 @@ impl ReplicaManager {
     pub fn metadata(&self, names: &[String]) -> Result<Vec<TopicView>, Error> {
         self.topology
             .read()
-            .describe(names, &self.topics, &self.settings)
+            .describe(names, &self.topics, &self.settings, &self.log_defaults())
     }
 
     /// Installs the controller's metadata, which answers Metadata requests.
@@ -282,6 +286,7 @@ fn cluster_metadata(
     names: &[String],
     local: &Topics,
     settings: &Settings,
+    defaults: &LogConfig,
 ) -> Result<Vec<TopicView>, Error> {
     let selected: Vec<&rill_controller::TopicState> = if names.is_empty() {
         view.topics.values().collect()
@@ -300,8 +305,7 @@ fn cluster_metadata(
         .into_iter()
         .map(|t| {
             let local = topics.get(&t.name);
-            let config = settings
-                .log_defaults
+            let config = defaults
                 .clone()
                 .with_overrides(&t.config)
                 .map(|c| c.to_map())

@@ -29,15 +29,32 @@ pub(super) fn build(sc: &StreamCluster, names: &Names) -> ConfigMap {
     }
 }
 
-/// A stable 64-bit FNV-1a hash of the ConfigMap data, hex encoded. Put on
-/// the pod template so a configuration change shows up as an outdated pod.
-/// Not cryptographic: it only needs to change when the data changes.
+/// A stable 64-bit FNV-1a hash of the ConfigMap data that needs a broker
+/// restart, hex encoded. Put on the pod template so such a change shows up
+/// as an outdated pod, which the operator rolls. Lines of keys a running
+/// broker applies itself when its file changes
+/// ([`rill_proto::broker_config::LIVE_KEYS`]) are left out: changing those
+/// rolls nothing. Not cryptographic: it only needs to change when the data
+/// changes.
 pub fn config_hash(config_map: &ConfigMap) -> String {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut hash = OFFSET;
     for (key, value) in config_map.data.iter().flatten() {
-        for byte in key.bytes().chain([0u8]).chain(value.bytes()).chain([0u8]) {
+        let restart_only: String = value
+            .lines()
+            .filter(|line| {
+                let key = line.split('=').next().unwrap_or_default().trim();
+                !rill_proto::broker_config::is_live(key)
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        for byte in key
+            .bytes()
+            .chain([0u8])
+            .chain(restart_only.bytes())
+            .chain([0u8])
+        {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(PRIME);
         }
@@ -72,5 +89,18 @@ mod tests {
         assert_eq!(before, config_hash(&build(&sc, &Names::new("events"))));
         sc.spec.config.insert("num.partitions".into(), "6".into());
         assert_ne!(before, config_hash(&build(&sc, &Names::new("events"))));
+    }
+
+    #[test]
+    fn given_a_change_of_a_key_brokers_apply_live_when_hashing_then_the_hash_stays() {
+        let mut sc = cluster();
+        sc.spec.config.insert("num.partitions".into(), "6".into());
+        let before = config_hash(&build(&sc, &Names::new("events")));
+        sc.spec
+            .config
+            .insert("log.retention.ms".into(), "3600000".into());
+        let cm = build(&sc, &Names::new("events"));
+        assert!(cm.data.as_ref().expect("data")[CONFIG_FILE_NAME].contains("log.retention.ms=3600000"));
+        assert_eq!(before, config_hash(&cm), "no roll for a live key");
     }
 }
