@@ -279,6 +279,7 @@ mod tests {
             leader_epoch: 0,
             partition_epoch: 0,
             removing: Vec::new(),
+            adding: Vec::new(),
         };
         let mut before = ClusterMetadata::default();
         before.topics.insert(
@@ -297,6 +298,7 @@ mod tests {
             leader_epoch: 1,
             partition_epoch: 1,
             removing: Vec::new(),
+            adding: Vec::new(),
             ..old.clone()
         };
         m.observe_changes(

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::error::ServiceError;
-use crate::controller::{Controller, Plan};
+use crate::controller::{Controller, ControllerError, Plan};
 use crate::convert;
 use crate::metrics::Metrics;
 use crate::state::{BrokerId, ClusterMetadata, Endpoints};
@@ -132,6 +132,34 @@ pub enum Command {
         brokers: Vec<i32>,
         reply: Reply<pb::DrainBrokersResponse>,
     },
+    AlterReassignments {
+        request: pb::AlterReassignmentsRequest,
+        reply: Reply<pb::AlterReassignmentsResponse>,
+    },
+    ListReassignments {
+        request: pb::ListReassignmentsRequest,
+        reply: Reply<pb::ListReassignmentsResponse>,
+    },
+    ElectLeaders {
+        request: pb::ElectLeadersRequest,
+        reply: Reply<pb::ElectLeadersResponse>,
+    },
+}
+
+/// One partition's outcome, its error as `REASON: text`.
+fn partition_result(
+    topic: String,
+    partition: i32,
+    outcome: Result<(), ControllerError>,
+) -> pb::PartitionResult {
+    pb::PartitionResult {
+        topic,
+        partition,
+        error: outcome
+            .err()
+            .map(|e| ServiceError::from(e).to_status().message().to_owned())
+            .unwrap_or_default(),
+    }
 }
 
 /// The task state. Fields are owned here and nowhere else.
@@ -402,6 +430,72 @@ impl<S: MetadataStore> Actor<S> {
                     })
                 }
                 .await;
+                let _ = reply.send(result);
+            }
+            Command::AlterReassignments { request, reply } => {
+                let requests: Vec<(String, i32, Option<Vec<BrokerId>>)> = request
+                    .reassignments
+                    .into_iter()
+                    .map(|r| (r.topic, r.partition, (!r.cancel).then_some(r.replicas)))
+                    .collect();
+                let (plan, outcomes) = self.ctl.alter_reassignments(&requests);
+                let result = self
+                    .commit(plan)
+                    .await
+                    .map(|()| pb::AlterReassignmentsResponse {
+                        results: requests
+                            .into_iter()
+                            .zip(outcomes)
+                            .map(|((topic, partition, _), outcome)| {
+                                partition_result(topic, partition, outcome)
+                            })
+                            .collect(),
+                    });
+                let _ = reply.send(result);
+            }
+            Command::ListReassignments { request, reply } => {
+                let only: Vec<(String, i32)> = request
+                    .partitions
+                    .into_iter()
+                    .map(|p| (p.topic, p.partition))
+                    .collect();
+                let reassignments = self
+                    .ctl
+                    .reassignments((!only.is_empty()).then_some(only.as_slice()))
+                    .into_iter()
+                    .map(|(topic, partition, p)| pb::OngoingReassignment {
+                        topic,
+                        partition,
+                        replicas: p.replicas,
+                        adding_replicas: p.adding,
+                        removing_replicas: p.removing,
+                    })
+                    .collect();
+                let _ = reply.send(Ok(pb::ListReassignmentsResponse { reassignments }));
+            }
+            Command::ElectLeaders { request, reply } => {
+                let only: Vec<(String, i32)> = request
+                    .partitions
+                    .into_iter()
+                    .map(|p| (p.topic, p.partition))
+                    .collect();
+                let (plan, outcomes) = self
+                    .ctl
+                    .elect_preferred((!only.is_empty()).then_some(only.as_slice()));
+                let elected = outcomes.iter().filter(|(_, _, o)| o.is_ok()).count();
+                let result = self.commit(plan).await.map(|()| {
+                    if elected > 0 {
+                        info!(elected, "preferred leaders elected");
+                    }
+                    pb::ElectLeadersResponse {
+                        results: outcomes
+                            .into_iter()
+                            .map(|(topic, partition, outcome)| {
+                                partition_result(topic, partition, outcome)
+                            })
+                            .collect(),
+                    }
+                });
                 let _ = reply.send(result);
             }
         }

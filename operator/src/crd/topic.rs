@@ -250,10 +250,15 @@ pub struct PartitionStatus {
     /// Partition epoch; increases with every change of this entry.
     #[serde(default)]
     pub partition_epoch: i32,
-    /// Broker ids whose replica is being moved away (a drain before a
-    /// scale-down); they leave `replicas` once the new replicas are in sync.
+    /// Broker ids whose replica is being moved away (a reassignment, or a
+    /// drain before a scale-down); they leave `replicas` once the new
+    /// replicas are in sync.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removing_replicas: Vec<i32>,
+    /// Broker ids whose replica is being added by a reassignment; they are
+    /// in `replicas` and catching up until they join `isr`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
 }
 
 impl Topic {

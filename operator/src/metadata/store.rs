@@ -144,6 +144,7 @@ fn to_status(p: &PartitionState, index: usize) -> PartitionStatus {
         leader_epoch: p.leader_epoch,
         partition_epoch: p.partition_epoch,
         removing_replicas: p.removing.clone(),
+        adding_replicas: p.adding.clone(),
     }
 }
 
@@ -155,6 +156,7 @@ fn from_status(p: &PartitionStatus) -> PartitionState {
         leader_epoch: p.leader_epoch,
         partition_epoch: p.partition_epoch,
         removing: p.removing_replicas.clone(),
+        adding: p.adding_replicas.clone(),
     }
 }
 
@@ -719,6 +721,7 @@ mod tests {
                     leader_epoch: 0,
                     partition_epoch: 0,
                     removing: Vec::new(),
+                    adding: Vec::new(),
                 };
                 3
             ],
@@ -756,6 +759,7 @@ mod tests {
             leader_epoch: 7,
             partition_epoch: 12,
             removing: Vec::new(),
+            adding: Vec::new(),
         };
         let s = to_status(&p, 4);
         assert_eq!(s.partition, 4);
@@ -809,6 +813,7 @@ mod kube_tests {
                 leader_epoch: 0,
                 partition_epoch: 0,
                 removing: Vec::new(),
+                adding: Vec::new(),
             }],
             config: BTreeMap::new(),
         }
