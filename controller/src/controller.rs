@@ -760,13 +760,14 @@ impl Controller {
     /// move. Returns the plan and each request's outcome, in order.
     pub fn alter_reassignments(
         &self,
-        requests: &[(String, i32, Option<Vec<BrokerId>>)],
+        requests: &[Reassign],
     ) -> (Plan, Vec<Result<(), ControllerError>>) {
         let mut next = self.meta.clone();
         let usable = |r| self.usable(&self.sessions, r);
         let results = requests
             .iter()
-            .map(|(topic, partition, request_target)| {
+            .map(|r| {
+                let (topic, partition) = (&r.topic, &r.partition);
                 self.partition(topic, *partition)?;
                 let t = next.topics.get_mut(topic).expect("checked");
                 let min_isr = t.min_insync_replicas();
@@ -778,7 +779,7 @@ impl Controller {
                         replicas: replicas.to_vec(),
                         reason,
                     };
-                let target = match request_target {
+                let target = match &r.target {
                     None if !p.moving() => {
                         return Err(ControllerError::NoReassignment {
                             topic: topic.clone(),
@@ -789,6 +790,15 @@ impl Controller {
                     Some(target) => {
                         validate_target(&self.meta, target, min_isr)
                             .map_err(|reason| invalid(target, reason))?;
+                        let current = p.original().len();
+                        if r.keep_replication_factor && target.len() != current {
+                            return Err(invalid(
+                                target,
+                                format!(
+                                    "the partition has {current} replicas and the request does not allow changing the replication factor"
+                                ),
+                            ));
+                        }
                         target.clone()
                     }
                 };
@@ -798,7 +808,7 @@ impl Controller {
                     topic = %topic,
                     partition,
                     ?target,
-                    cancel = request_target.is_none(),
+                    cancel = r.target.is_none(),
                     "reassignment set"
                 );
                 Ok(())
@@ -942,6 +952,19 @@ impl Controller {
             .map(|b| (b.id, b.rack.clone()))
             .collect()
     }
+}
+
+/// One partition's reassignment request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reassign {
+    pub topic: String,
+    pub partition: i32,
+    /// The target replicas, preferred leader first; `None` cancels the
+    /// move in flight.
+    pub target: Option<Vec<BrokerId>>,
+    /// Refuse a target of another length than the current replicas
+    /// (KIP-860's `allowReplicationFactorChange=false`).
+    pub keep_replication_factor: bool,
 }
 
 /// Checks a reassignment target: at least one replica and at least
@@ -1191,7 +1214,12 @@ mod tests {
         ctl: &Controller,
         target: Option<Vec<BrokerId>>,
     ) -> (Plan, Result<(), ControllerError>) {
-        let (plan, mut results) = ctl.alter_reassignments(&[("t".to_owned(), 0, target)]);
+        let (plan, mut results) = ctl.alter_reassignments(&[Reassign {
+            topic: "t".to_owned(),
+            partition: 0,
+            target,
+            keep_replication_factor: false,
+        }]);
         (plan, results.remove(0))
     }
 
@@ -1310,8 +1338,25 @@ mod tests {
             assert!(err.to_string().contains(reason), "{target:?}: {err}");
             assert!(plan.is_empty());
         }
-        let (_, results) = ctl.alter_reassignments(&[("nope".to_owned(), 0, Some(vec![1]))]);
+        let (_, results) = ctl.alter_reassignments(&[
+            Reassign {
+                topic: "nope".to_owned(),
+                partition: 0,
+                target: Some(vec![1]),
+                keep_replication_factor: false,
+            },
+            Reassign {
+                topic: "t".to_owned(),
+                partition: 0,
+                target: Some(vec![3, 4]),
+                keep_replication_factor: true,
+            },
+        ]);
         assert!(matches!(results[0], Err(ControllerError::UnknownTopic(_))));
+        let err = results[1]
+            .as_ref()
+            .expect_err("a replication factor change");
+        assert!(err.to_string().contains("has 3 replicas"), "{err}");
     }
 
     #[test]

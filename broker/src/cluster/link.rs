@@ -25,6 +25,7 @@ use rill_controller::client::{
     AlterPartition, ClientError, ClientOptions, ControllerClient, MetadataView, Registration, Retry,
 };
 use rill_controller::{Endpoints, NO_LEADER};
+use rill_proto::controller as pb;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -518,6 +519,36 @@ impl TopicAdmin for ClusterLink {
             .create_partitions(name, total)
             .await
             .map(|_| ())
+            .map_err(admin_error)
+    }
+
+    async fn alter_reassignments(
+        &self,
+        reassignments: Vec<pb::Reassignment>,
+    ) -> Result<Vec<pb::PartitionResult>, Error> {
+        self.client
+            .alter_reassignments(reassignments)
+            .await
+            .map_err(admin_error)
+    }
+
+    async fn list_reassignments(
+        &self,
+        partitions: Vec<pb::TopicPartition>,
+    ) -> Result<Vec<pb::OngoingReassignment>, Error> {
+        self.client
+            .list_reassignments(partitions)
+            .await
+            .map_err(admin_error)
+    }
+
+    async fn elect_preferred_leaders(
+        &self,
+        partitions: Vec<pb::TopicPartition>,
+    ) -> Result<Vec<pb::PartitionResult>, Error> {
+        self.client
+            .elect_preferred_leaders(partitions)
+            .await
             .map_err(admin_error)
     }
 }

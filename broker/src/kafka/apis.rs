@@ -32,7 +32,7 @@ use kafka_protocol::protocol::{Decodable, Message, VersionRange};
 
 use super::frame::{EncodeError, Reply, ResponseFrame, encode_response};
 use super::groups::{self, client};
-use super::{KafkaContext, admin, fetch, metadata, offsets, produce, producer_id};
+use super::{KafkaContext, admin, fetch, metadata, offsets, produce, producer_id, reassign};
 use crate::group::GroupCoordinator;
 
 /// Generates everything listed in the module documentation from the table
@@ -146,6 +146,9 @@ kafka_apis! {
         DescribeConfigs(DescribeConfigsRequest => DescribeConfigsResponse) => admin::describe_configs,
         CreatePartitions(CreatePartitionsRequest => CreatePartitionsResponse) => admin::create_partitions,
         DescribeCluster(DescribeClusterRequest => DescribeClusterResponse) => metadata::describe_cluster,
+        AlterPartitionReassignments(AlterPartitionReassignmentsRequest => AlterPartitionReassignmentsResponse) => reassign::alter_partition_reassignments,
+        ListPartitionReassignments(ListPartitionReassignmentsRequest => ListPartitionReassignmentsResponse) => reassign::list_partition_reassignments,
+        ElectLeaders(ElectLeadersRequest => ElectLeadersResponse) => reassign::elect_leaders,
     }
     groups {
         FindCoordinator(FindCoordinatorRequest => FindCoordinatorResponse) => groups::find_coordinator,

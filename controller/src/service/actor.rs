@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::error::ServiceError;
-use crate::controller::{Controller, ControllerError, Plan};
+use crate::controller::{Controller, ControllerError, Plan, Reassign};
 use crate::convert;
 use crate::metrics::Metrics;
 use crate::state::{BrokerId, ClusterMetadata, Endpoints};
@@ -433,10 +433,15 @@ impl<S: MetadataStore> Actor<S> {
                 let _ = reply.send(result);
             }
             Command::AlterReassignments { request, reply } => {
-                let requests: Vec<(String, i32, Option<Vec<BrokerId>>)> = request
+                let requests: Vec<Reassign> = request
                     .reassignments
                     .into_iter()
-                    .map(|r| (r.topic, r.partition, (!r.cancel).then_some(r.replicas)))
+                    .map(|r| Reassign {
+                        topic: r.topic,
+                        partition: r.partition,
+                        target: (!r.cancel).then_some(r.replicas),
+                        keep_replication_factor: r.keep_replication_factor,
+                    })
                     .collect();
                 let (plan, outcomes) = self.ctl.alter_reassignments(&requests);
                 let result = self
@@ -446,9 +451,7 @@ impl<S: MetadataStore> Actor<S> {
                         results: requests
                             .into_iter()
                             .zip(outcomes)
-                            .map(|((topic, partition, _), outcome)| {
-                                partition_result(topic, partition, outcome)
-                            })
+                            .map(|(r, outcome)| partition_result(r.topic, r.partition, outcome))
                             .collect(),
                     });
                 let _ = reply.send(result);
