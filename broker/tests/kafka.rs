@@ -228,6 +228,7 @@ async fn given_a_broker_when_api_versions_asked_should_list_exactly_the_served_a
             (ApiKey::AlterPartitionReassignments, (0, 1)),
             (ApiKey::ListPartitionReassignments, (0, 0)),
             (ApiKey::ElectLeaders, (0, 2)),
+            (ApiKey::DescribeLogDirs, (1, 4)),
             // The group coordinator's APIs (`crate::group`).
             (ApiKey::OffsetCommit, (2, 9)),
             (ApiKey::OffsetFetch, (1, 9)),
@@ -1068,6 +1069,19 @@ async fn given_every_advertised_version_when_called_should_answer_in_that_versio
         let r = conn.call(v, &elect_req("c2", 0, 0)).await;
         let p = &r.replica_election_results[0].partition_result[0];
         assert_eq!(p.error_code, 42, "ElectLeaders v{v}");
+    }
+    for v in 1..=4 {
+        let r = conn
+            .call(v, &DescribeLogDirsRequest::default().with_topics(None))
+            .await;
+        assert_eq!(r.results.len(), 1, "DescribeLogDirs v{v}");
+        assert!(
+            r.results[0]
+                .topics
+                .iter()
+                .any(|t| t.name.0.as_str() == "c2"),
+            "DescribeLogDirs v{v} lists the local topics"
+        );
     }
     for v in 1..=6 {
         let topic = format!("c{}", v + 1);

@@ -149,6 +149,7 @@ kafka_apis! {
         AlterPartitionReassignments(AlterPartitionReassignmentsRequest => AlterPartitionReassignmentsResponse) => reassign::alter_partition_reassignments,
         ListPartitionReassignments(ListPartitionReassignmentsRequest => ListPartitionReassignmentsResponse) => reassign::list_partition_reassignments,
         ElectLeaders(ElectLeadersRequest => ElectLeadersResponse) => reassign::elect_leaders,
+        DescribeLogDirs(DescribeLogDirsRequest => DescribeLogDirsResponse) => reassign::describe_log_dirs,
     }
     groups {
         FindCoordinator(FindCoordinatorRequest => FindCoordinatorResponse) => groups::find_coordinator,

@@ -1,6 +1,7 @@
 //! Replica moves and leader elections: AlterPartitionReassignments,
-//! ListPartitionReassignments and ElectLeaders (KIP-455, KIP-460), what
-//! `kafka-reassign-partitions` and `kafka-leader-election` use.
+//! ListPartitionReassignments and ElectLeaders (KIP-455, KIP-460), and
+//! DescribeLogDirs: what `kafka-reassign-partitions` and
+//! `kafka-leader-election` use.
 //!
 //! Each request is converted and forwarded to the controller (through the
 //! [`TopicAdmin`](crate::partition::manager::TopicAdmin) of a cluster
@@ -10,6 +11,10 @@
 //! whole request, which admin clients retry. A standalone broker has no
 //! replicas to move: it lists no reassignment and refuses the others with
 //! INVALID_REQUEST.
+//!
+//! DescribeLogDirs, which `kafka-reassign-partitions --generate` reads,
+//! describes this broker's one log dir (its data directory) with the
+//! partitions it holds a replica of and their sizes.
 //!
 //! Only preferred elections are performed; UNCLEAN ones are refused with
 //! INVALID_REQUEST, because Rill never elects a replica outside the ISR on
@@ -22,14 +27,17 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
 };
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::list_partition_reassignments_response::{
     OngoingPartitionReassignment, OngoingTopicReassignment,
 };
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ElectLeadersRequest,
-    ElectLeadersResponse, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
-    TopicName,
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse,
+    DescribeLogDirsRequest, DescribeLogDirsResponse, ElectLeadersRequest, ElectLeadersResponse,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rill_proto::controller as ctl;
@@ -259,6 +267,59 @@ pub async fn elect_leaders(
         by_topic.entry(o.topic).or_default().push(result);
     }
     ElectLeadersResponse::default().with_replica_election_results(results(by_topic))
+}
+
+pub async fn describe_log_dirs(
+    ctx: &KafkaContext,
+    _version: i16,
+    request: DescribeLogDirsRequest,
+) -> DescribeLogDirsResponse {
+    let wanted: Option<BTreeMap<String, Vec<i32>>> = request.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.topic.0.to_string(), t.partitions))
+            .collect()
+    });
+    let views = ctx.manager.metadata(&[]).unwrap_or_default();
+    let topics = views
+        .into_iter()
+        .filter_map(|t| {
+            let only = match &wanted {
+                Some(w) => Some(w.get(&t.name)?),
+                None => None,
+            };
+            let partitions: Vec<DescribeLogDirsPartition> = t
+                .partitions
+                .iter()
+                .filter(|p| only.is_none_or(|o| o.contains(&p.id)))
+                .filter_map(|p| {
+                    let state = p.state?;
+                    Some(
+                        DescribeLogDirsPartition::default()
+                            .with_partition_index(p.id)
+                            .with_partition_size(
+                                i64::try_from(state.size_bytes).unwrap_or(i64::MAX),
+                            )
+                            .with_offset_lag(0),
+                    )
+                })
+                .collect();
+            (!partitions.is_empty()).then(|| {
+                DescribeLogDirsTopic::default()
+                    .with_name(topic_name(&t.name))
+                    .with_partitions(partitions)
+            })
+        })
+        .collect();
+    let known = |v: i64| if v > 0 { v } else { -1 };
+    DescribeLogDirsResponse::default().with_results(vec![
+        DescribeLogDirsResult::default()
+            .with_log_dir(StrBytes::from_string(
+                ctx.manager.data_dir().display().to_string(),
+            ))
+            .with_topics(topics)
+            .with_total_bytes(known(ctx.metrics.disk_total_bytes.get()))
+            .with_usable_bytes(known(ctx.metrics.disk_free_bytes.get())),
+    ])
 }
 
 fn results(by_topic: BTreeMap<String, Vec<PartitionResult>>) -> Vec<ReplicaElectionResult> {

@@ -206,6 +206,11 @@ impl ReplicaManager {
         })
     }
 
+    /// The data directory: this broker's one Kafka log dir.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.store.data_dir()
+    }
+
     pub fn broker(&self) -> &BrokerInfo {
         &self.settings.broker
     }
