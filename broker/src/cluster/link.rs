@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::fetcher::Fetchers;
+use super::throttle::Throttle;
 use crate::partition::manager::{CreateTopic, ReplicaManager, TopicAdmin};
 use crate::partition::{Error, IsrProposal};
 
@@ -57,6 +58,9 @@ pub struct ClusterSettings {
     pub rack: Option<String>,
     /// Followers not caught up for this long leave the ISR.
     pub replica_lag_time_max: Duration,
+    /// Bytes per second replicas being added by a reassignment may fetch
+    /// in total (0: unlimited).
+    pub reassignment_throttle_bytes_per_sec: u64,
 }
 
 /// Identity of this broker's data directory, created with it.
@@ -148,10 +152,15 @@ impl ClusterLink {
             rack: settings.rack.clone(),
         };
         let broker_epoch = Arc::new(AtomicI64::new(-1));
+        let throttle = Arc::new(Throttle::new(
+            settings.reassignment_throttle_bytes_per_sec,
+            manager.metrics().replication_throttled_bytes.clone(),
+        ));
         let fetchers = Fetchers::new(
             settings.broker_id,
             Arc::clone(&broker_epoch),
             Arc::clone(&manager),
+            throttle,
         );
         let link = Arc::new(Self {
             settings,
@@ -335,6 +344,7 @@ impl ClusterLink {
                             &b.endpoints.replication,
                             &t.name,
                             p.id,
+                            state.adding.contains(&me) && !state.isr.contains(&me),
                         ),
                         None => {
                             warn!(topic = %t.name, partition = p.id, leader = state.leader, "leader is not a known broker")
