@@ -28,12 +28,23 @@ use crate::state::{
 pub struct ControllerConfig {
     /// A broker that has not heartbeated for this long is fenced.
     pub session_timeout_ms: u64,
+    /// Whether replicas and preferred leaders are moved onto under-loaded
+    /// brokers (after a scale-up) when nothing else is moving.
+    pub auto_balance: bool,
+    /// How often the balance is checked, in ms; also how long after
+    /// taking over the first check waits (brokers register again first).
+    pub balance_interval_ms: u64,
+    /// Most partitions the balance moves at a time.
+    pub balance_batch: usize,
 }
 
 impl Default for ControllerConfig {
     fn default() -> Self {
         Self {
             session_timeout_ms: 1500,
+            auto_balance: true,
+            balance_interval_ms: 10_000,
+            balance_batch: 4,
         }
     }
 }
@@ -920,6 +931,54 @@ impl Controller {
         })
     }
 
+    /// One round of the automatic balance (see [`crate::balance`]): when no
+    /// move is in flight and every broker holding replicas is active, moves
+    /// up to `balance_batch` partitions so the active brokers not in
+    /// `excluded` (being drained) hold as many replicas and preferred
+    /// leaderships as each other, give or take one. Returns the plan and
+    /// how many partitions it moves data of (0 with an empty plan when
+    /// balanced, or when it must wait).
+    pub fn balance(&self, excluded: &BTreeSet<BrokerId>) -> (Plan, usize) {
+        if self.moving() {
+            return (Plan::default(), 0);
+        }
+        let unhealthy = self
+            .meta
+            .topics
+            .values()
+            .flat_map(|t| &t.partitions)
+            .any(|p| {
+                p.replicas.iter().any(|r| !self.usable(&self.sessions, *r)) || p.isr != p.replicas
+            });
+        if unhealthy {
+            return (Plan::default(), 0);
+        }
+        let eligible: BTreeSet<BrokerId> = self
+            .active_brokers()
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| !excluded.contains(id))
+            .collect();
+        let moves = crate::balance::plan(&self.meta, &eligible, self.config.balance_batch);
+        if moves.is_empty() {
+            return (Plan::default(), 0);
+        }
+        let moving = moves.iter().filter(|m| m.moves_data).count();
+        let mut next = self.meta.clone();
+        let usable = |r| self.usable(&self.sessions, r);
+        for m in &moves {
+            let t = next.topics.get_mut(&m.topic).expect("planned from it");
+            let min_isr = t.min_insync_replicas();
+            let p = &mut t.partitions[m.partition as usize];
+            if let Err(reason) = start_move(p, &m.target, min_isr, &usable) {
+                tracing::warn!(topic = %m.topic, partition = m.partition, %reason, "balance move skipped");
+                continue;
+            }
+            info!(topic = %m.topic, partition = m.partition, target = ?m.target, moves_data = m.moves_data, "balance: moving partition");
+        }
+        (self.plan(vec![], move |meta, _| *meta = next), moving)
+    }
+
     /// Whether any partition has a replica move in flight.
     pub fn moving(&self) -> bool {
         self.meta
@@ -1396,5 +1455,91 @@ mod tests {
         assert_eq!(p0(&ctl).leader, 1);
         let (_, results) = ctl.elect_preferred(None);
         assert!(results.is_empty(), "nothing left to elect: {results:?}");
+    }
+
+    #[test]
+    fn given_two_brokers_added_when_balanced_until_done_then_replica_counts_differ_by_at_most_one_and_drained_brokers_get_nothing()
+     {
+        let mut ctl = Controller::new(ControllerConfig::default(), ClusterMetadata::default(), 0);
+        let mut epochs: BTreeMap<BrokerId, i64> = BTreeMap::new();
+        for id in 0..3 {
+            epochs.insert(id, registered(&mut ctl, id, 0));
+        }
+        for (name, partitions) in [("a", 8), ("b", 5), ("c", 3)] {
+            ctl.apply(
+                ctl.create_topic(name, partitions, 3, BTreeMap::new())
+                    .expect("created"),
+            );
+        }
+        for id in 3..6 {
+            epochs.insert(id, registered(&mut ctl, id, 0));
+        }
+        // Broker 5 is being drained (a scale-down in progress).
+        let excluded = BTreeSet::from([5]);
+        for round in 0.. {
+            assert!(round < 100, "the balance converges");
+            let (plan, _) = ctl.balance(&excluded);
+            if plan.is_empty() {
+                break;
+            }
+            ctl.apply(plan);
+            // Each leader adds its caught-up replicas to the ISR.
+            let moving: Vec<(String, usize, PartitionState)> = ctl
+                .metadata()
+                .topics
+                .iter()
+                .flat_map(|(n, t)| {
+                    t.partitions
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| p.moving())
+                        .map(move |(i, p)| (n.clone(), i, p.clone()))
+                })
+                .collect();
+            for (name, i, p) in moving {
+                assert!(
+                    !p.replicas.contains(&5),
+                    "a drained broker gets nothing: {p:?}"
+                );
+                assert!(
+                    p.isr.len() >= p.target().len().min(3) - 1,
+                    "the ISR keeps the original replicas during the move: {p:?}"
+                );
+                let plan = ctl
+                    .alter_partition(
+                        p.leader,
+                        epochs[&p.leader],
+                        &name,
+                        i as i32,
+                        p.leader_epoch,
+                        p.partition_epoch,
+                        &p.replicas,
+                        &p.replicas
+                            .iter()
+                            .map(|r| (*r, epochs[r]))
+                            .collect::<Vec<_>>(),
+                    )
+                    .expect("expansion accepted");
+                ctl.apply(plan);
+            }
+            assert!(!ctl.moving(), "every move finished once in sync");
+        }
+        let mut counts: BTreeMap<BrokerId, usize> = (0..5).map(|b| (b, 0)).collect();
+        for p in ctl.metadata().topics.values().flat_map(|t| &t.partitions) {
+            assert_eq!(p.replicas.len(), 3, "{p:?}");
+            assert!(p.replicas.contains(&p.leader), "{p:?}");
+            for r in &p.replicas {
+                *counts.entry(*r).or_default() += 1;
+            }
+        }
+        assert!(
+            !counts.contains_key(&5),
+            "the drained broker holds nothing: {counts:?}"
+        );
+        let (min, max) = (
+            counts.values().min().copied().unwrap_or(0),
+            counts.values().max().copied().unwrap_or(0),
+        );
+        assert!(max - min <= 1, "replica counts {counts:?}");
     }
 }

@@ -26,6 +26,7 @@
 //! - [`config`]: the `rill-controller` command line;
 //! - [`client`]: [`ControllerClient`], what brokers and tools call.
 
+pub mod balance;
 pub mod client;
 pub mod config;
 mod controller;

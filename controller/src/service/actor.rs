@@ -27,7 +27,7 @@
 //! rare (leader/ISR/topic changes, never per-append), and other tasks keep
 //! running on the runtime's other workers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -178,6 +178,16 @@ pub struct Actor<S> {
     /// The durable metadata after every commit, for in-process readers
     /// (the operator's scale-down guard) that cannot hold a watch stream.
     snapshot: watch::Sender<Arc<ClusterMetadata>>,
+    /// Brokers a DrainBrokers asked to empty (before a scale-down): the
+    /// automatic balance gives them nothing. In memory: the operator asks
+    /// again on every reconcile until they are empty; a broker leaves the
+    /// set when it registers with a new data directory.
+    draining: BTreeSet<BrokerId>,
+    /// Monotonic ms of the next automatic balance check.
+    next_balance_ms: u64,
+    /// The automatic balance moved partitions: elect preferred leaders
+    /// once no move is in flight.
+    elect_after_balance: bool,
 }
 
 impl<S: MetadataStore> Actor<S> {
@@ -194,8 +204,12 @@ impl<S: MetadataStore> Actor<S> {
     ) -> Self {
         metrics.observe_state(&ctl);
         let (snapshot, _) = watch::channel(Arc::new(ctl.metadata().clone()));
+        let next_balance_ms = ctl.config().balance_interval_ms;
         Self {
             snapshot,
+            draining: BTreeSet::new(),
+            next_balance_ms,
+            elect_after_balance: false,
             ctl,
             store,
             started,
@@ -318,10 +332,46 @@ impl<S: MetadataStore> Actor<S> {
     }
 
     async fn tick(&mut self) {
-        let plan = self.ctl.tick(self.now_ms());
+        let now = self.now_ms();
+        let plan = self.ctl.tick(now);
         // Failures are logged in commit; the next tick computes the same
         // plan again.
         let _ = self.commit(plan).await;
+        if self.ctl.config().auto_balance && now >= self.next_balance_ms {
+            self.next_balance_ms = now + self.ctl.config().balance_interval_ms;
+            self.balance().await;
+        }
+    }
+
+    /// One automatic balance check: moves a few partitions onto
+    /// under-loaded brokers; once they are done, elects preferred leaders.
+    async fn balance(&mut self) {
+        if self.ctl.moving() {
+            return;
+        }
+        if self.elect_after_balance {
+            let plan = self.ctl.rebalance_preferred_leaders();
+            let changed = plan.changes.len();
+            if self.commit(plan).await.is_ok() {
+                self.elect_after_balance = false;
+                if changed > 0 {
+                    info!(partitions = changed, "balance: preferred leaders elected");
+                }
+            }
+            return;
+        }
+        let (plan, moving) = self.ctl.balance(&self.draining);
+        if plan.is_empty() {
+            return;
+        }
+        if self.commit(plan).await.is_ok() {
+            self.elect_after_balance = true;
+            self.metrics.balance_moves.inc_by(moving as u64);
+            info!(
+                partitions = moving,
+                "balance: moving replicas onto under-loaded brokers"
+            );
+        }
     }
 
     async fn handle(&mut self, cmd: Command) {
@@ -414,6 +464,7 @@ impl<S: MetadataStore> Actor<S> {
                 let _ = reply.send(result);
             }
             Command::DrainBrokers { brokers, reply } => {
+                self.draining.extend(brokers.iter().copied());
                 let result = async {
                     let (plan, left) = self.ctl.drain(&brokers)?;
                     let moving = !plan.is_empty();
@@ -520,10 +571,21 @@ impl<S: MetadataStore> Actor<S> {
         rack: Option<String>,
     ) -> Result<pb::RegisterResponse, ServiceError> {
         let now = self.now_ms();
+        let new_disk = self
+            .ctl
+            .metadata()
+            .brokers
+            .get(&broker_id)
+            .is_none_or(|b| b.log_dir_id != log_dir_id);
         let (plan, broker_epoch) = self
             .ctl
             .register(broker_id, log_dir_id, endpoints, rack, now)?;
         self.commit(plan).await?;
+        if new_disk {
+            // A broker with a new disk is a new broker (for example after a
+            // scale-down and a scale-up): the balance may use it again.
+            self.draining.remove(&broker_id);
+        }
         Ok(pb::RegisterResponse {
             broker_epoch,
             controller_epoch: self.ctl.controller_epoch(),
