@@ -221,6 +221,12 @@ pub struct TopicStatus {
     /// the ISR or the replicas change. Empty until the topic is placed.
     #[serde(default)]
     pub partitions: Vec<PartitionStatus>,
+    /// How many partitions have a replica move in flight (a reassignment,
+    /// a drain before a scale-down or the automatic balance); their
+    /// `addingReplicas` and `removingReplicas` say which. Written with
+    /// `partitions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reassigning_partitions: Option<i32>,
     /// Epoch of the metadata controller that last wrote `partitions`. A
     /// controller never overwrites partitions stamped by a newer one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
