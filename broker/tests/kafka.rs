@@ -21,7 +21,9 @@
 //! while in flight (target, then the removed replica; adding and removing
 //! sets), ends with the target replicas and a leader among them holding
 //! every acknowledged record; refusals carry Kafka's per-partition errors
-//! and unclean elections are refused.
+//! and unclean elections are refused. A broker added to the cluster gets
+//! replicas and preferred leaderships from the automatic balance until
+//! counts differ by at most 1, with every acknowledged record still there.
 
 mod common;
 mod kafka_client;
@@ -1190,6 +1192,35 @@ async fn given_oversized_or_garbage_frames_when_sent_should_close_only_that_conn
 // ---------------------------------------------------------------------------
 // Cluster: a controller and three brokers in this process.
 
+/// Produces `values` (acks=all) to the leader behind `conn`, retrying
+/// while it has not applied the metadata that makes it leader (errors
+/// answered before anything is appended); returns the base offset.
+async fn produce_at_leader(conn: &mut Conn, topic: &str, partition: i32, values: &[&str]) -> i64 {
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        let (code, offset) = produce(
+            conn,
+            topic,
+            partition,
+            batch(values, None, Compression::None),
+            -1,
+        )
+        .await;
+        if code == 0 {
+            return offset;
+        }
+        assert!(
+            [3, 6, 19, 75].contains(&code),
+            "unexpected produce error {code}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the leader of {topic}-{partition} takes no writes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn reassign_req(
     topic: &str,
     partition: i32,
@@ -1510,17 +1541,7 @@ async fn given_a_three_broker_cluster_when_a_partition_is_reassigned_should_move
         .expect("a third broker");
 
     let mut lead = Conn::connect(brokers[&leader].kafka_addr).await;
-    assert_eq!(
-        produce(
-            &mut lead,
-            "mv",
-            0,
-            batch(&["a", "b"], None, Compression::None),
-            -1
-        )
-        .await,
-        (0, 0)
-    );
+    assert_eq!(produce_at_leader(&mut lead, "mv", 0, &["a", "b"]).await, 0);
 
     // Refusals, per partition, as Kafka.
     let r = any.call(0, &reassign_req("mv", 0, None)).await;
@@ -1618,6 +1639,109 @@ async fn given_a_three_broker_cluster_when_a_partition_is_reassigned_should_move
         [0, 84].contains(&pr.error_code),
         "preferred election: {pr:?}"
     );
+
+    for (_, b) in brokers {
+        b.shutdown().await.unwrap();
+    }
+    controller.shutdown().await.unwrap();
+}
+
+/// Longest the automatic balance may take in the test below (its check
+/// runs every `BALANCE_INTERVAL_MS`).
+const BALANCE_TIMEOUT: Duration = Duration::from_secs(60);
+const BALANCE_INTERVAL_MS: u64 = 300;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_broker_added_to_a_cluster_when_the_balance_runs_should_even_replica_and_leader_counts_and_keep_every_record()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rill_controller::config::ServerConfig::ephemeral(
+        dir.path().join("controller/metadata.json"),
+    );
+    config.balance_interval_ms = BALANCE_INTERVAL_MS;
+    let controller = rill_controller::start(config)
+        .await
+        .expect("controller starts");
+    let addr = controller.grpc_addr.to_string();
+    let mut brokers = BTreeMap::new();
+    for id in 0..3 {
+        brokers.insert(id, start_member(dir.path(), id, &addr).await);
+    }
+    let mut any = Conn::connect(brokers[&0].kafka_addr).await;
+    create(&mut any, "bal", 6, 2).await;
+    let t = converge(&mut any, "bal", &[0, 1, 2], 2).await;
+    for p in &t.partitions {
+        let mut lead = Conn::connect(brokers[&p.leader_id.0].kafka_addr).await;
+        let value = format!("p{}", p.partition_index);
+        assert_eq!(
+            produce_at_leader(&mut lead, "bal", p.partition_index, &[&value]).await,
+            0
+        );
+    }
+
+    brokers.insert(3, start_member(dir.path(), 3, &addr).await);
+    let deadline = tokio::time::Instant::now() + BALANCE_TIMEOUT;
+    let t = loop {
+        let mut md = any.call(12, &metadata_req(Some(&["bal"]))).await;
+        let t = md.topics.remove(0);
+        let mut replicas: BTreeMap<i32, usize> = BTreeMap::new();
+        let mut leaders: BTreeMap<i32, usize> = BTreeMap::new();
+        for p in &t.partitions {
+            for r in &p.replica_nodes {
+                *replicas.entry(r.0).or_default() += 1;
+            }
+            *leaders.entry(p.leader_id.0).or_default() += 1;
+        }
+        let spread = |m: &BTreeMap<i32, usize>| {
+            m.len() == 4 && m.values().max().unwrap_or(&0) - m.values().min().unwrap_or(&0) <= 1
+        };
+        let settled = t.partitions.iter().all(|p| {
+            p.replica_nodes.len() == 2
+                && p.isr_nodes.len() == 2
+                && p.replica_nodes.first() == Some(&p.leader_id)
+        });
+        let listed = any
+            .call(0, &ListPartitionReassignmentsRequest::default())
+            .await;
+        if spread(&replicas) && spread(&leaders) && settled && listed.topics.is_empty() {
+            break t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not balanced: replicas {replicas:?}, leaders {leaders:?}, {t:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    // Every partition's record is at its (possibly new) leader.
+    for p in &t.partitions {
+        let mut lead = Conn::connect(brokers[&p.leader_id.0].kafka_addr).await;
+        let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+        let got = loop {
+            let mut r = lead
+                .call(
+                    12,
+                    &fetch_req("bal", p.partition_index, 0, 0, p.leader_epoch),
+                )
+                .await;
+            let d = r.responses.remove(0).partitions.remove(0);
+            if d.error_code == 0 && d.high_watermark >= 1 {
+                break values(d.records.as_ref().unwrap(), 0);
+            }
+            assert!(
+                [0, 6, 75].contains(&d.error_code),
+                "unexpected error {}",
+                d.error_code
+            );
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "leader of bal-{} not serving",
+                p.partition_index
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(got, [format!("p{}", p.partition_index)]);
+    }
 
     for (_, b) in brokers {
         b.shutdown().await.unwrap();
