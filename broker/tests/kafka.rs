@@ -24,6 +24,8 @@
 //! and unclean elections are refused. A broker added to the cluster gets
 //! replicas and preferred leaderships from the automatic balance until
 //! counts differ by at most 1, with every acknowledged record still there.
+//! A replica being added catches up no faster than the reassignment
+//! throttle, which counts the bytes it let through.
 
 mod common;
 mod kafka_client;
@@ -1742,6 +1744,93 @@ async fn given_a_broker_added_to_a_cluster_when_the_balance_runs_should_even_rep
         };
         assert_eq!(got, [format!("p{}", p.partition_index)]);
     }
+
+    for (_, b) in brokers {
+        b.shutdown().await.unwrap();
+    }
+    controller.shutdown().await.unwrap();
+}
+
+/// Bytes per second of the reassignment throttle in the test below.
+const THROTTLE_RATE: u64 = 100_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_throttle_when_a_replica_is_added_should_catch_up_no_faster_than_the_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rill_controller::config::ServerConfig::ephemeral(
+        dir.path().join("controller/metadata.json"),
+    );
+    config.auto_balance = false;
+    let controller = rill_controller::start(config)
+        .await
+        .expect("controller starts");
+    let addr = controller.grpc_addr.to_string();
+    let mut brokers = BTreeMap::new();
+    for id in 0..2 {
+        let handle = common::start(&dir.path().join(format!("broker-{id}")), |c| {
+            c.broker_id = id;
+            c.controller_addr = vec![addr.clone()];
+            c.reassignment_throttle_bytes_per_sec = THROTTLE_RATE;
+        })
+        .await;
+        brokers.insert(id, handle);
+    }
+    let mut any = Conn::connect(brokers[&0].kafka_addr).await;
+    create(&mut any, "thr", 1, 1).await;
+    let t = converge(&mut any, "thr", &[0, 1], 1).await;
+    let leader = t.partitions[0].leader_id.0;
+    let other = 1 - leader;
+    let mut lead = Conn::connect(brokers[&leader].kafka_addr).await;
+    let value = "x".repeat(1000);
+    let values: Vec<&str> = (0..50).map(|_| value.as_str()).collect();
+    let batches = 12;
+    for i in 0..batches {
+        assert_eq!(
+            produce_at_leader(&mut lead, "thr", 0, &values).await,
+            i * 50
+        );
+    }
+    let bytes = batches as u64 * 50 * 1000;
+
+    let started = Instant::now();
+    let r = any
+        .call(0, &reassign_req("thr", 0, Some(&[leader, other])))
+        .await;
+    assert_eq!(reassign_error(&r), 0);
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        let r = any
+            .call(0, &ListPartitionReassignmentsRequest::default())
+            .await;
+        if r.topics.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the added replica did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = started.elapsed();
+    // One second of burst, then the rate.
+    let least =
+        Duration::from_secs_f64((bytes - THROTTLE_RATE) as f64 / THROTTLE_RATE as f64 * 0.8);
+    assert!(
+        took >= least,
+        "{bytes} bytes caught up in {took:?} at {THROTTLE_RATE} B/s (at least {least:?})"
+    );
+    let (_, body) = common::http_get(brokers[&other].http_addr, "/metrics").await;
+    let throttled: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("rill_replication_throttled_bytes_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the throttled bytes metric");
+    assert!(
+        throttled >= bytes,
+        "{throttled} throttled bytes counted for {bytes} bytes of records"
+    );
+    let t = converge(&mut any, "thr", &[0, 1], 2).await;
+    assert_eq!(t.partitions[0].replica_nodes.len(), 2);
 
     for (_, b) in brokers {
         b.shutdown().await.unwrap();
