@@ -153,6 +153,7 @@ run_shell console-roundtrip test_console.sh
 run_shell topic-describe test_topic_describe.sh
 run_shell configs-alter test_configs_alter.sh
 run_shell group-lag test_group_lag.sh
+run_shell reassign test_reassign.sh
 run_shell streams-wordcount test_streams_wordcount.sh
 # Last: it kills (and restarts) a broker.
 run_shell idempotent-failover test_idempotent_failover.sh

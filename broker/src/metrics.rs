@@ -58,6 +58,9 @@ pub struct Metrics {
     /// ISR shrinks and expands committed for partitions led here.
     pub isr_shrinks: IntCounter,
     pub isr_expands: IntCounter,
+    /// Bytes fetched by replicas a reassignment is adding (throttled by
+    /// `--reassignment-throttle-bytes-per-sec`).
+    pub replication_throttled_bytes: IntCounter,
     /// Partitions led here whose ISR is smaller than their replica set.
     pub under_replicated_partitions: IntGauge,
     /// Partitions led here whose ISR is smaller than their
@@ -255,6 +258,11 @@ impl Metrics {
                 &r,
                 "rill_isr_expands_total",
                 "ISR expands committed for partitions led by this broker.",
+            ),
+            replication_throttled_bytes: plain_counter(
+                &r,
+                "rill_replication_throttled_bytes_total",
+                "Bytes fetched by replicas being added by a reassignment, which --reassignment-throttle-bytes-per-sec limits.",
             ),
             under_replicated_partitions: plain_gauge(
                 &r,

@@ -304,6 +304,7 @@ impl Broker {
                 },
                 rack: config.rack.clone(),
                 replica_lag_time_max: Duration::from_millis(config.replica_lag_time_max_ms),
+                reassignment_throttle_bytes_per_sec: config.reassignment_throttle_bytes_per_sec,
             };
             let link = ClusterLink::start(
                 settings,

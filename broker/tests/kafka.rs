@@ -17,7 +17,15 @@
 //! NOT_LEADER_OR_FOLLOWER with the current leader; after the leader shuts
 //! down, Metadata shows the new leader and epoch, the old epoch is fenced,
 //! and an idempotent retry of a batch written before the failover is
-//! still recognised.
+//! still recognised. A reassignment moving the leader's replica is listed
+//! while in flight (target, then the removed replica; adding and removing
+//! sets), ends with the target replicas and a leader among them holding
+//! every acknowledged record; refusals carry Kafka's per-partition errors
+//! and unclean elections are refused. A broker added to the cluster gets
+//! replicas and preferred leaderships from the automatic balance until
+//! counts differ by at most 1, with every acknowledged record still there.
+//! A replica being added catches up no faster than the reassignment
+//! throttle, which counts the bytes it let through.
 
 mod common;
 mod kafka_client;
@@ -223,6 +231,10 @@ async fn given_a_broker_when_api_versions_asked_should_list_exactly_the_served_a
             (ApiKey::DescribeCluster, (0, 2)),
             (ApiKey::AlterConfigs, (0, 2)),
             (ApiKey::IncrementalAlterConfigs, (0, 1)),
+            (ApiKey::AlterPartitionReassignments, (0, 1)),
+            (ApiKey::ListPartitionReassignments, (0, 0)),
+            (ApiKey::ElectLeaders, (0, 2)),
+            (ApiKey::DescribeLogDirs, (1, 4)),
             // The group coordinator's APIs (`crate::group`).
             (ApiKey::OffsetCommit, (2, 9)),
             (ApiKey::OffsetFetch, (1, 9)),
@@ -1175,6 +1187,34 @@ async fn given_every_advertised_version_when_called_should_answer_in_that_versio
             "DescribeCluster v{v}"
         );
     }
+    // A standalone broker has nothing to move: it lists no reassignment
+    // and refuses moves and elections with INVALID_REQUEST.
+    for v in 0..=1 {
+        let r = conn.call(v, &reassign_req("c2", 0, Some(&[0]))).await;
+        assert_eq!(r.error_code, 42, "AlterPartitionReassignments v{v}");
+    }
+    let r = conn
+        .call(0, &ListPartitionReassignmentsRequest::default())
+        .await;
+    assert_eq!((r.error_code, r.topics.len()), (0, 0));
+    for v in 0..=2 {
+        let r = conn.call(v, &elect_req("c2", 0, 0)).await;
+        let p = &r.replica_election_results[0].partition_result[0];
+        assert_eq!(p.error_code, 42, "ElectLeaders v{v}");
+    }
+    for v in 1..=4 {
+        let r = conn
+            .call(v, &DescribeLogDirsRequest::default().with_topics(None))
+            .await;
+        assert_eq!(r.results.len(), 1, "DescribeLogDirs v{v}");
+        assert!(
+            r.results[0]
+                .topics
+                .iter()
+                .any(|t| t.name.0.as_str() == "c2"),
+            "DescribeLogDirs v{v} lists the local topics"
+        );
+    }
     for v in 1..=6 {
         let topic = format!("c{}", v + 1);
         let req = if v >= 6 {
@@ -1281,6 +1321,75 @@ async fn given_oversized_or_garbage_frames_when_sent_should_close_only_that_conn
 
 // ---------------------------------------------------------------------------
 // Cluster: a controller and three brokers in this process.
+
+/// Produces `values` (acks=all) to the leader behind `conn`, retrying
+/// while it has not applied the metadata that makes it leader (errors
+/// answered before anything is appended); returns the base offset.
+async fn produce_at_leader(conn: &mut Conn, topic: &str, partition: i32, values: &[&str]) -> i64 {
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        let (code, offset) = produce(
+            conn,
+            topic,
+            partition,
+            batch(values, None, Compression::None),
+            -1,
+        )
+        .await;
+        if code == 0 {
+            return offset;
+        }
+        assert!(
+            [3, 6, 19, 75].contains(&code),
+            "unexpected produce error {code}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the leader of {topic}-{partition} takes no writes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn reassign_req(
+    topic: &str,
+    partition: i32,
+    replicas: Option<&[i32]>,
+) -> AlterPartitionReassignmentsRequest {
+    use alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+    AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_allow_replication_factor_change(true)
+        .with_topics(vec![
+            ReassignableTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![
+                    ReassignablePartition::default()
+                        .with_partition_index(partition)
+                        .with_replicas(replicas.map(|r| r.iter().map(|b| BrokerId(*b)).collect())),
+                ]),
+        ])
+}
+
+/// ElectLeaders of `election_type` (0 preferred, 1 unclean) for one
+/// partition.
+fn elect_req(topic: &str, partition: i32, election_type: i8) -> ElectLeadersRequest {
+    ElectLeadersRequest::default()
+        .with_election_type(election_type)
+        .with_timeout_ms(10_000)
+        .with_topic_partitions(Some(vec![
+            elect_leaders_request::TopicPartitions::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![partition]),
+        ]))
+}
+
+/// The error of the one partition of an AlterPartitionReassignments
+/// answer.
+fn reassign_error(r: &AlterPartitionReassignmentsResponse) -> i16 {
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    r.responses[0].partitions[0].error_code
+}
 
 async fn start_controller(dir: &Path) -> rill_controller::ControllerHandle {
     let config =
@@ -1525,6 +1634,331 @@ async fn given_a_three_broker_cluster_when_the_leader_fails_over_should_redirect
         .await;
     let e = &r.topics[0].partitions[0];
     assert_eq!((e.error_code, e.leader_epoch, e.end_offset), (0, epoch, 3));
+
+    for (_, b) in brokers {
+        b.shutdown().await.unwrap();
+    }
+    controller.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_three_broker_cluster_when_a_partition_is_reassigned_should_move_it_without_losing_acknowledged_records()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = start_controller(dir.path()).await;
+    let addr = controller.grpc_addr.to_string();
+    let mut brokers = BTreeMap::new();
+    for id in 0..3 {
+        brokers.insert(id, start_member(dir.path(), id, &addr).await);
+    }
+    let mut any = Conn::connect(brokers[&0].kafka_addr).await;
+    let mut req = create_req("mv", 1, 2, false);
+    req.topics[0].configs = vec![
+        CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("min.insync.replicas"))
+            .with_value(Some(StrBytes::from_static_str("2"))),
+    ];
+    let r = any.call(7, &req).await;
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    let t = converge(&mut any, "mv", &[0, 1, 2], 2).await;
+    let p = &t.partitions[0];
+    let before: Vec<i32> = p.replica_nodes.iter().map(|b| b.0).collect();
+    let leader = p.leader_id.0;
+    assert_eq!(before[0], leader, "the preferred replica leads at first");
+    let other = before[1];
+    let fresh = (0..3)
+        .find(|b| !before.contains(b))
+        .expect("a third broker");
+
+    let mut lead = Conn::connect(brokers[&leader].kafka_addr).await;
+    assert_eq!(produce_at_leader(&mut lead, "mv", 0, &["a", "b"]).await, 0);
+
+    // Refusals, per partition, as Kafka.
+    let r = any.call(0, &reassign_req("mv", 0, None)).await;
+    assert_eq!(reassign_error(&r), 85, "NO_REASSIGNMENT_IN_PROGRESS");
+    let r = any
+        .call(0, &reassign_req("mv", 0, Some(&[fresh, fresh])))
+        .await;
+    assert_eq!(reassign_error(&r), 39, "INVALID_REPLICA_ASSIGNMENT");
+    let r = any.call(0, &reassign_req("mv", 0, Some(&[fresh]))).await;
+    assert_eq!(
+        reassign_error(&r),
+        39,
+        "below min.insync.replicas: INVALID_REPLICA_ASSIGNMENT"
+    );
+    let r = any.call(0, &reassign_req("nope", 0, Some(&[0, 1]))).await;
+    assert_eq!(reassign_error(&r), 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    let r = any.call(1, &elect_req("mv", 0, 1)).await;
+    assert_eq!(r.error_code, 42, "unclean elections are refused");
+    let r = any.call(1, &elect_req("mv", 0, 0)).await;
+    assert_eq!(
+        r.replica_election_results[0].partition_result[0].error_code, 84,
+        "ELECTION_NOT_NEEDED"
+    );
+
+    // Move the leader's replica to the third broker; the other stays.
+    let target = [fresh, other];
+    let r = any.call(0, &reassign_req("mv", 0, Some(&target))).await;
+    assert_eq!(reassign_error(&r), 0);
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        let r = any
+            .call(0, &ListPartitionReassignmentsRequest::default())
+            .await;
+        assert_eq!(r.error_code, 0);
+        if r.topics.is_empty() {
+            break;
+        }
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(
+            p.replicas.iter().map(|b| b.0).collect::<Vec<_>>(),
+            vec![fresh, other, leader],
+            "the target, then the replica being removed"
+        );
+        assert_eq!(p.adding_replicas, vec![BrokerId(fresh)]);
+        assert_eq!(p.removing_replicas, vec![BrokerId(leader)]);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the move did not finish: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t = converge(&mut any, "mv", &[fresh, other], 2).await;
+    let p = &t.partitions[0];
+    assert_eq!(
+        p.replica_nodes.iter().map(|b| b.0).collect::<Vec<_>>(),
+        target.to_vec()
+    );
+    assert_ne!(p.leader_id.0, leader, "leadership left the removed replica");
+    let (new_leader, epoch) = (p.leader_id.0, p.leader_epoch);
+
+    // Every acknowledged record is at the new leader, which takes writes.
+    let mut lead = Conn::connect(brokers[&new_leader].kafka_addr).await;
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        let (code, offset) = produce(
+            &mut lead,
+            "mv",
+            0,
+            batch(&["c"], None, Compression::None),
+            -1,
+        )
+        .await;
+        if code == 0 {
+            assert_eq!(offset, 2);
+            break;
+        }
+        assert!(
+            [6, 19, 75].contains(&code),
+            "unexpected produce error {code}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "new leader not taking writes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let p = fetch(&mut lead, "mv", 0, 0, epoch).await;
+    assert_eq!(values(p.records.as_ref().unwrap(), 0), ["a", "b", "c"]);
+
+    // The preferred replica leads after the move, so an election is not
+    // needed; all-partition elections report nothing to do.
+    let r = any.call(2, &elect_req("mv", 0, 0)).await;
+    let pr = &r.replica_election_results[0].partition_result[0];
+    assert!(
+        [0, 84].contains(&pr.error_code),
+        "preferred election: {pr:?}"
+    );
+
+    for (_, b) in brokers {
+        b.shutdown().await.unwrap();
+    }
+    controller.shutdown().await.unwrap();
+}
+
+/// Longest the automatic balance may take in the test below (its check
+/// runs every `BALANCE_INTERVAL_MS`).
+const BALANCE_TIMEOUT: Duration = Duration::from_secs(60);
+const BALANCE_INTERVAL_MS: u64 = 300;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_broker_added_to_a_cluster_when_the_balance_runs_should_even_replica_and_leader_counts_and_keep_every_record()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rill_controller::config::ServerConfig::ephemeral(
+        dir.path().join("controller/metadata.json"),
+    );
+    config.balance_interval_ms = BALANCE_INTERVAL_MS;
+    let controller = rill_controller::start(config)
+        .await
+        .expect("controller starts");
+    let addr = controller.grpc_addr.to_string();
+    let mut brokers = BTreeMap::new();
+    for id in 0..3 {
+        brokers.insert(id, start_member(dir.path(), id, &addr).await);
+    }
+    let mut any = Conn::connect(brokers[&0].kafka_addr).await;
+    create(&mut any, "bal", 6, 2).await;
+    let t = converge(&mut any, "bal", &[0, 1, 2], 2).await;
+    for p in &t.partitions {
+        let mut lead = Conn::connect(brokers[&p.leader_id.0].kafka_addr).await;
+        let value = format!("p{}", p.partition_index);
+        assert_eq!(
+            produce_at_leader(&mut lead, "bal", p.partition_index, &[&value]).await,
+            0
+        );
+    }
+
+    brokers.insert(3, start_member(dir.path(), 3, &addr).await);
+    let deadline = tokio::time::Instant::now() + BALANCE_TIMEOUT;
+    let t = loop {
+        let mut md = any.call(12, &metadata_req(Some(&["bal"]))).await;
+        let t = md.topics.remove(0);
+        let mut replicas: BTreeMap<i32, usize> = BTreeMap::new();
+        let mut leaders: BTreeMap<i32, usize> = BTreeMap::new();
+        for p in &t.partitions {
+            for r in &p.replica_nodes {
+                *replicas.entry(r.0).or_default() += 1;
+            }
+            *leaders.entry(p.leader_id.0).or_default() += 1;
+        }
+        let spread = |m: &BTreeMap<i32, usize>| {
+            m.len() == 4 && m.values().max().unwrap_or(&0) - m.values().min().unwrap_or(&0) <= 1
+        };
+        let settled = t.partitions.iter().all(|p| {
+            p.replica_nodes.len() == 2
+                && p.isr_nodes.len() == 2
+                && p.replica_nodes.first() == Some(&p.leader_id)
+        });
+        let listed = any
+            .call(0, &ListPartitionReassignmentsRequest::default())
+            .await;
+        if spread(&replicas) && spread(&leaders) && settled && listed.topics.is_empty() {
+            break t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not balanced: replicas {replicas:?}, leaders {leaders:?}, {t:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    // Every partition's record is at its (possibly new) leader.
+    for p in &t.partitions {
+        let mut lead = Conn::connect(brokers[&p.leader_id.0].kafka_addr).await;
+        let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+        let got = loop {
+            let mut r = lead
+                .call(
+                    12,
+                    &fetch_req("bal", p.partition_index, 0, 0, p.leader_epoch),
+                )
+                .await;
+            let d = r.responses.remove(0).partitions.remove(0);
+            if d.error_code == 0 && d.high_watermark >= 1 {
+                break values(d.records.as_ref().unwrap(), 0);
+            }
+            assert!(
+                [0, 6, 75].contains(&d.error_code),
+                "unexpected error {}",
+                d.error_code
+            );
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "leader of bal-{} not serving",
+                p.partition_index
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(got, [format!("p{}", p.partition_index)]);
+    }
+
+    for (_, b) in brokers {
+        b.shutdown().await.unwrap();
+    }
+    controller.shutdown().await.unwrap();
+}
+
+/// Bytes per second of the reassignment throttle in the test below.
+const THROTTLE_RATE: u64 = 100_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_throttle_when_a_replica_is_added_should_catch_up_no_faster_than_the_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rill_controller::config::ServerConfig::ephemeral(
+        dir.path().join("controller/metadata.json"),
+    );
+    config.auto_balance = false;
+    let controller = rill_controller::start(config)
+        .await
+        .expect("controller starts");
+    let addr = controller.grpc_addr.to_string();
+    let mut brokers = BTreeMap::new();
+    for id in 0..2 {
+        let handle = common::start(&dir.path().join(format!("broker-{id}")), |c| {
+            c.broker_id = id;
+            c.controller_addr = vec![addr.clone()];
+            c.reassignment_throttle_bytes_per_sec = THROTTLE_RATE;
+        })
+        .await;
+        brokers.insert(id, handle);
+    }
+    let mut any = Conn::connect(brokers[&0].kafka_addr).await;
+    create(&mut any, "thr", 1, 1).await;
+    let t = converge(&mut any, "thr", &[0, 1], 1).await;
+    let leader = t.partitions[0].leader_id.0;
+    let other = 1 - leader;
+    let mut lead = Conn::connect(brokers[&leader].kafka_addr).await;
+    let value = "x".repeat(1000);
+    let values: Vec<&str> = (0..50).map(|_| value.as_str()).collect();
+    let batches = 12;
+    for i in 0..batches {
+        assert_eq!(
+            produce_at_leader(&mut lead, "thr", 0, &values).await,
+            i * 50
+        );
+    }
+    let bytes = batches as u64 * 50 * 1000;
+
+    let started = Instant::now();
+    let r = any
+        .call(0, &reassign_req("thr", 0, Some(&[leader, other])))
+        .await;
+    assert_eq!(reassign_error(&r), 0);
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        let r = any
+            .call(0, &ListPartitionReassignmentsRequest::default())
+            .await;
+        if r.topics.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the added replica did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = started.elapsed();
+    // One second of burst, then the rate.
+    let least =
+        Duration::from_secs_f64((bytes - THROTTLE_RATE) as f64 / THROTTLE_RATE as f64 * 0.8);
+    assert!(
+        took >= least,
+        "{bytes} bytes caught up in {took:?} at {THROTTLE_RATE} B/s (at least {least:?})"
+    );
+    let (_, body) = common::http_get(brokers[&other].http_addr, "/metrics").await;
+    let throttled: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("rill_replication_throttled_bytes_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the throttled bytes metric");
+    assert!(
+        throttled >= bytes,
+        "{throttled} throttled bytes counted for {bytes} bytes of records"
+    );
+    let t = converge(&mut any, "thr", &[0, 1], 2).await;
+    assert_eq!(t.partitions[0].replica_nodes.len(), 2);
 
     for (_, b) in brokers {
         b.shutdown().await.unwrap();

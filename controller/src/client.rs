@@ -780,6 +780,56 @@ impl ControllerClient {
             .await?;
         topic_reply(r.topic)
     }
+
+    /// Sets or cancels partitions' target replicas; each partition's
+    /// outcome is in the reply (`error` empty on success).
+    pub async fn alter_reassignments(
+        &self,
+        reassignments: Vec<pb::Reassignment>,
+    ) -> Result<Vec<pb::PartitionResult>, ClientError> {
+        let message = pb::AlterReassignmentsRequest { reassignments };
+        let r = self
+            .call("AlterReassignments", |mut c| {
+                let req = self.request(message.clone());
+                async move { c.alter_reassignments(req).await }
+            })
+            .await?;
+        Ok(r.results)
+    }
+
+    /// The moves in flight among `partitions` (all when empty).
+    pub async fn list_reassignments(
+        &self,
+        partitions: Vec<pb::TopicPartition>,
+    ) -> Result<Vec<pb::OngoingReassignment>, ClientError> {
+        let message = pb::ListReassignmentsRequest { partitions };
+        let r = self
+            .call("ListReassignments", |mut c| {
+                let req = self.request(message.clone());
+                async move { c.list_reassignments(req).await }
+            })
+            .await?;
+        Ok(r.reassignments)
+    }
+
+    /// Preferred-leader elections for `partitions` (all partitions whose
+    /// preferred replica does not lead, when empty).
+    pub async fn elect_preferred_leaders(
+        &self,
+        partitions: Vec<pb::TopicPartition>,
+    ) -> Result<Vec<pb::PartitionResult>, ClientError> {
+        let message = pb::ElectLeadersRequest {
+            election_type: pb::ElectionType::Preferred as i32,
+            partitions,
+        };
+        let r = self
+            .call("ElectLeaders", |mut c| {
+                let req = self.request(message.clone());
+                async move { c.elect_leaders(req).await }
+            })
+            .await?;
+        Ok(r.results)
+    }
 }
 
 fn topic_reply(topic: Option<pb::TopicInfo>) -> Result<TopicState, ClientError> {

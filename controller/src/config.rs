@@ -68,6 +68,28 @@ pub struct ServerConfig {
     #[arg(long, env = "RILL_CONTROLLER_TICK_INTERVAL_MS", default_value_t = 100)]
     pub tick_interval_ms: u32,
 
+    /// Move replicas and preferred leaders onto under-loaded brokers (after a
+    /// scale-up) when no move is in flight: `true` or `false`.
+    #[arg(
+        long,
+        env = "RILL_CONTROLLER_AUTO_BALANCE",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub auto_balance: bool,
+
+    /// How often the automatic balance is checked (ms); the first check waits as long.
+    #[arg(
+        long,
+        env = "RILL_CONTROLLER_BALANCE_INTERVAL_MS",
+        default_value_t = 10_000
+    )]
+    pub balance_interval_ms: u64,
+
+    /// Most partitions the automatic balance moves at a time.
+    #[arg(long, env = "RILL_CONTROLLER_BALANCE_BATCH", default_value_t = 4)]
+    pub balance_batch: usize,
+
     /// Metadata deltas buffered per watcher; one that falls further behind gets a fresh snapshot.
     #[arg(long, env = "RILL_CONTROLLER_WATCH_BUFFER", default_value_t = 1024)]
     pub watch_buffer: usize,
@@ -100,6 +122,9 @@ impl ServerConfig {
             session_timeout_ms: 1500,
             heartbeat_interval_ms: 250,
             tick_interval_ms: 100,
+            auto_balance: true,
+            balance_interval_ms: 10_000,
+            balance_batch: 4,
             watch_buffer: 1024,
             shutdown_timeout_ms: 5_000,
             log_format: LogFormat::Text,
@@ -144,6 +169,16 @@ impl ServerConfig {
                 format!("{} is not between 100 and 600000", self.session_timeout_ms),
             ));
         }
+        if self.auto_balance && (self.balance_interval_ms == 0 || self.balance_batch == 0) {
+            return Err(invalid(
+                "--balance-interval-ms",
+                "RILL_CONTROLLER_BALANCE_INTERVAL_MS",
+                format!(
+                    "the automatic balance needs an interval ({} ms) and a batch (--balance-batch {}) of at least 1",
+                    self.balance_interval_ms, self.balance_batch
+                ),
+            ));
+        }
         if self.heartbeat_interval_ms == 0
             || self.heartbeat_interval_ms.saturating_mul(2) > self.session_timeout_ms
         {
@@ -182,6 +217,9 @@ impl ServerConfig {
     pub fn controller(&self) -> ControllerConfig {
         ControllerConfig {
             session_timeout_ms: u64::from(self.session_timeout_ms),
+            auto_balance: self.auto_balance,
+            balance_interval_ms: self.balance_interval_ms,
+            balance_batch: self.balance_batch,
         }
     }
 

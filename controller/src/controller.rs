@@ -15,7 +15,7 @@ use tracing::info;
 
 use crate::election::{
     bump_partition_epochs, elect, elect_leaderless, finish_moves, new_partition, remove_broker,
-    set_leader,
+    set_leader, start_move,
 };
 use crate::placement::{self, PlacementError, Placer};
 use crate::state::{
@@ -28,12 +28,23 @@ use crate::state::{
 pub struct ControllerConfig {
     /// A broker that has not heartbeated for this long is fenced.
     pub session_timeout_ms: u64,
+    /// Whether replicas and preferred leaders are moved onto under-loaded
+    /// brokers (after a scale-up) when nothing else is moving.
+    pub auto_balance: bool,
+    /// How often the balance is checked, in ms; also how long after
+    /// taking over the first check waits (brokers register again first).
+    pub balance_interval_ms: u64,
+    /// Most partitions the balance moves at a time.
+    pub balance_batch: usize,
 }
 
 impl Default for ControllerConfig {
     fn default() -> Self {
         Self {
             session_timeout_ms: 1500,
+            auto_balance: true,
+            balance_interval_ms: 10_000,
+            balance_batch: 4,
         }
     }
 }
@@ -108,6 +119,30 @@ pub enum ControllerError {
     Invalid(String),
     #[error(transparent)]
     Placement(#[from] PlacementError),
+    #[error("invalid replica assignment {replicas:?} for {topic}-{partition}: {reason}")]
+    InvalidAssignment {
+        topic: String,
+        partition: i32,
+        replicas: Vec<BrokerId>,
+        reason: String,
+    },
+    #[error("no reassignment in progress for {topic}-{partition}")]
+    NoReassignment { topic: String, partition: i32 },
+    #[error("{topic}-{partition} is already led by its preferred replica {leader}")]
+    ElectionNotNeeded {
+        topic: String,
+        partition: i32,
+        leader: BrokerId,
+    },
+    #[error(
+        "preferred replica {preferred} of {topic}-{partition} cannot lead: it is not in the ISR {isr:?} or not alive"
+    )]
+    PreferredLeaderNotAvailable {
+        topic: String,
+        partition: i32,
+        preferred: BrokerId,
+        isr: Vec<BrokerId>,
+    },
 }
 
 impl ControllerError {
@@ -126,6 +161,10 @@ impl ControllerError {
             Self::InvalidIsr { .. } => "invalid_isr",
             Self::Invalid(_) => "invalid",
             Self::Placement(_) => "placement",
+            Self::InvalidAssignment { .. } => "invalid_assignment",
+            Self::NoReassignment { .. } => "no_reassignment",
+            Self::ElectionNotNeeded { .. } => "election_not_needed",
+            Self::PreferredLeaderNotAvailable { .. } => "preferred_leader_not_available",
         }
     }
 }
@@ -676,14 +715,16 @@ impl Controller {
     }
 
     /// Moves every replica off `brokers` (a drain before a scale-down
-    /// removes them). Each partition with replicas there gets as many new
-    /// replicas on the other active brokers (fewest replicas first, racks
-    /// the partition does not use first), and the drained ones are marked
-    /// `removing`; they leave once every other replica is in the ISR (see
-    /// `finish_moves`), leadership moving first if needed. Partitions
-    /// already moving are left alone, so calling it again only reports
-    /// progress. Returns the plan and how many partitions still have a
-    /// replica on `brokers`.
+    /// removes them). Each partition with target replicas there gets the
+    /// same number of new replicas on the other active brokers (fewest
+    /// replicas first, racks the partition does not use first), each in
+    /// the place of a drained one, and starts moving to them (see
+    /// `start_move`); the drained ones leave once every target replica is
+    /// in the ISR (see `finish_moves`), leadership moving first if needed.
+    /// A reassignment in flight that targets a drained broker gets its
+    /// target changed the same way; moves already off `brokers` are left
+    /// alone, so calling it again only reports progress. Returns the plan
+    /// and how many partitions still have a replica on `brokers`.
     pub fn drain(&self, brokers: &[BrokerId]) -> Result<(Plan, usize), ControllerError> {
         let drained: BTreeSet<BrokerId> = brokers.iter().copied().collect();
         let targets: Vec<(BrokerId, Option<String>)> = self
@@ -695,41 +736,207 @@ impl Controller {
         let mut next = self.meta.clone();
         let mut left = 0;
         for (name, t) in &mut next.topics {
+            let min_isr = t.min_insync_replicas();
             for (i, p) in t.partitions.iter_mut().enumerate() {
-                let (gone, kept): (Vec<BrokerId>, Vec<BrokerId>) =
-                    p.replicas.iter().partition(|r| drained.contains(r));
-                if gone.is_empty() {
+                if !p.replicas.iter().any(|r| drained.contains(r)) {
                     continue;
                 }
                 left += 1;
-                if !p.removing.is_empty() {
+                let target = p.target();
+                if !target.iter().any(|r| drained.contains(r)) {
                     continue;
                 }
-                let mut racks: BTreeSet<Option<&str>> = kept
+                let mut racks: BTreeSet<Option<&str>> = target
                     .iter()
+                    .filter(|r| !drained.contains(r))
                     .map(|r| self.meta.brokers.get(r).and_then(|b| b.rack.as_deref()))
                     .collect();
                 let mut chosen = p.replicas.clone();
-                for _ in &gone {
+                let mut new_target = Vec::with_capacity(target.len());
+                for r in target {
+                    if !drained.contains(&r) {
+                        new_target.push(r);
+                        continue;
+                    }
                     let Some(id) = placer.follower(&chosen, &racks) else {
                         return Err(ControllerError::Invalid(format!(
                             "cannot move {name}-{i} off brokers {brokers:?}: its {} replicas \
                              need {} active brokers besides those, and {} are active",
-                            p.replicas.len(),
-                            p.replicas.len(),
+                            p.target().len(),
+                            p.target().len(),
                             targets.len()
                         )));
                     };
                     racks.insert(placer.rack(id));
                     placer.add(id, false);
                     chosen.push(id);
+                    new_target.push(id);
                 }
-                p.replicas = chosen;
-                p.removing = gone;
+                start_move(p, &new_target, min_isr, &|r| self.usable(&self.sessions, r)).map_err(
+                    |reason| {
+                        ControllerError::Invalid(format!(
+                            "cannot move {name}-{i} off brokers {brokers:?}: {reason}"
+                        ))
+                    },
+                )?;
             }
         }
         let plan = self.plan(vec![], move |meta, _| *meta = next);
         Ok((plan, left))
+    }
+
+    /// Sets (`Some`) or cancels (`None`) the target replicas of partitions
+    /// (Kafka's AlterPartitionReassignments, KIP-455). A target must be
+    /// non-empty, without duplicates, of registered brokers, and at least
+    /// the topic's `min.insync.replicas` long. New replicas are added at
+    /// once and catch up; the removed ones leave when every target replica
+    /// is in the ISR (leadership moving inside the target first when the
+    /// leader is removed), so the ISR never shrinks below the target
+    /// because of the move. A cancel restores the replicas from before the
+    /// move. Returns the plan and each request's outcome, in order.
+    pub fn alter_reassignments(
+        &self,
+        requests: &[Reassign],
+    ) -> (Plan, Vec<Result<(), ControllerError>>) {
+        let mut next = self.meta.clone();
+        let usable = |r| self.usable(&self.sessions, r);
+        let results = requests
+            .iter()
+            .map(|r| {
+                let (topic, partition) = (&r.topic, &r.partition);
+                self.partition(topic, *partition)?;
+                let t = next.topics.get_mut(topic).expect("checked");
+                let min_isr = t.min_insync_replicas();
+                let p = &mut t.partitions[*partition as usize];
+                let invalid =
+                    |replicas: &[BrokerId], reason: String| ControllerError::InvalidAssignment {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        replicas: replicas.to_vec(),
+                        reason,
+                    };
+                let target = match &r.target {
+                    None if !p.moving() => {
+                        return Err(ControllerError::NoReassignment {
+                            topic: topic.clone(),
+                            partition: *partition,
+                        });
+                    }
+                    None => p.original(),
+                    Some(target) => {
+                        validate_target(&self.meta, target, min_isr)
+                            .map_err(|reason| invalid(target, reason))?;
+                        let current = p.original().len();
+                        if r.keep_replication_factor && target.len() != current {
+                            return Err(invalid(
+                                target,
+                                format!(
+                                    "the partition has {current} replicas and the request does not allow changing the replication factor"
+                                ),
+                            ));
+                        }
+                        target.clone()
+                    }
+                };
+                start_move(p, &target, min_isr, &usable)
+                    .map_err(|reason| invalid(&target, reason))?;
+                info!(
+                    topic = %topic,
+                    partition,
+                    ?target,
+                    cancel = r.target.is_none(),
+                    "reassignment set"
+                );
+                Ok(())
+            })
+            .collect();
+        (self.plan(vec![], move |meta, _| *meta = next), results)
+    }
+
+    /// The partitions with a move in flight among `only` (every partition
+    /// when `None`): topic, partition and state.
+    pub fn reassignments(
+        &self,
+        only: Option<&[(String, i32)]>,
+    ) -> Vec<(String, i32, PartitionState)> {
+        self.meta
+            .topics
+            .iter()
+            .flat_map(|(name, t)| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, p)| (name, i as i32, p))
+            })
+            .filter(|(name, i, p)| {
+                p.moving() && only.is_none_or(|o| o.iter().any(|(t, n)| t == *name && n == i))
+            })
+            .map(|(name, i, p)| (name.clone(), i, p.clone()))
+            .collect()
+    }
+
+    /// Preferred-leader election (Kafka's ElectLeaders PREFERRED) for
+    /// `only` (every partition when `None`): the first replica leads when
+    /// it is in the ISR and active. Returns the plan and each partition's
+    /// outcome; with `None`, only partitions whose preferred replica does
+    /// not lead are reported.
+    #[allow(clippy::type_complexity)]
+    pub fn elect_preferred(
+        &self,
+        only: Option<&[(String, i32)]>,
+    ) -> (Plan, Vec<(String, i32, Result<(), ControllerError>)>) {
+        let wanted: Vec<(String, i32)> = match only {
+            Some(o) => o.to_vec(),
+            None => self
+                .meta
+                .topics
+                .iter()
+                .flat_map(|(name, t)| {
+                    t.partitions
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| p.replicas.first() != Some(&p.leader))
+                        .map(move |(i, _)| (name.clone(), i as i32))
+                })
+                .collect(),
+        };
+        let mut elected = Vec::new();
+        let results = wanted
+            .into_iter()
+            .map(|(topic, partition)| {
+                let outcome = self.partition(&topic, partition).and_then(|p| {
+                    let preferred = p.replicas[0];
+                    if p.leader == preferred {
+                        Err(ControllerError::ElectionNotNeeded {
+                            topic: topic.clone(),
+                            partition,
+                            leader: preferred,
+                        })
+                    } else if !p.isr.contains(&preferred) || !self.usable(&self.sessions, preferred)
+                    {
+                        Err(ControllerError::PreferredLeaderNotAvailable {
+                            topic: topic.clone(),
+                            partition,
+                            preferred,
+                            isr: p.isr.clone(),
+                        })
+                    } else {
+                        elected.push((topic.clone(), partition as usize, preferred));
+                        Ok(())
+                    }
+                });
+                (topic, partition, outcome)
+            })
+            .collect();
+        let plan = self.plan(vec![], move |meta, _| {
+            for (topic, i, preferred) in elected {
+                set_leader(
+                    &mut meta.topics.get_mut(&topic).expect("checked").partitions[i],
+                    preferred,
+                );
+            }
+        });
+        (plan, results)
     }
 
     /// Moves leadership back to each partition's preferred replica where it
@@ -747,6 +954,63 @@ impl Controller {
                 }
             }
         })
+    }
+
+    /// One round of the automatic balance (see [`crate::balance`]): when no
+    /// move is in flight and every broker holding replicas is active, moves
+    /// up to `balance_batch` partitions so the active brokers not in
+    /// `excluded` (being drained) hold as many replicas and preferred
+    /// leaderships as each other, give or take one. Returns the plan and
+    /// how many partitions it moves data of (0 with an empty plan when
+    /// balanced, or when it must wait).
+    pub fn balance(&self, excluded: &BTreeSet<BrokerId>) -> (Plan, usize) {
+        if self.moving() {
+            return (Plan::default(), 0);
+        }
+        let unhealthy = self
+            .meta
+            .topics
+            .values()
+            .flat_map(|t| &t.partitions)
+            .any(|p| {
+                p.replicas.iter().any(|r| !self.usable(&self.sessions, *r)) || p.isr != p.replicas
+            });
+        if unhealthy {
+            return (Plan::default(), 0);
+        }
+        let eligible: BTreeSet<BrokerId> = self
+            .active_brokers()
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| !excluded.contains(id))
+            .collect();
+        let moves = crate::balance::plan(&self.meta, &eligible, self.config.balance_batch);
+        if moves.is_empty() {
+            return (Plan::default(), 0);
+        }
+        let moving = moves.iter().filter(|m| m.moves_data).count();
+        let mut next = self.meta.clone();
+        let usable = |r| self.usable(&self.sessions, r);
+        for m in &moves {
+            let t = next.topics.get_mut(&m.topic).expect("planned from it");
+            let min_isr = t.min_insync_replicas();
+            let p = &mut t.partitions[m.partition as usize];
+            if let Err(reason) = start_move(p, &m.target, min_isr, &usable) {
+                tracing::warn!(topic = %m.topic, partition = m.partition, %reason, "balance move skipped");
+                continue;
+            }
+            info!(topic = %m.topic, partition = m.partition, target = ?m.target, moves_data = m.moves_data, "balance: moving partition");
+        }
+        (self.plan(vec![], move |meta, _| *meta = next), moving)
+    }
+
+    /// Whether any partition has a replica move in flight.
+    pub fn moving(&self) -> bool {
+        self.meta
+            .topics
+            .values()
+            .flat_map(|t| &t.partitions)
+            .any(PartitionState::moving)
     }
 
     fn partition(&self, topic: &str, partition: i32) -> Result<&PartitionState, ControllerError> {
@@ -772,6 +1036,46 @@ impl Controller {
             .map(|b| (b.id, b.rack.clone()))
             .collect()
     }
+}
+
+/// One partition's reassignment request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reassign {
+    pub topic: String,
+    pub partition: i32,
+    /// The target replicas, preferred leader first; `None` cancels the
+    /// move in flight.
+    pub target: Option<Vec<BrokerId>>,
+    /// Refuse a target of another length than the current replicas
+    /// (KIP-860's `allowReplicationFactorChange=false`).
+    pub keep_replication_factor: bool,
+}
+
+/// Checks a reassignment target: at least one replica and at least
+/// `min_isr` (the move must be able to finish with a full enough ISR), no
+/// duplicates, every broker registered.
+fn validate_target(
+    meta: &ClusterMetadata,
+    target: &[BrokerId],
+    min_isr: usize,
+) -> Result<(), String> {
+    if target.is_empty() {
+        return Err("the replica list is empty".to_owned());
+    }
+    let distinct: BTreeSet<BrokerId> = target.iter().copied().collect();
+    if distinct.len() != target.len() {
+        return Err("a broker is listed twice".to_owned());
+    }
+    if let Some(b) = target.iter().find(|b| !meta.brokers.contains_key(b)) {
+        return Err(format!("broker {b} is not registered"));
+    }
+    if target.len() < min_isr {
+        return Err(format!(
+            "{} replicas are fewer than the topic's min.insync.replicas {min_isr}",
+            target.len()
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -953,5 +1257,314 @@ mod tests {
             "existing ids never change"
         );
         assert!(ctl.assign_topic_ids().is_empty(), "nothing left to assign");
+    }
+
+    /// Five brokers and topic "t" with one partition on brokers 0, 1, 2
+    /// (0 leading), `config` as its config.
+    fn five_brokers_one_partition(config: BTreeMap<String, String>) -> (Controller, Vec<i64>) {
+        let mut ctl = Controller::new(ControllerConfig::default(), ClusterMetadata::default(), 0);
+        let epochs: Vec<i64> = (0..3).map(|id| registered(&mut ctl, id, 0)).collect();
+        ctl.apply(ctl.create_topic("t", 1, 3, config).expect("created"));
+        let mut epochs = epochs;
+        epochs.extend((3..5).map(|id| registered(&mut ctl, id, 0)));
+        (ctl, epochs)
+    }
+
+    fn p0(ctl: &Controller) -> PartitionState {
+        ctl.metadata().topics["t"].partitions[0].clone()
+    }
+
+    /// The leader of t-0 sets its ISR to `isr`.
+    fn set_isr(ctl: &mut Controller, epochs: &[i64], isr: &[BrokerId]) {
+        let p = p0(ctl);
+        let plan = ctl
+            .alter_partition(
+                p.leader,
+                epochs[p.leader as usize],
+                "t",
+                0,
+                p.leader_epoch,
+                p.partition_epoch,
+                isr,
+                &isr.iter()
+                    .map(|r| (*r, epochs[*r as usize]))
+                    .collect::<Vec<_>>(),
+            )
+            .expect("ISR change accepted");
+        ctl.apply(plan);
+    }
+
+    fn reassign(
+        ctl: &Controller,
+        target: Option<Vec<BrokerId>>,
+    ) -> (Plan, Result<(), ControllerError>) {
+        let (plan, mut results) = ctl.alter_reassignments(&[Reassign {
+            topic: "t".to_owned(),
+            partition: 0,
+            target,
+            keep_replication_factor: false,
+        }]);
+        (plan, results.remove(0))
+    }
+
+    #[test]
+    fn given_a_reassignment_when_the_new_replicas_join_the_isr_then_the_old_ones_leave_and_leadership_moves_into_the_target()
+     {
+        let (mut ctl, epochs) = five_brokers_one_partition(BTreeMap::new());
+        let before = p0(&ctl);
+        assert_eq!(before.replicas, vec![0, 1, 2]);
+        assert_eq!(before.leader, 0);
+
+        let (plan, result) = reassign(&ctl, Some(vec![3, 4, 1]));
+        result.expect("accepted");
+        ctl.apply(plan);
+        let p = p0(&ctl);
+        assert_eq!(
+            p.replicas,
+            vec![3, 4, 1, 0, 2],
+            "target first, then the removed"
+        );
+        assert_eq!(p.adding, vec![3, 4]);
+        assert_eq!(p.removing, vec![0, 2]);
+        assert_eq!(
+            p.isr,
+            vec![1, 0, 2],
+            "the ISR is untouched until the move ends"
+        );
+        assert_eq!(p.leader, 0, "the leader stays while new replicas catch up");
+        assert_eq!(ctl.reassignments(None).len(), 1);
+
+        set_isr(&mut ctl, &epochs, &[3, 1, 0, 2]);
+        let p = p0(&ctl);
+        assert!(p.moving(), "broker 4 is not in sync yet: {p:?}");
+        assert_eq!(
+            p.isr.len(),
+            4,
+            "nothing leaves before every target replica is in sync"
+        );
+
+        set_isr(&mut ctl, &epochs, &[3, 4, 1, 0, 2]);
+        let p = p0(&ctl);
+        assert!(!p.moving(), "{p:?}");
+        assert_eq!(p.replicas, vec![3, 4, 1]);
+        assert_eq!(p.isr, vec![3, 4, 1]);
+        assert_eq!(p.leader, 3, "an in-sync target replica leads");
+        assert_eq!(p.leader_epoch, before.leader_epoch + 1);
+        assert!(ctl.reassignments(None).is_empty());
+    }
+
+    #[test]
+    fn given_a_reassignment_in_flight_when_cancelled_then_the_original_replicas_are_restored() {
+        let (mut ctl, epochs) = five_brokers_one_partition(BTreeMap::new());
+        let (_, result) = reassign(&ctl, None);
+        assert!(
+            matches!(result, Err(ControllerError::NoReassignment { .. })),
+            "{result:?}"
+        );
+
+        let (plan, result) = reassign(&ctl, Some(vec![3, 1, 2]));
+        result.expect("accepted");
+        ctl.apply(plan);
+        set_isr(&mut ctl, &epochs, &[0, 1, 2]);
+        let (plan, result) = reassign(&ctl, None);
+        result.expect("cancelled");
+        ctl.apply(plan);
+        let p = p0(&ctl);
+        // As in Kafka, the original replicas come back as a set: their
+        // order is the one they had during the move.
+        assert_eq!(p.replicas, vec![1, 2, 0]);
+        assert_eq!(p.isr, vec![1, 2, 0]);
+        assert!(!p.moving(), "{p:?}");
+        assert_eq!(p.leader, 0, "the leader did not change");
+    }
+
+    #[test]
+    fn given_a_new_replica_holding_the_only_in_sync_copy_when_the_move_is_cancelled_then_it_is_refused()
+     {
+        let mut config = BTreeMap::new();
+        config.insert("min.insync.replicas".to_owned(), "2".to_owned());
+        let (mut ctl, epochs) = five_brokers_one_partition(config);
+        let (plan, result) = reassign(&ctl, Some(vec![0, 3, 4]));
+        result.expect("accepted");
+        ctl.apply(plan);
+        // 3 joins, 1 and 2 fall behind: 0 and 3 hold the acknowledged
+        // records.
+        set_isr(&mut ctl, &epochs, &[0, 3]);
+        let (plan, result) = reassign(&ctl, None);
+        let err = result.expect_err("refused");
+        assert!(err.to_string().contains("min.insync.replicas 2"), "{err}");
+        assert!(plan.is_empty());
+
+        // Once the target is in sync the move ends and the others leave.
+        set_isr(&mut ctl, &epochs, &[0, 3, 4]);
+        let p = p0(&ctl);
+        assert_eq!(p.replicas, vec![0, 3, 4], "{p:?}");
+        assert!(!p.moving());
+    }
+
+    #[test]
+    fn given_invalid_targets_when_reassigned_then_each_is_refused_with_its_reason() {
+        let mut config = BTreeMap::new();
+        config.insert("min.insync.replicas".to_owned(), "2".to_owned());
+        let (ctl, _) = five_brokers_one_partition(config);
+        for (target, reason) in [
+            (vec![], "empty"),
+            (vec![3, 3, 1], "twice"),
+            (vec![3, 9, 1], "broker 9 is not registered"),
+            (vec![3], "min.insync.replicas"),
+        ] {
+            let (plan, result) = reassign(&ctl, Some(target.clone()));
+            let err = result.expect_err("refused");
+            assert!(
+                matches!(err, ControllerError::InvalidAssignment { .. }),
+                "{target:?}: {err}"
+            );
+            assert!(err.to_string().contains(reason), "{target:?}: {err}");
+            assert!(plan.is_empty());
+        }
+        let (_, results) = ctl.alter_reassignments(&[
+            Reassign {
+                topic: "nope".to_owned(),
+                partition: 0,
+                target: Some(vec![1]),
+                keep_replication_factor: false,
+            },
+            Reassign {
+                topic: "t".to_owned(),
+                partition: 0,
+                target: Some(vec![3, 4]),
+                keep_replication_factor: true,
+            },
+        ]);
+        assert!(matches!(results[0], Err(ControllerError::UnknownTopic(_))));
+        let err = results[1]
+            .as_ref()
+            .expect_err("a replication factor change");
+        assert!(err.to_string().contains("has 3 replicas"), "{err}");
+    }
+
+    #[test]
+    fn given_a_preferred_replica_not_leading_when_elected_then_it_leads_only_from_the_isr() {
+        let (mut ctl, epochs) = five_brokers_one_partition(BTreeMap::new());
+        let only = [("t".to_owned(), 0)];
+        let (_, results) = ctl.elect_preferred(Some(&only));
+        assert!(
+            matches!(results[0].2, Err(ControllerError::ElectionNotNeeded { .. })),
+            "{results:?}"
+        );
+
+        // Reorder the replicas: broker 1 becomes preferred, 0 still leads.
+        let (plan, result) = reassign(&ctl, Some(vec![1, 0, 2]));
+        result.expect("a reorder");
+        ctl.apply(plan);
+        assert_eq!(p0(&ctl).leader, 0);
+        assert!(!p0(&ctl).moving());
+
+        // Broker 1 out of the ISR: not available.
+        set_isr(&mut ctl, &epochs, &[0, 2]);
+        let (plan, results) = ctl.elect_preferred(Some(&only));
+        assert!(
+            matches!(
+                results[0].2,
+                Err(ControllerError::PreferredLeaderNotAvailable { .. })
+            ),
+            "{results:?}"
+        );
+        assert!(plan.is_empty());
+
+        set_isr(&mut ctl, &epochs, &[1, 0, 2]);
+        let (plan, results) = ctl.elect_preferred(None);
+        assert_eq!(results.len(), 1);
+        assert!(results[0].2.is_ok(), "{results:?}");
+        ctl.apply(plan);
+        assert_eq!(p0(&ctl).leader, 1);
+        let (_, results) = ctl.elect_preferred(None);
+        assert!(results.is_empty(), "nothing left to elect: {results:?}");
+    }
+
+    #[test]
+    fn given_two_brokers_added_when_balanced_until_done_then_replica_counts_differ_by_at_most_one_and_drained_brokers_get_nothing()
+     {
+        let mut ctl = Controller::new(ControllerConfig::default(), ClusterMetadata::default(), 0);
+        let mut epochs: BTreeMap<BrokerId, i64> = BTreeMap::new();
+        for id in 0..3 {
+            epochs.insert(id, registered(&mut ctl, id, 0));
+        }
+        for (name, partitions) in [("a", 8), ("b", 5), ("c", 3)] {
+            ctl.apply(
+                ctl.create_topic(name, partitions, 3, BTreeMap::new())
+                    .expect("created"),
+            );
+        }
+        for id in 3..6 {
+            epochs.insert(id, registered(&mut ctl, id, 0));
+        }
+        // Broker 5 is being drained (a scale-down in progress).
+        let excluded = BTreeSet::from([5]);
+        for round in 0.. {
+            assert!(round < 100, "the balance converges");
+            let (plan, _) = ctl.balance(&excluded);
+            if plan.is_empty() {
+                break;
+            }
+            ctl.apply(plan);
+            // Each leader adds its caught-up replicas to the ISR.
+            let moving: Vec<(String, usize, PartitionState)> = ctl
+                .metadata()
+                .topics
+                .iter()
+                .flat_map(|(n, t)| {
+                    t.partitions
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| p.moving())
+                        .map(move |(i, p)| (n.clone(), i, p.clone()))
+                })
+                .collect();
+            for (name, i, p) in moving {
+                assert!(
+                    !p.replicas.contains(&5),
+                    "a drained broker gets nothing: {p:?}"
+                );
+                assert!(
+                    p.isr.len() >= p.target().len().min(3) - 1,
+                    "the ISR keeps the original replicas during the move: {p:?}"
+                );
+                let plan = ctl
+                    .alter_partition(
+                        p.leader,
+                        epochs[&p.leader],
+                        &name,
+                        i as i32,
+                        p.leader_epoch,
+                        p.partition_epoch,
+                        &p.replicas,
+                        &p.replicas
+                            .iter()
+                            .map(|r| (*r, epochs[r]))
+                            .collect::<Vec<_>>(),
+                    )
+                    .expect("expansion accepted");
+                ctl.apply(plan);
+            }
+            assert!(!ctl.moving(), "every move finished once in sync");
+        }
+        let mut counts: BTreeMap<BrokerId, usize> = (0..5).map(|b| (b, 0)).collect();
+        for p in ctl.metadata().topics.values().flat_map(|t| &t.partitions) {
+            assert_eq!(p.replicas.len(), 3, "{p:?}");
+            assert!(p.replicas.contains(&p.leader), "{p:?}");
+            for r in &p.replicas {
+                *counts.entry(*r).or_default() += 1;
+            }
+        }
+        assert!(
+            !counts.contains_key(&5),
+            "the drained broker holds nothing: {counts:?}"
+        );
+        let (min, max) = (
+            counts.values().min().copied().unwrap_or(0),
+            counts.values().max().copied().unwrap_or(0),
+        );
+        assert!(max - min <= 1, "replica counts {counts:?}");
     }
 }

@@ -64,6 +64,8 @@ pub(crate) fn partition_to_pb(index: i32, p: &PartitionState) -> pb::PartitionIn
         leader: p.leader,
         leader_epoch: p.leader_epoch,
         partition_epoch: p.partition_epoch,
+        adding_replicas: p.adding.clone(),
+        removing_replicas: p.removing.clone(),
     }
 }
 
@@ -74,7 +76,8 @@ pub(crate) fn partition_from_pb(p: pb::PartitionInfo) -> PartitionState {
         leader: p.leader,
         leader_epoch: p.leader_epoch,
         partition_epoch: p.partition_epoch,
-        removing: Vec::new(),
+        removing: p.removing_replicas,
+        adding: p.adding_replicas,
     }
 }
 

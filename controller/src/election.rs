@@ -15,6 +15,7 @@ pub(crate) fn new_partition(replicas: Vec<BrokerId>) -> PartitionState {
         leader_epoch: 0,
         partition_epoch: 0,
         removing: Vec::new(),
+        adding: Vec::new(),
     }
 }
 
@@ -70,23 +71,83 @@ pub(crate) fn elect_leaderless(meta: &mut ClusterMetadata, usable: &dyn Fn(Broke
     }
 }
 
-/// Completes replica moves: a partition whose replicas other than the
-/// `removing` ones are all in the ISR drops the removed ones (from the
-/// replicas and the ISR), electing a new leader if the leader was one.
+/// Starts moving `p` to the `target` replicas (KIP-455), or changes the
+/// target of the move in flight: the replicas become the target followed
+/// by the original replicas (those before any move) it leaves out; the
+/// original ones outside the target are `removing` and the new ones
+/// `adding`. A target equal to the original replicas cancels the move:
+/// replicas that were being added leave at once.
+///
+/// Replicas that leave at once (added by an earlier target, not in this
+/// one) also leave the ISR. That is refused when it would leave the ISR
+/// empty or below `min_isr`: they may hold the only in-sync copies.
+pub(crate) fn start_move(
+    p: &mut PartitionState,
+    target: &[BrokerId],
+    min_isr: usize,
+    usable: &dyn Fn(BrokerId) -> bool,
+) -> Result<(), String> {
+    let original = p.original();
+    let mut replicas = target.to_vec();
+    replicas.extend(original.iter().copied().filter(|r| !target.contains(r)));
+    let isr: Vec<BrokerId> = p
+        .isr
+        .iter()
+        .copied()
+        .filter(|r| replicas.contains(r))
+        .collect();
+    if isr.len() < p.isr.len() && (isr.is_empty() || isr.len() < min_isr) {
+        return Err(format!(
+            "replicas {:?} would leave the ISR {:?} now, leaving {:?} (min.insync.replicas {min_isr})",
+            p.isr
+                .iter()
+                .filter(|r| !isr.contains(r))
+                .collect::<Vec<_>>(),
+            p.isr,
+            isr
+        ));
+    }
+    p.adding = target
+        .iter()
+        .copied()
+        .filter(|r| !original.contains(r))
+        .collect();
+    p.removing = original
+        .iter()
+        .copied()
+        .filter(|r| !target.contains(r))
+        .collect();
+    // Keep the ISR in replica order, so the preferred leader comes first.
+    p.isr = replicas
+        .iter()
+        .copied()
+        .filter(|r| isr.contains(r))
+        .collect();
+    p.replicas = replicas;
+    if !p.replicas.contains(&p.leader) {
+        elect(p, false, usable);
+    }
+    Ok(())
+}
+
+/// Completes replica moves: a partition whose target replicas (all but
+/// the `removing` ones) are all in the ISR drops the removed ones (from
+/// the replicas and the ISR), electing a new leader among the target if
+/// the leader was one. A move whose leader is being removed waits while
+/// no target replica can lead. Replicas that were being added are then
+/// ordinary replicas.
 pub(crate) fn finish_moves(meta: &mut ClusterMetadata, usable: &dyn Fn(BrokerId) -> bool) {
     for t in meta.topics.values_mut() {
-        for p in t.partitions.iter_mut().filter(|p| !p.removing.is_empty()) {
-            let removing = std::mem::take(&mut p.removing);
-            let keep: Vec<BrokerId> = p
-                .replicas
-                .iter()
-                .copied()
-                .filter(|r| !removing.contains(r))
-                .collect();
+        for p in t.partitions.iter_mut().filter(|p| p.moving()) {
+            let keep = p.target();
             if keep.is_empty() || !keep.iter().all(|r| p.isr.contains(r)) {
-                p.removing = removing;
                 continue;
             }
+            if p.removing.contains(&p.leader) && !keep.iter().any(|r| usable(*r)) {
+                continue;
+            }
+            let removing = std::mem::take(&mut p.removing);
+            p.adding.clear();
             p.replicas = keep;
             p.isr.retain(|r| !removing.contains(r));
             if removing.contains(&p.leader) {

@@ -1,7 +1,7 @@
 //! Rill's metadata controller: the pure core, its gRPC service, the
 //! standalone `rill-controller` server and the client brokers use.
 //!
-//! The core ([`Controller`], [`place`], [`store`]) is pure logic, no
+//! The core ([`Controller`], [`place`], [`balance`], [`store`]) is pure logic, no
 //! Kubernetes types, no sockets, no clocks: callers pass the time in. The
 //! same code runs inside the operator (with the Kubernetes store) and
 //! standalone (with the file store) for local clusters and tests.
@@ -17,6 +17,11 @@
 //! A plan that fails to persist is dropped, so nobody is ever told about a
 //! leader or ISR that is not durable.
 //!
+//! Replica moves (reassignments, drains before a scale-down and the
+//! automatic [`balance`] after a scale-up) are one mechanism (KIP-455):
+//! new replicas are added and catch up, the removed ones leave once every
+//! target replica is in the ISR; the moves in flight are durable.
+//!
 //! Around the core:
 //! - [`service`]: the gRPC `Controller` service; a single-writer actor owns
 //!   the core and the store and runs the flow above for every request and
@@ -26,6 +31,7 @@
 //! - [`config`]: the `rill-controller` command line;
 //! - [`client`]: [`ControllerClient`], what brokers and tools call.
 
+pub mod balance;
 pub mod client;
 pub mod config;
 mod controller;
@@ -43,7 +49,7 @@ pub use client::CLUSTER_HEADER;
 pub use client::{
     ClientError, ClientOptions, ControllerClient, MetadataUpdate, MetadataView, Retry,
 };
-pub use controller::{Controller, ControllerConfig, ControllerError, Liveness, Plan};
+pub use controller::{Controller, ControllerConfig, ControllerError, Liveness, Plan, Reassign};
 pub use placement::{PlacementError, place};
 pub use server::{
     ControllerHandle, EmbeddedController, ServerError, embed, run, start, start_with_store,

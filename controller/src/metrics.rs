@@ -48,6 +48,11 @@ pub struct Metrics {
     pub watchers: IntGauge,
     /// Snapshots re-sent to watchers that fell behind the update buffer.
     pub watcher_resyncs: IntCounter,
+    /// Partitions with a replica move in flight (reassignment, drain or
+    /// balance).
+    pub reassigning_partitions: IntGauge,
+    /// Partitions the automatic balance started moving.
+    pub balance_moves: IntCounter,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -179,6 +184,16 @@ impl Metrics {
                 "rill_controller_watcher_resyncs_total",
                 "Snapshots re-sent to watchers that fell behind the update buffer.",
             ),
+            reassigning_partitions: gauge(
+                &r,
+                "rill_controller_reassigning_partitions",
+                "Partitions with a replica move in flight (reassignment, drain or automatic balance).",
+            ),
+            balance_moves: counter(
+                &r,
+                "rill_controller_balance_moves_total",
+                "Partitions the automatic balance started moving onto under-loaded brokers.",
+            ),
             registry: r,
         }
     }
@@ -233,6 +248,8 @@ impl Metrics {
         let partitions = meta.topics.values().flat_map(|t| &t.partitions);
         self.offline_partitions
             .set(partitions.clone().filter(|p| p.leader == NO_LEADER).count() as i64);
+        self.reassigning_partitions
+            .set(partitions.clone().filter(|p| p.moving()).count() as i64);
         self.under_replicated_partitions.set(
             partitions
                 .filter(|p| p.isr.len() < p.replicas.len())
@@ -279,6 +296,7 @@ mod tests {
             leader_epoch: 0,
             partition_epoch: 0,
             removing: Vec::new(),
+            adding: Vec::new(),
         };
         let mut before = ClusterMetadata::default();
         before.topics.insert(
@@ -297,6 +315,7 @@ mod tests {
             leader_epoch: 1,
             partition_epoch: 1,
             removing: Vec::new(),
+            adding: Vec::new(),
             ..old.clone()
         };
         m.observe_changes(

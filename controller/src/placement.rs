@@ -170,6 +170,7 @@ mod tests {
                         leader_epoch: 0,
                         partition_epoch: 0,
                         removing: Vec::new(),
+                        adding: Vec::new(),
                     })
                     .collect(),
             },

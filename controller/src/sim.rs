@@ -79,6 +79,7 @@ impl Sim {
         let ctl = Controller::new(
             ControllerConfig {
                 session_timeout_ms: SESSION_MS,
+                ..ControllerConfig::default()
             },
             meta,
             0,
@@ -554,6 +555,7 @@ fn given_new_controller_then_old_one_can_neither_persist_nor_be_obeyed() {
     let new_ctl = Controller::new(
         ControllerConfig {
             session_timeout_ms: SESSION_MS,
+            ..ControllerConfig::default()
         },
         meta,
         sim.now,
@@ -607,6 +609,7 @@ fn given_controller_restart_then_brokers_get_a_grace_period() {
     sim.ctl = Controller::new(
         ControllerConfig {
             session_timeout_ms: SESSION_MS,
+            ..ControllerConfig::default()
         },
         meta,
         sim.now,

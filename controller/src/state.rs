@@ -53,10 +53,42 @@ pub struct PartitionState {
     /// Bumped at every change of this state; AlterPartition must name the
     /// current one, so two writers cannot both succeed.
     pub partition_epoch: i32,
-    /// Replicas being moved away (a drain before a scale-down): still in
-    /// `replicas` until every other replica is in the ISR, then removed.
+    /// Replicas being moved away (a reassignment, or a drain before a
+    /// scale-down): still in `replicas` until every other replica is in
+    /// the ISR, then removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removing: Vec<BrokerId>,
+    /// Replicas being added by a reassignment (KIP-455): in `replicas`
+    /// from the start, catching up until they join the ISR. While a move
+    /// is in flight `replicas` is the target followed by the `removing`
+    /// ones; `replicas` minus `adding` is the assignment before the move.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<BrokerId>,
+}
+
+impl PartitionState {
+    /// Whether replicas are being moved (a reassignment or a drain).
+    pub fn moving(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas the partition ends with once its move completes.
+    pub fn target(&self) -> Vec<BrokerId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+            .collect()
+    }
+
+    /// The replicas the partition had before its move began.
+    pub fn original(&self) -> Vec<BrokerId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding.contains(r))
+            .collect()
+    }
 }
 
 /// A topic and its partitions.
@@ -89,6 +121,15 @@ impl TopicState {
         self.config
             .get("unclean.leader.election.enable")
             .is_some_and(|v| v == "true")
+    }
+
+    /// The topic's `min.insync.replicas`, 1 when it does not set one (the
+    /// brokers' default is not known to the controller).
+    pub fn min_insync_replicas(&self) -> usize {
+        self.config
+            .get("min.insync.replicas")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1)
     }
 }
 

@@ -551,6 +551,7 @@ async fn given_a_newer_claim_then_the_old_store_is_superseded_and_concurrent_fie
         leader_epoch: epoch,
         partition_epoch: epoch,
         removing: Vec::new(),
+        adding: Vec::new(),
     };
     let topic = TopicState {
         name: "payments".into(),

@@ -39,7 +39,17 @@
 //!   `status.configGeneration`; `kafka-configs --alter` on the managed
 //!   topic is refused with POLICY_VIOLATION naming the Topic (default
 //!   rule) and, with `topicPolicy.configChanges: WriteToResource`, lands in
-//!   the Topic's `spec.config` and on the brokers.
+//!   the Topic's `spec.config` and on the brokers;
+//! - scale 3 → 5 with topics holding data, while a producer writes with
+//!   acks=all: the automatic balance moves replicas onto the new brokers
+//!   until per-broker replica counts differ by at most 1, with no move left
+//!   in flight (`status.reassigningPartitions` 0), and every acknowledged
+//!   record is read back exactly once;
+//! - `kafka-reassign-partitions --execute/--verify` and
+//!   `kafka-leader-election --election-type PREFERRED` through the
+//!   bootstrap Service while a producer writes: Topic status shows the
+//!   planned replicas, each first replica leads, nothing acknowledged is
+//!   lost or duplicated.
 //!
 //! Every wait names its timeout below; nothing sleeps a fixed time except
 //! the quiet period of the GitOps check. Ignored without a cluster: run
@@ -50,7 +60,8 @@
 //! scripts/install-compat.sh), `RILL_E2E_OPERATOR_IMAGE` and
 //! `RILL_E2E_BROKER_IMAGE` (`repository:tag`, for a cluster that pulls real
 //! images), `RILL_K8S_RUN` (the local cluster's run dir: pod logs are read
-//! from there).
+//! from there), `RILL_E2E_KAFKA_CLASSPATH` (Kafka's tool jars; default: the
+//! jars of scripts/install-compat.sh).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -81,7 +92,16 @@ const REJOIN_TIMEOUT: Duration = Duration::from_secs(180);
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest wait for a scale-down to drain and complete.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
-/// Longest wait for a deleted Topic's resource and Kafka topic to go.
+/// Longest wait for the automatic balance to even out replica counts
+/// after a scale-up (a few partitions at a time, every balance interval).
+const BALANCE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Longest wait for a `kafka-reassign-partitions` plan to complete.
+const REASSIGN_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest wait for preferred replicas to lead after an election.
+const ELECTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Records per second of the background producers of the move scenarios.
+const MOVE_PRODUCE_RATE: u32 = 200;
+/// Longest a deleted Topic's resource and Kafka topic take to go.
 const TOPIC_DELETE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The target: a config change visible on the brokers within 10 s.
 const CONFIG_VISIBLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -640,12 +660,17 @@ async fn create_cluster(client: &Client, ns: &str, brokers: i32) {
 }
 
 async fn create_topic(client: &Client, ns: &str, name: &str, partitions: i32) {
+    create_topic_rf(client, ns, name, partitions, 3).await;
+}
+
+/// A Topic with `rf` replicas per partition and min.insync.replicas 2.
+async fn create_topic_rf(client: &Client, ns: &str, name: &str, partitions: i32, rf: i32) {
     let t: Topic = serde_json::from_value(json!({
         "apiVersion": "rill.dev/v1alpha1",
         "kind": "Topic",
         "metadata": {"name": name, "namespace": ns},
         "spec": {"clusterRef": {"name": CLUSTER}, "partitions": partitions,
-                 "replicationFactor": 3, "config": {"minInsyncReplicas": 2}},
+                 "replicationFactor": rf, "config": {"minInsyncReplicas": 2}},
     }))
     .expect("Topic");
     Api::<Topic>::namespaced(client.clone(), ns)
@@ -1836,5 +1861,236 @@ async fn given_a_managed_topic_when_its_config_changes_then_brokers_follow_the_r
         || async { describes(&boot, "configured", "retention.ms", "60000").then_some(()) },
     )
     .await;
+    delete_namespace(&client, &ns).await;
+}
+
+/// Replicas per broker over `topics` (brokers holding none are absent).
+fn replica_counts(topics: &[Topic]) -> BTreeMap<i32, usize> {
+    let mut counts = BTreeMap::new();
+    for t in topics {
+        for p in t.status.iter().flat_map(|s| &s.partitions) {
+            for r in &p.replicas {
+                *counts.entry(*r).or_default() += 1;
+            }
+        }
+    }
+    counts
+}
+
+/// Whether every partition of `topics` is settled: no move in flight and
+/// a full ISR.
+fn settled(topics: &[Topic]) -> bool {
+    topics.iter().all(|t| {
+        t.status.as_ref().is_some_and(|s| {
+            s.reassigning_partitions.unwrap_or(0) == 0
+                && s.partitions.iter().all(|p| {
+                    p.adding_replicas.is_empty()
+                        && p.removing_replicas.is_empty()
+                        && p.isr.len() == p.replicas.len()
+                })
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs a cluster that runs pods: e2e/scripts/run-tests.sh"]
+async fn given_three_brokers_with_data_when_scaled_to_five_then_the_balance_evens_replica_counts_and_loses_nothing()
+ {
+    let client = client().await;
+    chart_installed(&client).await;
+    let ns = namespace(&client, "rill-balance").await;
+    create_cluster(&client, &ns, 3).await;
+    let sc = cluster_ready(&client, &ns, CLUSTER, 3).await;
+    let boot = bootstrap(&sc);
+    create_topic(&client, &ns, "orders", 12).await;
+    create_topic(&client, &ns, "audit", 5).await;
+    topic_ready(&client, &ns, "orders", 12).await;
+    topic_ready(&client, &ns, "audit", 5).await;
+    let earlier = produce_count(&boot, "audit", 2000);
+    let producer = Producer::start(&boot, "orders", MOVE_PRODUCE_RATE);
+    producer
+        .wait_acked(
+            500,
+            "the producer to get acknowledgements",
+            TOPIC_READY_TIMEOUT,
+        )
+        .await;
+
+    let api = Api::<StreamCluster>::namespaced(client.clone(), &ns);
+    api.patch(
+        CLUSTER,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"brokers": 5}})),
+    )
+    .await
+    .expect("scaled to 5");
+    cluster_ready(&client, &ns, CLUSTER, 5).await;
+    let started = Instant::now();
+    let topics = Api::<Topic>::namespaced(client.clone(), &ns);
+    let counts = wait_for(
+        "the balance: 5 brokers whose replica counts differ by at most 1, nothing moving",
+        BALANCE_TIMEOUT,
+        || async {
+            let list = vec![
+                topics.get("orders").await.ok()?,
+                topics.get("audit").await.ok()?,
+            ];
+            let counts = replica_counts(&list);
+            let (min, max) = (counts.values().min()?, counts.values().max()?);
+            (counts.len() == 5 && max - min <= 1 && settled(&list)).then_some(counts)
+        },
+    )
+    .await;
+    println!(
+        "balanced after {:.1} s: replicas per broker {counts:?}",
+        started.elapsed().as_secs_f64()
+    );
+
+    let (summary, history) = producer.stop();
+    assert_eq!(summary.failed, 0, "no write failed: {}", summary.summary);
+    let checked = verify(&boot, "orders", &history.acked);
+    println!(
+        "{} records acknowledged during the balance, longest gap between acks {:.2} s; read back: {checked}",
+        summary.acked, summary.longest_gap_s
+    );
+    verify(&boot, "audit", &earlier.acked);
+    delete_namespace(&client, &ns).await;
+}
+
+/// Runs one of Kafka's command-line tools (its main class) and returns
+/// its output; it must succeed.
+fn kafka_tool(main: &str, args: &[&str]) -> String {
+    let classpath = kafka_classpath();
+    let mut all = vec!["-Xmx256m", "-cp", classpath.as_str(), main];
+    all.extend_from_slice(args);
+    must("java", &all, None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs a cluster that runs pods: e2e/scripts/run-tests.sh"]
+async fn given_kafka_reassign_partitions_when_it_moves_every_replica_then_status_follows_and_nothing_is_lost()
+ {
+    let client = client().await;
+    chart_installed(&client).await;
+    let ns = namespace(&client, "rill-reassign").await;
+    create_cluster(&client, &ns, 3).await;
+    let sc = cluster_ready(&client, &ns, CLUSTER, 3).await;
+    let boot = bootstrap(&sc);
+    create_topic_rf(&client, &ns, "moved", 3, 2).await;
+    let before = topic_ready(&client, &ns, "moved", 3).await;
+    let producer = Producer::start(&boot, "moved", MOVE_PRODUCE_RATE);
+    producer
+        .wait_acked(
+            500,
+            "the producer to get acknowledgements",
+            TOPIC_READY_TIMEOUT,
+        )
+        .await;
+
+    // Every replica one broker along: each leader's replica moves.
+    let plan: Vec<Value> = before
+        .status
+        .as_ref()
+        .expect("status")
+        .partitions
+        .iter()
+        .map(|p| {
+            let replicas: Vec<i32> = p.replicas.iter().map(|r| (r + 1) % 3).collect();
+            json!({"topic": "moved", "partition": p.partition, "replicas": replicas,
+                   "log_dirs": vec!["any"; replicas.len()]})
+        })
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan_file = dir.path().join("plan.json");
+    std::fs::write(
+        &plan_file,
+        json!({"version": 1, "partitions": plan}).to_string(),
+    )
+    .expect("plan written");
+    let plan_path = plan_file.to_string_lossy().into_owned();
+    let reassign = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand";
+    let out = kafka_tool(
+        reassign,
+        &[
+            "--bootstrap-server",
+            &boot,
+            "--execute",
+            "--reassignment-json-file",
+            &plan_path,
+        ],
+    );
+    assert!(
+        out.contains("Successfully started partition reassignment"),
+        "--execute: {out}"
+    );
+    wait_for(
+        "--verify to report every move completed",
+        REASSIGN_TIMEOUT,
+        || async {
+            let out = kafka_tool(
+                reassign,
+                &[
+                    "--bootstrap-server",
+                    &boot,
+                    "--verify",
+                    "--preserve-throttles",
+                    "--reassignment-json-file",
+                    &plan_path,
+                ],
+            );
+            (out.matches("is completed").count() == 3).then_some(())
+        },
+    )
+    .await;
+
+    let topics = Api::<Topic>::namespaced(client.clone(), &ns);
+    wait_for(
+        "Topic status to show the planned replicas, settled",
+        REASSIGN_TIMEOUT,
+        || async {
+            let t = topics.get("moved").await.ok()?;
+            let s = t.status.as_ref()?;
+            let matches = plan.iter().all(|want| {
+                s.partitions.iter().any(|p| {
+                    json!(p.partition) == want["partition"] && json!(p.replicas) == want["replicas"]
+                })
+            });
+            (matches && settled(std::slice::from_ref(&t))).then_some(())
+        },
+    )
+    .await;
+
+    kafka_tool(
+        "org.apache.kafka.tools.LeaderElectionCommand",
+        &[
+            "--bootstrap-server",
+            &boot,
+            "--election-type",
+            "PREFERRED",
+            "--all-topic-partitions",
+        ],
+    );
+    wait_for(
+        "each partition's first replica to lead",
+        ELECTION_TIMEOUT,
+        || async {
+            let t = topics.get("moved").await.ok()?;
+            t.status
+                .as_ref()?
+                .partitions
+                .iter()
+                .all(|p| p.leader.is_some() && p.leader == p.replicas.first().copied())
+                .then_some(())
+        },
+    )
+    .await;
+
+    let (summary, history) = producer.stop();
+    assert_eq!(summary.failed, 0, "no write failed: {}", summary.summary);
+    let checked = verify(&boot, "moved", &history.acked);
+    println!(
+        "{} records acknowledged during the moves, longest gap between acks {:.2} s; read back: {checked}",
+        summary.acked, summary.longest_gap_s
+    );
     delete_namespace(&client, &ns).await;
 }

@@ -142,6 +142,11 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         int(1, i64::MAX),
     ),
     flag(
+        "follower.replication.throttled.rate",
+        "reassignment-throttle-bytes-per-sec",
+        int(0, i64::MAX),
+    ),
+    flag(
         "socket.request.max.bytes",
         "kafka-max-request-bytes",
         int(1024, I32_MAX),

@@ -7,6 +7,10 @@
 //! batches appended verbatim, divergence truncated, out-of-range logs
 //! reset. Connection failures are retried with a short backoff; epoch
 //! errors wait for the next metadata update to move the partition.
+//!
+//! Replicas a reassignment is adding, while out of the ISR, are throttled
+//! ([`Throttle`]): they are left out of requests while the throttle is in
+//! debt, and the bytes fetched for them are charged to it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -23,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 use tracing::{debug, info, warn};
 
+use super::throttle::Throttle;
 use crate::partition::manager::ReplicaManager;
 
 /// How long the leader may hold a fetch that has nothing new.
@@ -56,22 +61,39 @@ pub struct Fetchers {
     broker_epoch: Arc<AtomicI64>,
     manager: Arc<ReplicaManager>,
     by_leader: Mutex<BTreeMap<i32, LeaderFetcher>>,
+    /// Followed partitions whose catch-up is throttled (being added by a
+    /// reassignment, not in the ISR).
+    throttled: Arc<Mutex<BTreeSet<Key>>>,
+    throttle: Arc<Throttle>,
 }
 
 impl Fetchers {
-    pub fn new(me: i32, broker_epoch: Arc<AtomicI64>, manager: Arc<ReplicaManager>) -> Arc<Self> {
+    pub fn new(
+        me: i32,
+        broker_epoch: Arc<AtomicI64>,
+        manager: Arc<ReplicaManager>,
+        throttle: Arc<Throttle>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             me,
             broker_epoch,
             manager,
             by_leader: Mutex::new(BTreeMap::new()),
+            throttled: Arc::new(Mutex::new(BTreeSet::new())),
+            throttle,
         })
     }
 
     /// Fetches `topic`-`partition` from `leader` at `addr` (moving it from
-    /// any other leader's fetcher).
-    pub fn follow(&self, leader: i32, addr: &str, topic: &str, partition: i32) {
+    /// any other leader's fetcher); `throttled` for a replica being added
+    /// by a reassignment and not in the ISR yet.
+    pub fn follow(&self, leader: i32, addr: &str, topic: &str, partition: i32, throttled: bool) {
         let key = (topic.to_owned(), partition);
+        if throttled {
+            self.throttled.lock().insert(key.clone());
+        } else {
+            self.throttled.lock().remove(&key);
+        }
         let mut all = self.by_leader.lock();
         for (id, f) in all.iter() {
             if *id != leader {
@@ -95,6 +117,7 @@ impl Fetchers {
     /// longer hosts it).
     pub fn unfollow(&self, topic: &str, partition: i32) {
         let key = (topic.to_owned(), partition);
+        self.throttled.lock().remove(&key);
         let mut all = self.by_leader.lock();
         for f in all.values() {
             f.partitions.lock().remove(&key);
@@ -135,6 +158,8 @@ impl Fetchers {
             partitions: Arc::clone(&f.partitions),
             added: Arc::clone(&f.added),
             manager: Arc::clone(&self.manager),
+            throttled: Arc::clone(&self.throttled),
+            throttle: Arc::clone(&self.throttle),
         };
         let stop = f.stop.clone();
         tokio::spawn(async move {
@@ -155,6 +180,8 @@ struct Task {
     partitions: Arc<Mutex<BTreeSet<Key>>>,
     added: Arc<Notify>,
     manager: Arc<ReplicaManager>,
+    throttled: Arc<Mutex<BTreeSet<Key>>>,
+    throttle: Arc<Throttle>,
 }
 
 impl Task {
@@ -169,7 +196,11 @@ impl Task {
     }
 
     fn request(&self) -> pb::ReplicaFetchRequest {
-        let keys: Vec<Key> = self.partitions.lock().iter().cloned().collect();
+        let mut keys: Vec<Key> = self.partitions.lock().iter().cloned().collect();
+        if self.throttle.wait().is_some() {
+            let throttled = self.throttled.lock();
+            keys.retain(|k| !throttled.contains(k));
+        }
         let partitions = keys
             .into_iter()
             .filter_map(|(topic, partition)| {
@@ -243,6 +274,18 @@ impl Task {
             // its `apply`; with flush=fsync the fsyncs that follow run
             // concurrently instead of one partition after the other. All
             // complete before the next request reports the new log ends.
+            let throttled_bytes: usize = {
+                let throttled = self.throttled.lock();
+                response
+                    .partitions
+                    .iter()
+                    .filter(|p| throttled.contains(&(p.topic.clone(), p.partition)))
+                    .map(|p| p.records.len())
+                    .sum()
+            };
+            if throttled_bytes > 0 {
+                self.throttle.charge(throttled_bytes as u64);
+            }
             let applies = response.partitions.into_iter().filter_map(|p| {
                 let asked = *sent.get(&(p.topic.clone(), p.partition))?;
                 Some(self.apply(p, asked))

@@ -25,11 +25,13 @@ use rill_controller::client::{
     AlterPartition, ClientError, ClientOptions, ControllerClient, MetadataView, Registration, Retry,
 };
 use rill_controller::{ConfigOrigin, Endpoints, NO_LEADER};
+use rill_proto::controller as pb;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::fetcher::Fetchers;
+use super::throttle::Throttle;
 use crate::partition::manager::{CreateTopic, ReplicaManager, TopicAdmin};
 use crate::partition::{Error, IsrProposal};
 
@@ -56,6 +58,9 @@ pub struct ClusterSettings {
     pub rack: Option<String>,
     /// Followers not caught up for this long leave the ISR.
     pub replica_lag_time_max: Duration,
+    /// Bytes per second replicas being added by a reassignment may fetch
+    /// in total (0: unlimited).
+    pub reassignment_throttle_bytes_per_sec: u64,
 }
 
 /// Identity of this broker's data directory, created with it.
@@ -147,10 +152,15 @@ impl ClusterLink {
             rack: settings.rack.clone(),
         };
         let broker_epoch = Arc::new(AtomicI64::new(-1));
+        let throttle = Arc::new(Throttle::new(
+            settings.reassignment_throttle_bytes_per_sec,
+            manager.metrics().replication_throttled_bytes.clone(),
+        ));
         let fetchers = Fetchers::new(
             settings.broker_id,
             Arc::clone(&broker_epoch),
             Arc::clone(&manager),
+            throttle,
         );
         let link = Arc::new(Self {
             settings,
@@ -334,6 +344,7 @@ impl ClusterLink {
                             &b.endpoints.replication,
                             &t.name,
                             p.id,
+                            state.adding.contains(&me) && !state.isr.contains(&me),
                         ),
                         None => {
                             warn!(topic = %t.name, partition = p.id, leader = state.leader, "leader is not a known broker")
@@ -538,5 +549,35 @@ impl TopicAdmin for ClusterLink {
                 ClientError::Refused { message, .. } => Error::PolicyViolation(message),
                 other => admin_error(other),
             })
+    }
+
+    async fn alter_reassignments(
+        &self,
+        reassignments: Vec<pb::Reassignment>,
+    ) -> Result<Vec<pb::PartitionResult>, Error> {
+        self.client
+            .alter_reassignments(reassignments)
+            .await
+            .map_err(admin_error)
+    }
+
+    async fn list_reassignments(
+        &self,
+        partitions: Vec<pb::TopicPartition>,
+    ) -> Result<Vec<pb::OngoingReassignment>, Error> {
+        self.client
+            .list_reassignments(partitions)
+            .await
+            .map_err(admin_error)
+    }
+
+    async fn elect_preferred_leaders(
+        &self,
+        partitions: Vec<pb::TopicPartition>,
+    ) -> Result<Vec<pb::PartitionResult>, Error> {
+        self.client
+            .elect_preferred_leaders(partitions)
+            .await
+            .map_err(admin_error)
     }
 }

@@ -9,9 +9,12 @@
 //! - [`fetcher`]: the follower side of replication: one `ReplicaFetch`
 //!   stream per leader broker, whose answers are applied to the local
 //!   follower replicas.
+//! - [`throttle`]: the byte-rate limit of replicas catching up because a
+//!   reassignment adds them.
 //!
 //! Both drive the partition layer ([`crate::partition`]) from the outside;
 //! the data path never calls up into this module.
 
 pub mod fetcher;
 pub mod link;
+pub mod throttle;

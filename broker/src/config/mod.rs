@@ -132,6 +132,17 @@ pub struct BrokerConfig {
     #[arg(long, env = "RILL_REPLICA_LAG_TIME_MAX_MS", default_value_t = 10_000)]
     pub replica_lag_time_max_ms: u64,
 
+    /// Bytes per second that replicas being added by a reassignment (or a drain
+    /// before a scale-down) may fetch in total on this broker while they catch
+    /// up, 0 for no limit (Kafka `follower.replication.throttled.rate`). In-sync
+    /// replicas are never throttled.
+    #[arg(
+        long,
+        env = "RILL_REASSIGNMENT_THROTTLE_BYTES_PER_SEC",
+        default_value_t = 50 << 20
+    )]
+    pub reassignment_throttle_bytes_per_sec: u64,
+
     /// Default segment size in bytes before a new segment is rolled (topic `segment.bytes`).
     #[arg(long, env = "RILL_LOG_SEGMENT_BYTES", default_value_t = 1 << 30)]
     pub log_segment_bytes: u64,
@@ -324,6 +335,7 @@ impl BrokerConfig {
             cluster: None,
             replication_addr: SocketAddr::from(([0, 0, 0, 0], 9094)),
             replica_lag_time_max_ms: 10_000,
+            reassignment_throttle_bytes_per_sec: 50 << 20,
             log_segment_bytes: 1 << 30,
             log_retention_ms: 7 * 24 * 3600 * 1000,
             log_retention_bytes: -1,

@@ -32,7 +32,7 @@ use kafka_protocol::protocol::{Decodable, Message, VersionRange};
 
 use super::frame::{EncodeError, Reply, ResponseFrame, encode_response};
 use super::groups::{self, client};
-use super::{KafkaContext, admin, fetch, metadata, offsets, produce, producer_id};
+use super::{KafkaContext, admin, fetch, metadata, offsets, produce, producer_id, reassign};
 use crate::group::GroupCoordinator;
 
 /// Generates everything listed in the module documentation from the table
@@ -148,6 +148,10 @@ kafka_apis! {
         DescribeCluster(DescribeClusterRequest => DescribeClusterResponse) => metadata::describe_cluster,
         AlterConfigs(AlterConfigsRequest => AlterConfigsResponse) => admin::alter_configs,
         IncrementalAlterConfigs(IncrementalAlterConfigsRequest => IncrementalAlterConfigsResponse) => admin::incremental_alter_configs,
+        AlterPartitionReassignments(AlterPartitionReassignmentsRequest => AlterPartitionReassignmentsResponse) => reassign::alter_partition_reassignments,
+        ListPartitionReassignments(ListPartitionReassignmentsRequest => ListPartitionReassignmentsResponse) => reassign::list_partition_reassignments,
+        ElectLeaders(ElectLeadersRequest => ElectLeadersResponse) => reassign::elect_leaders,
+        DescribeLogDirs(DescribeLogDirsRequest => DescribeLogDirsResponse) => reassign::describe_log_dirs,
     }
     groups {
         FindCoordinator(FindCoordinatorRequest => FindCoordinatorResponse) => groups::find_coordinator,

@@ -41,6 +41,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod producer_id;
+pub mod reassign;
 pub mod topic_id;
 
 use std::sync::Arc;

@@ -125,6 +125,11 @@ pub fn belongs_to_other_topic(dir: &Path, topic_id: &str) -> io::Result<bool> {
 }
 
 impl TopicStore {
+    /// The data directory holding the topics (Kafka's log dir).
+    pub fn data_dir(&self) -> &Path {
+        self.topics_dir.parent().unwrap_or(&self.topics_dir)
+    }
+
     /// Opens the store in `data_dir`, creating its directories and
     /// finishing deletes interrupted by a crash.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {

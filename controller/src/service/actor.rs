@@ -27,7 +27,7 @@
 //! rare (leader/ISR/topic changes, never per-append), and other tasks keep
 //! running on the runtime's other workers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::error::ServiceError;
-use crate::controller::{Controller, ControllerError, Plan};
+use crate::controller::{Controller, ControllerError, Plan, Reassign};
 use crate::convert;
 use crate::metrics::Metrics;
 use crate::state::{BrokerId, ClusterMetadata, Endpoints};
@@ -143,6 +143,34 @@ pub enum Command {
         origin: ConfigOrigin,
         reply: Reply<pb::AlterTopicConfigResponse>,
     },
+    AlterReassignments {
+        request: pb::AlterReassignmentsRequest,
+        reply: Reply<pb::AlterReassignmentsResponse>,
+    },
+    ListReassignments {
+        request: pb::ListReassignmentsRequest,
+        reply: Reply<pb::ListReassignmentsResponse>,
+    },
+    ElectLeaders {
+        request: pb::ElectLeadersRequest,
+        reply: Reply<pb::ElectLeadersResponse>,
+    },
+}
+
+/// One partition's outcome, its error as `REASON: text`.
+fn partition_result(
+    topic: String,
+    partition: i32,
+    outcome: Result<(), ControllerError>,
+) -> pb::PartitionResult {
+    pb::PartitionResult {
+        topic,
+        partition,
+        error: outcome
+            .err()
+            .map(|e| ServiceError::from(e).to_status().message().to_owned())
+            .unwrap_or_default(),
+    }
 }
 
 /// The task state. Fields are owned here and nowhere else.
@@ -161,6 +189,16 @@ pub struct Actor<S> {
     /// The durable metadata after every commit, for in-process readers
     /// (the operator's scale-down guard) that cannot hold a watch stream.
     snapshot: watch::Sender<Arc<ClusterMetadata>>,
+    /// Brokers a DrainBrokers asked to empty (before a scale-down): the
+    /// automatic balance gives them nothing. In memory: the operator asks
+    /// again on every reconcile until they are empty; a broker leaves the
+    /// set when it registers with a new data directory.
+    draining: BTreeSet<BrokerId>,
+    /// Monotonic ms of the next automatic balance check.
+    next_balance_ms: u64,
+    /// The automatic balance moved partitions: elect preferred leaders
+    /// once no move is in flight.
+    elect_after_balance: bool,
 }
 
 impl<S: MetadataStore> Actor<S> {
@@ -177,8 +215,12 @@ impl<S: MetadataStore> Actor<S> {
     ) -> Self {
         metrics.observe_state(&ctl);
         let (snapshot, _) = watch::channel(Arc::new(ctl.metadata().clone()));
+        let next_balance_ms = ctl.config().balance_interval_ms;
         Self {
             snapshot,
+            draining: BTreeSet::new(),
+            next_balance_ms,
+            elect_after_balance: false,
             ctl,
             store,
             started,
@@ -301,10 +343,46 @@ impl<S: MetadataStore> Actor<S> {
     }
 
     async fn tick(&mut self) {
-        let plan = self.ctl.tick(self.now_ms());
+        let now = self.now_ms();
+        let plan = self.ctl.tick(now);
         // Failures are logged in commit; the next tick computes the same
         // plan again.
         let _ = self.commit(plan).await;
+        if self.ctl.config().auto_balance && now >= self.next_balance_ms {
+            self.next_balance_ms = now + self.ctl.config().balance_interval_ms;
+            self.balance().await;
+        }
+    }
+
+    /// One automatic balance check: moves a few partitions onto
+    /// under-loaded brokers; once they are done, elects preferred leaders.
+    async fn balance(&mut self) {
+        if self.ctl.moving() {
+            return;
+        }
+        if self.elect_after_balance {
+            let plan = self.ctl.rebalance_preferred_leaders();
+            let changed = plan.changes.len();
+            if self.commit(plan).await.is_ok() {
+                self.elect_after_balance = false;
+                if changed > 0 {
+                    info!(partitions = changed, "balance: preferred leaders elected");
+                }
+            }
+            return;
+        }
+        let (plan, moving) = self.ctl.balance(&self.draining);
+        if plan.is_empty() {
+            return;
+        }
+        if self.commit(plan).await.is_ok() {
+            self.elect_after_balance = true;
+            self.metrics.balance_moves.inc_by(moving as u64);
+            info!(
+                partitions = moving,
+                "balance: moving replicas onto under-loaded brokers"
+            );
+        }
     }
 
     async fn handle(&mut self, cmd: Command) {
@@ -410,6 +488,7 @@ impl<S: MetadataStore> Actor<S> {
                 let _ = reply.send(result);
             }
             Command::DrainBrokers { brokers, reply } => {
+                self.draining.extend(brokers.iter().copied());
                 let result = async {
                     let (plan, left) = self.ctl.drain(&brokers)?;
                     let moving = !plan.is_empty();
@@ -426,6 +505,75 @@ impl<S: MetadataStore> Actor<S> {
                     })
                 }
                 .await;
+                let _ = reply.send(result);
+            }
+            Command::AlterReassignments { request, reply } => {
+                let requests: Vec<Reassign> = request
+                    .reassignments
+                    .into_iter()
+                    .map(|r| Reassign {
+                        topic: r.topic,
+                        partition: r.partition,
+                        target: (!r.cancel).then_some(r.replicas),
+                        keep_replication_factor: r.keep_replication_factor,
+                    })
+                    .collect();
+                let (plan, outcomes) = self.ctl.alter_reassignments(&requests);
+                let result = self
+                    .commit(plan)
+                    .await
+                    .map(|()| pb::AlterReassignmentsResponse {
+                        results: requests
+                            .into_iter()
+                            .zip(outcomes)
+                            .map(|(r, outcome)| partition_result(r.topic, r.partition, outcome))
+                            .collect(),
+                    });
+                let _ = reply.send(result);
+            }
+            Command::ListReassignments { request, reply } => {
+                let only: Vec<(String, i32)> = request
+                    .partitions
+                    .into_iter()
+                    .map(|p| (p.topic, p.partition))
+                    .collect();
+                let reassignments = self
+                    .ctl
+                    .reassignments((!only.is_empty()).then_some(only.as_slice()))
+                    .into_iter()
+                    .map(|(topic, partition, p)| pb::OngoingReassignment {
+                        topic,
+                        partition,
+                        replicas: p.replicas,
+                        adding_replicas: p.adding,
+                        removing_replicas: p.removing,
+                    })
+                    .collect();
+                let _ = reply.send(Ok(pb::ListReassignmentsResponse { reassignments }));
+            }
+            Command::ElectLeaders { request, reply } => {
+                let only: Vec<(String, i32)> = request
+                    .partitions
+                    .into_iter()
+                    .map(|p| (p.topic, p.partition))
+                    .collect();
+                let (plan, outcomes) = self
+                    .ctl
+                    .elect_preferred((!only.is_empty()).then_some(only.as_slice()));
+                let elected = outcomes.iter().filter(|(_, _, o)| o.is_ok()).count();
+                let result = self.commit(plan).await.map(|()| {
+                    if elected > 0 {
+                        info!(elected, "preferred leaders elected");
+                    }
+                    pb::ElectLeadersResponse {
+                        results: outcomes
+                            .into_iter()
+                            .map(|(topic, partition, outcome)| {
+                                partition_result(topic, partition, outcome)
+                            })
+                            .collect(),
+                    }
+                });
                 let _ = reply.send(result);
             }
         }
@@ -498,10 +646,21 @@ impl<S: MetadataStore> Actor<S> {
         rack: Option<String>,
     ) -> Result<pb::RegisterResponse, ServiceError> {
         let now = self.now_ms();
+        let new_disk = self
+            .ctl
+            .metadata()
+            .brokers
+            .get(&broker_id)
+            .is_none_or(|b| b.log_dir_id != log_dir_id);
         let (plan, broker_epoch) = self
             .ctl
             .register(broker_id, log_dir_id, endpoints, rack, now)?;
         self.commit(plan).await?;
+        if new_disk {
+            // A broker with a new disk is a new broker (for example after a
+            // scale-down and a scale-up): the balance may use it again.
+            self.draining.remove(&broker_id);
+        }
         Ok(pb::RegisterResponse {
             broker_epoch,
             controller_epoch: self.ctl.controller_epoch(),

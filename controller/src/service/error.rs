@@ -10,9 +10,10 @@
 //! |---|---|---|
 //! | `UNKNOWN_BROKER`, `STALE_BROKER_EPOCH`, `FENCED_BROKER` | FAILED_PRECONDITION | register again |
 //! | `NOT_LEADER`, `FENCED_LEADER_EPOCH`, `INVALID_UPDATE_VERSION` | ABORTED | refresh metadata, retry |
-//! | `INVALID_ISR`, `INVALID_ARGUMENT`, `INVALID_TOPIC_NAME`, `INVALID_CONFIG`, `PLACEMENT` | INVALID_ARGUMENT | fix the request |
-//! | `UNKNOWN_TOPIC`, `UNKNOWN_PARTITION` | NOT_FOUND | - |
-//! | `TOPIC_EXISTS` | ALREADY_EXISTS | - |
+//! | `INVALID_ISR`, `INVALID_ARGUMENT`, `INVALID_TOPIC_NAME`, `INVALID_CONFIG`, `PLACEMENT`, `INVALID_REPLICA_ASSIGNMENT` | INVALID_ARGUMENT | fix the request |
+//! | `UNKNOWN_TOPIC`, `UNKNOWN_PARTITION`, `NO_REASSIGNMENT_IN_PROGRESS` | NOT_FOUND | - |
+//! | `TOPIC_EXISTS`, `ELECTION_NOT_NEEDED` | ALREADY_EXISTS | - |
+//! | `PREFERRED_LEADER_NOT_AVAILABLE` | ABORTED | retry once the preferred replica is in sync |
 //! | `NOT_ACTIVE_CONTROLLER`, `SHUTTING_DOWN` | UNAVAILABLE | try another controller |
 //! | `STORE_UNAVAILABLE` | UNAVAILABLE | retry later (nothing changed) |
 //! | `POLICY_VIOLATION` | PERMISSION_DENIED | change it where the message says (a topic's Topic resource) |
@@ -76,6 +77,12 @@ impl ServiceError {
                 ControllerError::InvalidIsr { .. } => "INVALID_ISR",
                 ControllerError::Invalid(_) => "INVALID_ARGUMENT",
                 ControllerError::Placement(_) => "PLACEMENT",
+                ControllerError::InvalidAssignment { .. } => "INVALID_REPLICA_ASSIGNMENT",
+                ControllerError::NoReassignment { .. } => "NO_REASSIGNMENT_IN_PROGRESS",
+                ControllerError::ElectionNotNeeded { .. } => "ELECTION_NOT_NEEDED",
+                ControllerError::PreferredLeaderNotAvailable { .. } => {
+                    "PREFERRED_LEADER_NOT_AVAILABLE"
+                }
             },
             Self::InvalidTopicName { .. } => "INVALID_TOPIC_NAME",
             Self::InvalidConfig { .. } => "INVALID_CONFIG",
@@ -103,7 +110,11 @@ impl ServiceError {
                 ControllerError::TopicExists(_) => Code::AlreadyExists,
                 ControllerError::InvalidIsr { .. }
                 | ControllerError::Invalid(_)
-                | ControllerError::Placement(_) => Code::InvalidArgument,
+                | ControllerError::Placement(_)
+                | ControllerError::InvalidAssignment { .. } => Code::InvalidArgument,
+                ControllerError::NoReassignment { .. } => Code::NotFound,
+                ControllerError::ElectionNotNeeded { .. } => Code::AlreadyExists,
+                ControllerError::PreferredLeaderNotAvailable { .. } => Code::Aborted,
             },
             Self::InvalidTopicName { .. }
             | Self::InvalidConfig { .. }

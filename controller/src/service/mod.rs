@@ -368,6 +368,51 @@ impl ControllerRpc for ControllerService {
         .await;
         self.finish("AlterTopicConfig", started, result)
     }
+
+    async fn alter_reassignments(
+        &self,
+        request: Request<pb::AlterReassignmentsRequest>,
+    ) -> Result<Response<pb::AlterReassignmentsResponse>, Status> {
+        let started = Instant::now();
+        let request = request.into_inner();
+        let result = self
+            .call(|reply| Command::AlterReassignments { request, reply })
+            .await;
+        self.finish("AlterReassignments", started, result)
+    }
+
+    async fn list_reassignments(
+        &self,
+        request: Request<pb::ListReassignmentsRequest>,
+    ) -> Result<Response<pb::ListReassignmentsResponse>, Status> {
+        let started = Instant::now();
+        let request = request.into_inner();
+        let result = self
+            .call(|reply| Command::ListReassignments { request, reply })
+            .await;
+        self.finish("ListReassignments", started, result)
+    }
+
+    async fn elect_leaders(
+        &self,
+        request: Request<pb::ElectLeadersRequest>,
+    ) -> Result<Response<pb::ElectLeadersResponse>, Status> {
+        let started = Instant::now();
+        let request = request.into_inner();
+        let result = async {
+            if request.election_type != pb::ElectionType::Preferred as i32 {
+                return Err(ServiceError::InvalidArgument(
+                    "only preferred leader elections are supported: Rill never elects a \
+                     replica outside the ISR on request, as that loses acknowledged records"
+                        .to_owned(),
+                ));
+            }
+            self.call(|reply| Command::ElectLeaders { request, reply })
+                .await
+        }
+        .await;
+        self.finish("ElectLeaders", started, result)
+    }
 }
 
 #[cfg(test)]

@@ -221,6 +221,12 @@ pub struct TopicStatus {
     /// the ISR or the replicas change. Empty until the topic is placed.
     #[serde(default)]
     pub partitions: Vec<PartitionStatus>,
+    /// How many partitions have a replica move in flight (a reassignment,
+    /// a drain before a scale-down or the automatic balance); their
+    /// `addingReplicas` and `removingReplicas` say which. Written with
+    /// `partitions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reassigning_partitions: Option<i32>,
     /// Epoch of the metadata controller that last wrote `partitions`. A
     /// controller never overwrites partitions stamped by a newer one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -257,10 +263,15 @@ pub struct PartitionStatus {
     /// Partition epoch; increases with every change of this entry.
     #[serde(default)]
     pub partition_epoch: i32,
-    /// Broker ids whose replica is being moved away (a drain before a
-    /// scale-down); they leave `replicas` once the new replicas are in sync.
+    /// Broker ids whose replica is being moved away (a reassignment, or a
+    /// drain before a scale-down); they leave `replicas` once the new
+    /// replicas are in sync.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removing_replicas: Vec<i32>,
+    /// Broker ids whose replica is being added by a reassignment; they are
+    /// in `replicas` and catching up until they join `isr`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
 }
 
 impl Topic {

@@ -127,6 +127,33 @@ impl Controller for ControllerRouter {
             .alter_topic_config(request)
             .await
     }
+
+    async fn alter_reassignments(
+        &self,
+        request: Request<pb::AlterReassignmentsRequest>,
+    ) -> Result<Response<pb::AlterReassignmentsResponse>, Status> {
+        self.route(&request)
+            .await?
+            .alter_reassignments(request)
+            .await
+    }
+
+    async fn list_reassignments(
+        &self,
+        request: Request<pb::ListReassignmentsRequest>,
+    ) -> Result<Response<pb::ListReassignmentsResponse>, Status> {
+        self.route(&request)
+            .await?
+            .list_reassignments(request)
+            .await
+    }
+
+    async fn elect_leaders(
+        &self,
+        request: Request<pb::ElectLeadersRequest>,
+    ) -> Result<Response<pb::ElectLeadersResponse>, Status> {
+        self.route(&request).await?.elect_leaders(request).await
+    }
 }
 
 /// Serves the router on `listener` until `shutdown` completes.

@@ -5,7 +5,7 @@
 //! | state | object | written with |
 //! |-------|--------|--------------|
 //! | controller epoch, broker registrations | ConfigMap `<cluster>-controller` (key `state.json`), owned by the StreamCluster | merge patch carrying the read resourceVersion |
-//! | replicas, leader, ISR, epochs per partition | `Topic` `status.partitions` (+ `status.controllerEpoch`) | merge patch carrying the read resourceVersion |
+//! | replicas, leader, ISR, epochs, replicas being added and removed per partition | `Topic` `status.partitions` (+ `status.controllerEpoch`, `status.reassigningPartitions`) | merge patch carrying the read resourceVersion |
 //!
 //! Every write is a compare-and-swap: it names the resourceVersion it was
 //! computed from, and the API server refuses it (409) if the object changed
@@ -149,6 +149,7 @@ fn to_status(p: &PartitionState, index: usize) -> PartitionStatus {
         leader_epoch: p.leader_epoch,
         partition_epoch: p.partition_epoch,
         removing_replicas: p.removing.clone(),
+        adding_replicas: p.adding.clone(),
     }
 }
 
@@ -160,6 +161,7 @@ fn from_status(p: &PartitionStatus) -> PartitionState {
         leader_epoch: p.leader_epoch,
         partition_epoch: p.partition_epoch,
         removing: p.removing_replicas.clone(),
+        adding: p.adding_replicas.clone(),
     }
 }
 
@@ -424,9 +426,17 @@ impl KubeStore {
                 )));
             }
             let partitions = update(&status.partitions)?;
+            let reassigning = partitions
+                .iter()
+                .filter(|p| !p.adding_replicas.is_empty() || !p.removing_replicas.is_empty())
+                .count();
             let mut patch = json!({
                 "metadata": {"resourceVersion": topic.resource_version()},
-                "status": {"partitions": partitions, "controllerEpoch": ours},
+                "status": {
+                    "partitions": partitions,
+                    "controllerEpoch": ours,
+                    "reassigningPartitions": reassigning,
+                },
             });
             if let Some(id) = topic_id {
                 patch["status"]["topicId"] = id.into();
@@ -839,6 +849,7 @@ mod tests {
                     leader_epoch: 0,
                     partition_epoch: 0,
                     removing: Vec::new(),
+                    adding: Vec::new(),
                 };
                 3
             ],
@@ -876,11 +887,28 @@ mod tests {
             leader_epoch: 7,
             partition_epoch: 12,
             removing: Vec::new(),
+            adding: Vec::new(),
         };
         let s = to_status(&p, 4);
         assert_eq!(s.partition, 4);
         assert_eq!(s.leader, None);
         assert_eq!(from_status(&s), p);
+
+        // A move in flight survives a controller failover.
+        let moving = PartitionState {
+            replicas: vec![3, 0, 1, 2],
+            isr: vec![0, 1, 2],
+            leader: 0,
+            removing: vec![2],
+            adding: vec![3],
+            ..p
+        };
+        let s = to_status(&moving, 0);
+        assert_eq!(
+            (s.adding_replicas.clone(), s.removing_replicas.clone()),
+            (vec![3], vec![2])
+        );
+        assert_eq!(from_status(&s), moving);
     }
 }
 
@@ -929,6 +957,7 @@ mod kube_tests {
                 leader_epoch: 0,
                 partition_epoch: 0,
                 removing: Vec::new(),
+                adding: Vec::new(),
             }],
             config: BTreeMap::new(),
         }

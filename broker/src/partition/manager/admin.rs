@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use rill_proto::controller as ctl;
 use rill_proto::topic::MAX_PARTITIONS_PER_TOPIC;
 use tracing::{info, warn};
 
@@ -39,6 +40,23 @@ pub trait TopicAdmin: Send + Sync + std::fmt::Debug {
         config: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), Error>;
+    /// Sets or cancels partitions' target replicas; one outcome per
+    /// request, in order (`error` empty on success, else `REASON: text`).
+    async fn alter_reassignments(
+        &self,
+        reassignments: Vec<ctl::Reassignment>,
+    ) -> Result<Vec<ctl::PartitionResult>, Error>;
+    /// The replica moves in flight among `partitions` (all when empty).
+    async fn list_reassignments(
+        &self,
+        partitions: Vec<ctl::TopicPartition>,
+    ) -> Result<Vec<ctl::OngoingReassignment>, Error>;
+    /// Preferred-leader elections for `partitions` (when empty: every
+    /// partition whose preferred replica does not lead).
+    async fn elect_preferred_leaders(
+        &self,
+        partitions: Vec<ctl::TopicPartition>,
+    ) -> Result<Vec<ctl::PartitionResult>, Error>;
 }
 
 /// A topic create request.
@@ -401,6 +419,12 @@ impl ReplicaManager {
     /// Cluster mode: topic create/delete go to `admin` (the controller).
     pub fn set_topic_admin(&self, admin: Arc<dyn TopicAdmin>) {
         let _ = self.admin_remote.set(admin);
+    }
+
+    /// The controller, in a cluster: where replica moves and leader
+    /// elections are asked for. `None` for a standalone broker.
+    pub fn topic_admin(&self) -> Option<Arc<dyn TopicAdmin>> {
+        self.admin_remote.get().cloned()
     }
 
     /// Waits (bounded) until a topic created through the controller shows

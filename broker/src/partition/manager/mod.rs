@@ -211,6 +211,16 @@ impl ReplicaManager {
         })
     }
 
+    /// The broker's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The data directory: this broker's one Kafka log dir.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.store.data_dir()
+    }
+
     pub fn broker(&self) -> &BrokerInfo {
         &self.settings.broker
     }
