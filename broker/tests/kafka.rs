@@ -722,8 +722,12 @@ async fn given_a_running_broker_when_its_config_file_changes_a_topic_default_the
  {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("broker.properties");
-    std::fs::write(&file, "log.retention.hours=2
-").unwrap();
+    std::fs::write(
+        &file,
+        "log.retention.hours=2
+",
+    )
+    .unwrap();
     let loaded = rill_broker::config::BrokerConfig::load_from([
         "rill-broker",
         "--config-file",
@@ -749,12 +753,19 @@ async fn given_a_running_broker_when_its_config_file_changes_a_topic_default_the
     let r = conn.call(7, &pinned).await;
     assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
 
-    assert_eq!(described_retention(&mut conn, "plain").await.as_deref(), Some("7200000"));
+    assert_eq!(
+        described_retention(&mut conn, "plain").await.as_deref(),
+        Some("7200000")
+    );
 
     // Three hours now, and a key that needs a restart (ignored until then).
-    std::fs::write(&file, "log.retention.hours=3
+    std::fs::write(
+        &file,
+        "log.retention.hours=3
 num.partitions=5
-").unwrap();
+",
+    )
+    .unwrap();
     let started = std::time::Instant::now();
     loop {
         if described_retention(&mut conn, "plain").await.as_deref() == Some("10800000") {
@@ -778,10 +789,17 @@ num.partitions=5
     );
 
     // A file that no longer loads is ignored: the running settings stay.
-    std::fs::write(&file, "log.retention.hours=lots
-").unwrap();
+    std::fs::write(
+        &file,
+        "log.retention.hours=lots
+",
+    )
+    .unwrap();
     tokio::time::sleep(rill_broker::config::reload::RELOAD_INTERVAL * 2).await;
-    assert_eq!(described_retention(&mut conn, "plain").await.as_deref(), Some("10800000"));
+    assert_eq!(
+        described_retention(&mut conn, "plain").await.as_deref(),
+        Some("10800000")
+    );
     broker.shutdown().await.unwrap();
 }
 

@@ -65,9 +65,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -1297,8 +1297,9 @@ const ROLL_TIMEOUT: Duration = Duration::from_secs(600);
 fn broker_pods(client: &Client, ns: &str) -> (Api<Pod>, ListParams) {
     (
         Api::<Pod>::namespaced(client.clone(), ns),
-        ListParams::default()
-            .labels(&format!("app.kubernetes.io/name=rill-broker,app.kubernetes.io/instance={CLUSTER}")),
+        ListParams::default().labels(&format!(
+            "app.kubernetes.io/name=rill-broker,app.kubernetes.io/instance={CLUSTER}"
+        )),
     )
 }
 
@@ -1393,7 +1394,7 @@ async fn pod_uids(client: &Client, ns: &str) -> BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs a cluster that runs pods: e2e/scripts/run-tests.sh"]
 async fn given_a_config_change_an_operator_kill_and_an_image_change_then_brokers_roll_one_at_a_time_losing_nothing()
-{
+ {
     let client = client().await;
     chart_installed(&client).await;
     let ns = namespace(&client, "rill-roll").await;
@@ -1447,11 +1448,20 @@ async fn given_a_config_change_an_operator_kill_and_an_image_change_then_brokers
             .expect("operator pod deleted");
     }
     println!("roll restarted broker {first}; operator killed mid-roll");
-    let sc = roll_done(&client, &ns, "the config roll finishes after the operator kill").await;
+    let sc = roll_done(
+        &client,
+        &ns,
+        "the config roll finishes after the operator kill",
+    )
+    .await;
     let config_roll = started.elapsed();
     let after = pod_uids(&client, &ns).await;
     for (name, uid) in &before {
-        assert_ne!(after.get(name), Some(uid), "{name} was restarted by the roll");
+        assert_ne!(
+            after.get(name),
+            Some(uid),
+            "{name} was restarted by the roll"
+        );
     }
     let events = events(&client, &ns).await;
     let restarts = events
@@ -1485,7 +1495,12 @@ async fn given_a_config_change_an_operator_kill_and_an_image_change_then_brokers
             .as_ref()
             .and_then(|s| s.containers.first())
             .and_then(|c| c.image.clone());
-        assert_eq!(image.as_deref(), Some(next_image.as_str()), "{}", pod.name_any());
+        assert_eq!(
+            image.as_deref(),
+            Some(next_image.as_str()),
+            "{}",
+            pod.name_any()
+        );
     }
 
     producer
@@ -1535,10 +1550,19 @@ impl ReplicationCut {
         let rules: Vec<Vec<String>> = ips
             .iter()
             .map(|ip| {
-                ["-d", ip.as_str(), "-p", "tcp", "--dport", &port, "-j", "REJECT"]
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect()
+                [
+                    "-d",
+                    ip.as_str(),
+                    "-p",
+                    "tcp",
+                    "--dport",
+                    &port,
+                    "-j",
+                    "REJECT",
+                ]
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
             })
             .collect();
         for rule in &rules {
@@ -1563,7 +1587,7 @@ impl Drop for ReplicationCut {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs a cluster that runs pods on this machine, and root for iptables: e2e/scripts/run-tests.sh"]
 async fn given_a_partition_under_min_isr_when_a_roll_is_asked_then_it_waits_naming_it_and_proceeds_once_healed()
-{
+ {
     let client = client().await;
     chart_installed(&client).await;
     let ns = namespace(&client, "rill-roll-blocked").await;
@@ -1602,11 +1626,15 @@ async fn given_a_partition_under_min_isr_when_a_roll_is_asked_then_it_waits_nami
     assert_eq!(ips.len(), 3, "three broker addresses: {ips:?}");
     let cut = ReplicationCut::new(&ips, 9094);
     let topics = Api::<Topic>::namespaced(client.clone(), &ns);
-    wait_for("every partition of fragile below min ISR", REJOIN_TIMEOUT, || async {
-        let t = topics.get("fragile").await.ok()?;
-        let partitions = t.status?.partitions;
-        (partitions.len() == 6 && partitions.iter().all(|p| p.isr.len() == 1)).then_some(())
-    })
+    wait_for(
+        "every partition of fragile below min ISR",
+        REJOIN_TIMEOUT,
+        || async {
+            let t = topics.get("fragile").await.ok()?;
+            let partitions = t.status?.partitions;
+            (partitions.len() == 6 && partitions.iter().all(|p| p.isr.len() == 1)).then_some(())
+        },
+    )
     .await;
 
     let before = pod_uids(&client, &ns).await;
@@ -1624,7 +1652,10 @@ async fn given_a_partition_under_min_isr_when_a_roll_is_asked_then_it_waits_nami
     })
     .await;
     println!("roll held: {message}");
-    assert!(message.contains("fragile-"), "the condition names the partitions: {message}");
+    assert!(
+        message.contains("fragile-"),
+        "the condition names the partitions: {message}"
+    );
     assert!(message.contains("min.insync.replicas"), "{message}");
     // Held: a few seconds later still no broker was restarted.
     tokio::time::sleep(QUIET_SAMPLE * 2).await;
@@ -1669,7 +1700,11 @@ async fn given_a_larger_storage_size_then_every_broker_claim_grows_without_a_res
     topic_ready(&client, &ns, "stored", 3).await;
     let producer = Producer::start(&boot, "stored", 200);
     producer
-        .wait_acked(200, "records acknowledged before the resize", REJOIN_TIMEOUT)
+        .wait_acked(
+            200,
+            "records acknowledged before the resize",
+            REJOIN_TIMEOUT,
+        )
         .await;
     let api = Api::<StreamCluster>::namespaced(client.clone(), &ns);
     let before = pod_uids(&client, &ns).await;
@@ -1707,27 +1742,31 @@ async fn given_a_larger_storage_size_then_every_broker_claim_grows_without_a_res
             .map(|q| q.0);
         assert_eq!(capacity.as_deref(), Some("2Gi"), "data-{CLUSTER}-{i}");
     }
-    let sts = wait_for("the StatefulSet is re-created with the new claim size", ROLL_TIMEOUT, || async {
-        let sts = Api::<StatefulSet>::namespaced(client.clone(), &ns)
-            .get(CLUSTER)
-            .await
-            .ok()?;
-        let size = sts
-            .spec
-            .volume_claim_templates
-            .as_ref()?
-            .first()?
-            .spec
-            .as_ref()?
-            .resources
-            .as_ref()?
-            .requests
-            .as_ref()?
-            .get("storage")?
-            .0
-            .clone();
-        (size == "2Gi").then_some(sts)
-    })
+    let sts = wait_for(
+        "the StatefulSet is re-created with the new claim size",
+        ROLL_TIMEOUT,
+        || async {
+            let sts = Api::<StatefulSet>::namespaced(client.clone(), &ns)
+                .get(CLUSTER)
+                .await
+                .ok()?;
+            let size = sts
+                .spec
+                .volume_claim_templates
+                .as_ref()?
+                .first()?
+                .spec
+                .as_ref()?
+                .resources
+                .as_ref()?
+                .requests
+                .as_ref()?
+                .get("storage")?
+                .0
+                .clone();
+            (size == "2Gi").then_some(sts)
+        },
+    )
     .await;
     assert!(sts.metadata.deletion_timestamp.is_none());
     let grown = started.elapsed();
@@ -1739,7 +1778,10 @@ async fn given_a_larger_storage_size_then_every_broker_claim_grows_without_a_res
 
     // Shrinking, or another class, is refused by the API server.
     for (patch, rule) in [
-        (json!({"spec": {"storage": {"size": "1Gi"}}}), "cannot shrink"),
+        (
+            json!({"spec": {"storage": {"size": "1Gi"}}}),
+            "cannot shrink",
+        ),
         (
             json!({"spec": {"storage": {"size": "2Gi", "storageClassName": "other"}}}),
             "storageClassName cannot change",

@@ -71,13 +71,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn given_announced_versions_when_checking_then_absent_is_v1_and_others_are_refused_with_the_fix() {
+    fn given_announced_versions_when_checking_then_absent_is_v1_and_others_are_refused_with_the_fix()
+     {
         assert_eq!(CONTROLLER.check(0, "broker 1"), Ok(1));
-        assert_eq!(CONTROLLER.check(CONTROLLER.current, "broker 1"), Ok(CONTROLLER.current));
+        assert_eq!(
+            CONTROLLER.check(CONTROLLER.current, "broker 1"),
+            Ok(CONTROLLER.current)
+        );
         let newer = CONTROLLER
             .check(CONTROLLER.current + 1, "broker 1")
             .expect_err("newer");
-        assert!(newer.starts_with("broker 1 speaks controller protocol v2"), "{newer}");
+        assert!(
+            newer.starts_with("broker 1 speaks controller protocol v2"),
+            "{newer}"
+        );
         assert!(newer.contains("upgrade the operator"), "{newer}");
         let older = Protocol {
             oldest: 2,

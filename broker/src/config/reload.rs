@@ -128,7 +128,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn given_two_versions_of_the_file_when_comparing_then_only_changed_keys_needing_a_restart_are_named() {
+    fn given_two_versions_of_the_file_when_comparing_then_only_changed_keys_needing_a_restart_are_named()
+     {
         let old = "log.retention.ms=1000\nnum.partitions=3\nauto.create.topics.enable=true\n";
         let new = "log.retention.ms=2000\nnum.partitions=6\ndefault.replication.factor=3\n";
         assert_eq!(

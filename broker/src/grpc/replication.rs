@@ -178,9 +178,10 @@ impl Replication for ReplicationApi {
                         return;
                     }
                 };
-                if let Err(message) = rill_proto::versions::REPLICATION
-                    .check(req.protocol_version, &format!("follower {}", req.follower_id))
-                {
+                if let Err(message) = rill_proto::versions::REPLICATION.check(
+                    req.protocol_version,
+                    &format!("follower {}", req.follower_id),
+                ) {
                     warn!(follower = req.follower_id, %message, "replica fetch refused: protocol version");
                     let _ = tx.send(Err(Status::failed_precondition(message))).await;
                     return;

@@ -530,8 +530,17 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::FailedPrecondition);
-        assert!(err.message().contains("broker 3 speaks controller protocol"), "{}", err.message());
-        assert!(err.message().contains("upgrade the operator"), "{}", err.message());
+        assert!(
+            err.message()
+                .contains("broker 3 speaks controller protocol"),
+            "{}",
+            err.message()
+        );
+        assert!(
+            err.message().contains("upgrade the operator"),
+            "{}",
+            err.message()
+        );
         stop.cancel();
     }
 

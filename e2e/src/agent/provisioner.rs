@@ -157,7 +157,11 @@ async fn grow(client: &Client, claim: &PersistentVolumeClaim, size: &str) {
     let Some(volume) = claim.spec.as_ref().and_then(|s| s.volume_name.clone()) else {
         return;
     };
-    let claim_name = format!("{}/{}", claim.namespace().unwrap_or_default(), claim.name_any());
+    let claim_name = format!(
+        "{}/{}",
+        claim.namespace().unwrap_or_default(),
+        claim.name_any()
+    );
     let patch = Patch::Merge(json!({"spec": {"capacity": {"storage": size}}}));
     if let Err(e) = Api::<PersistentVolume>::all(client.clone())
         .patch(&volume, &PatchParams::default(), &patch)
@@ -174,7 +178,9 @@ async fn grow(client: &Client, claim: &PersistentVolumeClaim, size: &str) {
         .await
     {
         Ok(_) => tracing::info!(claim = %claim_name, %volume, %size, "volume grown"),
-        Err(e) => tracing::warn!(claim = %claim_name, error = %e, "cannot report the grown capacity"),
+        Err(e) => {
+            tracing::warn!(claim = %claim_name, error = %e, "cannot report the grown capacity")
+        }
     }
 }
 

@@ -242,8 +242,9 @@ fn given_streamcluster_cel_rules_when_evaluated_then_they_enforce_ports_storage_
     let shrunk = stream_cluster(json!({"brokers": 3, "storage": {"size": "9Gi"}}));
     let err = cel(&schema, &shrunk, Some(&valid)).expect_err("storage cannot shrink");
     assert!(err.contains("cannot shrink"), "{err}");
-    let reclassed =
-        stream_cluster(json!({"brokers": 3, "storage": {"size": "10Gi", "storageClassName": "fast"}}));
+    let reclassed = stream_cluster(
+        json!({"brokers": 3, "storage": {"size": "10Gi", "storageClassName": "fast"}}),
+    );
     let err = cel(&schema, &reclassed, Some(&valid)).expect_err("class is fixed");
     assert!(err.contains("storageClassName cannot change"), "{err}");
     let scaled = stream_cluster(json!({"brokers": 5, "storage": {"size": "10Gi"}}));

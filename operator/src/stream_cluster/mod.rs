@@ -248,7 +248,9 @@ pub async fn reconcile(sc: Arc<StreamCluster>, ctx: Arc<Context>) -> Result<Acti
     if roll
         .as_ref()
         .is_some_and(|r| !matches!(r.step, roll::Step::Done))
-        || volumes.as_ref().is_some_and(|v| !v.done() && v.failure.is_none())
+        || volumes
+            .as_ref()
+            .is_some_and(|v| !v.done() && v.failure.is_none())
     {
         return Ok(Action::requeue(ROLL_RECHECK));
     }

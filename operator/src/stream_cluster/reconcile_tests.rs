@@ -389,7 +389,7 @@ fn broker_pod(ordinal: i32, revision: &str) -> Value {
 
 #[tokio::test]
 async fn given_outdated_pods_when_reconciling_then_the_broker_is_recorded_before_its_pod_is_deleted()
-{
+ {
     let (mut ctx, mut server) = mock_context();
     ctx.placement = Arc::new(InSync);
     let mut sc = cluster();
@@ -414,7 +414,8 @@ async fn given_outdated_pods_when_reconciling_then_the_broker_is_recorded_before
         .expect(Method::GET, "/api/v1/namespaces/data/pods")
         .await;
     assert!(
-        pods.uri.contains("labelSelector=app.kubernetes.io%2Finstance%3Devents"),
+        pods.uri
+            .contains("labelSelector=app.kubernetes.io%2Finstance%3Devents"),
         "{}",
         pods.uri
     );
@@ -434,7 +435,11 @@ async fn given_outdated_pods_when_reconciling_then_the_broker_is_recorded_before
     let delete = server
         .expect(Method::DELETE, "/api/v1/namespaces/data/pods/events-2")
         .await;
-    assert_eq!(delete.body["preconditions"]["uid"], "pod-2", "{}", delete.body);
+    assert_eq!(
+        delete.body["preconditions"]["uid"], "pod-2",
+        "{}",
+        delete.body
+    );
     delete.ok(&broker_pod(2, "events-old"));
     expect_event(&mut server, "RestartingBroker").await;
 

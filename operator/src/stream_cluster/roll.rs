@@ -96,7 +96,11 @@ impl BrokerPod {
     /// a pod of another name.
     pub fn from_pod(cluster: &str, pod: &Pod) -> Option<Self> {
         let name = pod.name_any();
-        let broker = name.strip_prefix(cluster)?.strip_prefix('-')?.parse().ok()?;
+        let broker = name
+            .strip_prefix(cluster)?
+            .strip_prefix('-')?
+            .parse()
+            .ok()?;
         let ready = pod
             .status
             .as_ref()
@@ -651,7 +655,8 @@ mod tests {
         let mut view = healthy();
         // Broker 0 is out of orders-1's ISR: 1 and 2 are exactly min ISR.
         view.partitions[1].isr = vec![1, 2];
-        view.partitions.push(partition("audit-0", &[2, 1, 0], &[2, 1]));
+        view.partitions
+            .push(partition("audit-0", &[2, 1, 0], &[2, 1]));
         // 2 and 1 block; 0 is not in the short ISRs, so it may go.
         match decide(&input(&pods, Some(&view), None)) {
             Step::Restart { pod, .. } => assert_eq!(pod.broker, 0),
@@ -736,7 +741,10 @@ mod tests {
             pod_uid: "uid-0-old".to_owned(),
             broker_epoch: Some(10),
         };
-        assert_eq!(decide(&input(&pods, Some(&view), Some(&record))), Step::Done);
+        assert_eq!(
+            decide(&input(&pods, Some(&view), Some(&record))),
+            Step::Done
+        );
         view.partitions[0].isr = vec![1, 2];
         assert!(matches!(
             decide(&input(&pods, Some(&view), Some(&record))),

@@ -32,8 +32,8 @@ use serde_json::json;
 use super::build::{kafka_bootstrap, selector_string};
 use super::roll::{self, Outcome};
 use super::scale_down::ScaleDecision;
-use super::volumes::VolumeOutcome;
 use super::validate::InvalidSpec;
+use super::volumes::VolumeOutcome;
 use crate::conditions::{self, DEGRADED, DesiredCondition, PROGRESSING, READY, merge_conditions};
 use crate::crd::{RollStatus, StreamCluster, StreamClusterStatus};
 use crate::ssa::merge_status_if_changed;
@@ -228,7 +228,9 @@ pub fn compute(
         ready_brokers: counts.ready,
         updated_brokers: roll.map_or(counts.updated, |r| r.updated),
         roll: roll_status(&previous, roll),
-        storage: volumes.map(|v| v.status.clone()).or(previous.storage.clone()),
+        storage: volumes
+            .map(|v| v.status.clone())
+            .or(previous.storage.clone()),
         selector: Some(selector_string(&sc.name_any())),
         kafka_bootstrap: Some(kafka_bootstrap(sc)),
     }
@@ -359,7 +361,14 @@ mod tests {
 
     #[test]
     fn given_all_brokers_ready_when_computing_then_ready_and_reconciled() {
-        let status = compute(&cluster(), Some(&sts(2, 2, 3, 3, 3)), &PROCEED, None, None, &at(1));
+        let status = compute(
+            &cluster(),
+            Some(&sts(2, 2, 3, 3, 3)),
+            &PROCEED,
+            None,
+            None,
+            &at(1),
+        );
         assert_eq!(
             reason(&status, READY),
             ("True".into(), "AllBrokersReady".into())
@@ -376,7 +385,14 @@ mod tests {
 
     #[test]
     fn given_a_new_cluster_starting_when_computing_then_progressing_not_degraded() {
-        let status = compute(&cluster(), Some(&sts(1, 1, 3, 1, 3)), &PROCEED, None, None, &at(1));
+        let status = compute(
+            &cluster(),
+            Some(&sts(1, 1, 3, 1, 3)),
+            &PROCEED,
+            None,
+            None,
+            &at(1),
+        );
         assert_eq!(
             reason(&status, PROGRESSING),
             ("True".into(), "BrokersStarting".into())
@@ -390,8 +406,22 @@ mod tests {
     #[test]
     fn given_a_ready_cluster_losing_a_broker_when_computing_then_degraded() {
         let mut sc = cluster();
-        sc.status = Some(compute(&sc, Some(&sts(1, 1, 3, 3, 3)), &PROCEED, None, None, &at(1)));
-        let status = compute(&sc, Some(&sts(1, 1, 3, 2, 3)), &PROCEED, None, None, &at(50));
+        sc.status = Some(compute(
+            &sc,
+            Some(&sts(1, 1, 3, 3, 3)),
+            &PROCEED,
+            None,
+            None,
+            &at(1),
+        ));
+        let status = compute(
+            &sc,
+            Some(&sts(1, 1, 3, 2, 3)),
+            &PROCEED,
+            None,
+            None,
+            &at(50),
+        );
         assert_eq!(
             reason(&status, READY),
             ("False".into(), "BrokersNotReady".into())
@@ -404,7 +434,14 @@ mod tests {
         assert_eq!(ready.last_transition_time, at(50));
         // Still degraded on the next pass, transition time unchanged.
         sc.status = Some(status);
-        let again = compute(&sc, Some(&sts(1, 1, 3, 2, 3)), &PROCEED, None, None, &at(90));
+        let again = compute(
+            &sc,
+            Some(&sts(1, 1, 3, 2, 3)),
+            &PROCEED,
+            None,
+            None,
+            &at(90),
+        );
         assert_eq!(
             reason(&again, DEGRADED),
             ("True".into(), "BrokersUnavailable".into())
@@ -414,7 +451,14 @@ mod tests {
 
     #[test]
     fn given_outdated_pods_and_no_roll_when_computing_then_update_pending_says_why() {
-        let status = compute(&cluster(), Some(&sts(2, 2, 3, 3, 1)), &PROCEED, None, None, &at(1));
+        let status = compute(
+            &cluster(),
+            Some(&sts(2, 2, 3, 3, 1)),
+            &PROCEED,
+            None,
+            None,
+            &at(1),
+        );
         assert_eq!(
             reason(&status, PROGRESSING),
             ("True".into(), "UpdatePending".into())
@@ -432,7 +476,12 @@ mod tests {
     fn given_a_finished_roll_when_patching_then_the_patch_removes_the_record() {
         let status = StreamClusterStatus::default();
         assert_eq!(merge_patch(&status)["roll"], serde_json::Value::Null);
-        assert!(merge_patch(&status).as_object().expect("object").contains_key("roll"));
+        assert!(
+            merge_patch(&status)
+                .as_object()
+                .expect("object")
+                .contains_key("roll")
+        );
     }
 
     fn outcome(step: roll::Step) -> Outcome {
@@ -461,7 +510,14 @@ mod tests {
             epoch: Some(4),
         });
         let mut sc = cluster();
-        let status = compute(&sc, Some(&sts(2, 2, 3, 3, 1)), &PROCEED, Some(&restart), None, &at(1));
+        let status = compute(
+            &sc,
+            Some(&sts(2, 2, 3, 3, 1)),
+            &PROCEED,
+            Some(&restart),
+            None,
+            &at(1),
+        );
         assert_eq!(
             reason(&status, PROGRESSING),
             ("True".into(), "RollingUpdate".into())
@@ -483,7 +539,14 @@ mod tests {
             broker: 0,
             partitions: vec!["orders-3".into()],
         }));
-        let status = compute(&sc, Some(&sts(2, 2, 3, 3, 1)), &PROCEED, Some(&blocked), None, &at(2));
+        let status = compute(
+            &sc,
+            Some(&sts(2, 2, 3, 3, 1)),
+            &PROCEED,
+            Some(&blocked),
+            None,
+            &at(2),
+        );
         assert_eq!(
             reason(&status, PROGRESSING),
             ("True".into(), "RollBlocked".into())
@@ -500,7 +563,14 @@ mod tests {
         // Done: the record goes.
         sc.status = Some(status);
         let done = outcome(roll::Step::Done);
-        let status = compute(&sc, Some(&sts(2, 2, 3, 3, 3)), &PROCEED, Some(&done), None, &at(3));
+        let status = compute(
+            &sc,
+            Some(&sts(2, 2, 3, 3, 3)),
+            &PROCEED,
+            Some(&done),
+            None,
+            &at(3),
+        );
         assert_eq!(status.roll, None);
         assert_eq!(
             reason(&status, PROGRESSING),
@@ -510,7 +580,14 @@ mod tests {
 
     #[test]
     fn given_scaling_or_a_blocked_scale_down_when_computing_then_progressing_says_which() {
-        let status = compute(&cluster(), Some(&sts(2, 2, 2, 2, 2)), &PROCEED, None, None, &at(1));
+        let status = compute(
+            &cluster(),
+            Some(&sts(2, 2, 2, 2, 2)),
+            &PROCEED,
+            None,
+            None,
+            &at(1),
+        );
         assert_eq!(
             reason(&status, PROGRESSING),
             ("True".into(), "Scaling".into())
@@ -520,7 +597,14 @@ mod tests {
             desired: 3,
             holding: vec![4],
         };
-        let status = compute(&cluster(), Some(&sts(2, 2, 5, 5, 5)), &blocked, None, None, &at(1));
+        let status = compute(
+            &cluster(),
+            Some(&sts(2, 2, 5, 5, 5)),
+            &blocked,
+            None,
+            None,
+            &at(1),
+        );
         assert_eq!(
             reason(&status, PROGRESSING),
             ("True".into(), "ScaleDownBlocked".into())

@@ -61,7 +61,11 @@ pub fn quantity_bytes(q: &str) -> Option<u128> {
         }
         let whole: u128 = whole.parse().ok()?;
         let scale = 10u128.pow(fraction.len() as u32);
-        let fraction: u128 = if fraction.is_empty() { 0 } else { fraction.parse().ok()? };
+        let fraction: u128 = if fraction.is_empty() {
+            0
+        } else {
+            fraction.parse().ok()?
+        };
         Some(whole * unit + fraction * unit / scale)
     })
 }
@@ -147,7 +151,9 @@ impl VolumeOutcome {
 /// the spec, or the last status says claims are still growing.
 pub fn due(sc: &StreamCluster, sts: Option<&StatefulSet>) -> bool {
     let desired = quantity_bytes(&sc.spec.storage.size.0);
-    let template = sts.and_then(template_size).and_then(|q| quantity_bytes(&q.0));
+    let template = sts
+        .and_then(template_size)
+        .and_then(|q| quantity_bytes(&q.0));
     let unfinished = sc
         .status
         .as_ref()
@@ -213,7 +219,10 @@ pub async fn grow(
             outcome.pending.push(format!("{claim_name} ({waiting})"));
             continue;
         }
-        let class_name = claim.spec.as_ref().and_then(|s| s.storage_class_name.clone());
+        let class_name = claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.storage_class_name.clone());
         let allowed = match &class_name {
             Some(class) => classes
                 .get_opt(class)

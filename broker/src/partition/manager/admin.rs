@@ -81,8 +81,7 @@ impl ReplicaManager {
                 max: MAX_PARTITIONS_PER_TOPIC,
             });
         }
-        self.log_defaults()
-            .with_overrides(&request.config)?;
+        self.log_defaults().with_overrides(&request.config)?;
         self.topology.read().check_new_topic(
             &request.name,
             self.replication_factor_or_default(request.replication_factor),
@@ -312,8 +311,7 @@ impl ReplicaManager {
             });
         }
         if let Some(admin) = self.admin_remote.get() {
-            self.log_defaults()
-                .with_overrides(&request.config)?;
+            self.log_defaults().with_overrides(&request.config)?;
             let name = request.name.clone();
             admin.create(request).await?;
             return self.await_topic(&name).await;
@@ -323,8 +321,7 @@ impl ReplicaManager {
             n => return Err(Error::InvalidReplicationFactor(n)),
         };
         // Validates every key and value; the error names the bad one.
-        self.log_defaults()
-            .with_overrides(&request.config)?;
+        self.log_defaults().with_overrides(&request.config)?;
 
         let _admin = self.admin.lock().await;
         if self.closing.load(Ordering::Acquire) {

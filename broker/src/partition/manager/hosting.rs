@@ -29,8 +29,7 @@ impl ReplicaManager {
         hosted: &BTreeSet<i32>,
         overrides: &BTreeMap<String, String>,
     ) -> Result<Vec<Arc<Partition>>, Error> {
-        let config = self.log_defaults()
-            .with_overrides(overrides)?;
+        let config = self.log_defaults().with_overrides(overrides)?;
         let held = self.topics.read().get(topic).cloned();
         if held.as_ref().is_none_or(|t| t.spec.id != topic_id) {
             self.drop_local_incarnation(topic, topic_id);

@@ -100,7 +100,9 @@ mod tests {
             .config
             .insert("log.retention.ms".into(), "3600000".into());
         let cm = build(&sc, &Names::new("events"));
-        assert!(cm.data.as_ref().expect("data")[CONFIG_FILE_NAME].contains("log.retention.ms=3600000"));
+        assert!(
+            cm.data.as_ref().expect("data")[CONFIG_FILE_NAME].contains("log.retention.ms=3600000")
+        );
         assert_eq!(before, config_hash(&cm), "no roll for a live key");
     }
 }

@@ -165,7 +165,10 @@ pub fn owner_reference(sc: &StreamCluster) -> Option<OwnerReference> {
 /// Sets the storage request of the StatefulSet's claim template: the live
 /// StatefulSet's template cannot change, so a grown `spec.storage.size`
 /// reaches it only when the StatefulSet is created again.
-pub fn keep_claim_size(sts: &mut StatefulSet, size: &k8s_openapi::apimachinery::pkg::api::resource::Quantity) {
+pub fn keep_claim_size(
+    sts: &mut StatefulSet,
+    size: &k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+) {
     for template in sts.spec.volume_claim_templates.iter_mut().flatten() {
         if let Some(requests) = template
             .spec

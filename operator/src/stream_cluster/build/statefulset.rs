@@ -400,7 +400,11 @@ mod tests {
     fn given_a_restart_annotation_when_building_then_only_its_new_value_changes_the_pod_template() {
         let mut sc = cluster();
         let plain = build_default(&sc).spec.template;
-        assert_eq!(plain, build_default(&sc).spec.template, "same spec, same template");
+        assert_eq!(
+            plain,
+            build_default(&sc).spec.template,
+            "same spec, same template"
+        );
         sc.metadata.annotations = Some(BTreeMap::from([(
             RESTART_ANNOTATION.to_owned(),
             "1".to_owned(),
@@ -408,8 +412,11 @@ mod tests {
         let first = build_default(&sc).spec.template;
         assert_ne!(plain, first);
         assert_eq!(
-            first.metadata.as_ref().and_then(|m| m.annotations.as_ref()).expect("annotations")
-                [RESTART_ANNOTATION],
+            first
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
+                .expect("annotations")[RESTART_ANNOTATION],
             "1"
         );
         assert_eq!(first, build_default(&sc).spec.template);
