@@ -201,6 +201,17 @@ fn kafka_classpath() -> String {
 /// `kafka-configs.sh` (Kafka's ConfigCommand) on topic `topic`; returns
 /// (success, stdout and stderr).
 fn kafka_configs(bootstrap: &str, topic: &str, args: &[&str]) -> (bool, String) {
+    kafka_configs_of(bootstrap, "topics", topic, args)
+}
+
+/// `kafka-configs` (Kafka's ConfigCommand) on one entity (`topics`,
+/// `brokers`).
+fn kafka_configs_of(
+    bootstrap: &str,
+    entity_type: &str,
+    entity: &str,
+    args: &[&str],
+) -> (bool, String) {
     let cp = kafka_classpath();
     let mut all = vec![
         "-Xmx256m",
@@ -210,9 +221,9 @@ fn kafka_configs(bootstrap: &str, topic: &str, args: &[&str]) -> (bool, String) 
         "--bootstrap-server",
         bootstrap,
         "--entity-type",
-        "topics",
+        entity_type,
         "--entity-name",
-        topic,
+        entity,
     ];
     all.extend_from_slice(args);
     let out = run("java", &all, None);
@@ -1412,13 +1423,50 @@ async fn given_a_config_change_an_operator_kill_and_an_image_change_then_brokers
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = watch_roll(&client, &ns, stop.clone());
 
-    // A configuration change that needs a restart rolls the brokers.
+    // A key brokers apply live: no broker restarts, and every broker
+    // describes the new value.
     let before = pod_uids(&client, &ns).await;
     let started = Instant::now();
     api.patch(
         CLUSTER,
         &PatchParams::default(),
         &Patch::Merge(json!({"spec": {"config": {"log.retention.ms": "604800000"}}})),
+    )
+    .await
+    .expect("live key changed");
+    for broker in ["0", "1", "2"] {
+        wait_for(
+            &format!("broker {broker} describes log.retention.ms=604800000"),
+            REJOIN_TIMEOUT,
+            || async {
+                let (ok, text) =
+                    kafka_configs_of(&boot, "brokers", broker, &["--describe", "--all"]);
+                (ok && text
+                    .lines()
+                    .any(|l| l.trim_start().starts_with("log.retention.ms=604800000 ")))
+                .then_some(())
+            },
+        )
+        .await;
+    }
+    let live_visible = started.elapsed();
+    assert_eq!(
+        pod_uids(&client, &ns).await,
+        before,
+        "a live key restarts no broker"
+    );
+    println!(
+        "live key: log.retention.ms described by all 3 brokers {:.1} s after the StreamCluster change",
+        live_visible.as_secs_f64()
+    );
+
+    // A configuration change that needs a restart rolls the brokers.
+    let before = pod_uids(&client, &ns).await;
+    let started = Instant::now();
+    api.patch(
+        CLUSTER,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"config": {"log.retention.check.interval.ms": "60000"}}})),
     )
     .await
     .expect("config changed");

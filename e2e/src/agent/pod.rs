@@ -242,6 +242,13 @@ pub async fn run(agent: Arc<Agent>, mut updates: PodUpdates) {
                         deleted = Some(current);
                         break;
                     }
+                    // As the kubelet does: a pod update refreshes its
+                    // ConfigMap and Secret volumes at once.
+                    if let Some(updated) = current
+                        && let Err(message) = volumes.sync(&agent.client, &updated, &volume_ctx).await
+                    {
+                        tracing::warn!(pod = %key, %message, "volume refresh failed");
+                    }
                 }
                 _ = agent.stop.cancelled() => break,
             }
@@ -290,6 +297,13 @@ pub async fn run(agent: Arc<Agent>, mut updates: PodUpdates) {
                     if current.as_ref().is_none_or(|p| p.metadata.deletion_timestamp.is_some()) {
                         deleted = Some(current);
                         break;
+                    }
+                    // As the kubelet does: a pod update refreshes its
+                    // ConfigMap and Secret volumes at once.
+                    if let Some(updated) = current
+                        && let Err(message) = volumes.sync(&agent.client, &updated, &volume_ctx).await
+                    {
+                        tracing::warn!(pod = %key, %message, "volume refresh failed");
                     }
                 }
                 _ = refresh.tick() => {

@@ -184,6 +184,14 @@ pub async fn reconcile(sc: Arc<StreamCluster>, ctx: Arc<Context>) -> Result<Acti
 
     // 3. Apply what differs.
     let report = apply::apply(&ctx.client, &namespace, &desired, &live, &ctx.metrics).await?;
+    let config_map_changed = report
+        .updated
+        .iter()
+        .any(|o| o == &format!("ConfigMap/{}", build::Names::new(&name).config_map));
+    if config_map_changed {
+        let hash = build::content_hash(&desired.config_map);
+        roll::nudge_pods(&ctx.client, &namespace, &name, &hash).await;
+    }
     if report.changed() {
         info!(cluster = %name, namespace = %namespace, created = ?report.created, updated = ?report.updated, "applied objects");
         let note = describe_changes(&report.created, &report.updated);

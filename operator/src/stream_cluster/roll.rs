@@ -44,7 +44,7 @@ use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::{Client, ResourceExt};
 
 use super::Error;
-use super::build::selector_string;
+use super::build::{CONFIG_CONTENT_ANNOTATION, selector_string};
 use super::scale_down::{ReplicaPlacement, ScaleDecision};
 use crate::crd::{RestartedBroker, StreamCluster};
 
@@ -495,6 +495,39 @@ pub async fn observe(
             .unwrap_or_default(),
         step,
     }))
+}
+
+/// Annotates every broker pod with the hash of the configuration file
+/// just written ([`CONFIG_CONTENT_ANNOTATION`]): the pod update makes the
+/// kubelet refresh the mounted file at once, so brokers apply the keys they
+/// take live within seconds. Best effort: a pod that cannot be annotated
+/// gets the file at the kubelet's next periodic sync.
+pub async fn nudge_pods(client: &Client, namespace: &str, cluster: &str, hash: &str) {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pods = match api
+        .list(&ListParams::default().labels(&selector_string(cluster)))
+        .await
+    {
+        Ok(list) => list.items,
+        Err(e) => {
+            tracing::warn!(%cluster, error = %e, "cannot list broker pods to refresh their configuration file");
+            return;
+        }
+    };
+    let patch = kube::api::Patch::Merge(serde_json::json!({
+        "metadata": {"annotations": {CONFIG_CONTENT_ANNOTATION: hash}}
+    }));
+    for pod in pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+    {
+        if let Err(e) = api
+            .patch(&pod.name_any(), &kube::api::PatchParams::default(), &patch)
+            .await
+        {
+            tracing::warn!(pod = %pod.name_any(), error = %e, "cannot annotate a broker pod to refresh its configuration file");
+        }
+    }
 }
 
 /// Deletes the pod of the broker to restart. The uid precondition makes a

@@ -29,6 +29,28 @@ pub(super) fn build(sc: &StreamCluster, names: &Names) -> ConfigMap {
     }
 }
 
+/// A stable 64-bit FNV-1a hash of all the ConfigMap data, hex encoded: the
+/// annotation the operator puts on running broker pods when the file
+/// changed, so the kubelet refreshes the mounted file at once.
+pub fn content_hash(config_map: &ConfigMap) -> String {
+    fnv(config_map
+        .data
+        .iter()
+        .flatten()
+        .flat_map(|(k, v)| k.bytes().chain([0u8]).chain(v.bytes()).chain([0u8])))
+}
+
+fn fnv(bytes: impl Iterator<Item = u8>) -> String {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    for byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(PRIME);
+    }
+    format!("{hash:016x}")
+}
+
 /// A stable 64-bit FNV-1a hash of the ConfigMap data that needs a broker
 /// restart, hex encoded. Put on the pod template so such a change shows up
 /// as an outdated pod, which the operator rolls. Lines of keys a running
@@ -37,29 +59,20 @@ pub(super) fn build(sc: &StreamCluster, names: &Names) -> ConfigMap {
 /// rolls nothing. Not cryptographic: it only needs to change when the data
 /// changes.
 pub fn config_hash(config_map: &ConfigMap) -> String {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = OFFSET;
+    let mut bytes = Vec::new();
     for (key, value) in config_map.data.iter().flatten() {
-        let restart_only: String = value
-            .lines()
-            .filter(|line| {
-                let key = line.split('=').next().unwrap_or_default().trim();
-                !rill_proto::broker_config::is_live(key)
-            })
-            .map(|line| format!("{line}\n"))
-            .collect();
-        for byte in key
-            .bytes()
-            .chain([0u8])
-            .chain(restart_only.bytes())
-            .chain([0u8])
-        {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(PRIME);
+        bytes.extend(key.bytes());
+        bytes.push(0);
+        for line in value.lines().filter(|line| {
+            let key = line.split('=').next().unwrap_or_default().trim();
+            !rill_proto::broker_config::is_live(key)
+        }) {
+            bytes.extend(line.bytes());
+            bytes.push(b'\n');
         }
+        bytes.push(0);
     }
-    format!("{hash:016x}")
+    fnv(bytes.into_iter())
 }
 
 #[cfg(test)]

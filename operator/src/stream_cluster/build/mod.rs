@@ -22,7 +22,7 @@ use kube::{Resource, ResourceExt};
 use crate::context::Settings;
 use crate::crd::StreamCluster;
 
-pub use configmap::{CONFIG_FILE_NAME, config_hash};
+pub use configmap::{CONFIG_FILE_NAME, config_hash, content_hash};
 pub use statefulset::DATA_VOLUME;
 
 /// Label keys and values the operator puts on everything it creates.
@@ -46,8 +46,15 @@ pub mod labels {
 }
 
 /// Annotation on the pod template carrying a hash of the broker
-/// configuration, so a configuration change changes the pod template.
+/// configuration keys that need a restart, so changing one changes the pod
+/// template (and rolls the brokers).
 pub const CONFIG_HASH_ANNOTATION: &str = "rill.dev/config-hash";
+
+/// Annotation the operator sets on running broker pods with a hash of the
+/// whole configuration file when it changed: a pod update makes the kubelet
+/// refresh the mounted file at once, instead of at its next periodic sync,
+/// so brokers apply the live keys within seconds.
+pub const CONFIG_CONTENT_ANNOTATION: &str = "rill.dev/config-content";
 
 /// Every object a StreamCluster owns.
 #[derive(Clone, Debug, PartialEq)]
