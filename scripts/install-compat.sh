@@ -2,6 +2,7 @@
 # Installs what Rill's client-compatibility tests (compat/) run, from package
 # registries only, into ${RILL_CACHE:-$HOME/.cache/rill}/compat:
 #   - kcat (Debian package, apt-get);
+#   - iptables (Debian package, as root; used by an e2e scenario);
 #   - a Python venv with confluent-kafka (its wheel bundles librdkafka) and pytest;
 #   - Apache Kafka's jars from Maven Central (the reference broker kafka_2.13,
 #     kafka-tools, kafka-clients, kafka-streams, slf4j-simple) plus Rill's
@@ -37,6 +38,14 @@ else
     # apt-install.sh runs `apt-get update` first when the lists may be old.
     "$repo/scripts/apt-install.sh" kcat
     command -v kcat >/dev/null || { echo "install-compat: kcat did not install" >&2; exit 1; }
+fi
+
+# --- iptables (the e2e scenario of a roll blocked by cut replication) --------
+if command -v iptables >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ]; then
+    :
+else
+    say "apt-get install iptables"
+    "$repo/scripts/apt-install.sh" iptables
 fi
 
 # --- Python venv ---------------------------------------------------------------
