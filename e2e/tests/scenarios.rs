@@ -1530,8 +1530,9 @@ async fn given_a_config_change_an_operator_kill_and_an_image_change_then_brokers
     assert_eq!(first.failed, 0, "no write failed: {}", first.summary);
     let first_checked = verify(&boot, "rolled", &first_history.acked);
     println!(
-        "config roll with the operator killed: producer {} acked, 0 failed, longest gap {:.2} s; read back: {first_checked}",
-        first.acked, first.longest_gap_s
+        "config roll with the operator killed: producer {} acked, 0 failed, longest gap {:.2} s, \
+         longest gap of one partition {} s; read back: {first_checked}",
+        first.acked, first.longest_gap_s, first.summary["longest_partition_gap_s"]
     );
     let producer = Producer::start(&boot, "rolled", 300);
     producer
@@ -1582,12 +1583,14 @@ async fn given_a_config_change_an_operator_kill_and_an_image_change_then_brokers
     let (summary, history) = producer.stop();
     let checked = verify(&boot, "rolled", &history.acked);
     println!(
-        "image roll took {:.1} s; its producer: {} acked, {} failed, longest gap {:.2} s; \
-         at most {} broker(s) unavailable at once over {} samples (both rolls); read back: {checked}",
+        "image roll took {:.1} s; its producer: {} acked, {} failed, longest gap {:.2} s, \
+         longest gap of one partition {} s; at most {} broker(s) unavailable at once over {} \
+         samples (both rolls); read back: {checked}",
         image_roll.as_secs_f64(),
         summary.acked,
         summary.failed,
         summary.longest_gap_s,
+        summary.summary["longest_partition_gap_s"],
         seen.most_unavailable,
         seen.samples
     );
