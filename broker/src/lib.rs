@@ -10,6 +10,7 @@
 //! server, config, http        the process: wiring, flags, probes
 //! kafka                       Kafka listener: frames, the API table, handlers
 //! group | grpc | cluster      group coordinator | gRPC adapters | link to the cluster
+//!   | security                 | TLS, SASL and credentials of Kafka connections
 //! partition                   local replicas: produce, fetch, acks, topics
 //! replication                 leader/follower state without I/O
 //! log                         segments, indexes, retention, compaction
@@ -48,6 +49,7 @@ pub mod log;
 pub mod metrics;
 pub mod partition;
 pub mod replication;
+pub mod security;
 pub mod server;
 
 pub use server::{Broker, BrokerHandle, ServerError, run};

@@ -97,6 +97,8 @@ pub struct Metrics {
     pub kafka_connections: IntGauge,
     /// Kafka connections closed for a bad frame or request, by `reason`.
     pub kafka_connection_errors: IntCounterVec,
+    /// SASL authentications, by `mechanism` and `result` (success, failure).
+    pub kafka_authentications: IntCounterVec,
 }
 
 const PARTITION_LABELS: &[&str] = &["topic", "partition"];
@@ -351,6 +353,12 @@ impl Metrics {
                 "rill_kafka_connection_errors_total",
                 "Kafka connections closed for an oversized, malformed or unsupported request, by reason.",
                 &["reason"],
+            ),
+            kafka_authentications: counter(
+                &r,
+                "rill_kafka_authentications_total",
+                "SASL authentications of Kafka clients, by mechanism and result (success, failure).",
+                &["mechanism", "result"],
             ),
             registry: r,
         }

@@ -63,6 +63,8 @@ pub enum ServerError {
     Cluster(String),
     #[error("reading the producer id state: {0}")]
     ProducerIds(std::io::Error),
+    #[error(transparent)]
+    Security(#[from] crate::security::SecurityError),
 }
 
 /// Longest a broker in a cluster waits for its first metadata snapshot.
@@ -343,15 +345,20 @@ impl Broker {
             producer_ids,
             groups: Some(Arc::clone(&groups)),
         });
+        let (kafka_security, security_tasks) =
+            crate::security::start(&config.kafka_security(), &tasks_stop)?;
+        tasks.extend(security_tasks);
+        let kafka_protocol = kafka_security.protocol();
         let kafka_stop = CancellationToken::new();
         let kafka_task = tokio::spawn(kafka::serve(
             kafka_listener,
             kafka_context,
+            kafka_security,
             kafka_stop.clone(),
             config.shutdown_timeout(),
         ));
         ready.store(true, Ordering::Release);
-        info!(%client_addr, %http_addr, %kafka_addr, kafka_advertised = %kafka_advertised, broker_id, cluster = cluster.is_some(), "broker ready");
+        info!(%client_addr, %http_addr, %kafka_addr, kafka_advertised = %kafka_advertised, kafka_protocol, broker_id, cluster = cluster.is_some(), "broker ready");
         Ok(BrokerHandle {
             client_addr,
             http_addr,

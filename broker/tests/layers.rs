@@ -5,7 +5,8 @@
 //! ```text
 //! server, config, http            the process: wires everything
 //! kafka                           the Kafka listener (calls the group coordinator)
-//! group | grpc | cluster          coordinator; gRPC adapters; the link to the cluster
+//! group | grpc | cluster          coordinator; gRPC adapters; the link to the cluster;
+//! | security                      TLS, SASL and credentials of Kafka connections
 //! partition                       the data path: produce, fetch, acks, topics
 //! replication                     leader/follower state without I/O
 //! log                             storage
@@ -30,6 +31,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("group", 4),
     ("grpc", 4),
     ("cluster", 4),
+    ("security", 4),
     ("kafka", 5),
     ("config", 6),
     ("http", 6),

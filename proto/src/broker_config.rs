@@ -85,6 +85,9 @@ const I32_MAX: i64 = i32::MAX as i64;
 const SET_BY_OPERATOR: &str =
     "set by the operator for each broker pod (or by a flag when running rill-broker directly)";
 
+const LISTENER_SECURITY: &str = "set by the Kafka listener's security: --kafka-sasl-mechanisms and --kafka-tls-cert-file (docs/security.md)";
+const LISTENER_TLS: &str = "the Kafka listener reads PEM files: --kafka-tls-cert-file and --kafka-tls-key-file (docs/security.md)";
+
 /// Every key of the broker configuration file: first those the broker
 /// honours, then Kafka keys it refuses. A key in neither list is refused
 /// as unknown.
@@ -187,6 +190,11 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         "group-max-session-timeout-ms",
         int(1, I32_MAX),
     ),
+    flag(
+        "connections.max.reauth.ms",
+        "connections-max-reauth-ms",
+        int(0, i64::MAX),
+    ),
     refused("broker.id", SET_BY_OPERATOR),
     refused("node.id", SET_BY_OPERATOR),
     refused(
@@ -216,6 +224,13 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         "the operator is the metadata controller; brokers find it through --controller-addr",
     ),
     refused("zookeeper.connect", "Rill has no ZooKeeper"),
+    refused("sasl.enabled.mechanisms", LISTENER_SECURITY),
+    refused("listener.security.protocol.map", LISTENER_SECURITY),
+    refused("security.inter.broker.protocol", LISTENER_SECURITY),
+    refused("ssl.keystore.location", LISTENER_TLS),
+    refused("ssl.keystore.type", LISTENER_TLS),
+    refused("ssl.key.password", LISTENER_TLS),
+    refused("ssl.truststore.location", LISTENER_TLS),
     refused(
         "log.flush.interval.messages",
         "not supported: use log.flush=fsync to fsync before every acknowledgement",

@@ -205,6 +205,42 @@ pub struct BrokerConfig {
     #[arg(long, env = "RILL_MESSAGE_MAX_BYTES", default_value_t = 1_048_588)]
     pub message_max_bytes: u64,
 
+    /// PEM certificate chain of the Kafka listener (the broker's certificate
+    /// first). With `--kafka-tls-key-file` the listener speaks TLS 1.2 and
+    /// 1.3 only; both files are read again when they change.
+    #[arg(
+        long,
+        env = "RILL_KAFKA_TLS_CERT_FILE",
+        requires = "kafka_tls_key_file"
+    )]
+    pub kafka_tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of `--kafka-tls-cert-file`.
+    #[arg(
+        long,
+        env = "RILL_KAFKA_TLS_KEY_FILE",
+        requires = "kafka_tls_cert_file"
+    )]
+    pub kafka_tls_key_file: Option<PathBuf>,
+
+    /// SASL mechanisms the Kafka listener requires, comma-separated:
+    /// SCRAM-SHA-512, SCRAM-SHA-256, PLAIN (Kafka `sasl.enabled.mechanisms`).
+    /// Empty: no SASL. Needs `--sasl-credentials-file`.
+    #[arg(long, env = "RILL_KAFKA_SASL_MECHANISMS", value_delimiter = ',')]
+    pub kafka_sasl_mechanisms: Vec<crate::security::SaslMechanism>,
+
+    /// SCRAM credentials (salted and hashed) that SASL logins are checked
+    /// against, one `user mechanism credential` line each (docs/security.md);
+    /// read again when it changes.
+    #[arg(long, env = "RILL_SASL_CREDENTIALS_FILE")]
+    pub sasl_credentials_file: Option<PathBuf>,
+
+    /// How long a SASL authentication lasts before the client must
+    /// re-authenticate on its connection (Kafka `connections.max.reauth.ms`,
+    /// KIP-368); 0: for the life of the connection.
+    #[arg(long, env = "RILL_CONNECTIONS_MAX_REAUTH_MS", default_value_t = 0)]
+    pub connections_max_reauth_ms: u64,
+
     /// Kafka-style properties file read at start (`key=value` lines; the keys
     /// are listed in docs/broker.md). A flag or environment variable given as
     /// well wins over the file.
@@ -349,6 +385,11 @@ impl BrokerConfig {
             default_replication_factor: 1,
             log_min_insync_replicas: 1,
             message_max_bytes: 1_048_588,
+            kafka_tls_cert_file: None,
+            kafka_tls_key_file: None,
+            kafka_sasl_mechanisms: Vec::new(),
+            sasl_credentials_file: None,
+            connections_max_reauth_ms: 0,
             config_file: None,
             sources: ConfigSources::default(),
             load_args: Vec::new(),
@@ -368,6 +409,24 @@ impl BrokerConfig {
 
     /// Checks everything that can be checked before touching the disk or
     /// the network.
+    /// The Kafka listener's TLS and SASL settings.
+    pub fn kafka_security(&self) -> crate::security::SecuritySettings {
+        let tls = match (&self.kafka_tls_cert_file, &self.kafka_tls_key_file) {
+            (Some(cert), Some(key)) => Some(crate::security::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        crate::security::SecuritySettings {
+            tls,
+            sasl_mechanisms: self.kafka_sasl_mechanisms.clone(),
+            credentials_file: self.sasl_credentials_file.clone(),
+            session_lifetime: (self.connections_max_reauth_ms > 0)
+                .then(|| Duration::from_millis(self.connections_max_reauth_ms)),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.resolved_broker_id()?;
         self.log_defaults()?;
@@ -394,6 +453,13 @@ impl BrokerConfig {
                     "{} is not between 1024 and 1073741824",
                     self.kafka_max_request_bytes
                 ),
+            ));
+        }
+        if !self.kafka_sasl_mechanisms.is_empty() && self.sasl_credentials_file.is_none() {
+            return Err(invalid(
+                "--sasl-credentials-file",
+                "RILL_SASL_CREDENTIALS_FILE",
+                "is needed when --kafka-sasl-mechanisms offers SASL: logins are checked against it",
             ));
         }
         if self.kafka_advertised_port == Some(0) {

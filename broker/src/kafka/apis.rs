@@ -9,9 +9,12 @@
 //! [`GROUP_APIS`]) and the routing of a decoded request to its handler
 //! ([`run`]).
 //!
-//! Two sections:
+//! Three sections:
 //! - `broker`: handlers over the [`KafkaContext`], called as
 //!   `handler(ctx, version, request)`, always served;
+//! - `session`: the SASL requests, always served, answered by the
+//!   connection's [`crate::security::Session`] (they change the state of
+//!   the connection, so they never reach [`run`]);
 //! - `groups`: handlers over the [`GroupCoordinator`], called as
 //!   `handler(coordinator, version, request, client)`, served only when a
 //!   coordinator is plugged into [`KafkaContext::groups`].
@@ -42,13 +45,16 @@ macro_rules! kafka_apis {
         broker {
             $( $key:ident($req:ty => $resp:ty) => $handler:path, )*
         }
+        session {
+            $( $skey:ident($sreq:ty => $sresp:ty), )*
+        }
         groups {
             $( $gkey:ident($greq:ty => $gresp:ty) => $ghandler:path, )*
         }
     ) => {
         /// The APIs this listener implements itself, served at every
         /// version the codec supports.
-        pub const OWN_APIS: &[ApiKey] = &[$(ApiKey::$key),*];
+        pub const OWN_APIS: &[ApiKey] = &[$(ApiKey::$key,)* $(ApiKey::$skey),*];
 
         /// The APIs served by the group coordinator, when there is one.
         pub const GROUP_APIS: &[ApiKey] = &[$(ApiKey::$gkey),*];
@@ -59,6 +65,7 @@ macro_rules! kafka_apis {
             /// ApiVersions at a version this broker does not serve.
             UnsupportedApiVersions,
             $( $key($req), )*
+            $( $skey($sreq), )*
             $( $gkey(Arc<GroupCoordinator>, $greq), )*
         }
 
@@ -69,6 +76,7 @@ macro_rules! kafka_apis {
         pub fn codec_versions(api: ApiKey) -> Option<VersionRange> {
             let range = match api {
                 $( ApiKey::$key => pair::<$req, $resp>(), )*
+                $( ApiKey::$skey => pair::<$sreq, $sresp>(), )*
                 $( ApiKey::$gkey => pair::<$greq, $gresp>(), )*
                 _ => return None,
             };
@@ -80,6 +88,7 @@ macro_rules! kafka_apis {
         pub fn api_name(api: ApiKey) -> &'static str {
             match api {
                 $( ApiKey::$key => stringify!($key), )*
+                $( ApiKey::$skey => stringify!($skey), )*
                 $( ApiKey::$gkey => stringify!($gkey), )*
                 _ => "Other",
             }
@@ -95,6 +104,7 @@ macro_rules! kafka_apis {
         ) -> anyhow::Result<Request> {
             Ok(match api {
                 $( ApiKey::$key => Request::$key(<$req>::decode(buf, version)?), )*
+                $( ApiKey::$skey => Request::$skey(<$sreq>::decode(buf, version)?), )*
                 $(
                     ApiKey::$gkey => {
                         let body = <$greq>::decode(buf, version)?;
@@ -119,6 +129,14 @@ macro_rules! kafka_apis {
                 $(
                     Request::$key(r) => {
                         Reply::<$resp>::from($handler(ctx, version, r).await).encode(api_name(api), header)
+                    }
+                )*
+                $(
+                    // Answered by the connection; only a request routed
+                    // here by mistake gets this.
+                    Request::$skey(_) => {
+                        let answer = <$sresp>::default().with_error_code(ResponseError::IllegalSaslState.code());
+                        Reply::<$sresp>::from(answer).encode(api_name(api), header)
                     }
                 )*
                 $(
@@ -152,6 +170,10 @@ kafka_apis! {
         ListPartitionReassignments(ListPartitionReassignmentsRequest => ListPartitionReassignmentsResponse) => reassign::list_partition_reassignments,
         ElectLeaders(ElectLeadersRequest => ElectLeadersResponse) => reassign::elect_leaders,
         DescribeLogDirs(DescribeLogDirsRequest => DescribeLogDirsResponse) => reassign::describe_log_dirs,
+    }
+    session {
+        SaslHandshake(SaslHandshakeRequest => SaslHandshakeResponse),
+        SaslAuthenticate(SaslAuthenticateRequest => SaslAuthenticateResponse),
     }
     groups {
         FindCoordinator(FindCoordinatorRequest => FindCoordinatorResponse) => groups::find_coordinator,

@@ -18,25 +18,34 @@
 //! responses of the requests before it are still written, then the
 //! connection is closed, with one log line. It never affects another
 //! connection.
+//!
+//! Security (see [`crate::security`]): on a TLS listener the handshake
+//! runs first; a plaintext client or a failed handshake closes the
+//! connection with a log line. SaslHandshake and SaslAuthenticate are
+//! answered here, in arrival order, by the connection's [`Session`]; every
+//! other request is admitted by the session (before authentication only
+//! ApiVersions is) and runs as the session's principal.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::KafkaContext;
-use super::dispatch;
-use super::frame::{self, EncodeError, FrameError, ResponseFrame};
+use super::dispatch::{self, Decoded, Request};
+use super::frame::{self, EncodeError, FrameError, Reply, ResponseFrame};
+use crate::security::sasl::{Admission, After};
+use crate::security::{ListenerSecurity, Session};
 
 /// Requests of one connection running at the same time.
 pub const MAX_IN_FLIGHT: usize = 64;
@@ -68,13 +77,48 @@ pub async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     ctx: Arc<KafkaContext>,
+    security: ListenerSecurity,
     stop: CancellationToken,
 ) {
     let _gauge = ConnectionGauge::new(ctx.metrics.kafka_connections.clone());
     if let Err(e) = stream.set_nodelay(true) {
         debug!(%peer, error = %e, "cannot set TCP_NODELAY");
     }
-    let (read_half, write_half) = stream.into_split();
+    let session = security.session();
+    match &security.tls {
+        None => {
+            let (read_half, write_half) = stream.into_split();
+            serve_requests(read_half, write_half, peer, ctx, session, stop).await;
+        }
+        Some(tls) => match tls.accept(stream).await {
+            Ok(stream) => {
+                let (read_half, write_half) = tokio::io::split(stream);
+                serve_requests(read_half, write_half, peer, ctx, session, stop).await;
+            }
+            Err(refusal) => {
+                ctx.metrics
+                    .kafka_connection_errors
+                    .with_label_values(&[refusal.metric_label()])
+                    .inc();
+                info!(%peer, error = %refusal, "Kafka connection refused before its first request");
+            }
+        },
+    }
+}
+
+/// Serves the requests of an established (and, on a TLS listener,
+/// encrypted) connection.
+async fn serve_requests<R, W>(
+    read_half: R,
+    write_half: W,
+    peer: SocketAddr,
+    ctx: Arc<KafkaContext>,
+    mut session: Session,
+    stop: CancellationToken,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send,
+{
     let mut write_half = BufWriter::with_capacity(WRITE_BUFFER, write_half);
     let (frames_tx, mut frames) = mpsc::channel(FRAME_QUEUE);
     let reader = tokio::spawn(read_frames(
@@ -104,10 +148,13 @@ pub async fn serve_connection(
                     reading = false;
                 }
                 Some(Ok(frame)) => match dispatch::decode(&ctx, frame) {
-                    Ok(decoded) => {
-                        let ctx = Arc::clone(&ctx);
-                        in_flight.push_back(Box::pin(dispatch::handle(ctx, decoded)));
-                    }
+                    Ok(decoded) => match start(&ctx, &mut session, decoded, peer) {
+                        Ok(pending) => in_flight.push_back(pending),
+                        Err(pending) => {
+                            in_flight.extend(pending);
+                            reading = false;
+                        }
+                    },
                     Err(e) => {
                         ctx.metrics.kafka_connection_errors.with_label_values(&[e.metric_label()]).inc();
                         info!(%peer, error = %e, "Kafka request cannot be served; closing the connection");
@@ -126,8 +173,8 @@ pub async fn serve_connection(
 /// flushes once: responses completed together (an acks=all high watermark
 /// advance finishes several pipelined produces at once) leave in one
 /// write. Returns false when the connection must close.
-async fn write_responses(
-    out: &mut BufWriter<OwnedWriteHalf>,
+async fn write_responses<W: AsyncWrite + Unpin>(
+    out: &mut BufWriter<W>,
     first: Result<Option<ResponseFrame>, EncodeError>,
     in_flight: &mut FuturesOrdered<Pending>,
     ctx: &KafkaContext,
@@ -165,6 +212,81 @@ async fn write_responses(
     true
 }
 
+/// Starts a decoded request: the SASL requests are answered by the
+/// session at once, in arrival order; any other request runs if the
+/// session admits it. `Err` carries the last answer (if any) to write
+/// before the connection closes.
+fn start(
+    ctx: &Arc<KafkaContext>,
+    session: &mut Session,
+    decoded: Decoded,
+    peer: SocketAddr,
+) -> Result<Pending, Option<Pending>> {
+    let Decoded {
+        header,
+        api,
+        request,
+    } = decoded;
+    let name = dispatch::api_name(api);
+    let (answer, after) = match request {
+        Request::SaslHandshake(r) => {
+            let (response, after) = session.handshake(header.request_api_version, &r);
+            (Reply::from(response).encode(name, &header), after)
+        }
+        Request::SaslAuthenticate(r) => {
+            let mechanism = session.mechanism().unwrap_or("none");
+            let (response, after) = session.authenticate(&r, Instant::now());
+            let result = match after {
+                After::Close(_) => Some("failure"),
+                After::Continue if session.mechanism().is_none() => Some("success"),
+                After::Continue => None,
+            };
+            if let Some(result) = result {
+                ctx.metrics
+                    .kafka_authentications
+                    .with_label_values(&[mechanism, result])
+                    .inc();
+            }
+            if result == Some("success") {
+                debug!(%peer, principal = %session.principal(), mechanism, "Kafka client authenticated");
+            }
+            (Reply::from(response).encode(name, &header), after)
+        }
+        request => {
+            return match session.admit(api, Instant::now()) {
+                Admission::Admit => Ok(Box::pin(dispatch::handle(
+                    Arc::clone(ctx),
+                    Decoded {
+                        header,
+                        api,
+                        request,
+                    },
+                ))),
+                Admission::Refuse(why) => {
+                    ctx.metrics
+                        .kafka_connection_errors
+                        .with_label_values(&["unauthenticated"])
+                        .inc();
+                    info!(%peer, reason = %why, "Kafka request refused; closing the connection");
+                    Err(None)
+                }
+            };
+        }
+    };
+    let pending: Pending = Box::pin(std::future::ready(answer));
+    match after {
+        After::Continue => Ok(pending),
+        After::Close(why) => {
+            ctx.metrics
+                .kafka_connection_errors
+                .with_label_values(&["authentication"])
+                .inc();
+            info!(%peer, reason = %why, "Kafka client authentication failed; closing the connection");
+            Err(Some(pending))
+        }
+    }
+}
+
 fn frame_label(e: &FrameError) -> &'static str {
     match e {
         FrameError::TooLarge { .. } => "frame_too_large",
@@ -182,8 +304,8 @@ const WRITE_BUFFER: usize = 64 << 10;
 const READ_BUFFER: usize = 64 << 10;
 
 /// Reads frames until the peer closes, an error, or the receiver is gone.
-async fn read_frames(
-    read_half: OwnedReadHalf,
+async fn read_frames<R: AsyncRead + Unpin>(
+    read_half: R,
     max: usize,
     frames: mpsc::Sender<Result<Bytes, FrameError>>,
     ctx: Arc<KafkaContext>,

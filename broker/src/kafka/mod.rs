@@ -56,6 +56,7 @@ use tracing::{info, warn};
 use crate::group::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::partition::manager::ReplicaManager;
+use crate::security::ListenerSecurity;
 
 pub use producer_id::ProducerIdAllocator;
 
@@ -119,12 +120,14 @@ impl KafkaContext {
 /// requests at shutdown before closing them.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepts Kafka connections on `listener` until `stop` is cancelled, then
+/// Accepts Kafka connections on `listener`, secured as `security` says,
+/// until `stop` is cancelled, then
 /// lets every connection finish its in-flight requests (bounded by
 /// `drain_timeout`) and returns.
 pub async fn serve(
     listener: TcpListener,
     context: Arc<KafkaContext>,
+    security: ListenerSecurity,
     stop: CancellationToken,
     drain_timeout: Duration,
 ) {
@@ -138,6 +141,7 @@ pub async fn serve(
                         stream,
                         peer,
                         Arc::clone(&context),
+                        security.clone(),
                         stop.clone(),
                     ));
                 }
