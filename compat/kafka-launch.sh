@@ -5,13 +5,19 @@
 # the side-by-side benchmark.
 #
 #   compat/kafka-launch.sh start --dir DIR [--brokers N] [--controller combined|separate]
-#                                [--base-port P]
+#                                [--base-port P] [--security sasl_ssl]
 #       Formats storage, starts the nodes in the background, waits until every
 #       broker has started, writes DIR/env and prints KAFKA_BOOTSTRAP=...
 #       --brokers 1 (default): one combined broker+controller node.
 #       --brokers 3: three brokers; with --controller separate (default) plus
 #       one dedicated controller node, like Rill's controller + brokers; with
 #       --controller combined each broker is also a controller voter.
+#       --security sasl_ssl: the client listeners are SASL_SSL (a CA and
+#       broker certificate made in DIR/pki; SCRAM-SHA-512, SCRAM-SHA-256 and
+#       PLAIN with compat/security-lib.sh's users); brokers talk to each
+#       other on a PLAINTEXT listener at P+20+i.
+#   compat/kafka-launch.sh rotate-cert --dir DIR        a new broker certificate from the same CA,
+#                                                       loaded by each broker through AlterConfigs
 #   compat/kafka-launch.sh stop --dir DIR               SIGTERM, then SIGKILL after KAFKA_STOP_TIMEOUT
 #   compat/kafka-launch.sh kill-broker --dir DIR ID     SIGKILL broker ID (node.id; brokers are 0..N-1)
 #   compat/kafka-launch.sh restart-broker --dir DIR ID  start broker ID again, wait until started
@@ -25,6 +31,8 @@ set -euo pipefail
 self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 # shellcheck source=compat/launch-lib.sh
 . "$(dirname "$self")/launch-lib.sh"
+# shellcheck source=compat/security-lib.sh
+. "$(dirname "$self")/security-lib.sh"
 
 CACHE="${RILL_CACHE:-$HOME/.cache/rill}"
 if [ -z "${COMPAT_CLASSPATH:-}" ]; then
@@ -40,13 +48,14 @@ usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" 
 log() { echo "kafka-launch: $*" >&2; }
 
 cmd="${1:-}"; [ -n "$cmd" ] || usage; shift
-dir=""; brokers=1; controller=separate; base=29092; id=""
+dir=""; brokers=1; controller=separate; base=29092; id=""; security=plaintext
 while [ $# -gt 0 ]; do
     case "$1" in
         --dir) dir=$2; shift 2 ;;
         --brokers) brokers=$2; shift 2 ;;
         --controller) controller=$2; shift 2 ;;
         --base-port) base=$2; shift 2 ;;
+        --security) security=$2; shift 2 ;;
         -h|--help) usage ;;
         *) if [ -z "$id" ]; then id=$1; shift; else usage; fi ;;
     esac
@@ -114,6 +123,33 @@ start() {
         port_free $((base + 50 + i)) || { log "port $((base + 50 + i)) is in use (use --base-port)"; exit 1; }
     done
 
+    # client: the listener tests connect to; inter: brokers to each other.
+    local client=PLAINTEXT inter=PLAINTEXT protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT" secure=""
+    case "$security" in
+        plaintext) ;;
+        sasl_ssl)
+            make_pki "$dir/pki"
+            client=SASL_SSL inter=INTERNAL
+            protocols="SASL_SSL:SASL_SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"
+            secure="sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=$(kafka_plain_jaas)
+ssl.keystore.type=PEM
+ssl.keystore.location=$dir/pki/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$dir/pki/ca.crt"
+            ;;
+        *) log "--security plaintext|sasl_ssl, not $security"; exit 2 ;;
+    esac
+    # broker_listeners N: the listeners of broker N.
+    broker_listeners() {
+        if [ "$security" = plaintext ]; then
+            echo "PLAINTEXT://127.0.0.1:$((base + $1))"
+        else
+            echo "SASL_SSL://127.0.0.1:$((base + $1)),INTERNAL://127.0.0.1:$((base + 20 + $1))"
+        fi
+    }
     local cluster_id
     cluster_id=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
     for n in "${nodes[@]}"; do
@@ -124,12 +160,12 @@ start() {
             listeners="CONTROLLER://127.0.0.1:$((base + 50))"
         elif [ "$controller" = combined ]; then
             roles=broker,controller
-            listeners="PLAINTEXT://127.0.0.1:$((base + n)),CONTROLLER://127.0.0.1:$((base + 50 + n))"
-            advertised="PLAINTEXT://127.0.0.1:$((base + n))"
+            listeners="$(broker_listeners "$n"),CONTROLLER://127.0.0.1:$((base + 50 + n))"
+            advertised="$(broker_listeners "$n")"
         else
             roles=broker
-            listeners="PLAINTEXT://127.0.0.1:$((base + n))"
-            advertised="PLAINTEXT://127.0.0.1:$((base + n))"
+            listeners="$(broker_listeners "$n")"
+            advertised="$(broker_listeners "$n")"
         fi
         cat >"$nd/server.properties" <<PROPS
 process.roles=$roles
@@ -138,8 +174,9 @@ controller.quorum.voters=$voters
 controller.listener.names=CONTROLLER
 listeners=$listeners
 ${advertised:+advertised.listeners=$advertised}
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=$inter
+listener.security.protocol.map=$protocols
+$secure
 log.dirs=$nd/data
 # Topics are created explicitly by the tests (as against Rill).
 auto.create.topics.enable=false
@@ -162,10 +199,11 @@ PROPS
     printf '%s\n' "${nodes[@]}" >"$dir/nodes"
 
     log "formatting storage for nodes ${nodes[*]} (cluster id $cluster_id)"
-    local fpids=()
+    local fpids=() scram=()
+    [ "$security" = plaintext ] || mapfile -t scram < <(kafka_scram_format_args)
     for n in "${nodes[@]}"; do
         java -Xmx256m -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$COMPAT_CLASSPATH" kafka.tools.StorageTool \
-            format --cluster-id="$cluster_id" --config "$dir/node-$n/server.properties" \
+            format --cluster-id="$cluster_id" --config "$dir/node-$n/server.properties" "${scram[@]}" \
             >"$dir/node-$n/format.log" 2>&1 &
         fpids+=($!)
     done
@@ -190,7 +228,12 @@ export COMPAT_BROKERS=$brokers
 export COMPAT_RF=$rf
 export KILL_LEADER_CMD="$self kill-broker --dir $dir"
 export RESTART_BROKER_CMD="$self restart-broker --dir $dir"
+export KAFKA_SECURITY=$security
+export KAFKA_CA_FILE=$dir/pki/ca.crt
+export ROTATE_CERT_CMD="$self rotate-cert --dir $dir"
 ENV
+    echo "$brokers" >"$dir/broker-count"
+    echo "$base" >"$dir/base-port"
     echo "$bootstrap" >"$dir/bootstrap"
     log "ready (env in $dir/env, logs in $dir/node-*/server.log)"
     echo "KAFKA_BOOTSTRAP=$bootstrap"
@@ -249,6 +292,20 @@ case "$cmd" in
         node_start "$id"
         wait_started "$id" "${before:-0}"
         log "broker $id restarted"
+        ;;
+    rotate-cert)
+        # Kafka reloads a keystore file when its listener's keystore setting
+        # is altered (KIP-226), even to the same path; each broker is asked
+        # through its own PLAINTEXT inter-broker listener.
+        [ -f "$dir/pki/ca.crt" ] || { log "no TLS in $dir"; exit 1; }
+        make_pki "$dir/pki"
+        base=$(cat "$dir/base-port")
+        for ((i = 0; i < $(cat "$dir/broker-count"); i++)); do
+            java -Xmx256m -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$COMPAT_CLASSPATH" kafka.admin.ConfigCommand \
+                --bootstrap-server "127.0.0.1:$((base + 20 + i))" --entity-type brokers --entity-name "$i" --alter \
+                --add-config "listener.name.sasl_ssl.ssl.keystore.location=$dir/pki/broker.pem" >&2
+        done
+        log "broker certificate rotated: $(openssl x509 -noout -serial -in "$dir/pki/broker.crt")"
         ;;
     *) usage ;;
 esac

@@ -5,9 +5,14 @@
 # the same interface as compat/kafka-launch.sh:
 #
 #   compat/rill-launch.sh start --dir DIR [--brokers N] [--base-port P] [--profile debug|release]
+#                               [--security sasl_ssl]
 #       Starts the processes from $CARGO_TARGET_DIR/<profile> (built beforehand;
 #       compat/run.sh builds them), waits for each RILL_READY line, writes
 #       DIR/env and prints KAFKA_BOOTSTRAP=... (the brokers' kafka= addresses).
+#       --security sasl_ssl: the Kafka listeners speak TLS (a CA and broker
+#       certificate made in DIR/pki) and require SASL (SCRAM-SHA-512,
+#       SCRAM-SHA-256, PLAIN) with compat/security-lib.sh's users.
+#   compat/rill-launch.sh rotate-cert --dir DIR         a new broker certificate from the same CA, in place
 #   compat/rill-launch.sh stop --dir DIR               SIGTERM, then SIGKILL after RILL_STOP_TIMEOUT
 #   compat/rill-launch.sh kill-broker --dir DIR ID     SIGKILL broker ID
 #   compat/rill-launch.sh restart-broker --dir DIR ID  start broker ID again on its data dir, wait for RILL_READY
@@ -28,19 +33,22 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 : "${RILL_START_TIMEOUT:=60}" "${RILL_STOP_TIMEOUT:=20}"
 # shellcheck source=compat/launch-lib.sh
 . "$repo/compat/launch-lib.sh"
+# shellcheck source=compat/security-lib.sh
+. "$repo/compat/security-lib.sh"
 KAFKA_FLAG="${RILL_KAFKA_ADDR_FLAG:---kafka-addr}"
 
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2; exit 2; }
 log() { echo "rill-launch: $*" >&2; }
 
 cmd="${1:-}"; [ -n "$cmd" ] || usage; shift
-dir=""; brokers=3; base=27000; profile=debug; id=""
+dir=""; brokers=3; base=27000; profile=debug; id=""; security=plaintext
 while [ $# -gt 0 ]; do
     case "$1" in
         --dir) dir=$2; shift 2 ;;
         --brokers) brokers=$2; shift 2 ;;
         --base-port) base=$2; shift 2 ;;
         --profile) profile=$2; shift 2 ;;
+        --security) security=$2; shift 2 ;;
         -h|--help) usage ;;
         *) if [ -z "$id" ]; then id=$1; shift; else usage; fi ;;
     esac
@@ -91,6 +99,17 @@ start() {
     echo "$bin/rill-controller --metadata-file $dir/controller/metadata.json --listen-addr 127.0.0.1:$base --http-addr 127.0.0.1:$((base + 1))" \
         >"$dir/controller.cmd"
     launch controller || exit 1
+    local secure_args=""
+    case "$security" in
+        plaintext) ;;
+        sasl_ssl)
+            make_pki "$dir/pki"
+            rill_credentials "$dir/credentials"
+            secure_args="--kafka-tls-cert-file $dir/pki/broker.crt --kafka-tls-key-file $dir/pki/broker.key"
+            secure_args+=" --kafka-sasl-mechanisms SCRAM-SHA-512,SCRAM-SHA-256,PLAIN --sasl-credentials-file $dir/credentials"
+            ;;
+        *) log "--security plaintext|sasl_ssl, not $security"; exit 2 ;;
+    esac
     local controller
     controller=$(field controller controller)
     local bootstrap=""
@@ -99,7 +118,7 @@ start() {
         echo "broker-$i" >>"$dir/names"
         echo "$bin/rill-broker --broker-id $i --data-dir $dir/broker-$i --controller-addr $controller" \
              "--listen-addr 127.0.0.1:$p --http-addr 127.0.0.1:$((p + 1)) --replication-addr 127.0.0.1:$((p + 2))" \
-             "$KAFKA_FLAG 127.0.0.1:$((p + 3)) ${RILL_COMPAT_BROKER_ARGS:-}" >"$dir/broker-$i.cmd"
+             "$KAFKA_FLAG 127.0.0.1:$((p + 3)) $secure_args ${RILL_COMPAT_BROKER_ARGS:-}" >"$dir/broker-$i.cmd"
         launch "broker-$i" || exit 1
         local k
         k=$(field "broker-$i" kafka)
@@ -113,6 +132,9 @@ export COMPAT_BROKERS=$brokers
 export COMPAT_RF=$rf
 export KILL_LEADER_CMD="$self kill-broker --dir $dir"
 export RESTART_BROKER_CMD="$self restart-broker --dir $dir"
+export KAFKA_SECURITY=$security
+export KAFKA_CA_FILE=$dir/pki/ca.crt
+export ROTATE_CERT_CMD="$self rotate-cert --dir $dir"
 ENV
     echo "$bootstrap" >"$dir/bootstrap"
     log "ready: controller $controller, $brokers brokers (env in $dir/env, logs in $dir/*.log)"
@@ -134,6 +156,12 @@ case "$cmd" in
         alive "broker-$id" && { log "broker $id is already running"; exit 0; }
         launch "broker-$id"
         log "broker $id restarted"
+        ;;
+    rotate-cert)
+        # The brokers read the files again within seconds; nothing restarts.
+        [ -f "$dir/pki/ca.crt" ] || { log "no TLS in $dir"; exit 1; }
+        make_pki "$dir/pki"
+        log "broker certificate rotated: $(openssl x509 -noout -serial -in "$dir/pki/broker.crt")"
         ;;
     *) usage ;;
 esac

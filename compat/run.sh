@@ -16,14 +16,16 @@
 #       COMPAT_BROKERS and optionally KILL_LEADER_CMD / RESTART_BROKER_CMD
 #       from the environment.
 # Options: --only REGEX (run the tests whose names match), --keep (leave the
-# cluster running), --no-build. Needs scripts/install-compat.sh first.
+# cluster running), --no-build, --security sasl_ssl (start the cluster with
+# TLS and SASL on its Kafka listeners and run the security tests instead:
+# compat/test_sasl_ssl.sh). Needs scripts/install-compat.sh first.
 # COMPAT_TEST_TIMEOUT (s, default 300) bounds each test.
 set -euo pipefail
 script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 
-target=""; brokers=3; only=""; keep=false; build=true; profile=debug
+target=""; brokers=3; only=""; keep=false; build=true; profile=debug; security=plaintext
 while [ $# -gt 0 ]; do
     case "$1" in
         --target) target=$2; shift 2 ;;
@@ -32,6 +34,7 @@ while [ $# -gt 0 ]; do
         --keep) keep=true; shift ;;
         --no-build) build=false; shift ;;
         --release) profile=release; shift ;;
+        --security) security=$2; shift 2 ;;
         *) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$script" >&2; exit 2 ;;
     esac
 done
@@ -45,7 +48,7 @@ export COMPAT_CLASSPATH COMPAT_VENV KAFKA_VERSION
 
 started=$(date +%s)
 stamp() { echo "[compat +$(( $(date +%s) - started ))s] $*"; }
-work="$repo/.rill/compat-$target"
+work="$repo/.rill/compat-$target-$security"
 logs="$work/logs"
 cluster="$work/cluster"
 mkdir -p "$work"
@@ -62,7 +65,7 @@ case "$target" in
     kafka)
         launcher="$repo/compat/kafka-launch.sh"
         stamp "starting Apache Kafka $KAFKA_VERSION ($brokers broker(s))"
-        "$launcher" start --dir "$cluster" --brokers "$brokers"
+        "$launcher" start --dir "$cluster" --brokers "$brokers" --security "$security"
         ;;
     rill)
         export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
@@ -79,7 +82,7 @@ case "$target" in
         fi
         launcher="$repo/compat/rill-launch.sh"
         stamp "starting a Rill controller and $brokers brokers"
-        "$launcher" start --dir "$cluster" --brokers "$brokers" --profile "$profile"
+        "$launcher" start --dir "$cluster" --brokers "$brokers" --profile "$profile" --security "$security"
         ;;
 esac
 if [ -n "$launcher" ]; then
@@ -147,20 +150,24 @@ PY
     if [ $rc -eq 124 ]; then record FAIL "$(( $(date +%s) - t ))" "$name" "timed out after ${TEST_TIMEOUT}s"; fi
 }
 
-run_shell kcat test_kcat.sh
-run_pytest
-run_shell console-roundtrip test_console.sh
-run_shell topic-describe test_topic_describe.sh
-run_shell configs-alter test_configs_alter.sh
-run_shell group-lag test_group_lag.sh
-run_shell reassign test_reassign.sh
-run_shell streams-wordcount test_streams_wordcount.sh
-# Last: it kills (and restarts) a broker.
-run_shell idempotent-failover test_idempotent_failover.sh
+if [ "$security" = plaintext ]; then
+    run_shell kcat test_kcat.sh
+    run_pytest
+    run_shell console-roundtrip test_console.sh
+    run_shell topic-describe test_topic_describe.sh
+    run_shell configs-alter test_configs_alter.sh
+    run_shell group-lag test_group_lag.sh
+    run_shell reassign test_reassign.sh
+    run_shell streams-wordcount test_streams_wordcount.sh
+    # Last: it kills (and restarts) a broker.
+    run_shell idempotent-failover test_idempotent_failover.sh
+else
+    run_shell sasl-ssl test_sasl_ssl.sh
+fi
 
 passed=0; failed=0; skipped=0
 echo
-echo "Compatibility results against $target ($KAFKA_BOOTSTRAP), logs in $logs:"
+echo "Compatibility results against $target, $security ($KAFKA_BOOTSTRAP), logs in $logs:"
 for r in "${results[@]}"; do
     IFS=$'\t' read -r status secs name detail <<<"$r"
     printf '  %-4s %5ss  %s%s\n' "$status" "$secs" "$name" "${detail:+  ($detail)}"

@@ -2,6 +2,7 @@
 # Installs what Rill's client-compatibility tests (compat/) run, from package
 # registries only, into ${RILL_CACHE:-$HOME/.cache/rill}/compat:
 #   - kcat (Debian package, apt-get);
+#   - openssl (Debian package, apt-get; usually already there);
 #   - iptables (Debian package, as root; used by an e2e scenario);
 #   - a Python venv with confluent-kafka (its wheel bundles librdkafka) and pytest;
 #   - Apache Kafka's jars from Maven Central (the reference broker kafka_2.13,
@@ -38,6 +39,13 @@ else
     # apt-install.sh runs `apt-get update` first when the lists may be old.
     "$repo/scripts/apt-install.sh" kcat
     command -v kcat >/dev/null || { echo "install-compat: kcat did not install" >&2; exit 1; }
+fi
+
+# --- openssl (the secured compat clusters make their CA and certificates) ----
+if ! command -v openssl >/dev/null 2>&1; then
+    say "apt-get install openssl"
+    "$repo/scripts/apt-install.sh" openssl
+    command -v openssl >/dev/null || { echo "install-compat: openssl did not install" >&2; exit 1; }
 fi
 
 # --- iptables (the e2e scenario of a roll blocked by cut replication) --------
