@@ -223,6 +223,21 @@ pub struct BrokerConfig {
     )]
     pub kafka_tls_key_file: Option<PathBuf>,
 
+    /// PEM CA certificates that Kafka clients' certificates must chain to
+    /// (mTLS). Set, the listener asks clients for a certificate and a
+    /// verified one names the principal: `User:<CN of its subject>`.
+    #[arg(
+        long,
+        env = "RILL_KAFKA_TLS_CLIENT_CA_FILE",
+        requires = "kafka_tls_cert_file"
+    )]
+    pub kafka_tls_client_ca_file: Option<PathBuf>,
+
+    /// With a client CA: `required` refuses clients without a certificate,
+    /// `requested` lets them in without one (Kafka `ssl.client.auth`).
+    #[arg(long, env = "RILL_KAFKA_TLS_CLIENT_AUTH", value_enum, default_value_t = crate::security::ClientAuth::Required)]
+    pub kafka_tls_client_auth: crate::security::ClientAuth,
+
     /// SASL mechanisms the Kafka listener requires, comma-separated:
     /// SCRAM-SHA-512, SCRAM-SHA-256, PLAIN (Kafka `sasl.enabled.mechanisms`).
     /// Empty: no SASL. Needs `--sasl-credentials-file`.
@@ -387,6 +402,8 @@ impl BrokerConfig {
             message_max_bytes: 1_048_588,
             kafka_tls_cert_file: None,
             kafka_tls_key_file: None,
+            kafka_tls_client_ca_file: None,
+            kafka_tls_client_auth: crate::security::ClientAuth::Required,
             kafka_sasl_mechanisms: Vec::new(),
             sasl_credentials_file: None,
             connections_max_reauth_ms: 0,
@@ -415,6 +432,8 @@ impl BrokerConfig {
             (Some(cert), Some(key)) => Some(crate::security::TlsFiles {
                 cert: cert.clone(),
                 key: key.clone(),
+                client_ca: self.kafka_tls_client_ca_file.clone(),
+                client_auth: self.kafka_tls_client_auth,
             }),
             _ => None,
         };

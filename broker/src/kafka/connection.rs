@@ -84,15 +84,19 @@ pub async fn serve_connection(
     if let Err(e) = stream.set_nodelay(true) {
         debug!(%peer, error = %e, "cannot set TCP_NODELAY");
     }
-    let session = security.session();
     match &security.tls {
         None => {
             let (read_half, write_half) = stream.into_split();
+            let session = security.session(None);
             serve_requests(read_half, write_half, peer, ctx, session, stop).await;
         }
         Some(tls) => match tls.accept(stream).await {
-            Ok(stream) => {
+            Ok((stream, certificate)) => {
+                if let Some(principal) = &certificate {
+                    debug!(%peer, %principal, "Kafka client identified by its certificate");
+                }
                 let (read_half, write_half) = tokio::io::split(stream);
+                let session = security.session(certificate);
                 serve_requests(read_half, write_half, peer, ctx, session, stop).await;
             }
             Err(refusal) => {

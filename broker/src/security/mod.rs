@@ -5,7 +5,8 @@
 //! [`tls`]), then SASL (when the listener offers mechanisms, [`sasl`],
 //! with [`scram`] exchanges checked against the [`credentials`]), then
 //! requests. The [`Principal`] is fixed on the connection once
-//! authenticated; every request of the connection runs as it.
+//! authenticated (by SASL, or else by a TLS client certificate); every
+//! request of the connection runs as it.
 //!
 //! Certificates and credentials are files (mounted Secrets) that a
 //! [`watch`] task reads again every [`WATCH_INTERVAL`], so rotating either
@@ -27,7 +28,7 @@ use tracing::{info, warn};
 
 pub use credentials::CredentialStore;
 pub use sasl::{SaslMechanism, SaslSettings, Session};
-pub use tls::{TlsFiles, TlsListener};
+pub use tls::{ClientAuth, TlsFiles, TlsListener};
 
 /// How often certificate and credential files are read again.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
@@ -83,9 +84,13 @@ impl ListenerSecurity {
         }
     }
 
-    /// A new connection's authentication state.
-    pub fn session(&self) -> Session {
-        Session::new(self.sasl.clone(), Principal::anonymous())
+    /// A new connection's authentication state; `certificate` is the
+    /// principal its TLS client certificate names, if it presented one.
+    pub fn session(&self, certificate: Option<Principal>) -> Session {
+        Session::new(
+            self.sasl.clone(),
+            certificate.unwrap_or_else(Principal::anonymous),
+        )
     }
 }
 
@@ -122,12 +127,9 @@ pub fn start(
             let reloaded = Arc::clone(&listener);
             tasks.push(watch(
                 "Kafka listener certificate",
-                vec![files.cert.clone(), files.key.clone()],
+                files.paths(),
                 stop.clone(),
-                move |contents| match contents {
-                    [cert, key] => reloaded.reload(cert, key).map_err(|e| e.to_string()),
-                    _ => Err("expected a certificate and a key".into()),
-                },
+                move |contents| reloaded.reload(contents).map_err(|e| e.to_string()),
             ));
             Some(listener)
         }

@@ -6,13 +6,45 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::tls::{Refusal, TlsFiles, TlsListener};
+use super::Principal;
+use super::tls::{ClientAuth, Refusal, TlsFiles, TlsListener};
 
-/// A CA and a server certificate for `localhost` signed by it, as PEM.
+/// A CA, and a server certificate for `localhost` signed by it, as PEM.
 struct Pki {
+    ca_params: rcgen::CertificateParams,
+    ca_key: rcgen::KeyPair,
     ca_der: CertificateDer<'static>,
+    ca_pem: String,
     cert_pem: String,
     key_pem: String,
+}
+
+impl Pki {
+    /// A certificate signed by this CA whose subject has `common_name`
+    /// (none when `None`): (certificate DER, key DER).
+    fn client(
+        &self,
+        common_name: Option<&str>,
+    ) -> (
+        CertificateDer<'static>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        match common_name {
+            Some(cn) => params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, cn),
+            None => params
+                .distinguished_name
+                .push(rcgen::DnType::OrganizationName, "no common name"),
+        }
+        let issuer = rcgen::Issuer::from_params(&self.ca_params, &self.ca_key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        (cert.der().clone(), key_der)
+    }
 }
 
 fn pki(common_name: &str) -> Pki {
@@ -29,6 +61,9 @@ fn pki(common_name: &str) -> Pki {
     let cert = params.signed_by(&key, &issuer).unwrap();
     Pki {
         ca_der: ca.der().clone(),
+        ca_pem: ca.pem(),
+        ca_params,
+        ca_key,
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     }
@@ -38,21 +73,58 @@ fn write_files(dir: &std::path::Path, pki: &Pki) -> TlsFiles {
     let files = TlsFiles {
         cert: dir.join("tls.crt"),
         key: dir.join("tls.key"),
+        client_ca: None,
+        client_auth: ClientAuth::Required,
     };
     std::fs::write(&files.cert, &pki.cert_pem).unwrap();
     std::fs::write(&files.key, &pki.key_pem).unwrap();
     files
 }
 
-/// Accepts one connection with `listener` and echoes what it reads.
-async fn echo_once(server: Arc<TlsListener>, socket: TcpListener) -> Result<(), Refusal> {
+/// `write_files` plus the CA as the client CA.
+fn write_mtls_files(dir: &std::path::Path, pki: &Pki, client_auth: ClientAuth) -> TlsFiles {
+    let mut files = write_files(dir, pki);
+    let ca = dir.join("client-ca.crt");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    files.client_ca = Some(ca);
+    files.client_auth = client_auth;
+    files
+}
+
+/// Accepts one connection with `listener`, echoes what it reads, and
+/// returns the principal of the client's certificate.
+async fn echo_once(
+    server: Arc<TlsListener>,
+    socket: TcpListener,
+) -> Result<Option<Principal>, Refusal> {
     let (stream, _) = socket.accept().await.unwrap();
-    let mut tls = server.accept(stream).await?;
+    let (mut tls, principal) = server.accept(stream).await?;
     let mut buf = [0u8; 5];
     tls.read_exact(&mut buf).await.unwrap();
     tls.write_all(&buf).await.unwrap();
     tls.flush().await.unwrap();
-    Ok(())
+    Ok(principal)
+}
+
+fn client_config(
+    ca: &CertificateDer<'static>,
+    identity: Option<(
+        CertificateDer<'static>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    )>,
+) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    match identity {
+        Some((cert, key)) => builder.with_client_auth_cert(vec![cert], key).unwrap(),
+        None => builder.with_no_client_auth(),
+    }
 }
 
 /// Connects trusting `ca`; returns the echo and the server's certificate.
@@ -60,26 +132,25 @@ async fn connect(
     addr: std::net::SocketAddr,
     ca: &CertificateDer<'static>,
 ) -> (Vec<u8>, CertificateDer<'static>) {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    connect_as(addr, client_config(ca, None))
+        .await
+        .expect("handshake")
+}
+
+async fn connect_as(
+    addr: std::net::SocketAddr,
+    config: rustls::ClientConfig,
+) -> std::io::Result<(Vec<u8>, CertificateDer<'static>)> {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = TcpStream::connect(addr).await.unwrap();
     let mut tls = connector
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .expect("handshake");
-    tls.write_all(b"hello").await.unwrap();
+        .await?;
+    tls.write_all(b"hello").await?;
     let mut buf = vec![0u8; 5];
-    tls.read_exact(&mut buf).await.unwrap();
+    tls.read_exact(&mut buf).await?;
     let presented = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
-    (buf, presented)
+    Ok((buf, presented))
 }
 
 #[tokio::test]
@@ -122,7 +193,10 @@ async fn given_new_certificate_files_when_reloaded_then_new_connections_get_the_
     let rotated = pki("new");
     write_files(dir.path(), &rotated);
     server
-        .reload(rotated.cert_pem.as_bytes(), rotated.key_pem.as_bytes())
+        .reload(&[
+            rotated.cert_pem.clone().into(),
+            rotated.key_pem.clone().into(),
+        ])
         .unwrap();
     let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();
@@ -135,12 +209,18 @@ async fn given_new_certificate_files_when_reloaded_then_new_connections_get_the_
     assert_eq!(presented, expected);
 
     // A broken pair is refused and the working one stays.
-    let err = server.reload(b"not a certificate", rotated.key_pem.as_bytes());
+    let err = server.reload(&[
+        b"not a certificate".to_vec(),
+        rotated.key_pem.clone().into(),
+    ]);
     assert!(err.is_err());
     let mismatched = pki("other");
     assert!(
         server
-            .reload(rotated.cert_pem.as_bytes(), mismatched.key_pem.as_bytes())
+            .reload(&[
+                rotated.cert_pem.clone().into(),
+                mismatched.key_pem.clone().into()
+            ])
             .is_err(),
         "a key that does not match the certificate is refused"
     );
@@ -152,13 +232,72 @@ fn given_missing_or_empty_files_when_loading_then_the_error_names_the_file() {
     let files = TlsFiles {
         cert: dir.path().join("missing.crt"),
         key: dir.path().join("missing.key"),
+        client_ca: None,
+        client_auth: ClientAuth::Required,
     };
     let err = TlsListener::load(files.clone()).unwrap_err().to_string();
     assert!(err.contains("missing.crt"), "{err}");
     std::fs::write(&files.cert, "").unwrap();
     std::fs::write(&files.key, "").unwrap();
-    let err = TlsListener::load(files).unwrap_err().to_string();
+    let err = TlsListener::load(files.clone()).unwrap_err().to_string();
     assert!(err.contains("no PEM certificate"), "{err}");
+    let good = pki("b");
+    let mut files = write_files(dir.path(), &good);
+    let ca = dir.path().join("empty-ca.crt");
+    std::fs::write(&ca, "").unwrap();
+    files.client_ca = Some(ca);
+    let err = TlsListener::load(files).unwrap_err().to_string();
+    assert!(
+        err.contains("empty-ca.crt") && err.contains("no PEM certificate"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn given_a_client_ca_when_clients_connect_then_a_verified_certificate_names_the_principal() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki("broker");
+    let server = Arc::new(
+        TlsListener::load(write_mtls_files(dir.path(), &pki, ClientAuth::Required)).unwrap(),
+    );
+    // (client identity, expected outcome)
+    let stranger = self::pki("elsewhere").client(Some("mallory"));
+    let cases: Vec<(_, Result<Option<&str>, &str>)> = vec![
+        (Some(pki.client(Some("alice"))), Ok(Some("User:alice"))),
+        (None, Err("handshake")),
+        (Some(stranger), Err("handshake")),
+        (Some(pki.client(None)), Err("principal")),
+    ];
+    for (identity, expected) in cases {
+        let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let served = tokio::spawn(echo_once(Arc::clone(&server), socket));
+        let client = tokio::spawn(connect_as(addr, client_config(&pki.ca_der, identity)));
+        let outcome = served.await.unwrap();
+        let _ = client.await;
+        match (outcome, expected) {
+            (Ok(principal), Ok(want)) => {
+                assert_eq!(principal.map(|p| p.to_string()).as_deref(), want);
+            }
+            (Err(Refusal::Handshake(_)), Err("handshake")) => {}
+            (Err(Refusal::NoPrincipal(why)), Err("principal")) => {
+                assert!(why.contains("no common name"), "{why}");
+            }
+            (got, want) => panic!("got {got:?}, expected {want:?}"),
+        }
+    }
+
+    // `requested`: a client without a certificate comes in anonymously.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Arc::new(
+        TlsListener::load(write_mtls_files(dir.path(), &pki, ClientAuth::Requested)).unwrap(),
+    );
+    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let served = tokio::spawn(echo_once(Arc::clone(&server), socket));
+    let (echo, _) = connect(addr, &pki.ca_der).await;
+    assert_eq!(echo, b"hello");
+    assert_eq!(served.await.unwrap().expect("served"), None);
 }
 
 mod fuzz {

@@ -7,6 +7,14 @@
 //! certificate needs no restart. A changed pair that does not load is
 //! reported and ignored; the broker keeps serving with the old one.
 //!
+//! With a client CA (`--kafka-tls-client-ca-file`) the listener asks for a
+//! client certificate and checks it against that CA: `required` refuses a
+//! client without one, `requested` lets it in anonymously. A verified
+//! client certificate names the connection's principal: `User:` and the
+//! common name (CN) of its subject, the same principal a SCRAM user of that
+//! name has. A certificate without a CN is refused. The CA file is
+//! reloaded with the certificate and key.
+//!
 //! A client that speaks plaintext to a TLS port is recognised by its first
 //! byte (a TLS connection starts with a handshake record, 0x16; a Kafka
 //! request starts with its size, whose first byte is 0x00) and closed at
@@ -21,9 +29,12 @@ use parking_lot::RwLock;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
 use thiserror::Error;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+
+use super::Principal;
 
 /// Longest a client may take to finish the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,13 +42,39 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The first byte of a TLS record carrying a handshake message.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
-/// Where a listener's certificate and key are.
+/// Where a listener's certificate, key and client CA are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
     /// PEM certificate chain, the broker's certificate first.
     pub cert: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+    /// PEM CA certificates client certificates must chain to; `None` asks
+    /// clients for no certificate.
+    pub client_ca: Option<PathBuf>,
+    /// Whether a client without a certificate is refused (with a client CA).
+    pub client_auth: ClientAuth,
+}
+
+/// Whether a TLS listener with a client CA requires client certificates
+/// (Kafka `ssl.client.auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ClientAuth {
+    /// A client without a certificate is refused.
+    #[default]
+    Required,
+    /// A client without a certificate is let in, anonymous (or as its
+    /// SASL user).
+    Requested,
+}
+
+impl TlsFiles {
+    /// The files read, in the order [`TlsListener::reload`] takes them.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        let mut paths = vec![self.cert.clone(), self.key.clone()];
+        paths.extend(self.client_ca.clone());
+        paths
+    }
 }
 
 /// Why TLS settings cannot be used.
@@ -52,6 +89,8 @@ pub enum TlsError {
     NoCertificate { path: PathBuf },
     #[error("{path} holds no PEM private key: {reason}")]
     NoKey { path: PathBuf, reason: String },
+    #[error("{path} holds no usable CA certificate: {reason}")]
+    ClientCa { path: PathBuf, reason: String },
     #[error("the certificate and key cannot be used: {0}")]
     Rustls(#[from] rustls::Error),
 }
@@ -67,6 +106,8 @@ pub enum Refusal {
     Timeout,
     #[error("TLS handshake failed: {0}")]
     Handshake(std::io::Error),
+    #[error("the client certificate names no principal: {0}")]
+    NoPrincipal(String),
 }
 
 impl Refusal {
@@ -77,6 +118,7 @@ impl Refusal {
             Self::Closed => "closed_before_tls",
             Self::Timeout => "tls_timeout",
             Self::Handshake(_) => "tls_handshake",
+            Self::NoPrincipal(_) => "tls_no_principal",
         }
     }
 }
@@ -90,15 +132,14 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Loads the certificate and key.
+    /// Loads the certificate, key and client CA.
     pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
-        let [cert_pem, key_pem] = [&files.cert, &files.key].map(|path| {
-            std::fs::read(path).map_err(|source| TlsError::Read {
-                path: path.clone(),
-                source,
-            })
-        });
-        let config = server_config(&files, &cert_pem?, &key_pem?)?;
+        let contents = files
+            .paths()
+            .into_iter()
+            .map(|path| std::fs::read(&path).map_err(|source| TlsError::Read { path, source }))
+            .collect::<Result<Vec<_>, _>>()?;
+        let config = server_config(&files, &contents)?;
         Ok(Self {
             files,
             config: RwLock::new(Arc::new(config)),
@@ -110,16 +151,20 @@ impl TlsListener {
         &self.files
     }
 
-    /// Loads changed file contents; the old configuration stays when they
-    /// do not load.
-    pub fn reload(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), TlsError> {
-        let config = server_config(&self.files, cert_pem, key_pem)?;
+    /// Loads changed file contents, in [`TlsFiles::paths`] order; the old
+    /// configuration stays when they do not load.
+    pub fn reload(&self, contents: &[Vec<u8>]) -> Result<(), TlsError> {
+        let config = server_config(&self.files, contents)?;
         *self.config.write() = Arc::new(config);
         Ok(())
     }
 
-    /// Runs the TLS handshake on an accepted connection.
-    pub async fn accept(&self, stream: TcpStream) -> Result<TlsStream<TcpStream>, Refusal> {
+    /// Runs the TLS handshake on an accepted connection; returns the
+    /// stream and the principal its client certificate names, if any.
+    pub async fn accept(
+        &self,
+        stream: TcpStream,
+    ) -> Result<(TlsStream<TcpStream>, Option<Principal>), Refusal> {
         let mut first = [0u8; 1];
         let peeked = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
         match peeked {
@@ -133,17 +178,47 @@ impl TlsListener {
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
             Err(_) => Err(Refusal::Timeout),
             Ok(Err(e)) => Err(Refusal::Handshake(e)),
-            Ok(Ok(tls)) => Ok(tls),
+            Ok(Ok(tls)) => {
+                let principal = match tls.get_ref().1.peer_certificates() {
+                    Some([leaf, ..]) => Some(principal_of(leaf).map_err(Refusal::NoPrincipal)?),
+                    _ => None,
+                };
+                Ok((tls, principal))
+            }
         }
     }
 }
 
-/// A rustls server configuration from PEM contents.
-fn server_config(
-    files: &TlsFiles,
-    cert_pem: &[u8],
-    key_pem: &[u8],
-) -> Result<ServerConfig, TlsError> {
+/// `User:<CN>` of a verified client certificate.
+pub fn principal_of(certificate: &CertificateDer<'_>) -> Result<Principal, String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref())
+        .map_err(|e| format!("unreadable certificate: {e}"))?;
+    let subject = parsed.subject();
+    let cn = subject
+        .iter_common_name()
+        .next()
+        .ok_or_else(|| format!("subject `{subject}` has no common name (CN)"))?;
+    let name = cn
+        .as_str()
+        .map_err(|e| format!("subject `{subject}`: CN is not a string: {e}"))?;
+    if name.is_empty() {
+        return Err(format!("subject `{subject}` has an empty common name"));
+    }
+    Ok(Principal::user(name))
+}
+
+/// A rustls server configuration from PEM contents, in [`TlsFiles::paths`]
+/// order.
+fn server_config(files: &TlsFiles, contents: &[Vec<u8>]) -> Result<ServerConfig, TlsError> {
+    let (cert_pem, key_pem, ca_pem) = match contents {
+        [cert, key] => (cert, key, None),
+        [cert, key, ca] => (cert, key, Some(ca)),
+        _ => {
+            return Err(TlsError::NoCertificate {
+                path: files.cert.clone(),
+            });
+        }
+    };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|_| TlsError::NoCertificate {
@@ -159,9 +234,31 @@ fn server_config(
         reason: e.to_string(),
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
-    Ok(config)
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match (ca_pem, &files.client_ca) {
+        (Some(ca_pem), Some(ca_path)) => {
+            let ca_error = |reason: String| TlsError::ClientCa {
+                path: ca_path.clone(),
+                reason,
+            };
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in CertificateDer::pem_slice_iter(ca_pem) {
+                let ca = ca.map_err(|e| ca_error(e.to_string()))?;
+                roots.add(ca).map_err(|e| ca_error(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(ca_error("no PEM certificate".into()));
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = match files.client_auth {
+                ClientAuth::Required => verifier,
+                ClientAuth::Requested => verifier.allow_unauthenticated(),
+            };
+            builder
+                .with_client_cert_verifier(verifier.build().map_err(|e| ca_error(e.to_string()))?)
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(builder.with_single_cert(chain, key)?)
 }
