@@ -83,12 +83,14 @@ compat:
 	scripts/install-compat.sh
 	compat/run.sh --target rill
 	compat/run.sh --target rill --no-build --security sasl_ssl
+	compat/run.sh --target rill --no-build --security mtls
 
 # The same tests against real Apache Kafka (3 brokers), which proves them.
 compat-kafka:
 	scripts/install-compat.sh
 	compat/run.sh --target kafka
 	compat/run.sh --target kafka --security sasl_ssl
+	compat/run.sh --target kafka --security mtls
 
 # Side-by-side benchmark against Apache Kafka (bench/README.md): 3 brokers
 # each, RF=3, acks=all, Kafka's perf tools. `bench` is the full run (about

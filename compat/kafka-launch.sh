@@ -5,7 +5,7 @@
 # the side-by-side benchmark.
 #
 #   compat/kafka-launch.sh start --dir DIR [--brokers N] [--controller combined|separate]
-#                                [--base-port P] [--security sasl_ssl]
+#                                [--base-port P] [--security sasl_ssl|mtls]
 #       Formats storage, starts the nodes in the background, waits until every
 #       broker has started, writes DIR/env and prints KAFKA_BOOTSTRAP=...
 #       --brokers 1 (default): one combined broker+controller node.
@@ -16,6 +16,9 @@
 #       broker certificate made in DIR/pki; SCRAM-SHA-512, SCRAM-SHA-256 and
 #       PLAIN with compat/security-lib.sh's users); brokers talk to each
 #       other on a PLAINTEXT listener at P+20+i.
+#       --security mtls: the client listeners are SSL with client
+#       certificates required (alice and bob, signed by the same CA); the
+#       principal is User:<CN>, as on Rill.
 #   compat/kafka-launch.sh rotate-cert --dir DIR        a new broker certificate from the same CA,
 #                                                       loaded by each broker through AlterConfigs
 #   compat/kafka-launch.sh stop --dir DIR               SIGTERM, then SIGKILL after KAFKA_STOP_TIMEOUT
@@ -140,14 +143,27 @@ ssl.keystore.location=$dir/pki/broker.pem
 ssl.truststore.type=PEM
 ssl.truststore.location=$dir/pki/ca.crt"
             ;;
-        *) log "--security plaintext|sasl_ssl, not $security"; exit 2 ;;
+        mtls)
+            make_pki "$dir/pki"
+            make_pki "$dir/pki" alice
+            make_pki "$dir/pki" bob
+            client=SSL inter=INTERNAL
+            protocols="SSL:SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"
+            secure="ssl.client.auth=required
+ssl.principal.mapping.rules=$KAFKA_PRINCIPAL_RULE
+ssl.keystore.type=PEM
+ssl.keystore.location=$dir/pki/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$dir/pki/ca.crt"
+            ;;
+        *) log "--security plaintext|sasl_ssl|mtls, not $security"; exit 2 ;;
     esac
     # broker_listeners N: the listeners of broker N.
     broker_listeners() {
         if [ "$security" = plaintext ]; then
             echo "PLAINTEXT://127.0.0.1:$((base + $1))"
         else
-            echo "SASL_SSL://127.0.0.1:$((base + $1)),INTERNAL://127.0.0.1:$((base + 20 + $1))"
+            echo "$client://127.0.0.1:$((base + $1)),INTERNAL://127.0.0.1:$((base + 20 + $1))"
         fi
     }
     local cluster_id
@@ -200,7 +216,7 @@ PROPS
 
     log "formatting storage for nodes ${nodes[*]} (cluster id $cluster_id)"
     local fpids=() scram=()
-    [ "$security" = plaintext ] || mapfile -t scram < <(kafka_scram_format_args)
+    [ "$security" != sasl_ssl ] || mapfile -t scram < <(kafka_scram_format_args)
     for n in "${nodes[@]}"; do
         java -Xmx256m -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$COMPAT_CLASSPATH" kafka.tools.StorageTool \
             format --cluster-id="$cluster_id" --config "$dir/node-$n/server.properties" "${scram[@]}" \

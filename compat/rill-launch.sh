@@ -5,13 +5,15 @@
 # the same interface as compat/kafka-launch.sh:
 #
 #   compat/rill-launch.sh start --dir DIR [--brokers N] [--base-port P] [--profile debug|release]
-#                               [--security sasl_ssl]
+#                               [--security sasl_ssl|mtls]
 #       Starts the processes from $CARGO_TARGET_DIR/<profile> (built beforehand;
 #       compat/run.sh builds them), waits for each RILL_READY line, writes
 #       DIR/env and prints KAFKA_BOOTSTRAP=... (the brokers' kafka= addresses).
 #       --security sasl_ssl: the Kafka listeners speak TLS (a CA and broker
 #       certificate made in DIR/pki) and require SASL (SCRAM-SHA-512,
 #       SCRAM-SHA-256, PLAIN) with compat/security-lib.sh's users.
+#       --security mtls: TLS with client certificates required (client
+#       certificates for alice and bob in DIR/pki, signed by the same CA).
 #   compat/rill-launch.sh rotate-cert --dir DIR         a new broker certificate from the same CA, in place
 #   compat/rill-launch.sh stop --dir DIR               SIGTERM, then SIGKILL after RILL_STOP_TIMEOUT
 #   compat/rill-launch.sh kill-broker --dir DIR ID     SIGKILL broker ID
@@ -108,7 +110,14 @@ start() {
             secure_args="--kafka-tls-cert-file $dir/pki/broker.crt --kafka-tls-key-file $dir/pki/broker.key"
             secure_args+=" --kafka-sasl-mechanisms SCRAM-SHA-512,SCRAM-SHA-256,PLAIN --sasl-credentials-file $dir/credentials"
             ;;
-        *) log "--security plaintext|sasl_ssl, not $security"; exit 2 ;;
+        mtls)
+            make_pki "$dir/pki"
+            make_pki "$dir/pki" alice
+            make_pki "$dir/pki" bob
+            secure_args="--kafka-tls-cert-file $dir/pki/broker.crt --kafka-tls-key-file $dir/pki/broker.key"
+            secure_args+=" --kafka-tls-client-ca-file $dir/pki/ca.crt"
+            ;;
+        *) log "--security plaintext|sasl_ssl|mtls, not $security"; exit 2 ;;
     esac
     local controller
     controller=$(field controller controller)

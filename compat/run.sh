@@ -16,9 +16,10 @@
 #       COMPAT_BROKERS and optionally KILL_LEADER_CMD / RESTART_BROKER_CMD
 #       from the environment.
 # Options: --only REGEX (run the tests whose names match), --keep (leave the
-# cluster running), --no-build, --security sasl_ssl (start the cluster with
-# TLS and SASL on its Kafka listeners and run the security tests instead:
-# compat/test_sasl_ssl.sh). Needs scripts/install-compat.sh first.
+# cluster running), --no-build, --security sasl_ssl|mtls (start the cluster
+# with TLS and SASL, or TLS with client certificates, on its Kafka listeners
+# and run that security test instead: compat/test_sasl_ssl.sh,
+# compat/test_mtls.sh). Needs scripts/install-compat.sh first.
 # COMPAT_TEST_TIMEOUT (s, default 300) bounds each test.
 set -euo pipefail
 script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
@@ -161,8 +162,10 @@ if [ "$security" = plaintext ]; then
     run_shell streams-wordcount test_streams_wordcount.sh
     # Last: it kills (and restarts) a broker.
     run_shell idempotent-failover test_idempotent_failover.sh
-else
+elif [ "$security" = sasl_ssl ]; then
     run_shell sasl-ssl test_sasl_ssl.sh
+else
+    run_shell mtls test_mtls.sh
 fi
 
 passed=0; failed=0; skipped=0

@@ -12,7 +12,10 @@ COMPAT_SCRAM_ITERATIONS=4096
 # make_pki DIR [NAME]: a CA (DIR/ca.crt, ca.key) and a certificate for
 # localhost and 127.0.0.1 signed by it (DIR/NAME.crt, NAME.key, and
 # DIR/NAME.pem with both, the form Kafka's PEM keystore reads). With an
-# existing CA in DIR, only the certificate is made (a rotation).
+# existing CA in DIR, only the certificate is made (a rotation). The
+# subject's CN is NAME, so a client certificate made this way names the
+# principal User:NAME (on Rill, and on Kafka with the launchers' mapping
+# rule).
 make_pki() {
     local dir=$1 name=${2:-broker}
     mkdir -p "$dir"
@@ -34,6 +37,10 @@ make_pki() {
     mv "$dir/$name.pem.new" "$dir/$name.pem"
     rm -f "$dir/$name.key.new" "$dir/$name.csr"
 }
+
+# The launchers' Kafka rule that makes a client certificate's principal
+# User:<CN>, as Rill does.
+KAFKA_PRINCIPAL_RULE='RULE:^CN=([^,]*).*$/$1/,DEFAULT'
 
 # rill_credentials FILE: Rill's SASL credentials file for COMPAT_SASL_USERS
 # (both SCRAM mechanisms; salted and hashed, as an operator would write it).
