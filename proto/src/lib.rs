@@ -12,11 +12,15 @@
 //!   config keys, shared by the broker, the controller and the operator.
 //! - [`broker_config`]: the broker configuration file (`RILL_CONFIG_FILE`)
 //!   and the table of its keys, shared by the broker and the operator.
+//! - [`acl`]: Kafka's ACL model and the authorization rule (deny wins,
+//!   no ACL no access, implied DESCRIBE), for the controller that will own
+//!   ACLs and the brokers that will enforce them.
 //! - [`scram`]: SCRAM credentials (salted, hashed), shared by the broker,
 //!   which checks logins against them, and the operator, which makes them.
 //! - [`versions`]: the protocol versions components announce, and the
 //!   version-skew rule.
 
+pub mod acl;
 pub mod broker_config;
 pub mod scram;
 pub mod topic;
