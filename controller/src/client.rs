@@ -287,6 +287,8 @@ pub struct MetadataUpdate {
     pub topics: Vec<TopicState>,
     pub partitions: Vec<PartitionUpdate>,
     pub deleted_topics: Vec<String>,
+    /// The whole new set of ACLs, when it changed (always in a snapshot).
+    pub acls: Option<Vec<rill_proto::acl::Acl>>,
 }
 
 impl MetadataUpdate {
@@ -329,8 +331,27 @@ impl MetadataUpdate {
             topics,
             partitions,
             deleted_topics: u.deleted_topics,
+            acls: if u.acls_changed {
+                Some(
+                    u.acls
+                        .iter()
+                        .map(rill_proto::acl::Acl::from_wire)
+                        .collect::<Result<_, _>>()
+                        .map_err(ClientError::Protocol)?,
+                )
+            } else {
+                None
+            },
         })
     }
+}
+
+/// What an ACL change did: per creation, and per deletion filter the ACLs
+/// it removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclChanges {
+    pub created: Vec<Result<(), String>>,
+    pub deleted: Vec<Result<Vec<rill_proto::acl::Acl>, String>>,
 }
 
 /// The cluster as a watcher knows it, built from [`MetadataUpdate`]s.
@@ -814,6 +835,41 @@ impl ControllerClient {
 
     /// Preferred-leader elections for `partitions` (all partitions whose
     /// preferred replica does not lead, when empty).
+    /// Creates and deletes ACLs (Kafka's CreateAcls, DeleteAcls): one
+    /// outcome per creation (`Err` says why), and per deletion filter the
+    /// ACLs it deleted or why it failed.
+    pub async fn alter_acls(
+        &self,
+        creations: &[rill_proto::acl::Acl],
+        deletions: &[rill_proto::acl::AclFilter],
+    ) -> Result<AclChanges, ClientError> {
+        let message = pb::AlterAclsRequest {
+            creations: creations.iter().map(|a| a.to_wire()).collect(),
+            deletions: deletions.iter().map(|f| f.to_wire()).collect(),
+        };
+        let r = self
+            .call("AlterAcls", |mut c| {
+                let req = self.request(message.clone());
+                async move { c.alter_acls(req).await }
+            })
+            .await?;
+        let outcome = |error: String| if error.is_empty() { Ok(()) } else { Err(error) };
+        Ok(AclChanges {
+            created: r.creation_errors.into_iter().map(outcome).collect(),
+            deleted: r
+                .deletions
+                .into_iter()
+                .map(|d| {
+                    outcome(d.error)?;
+                    d.deleted
+                        .iter()
+                        .map(rill_proto::acl::Acl::from_wire)
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .collect(),
+        })
+    }
+
     pub async fn elect_preferred_leaders(
         &self,
         partitions: Vec<pb::TopicPartition>,
@@ -883,6 +939,7 @@ mod tests {
             topics: vec![],
             partitions: vec![],
             deleted_topics: vec![],
+            acls: None,
         };
         assert!(view.apply(&snap));
         let old = MetadataUpdate {

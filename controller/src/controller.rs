@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use rill_proto::acl::{Acl, AclFilter};
 use thiserror::Error;
 use tracing::info;
 
@@ -699,6 +700,21 @@ impl Controller {
         }))
     }
 
+    /// Creates `creations` (each validated; one already present is
+    /// fine) and deletes the ACLs each of `deletions` matches. Returns the
+    /// plan, the outcome of each creation, and per filter the ACLs it
+    /// deleted, as Kafka's CreateAcls and DeleteAcls answer.
+    pub fn alter_acls(
+        &self,
+        creations: Vec<Acl>,
+        deletions: &[AclFilter],
+    ) -> (Plan, Vec<Result<(), String>>, Vec<Vec<Acl>>) {
+        let mut acls = self.meta.acls.clone();
+        let (created, deleted) = rill_proto::acl::alter(&mut acls, creations, deletions);
+        let plan = self.plan(vec![], move |meta, _| meta.acls = acls);
+        (plan, created, deleted)
+    }
+
     /// Deletes topic `name`. With `id`, only the topic of that id: a newer
     /// topic created under the same name is a different topic and answers
     /// [`ControllerError::UnknownTopic`], so a late delete of the old one
@@ -1088,6 +1104,57 @@ mod tests {
             .expect("registers");
         ctl.apply(plan);
         epoch
+    }
+
+    #[test]
+    fn given_acl_changes_when_planned_then_invalid_ones_are_refused_and_filters_delete_what_they_match()
+     {
+        use rill_proto::acl::{Operation, PatternFilter, PatternType, Permission, ResourceType};
+        let mut ctl = Controller::new(ControllerConfig::default(), ClusterMetadata::default(), 0);
+        let acl = |name: &str, principal: &str| Acl {
+            resource_type: ResourceType::Topic,
+            pattern: PatternType::Literal,
+            name: name.to_owned(),
+            principal: principal.to_owned(),
+            host: "*".to_owned(),
+            operation: Operation::Read,
+            permission: Permission::Allow,
+        };
+        let mut bad = acl("t", "alice");
+        bad.principal = "alice".into();
+        let (plan, created, deleted) = ctl.alter_acls(
+            vec![
+                acl("b", "User:bob"),
+                acl("a", "User:alice"),
+                bad,
+                acl("a", "User:alice"),
+            ],
+            &[],
+        );
+        assert_eq!(created.len(), 4);
+        assert!(created[0].is_ok() && created[1].is_ok() && created[3].is_ok());
+        assert!(
+            created[2].as_ref().unwrap_err().contains("User:"),
+            "{created:?}"
+        );
+        assert!(deleted.is_empty());
+        assert_eq!(
+            plan.changes,
+            vec![Change::Acls(vec![
+                acl("a", "User:alice"),
+                acl("b", "User:bob")
+            ])]
+        );
+        ctl.apply(plan);
+        let mut filter = AclFilter::any();
+        filter.principal = Some("User:alice".into());
+        filter.pattern = PatternFilter::Any;
+        let (plan, _, deleted) = ctl.alter_acls(vec![], &[filter.clone(), filter]);
+        assert_eq!(deleted, vec![vec![acl("a", "User:alice")], vec![]]);
+        ctl.apply(plan);
+        assert_eq!(ctl.metadata().acls, vec![acl("b", "User:bob")]);
+        let (plan, _, _) = ctl.alter_acls(vec![acl("b", "User:bob")], &[]);
+        assert!(plan.is_empty(), "an ACL already there changes nothing");
     }
 
     #[test]

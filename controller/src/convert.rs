@@ -135,6 +135,8 @@ pub(crate) fn snapshot(ctl: &Controller) -> pb::MetadataUpdate {
         topics: ctl.metadata().topics.values().map(topic_to_pb).collect(),
         partitions: Vec::new(),
         deleted_topics: Vec::new(),
+        acls_changed: true,
+        acls: ctl.metadata().acls.iter().map(|a| a.to_wire()).collect(),
     }
 }
 
@@ -165,6 +167,10 @@ pub(crate) fn delta(
                 partition: Some(partition_to_pb(*partition, state)),
             }),
             Change::DeleteTopic(name) => update.deleted_topics.push(name.clone()),
+            Change::Acls(acls) => {
+                update.acls_changed = true;
+                update.acls = acls.iter().map(|a| a.to_wire()).collect();
+            }
         }
     }
     brokers.extend(liveness.iter().map(|(id, _)| *id));
@@ -184,4 +190,5 @@ pub(crate) fn is_empty(u: &pb::MetadataUpdate) -> bool {
         && u.topics.is_empty()
         && u.partitions.is_empty()
         && u.deleted_topics.is_empty()
+        && !u.acls_changed
 }

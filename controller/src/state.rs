@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use rill_proto::acl::Acl;
 use serde::{Deserialize, Serialize};
 
 /// A broker's id (the StatefulSet ordinal on Kubernetes).
@@ -141,6 +142,9 @@ pub struct ClusterMetadata {
     pub controller_epoch: i64,
     pub brokers: BTreeMap<BrokerId, BrokerRegistration>,
     pub topics: BTreeMap<String, TopicState>,
+    /// Kafka ACLs (CreateAcls, DeleteAcls), sorted, without duplicates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acls: Vec<Acl>,
 }
 
 /// One durable change; also what brokers are told.
@@ -155,6 +159,8 @@ pub enum Change {
         state: PartitionState,
     },
     DeleteTopic(String),
+    /// The whole new set of ACLs.
+    Acls(Vec<Acl>),
 }
 
 impl ClusterMetadata {
@@ -183,6 +189,7 @@ impl ClusterMetadata {
             Change::DeleteTopic(name) => {
                 self.topics.remove(name);
             }
+            Change::Acls(acls) => self.acls = acls.clone(),
         }
     }
 
@@ -221,6 +228,9 @@ impl ClusterMetadata {
                 Some(old) if old == t => {}
                 _ => out.push(Change::Topic(t.clone())),
             }
+        }
+        if self.acls != next.acls {
+            out.push(Change::Acls(next.acls.clone()));
         }
         out
     }

@@ -22,8 +22,12 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
+use crate::controller as wire;
+
 /// What kind of thing an ACL protects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ResourceType {
     Topic,
     Group,
@@ -97,7 +101,7 @@ impl fmt::Display for ResourceType {
 }
 
 /// How an ACL's resource name is matched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PatternType {
     /// The name exactly, or every resource when the name is `*`.
     Literal,
@@ -121,7 +125,7 @@ impl PatternType {
 }
 
 /// What a request does to a resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Operation {
     All,
     Read,
@@ -182,7 +186,7 @@ impl Operation {
 }
 
 /// Allow or deny.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Permission {
     Deny,
     Allow,
@@ -212,7 +216,7 @@ pub const ANY_USER: &str = "User:*";
 
 /// One ACL: `principal` from `host` is `permission`ed to `operation` the
 /// resources `resource_type`/`pattern`/`name` designates.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Acl {
     pub resource_type: ResourceType,
     pub pattern: PatternType,
@@ -324,6 +328,73 @@ pub fn authorize<'a>(
     allowed
 }
 
+/// Whether `principal` from `host` may do `operation` to at least one
+/// resource of `resource_type`: some ALLOW applies to it, and no DENY for
+/// the operation covers every such resource (a literal `*` or an empty
+/// prefix). Kafka asks this for idempotent producers, which may start with
+/// WRITE on any topic instead of IDEMPOTENT_WRITE on the cluster.
+pub fn authorize_any<'a>(
+    acls: impl IntoIterator<Item = &'a Acl> + Clone,
+    super_users: &[String],
+    principal: &str,
+    host: &str,
+    operation: Operation,
+    resource_type: ResourceType,
+) -> bool {
+    if super_users.iter().any(|s| s == principal) {
+        return true;
+    }
+    let applying =
+        |acl: &&Acl| acl.resource_type == resource_type && acl.applies_to(principal, host);
+    let denied_everywhere = acls.clone().into_iter().filter(applying).any(|acl| {
+        acl.permission == Permission::Deny
+            && (acl.operation == operation || acl.operation == Operation::All)
+            && match acl.pattern {
+                PatternType::Literal => acl.name == WILDCARD,
+                PatternType::Prefixed => acl.name.is_empty(),
+            }
+    });
+    !denied_everywhere
+        && acls
+            .into_iter()
+            .filter(applying)
+            .any(|acl| acl.permission == Permission::Allow && acl.operation.allows(operation))
+}
+
+/// Applies CreateAcls and DeleteAcls to `acls`: each creation is validated
+/// and added unless present; each filter then deletes what it matches.
+/// Returns the outcome of each creation and the ACLs each filter deleted.
+/// `acls` stays sorted, without duplicates.
+pub fn alter(
+    acls: &mut Vec<Acl>,
+    creations: Vec<Acl>,
+    deletions: &[AclFilter],
+) -> (Vec<Result<(), String>>, Vec<Vec<Acl>>) {
+    let created = creations
+        .into_iter()
+        .map(|acl| {
+            acl.validate().map_err(|e| e.to_string())?;
+            if !acls.contains(&acl) {
+                acls.push(acl);
+            }
+            Ok(())
+        })
+        .collect();
+    let deleted = deletions
+        .iter()
+        .map(|filter| {
+            let (gone, kept): (Vec<Acl>, Vec<Acl>) = std::mem::take(acls)
+                .into_iter()
+                .partition(|a| filter.matches(a));
+            *acls = kept;
+            gone
+        })
+        .collect();
+    acls.sort();
+    acls.dedup();
+    (created, deleted)
+}
+
 /// How a filter matches resource names (DescribeAcls, DeleteAcls).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatternFilter {
@@ -388,6 +459,140 @@ impl AclFilter {
             && self.host.as_ref().is_none_or(|h| *h == acl.host)
             && self.operation.is_none_or(|o| o == acl.operation)
             && self.permission.is_none_or(|p| p == acl.permission)
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Self::All => "ALL",
+            Self::Read => "READ",
+            Self::Write => "WRITE",
+            Self::Create => "CREATE",
+            Self::Delete => "DELETE",
+            Self::Alter => "ALTER",
+            Self::Describe => "DESCRIBE",
+            Self::ClusterAction => "CLUSTER_ACTION",
+            Self::DescribeConfigs => "DESCRIBE_CONFIGS",
+            Self::AlterConfigs => "ALTER_CONFIGS",
+            Self::IdempotentWrite => "IDEMPOTENT_WRITE",
+        };
+        f.write_str(name)
+    }
+}
+
+impl fmt::Display for Acl {
+    /// `ALLOW User:alice from * READ TOPIC orders (LITERAL)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let permission = match self.permission {
+            Permission::Allow => "ALLOW",
+            Permission::Deny => "DENY",
+        };
+        let pattern = match self.pattern {
+            PatternType::Literal => "LITERAL",
+            PatternType::Prefixed => "PREFIXED",
+        };
+        write!(
+            f,
+            "{permission} {} from {} {} {} {} ({pattern})",
+            self.principal, self.host, self.operation, self.resource_type, self.name
+        )
+    }
+}
+
+/// Why a wire ACL cannot be read.
+fn unknown(what: &str, code: i32) -> String {
+    format!("unknown {what} code {code}")
+}
+
+fn code8(code: i32) -> i8 {
+    i8::try_from(code).unwrap_or(i8::MIN)
+}
+
+impl Acl {
+    /// The controller protocol's form.
+    pub fn to_wire(&self) -> wire::Acl {
+        wire::Acl {
+            resource_type: self.resource_type.code().into(),
+            name: self.name.clone(),
+            pattern: self.pattern.code().into(),
+            principal: self.principal.clone(),
+            host: self.host.clone(),
+            operation: self.operation.code().into(),
+            permission: self.permission.code().into(),
+        }
+    }
+
+    /// Reads the controller protocol's form (not validated).
+    pub fn from_wire(acl: &wire::Acl) -> Result<Self, String> {
+        Ok(Self {
+            resource_type: ResourceType::from_code(code8(acl.resource_type))
+                .ok_or_else(|| unknown("resource type", acl.resource_type))?,
+            name: acl.name.clone(),
+            pattern: PatternType::from_code(code8(acl.pattern))
+                .ok_or_else(|| unknown("pattern type", acl.pattern))?,
+            principal: acl.principal.clone(),
+            host: acl.host.clone(),
+            operation: Operation::from_code(code8(acl.operation))
+                .ok_or_else(|| unknown("operation", acl.operation))?,
+            permission: Permission::from_code(code8(acl.permission))
+                .ok_or_else(|| unknown("permission", acl.permission))?,
+        })
+    }
+}
+
+impl AclFilter {
+    /// The controller protocol's form.
+    pub fn to_wire(&self) -> wire::AclFilter {
+        wire::AclFilter {
+            resource_type: self.resource_type.map_or(0, |r| r.code().into()),
+            name: self.name.clone(),
+            pattern: match self.pattern {
+                PatternFilter::Any => 1,
+                PatternFilter::Match => 2,
+                PatternFilter::Exactly(p) => p.code().into(),
+            },
+            principal: self.principal.clone(),
+            host: self.host.clone(),
+            operation: self.operation.map_or(0, |o| o.code().into()),
+            permission: self.permission.map_or(0, |p| p.code().into()),
+        }
+    }
+
+    /// Reads the controller protocol's form.
+    pub fn from_wire(filter: &wire::AclFilter) -> Result<Self, String> {
+        let any_or = |code: i32| (code != 0 && code != 1).then_some(code8(code));
+        Ok(Self {
+            resource_type: match any_or(filter.resource_type) {
+                None => None,
+                Some(c) => Some(
+                    ResourceType::from_code(c)
+                        .ok_or_else(|| unknown("resource type", filter.resource_type))?,
+                ),
+            },
+            name: filter.name.clone(),
+            pattern: match filter.pattern {
+                0 => PatternFilter::Any,
+                c => PatternFilter::from_code(code8(c))
+                    .ok_or_else(|| unknown("pattern type", filter.pattern))?,
+            },
+            principal: filter.principal.clone(),
+            host: filter.host.clone(),
+            operation: match any_or(filter.operation) {
+                None => None,
+                Some(c) => Some(
+                    Operation::from_code(c)
+                        .ok_or_else(|| unknown("operation", filter.operation))?,
+                ),
+            },
+            permission: match any_or(filter.permission) {
+                None => None,
+                Some(c) => Some(
+                    Permission::from_code(c)
+                        .ok_or_else(|| unknown("permission", filter.permission))?,
+                ),
+            },
+        })
     }
 }
 
@@ -503,6 +708,17 @@ mod tests {
     }
 
     #[test]
+    fn given_topic_acls_when_asking_for_any_topic_then_an_allow_counts_unless_denied_everywhere() {
+        let allow = acl(Topic, Literal, "orders", "User:alice", Write, Allow);
+        let deny_all = acl(Topic, Prefixed, "", "User:alice", Write, Deny);
+        let any = |acls: &[Acl], p: &str| authorize_any(acls, &[], p, "h", Write, Topic);
+        assert!(any(std::slice::from_ref(&allow), "User:alice"));
+        assert!(!any(std::slice::from_ref(&allow), "User:bob"));
+        assert!(!any(&[allow, deny_all], "User:alice"));
+        assert!(!any(&[], "User:alice"));
+    }
+
+    #[test]
     fn given_host_restricted_acls_when_authorizing_then_the_host_must_match() {
         let mut from_one_host = acl(Topic, Literal, "t", "User:alice", Read, Allow);
         from_one_host.host = "10.0.0.1".to_owned();
@@ -571,6 +787,28 @@ mod tests {
         assert_eq!(select(&f), [0, 3]);
         assert_eq!(PatternFilter::from_code(2), Some(PatternFilter::Match));
         assert_eq!(PatternFilter::from_code(9), None);
+    }
+
+    #[test]
+    fn given_acls_and_filters_when_sent_over_the_controller_protocol_then_they_come_back_unchanged()
+    {
+        let a = acl(Topic, Prefixed, "pay-", "User:alice", Write, Deny);
+        assert_eq!(Acl::from_wire(&a.to_wire()), Ok(a.clone()));
+        let mut f = AclFilter::any();
+        assert_eq!(AclFilter::from_wire(&f.to_wire()), Ok(f.clone()));
+        f.resource_type = Some(Group);
+        f.pattern = PatternFilter::Match;
+        f.name = Some("g".into());
+        f.operation = Some(Read);
+        f.permission = Some(Allow);
+        assert_eq!(AclFilter::from_wire(&f.to_wire()), Ok(f));
+        let mut bad = a.to_wire();
+        bad.operation = 99;
+        assert!(Acl::from_wire(&bad).unwrap_err().contains("operation"));
+        assert_eq!(
+            a.to_string(),
+            "DENY User:alice from * WRITE TOPIC pay- (PREFIXED)"
+        );
     }
 
     #[test]

@@ -155,6 +155,11 @@ pub enum Command {
         request: pb::ElectLeadersRequest,
         reply: Reply<pb::ElectLeadersResponse>,
     },
+    AlterAcls {
+        creations: Vec<rill_proto::acl::Acl>,
+        deletions: Vec<rill_proto::acl::AclFilter>,
+        reply: Reply<pb::AlterAclsResponse>,
+    },
 }
 
 /// One partition's outcome, its error as `REASON: text`.
@@ -570,6 +575,33 @@ impl<S: MetadataStore> Actor<S> {
                             .into_iter()
                             .map(|(topic, partition, outcome)| {
                                 partition_result(topic, partition, outcome)
+                            })
+                            .collect(),
+                    }
+                });
+                let _ = reply.send(result);
+            }
+            Command::AlterAcls {
+                creations,
+                deletions,
+                reply,
+            } => {
+                let (plan, created, deleted) = self.ctl.alter_acls(creations, &deletions);
+                let changed = !plan.is_empty();
+                let result = self.commit(plan).await.map(|()| {
+                    if changed {
+                        info!(acls = self.ctl.metadata().acls.len(), "ACLs changed");
+                    }
+                    pb::AlterAclsResponse {
+                        creation_errors: created
+                            .into_iter()
+                            .map(|r| r.err().unwrap_or_default())
+                            .collect(),
+                        deletions: deleted
+                            .into_iter()
+                            .map(|acls| pb::AclDeletion {
+                                error: String::new(),
+                                deleted: acls.iter().map(|a| a.to_wire()).collect(),
                             })
                             .collect(),
                     }

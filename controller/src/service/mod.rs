@@ -413,6 +413,36 @@ impl ControllerRpc for ControllerService {
         .await;
         self.finish("ElectLeaders", started, result)
     }
+
+    async fn alter_acls(
+        &self,
+        request: Request<pb::AlterAclsRequest>,
+    ) -> Result<Response<pb::AlterAclsResponse>, Status> {
+        let started = Instant::now();
+        let request = request.into_inner();
+        let result = async {
+            let creations = request
+                .creations
+                .iter()
+                .map(rill_proto::acl::Acl::from_wire)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(ServiceError::InvalidArgument)?;
+            let deletions = request
+                .deletions
+                .iter()
+                .map(rill_proto::acl::AclFilter::from_wire)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(ServiceError::InvalidArgument)?;
+            self.call(|reply| Command::AlterAcls {
+                creations,
+                deletions,
+                reply,
+            })
+            .await
+        }
+        .await;
+        self.finish("AlterAcls", started, result)
+    }
 }
 
 #[cfg(test)]

@@ -154,6 +154,13 @@ impl Controller for ControllerRouter {
     ) -> Result<Response<pb::ElectLeadersResponse>, Status> {
         self.route(&request).await?.elect_leaders(request).await
     }
+
+    async fn alter_acls(
+        &self,
+        request: Request<pb::AlterAclsRequest>,
+    ) -> Result<Response<pb::AlterAclsResponse>, Status> {
+        self.route(&request).await?.alter_acls(request).await
+    }
 }
 
 /// Serves the router on `listener` until `shutdown` completes.

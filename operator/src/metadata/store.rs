@@ -72,6 +72,9 @@ pub fn state_config_map(cluster: &str) -> String {
 struct ControllerRecord {
     controller_epoch: i64,
     brokers: Vec<BrokerRegistration>,
+    /// Kafka ACLs (CreateAcls, DeleteAcls through any broker).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    acls: Vec<rill_proto::acl::Acl>,
 }
 
 /// The metadata store of one StreamCluster.
@@ -602,6 +605,7 @@ impl MetadataStore for KubeStore {
             controller_epoch: ours,
             brokers: record.brokers.into_iter().map(|b| (b.id, b)).collect(),
             topics: BTreeMap::new(),
+            acls: record.acls,
         };
         let mut seen = BTreeSet::new();
         // A resource being deleted loses to a live one of the same Kafka
@@ -760,13 +764,29 @@ impl MetadataStore for KubeStore {
             })
             .await?;
         }
+        if let Some(acls) = changes.iter().rev().find_map(|c| match c {
+            Change::Acls(acls) => Some(acls),
+            _ => None,
+        }) {
+            self.update_record(|mut r| {
+                if r.controller_epoch != ours {
+                    return Err(StoreError::Superseded {
+                        ours,
+                        current: r.controller_epoch,
+                    });
+                }
+                r.acls = acls.clone();
+                Ok(r)
+            })
+            .await?;
+        }
         // Partition changes are grouped per topic (one write each), in the
         // order their topics first appear; whole-topic changes and
         // deletions are written in place.
         let mut pending: Vec<(String, BTreeMap<i32, PartitionState>)> = Vec::new();
         for change in changes {
             match change {
-                Change::Broker(_) => {}
+                Change::Broker(_) | Change::Acls(_) => {}
                 Change::Partition {
                     topic,
                     partition,
@@ -940,6 +960,7 @@ mod kube_tests {
             serde_json::to_string(&ControllerRecord {
                 controller_epoch: epoch,
                 brokers: vec![],
+                acls: vec![],
             })
             .expect("json"),
         )]));
