@@ -10,9 +10,8 @@
 //! server, config, http        the process: wiring, flags, probes
 //! kafka                       Kafka listener: frames, the API table, handlers
 //! group | grpc | cluster      group coordinator | gRPC adapters | link to the cluster
-//!   | security                 | TLS, SASL and credentials of Kafka connections
 //! partition                   local replicas: produce, fetch, acks, topics
-//! replication                 leader/follower state without I/O
+//! replication | security      leader/follower state without I/O | TLS, SASL, ACLs
 //! log                         segments, indexes, retention, compaction
 //! metrics                     counters every layer updates
 //! ```

@@ -65,6 +65,8 @@ pub enum ServerError {
     ProducerIds(std::io::Error),
     #[error(transparent)]
     Security(#[from] crate::security::SecurityError),
+    #[error("reading the ACLs: {0}")]
+    Acls(std::io::Error),
 }
 
 /// Longest a broker in a cluster waits for its first metadata snapshot.
@@ -278,6 +280,10 @@ impl Broker {
                 .add_service(service)
                 .serve_with_incoming_shutdown(no_delay(grpc_listener), stop.cancelled_owned())
         });
+        let authorizer = Arc::new(crate::security::Authorizer::new(
+            config.authorization,
+            config.super_users.clone(),
+        ));
         // Cluster mode: serve replication, join the controller, and wait
         // for the first metadata snapshot to know this broker's roles.
         let cluster_stop = CancellationToken::new();
@@ -307,6 +313,7 @@ impl Broker {
                 rack: config.rack.clone(),
                 replica_lag_time_max: Duration::from_millis(config.replica_lag_time_max_ms),
                 reassignment_throttle_bytes_per_sec: config.reassignment_throttle_bytes_per_sec,
+                authorizer: Arc::clone(&authorizer),
             };
             let link = ClusterLink::start(
                 settings,
@@ -327,6 +334,18 @@ impl Broker {
             }
             (Some(link), Some(bound))
         };
+        // ACLs: from the controller in a cluster, from the data directory
+        // of a standalone broker.
+        let acls = match &cluster {
+            Some(link) => crate::security::AclService {
+                authorizer: Arc::clone(&authorizer),
+                admin: Arc::clone(link) as Arc<dyn crate::security::AclAdmin>,
+            },
+            None => {
+                crate::security::AclService::open_local(&config.data_dir, Arc::clone(&authorizer))
+                    .map_err(ServerError::Acls)?
+            }
+        };
         // The Kafka listener starts last: its Metadata answers need the
         // cluster view in cluster mode.
         let kafka_context = Arc::new(KafkaContext {
@@ -344,6 +363,7 @@ impl Broker {
             },
             producer_ids,
             groups: Some(Arc::clone(&groups)),
+            acls,
         });
         let (kafka_security, security_tasks) =
             crate::security::start(&config.kafka_security(), &tasks_stop)?;

@@ -240,6 +240,9 @@ async fn given_a_broker_when_api_versions_asked_should_list_exactly_the_served_a
             // refused when used.
             (ApiKey::SaslHandshake, (0, 1)),
             (ApiKey::SaslAuthenticate, (0, 2)),
+            (ApiKey::CreateAcls, (1, 3)),
+            (ApiKey::DescribeAcls, (1, 3)),
+            (ApiKey::DeleteAcls, (1, 3)),
             // The group coordinator's APIs (`crate::group`).
             (ApiKey::OffsetCommit, (2, 9)),
             (ApiKey::OffsetFetch, (1, 9)),

@@ -41,9 +41,11 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 use proptest::prelude::*;
 use rill_broker::config::{BrokerConfig, TopicAdminPolicy};
+use rill_broker::kafka::authz::Caller;
 use rill_broker::kafka::{KafkaContext, KafkaSettings, ProducerIdAllocator, dispatch, frame};
 use rill_broker::metrics::Metrics;
 use rill_broker::partition::manager::CreateTopic;
+use rill_broker::security::{AclService, Authorizer, Principal};
 use rill_broker::{Broker, BrokerHandle};
 
 /// Longest one fuzzed request may run (long polls and big topic creations
@@ -121,6 +123,7 @@ impl Harness {
             },
             producer_ids: ids,
             groups: Some(Arc::clone(broker.groups())),
+            acls: fuzz_acls(dir.path()),
         });
         let h = Self {
             runtime,
@@ -182,7 +185,14 @@ impl Harness {
                 }
                 let handled = tokio::time::timeout(
                     REQUEST_TIMEOUT,
-                    dispatch::handle(Arc::clone(&self.ctx), decoded),
+                    dispatch::handle(
+                        Arc::clone(&self.ctx),
+                        decoded,
+                        Caller {
+                            principal: Arc::new(Principal::user("fuzz")),
+                            host: "127.0.0.1".into(),
+                        },
+                    ),
                 )
                 .await;
                 if let Ok(Err(e)) = handled {
@@ -533,6 +543,66 @@ fn write_seed_corpus() {
             request_frame(v, 1, &DescribeClusterRequest::default()),
         );
     }
+    for v in [1, 3] {
+        use kafka_protocol::messages::create_acls_request::AclCreation;
+        use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+        let acl = AclCreation::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str(TOPIC))
+            .with_resource_pattern_type(3)
+            .with_principal(StrBytes::from_static_str("User:someone"))
+            .with_host(StrBytes::from_static_str("*"))
+            .with_operation(4)
+            .with_permission_type(3);
+        write(
+            "create_acls",
+            v,
+            request_frame(
+                v,
+                1,
+                &CreateAclsRequest::default().with_creations(vec![acl]),
+            ),
+        );
+        let describe = DescribeAclsRequest::default()
+            .with_resource_type_filter(1)
+            .with_pattern_type_filter(1)
+            .with_operation(1)
+            .with_permission_type(1);
+        write("describe_acls", v, request_frame(v, 1, &describe));
+        let filter = DeleteAclsFilter::default()
+            .with_resource_type_filter(1)
+            .with_pattern_type_filter(1)
+            .with_principal_filter(Some(StrBytes::from_static_str("User:someone")))
+            .with_operation(1)
+            .with_permission_type(1);
+        write(
+            "delete_acls",
+            v,
+            request_frame(
+                v,
+                1,
+                &DeleteAclsRequest::default().with_filters(vec![filter]),
+            ),
+        );
+    }
+    write(
+        "sasl_handshake",
+        1,
+        request_frame(
+            1,
+            1,
+            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+        ),
+    );
+    write(
+        "sasl_authenticate",
+        2,
+        request_frame(
+            2,
+            1,
+            &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0u\0p")),
+        ),
+    );
     group_seeds(&mut write);
     println!("wrote {n} seed frames to {}", dir.display());
 }
@@ -668,4 +738,48 @@ fn group_seeds(write: &mut impl FnMut(&str, i16, Bytes)) {
         let r = DeleteGroupsRequest::default().with_groups_names(vec![group()]);
         write("delete_groups", v, request_frame(v, 1, &r));
     }
+}
+
+/// Authorization on, so every request also goes through its ACL check:
+/// the fuzz principal may do everything except write to topics starting
+/// with `denied`, which exercises the split of requests into allowed and
+/// refused parts.
+fn fuzz_acls(dir: &std::path::Path) -> AclService {
+    use rill_proto::acl::{Acl, Operation, PatternType, Permission, ResourceType};
+    let authorizer = Arc::new(Authorizer::new(true, vec![]));
+    let acl = |resource_type, name: &str, operation, permission| Acl {
+        resource_type,
+        pattern: PatternType::Prefixed,
+        name: name.to_owned(),
+        principal: "User:fuzz".to_owned(),
+        host: "*".to_owned(),
+        operation,
+        permission,
+    };
+    authorizer.replace(vec![
+        acl(ResourceType::Topic, "", Operation::All, Permission::Allow),
+        acl(ResourceType::Group, "", Operation::All, Permission::Allow),
+        acl(
+            ResourceType::TransactionalId,
+            "",
+            Operation::All,
+            Permission::Allow,
+        ),
+        acl(
+            ResourceType::Topic,
+            "denied",
+            Operation::Write,
+            Permission::Deny,
+        ),
+        Acl {
+            pattern: PatternType::Literal,
+            ..acl(
+                ResourceType::Cluster,
+                "kafka-cluster",
+                Operation::All,
+                Permission::Allow,
+            )
+        },
+    ]);
+    AclService::open_local(dir, authorizer).expect("acls")
 }

@@ -5,10 +5,10 @@
 //! ```text
 //! server, config, http            the process: wires everything
 //! kafka                           the Kafka listener (calls the group coordinator)
-//! group | grpc | cluster          coordinator; gRPC adapters; the link to the cluster;
-//! | security                      TLS, SASL and credentials of Kafka connections
+//! group | grpc | cluster          coordinator; gRPC adapters; the link to the cluster
 //! partition                       the data path: produce, fetch, acks, topics
-//! replication                     leader/follower state without I/O
+//! replication | security          leader/follower state without I/O; who a
+//!                                 connection is and what it may do
 //! log                             storage
 //! metrics                         counters every layer updates
 //! ```
@@ -31,7 +31,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("group", 4),
     ("grpc", 4),
     ("cluster", 4),
-    ("security", 4),
+    ("security", 2),
     ("kafka", 5),
     ("config", 6),
     ("http", 6),

@@ -195,6 +195,11 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         "connections-max-reauth-ms",
         int(0, i64::MAX),
     ),
+    flag("super.users", "super-users", ValueRule::Any),
+    refused(
+        "authorizer.class.name",
+        "Rill has one authorizer, Kafka's ACL rule: turn it on with --authorization (StreamCluster spec.authorization)",
+    ),
     refused("broker.id", SET_BY_OPERATOR),
     refused("node.id", SET_BY_OPERATOR),
     refused(

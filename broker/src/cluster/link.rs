@@ -34,6 +34,8 @@ use super::fetcher::Fetchers;
 use super::throttle::Throttle;
 use crate::partition::manager::{CreateTopic, ReplicaManager, TopicAdmin};
 use crate::partition::{Error, IsrProposal};
+use crate::security::{AclAdmin, AclChanges, Authorizer};
+use rill_proto::acl::{Acl, AclFilter};
 
 /// How often leaders here check whether their ISR should change.
 const ISR_CHECK_INTERVAL: Duration = Duration::from_millis(100);
@@ -61,6 +63,8 @@ pub struct ClusterSettings {
     /// Bytes per second replicas being added by a reassignment may fetch
     /// in total (0: unlimited).
     pub reassignment_throttle_bytes_per_sec: u64,
+    /// Gets the ACLs the controller sends with the metadata.
+    pub authorizer: Arc<Authorizer>,
 }
 
 /// Identity of this broker's data directory, created with it.
@@ -275,6 +279,10 @@ impl ClusterLink {
                             }
                             view.clone()
                         };
+                        if let Some(acls) = update.acls.clone() {
+                            debug!(acls = acls.len(), "ACLs from the controller");
+                            self.settings.authorizer.replace(acls);
+                        }
                         let snapshot = update.snapshot;
                         let me = Arc::clone(&self);
                         let applied =
@@ -496,6 +504,27 @@ fn admin_error(e: ClientError) -> Error {
         }
         ClientError::Invalid { message, .. } => Error::InvalidRequest(message),
         other => Error::Controller(other.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl AclAdmin for ClusterLink {
+    /// CreateAcls and DeleteAcls go to the controller, which sends every
+    /// broker the new set in the metadata stream.
+    async fn alter(
+        &self,
+        creations: Vec<Acl>,
+        deletions: Vec<AclFilter>,
+    ) -> Result<AclChanges, String> {
+        let changes = self
+            .client
+            .alter_acls(&creations, &deletions)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(AclChanges {
+            created: changes.created,
+            deleted: changes.deleted,
+        })
     }
 }
 

@@ -256,6 +256,18 @@ pub struct BrokerConfig {
     #[arg(long, env = "RILL_CONNECTIONS_MAX_REAUTH_MS", default_value_t = 0)]
     pub connections_max_reauth_ms: u64,
 
+    /// Authorize every Kafka request with Kafka's ACLs (CreateAcls,
+    /// DeleteAcls; kept by the controller in a cluster): a request no ACL
+    /// allows is denied. Off, every request is allowed, as on a Kafka
+    /// broker without an authorizer.
+    #[arg(long, env = "RILL_AUTHORIZATION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub authorization: bool,
+
+    /// Principals allowed everything with authorization on,
+    /// semicolon-separated as Kafka's `super.users`: `User:admin;User:ops`.
+    #[arg(long, env = "RILL_SUPER_USERS", value_delimiter = ';')]
+    pub super_users: Vec<String>,
+
     /// Kafka-style properties file read at start (`key=value` lines; the keys
     /// are listed in docs/broker.md). A flag or environment variable given as
     /// well wins over the file.
@@ -407,6 +419,8 @@ impl BrokerConfig {
             kafka_sasl_mechanisms: Vec::new(),
             sasl_credentials_file: None,
             connections_max_reauth_ms: 0,
+            authorization: false,
+            super_users: Vec::new(),
             config_file: None,
             sources: ConfigSources::default(),
             load_args: Vec::new(),
@@ -472,6 +486,17 @@ impl BrokerConfig {
                     "{} is not between 1024 and 1073741824",
                     self.kafka_max_request_bytes
                 ),
+            ));
+        }
+        if let Some(bad) = self
+            .super_users
+            .iter()
+            .find(|p| p.strip_prefix("User:").is_none_or(str::is_empty))
+        {
+            return Err(invalid(
+                "--super-users",
+                "RILL_SUPER_USERS",
+                format!("`{bad}` is not a principal of the form User:<name>"),
             ));
         }
         if !self.kafka_sasl_mechanisms.is_empty() && self.sasl_credentials_file.is_none() {

@@ -33,9 +33,10 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Message, VersionRange};
 
+use super::authz::{Authorize, Caller, Check, Finish};
 use super::frame::{EncodeError, Reply, ResponseFrame, encode_response};
 use super::groups::{self, client};
-use super::{KafkaContext, admin, fetch, metadata, offsets, produce, producer_id, reassign};
+use super::{KafkaContext, acls, admin, fetch, metadata, offsets, produce, producer_id, reassign};
 use crate::group::GroupCoordinator;
 
 /// Generates everything listed in the module documentation from the table
@@ -115,20 +116,28 @@ macro_rules! kafka_apis {
             })
         }
 
-        /// Runs a decoded request with its handler and encodes the answer
-        /// (`None` when there is none to send).
+        /// Authorizes a decoded request for `caller` ([`super::authz`]),
+        /// runs it with its handler and encodes the answer (`None` when
+        /// there is none to send).
         pub async fn run(
             ctx: &KafkaContext,
             api: ApiKey,
             header: &RequestHeader,
             request: Request,
+            caller: &Caller,
         ) -> Result<Option<ResponseFrame>, EncodeError> {
             let version = header.request_api_version;
             match request {
                 Request::UnsupportedApiVersions => api_versions_reply(ctx, api, header),
                 $(
                     Request::$key(r) => {
-                        Reply::<$resp>::from($handler(ctx, version, r).await).encode(api_name(api), header)
+                        let (r, finish) = match authorize(ctx, caller, r) {
+                            Ok(admitted) => admitted,
+                            Err(denied) => return Reply::<$resp>::from(denied).encode(api_name(api), header),
+                        };
+                        Reply::<$resp>::from($handler(ctx, version, r).await)
+                            .finish(finish)
+                            .encode(api_name(api), header)
                     }
                 )*
                 $(
@@ -141,8 +150,12 @@ macro_rules! kafka_apis {
                 )*
                 $(
                     Request::$gkey(c, r) => {
+                        let (r, finish) = match authorize(ctx, caller, r) {
+                            Ok(admitted) => admitted,
+                            Err(denied) => return Reply::<$gresp>::from(denied).encode(api_name(api), header),
+                        };
                         let answer = $ghandler(&c, version, r, &client(header)).await;
-                        Reply::<$gresp>::from(answer).encode(api_name(api), header)
+                        Reply::<$gresp>::from(answer).finish(finish).encode(api_name(api), header)
                     }
                 )*
             }
@@ -170,6 +183,9 @@ kafka_apis! {
         ListPartitionReassignments(ListPartitionReassignmentsRequest => ListPartitionReassignmentsResponse) => reassign::list_partition_reassignments,
         ElectLeaders(ElectLeadersRequest => ElectLeadersResponse) => reassign::elect_leaders,
         DescribeLogDirs(DescribeLogDirsRequest => DescribeLogDirsResponse) => reassign::describe_log_dirs,
+        CreateAcls(CreateAclsRequest => CreateAclsResponse) => acls::create_acls,
+        DescribeAcls(DescribeAclsRequest => DescribeAclsResponse) => acls::describe_acls,
+        DeleteAcls(DeleteAclsRequest => DeleteAclsResponse) => acls::delete_acls,
     }
     session {
         SaslHandshake(SaslHandshakeRequest => SaslHandshakeResponse),
@@ -187,6 +203,20 @@ kafka_apis! {
         DescribeGroups(DescribeGroupsRequest => DescribeGroupsResponse) => groups::describe_groups,
         DeleteGroups(DeleteGroupsRequest => DeleteGroupsResponse) => groups::delete_groups,
     }
+}
+
+/// The request to run and what to add to its answer, or the answer that
+/// refuses it. With authorization off every request runs as it is.
+#[allow(clippy::type_complexity)]
+fn authorize<R: Authorize>(
+    ctx: &KafkaContext,
+    caller: &Caller,
+    request: R,
+) -> Result<(R, Finish<R::Response>), R::Response> {
+    if !ctx.acls.authorizer.enabled() {
+        return Ok((request, None));
+    }
+    request.authorize(&Check { ctx, caller })
 }
 
 fn pair<Req: Message, Resp: Message>() -> VersionRange {

@@ -42,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::KafkaContext;
+use super::authz::Caller;
 use super::dispatch::{self, Decoded, Request};
 use super::frame::{self, EncodeError, FrameError, Reply, ResponseFrame};
 use crate::security::sasl::{Admission, After};
@@ -264,6 +265,10 @@ fn start(
                         header,
                         api,
                         request,
+                    },
+                    Caller {
+                        principal: Arc::clone(session.principal()),
+                        host: peer.ip().to_string(),
                     },
                 ))),
                 Admission::Refuse(why) => {

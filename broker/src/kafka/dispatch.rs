@@ -26,6 +26,7 @@ use kafka_protocol::protocol::Decodable;
 use thiserror::Error;
 
 use super::KafkaContext;
+use super::authz::Caller;
 use super::frame::{EncodeError, ResponseFrame};
 
 pub use super::apis::{
@@ -141,11 +142,12 @@ pub fn decode(ctx: &KafkaContext, frame: Bytes) -> Result<Decoded, RequestError>
     })
 }
 
-/// Runs a decoded request; returns the response frame (`None` for a
-/// produce with acks=0, which Kafka never answers).
+/// Runs a decoded request as `caller`; returns the response frame (`None`
+/// for a produce with acks=0, which Kafka never answers).
 pub async fn handle(
     ctx: Arc<KafkaContext>,
     decoded: Decoded,
+    caller: Caller,
 ) -> Result<Option<ResponseFrame>, EncodeError> {
     let started = Instant::now();
     let Decoded {
@@ -153,7 +155,7 @@ pub async fn handle(
         api,
         request,
     } = decoded;
-    let out = super::apis::run(&ctx, api, &header, request).await;
+    let out = super::apis::run(&ctx, api, &header, request, &caller).await;
     let name = api_name(api);
     ctx.metrics.kafka_requests.with_label_values(&[name]).inc();
     ctx.metrics
@@ -216,6 +218,11 @@ mod tests {
             },
             producer_ids: ProducerIdAllocator::open(dir, 0).expect("ids"),
             groups,
+            acls: crate::security::AclService::open_local(
+                dir,
+                Arc::new(crate::security::Authorizer::default()),
+            )
+            .expect("acls"),
         }
     }
 
@@ -279,7 +286,11 @@ mod tests {
         let request = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"));
         let decoded =
             decode(&ctx, frame(ApiKey::FindCoordinator, 3, 42, &request)).expect("decodes");
-        let mut out = handle(Arc::clone(&ctx), decoded)
+        let caller = Caller {
+            principal: Arc::new(crate::security::Principal::anonymous()),
+            host: "127.0.0.1".into(),
+        };
+        let mut out = handle(Arc::clone(&ctx), decoded, caller)
             .await
             .expect("encodes")
             .expect("answered")

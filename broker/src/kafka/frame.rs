@@ -281,6 +281,28 @@ pub enum Reply<R> {
     Silent,
 }
 
+impl<R> Reply<R> {
+    /// The reply with `finish` applied to its response (a silent reply has
+    /// none): the answers authorization adds for what it took out of the
+    /// request ([`super::authz`]).
+    pub fn finish(self, finish: super::authz::Finish<R>) -> Self {
+        let Some(f) = finish else {
+            return self;
+        };
+        match self {
+            Self::Body(mut r) => {
+                f(&mut r);
+                Self::Body(r)
+            }
+            Self::Sharing(mut r, shared) => {
+                f(&mut r);
+                Self::Sharing(r, shared)
+            }
+            Self::Silent => Self::Silent,
+        }
+    }
+}
+
 impl<R> From<R> for Reply<R> {
     fn from(response: R) -> Self {
         Self::Body(response)

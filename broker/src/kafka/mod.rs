@@ -22,15 +22,20 @@
 //!   [`produce`], [`fetch`], [`metadata`] (Metadata, DescribeCluster), [`offsets`]
 //!   (ListOffsets, OffsetForLeaderEpoch), [`admin`] (CreateTopics,
 //!   DeleteTopics, CreatePartitions, DescribeConfigs), [`producer_id`]
-//!   (InitProducerId), [`groups`] (the consumer-group APIs, over the
-//!   [`GroupCoordinator`] when one is plugged in).
+//!   (InitProducerId), [`acls`] (CreateAcls, DescribeAcls, DeleteAcls),
+//!   [`groups`] (the consumer-group APIs, over the [`GroupCoordinator`]
+//!   when one is plugged in).
+//! - Before any handler runs, [`authz`] checks the request against the
+//!   ACLs for the connection's principal (when authorization is on).
 //!
 //! Flexible versions use request header v2 and response header v1;
 //! ApiVersions responses always use header v0 so that any client can read
 //! them.
 
+pub mod acls;
 pub mod admin;
 pub mod apis;
+pub mod authz;
 pub mod connection;
 pub mod dispatch;
 pub mod errors;
@@ -102,6 +107,8 @@ pub struct KafkaContext {
     pub producer_ids: ProducerIdAllocator,
     /// Consumer groups; `None` leaves the group APIs out of ApiVersions.
     pub groups: Option<Arc<GroupCoordinator>>,
+    /// Who may do what ([`authz`]), and where ACL changes go.
+    pub acls: crate::security::AclService,
 }
 
 impl KafkaContext {

@@ -8,10 +8,15 @@
 //! authenticated (by SASL, or else by a TLS client certificate); every
 //! request of the connection runs as it.
 //!
+//! What an authenticated principal may do is decided by the [`acls`]
+//! [`Authorizer`] (Kafka's ACLs), called for every request from the Kafka
+//! API table.
+//!
 //! Certificates and credentials are files (mounted Secrets) that a
 //! [`watch`] task reads again every [`WATCH_INTERVAL`], so rotating either
 //! needs no restart.
 
+pub mod acls;
 pub mod credentials;
 pub mod sasl;
 pub mod scram;
@@ -26,6 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use acls::{AclAdmin, AclChanges, AclService, Authorizer, LocalAcls};
 pub use credentials::CredentialStore;
 pub use sasl::{SaslMechanism, SaslSettings, Session};
 pub use tls::{ClientAuth, TlsFiles, TlsListener};
