@@ -14,8 +14,9 @@
 #       --controller combined each broker is also a controller voter.
 #       --security sasl_ssl: the client listeners are SASL_SSL (a CA and
 #       broker certificate made in DIR/pki; SCRAM-SHA-512, SCRAM-SHA-256 and
-#       PLAIN with compat/security-lib.sh's users); brokers talk to each
-#       other on a PLAINTEXT listener at P+20+i.
+#       PLAIN with compat/security-lib.sh's users) and ACLs are enforced
+#       (StandardAuthorizer; User:admin is a super user); brokers talk to
+#       each other on a PLAINTEXT listener at P+20+i.
 #       --security mtls: the client listeners are SSL with client
 #       certificates required (alice and bob, signed by the same CA); the
 #       principal is User:<CN>, as on Rill.
@@ -134,7 +135,11 @@ start() {
             make_pki "$dir/pki"
             client=SASL_SSL inter=INTERNAL
             protocols="SASL_SSL:SASL_SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"
-            secure="sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
+            # Brokers and controllers talk on PLAINTEXT listeners, as
+            # User:ANONYMOUS, which must pass the authorizer too.
+            secure="authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:admin;User:ANONYMOUS
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_ssl.plain.sasl.jaas.config=$(kafka_plain_jaas)

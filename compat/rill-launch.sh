@@ -11,7 +11,8 @@
 #       DIR/env and prints KAFKA_BOOTSTRAP=... (the brokers' kafka= addresses).
 #       --security sasl_ssl: the Kafka listeners speak TLS (a CA and broker
 #       certificate made in DIR/pki) and require SASL (SCRAM-SHA-512,
-#       SCRAM-SHA-256, PLAIN) with compat/security-lib.sh's users.
+#       SCRAM-SHA-256, PLAIN) with compat/security-lib.sh's users, and
+#       every request is authorized by ACLs (User:admin is a super user).
 #       --security mtls: TLS with client certificates required (client
 #       certificates for alice and bob in DIR/pki, signed by the same CA).
 #   compat/rill-launch.sh rotate-cert --dir DIR         a new broker certificate from the same CA, in place
@@ -109,6 +110,7 @@ start() {
             rill_credentials "$dir/credentials"
             secure_args="--kafka-tls-cert-file $dir/pki/broker.crt --kafka-tls-key-file $dir/pki/broker.key"
             secure_args+=" --kafka-sasl-mechanisms SCRAM-SHA-512,SCRAM-SHA-256,PLAIN --sasl-credentials-file $dir/credentials"
+            secure_args+=" --authorization --super-users User:admin"
             ;;
         mtls)
             make_pki "$dir/pki"

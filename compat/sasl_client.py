@@ -5,6 +5,13 @@
     sasl_client.py login USER PASSWORD MECHANISM
                                        exit 0 if metadata comes back, else 1
                                        (librdkafka logs why on stderr)
+    sasl_client.py produce USER TOPIC  one record as USER (SCRAM-SHA-512):
+                                       exit 0 when acknowledged, else 4 with
+                                       the error's name (TOPIC_AUTHORIZATION_FAILED)
+    sasl_client.py consume USER TOPIC GROUP
+                                       reads one record in GROUP: exit 0, or 4
+                                       with the error's name
+    sasl_client.py topics USER         the topics USER's metadata lists
 
 Needs KAFKA_BOOTSTRAP and KAFKA_CA_FILE. The bundled librdkafka is new
 enough (2.6.1 or later) to send the SCRAM nonce as RFC 5802 says; Debian's
@@ -16,6 +23,10 @@ import time
 
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
+
+
+def password_of(user):
+    return f"{user}-secret"
 
 
 def config(user, password, mechanism):
@@ -69,8 +80,55 @@ def login(user, password, mechanism):
     print(f"metadata: {len(md.brokers)} brokers")
 
 
+def produce(user, topic):
+    errors = []
+    producer = Producer({**config(user, password_of(user), "SCRAM-SHA-512"),
+                         "message.timeout.ms": 10000})
+    producer.produce(topic, value=b"acl probe",
+                     on_delivery=lambda err, msg: errors.append(err))
+    producer.flush(15)
+    if not errors:
+        sys.exit("no delivery report within 15 s")
+    if errors[0] is not None:
+        print(errors[0].name())
+        sys.exit(4)
+    print("acknowledged")
+
+
+def consume(user, topic, group):
+    consumer = Consumer({**config(user, password_of(user), "SCRAM-SHA-512"),
+                         "group.id": group, "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    deadline = time.time() + 20
+    try:
+        while time.time() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                print(msg.error().name())
+                sys.exit(4)
+            print(f"read offset {msg.offset()}")
+            return
+        sys.exit("nothing read within 20 s")
+    finally:
+        consumer.close()
+
+
+def topics(user):
+    md = AdminClient(config(user, password_of(user), "SCRAM-SHA-512")).list_topics(timeout=10)
+    for name in sorted(md.topics):
+        print(name)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "roundtrip":
+    if sys.argv[1] == "produce":
+        produce(*sys.argv[2:4])
+    elif sys.argv[1] == "consume":
+        consume(*sys.argv[2:5])
+    elif sys.argv[1] == "topics":
+        topics(sys.argv[2])
+    elif sys.argv[1] == "roundtrip":
         roundtrip(sys.argv[2], int(sys.argv[3]))
     elif sys.argv[1] == "login":
         login(*sys.argv[2:5])

@@ -5,8 +5,10 @@
 # Rill and on Kafka, so one test script proves itself against Kafka first.
 
 # user:password pairs every secured cluster knows (SCRAM-SHA-256,
-# SCRAM-SHA-512 and PLAIN). `nobody` is a user no cluster knows.
-COMPAT_SASL_USERS="admin:admin-secret alice:alice-secret bob:bob-secret"
+# SCRAM-SHA-512 and PLAIN). `nobody` is a user no cluster knows. admin is a
+# super user; test_sasl_ssl.sh gives alice and bob every right on topics
+# and groups; carol and dave start with none (test_acls.sh).
+COMPAT_SASL_USERS="admin:admin-secret alice:alice-secret bob:bob-secret carol:carol-secret dave:dave-secret"
 COMPAT_SCRAM_ITERATIONS=4096
 
 # make_pki DIR [NAME]: a CA (DIR/ca.crt, ca.key) and a certificate for

@@ -49,6 +49,12 @@ kjava org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" 
     --create --topic "$topic" --partitions 3 --replication-factor "$COMPAT_RF" >"$WORK/create.log" 2>&1 \
     || { cat "$WORK/create.log" >&2; fail "TopicCommand --create over SASL_SSL failed"; }
 say "TopicCommand created $topic over SASL_SSL (SCRAM-SHA-512)"
+# Every right on topics and groups for alice and bob (the cluster enforces
+# ACLs; admin is its super user).
+kjava org.apache.kafka.tools.AclCommand --bootstrap-server "$KAFKA_BOOTSTRAP" --command-config "$WORK/admin.properties" \
+    --add --allow-principal User:alice --allow-principal User:bob --operation All \
+    --topic '*' --group '*' >"$WORK/acls.log" 2>&1 || { cat "$WORK/acls.log" >&2; fail "AclCommand --add failed"; }
+say "AclCommand: alice and bob may do everything on topics and groups"
 
 "$PY" "$COMPAT_DIR/sasl_client.py" roundtrip "$topic" 2000 >"$WORK/scram.log" 2>&1 \
     || { cat "$WORK/scram.log" >&2; fail "confluent-kafka over SASL_SSL with SCRAM failed"; }
