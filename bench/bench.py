@@ -3,7 +3,8 @@
 
 Run through bench/run.sh, which installs what this needs and builds Rill
 (bench/README.md). For each variant (Kafka at its defaults, Kafka with
-flush.messages=1, Rill with flush=replicated, Rill with flush=fsync), and each
+flush.messages=1, Rill with flush=replicated, Rill with flush=fsync, and
+Kafka and Rill with TLS and SASL SCRAM-SHA-512 on their client listeners), and each
 repetition, it starts a fresh 3-broker cluster on loopback (Kafka: KRaft with
 one controller node; Rill: the standalone controller), measures every broker's
 start-up, then runs the same clients against it:
@@ -71,7 +72,59 @@ VARIANTS = {
         "short": "Rill fsync",
         "topic": {"flush": "fsync"},
     },
+    # Clients over SASL_SSL (TLS, SCRAM-SHA-512) with the same certificates
+    # and users on both (compat/security-lib.sh); brokers talk to each other
+    # in plaintext on both (Rill's replication has no TLS yet).
+    "kafka-tls": {
+        "system": "kafka",
+        "security": "sasl_ssl",
+        "label": "Kafka TLS+SCRAM",
+        "short": "Kafka TLS",
+        "topic": {},
+    },
+    "rill-tls": {
+        "system": "rill",
+        "security": "sasl_ssl",
+        "label": "Rill TLS+SCRAM",
+        "short": "Rill TLS",
+        "topic": {"flush": "replicated"},
+    },
 }
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def security_of(variant):
+    return VARIANTS[variant].get("security", "plaintext")
+
+
+def secure_setup(workdir):
+    """A CA, a broker certificate, Rill's credentials file and the clients'
+    configuration (SCRAM-SHA-512 as `admin`) in `workdir`/pki."""
+    pki = os.path.join(workdir, "pki")
+    subprocess.run(
+        ["bash", "-c", '. "$1/compat/security-lib.sh" && make_pki "$2" && rill_credentials "$2/credentials"',
+         "_", REPO, pki],
+        check=True,
+    )
+    client = os.path.join(pki, "client.properties")
+    with open(client, "w") as f:
+        f.write(
+            "security.protocol=SASL_SSL\n"
+            "sasl.mechanism=SCRAM-SHA-512\n"
+            'sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required '
+            'username="admin" password="admin-secret";\n'
+            "ssl.truststore.type=PEM\n"
+            f"ssl.truststore.location={pki}/ca.crt\n"
+        )
+    return pki, client
+
+
+def shell_lines(function):
+    """The lines a compat/security-lib.sh function prints."""
+    out = subprocess.run(["bash", "-c", '. "$1/compat/security-lib.sh" && ' + function, "_", REPO],
+                         check=True, stdout=subprocess.PIPE)
+    return out.stdout.decode().splitlines()
 
 # What both systems' topics get besides their flush setting. Retention keeps
 # the disk bounded during >= 30 s runs at hundreds of MB/s at RF 3; both
@@ -230,13 +283,20 @@ class Cluster:
     """Three brokers and a controller as processes in a work directory;
     `base` is the first port the subclass's nodes listen on."""
 
-    def __init__(self, cfg, workdir, base):
+    def __init__(self, cfg, workdir, base, security="plaintext"):
         self.cfg = cfg
         self.dir = workdir
         self.base = base
         self.brokers = []
         self.controller = None
         self.bootstrap = None
+        self.security = security
+        # Client properties for every tool (None: plaintext).
+        self.client_config = None
+        self.pki = None
+        if security == "sasl_ssl":
+            os.makedirs(workdir, exist_ok=True)
+            self.pki, self.client_config = secure_setup(workdir)
 
     def stop(self):
         """SIGTERM to every broker at once, then waits for each (SIGKILL
@@ -257,29 +317,47 @@ class KafkaCluster(Cluster):
 
     system = "kafka"
 
-    def __init__(self, cfg, workdir):
-        super().__init__(cfg, workdir, cfg.kafka_port)
+    def __init__(self, cfg, workdir, security="plaintext"):
+        super().__init__(cfg, workdir, cfg.kafka_port, security)
         self.bootstrap = ",".join(f"127.0.0.1:{self.base + i}" for i in range(3))
 
     def props(self, node):
         nd = os.path.join(self.dir, f"node-{node}")
         voters = f"100@127.0.0.1:{self.base + 50}"
+        secure = self.security == "sasl_ssl"
+        inter = "INTERNAL" if secure else "PLAINTEXT"
+        protocols = ("SASL_SSL:SASL_SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT" if secure
+                     else "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT")
         if node == 100:
             roles = "controller"
             listeners = f"CONTROLLER://127.0.0.1:{self.base + 50}"
             advertised = ""
+        elif secure:
+            roles = "broker"
+            listeners = f"SASL_SSL://127.0.0.1:{self.base + node},INTERNAL://127.0.0.1:{self.base + 20 + node}"
+            advertised = f"advertised.listeners={listeners}\n"
         else:
             roles = "broker"
             listeners = f"PLAINTEXT://127.0.0.1:{self.base + node}"
             advertised = f"advertised.listeners={listeners}\n"
+        security = ""
+        if secure:
+            scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            security = f"""sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram}
+ssl.keystore.type=PEM
+ssl.keystore.location={self.pki}/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location={self.pki}/ca.crt
+"""
         return f"""process.roles={roles}
 node.id={node}
 controller.quorum.voters={voters}
 controller.listener.names=CONTROLLER
 listeners={listeners}
-{advertised}inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs={nd}/data
+{advertised}inter.broker.listener.name={inter}
+listener.security.protocol.map={protocols}
+{security}log.dirs={nd}/data
 auto.create.topics.enable=false
 offsets.topic.replication.factor=3
 offsets.topic.num.partitions=12
@@ -308,7 +386,8 @@ log.segment.delete.delay.ms=0
         )
 
     def start(self):
-        for port in [self.base + i for i in range(3)] + [self.base + 50]:
+        scram = shell_lines("kafka_scram_format_args") if self.security == "sasl_ssl" else []
+        for port in [self.base + i for i in range(3)] + [self.base + 20 + i for i in range(3)] + [self.base + 50]:
             if not port_free(port):
                 raise RuntimeError(f"port {port} is in use (--kafka-port)")
         nodes = [100, 0, 1, 2]
@@ -325,7 +404,7 @@ log.segment.delete.delay.ms=0
                 subprocess.Popen(
                     ["java", "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp",
                      self.cfg.classpath, "kafka.tools.StorageTool", "format",
-                     f"--cluster-id={cluster_id}", "--config", os.path.join(nd, "server.properties")],
+                     f"--cluster-id={cluster_id}", "--config", os.path.join(nd, "server.properties")] + scram,
                     stdout=open(os.path.join(nd, "format.log"), "wb"),
                     stderr=subprocess.STDOUT,
                 )
@@ -355,8 +434,8 @@ class RillCluster(Cluster):
 
     system = "rill"
 
-    def __init__(self, cfg, workdir):
-        super().__init__(cfg, workdir, cfg.rill_port)
+    def __init__(self, cfg, workdir, security="plaintext"):
+        super().__init__(cfg, workdir, cfg.rill_port, security)
 
     def start(self):
         bin_dir = self.cfg.rill_bin
@@ -393,7 +472,12 @@ class RillCluster(Cluster):
                  "--replication-addr", f"127.0.0.1:{p + 2}",
                  "--kafka-addr", f"127.0.0.1:{p + 3}",
                  "--retention-check-interval-ms", str(RETENTION_CHECK_MS),
-                 "--group-initial-rebalance-delay-ms", "0"],
+                 "--group-initial-rebalance-delay-ms", "0"]
+                + ([] if self.security != "sasl_ssl" else
+                   ["--kafka-tls-cert-file", os.path.join(self.pki, "broker.crt"),
+                    "--kafka-tls-key-file", os.path.join(self.pki, "broker.key"),
+                    "--kafka-sasl-mechanisms", "SCRAM-SHA-512",
+                    "--sasl-credentials-file", os.path.join(self.pki, "credentials")]),
                 self.dir,
                 stdout_name=f"broker-{i}.ready",
             )
@@ -415,6 +499,11 @@ class RillCluster(Cluster):
 # Client tools
 
 
+def with_config(args, option, client_config):
+    """`args` plus `option FILE` when the cluster needs client properties."""
+    return args + ([option, client_config] if client_config else [])
+
+
 def java_tool(cfg, main, args, log, timeout):
     """Runs a Java client program; returns its stdout. Its stderr goes to `log`."""
     argv = (
@@ -434,12 +523,12 @@ def java_tool(cfg, main, args, log, timeout):
     return out
 
 
-def create_topic(cfg, bootstrap, topic, config, log):
+def create_topic(cfg, bootstrap, topic, config, log, client_config=None):
     # Through the Admin API: kafka-topics refuses config names Kafka does not
     # know (Rill's `flush`).
     args = ["create", "--bootstrap", bootstrap, "--topic", topic, "--partitions", str(PARTITIONS),
             "--replication-factor", str(RF), "--config", ",".join(f"{k}={v}" for k, v in config.items())]
-    java_tool(cfg, "BenchTool", args, log, 120)
+    java_tool(cfg, "BenchTool", with_config(args, "--client-config", client_config), log, 120)
 
 
 PERF_RE = re.compile(
@@ -448,13 +537,15 @@ PERF_RE = re.compile(
 )
 
 
-def producer_perf(cfg, bootstrap, topic, records, log):
+def producer_perf(cfg, bootstrap, topic, records, log, client_config=None):
     out = java_tool(
         cfg,
         "org.apache.kafka.tools.ProducerPerformance",
-        ["--topic", topic, "--num-records", str(records), "--record-size", str(RECORD_SIZE),
-         "--throughput", "-1", "--bootstrap-server", bootstrap,
-         "--command-property", "acks=all"],
+        with_config(
+            ["--topic", topic, "--num-records", str(records), "--record-size", str(RECORD_SIZE),
+             "--throughput", "-1", "--bootstrap-server", bootstrap,
+             "--command-property", "acks=all"],
+            "--command-config", client_config),
         log,
         timeout=cfg.tool_timeout,
     )
@@ -478,12 +569,14 @@ def producer_perf(cfg, bootstrap, topic, records, log):
     }
 
 
-def consumer_perf(cfg, bootstrap, topic, records, log):
+def consumer_perf(cfg, bootstrap, topic, records, log, client_config=None):
     out = java_tool(
         cfg,
         "org.apache.kafka.tools.ConsumerPerformance",
-        ["--bootstrap-server", bootstrap, "--topic", topic, "--num-records", str(records),
-         "--timeout", "30000", "--group", f"bench-{uuid.uuid4().hex[:8]}"],
+        with_config(
+            ["--bootstrap-server", bootstrap, "--topic", topic, "--num-records", str(records),
+             "--timeout", "30000", "--group", f"bench-{uuid.uuid4().hex[:8]}"],
+            "--command-config", client_config),
         log,
         timeout=cfg.tool_timeout,
     )
@@ -505,18 +598,21 @@ def consumer_perf(cfg, bootstrap, topic, records, log):
     }
 
 
-def count_records(cfg, bootstrap, topic, log):
-    out = java_tool(cfg, "BenchTool", ["count", "--bootstrap", bootstrap, "--topic", topic], log, 120)
+def count_records(cfg, bootstrap, topic, log, client_config=None):
+    args = with_config(["count", "--bootstrap", bootstrap, "--topic", topic], "--client-config", client_config)
+    out = java_tool(cfg, "BenchTool", args, log, 120)
     return int(out.strip().splitlines()[-1])
 
 
-def e2e_latency(cfg, bootstrap, topic, log):
+def e2e_latency(cfg, bootstrap, topic, log, client_config=None):
     out = java_tool(
         cfg,
         "BenchTool",
-        ["e2e", "--bootstrap", bootstrap, "--topic", topic, "--rate", str(cfg.e2e_rate),
-         "--seconds", str(cfg.e2e_seconds), "--warmup-seconds", str(cfg.e2e_warmup),
-         "--record-size", str(RECORD_SIZE)],
+        with_config(
+            ["e2e", "--bootstrap", bootstrap, "--topic", topic, "--rate", str(cfg.e2e_rate),
+             "--seconds", str(cfg.e2e_seconds), "--warmup-seconds", str(cfg.e2e_warmup),
+             "--record-size", str(RECORD_SIZE)],
+            "--client-config", client_config),
         log,
         timeout=cfg.e2e_seconds + cfg.e2e_warmup + 120,
     )
@@ -551,7 +647,7 @@ def measured_producer_run(cfg, cluster, bootstrap, topic, records, log):
     kids0 = children_cpu_seconds()
     load_before = loadavg()
     t0 = time.monotonic()
-    prod = producer_perf(cfg, bootstrap, topic, records, log)
+    prod = producer_perf(cfg, bootstrap, topic, records, log, cluster.client_config)
     wall = time.monotonic() - t0
     cpu1 = [proc_cpu_seconds(pid) for pid in pids]
     ctl1 = proc_cpu_seconds(cluster.controller.pid)
@@ -584,8 +680,9 @@ def measure(cfg, cluster, variant, rep, logdir, prior_rate):
     bootstrap = cluster.bootstrap
     topic = f"bench-{variant}-{rep}"
     e2e_topic = f"e2e-{variant}-{rep}"
-    create_topic(cfg, bootstrap, topic, topic_config(cfg, variant), log)
-    create_topic(cfg, bootstrap, e2e_topic, topic_config(cfg, variant), log)
+    secure = cluster.client_config
+    create_topic(cfg, bootstrap, topic, topic_config(cfg, variant), log, secure)
+    create_topic(cfg, bootstrap, e2e_topic, topic_config(cfg, variant), log, secure)
 
     # Warm-up (JIT of the Kafka brokers and of the client): at least two
     # producer runs of --warmup-records, more until they add up to
@@ -594,7 +691,7 @@ def measure(cfg, cluster, variant, rep, logdir, prior_rate):
     # margin, since Kafka is still speeding up after its warm-up.
     warm_s = 0.0
     for i in range(4):
-        warm = producer_perf(cfg, bootstrap, topic, cfg.warmup_records, log)
+        warm = producer_perf(cfg, bootstrap, topic, cfg.warmup_records, log, secure)
         warm_s += warm["seconds"]
         if warm_s >= cfg.warmup_seconds and i >= (0 if cfg.mode == "smoke" else 1):
             break
@@ -628,11 +725,11 @@ def measure(cfg, cluster, variant, rep, logdir, prior_rate):
     # consumer run does not share the two cores with page-cache writeback
     # (which took up to half a core in the consumer runs otherwise).
     subprocess.run(["sync"], check=True)
-    stored = count_records(cfg, bootstrap, topic, log)
-    cons = consumer_perf(cfg, bootstrap, topic, stored, log)
+    stored = count_records(cfg, bootstrap, topic, log, secure)
+    cons = consumer_perf(cfg, bootstrap, topic, stored, log, secure)
     say(f"{variant} rep {rep}: consumer {cons['mb_per_s']:.1f} MB/s ({cons['records']} records in {cons['fetch_seconds']:.2f}s)")
 
-    e2e = e2e_latency(cfg, bootstrap, e2e_topic, log)
+    e2e = e2e_latency(cfg, bootstrap, e2e_topic, log, secure)
     say(
         f"{variant} rep {rep}: end-to-end p50 {e2e['e2e_p50_us']:.0f} µs, p99 {e2e['e2e_p99_us']:.0f} µs "
         f"({e2e['e2e_samples']} samples at {e2e['rate']}/s); ack p99 {e2e['ack_p99_us']:.0f} µs"
@@ -640,10 +737,10 @@ def measure(cfg, cluster, variant, rep, logdir, prior_rate):
     return {"warmup": warm, "producer": prod, "consumer": cons, "e2e": e2e}
 
 
-def make_cluster(cfg, system, workdir):
+def make_cluster(cfg, system, workdir, security="plaintext"):
     if system == "kafka":
-        return KafkaCluster(cfg, workdir)
-    return RillCluster(cfg, workdir)
+        return KafkaCluster(cfg, workdir, security)
+    return RillCluster(cfg, workdir, security)
 
 
 def compare_consumer(cfg, bins):
@@ -694,7 +791,7 @@ def run_variants(cfg):
 
     def finish_cluster(cluster, workdir, entries):
         hwm = [proc_hwm_bytes(p.pid) for p in cluster.brokers]
-        ctl_hwm = proc_hwm_bytes(cluster.controller.pid)
+        ctl_hwm = proc_hwm_bytes(cluster.controller.pid) if cluster.controller else 0
         for e in entries:
             e["broker_hwm_bytes"] = hwm
             e["controller_hwm_bytes"] = ctl_hwm
@@ -711,23 +808,27 @@ def run_variants(cfg):
     for rep in range(1, cfg.reps + 1):
         if cfg.shared_cluster:
             # One cluster per system serves all its variants (smoke mode).
+            # One cluster per system and security serves all its variants
+            # (smoke mode).
             runs = [
-                (system, f"{system}-rep{rep}", f"rep {rep}, variants {', '.join(vs)}", vs)
+                (system, security, f"{system}-{security}-rep{rep}", f"rep {rep}, variants {', '.join(vs)}", vs)
                 for system in ("kafka", "rill")
-                for vs in [[v for v in cfg.variants if VARIANTS[v]["system"] == system]]
+                for security in ("plaintext", "sasl_ssl")
+                for vs in [[v for v in cfg.variants
+                            if VARIANTS[v]["system"] == system and security_of(v) == security]]
                 if vs
             ]
         else:
             runs = [
-                (VARIANTS[v]["system"], f"{v}-rep{rep}", f"for {v}, rep {rep} of {cfg.reps}", [v])
+                (VARIANTS[v]["system"], security_of(v), f"{v}-rep{rep}", f"for {v}, rep {rep} of {cfg.reps}", [v])
                 for v in cfg.variants
             ]
-        for system, name, what, vs in runs:
+        for system, security, name, what, vs in runs:
             workdir = os.path.join(cfg.work, name)
             shutil.rmtree(workdir, ignore_errors=True)
             os.makedirs(workdir)
-            say(f"starting {system} ({what})")
-            cluster = make_cluster(cfg, system, workdir)
+            say(f"starting {system}, {security} ({what})")
+            cluster = make_cluster(cfg, system, workdir, security)
             entries = []
             try:
                 startups = cluster.start()
@@ -772,7 +873,11 @@ TARGETS = [
     ("consumer_mb_s", "rill", "kafka", ">=", 1.5, "consumer ≥ 1.5× Kafka"),
     ("peak_rss_mb", "rill", "kafka", "<=", 0.1, "peak RSS ≤ 1/10 of Kafka's"),
     ("startup_s", "rill", "kafka", "<=", 0.1, "start-up ≤ 1/10 of Kafka's"),
+    ("producer_mb_s", "rill-tls", "kafka-tls", ">=", 2.0, "with TLS+SCRAM: Rill producer ≥ 2× Kafka"),
 ]
+
+# What encryption costs each system: (system, its TLS variant, its plaintext variant).
+TLS_COST = [("Kafka", "kafka-tls", "kafka"), ("Rill", "rill-tls", "rill")]
 
 
 def summarize(results):
@@ -852,7 +957,7 @@ def write_report(cfg, results, summary, meta, path_md, path_png):
       "the client's CPU is listed per repetition.")
     w("")
     labels = [VARIANTS[v]["label"] for v in variants]
-    pairs = [("rill", "kafka"), ("rill-fsync", "kafka-flush"), ("rill-fsync", "kafka")]
+    pairs = [("rill", "kafka"), ("rill-fsync", "kafka-flush"), ("rill-fsync", "kafka"), ("rill-tls", "kafka-tls")]
     pairs = [p for p in pairs if p[0] in summary and p[1] in summary]
     head = ["Figure"] + labels + [f"{VARIANTS[a]['short']} / {VARIANTS[b]['short']}" for a, b in pairs]
     w("| " + " | ".join(head) + " |")
@@ -886,6 +991,22 @@ def write_report(cfg, results, summary, meta, path_md, path_png):
         met = r >= factor if op == ">=" else r <= factor
         w(f"| {text} | {r:.2f}× | {'met' if met else '**missed**'} |")
     w("")
+    costs = [(name, tls, plain) for name, tls, plain in TLS_COST if tls in summary and plain in summary]
+    if costs:
+        w("## What TLS+SCRAM costs")
+        w("")
+        w("Each system with TLS and SCRAM-SHA-512 on its client listener, relative to itself in plaintext "
+          "(brokers replicate in plaintext in both cases).")
+        w("")
+        w("| System | Producer MB/s | Consumer MB/s | Produce p99 | End-to-end p99 | Broker CPU per GB |")
+        w("|---|---|---|---|---|---|")
+        for name, tls, plain in costs:
+            cells = []
+            for key in ("producer_mb_s", "consumer_mb_s", "produce_p99_ms", "e2e_p99_ms", "cpu_s_per_gb"):
+                r = ratio(summary, key, tls, plain)
+                cells.append("–" if r is None else f"{r:.2f}×")
+            w(f"| {name} | " + " | ".join(cells) + " |")
+        w("")
     w("## Per repetition")
     w("")
     w("| Variant | Rep | Producer MB/s | records | run s | p99 ms | Broker CPU s/GB | client CPU s | foreign CPU | "
@@ -916,7 +1037,8 @@ def chart(cfg, summary, variants, path, meta):
     except ImportError:
         say("matplotlib is not installed: no chart")
         return
-    colors = {"kafka": "#7f7f7f", "kafka-flush": "#bcbcbc", "rill": "#1f77b4", "rill-fsync": "#9ecae1"}
+    colors = {"kafka": "#7f7f7f", "kafka-flush": "#bcbcbc", "rill": "#1f77b4", "rill-fsync": "#9ecae1",
+              "kafka-tls": "#5a5a5a", "rill-tls": "#08519c"}
     figs = FIGURES
     cols = 4
     rows = math.ceil(len(figs) / cols)
@@ -981,7 +1103,7 @@ def machine_meta(cfg):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mode", choices=["full", "smoke"], default="full")
-    ap.add_argument("--variants", default="kafka,kafka-flush,rill,rill-fsync")
+    ap.add_argument("--variants", default="kafka,kafka-flush,rill,rill-fsync,kafka-tls,rill-tls")
     ap.add_argument("--reps", type=int)
     ap.add_argument("--seconds", type=float, help="minimum producer run length (full: 30)")
     ap.add_argument("--records", type=int, help="producer records per run (instead of sizing by --seconds)")

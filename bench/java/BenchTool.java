@@ -40,6 +40,9 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  *        [--config k=v,k=v]
  * </pre>
  *
+ * <p>Every command also takes {@code --client-config FILE}: client properties
+ * (security settings) loaded into every client it makes.
+ *
  * <p>{@code e2e}: end-to-end latency with a producer and a consumer in one
  * process. The producer sends records of {@code record-size} bytes at a fixed
  * rate, round-robin over the partitions, each carrying {@link System#nanoTime()}
@@ -67,7 +70,7 @@ public final class BenchTool {
         Map<String, String> a = parse(Arrays.copyOfRange(argv, 1, argv.length));
         switch (argv[0]) {
             case "e2e" -> e2e(a);
-            case "count" -> System.out.println(count(need(a, "bootstrap"), need(a, "topic")));
+            case "count" -> System.out.println(count(a));
             case "create" -> create(a);
             default -> usage();
         }
@@ -97,9 +100,21 @@ public final class BenchTool {
         return v;
     }
 
-    private static Properties consumerProps(String bootstrap) {
+    /** The bootstrap servers and the properties of {@code --client-config}. */
+    private static Properties clientProps(Map<String, String> a) throws java.io.IOException {
         Properties p = new Properties();
-        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        String file = a.get("client-config");
+        if (file != null) {
+            try (java.io.Reader r = java.nio.file.Files.newBufferedReader(java.nio.file.Path.of(file))) {
+                p.load(r);
+            }
+        }
+        p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, need(a, "bootstrap"));
+        return p;
+    }
+
+    private static Properties consumerProps(Map<String, String> a) throws java.io.IOException {
+        Properties p = clientProps(a);
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
@@ -133,9 +148,7 @@ public final class BenchTool {
                 configs.put(p[0], p[1]);
             }
         }
-        Properties p = new Properties();
-        p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, need(a, "bootstrap"));
-        try (Admin admin = Admin.create(p)) {
+        try (Admin admin = Admin.create(clientProps(a))) {
             NewTopic t = new NewTopic(topic, Integer.parseInt(need(a, "partitions")),
                     Short.parseShort(need(a, "replication-factor"))).configs(configs);
             admin.createTopics(List.of(t)).all().get();
@@ -162,8 +175,9 @@ public final class BenchTool {
         }
     }
 
-    static long count(String bootstrap, String topic) {
-        try (KafkaConsumer<byte[], byte[]> c = new KafkaConsumer<>(consumerProps(bootstrap))) {
+    static long count(Map<String, String> a) throws java.io.IOException {
+        String topic = need(a, "topic");
+        try (KafkaConsumer<byte[], byte[]> c = new KafkaConsumer<>(consumerProps(a))) {
             List<TopicPartition> tps = partitions(c, topic);
             Map<TopicPartition, Long> end = c.endOffsets(tps, Duration.ofSeconds(30));
             Map<TopicPartition, Long> begin = c.beginningOffsets(tps, Duration.ofSeconds(30));
@@ -207,14 +221,13 @@ public final class BenchTool {
     }
 
     static void e2e(Map<String, String> a) throws Exception {
-        String bootstrap = need(a, "bootstrap");
         String topic = need(a, "topic");
         long rate = Long.parseLong(a.getOrDefault("rate", "1000"));
         double seconds = Double.parseDouble(a.getOrDefault("seconds", "30"));
         double warmup = Double.parseDouble(a.getOrDefault("warmup-seconds", "5"));
         int size = Integer.parseInt(a.getOrDefault("record-size", "1024"));
 
-        KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(consumerProps(bootstrap));
+        KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(consumerProps(a));
         List<TopicPartition> tps = partitions(consumer, topic);
         consumer.assign(tps);
         consumer.seekToEnd(tps);
@@ -222,8 +235,7 @@ public final class BenchTool {
             consumer.position(tp, Duration.ofSeconds(30)); // resolve the end offsets now
         }
 
-        Properties pp = new Properties();
-        pp.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        Properties pp = clientProps(a);
         pp.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
         pp.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
         pp.put(ProducerConfig.ACKS_CONFIG, a.getOrDefault("acks", "all"));
