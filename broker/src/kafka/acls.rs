@@ -91,6 +91,30 @@ fn filter_of(
     })
 }
 
+/// Each entry's outcome: its own parse error, the change's error, or its
+/// outcome among `applied` (one per entry that parsed, in order).
+fn outcomes<T, U>(
+    parsed: Vec<Result<T, String>>,
+    applied: Result<Vec<Result<U, String>>, String>,
+) -> Vec<Result<U, (ResponseError, String)>> {
+    let (mut applied_each, failed) = match applied {
+        Ok(each) => (each.into_iter(), None),
+        Err(why) => (Vec::new().into_iter(), Some(why)),
+    };
+    parsed
+        .into_iter()
+        .map(|entry| match (entry, &failed) {
+            (Err(why), _) => Err((ResponseError::InvalidRequest, why)),
+            (Ok(_), Some(why)) => Err((ResponseError::UnknownServerError, why.clone())),
+            (Ok(_), None) => match applied_each.next() {
+                Some(Ok(done)) => Ok(done),
+                Some(Err(why)) => Err((ResponseError::InvalidRequest, why)),
+                None => Err((ResponseError::UnknownServerError, "no outcome".to_owned())),
+            },
+        })
+        .collect()
+}
+
 /// CreateAcls: every creation succeeds or fails on its own.
 pub async fn create_acls(
     ctx: &KafkaContext,
@@ -111,28 +135,13 @@ pub async fn create_acls(
             .await
             .map(|changes| changes.created)
     };
-    let mut outcomes = match &outcome {
-        Ok(created) => created.clone().into_iter(),
-        Err(_) => Vec::new().into_iter(),
-    };
-    let results = parsed
+    let results = outcomes(parsed, outcome)
         .into_iter()
-        .map(|acl| {
-            let result = match (acl, &outcome) {
-                (Err(why), _) => Err((ResponseError::InvalidRequest, why)),
-                (Ok(_), Err(why)) => Err((ResponseError::UnknownServerError, why.clone())),
-                (Ok(_), Ok(_)) => match outcomes.next() {
-                    Some(Ok(())) => Ok(()),
-                    Some(Err(why)) => Err((ResponseError::InvalidRequest, why)),
-                    None => Err((ResponseError::UnknownServerError, "no outcome".to_owned())),
-                },
-            };
-            match result {
-                Ok(()) => AclCreationResult::default(),
-                Err((error, why)) => AclCreationResult::default()
-                    .with_error_code(error.code())
-                    .with_error_message(message(why)),
-            }
+        .map(|result| match result {
+            Ok(()) => AclCreationResult::default(),
+            Err((error, why)) => AclCreationResult::default()
+                .with_error_code(error.code())
+                .with_error_message(message(why)),
         })
         .collect();
     CreateAclsResponse::default().with_results(results)
@@ -221,41 +230,26 @@ pub async fn delete_acls(
             .await
             .map(|changes| changes.deleted)
     };
-    let mut outcomes = match &outcome {
-        Ok(deleted) => deleted.clone().into_iter(),
-        Err(_) => Vec::new().into_iter(),
-    };
-    let results = parsed
+    let results = outcomes(parsed, outcome)
         .into_iter()
-        .map(|filter| {
-            let result = match (filter, &outcome) {
-                (Err(why), _) => Err((ResponseError::InvalidRequest, why)),
-                (Ok(_), Err(why)) => Err((ResponseError::UnknownServerError, why.clone())),
-                (Ok(_), Ok(_)) => match outcomes.next() {
-                    Some(Ok(acls)) => Ok(acls),
-                    Some(Err(why)) => Err((ResponseError::UnknownServerError, why)),
-                    None => Err((ResponseError::UnknownServerError, "no outcome".to_owned())),
-                },
-            };
-            match result {
-                Ok(acls) => DeleteAclsFilterResult::default().with_matching_acls(
-                    acls.iter()
-                        .map(|a| {
-                            DeleteAclsMatchingAcl::default()
-                                .with_resource_type(a.resource_type.code())
-                                .with_resource_name(StrBytes::from_string(a.name.clone()))
-                                .with_pattern_type(a.pattern.code())
-                                .with_principal(StrBytes::from_string(a.principal.clone()))
-                                .with_host(StrBytes::from_string(a.host.clone()))
-                                .with_operation(a.operation.code())
-                                .with_permission_type(a.permission.code())
-                        })
-                        .collect(),
-                ),
-                Err((error, why)) => DeleteAclsFilterResult::default()
-                    .with_error_code(error.code())
-                    .with_error_message(message(why)),
-            }
+        .map(|result| match result {
+            Ok(acls) => DeleteAclsFilterResult::default().with_matching_acls(
+                acls.iter()
+                    .map(|a| {
+                        DeleteAclsMatchingAcl::default()
+                            .with_resource_type(a.resource_type.code())
+                            .with_resource_name(StrBytes::from_string(a.name.clone()))
+                            .with_pattern_type(a.pattern.code())
+                            .with_principal(StrBytes::from_string(a.principal.clone()))
+                            .with_host(StrBytes::from_string(a.host.clone()))
+                            .with_operation(a.operation.code())
+                            .with_permission_type(a.permission.code())
+                    })
+                    .collect(),
+            ),
+            Err((error, why)) => DeleteAclsFilterResult::default()
+                .with_error_code(error.code())
+                .with_error_message(message(why)),
         })
         .collect();
     DeleteAclsResponse::default().with_filter_results(results)

@@ -183,48 +183,36 @@ cluster_wide! {
     DescribeAclsRequest => DescribeAclsResponse: Describe, with_error_message;
 }
 
-impl Authorize for CreateAclsRequest {
-    type Response = CreateAclsResponse;
-    fn authorize(
-        self,
-        check: &Check<'_>,
-    ) -> Result<(Self, Finish<Self::Response>), Self::Response> {
-        if check.cluster(Operation::Alter) {
-            return Ok((self, None));
+/// CreateAcls and DeleteAcls: ALTER on the cluster, or one refusal per
+/// entry of the request.
+macro_rules! acl_changes {
+    ($($req:ty => $resp:ty : $entries:ident => $results:ident, $result:ty, $with:ident;)*) => {$(
+        impl Authorize for $req {
+            type Response = $resp;
+            fn authorize(self, check: &Check<'_>) -> Result<(Self, Finish<$resp>), $resp> {
+                if check.cluster(Operation::Alter) {
+                    return Ok((self, None));
+                }
+                let $results: Vec<$result> = self
+                    .$entries
+                    .iter()
+                    .map(|_| {
+                        <$result>::default()
+                            .with_error_code(cluster_denied())
+                            .with_error_message(denied_message("alter the cluster's ACLs"))
+                    })
+                    .collect();
+                Err(<$resp>::default().$with($results))
+            }
         }
-        let results = self
-            .creations
-            .iter()
-            .map(|_| {
-                create_acls_response::AclCreationResult::default()
-                    .with_error_code(cluster_denied())
-                    .with_error_message(denied_message("alter the cluster's ACLs"))
-            })
-            .collect();
-        Err(CreateAclsResponse::default().with_results(results))
-    }
+    )*};
 }
 
-impl Authorize for DeleteAclsRequest {
-    type Response = DeleteAclsResponse;
-    fn authorize(
-        self,
-        check: &Check<'_>,
-    ) -> Result<(Self, Finish<Self::Response>), Self::Response> {
-        if check.cluster(Operation::Alter) {
-            return Ok((self, None));
-        }
-        let results = self
-            .filters
-            .iter()
-            .map(|_| {
-                delete_acls_response::DeleteAclsFilterResult::default()
-                    .with_error_code(cluster_denied())
-                    .with_error_message(denied_message("alter the cluster's ACLs"))
-            })
-            .collect();
-        Err(DeleteAclsResponse::default().with_filter_results(results))
-    }
+acl_changes! {
+    CreateAclsRequest => CreateAclsResponse: creations => results,
+        create_acls_response::AclCreationResult, with_results;
+    DeleteAclsRequest => DeleteAclsResponse: filters => results,
+        delete_acls_response::DeleteAclsFilterResult, with_filter_results;
 }
 
 impl Authorize for ProduceRequest {
