@@ -474,9 +474,19 @@ async fn given_two_operator_replicas_then_only_the_lease_holder_serves_and_broke
         cluster: Some(cluster.clone()),
         ..ClientOptions::default()
     };
-    let refusal = ControllerClient::connect_with(vec![standby.controller.clone()], options)
-        .await
-        .expect("the standby accepts connections")
+    // Both operators were spawned at once: the standby may still be
+    // setting up when the leader has claimed, so wait for its listener.
+    let to_standby = wait_for(
+        "the standby to accept connections",
+        OPERATOR_TIMEOUT,
+        || async {
+            ControllerClient::connect_with(vec![standby.controller.clone()], options.clone())
+                .await
+                .ok()
+        },
+    )
+    .await;
+    let refusal = to_standby
         .create_topic("t", 1, 1, Default::default())
         .await
         .expect_err("the standby refuses");
