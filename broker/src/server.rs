@@ -173,12 +173,24 @@ fn advertised_address(config: &BrokerConfig, bound: SocketAddr) -> String {
     }
 }
 
+/// A gRPC server builder, speaking mutual TLS when `tls` is given.
+fn grpc_server(
+    tls: Option<&rill_process::tls::InternalTls>,
+) -> Result<tonic::transport::Server, ServerError> {
+    let builder = tonic::transport::Server::builder();
+    Ok(match tls {
+        Some(tls) => builder.tls_config(tls.server())?,
+        None => builder,
+    })
+}
+
 impl Broker {
     /// Starts a broker and returns once it serves.
     pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, ServerError> {
         config.validate()?;
         let broker_id = config.resolved_broker_id()?;
         let log_defaults = config.log_defaults()?;
+        let internal_tls = config.internal_tls.load()?.map(Arc::new);
         let metrics = Arc::new(Metrics::new());
         let ready = Arc::new(AtomicBool::new(false));
         let manager_cell = Arc::new(OnceLock::new());
@@ -276,7 +288,7 @@ impl Broker {
         );
         let grpc_task = tokio::spawn({
             let stop = grpc_stop.clone();
-            tonic::transport::Server::builder()
+            grpc_server(internal_tls.as_deref())?
                 .add_service(service)
                 .serve_with_incoming_shutdown(no_delay(grpc_listener), stop.cancelled_owned())
         });
@@ -294,7 +306,7 @@ impl Broker {
             let bound = local_addr("replication", &listener, config.replication_addr)?;
             tokio::spawn({
                 let stop = cluster_stop.clone();
-                tonic::transport::Server::builder()
+                grpc_server(internal_tls.as_deref())?
                     .add_service(ReplicationApi::server(
                         Arc::clone(&manager),
                         config.max_request_bytes,
@@ -314,6 +326,8 @@ impl Broker {
                 replica_lag_time_max: Duration::from_millis(config.replica_lag_time_max_ms),
                 reassignment_throttle_bytes_per_sec: config.reassignment_throttle_bytes_per_sec,
                 authorizer: Arc::clone(&authorizer),
+                internal_tls: internal_tls.clone(),
+                controller_tls_server_name: config.controller_tls_server_name.clone(),
             };
             let link = ClusterLink::start(
                 settings,

@@ -61,6 +61,9 @@ pub struct ClientOptions {
     /// The cluster (`namespace/name` on Kubernetes) sent as
     /// [`CLUSTER_HEADER`] with every request; `None` sends nothing.
     pub cluster: Option<String>,
+    /// Mutual TLS towards the controller (`https://`); `None` speaks
+    /// plaintext.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Default for ClientOptions {
@@ -69,6 +72,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(5),
             cluster: None,
+            tls: None,
         }
     }
 }
@@ -444,12 +448,12 @@ impl ControllerClient {
         let endpoints = addrs
             .iter()
             .map(|addr| {
-                let uri = if addr.contains("://") {
-                    addr.clone()
-                } else {
-                    format!("http://{addr}")
-                };
+                let uri = rill_process::tls::grpc_uri(addr, options.tls.is_some());
                 Endpoint::from_shared(uri)
+                    .and_then(|e| match &options.tls {
+                        Some(tls) => e.tls_config(tls.clone()),
+                        None => Ok(e),
+                    })
                     .map(|e| {
                         e.connect_timeout(options.connect_timeout)
                             .tcp_nodelay(true)

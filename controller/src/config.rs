@@ -102,6 +102,11 @@ pub struct ServerConfig {
     )]
     pub shutdown_timeout_ms: u64,
 
+    /// Mutual TLS on the gRPC Controller service: brokers must present a
+    /// certificate from the cluster CA (docs/security.md).
+    #[command(flatten)]
+    pub internal_tls: rill_process::tls::InternalTlsArgs,
+
     /// Log line format: text or json.
     #[arg(long, env = "RILL_CONTROLLER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -127,6 +132,7 @@ impl ServerConfig {
             balance_batch: 4,
             watch_buffer: 1024,
             shutdown_timeout_ms: 5_000,
+            internal_tls: Default::default(),
             log_format: LogFormat::Text,
             log_filter: "info".to_owned(),
         }

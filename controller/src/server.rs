@@ -226,6 +226,7 @@ pub async fn start_with_store<S: MetadataStore + 'static>(
     store: S,
 ) -> Result<ControllerHandle, ServerError> {
     config.validate()?;
+    let internal_tls = config.internal_tls.load()?;
     let metrics = Arc::new(Metrics::new());
     let (phase_tx, phase) = watch::channel(Phase::Starting);
 
@@ -246,6 +247,12 @@ pub async fn start_with_store<S: MetadataStore + 'static>(
     let (grpc_listener, grpc_addr) = bind("gRPC Controller service", config.listen_addr)
         .await
         .map_err(fail)?;
+    let builder = match &internal_tls {
+        Some(tls) => tonic::transport::Server::builder()
+            .tls_config(tls.server())
+            .map_err(|e| fail(ServerError::Grpc(e)))?,
+        None => tonic::transport::Server::builder(),
+    };
 
     let embedded = embed_with(
         &config,
@@ -267,7 +274,7 @@ pub async fn start_with_store<S: MetadataStore + 'static>(
     let grpc_stop = CancellationToken::new();
     let grpc_task = tokio::spawn({
         let stop = grpc_stop.clone();
-        tonic::transport::Server::builder()
+        builder
             .tcp_nodelay(true)
             .add_service(service.server())
             .serve_with_incoming_shutdown(

@@ -262,9 +262,10 @@ async fn lead_and_reconcile(
         addr = %metadata::grpc::bound(&controller_listener, config.controller_listen_addr),
         "serving the metadata controller gRPC service"
     );
+    let controller_tls = metadata::ControllerTls::new();
     let grpc = tokio::spawn(metadata::serve(
         controller_listener,
-        ControllerRouter::new(host.clone()),
+        ControllerRouter::new(host.clone(), Arc::clone(&controller_tls)),
         signalled(stop_rx.clone()),
     ));
 
@@ -308,6 +309,7 @@ async fn lead_and_reconcile(
     let sweeper = tokio::spawn(metadata::host::keep_hosting(
         client,
         host.clone(),
+        controller_tls,
         signalled(controllers_stop_rx.clone()),
     ));
     info!("starting StreamCluster and Topic controllers");

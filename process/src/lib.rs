@@ -14,9 +14,12 @@
 //!   latency buckets, and the per-request metrics of the gRPC services.
 //! - [`config`]: the configuration error that names a flag and its
 //!   environment variable.
+//! - [`tls`]: the `--internal-tls-*` flags and mutual TLS between Rill's
+//!   own processes (replication, controller, the gRPC client API).
 
 pub mod config;
 pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod run;
+pub mod tls;

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use parking_lot::Mutex;
+use rill_process::tls::{InternalTls, grpc_uri};
 use rill_proto::replication as pb;
 use rill_proto::replication::replication_client::ReplicationClient;
 use tokio::sync::{Notify, mpsc};
@@ -65,6 +66,8 @@ pub struct Fetchers {
     /// reassignment, not in the ISR).
     throttled: Arc<Mutex<BTreeSet<Key>>>,
     throttle: Arc<Throttle>,
+    /// Mutual TLS towards leaders' replication ports.
+    tls: Option<Arc<InternalTls>>,
 }
 
 impl Fetchers {
@@ -73,6 +76,7 @@ impl Fetchers {
         broker_epoch: Arc<AtomicI64>,
         manager: Arc<ReplicaManager>,
         throttle: Arc<Throttle>,
+        tls: Option<Arc<InternalTls>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             me,
@@ -81,6 +85,7 @@ impl Fetchers {
             by_leader: Mutex::new(BTreeMap::new()),
             throttled: Arc::new(Mutex::new(BTreeSet::new())),
             throttle,
+            tls,
         })
     }
 
@@ -160,6 +165,7 @@ impl Fetchers {
             manager: Arc::clone(&self.manager),
             throttled: Arc::clone(&self.throttled),
             throttle: Arc::clone(&self.throttle),
+            tls: self.tls.clone(),
         };
         let stop = f.stop.clone();
         tokio::spawn(async move {
@@ -182,6 +188,7 @@ struct Task {
     manager: Arc<ReplicaManager>,
     throttled: Arc<Mutex<BTreeSet<Key>>>,
     throttle: Arc<Throttle>,
+    tls: Option<Arc<InternalTls>>,
 }
 
 impl Task {
@@ -229,10 +236,15 @@ impl Task {
 
     /// One connection: request, answer, apply, repeat.
     async fn session(&self) -> Result<(), String> {
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
+        let mut endpoint = Endpoint::from_shared(grpc_uri(&self.addr, self.tls.is_some()))
             .map_err(|e| e.to_string())?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true);
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.client(None))
+                .map_err(|e| e.to_string())?;
+        }
         let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
         let mut client = ReplicationClient::new(channel)
             .max_decoding_message_size(256 << 20)

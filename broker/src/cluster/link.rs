@@ -65,6 +65,11 @@ pub struct ClusterSettings {
     pub reassignment_throttle_bytes_per_sec: u64,
     /// Gets the ACLs the controller sends with the metadata.
     pub authorizer: Arc<Authorizer>,
+    /// Mutual TLS towards the controller and other brokers' replication
+    /// ports.
+    pub internal_tls: Option<Arc<rill_process::tls::InternalTls>>,
+    /// The name the controller's certificate carries, when not its host.
+    pub controller_tls_server_name: Option<String>,
 }
 
 /// Identity of this broker's data directory, created with it.
@@ -129,6 +134,10 @@ impl ClusterLink {
             .map_err(|e| Error::Controller(format!("data directory identity: {e}")))?;
         let options = ClientOptions {
             cluster: settings.cluster.clone(),
+            tls: settings
+                .internal_tls
+                .as_ref()
+                .map(|tls| tls.client(settings.controller_tls_server_name.as_deref())),
             ..ClientOptions::default()
         };
         // The controller may start after the brokers (on Kubernetes the
@@ -165,6 +174,7 @@ impl ClusterLink {
             Arc::clone(&broker_epoch),
             Arc::clone(&manager),
             throttle,
+            settings.internal_tls.clone(),
         );
         let link = Arc::new(Self {
             settings,

@@ -268,6 +268,21 @@ pub struct BrokerConfig {
     #[arg(long, env = "RILL_SUPER_USERS", value_delimiter = ';')]
     pub super_users: Vec<String>,
 
+    /// Mutual TLS on the replication and gRPC client API ports and towards
+    /// the controller (docs/security.md).
+    #[command(flatten)]
+    pub internal_tls: rill_process::tls::InternalTlsArgs,
+
+    /// The name the controller's certificate must carry, when it is not the
+    /// host of `--controller-addr` (Rill's operator serves each cluster's
+    /// controller under `controller.<cluster>.<namespace>.rill.internal`).
+    #[arg(
+        long,
+        env = "RILL_CONTROLLER_TLS_SERVER_NAME",
+        requires = "internal_tls_cert_file"
+    )]
+    pub controller_tls_server_name: Option<String>,
+
     /// Kafka-style properties file read at start (`key=value` lines; the keys
     /// are listed in docs/broker.md). A flag or environment variable given as
     /// well wins over the file.
@@ -421,6 +436,8 @@ impl BrokerConfig {
             connections_max_reauth_ms: 0,
             authorization: false,
             super_users: Vec::new(),
+            internal_tls: Default::default(),
+            controller_tls_server_name: None,
             config_file: None,
             sources: ConfigSources::default(),
             load_args: Vec::new(),
@@ -438,8 +455,6 @@ impl BrokerConfig {
         }
     }
 
-    /// Checks everything that can be checked before touching the disk or
-    /// the network.
     /// The Kafka listener's TLS and SASL settings.
     pub fn kafka_security(&self) -> crate::security::SecuritySettings {
         let tls = match (&self.kafka_tls_cert_file, &self.kafka_tls_key_file) {
@@ -460,6 +475,8 @@ impl BrokerConfig {
         }
     }
 
+    /// Checks everything that can be checked before touching the disk or
+    /// the network.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.resolved_broker_id()?;
         self.log_defaults()?;

@@ -5,7 +5,9 @@
 //! (`namespace/name`; brokers get it as `RILL_CLUSTER`). The router finds
 //! (or starts) that cluster's controller and hands the request over
 //! unchanged; refusals (not the Lease holder, unknown cluster) are
-//! UNAVAILABLE with a reason, which brokers treat as "try again".
+//! UNAVAILABLE with a reason, which brokers treat as "try again". A
+//! cluster with a CA only takes requests over mutual TLS with a certificate
+//! from that CA ([`super::tls`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,21 +18,22 @@ use rill_controller::service::ControllerService;
 use rill_proto::controller as pb;
 use rill_proto::controller::controller_server::{Controller, ControllerServer};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
 use super::host::{ControllerHost, HostError};
+use super::tls::{ControllerTls, PeerInfo, incoming};
 
 /// Routes every RPC to the controller of the cluster it names.
 #[derive(Debug, Clone)]
 pub struct ControllerRouter {
     host: Arc<ControllerHost>,
+    tls: Arc<ControllerTls>,
 }
 
 impl ControllerRouter {
-    /// A router over `host`.
-    pub fn new(host: Arc<ControllerHost>) -> Self {
-        Self { host }
+    /// A router over `host`, checking client certificates with `tls`.
+    pub fn new(host: Arc<ControllerHost>, tls: Arc<ControllerTls>) -> Self {
+        Self { host, tls }
     }
 
     async fn route<T>(&self, request: &Request<T>) -> Result<ControllerService, Status> {
@@ -42,6 +45,8 @@ impl ControllerRouter {
         if key.is_empty() {
             return Err(HostError::BadClusterKey(String::new()).to_status());
         }
+        self.tls
+            .check_peer(key, request.extensions().get::<PeerInfo>())?;
         self.host.service(key).await.map_err(|e| e.to_status())
     }
 }
@@ -163,16 +168,17 @@ impl Controller for ControllerRouter {
     }
 }
 
-/// Serves the router on `listener` until `shutdown` completes.
+/// Serves the router on `listener` (plaintext and mutual TLS, see
+/// [`super::tls`]) until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
     router: ControllerRouter,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    let incoming = incoming(listener, Arc::clone(&router.tls));
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(ControllerServer::new(router))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }
 

@@ -453,22 +453,26 @@ pub const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1
 pub async fn keep_hosting(
     client: Client,
     host: Arc<ControllerHost>,
+    tls: Arc<super::ControllerTls>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
-    let clusters: Api<StreamCluster> = Api::all(client);
+    let clusters: Api<StreamCluster> = Api::all(client.clone());
     loop {
         match clusters.list(&Default::default()).await {
             Ok(list) => {
+                let mut keys = std::collections::BTreeSet::new();
                 for sc in list.items {
-                    let key = cluster_key(
-                        sc.metadata.namespace.as_deref().unwrap_or_default(),
-                        sc.metadata.name.as_deref().unwrap_or_default(),
-                    );
+                    let namespace = sc.metadata.namespace.as_deref().unwrap_or_default();
+                    let name = sc.metadata.name.as_deref().unwrap_or_default();
+                    let key = cluster_key(namespace, name);
+                    super::tls::sync_cluster(&client, &tls, &key, namespace, name).await;
                     if let Err(e) = host.service(&key).await {
                         warn!(cluster = %key, error = %e, "cannot start the metadata controller");
                     }
+                    keys.insert(key);
                 }
+                tls.retain(|key| keys.contains(key));
             }
             Err(e) => warn!(error = %e, "cannot list StreamClusters"),
         }

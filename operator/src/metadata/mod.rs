@@ -18,7 +18,9 @@
 pub mod grpc;
 pub mod host;
 pub mod store;
+pub mod tls;
 
 pub use grpc::{ControllerRouter, serve};
 pub use host::{ControllerHost, HostError, cluster_key};
 pub use store::KubeStore;
+pub use tls::ControllerTls;
