@@ -13,6 +13,7 @@
 //! `--shutdown-timeout-ms`) -> background tasks
 //! stop -> every log is fsynced -> the HTTP server stops.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,7 +106,7 @@ pub struct BrokerHandle {
     grpc_task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
     /// Stops the Kafka listener (in-flight requests finish first).
     kafka_stop: CancellationToken,
-    kafka_task: JoinHandle<()>,
+    kafka_tasks: Vec<JoinHandle<()>>,
     tasks_stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     http: HttpServer,
@@ -161,6 +162,16 @@ fn kafka_advertised_address(config: &BrokerConfig, bound: SocketAddr) -> String 
     kafka::advertised_address(&host, port)
 }
 
+/// A bound Kafka listener before it serves.
+struct KafkaPort {
+    /// `None` for the single `--kafka-addr` listener.
+    name: Option<String>,
+    listener: TcpListener,
+    bound: SocketAddr,
+    advertised: String,
+    security: crate::security::SecuritySettings,
+}
+
 /// host:port clients should use, from the config and the bound address.
 fn advertised_address(config: &BrokerConfig, bound: SocketAddr) -> String {
     match &config.advertised_host {
@@ -210,15 +221,45 @@ impl Broker {
 
         let grpc_listener = bind("gRPC client API", config.listen_addr).await?;
         let client_addr = local_addr("gRPC client API", &grpc_listener, config.listen_addr)?;
-        let kafka_listener = bind("Kafka", config.kafka_addr).await?;
-        let kafka_addr = local_addr("Kafka", &kafka_listener, config.kafka_addr)?;
-        let kafka_advertised = kafka_advertised_address(&config, kafka_addr);
+        // The Kafka listeners: the named ones, or the single --kafka-addr one.
+        let mut kafka_listeners = Vec::new();
+        if config.kafka_listeners.is_empty() {
+            let listener = bind("Kafka", config.kafka_addr).await?;
+            let bound = local_addr("Kafka", &listener, config.kafka_addr)?;
+            kafka_listeners.push(KafkaPort {
+                name: None,
+                advertised: kafka_advertised_address(&config, bound),
+                listener,
+                bound,
+                security: config.kafka_security(),
+            });
+        } else {
+            for spec in &config.kafka_listeners {
+                let addr = SocketAddr::new(config.kafka_addr.ip(), spec.port);
+                let listener = bind("Kafka", addr).await?;
+                let bound = local_addr("Kafka", &listener, addr)?;
+                kafka_listeners.push(KafkaPort {
+                    name: Some(spec.name.clone()),
+                    advertised: advertised_address(&config, bound),
+                    listener,
+                    bound,
+                    security: config.listener_security(spec),
+                });
+            }
+        }
+        let kafka_addr = kafka_listeners[0].bound;
+        let kafka_advertised = kafka_listeners[0].advertised.clone();
+        let kafka_named: BTreeMap<String, String> = kafka_listeners
+            .iter()
+            .filter_map(|l| Some((l.name.clone()?, l.advertised.clone())))
+            .collect();
 
         let settings = Settings {
             broker: BrokerInfo {
                 id: broker_id,
                 address: advertised_address(&config, client_addr),
                 kafka_address: kafka_advertised.clone(),
+                kafka_listeners: kafka_named.clone(),
                 rack: config.rack.clone(),
                 fenced: false,
             },
@@ -320,6 +361,7 @@ impl Broker {
                 endpoints: rill_controller::Endpoints {
                     client: advertised_address(&config, client_addr),
                     kafka: kafka_advertised.clone(),
+                    kafka_listeners: kafka_named.clone(),
                     replication: advertised_address(&config, bound),
                 },
                 rack: config.rack.clone(),
@@ -362,7 +404,7 @@ impl Broker {
         };
         // The Kafka listener starts last: its Metadata answers need the
         // cluster view in cluster mode.
-        let kafka_context = Arc::new(KafkaContext {
+        let kafka_context = KafkaContext {
             manager: Arc::clone(&manager),
             metrics: Arc::clone(&metrics),
             settings: KafkaSettings {
@@ -375,22 +417,36 @@ impl Broker {
                 default_partitions: config.num_partitions,
                 config_sources: config.kafka_config_sources(),
             },
-            producer_ids,
+            producer_ids: Arc::new(producer_ids),
             groups: Some(Arc::clone(&groups)),
             acls,
-        });
-        let (kafka_security, security_tasks) =
-            crate::security::start(&config.kafka_security(), &tasks_stop)?;
-        tasks.extend(security_tasks);
-        let kafka_protocol = kafka_security.protocol();
+            listener: None,
+        };
         let kafka_stop = CancellationToken::new();
-        let kafka_task = tokio::spawn(kafka::serve(
-            kafka_listener,
-            kafka_context,
-            kafka_security,
-            kafka_stop.clone(),
-            config.shutdown_timeout(),
-        ));
+        let mut kafka_tasks = Vec::new();
+        let mut kafka_protocols = Vec::new();
+        for port in kafka_listeners {
+            let (security, security_tasks) = crate::security::start(&port.security, &tasks_stop)?;
+            tasks.extend(security_tasks);
+            kafka_protocols.push(format!(
+                "{}={}://{}",
+                port.name.as_deref().unwrap_or("default"),
+                security.protocol(),
+                port.bound
+            ));
+            let context = Arc::new(KafkaContext {
+                listener: port.name.clone(),
+                ..kafka_context.clone()
+            });
+            kafka_tasks.push(tokio::spawn(kafka::serve(
+                port.listener,
+                context,
+                security,
+                kafka_stop.clone(),
+                config.shutdown_timeout(),
+            )));
+        }
+        let kafka_protocol = kafka_protocols.join(",");
         ready.store(true, Ordering::Release);
         info!(%client_addr, %http_addr, %kafka_addr, kafka_advertised = %kafka_advertised, kafka_protocol, broker_id, cluster = cluster.is_some(), "broker ready");
         Ok(BrokerHandle {
@@ -409,7 +465,7 @@ impl Broker {
             grpc_stop,
             grpc_task: Some(grpc_task),
             kafka_stop,
-            kafka_task,
+            kafka_tasks,
             tasks_stop,
             tasks,
             http,
@@ -463,9 +519,11 @@ impl BrokerHandle {
         if let Some(grpc_task) = self.grpc_task {
             rill_process::run::drain_grpc(grpc_task, self.shutdown_timeout).await;
         }
-        // The listener bounds its own drain by the shutdown timeout.
-        if let Err(e) = self.kafka_task.await {
-            warn!(error = %e, "Kafka listener task failed");
+        // Each listener bounds its own drain by the shutdown timeout.
+        for task in self.kafka_tasks {
+            if let Err(e) = task.await {
+                warn!(error = %e, "Kafka listener task failed");
+            }
         }
         self.tasks_stop.cancel();
         for t in self.tasks {

@@ -121,9 +121,10 @@ impl Harness {
                 default_partitions: 1,
                 config_sources: Default::default(),
             },
-            producer_ids: ids,
+            producer_ids: Arc::new(ids),
             groups: Some(Arc::clone(broker.groups())),
             acls: fuzz_acls(dir.path()),
+            listener: None,
         });
         let h = Self {
             runtime,

@@ -15,6 +15,7 @@ pub(crate) fn endpoints_to_pb(e: &Endpoints) -> pb::Endpoints {
     pb::Endpoints {
         client: e.client.clone(),
         kafka: e.kafka.clone(),
+        kafka_listeners: e.kafka_listeners.clone().into_iter().collect(),
         replication: e.replication.clone(),
     }
 }
@@ -24,6 +25,7 @@ pub(crate) fn endpoints_from_pb(e: Option<pb::Endpoints>) -> Endpoints {
     Endpoints {
         client: e.client,
         kafka: e.kafka,
+        kafka_listeners: e.kafka_listeners.into_iter().collect(),
         replication: e.replication,
     }
 }

@@ -19,8 +19,11 @@ pub const NO_LEADER: BrokerId = -1;
 pub struct Endpoints {
     /// host:port of the gRPC client API.
     pub client: String,
-    /// host:port of the Kafka listener.
+    /// host:port of the Kafka listener (the first one when named).
     pub kafka: String,
+    /// host:port of each named Kafka listener.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kafka_listeners: BTreeMap<String, String>,
     /// host:port of the replication gRPC service.
     pub replication: String,
 }

@@ -21,6 +21,7 @@ pub use rill_process::logging::LogFormat;
 use rill_proto::topic::MAX_PARTITIONS_PER_TOPIC;
 
 mod file;
+pub mod listener;
 pub mod reload;
 
 pub use file::{ConfigSources, LoadError};
@@ -238,6 +239,21 @@ pub struct BrokerConfig {
     #[arg(long, env = "RILL_KAFKA_TLS_CLIENT_AUTH", value_enum, default_value_t = crate::security::ClientAuth::Required)]
     pub kafka_tls_client_auth: crate::security::ClientAuth,
 
+    /// Named Kafka listeners, each `name=NAME,port=PORT,tls=true|false,
+    /// auth=none|scram|mtls` (repeat the flag; in the environment separate
+    /// them with `;`). Given, they replace the single listener of
+    /// `--kafka-addr` (whose IP they bind) and its SASL and client-CA flags:
+    /// TLS listeners use `--kafka-tls-cert-file`, `auth=scram` offers
+    /// SCRAM-SHA-512 and SCRAM-SHA-256 against `--sasl-credentials-file`,
+    /// `auth=mtls` asks for a certificate from `--kafka-tls-client-ca-file`.
+    /// Clients are told the addresses of the listener they connected to.
+    #[arg(
+        long = "kafka-listener",
+        env = "RILL_KAFKA_LISTENERS",
+        value_delimiter = ';'
+    )]
+    pub kafka_listeners: Vec<listener::KafkaListener>,
+
     /// SASL mechanisms the Kafka listener requires, comma-separated:
     /// SCRAM-SHA-512, SCRAM-SHA-256, PLAIN (Kafka `sasl.enabled.mechanisms`).
     /// Empty: no SASL. Needs `--sasl-credentials-file`.
@@ -431,6 +447,7 @@ impl BrokerConfig {
             kafka_tls_key_file: None,
             kafka_tls_client_ca_file: None,
             kafka_tls_client_auth: crate::security::ClientAuth::Required,
+            kafka_listeners: Vec::new(),
             kafka_sasl_mechanisms: Vec::new(),
             sasl_credentials_file: None,
             connections_max_reauth_ms: 0,
@@ -477,7 +494,87 @@ impl BrokerConfig {
 
     /// Checks everything that can be checked before touching the disk or
     /// the network.
+    /// The TLS and SASL settings of a named listener.
+    pub fn listener_security(
+        &self,
+        listener: &listener::KafkaListener,
+    ) -> crate::security::SecuritySettings {
+        use crate::security::SaslMechanism;
+        use listener::ListenerAuth;
+        let tls = match (
+            listener.tls,
+            &self.kafka_tls_cert_file,
+            &self.kafka_tls_key_file,
+        ) {
+            (true, Some(cert), Some(key)) => Some(crate::security::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: (listener.auth == ListenerAuth::Mtls)
+                    .then(|| self.kafka_tls_client_ca_file.clone())
+                    .flatten(),
+                client_auth: crate::security::ClientAuth::Required,
+            }),
+            _ => None,
+        };
+        let sasl_mechanisms = match listener.auth {
+            ListenerAuth::Scram => vec![
+                SaslMechanism::Scram(rill_proto::scram::Mechanism::Sha512),
+                SaslMechanism::Scram(rill_proto::scram::Mechanism::Sha256),
+            ],
+            _ => Vec::new(),
+        };
+        crate::security::SecuritySettings {
+            tls,
+            sasl_mechanisms,
+            credentials_file: self.sasl_credentials_file.clone(),
+            session_lifetime: (self.connections_max_reauth_ms > 0)
+                .then(|| Duration::from_millis(self.connections_max_reauth_ms)),
+        }
+    }
+
+    fn validate_listeners(&self) -> Result<(), ConfigError> {
+        use listener::ListenerAuth;
+        const FLAG: &str = "--kafka-listener";
+        const ENV: &str = "RILL_KAFKA_LISTENERS";
+        listener::check_all(&self.kafka_listeners).map_err(|e| invalid(FLAG, ENV, e))?;
+        for l in &self.kafka_listeners {
+            let needs = |what: &str| invalid(FLAG, ENV, format!("listener {}: {what}", l.name));
+            if l.tls && self.kafka_tls_cert_file.is_none() {
+                return Err(needs(
+                    "tls=true needs --kafka-tls-cert-file and --kafka-tls-key-file",
+                ));
+            }
+            if l.auth == ListenerAuth::Scram && self.sasl_credentials_file.is_none() {
+                return Err(needs("auth=scram needs --sasl-credentials-file"));
+            }
+            if l.auth == ListenerAuth::Mtls && self.kafka_tls_client_ca_file.is_none() {
+                return Err(needs("auth=mtls needs --kafka-tls-client-ca-file"));
+            }
+            if [
+                self.listen_addr.port(),
+                self.http_addr.port(),
+                self.replication_addr.port(),
+            ]
+            .contains(&l.port)
+            {
+                return Err(needs(&format!(
+                    "port {} is also the gRPC, HTTP or replication port",
+                    l.port
+                )));
+            }
+        }
+        if !self.kafka_listeners.is_empty() && !self.kafka_sasl_mechanisms.is_empty() {
+            return Err(invalid(
+                "--kafka-sasl-mechanisms",
+                "RILL_KAFKA_SASL_MECHANISMS",
+                "applies to the single --kafka-addr listener; with --kafka-listener say auth=scram per listener",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_listeners()?;
         self.resolved_broker_id()?;
         self.log_defaults()?;
         if self.data_dir.as_os_str().is_empty() {

@@ -356,7 +356,15 @@ fn broker_configs(ctx: &KafkaContext) -> Vec<ConfigEntry> {
         ),
         (
             "advertised.listeners".to_owned(),
-            format!("PLAINTEXT://{}", me.kafka_address),
+            if me.kafka_listeners.is_empty() {
+                format!("PLAINTEXT://{}", me.kafka_address)
+            } else {
+                me.kafka_listeners
+                    .iter()
+                    .map(|(name, address)| format!("{}://{address}", name.to_uppercase()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
             SOURCE_STATIC_BROKER,
         ),
         (

@@ -154,7 +154,7 @@ macro_rules! kafka_apis {
                             Ok(admitted) => admitted,
                             Err(denied) => return Reply::<$gresp>::from(denied).encode(api_name(api), header),
                         };
-                        let answer = $ghandler(&c, version, r, &client(header)).await;
+                        let answer = $ghandler(&c, version, r, &client(header, ctx.listener.as_deref())).await;
                         Reply::<$gresp>::from(answer).finish(finish).encode(api_name(api), header)
                     }
                 )*

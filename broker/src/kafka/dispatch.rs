@@ -184,6 +184,7 @@ mod tests {
                 id: 0,
                 address: "localhost:9093".into(),
                 kafka_address: "localhost:9092".into(),
+                kafka_listeners: Default::default(),
                 rack: None,
                 fenced: false,
             },
@@ -216,7 +217,8 @@ mod tests {
                 default_partitions: 1,
                 config_sources: Default::default(),
             },
-            producer_ids: ProducerIdAllocator::open(dir, 0).expect("ids"),
+            producer_ids: std::sync::Arc::new(ProducerIdAllocator::open(dir, 0).expect("ids")),
+            listener: None,
             groups,
             acls: crate::security::AclService::open_local(
                 dir,

@@ -56,7 +56,7 @@ pub fn kafka_brokers(ctx: &KafkaContext) -> Vec<KafkaBroker> {
         .brokers()
         .into_iter()
         .filter_map(|b: BrokerInfo| {
-            let (host, port) = split_host_port(&b.kafka_address)?;
+            let (host, port) = split_host_port(b.kafka_address_on(ctx.listener.as_deref()))?;
             Some(KafkaBroker {
                 id: b.id,
                 host,

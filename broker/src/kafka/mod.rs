@@ -99,16 +99,19 @@ pub struct KafkaSettings {
 }
 
 /// Everything a request handler needs, shared by all connections.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct KafkaContext {
     pub manager: Arc<ReplicaManager>,
     pub metrics: Arc<Metrics>,
     pub settings: KafkaSettings,
-    pub producer_ids: ProducerIdAllocator,
+    pub producer_ids: Arc<ProducerIdAllocator>,
     /// Consumer groups; `None` leaves the group APIs out of ApiVersions.
     pub groups: Option<Arc<GroupCoordinator>>,
     /// Who may do what ([`authz`]), and where ACL changes go.
     pub acls: crate::security::AclService,
+    /// The named listener (`--kafka-listener`) this context serves: clients
+    /// are told every broker's address on it. `None`: the single listener.
+    pub listener: Option<String>,
 }
 
 impl KafkaContext {

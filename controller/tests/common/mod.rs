@@ -59,6 +59,7 @@ pub fn registration(id: BrokerId) -> Registration {
         endpoints: Endpoints {
             client: format!("127.0.0.1:{}", 19000 + id),
             kafka: format!("127.0.0.1:{}", 19100 + id),
+            kafka_listeners: Default::default(),
             replication: format!("127.0.0.1:{}", 19200 + id),
         },
         rack: None,

@@ -112,6 +112,8 @@ pub struct ClientInfo {
     pub client_id: String,
     /// The peer address as Kafka prints it, e.g. `/10.0.0.7`.
     pub client_host: String,
+    /// The named Kafka listener the client came through, if any.
+    pub listener: Option<String>,
 }
 
 /// Whether a shard can serve requests yet.

@@ -29,7 +29,7 @@ pub async fn find_coordinator(
     coordinator: &GroupCoordinator,
     version: i16,
     req: FindCoordinatorRequest,
-    _client: &ClientInfo,
+    client: &ClientInfo,
 ) -> FindCoordinatorResponse {
     let keys: Vec<StrBytes> = if version >= 4 {
         req.coordinator_keys.clone()
@@ -39,7 +39,7 @@ pub async fn find_coordinator(
     let found: Vec<(StrBytes, Located)> = keys
         .into_iter()
         .map(|k| {
-            let r = locate(coordinator, req.key_type, &k);
+            let r = locate(coordinator, req.key_type, &k, client.listener.as_deref());
             (k, r)
         })
         .collect();
@@ -107,7 +107,12 @@ impl From<Located> for Found {
 }
 
 /// The coordinator of `key` and where Kafka clients reach it.
-fn locate(coordinator: &GroupCoordinator, key_type: i8, key: &str) -> Located {
+fn locate(
+    coordinator: &GroupCoordinator,
+    key_type: i8,
+    key: &str,
+    listener: Option<&str>,
+) -> Located {
     if key_type != KEY_TYPE_GROUP {
         return Err(GroupError::InvalidRequest(format!(
             "coordinator key type {key_type} is not supported: Rill coordinates consumer groups only (no transactions)"
@@ -116,7 +121,7 @@ fn locate(coordinator: &GroupCoordinator, key_type: i8, key: &str) -> Located {
     let leader = coordinator.locate(key)?;
     let (host, port) = coordinator
         .manager()
-        .kafka_address(leader)
+        .kafka_address(leader, listener)
         .and_then(|address| split_host_port(&address))
         .ok_or_else(|| {
             GroupError::CoordinatorNotAvailable(format!(

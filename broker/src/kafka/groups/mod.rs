@@ -64,7 +64,7 @@ impl GroupErrorCode for GroupError {
 
 /// Who sent the request, as far as the header tells. The listener does
 /// not pass the peer address, so DescribeGroups shows no client host.
-pub fn client(header: &RequestHeader) -> ClientInfo {
+pub fn client(header: &RequestHeader, listener: Option<&str>) -> ClientInfo {
     ClientInfo {
         client_id: header
             .client_id
@@ -72,6 +72,7 @@ pub fn client(header: &RequestHeader) -> ClientInfo {
             .map(|c| c.to_string())
             .unwrap_or_default(),
         client_host: String::new(),
+        listener: listener.map(str::to_owned),
     }
 }
 

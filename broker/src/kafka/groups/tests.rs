@@ -50,6 +50,7 @@ fn manager(dir: &std::path::Path) -> Arc<ReplicaManager> {
             id: 0,
             address: "127.0.0.1:9093".into(),
             kafka_address: "127.0.0.1:9092".into(),
+            kafka_listeners: Default::default(),
             rack: None,
             fenced: false,
         },
@@ -85,6 +86,7 @@ fn client() -> ClientInfo {
     ClientInfo {
         client_id: "test-client".into(),
         client_host: "/127.0.0.1".into(),
+        listener: None,
     }
 }
 

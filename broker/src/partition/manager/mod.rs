@@ -55,10 +55,22 @@ pub struct BrokerInfo {
     pub address: String,
     /// host:port of the Kafka listener; empty when the broker has none.
     pub kafka_address: String,
+    /// host:port of each named Kafka listener (`--kafka-listener`).
+    pub kafka_listeners: std::collections::BTreeMap<String, String>,
     pub rack: Option<String>,
     /// Fenced by the controller (lease expired) or shutting down: leads
     /// nothing and is not advertised to Kafka clients.
     pub fenced: bool,
+}
+
+impl BrokerInfo {
+    /// The broker's address on `listener` (a named listener it has), else
+    /// its first Kafka listener's.
+    pub fn kafka_address_on(&self, listener: Option<&str>) -> &str {
+        listener
+            .and_then(|name| self.kafka_listeners.get(name))
+            .unwrap_or(&self.kafka_address)
+    }
 }
 
 /// What the manager needs from the broker configuration.

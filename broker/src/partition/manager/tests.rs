@@ -10,6 +10,7 @@ fn manager(dir: &std::path::Path) -> ReplicaManager {
             id: 0,
             address: "localhost:9093".into(),
             kafka_address: "localhost:9092".into(),
+            kafka_listeners: Default::default(),
             rack: None,
             fenced: false,
         },

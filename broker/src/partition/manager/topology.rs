@@ -188,11 +188,24 @@ impl Topology {
         }
     }
 
-    /// The Kafka listener address of `broker`, empty when it has none.
-    fn kafka_address(&self, broker: i32, me: &BrokerInfo) -> Option<String> {
+    /// The Kafka address of `broker` on `listener`, empty when it has none.
+    fn kafka_address(
+        &self,
+        broker: i32,
+        me: &BrokerInfo,
+        listener: Option<&str>,
+    ) -> Option<String> {
         match self {
-            Self::Cluster(view) => Some(view.brokers.get(&broker)?.endpoints.kafka.clone()),
-            Self::Standalone if broker == me.id => Some(me.kafka_address.clone()),
+            Self::Cluster(view) => {
+                let endpoints = &view.brokers.get(&broker)?.endpoints;
+                Some(
+                    listener
+                        .and_then(|name| endpoints.kafka_listeners.get(name))
+                        .unwrap_or(&endpoints.kafka)
+                        .clone(),
+                )
+            }
+            Self::Standalone if broker == me.id => Some(me.kafka_address_on(listener).to_owned()),
             Self::Standalone => None,
         }
     }
@@ -220,6 +233,7 @@ impl Topology {
                     id: b.id,
                     address: b.endpoints.client.clone(),
                     kafka_address: b.endpoints.kafka.clone(),
+                    kafka_listeners: b.endpoints.kafka_listeners.clone(),
                     rack: b.rack.clone(),
                     // Fenced or shutting down: not to be used by clients.
                     fenced: b.state != rill_controller::Liveness::Active,
@@ -257,14 +271,15 @@ impl ReplicaManager {
             .leader_of(topic, partition, &self.topics, self.settings.broker.id)
     }
 
-    /// The Kafka listener address (host:port) of a broker: as registered
-    /// with the controller in a cluster, this broker's own when standalone;
-    /// `None` when unknown or empty.
-    pub fn kafka_address(&self, broker: i32) -> Option<String> {
-        let address = self
-            .topology
-            .read()
-            .kafka_address(broker, &self.settings.broker)?;
+    /// The Kafka address (host:port) of a broker on `listener` (its first
+    /// listener when `None` or unknown): as registered with the controller
+    /// in a cluster, this broker's own when standalone; `None` when unknown
+    /// or empty.
+    pub fn kafka_address(&self, broker: i32, listener: Option<&str>) -> Option<String> {
+        let address =
+            self.topology
+                .read()
+                .kafka_address(broker, &self.settings.broker, listener)?;
         (!address.is_empty()).then_some(address)
     }
 
