@@ -7,8 +7,9 @@
 //! Pins:
 //! - the chart installs; the CRDs are Established; the operator becomes
 //!   leader; it runs as the chart's ServiceAccount, which may do what the
-//!   operator needs and nothing more (no Secrets, no Pods, no RBAC, no
-//!   cluster-wide wildcard), and the operator never hits a Forbidden;
+//!   operator needs and nothing more (Secrets read and written for Users
+//!   but never deleted, no Pods created, no RBAC, no cluster-wide
+//!   wildcard), and the operator never hits a Forbidden;
 //! - invalid resources (0 brokers, 0 partitions, a shrunk partition count)
 //!   are rejected by the API server with a message naming the rule;
 //! - examples/: the 3-broker StreamCluster becomes Ready, `kubectl get`
@@ -696,7 +697,11 @@ async fn given_the_chart_then_crds_are_established_and_the_operator_leads_with_o
     let client = client().await;
     let holder = chart_installed(&client).await;
 
-    for crd in ["streamclusters.rill.dev", "topics.rill.dev"] {
+    for crd in [
+        "streamclusters.rill.dev",
+        "topics.rill.dev",
+        "users.rill.dev",
+    ] {
         let c = Api::<CustomResourceDefinition>::all(client.clone())
             .get(crd)
             .await
@@ -758,6 +763,13 @@ async fn given_the_chart_then_crds_are_established_and_the_operator_leads_with_o
         ("create", "configmaps", None),
         ("create", "poddisruptionbudgets.policy", None),
         ("create", "events.events.k8s.io", None),
+        ("watch", "users.rill.dev", None),
+        ("patch", "users.rill.dev/status", None),
+        // Users: password Secrets, client Secrets, CA Secrets and the
+        // clusters' credentials files, in any namespace.
+        ("get", "secrets", None),
+        ("create", "secrets", None),
+        ("update", "secrets", None),
         (
             "update",
             "leases.coordination.k8s.io/rill-operator",
@@ -771,7 +783,7 @@ async fn given_the_chart_then_crds_are_established_and_the_operator_leads_with_o
     }
     for (verb, resource, ns) in [
         ("*", "*", None),
-        ("get", "secrets", None),
+        ("delete", "secrets", None),
         ("create", "pods", None),
         ("delete", "persistentvolumeclaims", None),
         ("delete", "nodes", None),
