@@ -77,5 +77,55 @@ rbac_comments() {
 }
 check "every RBAC rule has a comment" rbac_comments
 
+# The chart's RBAC asked of a real API server, as the operator's
+# ServiceAccount (`kubectl auth can-i --as`): the rules are installed under a
+# throwaway release name and namespace, checked, and removed. Needs a
+# reachable API server: $KUBECONFIG, else the local control plane of
+# e2e/scripts/apiserver.sh; without one these checks are reported as skipped.
+KUBECTL=${KUBECTL:-$(command -v kubectl || echo "${RILL_CACHE:-$HOME/.cache/rill}/k8s/v1.37.1/bin/kubectl")}
+RBAC_KUBECONFIG=${KUBECONFIG:-${RILL_K8S_RUN:-${RILL_CACHE:-$HOME/.cache/rill}/k8s/run}/kubeconfig}
+if [ -x "$KUBECTL" ] && [ -f "$RBAC_KUBECONFIG" ] && KUBECONFIG="$RBAC_KUBECONFIG" "$KUBECTL" get --raw /readyz >/dev/null 2>&1; then
+    export KUBECONFIG="$RBAC_KUBECONFIG"
+    RBAC_NS="rill-rbac-check-$$"
+    RBAC_RELEASE="rbac-check-$$"
+    RBAC_SA="system:serviceaccount:$RBAC_NS:$RBAC_RELEASE-operator"
+    rbac_cleanup() {
+        "$KUBECTL" delete clusterrole,clusterrolebinding "$RBAC_RELEASE-operator" --ignore-not-found >/dev/null 2>&1 || true
+        "$KUBECTL" delete namespace "$RBAC_NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+        rm -rf "$OUT"
+    }
+    trap rbac_cleanup EXIT
+    rbac_install() {
+        "$KUBECTL" create namespace "$RBAC_NS" >/dev/null &&
+            "$HELM" template "$RBAC_RELEASE" "$CHART" --namespace "$RBAC_NS" --kube-version "$KUBE_VERSION" \
+                --show-only templates/serviceaccount.yaml --show-only templates/clusterrole.yaml \
+                --show-only templates/clusterrolebinding.yaml --show-only templates/role.yaml |
+            "$KUBECTL" apply -f - >/dev/null
+    }
+    check "RBAC: the chart's rules install into the API server" rbac_install
+    # can VERB RESOURCE [SUBRESOURCE]: the ServiceAccount may, in every namespace.
+    can() {
+        local args=(auth can-i "$1" "$2" --as "$RBAC_SA" --all-namespaces)
+        [ -n "${3:-}" ] && args+=(--subresource "$3")
+        [ "$("$KUBECTL" "${args[@]}" 2>/dev/null)" = yes ]
+    }
+    cannot() { ! can "$@"; }
+    # User controller (charts/rill/templates/clusterrole.yaml).
+    check "RBAC: watch users.rill.dev" can watch users.rill.dev
+    check "RBAC: patch users.rill.dev (its finalizer)" can patch users.rill.dev
+    check "RBAC: patch users.rill.dev/status" can patch users.rill.dev status
+    check "RBAC: update users.rill.dev/finalizers (Secret owner references)" can update users.rill.dev finalizers
+    writes_secrets() { can get secrets && can create secrets && can update secrets && can patch secrets; }
+    check "RBAC: get, create, update and patch secrets in any namespace" writes_secrets
+    watches_secrets() { can list secrets && can watch secrets; }
+    check "RBAC: list and watch secrets (label-filtered watch)" watches_secrets
+    check "RBAC: no delete of secrets" cannot delete secrets
+    leaves_users() { cannot delete users.rill.dev && cannot create users.rill.dev; }
+    check "RBAC: no delete or create of users.rill.dev" leaves_users
+    check "RBAC: no cluster-wide wildcard" cannot '*' '*'
+else
+    echo "skip RBAC checks against an API server: none reachable (set KUBECONFIG, or start e2e/scripts/apiserver.sh)"
+fi
+
 echo "chart: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

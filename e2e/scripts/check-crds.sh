@@ -66,7 +66,7 @@ for f in "$ROOT"/crds/*.yaml; do
 done
 # Discovery can lag Established by a moment; wait until the kinds are served.
 for _ in $(seq 1 60); do
-    k get streamclusters.rill.dev,topics.rill.dev -A >/dev/null 2>&1 && break; sleep 0.5
+    k get streamclusters.rill.dev,topics.rill.dev,users.rill.dev -A >/dev/null 2>&1 && break; sleep 0.5
 done
 
 k create namespace "$NS" >/dev/null
@@ -77,13 +77,27 @@ expect_ok "examples/streamcluster.yaml is accepted" \
     k apply --server-side --field-manager="$FIELD_MANAGER" -n "$NS" -f "$ROOT/examples/streamcluster.yaml"
 expect_ok "examples/topics.yaml is accepted" \
     k apply --server-side --field-manager="$FIELD_MANAGER" -n "$NS" -f "$ROOT/examples/topics.yaml"
+expect_ok "examples/users.yaml is accepted" \
+    k apply --server-side --field-manager="$FIELD_MANAGER" -n "$NS" -f "$ROOT/examples/users.yaml"
 expect_ok "re-applying the examples is accepted (idempotent)" \
-    k apply --server-side --field-manager="$FIELD_MANAGER" -n "$NS" -f "$ROOT/examples/streamcluster.yaml" -f "$ROOT/examples/topics.yaml"
+    k apply --server-side --field-manager="$FIELD_MANAGER" -n "$NS" -f "$ROOT/examples/streamcluster.yaml" -f "$ROOT/examples/topics.yaml" -f "$ROOT/examples/users.yaml"
 expect_ok "kubectl get streamclusters,topics (printer columns)" \
     k get streamclusters.rill.dev,topics.rill.dev -n "$NS" -o wide
 k get streamclusters.rill.dev,topics.rill.dev -n "$NS" -o wide 2>&1 | sed 's/^/      | /'
 
 # 3. Invalid objects are rejected.
+expect_reject "User with a password on a tls authentication is rejected (CEL)" 'password only applies' apply_stdin <<'EOF'
+apiVersion: rill.dev/v1alpha1
+kind: User
+metadata: {name: tls-password}
+spec: {cluster: {name: events}, authentication: {type: tls, password: {valueFrom: {secretKeyRef: {name: s, key: k}}}}}
+EOF
+expect_reject "User with an unknown ACL operation is rejected" 'operations' apply_stdin <<'EOF'
+apiVersion: rill.dev/v1alpha1
+kind: User
+metadata: {name: bad-op}
+spec: {cluster: {name: events}, authentication: {type: scram-sha-512}, authorization: {acls: [{resource: {type: topic, name: t}, operations: [Fly]}]}}
+EOF
 expect_reject "StreamCluster with brokers: 0 is rejected" 'brokers' apply_stdin <<'EOF'
 apiVersion: rill.dev/v1alpha1
 kind: StreamCluster

@@ -7,8 +7,9 @@
 //! Pins:
 //! - the chart installs; the CRDs are Established; the operator becomes
 //!   leader; it runs as the chart's ServiceAccount, which may do what the
-//!   operator needs and nothing more (no Secrets, no Pods, no RBAC, no
-//!   cluster-wide wildcard), and the operator never hits a Forbidden;
+//!   operator needs and nothing more (Secrets read and written for Users
+//!   but never deleted, no Pods created, no RBAC, no cluster-wide
+//!   wildcard), and the operator never hits a Forbidden;
 //! - invalid resources (0 brokers, 0 partitions, a shrunk partition count)
 //!   are rejected by the API server with a message naming the rule;
 //! - examples/: the 3-broker StreamCluster becomes Ready, `kubectl get`
@@ -49,7 +50,12 @@
 //!   `kafka-leader-election --election-type PREFERRED` through the
 //!   bootstrap Service while a producer writes: Topic status shows the
 //!   planned replicas, each first replica leads, nothing acknowledged is
-//!   lost or duplicated.
+//!   lost or duplicated;
+//! - Users: on a cluster with a TLS+SCRAM listener and authorization on, a
+//!   User with ACLs gets a Secret, and Kafka's Java producer and consumer
+//!   configured from that Secret alone (`bootstrap.servers`,
+//!   `client.properties`) write and read its topic through a group; a
+//!   User without ACLs is refused with TOPIC_AUTHORIZATION_FAILED.
 //!
 //! Every wait names its timeout below; nothing sleeps a fixed time except
 //! the quiet period of the GitOps check. Ignored without a cluster: run
@@ -72,12 +78,12 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use rill_e2e::{client, delete_namespace, namespace, wait_for};
-use rill_operator::crd::{StreamCluster, Topic};
+use rill_operator::crd::{StreamCluster, Topic, User};
 use serde_json::{Value, json};
 
 /// Longest wait for `helm upgrade --install` and the operator's Lease.
@@ -109,6 +115,8 @@ const CONFIG_VISIBLE_TIMEOUT: Duration = Duration::from_secs(10);
 const QUIET_SAMPLE: Duration = Duration::from_secs(3);
 /// How long nothing may change after re-applying the same manifests.
 const GITOPS_QUIET: Duration = Duration::from_secs(15);
+/// Longest wait for a User to be Ready with its Secret written.
+const USER_READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 const RELEASE: &str = "rill";
 const OPERATOR_NS: &str = "rill-system";
@@ -696,7 +704,11 @@ async fn given_the_chart_then_crds_are_established_and_the_operator_leads_with_o
     let client = client().await;
     let holder = chart_installed(&client).await;
 
-    for crd in ["streamclusters.rill.dev", "topics.rill.dev"] {
+    for crd in [
+        "streamclusters.rill.dev",
+        "topics.rill.dev",
+        "users.rill.dev",
+    ] {
         let c = Api::<CustomResourceDefinition>::all(client.clone())
             .get(crd)
             .await
@@ -758,6 +770,13 @@ async fn given_the_chart_then_crds_are_established_and_the_operator_leads_with_o
         ("create", "configmaps", None),
         ("create", "poddisruptionbudgets.policy", None),
         ("create", "events.events.k8s.io", None),
+        ("watch", "users.rill.dev", None),
+        ("patch", "users.rill.dev/status", None),
+        // Users: password Secrets, client Secrets, CA Secrets and the
+        // clusters' credentials files, in any namespace.
+        ("get", "secrets", None),
+        ("create", "secrets", None),
+        ("update", "secrets", None),
         (
             "update",
             "leases.coordination.k8s.io/rill-operator",
@@ -771,7 +790,7 @@ async fn given_the_chart_then_crds_are_established_and_the_operator_leads_with_o
     }
     for (verb, resource, ns) in [
         ("*", "*", None),
-        ("get", "secrets", None),
+        ("delete", "secrets", None),
         ("create", "pods", None),
         ("delete", "persistentvolumeclaims", None),
         ("delete", "nodes", None),
@@ -2204,5 +2223,206 @@ async fn given_kafka_reassign_partitions_when_it_moves_every_replica_then_status
         "{} records acknowledged during the moves, longest gap between acks {:.2} s; read back: {checked}",
         summary.acked, summary.longest_gap_s
     );
+    delete_namespace(&client, &ns).await;
+}
+
+/// The text of every key of a Secret.
+fn secret_text(secret: &Secret) -> BTreeMap<String, String> {
+    secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
+}
+
+/// Waits until User `name` is Ready and its Secret exists; returns the
+/// Secret's keys.
+async fn user_secret(client: &Client, ns: &str, name: &str) -> BTreeMap<String, String> {
+    let users = Api::<User>::namespaced(client.clone(), ns);
+    let secrets = Api::<Secret>::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("User {ns}/{name} Ready with its Secret"),
+        USER_READY_TIMEOUT,
+        || async {
+            let u = users.get(name).await.ok()?;
+            let status = u.status.as_ref()?;
+            if condition(&status.conditions, "Ready")?.status != "True" {
+                return None;
+            }
+            let secret = secrets.get_opt(status.secret.as_deref()?).await.ok()??;
+            Some(secret_text(&secret))
+        },
+    )
+    .await
+}
+
+/// Runs one of Kafka's Java tools with a client configuration file and
+/// `stdin`; returns (success, stdout, stderr).
+fn kafka_client(main: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let classpath = kafka_classpath();
+    let mut all = vec!["-Xmx256m", "-cp", classpath.as_str(), main];
+    all.extend_from_slice(args);
+    let out = run("java", &all, stdin);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a cluster that runs pods: e2e/scripts/run-tests.sh"]
+async fn given_a_user_resource_then_a_client_configured_from_its_secret_alone_produces_and_consumes_and_a_user_without_acls_is_refused()
+ {
+    const RECORDS: usize = 200;
+    let client = client().await;
+    chart_installed(&client).await;
+    let ns = namespace(&client, "rill-users").await;
+    // TLS and SCRAM on the one listener, ACLs enforced: what a new
+    // StreamCluster gets by default, spelled out.
+    let cluster = format!(
+        "apiVersion: rill.dev/v1alpha1\nkind: StreamCluster\nmetadata: {{name: {CLUSTER}, namespace: {ns}}}\n\
+         spec:\n  brokers: 3\n  storage: {{size: 1Gi}}\n  config: {{min.insync.replicas: \"2\"}}\n\
+         \x20 listeners: [{{name: tls, port: 9093, tls: true, authentication: scram}}]\n\
+         \x20 authorization: {{enabled: true}}\n"
+    );
+    kubectl_stdin(&["apply", "-f", "-"], &cluster);
+    cluster_ready(&client, &ns, CLUSTER, 3).await;
+    create_topic(&client, &ns, "orders", 3).await;
+    topic_ready(&client, &ns, "orders", 3).await;
+
+    let users = format!(
+        "apiVersion: rill.dev/v1alpha1\nkind: User\nmetadata: {{name: app, namespace: {ns}}}\n\
+         spec:\n  cluster: {{name: {CLUSTER}}}\n  authentication: {{type: scram-sha-512}}\n\
+         \x20 authorization:\n    acls:\n\
+         \x20   - resource: {{type: topic, name: orders}}\n      operations: [Write, Read, Describe]\n\
+         \x20   - resource: {{type: group, name: g}}\n      operations: [Read]\n\
+         ---\n\
+         apiVersion: rill.dev/v1alpha1\nkind: User\nmetadata: {{name: nobody, namespace: {ns}}}\n\
+         spec:\n  cluster: {{name: {CLUSTER}}}\n  authentication: {{type: scram-sha-512}}\n"
+    );
+    kubectl_stdin(&["apply", "-f", "-"], &users);
+    let app = user_secret(&client, &ns, "app").await;
+    for key in [
+        "bootstrap.servers",
+        "security.protocol",
+        "sasl.mechanism",
+        "username",
+        "password",
+        "sasl.jaas.config",
+        "ca.crt",
+        "client.properties",
+        "librdkafka.config",
+    ] {
+        assert!(app.contains_key(key), "the User's Secret has {key}");
+    }
+    assert_eq!(app["security.protocol"], "SASL_SSL");
+    assert_eq!(app["username"], "app");
+    assert!(
+        app["password"].len() >= 32,
+        "a generated password of 32+ characters"
+    );
+    let credentials = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get(&format!("{CLUSTER}-scram-credentials"))
+        .await
+        .expect("the cluster's credentials Secret");
+    let file = secret_text(&credentials)
+        .remove("credentials")
+        .expect("credentials key");
+    assert!(
+        file.lines()
+            .any(|l| l.starts_with("app SCRAM-SHA-512 salt=")),
+        "{file}"
+    );
+    assert!(
+        !file.contains(&app["password"]),
+        "no clear password in the cluster's namespace"
+    );
+
+    // A client configured only from the Secret: its address and its
+    // client.properties, written where an application would mount it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, secret: &BTreeMap<String, String>| -> String {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &secret["client.properties"]).expect("write client.properties");
+        path.to_string_lossy().into_owned()
+    };
+    let app_config = write("app.properties", &app);
+    let boot = app["bootstrap.servers"].clone();
+    let input: String = (0..RECORDS).map(|i| format!("user record {i}\n")).collect();
+    let (ok, _, err) = kafka_client(
+        "org.apache.kafka.tools.ConsoleProducer",
+        &[
+            "--bootstrap-server",
+            &boot,
+            "--command-config",
+            &app_config,
+            "--topic",
+            "orders",
+            "--request-required-acks",
+            "all",
+        ],
+        Some(&input),
+    );
+    assert!(
+        ok && !err.contains("Exception"),
+        "ConsoleProducer as app failed:\n{err}"
+    );
+    let max = RECORDS.to_string();
+    let (ok, out, err) = kafka_client(
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        &[
+            "--bootstrap-server",
+            &boot,
+            "--command-config",
+            &app_config,
+            "--topic",
+            "orders",
+            "--group",
+            "g",
+            "--from-beginning",
+            "--max-messages",
+            &max,
+            "--timeout-ms",
+            "60000",
+        ],
+        None,
+    );
+    assert!(ok, "ConsoleConsumer as app (group g) failed:\n{err}");
+    let read: BTreeSet<&str> = out.lines().collect();
+    let want: BTreeSet<&str> = input.lines().collect();
+    assert_eq!(
+        read, want,
+        "every record produced as app is read back in group g"
+    );
+
+    // A User without ACLs authenticates but may not write.
+    let nobody = user_secret(&client, &ns, "nobody").await;
+    let nobody_config = write("nobody.properties", &nobody);
+    let (_, out, err) = kafka_client(
+        "org.apache.kafka.tools.ConsoleProducer",
+        &[
+            "--bootstrap-server",
+            &nobody["bootstrap.servers"],
+            "--command-config",
+            &nobody_config,
+            "--topic",
+            "orders",
+            "--producer-property",
+            "max.block.ms=20000",
+        ],
+        Some("refused record\n"),
+    );
+    let text = format!("{out}{err}");
+    assert!(
+        text.contains("TopicAuthorizationException") || text.contains("TOPIC_AUTHORIZATION_FAILED"),
+        "a User without ACLs is refused with TOPIC_AUTHORIZATION_FAILED:\n{text}"
+    );
+    assert!(
+        !text.contains("SaslAuthenticationException"),
+        "nobody authenticated with its Secret's password:\n{text}"
+    );
+
     delete_namespace(&client, &ns).await;
 }

@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::stream_cluster::scale_down::{NoPlacementYet, ReplicaPlacement};
 use crate::topic::cleanup::{RecordIntentOnly, TopicDataDeleter};
 use crate::topic::place::{AcceptOnly, TopicPlacer};
+use crate::user::acls::{AclSync, NoAclController};
 
 /// Field manager of every server-side apply the operator issues.
 pub const FIELD_MANAGER: &str = "rill-operator";
@@ -52,6 +53,8 @@ pub struct Context {
     pub data_deleter: Arc<dyn TopicDataDeleter>,
     /// Creates or grows an accepted topic in the metadata controller.
     pub placer: Arc<dyn TopicPlacer>,
+    /// Makes a User's ACLs the cluster's ACLs of its principal.
+    pub acls: Arc<dyn AclSync>,
     /// Consecutive failures per object, for exponential requeue backoff.
     pub backoff: Backoff,
 }
@@ -68,6 +71,7 @@ impl Context {
             placement: Arc::new(NoPlacementYet),
             data_deleter: Arc::new(RecordIntentOnly),
             placer: Arc::new(AcceptOnly),
+            acls: Arc::new(NoAclController),
             backoff: Backoff::default(),
         }
     }
@@ -75,10 +79,11 @@ impl Context {
     /// Uses `host`'s metadata controllers for every hook.
     pub fn with_metadata<H>(mut self, host: Arc<H>) -> Self
     where
-        H: ReplicaPlacement + TopicDataDeleter + TopicPlacer + 'static,
+        H: ReplicaPlacement + TopicDataDeleter + TopicPlacer + AclSync + 'static,
     {
         self.placement = host.clone();
         self.data_deleter = host.clone();
+        self.acls = host.clone();
         self.placer = host;
         self
     }

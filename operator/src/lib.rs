@@ -2,8 +2,9 @@
 //!
 //! The Kubernetes half of Rill. It turns `StreamCluster` resources into
 //! broker StatefulSets (with their Services, ConfigMap and
-//! PodDisruptionBudget) and `Topic` resources into validated, conflict-free
-//! topic definitions.
+//! PodDisruptionBudget), `Topic` resources into validated, conflict-free
+//! topic definitions, and `User` resources into credentials, ACLs and a
+//! client Secret.
 //!
 //! How the pieces fit:
 //!
@@ -11,6 +12,8 @@
 //! * [`stream_cluster`] — the StreamCluster reconcile pipeline
 //!   (validate → build → apply → orphans → status).
 //! * [`topic`] — the Topic reconciler (finalizer, conflicts, status).
+//! * [`user`] — the User reconciler (credentials, certificates, ACLs and
+//!   the client Secret).
 //! * [`conditions`], [`ssa`] — shared status and apply helpers.
 //! * [`controllers`] — kube-runtime Controller wiring, backoff, metrics.
 //! * [`leader`] — Lease-based leader election; only the leader reconciles.
@@ -35,6 +38,7 @@ pub mod metrics;
 pub mod ssa;
 pub mod stream_cluster;
 pub mod topic;
+pub mod user;
 
 #[cfg(test)]
 mod test_support;
@@ -210,7 +214,11 @@ async fn lead_and_reconcile(
     stop_rx: watch::Receiver<bool>,
     stop_tx: Arc<watch::Sender<bool>>,
 ) -> Result<(), RunError> {
-    let crds = [crd::stream_cluster_crd_name(), crd::topic_crd_name()];
+    let crds = [
+        crd::stream_cluster_crd_name(),
+        crd::topic_crd_name(),
+        crd::user_crd_name(),
+    ];
     tokio::select! {
         result = crd_ready::wait_for_crds(client.clone(), &crds, Duration::from_secs(config.crd_wait_seconds), Duration::from_secs(2)) => result?,
         () = signalled(stop_rx.clone()) => return Ok(()),
@@ -312,7 +320,7 @@ async fn lead_and_reconcile(
         controller_tls,
         signalled(controllers_stop_rx.clone()),
     ));
-    info!("starting StreamCluster and Topic controllers");
+    info!("starting StreamCluster, Topic and User controllers");
     let rx = controllers_stop_rx.clone();
     controllers::run(ctx, move || signalled(rx.clone())).await;
     info!("controllers stopped");

@@ -1,19 +1,21 @@
-//! Custom resource types of the `rill.dev/v1alpha1` API: [`StreamCluster`] and
-//! [`Topic`].
+//! Custom resource types of the `rill.dev/v1alpha1` API: [`StreamCluster`],
+//! [`Topic`] and [`User`].
 //!
 //! This module owns the *shape* of the API and nothing else: Rust types whose
 //! doc comments become the field descriptions `kubectl explain` prints, whose
 //! schemars/`x_kube` attributes become OpenAPI bounds and CEL
-//! `x-kubernetes-validations`, and [`generate_crds_yaml`], which renders both
-//! CustomResourceDefinitions as the canonical YAML committed under `crds/`.
-//! Reconcile logic lives in `stream_cluster` and `topic`; they only read these
-//! types.
+//! `x-kubernetes-validations`, and [`generate_crds_yaml`], which renders every
+//! CustomResourceDefinition as the canonical YAML committed under `crds/`.
+//! Reconcile logic lives in `stream_cluster`, `topic` and `user`; they only
+//! read these types.
 
 mod stream_cluster;
 mod topic;
+mod user;
 
 pub use stream_cluster::*;
 pub use topic::*;
+pub use user::*;
 
 use kube::CustomResourceExt;
 use kube::core::crd::merge_crds;
@@ -31,6 +33,11 @@ pub fn stream_cluster_crd_name() -> String {
 /// Name of the Topic CRD object (`<plural>.<group>`).
 pub fn topic_crd_name() -> String {
     format!("topics.{GROUP}")
+}
+
+/// Name of the User CRD object (`<plural>.<group>`).
+pub fn user_crd_name() -> String {
+    format!("users.{GROUP}")
 }
 
 /// One generated CRD file: its file name under `crds/` and its YAML text.
@@ -79,7 +86,7 @@ impl CrdError {
 /// stable order. `crdgen` writes these into `crds/` and the chart; a unit
 /// test compares them with the committed files.
 pub fn generate_crds_yaml() -> Result<Vec<CrdFile>, CrdError> {
-    let crds = [StreamCluster::crd(), Topic::crd()];
+    let crds = [StreamCluster::crd(), Topic::crd(), User::crd()];
     let mut files = Vec::with_capacity(crds.len());
     for crd in crds {
         let name = crd.metadata.name.clone().unwrap_or_default();

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::user::UserAdmission;
 use k8s_openapi::api::core::v1::{
     Affinity, LocalObjectReference, ResourceRequirements, Toleration,
 };
@@ -106,6 +107,15 @@ pub struct StreamClusterSpec {
     /// Topic resources are always allowed.
     #[serde(default)]
     pub topic_policy: TopicPolicy,
+
+    /// Which namespaces may declare User resources for this cluster. By
+    /// default only the cluster's own namespace.
+    #[serde(default, skip_serializing_if = "is_default_admission")]
+    pub users: UserAdmission,
+}
+
+fn is_default_admission(admission: &UserAdmission) -> bool {
+    admission == &UserAdmission::default()
 }
 
 /// Image pull policy of the broker container.

@@ -74,7 +74,7 @@ fn schema(crd: &Value) -> Value {
 
 /// The subset of OpenAPI v3 structural validation the API server applies
 /// that matters here: types, required, numeric bounds, string lengths,
-/// enums, nested properties and items.
+/// array lengths, enums, nested properties and items.
 fn violations(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
     if value.is_null() {
         return;
@@ -111,6 +111,16 @@ fn violations(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) 
         && (s.chars().count() as u64) > max
     {
         out.push(format!("{path}: longer than {max}"));
+    }
+    if let (Some(min), Some(a)) = (schema["minItems"].as_u64(), value.as_array())
+        && (a.len() as u64) < min
+    {
+        out.push(format!("{path}: fewer than {min} items"));
+    }
+    if let (Some(max), Some(a)) = (schema["maxItems"].as_u64(), value.as_array())
+        && (a.len() as u64) > max
+    {
+        out.push(format!("{path}: more than {max} items"));
     }
     if let Some(allowed) = schema["enum"].as_array()
         && !allowed.contains(value)
@@ -322,7 +332,8 @@ fn given_the_crds_when_reading_names_then_short_names_do_not_collide_and_subreso
     ];
     let sc = crd_json("streamclusters.rill.dev.yaml");
     let topic = crd_json("topics.rill.dev.yaml");
-    for (crd, short) in [(&sc, "rsc"), (&topic, "rtopic")] {
+    let user = crd_json("users.rill.dev.yaml");
+    for (crd, short) in [(&sc, "rsc"), (&topic, "rtopic"), (&user, "ruser")] {
         let names = &crd["spec"]["names"];
         assert_eq!(names["shortNames"], json!([short]));
         assert_eq!(names["categories"], json!(["rill"]));
@@ -369,6 +380,114 @@ fn given_the_crds_when_reading_names_then_short_names_do_not_collide_and_subreso
             "Age"
         ]
     );
+    assert_eq!(
+        columns(&user),
+        [
+            "Cluster",
+            "Authentication",
+            "Username",
+            "Secret",
+            "Ready",
+            "Reason",
+            "Age"
+        ]
+    );
+}
+
+fn user(spec: Value) -> Value {
+    json!({"apiVersion": "rill.dev/v1alpha1", "kind": "User", "metadata": {"name": "app", "namespace": "shop"}, "spec": spec})
+}
+
+fn user_spec() -> Value {
+    json!({
+        "cluster": {"name": "events", "namespace": "streaming"},
+        "authentication": {"type": "scram-sha-512"},
+        "authorization": {"acls": [
+            {"resource": {"type": "topic", "name": "orders"}, "operations": ["Write", "Read", "Describe"]},
+            {"resource": {"type": "group", "name": "g", "patternType": "prefixed"}, "operations": ["Read"], "type": "deny", "host": "10.0.0.1"},
+            {"resource": {"type": "cluster"}, "operations": ["IdempotentWrite"]},
+        ]},
+    })
+}
+
+#[test]
+fn given_the_user_schema_when_values_are_out_of_range_then_they_are_rejected() {
+    let schema = schema(&crd_json("users.rill.dev.yaml"));
+    assert_eq!(check(&schema, &user(user_spec())), Vec::<String>::new());
+    let mut bad_type = user_spec();
+    bad_type["authentication"]["type"] = json!("scram-sha-256");
+    assert_eq!(check(&schema, &user(bad_type)).len(), 1);
+    let mut bad_op = user_spec();
+    bad_op["authorization"]["acls"][0]["operations"] = json!(["Fly"]);
+    assert_eq!(check(&schema, &user(bad_op)).len(), 1);
+    let mut no_ops = user_spec();
+    no_ops["authorization"]["acls"][0]["operations"] = json!([]);
+    assert!(
+        !check(&schema, &user(no_ops)).is_empty(),
+        "at least one operation"
+    );
+    let mut bad_resource = user_spec();
+    bad_resource["authorization"]["acls"][0]["resource"]["type"] = json!("delegationToken");
+    assert_eq!(check(&schema, &user(bad_resource)).len(), 1);
+    assert!(
+        !check(&schema, &user(json!({"cluster": {"name": "events"}}))).is_empty(),
+        "authentication is required"
+    );
+}
+
+#[test]
+fn given_user_cel_rules_when_evaluated_then_cluster_is_immutable_and_fields_fit_their_types() {
+    let schema = schema(&crd_json("users.rill.dev.yaml"));
+    let valid = user(user_spec());
+    assert_eq!(cel(&schema, &valid, None), Ok(()));
+    assert_eq!(cel(&schema, &valid, Some(&valid)), Ok(()));
+
+    let mut moved = valid.clone();
+    moved["spec"]["cluster"]["name"] = json!("other");
+    assert_eq!(
+        cel(&schema, &moved, Some(&valid)),
+        Err("cluster is immutable".to_owned())
+    );
+
+    let mut tls_password = user_spec();
+    tls_password["authentication"] = json!({"type": "tls", "password": {"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}});
+    assert_eq!(
+        cel(&schema, &user(tls_password), None),
+        Err("authentication.password only applies to type scram-sha-512".to_owned())
+    );
+    let mut provided = user_spec();
+    provided["authentication"]["password"] =
+        json!({"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}});
+    assert_eq!(cel(&schema, &user(provided), None), Ok(()));
+
+    let mut unnamed = user_spec();
+    unnamed["authorization"]["acls"][0]["resource"] = json!({"type": "topic"});
+    assert_eq!(
+        cel(&schema, &user(unnamed), None),
+        Err("name is required for topic, group and transactionalId resources".to_owned())
+    );
+    let mut cluster_name = user_spec();
+    cluster_name["authorization"]["acls"][2]["resource"]["name"] = json!("events");
+    assert_eq!(
+        cel(&schema, &user(cluster_name), None),
+        Err("the cluster resource is named kafka-cluster (or leave name out)".to_owned())
+    );
+}
+
+#[test]
+fn given_the_streamcluster_schema_when_users_are_admitted_then_the_list_is_accepted() {
+    let schema = schema(&crd_json("streamclusters.rill.dev.yaml"));
+    let admitted =
+        stream_cluster(json!({"brokers": 3, "users": {"allowedNamespaces": ["shop", "*"]}}));
+    assert_eq!(check(&schema, &admitted), Vec::<String>::new());
+    assert_eq!(cel(&schema, &admitted, None), Ok(()));
+    assert!(
+        !check(
+            &schema,
+            &stream_cluster(json!({"brokers": 3, "users": {"allowedNamespaces": "shop"}}))
+        )
+        .is_empty()
+    );
 }
 
 /// Every property in a schema has a description, so `kubectl explain`
@@ -397,7 +516,11 @@ fn undocumented(schema: &Value, path: &str, out: &mut Vec<String>) {
 
 #[test]
 fn given_the_crds_when_walking_the_schema_then_every_field_has_a_description() {
-    for file in ["streamclusters.rill.dev.yaml", "topics.rill.dev.yaml"] {
+    for file in [
+        "streamclusters.rill.dev.yaml",
+        "topics.rill.dev.yaml",
+        "users.rill.dev.yaml",
+    ] {
         let mut missing = Vec::new();
         undocumented(&schema(&crd_json(file)), "", &mut missing);
         assert!(

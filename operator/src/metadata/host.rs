@@ -6,8 +6,9 @@
 //! and stopped when its StreamCluster is gone or leadership ends. The host
 //! also implements the reconcilers' hooks on top of the controllers:
 //! [`TopicPlacer`] (create or grow a topic, push its Topic's config),
-//! [`TopicDataDeleter`] (delete it)
-//! and [`ReplicaPlacement`] (which brokers still hold replicas).
+//! [`TopicDataDeleter`] (delete it),
+//! [`ReplicaPlacement`] (which brokers still hold replicas)
+//! and [`AclSync`] (a User's ACLs as the cluster's ACLs of its principal).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,7 @@ use crate::stream_cluster::scale_down::ReplicaPlacement;
 use crate::topic::build::TopicPlan;
 use crate::topic::cleanup::{DataDeletionError, DeletionOutcome, TopicDataDeleter, TopicDataRef};
 use crate::topic::place::{ConfigSync, PlacementError, TopicPlacer};
+use crate::user::acls::{self, AclSync, AclSyncError, AclSyncOutcome};
 use rill_proto::topic::normalize_config;
 
 /// Why no controller can serve a cluster here.
@@ -440,6 +442,64 @@ impl TopicPlacer for ControllerHost {
                 .map_err(|status| placement_error(&status))?;
             info!(cluster = %key, topic = %plan.name, ?keys, "pushed the Topic's spec.config to the metadata controller");
             Ok(ConfigSync::Pushed { keys })
+        })
+    }
+}
+
+impl AclSync for ControllerHost {
+    fn sync_principal<'a>(
+        &'a self,
+        namespace: &'a str,
+        cluster: &'a str,
+        principal: &'a str,
+        desired: &'a [rill_proto::acl::Acl],
+    ) -> BoxFuture<'a, Result<AclSyncOutcome, AclSyncError>> {
+        Box::pin(async move {
+            let key = cluster_key(namespace, cluster);
+            let service = match self.service(&key).await {
+                Ok(s) => s,
+                // The cluster is gone, and its ACLs with it.
+                Err(HostError::UnknownCluster(_)) => return Ok(AclSyncOutcome::default()),
+                Err(e) => return Err(AclSyncError::Unavailable(e.to_string())),
+            };
+            let current = self
+                .snapshot(&key)
+                .map(|meta| meta.acls.clone())
+                .unwrap_or_default();
+            let diff = acls::diff(&current, principal, desired);
+            if diff.is_empty() {
+                return Ok(AclSyncOutcome::default());
+            }
+            // Creations are idempotent and deletions use exact filters, so a
+            // snapshot a moment old at worst repeats a change.
+            let request = Request::new(pb::AlterAclsRequest {
+                creations: diff.create.iter().map(|a| a.to_wire()).collect(),
+                deletions: diff
+                    .delete
+                    .iter()
+                    .map(|a| acls::exact_filter(a).to_wire())
+                    .collect(),
+            });
+            let response = service
+                .alter_acls(request)
+                .await
+                .map_err(|status| AclSyncError::Unavailable(status.message().to_owned()))?
+                .into_inner();
+            let refused: Vec<String> = response
+                .creation_errors
+                .iter()
+                .chain(response.deletions.iter().map(|d| &d.error))
+                .filter(|e| !e.is_empty())
+                .cloned()
+                .collect();
+            if !refused.is_empty() {
+                return Err(AclSyncError::Refused(refused.join("; ")));
+            }
+            info!(cluster = %key, %principal, created = diff.create.len(), deleted = diff.delete.len(), "ACLs of a User synchronised");
+            Ok(AclSyncOutcome {
+                created: diff.create.len(),
+                deleted: diff.delete.len(),
+            })
         })
     }
 }

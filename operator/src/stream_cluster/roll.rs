@@ -503,6 +503,19 @@ pub async fn observe(
 /// take live within seconds. Best effort: a pod that cannot be annotated
 /// gets the file at the kubelet's next periodic sync.
 pub async fn nudge_pods(client: &Client, namespace: &str, cluster: &str, hash: &str) {
+    annotate_broker_pods(client, namespace, cluster, CONFIG_CONTENT_ANNOTATION, hash).await;
+}
+
+/// Sets `annotation` to `value` on every running broker pod of `cluster`,
+/// so the kubelet refreshes the ConfigMaps and Secrets they mount at once
+/// (a pod update triggers a sync). Best effort, as [`nudge_pods`].
+pub async fn annotate_broker_pods(
+    client: &Client,
+    namespace: &str,
+    cluster: &str,
+    annotation: &str,
+    value: &str,
+) {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let pods = match api
         .list(&ListParams::default().labels(&selector_string(cluster)))
@@ -510,12 +523,12 @@ pub async fn nudge_pods(client: &Client, namespace: &str, cluster: &str, hash: &
     {
         Ok(list) => list.items,
         Err(e) => {
-            tracing::warn!(%cluster, error = %e, "cannot list broker pods to refresh their configuration file");
+            tracing::warn!(%cluster, error = %e, "cannot list broker pods to refresh their mounted files");
             return;
         }
     };
     let patch = kube::api::Patch::Merge(serde_json::json!({
-        "metadata": {"annotations": {CONFIG_CONTENT_ANNOTATION: hash}}
+        "metadata": {"annotations": {annotation: value}}
     }));
     for pod in pods
         .iter()
@@ -525,7 +538,7 @@ pub async fn nudge_pods(client: &Client, namespace: &str, cluster: &str, hash: &
             .patch(&pod.name_any(), &kube::api::PatchParams::default(), &patch)
             .await
         {
-            tracing::warn!(pod = %pod.name_any(), error = %e, "cannot annotate a broker pod to refresh its configuration file");
+            tracing::warn!(pod = %pod.name_any(), error = %e, "cannot annotate a broker pod to refresh its mounted files");
         }
     }
 }
