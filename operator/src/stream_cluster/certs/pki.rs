@@ -29,7 +29,9 @@ pub enum PkiError {
     #[error("holds a PEM block that is not an X.509 certificate: {0}")]
     BadCertificate(String),
     /// The private key cannot be read.
-    #[error("holds a private key that cannot be read (PKCS#8 or SEC1 PEM expected): {0}")]
+    #[error(
+        "holds a private key that cannot be read (PEM PKCS#8, PKCS#1 RSA or SEC1 EC expected): {0}"
+    )]
     BadKey(String),
     /// The key is not the certificate's key.
     #[error("holds a private key that does not belong to its certificate")]
@@ -139,15 +141,117 @@ pub fn fnv(bytes: &[u8]) -> String {
 }
 
 fn pem_block(der: &[u8]) -> String {
+    pem_encode("CERTIFICATE", der)
+}
+
+fn pem_encode(label: &str, der: &[u8]) -> String {
     use base64::Engine as _;
     let text = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    let mut out = format!("-----BEGIN {label}-----\n");
     for chunk in text.as_bytes().chunks(64) {
         out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
         out.push('\n');
     }
-    out.push_str("-----END CERTIFICATE-----\n");
+    out.push_str(&format!("-----END {label}-----\n"));
     out
+}
+
+/// DER type-length-value.
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// Splits the DER element at the start of `der` into (tag, content, rest).
+fn next_tlv(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = der.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// rsaEncryption, 1.2.840.113549.1.1.1.
+const RSA_ENCRYPTION: [u8; 9] = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+/// id-ecPublicKey, 1.2.840.10045.2.1.
+const EC_PUBLIC_KEY: [u8; 7] = [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+
+/// A private key as PKCS#8 PEM, the form rcgen (with ring) reads: PKCS#8
+/// is kept, PKCS#1 RSA (`RSA PRIVATE KEY`, cert-manager's default
+/// encoding) and SEC1 EC (`EC PRIVATE KEY`) keys are wrapped.
+pub fn pkcs8_pem(key_pem: &str) -> Result<String, PkiError> {
+    let bad = |why: &str| PkiError::BadKey(why.to_owned());
+    let block = Pem::iter_from_buffer(key_pem.as_bytes())
+        .filter_map(Result::ok)
+        .find(|b| b.label.ends_with("PRIVATE KEY"))
+        .ok_or_else(|| bad("no PEM private key"))?;
+    let version = tlv(0x02, &[0x00]);
+    let wrapped = match block.label.as_str() {
+        "PRIVATE KEY" => return Ok(pem_encode("PRIVATE KEY", &block.contents)),
+        "RSA PRIVATE KEY" => {
+            let algorithm = tlv(
+                0x30,
+                &[tlv(0x06, &RSA_ENCRYPTION), vec![0x05, 0x00]].concat(),
+            );
+            tlv(
+                0x30,
+                &[version, algorithm, tlv(0x04, &block.contents)].concat(),
+            )
+        }
+        "EC PRIVATE KEY" => {
+            // ECPrivateKey ::= SEQUENCE { version, privateKey,
+            // [0] parameters (the curve), [1] publicKey }
+            let (_, mut fields, _) =
+                next_tlv(&block.contents).ok_or_else(|| bad("malformed EC key"))?;
+            let mut curve = None;
+            while let Some((tag, content, rest)) = next_tlv(fields) {
+                if tag == 0xa0 {
+                    curve = next_tlv(content)
+                        .filter(|(t, _, _)| *t == 0x06)
+                        .map(|(_, oid, _)| oid.to_vec());
+                }
+                fields = rest;
+            }
+            let curve = curve.ok_or_else(|| bad("EC key without its curve"))?;
+            let algorithm = tlv(
+                0x30,
+                &[tlv(0x06, &EC_PUBLIC_KEY), tlv(0x06, &curve)].concat(),
+            );
+            tlv(
+                0x30,
+                &[version, algorithm, tlv(0x04, &block.contents)].concat(),
+            )
+        }
+        other => return Err(bad(&format!("unsupported PEM block {other:?}"))),
+    };
+    Ok(pem_encode("PRIVATE KEY", &wrapped))
+}
+
+fn key_pair(key_pem: &str) -> Result<KeyPair, PkiError> {
+    KeyPair::from_pem(&pkcs8_pem(key_pem)?).map_err(|e| PkiError::BadKey(e.to_string()))
 }
 
 /// Reads every certificate of a PEM text, in order.
@@ -194,7 +298,7 @@ pub fn parse_certs(pem: &[u8]) -> Result<Vec<CertInfo>, PkiError> {
 
 /// Checks that `key_pem` is the private key of `cert`.
 pub fn check_key(cert: &CertInfo, key_pem: &str) -> Result<(), PkiError> {
-    let key = KeyPair::from_pem(key_pem).map_err(|e| PkiError::BadKey(e.to_string()))?;
+    let key = key_pair(key_pem)?;
     let (_, x509) = x509_parser::parse_x509_certificate(&cert.der)
         .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
     if x509.public_key().raw == key.subject_public_key_info().as_slice() {
@@ -262,7 +366,7 @@ pub fn sign_leaf(
     validity_days: i32,
 ) -> Result<KeyedCert, PkiError> {
     let ca_info = read_ca(&ca.cert_pem, &ca.key_pem)?;
-    let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(|e| PkiError::BadKey(e.to_string()))?;
+    let ca_key = key_pair(&ca.key_pem)?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key).map_err(generate)?;
     let key = KeyPair::generate().map_err(generate)?;
     let mut params = CertificateParams::new(dns_names.to_vec()).map_err(generate)?;
@@ -376,6 +480,59 @@ mod tests {
             read_ca(&ca.cert_pem, "not a key"),
             Err(PkiError::BadKey(_))
         ));
+    }
+
+    #[test]
+    fn given_pkcs1_and_sec1_keys_when_normalising_then_pkcs8_signs_like_the_original() {
+        // A P-256 key in SEC1 form and an RSA key in PKCS#1 form, as
+        // `openssl ecparam -genkey` and cert-manager (encoding PKCS1) write.
+        let ec = new_ca("ec", NOW, 10).expect("ca");
+        let der = Pem::iter_from_buffer(ec.key_pem.as_bytes())
+            .next()
+            .expect("block")
+            .expect("pem")
+            .contents;
+        // PKCS#8 → SEC1: the OCTET STRING inside PrivateKeyInfo, with the
+        // curve added as [0] the way openssl writes it.
+        let (_, key_info, _) = next_tlv(&der).expect("info");
+        let (_, _, rest) = next_tlv(key_info).expect("version");
+        let (_, algorithm, rest) = next_tlv(rest).expect("algorithm");
+        let (_, inner, _) = next_tlv(rest).expect("key");
+        let (_, _, curve_rest) = next_tlv(algorithm).expect("ec oid");
+        let (_, curve, _) = next_tlv(curve_rest).expect("curve");
+        let (_, fields, _) = next_tlv(inner).expect("ECPrivateKey");
+        let mut with_curve = Vec::new();
+        let mut rest = fields;
+        let mut index = 0;
+        while let Some((tag, content, next)) = next_tlv(rest) {
+            with_curve.extend(tlv(tag, content));
+            if index == 1 {
+                with_curve.extend(tlv(0xa0, &tlv(0x06, curve)));
+            }
+            index += 1;
+            rest = next;
+        }
+        let sec1 = pem_encode("EC PRIVATE KEY", &tlv(0x30, &with_curve));
+        let cert = parse_certs(ec.cert_pem.as_bytes()).expect("parse")[0].clone();
+        check_key(&cert, &sec1).expect("SEC1 key read");
+        let sec1_ca = KeyedCert {
+            cert_pem: ec.cert_pem.clone(),
+            key_pem: sec1,
+        };
+        let leaf = sign_leaf(&sec1_ca, "x", &["x".to_owned()], NOW, 5).expect("signs");
+        assert!(info(&leaf).signed_by(&cert));
+
+        assert!(matches!(
+            pkcs8_pem(
+                "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n"
+            ),
+            Err(PkiError::BadKey(_))
+        ));
+        assert_eq!(
+            pkcs8_pem(&ec.key_pem).expect("pkcs8"),
+            ec.key_pem,
+            "PKCS#8 kept"
+        );
     }
 
     #[test]

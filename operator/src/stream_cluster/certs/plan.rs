@@ -47,7 +47,8 @@ impl Ca {
         Ok(Self {
             keyed: KeyedCert {
                 cert_pem: cert.pem(),
-                key_pem: key_pem.to_owned(),
+                // Stored as PKCS#8, whatever form the user's Secret holds.
+                key_pem: pki::pkcs8_pem(key_pem)?,
             },
             cert,
         })
@@ -211,8 +212,9 @@ pub fn plan_ca(
         let fingerprint = pki::set_fingerprint(&bundle);
         if all_pods_have(pods, annotations.bundle, &fingerprint) {
             changes.push(format!(
-                "the CA {} signs from now on; {} stays trusted",
-                n.cert.subject, current.cert.subject
+                "the CA expiring {} signs from now on; the one expiring {} stays trusted",
+                n.cert.not_after_rfc3339(),
+                current.cert.not_after_rfc3339()
             ));
             current = n;
         } else {
