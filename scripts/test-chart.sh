@@ -77,55 +77,69 @@ rbac_comments() {
 }
 check "every RBAC rule has a comment" rbac_comments
 
-# The chart's RBAC asked of a real API server, as the operator's
-# ServiceAccount (`kubectl auth can-i --as`): the rules are installed under a
-# throwaway release name and namespace, checked, and removed. Needs a
-# reachable API server: $KUBECONFIG, else the local control plane of
-# e2e/scripts/apiserver.sh; without one these checks are reported as skipped.
-KUBECTL=${KUBECTL:-$(command -v kubectl || echo "${RILL_CACHE:-$HOME/.cache/rill}/k8s/v1.37.1/bin/kubectl")}
-RBAC_KUBECONFIG=${KUBECONFIG:-${RILL_K8S_RUN:-${RILL_CACHE:-$HOME/.cache/rill}/k8s/run}/kubeconfig}
-if [ -x "$KUBECTL" ] && [ -f "$RBAC_KUBECONFIG" ] && KUBECONFIG="$RBAC_KUBECONFIG" "$KUBECTL" get --raw /readyz >/dev/null 2>&1; then
-    export KUBECONFIG="$RBAC_KUBECONFIG"
-    RBAC_NS="rill-rbac-check-$$"
+# Security objects: the operator's NetworkPolicy (on by default, off with
+# networkPolicy.enabled=false) and the RBAC rules the certificates and the
+# brokers' NetworkPolicies need.
+check "default: operator NetworkPolicy admits broker pods to the controller port" bash -c "grep -q '^kind: NetworkPolicy$' '$OUT/default.yaml' && grep -q 'app.kubernetes.io/name: rill-broker' '$OUT/default.yaml' && grep -q 'port: 9095' '$OUT/default.yaml'"
+check "networkPolicy.enabled=false: no NetworkPolicy" bash -c "! '$HELM' template rill '$CHART' --kube-version $KUBE_VERSION --set networkPolicy.enabled=false | grep -q '^kind: NetworkPolicy$'"
+check "schema rejects a non-boolean networkPolicy.enabled" bash -c "! '$HELM' template rill '$CHART' --kube-version $KUBE_VERSION --set networkPolicy.enabled=maybe"
+check "default: ClusterRole has the certificates' secrets rule (get/create/patch, by name)" grep -Fq 'verbs: ["get", "create", "patch"]' "$OUT/default.yaml"
+check "default: operator pods carry the labels the brokers' NetworkPolicies admit" grep -q 'value: "app.kubernetes.io/name=rill-operator,app.kubernetes.io/instance=rill"' "$OUT/default.yaml"
+
+# The RBAC rules asked of a real API server as the operator's
+# ServiceAccount (`kubectl auth can-i --as`): the chart's ServiceAccount,
+# roles and bindings are applied under a release name of their own to the
+# API server of e2e/scripts/apiserver.sh (`e2e/scripts/apiserver.sh start`;
+# RILL_K8S_RUN and KUBECTL as there), asked, and removed. Without a
+# reachable API server these checks are reported as skipped, never passed.
+K8S_RUN="${RILL_K8S_RUN:-${RILL_CACHE:-$HOME/.cache/rill}/k8s/run}"
+KUBECTL="${KUBECTL:-$(ls -1 "${RILL_CACHE:-$HOME/.cache/rill}"/k8s/*/bin/kubectl 2>/dev/null | tail -1)}"
+skipped=0
+if [ -n "$KUBECTL" ] && [ -f "$K8S_RUN/kubeconfig" ] && "$KUBECTL" --kubeconfig "$K8S_RUN/kubeconfig" version >/dev/null 2>&1; then
+    kc() { "$KUBECTL" --kubeconfig "$K8S_RUN/kubeconfig" "$@"; }
     RBAC_RELEASE="rbac-check-$$"
-    RBAC_SA="system:serviceaccount:$RBAC_NS:$RBAC_RELEASE-operator"
+    RBAC_NS="rill-rbac-check-$$"
+    APP_NS="rill-rbac-app-$$"
     rbac_cleanup() {
-        "$KUBECTL" delete clusterrole,clusterrolebinding "$RBAC_RELEASE-operator" --ignore-not-found >/dev/null 2>&1 || true
-        "$KUBECTL" delete namespace "$RBAC_NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true
-        rm -rf "$OUT"
+        kc delete clusterrolebinding,clusterrole "$RBAC_RELEASE-operator" --ignore-not-found >/dev/null 2>&1 || true
+        kc delete namespace "$RBAC_NS" "$APP_NS" --wait=false --ignore-not-found >/dev/null 2>&1 || true
     }
-    trap rbac_cleanup EXIT
-    rbac_install() {
-        "$KUBECTL" create namespace "$RBAC_NS" >/dev/null &&
-            "$HELM" template "$RBAC_RELEASE" "$CHART" --namespace "$RBAC_NS" --kube-version "$KUBE_VERSION" \
-                --show-only templates/serviceaccount.yaml --show-only templates/clusterrole.yaml \
-                --show-only templates/clusterrolebinding.yaml --show-only templates/role.yaml |
-            "$KUBECTL" apply -f - >/dev/null
-    }
-    check "RBAC: the chart's rules install into the API server" rbac_install
-    # can VERB RESOURCE [SUBRESOURCE]: the ServiceAccount may, in every namespace.
-    can() {
-        local args=(auth can-i "$1" "$2" --as "$RBAC_SA" --all-namespaces)
-        [ -n "${3:-}" ] && args+=(--subresource "$3")
-        [ "$("$KUBECTL" "${args[@]}" 2>/dev/null)" = yes ]
-    }
+    trap 'rbac_cleanup; rm -rf "$OUT"' EXIT
+    kc create namespace "$RBAC_NS" >/dev/null && kc create namespace "$APP_NS" >/dev/null
+    "$HELM" template "$RBAC_RELEASE" "$CHART" --namespace "$RBAC_NS" --kube-version "$KUBE_VERSION" \
+        --show-only templates/serviceaccount.yaml --show-only templates/clusterrole.yaml \
+        --show-only templates/clusterrolebinding.yaml --show-only templates/role.yaml >"$OUT/rbac.yaml"
+    check "RBAC objects apply to the API server" kc apply -f "$OUT/rbac.yaml"
+    SA="system:serviceaccount:$RBAC_NS:$RBAC_RELEASE-operator"
+    can() { [ "$(kc auth can-i "$@" --as "$SA" 2>/dev/null)" = yes ]; }
     cannot() { ! can "$@"; }
-    # User controller (charts/rill/templates/clusterrole.yaml).
-    check "RBAC: watch users.rill.dev" can watch users.rill.dev
-    check "RBAC: patch users.rill.dev (its finalizer)" can patch users.rill.dev
-    check "RBAC: patch users.rill.dev/status" can patch users.rill.dev status
-    check "RBAC: update users.rill.dev/finalizers (Secret owner references)" can update users.rill.dev finalizers
-    writes_secrets() { can get secrets && can create secrets && can update secrets && can patch secrets; }
-    check "RBAC: get, create, update and patch secrets in any namespace" writes_secrets
-    watches_secrets() { can list secrets && can watch secrets; }
-    check "RBAC: list and watch secrets (label-filtered watch)" watches_secrets
-    check "RBAC: no delete of secrets" cannot delete secrets
-    leaves_users() { cannot delete users.rill.dev && cannot create users.rill.dev; }
-    check "RBAC: no delete or create of users.rill.dev" leaves_users
-    check "RBAC: no cluster-wide wildcard" cannot '*' '*'
+    # Secrets in a StreamCluster's namespace: CAs, bundles, broker
+    # certificate, SCRAM credentials (read by name, created, renewed).
+    check "API server: operator may get secrets in a cluster's namespace" can get secrets -n "$APP_NS"
+    check "API server: operator may create secrets in a cluster's namespace" can create secrets -n "$APP_NS"
+    check "API server: operator may patch secrets in a cluster's namespace" can patch secrets -n "$APP_NS"
+    check "API server: operator may not delete secrets" cannot delete secrets -n "$APP_NS"
+    # User controller: client Secrets in application namespaces, the
+    # credentials file (update with compare-and-swap), and a label-filtered
+    # watch of the operator's own Secrets.
+    check "API server: operator may update secrets" can update secrets -n "$APP_NS"
+    check "API server: operator may list and watch secrets (label-filtered)" can watch secrets --all-namespaces
+    check "API server: operator may watch users.rill.dev" can watch users.rill.dev --all-namespaces
+    check "API server: operator may patch users.rill.dev (its finalizer)" can patch users.rill.dev -n "$APP_NS"
+    check "API server: operator may patch users.rill.dev/status" can patch users.rill.dev --subresource status -n "$APP_NS"
+    check "API server: operator may update users.rill.dev/finalizers" can update users.rill.dev --subresource finalizers -n "$APP_NS"
+    check "API server: operator may not create users.rill.dev" cannot create users.rill.dev -n "$APP_NS"
+    check "API server: operator may not delete users.rill.dev" cannot delete users.rill.dev -n "$APP_NS"
+    check "API server: no cluster-wide wildcard" cannot '*' '*' --all-namespaces
+    # The brokers' NetworkPolicies.
+    check "API server: operator may create networkpolicies" can create networkpolicies.networking.k8s.io -n "$APP_NS"
+    check "API server: operator may watch networkpolicies" can watch networkpolicies.networking.k8s.io --all-namespaces
+    check "API server: operator may delete networkpolicies" can delete networkpolicies.networking.k8s.io -n "$APP_NS"
+    check "API server: operator may not create pods" cannot create pods -n "$APP_NS"
 else
-    echo "skip RBAC checks against an API server: none reachable (set KUBECONFIG, or start e2e/scripts/apiserver.sh)"
+    skipped=1
+    echo "skip RBAC checks against an API server: none reachable at $K8S_RUN/kubeconfig (start one with e2e/scripts/apiserver.sh start)"
 fi
 
-echo "chart: $passed passed, $failed failed"
+echo "chart: $passed passed, $failed failed$([ "$skipped" -eq 1 ] && echo ', API server checks skipped')"
 [ "$failed" -eq 0 ]

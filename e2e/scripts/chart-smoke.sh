@@ -84,7 +84,7 @@ check "namespace $NS created" k create namespace "$NS"
 ports=""
 # Brokers bind their own pod address, so only a wildcard listener on the host
 # (0.0.0.0, [::] or *) collides with theirs.
-if ss -Hltn 2>/dev/null | awk '{print $4}' | grep -Eq '^(0\.0\.0\.0|\[::\]|\*):(9092|9093|9094|9644)$'; then
+if ss -Hltn 2>/dev/null | awk '{print $4}' | grep -Eq '^(0\.0\.0\.0|\[::\]|\*):(9091|9093|9094|9644)$'; then
     pick() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
     ports="  ports: {kafka: $(pick), client: $(pick), replication: $(pick), http: $(pick)}"
     echo "INFO  a host process holds a default broker port: the StreamCluster uses ${ports#  ports: }"

@@ -668,8 +668,12 @@ async fn create_cluster(client: &Client, ns: &str, brokers: i32) {
         "apiVersion": "rill.dev/v1alpha1",
         "kind": "StreamCluster",
         "metadata": {"name": CLUSTER, "namespace": ns},
+        // These scenarios drive plaintext Kafka clients: one listener
+        // without TLS or authentication, and no ACLs.
         "spec": {"brokers": brokers, "storage": {"size": "1Gi"},
-                 "config": {"min.insync.replicas": "2"}},
+                 "config": {"min.insync.replicas": "2"},
+                 "listeners": [{"name": "plain", "port": 9092, "tls": false, "authentication": "none"}],
+                 "authorization": {"enabled": false}},
     }))
     .expect("StreamCluster");
     Api::<StreamCluster>::namespaced(client.clone(), ns)
@@ -769,6 +773,9 @@ async fn given_the_chart_then_crds_are_established_and_the_operator_leads_with_o
         ("patch", "services", None),
         ("create", "configmaps", None),
         ("create", "poddisruptionbudgets.policy", None),
+        ("create", "networkpolicies.networking.k8s.io", None),
+        ("get", "secrets", None),
+        ("patch", "secrets", None),
         ("create", "events.events.k8s.io", None),
         ("watch", "users.rill.dev", None),
         ("patch", "users.rill.dev/status", None),

@@ -29,6 +29,16 @@ pub struct Config {
     )]
     pub controller_address: String,
 
+    /// Labels of the operator's own pods, `key=value` pairs separated by
+    /// commas: the brokers' NetworkPolicy lets pods with these labels (in
+    /// the operator's namespace) reach the brokers' client gRPC port.
+    #[arg(
+        long,
+        env = "RILL_OPERATOR_POD_LABELS",
+        default_value = "app.kubernetes.io/name=rill-operator"
+    )]
+    pub operator_pod_labels: String,
+
     /// Address of the metadata controller's gRPC service that brokers connect
     /// to (every replica listens; only the Lease holder serves).
     #[arg(
@@ -131,10 +141,40 @@ impl Config {
                 self.lease_duration_seconds, self.renew_deadline_seconds
             )));
         }
+        self.pod_labels()?;
         self.controller_settings()
             .validate()
             .map_err(|e| ConfigError(e.to_string()))?;
         Ok(())
+    }
+
+    /// `--operator-pod-labels` as a map.
+    pub fn pod_labels(&self) -> Result<std::collections::BTreeMap<String, String>, ConfigError> {
+        let mut labels = std::collections::BTreeMap::new();
+        for pair in self
+            .operator_pod_labels
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+        {
+            let Some((key, value)) = pair.split_once('=') else {
+                return Err(ConfigError(format!(
+                    "--operator-pod-labels: {pair:?} is not key=value"
+                )));
+            };
+            let key = key.trim();
+            if !crate::stream_cluster::validate::is_label_key(key) {
+                return Err(ConfigError(format!(
+                    "--operator-pod-labels: {key:?} is not a label key"
+                )));
+            }
+            labels.insert(key.to_owned(), value.trim().to_owned());
+        }
+        if labels.is_empty() {
+            return Err(ConfigError(
+                "--operator-pod-labels must name at least one label".into(),
+            ));
+        }
+        Ok(labels)
     }
 
     /// Settings of the embedded metadata controllers (their listen
@@ -205,6 +245,18 @@ mod tests {
         let config = parse(&["--log-filter", "info,[=="]);
         let err = config.validate().expect_err("invalid");
         assert!(err.0.contains("--log-filter"), "{err}");
+    }
+
+    #[test]
+    fn given_operator_pod_labels_when_validating_then_pairs_are_read_and_bad_ones_refused() {
+        let config = parse(&[
+            "--operator-pod-labels",
+            "app.kubernetes.io/name=rill-operator,app.kubernetes.io/instance=rill",
+        ]);
+        assert_eq!(config.pod_labels().expect("labels").len(), 2);
+        let config = parse(&["--operator-pod-labels", "no-equals"]);
+        let err = config.validate().expect_err("invalid");
+        assert!(err.0.contains("--operator-pod-labels"), "{err}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the Event reporter, operator-wide settings, per-object error backoff and
 //! the hooks the metadata controller implements.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +25,11 @@ pub struct Settings {
     pub broker_image: String,
     /// URL brokers use to reach the operator's controller gRPC service.
     pub controller_address: String,
+    /// Namespace of the operator's pods, for the brokers' NetworkPolicy
+    /// (None: the operator's pods are matched in any namespace).
+    pub operator_namespace: Option<String>,
+    /// Labels of the operator's pods, for the brokers' NetworkPolicy.
+    pub operator_pod_labels: BTreeMap<String, String>,
 }
 
 impl Default for Settings {
@@ -32,6 +37,11 @@ impl Default for Settings {
         Self {
             broker_image: "rill/broker:0.1.0".to_owned(),
             controller_address: "http://rill-operator.rill-system.svc:9095".to_owned(),
+            operator_namespace: None,
+            operator_pod_labels: BTreeMap::from([(
+                "app.kubernetes.io/name".to_owned(),
+                "rill-operator".to_owned(),
+            )]),
         }
     }
 }

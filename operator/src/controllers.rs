@@ -8,6 +8,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
@@ -149,6 +150,7 @@ where
         Api::<PodDisruptionBudget>::all(client.clone()),
         owned.clone(),
     )
+    .owns(Api::<NetworkPolicy>::all(client.clone()), owned)
     .graceful_shutdown_on(stop())
     .run(reconcile_cluster, cluster_error, ctx.clone())
     .for_each(|result| async move {

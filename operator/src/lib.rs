@@ -297,6 +297,8 @@ async fn lead_and_reconcile(
             Settings {
                 broker_image: config.broker_image.clone(),
                 controller_address: config.controller_address.clone(),
+                operator_namespace: Some(lease_namespace(config, &client)),
+                operator_pod_labels: config.pod_labels().unwrap_or_default(),
             },
         )
         .with_metadata(host.clone()),

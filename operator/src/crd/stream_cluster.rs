@@ -7,6 +7,7 @@ use super::user::UserAdmission;
 use k8s_openapi::api::core::v1::{
     Affinity, LocalObjectReference, ResourceRequirements, Toleration,
 };
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -43,7 +44,9 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Bootstrap", type_ = "string", json_path = ".status.kafkaBootstrap", description = "Kafka bootstrap address for clients", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.metadata.name.size() <= 52").message("metadata.name must be at most 52 characters: it names the StatefulSet, whose pods carry a controller-revision-hash label"),
-    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must start with a letter (DNS-1035 label): it prefixes Service names")
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must start with a letter (DNS-1035 label): it prefixes Service names"),
+    validation = Rule::new("!has(self.spec.listeners) || !has(self.spec.ports) || !has(self.spec.ports.kafka)").message("spec.ports.kafka is the port of the default listener only: with spec.listeners set, remove spec.ports.kafka and give each listener its port"),
+    validation = Rule::new("!has(self.spec.listeners) || !has(self.spec.ports) || self.spec.listeners.all(l, (!has(self.spec.ports.client) || l.port != self.spec.ports.client) && (!has(self.spec.ports.replication) || l.port != self.spec.ports.replication) && (!has(self.spec.ports.http) || l.port != self.spec.ports.http))").message("spec.listeners ports must differ from spec.ports.client, spec.ports.replication and spec.ports.http")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct StreamClusterSpec {
@@ -76,9 +79,38 @@ pub struct StreamClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 
-    /// Ports the broker listens on. The defaults suit almost everyone.
+    /// Ports the broker listens on besides the Kafka listeners. The
+    /// defaults suit almost everyone.
     #[serde(default)]
     pub ports: BrokerPorts,
+
+    /// Kafka listeners, each on its own port with TLS on or off and its
+    /// client authentication. Absent: one listener `tls` on port 9093 (or
+    /// `spec.ports.kafka`) with TLS and SCRAM (secure by default). The
+    /// first listener is the one `status.kafkaBootstrap` names. Every
+    /// listener is exposed by the bootstrap and headless Services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 8))]
+    #[x_kube(validation = Rule::new("self.all(l, self.exists_one(m, m.name == l.name))").message("spec.listeners names must be unique"))]
+    #[x_kube(validation = Rule::new("self.all(l, self.exists_one(m, m.port == l.port))").message("spec.listeners ports must be unique"))]
+    pub listeners: Option<Vec<ListenerSpec>>,
+
+    /// Kafka ACL authorization: on by default, so a request no ACL allows
+    /// is denied.
+    #[serde(default)]
+    pub authorization: AuthorizationSpec,
+
+    /// Certificate authorities and broker certificates: made and renewed
+    /// by the operator unless Secrets of your own are named here.
+    #[serde(default)]
+    pub certificates: CertificatesSpec,
+
+    /// The NetworkPolicy the operator keeps for the brokers: replication
+    /// only from this cluster's brokers, the client gRPC API only from
+    /// brokers and the operator, Kafka listeners and HTTP from anywhere
+    /// unless narrowed here.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
 
     /// Broker configuration (Kafka-style keys such as `num.partitions`,
     /// `default.replication.factor` or `log.retention.ms`), written to
@@ -168,16 +200,21 @@ fn default_storage_size() -> Quantity {
     Quantity("10Gi".to_owned())
 }
 
-/// Ports of the broker container. All four must differ.
+/// Ports of the broker container besides the Kafka listeners. All must
+/// differ.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.kafka != self.client && self.kafka != self.replication && self.kafka != self.http && self.client != self.replication && self.client != self.http && self.replication != self.http").message("broker ports must all differ"))]
+#[x_kube(validation = Rule::new("(!has(self.kafka) || (self.kafka != self.client && self.kafka != self.replication && self.kafka != self.http)) && self.client != self.replication && self.client != self.http && self.replication != self.http").message("broker ports must all differ"))]
 pub struct BrokerPorts {
-    /// Kafka wire protocol listener (clients, bootstrap Service).
-    #[serde(default = "default_kafka_port")]
+    /// Port of the default Kafka listener, used only while
+    /// `spec.listeners` is absent (default 9093). With `spec.listeners`
+    /// each listener names its own port and this field must be unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
-    pub kafka: i32,
-    /// Rill client gRPC API (bootstrap Service).
+    pub kafka: Option<i32>,
+    /// Rill client gRPC API (bootstrap Service). Internal: with the
+    /// operator's certificates it requires a certificate from the cluster
+    /// CA, so only brokers and the operator use it.
     #[serde(default = "default_client_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub client: i32,
@@ -191,18 +228,16 @@ pub struct BrokerPorts {
     pub http: i32,
 }
 
-/// Default Kafka listener port.
-pub const DEFAULT_KAFKA_PORT: i32 = 9092;
-/// Default client gRPC port.
-pub const DEFAULT_CLIENT_PORT: i32 = 9093;
+/// Port of the default Kafka listener (`tls`), the usual Kafka TLS port.
+pub const DEFAULT_KAFKA_PORT: i32 = 9093;
+/// Default client gRPC port (9091: 9092 and 9093 are the usual Kafka
+/// plaintext and TLS ports, which listeners take).
+pub const DEFAULT_CLIENT_PORT: i32 = 9091;
 /// Default replication gRPC port.
 pub const DEFAULT_REPLICATION_PORT: i32 = 9094;
 /// Default broker HTTP (metrics, probes) port.
 pub const DEFAULT_HTTP_PORT: i32 = 9644;
 
-fn default_kafka_port() -> i32 {
-    DEFAULT_KAFKA_PORT
-}
 fn default_client_port() -> i32 {
     DEFAULT_CLIENT_PORT
 }
@@ -216,11 +251,247 @@ fn default_http_port() -> i32 {
 impl Default for BrokerPorts {
     fn default() -> Self {
         Self {
-            kafka: DEFAULT_KAFKA_PORT,
+            kafka: None,
             client: DEFAULT_CLIENT_PORT,
             replication: DEFAULT_REPLICATION_PORT,
             http: DEFAULT_HTTP_PORT,
         }
+    }
+}
+
+/// One Kafka listener of every broker.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.authentication != 'mtls' || self.tls").message("a listener with authentication mtls needs tls: true"))]
+pub struct ListenerSpec {
+    /// Name of the listener: a lower-case IANA service name (at most 15
+    /// characters, letters, digits and '-'), also the name of its port on
+    /// the Services. `client`, `replication` and `http` are taken.
+    #[schemars(
+        length(min = 1, max = 15),
+        regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    #[x_kube(validation = Rule::new("!(self in ['client', 'replication', 'http'])").message("listener names client, replication and http are taken by other broker ports"))]
+    pub name: String,
+    /// Port of the listener on every broker and on the Services.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Whether the listener speaks TLS with the broker certificate.
+    #[serde(default)]
+    pub tls: bool,
+    /// How clients authenticate: `none` (anonymous, principal
+    /// `User:ANONYMOUS`), `scram` (SASL SCRAM-SHA-512 and SCRAM-SHA-256
+    /// against the users in `<cluster>-scram-credentials`) or `mtls` (a
+    /// client certificate from the clients CA, principal `User:<CN>`;
+    /// needs `tls: true`).
+    #[serde(default)]
+    pub authentication: ListenerAuthentication,
+}
+
+/// Client authentication of a listener.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerAuthentication {
+    /// No authentication.
+    #[default]
+    None,
+    /// SASL SCRAM-SHA-512 or SCRAM-SHA-256.
+    Scram,
+    /// TLS client certificates signed by the clients CA.
+    Mtls,
+}
+
+impl ListenerAuthentication {
+    /// The value of `auth=` in the broker's `--kafka-listener` flag.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenerAuthentication::None => "none",
+            ListenerAuthentication::Scram => "scram",
+            ListenerAuthentication::Mtls => "mtls",
+        }
+    }
+}
+
+/// Name of the default listener.
+pub const DEFAULT_LISTENER_NAME: &str = "tls";
+
+impl StreamClusterSpec {
+    /// The listeners the brokers run: `spec.listeners`, or the default
+    /// TLS+SCRAM listener on `spec.ports.kafka` (9093 when unset).
+    pub fn effective_listeners(&self) -> Vec<ListenerSpec> {
+        match &self.listeners {
+            Some(listeners) => listeners.clone(),
+            None => vec![ListenerSpec {
+                name: DEFAULT_LISTENER_NAME.to_owned(),
+                port: self.ports.kafka.unwrap_or(DEFAULT_KAFKA_PORT),
+                tls: true,
+                authentication: ListenerAuthentication::Scram,
+            }],
+        }
+    }
+}
+
+/// The brokers' NetworkPolicy.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Whether the operator keeps a NetworkPolicy for the brokers (it is
+    /// deleted when this turns false).
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// Who may reach the Kafka listener ports (NetworkPolicy peers: pod
+    /// and namespace selectors, IP blocks). Empty: anyone. The cluster's
+    /// own brokers may always.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kafka_from: Vec<NetworkPolicyPeer>,
+    /// Who may reach the HTTP port (`/metrics`, probes). Empty: anyone
+    /// (Prometheus usually runs in another namespace).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_from: Vec<NetworkPolicyPeer>,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            kafka_from: Vec::new(),
+            http_from: Vec::new(),
+        }
+    }
+}
+
+/// Kafka ACL authorization.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationSpec {
+    /// Authorize every Kafka request with ACLs (`--authorization` on every
+    /// broker). Off, every authenticated client may do everything.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// Principals allowed everything, e.g. `User:admin` (Kafka
+    /// `super.users`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub super_users: Vec<String>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+impl Default for AuthorizationSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            super_users: Vec::new(),
+        }
+    }
+}
+
+/// Certificate authorities and broker certificates.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificatesSpec {
+    /// The cluster CA: signs the broker certificate and the operator's
+    /// controller certificate; brokers and Kafka clients trust it
+    /// (`<cluster>-cluster-ca-cert`, key `ca.crt`).
+    #[serde(default)]
+    pub cluster_ca: CaSpec,
+    /// The clients CA: signs the certificates of mTLS users; brokers
+    /// accept client certificates it signed.
+    #[serde(default)]
+    pub clients_ca: CaSpec,
+    /// A Secret of your own holding the brokers' certificate (`tls.crt`,
+    /// `tls.key`, `ca.crt`, as cert-manager writes them) instead of one
+    /// signed by the cluster CA. It must name every broker's DNS names
+    /// (see docs/operator.md); the operator only reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub broker_cert_secret: Option<String>,
+    /// Validity and renewal of the broker certificate the operator signs
+    /// (default 1 year, renewed 30 days before expiry).
+    #[serde(default = "broker_cert_validity")]
+    pub broker_cert: CertValidity,
+}
+
+impl Default for CertificatesSpec {
+    fn default() -> Self {
+        Self {
+            cluster_ca: CaSpec::default(),
+            clients_ca: CaSpec::default(),
+            broker_cert_secret: None,
+            broker_cert: broker_cert_validity(),
+        }
+    }
+}
+
+/// One CA: made and renewed by the operator, or read from a Secret.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.renewBeforeDays) || !has(self.validityDays) || self.renewBeforeDays < self.validityDays").message("renewBeforeDays must be less than validityDays"))]
+pub struct CaSpec {
+    /// A Secret of your own (`tls.crt`, `tls.key`; for example a
+    /// cert-manager CA Certificate) holding the CA. The operator signs
+    /// with it and never renews it. Unset: the operator makes the CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: Option<String>,
+    /// Days a CA the operator makes is valid (default 5 years).
+    #[serde(default = "default_ca_validity_days")]
+    #[schemars(range(min = 2, max = 36500))]
+    pub validity_days: i32,
+    /// Days before expiry the operator makes the next CA.
+    #[serde(default = "default_renew_before_days")]
+    #[schemars(range(min = 1, max = 36499))]
+    pub renew_before_days: i32,
+}
+
+fn default_ca_validity_days() -> i32 {
+    1825
+}
+fn default_renew_before_days() -> i32 {
+    30
+}
+
+impl CaSpec {
+    /// Validity and renewal as one value.
+    pub fn validity(&self) -> CertValidity {
+        CertValidity {
+            validity_days: self.validity_days,
+            renew_before_days: self.renew_before_days,
+        }
+    }
+}
+
+impl Default for CaSpec {
+    fn default() -> Self {
+        Self {
+            secret_name: None,
+            validity_days: default_ca_validity_days(),
+            renew_before_days: default_renew_before_days(),
+        }
+    }
+}
+
+/// How long a certificate is valid and when it is renewed.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.renewBeforeDays < self.validityDays").message("renewBeforeDays must be less than validityDays"))]
+pub struct CertValidity {
+    /// Days a new certificate is valid.
+    #[schemars(range(min = 2, max = 36500))]
+    pub validity_days: i32,
+    /// Days before expiry the operator renews it.
+    #[schemars(range(min = 1, max = 36499))]
+    pub renew_before_days: i32,
+}
+
+/// Default broker certificate validity: 1 year, renewed 30 days before
+/// expiry.
+pub fn broker_cert_validity() -> CertValidity {
+    CertValidity {
+        validity_days: 365,
+        renew_before_days: 30,
     }
 }
 
@@ -351,9 +622,56 @@ pub struct StreamClusterStatus {
     /// Label selector of the broker pods, for the scale subresource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
-    /// Kafka bootstrap address clients use, `host:port`.
+    /// Kafka bootstrap address of the first listener, `host:port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka_bootstrap: Option<String>,
+    /// Every Kafka listener with its bootstrap address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerStatus>,
+    /// Expiry of the CAs and of the broker certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<CertificatesStatus>,
+}
+
+/// A Kafka listener as clients reach it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerStatus {
+    /// Listener name.
+    pub name: String,
+    /// Bootstrap address, `host:port` (the bootstrap Service).
+    pub bootstrap: String,
+    /// Whether it speaks TLS (clients trust `<cluster>-cluster-ca-cert`).
+    pub tls: bool,
+    /// Client authentication: none, scram or mtls.
+    pub authentication: String,
+}
+
+/// Certificates in use and when they expire.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificatesStatus {
+    /// The cluster CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ca: Option<CertificateStatus>,
+    /// The clients CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients_ca: Option<CertificateStatus>,
+    /// The broker certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<CertificateStatus>,
+}
+
+/// One certificate.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateStatus {
+    /// The Secret it is read from.
+    pub secret: String,
+    /// Expiry, RFC 3339.
+    pub not_after: String,
+    /// Whether the operator renews it (false for a Secret of your own).
+    pub managed: bool,
 }
 
 /// Annotation on a StreamCluster asking for a rolling restart: the operator

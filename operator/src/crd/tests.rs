@@ -270,6 +270,77 @@ fn given_streamcluster_cel_rules_when_evaluated_then_they_enforce_ports_storage_
 }
 
 #[test]
+fn given_listener_cel_rules_when_evaluated_then_names_ports_and_mtls_are_checked() {
+    let schema = schema(&crd_json("streamclusters.rill.dev.yaml"));
+    let with = |listeners: Value| stream_cluster(json!({"brokers": 3, "listeners": listeners}));
+    let plain = json!({"name": "plain", "port": 9092, "tls": false, "authentication": "none"});
+    let tls = json!({"name": "tls", "port": 9093, "tls": true, "authentication": "scram"});
+    assert_eq!(
+        cel(&schema, &with(json!([plain.clone(), tls.clone()])), None),
+        Ok(())
+    );
+    assert!(check(&schema, &with(json!([plain.clone(), tls.clone()]))).is_empty());
+
+    let twice = json!({"name": "plain", "port": 9095, "tls": false});
+    assert_eq!(
+        cel(&schema, &with(json!([plain.clone(), twice])), None),
+        Err("spec.listeners names must be unique".to_owned())
+    );
+    let same_port = json!({"name": "other", "port": 9092, "tls": true});
+    assert_eq!(
+        cel(&schema, &with(json!([plain.clone(), same_port])), None),
+        Err("spec.listeners ports must be unique".to_owned())
+    );
+    let mtls_plain = json!({"name": "certs", "port": 9095, "tls": false, "authentication": "mtls"});
+    assert_eq!(
+        cel(&schema, &with(json!([mtls_plain])), None),
+        Err("a listener with authentication mtls needs tls: true".to_owned())
+    );
+    let taken = json!({"name": "http", "port": 9095});
+    assert_eq!(
+        cel(&schema, &with(json!([taken])), None),
+        Err(
+            "listener names client, replication and http are taken by other broker ports"
+                .to_owned()
+        )
+    );
+    let on_client = stream_cluster(json!({
+        "brokers": 3,
+        "ports": {"client": 9091, "replication": 9094, "http": 9644},
+        "listeners": [{"name": "x", "port": 9091}]
+    }));
+    assert_eq!(
+        cel(&schema, &on_client, None),
+        Err("spec.listeners ports must differ from spec.ports.client, spec.ports.replication and spec.ports.http".to_owned())
+    );
+    let both = stream_cluster(json!({
+        "brokers": 3,
+        "ports": {"kafka": 9092, "client": 9091, "replication": 9094, "http": 9644},
+        "listeners": [tls]
+    }));
+    let err = cel(&schema, &both, None).expect_err("kafka port with listeners");
+    assert!(
+        err.starts_with("spec.ports.kafka is the port of the default listener only"),
+        "{err}"
+    );
+    // Without listeners, spec.ports.kafka moves the default listener.
+    let legacy = stream_cluster(json!({
+        "brokers": 3,
+        "ports": {"kafka": 9092, "client": 9093, "replication": 9094, "http": 9644}
+    }));
+    assert_eq!(cel(&schema, &legacy, None), Ok(()));
+
+    let renewal = stream_cluster(json!({
+        "brokers": 3,
+        "certificates": {"clusterCa": {"validityDays": 30, "renewBeforeDays": 30}}
+    }));
+    assert_eq!(
+        cel(&schema, &renewal, None),
+        Err("renewBeforeDays must be less than validityDays".to_owned())
+    );
+}
+
+#[test]
 fn given_topic_cel_rules_when_evaluated_then_name_and_cluster_are_immutable_and_min_isr_bounded() {
     let schema = schema(&crd_json("topics.rill.dev.yaml"));
     let valid = topic(topic_spec());

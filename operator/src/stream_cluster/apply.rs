@@ -85,6 +85,9 @@ pub async fn apply(
     applier
         .apply(&desired.pod_disruption_budget, &live.pod_disruption_budgets)
         .await?;
+    if let Some(policy) = &desired.network_policy {
+        applier.apply(policy, &live.network_policies).await?;
+    }
     Ok(ApplyReport {
         stateful_set,
         ..applier.report

@@ -3,14 +3,16 @@
 //! [`reconcile`] is a visible pipeline, one file per step:
 //!
 //! 1. [`validate`] — refuse specs the operator cannot honour (status only);
-//! 2. [`build`] — pure functions from spec to desired objects;
-//! 3. [`observe`] + [`apply`] — list what exists, server-side apply what differs;
-//! 4. [`orphans`] — delete owned objects that are no longer desired;
-//! 5. [`roll`] — restart outdated broker pods, one at a time, when it is
+//! 2. [`certs`] — make, renew or read the certificates and credentials
+//!    Secrets (a Secret of the user's that cannot be used stops here);
+//! 3. [`build`] — pure functions from spec to desired objects;
+//! 4. [`observe`] + [`apply`] — list what exists, server-side apply what differs;
+//! 5. [`orphans`] — delete owned objects that are no longer desired;
+//! 6. [`roll`] — restart outdated broker pods, one at a time, when it is
 //!    safe (the broker restarted is recorded in the status first);
-//! 6. [`status`] — conditions and counts, written only when they change.
+//! 7. [`status`] — conditions and counts, written only when they change.
 //!
-//! [`scale_down`] sits between 2 and 3: it decides the replica count the
+//! [`scale_down`] sits between 3 and 4: it decides the replica count the
 //! build step uses; [`volumes`] too: it grows the broker claims when
 //! `spec.storage.size` grew, and re-creates the StatefulSet (orphaning its
 //! pods) so its claim template follows. Events are published for objects created, updated or
@@ -19,6 +21,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod certs;
 pub mod observe;
 pub mod orphans;
 pub mod roll;
@@ -73,6 +76,10 @@ pub const RESYNC: Duration = Duration::from_secs(300);
 /// drained.
 pub const SCALE_DOWN_RECHECK: Duration = Duration::from_secs(5);
 
+/// How often a cluster whose Secret of the user's is missing or unusable
+/// looks again (Secrets are not watched).
+pub const SECRET_RECHECK: Duration = Duration::from_secs(15);
+
 /// How often a rolling restart looks again: pods are not watched, and the
 /// next step depends on the restarted broker rejoining its ISRs.
 pub const ROLL_RECHECK: Duration = Duration::from_secs(3);
@@ -118,6 +125,18 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// Reading or writing a certificate or credentials Secret failed.
+    #[error("cannot read or write Secret {name}: {source}")]
+    Secret {
+        /// Secret name.
+        name: String,
+        /// Client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A certificate could not be made (never expected: rcgen refused).
+    #[error("cannot make a certificate: {0}")]
+    Certificate(String),
     /// Deleting a broker pod for a rolling restart failed.
     #[error("cannot delete pod {pod} to restart it: {source}")]
     Restart {
@@ -140,6 +159,8 @@ impl Error {
             Error::Status(_) => "status",
             Error::Restart { .. } => "restart",
             Error::Resize { .. } => "resize",
+            Error::Secret { .. } => "secret",
+            Error::Certificate(_) => "certificate",
         }
     }
 }
@@ -160,7 +181,31 @@ pub async fn reconcile(sc: Arc<StreamCluster>, ctx: Arc<Context>) -> Result<Acti
         return Ok(Action::await_change());
     }
 
-    // 2. Observe what exists, decide the replica count, build the desired objects.
+    // 2. Certificates and credentials Secrets: made, renewed, or read from
+    // the user's Secrets. A Secret of the user's that cannot be used stops
+    // here, like an invalid spec, and is looked at again soon (Secrets are
+    // not watched).
+    let tls = match certs::ensure(&ctx.client, &sc, now.0.as_second()).await? {
+        Ok(material) => material,
+        Err(problem) => {
+            let new_status = status::secret_problem(&sc, &problem, &now);
+            write_status(&ctx, &api, &sc, &new_status).await?;
+            return Ok(Action::requeue(SECRET_RECHECK));
+        }
+    };
+    if !tls.changes.is_empty() {
+        info!(cluster = %name, namespace = %namespace, changes = ?tls.changes, "certificates");
+        ctx.publish(
+            sc.as_ref(),
+            EventType::Normal,
+            "Certificates",
+            "Certificates",
+            tls.changes.join("; "),
+        )
+        .await;
+    }
+
+    // 3. Observe what exists, decide the replica count, build the desired objects.
     let live = observe::observe(&ctx.client, &namespace, &name).await?;
     let current_replicas =
         observe::by_name(&live.stateful_sets, &name).and_then(|sts| sts.spec.replicas);
@@ -171,7 +216,7 @@ pub async fn reconcile(sc: Arc<StreamCluster>, ctx: Arc<Context>) -> Result<Acti
         current_replicas,
         sc.spec.brokers,
     );
-    let mut desired = build::desired_objects(&sc, decision.replicas(), &ctx.settings);
+    let mut desired = build::desired_objects(&sc, decision.replicas(), &ctx.settings, &tls);
     let live_sts = observe::by_name(&live.stateful_sets, &name);
     let volumes = if volumes::due(&sc, live_sts) {
         Some(volumes::grow(&ctx.client, &sc, live_sts).await?)
@@ -182,7 +227,7 @@ pub async fn reconcile(sc: Arc<StreamCluster>, ctx: Arc<Context>) -> Result<Acti
         build::keep_claim_size(&mut desired.stateful_set, &size);
     }
 
-    // 3. Apply what differs.
+    // 4. Apply what differs.
     let report = apply::apply(&ctx.client, &namespace, &desired, &live, &ctx.metrics).await?;
     let config_map_changed = report
         .updated
@@ -199,7 +244,7 @@ pub async fn reconcile(sc: Arc<StreamCluster>, ctx: Arc<Context>) -> Result<Acti
             .await;
     }
 
-    // 4. Delete orphans.
+    // 5. Delete orphans.
     let deleted =
         orphans::delete_orphans(&ctx.client, &namespace, &sc, &desired, &live, &ctx.metrics)
             .await?;
@@ -215,7 +260,7 @@ pub async fn reconcile(sc: Arc<StreamCluster>, ctx: Arc<Context>) -> Result<Acti
         .await;
     }
 
-    // 5. Roll.
+    // 6. Roll.
     let sts = report
         .stateful_set
         .as_ref()
@@ -231,8 +276,10 @@ pub async fn reconcile(sc: Arc<StreamCluster>, ctx: Arc<Context>) -> Result<Acti
         None => ctx.metrics.set_roll(&key, 0, false),
     }
 
-    // 6. Status.
-    let new_status = status::compute(&sc, sts, &decision, roll.as_ref(), volumes.as_ref(), &now);
+    // 7. Status.
+    let mut new_status =
+        status::compute(&sc, sts, &decision, roll.as_ref(), volumes.as_ref(), &now);
+    new_status.certificates = Some(tls.status.clone());
     if let Some(outcome) = &roll
         && let roll::Step::Restart { pod, .. } = &outcome.step
     {

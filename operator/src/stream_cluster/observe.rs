@@ -6,6 +6,7 @@
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
@@ -24,6 +25,8 @@ pub struct LiveObjects {
     pub stateful_sets: Vec<StatefulSet>,
     /// PodDisruptionBudgets.
     pub pod_disruption_budgets: Vec<PodDisruptionBudget>,
+    /// NetworkPolicies.
+    pub network_policies: Vec<NetworkPolicy>,
 }
 
 /// Finds an object by name in a list.
@@ -57,5 +60,6 @@ pub async fn observe(
         services: list(client, namespace, &selector).await?,
         stateful_sets: list(client, namespace, &selector).await?,
         pod_disruption_budgets: list(client, namespace, &selector).await?,
+        network_policies: list(client, namespace, &selector).await?,
     })
 }

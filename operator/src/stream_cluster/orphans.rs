@@ -5,6 +5,7 @@
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams};
 use kube::{Client, ResourceExt};
@@ -94,10 +95,20 @@ pub async fn delete_orphans(
         &names_of(&[&desired.pod_disruption_budget]),
         &uid,
     );
+    let policies = orphan_names(
+        &live.network_policies,
+        &desired
+            .network_policy
+            .iter()
+            .map(|p| p.name_any())
+            .collect::<Vec<_>>(),
+        &uid,
+    );
     delete_kind::<ConfigMap>(client, namespace, config_maps, metrics, &mut deleted).await?;
     delete_kind::<Service>(client, namespace, services, metrics, &mut deleted).await?;
     delete_kind::<StatefulSet>(client, namespace, stateful_sets, metrics, &mut deleted).await?;
     delete_kind::<PodDisruptionBudget>(client, namespace, pdbs, metrics, &mut deleted).await?;
+    delete_kind::<NetworkPolicy>(client, namespace, policies, metrics, &mut deleted).await?;
     Ok(deleted)
 }
 

@@ -8,6 +8,8 @@
 //! | Ready       | True   | `AllBrokersReady`    | every desired broker passes its readiness probe |
 //! | Ready       | False  | `BrokersNotReady`    | fewer ready brokers than desired |
 //! | Ready       | False  | `InvalidSpec`        | the spec was refused; message says why |
+//! | Ready       | False  | `SecretNotFound`     | a Secret the spec names does not exist; message names it |
+//! | Ready       | False  | `SecretInvalid`      | a Secret the spec names lacks a key or holds an unusable certificate; message names Secret and key |
 //! | Progressing | True   | `Creating`           | the StatefulSet has not reported on the current spec yet |
 //! | Progressing | True   | `Scaling`            | broker pods are being added or removed |
 //! | Progressing | True   | `ScaleDownBlocked`   | removed brokers still hold partition replicas |
@@ -20,6 +22,7 @@
 //! | Progressing | False  | `InvalidSpec`        | nothing to do until the spec is fixed |
 //! | Degraded    | True   | `BrokersUnavailable` | a cluster that was ready lost brokers |
 //! | Degraded    | True   | `InvalidSpec`        | the spec was refused |
+//! | Degraded    | True   | `SecretNotFound`, `SecretInvalid` | as Ready |
 //! | Degraded    | True   | `VolumeResizeFailed` | a claim cannot grow (its StorageClass does not allow expansion) |
 //! | Degraded    | False  | `AsExpected`         | none of the above |
 
@@ -29,7 +32,8 @@ use kube::ResourceExt;
 use kube::api::Api;
 use serde_json::json;
 
-use super::build::{kafka_bootstrap, selector_string};
+use super::build::{kafka_bootstrap, listener_statuses, selector_string};
+use super::certs::SecretProblem;
 use super::roll::{self, Outcome};
 use super::scale_down::ScaleDecision;
 use super::validate::InvalidSpec;
@@ -233,6 +237,8 @@ pub fn compute(
             .or(previous.storage.clone()),
         selector: Some(selector_string(&sc.name_any())),
         kafka_bootstrap: Some(kafka_bootstrap(sc)),
+        listeners: listener_statuses(sc),
+        certificates: previous.certificates.clone(),
     }
 }
 
@@ -266,6 +272,33 @@ pub fn invalid(sc: &StreamCluster, invalid: &InvalidSpec, now: &Time) -> StreamC
             "waiting for a valid spec",
         ),
         DesiredCondition::new(DEGRADED, true, reasons::INVALID_SPEC, message),
+    ];
+    StreamClusterStatus {
+        observed_generation: sc.metadata.generation,
+        conditions: merge_conditions(&previous.conditions, &desired, sc.metadata.generation, now),
+        selector: Some(selector_string(&sc.name_any())),
+        ..previous
+    }
+}
+
+/// Status of a cluster whose Secret of the user's cannot be used: nothing
+/// was applied, so counts keep their previous values.
+pub fn secret_problem(
+    sc: &StreamCluster,
+    problem: &SecretProblem,
+    now: &Time,
+) -> StreamClusterStatus {
+    let previous = sc.status.clone().unwrap_or_default();
+    let message = problem.message();
+    let desired = [
+        DesiredCondition::new(READY, false, problem.reason(), message.clone()),
+        DesiredCondition::new(
+            PROGRESSING,
+            false,
+            problem.reason(),
+            "waiting for the Secret to be fixed",
+        ),
+        DesiredCondition::new(DEGRADED, true, problem.reason(), message),
     ];
     StreamClusterStatus {
         observed_generation: sc.metadata.generation,
@@ -355,7 +388,7 @@ mod tests {
         assert_eq!(status.observed_generation, Some(1));
         assert_eq!(
             status.kafka_bootstrap.as_deref(),
-            Some("events-bootstrap.data.svc:9092")
+            Some("events-bootstrap.data.svc:9093")
         );
     }
 

@@ -9,7 +9,7 @@
 
 use kube::ResourceExt;
 
-use crate::crd::StreamCluster;
+use crate::crd::{ListenerAuthentication, StreamCluster};
 
 /// Why a spec was refused: one human sentence per problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +68,19 @@ pub fn is_label_key(key: &str) -> bool {
     name_ok && prefix_ok
 }
 
+/// A listener name: an IANA service name as Kubernetes port names are
+/// (1-15 characters).
+fn is_listener_name(name: &str) -> bool {
+    is_dns1035_label(name) && name.len() <= 15 && !name.contains("--")
+}
+
+/// A Kafka principal, `Type:name`, with no `;` (the broker's separator).
+fn is_principal(principal: &str) -> bool {
+    principal.split_once(':').is_some_and(|(kind, name)| {
+        !kind.is_empty() && !name.is_empty() && !kind.contains(char::is_whitespace)
+    }) && !principal.contains(';')
+}
+
 fn is_config_key(key: &str) -> bool {
     !key.is_empty()
         && key
@@ -107,24 +120,96 @@ pub fn validate(sc: &StreamCluster) -> Result<(), InvalidSpec> {
             "spec.storage.size {size:?} is not a positive quantity such as 10Gi"
         ));
     }
-    let ports = [
-        ("kafka", spec.ports.kafka),
-        ("client", spec.ports.client),
-        ("replication", spec.ports.replication),
-        ("http", spec.ports.http),
+    let listeners = spec.effective_listeners();
+    let mut ports: Vec<(String, i32)> = vec![
+        ("spec.ports.client".to_owned(), spec.ports.client),
+        ("spec.ports.replication".to_owned(), spec.ports.replication),
+        ("spec.ports.http".to_owned(), spec.ports.http),
     ];
-    for (port_name, port) in ports {
-        if !(1..=65535).contains(&port) {
-            problems.push(format!("spec.ports.{port_name} is {port}; use 1-65535"));
+    if spec.listeners.is_some() {
+        if let Some(kafka) = spec.ports.kafka {
+            problems.push(format!(
+                "spec.ports.kafka ({kafka}) is the port of the default listener only: with spec.listeners set, remove spec.ports.kafka and give each listener its port"
+            ));
+        }
+        if listeners.is_empty() {
+            problems.push("spec.listeners is empty; declare at least one listener or remove the field for the default TLS+SCRAM listener".to_owned());
+        }
+        for (i, l) in listeners.iter().enumerate() {
+            ports.push((format!("spec.listeners[{i}] ({}) port", l.name), l.port));
+        }
+    } else {
+        ports.push((
+            "spec.ports.kafka (the default listener)".to_owned(),
+            listeners[0].port,
+        ));
+    }
+    for (port_name, port) in &ports {
+        if !(1..=65535).contains(port) {
+            problems.push(format!("{port_name} is {port}; use 1-65535"));
         }
     }
     for (i, (a_name, a)) in ports.iter().enumerate() {
         for (b_name, b) in &ports[i + 1..] {
             if a == b {
-                problems.push(format!(
-                    "spec.ports.{a_name} and spec.ports.{b_name} are both {a}"
-                ));
+                problems.push(format!("{a_name} and {b_name} are both {a}"));
             }
+        }
+    }
+    for (i, l) in listeners.iter().enumerate() {
+        if !is_listener_name(&l.name) {
+            problems.push(format!(
+                "spec.listeners[{i}].name {:?} must be 1-15 lower-case letters, digits and '-', start with a letter and not end with '-'",
+                l.name
+            ));
+        }
+        if ["client", "replication", "http"].contains(&l.name.as_str()) {
+            problems.push(format!(
+                "spec.listeners[{i}].name {:?} is taken by another broker port",
+                l.name
+            ));
+        }
+        if listeners[..i].iter().any(|other| other.name == l.name) {
+            problems.push(format!(
+                "spec.listeners[{i}].name {:?} is used by an earlier listener",
+                l.name
+            ));
+        }
+        if l.authentication == ListenerAuthentication::Mtls && !l.tls {
+            problems.push(format!(
+                "spec.listeners[{i}] ({}) has authentication mtls without tls: client certificates need TLS; set tls: true",
+                l.name
+            ));
+        }
+    }
+    for (i, user) in spec.authorization.super_users.iter().enumerate() {
+        if !is_principal(user) {
+            problems.push(format!(
+                "spec.authorization.superUsers[{i}] {user:?} is not a principal such as User:admin"
+            ));
+        }
+    }
+    let certificates = &spec.certificates;
+    for (field, validity) in [
+        (
+            "spec.certificates.clusterCa",
+            certificates.cluster_ca.validity(),
+        ),
+        (
+            "spec.certificates.clientsCa",
+            certificates.clients_ca.validity(),
+        ),
+        ("spec.certificates.brokerCert", certificates.broker_cert),
+    ] {
+        if validity.validity_days < 2 || validity.renew_before_days < 1 {
+            problems.push(format!(
+                "{field}.validityDays must be at least 2 and renewBeforeDays at least 1"
+            ));
+        } else if validity.renew_before_days >= validity.validity_days {
+            problems.push(format!(
+                "{field}.renewBeforeDays ({}) must be less than validityDays ({})",
+                validity.renew_before_days, validity.validity_days
+            ));
         }
     }
     for (key, value) in &spec.config {
@@ -181,7 +266,7 @@ fn is_positive_quantity(q: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::RackSpec;
+    use crate::crd::{ListenerSpec, RackSpec};
     use crate::stream_cluster::build::fixtures::cluster;
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -204,7 +289,7 @@ mod tests {
     #[test]
     fn given_clashing_ports_and_bad_config_when_validating_then_every_problem_is_listed() {
         let mut sc = cluster();
-        sc.spec.ports.http = 9092;
+        sc.spec.ports.http = 9093;
         sc.spec.config.insert("bad key".into(), "x".into());
         sc.spec.config.insert("ok.key".into(), "line\nbreak".into());
         sc.spec.storage.size = Quantity("0".into());
@@ -214,8 +299,11 @@ mod tests {
         let err = validate(&sc).expect_err("invalid");
         assert_eq!(err.problems.len(), 5, "{:?}", err.problems);
         assert!(
+            err.message().contains(
+                "spec.ports.http and spec.ports.kafka (the default listener) are both 9093"
+            ),
+            "{}",
             err.message()
-                .contains("spec.ports.kafka and spec.ports.http are both 9092")
         );
     }
 
@@ -242,6 +330,59 @@ mod tests {
         assert!(
             message.contains("spec.config no.such.key: unknown broker configuration key"),
             "{message}"
+        );
+    }
+
+    fn listener(name: &str, port: i32, tls: bool, auth: ListenerAuthentication) -> ListenerSpec {
+        ListenerSpec {
+            name: name.into(),
+            port,
+            tls,
+            authentication: auth,
+        }
+    }
+
+    #[test]
+    fn given_bad_listeners_when_validating_then_each_problem_is_named() {
+        let mut sc = cluster();
+        sc.spec.ports.kafka = Some(9092);
+        sc.spec.listeners = Some(vec![
+            listener("plain", 9092, false, ListenerAuthentication::None),
+            listener("plain", 9091, true, ListenerAuthentication::Scram),
+            listener("certs", 9095, false, ListenerAuthentication::Mtls),
+            listener("http", 9096, false, ListenerAuthentication::None),
+        ]);
+        sc.spec.authorization.super_users = vec!["admin".into(), "User:ops".into()];
+        let err = validate(&sc).expect_err("invalid");
+        let message = err.message();
+        for expected in [
+            "spec.ports.kafka (9092) is the port of the default listener only",
+            "spec.ports.client and spec.listeners[1] (plain) port are both 9091",
+            "spec.listeners[1].name \"plain\" is used by an earlier listener",
+            "spec.listeners[2] (certs) has authentication mtls without tls",
+            "spec.listeners[3].name \"http\" is taken by another broker port",
+            "spec.authorization.superUsers[0] \"admin\" is not a principal",
+        ] {
+            assert!(message.contains(expected), "{expected} in {message}");
+        }
+        assert_eq!(err.problems.len(), 6, "{:?}", err.problems);
+    }
+
+    #[test]
+    fn given_good_listeners_and_certificate_settings_when_validating_then_they_are_accepted() {
+        let mut sc = cluster();
+        sc.spec.listeners = Some(vec![
+            listener("plain", 9092, false, ListenerAuthentication::None),
+            listener("tls", 9093, true, ListenerAuthentication::Scram),
+            listener("mtls", 9095, true, ListenerAuthentication::Mtls),
+        ]);
+        sc.spec.authorization.super_users = vec!["User:admin".into(), "User:CN=ops".into()];
+        assert_eq!(validate(&sc), Ok(()));
+        sc.spec.certificates.broker_cert.renew_before_days = 400;
+        let err = validate(&sc).expect_err("renew after expiry");
+        assert_eq!(
+            err.message(),
+            "spec.certificates.brokerCert.renewBeforeDays (400) must be less than validityDays (365)"
         );
     }
 

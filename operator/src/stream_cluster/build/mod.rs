@@ -7,6 +7,7 @@
 //! re-applying a no-op) and every field can be unit tested.
 
 mod configmap;
+mod networkpolicy;
 mod pdb;
 mod services;
 mod statefulset;
@@ -15,15 +16,20 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 
 use crate::context::Settings;
-use crate::crd::StreamCluster;
+use crate::crd::{ListenerStatus, StreamCluster};
+use crate::stream_cluster::certs::Material;
 
 pub use configmap::{CONFIG_FILE_NAME, config_hash, content_hash};
-pub use statefulset::DATA_VOLUME;
+pub use statefulset::{
+    BROKER_TLS_DIR, CLIENTS_CA_DIR, CLUSTER_CA_DIR, DATA_VOLUME, SCRAM_DIR, controller_server_name,
+    listener_flag,
+};
 
 /// Label keys and values the operator puts on everything it creates.
 pub mod labels {
@@ -69,6 +75,8 @@ pub struct DesiredObjects {
     pub stateful_set: StatefulSet,
     /// Voluntary disruption limit.
     pub pod_disruption_budget: PodDisruptionBudget,
+    /// Who may reach which broker port (`spec.networkPolicy.enabled`).
+    pub network_policy: Option<NetworkPolicy>,
 }
 
 /// Names of the objects of a StreamCluster.
@@ -82,6 +90,8 @@ pub struct Names {
     pub headless_service: String,
     /// Bootstrap Service: `<cluster>-bootstrap`.
     pub bootstrap_service: String,
+    /// NetworkPolicy: `<cluster>-brokers`.
+    pub network_policy: String,
 }
 
 impl Names {
@@ -92,6 +102,7 @@ impl Names {
             config_map: format!("{cluster}-config"),
             headless_service: format!("{cluster}-brokers"),
             bootstrap_service: format!("{cluster}-bootstrap"),
+            network_policy: format!("{cluster}-brokers"),
         }
     }
 }
@@ -138,15 +149,29 @@ pub fn common_labels(cluster: &str) -> BTreeMap<String, String> {
     l
 }
 
-/// The Kafka bootstrap address of a cluster, `host:port`.
+/// The Kafka bootstrap address of a cluster's first listener, `host:port`.
 pub fn kafka_bootstrap(sc: &StreamCluster) -> String {
+    listener_statuses(sc)
+        .into_iter()
+        .next()
+        .map(|l| l.bootstrap)
+        .unwrap_or_default()
+}
+
+/// Every listener with its bootstrap address (the bootstrap Service).
+pub fn listener_statuses(sc: &StreamCluster) -> Vec<ListenerStatus> {
     let names = Names::new(&sc.name_any());
-    format!(
-        "{}.{}.svc:{}",
-        names.bootstrap_service,
-        sc.namespace().unwrap_or_default(),
-        sc.spec.ports.kafka
-    )
+    let namespace = sc.namespace().unwrap_or_default();
+    sc.spec
+        .effective_listeners()
+        .into_iter()
+        .map(|l| ListenerStatus {
+            bootstrap: format!("{}.{namespace}.svc:{}", names.bootstrap_service, l.port),
+            tls: l.tls,
+            authentication: l.authentication.as_str().to_owned(),
+            name: l.name,
+        })
+        .collect()
 }
 
 /// Metadata shared by every owned object: name, namespace, labels and a
@@ -189,16 +214,27 @@ pub fn keep_claim_size(
 }
 
 /// Builds every desired object. `replicas` is the broker count to apply:
-/// `spec.brokers`, or the current count while a scale-down is refused.
-pub fn desired_objects(sc: &StreamCluster, replicas: i32, settings: &Settings) -> DesiredObjects {
+/// `spec.brokers`, or the current count while a scale-down is refused;
+/// `tls` is what the certificates step found or made.
+pub fn desired_objects(
+    sc: &StreamCluster,
+    replicas: i32,
+    settings: &Settings,
+    tls: &Material,
+) -> DesiredObjects {
     let names = Names::new(&sc.name_any());
     let config_map = configmap::build(sc, &names);
     let hash = config_hash(&config_map);
     DesiredObjects {
         headless_service: services::headless(sc, &names),
         bootstrap_service: services::bootstrap(sc, &names),
-        stateful_set: statefulset::build(sc, &names, replicas, &hash, settings),
+        stateful_set: statefulset::build(sc, &names, replicas, &hash, settings, tls),
         pod_disruption_budget: pdb::build(sc, &names),
+        network_policy: sc
+            .spec
+            .network_policy
+            .enabled
+            .then(|| networkpolicy::build(sc, &names, settings)),
         config_map,
     }
 }
@@ -208,6 +244,18 @@ pub(crate) mod fixtures {
     //! StreamClusters used by builder and reconcile tests.
     use super::*;
     use crate::crd::StreamClusterSpec;
+
+    /// What the certificates step yields for [`cluster`].
+    pub fn material() -> Material {
+        Material {
+            annotations: BTreeMap::from([(
+                "rill.dev/cluster-ca-bundle".to_owned(),
+                "0123456789abcdef".to_owned(),
+            )]),
+            broker_secret: "events-broker-certs".to_owned(),
+            ..Material::default()
+        }
+    }
 
     /// A 3-broker cluster `events` in namespace `data` with a uid.
     pub fn cluster() -> StreamCluster {
@@ -223,13 +271,13 @@ pub(crate) mod fixtures {
 
 #[cfg(test)]
 mod tests {
-    use super::fixtures::cluster;
+    use super::fixtures::{cluster, material};
     use super::*;
 
     #[test]
     fn given_a_cluster_when_building_then_names_labels_and_owner_refs_are_set() {
         let sc = cluster();
-        let objects = desired_objects(&sc, 3, &Settings::default());
+        let objects = desired_objects(&sc, 3, &Settings::default(), &material());
         assert_eq!(
             objects.config_map.metadata.name.as_deref(),
             Some("events-config")
@@ -256,6 +304,7 @@ mod tests {
             &objects.bootstrap_service.metadata,
             &objects.stateful_set.metadata,
             &objects.pod_disruption_budget.metadata,
+            &objects.network_policy.as_ref().expect("policy").metadata,
         ] {
             assert_eq!(meta.namespace.as_deref(), Some("data"));
             let owners = meta.owner_references.as_ref().expect("owner references");
@@ -280,8 +329,8 @@ mod tests {
     fn given_the_same_cluster_when_building_twice_then_objects_are_identical() {
         let sc = cluster();
         assert_eq!(
-            desired_objects(&sc, 3, &Settings::default()),
-            desired_objects(&sc, 3, &Settings::default())
+            desired_objects(&sc, 3, &Settings::default(), &material()),
+            desired_objects(&sc, 3, &Settings::default(), &material())
         );
     }
 
@@ -289,7 +338,7 @@ mod tests {
     fn given_a_cluster_when_asking_for_bootstrap_then_it_is_the_bootstrap_service_dns_name() {
         assert_eq!(
             kafka_bootstrap(&cluster()),
-            "events-bootstrap.data.svc:9092"
+            "events-bootstrap.data.svc:9093"
         );
         assert_eq!(
             selector_string("events"),

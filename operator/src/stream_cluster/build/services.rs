@@ -18,40 +18,49 @@ fn port(name: &str, number: i32) -> ServicePort {
     }
 }
 
+/// One port per Kafka listener, named as the listener.
+fn listener_ports(sc: &StreamCluster) -> Vec<ServicePort> {
+    sc.spec
+        .effective_listeners()
+        .iter()
+        .map(|l| port(&l.name, l.port))
+        .collect()
+}
+
 /// Headless Service: all broker ports, DNS records even for unready pods
 /// (brokers must find each other while starting).
 pub(super) fn headless(sc: &StreamCluster, names: &Names) -> Service {
     let ports = &sc.spec.ports;
+    let mut service_ports = listener_ports(sc);
+    service_ports.extend([
+        port("client", ports.client),
+        port("replication", ports.replication),
+        port("http", ports.http),
+    ]);
     Service {
         metadata: object_meta(sc, &names.headless_service),
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".to_owned()),
             publish_not_ready_addresses: Some(true),
             selector: Some(selector_labels(&names.cluster)),
-            ports: Some(vec![
-                port("kafka", ports.kafka),
-                port("client", ports.client),
-                port("replication", ports.replication),
-                port("http", ports.http),
-            ]),
+            ports: Some(service_ports),
             ..ServiceSpec::default()
         }),
         ..Service::default()
     }
 }
 
-/// Bootstrap Service: the Kafka and client gRPC ports of ready brokers.
+/// Bootstrap Service: the Kafka listener and client gRPC ports of ready
+/// brokers.
 pub(super) fn bootstrap(sc: &StreamCluster, names: &Names) -> Service {
-    let ports = &sc.spec.ports;
+    let mut service_ports = listener_ports(sc);
+    service_ports.push(port("client", sc.spec.ports.client));
     Service {
         metadata: object_meta(sc, &names.bootstrap_service),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
             selector: Some(selector_labels(&names.cluster)),
-            ports: Some(vec![
-                port("kafka", ports.kafka),
-                port("client", ports.client),
-            ]),
+            ports: Some(service_ports),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -62,6 +71,7 @@ pub(super) fn bootstrap(sc: &StreamCluster, names: &Names) -> Service {
 mod tests {
     use super::super::fixtures::cluster;
     use super::*;
+    use crate::crd::{ListenerAuthentication, ListenerSpec};
 
     fn port_numbers(svc: &Service) -> Vec<(String, i32)> {
         svc.spec
@@ -82,8 +92,8 @@ mod tests {
         assert_eq!(
             port_numbers(&svc),
             vec![
-                ("kafka".into(), 9092),
-                ("client".into(), 9093),
+                ("tls".into(), 9093),
+                ("client".into(), 9091),
                 ("replication".into(), 9094),
                 ("http".into(), 9644)
             ]
@@ -95,13 +105,39 @@ mod tests {
     }
 
     #[test]
-    fn given_custom_ports_when_building_bootstrap_then_it_exposes_kafka_and_client_only() {
+    fn given_listeners_when_building_bootstrap_then_it_exposes_every_listener_and_client_only() {
         let mut sc = cluster();
-        sc.spec.ports.kafka = 19092;
+        sc.spec.listeners = Some(vec![
+            ListenerSpec {
+                name: "plain".into(),
+                port: 9092,
+                tls: false,
+                authentication: ListenerAuthentication::None,
+            },
+            ListenerSpec {
+                name: "mtls".into(),
+                port: 9095,
+                tls: true,
+                authentication: ListenerAuthentication::Mtls,
+            },
+        ]);
         let svc = bootstrap(&sc, &Names::new("events"));
         assert_eq!(
             port_numbers(&svc),
-            vec![("kafka".into(), 19092), ("client".into(), 9093)]
+            vec![
+                ("plain".into(), 9092),
+                ("mtls".into(), 9095),
+                ("client".into(), 9091)
+            ]
+        );
+        let headless = headless(&sc, &Names::new("events"));
+        assert_eq!(port_numbers(&headless).len(), 5);
+        sc.spec.listeners = None;
+        sc.spec.ports.kafka = Some(19093);
+        assert_eq!(
+            port_numbers(&bootstrap(&sc, &Names::new("events")))[0],
+            ("tls".into(), 19093),
+            "spec.ports.kafka moves the default listener"
         );
         assert_ne!(
             svc.spec

@@ -2,11 +2,15 @@
 //!
 //! Each pod runs `rill-broker` configured by environment variables:
 //! `RILL_POD_NAME` (downward API) with `RILL_BROKER_ID_FROM_POD_NAME=true`
-//! (broker id = pod ordinal), `RILL_DATA_DIR` (the volume), the four listen
-//! addresses on the pod's IP (`RILL_POD_IP`, downward API `status.podIP`), `RILL_ADVERTISED_HOST` (the stable DNS name from the headless
-//! Service), `RILL_CONTROLLER_ADDR` (the operator's controller gRPC Service),
-//! `RILL_CONFIG_FILE` (the ConfigMap) and, with rack awareness, `RILL_RACK`.
-//! The pod meets the `restricted` Pod Security Standard.
+//! (broker id = pod ordinal), `RILL_DATA_DIR` (the volume), the listen
+//! addresses on the pod's IP (`RILL_POD_IP`, downward API `status.podIP`),
+//! the Kafka listeners (`RILL_KAFKA_LISTENERS`), `RILL_ADVERTISED_HOST` (the
+//! stable DNS name from the headless Service), `RILL_CONTROLLER_ADDR` (the
+//! operator's controller gRPC Service), `RILL_CONFIG_FILE` (the ConfigMap),
+//! the certificate, CA and credentials files (Secrets mounted under
+//! `/etc/rill/tls` and `/etc/rill/scram`), authorization and, with rack
+//! awareness, `RILL_RACK`. The pod meets the `restricted` Pod Security
+//! Standard.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +22,8 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecurityContext, TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
+    SecretVolumeSource, SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -27,7 +32,10 @@ use super::{
     CONFIG_FILE_NAME, CONFIG_HASH_ANNOTATION, Names, common_labels, object_meta, selector_labels,
 };
 use crate::context::Settings;
-use crate::crd::{Permission, RESTART_ANNOTATION, StreamCluster};
+use crate::crd::{
+    ListenerAuthentication, ListenerSpec, Permission, RESTART_ANNOTATION, StreamCluster,
+};
+use crate::stream_cluster::certs::{CA_CRT, CREDENTIALS, Material, SecretNames, TLS_CRT, TLS_KEY};
 
 /// Where the broker volume is mounted; `RILL_DATA_DIR`.
 pub const DATA_DIR: &str = "/var/lib/rill";
@@ -39,6 +47,33 @@ pub const BROKER_UID: i64 = 65532;
 pub const CONTAINER_NAME: &str = "broker";
 /// Name of the volume claim template (PVCs are `data-<pod>`).
 pub const DATA_VOLUME: &str = "data";
+/// Where the broker certificate Secret is mounted (`tls.crt`, `tls.key`).
+pub const BROKER_TLS_DIR: &str = "/etc/rill/tls/broker";
+/// Where the cluster CA bundle is mounted (`ca.crt`).
+pub const CLUSTER_CA_DIR: &str = "/etc/rill/tls/cluster-ca";
+/// Where the clients CA bundle is mounted (`ca.crt`).
+pub const CLIENTS_CA_DIR: &str = "/etc/rill/tls/clients-ca";
+/// Where the SCRAM credentials Secret is mounted (`credentials`).
+pub const SCRAM_DIR: &str = "/etc/rill/scram";
+/// Mode of mounted Secret files: read by the broker's group (`fsGroup`).
+const SECRET_MODE: i32 = 0o440;
+
+/// The TLS server name brokers expect on the operator's controller
+/// certificate for cluster `cluster` in `namespace`.
+pub fn controller_server_name(cluster: &str, namespace: &str) -> String {
+    format!("controller.{cluster}.{namespace}.rill.internal")
+}
+
+/// One listener as the broker's `--kafka-listener` flag takes it.
+pub fn listener_flag(listener: &ListenerSpec) -> String {
+    format!(
+        "name={},port={},tls={},auth={}",
+        listener.name,
+        listener.port,
+        listener.tls,
+        listener.authentication.as_str()
+    )
+}
 
 fn env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
@@ -105,6 +140,8 @@ fn broker_env(sc: &StreamCluster, names: &Names, settings: &Settings) -> Vec<Env
     let ports = &sc.spec.ports;
     let namespace = sc.metadata.namespace.clone().unwrap_or_default();
     let listen = |port: i32| format!("$(RILL_POD_IP):{port}");
+    let listeners = sc.spec.effective_listeners();
+    let first_port = listeners.first().map_or(0, |l| l.port);
     let mut vars = vec![
         env_field("RILL_POD_NAME", "metadata.name"),
         env_field("RILL_POD_IP", "status.podIP"),
@@ -118,7 +155,17 @@ fn broker_env(sc: &StreamCluster, names: &Names, settings: &Settings) -> Vec<Env
             format!("{CONFIG_DIR}/{CONFIG_FILE_NAME}"),
         ),
         env("RILL_LISTEN_ADDR", listen(ports.client)),
-        env("RILL_KAFKA_ADDR", listen(ports.kafka)),
+        // The listeners below replace this one; it still names the
+        // address they bind (the pod's IP).
+        env("RILL_KAFKA_ADDR", listen(first_port)),
+        env(
+            "RILL_KAFKA_LISTENERS",
+            listeners
+                .iter()
+                .map(listener_flag)
+                .collect::<Vec<_>>()
+                .join(";"),
+        ),
         env("RILL_REPLICATION_ADDR", listen(ports.replication)),
         env("RILL_HTTP_ADDR", listen(ports.http)),
         env(
@@ -130,14 +177,64 @@ fn broker_env(sc: &StreamCluster, names: &Names, settings: &Settings) -> Vec<Env
         ),
         env("RILL_CONTROLLER_ADDR", settings.controller_address.clone()),
         env(
-            "RILL_KAFKA_CREATE_TOPICS",
-            permission(sc.spec.topic_policy.create_topics),
+            "RILL_CONTROLLER_TLS_SERVER_NAME",
+            controller_server_name(&names.cluster, &namespace),
         ),
         env(
-            "RILL_KAFKA_DELETE_TOPICS",
-            permission(sc.spec.topic_policy.delete_topics),
+            "RILL_INTERNAL_TLS_CERT_FILE",
+            format!("{BROKER_TLS_DIR}/{TLS_CRT}"),
+        ),
+        env(
+            "RILL_INTERNAL_TLS_KEY_FILE",
+            format!("{BROKER_TLS_DIR}/{TLS_KEY}"),
+        ),
+        env(
+            "RILL_INTERNAL_TLS_CA_FILE",
+            format!("{CLUSTER_CA_DIR}/{CA_CRT}"),
         ),
     ];
+    if listeners.iter().any(|l| l.tls) {
+        vars.push(env(
+            "RILL_KAFKA_TLS_CERT_FILE",
+            format!("{BROKER_TLS_DIR}/{TLS_CRT}"),
+        ));
+        vars.push(env(
+            "RILL_KAFKA_TLS_KEY_FILE",
+            format!("{BROKER_TLS_DIR}/{TLS_KEY}"),
+        ));
+    }
+    if uses(&listeners, ListenerAuthentication::Mtls) {
+        vars.push(env(
+            "RILL_KAFKA_TLS_CLIENT_CA_FILE",
+            format!("{CLIENTS_CA_DIR}/{CA_CRT}"),
+        ));
+    }
+    if uses(&listeners, ListenerAuthentication::Scram) {
+        vars.push(env(
+            "RILL_SASL_CREDENTIALS_FILE",
+            format!("{SCRAM_DIR}/{CREDENTIALS}"),
+        ));
+    }
+    let authorization = &sc.spec.authorization;
+    vars.push(env(
+        "RILL_AUTHORIZATION",
+        if authorization.enabled {
+            "true"
+        } else {
+            "false"
+        },
+    ));
+    if authorization.enabled && !authorization.super_users.is_empty() {
+        vars.push(env("RILL_SUPER_USERS", authorization.super_users.join(";")));
+    }
+    vars.push(env(
+        "RILL_KAFKA_CREATE_TOPICS",
+        permission(sc.spec.topic_policy.create_topics),
+    ));
+    vars.push(env(
+        "RILL_KAFKA_DELETE_TOPICS",
+        permission(sc.spec.topic_policy.delete_topics),
+    ));
     if let Some(rack) = &sc.spec.rack {
         vars.push(env_field(
             "RILL_RACK",
@@ -147,8 +244,92 @@ fn broker_env(sc: &StreamCluster, names: &Names, settings: &Settings) -> Vec<Env
     vars
 }
 
-fn broker_container(sc: &StreamCluster, names: &Names, settings: &Settings) -> Container {
+fn uses(listeners: &[ListenerSpec], authentication: ListenerAuthentication) -> bool {
+    listeners.iter().any(|l| l.authentication == authentication)
+}
+
+fn secret_volume(name: &str, secret: &str) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_owned()),
+            default_mode: Some(SECRET_MODE),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn read_only_mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }
+}
+
+/// The Secret volumes of the broker pod and where they are mounted.
+fn secret_volumes(sc: &StreamCluster, names: &Names, tls: &Material) -> Vec<(Volume, VolumeMount)> {
+    let secrets = SecretNames::new(&names.cluster);
+    let mut out = vec![
+        (
+            secret_volume("broker-tls", &tls.broker_secret),
+            read_only_mount("broker-tls", BROKER_TLS_DIR),
+        ),
+        (
+            secret_volume("cluster-ca", &secrets.cluster_ca_cert),
+            read_only_mount("cluster-ca", CLUSTER_CA_DIR),
+        ),
+        (
+            secret_volume("clients-ca", &secrets.clients_ca_cert),
+            read_only_mount("clients-ca", CLIENTS_CA_DIR),
+        ),
+    ];
+    if uses(
+        &sc.spec.effective_listeners(),
+        ListenerAuthentication::Scram,
+    ) {
+        out.push((
+            secret_volume("scram", &secrets.scram_credentials),
+            read_only_mount("scram", SCRAM_DIR),
+        ));
+    }
+    out
+}
+
+fn broker_container(
+    sc: &StreamCluster,
+    names: &Names,
+    settings: &Settings,
+    tls: &Material,
+) -> Container {
     let ports = &sc.spec.ports;
+    let mut container_ports: Vec<ContainerPort> = sc
+        .spec
+        .effective_listeners()
+        .iter()
+        .map(|l| container_port(&l.name, l.port))
+        .collect();
+    container_ports.extend([
+        container_port("client", ports.client),
+        container_port("replication", ports.replication),
+        container_port("http", ports.http),
+    ]);
+    let mut mounts = vec![
+        VolumeMount {
+            name: DATA_VOLUME.to_owned(),
+            mount_path: DATA_DIR.to_owned(),
+            ..VolumeMount::default()
+        },
+        read_only_mount("config", CONFIG_DIR),
+        VolumeMount {
+            name: "tmp".to_owned(),
+            mount_path: "/tmp".to_owned(),
+            ..VolumeMount::default()
+        },
+    ];
+    mounts.extend(secret_volumes(sc, names, tls).into_iter().map(|(_, m)| m));
     Container {
         name: CONTAINER_NAME.to_owned(),
         image: Some(
@@ -160,36 +341,14 @@ fn broker_container(sc: &StreamCluster, names: &Names, settings: &Settings) -> C
         image_pull_policy: sc.spec.image_pull_policy.map(|p| p.as_str().to_owned()),
         command: Some(vec!["rill-broker".to_owned()]),
         env: Some(broker_env(sc, names, settings)),
-        ports: Some(vec![
-            container_port("kafka", ports.kafka),
-            container_port("client", ports.client),
-            container_port("replication", ports.replication),
-            container_port("http", ports.http),
-        ]),
+        ports: Some(container_ports),
         resources: sc.spec.resources.clone(),
         // Log recovery after a crash can take a while: the startup probe
         // allows 5 minutes before liveness starts counting.
         startup_probe: Some(http_probe("/healthz", 5, 60)),
         liveness_probe: Some(http_probe("/healthz", 10, 3)),
         readiness_probe: Some(http_probe("/readyz", 5, 3)),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: DATA_VOLUME.to_owned(),
-                mount_path: DATA_DIR.to_owned(),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "config".to_owned(),
-                mount_path: CONFIG_DIR.to_owned(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "tmp".to_owned(),
-                mount_path: "/tmp".to_owned(),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(mounts),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             capabilities: Some(Capabilities {
@@ -215,6 +374,7 @@ fn pod_template(
     names: &Names,
     config_hash: &str,
     settings: &Settings,
+    tls: &Material,
 ) -> PodTemplateSpec {
     let overrides = sc.spec.pod_template.clone().unwrap_or_default();
     // User labels first, so the operator's own labels (the selector among
@@ -223,6 +383,8 @@ fn pod_template(
     labels.extend(common_labels(&names.cluster));
     let mut annotations = overrides.annotations.clone();
     annotations.insert(CONFIG_HASH_ANNOTATION.to_owned(), config_hash.to_owned());
+    // A new CA or trust bundle rolls the brokers (see certs::plan).
+    annotations.extend(tls.annotations.clone());
     // A new value of the StreamCluster's restart annotation changes the
     // template, which is what starts a rolling restart.
     if let Some(restart) = sc
@@ -247,6 +409,23 @@ fn pod_template(
         }]
     });
 
+    let mut volumes = vec![
+        Volume {
+            name: "config".to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: names.config_map.clone(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "tmp".to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+    ];
+    volumes.extend(secret_volumes(sc, names, tls).into_iter().map(|(v, _)| v));
+
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(labels),
@@ -254,7 +433,7 @@ fn pod_template(
             ..ObjectMeta::default()
         }),
         spec: Some(PodSpec {
-            containers: vec![broker_container(sc, names, settings)],
+            containers: vec![broker_container(sc, names, settings, tls)],
             // Brokers never call the Kubernetes API.
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
@@ -272,21 +451,7 @@ fn pod_template(
                 }),
                 ..PodSecurityContext::default()
             }),
-            volumes: Some(vec![
-                Volume {
-                    name: "config".to_owned(),
-                    config_map: Some(ConfigMapVolumeSource {
-                        name: names.config_map.clone(),
-                        ..ConfigMapVolumeSource::default()
-                    }),
-                    ..Volume::default()
-                },
-                Volume {
-                    name: "tmp".to_owned(),
-                    empty_dir: Some(EmptyDirVolumeSource::default()),
-                    ..Volume::default()
-                },
-            ]),
+            volumes: Some(volumes),
             node_selector: (!overrides.node_selector.is_empty()).then_some(overrides.node_selector),
             tolerations: (!overrides.tolerations.is_empty()).then_some(overrides.tolerations),
             affinity: overrides.affinity,
@@ -328,6 +493,7 @@ pub(super) fn build(
     replicas: i32,
     config_hash: &str,
     settings: &Settings,
+    tls: &Material,
 ) -> StatefulSet {
     StatefulSet {
         metadata: object_meta(sc, &names.cluster),
@@ -353,7 +519,7 @@ pub(super) fn build(
                     when_scaled: Some("Retain".to_owned()),
                 },
             ),
-            template: pod_template(sc, names, config_hash, settings),
+            template: pod_template(sc, names, config_hash, settings, tls),
             volume_claim_templates: Some(vec![volume_claim_template(sc, names)]),
             ..StatefulSetSpec::default()
         },
@@ -363,7 +529,7 @@ pub(super) fn build(
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::cluster;
+    use super::super::fixtures::{cluster, material};
     use super::*;
     use crate::crd::{ImagePullPolicy, PodTemplateOverrides, RackSpec};
     use k8s_openapi::api::core::v1::Toleration;
@@ -375,6 +541,7 @@ mod tests {
             sc.spec.brokers,
             "abc",
             &Settings::default(),
+            &material(),
         )
     }
 
@@ -490,11 +657,11 @@ mod tests {
         );
         assert_eq!(
             value(&vars, "RILL_LISTEN_ADDR").as_deref(),
-            Some("$(RILL_POD_IP):9093")
+            Some("$(RILL_POD_IP):9091")
         );
         assert_eq!(
             value(&vars, "RILL_KAFKA_ADDR").as_deref(),
-            Some("$(RILL_POD_IP):9092")
+            Some("$(RILL_POD_IP):9093")
         );
         assert_eq!(
             value(&vars, "RILL_REPLICATION_ADDR").as_deref(),
@@ -678,13 +845,218 @@ mod tests {
         );
     }
 
+    fn mounts(sts: &StatefulSet) -> BTreeMap<String, String> {
+        pod_spec(sts).containers[0]
+            .volume_mounts
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| (m.mount_path, m.name))
+            .collect()
+    }
+
+    fn secret_of(sts: &StatefulSet, volume: &str) -> Option<String> {
+        pod_spec(sts)
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == volume)
+            .and_then(|v| v.secret.as_ref())
+            .and_then(|s| s.secret_name.clone())
+    }
+
+    fn listener(name: &str, port: i32, tls: bool, auth: ListenerAuthentication) -> ListenerSpec {
+        ListenerSpec {
+            name: name.into(),
+            port,
+            tls,
+            authentication: auth,
+        }
+    }
+
+    #[test]
+    fn given_the_default_listener_when_building_then_tls_scram_internal_mtls_and_authorization_are_on()
+     {
+        let sts = build_default(&cluster());
+        let vars = env_map(&sts);
+        let get = |name: &str| value(&vars, name);
+        assert_eq!(
+            get("RILL_KAFKA_LISTENERS").as_deref(),
+            Some("name=tls,port=9093,tls=true,auth=scram")
+        );
+        assert_eq!(
+            get("RILL_KAFKA_TLS_CERT_FILE").as_deref(),
+            Some("/etc/rill/tls/broker/tls.crt")
+        );
+        assert_eq!(
+            get("RILL_KAFKA_TLS_KEY_FILE").as_deref(),
+            Some("/etc/rill/tls/broker/tls.key")
+        );
+        assert_eq!(
+            get("RILL_KAFKA_TLS_CLIENT_CA_FILE"),
+            None,
+            "no mtls listener"
+        );
+        assert_eq!(
+            get("RILL_SASL_CREDENTIALS_FILE").as_deref(),
+            Some("/etc/rill/scram/credentials")
+        );
+        assert_eq!(
+            get("RILL_INTERNAL_TLS_CERT_FILE").as_deref(),
+            Some("/etc/rill/tls/broker/tls.crt")
+        );
+        assert_eq!(
+            get("RILL_INTERNAL_TLS_KEY_FILE").as_deref(),
+            Some("/etc/rill/tls/broker/tls.key")
+        );
+        assert_eq!(
+            get("RILL_INTERNAL_TLS_CA_FILE").as_deref(),
+            Some("/etc/rill/tls/cluster-ca/ca.crt")
+        );
+        assert_eq!(
+            get("RILL_CONTROLLER_TLS_SERVER_NAME").as_deref(),
+            Some("controller.events.data.rill.internal")
+        );
+        assert_eq!(get("RILL_AUTHORIZATION").as_deref(), Some("true"));
+        assert_eq!(get("RILL_SUPER_USERS"), None);
+
+        let mounts = mounts(&sts);
+        assert_eq!(mounts["/etc/rill/tls/broker"], "broker-tls");
+        assert_eq!(mounts["/etc/rill/tls/cluster-ca"], "cluster-ca");
+        assert_eq!(mounts["/etc/rill/tls/clients-ca"], "clients-ca");
+        assert_eq!(mounts["/etc/rill/scram"], "scram");
+        assert_eq!(
+            secret_of(&sts, "broker-tls").as_deref(),
+            Some("events-broker-certs")
+        );
+        assert_eq!(
+            secret_of(&sts, "cluster-ca").as_deref(),
+            Some("events-cluster-ca-cert")
+        );
+        assert_eq!(
+            secret_of(&sts, "clients-ca").as_deref(),
+            Some("events-clients-ca-cert")
+        );
+        assert_eq!(
+            secret_of(&sts, "scram").as_deref(),
+            Some("events-scram-credentials")
+        );
+        let ports: Vec<(String, i32)> = pod_spec(&sts).containers[0]
+            .ports
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| (p.name.unwrap_or_default(), p.container_port))
+            .collect();
+        assert_eq!(
+            ports,
+            vec![
+                ("tls".into(), 9093),
+                ("client".into(), 9091),
+                ("replication".into(), 9094),
+                ("http".into(), 9644)
+            ]
+        );
+        let annotations = sts
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.clone())
+            .expect("annotations");
+        assert_eq!(
+            annotations["rill.dev/cluster-ca-bundle"],
+            "0123456789abcdef"
+        );
+    }
+
+    #[test]
+    fn given_plain_and_mtls_listeners_and_super_users_when_building_then_only_what_they_need_is_set()
+     {
+        let mut sc = cluster();
+        sc.spec.listeners = Some(vec![
+            listener("plain", 9092, false, ListenerAuthentication::None),
+            listener("mtls", 9095, true, ListenerAuthentication::Mtls),
+        ]);
+        sc.spec.authorization.super_users = vec!["User:admin".into(), "User:ops".into()];
+        let sts = build_default(&sc);
+        let vars = env_map(&sts);
+        let get = |name: &str| value(&vars, name);
+        assert_eq!(
+            get("RILL_KAFKA_LISTENERS").as_deref(),
+            Some("name=plain,port=9092,tls=false,auth=none;name=mtls,port=9095,tls=true,auth=mtls")
+        );
+        assert_eq!(
+            get("RILL_KAFKA_TLS_CLIENT_CA_FILE").as_deref(),
+            Some("/etc/rill/tls/clients-ca/ca.crt")
+        );
+        assert_eq!(get("RILL_SASL_CREDENTIALS_FILE"), None, "no scram listener");
+        assert!(!mounts(&sts).contains_key("/etc/rill/scram"));
+        assert_eq!(
+            get("RILL_SUPER_USERS").as_deref(),
+            Some("User:admin;User:ops")
+        );
+        assert_eq!(
+            get("RILL_KAFKA_ADDR").as_deref(),
+            Some("$(RILL_POD_IP):9092")
+        );
+
+        // Plaintext only, authorization off: no Kafka TLS files, internal
+        // mTLS stays on.
+        sc.spec.listeners = Some(vec![listener(
+            "plain",
+            9092,
+            false,
+            ListenerAuthentication::None,
+        )]);
+        sc.spec.authorization.enabled = false;
+        let sts = build_default(&sc);
+        let vars = env_map(&sts);
+        assert_eq!(value(&vars, "RILL_KAFKA_TLS_CERT_FILE"), None);
+        assert_eq!(value(&vars, "RILL_AUTHORIZATION").as_deref(), Some("false"));
+        assert_eq!(value(&vars, "RILL_SUPER_USERS"), None);
+        assert!(value(&vars, "RILL_INTERNAL_TLS_CERT_FILE").is_some());
+    }
+
+    #[test]
+    fn given_a_broker_certificate_secret_of_the_users_when_building_then_it_is_mounted() {
+        let tls = Material {
+            broker_secret: "broker-tls".into(),
+            ..material()
+        };
+        let sts = build(
+            &cluster(),
+            &Names::new("events"),
+            3,
+            "abc",
+            &Settings::default(),
+            &tls,
+        );
+        assert_eq!(secret_of(&sts, "broker-tls").as_deref(), Some("broker-tls"));
+        let mode = pod_spec(&sts)
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "broker-tls")
+            .and_then(|v| v.secret.as_ref())
+            .and_then(|s| s.default_mode);
+        assert_eq!(mode, Some(0o440), "read by the broker's group only");
+    }
+
     #[test]
     fn given_no_image_in_spec_when_building_then_the_operator_default_is_used() {
         let settings = Settings {
             broker_image: "registry.local/rill/broker:9.9.9".into(),
             ..Settings::default()
         };
-        let sts = build(&cluster(), &Names::new("events"), 3, "abc", &settings);
+        let sts = build(
+            &cluster(),
+            &Names::new("events"),
+            3,
+            "abc",
+            &settings,
+            &material(),
+        );
         assert_eq!(
             pod_spec(&sts).containers[0].image.as_deref(),
             Some("registry.local/rill/broker:9.9.9")
