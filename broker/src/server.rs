@@ -67,6 +67,8 @@ pub enum ServerError {
     Security(#[from] crate::security::SecurityError),
     #[error("reading the ACLs: {0}")]
     Acls(std::io::Error),
+    #[error("reading the client quotas: {0}")]
+    Quotas(std::io::Error),
 }
 
 /// Longest a broker in a cluster waits for its first metadata snapshot.
@@ -284,6 +286,12 @@ impl Broker {
             config.authorization,
             config.super_users.clone(),
         ));
+        let quota_manager = Arc::new(crate::quota::QuotaManager::new(
+            crate::quota::WindowConfig {
+                samples: config.quota_window_num,
+                window_ms: u64::from(config.quota_window_size_seconds) * 1000,
+            },
+        ));
         // Cluster mode: serve replication, join the controller, and wait
         // for the first metadata snapshot to know this broker's roles.
         let cluster_stop = CancellationToken::new();
@@ -314,6 +322,7 @@ impl Broker {
                 replica_lag_time_max: Duration::from_millis(config.replica_lag_time_max_ms),
                 reassignment_throttle_bytes_per_sec: config.reassignment_throttle_bytes_per_sec,
                 authorizer: Arc::clone(&authorizer),
+                quotas: Arc::clone(&quota_manager),
             };
             let link = ClusterLink::start(
                 settings,
@@ -346,6 +355,17 @@ impl Broker {
                     .map_err(ServerError::Acls)?
             }
         };
+        // Client quotas: likewise.
+        let quotas = match &cluster {
+            Some(link) => crate::quota::QuotaService {
+                manager: Arc::clone(&quota_manager),
+                admin: Arc::clone(link) as Arc<dyn crate::quota::QuotaAdmin>,
+            },
+            None => {
+                crate::quota::QuotaService::open_local(&config.data_dir, Arc::clone(&quota_manager))
+                    .map_err(ServerError::Quotas)?
+            }
+        };
         // The Kafka listener starts last: its Metadata answers need the
         // cluster view in cluster mode.
         let kafka_context = Arc::new(KafkaContext {
@@ -364,6 +384,7 @@ impl Broker {
             producer_ids,
             groups: Some(Arc::clone(&groups)),
             acls,
+            quotas,
         });
         let (kafka_security, security_tasks) =
             crate::security::start(&config.kafka_security(), &tasks_stop)?;

@@ -46,7 +46,9 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod producer_id;
+pub mod quotas;
 pub mod reassign;
+pub mod throttle;
 pub mod topic_id;
 
 use std::sync::Arc;
@@ -109,6 +111,8 @@ pub struct KafkaContext {
     pub groups: Option<Arc<GroupCoordinator>>,
     /// Who may do what ([`authz`]), and where ACL changes go.
     pub acls: crate::security::AclService,
+    /// Client quotas ([`throttle`]), and where quota changes go.
+    pub quotas: crate::quota::QuotaService,
 }
 
 impl KafkaContext {
