@@ -18,8 +18,8 @@
 # Options: --only REGEX (run the tests whose names match), --keep (leave the
 # cluster running), --no-build, --security sasl_ssl|mtls (start the cluster
 # with TLS and SASL, or TLS with client certificates, on its Kafka listeners
-# and run the security tests instead: compat/test_acls.sh and
-# compat/test_sasl_ssl.sh, or compat/test_mtls.sh). Needs scripts/install-compat.sh first.
+# and run the security tests instead: compat/test_acls.sh,
+# compat/test_quotas.sh and compat/test_sasl_ssl.sh, or compat/test_mtls.sh). Needs scripts/install-compat.sh first.
 # COMPAT_TEST_TIMEOUT (s, default 300) bounds each test.
 set -euo pipefail
 script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
@@ -159,11 +159,13 @@ if [ "$security" = plaintext ]; then
     run_shell configs-alter test_configs_alter.sh
     run_shell group-lag test_group_lag.sh
     run_shell reassign test_reassign.sh
+    run_shell quotas test_quotas.sh
     run_shell streams-wordcount test_streams_wordcount.sh
     # Last: it kills (and restarts) a broker.
     run_shell idempotent-failover test_idempotent_failover.sh
 elif [ "$security" = sasl_ssl ]; then
     run_shell acls test_acls.sh
+    run_shell quotas test_quotas.sh
     run_shell sasl-ssl test_sasl_ssl.sh
 else
     run_shell mtls test_mtls.sh

@@ -12,6 +12,7 @@
 //! group | grpc | cluster      group coordinator | gRPC adapters | link to the cluster
 //! partition                   local replicas: produce, fetch, acks, topics
 //! replication | security      leader/follower state without I/O | TLS, SASL, ACLs
+//!   | quota                      | client quotas: rates and throttle times
 //! log                         segments, indexes, retention, compaction
 //! metrics                     counters every layer updates
 //! ```
@@ -47,6 +48,7 @@ pub mod kafka;
 pub mod log;
 pub mod metrics;
 pub mod partition;
+pub mod quota;
 pub mod replication;
 pub mod security;
 pub mod server;

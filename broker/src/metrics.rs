@@ -9,7 +9,8 @@
 //! before each scrape of `/metrics` (see [`crate::http`]).
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    CounterVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
 };
 use rill_process::metrics::{latency_buckets, register};
 
@@ -99,6 +100,11 @@ pub struct Metrics {
     pub kafka_connection_errors: IntCounterVec,
     /// SASL authentications, by `mechanism` and `result` (success, failure).
     pub kafka_authentications: IntCounterVec,
+    /// Kafka requests answered with a throttle time, by the `quota` that
+    /// set it (produce, fetch, request).
+    pub kafka_throttled_requests: IntCounterVec,
+    /// Seconds Kafka clients were throttled for, by `quota`.
+    pub kafka_throttle_seconds: CounterVec,
 }
 
 const PARTITION_LABELS: &[&str] = &["topic", "partition"];
@@ -359,6 +365,23 @@ impl Metrics {
                 "rill_kafka_authentications_total",
                 "SASL authentications of Kafka clients, by mechanism and result (success, failure).",
                 &["mechanism", "result"],
+            ),
+            kafka_throttled_requests: counter(
+                &r,
+                "rill_kafka_throttled_requests_total",
+                "Kafka requests answered with a throttle time because a client quota was exceeded, by quota (produce, fetch, request).",
+                &["quota"],
+            ),
+            kafka_throttle_seconds: register(
+                &r,
+                CounterVec::new(
+                    Opts::new(
+                        "rill_kafka_throttle_seconds_total",
+                        "Seconds Kafka clients were throttled for exceeding a client quota, by quota (produce, fetch, request).",
+                    ),
+                    &["quota"],
+                )
+                .expect("valid metric definition"),
             ),
             registry: r,
         }

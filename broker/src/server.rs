@@ -68,6 +68,8 @@ pub enum ServerError {
     Security(#[from] crate::security::SecurityError),
     #[error("reading the ACLs: {0}")]
     Acls(std::io::Error),
+    #[error("reading the client quotas: {0}")]
+    Quotas(std::io::Error),
 }
 
 /// Longest a broker in a cluster waits for its first metadata snapshot.
@@ -337,6 +339,12 @@ impl Broker {
             config.authorization,
             config.super_users.clone(),
         ));
+        let quota_manager = Arc::new(crate::quota::QuotaManager::new(
+            crate::quota::WindowConfig {
+                samples: config.quota_window_num,
+                window_ms: u64::from(config.quota_window_size_seconds) * 1000,
+            },
+        ));
         // Cluster mode: serve replication, join the controller, and wait
         // for the first metadata snapshot to know this broker's roles.
         let cluster_stop = CancellationToken::new();
@@ -370,6 +378,7 @@ impl Broker {
                 authorizer: Arc::clone(&authorizer),
                 internal_tls: internal_tls.clone(),
                 controller_tls_server_name: config.controller_tls_server_name.clone(),
+                quotas: Arc::clone(&quota_manager),
             };
             let link = ClusterLink::start(
                 settings,
@@ -402,6 +411,17 @@ impl Broker {
                     .map_err(ServerError::Acls)?
             }
         };
+        // Client quotas: likewise.
+        let quotas = match &cluster {
+            Some(link) => crate::quota::QuotaService {
+                manager: Arc::clone(&quota_manager),
+                admin: Arc::clone(link) as Arc<dyn crate::quota::QuotaAdmin>,
+            },
+            None => {
+                crate::quota::QuotaService::open_local(&config.data_dir, Arc::clone(&quota_manager))
+                    .map_err(ServerError::Quotas)?
+            }
+        };
         // The Kafka listener starts last: its Metadata answers need the
         // cluster view in cluster mode.
         let kafka_context = KafkaContext {
@@ -421,6 +441,7 @@ impl Broker {
             groups: Some(Arc::clone(&groups)),
             acls,
             listener: None,
+            quotas,
         };
         let kafka_stop = CancellationToken::new();
         let mut kafka_tasks = Vec::new();

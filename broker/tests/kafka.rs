@@ -243,6 +243,8 @@ async fn given_a_broker_when_api_versions_asked_should_list_exactly_the_served_a
             (ApiKey::CreateAcls, (1, 3)),
             (ApiKey::DescribeAcls, (1, 3)),
             (ApiKey::DeleteAcls, (1, 3)),
+            (ApiKey::DescribeClientQuotas, (0, 1)),
+            (ApiKey::AlterClientQuotas, (0, 1)),
             // The group coordinator's APIs (`crate::group`).
             (ApiKey::OffsetCommit, (2, 9)),
             (ApiKey::OffsetFetch, (1, 9)),

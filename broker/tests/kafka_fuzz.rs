@@ -45,6 +45,7 @@ use rill_broker::kafka::authz::Caller;
 use rill_broker::kafka::{KafkaContext, KafkaSettings, ProducerIdAllocator, dispatch, frame};
 use rill_broker::metrics::Metrics;
 use rill_broker::partition::manager::CreateTopic;
+use rill_broker::quota::{QuotaManager, QuotaService};
 use rill_broker::security::{AclService, Authorizer, Principal};
 use rill_broker::{Broker, BrokerHandle};
 
@@ -125,6 +126,8 @@ impl Harness {
             groups: Some(Arc::clone(broker.groups())),
             acls: fuzz_acls(dir.path()),
             listener: None,
+            quotas: QuotaService::open_local(dir.path(), Arc::new(QuotaManager::default()))
+                .expect("quotas"),
         });
         let h = Self {
             runtime,
@@ -585,6 +588,42 @@ fn write_seed_corpus() {
                 &DeleteAclsRequest::default().with_filters(vec![filter]),
             ),
         );
+    }
+    for v in [0, 1] {
+        use kafka_protocol::messages::alter_client_quotas_request::{
+            EntityData, EntryData, OpData,
+        };
+        use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
+        let describe = DescribeClientQuotasRequest::default()
+            .with_components(vec![
+                ComponentData::default()
+                    .with_entity_type(StrBytes::from_static_str("client-id"))
+                    .with_match_type(2)
+                    .with_match(None),
+            ])
+            .with_strict(false);
+        write("describe_client_quotas", v, request_frame(v, 1, &describe));
+        let entry = EntryData::default()
+            .with_entity(vec![
+                EntityData::default()
+                    .with_entity_type(StrBytes::from_static_str("user"))
+                    .with_entity_name(Some(StrBytes::from_static_str("fuzz"))),
+                EntityData::default()
+                    .with_entity_type(StrBytes::from_static_str("client-id"))
+                    .with_entity_name(None),
+            ])
+            .with_ops(vec![
+                OpData::default()
+                    .with_key(StrBytes::from_static_str("producer_byte_rate"))
+                    .with_value(1048576.0),
+                OpData::default()
+                    .with_key(StrBytes::from_static_str("request_percentage"))
+                    .with_remove(true),
+            ]);
+        let alter = AlterClientQuotasRequest::default()
+            .with_entries(vec![entry])
+            .with_validate_only(v == 1);
+        write("alter_client_quotas", v, request_frame(v, 1, &alter));
     }
     write(
         "sasl_handshake",

@@ -8,7 +8,8 @@
 //! group | grpc | cluster          coordinator; gRPC adapters; the link to the cluster
 //! partition                       the data path: produce, fetch, acks, topics
 //! replication | security          leader/follower state without I/O; who a
-//!                                 connection is and what it may do
+//! | quota                         connection is and what it may do; client
+//!                                 quotas
 //! log                             storage
 //! metrics                         counters every layer updates
 //! ```
@@ -32,6 +33,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("grpc", 4),
     ("cluster", 4),
     ("security", 2),
+    ("quota", 2),
     ("kafka", 5),
     ("config", 6),
     ("http", 6),

@@ -293,6 +293,9 @@ pub struct MetadataUpdate {
     pub deleted_topics: Vec<String>,
     /// The whole new set of ACLs, when it changed (always in a snapshot).
     pub acls: Option<Vec<rill_proto::acl::Acl>>,
+    /// The whole new set of client quotas, when it changed (always in a
+    /// snapshot).
+    pub client_quotas: Option<rill_proto::quota::ClientQuotas>,
 }
 
 impl MetadataUpdate {
@@ -342,6 +345,14 @@ impl MetadataUpdate {
                         .map(rill_proto::acl::Acl::from_wire)
                         .collect::<Result<_, _>>()
                         .map_err(ClientError::Protocol)?,
+                )
+            } else {
+                None
+            },
+            client_quotas: if u.client_quotas_changed {
+                Some(
+                    rill_proto::quota::ClientQuotas::from_wire(&u.client_quotas)
+                        .map_err(|e| ClientError::Protocol(e.to_string()))?,
                 )
             } else {
                 None
@@ -837,8 +848,6 @@ impl ControllerClient {
         Ok(r.reassignments)
     }
 
-    /// Preferred-leader elections for `partitions` (all partitions whose
-    /// preferred replica does not lead, when empty).
     /// Creates and deletes ACLs (Kafka's CreateAcls, DeleteAcls): one
     /// outcome per creation (`Err` says why), and per deletion filter the
     /// ACLs it deleted or why it failed.
@@ -874,6 +883,37 @@ impl ControllerClient {
         })
     }
 
+    /// Kafka's AlterClientQuotas: applies each (checked) alteration on
+    /// its own; one outcome per alteration (`Err` says why it was
+    /// refused).
+    pub async fn alter_client_quotas(
+        &self,
+        alterations: &[rill_proto::quota::QuotaAlteration],
+    ) -> Result<Vec<Result<(), String>>, ClientError> {
+        let message = pb::AlterClientQuotasRequest {
+            alterations: alterations.iter().map(|a| a.to_wire()).collect(),
+        };
+        let r = self
+            .call("AlterClientQuotas", |mut c| {
+                let req = self.request(message.clone());
+                async move { c.alter_client_quotas(req).await }
+            })
+            .await?;
+        if r.errors.len() != alterations.len() {
+            return Err(ClientError::Protocol(format!(
+                "{} outcomes for {} client quota alterations",
+                r.errors.len(),
+                alterations.len()
+            )));
+        }
+        Ok(r.errors
+            .into_iter()
+            .map(|e| if e.is_empty() { Ok(()) } else { Err(e) })
+            .collect())
+    }
+
+    /// Preferred-leader elections for `partitions` (all partitions whose
+    /// preferred replica does not lead, when empty).
     pub async fn elect_preferred_leaders(
         &self,
         partitions: Vec<pb::TopicPartition>,
@@ -944,6 +984,7 @@ mod tests {
             partitions: vec![],
             deleted_topics: vec![],
             acls: None,
+            client_quotas: None,
         };
         assert!(view.apply(&snap));
         let old = MetadataUpdate {

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rill_proto::acl::{Acl, AclFilter};
+use rill_proto::quota::{QuotaAlteration, QuotaError};
 use thiserror::Error;
 use tracing::info;
 
@@ -715,6 +716,23 @@ impl Controller {
         (plan, created, deleted)
     }
 
+    /// Applies Kafka's AlterClientQuotas entries (already checked), each on
+    /// its own ([`rill_proto::quota::ClientQuotas::alter`]). Returns the
+    /// plan (empty when nothing changes) and each entry's outcome.
+    pub fn alter_client_quotas(
+        &self,
+        alterations: &[QuotaAlteration],
+    ) -> (Plan, Vec<Result<(), QuotaError>>) {
+        let mut quotas = self.meta.client_quotas.clone();
+        let outcomes = quotas.alter(alterations);
+        let plan = if quotas == self.meta.client_quotas {
+            Plan::default()
+        } else {
+            self.plan(vec![], move |meta, _| meta.client_quotas = quotas)
+        };
+        (plan, outcomes)
+    }
+
     /// Deletes topic `name`. With `id`, only the topic of that id: a newer
     /// topic created under the same name is a different topic and answers
     /// [`ControllerError::UnknownTopic`], so a late delete of the old one
@@ -1155,6 +1173,37 @@ mod tests {
         assert_eq!(ctl.metadata().acls, vec![acl("b", "User:bob")]);
         let (plan, _, _) = ctl.alter_acls(vec![acl("b", "User:bob")], &[]);
         assert!(plan.is_empty(), "an ACL already there changes nothing");
+    }
+
+    #[test]
+    fn given_client_quota_changes_when_planned_then_they_become_one_change_and_no_op_ones_none() {
+        use rill_proto::quota::{ClientQuotas, EntityName, QuotaEntity, QuotaKey};
+        let mut ctl = Controller::new(ControllerConfig::default(), ClusterMetadata::default(), 0);
+        let alice = QuotaEntity::user(EntityName::Named("alice".into()));
+        let set = |rate: f64| QuotaAlteration {
+            entity: alice.clone(),
+            ops: vec![(QuotaKey::ProducerByteRate, Some(rate))],
+        };
+        let (plan, outcomes) = ctl.alter_client_quotas(&[set(1024.0)]);
+        assert_eq!(outcomes, vec![Ok(())]);
+        let mut expected = ClientQuotas::default();
+        expected.apply(&set(1024.0));
+        assert_eq!(plan.changes, vec![Change::ClientQuotas(expected.clone())]);
+        ctl.apply(plan);
+        assert_eq!(ctl.metadata().client_quotas, expected);
+        let (plan, outcomes) = ctl.alter_client_quotas(&[set(1024.0)]);
+        assert!(plan.is_empty(), "the same value again changes nothing");
+        assert_eq!(outcomes, vec![Ok(())]);
+        let (plan, outcomes) = ctl.alter_client_quotas(&[set(1.0), set(2.0)]);
+        assert!(plan.is_empty(), "both entries name alice: both refused");
+        assert!(outcomes.iter().all(Result::is_err));
+        let remove = QuotaAlteration {
+            entity: alice.clone(),
+            ops: vec![(QuotaKey::ProducerByteRate, None)],
+        };
+        let (plan, _) = ctl.alter_client_quotas(&[remove]);
+        ctl.apply(plan);
+        assert!(ctl.metadata().client_quotas.is_empty());
     }
 
     #[test]

@@ -139,6 +139,8 @@ pub(crate) fn snapshot(ctl: &Controller) -> pb::MetadataUpdate {
         deleted_topics: Vec::new(),
         acls_changed: true,
         acls: ctl.metadata().acls.iter().map(|a| a.to_wire()).collect(),
+        client_quotas_changed: true,
+        client_quotas: ctl.metadata().client_quotas.to_wire(),
     }
 }
 
@@ -173,6 +175,10 @@ pub(crate) fn delta(
                 update.acls_changed = true;
                 update.acls = acls.iter().map(|a| a.to_wire()).collect();
             }
+            Change::ClientQuotas(quotas) => {
+                update.client_quotas_changed = true;
+                update.client_quotas = quotas.to_wire();
+            }
         }
     }
     brokers.extend(liveness.iter().map(|(id, _)| *id));
@@ -193,4 +199,5 @@ pub(crate) fn is_empty(u: &pb::MetadataUpdate) -> bool {
         && u.partitions.is_empty()
         && u.deleted_topics.is_empty()
         && !u.acls_changed
+        && !u.client_quotas_changed
 }

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use rill_proto::acl::Acl;
+use rill_proto::quota::ClientQuotas;
 use serde::{Deserialize, Serialize};
 
 /// A broker's id (the StatefulSet ordinal on Kubernetes).
@@ -148,6 +149,9 @@ pub struct ClusterMetadata {
     /// Kafka ACLs (CreateAcls, DeleteAcls), sorted, without duplicates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acls: Vec<Acl>,
+    /// Kafka client quotas (AlterClientQuotas).
+    #[serde(default, skip_serializing_if = "ClientQuotas::is_empty")]
+    pub client_quotas: ClientQuotas,
 }
 
 /// One durable change; also what brokers are told.
@@ -164,6 +168,8 @@ pub enum Change {
     DeleteTopic(String),
     /// The whole new set of ACLs.
     Acls(Vec<Acl>),
+    /// The whole new set of client quotas.
+    ClientQuotas(ClientQuotas),
 }
 
 impl ClusterMetadata {
@@ -193,6 +199,7 @@ impl ClusterMetadata {
                 self.topics.remove(name);
             }
             Change::Acls(acls) => self.acls = acls.clone(),
+            Change::ClientQuotas(quotas) => self.client_quotas = quotas.clone(),
         }
     }
 
@@ -234,6 +241,9 @@ impl ClusterMetadata {
         }
         if self.acls != next.acls {
             out.push(Change::Acls(next.acls.clone()));
+        }
+        if self.client_quotas != next.client_quotas {
+            out.push(Change::ClientQuotas(next.client_quotas.clone()));
         }
         out
     }

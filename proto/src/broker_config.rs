@@ -196,6 +196,12 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         int(0, i64::MAX),
     ),
     flag("super.users", "super-users", ValueRule::Any),
+    flag("quota.window.num", "quota-window-num", int(1, I32_MAX)),
+    flag(
+        "quota.window.size.seconds",
+        "quota-window-size-seconds",
+        int(1, I32_MAX),
+    ),
     refused(
         "authorizer.class.name",
         "Rill has one authorizer, Kafka's ACL rule: turn it on with --authorization (StreamCluster spec.authorization)",

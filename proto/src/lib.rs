@@ -15,6 +15,9 @@
 //! - [`acl`]: Kafka's ACL model and the authorization rule (deny wins,
 //!   no ACL no access, implied DESCRIBE), for the controller that will own
 //!   ACLs and the brokers that will enforce them.
+//! - [`quota`]: Kafka's client quotas (user and client-id entities, the
+//!   byte-rate and request-percentage keys, the order in which a request
+//!   finds its quota), owned by the controller and enforced by brokers.
 //! - [`scram`]: SCRAM credentials (salted, hashed), shared by the broker,
 //!   which checks logins against them, and the operator, which makes them.
 //! - [`versions`]: the protocol versions components announce, and the
@@ -22,6 +25,7 @@
 
 pub mod acl;
 pub mod broker_config;
+pub mod quota;
 pub mod scram;
 pub mod topic;
 pub mod versions;

@@ -34,8 +34,10 @@ use super::fetcher::Fetchers;
 use super::throttle::Throttle;
 use crate::partition::manager::{CreateTopic, ReplicaManager, TopicAdmin};
 use crate::partition::{Error, IsrProposal};
+use crate::quota::{QuotaAdmin, QuotaManager};
 use crate::security::{AclAdmin, AclChanges, Authorizer};
 use rill_proto::acl::{Acl, AclFilter};
+use rill_proto::quota::QuotaAlteration;
 
 /// How often leaders here check whether their ISR should change.
 const ISR_CHECK_INTERVAL: Duration = Duration::from_millis(100);
@@ -70,6 +72,8 @@ pub struct ClusterSettings {
     pub internal_tls: Option<Arc<rill_process::tls::InternalTls>>,
     /// The name the controller's certificate carries, when not its host.
     pub controller_tls_server_name: Option<String>,
+    /// Gets the client quotas the controller sends with the metadata.
+    pub quotas: Arc<QuotaManager>,
 }
 
 /// Identity of this broker's data directory, created with it.
@@ -292,6 +296,13 @@ impl ClusterLink {
                         if let Some(acls) = update.acls.clone() {
                             debug!(acls = acls.len(), "ACLs from the controller");
                             self.settings.authorizer.replace(acls);
+                        }
+                        if let Some(quotas) = update.client_quotas.clone() {
+                            debug!(
+                                entities = quotas.iter().count(),
+                                "client quotas from the controller"
+                            );
+                            self.settings.quotas.replace(quotas);
                         }
                         let snapshot = update.snapshot;
                         let me = Arc::clone(&self);
@@ -535,6 +546,21 @@ impl AclAdmin for ClusterLink {
             created: changes.created,
             deleted: changes.deleted,
         })
+    }
+}
+
+#[tonic::async_trait]
+impl QuotaAdmin for ClusterLink {
+    /// AlterClientQuotas goes to the controller, which sends every broker
+    /// the new set in the metadata stream.
+    async fn alter(
+        &self,
+        alterations: Vec<QuotaAlteration>,
+    ) -> Result<Vec<Result<(), String>>, String> {
+        self.client
+            .alter_client_quotas(&alterations)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -279,6 +279,16 @@ pub struct BrokerConfig {
     #[arg(long, env = "RILL_AUTHORIZATION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub authorization: bool,
 
+    /// Windows over which client quota rates are measured (Kafka
+    /// `quota.window.num`); the rate spans at least all but one of them.
+    #[arg(long, env = "RILL_QUOTA_WINDOW_NUM", default_value_t = 11)]
+    pub quota_window_num: u32,
+
+    /// Length of one client quota window in seconds (Kafka
+    /// `quota.window.size.seconds`).
+    #[arg(long, env = "RILL_QUOTA_WINDOW_SIZE_SECONDS", default_value_t = 1)]
+    pub quota_window_size_seconds: u32,
+
     /// Principals allowed everything with authorization on,
     /// semicolon-separated as Kafka's `super.users`: `User:admin;User:ops`.
     #[arg(long, env = "RILL_SUPER_USERS", value_delimiter = ';')]
@@ -455,6 +465,8 @@ impl BrokerConfig {
             super_users: Vec::new(),
             internal_tls: Default::default(),
             controller_tls_server_name: None,
+            quota_window_num: 11,
+            quota_window_size_seconds: 1,
             config_file: None,
             sources: ConfigSources::default(),
             load_args: Vec::new(),
@@ -600,6 +612,20 @@ impl BrokerConfig {
                     "{} is not between 1024 and 1073741824",
                     self.kafka_max_request_bytes
                 ),
+            ));
+        }
+        if self.quota_window_num == 0 {
+            return Err(invalid(
+                "--quota-window-num",
+                "RILL_QUOTA_WINDOW_NUM",
+                "must be at least 1",
+            ));
+        }
+        if self.quota_window_size_seconds == 0 {
+            return Err(invalid(
+                "--quota-window-size-seconds",
+                "RILL_QUOTA_WINDOW_SIZE_SECONDS",
+                "must be at least 1",
             ));
         }
         if let Some(bad) = self

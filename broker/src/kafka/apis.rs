@@ -24,6 +24,10 @@
 //!
 //! ApiVersions is answered from the same table ([`served_versions`],
 //! [`api_versions`]).
+//!
+//! Every answered request is charged against the client quotas
+//! ([`super::throttle`]), which may set its `throttle_time_ms` and mute
+//! the connection for that long.
 
 use std::sync::Arc;
 
@@ -36,7 +40,10 @@ use kafka_protocol::protocol::{Decodable, Message, VersionRange};
 use super::authz::{Authorize, Caller, Check, Finish};
 use super::frame::{EncodeError, Reply, ResponseFrame, encode_response};
 use super::groups::{self, client};
-use super::{KafkaContext, acls, admin, fetch, metadata, offsets, produce, producer_id, reassign};
+use super::throttle::{Charge, Meter, Throttle, timed};
+use super::{
+    KafkaContext, acls, admin, fetch, metadata, offsets, produce, producer_id, quotas, reassign,
+};
 use crate::group::GroupCoordinator;
 
 /// Generates everything listed in the module documentation from the table
@@ -117,27 +124,34 @@ macro_rules! kafka_apis {
         }
 
         /// Authorizes a decoded request for `caller` ([`super::authz`]),
-        /// runs it with its handler and encodes the answer (`None` when
-        /// there is none to send).
+        /// runs it with its handler, charges it against the client quotas
+        /// ([`super::throttle`]; `request_bytes` is the size of its frame)
+        /// and encodes the answer.
         pub async fn run(
             ctx: &KafkaContext,
             api: ApiKey,
             header: &RequestHeader,
             request: Request,
             caller: &Caller,
-        ) -> Result<Option<ResponseFrame>, EncodeError> {
+            request_bytes: usize,
+        ) -> Result<Answer, EncodeError> {
             let version = header.request_api_version;
+            let unthrottled = |frame| Answer { frame, throttle: Throttle::default() };
             match request {
-                Request::UnsupportedApiVersions => api_versions_reply(ctx, api, header),
+                Request::UnsupportedApiVersions => api_versions_reply(ctx, api, header).map(unthrottled),
                 $(
                     Request::$key(r) => {
-                        let (r, finish) = match authorize(ctx, caller, r) {
+                        let (mut r, finish) = match authorize(ctx, caller, r) {
                             Ok(admitted) => admitted,
-                            Err(denied) => return Reply::<$resp>::from(denied).encode(api_name(api), header),
+                            Err(denied) => return Reply::<$resp>::from(denied).encode(api_name(api), header).map(unthrottled),
                         };
-                        Reply::<$resp>::from($handler(ctx, version, r).await)
-                            .finish(finish)
-                            .encode(api_name(api), header)
+                        let meter = Meter::new(ctx, caller, header, request_bytes);
+                        r.limit(&meter);
+                        let request_time = r.counts_request_time();
+                        let (reply, busy) = timed($handler(ctx, version, r)).await;
+                        let reply = Reply::<$resp>::from(reply).finish(finish);
+                        let (reply, throttle) = meter.charge::<$req, $resp>(reply, version, busy, request_time);
+                        reply.encode(api_name(api), header).map(|frame| Answer { frame, throttle })
                     }
                 )*
                 $(
@@ -145,17 +159,20 @@ macro_rules! kafka_apis {
                     // here by mistake gets this.
                     Request::$skey(_) => {
                         let answer = <$sresp>::default().with_error_code(ResponseError::IllegalSaslState.code());
-                        Reply::<$sresp>::from(answer).encode(api_name(api), header)
+                        Reply::<$sresp>::from(answer).encode(api_name(api), header).map(unthrottled)
                     }
                 )*
                 $(
                     Request::$gkey(c, r) => {
                         let (r, finish) = match authorize(ctx, caller, r) {
                             Ok(admitted) => admitted,
-                            Err(denied) => return Reply::<$gresp>::from(denied).encode(api_name(api), header),
+                            Err(denied) => return Reply::<$gresp>::from(denied).encode(api_name(api), header).map(unthrottled),
                         };
-                        let answer = $ghandler(&c, version, r, &client(header, ctx.listener.as_deref())).await;
-                        Reply::<$gresp>::from(answer).finish(finish).encode(api_name(api), header)
+                        let meter = Meter::new(ctx, caller, header, request_bytes);
+                        let (answer, busy) = timed($ghandler(&c, version, r, &client(header, ctx.listener.as_deref()))).await;
+                        let reply = Reply::<$gresp>::from(answer).finish(finish);
+                        let (reply, throttle) = meter.charge::<$greq, $gresp>(reply, version, busy, true);
+                        reply.encode(api_name(api), header).map(|frame| Answer { frame, throttle })
                     }
                 )*
             }
@@ -186,6 +203,8 @@ kafka_apis! {
         CreateAcls(CreateAclsRequest => CreateAclsResponse) => acls::create_acls,
         DescribeAcls(DescribeAclsRequest => DescribeAclsResponse) => acls::describe_acls,
         DeleteAcls(DeleteAclsRequest => DeleteAclsResponse) => acls::delete_acls,
+        DescribeClientQuotas(DescribeClientQuotasRequest => DescribeClientQuotasResponse) => quotas::describe_client_quotas,
+        AlterClientQuotas(AlterClientQuotasRequest => AlterClientQuotasResponse) => quotas::alter_client_quotas,
     }
     session {
         SaslHandshake(SaslHandshakeRequest => SaslHandshakeResponse),
@@ -203,6 +222,14 @@ kafka_apis! {
         DescribeGroups(DescribeGroupsRequest => DescribeGroupsResponse) => groups::describe_groups,
         DeleteGroups(DeleteGroupsRequest => DeleteGroupsResponse) => groups::delete_groups,
     }
+}
+
+/// An encoded answer (`None` when there is none to send, as for a produce
+/// with acks=0) and the client quota throttle that comes with it.
+#[derive(Debug)]
+pub struct Answer {
+    pub frame: Option<ResponseFrame>,
+    pub throttle: Throttle,
 }
 
 /// The request to run and what to add to its answer, or the answer that

@@ -25,6 +25,8 @@
 //! | DeleteTopics | DELETE on the topic |
 //! | CreatePartitions | ALTER on the topic |
 //! | DescribeConfigs | DESCRIBE_CONFIGS on the topic, or on the cluster for brokers |
+//! | DescribeClientQuotas | DESCRIBE_CONFIGS on the cluster |
+//! | AlterClientQuotas | ALTER_CONFIGS on the cluster |
 //! | AlterConfigs, IncrementalAlterConfigs | ALTER_CONFIGS on the topic, or on the cluster |
 //! | InitProducerId | IDEMPOTENT_WRITE on the cluster, or WRITE on any topic (WRITE on the transactional id with one) |
 //! | DescribeCluster, DescribeLogDirs, ListPartitionReassignments, DescribeAcls | DESCRIBE on the cluster |
@@ -181,6 +183,41 @@ cluster_wide! {
     ElectLeadersRequest => ElectLeadersResponse: Alter;
     DescribeLogDirsRequest => DescribeLogDirsResponse: Describe;
     DescribeAclsRequest => DescribeAclsResponse: Describe, with_error_message;
+    DescribeClientQuotasRequest => DescribeClientQuotasResponse: DescribeConfigs, with_error_message;
+}
+
+/// AlterClientQuotas: ALTER_CONFIGS on the cluster, or one refusal per
+/// entry, naming its entity (as Kafka answers).
+impl Authorize for AlterClientQuotasRequest {
+    type Response = AlterClientQuotasResponse;
+    fn authorize(
+        self,
+        check: &Check<'_>,
+    ) -> Result<(Self, Finish<Self::Response>), Self::Response> {
+        if check.cluster(Operation::AlterConfigs) {
+            return Ok((self, None));
+        }
+        let entries = self
+            .entries
+            .into_iter()
+            .map(|e| {
+                alter_client_quotas_response::EntryData::default()
+                    .with_error_code(cluster_denied())
+                    .with_error_message(denied_message("alter client quotas"))
+                    .with_entity(
+                        e.entity
+                            .into_iter()
+                            .map(|c| {
+                                alter_client_quotas_response::EntityData::default()
+                                    .with_entity_type(c.entity_type)
+                                    .with_entity_name(c.entity_name)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        Err(AlterClientQuotasResponse::default().with_entries(entries))
+    }
 }
 
 /// CreateAcls and DeleteAcls: ALTER on the cluster, or one refusal per

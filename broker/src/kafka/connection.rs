@@ -19,6 +19,11 @@
 //! connection is closed, with one log line. It never affects another
 //! connection.
 //!
+//! Client quotas (see [`super::throttle`]): an answer that comes with a
+//! throttle is written first; then no further request is read from the
+//! connection until the throttle has passed (requests already running
+//! finish and are answered).
+//!
 //! Security (see [`crate::security`]): on a TLS listener the handshake
 //! runs first; a plaintext client or a failed handshake closes the
 //! connection with a log line. SaslHandshake and SaslAuthenticate are
@@ -43,8 +48,9 @@ use tracing::{debug, info, warn};
 
 use super::KafkaContext;
 use super::authz::Caller;
-use super::dispatch::{self, Decoded, Request};
-use super::frame::{self, EncodeError, FrameError, Reply, ResponseFrame};
+use super::dispatch::{self, Answer, Decoded, Request};
+use super::frame::{self, EncodeError, FrameError, Reply};
+use super::throttle::Throttle;
 use crate::security::sasl::{Admission, After};
 use crate::security::{ListenerSecurity, Session};
 
@@ -53,7 +59,7 @@ pub const MAX_IN_FLIGHT: usize = 64;
 /// Frames read ahead of the requests started.
 const FRAME_QUEUE: usize = 8;
 
-type Pending = Pin<Box<dyn Future<Output = Result<Option<ResponseFrame>, EncodeError>> + Send>>;
+type Pending = Pin<Box<dyn Future<Output = Result<Answer, EncodeError>> + Send>>;
 
 /// Counts the connection in `rill_kafka_connections` while it lives.
 struct ConnectionGauge(prometheus::IntGauge);
@@ -134,18 +140,24 @@ async fn serve_requests<R, W>(
     ));
     let mut in_flight: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut reading = true;
+    // Until when no request is read: the client exceeded a quota.
+    let mut muted: Option<Instant> = None;
     loop {
         if !reading && in_flight.is_empty() {
             break;
         }
+        let unmute = tokio::time::Instant::from_std(muted.unwrap_or_else(Instant::now));
         tokio::select! {
             biased;
             Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                if !write_responses(&mut write_half, done, &mut in_flight, &ctx, peer).await {
+                if !write_responses(&mut write_half, done, &mut in_flight, &ctx, peer, &mut muted).await {
                     break;
                 }
             }
-            next = frames.recv(), if reading && in_flight.len() < MAX_IN_FLIGHT => match next {
+            () = tokio::time::sleep_until(unmute), if muted.is_some() => {
+                muted = None;
+            }
+            next = frames.recv(), if reading && muted.is_none() && in_flight.len() < MAX_IN_FLIGHT => match next {
                 None => reading = false,
                 Some(Err(e)) => {
                     ctx.metrics.kafka_connection_errors.with_label_values(&[frame_label(&e)]).inc();
@@ -177,17 +189,26 @@ async fn serve_requests<R, W>(
 /// Writes `first` and every later response that is already done, then
 /// flushes once: responses completed together (an acks=all high watermark
 /// advance finishes several pipelined produces at once) leave in one
-/// write. Returns false when the connection must close.
+/// write. A response that comes with a throttle extends `muted`. Returns
+/// false when the connection must close.
 async fn write_responses<W: AsyncWrite + Unpin>(
     out: &mut BufWriter<W>,
-    first: Result<Option<ResponseFrame>, EncodeError>,
+    first: Result<Answer, EncodeError>,
     in_flight: &mut FuturesOrdered<Pending>,
     ctx: &KafkaContext,
     peer: SocketAddr,
+    muted: &mut Option<Instant>,
 ) -> bool {
     let mut next = Some(first);
     while let Some(done) = next.take() {
-        match done {
+        if let Ok(Answer {
+            throttle: Throttle { until: Some(until) },
+            ..
+        }) = &done
+        {
+            *muted = Some(muted.map_or(*until, |m| m.max(*until)));
+        }
+        match done.map(|a| a.frame) {
             Ok(Some(response)) => {
                 // Small parts gather in the write buffer; a part larger
                 // than the buffer (a record set) goes to the socket as is.
@@ -231,6 +252,7 @@ fn start(
         header,
         api,
         request,
+        size,
     } = decoded;
     let name = dispatch::api_name(api);
     let (answer, after) = match request {
@@ -265,6 +287,7 @@ fn start(
                         header,
                         api,
                         request,
+                        size,
                     },
                     Caller {
                         principal: Arc::clone(session.principal()),
@@ -282,7 +305,10 @@ fn start(
             };
         }
     };
-    let pending: Pending = Box::pin(std::future::ready(answer));
+    let pending: Pending = Box::pin(std::future::ready(answer.map(|frame| Answer {
+        frame,
+        throttle: Throttle::default(),
+    })));
     match after {
         After::Continue => Ok(pending),
         After::Close(why) => {

@@ -27,10 +27,10 @@ use thiserror::Error;
 
 use super::KafkaContext;
 use super::authz::Caller;
-use super::frame::{EncodeError, ResponseFrame};
+use super::frame::EncodeError;
 
 pub use super::apis::{
-    GROUP_APIS, OWN_APIS, Request, api_name, api_versions, codec_versions, served_versions,
+    Answer, GROUP_APIS, OWN_APIS, Request, api_name, api_versions, codec_versions, served_versions,
 };
 
 /// Why a request frame could not be decoded; the connection is closed.
@@ -81,6 +81,9 @@ pub struct Decoded {
     pub header: RequestHeader,
     pub api: ApiKey,
     pub request: Request,
+    /// Bytes of the request frame (what a produce costs against its
+    /// client's quota).
+    pub size: usize,
 }
 
 /// Decodes one request frame.
@@ -91,6 +94,7 @@ pub fn decode(ctx: &KafkaContext, frame: Bytes) -> Result<Decoded, RequestError>
     let key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let api = ApiKey::try_from(key).map_err(|()| RequestError::UnknownApi(key))?;
+    let size = frame.len() + super::frame::SIZE_PREFIX;
     let Some(range) = served_versions(ctx, api) else {
         return Err(RequestError::NotServed { api, key });
     };
@@ -109,6 +113,7 @@ pub fn decode(ctx: &KafkaContext, frame: Bytes) -> Result<Decoded, RequestError>
                 header,
                 api,
                 request: Request::UnsupportedApiVersions,
+                size,
             });
         }
         return Err(RequestError::UnsupportedVersion {
@@ -139,23 +144,26 @@ pub fn decode(ctx: &KafkaContext, frame: Bytes) -> Result<Decoded, RequestError>
         header,
         api,
         request,
+        size,
     })
 }
 
 /// Runs a decoded request as `caller`; returns the response frame (`None`
-/// for a produce with acks=0, which Kafka never answers).
+/// for a produce with acks=0, which Kafka never answers) and the client
+/// quota throttle that comes with it.
 pub async fn handle(
     ctx: Arc<KafkaContext>,
     decoded: Decoded,
     caller: Caller,
-) -> Result<Option<ResponseFrame>, EncodeError> {
+) -> Result<Answer, EncodeError> {
     let started = Instant::now();
     let Decoded {
         header,
         api,
         request,
+        size,
     } = decoded;
-    let out = super::apis::run(&ctx, api, &header, request, &caller).await;
+    let out = super::apis::run(&ctx, api, &header, request, &caller, size).await;
     let name = api_name(api);
     ctx.metrics.kafka_requests.with_label_values(&[name]).inc();
     ctx.metrics
@@ -225,6 +233,11 @@ mod tests {
                 Arc::new(crate::security::Authorizer::default()),
             )
             .expect("acls"),
+            quotas: crate::quota::QuotaService::open_local(
+                dir,
+                Arc::new(crate::quota::QuotaManager::default()),
+            )
+            .expect("quotas"),
         }
     }
 
@@ -295,6 +308,7 @@ mod tests {
         let mut out = handle(Arc::clone(&ctx), decoded, caller)
             .await
             .expect("encodes")
+            .frame
             .expect("answered")
             .to_bytes();
         assert_eq!(out.get_i32() as usize, out.len(), "size prefix");

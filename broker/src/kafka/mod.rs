@@ -46,7 +46,9 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod producer_id;
+pub mod quotas;
 pub mod reassign;
+pub mod throttle;
 pub mod topic_id;
 
 use std::sync::Arc;
@@ -112,6 +114,8 @@ pub struct KafkaContext {
     /// The named listener (`--kafka-listener`) this context serves: clients
     /// are told every broker's address on it. `None`: the single listener.
     pub listener: Option<String>,
+    /// Client quotas ([`throttle`]), and where quota changes go.
+    pub quotas: crate::quota::QuotaService,
 }
 
 impl KafkaContext {

@@ -160,6 +160,10 @@ pub enum Command {
         deletions: Vec<rill_proto::acl::AclFilter>,
         reply: Reply<pb::AlterAclsResponse>,
     },
+    AlterClientQuotas {
+        alterations: Vec<rill_proto::quota::QuotaAlteration>,
+        reply: Reply<pb::AlterClientQuotasResponse>,
+    },
 }
 
 /// One partition's outcome, its error as `REASON: text`.
@@ -603,6 +607,23 @@ impl<S: MetadataStore> Actor<S> {
                                 error: String::new(),
                                 deleted: acls.iter().map(|a| a.to_wire()).collect(),
                             })
+                            .collect(),
+                    }
+                });
+                let _ = reply.send(result);
+            }
+            Command::AlterClientQuotas { alterations, reply } => {
+                let (plan, outcomes) = self.ctl.alter_client_quotas(&alterations);
+                let changed = !plan.is_empty();
+                let result = self.commit(plan).await.map(|()| {
+                    if changed {
+                        let entities = self.ctl.metadata().client_quotas.iter().count();
+                        info!(entities, "client quotas changed");
+                    }
+                    pb::AlterClientQuotasResponse {
+                        errors: outcomes
+                            .into_iter()
+                            .map(|r| r.err().map(|e| e.to_string()).unwrap_or_default())
                             .collect(),
                     }
                 });

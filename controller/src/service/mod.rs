@@ -443,6 +443,26 @@ impl ControllerRpc for ControllerService {
         .await;
         self.finish("AlterAcls", started, result)
     }
+
+    async fn alter_client_quotas(
+        &self,
+        request: Request<pb::AlterClientQuotasRequest>,
+    ) -> Result<Response<pb::AlterClientQuotasResponse>, Status> {
+        let started = Instant::now();
+        let request = request.into_inner();
+        let result = async {
+            let alterations = request
+                .alterations
+                .iter()
+                .map(rill_proto::quota::QuotaAlteration::from_wire)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
+            self.call(|reply| Command::AlterClientQuotas { alterations, reply })
+                .await
+        }
+        .await;
+        self.finish("AlterClientQuotas", started, result)
+    }
 }
 
 #[cfg(test)]

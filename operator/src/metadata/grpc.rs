@@ -166,6 +166,16 @@ impl Controller for ControllerRouter {
     ) -> Result<Response<pb::AlterAclsResponse>, Status> {
         self.route(&request).await?.alter_acls(request).await
     }
+
+    async fn alter_client_quotas(
+        &self,
+        request: Request<pb::AlterClientQuotasRequest>,
+    ) -> Result<Response<pb::AlterClientQuotasResponse>, Status> {
+        self.route(&request)
+            .await?
+            .alter_client_quotas(request)
+            .await
+    }
 }
 
 /// Serves the router on `listener` (plaintext and mutual TLS, see

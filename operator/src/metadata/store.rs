@@ -75,6 +75,12 @@ struct ControllerRecord {
     /// Kafka ACLs (CreateAcls, DeleteAcls through any broker).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     acls: Vec<rill_proto::acl::Acl>,
+    /// Kafka client quotas (AlterClientQuotas through any broker).
+    #[serde(
+        default,
+        skip_serializing_if = "rill_proto::quota::ClientQuotas::is_empty"
+    )]
+    client_quotas: rill_proto::quota::ClientQuotas,
 }
 
 /// The metadata store of one StreamCluster.
@@ -606,6 +612,7 @@ impl MetadataStore for KubeStore {
             brokers: record.brokers.into_iter().map(|b| (b.id, b)).collect(),
             topics: BTreeMap::new(),
             acls: record.acls,
+            client_quotas: record.client_quotas,
         };
         let mut seen = BTreeSet::new();
         // A resource being deleted loses to a live one of the same Kafka
@@ -780,13 +787,29 @@ impl MetadataStore for KubeStore {
             })
             .await?;
         }
+        if let Some(quotas) = changes.iter().rev().find_map(|c| match c {
+            Change::ClientQuotas(q) => Some(q),
+            _ => None,
+        }) {
+            self.update_record(|mut r| {
+                if r.controller_epoch != ours {
+                    return Err(StoreError::Superseded {
+                        ours,
+                        current: r.controller_epoch,
+                    });
+                }
+                r.client_quotas = quotas.clone();
+                Ok(r)
+            })
+            .await?;
+        }
         // Partition changes are grouped per topic (one write each), in the
         // order their topics first appear; whole-topic changes and
         // deletions are written in place.
         let mut pending: Vec<(String, BTreeMap<i32, PartitionState>)> = Vec::new();
         for change in changes {
             match change {
-                Change::Broker(_) | Change::Acls(_) => {}
+                Change::Broker(_) | Change::Acls(_) | Change::ClientQuotas(_) => {}
                 Change::Partition {
                     topic,
                     partition,
@@ -961,6 +984,7 @@ mod kube_tests {
                 controller_epoch: epoch,
                 brokers: vec![],
                 acls: vec![],
+                client_quotas: Default::default(),
             })
             .expect("json"),
         )]));
@@ -998,6 +1022,39 @@ mod kube_tests {
             ..Default::default()
         });
         t
+    }
+
+    #[tokio::test]
+    async fn given_client_quotas_when_persisted_then_the_state_config_map_holds_them_for_the_next_controller()
+     {
+        use rill_proto::quota::{ClientQuotas, EntityName, QuotaAlteration, QuotaEntity, QuotaKey};
+        let (client, mut server) = mock_client();
+        let store = KubeStore::new(client, "data", "events");
+        let mut quotas = ClientQuotas::default();
+        quotas.apply(&QuotaAlteration {
+            entity: QuotaEntity::client_id(EntityName::Named("app".into())),
+            ops: vec![(QuotaKey::ProducerByteRate, Some(1024.0))],
+        });
+        let change = Change::ClientQuotas(quotas.clone());
+        let task = tokio::spawn(async move { store.persist(3, &[change]).await });
+        // The epoch check, then the read of the compare-and-swap.
+        server.expect(Method::GET, STATE).await.ok(&state(3));
+        server.expect(Method::GET, STATE).await.ok(&state(3));
+        let patch = server.expect(Method::PATCH, STATE).await;
+        let written: ControllerRecord = serde_json::from_str(
+            patch.body["data"][STATE_KEY]
+                .as_str()
+                .expect("the record is a string"),
+        )
+        .expect("the record parses");
+        assert_eq!(written.client_quotas, quotas);
+        assert_eq!(written.controller_epoch, 3);
+        patch.ok(&state(3));
+        tokio::time::timeout(TIMEOUT, task)
+            .await
+            .expect("persist ends")
+            .expect("task")
+            .expect("persisted");
     }
 
     #[tokio::test]
