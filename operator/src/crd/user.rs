@@ -85,6 +85,11 @@ pub struct UserSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<UserAuthorization>,
 
+    /// Client quotas of this user (Kafka's user quotas, shared by all its
+    /// client ids), enforced by every broker. A key left out has no quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quotas: Option<UserQuotas>,
+
     /// Name of the Secret the operator writes in the User's namespace.
     /// Defaults to the User's name. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,6 +187,42 @@ pub struct SecretKeyRef {
     /// Key in the Secret's data.
     #[schemars(length(min = 1, max = 253))]
     pub key: String,
+}
+
+/// Kafka client quotas of a user.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserQuotas {
+    /// Bytes per second the user may produce, per broker (Kafka
+    /// `producer_byte_rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub producer_byte_rate: Option<i64>,
+    /// Bytes per second the user may fetch, per broker (Kafka
+    /// `consumer_byte_rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub consumer_byte_rate: Option<i64>,
+    /// Percentage of one request-handling thread the user's requests may
+    /// take, per broker (Kafka `request_percentage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub request_percentage: Option<i64>,
+}
+
+impl UserQuotas {
+    /// The quotas as Kafka keys and values.
+    pub fn entries(&self) -> Vec<(rill_proto::quota::QuotaKey, f64)> {
+        use rill_proto::quota::QuotaKey;
+        [
+            (QuotaKey::ProducerByteRate, self.producer_byte_rate),
+            (QuotaKey::ConsumerByteRate, self.consumer_byte_rate),
+            (QuotaKey::RequestPercentage, self.request_percentage),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v? as f64)))
+        .collect()
+    }
 }
 
 /// The ACLs of a user.

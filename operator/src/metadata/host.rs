@@ -502,6 +502,55 @@ impl AclSync for ControllerHost {
             })
         })
     }
+
+    fn sync_quotas<'a>(
+        &'a self,
+        namespace: &'a str,
+        cluster: &'a str,
+        user: &'a str,
+        desired: &'a [(rill_proto::quota::QuotaKey, f64)],
+    ) -> BoxFuture<'a, Result<bool, AclSyncError>> {
+        self.sync_quotas_now(namespace, cluster, user, desired)
+    }
+}
+
+impl ControllerHost {
+    fn sync_quotas_now<'a>(
+        &'a self,
+        namespace: &'a str,
+        cluster: &'a str,
+        user: &'a str,
+        desired: &'a [(rill_proto::quota::QuotaKey, f64)],
+    ) -> BoxFuture<'a, Result<bool, AclSyncError>> {
+        Box::pin(async move {
+            let key = cluster_key(namespace, cluster);
+            let service = match self.service(&key).await {
+                Ok(s) => s,
+                Err(HostError::UnknownCluster(_)) => return Ok(false),
+                Err(e) => return Err(AclSyncError::Unavailable(e.to_string())),
+            };
+            let current = self
+                .snapshot(&key)
+                .map(|meta| meta.client_quotas.clone())
+                .unwrap_or_default();
+            let Some(alteration) = acls::quota_alteration(&current, user, desired) else {
+                return Ok(false);
+            };
+            let response = service
+                .alter_client_quotas(Request::new(pb::AlterClientQuotasRequest {
+                    alterations: vec![alteration.to_wire()],
+                }))
+                .await
+                .map_err(|status| AclSyncError::Unavailable(status.message().to_owned()))?
+                .into_inner();
+            let refused: Vec<String> = response.errors.into_iter().filter(|e| !e.is_empty()).collect();
+            if !refused.is_empty() {
+                return Err(AclSyncError::Refused(refused.join("; ")));
+            }
+            info!(cluster = %key, %user, "client quotas of a User synchronised");
+            Ok(true)
+        })
+    }
 }
 
 /// How often [`keep_hosting`] looks for new and deleted StreamClusters.

@@ -6,6 +6,7 @@
 //! ones created, extra ones deleted, each by an exact filter), and emptied
 //! when the User is deleted. ACLs of other principals are never touched.
 
+use rill_proto::quota::{ClientQuotas, EntityName, QuotaAlteration, QuotaEntity, QuotaKey};
 use futures::future::BoxFuture;
 use rill_proto::acl::{
     self, Acl, AclFilter, Operation, PatternFilter, PatternType, Permission, ResourceType,
@@ -184,6 +185,35 @@ pub trait AclSync: Send + Sync {
         principal: &'a str,
         desired: &'a [Acl],
     ) -> BoxFuture<'a, Result<AclSyncOutcome, AclSyncError>>;
+
+    /// Sets the client quotas of `user` (Kafka's user entity) on cluster
+    /// `namespace/cluster` to `desired`, removing keys it leaves out.
+    /// Returns whether anything changed.
+    fn sync_quotas<'a>(
+        &'a self,
+        namespace: &'a str,
+        cluster: &'a str,
+        user: &'a str,
+        desired: &'a [(QuotaKey, f64)],
+    ) -> BoxFuture<'a, Result<bool, AclSyncError>>;
+}
+
+/// The change that makes `user`'s quotas in `current` equal `desired`;
+/// `None` when they already are.
+pub fn quota_alteration(
+    current: &ClientQuotas,
+    user: &str,
+    desired: &[(QuotaKey, f64)],
+) -> Option<QuotaAlteration> {
+    let entity = QuotaEntity::user(EntityName::Named(user.to_owned()));
+    let ops: Vec<(QuotaKey, Option<f64>)> = QuotaKey::ALL
+        .into_iter()
+        .filter_map(|key| {
+            let want = desired.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+            (current.get(&entity, key) != want).then_some((key, want))
+        })
+        .collect();
+    (!ops.is_empty()).then_some(QuotaAlteration { entity, ops })
 }
 
 /// The hook of a context without metadata controllers (reconcile tests):
@@ -199,6 +229,20 @@ impl AclSync for NoAclController {
         _principal: &'a str,
         _desired: &'a [Acl],
     ) -> BoxFuture<'a, Result<AclSyncOutcome, AclSyncError>> {
+        Box::pin(async move {
+            Err(AclSyncError::Unavailable(format!(
+                "no metadata controller hosts {namespace}/{cluster}"
+            )))
+        })
+    }
+
+    fn sync_quotas<'a>(
+        &'a self,
+        namespace: &'a str,
+        cluster: &'a str,
+        _user: &'a str,
+        _desired: &'a [(QuotaKey, f64)],
+    ) -> BoxFuture<'a, Result<bool, AclSyncError>> {
         Box::pin(async move {
             Err(AclSyncError::Unavailable(format!(
                 "no metadata controller hosts {namespace}/{cluster}"
@@ -348,5 +392,35 @@ mod tests {
         let mut d = a;
         d.principal = "User:other".into();
         assert!(!f.matches(&d));
+    }
+
+    #[test]
+    fn quota_alteration_sets_changed_keys_and_removes_dropped_ones() {
+        let mut current = ClientQuotas::default();
+        let entity = QuotaEntity::user(EntityName::Named("app".into()));
+        current.apply(&QuotaAlteration {
+            entity: entity.clone(),
+            ops: vec![
+                (QuotaKey::ProducerByteRate, Some(1000.0)),
+                (QuotaKey::RequestPercentage, Some(50.0)),
+            ],
+        });
+        // The same quotas: nothing to do.
+        let same = [(QuotaKey::ProducerByteRate, 1000.0), (QuotaKey::RequestPercentage, 50.0)];
+        assert_eq!(quota_alteration(&current, "app", &same), None);
+        // A new rate, a new key, and a key dropped from the spec.
+        let want = [(QuotaKey::ProducerByteRate, 2000.0), (QuotaKey::ConsumerByteRate, 500.0)];
+        let change = quota_alteration(&current, "app", &want).unwrap();
+        assert_eq!(change.entity, entity);
+        assert_eq!(
+            change.ops,
+            vec![
+                (QuotaKey::ProducerByteRate, Some(2000.0)),
+                (QuotaKey::ConsumerByteRate, Some(500.0)),
+                (QuotaKey::RequestPercentage, None),
+            ]
+        );
+        // Another user's quotas are not this user's.
+        assert_eq!(quota_alteration(&current, "other", &[]), None);
     }
 }

@@ -345,6 +345,13 @@ async fn revoke(ctx: &Context, cluster: &StreamCluster, user: &User) -> Result<(
     if outcome.deleted > 0 {
         info!(user = %user.name_any(), deleted = outcome.deleted, "removed the ACLs of the user");
     }
+    if ctx
+        .acls
+        .sync_quotas(&cluster.namespace().unwrap_or_default(), &cluster.name_any(), &username, &[])
+        .await?
+    {
+        info!(user = %user.name_any(), "removed the client quotas of the user");
+    }
     Ok(())
 }
 
@@ -590,6 +597,28 @@ async fn provision(user: &User, ctx: &Context) -> Result<(Outcome, Report, Actio
             }
             report.acls = Some(i32::try_from(desired_acls.len()).unwrap_or(i32::MAX));
         }
+        Err(e) => {
+            return Ok((
+                not_ready(reasons::ACLS_PENDING, e.to_string()),
+                report,
+                Action::requeue(RETRY),
+            ));
+        }
+    }
+
+    // 7b. Client quotas (Kafka's user entity: the username).
+    let desired_quotas = user.spec.quotas.as_ref().map(|q| q.entries()).unwrap_or_default();
+    match ctx
+        .acls
+        .sync_quotas(&cluster_ns, cluster_name, &username, &desired_quotas)
+        .await
+    {
+        Ok(true) => {
+            let note = format!("client quotas of {username}: {desired_quotas:?}");
+            ctx.publish(user, EventType::Normal, "QuotasChanged", "Reconcile", note)
+                .await;
+        }
+        Ok(false) => {}
         Err(e) => {
             return Ok((
                 not_ready(reasons::ACLS_PENDING, e.to_string()),
