@@ -8,7 +8,7 @@
 //! stable DNS name from the headless Service), `RILL_CONTROLLER_ADDR` (the
 //! operator's controller gRPC Service), `RILL_CONFIG_FILE` (the ConfigMap),
 //! the certificate, CA and credentials files (Secrets mounted under
-//! `/etc/rill/tls` and `/etc/rill/scram`), authorization and, with rack
+//! `/etc/rill-tls` and `/etc/rill-scram`), authorization and, with rack
 //! awareness, `RILL_RACK`. The pod meets the `restricted` Pod Security
 //! Standard.
 
@@ -48,13 +48,15 @@ pub const CONTAINER_NAME: &str = "broker";
 /// Name of the volume claim template (PVCs are `data-<pod>`).
 pub const DATA_VOLUME: &str = "data";
 /// Where the broker certificate Secret is mounted (`tls.crt`, `tls.key`).
-pub const BROKER_TLS_DIR: &str = "/etc/rill/tls/broker";
+// Secret volumes live outside CONFIG_DIR: a mount point inside the
+// read-only ConfigMap volume cannot be created when the container starts.
+pub const BROKER_TLS_DIR: &str = "/etc/rill-tls/broker";
 /// Where the cluster CA bundle is mounted (`ca.crt`).
-pub const CLUSTER_CA_DIR: &str = "/etc/rill/tls/cluster-ca";
+pub const CLUSTER_CA_DIR: &str = "/etc/rill-tls/cluster-ca";
 /// Where the clients CA bundle is mounted (`ca.crt`).
-pub const CLIENTS_CA_DIR: &str = "/etc/rill/tls/clients-ca";
+pub const CLIENTS_CA_DIR: &str = "/etc/rill-tls/clients-ca";
 /// Where the SCRAM credentials Secret is mounted (`credentials`).
-pub const SCRAM_DIR: &str = "/etc/rill/scram";
+pub const SCRAM_DIR: &str = "/etc/rill-scram";
 /// Mode of mounted Secret files: read by the broker's group (`fsGroup`).
 const SECRET_MODE: i32 = 0o440;
 
@@ -886,11 +888,11 @@ mod tests {
         );
         assert_eq!(
             get("RILL_KAFKA_TLS_CERT_FILE").as_deref(),
-            Some("/etc/rill/tls/broker/tls.crt")
+            Some("/etc/rill-tls/broker/tls.crt")
         );
         assert_eq!(
             get("RILL_KAFKA_TLS_KEY_FILE").as_deref(),
-            Some("/etc/rill/tls/broker/tls.key")
+            Some("/etc/rill-tls/broker/tls.key")
         );
         assert_eq!(
             get("RILL_KAFKA_TLS_CLIENT_CA_FILE"),
@@ -899,19 +901,19 @@ mod tests {
         );
         assert_eq!(
             get("RILL_SASL_CREDENTIALS_FILE").as_deref(),
-            Some("/etc/rill/scram/credentials")
+            Some("/etc/rill-scram/credentials")
         );
         assert_eq!(
             get("RILL_INTERNAL_TLS_CERT_FILE").as_deref(),
-            Some("/etc/rill/tls/broker/tls.crt")
+            Some("/etc/rill-tls/broker/tls.crt")
         );
         assert_eq!(
             get("RILL_INTERNAL_TLS_KEY_FILE").as_deref(),
-            Some("/etc/rill/tls/broker/tls.key")
+            Some("/etc/rill-tls/broker/tls.key")
         );
         assert_eq!(
             get("RILL_INTERNAL_TLS_CA_FILE").as_deref(),
-            Some("/etc/rill/tls/cluster-ca/ca.crt")
+            Some("/etc/rill-tls/cluster-ca/ca.crt")
         );
         assert_eq!(
             get("RILL_CONTROLLER_TLS_SERVER_NAME").as_deref(),
@@ -921,10 +923,10 @@ mod tests {
         assert_eq!(get("RILL_SUPER_USERS"), None);
 
         let mounts = mounts(&sts);
-        assert_eq!(mounts["/etc/rill/tls/broker"], "broker-tls");
-        assert_eq!(mounts["/etc/rill/tls/cluster-ca"], "cluster-ca");
-        assert_eq!(mounts["/etc/rill/tls/clients-ca"], "clients-ca");
-        assert_eq!(mounts["/etc/rill/scram"], "scram");
+        assert_eq!(mounts["/etc/rill-tls/broker"], "broker-tls");
+        assert_eq!(mounts["/etc/rill-tls/cluster-ca"], "cluster-ca");
+        assert_eq!(mounts["/etc/rill-tls/clients-ca"], "clients-ca");
+        assert_eq!(mounts["/etc/rill-scram"], "scram");
         assert_eq!(
             secret_of(&sts, "broker-tls").as_deref(),
             Some("events-broker-certs")
@@ -988,10 +990,10 @@ mod tests {
         );
         assert_eq!(
             get("RILL_KAFKA_TLS_CLIENT_CA_FILE").as_deref(),
-            Some("/etc/rill/tls/clients-ca/ca.crt")
+            Some("/etc/rill-tls/clients-ca/ca.crt")
         );
         assert_eq!(get("RILL_SASL_CREDENTIALS_FILE"), None, "no scram listener");
-        assert!(!mounts(&sts).contains_key("/etc/rill/scram"));
+        assert!(!mounts(&sts).contains_key("/etc/rill-scram"));
         assert_eq!(
             get("RILL_SUPER_USERS").as_deref(),
             Some("User:admin;User:ops")

@@ -111,7 +111,7 @@ impl SecretProblem {
 pub struct Material {
     /// Pod-template annotations: a change rolls the brokers.
     pub annotations: BTreeMap<String, String>,
-    /// Secret mounted at `/etc/rill/tls/broker` (`tls.crt`, `tls.key`).
+    /// Secret mounted at `/etc/rill-tls/broker` (`tls.crt`, `tls.key`).
     pub broker_secret: String,
     /// `status.certificates`.
     pub status: CertificatesStatus,
