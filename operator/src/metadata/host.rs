@@ -543,7 +543,11 @@ impl ControllerHost {
                 .await
                 .map_err(|status| AclSyncError::Unavailable(status.message().to_owned()))?
                 .into_inner();
-            let refused: Vec<String> = response.errors.into_iter().filter(|e| !e.is_empty()).collect();
+            let refused: Vec<String> = response
+                .errors
+                .into_iter()
+                .filter(|e| !e.is_empty())
+                .collect();
             if !refused.is_empty() {
                 return Err(AclSyncError::Refused(refused.join("; ")));
             }

@@ -6,11 +6,11 @@
 //! ones created, extra ones deleted, each by an exact filter), and emptied
 //! when the User is deleted. ACLs of other principals are never touched.
 
-use rill_proto::quota::{ClientQuotas, EntityName, QuotaAlteration, QuotaEntity, QuotaKey};
 use futures::future::BoxFuture;
 use rill_proto::acl::{
     self, Acl, AclFilter, Operation, PatternFilter, PatternType, Permission, ResourceType,
 };
+use rill_proto::quota::{ClientQuotas, EntityName, QuotaAlteration, QuotaEntity, QuotaKey};
 
 use crate::crd::{AclOperation, AclPatternType, AclResourceType, AclRuleType, UserSpec};
 
@@ -406,10 +406,16 @@ mod tests {
             ],
         });
         // The same quotas: nothing to do.
-        let same = [(QuotaKey::ProducerByteRate, 1000.0), (QuotaKey::RequestPercentage, 50.0)];
+        let same = [
+            (QuotaKey::ProducerByteRate, 1000.0),
+            (QuotaKey::RequestPercentage, 50.0),
+        ];
         assert_eq!(quota_alteration(&current, "app", &same), None);
         // A new rate, a new key, and a key dropped from the spec.
-        let want = [(QuotaKey::ProducerByteRate, 2000.0), (QuotaKey::ConsumerByteRate, 500.0)];
+        let want = [
+            (QuotaKey::ProducerByteRate, 2000.0),
+            (QuotaKey::ConsumerByteRate, 500.0),
+        ];
         let change = quota_alteration(&current, "app", &want).unwrap();
         assert_eq!(change.entity, entity);
         assert_eq!(

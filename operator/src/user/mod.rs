@@ -347,7 +347,12 @@ async fn revoke(ctx: &Context, cluster: &StreamCluster, user: &User) -> Result<(
     }
     if ctx
         .acls
-        .sync_quotas(&cluster.namespace().unwrap_or_default(), &cluster.name_any(), &username, &[])
+        .sync_quotas(
+            &cluster.namespace().unwrap_or_default(),
+            &cluster.name_any(),
+            &username,
+            &[],
+        )
         .await?
     {
         info!(user = %user.name_any(), "removed the client quotas of the user");
@@ -607,7 +612,12 @@ async fn provision(user: &User, ctx: &Context) -> Result<(Outcome, Report, Actio
     }
 
     // 7b. Client quotas (Kafka's user entity: the username).
-    let desired_quotas = user.spec.quotas.as_ref().map(|q| q.entries()).unwrap_or_default();
+    let desired_quotas = user
+        .spec
+        .quotas
+        .as_ref()
+        .map(|q| q.entries())
+        .unwrap_or_default();
     match ctx
         .acls
         .sync_quotas(&cluster_ns, cluster_name, &username, &desired_quotas)
