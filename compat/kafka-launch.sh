@@ -16,10 +16,13 @@
 #       broker certificate made in DIR/pki; SCRAM-SHA-512, SCRAM-SHA-256 and
 #       PLAIN with compat/security-lib.sh's users) and ACLs are enforced
 #       (StandardAuthorizer; User:admin is a super user); brokers talk to
-#       each other on a PLAINTEXT listener at P+20+i.
+#       each other on an INTERNAL listener at P+20+i and to the controllers,
+#       both SSL with client certificates required (the broker certificate,
+#       principal User:broker, a super user).
 #       --security mtls: the client listeners are SSL with client
 #       certificates required (alice and bob, signed by the same CA); the
-#       principal is User:<CN>, as on Rill.
+#       principal is User:<CN>, as on Rill; the INTERNAL and CONTROLLER
+#       listeners are SSL with client certificates too.
 #   compat/kafka-launch.sh rotate-cert --dir DIR        a new broker certificate from the same CA,
 #                                                       loaded by each broker through AlterConfigs
 #   compat/kafka-launch.sh stop --dir DIR               SIGTERM, then SIGKILL after KAFKA_STOP_TIMEOUT
@@ -134,11 +137,15 @@ start() {
         sasl_ssl)
             make_pki "$dir/pki"
             client=SASL_SSL inter=INTERNAL
-            protocols="SASL_SSL:SASL_SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"
-            # Brokers and controllers talk on PLAINTEXT listeners, as
-            # User:ANONYMOUS, which must pass the authorizer too.
+            protocols="SASL_SSL:SASL_SSL,INTERNAL:SSL,CONTROLLER:SSL"
+            # Brokers and controllers talk on SSL listeners with client
+            # certificates required, as User:broker (the certificate's CN),
+            # which must pass the authorizer too.
             secure="authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
-super.users=User:admin;User:ANONYMOUS
+super.users=User:admin;User:broker
+ssl.principal.mapping.rules=$KAFKA_PRINCIPAL_RULE
+listener.name.internal.ssl.client.auth=required
+listener.name.controller.ssl.client.auth=required
 sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
@@ -153,7 +160,7 @@ ssl.truststore.location=$dir/pki/ca.crt"
             make_pki "$dir/pki" alice
             make_pki "$dir/pki" bob
             client=SSL inter=INTERNAL
-            protocols="SSL:SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"
+            protocols="SSL:SSL,INTERNAL:SSL,CONTROLLER:SSL"
             secure="ssl.client.auth=required
 ssl.principal.mapping.rules=$KAFKA_PRINCIPAL_RULE
 ssl.keystore.type=PEM
@@ -238,6 +245,17 @@ PROPS
         i=$((i + 1))
     done
 
+    # The ports brokers and controllers use among themselves (SSL with client
+    # certificates when secured).
+    local internal=""
+    if [ "$security" != plaintext ]; then
+        for ((i = 0; i < brokers; i++)); do internal+="${internal:+ }127.0.0.1:$((base + 20 + i))"; done
+        if [ "$controller" = separate ]; then
+            internal+=" 127.0.0.1:$((base + 50))"
+        else
+            for ((i = 0; i < brokers; i++)); do internal+=" 127.0.0.1:$((base + 50 + i))"; done
+        fi
+    fi
     log "starting Kafka $KAFKA_VERSION: $brokers broker(s), controller $controller, heap '$HEAP'"
     for n in "${nodes[@]}"; do node_start "$n"; done
     for ((i = 0; i < brokers; i++)); do
@@ -252,6 +270,9 @@ export RESTART_BROKER_CMD="$self restart-broker --dir $dir"
 export KAFKA_SECURITY=$security
 export KAFKA_CA_FILE=$dir/pki/ca.crt
 export ROTATE_CERT_CMD="$self rotate-cert --dir $dir"
+export INTERNAL_ADDRS="$internal"
+export INTERNAL_CERT=$dir/pki/broker.crt
+export INTERNAL_KEY=$dir/pki/broker.key
 ENV
     echo "$brokers" >"$dir/broker-count"
     echo "$base" >"$dir/base-port"

@@ -15,6 +15,8 @@
 #       every request is authorized by ACLs (User:admin is a super user).
 #       --security mtls: TLS with client certificates required (client
 #       certificates for alice and bob in DIR/pki, signed by the same CA).
+#       With either, the controller's, replication and gRPC client API ports
+#       speak mutual TLS with the broker certificate (--internal-tls-*).
 #   compat/rill-launch.sh rotate-cert --dir DIR         a new broker certificate from the same CA, in place
 #   compat/rill-launch.sh stop --dir DIR               SIGTERM, then SIGKILL after RILL_STOP_TIMEOUT
 #   compat/rill-launch.sh kill-broker --dir DIR ID     SIGKILL broker ID
@@ -99,21 +101,26 @@ start() {
     # Whatever fails from here on, stop what was started.
     trap 'status=$?; [ $status -eq 0 ] || stop_all; exit $status' EXIT
     echo controller >"$dir/names"
-    echo "$bin/rill-controller --metadata-file $dir/controller/metadata.json --listen-addr 127.0.0.1:$base --http-addr 127.0.0.1:$((base + 1))" \
+    # Secured clusters also speak mutual TLS among themselves (replication,
+    # the gRPC client API, the controller), with the broker certificate.
+    local internal_args=""
+    if [ "$security" != plaintext ]; then
+        make_pki "$dir/pki"
+        internal_args="--internal-tls-cert-file $dir/pki/broker.crt --internal-tls-key-file $dir/pki/broker.key --internal-tls-ca-file $dir/pki/ca.crt"
+    fi
+    echo "$bin/rill-controller --metadata-file $dir/controller/metadata.json --listen-addr 127.0.0.1:$base --http-addr 127.0.0.1:$((base + 1)) $internal_args" \
         >"$dir/controller.cmd"
     launch controller || exit 1
     local secure_args=""
     case "$security" in
         plaintext) ;;
         sasl_ssl)
-            make_pki "$dir/pki"
             rill_credentials "$dir/credentials"
             secure_args="--kafka-tls-cert-file $dir/pki/broker.crt --kafka-tls-key-file $dir/pki/broker.key"
             secure_args+=" --kafka-sasl-mechanisms SCRAM-SHA-512,SCRAM-SHA-256,PLAIN --sasl-credentials-file $dir/credentials"
             secure_args+=" --authorization --super-users User:admin"
             ;;
         mtls)
-            make_pki "$dir/pki"
             make_pki "$dir/pki" alice
             make_pki "$dir/pki" bob
             secure_args="--kafka-tls-cert-file $dir/pki/broker.crt --kafka-tls-key-file $dir/pki/broker.key"
@@ -123,13 +130,15 @@ start() {
     esac
     local controller
     controller=$(field controller controller)
-    local bootstrap=""
+    local bootstrap="" internal=""
+    [ "$security" = plaintext ] || internal="$controller"
     for ((i = 0; i < brokers; i++)); do
         local p=$((base + 10 + 10 * i))
         echo "broker-$i" >>"$dir/names"
         echo "$bin/rill-broker --broker-id $i --data-dir $dir/broker-$i --controller-addr $controller" \
              "--listen-addr 127.0.0.1:$p --http-addr 127.0.0.1:$((p + 1)) --replication-addr 127.0.0.1:$((p + 2))" \
-             "$KAFKA_FLAG 127.0.0.1:$((p + 3)) $secure_args ${RILL_COMPAT_BROKER_ARGS:-}" >"$dir/broker-$i.cmd"
+             "$KAFKA_FLAG 127.0.0.1:$((p + 3)) $secure_args $internal_args ${RILL_COMPAT_BROKER_ARGS:-}" >"$dir/broker-$i.cmd"
+        [ "$security" = plaintext ] || internal+=" 127.0.0.1:$p 127.0.0.1:$((p + 2))"
         launch "broker-$i" || exit 1
         local k
         k=$(field "broker-$i" kafka)
@@ -146,6 +155,9 @@ export RESTART_BROKER_CMD="$self restart-broker --dir $dir"
 export KAFKA_SECURITY=$security
 export KAFKA_CA_FILE=$dir/pki/ca.crt
 export ROTATE_CERT_CMD="$self rotate-cert --dir $dir"
+export INTERNAL_ADDRS="$internal"
+export INTERNAL_CERT=$dir/pki/broker.crt
+export INTERNAL_KEY=$dir/pki/broker.key
 ENV
     echo "$bootstrap" >"$dir/bootstrap"
     log "ready: controller $controller, $brokers brokers (env in $dir/env, logs in $dir/*.log)"

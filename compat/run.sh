@@ -19,7 +19,8 @@
 # cluster running), --no-build, --security sasl_ssl|mtls (start the cluster
 # with TLS and SASL, or TLS with client certificates, on its Kafka listeners
 # and run the security tests instead: compat/test_acls.sh,
-# compat/test_quotas.sh and compat/test_sasl_ssl.sh, or compat/test_mtls.sh). Needs scripts/install-compat.sh first.
+# compat/test_quotas.sh, compat/test_sasl_ssl.sh and compat/test_internal_tls.sh, or
+# compat/test_mtls.sh and compat/test_internal_tls.sh). Needs scripts/install-compat.sh first.
 # COMPAT_TEST_TIMEOUT (s, default 300) bounds each test.
 set -euo pipefail
 script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
@@ -167,8 +168,10 @@ elif [ "$security" = sasl_ssl ]; then
     run_shell acls test_acls.sh
     run_shell quotas test_quotas.sh
     run_shell sasl-ssl test_sasl_ssl.sh
+    run_shell internal-tls test_internal_tls.sh
 else
     run_shell mtls test_mtls.sh
+    run_shell internal-tls test_internal_tls.sh
 fi
 
 passed=0; failed=0; skipped=0
