@@ -338,13 +338,17 @@ case "$cmd" in
     rotate-cert)
         # Kafka reloads a keystore file when its listener's keystore setting
         # is altered (KIP-226), even to the same path; each broker is asked
-        # through its own PLAINTEXT inter-broker listener.
+        # through its own inter-broker listener (SSL, with the broker
+        # certificate as the client's: User:broker, a super user).
         [ -f "$dir/pki/ca.crt" ] || { log "no TLS in $dir"; exit 1; }
         make_pki "$dir/pki"
         base=$(cat "$dir/base-port")
+        printf 'security.protocol=SSL\nssl.truststore.type=PEM\nssl.truststore.location=%s\nssl.keystore.type=PEM\nssl.keystore.location=%s\n' \
+            "$dir/pki/ca.crt" "$dir/pki/broker.pem" >"$dir/internal-client.properties"
         for ((i = 0; i < $(cat "$dir/broker-count"); i++)); do
             java -Xmx256m -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$COMPAT_CLASSPATH" kafka.admin.ConfigCommand \
-                --bootstrap-server "127.0.0.1:$((base + 20 + i))" --entity-type brokers --entity-name "$i" --alter \
+                --bootstrap-server "127.0.0.1:$((base + 20 + i))" --command-config "$dir/internal-client.properties" \
+                --entity-type brokers --entity-name "$i" --alter \
                 --add-config "listener.name.sasl_ssl.ssl.keystore.location=$dir/pki/broker.pem" >&2
         done
         log "broker certificate rotated: $(openssl x509 -noout -serial -in "$dir/pki/broker.crt")"
