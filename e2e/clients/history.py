@@ -41,6 +41,7 @@ def produce(args):
 
     producer = Producer(
         {
+            **client_config(args),
             "bootstrap.servers": args.bootstrap,
             "acks": "all",
             "enable.idempotence": True,
@@ -123,8 +124,9 @@ def verify(args):
             history[value] = (int(partition), None if offset == "None" else int(offset))
     consumer = Consumer(
         {
-            "bootstrap.servers": args.bootstrap,
             "group.id": f"history-verify-{time.time_ns()}",
+            **client_config(args),
+            "bootstrap.servers": args.bootstrap,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_uncommitted",
@@ -174,6 +176,35 @@ def verify(args):
     return 1 if lost or duplicated or moved else 0
 
 
+def topics(args):
+    """Prints every topic the client may describe, as kcat -L does:
+    `topic "NAME" with N partitions:`."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({**client_config(args), "bootstrap.servers": args.bootstrap})
+    metadata = admin.list_topics(timeout=15)
+    for name, topic in sorted(metadata.topics.items()):
+        if topic.error is None:
+            print(f'topic "{name}" with {len(topic.partitions)} partitions:')
+    return 0
+
+
+def client_config(args):
+    """librdkafka settings (security, credentials, a group id the user may
+    read) from the `key=value` file --client-config names, if any."""
+    path = args.client_config
+    if not path:
+        return {}
+    config = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                key, _, value = line.partition("=")
+                config[key.strip()] = value.strip()
+    return config
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -184,13 +215,18 @@ def main():
     p.add_argument("--count", type=int)
     p.add_argument("--rate", type=float, default=0.0, help="records per second (0: as fast as possible)")
     p.add_argument("--prefix", default="e2e")
+    p.add_argument("--client-config", help="file of librdkafka key=value settings (security, credentials)")
     v = sub.add_parser("verify")
     v.add_argument("--bootstrap", required=True)
     v.add_argument("--topic", required=True)
     v.add_argument("--acked", required=True)
     v.add_argument("--timeout", type=float, default=120.0)
+    v.add_argument("--client-config", help="file of librdkafka key=value settings (security, credentials, group.id)")
+    t = sub.add_parser("topics")
+    t.add_argument("--bootstrap", required=True)
+    t.add_argument("--client-config", help="file of librdkafka key=value settings (security, credentials)")
     args = parser.parse_args()
-    return produce(args) if args.command == "produce" else verify(args)
+    return {"produce": produce, "verify": verify, "topics": topics}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,8 @@ expect_ok "examples/topics.yaml is accepted" \
     k apply --server-side --field-manager="$FIELD_MANAGER" -n "$NS" -f "$ROOT/examples/topics.yaml"
 expect_ok "examples/users.yaml is accepted" \
     k apply --server-side --field-manager="$FIELD_MANAGER" -n "$NS" -f "$ROOT/examples/users.yaml"
+expect_ok "examples/users-tls.yaml is accepted" \
+    k apply --server-side --field-manager="$FIELD_MANAGER" -n "$NS" -f "$ROOT/examples/users-tls.yaml"
 expect_ok "re-applying the examples is accepted (idempotent)" \
     k apply --server-side --field-manager="$FIELD_MANAGER" -n "$NS" -f "$ROOT/examples/streamcluster.yaml" -f "$ROOT/examples/topics.yaml" -f "$ROOT/examples/users.yaml"
 expect_ok "kubectl get streamclusters,topics (printer columns)" \

@@ -148,7 +148,9 @@ async fn apply_cluster(client: &Client, ns: &str, brokers: i32) {
         "apiVersion": "rill.dev/v1alpha1",
         "kind": "StreamCluster",
         "metadata": {"name": CLUSTER, "namespace": ns},
-        "spec": {"brokers": brokers, "storage": {"size": "1Gi"}},
+        // The brokers here are processes the test starts on loopback with
+        // plaintext flags, not the StatefulSet's pods with its certificates.
+        "spec": {"brokers": brokers, "storage": {"size": "1Gi"}, "certificates": {"internalTls": false}},
     }))
     .expect("StreamCluster");
     Api::<StreamCluster>::namespaced(client.clone(), ns)

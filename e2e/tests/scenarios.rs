@@ -253,6 +253,38 @@ fn describes(bootstrap: &str, topic: &str, key: &str, value: &str) -> bool {
         .any(|l| l.trim_start().starts_with(&format!("{key}={value} ")))
 }
 
+/// librdkafka settings file the history client uses (`--client-config`),
+/// set by a scenario whose cluster needs credentials; the scenarios run
+/// one at a time.
+static CLIENT_CONFIG: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// Sets [`CLIENT_CONFIG`] until dropped (also when the scenario panics, so
+/// the next one starts without it).
+struct ClientConfig;
+
+impl ClientConfig {
+    fn set(path: PathBuf) -> Self {
+        *CLIENT_CONFIG.lock().unwrap_or_else(|p| p.into_inner()) = Some(path);
+        Self
+    }
+}
+
+impl Drop for ClientConfig {
+    fn drop(&mut self) {
+        *CLIENT_CONFIG.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+fn client_config_args() -> Vec<String> {
+    match &*CLIENT_CONFIG.lock().unwrap_or_else(|p| p.into_inner()) {
+        Some(path) => vec![
+            "--client-config".to_owned(),
+            path.to_string_lossy().into_owned(),
+        ],
+        None => Vec::new(),
+    }
+}
+
 fn history_script() -> String {
     root()
         .join("e2e/clients/history.py")
@@ -390,6 +422,7 @@ impl History {
             self.acked.to_string_lossy().into_owned(),
         ];
         args.extend(extra.iter().map(|a| (*a).to_owned()));
+        args.extend(client_config_args());
         args
     }
 }
@@ -460,20 +493,21 @@ impl Producer {
 /// Reads the topic back and checks the history: every acknowledged value
 /// exactly once, at its partition and offset.
 fn verify(bootstrap: &str, topic: &str, acked: &Path) -> Value {
-    let out = run(
-        &python(),
-        &[
-            &history_script(),
-            "verify",
-            "--bootstrap",
-            bootstrap,
-            "--topic",
-            topic,
-            "--acked",
-            &acked.to_string_lossy(),
-        ],
-        None,
-    );
+    let acked = acked.to_string_lossy();
+    let extra = client_config_args();
+    let mut args = vec![
+        history_script(),
+        "verify".to_owned(),
+        "--bootstrap".to_owned(),
+        bootstrap.to_owned(),
+        "--topic".to_owned(),
+        topic.to_owned(),
+        "--acked".to_owned(),
+        acked.into_owned(),
+    ];
+    args.extend(extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&python(), &args, None);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -508,7 +542,15 @@ fn produce_and_verify(bootstrap: &str, topic: &str, count: u32) -> Value {
 
 /// Kafka topic names and partition counts from kcat's metadata listing.
 fn kafka_topics(bootstrap: &str) -> BTreeMap<String, usize> {
-    let out = must("kcat", &["-b", bootstrap, "-L", "-m", "15"], None);
+    let mut args = vec![
+        history_script(),
+        "topics".to_owned(),
+        "--bootstrap".to_owned(),
+        bootstrap.to_owned(),
+    ];
+    args.extend(client_config_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = must(&python(), &args, None);
     let mut topics = BTreeMap::new();
     for line in out.lines() {
         // `  topic "orders" with 12 partitions:`
@@ -908,6 +950,7 @@ async fn given_the_examples_then_they_serve_survive_a_leader_pod_deletion_and_op
     let manifests = [
         examples.join("streamcluster.yaml"),
         examples.join("topics.yaml"),
+        examples.join("users.yaml"),
     ];
     let apply = || {
         let mut args = vec!["-n", ns.as_str(), "apply"];
@@ -923,6 +966,37 @@ async fn given_the_examples_then_they_serve_survive_a_leader_pod_deletion_and_op
     let orders = topic_ready(&client, &ns, "orders", 12).await;
     let profiles = topic_ready(&client, &ns, "customer-profiles", 6).await;
     let boot = bootstrap(&sc);
+    // The example cluster is secure by default (TLS+SCRAM, ACLs). The
+    // example User orders-app gets its Secret; the clients below use a
+    // User of the test's with rights on every topic and group, configured
+    // from its Secret alone.
+    user_secret(&client, &ns, "orders-app").await;
+    let admin = format!(
+        "apiVersion: rill.dev/v1alpha1\nkind: User\nmetadata: {{name: e2e-admin, namespace: {ns}}}\n\
+         spec:\n  cluster: {{name: {CLUSTER}}}\n  authentication: {{type: scram-sha-512}}\n\
+         \x20 authorization:\n    acls:\n\
+         \x20     - resource: {{type: topic, name: \"*\"}}\n        operations: [All]\n\
+         \x20     - resource: {{type: group, name: \"*\"}}\n        operations: [All]\n"
+    );
+    kubectl_stdin(&["apply", "-f", "-"], &admin);
+    let secret = user_secret(&client, &ns, "e2e-admin").await;
+    let creds = tempfile::tempdir().expect("tempdir");
+    let ca = creds.path().join("ca.crt");
+    std::fs::write(&ca, &secret["ca.crt"]).expect("write ca.crt");
+    let config = creds.path().join("client.config");
+    std::fs::write(
+        &config,
+        format!(
+            "security.protocol={}\nsasl.mechanism={}\nsasl.username={}\nsasl.password={}\nssl.ca.location={}\ngroup.id=e2e-admin-history\n",
+            secret["security.protocol"],
+            secret["sasl.mechanism"],
+            secret["username"],
+            secret["password"],
+            ca.display()
+        ),
+    )
+    .expect("write the client config");
+    let _client_config = ClientConfig::set(config);
     let clusters = table(&kubectl(&[
         "-n",
         &ns,

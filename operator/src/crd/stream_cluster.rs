@@ -412,6 +412,17 @@ pub struct CertificatesSpec {
     /// (default 1 year, renewed 30 days before expiry).
     #[serde(default = "broker_cert_validity")]
     pub broker_cert: CertValidity,
+    /// Mutual TLS with the broker certificate between brokers
+    /// (replication), on the brokers' gRPC client API and to the
+    /// controller (default true). Turn it off only where something else
+    /// encrypts and authenticates pod traffic (a service mesh): the ports
+    /// then take plaintext, and the NetworkPolicy is all that guards them.
+    #[serde(default = "internal_tls_default")]
+    pub internal_tls: bool,
+}
+
+fn internal_tls_default() -> bool {
+    true
 }
 
 impl Default for CertificatesSpec {
@@ -421,6 +432,7 @@ impl Default for CertificatesSpec {
             clients_ca: CaSpec::default(),
             broker_cert_secret: None,
             broker_cert: broker_cert_validity(),
+            internal_tls: true,
         }
     }
 }

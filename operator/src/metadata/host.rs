@@ -579,7 +579,11 @@ pub async fn keep_hosting(
                     let namespace = sc.metadata.namespace.as_deref().unwrap_or_default();
                     let name = sc.metadata.name.as_deref().unwrap_or_default();
                     let key = cluster_key(namespace, name);
-                    super::tls::sync_cluster(&client, &tls, &key, namespace, name).await;
+                    if sc.spec.certificates.internal_tls {
+                        super::tls::sync_cluster(&client, &tls, &key, namespace, name).await;
+                    } else {
+                        tls.remove_cluster(&key);
+                    }
                     if let Err(e) = host.service(&key).await {
                         warn!(cluster = %key, error = %e, "cannot start the metadata controller");
                     }

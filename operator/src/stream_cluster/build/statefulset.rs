@@ -178,23 +178,27 @@ fn broker_env(sc: &StreamCluster, names: &Names, settings: &Settings) -> Vec<Env
             ),
         ),
         env("RILL_CONTROLLER_ADDR", settings.controller_address.clone()),
-        env(
-            "RILL_CONTROLLER_TLS_SERVER_NAME",
-            controller_server_name(&names.cluster, &namespace),
-        ),
-        env(
-            "RILL_INTERNAL_TLS_CERT_FILE",
-            format!("{BROKER_TLS_DIR}/{TLS_CRT}"),
-        ),
-        env(
-            "RILL_INTERNAL_TLS_KEY_FILE",
-            format!("{BROKER_TLS_DIR}/{TLS_KEY}"),
-        ),
-        env(
-            "RILL_INTERNAL_TLS_CA_FILE",
-            format!("{CLUSTER_CA_DIR}/{CA_CRT}"),
-        ),
     ];
+    if sc.spec.certificates.internal_tls {
+        vars.extend([
+            env(
+                "RILL_CONTROLLER_TLS_SERVER_NAME",
+                controller_server_name(&names.cluster, &namespace),
+            ),
+            env(
+                "RILL_INTERNAL_TLS_CERT_FILE",
+                format!("{BROKER_TLS_DIR}/{TLS_CRT}"),
+            ),
+            env(
+                "RILL_INTERNAL_TLS_KEY_FILE",
+                format!("{BROKER_TLS_DIR}/{TLS_KEY}"),
+            ),
+            env(
+                "RILL_INTERNAL_TLS_CA_FILE",
+                format!("{CLUSTER_CA_DIR}/{CA_CRT}"),
+            ),
+        ]);
+    }
     if listeners.iter().any(|l| l.tls) {
         vars.push(env(
             "RILL_KAFKA_TLS_CERT_FILE",
@@ -874,6 +878,23 @@ mod tests {
             tls,
             authentication: auth,
         }
+    }
+
+    #[test]
+    fn given_internal_tls_off_when_building_then_brokers_get_no_internal_tls_flags() {
+        let mut sc = cluster();
+        sc.spec.certificates.internal_tls = false;
+        let vars = env_map(&build_default(&sc));
+        for name in [
+            "RILL_INTERNAL_TLS_CERT_FILE",
+            "RILL_INTERNAL_TLS_KEY_FILE",
+            "RILL_INTERNAL_TLS_CA_FILE",
+            "RILL_CONTROLLER_TLS_SERVER_NAME",
+        ] {
+            assert_eq!(value(&vars, name), None, "{name}");
+        }
+        // The Kafka listener keeps its TLS.
+        assert!(value(&vars, "RILL_KAFKA_TLS_CERT_FILE").is_some());
     }
 
     #[test]
