@@ -476,7 +476,13 @@ pub fn incoming(
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         loop {
-            let (tcp, peer) = match listener.accept().await {
+            // The server dropping the stream (at shutdown) ends the loop and
+            // frees the port at once.
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = tx.closed() => return,
+            };
+            let (tcp, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     warn!(error = %e, "controller port accept failed");
@@ -485,9 +491,6 @@ pub fn incoming(
                 }
             };
             let _ = tcp.set_nodelay(true);
-            if tx.is_closed() {
-                return;
-            }
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
@@ -670,5 +673,22 @@ mod tests {
             server_name("prod", "events"),
             "controller.events.prod.rill.internal"
         );
+    }
+
+    #[tokio::test]
+    async fn given_the_server_stops_reading_then_the_port_is_freed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = incoming(listener, ControllerTls::new());
+        drop(stream);
+        // The accept loop notices at once and drops the listener.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if TcpListener::bind(addr).await.is_ok() {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{addr} still bound");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
