@@ -2317,6 +2317,43 @@ fn secret_text(secret: &Secret) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Waits until `who`'s SCRAM login with `config` is accepted. The brokers
+/// take new credentials when they read the updated credentials file (the
+/// operator nudges their pods so the kubelet refreshes it); until then a
+/// login fails like a wrong password.
+fn wait_for_login(who: &str, bootstrap: &str, config: &str) {
+    let started = Instant::now();
+    loop {
+        let (ok, _, err) = kafka_client(
+            "org.apache.kafka.tools.TopicCommand",
+            &[
+                "--bootstrap-server",
+                bootstrap,
+                "--command-config",
+                config,
+                "--list",
+            ],
+            None,
+        );
+        if ok && !err.contains("Authentication failed") {
+            break;
+        }
+        assert!(
+            started.elapsed() < CREDENTIALS_LIVE_TIMEOUT,
+            "{who}'s credentials not accepted within {CREDENTIALS_LIVE_TIMEOUT:?}:\n{err}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    println!(
+        "{who}'s SCRAM login accepted {:.1} s after its Secret was Ready",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Longest a User's new credentials may take to reach the brokers (the
+/// kubelet's refresh of the mounted credentials file).
+const CREDENTIALS_LIVE_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// Waits until User `name` is Ready and its Secret exists; returns the
 /// Secret's keys.
 async fn user_secret(client: &Client, ns: &str, name: &str) -> BTreeMap<String, String> {
@@ -2431,6 +2468,7 @@ async fn given_a_user_resource_then_a_client_configured_from_its_secret_alone_pr
     };
     let app_config = write("app.properties", &app);
     let boot = app["bootstrap.servers"].clone();
+    wait_for_login("app", &boot, &app_config);
     let input: String = (0..RECORDS).map(|i| format!("user record {i}\n")).collect();
     let (ok, _, err) = kafka_client(
         "org.apache.kafka.tools.ConsoleProducer",
@@ -2481,6 +2519,7 @@ async fn given_a_user_resource_then_a_client_configured_from_its_secret_alone_pr
     // A User without ACLs authenticates but may not write.
     let nobody = user_secret(&client, &ns, "nobody").await;
     let nobody_config = write("nobody.properties", &nobody);
+    wait_for_login("nobody", &nobody["bootstrap.servers"], &nobody_config);
     let (_, out, err) = kafka_client(
         "org.apache.kafka.tools.ConsoleProducer",
         &[
