@@ -6,9 +6,10 @@
 //! - Sizes: `partition_max_bytes` per partition and `max_bytes` per
 //!   response, except that the first partition with data returns at least
 //!   one whole batch so a consumer always progresses (KIP-74).
-//! - Isolation: Rill has no transactions, so read_committed and
-//!   read_uncommitted see the same records and the last stable offset is
-//!   the high watermark.
+//! - Isolation: read_uncommitted reads below the high watermark;
+//!   read_committed below the last stable offset, with the aborted
+//!   transactions overlapping what it returns (the consumer drops their
+//!   records). Every answer carries the LSO.
 //! - Leader epochs: `current_leader_epoch` older than the leader's is
 //!   FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH; with
 //!   `last_fetched_epoch` (v12+) a consumer whose log diverged gets
@@ -26,15 +27,17 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint,
+    PartitionData,
 };
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
 
 use super::KafkaContext;
 use super::errors::error_code;
 use super::frame::Reply;
 use super::metadata::{LeaderHints, node_endpoints};
 use super::topic_id::TopicNames;
+use crate::partition::Isolation;
 use crate::partition::manager::{FetchLimits, FetchPartition};
 
 /// `isolation_level` of read_committed.
@@ -56,6 +59,12 @@ pub async fn fetch(ctx: &KafkaContext, version: i16, request: FetchRequest) -> F
             .with_error_code(ResponseError::InvalidFetchSessionEpoch.code());
     }
     let names = TopicNames::new(&ctx.manager, version >= 13);
+    let read_committed = version >= 4 && request.isolation_level == READ_COMMITTED;
+    let isolation = if read_committed {
+        Isolation::ReadCommitted
+    } else {
+        Isolation::ReadUncommitted
+    };
 
     // Requests in order, with where each answer goes.
     let mut wanted = Vec::new();
@@ -81,6 +90,7 @@ pub async fn fetch(ctx: &KafkaContext, version: i16, request: FetchRequest) -> F
                         } else {
                             -1
                         },
+                        isolation,
                     },
                 )),
                 None => unknown_ids.push((t, p.partition)),
@@ -107,17 +117,29 @@ pub async fn fetch(ctx: &KafkaContext, version: i16, request: FetchRequest) -> F
             }
         })
         .collect();
-    let aborted = (request.isolation_level == READ_COMMITTED).then(Vec::new);
+    let none_aborted = read_committed.then(Vec::new);
     let mut hints = LeaderHints::default();
     for ((t, p), read) in wanted.into_iter().zip(reads) {
         let mut entry = PartitionData::default()
             .with_partition_index(p.partition)
-            .with_aborted_transactions(aborted.clone());
+            .with_aborted_transactions(none_aborted.clone());
         match read {
             Ok(read) => {
+                if read_committed {
+                    entry = entry.with_aborted_transactions(Some(
+                        read.aborted
+                            .iter()
+                            .map(|a| {
+                                AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(a.producer_id))
+                                    .with_first_offset(a.first_offset)
+                            })
+                            .collect(),
+                    ));
+                }
                 entry = entry
                     .with_high_watermark(read.high_watermark)
-                    .with_last_stable_offset(read.high_watermark)
+                    .with_last_stable_offset(read.last_stable_offset)
                     .with_records(Some(read.data));
                 if version >= 5 {
                     entry = entry.with_log_start_offset(read.log_start_offset);
@@ -163,7 +185,7 @@ pub async fn fetch(ctx: &KafkaContext, version: i16, request: FetchRequest) -> F
                 .with_partition_index(partition)
                 .with_error_code(ResponseError::UnknownTopicId.code())
                 .with_high_watermark(-1)
-                .with_aborted_transactions(aborted.clone()),
+                .with_aborted_transactions(none_aborted.clone()),
         );
     }
     let mut response = FetchResponse::default().with_responses(responses);

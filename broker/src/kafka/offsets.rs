@@ -1,8 +1,8 @@
 //! ListOffsets and OffsetForLeaderEpoch.
 //!
 //! ListOffsets resolves, per partition, below the high watermark:
-//! -2 earliest, -1 latest (the high watermark; with no transactions it is
-//! also the last stable offset for read_committed), -3 the first record
+//! -2 earliest, -1 latest (the high watermark, or the last stable offset
+//! when the request's isolation level is read_committed), -3 the first record
 //! with the largest timestamp (v7+), -4 earliest local (v8+, the earliest:
 //! all data is local), a timestamp >= 0 the first record at or after it.
 //! -5 latest tiered (v9+) and -6 earliest pending upload (v10+) find
@@ -36,6 +36,8 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 const EARLIEST_PENDING_UPLOAD: i64 = -6;
+/// `isolation_level` of read_committed.
+const READ_COMMITTED: i8 = 1;
 
 pub async fn list_offsets(
     ctx: &KafkaContext,
@@ -57,6 +59,9 @@ pub async fn list_offsets(
                         -1
                     };
                     let spec = match p.timestamp {
+                        LATEST if version >= 2 && request.isolation_level == READ_COMMITTED => {
+                            Some(OffsetSpec::LastStable)
+                        }
                         LATEST => Some(OffsetSpec::Latest),
                         EARLIEST | EARLIEST_LOCAL => Some(OffsetSpec::Earliest),
                         MAX_TIMESTAMP => Some(OffsetSpec::MaxTimestamp),

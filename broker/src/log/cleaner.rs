@@ -1,9 +1,12 @@
 //! Log compaction (`cleanup.policy=compact`): keeps the last record of every
 //! key and removes older ones.
 //!
-//! A pass cleans only below `clean_below`, the high watermark: a record
-//! above it is not committed (a new leader may truncate it), so it must
-//! never supersede a committed one. The pass builds a key -> latest offset
+//! A pass cleans only below `clean_below`, the last stable offset: a record
+//! above the high watermark is not committed (a new leader may truncate
+//! it), and one in a transaction that is still open may yet be aborted, so
+//! neither may supersede a committed one. Records of aborted transactions
+//! (the `aborted` index of the partition) supersede nothing and are
+//! removed; their markers stay, like every control batch. The pass builds a key -> latest offset
 //! map over the records below the HW (active segment included, so newer
 //! committed values there supersede older ones in sealed segments), then
 //! rewrites each sealed segment that lies wholly below the HW and has
@@ -30,6 +33,7 @@ use tracing::info;
 use super::batch::BatchHeader;
 use super::segment::Segment;
 use super::{LogError, PartitionLog};
+use crate::partition::txns::AbortedTxn;
 
 /// What a compaction pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,7 +75,17 @@ fn compression_of(h: &BatchHeader) -> Compression {
 
 /// Runs one compaction pass over `log`'s sealed segments below
 /// `clean_below` (the high watermark).
-pub fn compact(log: &mut PartitionLog, clean_below: i64) -> Result<CleanStats, LogError> {
+pub fn compact(
+    log: &mut PartitionLog,
+    clean_below: i64,
+    aborted: &[AbortedTxn],
+) -> Result<CleanStats, LogError> {
+    let is_aborted = |h: &BatchHeader, offset: i64| {
+        h.is_transactional()
+            && aborted.iter().any(|a| {
+                a.producer_id == h.producer_id && a.first_offset <= offset && offset < a.last_offset
+            })
+    };
     let mut stats = CleanStats::default();
     if !log.config().cleanup_policy.compacts() || log.segments.len() < 2 {
         return Ok(stats);
@@ -92,6 +106,9 @@ pub fn compact(log: &mut PartitionLog, clean_below: i64) -> Result<CleanStats, L
                 .read_batch(pos, &h)
                 .map_err(io("reading for compaction"))?;
             for r in decode(log, bytes, &h)? {
+                if is_aborted(&h, r.offset) {
+                    continue;
+                }
                 if let Some(k) = r.key.filter(|_| r.offset < clean_below) {
                     latest.insert(k, r.offset);
                 }
@@ -129,9 +146,10 @@ pub fn compact(log: &mut PartitionLog, clean_below: i64) -> Result<CleanStats, L
             let mut keep: Vec<Record> = records
                 .into_iter()
                 .filter(|r| {
-                    r.key
-                        .as_ref()
-                        .is_none_or(|k| latest.get(k) == Some(&r.offset))
+                    !is_aborted(&h, r.offset)
+                        && r.key
+                            .as_ref()
+                            .is_none_or(|k| latest.get(k) == Some(&r.offset))
                 })
                 .collect();
             removed += (total - keep.len()) as u64;

@@ -24,6 +24,7 @@ use super::LogError;
 use super::batch::{self, BatchHeader};
 use super::config::LogConfig;
 use super::segment::{self, ReadSlice, Segment};
+use rill_client::batch::{ControlType, control_type};
 
 /// Hard cap on one stored batch (defined with the batch format, which the
 /// client checks fetched batches against too).
@@ -659,6 +660,37 @@ impl PartitionLog {
             out.extend(positions.into_iter().map(|(_, h)| h));
         }
         Ok(out)
+    }
+
+    /// The transactional data batches and control batches (markers) of
+    /// the whole log, oldest first, each with the base offset of its
+    /// segment and, for a marker, its type. Reads headers, plus the one
+    /// record of each control batch.
+    pub fn transaction_batches(
+        &self,
+    ) -> Result<Vec<(i64, BatchHeader, Option<ControlType>)>, LogError> {
+        let ctx = |e| LogError::io(format!("scanning {}", self.dir.display()), e);
+        let mut out = Vec::new();
+        for (base, seg) in &self.segments {
+            for (pos, h) in seg.batch_positions().map_err(ctx)? {
+                if h.producer_id < 0 || !(h.is_transactional() || h.is_control()) {
+                    continue;
+                }
+                let control = if h.is_control() {
+                    let bytes = seg.read_batch(pos, &h).map_err(ctx)?;
+                    control_type(&h, &bytes)
+                } else {
+                    None
+                };
+                out.push((*base, h, control));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The base offset of the active segment (where the next append goes).
+    pub fn active_segment_base(&self) -> i64 {
+        self.active().base_offset()
     }
 
     /// Headers of the stored batches, oldest first, skipping whole

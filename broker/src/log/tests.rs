@@ -307,7 +307,7 @@ fn given_compacted_topic_then_only_latest_value_per_key_survives_in_sealed_segme
     assert!(log.segment_count() > 2);
     let before = read_all(&log);
     let end = log.next_offset();
-    let stats = cleaner::compact(&mut log, end).unwrap();
+    let stats = cleaner::compact(&mut log, end, &[]).unwrap();
     assert!(stats.records_removed > 0);
     assert!(stats.bytes_after < stats.bytes_before);
     let after = read_all(&log);
@@ -576,7 +576,7 @@ fn given_a_newer_value_above_the_high_watermark_when_compacted_then_the_committe
     append(&mut log, b"other", &format!("more-{pad}"));
     assert!(log.segment_count() >= 3, "{}", log.segment_count());
     let before = read_all(&log);
-    let stats = cleaner::compact(&mut log, hw).unwrap();
+    let stats = cleaner::compact(&mut log, hw, &[]).unwrap();
     let after = read_all(&log);
     assert_eq!(stats.records_removed, 0, "{stats:?}");
     assert_eq!(after, before);

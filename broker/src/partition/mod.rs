@@ -43,6 +43,7 @@ mod replica;
 mod role;
 pub mod store;
 pub mod tasks;
+pub mod txns;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU64, Ordering};
@@ -61,6 +62,7 @@ use crate::log::{FlushPolicy, GroupCommit, LogConfig, LogError, PartitionLog};
 use crate::metrics::Metrics;
 use crate::replication::epochs::EpochCache;
 use producers::ProducerStates;
+use txns::{AbortedTxn, PartitionTxns, TxnBatch};
 
 /// How many replicas must have a write before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +106,20 @@ pub struct ClientRead {
     /// offset in this log: (largest common epoch, its end offset). The
     /// consumer must truncate there (KIP-320).
     pub diverging: Option<(i32, i64)>,
+    /// The last stable offset: read_committed reads stop here.
+    pub last_stable_offset: i64,
+    /// For read_committed: the aborted transactions overlapping `data`.
+    pub aborted: Vec<AbortedTxn>,
+}
+
+/// Which records a consumer reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Isolation {
+    /// Everything below the high watermark.
+    #[default]
+    ReadUncommitted,
+    /// Only below the last stable offset, with the aborted transactions.
+    ReadCommitted,
 }
 
 /// Point-in-time state of a partition, for Metadata and metrics.
@@ -177,6 +193,10 @@ pub struct Partition {
     /// scanning the log) and after a truncation. Lock order: log, role,
     /// epochs, producers.
     producers: parking_lot::Mutex<Option<ProducerStates>>,
+    /// Transactions in this partition (open ones, aborted index); `None`
+    /// until first needed (built by scanning the log) and after a
+    /// truncation. Lock order: after producers.
+    txns: parking_lot::Mutex<Option<PartitionTxns>>,
     metrics: Arc<Metrics>,
 }
 
@@ -229,6 +249,7 @@ impl Partition {
             epochs: parking_lot::Mutex::new(epochs),
             log_end,
             producers: parking_lot::Mutex::new(None),
+            txns: parking_lot::Mutex::new(None),
             metrics,
         })
     }
@@ -499,6 +520,7 @@ impl Partition {
     /// `last_fetched_epoch` >= 0, whether the consumer's log diverged from
     /// this one; then reads whole batches from `offset` below the HW, at
     /// most `max_bytes` unless `at_least_one` allows one larger batch.
+    #[allow(clippy::too_many_arguments)]
     pub fn read_for_client(
         &self,
         offset: i64,
@@ -506,12 +528,18 @@ impl Partition {
         at_least_one: bool,
         current_leader_epoch: i32,
         last_fetched_epoch: i32,
+        isolation: Isolation,
     ) -> Result<ClientRead, Error> {
         self.check_state()?;
         self.check_leader_epoch(current_leader_epoch)?;
         let high_watermark = self.high_watermark();
         let log = self.log.read();
         let log_start_offset = log.log_start_offset();
+        let last_stable_offset = self.stable_offset_locked(&log, high_watermark)?;
+        let upper = match isolation {
+            Isolation::ReadUncommitted => high_watermark,
+            Isolation::ReadCommitted => last_stable_offset,
+        };
         if last_fetched_epoch >= 0 {
             let (epoch, end) = self.epoch_end_for_client(last_fetched_epoch, log.next_offset());
             if epoch < last_fetched_epoch || end < offset {
@@ -520,12 +548,26 @@ impl Partition {
                     high_watermark,
                     log_start_offset,
                     diverging: Some((epoch, end)),
+                    last_stable_offset,
+                    aborted: Vec::new(),
                 });
             }
         }
         let read = log
-            .read(offset, max_bytes, high_watermark)
+            .read(offset, max_bytes, upper)
             .map_err(|e| self.log_error(e))?;
+        // Under the log lock, so no truncation resets the state between
+        // the read and the answer (a superset of what is returned below
+        // is harmless: consumers only use the entries they meet).
+        let aborted = match isolation {
+            Isolation::ReadCommitted if !read.data.is_empty() => self
+                .txns
+                .lock()
+                .as_ref()
+                .map(|t| t.aborted_overlapping(offset, read.next_offset))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         drop(log);
         let data = if at_least_one {
             read.data
@@ -541,6 +583,8 @@ impl Partition {
             high_watermark,
             log_start_offset,
             diverging: None,
+            last_stable_offset,
+            aborted,
         })
     }
 
@@ -579,6 +623,79 @@ impl Partition {
         self.check_state()?;
         self.check_serves_clients()?;
         Ok(self.high_watermark())
+    }
+
+    /// Latest offset visible to read_committed consumers (the LSO).
+    pub fn last_stable_offset(&self) -> Result<i64, Error> {
+        self.check_state()?;
+        self.check_serves_clients()?;
+        let log = self.log.read();
+        self.stable_offset_locked(&log, self.high_watermark())
+    }
+
+    /// The LSO under `high_watermark`, building the transaction state from
+    /// the log on first use (log lock held by the caller).
+    fn stable_offset_locked(&self, log: &PartitionLog, high_watermark: i64) -> Result<i64, Error> {
+        let mut slot = self.txns.lock();
+        let txns = self.load_txns(log, &mut slot, high_watermark)?;
+        Ok(txns.last_stable_offset(high_watermark))
+    }
+
+    /// The transaction state, built from the log on first use.
+    fn load_txns<'a>(
+        &self,
+        log: &PartitionLog,
+        slot: &'a mut Option<PartitionTxns>,
+        high_watermark: i64,
+    ) -> Result<&'a mut PartitionTxns, Error> {
+        if slot.is_none() {
+            let batches = log.transaction_batches().map_err(|e| self.log_error(e))?;
+            let count = batches.len();
+            let state = PartitionTxns::rebuild(
+                batches.into_iter().filter_map(|(seg, h, control)| {
+                    TxnBatch::from_header(&h, control).map(|b| (seg, b))
+                }),
+                high_watermark,
+            );
+            tracing::debug!(topic = %self.topic, partition = self.id, batches = count, aborted = state.aborted_count(), "transaction state rebuilt from the log");
+            *slot = Some(state);
+        }
+        Ok(slot.as_mut().expect("just built"))
+    }
+
+    /// Records the transactional batches and markers of appended `data`
+    /// (stored, with their offsets, in the segment based at `segment`), if
+    /// the state is built.
+    fn record_txn_batches(&self, segment: i64, data: &[u8]) {
+        let mut slot = self.txns.lock();
+        let Some(txns) = slot.as_mut() else {
+            return;
+        };
+        let mut pos = 0;
+        while pos < data.len() {
+            let Ok(h) = BatchHeader::parse(&data[pos..]) else {
+                break;
+            };
+            let len = h.total_len();
+            let control = data
+                .get(pos..pos + len)
+                .and_then(|b| rill_client::batch::control_type(&h, b));
+            if let Some(b) = TxnBatch::from_header(&h, control) {
+                txns.apply(segment, b);
+            }
+            pos += len;
+        }
+    }
+
+    /// The transactions open in this partition: (producer id, epoch, first
+    /// offset, last offset), for DescribeProducers and hanging-transaction
+    /// tooling.
+    pub fn open_transactions(&self) -> Result<Vec<(i64, txns::OpenTxn)>, Error> {
+        self.check_state()?;
+        let log = self.log.read();
+        let mut slot = self.txns.lock();
+        let txns = self.load_txns(&log, &mut slot, self.high_watermark())?;
+        Ok(txns.open_txns().collect())
     }
 
     /// First visible offset whose record timestamp is >= `timestamp_ms`,

@@ -26,7 +26,10 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::producers::{IncomingBatch, PRODUCER_EXPIRATION_MS, ProducerStates, SequenceCheck};
+use rill_client::batch::{ControlType, marker_batch};
+
 use super::{Acks, Error, Partition, ProduceResult, Role, batch_headers};
+use crate::log::batch::BatchHeader;
 use crate::log::{AppendInfo, FlushPolicy, LogError, PartitionLog};
 
 /// What a produce decided under the log lock.
@@ -72,6 +75,46 @@ impl Partition {
     /// Appends producer batches (validated and stamped by the log) and
     /// waits for what `acks` asks for.
     pub async fn produce(
+        self: &Arc<Self>,
+        data: Vec<u8>,
+        acks: Acks,
+        timeout: Duration,
+    ) -> Result<ProduceResult, Error> {
+        if batch_headers(&data).iter().any(BatchHeader::is_control) {
+            return Err(Error::InvalidRequest(
+                "control batches (transaction markers) are written only by the transaction coordinator"
+                    .to_owned(),
+            ));
+        }
+        self.append_and_ack(data, acks, timeout).await
+    }
+
+    /// Writes the marker that ends `producer_id`'s transaction in this
+    /// partition (commit or abort) and waits until every in-sync replica
+    /// has it. Returns the marker's offset.
+    pub async fn write_marker(
+        self: &Arc<Self>,
+        producer_id: i64,
+        producer_epoch: i16,
+        kind: ControlType,
+        coordinator_epoch: i32,
+        timeout: Duration,
+    ) -> Result<i64, Error> {
+        let batch = marker_batch(
+            producer_id,
+            producer_epoch,
+            kind,
+            coordinator_epoch,
+            wall_clock_ms(),
+        );
+        let result = self
+            .append_and_ack(batch.to_vec(), Acks::All, timeout)
+            .await?;
+        Ok(result.base_offset)
+    }
+
+    /// Appends batches (client data or a marker) and waits for `acks`.
+    async fn append_and_ack(
         self: &Arc<Self>,
         mut data: Vec<u8>,
         acks: Acks,
@@ -126,6 +169,8 @@ impl Partition {
         if let Some(states) = producers.as_mut() {
             record_batches(states, data, info.base_offset);
         }
+        drop(producers);
+        self.record_txn_batches(log.active_segment_base(), data);
         let flush = log.config().flush;
         if let Role::Leader(l) = &mut *role {
             if flush == FlushPolicy::Replicated {
@@ -339,6 +384,7 @@ impl Partition {
     /// idempotent produce rebuilds it from what remains.
     pub(super) fn reset_producers(&self) {
         *self.producers.lock() = None;
+        *self.txns.lock() = None;
     }
 }
 
@@ -403,6 +449,8 @@ fn record_batches(states: &mut ProducerStates, data: &[u8], base_offset: i64) {
         next = last + 1;
         if let Some(b) = IncomingBatch::from_header(&h) {
             states.record(b, first, last, now);
+        } else if h.is_control() && h.producer_id >= 0 {
+            states.record_marker(h.producer_id, h.producer_epoch, now);
         }
     }
 }
@@ -414,6 +462,8 @@ pub(super) fn record_stored(states: &mut ProducerStates, data: &[u8]) {
     for h in batch_headers(data) {
         if let Some(b) = IncomingBatch::from_header(&h) {
             states.record(b, h.base_offset, h.last_offset(), now);
+        } else if h.is_control() && h.producer_id >= 0 {
+            states.record_marker(h.producer_id, h.producer_epoch, now);
         }
     }
 }

@@ -186,6 +186,8 @@ impl ProducerStates {
         for h in headers {
             if let Some(b) = IncomingBatch::from_header(h) {
                 states.record(b, h.base_offset, h.last_offset(), now_ms);
+            } else if h.is_control() && h.producer_id >= 0 {
+                states.record_marker(h.producer_id, h.producer_epoch, now_ms);
             }
         }
         states
@@ -260,6 +262,27 @@ impl ProducerStates {
         if self.appends_since_sweep >= EXPIRATION_SWEEP_EVERY {
             self.appends_since_sweep = 0;
             self.expire(now_ms);
+        }
+    }
+
+    /// Records a transaction marker written for `producer_id` at `epoch`:
+    /// a newer epoch (the coordinator fenced the producer, or bumped the
+    /// epoch at the end of a transaction) becomes the producer's, so a
+    /// batch of an older epoch is refused from now on, and the new epoch
+    /// starts its sequences afresh.
+    pub fn record_marker(&mut self, producer_id: i64, epoch: i16, now_ms: i64) {
+        match self.producers.get_mut(&producer_id) {
+            Some(e) if e.epoch >= epoch => e.last_append_ms = now_ms,
+            _ => {
+                self.producers.insert(
+                    producer_id,
+                    ProducerEntry {
+                        epoch,
+                        batches: VecDeque::new(),
+                        last_append_ms: now_ms,
+                    },
+                );
+            }
         }
     }
 

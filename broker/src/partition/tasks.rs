@@ -155,7 +155,21 @@ pub async fn compaction_pass(manager: Arc<ReplicaManager>, metrics: Arc<Metrics>
                 return Ok(Default::default());
             }
             let mut log = part.log.write();
-            cleaner::compact(&mut log, part.high_watermark())
+            let hw = part.high_watermark();
+            let (stable, aborted) = {
+                let mut slot = part.txns.lock();
+                let txns = part.load_txns(&log, &mut slot, hw).map_err(|e| {
+                    LogError::io(
+                        "loading transactions for compaction".into(),
+                        std::io::Error::other(e.to_string()),
+                    )
+                })?;
+                (
+                    txns.last_stable_offset(hw),
+                    txns.aborted_overlapping(i64::MIN, i64::MAX),
+                )
+            };
+            cleaner::compact(&mut log, stable, &aborted)
         })
         .await
         .unwrap_or_else(|e| {

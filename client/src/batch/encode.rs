@@ -51,6 +51,9 @@ pub struct EncodeOptions {
     /// sequence -1).
     pub producer: Option<Producer>,
     pub batching: Batching,
+    /// Part of the producer's open transaction (the batch's transactional
+    /// attribute); needs `producer`.
+    pub transactional: bool,
 }
 
 impl Default for EncodeOptions {
@@ -59,6 +62,7 @@ impl Default for EncodeOptions {
             compression: Compression::None,
             producer: None,
             batching: Batching::One,
+            transactional: false,
         }
     }
 }
@@ -72,7 +76,7 @@ pub struct EncodeError(pub String);
 pub fn encode(records: &[NewRecord], options: &EncodeOptions) -> Result<Bytes, EncodeError> {
     let (producer_id, producer_epoch) = options.producer.map_or((-1, -1), |p| (p.id, p.epoch));
     let to_record = |i: usize, r: &NewRecord| Record {
-        transactional: false,
+        transactional: options.transactional && options.producer.is_some(),
         control: false,
         delete_horizon: false,
         partition_leader_epoch: -1,

@@ -5,9 +5,11 @@
 //! The broker's storage and Kafka listener check and stamp batches with
 //! these functions; the client checks what it fetches with them.
 
+mod control;
 mod encode;
 mod header;
 
+pub use control::{ControlType, control_type, marker_batch};
 pub use encode::{Batching, Compression, EncodeError, EncodeOptions, NewRecord, Producer, encode};
 pub use header::{
     BatchError, BatchHeader, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, MAX_STORED_BATCH, frame_len,

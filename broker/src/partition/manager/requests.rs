@@ -8,7 +8,7 @@ use std::time::Duration;
 use tracing::info;
 
 use super::{CreateTopic, ReplicaManager};
-use crate::partition::{Acks, ClientRead, Error, FetchResult, ProduceResult};
+use crate::partition::{Acks, ClientRead, Error, FetchResult, Isolation, ProduceResult};
 
 /// Longest a fetch may long-poll, whatever the client asks.
 pub const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
@@ -24,6 +24,8 @@ pub const MAX_PRODUCE_TIMEOUT: Duration = Duration::from_secs(300);
 pub enum OffsetSpec {
     Earliest,
     Latest,
+    /// The last stable offset (latest for read_committed consumers).
+    LastStable,
     Timestamp(i64),
     /// The first record with the largest timestamp.
     MaxTimestamp,
@@ -52,6 +54,7 @@ pub struct FetchPartition {
     pub current_leader_epoch: i32,
     /// -1: no divergence check.
     pub last_fetched_epoch: i32,
+    pub isolation: Isolation,
 }
 
 /// Bounds of a multi-partition consumer fetch.
@@ -147,6 +150,7 @@ impl ReplicaManager {
         match spec {
             OffsetSpec::Earliest => Ok((p.earliest_offset()?, -1)),
             OffsetSpec::Latest => Ok((p.latest_offset()?, -1)),
+            OffsetSpec::LastStable => Ok((p.last_stable_offset()?, -1)),
             OffsetSpec::Timestamp(ts) => Ok(p.offset_for_timestamp(ts)?.unwrap_or((-1, -1))),
             OffsetSpec::MaxTimestamp => Ok(p.offset_for_max_timestamp()?.unwrap_or((-1, -1))),
         }
@@ -187,6 +191,11 @@ impl ReplicaManager {
             }
             OffsetSpec::Latest => OffsetAnswer {
                 offset: p.latest_offset()?,
+                timestamp: -1,
+                leader_epoch: p.latest_epoch(),
+            },
+            OffsetSpec::LastStable => OffsetAnswer {
+                offset: p.last_stable_offset()?,
                 timestamp: -1,
                 leader_epoch: p.latest_epoch(),
             },
@@ -250,6 +259,7 @@ impl ReplicaManager {
                         total == 0,
                         r.current_leader_epoch,
                         r.last_fetched_epoch,
+                        r.isolation,
                     )
                 });
                 match &result {
