@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/client.proto",
         "proto/controller.proto",
         "proto/replication.proto",
+        "proto/txn.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

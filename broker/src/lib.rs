@@ -52,5 +52,6 @@ pub mod quota;
 pub mod replication;
 pub mod security;
 pub mod server;
+pub mod txn;
 
 pub use server::{Broker, BrokerHandle, ServerError, run};

@@ -105,6 +105,18 @@ pub struct Metrics {
     pub kafka_throttled_requests: IntCounterVec,
     /// Seconds Kafka clients were throttled for, by `quota`.
     pub kafka_throttle_seconds: CounterVec,
+    /// Transactional ids coordinated here, by `state`.
+    pub transactions: IntGaugeVec,
+    /// Transaction state writes by the `state` written.
+    pub txn_state_transitions: IntCounterVec,
+    /// Transaction markers written in partitions led here, by `kind`
+    /// (commit, abort).
+    pub txn_markers: IntCounterVec,
+    /// Seconds from a transaction's prepare to all its markers written, by
+    /// `kind`.
+    pub txn_marker_seconds: HistogramVec,
+    /// Transactions aborted by the coordinator for exceeding their timeout.
+    pub txn_timeouts: IntCounter,
 }
 
 const PARTITION_LABELS: &[&str] = &["topic", "partition"];
@@ -382,6 +394,36 @@ impl Metrics {
                     &["quota"],
                 )
                 .expect("valid metric definition"),
+            ),
+            transactions: labelled_gauge(
+                &r,
+                "rill_transactions",
+                "Transactional ids coordinated by this broker, by state.",
+                &["state"],
+            ),
+            txn_state_transitions: counter(
+                &r,
+                "rill_transaction_state_writes_total",
+                "Transaction state records written by this broker's coordinator, by the state written.",
+                &["state"],
+            ),
+            txn_markers: counter(
+                &r,
+                "rill_transaction_markers_total",
+                "Transaction markers written in partitions led by this broker, by kind (commit, abort).",
+                &["kind"],
+            ),
+            txn_marker_seconds: histogram(
+                &r,
+                "rill_transaction_marker_seconds",
+                "Seconds from a transaction's prepare record to its last marker, by kind (commit, abort).",
+                &["kind"],
+                vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+            ),
+            txn_timeouts: plain_counter(
+                &r,
+                "rill_transaction_timeouts_total",
+                "Transactions aborted by this broker's coordinator for exceeding their timeout.",
             ),
             registry: r,
         }

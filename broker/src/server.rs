@@ -317,6 +317,16 @@ impl Broker {
             Arc::clone(&metrics),
         );
         tasks.push(groups.start(tasks_stop.clone()));
+        let producer_ids = Arc::new(producer_ids);
+        let txns = crate::txn::TxnCoordinator::new(
+            Arc::clone(&manager),
+            Arc::clone(&producer_ids),
+            config.txn_settings(),
+            Arc::clone(&metrics),
+            crate::txn::MarkerClient::new(internal_tls.clone()),
+        );
+        txns.set_groups(Arc::clone(&groups));
+        tasks.push(txns.start(tasks_stop.clone()));
         tasks.extend(crate::config::reload::spawn(
             &config,
             Arc::clone(&manager),
@@ -360,6 +370,7 @@ impl Broker {
                         Arc::clone(&manager),
                         config.max_request_bytes,
                     ))
+                    .add_service(crate::grpc::txn::TxnApi::server(Arc::clone(&txns)))
                     .serve_with_incoming_shutdown(no_delay(listener), stop.cancelled_owned())
             });
             let settings = ClusterSettings {
@@ -437,8 +448,9 @@ impl Broker {
                 default_partitions: config.num_partitions,
                 config_sources: config.kafka_config_sources(),
             },
-            producer_ids: Arc::new(producer_ids),
+            producer_ids: Arc::clone(&producer_ids),
             groups: Some(Arc::clone(&groups)),
+            txns: Some(Arc::clone(&txns)),
             acls,
             listener: None,
             quotas,

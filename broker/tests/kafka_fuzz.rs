@@ -124,6 +124,7 @@ impl Harness {
             },
             producer_ids: Arc::new(ids),
             groups: Some(Arc::clone(broker.groups())),
+            txns: None,
             acls: fuzz_acls(dir.path()),
             listener: None,
             quotas: QuotaService::open_local(dir.path(), Arc::new(QuotaManager::default()))

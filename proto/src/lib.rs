@@ -44,3 +44,8 @@ pub mod controller {
 pub mod replication {
     tonic::include_proto!("rill.replication.v1");
 }
+
+/// `rill.txn.v1`: transaction coordinators and partition leaders.
+pub mod txn {
+    tonic::include_proto!("rill.txn.v1");
+}

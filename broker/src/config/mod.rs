@@ -346,6 +346,37 @@ pub struct BrokerConfig {
     )]
     pub offsets_topic_replication_factor: i32,
 
+    /// Partitions of the `__transaction_state` topic, created on first use;
+    /// transactional id `t` lives in partition abs(hash(t)) % this.
+    #[arg(long, env = "RILL_TRANSACTION_STATE_PARTITIONS", default_value_t = 12)]
+    pub transaction_state_partitions: i32,
+
+    /// Replication factor of `__transaction_state` (capped at the number of
+    /// live brokers).
+    #[arg(
+        long,
+        env = "RILL_TRANSACTION_STATE_REPLICATION_FACTOR",
+        default_value_t = 3
+    )]
+    pub transaction_state_replication_factor: i32,
+
+    /// Largest `transaction.timeout.ms` a transactional producer may ask for.
+    #[arg(
+        long,
+        env = "RILL_TRANSACTION_MAX_TIMEOUT_MS",
+        default_value_t = 900_000
+    )]
+    pub transaction_max_timeout_ms: i32,
+
+    /// How often the transaction coordinator looks for transactions open
+    /// longer than their timeout, and aborts them.
+    #[arg(
+        long,
+        env = "RILL_TRANSACTION_ABORT_CHECK_INTERVAL_MS",
+        default_value_t = 1_000
+    )]
+    pub transaction_abort_check_interval_ms: u64,
+
     /// How long the first rebalance of an empty group waits for more members, in ms
     /// (Kafka's `group.initial.rebalance.delay.ms`).
     #[arg(
@@ -474,6 +505,10 @@ impl BrokerConfig {
             shutdown_timeout_ms: 10_000,
             offsets_topic_partitions: 12,
             offsets_topic_replication_factor: 3,
+            transaction_state_partitions: 12,
+            transaction_state_replication_factor: 3,
+            transaction_max_timeout_ms: 900_000,
+            transaction_abort_check_interval_ms: 1_000,
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
@@ -716,6 +751,33 @@ impl BrokerConfig {
                 return Err(invalid(flag, env, "must be at least 1 ms"));
             }
         }
+        if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&self.transaction_state_partitions) {
+            return Err(invalid(
+                "--transaction-state-partitions",
+                "RILL_TRANSACTION_STATE_PARTITIONS",
+                format!(
+                    "{} is not between 1 and {MAX_PARTITIONS_PER_TOPIC}",
+                    self.transaction_state_partitions
+                ),
+            ));
+        }
+        if !(1..=16).contains(&self.transaction_state_replication_factor) {
+            return Err(invalid(
+                "--transaction-state-replication-factor",
+                "RILL_TRANSACTION_STATE_REPLICATION_FACTOR",
+                format!(
+                    "{} is not between 1 and 16",
+                    self.transaction_state_replication_factor
+                ),
+            ));
+        }
+        if self.transaction_max_timeout_ms < 1 {
+            return Err(invalid(
+                "--transaction-max-timeout-ms",
+                "RILL_TRANSACTION_MAX_TIMEOUT_MS",
+                "must be at least 1 ms",
+            ));
+        }
         if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&self.offsets_topic_partitions) {
             return Err(invalid(
                 "--offsets-topic-partitions",
@@ -917,6 +979,18 @@ impl BrokerConfig {
             offsets_retention_ms: self.offsets_retention_ms,
             commit_timeout: Duration::from_millis(self.offsets_commit_timeout_ms),
             ..GroupSettings::default()
+        }
+    }
+
+    pub fn txn_settings(&self) -> crate::txn::TxnSettings {
+        crate::txn::TxnSettings {
+            partitions: self.transaction_state_partitions,
+            replication_factor: self.transaction_state_replication_factor,
+            max_timeout_ms: self.transaction_max_timeout_ms,
+            abort_check_interval: Duration::from_millis(
+                self.transaction_abort_check_interval_ms.max(1),
+            ),
+            ..crate::txn::TxnSettings::default()
         }
     }
 

@@ -113,6 +113,20 @@ pub struct LogRecord {
     pub offset: i64,
     pub key: Bytes,
     pub value: Option<Bytes>,
+    /// The producer of a transactional record (written by TxnOffsetCommit):
+    /// it counts only once that producer's commit marker follows.
+    pub transactional_producer: Option<i64>,
+}
+
+/// What a batch of the offsets topic holds, in log order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEntry {
+    Record(LogRecord),
+    /// A transaction marker of `producer_id`: commit or abort.
+    Marker {
+        producer_id: i64,
+        commit: bool,
+    },
 }
 
 // ---- encoding ----
@@ -195,6 +209,17 @@ pub fn encode_group(value: &GroupValue) -> Bytes {
 /// Encodes keyed records (value `None`: tombstone) stamped with
 /// `timestamp`, each in an uncompressed RecordBatch v2 of its own.
 pub fn encode_batch(records: &[(Bytes, Option<Bytes>)], timestamp: i64) -> Vec<u8> {
+    encode_batch_as(records, timestamp, None)
+}
+
+/// Encodes records as one batch of `producer`'s transaction (id, epoch),
+/// or as one batch per record without a producer. A transactional batch
+/// carries no sequence number (-1): it is not an idempotent produce.
+pub fn encode_batch_as(
+    records: &[(Bytes, Option<Bytes>)],
+    timestamp: i64,
+    producer: Option<(i64, i16)>,
+) -> Vec<u8> {
     let records: Vec<NewRecord> = records
         .iter()
         .map(|(key, value)| NewRecord {
@@ -203,9 +228,20 @@ pub fn encode_batch(records: &[(Bytes, Option<Bytes>)], timestamp: i64) -> Vec<u
             timestamp,
         })
         .collect();
-    let options = EncodeOptions {
-        batching: Batching::PerRecord,
-        ..EncodeOptions::default()
+    let options = match producer {
+        None => EncodeOptions {
+            batching: Batching::PerRecord,
+            ..EncodeOptions::default()
+        },
+        Some((id, epoch)) => EncodeOptions {
+            producer: Some(rill_client::batch::Producer {
+                id,
+                epoch,
+                first_sequence: -1,
+            }),
+            transactional: true,
+            ..EncodeOptions::default()
+        },
     };
     rill_client::batch::encode(&records, &options)
         .expect("encoding an uncompressed batch into memory cannot fail")
@@ -402,6 +438,39 @@ pub fn decode_batches(data: &Bytes) -> Result<Vec<LogRecord>, RecordError> {
                 offset: r.offset,
                 key,
                 value: r.value,
+                transactional_producer: r.transactional.then_some(r.producer_id),
+            })
+        })
+        .collect())
+}
+
+/// Like [`decode_batches`], with the transaction markers in place.
+pub fn decode_entries(data: &Bytes) -> Result<Vec<LogEntry>, RecordError> {
+    let mut buf = data.clone();
+    let sets =
+        RecordBatchDecoder::decode_all(&mut buf).map_err(|e| RecordError::Batch(e.to_string()))?;
+    Ok(sets
+        .into_iter()
+        .flat_map(|set| set.records)
+        .filter_map(|r| {
+            if r.control {
+                let kind = r
+                    .key
+                    .as_ref()
+                    .filter(|k| k.len() >= 4)
+                    .map(|k| i16::from_be_bytes([k[2], k[3]]))?;
+                return (kind == 0 || kind == 1).then_some(LogEntry::Marker {
+                    producer_id: r.producer_id,
+                    commit: kind == 1,
+                });
+            }
+            r.key.map(|key| {
+                LogEntry::Record(LogRecord {
+                    offset: r.offset,
+                    key,
+                    value: r.value,
+                    transactional_producer: r.transactional.then_some(r.producer_id),
+                })
             })
         })
         .collect())
@@ -523,12 +592,14 @@ mod tests {
                 LogRecord {
                     offset: 0,
                     key: k1,
-                    value: Some(v1)
+                    value: Some(v1),
+                    transactional_producer: None,
                 },
                 LogRecord {
                     offset: 1,
                     key: k2,
-                    value: None
+                    value: None,
+                    transactional_producer: None,
                 },
             ]
         );

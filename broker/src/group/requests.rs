@@ -114,6 +114,60 @@ impl GroupCoordinator {
         generation: i32,
         offsets: Vec<OffsetToCommit>,
     ) -> Vec<Result<(), GroupError>> {
+        let (checks, to_write) = self.check_offsets(offsets);
+        let written = if to_write.is_empty() {
+            Ok(())
+        } else {
+            match self.commit_offsets(group_id, member_id, instance_id, generation, to_write) {
+                Ok(rx) => rx.await.unwrap_or(Err(GroupError::NotCoordinator)),
+                Err(e) => Err(e),
+            }
+        };
+        if written.is_ok() {
+            self.metrics().group_offset_commits.inc();
+        }
+        checks
+            .into_iter()
+            .map(|check| check.and_then(|()| written.clone()))
+            .collect()
+    }
+
+    /// TxnOffsetCommit: like [`Self::commit`], but the offsets are written
+    /// in a batch of `producer`'s transaction (id, epoch) and become
+    /// visible only with its commit marker. The member is checked when
+    /// named (v3+).
+    pub async fn commit_in_transaction(
+        &self,
+        group_id: &str,
+        producer: (i64, i16),
+        member: Option<(&str, Option<&str>, i32)>,
+        offsets: Vec<OffsetToCommit>,
+    ) -> Vec<Result<(), GroupError>> {
+        let (checks, to_write) = self.check_offsets(offsets);
+        let written = if to_write.is_empty() {
+            Ok(())
+        } else {
+            match self.commit_txn_offsets(group_id, producer, member, to_write) {
+                Ok(rx) => rx.await.unwrap_or(Err(GroupError::NotCoordinator)),
+                Err(e) => Err(e),
+            }
+        };
+        checks
+            .into_iter()
+            .map(|check| check.and_then(|()| written.clone()))
+            .collect()
+    }
+
+    /// Per offset, an error decided before writing (unknown partition, too
+    /// large metadata); and the offsets to write.
+    #[allow(clippy::type_complexity)]
+    fn check_offsets(
+        &self,
+        offsets: Vec<OffsetToCommit>,
+    ) -> (
+        Vec<Result<(), GroupError>>,
+        Vec<((String, i32), CommittedOffset)>,
+    ) {
         let now = now_ms();
         let max_metadata = self.settings().limits.max_metadata_bytes;
 
@@ -155,22 +209,7 @@ impl GroupCoordinator {
             };
             checks.push(check);
         }
-
-        let written = if to_write.is_empty() {
-            Ok(())
-        } else {
-            match self.commit_offsets(group_id, member_id, instance_id, generation, to_write) {
-                Ok(rx) => rx.await.unwrap_or(Err(GroupError::NotCoordinator)),
-                Err(e) => Err(e),
-            }
-        };
-        if written.is_ok() {
-            self.metrics().group_offset_commits.inc();
-        }
-        checks
-            .into_iter()
-            .map(|check| check.and_then(|()| written.clone()))
-            .collect()
+        (checks, to_write)
     }
 
     /// OffsetFetch of one group: the committed offsets of the `wanted`

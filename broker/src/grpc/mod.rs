@@ -12,6 +12,7 @@
 //! full disk `RESOURCE_EXHAUSTED`.
 
 pub mod replication;
+pub mod txn;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,6 +41,7 @@ pub fn status_from(err: &Error) -> Status {
         | Error::InvalidConfig(_)
         | Error::ConfigRefused(_)
         | Error::InvalidRequest(_) => Code::InvalidArgument,
+        Error::InvalidTxnState(_) => Code::FailedPrecondition,
         Error::PolicyViolation(_) => Code::PermissionDenied,
         Error::RequestTooLarge { .. } => Code::ResourceExhausted,
         Error::Log { source, .. } => match source {

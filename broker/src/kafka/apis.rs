@@ -43,6 +43,7 @@ use super::groups::{self, client};
 use super::throttle::{Charge, Meter, Throttle, timed};
 use super::{
     KafkaContext, acls, admin, fetch, metadata, offsets, produce, producer_id, quotas, reassign,
+    txn,
 };
 use crate::group::GroupCoordinator;
 
@@ -205,13 +206,19 @@ kafka_apis! {
         DeleteAcls(DeleteAclsRequest => DeleteAclsResponse) => acls::delete_acls,
         DescribeClientQuotas(DescribeClientQuotasRequest => DescribeClientQuotasResponse) => quotas::describe_client_quotas,
         AlterClientQuotas(AlterClientQuotasRequest => AlterClientQuotasResponse) => quotas::alter_client_quotas,
+        AddPartitionsToTxn(AddPartitionsToTxnRequest => AddPartitionsToTxnResponse) => txn::add_partitions_to_txn,
+        AddOffsetsToTxn(AddOffsetsToTxnRequest => AddOffsetsToTxnResponse) => txn::add_offsets_to_txn,
+        EndTxn(EndTxnRequest => EndTxnResponse) => txn::end_txn,
+        DescribeTransactions(DescribeTransactionsRequest => DescribeTransactionsResponse) => txn::describe_transactions,
+        ListTransactions(ListTransactionsRequest => ListTransactionsResponse) => txn::list_transactions,
+        DescribeProducers(DescribeProducersRequest => DescribeProducersResponse) => txn::describe_producers,
+        FindCoordinator(FindCoordinatorRequest => FindCoordinatorResponse) => find_coordinator,
     }
     session {
         SaslHandshake(SaslHandshakeRequest => SaslHandshakeResponse),
         SaslAuthenticate(SaslAuthenticateRequest => SaslAuthenticateResponse),
     }
     groups {
-        FindCoordinator(FindCoordinatorRequest => FindCoordinatorResponse) => groups::find_coordinator,
         JoinGroup(JoinGroupRequest => JoinGroupResponse) => groups::join_group,
         SyncGroup(SyncGroupRequest => SyncGroupResponse) => groups::sync_group,
         Heartbeat(HeartbeatRequest => HeartbeatResponse) => groups::heartbeat,
@@ -221,6 +228,7 @@ kafka_apis! {
         ListGroups(ListGroupsRequest => ListGroupsResponse) => groups::list_groups,
         DescribeGroups(DescribeGroupsRequest => DescribeGroupsResponse) => groups::describe_groups,
         DeleteGroups(DeleteGroupsRequest => DeleteGroupsResponse) => groups::delete_groups,
+        TxnOffsetCommit(TxnOffsetCommitRequest => TxnOffsetCommitResponse) => groups::txn_offset_commit,
     }
 }
 
@@ -248,6 +256,15 @@ fn authorize<R: Authorize>(
 
 fn pair<Req: Message, Resp: Message>() -> VersionRange {
     Req::VERSIONS.intersect(&Resp::VERSIONS)
+}
+
+/// FindCoordinator for groups and transactional ids.
+async fn find_coordinator(
+    ctx: &KafkaContext,
+    version: i16,
+    request: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    groups::find_coordinator(ctx, version, request).await
 }
 
 /// The coordinator for a group request (decoding only reaches here for

@@ -1050,3 +1050,206 @@ impl Authorize for ListGroupsRequest {
         ))
     }
 }
+
+/// Transaction requests of one transactional id: WRITE on it (and READ on
+/// the group the request names), or the response with
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED (GROUP_AUTHORIZATION_FAILED).
+macro_rules! one_transaction {
+    ($($req:ty => $resp:ty $(, group $group:ident)?;)*) => {$(
+        impl Authorize for $req {
+            type Response = $resp;
+            fn authorize(self, check: &Check<'_>) -> Result<(Self, Finish<$resp>), $resp> {
+                if !check.transactional_id(Operation::Write, &self.transactional_id) {
+                    return Err(<$resp>::default()
+                        .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()));
+                }
+                $(
+                    if !check.group(Operation::Read, &self.$group) {
+                        return Err(<$resp>::default().with_error_code(group_denied()));
+                    }
+                )?
+                Ok((self, None))
+            }
+        }
+    )*};
+}
+
+one_transaction! {
+    AddOffsetsToTxnRequest => AddOffsetsToTxnResponse, group group_id;
+    EndTxnRequest => EndTxnResponse;
+}
+
+impl Authorize for TxnOffsetCommitRequest {
+    type Response = TxnOffsetCommitResponse;
+    fn authorize(
+        self,
+        check: &Check<'_>,
+    ) -> Result<(Self, Finish<Self::Response>), Self::Response> {
+        let code = if !check.transactional_id(Operation::Write, &self.transactional_id) {
+            Some(ResponseError::TransactionalIdAuthorizationFailed.code())
+        } else if !check.group(Operation::Read, &self.group_id) {
+            Some(group_denied())
+        } else if self
+            .topics
+            .iter()
+            .any(|t| !check.topic(Operation::Read, &t.name))
+        {
+            Some(topic_denied())
+        } else {
+            None
+        };
+        let Some(code) = code else {
+            return Ok((self, None));
+        };
+        Err(TxnOffsetCommitResponse::default().with_topics(
+            self.topics
+                .iter()
+                .map(|t| {
+                    txn_offset_commit_response::TxnOffsetCommitResponseTopic::default()
+                        .with_name(t.name.clone())
+                        .with_partitions(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    txn_offset_commit_response::TxnOffsetCommitResponsePartition::default()
+                                        .with_partition_index(p.partition_index)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        ))
+    }
+}
+
+impl Authorize for AddPartitionsToTxnRequest {
+    type Response = AddPartitionsToTxnResponse;
+    fn authorize(
+        self,
+        check: &Check<'_>,
+    ) -> Result<(Self, Finish<Self::Response>), Self::Response> {
+        // v4+ batches come from brokers: CLUSTER_ACTION; v0-3 from the
+        // producer: WRITE on its transactional id and on every topic.
+        let allowed = if self.transactions.is_empty() {
+            check.transactional_id(Operation::Write, &self.v3_and_below_transactional_id)
+                && self
+                    .v3_and_below_topics
+                    .iter()
+                    .all(|t| check.topic(Operation::Write, &t.name))
+        } else {
+            check.cluster(Operation::ClusterAction)
+        };
+        if allowed {
+            return Ok((self, None));
+        }
+        let code = if self.transactions.is_empty() {
+            ResponseError::TransactionalIdAuthorizationFailed.code()
+        } else {
+            cluster_denied()
+        };
+        Err(AddPartitionsToTxnResponse::default()
+            .with_error_code(code)
+            .with_results_by_topic_v3_and_below(
+                self.v3_and_below_topics
+                    .iter()
+                    .map(|t| {
+                        add_partitions_to_txn_response::AddPartitionsToTxnTopicResult::default()
+                            .with_name(t.name.clone())
+                            .with_results_by_partition(
+                                t.partitions
+                                    .iter()
+                                    .map(|p| {
+                                        add_partitions_to_txn_response::AddPartitionsToTxnPartitionResult::default()
+                                            .with_partition_index(*p)
+                                            .with_partition_error_code(code)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            ))
+    }
+}
+
+impl Authorize for DescribeTransactionsRequest {
+    type Response = DescribeTransactionsResponse;
+    fn authorize(
+        mut self,
+        check: &Check<'_>,
+    ) -> Result<(Self, Finish<Self::Response>), Self::Response> {
+        let (kept, denied) = split(std::mem::take(&mut self.transactional_ids), |id| {
+            check.transactional_id(Operation::Describe, id)
+        });
+        self.transactional_ids = kept;
+        if denied.is_empty() {
+            return Ok((self, None));
+        }
+        let answers: Vec<describe_transactions_response::TransactionState> = denied
+            .into_iter()
+            .map(|id| {
+                describe_transactions_response::TransactionState::default()
+                    .with_transactional_id(id)
+                    .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+            })
+            .collect();
+        Ok((
+            self,
+            finish(move |r: &mut DescribeTransactionsResponse| {
+                r.transaction_states.extend(answers)
+            }),
+        ))
+    }
+}
+
+/// ListTransactions: Rill asks DESCRIBE on the cluster for the whole list
+/// (Kafka filters it by DESCRIBE on each transactional id).
+impl Authorize for ListTransactionsRequest {
+    type Response = ListTransactionsResponse;
+    fn authorize(
+        self,
+        check: &Check<'_>,
+    ) -> Result<(Self, Finish<Self::Response>), Self::Response> {
+        if check.cluster(Operation::Describe) {
+            Ok((self, None))
+        } else {
+            Err(ListTransactionsResponse::default().with_error_code(cluster_denied()))
+        }
+    }
+}
+
+/// DescribeProducers: READ on every topic named.
+impl Authorize for DescribeProducersRequest {
+    type Response = DescribeProducersResponse;
+    fn authorize(
+        self,
+        check: &Check<'_>,
+    ) -> Result<(Self, Finish<Self::Response>), Self::Response> {
+        if self
+            .topics
+            .iter()
+            .all(|t| check.topic(Operation::Read, &t.name))
+        {
+            return Ok((self, None));
+        }
+        Err(DescribeProducersResponse::default().with_topics(
+            self.topics
+                .iter()
+                .map(|t| {
+                    describe_producers_response::TopicResponse::default()
+                        .with_name(t.name.clone())
+                        .with_partitions(
+                            t.partition_indexes
+                                .iter()
+                                .map(|p| {
+                                    describe_producers_response::PartitionResponse::default()
+                                        .with_partition_index(*p)
+                                        .with_error_code(topic_denied())
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        ))
+    }
+}

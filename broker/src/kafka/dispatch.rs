@@ -228,6 +228,7 @@ mod tests {
             producer_ids: std::sync::Arc::new(ProducerIdAllocator::open(dir, 0).expect("ids")),
             listener: None,
             groups,
+            txns: None,
             acls: crate::security::AclService::open_local(
                 dir,
                 Arc::new(crate::security::Authorizer::default()),

@@ -40,6 +40,7 @@ pub fn error_code(err: &Error) -> ResponseError {
         Error::InvalidConfig(_) | Error::ConfigRefused(_) => ResponseError::InvalidConfig,
         Error::PolicyViolation(_) => ResponseError::PolicyViolation,
         Error::InvalidRequest(_) => ResponseError::InvalidRequest,
+        Error::InvalidTxnState(_) => ResponseError::InvalidTxnState,
         Error::RequestTooLarge { .. } => ResponseError::MessageTooLarge,
         Error::Log { source, .. } => match source {
             LogError::InvalidBatch(BatchError::BadLength { length, max, .. })

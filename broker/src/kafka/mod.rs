@@ -50,6 +50,7 @@ pub mod quotas;
 pub mod reassign;
 pub mod throttle;
 pub mod topic_id;
+pub mod txn;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,6 +110,9 @@ pub struct KafkaContext {
     pub producer_ids: Arc<ProducerIdAllocator>,
     /// Consumer groups; `None` leaves the group APIs out of ApiVersions.
     pub groups: Option<Arc<GroupCoordinator>>,
+    /// Transactions; `None` answers the transaction APIs
+    /// COORDINATOR_NOT_AVAILABLE.
+    pub txns: Option<Arc<crate::txn::TxnCoordinator>>,
     /// Who may do what ([`authz`]), and where ACL changes go.
     pub acls: crate::security::AclService,
     /// The named listener (`--kafka-listener`) this context serves: clients

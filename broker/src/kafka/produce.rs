@@ -9,8 +9,10 @@
 //!   else INVALID_RECORD.
 //! - Idempotent producers: the partition layer answers a retried batch
 //!   with its first offset and refuses sequence gaps and stale epochs.
-//! - Transactions are not supported: a request with a transactional id is
-//!   refused with INVALID_REQUEST.
+//! - Transactions: before a producer's first transactional batch in a
+//!   partition, the transaction coordinator confirms the partition is part
+//!   of its ongoing transaction (KIP-890 part 1; with produce v12+ it adds
+//!   it, part 2); otherwise the batch is refused with INVALID_TXN_STATE.
 //! - Partitions of one request are appended in request order, then wait
 //!   for durability concurrently. NOT_LEADER_OR_FOLLOWER answers carry the
 //!   current leader (v10+) so clients need not refresh metadata first.
@@ -68,7 +70,9 @@ pub async fn produce(
     let transactional = request
         .transactional_id
         .as_ref()
-        .is_some_and(|id| !id.0.is_empty());
+        .filter(|id| !id.0.is_empty())
+        .map(|id| id.0.to_string());
+    let transactional = &transactional;
     let names = TopicNames::new(&ctx.manager, version >= 13);
 
     // (response topic slot, partition index, outcome future), in request order.
@@ -86,12 +90,6 @@ pub async fn produce(
                         format!("acks must be 0, 1 or -1, not {}", request.acks),
                     ));
                 };
-                if transactional {
-                    return Err(Failure::new(
-                        ResponseError::InvalidRequest,
-                        "transactions are not supported by Rill; produce without a transactional id",
-                    ));
-                }
                 let Some(name) = name else {
                     return Err(Failure::new(
                         ResponseError::UnknownTopicId,
@@ -99,6 +97,9 @@ pub async fn produce(
                     ));
                 };
                 let records = p.records.unwrap_or_default();
+                if let Some(id) = transactional.as_deref() {
+                    verify_transaction(ctx, id, &name, p.index, &records, version >= 12).await?;
+                }
                 if records.is_empty() {
                     return Err(Failure::new(
                         ResponseError::InvalidRecord,
@@ -181,4 +182,84 @@ pub async fn produce(
         response = response.with_node_endpoints(node_endpoints!(hints, NodeEndpoint));
     }
     Reply::Body(response)
+}
+
+/// Before a producer's first transactional batch in a partition: asks its
+/// transaction coordinator (this broker or the one leading the id's
+/// `__transaction_state` partition) to confirm, or with `add` to add, the
+/// partition to the producer's ongoing transaction, then lets the
+/// partition accept the batch.
+async fn verify_transaction(
+    ctx: &KafkaContext,
+    transactional_id: &str,
+    topic: &str,
+    partition: i32,
+    records: &[u8],
+    add: bool,
+) -> Result<(), Failure> {
+    let Ok(h) = batch::BatchHeader::parse(records) else {
+        return Ok(());
+    };
+    if !h.is_transactional() || h.producer_id < 0 {
+        return Ok(());
+    }
+    let part = ctx
+        .manager
+        .partition(topic, partition)
+        .map_err(|e| Failure::from_service(&e))?;
+    if !part
+        .needs_txn_verification(h.producer_id)
+        .map_err(|e| Failure::from_service(&e))?
+    {
+        return Ok(());
+    }
+    let Some(txns) = &ctx.txns else {
+        return Err(Failure::new(
+            ResponseError::CoordinatorNotAvailable,
+            "this broker runs no transaction coordinator",
+        ));
+    };
+    let producer = crate::txn::ProducerRef {
+        producer_id: h.producer_id,
+        producer_epoch: h.producer_epoch,
+    };
+    let tp = [(topic.to_owned(), partition)];
+    let coordinator = txns
+        .locate(transactional_id)
+        .map_err(|e| Failure::new(ResponseError::NotEnoughReplicas, e.message))?;
+    let checked = if coordinator == ctx.settings.broker_id {
+        txns.check_partitions(transactional_id, producer, &tp, add)
+            .await
+    } else {
+        match ctx.manager.replication_address(coordinator) {
+            Some(addr) => {
+                txns.marker_client()
+                    .check_remote(&addr, transactional_id, producer, &tp, add)
+                    .await
+            }
+            None => Err(crate::txn::TxnError {
+                code: ResponseError::NotEnoughReplicas,
+                message: format!("the address of transaction coordinator {coordinator} is unknown"),
+            }),
+        }
+    };
+    match checked {
+        Ok(()) => {
+            part.mark_txn_verified(h.producer_id, h.producer_epoch);
+            Ok(())
+        }
+        // The coordinator moved or is loading: retriable for the producer.
+        Err(e)
+            if matches!(
+                e.code,
+                ResponseError::NotCoordinator
+                    | ResponseError::CoordinatorNotAvailable
+                    | ResponseError::CoordinatorLoadInProgress
+                    | ResponseError::ConcurrentTransactions
+            ) =>
+        {
+            Err(Failure::new(ResponseError::NotEnoughReplicas, e.message))
+        }
+        Err(e) => Err(Failure::new(e.code, e.message)),
+    }
 }

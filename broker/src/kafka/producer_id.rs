@@ -17,10 +17,10 @@
 //! id it handed out before unless it sustained more than 64 new producers
 //! per millisecond. The counter space lasts until the year 3000.
 //!
-//! Transactional producers (a `transactional_id`) are refused with
-//! INVALID_REQUEST: Rill does not implement transactions. A producer
-//! asking to bump its epoch (KIP-360, v3+) gets a fresh id, which Kafka
-//! also does for non-transactional producers.
+//! Transactional producers (a `transactional_id`) get their id and epoch
+//! from the transaction coordinator ([`super::txn::init_transactional`]).
+//! An idempotent producer asking to bump its epoch (KIP-360, v3+) gets a
+//! fresh id, which Kafka also does for non-transactional producers.
 
 use std::path::{Path, PathBuf};
 
@@ -135,9 +135,16 @@ fn persist(path: &Path, end: i64) -> std::io::Result<()> {
 
 pub async fn init_producer_id(
     ctx: &KafkaContext,
-    _version: i16,
+    version: i16,
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
+    if let Some(id) = request
+        .transactional_id
+        .as_ref()
+        .filter(|id| !id.0.is_empty())
+    {
+        return super::txn::init_transactional(ctx, version, &request, &id.0.to_string()).await;
+    }
     let failed = |error: ResponseError| {
         ctx.count_error(ApiKey::InitProducerId, error.code());
         InitProducerIdResponse::default()
@@ -145,13 +152,6 @@ pub async fn init_producer_id(
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };
-    if request
-        .transactional_id
-        .as_ref()
-        .is_some_and(|id| !id.0.is_empty())
-    {
-        return failed(ResponseError::InvalidRequest);
-    }
     match ctx.producer_ids.allocate().await {
         Ok(id) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))

@@ -59,6 +59,8 @@ throttle_time! {
     FindCoordinatorResponse, JoinGroupResponse, SyncGroupResponse, HeartbeatResponse,
     LeaveGroupResponse, OffsetCommitResponse, OffsetFetchResponse, ListGroupsResponse,
     DescribeGroupsResponse, DeleteGroupsResponse,
+    AddPartitionsToTxnResponse, AddOffsetsToTxnResponse, EndTxnResponse, TxnOffsetCommitResponse,
+    DescribeTransactionsResponse, ListTransactionsResponse, DescribeProducersResponse,
 }
 
 /// How a request type is charged, beyond the request-time quota.
@@ -91,6 +93,8 @@ plain_charge! {
     FindCoordinatorRequest, JoinGroupRequest, SyncGroupRequest, HeartbeatRequest,
     LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest, ListGroupsRequest,
     DescribeGroupsRequest, DeleteGroupsRequest,
+    AddPartitionsToTxnRequest, AddOffsetsToTxnRequest, EndTxnRequest, TxnOffsetCommitRequest,
+    DescribeTransactionsRequest, ListTransactionsRequest, DescribeProducersRequest,
 }
 
 impl Charge for ProduceRequest {
@@ -141,6 +145,8 @@ plain_charged! {
     FindCoordinatorResponse, JoinGroupResponse, SyncGroupResponse, HeartbeatResponse,
     LeaveGroupResponse, OffsetCommitResponse, OffsetFetchResponse, ListGroupsResponse,
     DescribeGroupsResponse, DeleteGroupsResponse,
+    AddPartitionsToTxnResponse, AddOffsetsToTxnResponse, EndTxnResponse, TxnOffsetCommitResponse,
+    DescribeTransactionsResponse, ListTransactionsResponse, DescribeProducersResponse,
 }
 
 impl Charged for FetchResponse {

@@ -50,6 +50,10 @@ pub enum Error {
     InvalidConfig(#[from] ConfigError),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A transactional batch for a partition that is not (or no longer)
+    /// part of the producer's ongoing transaction.
+    #[error("{0}")]
+    InvalidTxnState(String),
     #[error("request of {size} bytes is larger than the limit of {max} bytes")]
     RequestTooLarge { size: usize, max: usize },
     /// The storage layer refused or failed.
@@ -185,6 +189,7 @@ impl Error {
             Self::InvalidConfig(_) | Self::ConfigRefused(_) => "invalid_config",
             Self::PolicyViolation(_) => "policy_violation",
             Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidTxnState(_) => "invalid_txn_state",
             Self::RequestTooLarge { .. } => "request_too_large",
             Self::Log { source, .. } => source.metric_label(),
             Self::Metadata(e) if is_disk_full(&e.source) => "disk_full",

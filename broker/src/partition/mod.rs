@@ -55,6 +55,7 @@ use tokio::sync::watch;
 use tracing::error;
 
 pub use error::Error;
+pub use produce::ProducerView;
 pub use role::{IsrProposal, ReplicaRead, Role, RoleView};
 
 use crate::log::batch::{self, BatchHeader};
@@ -197,6 +198,12 @@ pub struct Partition {
     /// until first needed (built by scanning the log) and after a
     /// truncation. Lock order: after producers.
     txns: parking_lot::Mutex<Option<PartitionTxns>>,
+    /// Producers whose transaction the coordinator confirmed includes this
+    /// partition (id -> epoch), allowed to start their transaction here
+    /// with their next transactional batch (KIP-890). A marker for the
+    /// producer clears it, so a batch delayed past the end of its
+    /// transaction cannot open a transaction nobody will end.
+    verified: parking_lot::Mutex<std::collections::HashMap<i64, i16>>,
     metrics: Arc<Metrics>,
 }
 
@@ -250,6 +257,7 @@ impl Partition {
             log_end,
             producers: parking_lot::Mutex::new(None),
             txns: parking_lot::Mutex::new(None),
+            verified: parking_lot::Mutex::new(std::collections::HashMap::new()),
             metrics,
         })
     }
@@ -681,10 +689,29 @@ impl Partition {
                 .get(pos..pos + len)
                 .and_then(|b| rill_client::batch::control_type(&h, b));
             if let Some(b) = TxnBatch::from_header(&h, control) {
+                if b.control.is_some() {
+                    self.verified.lock().remove(&b.producer_id);
+                }
                 txns.apply(segment, b);
             }
             pos += len;
         }
+    }
+
+    /// Whether the next transactional batch of `producer_id` would open a
+    /// transaction here, so the coordinator must confirm it first.
+    pub fn needs_txn_verification(&self, producer_id: i64) -> Result<bool, Error> {
+        self.check_state()?;
+        let log = self.log.read();
+        let mut slot = self.txns.lock();
+        let txns = self.load_txns(&log, &mut slot, self.high_watermark())?;
+        Ok(txns.open_txn(producer_id).is_none())
+    }
+
+    /// Records that the coordinator confirmed this partition is part of
+    /// the ongoing transaction of `producer_id` at `epoch`.
+    pub fn mark_txn_verified(&self, producer_id: i64, epoch: i16) {
+        self.verified.lock().insert(producer_id, epoch);
     }
 
     /// The transactions open in this partition: (producer id, epoch, first

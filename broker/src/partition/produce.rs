@@ -144,6 +144,7 @@ impl Partition {
         self.check_state()?;
         let mut role = self.role.lock();
         let (epoch, replicated) = self.append_epoch(&role, &log, acks)?;
+        self.check_txn_start(&log, data)?;
         let idempotent = idempotent_batches(data);
         let mut producers = self.producers.lock();
         let duplicate =
@@ -186,6 +187,37 @@ impl Partition {
             replicated,
             epoch,
         })
+    }
+
+    /// Refuses a transactional batch that would open a transaction here
+    /// without the coordinator's confirmation (see `verified`).
+    fn check_txn_start(&self, log: &PartitionLog, data: &[u8]) -> Result<(), Error> {
+        let transactional: Vec<BatchHeader> = batch_headers(data)
+            .into_iter()
+            .filter(|h| h.is_transactional() && !h.is_control() && h.producer_id >= 0)
+            .collect();
+        if transactional.is_empty() {
+            return Ok(());
+        }
+        let hw = self.high_watermark();
+        let mut slot = self.txns.lock();
+        let txns = self.load_txns(log, &mut slot, hw)?;
+        let verified = self.verified.lock();
+        for h in transactional {
+            if txns.open_txn(h.producer_id).is_some() {
+                continue;
+            }
+            match verified.get(&h.producer_id) {
+                Some(epoch) if *epoch <= h.producer_epoch => {}
+                _ => {
+                    return Err(Error::InvalidTxnState(format!(
+                        "{}-{}: producer {} epoch {} has no ongoing transaction that includes this partition",
+                        self.topic, self.id, h.producer_id, h.producer_epoch
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The validation of a produce: the leader epoch to append at, and
@@ -380,12 +412,63 @@ impl Partition {
         Ok(slot.as_mut().expect("just built"))
     }
 
+    /// The producers of this partition as DescribeProducers shows them:
+    /// every idempotent producer remembered, and every producer with a
+    /// transaction open here (with its first offset).
+    pub fn producers_view(&self) -> Result<Vec<ProducerView>, Error> {
+        self.check_state()?;
+        let log = self.log.read();
+        let mut producers = self.producers.lock();
+        let states = self.load_producers(&log, &mut producers)?;
+        let mut out: std::collections::BTreeMap<i64, ProducerView> = states
+            .entries()
+            .map(|(id, epoch, last_sequence, last_timestamp)| {
+                (
+                    id,
+                    ProducerView {
+                        producer_id: id,
+                        producer_epoch: epoch,
+                        last_sequence,
+                        last_timestamp,
+                        current_txn_start_offset: -1,
+                    },
+                )
+            })
+            .collect();
+        drop(producers);
+        let hw = self.high_watermark();
+        let mut slot = self.txns.lock();
+        let txns = self.load_txns(&log, &mut slot, hw)?;
+        for (id, open) in txns.open_txns() {
+            let view = out.entry(id).or_insert(ProducerView {
+                producer_id: id,
+                producer_epoch: open.producer_epoch,
+                last_sequence: -1,
+                last_timestamp: -1,
+                current_txn_start_offset: -1,
+            });
+            view.current_txn_start_offset = open.first_offset;
+        }
+        Ok(out.into_values().collect())
+    }
+
     /// Forgets the producer state (the log was truncated); the next
     /// idempotent produce rebuilds it from what remains.
     pub(super) fn reset_producers(&self) {
         *self.producers.lock() = None;
         *self.txns.lock() = None;
     }
+}
+
+/// One producer of a partition, for DescribeProducers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerView {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
+    /// First offset of its open transaction here, -1 when none.
+    pub current_txn_start_offset: i64,
 }
 
 /// Where a retried batch was first written, and what answering it needs.

@@ -100,7 +100,9 @@ impl IncomingBatch {
     /// The idempotence fields of a batch header, `None` for a batch
     /// written without a producer id.
     pub fn from_header(h: &BatchHeader) -> Option<Self> {
-        (h.producer_id >= 0 && !h.is_control()).then(|| Self {
+        // A batch with a producer but no sequence (a transactional offset
+        // commit of the group coordinator) is not an idempotent produce.
+        (h.producer_id >= 0 && h.base_sequence >= 0 && !h.is_control()).then(|| Self {
             producer_id: h.producer_id,
             epoch: h.producer_epoch,
             first_seq: h.base_sequence,
@@ -191,6 +193,14 @@ impl ProducerStates {
             }
         }
         states
+    }
+
+    /// Every producer known: (id, epoch, last sequence (-1 when none),
+    /// wall clock of its last append).
+    pub fn entries(&self) -> impl Iterator<Item = (i64, i16, i32, i64)> + '_ {
+        self.producers
+            .iter()
+            .map(|(id, e)| (*id, e.epoch, e.last_seq().unwrap_or(-1), e.last_append_ms))
     }
 
     /// Producer ids known.

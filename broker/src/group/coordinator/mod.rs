@@ -140,7 +140,20 @@ enum Done {
     },
     /// Tombstones of expired offsets.
     Expired,
+    /// Offsets of `producer`'s transaction (id, epoch): pending until its
+    /// marker.
+    TxnCommit {
+        group: String,
+        producer: (i64, i16),
+        offsets: Vec<((String, i32), CommittedOffset)>,
+        reply: oneshot::Sender<Result<(), GroupError>>,
+    },
 }
+
+/// Offsets committed in transactions that are still open, by producer id:
+/// (group, partition, offset). They become visible with the producer's
+/// commit marker and are dropped with its abort marker.
+pub(crate) type PendingTxnOffsets = HashMap<i64, Vec<(String, (String, i32), CommittedOffset)>>;
 
 /// One write to the offsets topic.
 #[derive(Debug)]
@@ -171,6 +184,8 @@ struct Shard {
     waiters: HashMap<RequestId, oneshot::Sender<Reply>>,
     /// The writer's queue, once loaded.
     writer: Option<mpsc::UnboundedSender<WriteJob>>,
+    /// Transactional offsets waiting for their marker.
+    pending_txn: PendingTxnOffsets,
     /// Stops the shard's load and writer tasks.
     stop: CancellationToken,
 }
@@ -326,6 +341,7 @@ impl GroupCoordinator {
                     table: GroupTable::new(self.settings.limits.clone()),
                     waiters: HashMap::new(),
                     writer: None,
+                    pending_txn: HashMap::new(),
                     stop: stop.clone(),
                 },
             );
@@ -439,6 +455,90 @@ impl GroupCoordinator {
             };
             self.enqueue(shard, job);
             Ok(rx)
+        })
+    }
+
+    /// TxnOffsetCommit: checks the member (when named) and writes the
+    /// offsets in a batch of the producer's transaction. They stay pending,
+    /// invisible to OffsetFetch, until the transaction's marker lands here
+    /// ([`GroupCoordinator::complete_txn`]).
+    pub(super) fn commit_txn_offsets(
+        &self,
+        group_id: &str,
+        producer: (i64, i16),
+        member: Option<(&str, Option<&str>, i32)>,
+        offsets: Vec<((String, i32), CommittedOffset)>,
+    ) -> Result<oneshot::Receiver<Result<(), GroupError>>, GroupError> {
+        self.with_shard(group_id, |shard, now| {
+            if let Some((member_id, instance_id, generation)) = member {
+                shard
+                    .table
+                    .validate_commit(now, group_id, member_id, instance_id, generation)?;
+            }
+            let (tx, rx) = oneshot::channel();
+            let records = offsets
+                .iter()
+                .map(|((topic, partition), o)| {
+                    let key = RecordKey::Offset {
+                        group: group_id.to_owned(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    };
+                    (records::encode_key(&key), Some(records::encode_offset(o)))
+                })
+                .collect();
+            self.enqueue(
+                shard,
+                WriteJob {
+                    records,
+                    done: Done::TxnCommit {
+                        group: group_id.to_owned(),
+                        producer,
+                        offsets,
+                        reply: tx,
+                    },
+                },
+            );
+            Ok(rx)
+        })
+    }
+
+    /// A transaction marker of `producer_id` was written in offsets
+    /// partition `partition`: its pending offsets become visible (commit)
+    /// or are dropped (abort).
+    pub fn complete_txn(&self, partition: i32, producer_id: i64, commit: bool) {
+        let mut shards = self.shards.lock();
+        let Some(shard) = shards.get_mut(&partition) else {
+            return;
+        };
+        let Some(pending) = shard.pending_txn.remove(&producer_id) else {
+            return;
+        };
+        if !commit {
+            return;
+        }
+        let now = now_ms();
+        let mut by_group: BTreeMap<String, Vec<((String, i32), CommittedOffset)>> = BTreeMap::new();
+        for (group, tp, o) in pending {
+            by_group.entry(group).or_default().push((tp, o));
+        }
+        for (group, offsets) in by_group {
+            shard.table.apply_offsets(now, &group, offsets);
+        }
+    }
+
+    /// Whether `group` has transactional offsets waiting for their marker
+    /// for `topic`-`partition` (any partition when `None`): OffsetFetch with
+    /// `require_stable` answers UNSTABLE_OFFSET_COMMIT then.
+    pub fn has_pending_txn_offsets(&self, group_id: &str, tp: Option<(&str, i32)>) -> bool {
+        let Some(p) = self.partition_of(group_id) else {
+            return false;
+        };
+        let shards = self.shards.lock();
+        shards.get(&p).is_some_and(|s| {
+            s.pending_txn.values().flatten().any(|(g, (t, n), _)| {
+                g == group_id && tp.is_none_or(|(wt, wn)| wt == t && wn == *n)
+            })
         })
     }
 

@@ -13,14 +13,16 @@ use tracing::{debug, info, warn};
 
 use crate::group::error::GroupError;
 use crate::group::placement::OFFSETS_TOPIC;
-use crate::group::records::{self, LogRecord, RecordKey};
+use crate::group::records::{self, LogEntry, LogRecord, RecordKey};
 use crate::group::state::{AfterStore, Effects, GroupTable, Loaded};
 use crate::log::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 use crate::partition::{Acks, Error as PartitionError};
 
+use std::collections::HashMap;
+
 use super::{
-    Done, GroupCoordinator, LOAD_CHUNK, LOAD_POLL, LOAD_RETRY, MAX_WRITE_BYTES, Shard, Status,
-    WriteJob, now_ms,
+    Done, GroupCoordinator, LOAD_CHUNK, LOAD_POLL, LOAD_RETRY, MAX_WRITE_BYTES, PendingTxnOffsets,
+    Shard, Status, WriteJob, now_ms,
 };
 
 impl GroupCoordinator {
@@ -29,10 +31,10 @@ impl GroupCoordinator {
     pub(super) async fn load(self: Arc<Self>, p: i32, epoch: i32, stop: CancellationToken) {
         loop {
             match self.read_partition(p, &stop).await {
-                Ok(records) => {
+                Ok((records, pending)) => {
                     let count = records.len();
                     let table = GroupTable::load(self.settings.limits.clone(), records, now_ms());
-                    self.install(p, epoch, table, count);
+                    self.install(p, epoch, table, count, pending);
                     return;
                 }
                 Err(e) if stop.is_cancelled() => {
@@ -50,12 +52,15 @@ impl GroupCoordinator {
         }
     }
 
-    /// Every record of the partition, once what is in its log is committed.
+    /// Every record of the partition, once what is in its log is committed:
+    /// the records that count (transactional offsets only once their
+    /// commit marker follows, in the marker's place), and the transactional
+    /// offsets of transactions still open.
     pub(super) async fn read_partition(
         &self,
         p: i32,
         stop: &CancellationToken,
-    ) -> Result<Vec<Loaded>, PartitionError> {
+    ) -> Result<(Vec<Loaded>, PendingTxnOffsets), PartitionError> {
         let part = self.manager.partition(OFFSETS_TOPIC, p)?;
         // A new leader's log may end with records of the previous leader
         // that are not committed yet; they will be once the followers
@@ -72,6 +77,7 @@ impl GroupCoordinator {
         };
         let mut offset = part.earliest_offset()?;
         let mut out = Vec::new();
+        let mut open: HashMap<i64, Vec<Loaded>> = HashMap::new();
         while offset < end {
             let read = part.fetch(offset, LOAD_CHUNK, 0, Duration::ZERO).await?;
             if read.data.is_empty() {
@@ -83,17 +89,64 @@ impl GroupCoordinator {
                 offset = h.next_offset();
                 pos += LOG_OVERHEAD + h.batch_length as usize;
             }
-            let decoded = records::decode_batches(&read.data).map_err(|e| {
+            let decoded = records::decode_entries(&read.data).map_err(|e| {
                 PartitionError::InvalidRequest(format!(
                     "{OFFSETS_TOPIC}-{p} holds an undecodable batch: {e}"
                 ))
             })?;
-            out.extend(decoded.into_iter().filter_map(|r| decode_record(p, r)));
+            for entry in decoded {
+                match entry {
+                    LogEntry::Record(r) => {
+                        let producer = r.transactional_producer;
+                        let Some(loaded) = decode_record(p, r) else {
+                            continue;
+                        };
+                        match producer {
+                            Some(pid) => open.entry(pid).or_default().push(loaded),
+                            None => out.push(loaded),
+                        }
+                    }
+                    LogEntry::Marker {
+                        producer_id,
+                        commit,
+                    } => {
+                        let done = open.remove(&producer_id).unwrap_or_default();
+                        if commit {
+                            out.extend(done);
+                        }
+                    }
+                }
+            }
         }
-        Ok(out)
+        let pending = open
+            .into_iter()
+            .map(|(pid, loaded)| {
+                let offsets = loaded
+                    .into_iter()
+                    .filter_map(|l| match l {
+                        Loaded::Offset {
+                            group,
+                            topic,
+                            partition,
+                            value: Some(value),
+                        } => Some((group, (topic, partition), value)),
+                        _ => None,
+                    })
+                    .collect();
+                (pid, offsets)
+            })
+            .collect();
+        Ok((out, pending))
     }
 
-    pub(super) fn install(self: &Arc<Self>, p: i32, epoch: i32, table: GroupTable, records: usize) {
+    pub(super) fn install(
+        self: &Arc<Self>,
+        p: i32,
+        epoch: i32,
+        table: GroupTable,
+        records: usize,
+        pending: PendingTxnOffsets,
+    ) {
         let mut shards = self.shards.lock();
         let Some(shard) = shards.get_mut(&p) else {
             return;
@@ -109,6 +162,7 @@ impl GroupCoordinator {
             "offsets partition loaded"
         );
         shard.table = table;
+        shard.pending_txn = pending;
         shard.status = Status::Active;
         let (tx, rx) = mpsc::unbounded_channel();
         shard.writer = Some(tx);
@@ -180,8 +234,29 @@ impl GroupCoordinator {
         if records.is_empty() {
             return Ok(());
         }
-        let batch = records::encode_batch(&records, now_ms());
-        part.produce(batch, Acks::All, self.settings.commit_timeout)
+        // Transactional offsets go in batches of their own, one per
+        // producer; everything else shares one batch per record.
+        let mut data = Vec::new();
+        let mut plain: Vec<(Bytes, Option<Bytes>)> = Vec::new();
+        for job in jobs {
+            match &job.done {
+                Done::TxnCommit { producer, .. } => {
+                    // AddOffsetsToTxn put this partition in the producer's
+                    // transaction before the client could send the commit.
+                    part.mark_txn_verified(producer.0, producer.1);
+                    data.extend(records::encode_batch_as(
+                        &job.records,
+                        now_ms(),
+                        Some(*producer),
+                    ));
+                }
+                _ => plain.extend(job.records.iter().cloned()),
+            }
+        }
+        if !plain.is_empty() {
+            data.extend(records::encode_batch(&plain, now_ms()));
+        }
+        part.produce(data, Acks::All, self.settings.commit_timeout)
             .await
             .map(|_| ())
             .map_err(|e| GroupError::from_write(&e))
@@ -223,6 +298,23 @@ impl GroupCoordinator {
                 }
                 Done::Deleted { reply } => {
                     let _ = reply.send(result.clone());
+                }
+                Done::TxnCommit {
+                    group,
+                    producer,
+                    offsets,
+                    reply,
+                } => {
+                    let outcome = match (&result, shard.as_deref_mut()) {
+                        (Ok(()), Some(s)) => {
+                            let list = s.pending_txn.entry(producer.0).or_default();
+                            list.extend(offsets.into_iter().map(|(tp, o)| (group.clone(), tp, o)));
+                            Ok(())
+                        }
+                        (Ok(()), None) => Err(GroupError::NotCoordinator),
+                        (Err(e), _) => Err(e.clone()),
+                    };
+                    let _ = reply.send(outcome);
                 }
                 Done::Expired => {}
                 Done::Group { group, after } => {
@@ -301,7 +393,10 @@ impl GroupCoordinator {
     /// (parked JoinGroup/SyncGroup requests hear it when the shard is
     /// dropped).
     pub(super) fn fail_now(job: WriteJob) {
-        if let Done::Commit { reply, .. } | Done::Deleted { reply } = job.done {
+        if let Done::Commit { reply, .. }
+        | Done::Deleted { reply }
+        | Done::TxnCommit { reply, .. } = job.done
+        {
             let _ = reply.send(Err(GroupError::NotCoordinator));
         }
     }

@@ -14,22 +14,47 @@ use kafka_protocol::protocol::StrBytes;
 use super::{GroupErrorCode, code, result_code, s};
 use crate::group::state::{JoinReply, JoinRequest, Leaving, Protocol, SyncRequest};
 use crate::group::{ClientInfo, GroupCoordinator, GroupError};
-use crate::kafka::split_host_port;
+use crate::kafka::{KafkaContext, split_host_port};
 
 /// A coordinator found for a key: (node id, host, port).
 type Located = Result<(i32, String, i32), GroupError>;
 
-/// FindCoordinator key type of consumer groups.
+/// FindCoordinator key types.
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
-/// FindCoordinator: the leader of the group's offsets partition. The
-/// offsets topic is created on first use; until it has a leader the
-/// answer is COORDINATOR_NOT_AVAILABLE and clients retry.
+/// FindCoordinator: for a group the leader of its offsets partition, for a
+/// transactional id the leader of its `__transaction_state` partition.
+/// Each topic is created on first use; until it has a leader the answer is
+/// COORDINATOR_NOT_AVAILABLE and clients retry.
 pub async fn find_coordinator(
-    coordinator: &GroupCoordinator,
+    ctx: &KafkaContext,
     version: i16,
     req: FindCoordinatorRequest,
-    client: &ClientInfo,
+) -> FindCoordinatorResponse {
+    let coordinators = Coordinators {
+        manager: &ctx.manager,
+        groups: ctx.groups.as_deref(),
+        txns: ctx.txns.as_deref(),
+        listener: ctx.listener.as_deref(),
+    };
+    find_coordinator_in(&coordinators, version, req)
+}
+
+/// The coordinators FindCoordinator looks in, and the listener whose
+/// addresses it answers with.
+pub struct Coordinators<'a> {
+    pub manager: &'a crate::partition::manager::ReplicaManager,
+    pub groups: Option<&'a GroupCoordinator>,
+    pub txns: Option<&'a crate::txn::TxnCoordinator>,
+    pub listener: Option<&'a str>,
+}
+
+/// [`find_coordinator`] over explicit coordinators.
+pub fn find_coordinator_in(
+    ctx: &Coordinators<'_>,
+    version: i16,
+    req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     let keys: Vec<StrBytes> = if version >= 4 {
         req.coordinator_keys.clone()
@@ -39,7 +64,7 @@ pub async fn find_coordinator(
     let found: Vec<(StrBytes, Located)> = keys
         .into_iter()
         .map(|k| {
-            let r = locate(coordinator, req.key_type, &k, client.listener.as_deref());
+            let r = locate(ctx, req.key_type, &k);
             (k, r)
         })
         .collect();
@@ -107,21 +132,29 @@ impl From<Located> for Found {
 }
 
 /// The coordinator of `key` and where Kafka clients reach it.
-fn locate(
-    coordinator: &GroupCoordinator,
-    key_type: i8,
-    key: &str,
-    listener: Option<&str>,
-) -> Located {
-    if key_type != KEY_TYPE_GROUP {
-        return Err(GroupError::InvalidRequest(format!(
-            "coordinator key type {key_type} is not supported: Rill coordinates consumer groups only (no transactions)"
-        )));
-    }
-    let leader = coordinator.locate(key)?;
-    let (host, port) = coordinator
-        .manager()
-        .kafka_address(leader, listener)
+fn locate(ctx: &Coordinators<'_>, key_type: i8, key: &str) -> Located {
+    let unavailable = |what: &str| {
+        GroupError::CoordinatorNotAvailable(format!("this broker runs no {what} coordinator"))
+    };
+    let leader = match key_type {
+        KEY_TYPE_GROUP => ctx
+            .groups
+            .ok_or_else(|| unavailable("group"))?
+            .locate(key)?,
+        KEY_TYPE_TRANSACTION => ctx
+            .txns
+            .ok_or_else(|| unavailable("transaction"))?
+            .locate(key)
+            .map_err(|e| GroupError::CoordinatorNotAvailable(e.message))?,
+        other => {
+            return Err(GroupError::InvalidRequest(format!(
+                "coordinator key type {other} is not supported (0: group, 1: transaction)"
+            )));
+        }
+    };
+    let (host, port) = ctx
+        .manager
+        .kafka_address(leader, ctx.listener)
         .and_then(|address| split_host_port(&address))
         .ok_or_else(|| {
             GroupError::CoordinatorNotAvailable(format!(

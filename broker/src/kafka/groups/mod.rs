@@ -25,8 +25,11 @@ use kafka_protocol::protocol::StrBytes;
 use crate::group::{ClientInfo, GroupError};
 
 pub use admin::{delete_groups, describe_groups, list_groups};
-pub use membership::{find_coordinator, heartbeat, join_group, leave_group, sync_group};
-pub use offsets::{offset_commit, offset_fetch};
+pub use membership::{
+    Coordinators, find_coordinator, find_coordinator_in, heartbeat, join_group, leave_group,
+    sync_group,
+};
+pub use offsets::{offset_commit, offset_fetch, txn_offset_commit};
 
 /// The Kafka error code of a [`GroupError`].
 pub trait GroupErrorCode {

@@ -7,9 +7,12 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{
     GroupId, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
-    TopicName,
+    TopicName, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 
 use super::{GroupErrorCode, result_code, s};
@@ -83,10 +86,80 @@ pub async fn offset_commit(
     OffsetCommitResponse::default().with_topics(topics)
 }
 
+/// TxnOffsetCommit: offsets written in the producer's transaction, visible
+/// once its commit marker lands in the group's offsets partition.
+pub async fn txn_offset_commit(
+    coordinator: &GroupCoordinator,
+    version: i16,
+    req: TxnOffsetCommitRequest,
+    _client: &ClientInfo,
+) -> TxnOffsetCommitResponse {
+    let group_id = req.group_id.0.to_string();
+    let member_id = req.member_id.to_string();
+    let instance = req.group_instance_id.as_ref().map(|i| i.to_string());
+    let member = (version >= 3 && !member_id.is_empty()).then_some((
+        member_id.as_str(),
+        instance.as_deref(),
+        req.generation_id,
+    ));
+    let offsets = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            let topic = t.name.0.to_string();
+            t.partitions.iter().map(move |p| OffsetToCommit {
+                topic: topic.clone(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: if version >= 2 {
+                    p.committed_leader_epoch
+                } else {
+                    -1
+                },
+                metadata: p
+                    .committed_metadata
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+            })
+        })
+        .collect();
+    let mut results = coordinator
+        .commit_in_transaction(
+            &group_id,
+            (req.producer_id.0, req.producer_epoch),
+            member,
+            offsets,
+        )
+        .await
+        .into_iter();
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let r = results.next().expect("one result per partition");
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(result_code(r))
+                })
+                .collect();
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
+}
+
 /// OffsetFetch: one group (v1-7) or several (v8+); all committed
 /// partitions when no topics are named. Offsets not committed read as
-/// -1. `require_stable` needs nothing: Rill has no pending
-/// transactional offsets.
+/// -1. With `require_stable` (v7+), a partition with offsets committed in
+/// a transaction that is still open answers UNSTABLE_OFFSET_COMMIT, so a
+/// read_committed consumer waits rather than start from an older offset.
 pub async fn offset_fetch(
     coordinator: &GroupCoordinator,
     version: i16,
@@ -176,7 +249,48 @@ pub async fn offset_fetch(
             })
             .collect();
     }
+    if version >= 7 && req.require_stable {
+        mark_unstable(coordinator, version, &req.group_id, &mut resp);
+    }
     resp
+}
+
+/// Answers UNSTABLE_OFFSET_COMMIT for every partition whose group has
+/// transactional offsets waiting for their marker.
+fn mark_unstable(
+    coordinator: &GroupCoordinator,
+    version: i16,
+    group_v7: &GroupId,
+    resp: &mut OffsetFetchResponse,
+) {
+    let unstable = kafka_protocol::ResponseError::UnstableOffsetCommit.code();
+    if version >= 8 {
+        for g in &mut resp.groups {
+            if !coordinator.has_pending_txn_offsets(&g.group_id.0, None) {
+                continue;
+            }
+            for t in &mut g.topics {
+                for p in &mut t.partitions {
+                    if coordinator.has_pending_txn_offsets(
+                        &g.group_id.0,
+                        Some((&t.name.0, p.partition_index)),
+                    ) {
+                        p.error_code = unstable;
+                    }
+                }
+            }
+        }
+    } else if coordinator.has_pending_txn_offsets(&group_v7.0, None) {
+        for t in &mut resp.topics {
+            for p in &mut t.partitions {
+                if coordinator
+                    .has_pending_txn_offsets(&group_v7.0, Some((&t.name.0, p.partition_index)))
+                {
+                    p.error_code = unstable;
+                }
+            }
+        }
+    }
 }
 
 fn fetched(

@@ -90,6 +90,15 @@ fn client() -> ClientInfo {
     }
 }
 
+fn coordinators(c: &GroupCoordinator) -> Coordinators<'_> {
+    Coordinators {
+        manager: c.manager(),
+        groups: Some(c),
+        txns: None,
+        listener: None,
+    }
+}
+
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_owned())
 }
@@ -109,13 +118,11 @@ async fn wait_for<F: FnMut() -> bool>(what: &str, mut cond: F) {
 async fn find_and_load(c: &Arc<GroupCoordinator>) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let r = find_coordinator(
-            c,
+        let r = find_coordinator_in(
+            &coordinators(c),
             3,
             FindCoordinatorRequest::default().with_key(s(GROUP)),
-            &client(),
-        )
-        .await;
+        );
         if r.error_code == NONE {
             assert_eq!(
                 (r.node_id.0, r.host.as_str(), r.port),
@@ -396,7 +403,7 @@ async fn given_every_advertised_version_when_answering_should_encode() {
             .with_coordinator_keys(vec![s(GROUP), s("other")]);
         encodes(
             "FindCoordinator",
-            &find_coordinator(&c, v, req, &client()).await,
+            &find_coordinator_in(&coordinators(&c), v, req),
             v,
         );
     }

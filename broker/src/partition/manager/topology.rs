@@ -288,6 +288,19 @@ impl ReplicaManager {
         self.topology.read().live_brokers()
     }
 
+    /// The replication address (host:port) of another broker in a cluster,
+    /// where its `Transactions` service listens too.
+    pub fn replication_address(&self, broker: i32) -> Option<String> {
+        match &*self.topology.read() {
+            Topology::Cluster(view) => view
+                .brokers
+                .get(&broker)
+                .map(|b| b.endpoints.replication.clone())
+                .filter(|a| !a.is_empty()),
+            Topology::Standalone => None,
+        }
+    }
+
     /// Brokers to advertise: every registered broker in a cluster, else this one.
     pub fn brokers(&self) -> Vec<BrokerInfo> {
         self.topology.read().brokers(&self.settings.broker)

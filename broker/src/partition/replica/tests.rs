@@ -204,7 +204,16 @@ async fn given_a_replica_restarted_with_records_above_its_hw_then_it_restarts_at
     assert_eq!(p.log.read().next_offset(), 1);
     assert_eq!(p.high_watermark(), 0, "restarted at the checkpointed HW");
     p.become_leader(0, 2, 1, vec![0, 1], vec![0, 1]).unwrap();
-    let read = p.read_for_client(0, 1 << 20, true, -1, -1).unwrap();
+    let read = p
+        .read_for_client(
+            0,
+            1 << 20,
+            true,
+            -1,
+            -1,
+            crate::partition::Isolation::ReadUncommitted,
+        )
+        .unwrap();
     assert!(read.data.is_empty(), "nothing above the HW is exposed");
     // A standalone broker is its own ISR: the HW is its log end.
     let alone = replica(d.path(), 1);
