@@ -446,10 +446,12 @@ pub async fn describe_producers(
                 .iter()
                 .map(|&p| {
                     let entry = PartitionResponse::default().with_partition_index(p);
-                    let found = ctx.manager.partition(&name, p).and_then(|part| {
-                        part.check_leader_epoch(-1)?;
-                        part.producers_view()
-                    });
+                    // Any replica answers, as in Kafka: `find-hanging`
+                    // asks one broker about every partition it holds.
+                    let found = ctx
+                        .manager
+                        .partition(&name, p)
+                        .and_then(|part| part.producers_view());
                     match found {
                         Ok(view) => entry.with_active_producers(
                             view.into_iter()

@@ -126,12 +126,26 @@ pub struct TxnListing {
     pub meta: TxnMeta,
 }
 
-/// The stored value: [`TxnMeta`] with a version.
+/// The stored value: [`TxnMeta`] with the version of this layout.
 #[derive(Debug, Serialize, Deserialize)]
 struct StoredValue {
-    version: u16,
+    record_version: u16,
     #[serde(flatten)]
     meta: TxnMeta,
+}
+
+fn encode_value(meta: &TxnMeta) -> Bytes {
+    Bytes::from(
+        serde_json::to_vec(&StoredValue {
+            record_version: VALUE_VERSION,
+            meta: meta.clone(),
+        })
+        .expect("transaction metadata serializes"),
+    )
+}
+
+fn decode_value(bytes: &[u8]) -> Result<TxnMeta, serde_json::Error> {
+    serde_json::from_slice::<StoredValue>(bytes).map(|v| v.meta)
 }
 
 /// Wall-clock milliseconds.
@@ -395,12 +409,12 @@ impl TxnCoordinator {
                     None => {
                         out.remove(&id);
                     }
-                    Some(v) => match serde_json::from_slice::<StoredValue>(&v) {
-                        Ok(stored) => {
-                            out.insert(id, stored.meta);
+                    Some(v) => match decode_value(&v) {
+                        Ok(meta) => {
+                            out.insert(id, meta);
                         }
                         Err(e) => {
-                            warn!(partition = p, offset = r.offset, error = %e, "skipping an undecodable transaction record");
+                            tracing::error!(partition = p, offset = r.offset, transactional_id = %id, error = %e, "skipping an undecodable transaction record: this transactional id loses its state");
                         }
                     },
                 }
@@ -571,15 +585,7 @@ impl TxnCoordinator {
         if !role.is_leader || role.leader_epoch != epoch {
             return Err(not_coordinator(id));
         }
-        let value = meta.map(|m| {
-            Bytes::from(
-                serde_json::to_vec(&StoredValue {
-                    version: VALUE_VERSION,
-                    meta: m.clone(),
-                })
-                .expect("transaction metadata serializes"),
-            )
-        });
+        let value = meta.map(encode_value);
         let batch = crate::group::records::encode_batch(
             &[(Bytes::copy_from_slice(id.as_bytes()), value)],
             now_ms(),
@@ -837,5 +843,32 @@ fn not_available(message: impl Into<String>) -> TxnError {
     TxnError {
         code: ResponseError::CoordinatorNotAvailable,
         message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_metadata_when_stored_and_loaded_then_it_is_the_same() {
+        let meta = TxnMeta {
+            producer_id: 42,
+            producer_epoch: 7,
+            last_producer_epoch: 6,
+            timeout_ms: 60_000,
+            state: TxnState::PrepareCommit,
+            partitions: [("orders".to_owned(), 3), ("__consumer_offsets".to_owned(), 1)]
+                .into_iter()
+                .collect(),
+            start_ms: 1_700_000_000_000,
+            update_ms: 1_700_000_000_500,
+            version: 2,
+            next_producer: Some((43, 0)),
+        };
+        let bytes = encode_value(&meta);
+        assert_eq!(decode_value(&bytes).expect("decodes"), meta);
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(text.contains("\"record_version\":1"), "{text}");
     }
 }
