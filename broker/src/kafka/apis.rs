@@ -212,6 +212,7 @@ kafka_apis! {
         DescribeTransactions(DescribeTransactionsRequest => DescribeTransactionsResponse) => txn::describe_transactions,
         ListTransactions(ListTransactionsRequest => ListTransactionsResponse) => txn::list_transactions,
         DescribeProducers(DescribeProducersRequest => DescribeProducersResponse) => txn::describe_producers,
+        WriteTxnMarkers(WriteTxnMarkersRequest => WriteTxnMarkersResponse) => txn::write_txn_markers,
         FindCoordinator(FindCoordinatorRequest => FindCoordinatorResponse) => find_coordinator,
     }
     session {

@@ -1253,3 +1253,45 @@ impl Authorize for DescribeProducersRequest {
         ))
     }
 }
+
+/// WriteTxnMarkers: CLUSTER_ACTION (what `kafka-transactions abort` needs,
+/// as in Kafka).
+impl Authorize for WriteTxnMarkersRequest {
+    type Response = WriteTxnMarkersResponse;
+    fn authorize(
+        self,
+        check: &Check<'_>,
+    ) -> Result<(Self, Finish<Self::Response>), Self::Response> {
+        if check.cluster(Operation::ClusterAction) {
+            return Ok((self, None));
+        }
+        Err(WriteTxnMarkersResponse::default().with_markers(
+            self.markers
+                .iter()
+                .map(|m| {
+                    write_txn_markers_response::WritableTxnMarkerResult::default()
+                        .with_producer_id(m.producer_id)
+                        .with_topics(
+                            m.topics
+                                .iter()
+                                .map(|t| {
+                                    write_txn_markers_response::WritableTxnMarkerTopicResult::default()
+                                        .with_name(t.name.clone())
+                                        .with_partitions(
+                                            t.partition_indexes
+                                                .iter()
+                                                .map(|p| {
+                                                    write_txn_markers_response::WritableTxnMarkerPartitionResult::default()
+                                                        .with_partition_index(*p)
+                                                        .with_error_code(cluster_denied())
+                                                })
+                                                .collect(),
+                                        )
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        ))
+    }
+}

@@ -95,6 +95,7 @@ plain_charge! {
     DescribeGroupsRequest, DeleteGroupsRequest,
     AddPartitionsToTxnRequest, AddOffsetsToTxnRequest, EndTxnRequest, TxnOffsetCommitRequest,
     DescribeTransactionsRequest, ListTransactionsRequest, DescribeProducersRequest,
+    WriteTxnMarkersRequest,
 }
 
 impl Charge for ProduceRequest {
@@ -147,6 +148,12 @@ plain_charged! {
     DescribeGroupsResponse, DeleteGroupsResponse,
     AddPartitionsToTxnResponse, AddOffsetsToTxnResponse, EndTxnResponse, TxnOffsetCommitResponse,
     DescribeTransactionsResponse, ListTransactionsResponse, DescribeProducersResponse,
+    WriteTxnMarkersResponse,
+}
+
+/// WriteTxnMarkers has no throttle field (an inter-broker API in Kafka).
+impl ThrottleTime for WriteTxnMarkersResponse {
+    fn set_throttle_time_ms(&mut self, _ms: i32) {}
 }
 
 impl Charged for FetchResponse {

@@ -19,12 +19,16 @@ use kafka_protocol::messages::describe_producers_response::{
 };
 use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
 use kafka_protocol::messages::list_transactions_response::TransactionState as ListedState;
+use kafka_protocol::messages::write_txn_markers_response::{
+    WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+};
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
     AddPartitionsToTxnResponse, ApiKey, DescribeProducersRequest, DescribeProducersResponse,
     DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse,
     InitProducerIdRequest, InitProducerIdResponse, ListTransactionsRequest,
-    ListTransactionsResponse, ProducerId, TopicName, TransactionalId,
+    ListTransactionsResponse, ProducerId, TopicName, TransactionalId, WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use tracing::warn;
@@ -482,4 +486,57 @@ pub async fn describe_producers(
         })
         .collect();
     DescribeProducersResponse::default().with_topics(topics)
+}
+
+/// WriteTxnMarkers (Kafka's inter-broker API, which `kafka-transactions
+/// abort` sends to end a hanging transaction): writes each marker in the
+/// partitions led here. Rill's own coordinators use gRPC instead.
+pub async fn write_txn_markers(
+    ctx: &KafkaContext,
+    _version: i16,
+    request: WriteTxnMarkersRequest,
+) -> WriteTxnMarkersResponse {
+    let mut markers = Vec::with_capacity(request.markers.len());
+    for m in request.markers {
+        let mut topics = Vec::with_capacity(m.topics.len());
+        for t in m.topics {
+            let mut partitions = Vec::with_capacity(t.partition_indexes.len());
+            for p in t.partition_indexes {
+                let written = match &ctx.txns {
+                    Some(c) => c
+                        .write_marker_here(
+                            &t.name.0,
+                            p,
+                            m.producer_id.0,
+                            m.producer_epoch,
+                            m.transaction_result,
+                            m.coordinator_epoch,
+                        )
+                        .await
+                        .map_err(|e| error_code(&e).code()),
+                    None => Err(ResponseError::CoordinatorNotAvailable.code()),
+                };
+                let code = written.err().unwrap_or(0);
+                if code != 0 {
+                    ctx.count_error(ApiKey::WriteTxnMarkers, code);
+                }
+                partitions.push(
+                    WritableTxnMarkerPartitionResult::default()
+                        .with_partition_index(p)
+                        .with_error_code(code),
+                );
+            }
+            topics.push(
+                WritableTxnMarkerTopicResult::default()
+                    .with_name(t.name)
+                    .with_partitions(partitions),
+            );
+        }
+        markers.push(
+            WritableTxnMarkerResult::default()
+                .with_producer_id(m.producer_id)
+                .with_topics(topics),
+        );
+    }
+    WriteTxnMarkersResponse::default().with_markers(markers)
 }

@@ -858,9 +858,12 @@ mod tests {
             last_producer_epoch: 6,
             timeout_ms: 60_000,
             state: TxnState::PrepareCommit,
-            partitions: [("orders".to_owned(), 3), ("__consumer_offsets".to_owned(), 1)]
-                .into_iter()
-                .collect(),
+            partitions: [
+                ("orders".to_owned(), 3),
+                ("__consumer_offsets".to_owned(), 1),
+            ]
+            .into_iter()
+            .collect(),
             start_ms: 1_700_000_000_000,
             update_ms: 1_700_000_000_500,
             version: 2,
