@@ -17,15 +17,27 @@ import org.apache.kafka.common.serialization.StringDeserializer;
 /**
  * Reads every partition of a topic from its first offset up to the end offsets
  * it had when reading started, without a consumer group (assign + seek), so
- * the result is a snapshot of what the brokers hold.
+ * the result is a snapshot of what the brokers hold. With read_committed a
+ * partition is read up to its last stable offset: records of transactions
+ * still open are not reached, aborted ones are skipped.
  */
 final class TopicReader {
     private TopicReader() {}
 
     static <V> long readAll(String topic, Deserializer<V> valueDeserializer, Duration timeout,
                             Consumer<ConsumerRecord<String, V>> sink) {
+        return readAll(topic, valueDeserializer, timeout, "read_uncommitted", sink);
+    }
+
+    /**
+     * As above with the consumer's isolation.level: with "read_committed" the
+     * end offsets are the last stable offsets and aborted records are skipped.
+     */
+    static <V> long readAll(String topic, Deserializer<V> valueDeserializer, Duration timeout, String isolation,
+                            Consumer<ConsumerRecord<String, V>> sink) {
         Properties p = new Properties();
         p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, Args.bootstrap());
+        p.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, isolation);
         p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
         p.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, "2000");
         try (KafkaConsumer<String, V> c = new KafkaConsumer<>(p, new StringDeserializer(), valueDeserializer)) {
