@@ -162,6 +162,7 @@ if [ "$security" = plaintext ]; then
     run_shell reassign test_reassign.sh
     run_shell quotas test_quotas.sh
     run_shell streams-wordcount test_streams_wordcount.sh
+    run_shell txn-java test_txn_java.sh
     # Last: it kills (and restarts) a broker.
     run_shell idempotent-failover test_idempotent_failover.sh
 elif [ "$security" = sasl_ssl ]; then

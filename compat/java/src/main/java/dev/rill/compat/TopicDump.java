@@ -1,0 +1,26 @@
+package dev.rill.compat;
+
+import java.time.Duration;
+import org.apache.kafka.common.serialization.StringDeserializer;
+
+/**
+ * Prints "partition<TAB>offset<TAB>key<TAB>value" for every record of a
+ * topic, each partition in log order, read without a group from the first
+ * offset to the end offsets it had when reading started. --isolation
+ * read_committed (default) reads up to the last stable offsets and skips
+ * aborted transactions; read_uncommitted reads every record. Ends with
+ * "END records=N" on stderr.
+ */
+public final class TopicDump {
+    public static void main(String[] argv) {
+        Args a = new Args(argv);
+        StringBuilder out = new StringBuilder();
+        long n = TopicReader.readAll(a.get("topic"), new StringDeserializer(),
+                Duration.ofSeconds(a.getLong("timeout-s", 60)), a.get("isolation", "read_committed"),
+                r -> out.append(r.partition()).append('\t').append(r.offset()).append('\t')
+                        .append(r.key()).append('\t').append(r.value()).append('\n'));
+        System.out.print(out);
+        System.out.flush();
+        System.err.println("END records=" + n);
+    }
+}
