@@ -163,6 +163,7 @@ if [ "$security" = plaintext ]; then
     run_shell quotas test_quotas.sh
     run_shell streams-wordcount test_streams_wordcount.sh
     run_shell txn-java test_txn_java.sh
+    run_shell txn-ctp test_txn_ctp.sh
     # Last: it kills (and restarts) a broker.
     run_shell idempotent-failover test_idempotent_failover.sh
 elif [ "$security" = sasl_ssl ]; then
