@@ -164,6 +164,7 @@ if [ "$security" = plaintext ]; then
     run_shell streams-wordcount test_streams_wordcount.sh
     run_shell txn-java test_txn_java.sh
     run_shell txn-ctp test_txn_ctp.sh
+    run_shell txn-tools test_txn_tools.sh
     # Last: it kills (and restarts) a broker.
     run_shell idempotent-failover test_idempotent_failover.sh
 elif [ "$security" = sasl_ssl ]; then

@@ -14,7 +14,8 @@ import org.apache.kafka.common.serialization.StringSerializer;
 /**
  * A transactional producer (transactional.id, acks=all). Transaction i, from
  * --first-txn on, writes --records K records with key "t<i>" and values
- * "t<i>-r<j>", record j to partition j % --partitions of --topic; it is
+ * "t<i>-r<j>", record j to partition --partition-base (default 0) plus
+ * j % --partitions of --topic; it is
  * committed, or aborted when --abort-every A is above 0 and i % A == A - 1
  * (after its records are flushed and acknowledged, so they are in the log).
  * Once a transaction's end returned it prints "COMMITTED t<i>" or
@@ -45,6 +46,7 @@ public final class TxnProducer {
         long txns = a.getLong("txns", 10);
         int records = (int) a.getLong("records", 6);
         int partitions = (int) a.getLong("partitions", 3);
+        int partitionBase = (int) a.getLong("partition-base", 0);
         long abortEvery = a.getLong("abort-every", 0);
         long pauseMs = a.getLong("pause-ms", 0);
         boolean hold = Boolean.parseBoolean(a.get("hold", "false"));
@@ -92,7 +94,7 @@ public final class TxnProducer {
                 try {
                     producer.beginTransaction();
                     for (int j = 0; j < records; j++) {
-                        sent.add(producer.send(new ProducerRecord<>(topic, j % partitions, txn, txn + "-r" + j)));
+                        sent.add(producer.send(new ProducerRecord<>(topic, partitionBase + j % partitions, txn, txn + "-r" + j)));
                     }
                     if (hold && last) {
                         producer.flush();
