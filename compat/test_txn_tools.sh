@@ -106,7 +106,7 @@ say "producer S (transaction.timeout.ms=$SHORT_TIMEOUT_MS): $(grep '^OPEN' "$WOR
 kjava dev.rill.compat.TxnProducer --topic "$topic" --transactional-id "$after_id" --first-txn 300 --txns 1 \
     --records 2 --partitions 2 >"$WORK/after.out" 2>"$WORK/after.err" \
     || { tail -10 "$WORK/after.err" >&2; fail "producer C failed: $(tail -2 "$WORK/after.out")"; }
-grep -qx 'COMMITTED t300' "$WORK/after.out" || fail "producer C did not commit: $(cat "$WORK/after.out")"
+grep -q '^COMMITTED t300 ' "$WORK/after.out" || fail "producer C did not commit: $(cat "$WORK/after.out")"
 held=$(rc_partition 1)
 txtool describe --transactional-id "$short_id" >"$WORK/short-describe" 2>&1 || true
 if [ "$(field "$WORK/short-describe" TransactionalId "$short_id" TransactionState)" = Ongoing ]; then

@@ -18,8 +18,9 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * j % --partitions of --topic; it is
  * committed, or aborted when --abort-every A is above 0 and i % A == A - 1
  * (after its records are flushed and acknowledged, so they are in the log).
- * Once a transaction's end returned it prints "COMMITTED t<i>" or
- * "ABORTED t<i>". --txns N transactions (0: until SIGTERM, which ends the
+ * Once a transaction's end returned it prints "COMMITTED t<i> began=MS
+ * ended=MS" (wall-clock milliseconds of its begin and of the commit's
+ * return) or "ABORTED t<i>". --txns N transactions (0: until SIGTERM, which ends the
  * current transaction first), --pause-ms between them.
  *
  * --hold true leaves the last transaction open: its records are sent and
@@ -91,6 +92,7 @@ public final class TxnProducer {
                 String txn = "t" + i;
                 boolean abort = abortEvery > 0 && i % abortEvery == abortEvery - 1;
                 List<Future<RecordMetadata>> sent = new ArrayList<>();
+                long began = System.currentTimeMillis();
                 try {
                     producer.beginTransaction();
                     for (int j = 0; j < records; j++) {
@@ -121,7 +123,7 @@ public final class TxnProducer {
                     } else {
                         endWithRetry(producer::commitTransaction, endRetryMs);
                         committed++;
-                        System.out.println("COMMITTED " + txn);
+                        System.out.println("COMMITTED " + txn + " began=" + began + " ended=" + System.currentTimeMillis());
                     }
                 } catch (InterruptedException e) {
                     throw e;
