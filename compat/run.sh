@@ -165,6 +165,8 @@ if [ "$security" = plaintext ]; then
     run_shell txn-java test_txn_java.sh
     run_shell txn-ctp test_txn_ctp.sh
     run_shell txn-tools test_txn_tools.sh
+    # These kill (and restart) a broker.
+    run_shell txn-coordinator-kill test_txn_coordinator_kill.sh
     # Last: it kills (and restarts) a broker.
     run_shell idempotent-failover test_idempotent_failover.sh
 elif [ "$security" = sasl_ssl ]; then
