@@ -167,6 +167,7 @@ if [ "$security" = plaintext ]; then
     run_shell txn-tools test_txn_tools.sh
     # These kill (and restart) a broker.
     run_shell txn-coordinator-kill test_txn_coordinator_kill.sh
+    run_shell streams-eos test_streams_eos.sh
     # Last: it kills (and restarts) a broker.
     run_shell idempotent-failover test_idempotent_failover.sh
 elif [ "$security" = sasl_ssl ]; then
