@@ -22,7 +22,9 @@
 # 77 (skipped) otherwise.
 # Timeouts: RUN_TIMEOUT (s), for the producer to reach each point;
 # RECOVER_TIMEOUT (s), from the kill to the next commit; REJOIN_TIMEOUT (s),
-# for the restarted broker to be back in every ISR of the topic.
+# for the restarted broker to be back in every ISR of the topic;
+# STABLE_TIMEOUT (s), for the last commit's markers to be written before the
+# topic is read.
 . "$(dirname "$0")/lib.sh"
 
 if [ "$COMPAT_BROKERS" -lt 3 ] || [ "$COMPAT_RF" -lt 3 ] || [ -z "${KILL_LEADER_CMD:-}" ]; then
@@ -35,6 +37,7 @@ AFTER_RESTART="${COMPAT_TXKILL_AFTER:-20}"
 RUN_TIMEOUT="${COMPAT_TXKILL_RUN_TIMEOUT:-60}"
 RECOVER_TIMEOUT="${COMPAT_TXKILL_RECOVER_TIMEOUT:-90}"
 REJOIN_TIMEOUT="${COMPAT_TXKILL_REJOIN_TIMEOUT:-90}"
+STABLE_TIMEOUT="${COMPAT_TXN_STABLE_TIMEOUT:-60}"
 
 topic="compat-txkill-$RUN_ID"; tid="compat-txkill-$RUN_ID"
 tc() { kjava org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" "$@"; }
@@ -115,7 +118,7 @@ producer=""
 grep -h '^RESULT' "$WORK"/producer-*.out || true
 grep -h -E '^(ABORTED|FATAL|RETRY)' "$WORK"/producer-*.out | head -5 || true
 
-kjava dev.rill.compat.TopicDump --topic "$topic" --isolation read_committed >"$WORK/rc" 2>"$WORK/rc.err" \
+kjava dev.rill.compat.TopicDump --topic "$topic" --isolation read_committed --wait-stable-s "$STABLE_TIMEOUT" >"$WORK/rc" 2>"$WORK/rc.err" \
     || { tail -5 "$WORK/rc.err" >&2; fail "TopicDump of $topic failed"; }
 cat "$WORK"/producer-*.out | awk '$1 == "COMMITTED" { print $2 }' >"$WORK/committed"
 "$PY" - "$WORK/rc" "$WORK/committed" "$RECORDS" <<'PY' || fail "read_committed found partial or missing transactions (above)"

@@ -21,7 +21,9 @@
 # Timeouts: RUN_TIMEOUT (s), how long one copier run may take to reach its
 # next kill point or finish; RECOVER_TIMEOUT (s), from a kill to the
 # restarted copier's first commit (the killed member holds the group's
-# rebalance for its 6 s session timeout).
+# rebalance for its 6 s session timeout); STABLE_TIMEOUT (s), for the last
+# commit's markers to be written (the output's last stable offsets to reach
+# its high watermarks) before the output is read.
 . "$(dirname "$0")/lib.sh"
 
 RECORDS="${COMPAT_CTP_RECORDS:-2400}"
@@ -30,6 +32,7 @@ PAUSE_MS="${COMPAT_CTP_PAUSE_MS:-150}"
 KILLS=2
 RUN_TIMEOUT="${COMPAT_CTP_RUN_TIMEOUT:-120}"
 RECOVER_TIMEOUT="${COMPAT_CTP_RECOVER_TIMEOUT:-60}"
+STABLE_TIMEOUT="${COMPAT_TXN_STABLE_TIMEOUT:-60}"
 
 in="compat-ctp-in-$RUN_ID"; out="compat-ctp-out-$RUN_ID"; group="compat-ctp-$RUN_ID"; tid="compat-ctp-$RUN_ID"
 tc() { kjava org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" "$@"; }
@@ -79,7 +82,7 @@ grep -q '^DONE' "$WORK/copier-$run.out" && [ "$status" -eq 0 ] \
 say "last copier run: $(grep '^DONE' "$WORK/copier-$run.out")"
 grep -h '^ABORTED' "$WORK"/copier-*.out | head -3 || true
 
-kjava dev.rill.compat.TopicDump --topic "$out" --isolation read_committed >"$WORK/rc" 2>"$WORK/rc.err" \
+kjava dev.rill.compat.TopicDump --topic "$out" --isolation read_committed --wait-stable-s "$STABLE_TIMEOUT" >"$WORK/rc" 2>"$WORK/rc.err" \
     || { tail -5 "$WORK/rc.err" >&2; fail "TopicDump of $out failed"; }
 kjava dev.rill.compat.TopicDump --topic "$out" --isolation read_uncommitted >"$WORK/ru" 2>/dev/null \
     || fail "TopicDump --isolation read_uncommitted of $out failed"

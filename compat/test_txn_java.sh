@@ -16,7 +16,10 @@
 #     next send or commit); the fenced producer's records are in the log but
 #     never read by read_committed; the second producer's transaction is.
 #
-# Timeouts: READ_TIMEOUT (s) bounds each read and client call;
+# Timeouts: READ_TIMEOUT (s) bounds each read and client call, and the wait
+# before reading for the last commit's markers (a commit returns before
+# they are written; the reads start once the read_committed end offsets
+# equal the read_uncommitted ones);
 # QUIET_MS is how long a read_committed consumer keeps polling past the last
 # stable offset to see that nothing more arrives.
 . "$(dirname "$0")/lib.sh"
@@ -25,7 +28,7 @@ TXNS="${COMPAT_TXN_COUNT:-30}"
 RECORDS="${COMPAT_TXN_RECORDS:-6}"
 ABORT_EVERY=3
 READ_TIMEOUT="${COMPAT_TXN_READ_TIMEOUT:-60}"
-QUIET_MS="${COMPAT_TXN_QUIET_MS:-3000}"
+QUIET_MS="${COMPAT_TXN_QUIET_MS:-2000}"
 
 topic="compat-txn-$RUN_ID"
 tc() { kjava org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" "$@"; }
@@ -55,7 +58,7 @@ expect() {
 # dump ISOLATION: what a consumer with that isolation level reads, as
 # "partition<TAB>value", each partition in offset order.
 dump() {
-    kjava dev.rill.compat.TopicDump --topic "$topic" --isolation "$1" --timeout-s "$READ_TIMEOUT" \
+    kjava dev.rill.compat.TopicDump --topic "$topic" --isolation "$1" --timeout-s "$READ_TIMEOUT" --wait-stable-s "$READ_TIMEOUT" \
         >"$WORK/dump-$1" 2>"$WORK/dump-$1.err" || { tail -5 "$WORK/dump-$1.err" >&2; fail "TopicDump --isolation $1 failed"; }
     sort -s -n -k1,1 -k2,2 "$WORK/dump-$1" | cut -f1,4
 }

@@ -5,7 +5,8 @@ send_offsets_to_transaction.
 
 Environment: KAFKA_BOOTSTRAP (required), COMPAT_RF (replication factor,
 default 3), COMPAT_TXN_READ_TIMEOUT (seconds a read of a topic may take,
-default 60).
+default 60), COMPAT_TXN_STABLE_TIMEOUT (seconds to wait before a read until
+no transaction is open on the topic, default 60).
 
 What the tests hold the brokers to:
 - Transactions committed are read by a read_committed consumer (librdkafka's
@@ -28,6 +29,10 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from admin import admin_client, bootstrap, create_topic, default_rf
 
 READ_TIMEOUT = float(os.environ.get("COMPAT_TXN_READ_TIMEOUT", "60"))
+# How long a reader waits for the last commit's markers: a commit returns
+# before they are written, so the last stable offsets reach the high
+# watermarks a little later.
+STABLE_TIMEOUT = float(os.environ.get("COMPAT_TXN_STABLE_TIMEOUT", "60"))
 PARTITIONS = 3
 TXNS = 30
 RECORDS = 6
@@ -45,9 +50,34 @@ def txn_producer(transactional_id):
     return p
 
 
+def watermarks(topic, isolation, partitions):
+    c = Consumer({"bootstrap.servers": bootstrap(), "group.id": f"compat-txn-probe-{RUN}", "isolation.level": isolation})
+    try:
+        return {q: c.get_watermark_offsets(TopicPartition(topic, q), timeout=READ_TIMEOUT, cached=False)[1]
+                for q in range(partitions)}
+    finally:
+        c.close()
+
+
+def wait_stable(topic, partitions):
+    """Waits until no transaction is open on the topic: the read_committed
+    end offsets (last stable offsets) equal the read_uncommitted ones."""
+    deadline = time.monotonic() + STABLE_TIMEOUT
+    while True:
+        lso, hw = watermarks(topic, "read_committed", partitions), watermarks(topic, "read_uncommitted", partitions)
+        if lso == hw:
+            return
+        assert time.monotonic() < deadline, (
+            f"{topic}: the last stable offsets {lso} did not reach the high watermarks {hw} "
+            f"within {STABLE_TIMEOUT}s of the last commit returning")
+        time.sleep(0.1)
+
+
 def read_all(topic, isolation, partitions=PARTITIONS, group=None):
     """Every record from the first offset up to the end (the last stable
-    offset with read_committed), as {partition: [value, ...]} in log order."""
+    offset with read_committed), as {partition: [value, ...]} in log order,
+    once no transaction is open on the topic."""
+    wait_stable(topic, partitions)
     c = Consumer({
         "bootstrap.servers": bootstrap(),
         "group.id": group or f"compat-txn-reader-{uuid.uuid4().hex[:8]}",

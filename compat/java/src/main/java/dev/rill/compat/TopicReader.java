@@ -77,4 +77,47 @@ final class TopicReader {
             }
         }
     }
+
+    /**
+     * Waits until no transaction holds a partition of the topic back: until
+     * the read_committed end offsets (the last stable offsets) equal the
+     * read_uncommitted ones (the high watermarks). A commit returns to the
+     * producer before its markers are written, so a reader that wants every
+     * committed transaction waits for this first. Returns the milliseconds
+     * waited; throws after the timeout, naming both sets of offsets.
+     */
+    static long waitStable(String topic, Duration timeout) {
+        long started = System.nanoTime();
+        long deadline = started + timeout.toNanos();
+        Map<TopicPartition, Long> lso = null;
+        Map<TopicPartition, Long> hw = null;
+        while (System.nanoTime() < deadline) {
+            lso = endOffsets(topic, "read_committed", timeout);
+            hw = endOffsets(topic, "read_uncommitted", timeout);
+            if (lso.equals(hw)) {
+                return (System.nanoTime() - started) / 1_000_000;
+            }
+            try {
+                Thread.sleep(100);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
+        }
+        throw new IllegalStateException("the last stable offsets of " + topic + " did not reach the high watermarks "
+                + "within " + timeout + ": read_committed end offsets " + lso + ", read_uncommitted " + hw);
+    }
+
+    static Map<TopicPartition, Long> endOffsets(String topic, String isolation, Duration timeout) {
+        Properties p = new Properties();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, Args.bootstrap());
+        p.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, isolation);
+        try (KafkaConsumer<String, String> c = new KafkaConsumer<>(p, new StringDeserializer(), new StringDeserializer())) {
+            List<TopicPartition> parts = new ArrayList<>();
+            for (PartitionInfo pi : c.partitionsFor(topic, timeout)) {
+                parts.add(new TopicPartition(topic, pi.partition()));
+            }
+            return new java.util.HashMap<>(c.endOffsets(parts, timeout));
+        }
+    }
 }

@@ -150,6 +150,21 @@ public final class TxnChecks {
         return v;
     }
 
+    /**
+     * Waits (up to the timeout) until no transaction is open on the topic:
+     * read_committed end offsets equal read_uncommitted ones. Returns them.
+     */
+    static Map<Integer, Long> waitStable() {
+        long started = System.nanoTime();
+        try {
+            TopicReader.waitStable(topic, timeout);
+        } catch (IllegalStateException e) {
+            fail("no transaction left open once the commits returned: " + e.getMessage());
+        }
+        System.out.println("no transaction open after " + (System.nanoTime() - started) / 1_000_000 + " ms");
+        return endOffsets("read_committed");
+    }
+
     /** Sends one record "txn-r<j>" to each partition j; returns their metadata futures. */
     static List<Future<RecordMetadata>> sendAll(KafkaProducer<String, String> p, String txn) {
         List<Future<RecordMetadata>> l = new ArrayList<>();
@@ -210,12 +225,14 @@ public final class TxnChecks {
             }
 
             p.commitTransaction();
-            Map<Integer, Long> after = endOffsets("read_committed");
+            // The commit returns before its markers are written: the last
+            // stable offsets move past it soon after.
+            Map<Integer, Long> after = waitStable();
             System.out.println("after commit: read_committed end offsets " + after);
             for (var e : first.entrySet()) {
                 if (after.get(e.getKey()) <= e.getValue()) {
                     fail("after the commit the read_committed end offset of partition " + e.getKey()
-                            + " is past the committed record at " + e.getValue() + "; saw " + after.get(e.getKey()));
+                            + " past the committed record at " + e.getValue() + "; saw " + after.get(e.getKey()));
                 }
             }
             rc = values(readAll("read_committed"));
@@ -301,6 +318,7 @@ public final class TxnChecks {
             a.close(Duration.ZERO);
             b.close();
         }
+        waitStable();
         List<String> rc = values(readAll("read_committed"));
         List<String> ru = values(readAll("read_uncommitted"));
         System.out.println("read_committed reads " + rc);
