@@ -216,6 +216,9 @@ offsets.topic.num.partitions=12
 transaction.state.log.replication.factor=$rf
 transaction.state.log.min.isr=$min_isr
 transaction.state.log.num.partitions=6
+# Abort a transaction past its transaction.timeout.ms within a second of it
+# (default: checked every 10 s), as the timeout tests expect.
+transaction.abort.timed.out.transaction.cleanup.interval.ms=1000
 share.coordinator.state.topic.replication.factor=$rf
 share.coordinator.state.topic.min.isr=$min_isr
 group.initial.rebalance.delay.ms=0

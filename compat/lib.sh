@@ -30,6 +30,15 @@ kjava() {
         -cp "$COMPAT_CLASSPATH" "$main" "$@"
 }
 
+# kjava_bg OUT ERR MAIN ARGS...: kjava in the background with its output in
+# OUT and ERR; afterwards $! is the JVM's own pid (not a subshell's), so a
+# SIGKILL sent to it kills the program.
+kjava_bg() {
+    local out=$1 err=$2 main=$3; shift 3
+    java -Xmx256m -XX:TieredStopAtLevel=1 -Dorg.slf4j.simpleLogger.defaultLogLevel="${COMPAT_JAVA_LOG:-warn}" \
+        -cp "$COMPAT_CLASSPATH" "$main" "$@" >"$out" 2>"$err" &
+}
+
 # Creates a topic through librdkafka's admin API (CreateTopics) and waits
 # until every partition has a leader.
 create_topic_rdkafka() {

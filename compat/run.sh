@@ -118,16 +118,17 @@ run_shell() {
     esac
 }
 
-# The pytest suite: one result per test case, from its JUnit XML.
+# run_pytest NAME FILE: a pytest file of compat/python, one result per test
+# case (NAME::case), from its JUnit XML.
 run_pytest() {
-    local name=librdkafka
+    local name=$1 file=$2
     wanted "$name" || return 0
-    stamp "test $name (pytest compat/python)"
-    local t=$(date +%s) rc=0
+    stamp "test $name (pytest compat/python/$file)"
+    local t=$(date +%s) rc=0 xml="$logs/pytest-$name.xml"
     timeout --kill-after=10 "$TEST_TIMEOUT" "$COMPAT_VENV/bin/python" -m pytest -p no:cacheprovider -q -rfE \
-        --junitxml="$logs/pytest.xml" "$repo/compat/python" >"$logs/$name.log" 2>&1 || rc=$?
+        --junitxml="$xml" "$repo/compat/python/$file" >"$logs/$name.log" 2>&1 || rc=$?
     sed 's/^/    /' "$logs/$name.log" | tail -n 40
-    if [ ! -s "$logs/pytest.xml" ]; then
+    if [ ! -s "$xml" ]; then
         record FAIL "$(( $(date +%s) - t ))" "$name" "pytest produced no report (exit $rc)"
         return 0
     fi
@@ -135,7 +136,7 @@ run_pytest() {
     while IFS= read -r line; do
         IFS=$'\t' read -r status secs tname detail <<<"$line"
         record "$status" "$secs" "$name::$tname" "$detail"
-    done < <("$COMPAT_VENV/bin/python" - "$logs/pytest.xml" <<'PY'
+    done < <("$COMPAT_VENV/bin/python" - "$xml" <<'PY'
 import sys, xml.etree.ElementTree as ET
 for case in ET.parse(sys.argv[1]).getroot().iter("testcase"):
     status, detail = "PASS", ""
@@ -154,7 +155,7 @@ PY
 
 if [ "$security" = plaintext ]; then
     run_shell kcat test_kcat.sh
-    run_pytest
+    run_pytest librdkafka test_librdkafka.py
     run_shell console-roundtrip test_console.sh
     run_shell topic-describe test_topic_describe.sh
     run_shell configs-alter test_configs_alter.sh
@@ -162,6 +163,13 @@ if [ "$security" = plaintext ]; then
     run_shell reassign test_reassign.sh
     run_shell quotas test_quotas.sh
     run_shell streams-wordcount test_streams_wordcount.sh
+    run_shell txn-java test_txn_java.sh
+    run_shell txn-ctp test_txn_ctp.sh
+    run_shell txn-tools test_txn_tools.sh
+    run_pytest txn-librdkafka test_txn_librdkafka.py
+    # These kill (and restart) a broker.
+    run_shell txn-coordinator-kill test_txn_coordinator_kill.sh
+    run_shell streams-eos test_streams_eos.sh
     # Last: it kills (and restarts) a broker.
     run_shell idempotent-failover test_idempotent_failover.sh
 elif [ "$security" = sasl_ssl ]; then

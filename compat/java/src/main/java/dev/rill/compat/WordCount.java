@@ -5,6 +5,7 @@ import java.util.Arrays;
 import java.util.Locale;
 import java.util.Properties;
 import java.util.concurrent.CountDownLatch;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.StreamsBuilder;
@@ -21,6 +22,12 @@ import org.apache.kafka.streams.kstream.Produced;
  * the application creates itself) and written as word -> Long count to
  * --output. Runs until SIGTERM; prints "STATE <new>" on each state change and
  * exits 1 if the application fails.
+ *
+ * --eos true runs it with processing.guarantee=exactly_once_v2 (transactions,
+ * read_committed; commits every 100 ms) and a 6 s consumer session timeout,
+ * so an instance that was killed leaves the group soon. --state-dir keeps
+ * the state directory (and with it the instance's process id, hence its
+ * transactional id) across restarts; by default each run gets a new one.
  */
 public final class WordCount {
     public static void main(String[] argv) throws Exception {
@@ -30,8 +37,16 @@ public final class WordCount {
         p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, Args.bootstrap());
         p.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, a.get("replication-factor", "-1"));
         p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, "200");
+        if (Boolean.parseBoolean(a.get("eos", "false"))) {
+            p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.EXACTLY_ONCE_V2);
+            p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, "100");
+            p.put(StreamsConfig.consumerPrefix(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG), "6000");
+            p.put(StreamsConfig.consumerPrefix(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG), "1000");
+        }
         p.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, "0");
-        p.put(StreamsConfig.STATE_DIR_CONFIG, Files.createTempDirectory("rill-compat-streams").toString());
+        String stateDir = a.get("state-dir", "");
+        p.put(StreamsConfig.STATE_DIR_CONFIG,
+                stateDir.isEmpty() ? Files.createTempDirectory("rill-compat-streams").toString() : stateDir);
         p.put(StreamsConfig.consumerPrefix("auto.offset.reset"), "earliest");
 
         StreamsBuilder b = new StreamsBuilder();
