@@ -5,7 +5,7 @@
 //! leader and sent in one `WriteMarkers` call per broker over the
 //! replication port (mutual TLS when configured). Partitions that fail
 //! (leader moved, not enough replicas, broker unreachable) are retried
-//! after [`RETRY`] with their leader looked up again, until every marker is
+//! after 100 ms with their leader looked up again, until every marker is
 //! written or the coordinator steps down. A partition whose topic was
 //! deleted needs no marker.
 

@@ -184,7 +184,7 @@ fn bumped(meta: &TxnMeta, new_id: &mut dyn FnMut() -> Option<i64>) -> Option<(i6
 /// (fencing the producer of the old epoch).
 fn fenced_abort(meta: &TxnMeta, now: i64) -> TxnMeta {
     TxnMeta {
-        producer_epoch: meta.producer_epoch.saturating_add(1).min(i16::MAX),
+        producer_epoch: meta.producer_epoch.saturating_add(1),
         last_producer_epoch: meta.producer_epoch,
         state: TxnState::PrepareAbort,
         update_ms: now,

@@ -153,6 +153,9 @@ enum Done {
 /// Offsets committed in transactions that are still open, by producer id:
 /// (group, partition, offset). They become visible with the producer's
 /// commit marker and are dropped with its abort marker.
+/// One committed offset of a group: (topic, partition) and the offset.
+type GroupOffset = ((String, i32), CommittedOffset);
+
 pub(crate) type PendingTxnOffsets = HashMap<i64, Vec<(String, (String, i32), CommittedOffset)>>;
 
 /// One write to the offsets topic.
@@ -518,7 +521,7 @@ impl GroupCoordinator {
             return;
         }
         let now = now_ms();
-        let mut by_group: BTreeMap<String, Vec<((String, i32), CommittedOffset)>> = BTreeMap::new();
+        let mut by_group: BTreeMap<String, Vec<GroupOffset>> = BTreeMap::new();
         for (group, tp, o) in pending {
             by_group.entry(group).or_default().push((tp, o));
         }
