@@ -245,6 +245,15 @@ async fn given_a_broker_when_api_versions_asked_should_list_exactly_the_served_a
             (ApiKey::DeleteAcls, (1, 3)),
             (ApiKey::DescribeClientQuotas, (0, 1)),
             (ApiKey::AlterClientQuotas, (0, 1)),
+            // The transaction coordinator's APIs (`rill_broker::txn`).
+            (ApiKey::AddPartitionsToTxn, (0, 5)),
+            (ApiKey::AddOffsetsToTxn, (0, 4)),
+            (ApiKey::EndTxn, (0, 5)),
+            (ApiKey::WriteTxnMarkers, (1, 1)),
+            (ApiKey::TxnOffsetCommit, (0, 5)),
+            (ApiKey::DescribeProducers, (0, 0)),
+            (ApiKey::DescribeTransactions, (0, 0)),
+            (ApiKey::ListTransactions, (0, 2)),
             // The group coordinator's APIs (`crate::group`).
             (ApiKey::OffsetCommit, (2, 9)),
             (ApiKey::OffsetFetch, (1, 9)),
@@ -556,15 +565,39 @@ async fn given_an_idempotent_producer_when_it_retries_should_get_the_original_of
         .producer_id
         .0;
     assert_ne!(other, pid, "producer ids are unique");
-    // Transactions are refused.
-    let r = conn
-        .call(
-            4,
-            &InitProducerIdRequest::default()
-                .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx")))),
-        )
-        .await;
-    assert_eq!(r.error_code, 42, "INVALID_REQUEST");
+    // A transactional id gets its producer from the transaction
+    // coordinator, found (and its state topic created) by FindCoordinator.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let tx = loop {
+        let found = conn
+            .call(
+                3,
+                &FindCoordinatorRequest::default()
+                    .with_key(StrBytes::from_static_str("tx"))
+                    .with_key_type(1),
+            )
+            .await;
+        let r = conn
+            .call(
+                4,
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx"))))
+                    .with_transaction_timeout_ms(60_000),
+            )
+            .await;
+        if found.error_code == 0 && r.error_code == 0 {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no transactional producer id: FindCoordinator {}, InitProducerId {}",
+            found.error_code,
+            r.error_code
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(tx.producer_id.0 >= 0 && tx.producer_id.0 != pid && tx.producer_id.0 != other);
+    assert_eq!(tx.producer_epoch, 0);
 
     assert_eq!(
         produce_idem(&mut conn, "idem", &["a", "b"], pid, 0, 0).await,

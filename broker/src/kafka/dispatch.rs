@@ -264,7 +264,10 @@ mod tests {
         let ctx = context(dir.path(), false);
         let keys: Vec<i16> = api_versions(&ctx).iter().map(|v| v.api_key).collect();
         assert_eq!(keys.len(), OWN_APIS.len());
-        assert!(!keys.contains(&(ApiKey::FindCoordinator as i16)));
+        // FindCoordinator is the broker's (it finds transaction
+        // coordinators too); the group APIs are left out.
+        assert!(keys.contains(&(ApiKey::FindCoordinator as i16)));
+        assert!(!keys.contains(&(ApiKey::JoinGroup as i16)));
         let err = decode(
             &ctx,
             frame(ApiKey::Heartbeat, 4, 1, &HeartbeatRequest::default()),
