@@ -80,7 +80,12 @@ impl Partition {
         acks: Acks,
         timeout: Duration,
     ) -> Result<ProduceResult, Error> {
-        if batch_headers(&data).iter().any(BatchHeader::is_control) {
+        // Only well-formed batches are looked at here; the log's own
+        // validation reports anything malformed.
+        let control =
+            crate::log::batch::validate_all(&data, data.len(), crate::log::batch::validate)
+                .is_ok_and(|batches| batches.iter().any(|(_, h)| h.is_control()));
+        if control {
             return Err(Error::InvalidRequest(
                 "control batches (transaction markers) are written only by the transaction coordinator"
                     .to_owned(),
