@@ -320,7 +320,6 @@ impl Broker {
         let producer_ids = Arc::new(producer_ids);
         let txns = crate::txn::TxnCoordinator::new(
             Arc::clone(&manager),
-            Arc::clone(&producer_ids),
             config.txn_settings(),
             Arc::clone(&metrics),
             crate::txn::MarkerClient::new(internal_tls.clone()),
@@ -370,7 +369,7 @@ impl Broker {
                         Arc::clone(&manager),
                         config.max_request_bytes,
                     ))
-                    .add_service(crate::grpc::txn::TxnApi::server(Arc::clone(&txns)))
+                    .add_service(crate::txn::grpc::TxnApi::server(Arc::clone(&txns)))
                     .serve_with_incoming_shutdown(no_delay(listener), stop.cancelled_owned())
             });
             let settings = ClusterSettings {

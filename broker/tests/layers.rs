@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! server, config, http            the process: wires everything
-//! kafka                           the Kafka listener (calls the group coordinator)
+//! kafka                           the Kafka listener (calls the coordinators)
+//! txn                             the transaction coordinator
 //! group | grpc | cluster          coordinator; gRPC adapters; the link to the cluster
 //! partition                       the data path: produce, fetch, acks, topics
 //! replication | security          leader/follower state without I/O; who a
@@ -34,12 +35,13 @@ const LAYERS: &[(&str, u32)] = &[
     ("cluster", 4),
     ("security", 2),
     ("quota", 2),
-    ("kafka", 5),
-    ("config", 6),
-    ("http", 6),
-    ("server", 7),
-    ("lib", 8),
-    ("main", 8),
+    ("txn", 5),
+    ("kafka", 6),
+    ("config", 7),
+    ("http", 7),
+    ("server", 8),
+    ("lib", 9),
+    ("main", 9),
 ];
 
 fn layer(module: &str) -> Option<u32> {

@@ -12,7 +12,6 @@
 //! full disk `RESOURCE_EXHAUSTED`.
 
 pub mod replication;
-pub mod txn;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -87,7 +87,7 @@ pub async fn init_transactional(
         });
     }
     // A producer id for the state machine to hand out if it needs one.
-    let spare = match coordinator.producer_ids().allocate().await {
+    let spare = match ctx.producer_ids.allocate().await {
         Ok(id) => Some(id),
         Err(e) => {
             warn!(error = %e, "cannot allocate a producer id");
@@ -272,7 +272,7 @@ pub async fn end_txn(ctx: &KafkaContext, version: i16, request: EndTxnRequest) -
     let result = async {
         let c = coordinator(ctx)?;
         let spare = if v2 {
-            c.producer_ids().allocate().await.ok()
+            ctx.producer_ids.allocate().await.ok()
         } else {
             None
         };

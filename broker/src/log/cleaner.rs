@@ -33,7 +33,16 @@ use tracing::info;
 use super::batch::BatchHeader;
 use super::segment::Segment;
 use super::{LogError, PartitionLog};
-use crate::partition::txns::AbortedTxn;
+
+/// One aborted transaction in a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    /// Offset of the transaction's first batch in this partition.
+    pub first_offset: i64,
+    /// Offset of its abort marker.
+    pub last_offset: i64,
+}
 
 /// What a compaction pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -30,15 +30,7 @@ use rill_client::batch::ControlType;
 
 use crate::log::batch::BatchHeader;
 
-/// One aborted transaction in a partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AbortedTxn {
-    pub producer_id: i64,
-    /// Offset of the transaction's first batch in this partition.
-    pub first_offset: i64,
-    /// Offset of its abort marker.
-    pub last_offset: i64,
-}
+pub use crate::log::cleaner::AbortedTxn;
 
 /// A transaction open in this partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

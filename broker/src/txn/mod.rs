@@ -27,6 +27,7 @@
 //! Records: the key is the transactional id (UTF-8), the value the JSON of
 //! [`TxnMeta`] with a version field; a null value removes the id.
 
+pub mod grpc;
 pub mod markers;
 pub mod state;
 
@@ -45,7 +46,6 @@ use tracing::{debug, info, warn};
 
 use crate::group::GroupCoordinator;
 use crate::group::placement;
-use crate::kafka::ProducerIdAllocator;
 use crate::log::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 use crate::metrics::Metrics;
 use crate::partition::manager::{CreateTopic, ReplicaManager};
@@ -159,7 +159,6 @@ pub fn now_ms() -> i64 {
 #[derive(Debug)]
 pub struct TxnCoordinator {
     manager: Arc<ReplicaManager>,
-    producer_ids: Arc<ProducerIdAllocator>,
     settings: TxnSettings,
     metrics: Arc<Metrics>,
     shards: Mutex<BTreeMap<i32, Shard>>,
@@ -173,14 +172,12 @@ pub struct TxnCoordinator {
 impl TxnCoordinator {
     pub fn new(
         manager: Arc<ReplicaManager>,
-        producer_ids: Arc<ProducerIdAllocator>,
         settings: TxnSettings,
         metrics: Arc<Metrics>,
         markers: MarkerClient,
     ) -> Arc<Self> {
         Arc::new(Self {
             manager,
-            producer_ids,
             settings,
             metrics,
             shards: Mutex::new(BTreeMap::new()),
@@ -207,10 +204,6 @@ impl TxnCoordinator {
     /// The connections to other brokers' `Transactions` service.
     pub fn marker_client(&self) -> &MarkerClient {
         &self.markers
-    }
-
-    pub fn producer_ids(&self) -> &Arc<ProducerIdAllocator> {
-        &self.producer_ids
     }
 
     /// Starts the role-following and timeout task.

@@ -8,7 +8,9 @@ use rill_proto::txn as pb;
 use rill_proto::txn::transactions_server::{Transactions, TransactionsServer};
 use tonic::{Request, Response, Status};
 
-use crate::kafka::errors::error_code;
+use kafka_protocol::ResponseError;
+
+use crate::partition::Error as PartitionError;
 use crate::txn::{ProducerRef, TxnCoordinator};
 
 /// The Transactions gRPC service of a broker.
@@ -51,7 +53,7 @@ impl Transactions for TxnApi {
                 .await;
             let (error_code, error_message) = match written {
                 Ok(()) => (0, String::new()),
-                Err(e) => (i32::from(error_code(&e).code()), e.to_string()),
+                Err(e) => (i32::from(marker_error(&e).code()), e.to_string()),
             };
             results.push(pb::MarkerResult {
                 partition: Some(tp),
@@ -87,5 +89,17 @@ impl Transactions for TxnApi {
                 error_message: e.message,
             },
         }))
+    }
+}
+
+/// The Kafka code a failed marker is answered with: a gone partition needs
+/// no marker; anything else is retried by the coordinator.
+fn marker_error(e: &PartitionError) -> ResponseError {
+    match e {
+        PartitionError::UnknownTopic(_)
+        | PartitionError::UnknownPartition { .. }
+        | PartitionError::TopicDeleted(_) => ResponseError::UnknownTopicOrPartition,
+        PartitionError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
+        _ => ResponseError::UnknownServerError,
     }
 }
