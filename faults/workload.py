@@ -606,7 +606,7 @@ def main():
     ap.add_argument("--commit-ratio", type=float, default=0.7, help="txn-produce: share of transactions committed")
     ap.add_argument("--txn-timeout-ms", type=int, default=20_000,
                     help="txn-produce: transaction.timeout.ms (the coordinator aborts older open transactions)")
-    ap.add_argument("--op-seconds", type=float, default=15,
+    ap.add_argument("--op-seconds", type=float, default=5,
                     help="txn-produce: timeout of one init/commit/abort call")
     ap.add_argument("--end-seconds", type=float, default=40,
                     help="txn-produce: how long a retriable commit or abort is retried before a new producer")
