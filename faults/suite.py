@@ -496,8 +496,7 @@ class TxnWorkload(Workload):
                        "--out", os.path.join(self.dir, f"txn-producer-{i}.jsonl"),
                        "--stop-file", self.stop_prod, "--max-seconds", ms, "--rate", str(a.rate))
         for i in range(a.consumers):
-            self.spawn(f"consumer-{i}", "consume", "--id", str(i), "--group", self.group,
-                       "--isolation", "read_committed",
+            self.spawn(f"consumer-{i}", "txn-consume", "--id", str(i), "--group", self.group,
                        "--out", os.path.join(self.dir, f"consumer-{i}.jsonl"),
                        "--stop-file", self.stop_cons, "--max-seconds", str(max_seconds + 200))
         self.spawn("offsets", "offsets", "--group", self.group, "--partitions", str(PARTITIONS),

@@ -11,6 +11,7 @@ network namespaces included), and "type".
     workload.py offsets  --bootstrap B --topic T --group G --out FILE --stop-file F --max-seconds S
     workload.py final    --bootstrap B --topic T --out FILE --max-seconds S [--isolation read_committed]
     workload.py txn-produce --bootstrap B --topic T --id I --seed S --out FILE --stop-file F --max-seconds S
+    workload.py txn-consume --bootstrap B --topic T --group G --id I --out FILE --stop-file F --max-seconds S
 
 produce: an idempotent acks=all producer writing unique values
 "<run>-p<I>-<seq>" with keys "p<I>-k<n>"; lines: send (value, key, seq),
@@ -53,6 +54,9 @@ error, or a commit or abort that cannot be finished, it destroys the
 producer and makes a new one with the same transactional.id (its
 init_transactions fences the old epoch and aborts what it left open) and
 goes on. It stops beginning transactions when the stop file appears.
+
+txn-consume: consume with isolation.level read_committed (librdkafka's
+default, set explicitly): what a read_committed member reads, in order.
 """
 
 import argparse
@@ -305,6 +309,12 @@ def cmd_consume(args):
     except Exception:  # noqa: BLE001
         pass
     return 0
+
+
+def cmd_txn_consume(args):
+    """consume with isolation.level=read_committed: the transactional workload's group members."""
+    args.isolation = "read_committed"
+    return cmd_consume(args)
 
 
 def cmd_offsets(args):
@@ -560,11 +570,10 @@ def cmd_txn_produce(args):
             p = abort(p, txn, after_commit=False)
         # Pace: --rate records per second on average.
         next_at += n / args.rate
-        delay = next_at - time.monotonic()
-        if delay < -1.0:
+        if next_at - time.monotonic() < -1.0:
             next_at = time.monotonic()
-        elif delay > 0 and p is not None:
-            p.poll(delay)
+        while p is not None and time.monotonic() < next_at:
+            p.poll(next_at - time.monotonic())  # returns early when a callback is served
     h.write("stop_sending", producer=me)
     if p is not None:
         p.flush(5)
@@ -577,7 +586,7 @@ def cmd_txn_produce(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=["create", "leaders", "produce", "consume", "offsets", "final",
-                                        "txn-produce"])
+                                        "txn-produce", "txn-consume"])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", default="faults")
     ap.add_argument("--partitions", type=int, default=3)
