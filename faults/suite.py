@@ -443,7 +443,9 @@ class Workload:
             try:
                 p.wait(timeout=max(1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log(f"{name} still running after {timeout}s: SIGKILL")
+                log(f"{name} still running after {timeout}s: SIGKILL (its stack: {name}.stderr)")
+                os.killpg(p.pid, signal.SIGUSR1)  # workload.py writes its threads' stacks
+                time.sleep(1)
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
 

@@ -60,6 +60,7 @@ default, set explicitly): what a read_committed member reads, in order.
 """
 
 import argparse
+import faulthandler
 import json
 import os
 import random
@@ -80,6 +81,9 @@ def _on_signal(_sig, _frame):
 
 signal.signal(signal.SIGTERM, _on_signal)
 signal.signal(signal.SIGINT, _on_signal)
+# SIGUSR1 writes every thread's Python stack to stderr: the suite sends it to
+# a client that did not stop in time, before killing it.
+faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 class History:
@@ -572,8 +576,13 @@ def cmd_txn_produce(args):
         next_at += n / args.rate
         if next_at - time.monotonic() < -1.0:
             next_at = time.monotonic()
-        while p is not None and time.monotonic() < next_at:
-            p.poll(next_at - time.monotonic())  # returns early when a callback is served
+        while p is not None:
+            # poll() returns early when it serves a callback, and a negative
+            # timeout would mean "wait forever".
+            left = next_at - time.monotonic()
+            if left <= 0:
+                break
+            p.poll(left)
     h.write("stop_sending", producer=me)
     if p is not None:
         p.flush(5)
