@@ -35,15 +35,15 @@ def set_prefix(target):
     NET_NS = PREFIX + "net"
     CLIENT_NS = PREFIX + "client"
 SUBNET = "10.213.0"
+CTL_IP = f"{SUBNET}.10"
+CLIENT_IP = f"{SUBNET}.100"
+KAFKA_PORT = 9092
+PARTITIONS = 3
 # How long the read_committed final read waits for every partition's last
 # stable offset to reach its high watermark once the transactional producers
 # have stopped: the workload's transaction.timeout.ms (20 s) plus Kafka's
 # abort-timed-out-transactions scan interval (10 s) and a margin.
 FINAL_LSO_WAIT_S = 45
-CTL_IP = f"{SUBNET}.10"
-CLIENT_IP = f"{SUBNET}.100"
-KAFKA_PORT = 9092
-PARTITIONS = 3
 
 
 def log(msg):
@@ -1137,7 +1137,7 @@ def main():
         names = SHORT if form == "short" else LONG
     for s in names:
         base, wl = split_name(s)
-        if base not in SCENARIOS or wl not in WORKLOADS:
+        if base not in SCENARIOS or wl not in ("plain", "txn"):
             raise SystemExit(f"faults: unknown scenario {s} (--list)")
     set_prefix(args.target)
     log(f"target {args.target}, {form} form, seed {args.seed}, scenarios: {' '.join(names)}")
