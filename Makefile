@@ -109,7 +109,7 @@ bench-smoke:
 # Jepsen-style suite: controller + 3 brokers in network namespaces, real Kafka
 # clients, partitions/crashes/disk faults, a history checker. Needs root.
 # `faults` is the long form against Rill (publishes faults/results/rill-latest.md),
-# `faults-short` the checker's unit tests and the ~5 min subset (part of `make test`), `faults-kafka` the long form against Apache
+# `faults-short` the checker's unit tests and the ~6 min subset (part of `make test`), `faults-kafka` the long form against Apache
 # Kafka (FAULTS_ARGS=--short for its short form). Rill's debug binaries must be built.
 FAULTS_ARGS ?=
 .PHONY: faults faults-short faults-kafka

@@ -39,6 +39,11 @@ CTL_IP = f"{SUBNET}.10"
 CLIENT_IP = f"{SUBNET}.100"
 KAFKA_PORT = 9092
 PARTITIONS = 3
+# How long the read_committed final read waits for every partition's last
+# stable offset to reach its high watermark once the transactional producers
+# have stopped: the workload's transaction.timeout.ms (20 s) plus Kafka's
+# abort-timed-out-transactions scan interval (10 s) and a margin.
+FINAL_LSO_WAIT_S = 45
 
 
 def log(msg):
@@ -438,7 +443,9 @@ class Workload:
             try:
                 p.wait(timeout=max(1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log(f"{name} still running after {timeout}s: SIGKILL")
+                log(f"{name} still running after {timeout}s: SIGKILL (its stack: {name}.stderr)")
+                os.killpg(p.pid, signal.SIGUSR1)  # workload.py writes its threads' stacks
+                time.sleep(1)
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
 
@@ -473,6 +480,48 @@ class Workload:
                     os.killpg(p.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+
+class TxnWorkload(Workload):
+    """The transactional workload: transactional producers (txn-produce),
+    read_committed group members, the offsets poller, and two final reads:
+    read_committed (final.jsonl, what the checker judges) and
+    read_uncommitted (final-uncommitted.jsonl, which says whether a missing
+    record is in the log at all)."""
+
+    def start(self, max_seconds):
+        ms = str(max_seconds)
+        a = self.s.args
+        for i in range(a.producers):
+            self.spawn(f"producer-{i}", "txn-produce", "--id", str(i), "--run", self.s.run_id,
+                       "--seed", f"{a.seed}:{os.path.basename(self.dir)}", "--partitions", str(PARTITIONS),
+                       "--out", os.path.join(self.dir, f"txn-producer-{i}.jsonl"),
+                       "--stop-file", self.stop_prod, "--max-seconds", ms, "--rate", str(a.rate))
+        for i in range(a.consumers):
+            self.spawn(f"consumer-{i}", "txn-consume", "--id", str(i), "--group", self.group,
+                       "--out", os.path.join(self.dir, f"consumer-{i}.jsonl"),
+                       "--stop-file", self.stop_cons, "--max-seconds", str(max_seconds + 200))
+        self.spawn("offsets", "offsets", "--group", self.group, "--partitions", str(PARTITIONS),
+                   "--out", os.path.join(self.dir, "offsets.jsonl"), "--stop-file", self.stop_offs,
+                   "--max-seconds", str(max_seconds + 260))
+
+    def acks(self):
+        """Committed transactions so far (the warm-up and settle phases wait on them)."""
+        n = 0
+        for p in glob.glob(os.path.join(self.dir, "txn-producer-*.jsonl")):
+            with open(p) as f:
+                n += f.read().count('"type":"commit_ok"')
+        return n
+
+    def final_read(self):
+        rc = None
+        for isolation, out in (("read_committed", "final.jsonl"), ("read_uncommitted", "final-uncommitted.jsonl")):
+            r = subprocess.run(self.client("final", "--partitions", str(PARTITIONS), "--isolation", isolation,
+                                           "--lso-wait", str(FINAL_LSO_WAIT_S),
+                                           "--out", os.path.join(self.dir, out), "--max-seconds", "120"),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=200)
+            rc = r.returncode if rc is None else rc
+        return rc
 
 
 # --------------------------------------------------------------------------- faults
@@ -833,7 +882,23 @@ def sc_mix(n, d):
 
 
 SCENARIOS["mix"] = sc_mix
-SHORT = ["kill-leader", "leader-isolated", "flapping", "disk-full", "torn-tail"]
+
+# A run entry is a scenario name, or NAME+txn: the same faults under the
+# transactional workload (TxnWorkload) instead of the plain one.
+WORKLOADS = {"plain": ["plain"], "txn": ["txn"], "both": ["plain", "txn"]}
+SHORT_BASES = ["kill-leader", "leader-isolated", "flapping", "disk-full", "torn-tail"]
+SHORT = SHORT_BASES + ["kill-leader+txn"]
+LONG = list(SCENARIOS) + [f"{s}+txn" for s in SCENARIOS]
+
+
+def variants(bases, workloads):
+    return [b if w == "plain" else f"{b}+{w}" for b in bases for w in workloads]
+
+
+def split_name(name):
+    """'kill-leader+txn' -> ('kill-leader', 'txn'); 'kill-leader' -> ('kill-leader', 'plain')."""
+    base, _, wl = name.partition("+")
+    return base, wl or "plain"
 
 
 # --------------------------------------------------------------------------- suite
@@ -880,15 +945,17 @@ class Suite:
 
     def run_scenario(self, name, index):
         a = self.args
+        base, workload = split_name(name)
         sdir = os.path.join(self.run_dir, name)
         os.makedirs(sdir, exist_ok=True)
-        topic = f"f-{name}-{index}"
-        group = f"g-{name}-{index}"
+        slug = name.replace("+", "-")  # '+' is not allowed in topic names
+        topic = f"f-{slug}-{index}"
+        group = f"g-{slug}-{index}"
         rng = random.Random(f"{a.seed}:{name}")
-        log(f"scenario {name} (seed {a.seed}, faults {a.duration}s, topic {topic})")
+        log(f"scenario {name} (seed {a.seed}, faults {a.duration}s, topic {topic}, {workload} workload)")
         t0 = time.monotonic()
         n = Nemesis(self, sdir, topic, rng)
-        wl = Workload(self, sdir, topic, group)
+        wl = (TxnWorkload if workload == "txn" else Workload)(self, sdir, topic, group)
         status = "ok"
         try:
             n.heal_all()
@@ -905,7 +972,7 @@ class Suite:
                 n.sleep(0.5)
             n.sleep(a.warmup)
             n.note("phase", phase="faults")
-            SCENARIOS[name](n, a.duration)
+            SCENARIOS[base](n, a.duration)
             n.heal_all()
             n.note("phase", phase="settle")
             # settle: writes acknowledged again after the heal (bounded)
@@ -937,25 +1004,32 @@ class Suite:
         res["passed"] = res["safety_failures"] == 0 and status == "ok"
         with open(os.path.join(sdir, "result.json"), "w") as f:
             json.dump(res, f, indent=2)
+        txns = (f" txns committed/aborted/indeterminate={txn_counts(res)}" if res["workload"] == "txn" else "")
         log(f"  {name}: {'PASS' if res['passed'] else 'FAIL'} " + ", ".join(
-            f"{k}={res[k]}" for k in checker.SAFETY if res[k]) +
-            f" acked={res['acked']} unavailable={res['longest_unavailable_s']}s ({res['seconds']}s)")
+            f"{k}={res[k]}" for k in checker.ALL_SAFETY if res[k]) +
+            f" acked={res['acked']}{txns} unavailable={res['longest_unavailable_s']}s ({res['seconds']}s)")
         return res
 
 
 COLS = [("lost", "lost"), ("duplicates", "dup"), ("moved", "moved"), ("phantom", "phantom"),
         ("dirty_reads", "dirty"), ("order_violations", "order"), ("committed_regressions", "commit-back"),
-        ("skipped", "skipped"), ("final_incomplete", "incomplete")]
+        ("skipped", "skipped"), ("final_incomplete", "incomplete"), ("aborted_reads", "aborted-read"),
+        ("intermediate_reads", "intermediate"), ("lost_commits", "lost-commit"), ("no_commits", "no-commit")]
+
+
+def txn_counts(r):
+    return f"{r['txns_committed']}/{r['txns_aborted']}/{r['txns_indeterminate']}"
 
 
 def table(results):
-    head = ["scenario", "result"] + [c[1] for c in COLS] + ["acked", "failed", "pending", "reads",
+    head = ["scenario", "result"] + [c[1] for c in COLS] + ["acked", "failed", "pending", "txns c/a/i", "reads",
                                                             "unavail s", "secs"]
     rows = []
     for r in results:
         rows.append([r["scenario"], "pass" if r["passed"] else ("FAIL" if r["status"] == "ok" else "ERROR")]
-                    + [str(r[c[0]]) for c in COLS]
-                    + [str(r["acked"]), str(r["failed"]), str(r["pending"]), str(r["reads"]),
+                    + [str(r.get(c[0], "-")) for c in COLS]
+                    + [str(r["acked"]), str(r["failed"]), str(r["pending"]),
+                       txn_counts(r) if r.get("workload") == "txn" else "-", str(r["reads"]),
                        str(r["longest_unavailable_s"]), str(r["seconds"])])
     return head, rows
 
@@ -974,14 +1048,17 @@ def markdown(results, meta):
            f"- commit: `{meta['commit']}`", f"- date: {meta['date']}", f"- seed: {meta['seed']}",
            f"- form: {meta['form']}, faults {meta['duration']} s per scenario, "
            f"{meta['brokers']} brokers + 1 controller, RF 3, min.insync.replicas 2, "
-           f"{meta['producers']} idempotent acks=all producers, {meta['consumers']} group members",
+           f"{meta['producers']} idempotent acks=all producers, {meta['consumers']} group members; "
+           f"`+txn` rows: {meta['producers']} transactional producers, {meta['consumers']} read_committed "
+           "group members",
            f"- wall clock: {meta['wall_s']} s; {meta['passed']} passed, {meta['failed']} failed", "",
            "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     out += ["", "Columns: safety counts from faults/checker.py (any non-zero fails the scenario); "
-            "`unavail s` is the longest time without an acknowledged write while producers were "
-            "sending; `failed`/`pending` are writes that got an error or no answer (indeterminate, "
-            "allowed).", ""]
+            "`unavail s` is the longest time without an acknowledged write (`+txn`: a committed "
+            "transaction) while producers were sending; `failed`/`pending` are writes that got an error "
+            "or no answer (indeterminate, allowed); `txns c/a/i`: transactions committed, aborted, and "
+            "indeterminate (commit requested, not acknowledged: all or nothing may be visible).", ""]
     for r in results:
         if r.get("examples") or r["status"] != "ok":
             out.append(f"## {r['scenario']}")
@@ -996,7 +1073,12 @@ def markdown(results, meta):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--target", choices=["rill", "kafka"], default="rill")
-    ap.add_argument("--scenario", action="append", help="scenario name (repeatable); default: the form's set")
+    ap.add_argument("--scenario", action="append",
+                    help="scenario name, or NAME+txn for its transactional variant (repeatable); "
+                         "default: the form's set")
+    ap.add_argument("--workload", choices=sorted(WORKLOADS),
+                    help="plain, txn or both: the variants of the chosen scenarios (or of the form's "
+                         "scenarios) to run; default: plain for --scenario, the form's own list otherwise")
     ap.add_argument("--short", action="store_true")
     ap.add_argument("--long", action="store_true")
     ap.add_argument("--seed", type=int)
@@ -1036,6 +1118,7 @@ def main():
         return 0 if meta["failed"] == 0 else 1
     if args.list:
         print("\n".join(SCENARIOS))
+        print("(each also as NAME+txn: the transactional workload; --short adds kill-leader+txn)")
         return 0
     if os.geteuid() != 0:
         raise SystemExit("faults: must run as root (network namespaces, tmpfs, ptrace)")
@@ -1044,9 +1127,17 @@ def main():
         args.seed = random.randrange(1, 1_000_000)
     if args.duration is None:
         args.duration = 30 if form == "long" else 25
-    names = args.scenario or (SHORT if form == "short" else list(SCENARIOS))
+    if args.scenario:
+        names = []
+        for s in args.scenario:
+            names += [s] if "+" in s else variants([s], WORKLOADS[args.workload or "plain"])
+    elif args.workload:
+        names = variants(SHORT_BASES if form == "short" else list(SCENARIOS), WORKLOADS[args.workload])
+    else:
+        names = SHORT if form == "short" else LONG
     for s in names:
-        if s not in SCENARIOS:
+        base, wl = split_name(s)
+        if base not in SCENARIOS or wl not in ("plain", "txn"):
             raise SystemExit(f"faults: unknown scenario {s} (--list)")
     set_prefix(args.target)
     log(f"target {args.target}, {form} form, seed {args.seed}, scenarios: {' '.join(names)}")
@@ -1064,7 +1155,7 @@ def main():
     try:
         suite.setup()
         for i, s in enumerate(names):
-            dur = args.duration * (4 if s == "mix" and form == "long" else 1)
+            dur = args.duration * (4 if split_name(s)[0] == "mix" and form == "long" else 1)
             a_dur, args.duration = args.duration, dur
             try:
                 results.append(suite.run_scenario(s, i))
