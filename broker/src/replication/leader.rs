@@ -12,7 +12,11 @@
 //!   moment, or reaches the LEO the leader had at its previous fetch.
 //!   ISR members not caught up for `replica.lag.time.max.ms` are removed.
 //! - A replica outside the ISR is added back once its LEO reaches both the
-//!   HW and the offset where this leader epoch began.
+//!   HW and the offset where this leader epoch began, and it was caught up
+//!   within `replica.lag.time.max.ms` (a replica that stopped fetching
+//!   while its LEO equalled an idle partition's HW is not proposed: the
+//!   controller would refuse it, and the refused expansion would hold the
+//!   HW while its outcome is unknown).
 //! - One ISR change at a time: none is proposed while one is pending.
 //! - A follower's state belongs to one incarnation, named by the broker
 //!   epoch in its fetches (KIP-903). A fetch with a newer epoch starts the
@@ -257,7 +261,13 @@ impl LeaderState {
                     .get(r)
                     .is_some_and(|f| now_ms.saturating_sub(f.last_caught_up_ms) <= lag_max_ms)
         };
-        let joins = |r: &BrokerId| self.follower_leo(*r).is_some_and(|leo| leo >= join_at);
+        let joins = |r: &BrokerId| {
+            self.follower_leo(*r).is_some_and(|leo| leo >= join_at)
+                && self
+                    .followers
+                    .get(r)
+                    .is_some_and(|f| now_ms.saturating_sub(f.last_caught_up_ms) <= lag_max_ms)
+        };
         let next: Vec<BrokerId> = self
             .replicas
             .iter()
@@ -330,6 +340,29 @@ mod tests {
         // Never backwards, never past the leader's LEO.
         assert_eq!(l.on_fetch(2, 1, 130, 150, 30), None);
         assert_eq!(l.high_watermark(), 150);
+    }
+
+    #[test]
+    fn given_a_follower_that_stopped_at_the_hw_when_the_log_grows_then_it_is_not_proposed_to_join()
+    {
+        let mut l = leader();
+        l.on_fetch(1, 1, 100, 100, 0);
+        l.on_fetch(2, 1, 100, 100, 0);
+        // Follower 2 dies with its LEO at the HW; it leaves the ISR.
+        l.on_fetch(1, 1, 100, 100, 11_000);
+        let shrink = l.proposed_isr(11_000, LAG).expect("shrink");
+        assert_eq!(shrink, vec![0, 1]);
+        l.set_pending(shrink.clone());
+        assert!(l.update(8, vec![0, 1, 2], shrink, 11_000));
+        l.pending_done();
+        // A new write, not fetched yet: follower 2's old LEO still equals
+        // the HW, but it has not been caught up for longer than the lag
+        // time, so it is not proposed (a refused expansion would hold the
+        // HW at 100).
+        assert_eq!(l.advance(101), None);
+        assert_eq!(l.high_watermark(), 100);
+        assert_eq!(l.proposed_isr(12_000, LAG), None);
+        assert_eq!(l.on_fetch(1, 1, 101, 101, 12_100), Some(101));
     }
 
     #[test]
