@@ -169,15 +169,7 @@ if [ "$security" = plaintext ]; then
     run_pytest txn-librdkafka test_txn_librdkafka.py
     # These kill (and restart) a broker.
     run_shell txn-coordinator-kill test_txn_coordinator_kill.sh
-    # Known gap on Rill (issue 16 is open): after a partition leader's
-    # SIGKILL the exactly_once_v2 output stops converging. Skipped there,
-    # visibly, so the rest of the suite guards what works; it runs on Kafka
-    # and with COMPAT_KNOWN_GAPS=1.
-    if [ "$target" = rill ] && [ -z "${COMPAT_KNOWN_GAPS:-}" ]; then
-        wanted streams-eos && record SKIP 0 streams-eos "known gap on Rill: exactly_once_v2 output stops converging after a leader's SIGKILL (COMPAT_KNOWN_GAPS=1 runs it)"
-    else
-        run_shell streams-eos test_streams_eos.sh
-    fi
+    run_shell streams-eos test_streams_eos.sh
     # Last: it kills (and restarts) a broker.
     run_shell idempotent-failover test_idempotent_failover.sh
 elif [ "$security" = sasl_ssl ]; then
