@@ -446,6 +446,7 @@ impl Broker {
                 auto_create_partitions: config.auto_create_partitions(),
                 default_partitions: config.num_partitions,
                 config_sources: config.kafka_config_sources(),
+                transaction_version: config.transaction_version,
             },
             producer_ids: Arc::clone(&producer_ids),
             groups: Some(Arc::clone(&groups)),

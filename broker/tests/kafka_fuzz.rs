@@ -121,6 +121,7 @@ impl Harness {
                 auto_create_partitions: Some(1),
                 default_partitions: 1,
                 config_sources: Default::default(),
+                transaction_version: 1,
             },
             producer_ids: Arc::new(ids),
             groups: Some(Arc::clone(broker.groups())),

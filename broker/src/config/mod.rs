@@ -377,6 +377,14 @@ pub struct BrokerConfig {
     )]
     pub transaction_abort_check_interval_ms: u64,
 
+    /// The `transaction.version` feature level advertised to clients: 1
+    /// (every client adds partitions with AddPartitionsToTxn), or 2
+    /// (KIP-890 part 2: Java clients 4.x add partitions through Produce and
+    /// every transaction ends with an epoch bump). Level 2 is experimental:
+    /// Rill does not pass its transaction tests with it yet.
+    #[arg(long, env = "RILL_TRANSACTION_VERSION", default_value_t = 1)]
+    pub transaction_version: i16,
+
     /// How long the first rebalance of an empty group waits for more members, in ms
     /// (Kafka's `group.initial.rebalance.delay.ms`).
     #[arg(
@@ -509,6 +517,7 @@ impl BrokerConfig {
             transaction_state_replication_factor: 3,
             transaction_max_timeout_ms: 900_000,
             transaction_abort_check_interval_ms: 1_000,
+            transaction_version: 1,
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
@@ -769,6 +778,13 @@ impl BrokerConfig {
                     "{} is not between 1 and 16",
                     self.transaction_state_replication_factor
                 ),
+            ));
+        }
+        if !(1..=2).contains(&self.transaction_version) {
+            return Err(invalid(
+                "--transaction-version",
+                "RILL_TRANSACTION_VERSION",
+                format!("{} is not 1 or 2", self.transaction_version),
             ));
         }
         if self.transaction_max_timeout_ms < 1 {

@@ -35,7 +35,7 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Message, VersionRange};
+use kafka_protocol::protocol::{Decodable, Message, StrBytes, VersionRange};
 
 use super::authz::{Authorize, Caller, Check, Finish};
 use super::frame::{EncodeError, Reply, ResponseFrame, encode_response};
@@ -213,6 +213,7 @@ kafka_apis! {
         ListTransactions(ListTransactionsRequest => ListTransactionsResponse) => txn::list_transactions,
         DescribeProducers(DescribeProducersRequest => DescribeProducersResponse) => txn::describe_producers,
         WriteTxnMarkers(WriteTxnMarkersRequest => WriteTxnMarkersResponse) => txn::write_txn_markers,
+        TxnOffsetCommit(TxnOffsetCommitRequest => TxnOffsetCommitResponse) => txn::txn_offset_commit,
         FindCoordinator(FindCoordinatorRequest => FindCoordinatorResponse) => find_coordinator,
     }
     session {
@@ -229,7 +230,6 @@ kafka_apis! {
         ListGroups(ListGroupsRequest => ListGroupsResponse) => groups::list_groups,
         DescribeGroups(DescribeGroupsRequest => DescribeGroupsResponse) => groups::describe_groups,
         DeleteGroups(DeleteGroupsRequest => DeleteGroupsResponse) => groups::delete_groups,
-        TxnOffsetCommit(TxnOffsetCommitRequest => TxnOffsetCommitResponse) => groups::txn_offset_commit,
     }
 }
 
@@ -308,9 +308,26 @@ pub fn api_versions(ctx: &KafkaContext) -> Vec<ApiVersion> {
 }
 
 fn api_versions_response(ctx: &KafkaContext, error: Option<ResponseError>) -> ApiVersionsResponse {
+    // `transaction.version` (KIP-890): 2 makes Java clients 4.x add
+    // partitions through Produce and bump the epoch with every EndTxn;
+    // librdkafka ignores it and uses version 1, which is served too.
+    let level = ctx.settings.transaction_version;
     ApiVersionsResponse::default()
         .with_error_code(error.map_or(0, |e| e.code()))
         .with_api_keys(api_versions(ctx))
+        .with_supported_features(vec![
+            api_versions_response::SupportedFeatureKey::default()
+                .with_name(StrBytes::from_static_str("transaction.version"))
+                .with_min_version(0)
+                .with_max_version(2),
+        ])
+        .with_finalized_features_epoch(1)
+        .with_finalized_features(vec![
+            api_versions_response::FinalizedFeatureKey::default()
+                .with_name(StrBytes::from_static_str("transaction.version"))
+                .with_min_version_level(level)
+                .with_max_version_level(level),
+        ])
 }
 
 /// ApiVersions: every served API with its versions.

@@ -224,6 +224,7 @@ mod tests {
                 auto_create_partitions: None,
                 default_partitions: 1,
                 config_sources: Default::default(),
+                transaction_version: 1,
             },
             producer_ids: std::sync::Arc::new(ProducerIdAllocator::open(dir, 0).expect("ids")),
             listener: None,

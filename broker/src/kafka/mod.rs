@@ -99,6 +99,8 @@ pub struct KafkaSettings {
     /// Where each broker setting came from, by its Kafka name
     /// (DescribeConfigs); a setting not listed has its default.
     pub config_sources: std::collections::BTreeMap<String, rill_proto::broker_config::Source>,
+    /// The `transaction.version` feature level advertised (1 or 2).
+    pub transaction_version: i16,
 }
 
 /// Everything a request handler needs, shared by all connections.

@@ -97,9 +97,23 @@ pub async fn produce(
                     ));
                 };
                 let records = p.records.unwrap_or_default();
-                if let Some(id) = transactional.as_deref() {
-                    verify_transaction(ctx, id, &name, p.index, &records, version >= 12).await?;
-                }
+                // Transactional batches of a partition go through the check
+                // with the coordinator and the append in arrival order;
+                // the lane is released once the batch is in the log.
+                let lane = match transactional.as_deref() {
+                    Some(id) if is_transactional_batch(&records) => {
+                        let lane = ctx
+                            .manager
+                            .partition(&name, p.index)
+                            .map_err(|e| Failure::from_service(&e))?
+                            .txn_lane();
+                        let guard = lane.lock_owned().await;
+                        verify_transaction(ctx, id, &name, p.index, &records, version >= 12)
+                            .await?;
+                        Some(guard)
+                    }
+                    _ => None,
+                };
                 if records.is_empty() {
                     return Err(Failure::new(
                         ResponseError::InvalidRecord,
@@ -112,10 +126,22 @@ pub async fn produce(
                         "a produce request must carry exactly one record batch per partition",
                     ));
                 }
-                ctx.manager
-                    .produce(&name, p.index, Vec::from(records), acks, timeout_ms)
-                    .await
-                    .map_err(|e| Failure::from_service(&e))
+                let mut append = std::pin::pin!(ctx.manager.produce(
+                    &name,
+                    p.index,
+                    Vec::from(records),
+                    acks,
+                    timeout_ms
+                ));
+                // The produce path appends before its first wait, so one poll
+                // puts the batch in the log; then the lane is free.
+                let first = futures::poll!(&mut append);
+                drop(lane);
+                let result = match first {
+                    std::task::Poll::Ready(r) => r,
+                    std::task::Poll::Pending => append.await,
+                };
+                result.map_err(|e| Failure::from_service(&e))
             }));
         }
     }
@@ -208,41 +234,17 @@ async fn verify_transaction(
         .partition(topic, partition)
         .map_err(|e| Failure::from_service(&e))?;
     if !part
-        .needs_txn_verification(h.producer_id)
+        .needs_txn_verification(h.producer_id, h.producer_epoch)
         .map_err(|e| Failure::from_service(&e))?
     {
         return Ok(());
     }
-    let Some(txns) = &ctx.txns else {
-        return Err(Failure::new(
-            ResponseError::CoordinatorNotAvailable,
-            "this broker runs no transaction coordinator",
-        ));
-    };
     let producer = crate::txn::ProducerRef {
         producer_id: h.producer_id,
         producer_epoch: h.producer_epoch,
     };
     let tp = [(topic.to_owned(), partition)];
-    let coordinator = txns
-        .locate(transactional_id)
-        .map_err(|e| Failure::new(ResponseError::NotEnoughReplicas, e.message))?;
-    let checked = if coordinator == ctx.settings.broker_id {
-        txns.check_partitions(transactional_id, producer, &tp, add)
-            .await
-    } else {
-        match ctx.manager.replication_address(coordinator) {
-            Some(addr) => {
-                txns.marker_client()
-                    .check_remote(&addr, transactional_id, producer, &tp, add)
-                    .await
-            }
-            None => Err(crate::txn::TxnError {
-                code: ResponseError::NotEnoughReplicas,
-                message: format!("the address of transaction coordinator {coordinator} is unknown"),
-            }),
-        }
-    };
+    let checked = super::txn::ask_coordinator(ctx, transactional_id, producer, &tp, add).await;
     match checked {
         Ok(()) => {
             part.mark_txn_verified(h.producer_id, h.producer_epoch);
@@ -262,4 +264,9 @@ async fn verify_transaction(
         }
         Err(e) => Err(Failure::new(e.code, e.message)),
     }
+}
+
+/// Whether `records` starts with a transactional batch of a producer.
+fn is_transactional_batch(records: &[u8]) -> bool {
+    batch::BatchHeader::parse(records).is_ok_and(|h| h.is_transactional() && h.producer_id >= 0)
 }

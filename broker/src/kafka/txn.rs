@@ -19,6 +19,9 @@ use kafka_protocol::messages::describe_producers_response::{
 };
 use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
 use kafka_protocol::messages::list_transactions_response::TransactionState as ListedState;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::write_txn_markers_response::{
     WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
 };
@@ -27,8 +30,8 @@ use kafka_protocol::messages::{
     AddPartitionsToTxnResponse, ApiKey, DescribeProducersRequest, DescribeProducersResponse,
     DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse,
     InitProducerIdRequest, InitProducerIdResponse, ListTransactionsRequest,
-    ListTransactionsResponse, ProducerId, TopicName, TransactionalId, WriteTxnMarkersRequest,
-    WriteTxnMarkersResponse,
+    ListTransactionsResponse, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use tracing::warn;
@@ -539,4 +542,98 @@ pub async fn write_txn_markers(
         );
     }
     WriteTxnMarkersResponse::default().with_markers(markers)
+}
+
+/// Asks the coordinator of `transactional_id` (this broker, or the leader
+/// of its `__transaction_state` partition over gRPC) to check, or with
+/// `add` to add, `partitions` in the producer's ongoing transaction.
+pub async fn ask_coordinator(
+    ctx: &KafkaContext,
+    transactional_id: &str,
+    producer: ProducerRef,
+    partitions: &[(String, i32)],
+    add: bool,
+) -> Result<(), TxnError> {
+    let txns = coordinator(ctx)?;
+    let leader = txns.locate(transactional_id)?;
+    if leader == ctx.settings.broker_id {
+        return txns
+            .check_partitions(transactional_id, producer, partitions, add)
+            .await;
+    }
+    match ctx.manager.replication_address(leader) {
+        Some(addr) => {
+            txns.marker_client()
+                .check_remote(&addr, transactional_id, producer, partitions, add)
+                .await
+        }
+        None => Err(TxnError {
+            code: ResponseError::CoordinatorNotAvailable,
+            message: format!("the address of transaction coordinator {leader} is unknown"),
+        }),
+    }
+}
+
+/// TxnOffsetCommit. From v5 the client uses transaction version 2 and
+/// sends no AddOffsetsToTxn: the group's offsets partition joins the
+/// transaction here first (KIP-890 part 2).
+pub async fn txn_offset_commit(
+    ctx: &KafkaContext,
+    version: i16,
+    request: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
+    let Some(groups) = ctx.groups.clone() else {
+        return txn_offsets_failed(&request, ResponseError::CoordinatorNotAvailable);
+    };
+    if version >= 5 {
+        let producer = ProducerRef {
+            producer_id: request.producer_id.0,
+            producer_epoch: request.producer_epoch,
+        };
+        let group = request.group_id.0.to_string();
+        let added = match ctx.manager.topic_partitions(OFFSETS_TOPIC) {
+            Some(n) => {
+                let tp = [(
+                    OFFSETS_TOPIC.to_owned(),
+                    placement::partition_for(&group, n),
+                )];
+                ask_coordinator(ctx, &request.transactional_id.0, producer, &tp, true).await
+            }
+            None => Err(TxnError {
+                code: ResponseError::CoordinatorNotAvailable,
+                message: format!("{OFFSETS_TOPIC} does not exist yet"),
+            }),
+        };
+        if let Err(e) = added {
+            ctx.count_error(ApiKey::TxnOffsetCommit, e.code.code());
+            return txn_offsets_failed(&request, e.code);
+        }
+    }
+    super::groups::txn_offset_commit(&groups, version, request, &Default::default()).await
+}
+
+fn txn_offsets_failed(
+    request: &TxnOffsetCommitRequest,
+    code: ResponseError,
+) -> TxnOffsetCommitResponse {
+    TxnOffsetCommitResponse::default().with_topics(
+        request
+            .topics
+            .iter()
+            .map(|t| {
+                TxnOffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                TxnOffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(code.code())
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
 }

@@ -204,6 +204,9 @@ pub struct Partition {
     /// producer clears it, so a batch delayed past the end of its
     /// transaction cannot open a transaction nobody will end.
     verified: parking_lot::Mutex<std::collections::HashMap<i64, i16>>,
+    /// Orders transactional produces of this partition from the check with
+    /// the coordinator to the append (see [`Partition::txn_lane`]).
+    txn_lane: Arc<tokio::sync::Mutex<()>>,
     metrics: Arc<Metrics>,
 }
 
@@ -258,6 +261,7 @@ impl Partition {
             producers: parking_lot::Mutex::new(None),
             txns: parking_lot::Mutex::new(None),
             verified: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            txn_lane: Arc::new(tokio::sync::Mutex::new(())),
             metrics,
         })
     }
@@ -698,14 +702,29 @@ impl Partition {
         }
     }
 
-    /// Whether the next transactional batch of `producer_id` would open a
-    /// transaction here, so the coordinator must confirm it first.
-    pub fn needs_txn_verification(&self, producer_id: i64) -> Result<bool, Error> {
+    /// Whether a transactional batch of `producer_id` at `epoch` would
+    /// open a transaction here, so the coordinator must confirm it first:
+    /// no transaction of the producer is open here, or the open one has an
+    /// older epoch (transaction version 2 bumps the epoch with every
+    /// transaction; the batch belongs to the next transaction, whose start
+    /// must wait for the previous one's marker).
+    pub fn needs_txn_verification(&self, producer_id: i64, epoch: i16) -> Result<bool, Error> {
         self.check_state()?;
         let log = self.log.read();
         let mut slot = self.txns.lock();
         let txns = self.load_txns(&log, &mut slot, self.high_watermark())?;
-        Ok(txns.open_txn(producer_id).is_none())
+        Ok(txns
+            .open_txn(producer_id)
+            .is_none_or(|open| open.producer_epoch < epoch))
+    }
+
+    /// The lane transactional produces of this partition take, in arrival
+    /// order, from before the check with the coordinator until their batch
+    /// is appended. A producer pipelines requests: without it, a later
+    /// batch whose check finished first would be appended before the
+    /// batch that opens the transaction, out of sequence.
+    pub fn txn_lane(&self) -> Arc<tokio::sync::Mutex<()>> {
+        Arc::clone(&self.txn_lane)
     }
 
     /// Records that the coordinator confirmed this partition is part of

@@ -209,8 +209,17 @@ impl Partition {
         let txns = self.load_txns(log, &mut slot, hw)?;
         let verified = self.verified.lock();
         for h in transactional {
-            if txns.open_txn(h.producer_id).is_some() {
-                continue;
+            match txns.open_txn(h.producer_id) {
+                Some(open) if open.producer_epoch >= h.producer_epoch => continue,
+                // The next transaction (a newer epoch) while the previous
+                // one's marker has not landed here: it must not join it.
+                Some(open) => {
+                    return Err(Error::InvalidTxnState(format!(
+                        "{}-{}: producer {} epoch {} starts a transaction before the marker of its epoch {} transaction landed",
+                        self.topic, self.id, h.producer_id, h.producer_epoch, open.producer_epoch
+                    )));
+                }
+                None => {}
             }
             match verified.get(&h.producer_id) {
                 Some(epoch) if *epoch <= h.producer_epoch => {}
