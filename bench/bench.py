@@ -4,8 +4,9 @@
 Run through bench/run.sh, which installs what this needs and builds Rill
 (bench/README.md). For each variant (Kafka at its defaults, Kafka with
 flush.messages=1, Rill with flush=replicated, Rill with flush=fsync, and
-Kafka and Rill with TLS and SASL SCRAM-SHA-512 on their client listeners), and each
-repetition, it starts a fresh 3-broker cluster on loopback (Kafka: KRaft with
+Kafka and Rill with TLS and SASL SCRAM-SHA-512 on their client listeners,
+Kafka and Rill with transactional producers and read_committed consumers),
+and each repetition, it starts a fresh 3-broker cluster on loopback (Kafka: KRaft with
 one controller node; Rill: the standalone controller), measures every broker's
 start-up, then runs the same clients against it:
 
@@ -17,7 +18,10 @@ start-up, then runs the same clients against it:
   4. bench/java/BenchTool e2e: end-to-end latency at a fixed rate;
   5. peak RSS (VmHWM) of every broker;
 
-then stops the cluster and removes its data. Figures are medians over the
+then stops the cluster and removes its data. The transactional variants run
+the same steps with a transactional id on every producer (commits every
+--txn-duration-ms in the perf tool, every --e2e-commit-ms in e2e) and
+isolation.level=read_committed on every consumer. Figures are medians over the
 repetitions. It writes results.json, report.md and chart.png to --out.
 
 With --compare-consumer A,B it instead compares two Rill builds (directories
@@ -89,13 +93,48 @@ VARIANTS = {
         "short": "Rill TLS",
         "topic": {"flush": "replicated"},
     },
+    # Transactional producers (a transactional id, commits on a fixed
+    # interval) and read_committed consumers; topics as in `kafka` and `rill`.
+    "kafka-txn": {
+        "system": "kafka",
+        "txn": True,
+        "label": "Kafka transactional",
+        "short": "Kafka txn",
+        "topic": {},
+    },
+    "rill-txn": {
+        "system": "rill",
+        "txn": True,
+        "label": "Rill transactional",
+        "short": "Rill txn",
+        "topic": {"flush": "replicated"},
+    },
 }
+
+# The variants a run measures unless --variants says otherwise. The smoke
+# form (the project's test command runs it) leaves out the transactional
+# ones to keep its length.
+FULL_VARIANTS = "kafka,kafka-flush,rill,rill-fsync,kafka-tls,rill-tls,kafka-txn,rill-txn"
+SMOKE_VARIANTS = "kafka,kafka-flush,rill,rill-fsync,kafka-tls,rill-tls"
+
+# Transactional variants: kafka-producer-perf-test commits a transaction at
+# the first send at least this long after the transaction began
+# (--transaction-duration-ms); at ~50-100 MB/s that is a few thousand 1 KiB
+# records per transaction, over all partitions.
+TXN_DURATION_MS = 100
+# BenchTool e2e commits at the first send due at least this long after the
+# transaction began: at 1000 records/s, about 10 records per transaction.
+E2E_COMMIT_MS = 10
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def security_of(variant):
     return VARIANTS[variant].get("security", "plaintext")
+
+
+def is_txn(variant):
+    return VARIANTS[variant].get("txn", False)
 
 
 def secure_setup(workdir):
@@ -537,18 +576,24 @@ PERF_RE = re.compile(
 )
 
 
-def producer_perf(cfg, bootstrap, topic, records, log, client_config=None):
+def producer_perf(cfg, bootstrap, topic, records, log, client_config=None, txn_id=None):
+    """kafka-producer-perf-test; with `txn_id`, transactional (a transaction
+    per --txn-duration-ms, the last one committed before it exits)."""
+    txn = [] if not txn_id else ["--transactional-id", txn_id,
+                                 "--transaction-duration-ms", str(cfg.txn_duration_ms)]
+    t0 = time.monotonic()
     out = java_tool(
         cfg,
         "org.apache.kafka.tools.ProducerPerformance",
         with_config(
             ["--topic", topic, "--num-records", str(records), "--record-size", str(RECORD_SIZE),
              "--throughput", "-1", "--bootstrap-server", bootstrap,
-             "--command-property", "acks=all"],
+             "--command-property", "acks=all"] + txn,
             "--command-config", client_config),
         log,
         timeout=cfg.tool_timeout,
     )
+    tool_wall = time.monotonic() - t0
     m = None
     for line in out.splitlines():
         m = PERF_RE.search(line) or m
@@ -566,16 +611,19 @@ def producer_perf(cfg, bootstrap, topic, records, log, client_config=None):
         "lat_p95_ms": int(m.group(7)),
         "lat_p99_ms": int(m.group(8)),
         "lat_p999_ms": int(m.group(9)),
+        # The tool's process from launch to exit (JVM start-up included).
+        "tool_wall_s": tool_wall,
     }
 
 
-def consumer_perf(cfg, bootstrap, topic, records, log, client_config=None):
+def consumer_perf(cfg, bootstrap, topic, records, log, client_config=None, read_committed=False):
+    isolation = ["--command-property", "isolation.level=read_committed"] if read_committed else []
     out = java_tool(
         cfg,
         "org.apache.kafka.tools.ConsumerPerformance",
         with_config(
             ["--bootstrap-server", bootstrap, "--topic", topic, "--num-records", str(records),
-             "--timeout", "30000", "--group", f"bench-{uuid.uuid4().hex[:8]}"],
+             "--timeout", str(CONSUMER_IDLE_TIMEOUT_MS), "--group", f"bench-{uuid.uuid4().hex[:8]}"] + isolation,
             "--command-config", client_config),
         log,
         timeout=cfg.tool_timeout,
@@ -598,20 +646,26 @@ def consumer_perf(cfg, bootstrap, topic, records, log, client_config=None):
     }
 
 
+# kafka-consumer-perf-test gives up after this long without a record
+# (--timeout); its fetch time then includes the wait.
+CONSUMER_IDLE_TIMEOUT_MS = 30000
+
+
 def count_records(cfg, bootstrap, topic, log, client_config=None):
     args = with_config(["count", "--bootstrap", bootstrap, "--topic", topic], "--client-config", client_config)
     out = java_tool(cfg, "BenchTool", args, log, 120)
     return int(out.strip().splitlines()[-1])
 
 
-def e2e_latency(cfg, bootstrap, topic, log, client_config=None):
+def e2e_latency(cfg, bootstrap, topic, log, client_config=None, txn_id=None):
+    txn = [] if not txn_id else ["--transactional-id", txn_id, "--commit-interval-ms", str(cfg.e2e_commit_ms)]
     out = java_tool(
         cfg,
         "BenchTool",
         with_config(
             ["e2e", "--bootstrap", bootstrap, "--topic", topic, "--rate", str(cfg.e2e_rate),
              "--seconds", str(cfg.e2e_seconds), "--warmup-seconds", str(cfg.e2e_warmup),
-             "--record-size", str(RECORD_SIZE)],
+             "--record-size", str(RECORD_SIZE)] + txn,
             "--client-config", client_config),
         log,
         timeout=cfg.e2e_seconds + cfg.e2e_warmup + 120,
@@ -638,7 +692,7 @@ def size_run(records_per_s, seconds):
     return int(math.ceil(records_per_s * seconds / 10000) * 10000)
 
 
-def measured_producer_run(cfg, cluster, bootstrap, topic, records, log):
+def measured_producer_run(cfg, cluster, bootstrap, topic, records, log, txn_id=None):
     """One producer run with the brokers' and the machine's CPU time around it."""
     pids = [p.pid for p in cluster.brokers]
     cpu0 = [proc_cpu_seconds(pid) for pid in pids]
@@ -647,7 +701,7 @@ def measured_producer_run(cfg, cluster, bootstrap, topic, records, log):
     kids0 = children_cpu_seconds()
     load_before = loadavg()
     t0 = time.monotonic()
-    prod = producer_perf(cfg, bootstrap, topic, records, log, cluster.client_config)
+    prod = producer_perf(cfg, bootstrap, topic, records, log, cluster.client_config, txn_id)
     wall = time.monotonic() - t0
     cpu1 = [proc_cpu_seconds(pid) for pid in pids]
     ctl1 = proc_cpu_seconds(cluster.controller.pid)
@@ -683,6 +737,24 @@ def measure(cfg, cluster, variant, rep, logdir, prior_rate):
     secure = cluster.client_config
     create_topic(cfg, bootstrap, topic, topic_config(cfg, variant), log, secure)
     create_topic(cfg, bootstrap, e2e_topic, topic_config(cfg, variant), log, secure)
+    txn = is_txn(variant)
+    # Transactional variants: each producer run is a producer of its own
+    # transactional id. `txn_bound` adds up, over the runs on `topic`, an
+    # upper bound of the transactions each made (one per --txn-duration-ms
+    # of its process's life, plus the last).
+    producer_runs = [0]
+    txn_bound = [0]
+
+    def produce(records, measured=False):
+        txn_id = f"{topic}-producer-{producer_runs[0]}" if txn else None
+        producer_runs[0] += 1
+        if measured:
+            p = measured_producer_run(cfg, cluster, bootstrap, topic, records, log, txn_id)
+        else:
+            p = producer_perf(cfg, bootstrap, topic, records, log, secure, txn_id)
+        if txn:
+            txn_bound[0] += math.ceil(p["tool_wall_s"] * 1000 / cfg.txn_duration_ms) + 1
+        return p
 
     # Warm-up (JIT of the Kafka brokers and of the client): at least two
     # producer runs of --warmup-records, more until they add up to
@@ -691,7 +763,7 @@ def measure(cfg, cluster, variant, rep, logdir, prior_rate):
     # margin, since Kafka is still speeding up after its warm-up.
     warm_s = 0.0
     for i in range(4):
-        warm = producer_perf(cfg, bootstrap, topic, cfg.warmup_records, log, secure)
+        warm = produce(cfg.warmup_records)
         warm_s += warm["seconds"]
         if warm_s >= cfg.warmup_seconds and i >= (0 if cfg.mode == "smoke" else 1):
             break
@@ -707,7 +779,7 @@ def measure(cfg, cluster, variant, rep, logdir, prior_rate):
     # A run that ends before --seconds (the system sped up past the
     # margin) is not reported: it is repeated, sized from its own rate.
     for attempt in range(3):
-        prod = measured_producer_run(cfg, cluster, bootstrap, topic, records, log)
+        prod = produce(records, measured=True)
         if cfg.records or prod["seconds"] >= cfg.seconds or attempt == 2:
             break
         records = size_run(prod["records_per_s"] * 1.25, cfg.seconds)
@@ -726,13 +798,34 @@ def measure(cfg, cluster, variant, rep, logdir, prior_rate):
     # (which took up to half a core in the consumer runs otherwise).
     subprocess.run(["sync"], check=True)
     stored = count_records(cfg, bootstrap, topic, log, secure)
-    cons = consumer_perf(cfg, bootstrap, topic, stored, log, secure)
-    say(f"{variant} rep {rep}: consumer {cons['mb_per_s']:.1f} MB/s ({cons['records']} records in {cons['fetch_seconds']:.2f}s)")
+    to_read = stored
+    if txn:
+        # The offsets counted include the transactions' markers (control
+        # records, never delivered): at most one per partition per
+        # transaction. Reading that many fewer than the offsets leaves at
+        # most a few thousand records unread, instead of waiting for
+        # records that do not exist.
+        to_read = stored - PARTITIONS * txn_bound[0]
+        if to_read <= 0:
+            raise RuntimeError(f"{variant}: {stored} offsets stored in {topic}, fewer than the "
+                               f"{PARTITIONS * txn_bound[0]} markers its transactions may have written")
+    cons = consumer_perf(cfg, bootstrap, topic, to_read, log, secure, read_committed=txn)
+    cons["offsets_stored"] = stored
+    if txn and cons["records"] < to_read:
+        raise RuntimeError(
+            f"{variant}: the read_committed consumer read {cons['records']} records of {topic}, expected at "
+            f"least {to_read} ({stored} offsets stored, of which at most {PARTITIONS * txn_bound[0]} markers); "
+            f"it stopped after {CONSUMER_IDLE_TIMEOUT_MS} ms without a record. Log: {log}")
+    say(f"{variant} rep {rep}: consumer {cons['mb_per_s']:.1f} MB/s ({cons['records']} records in {cons['fetch_seconds']:.2f}s"
+        + (", read_committed)" if txn else ")"))
 
-    e2e = e2e_latency(cfg, bootstrap, e2e_topic, log, secure)
+    e2e = e2e_latency(cfg, bootstrap, e2e_topic, log, secure, f"{e2e_topic}-producer" if txn else None)
     say(
         f"{variant} rep {rep}: end-to-end p50 {e2e['e2e_p50_us']:.0f} µs, p99 {e2e['e2e_p99_us']:.0f} µs "
         f"({e2e['e2e_samples']} samples at {e2e['rate']}/s); ack p99 {e2e['ack_p99_us']:.0f} µs"
+        + ("" if not txn else
+           f"; {e2e['transactions']} transactions, commit p99 {e2e['commit_p99_us']:.0f} µs, "
+           f"send lag p99 {e2e['lag_p99_us']:.0f} µs")
     )
     return {"warmup": warm, "producer": prod, "consumer": cons, "e2e": e2e}
 
@@ -874,10 +967,14 @@ TARGETS = [
     ("peak_rss_mb", "rill", "kafka", "<=", 0.1, "peak RSS ≤ 1/10 of Kafka's"),
     ("startup_s", "rill", "kafka", "<=", 0.1, "start-up ≤ 1/10 of Kafka's"),
     ("producer_mb_s", "rill-tls", "kafka-tls", ">=", 2.0, "with TLS+SCRAM: Rill producer ≥ 2× Kafka"),
+    ("producer_mb_s", "rill-txn", "kafka-txn", ">=", 2.0, "transactional producer ≥ 2× Kafka's"),
+    ("e2e_p99_ms", "rill-txn", "kafka-txn", "<=", 0.5, "transactional p99 end-to-end latency (read_committed) ≤ ½ Kafka's"),
 ]
 
 # What encryption costs each system: (system, its TLS variant, its plaintext variant).
 TLS_COST = [("Kafka", "kafka-tls", "kafka"), ("Rill", "rill-tls", "rill")]
+# What transactions cost each system: (system, its transactional variant, its plain variant).
+TXN_COST = [("Kafka", "kafka-txn", "kafka"), ("Rill", "rill-txn", "rill")]
 
 
 def summarize(results):
@@ -956,8 +1053,21 @@ def write_report(cfg, results, summary, meta, path_md, path_png):
       "Broker CPU counts utime+stime of the three broker processes over the measured producer run; "
       "the client's CPU is listed per repetition.")
     w("")
+    if any(is_txn(v) for v in variants):
+        w("Transactional variants (same topics as the plain ones): `kafka-producer-perf-test` with "
+          f"`--transactional-id` (a new id per run) and `--transaction-duration-ms {cfg.txn_duration_ms}` "
+          f"(a commit at the first send {cfg.txn_duration_ms} ms or more after the transaction began; "
+          "the producer's sends wait for each commit); `kafka-consumer-perf-test` with "
+          "`isolation.level=read_committed`, reading the offsets stored minus one possible marker per "
+          "partition and transaction; `BenchTool e2e` with a transactional producer committing at the first "
+          f"send due {cfg.e2e_commit_ms} ms or more after its transaction began (about "
+          f"{max(1, cfg.e2e_rate * cfg.e2e_commit_ms // 1000)} records per transaction, over every partition) "
+          "and a read_committed consumer: latency from `send()` to receipt, so it includes the rest of the "
+          "record's transaction, the commit and the markers that move the last stable offset.")
+        w("")
     labels = [VARIANTS[v]["label"] for v in variants]
-    pairs = [("rill", "kafka"), ("rill-fsync", "kafka-flush"), ("rill-fsync", "kafka"), ("rill-tls", "kafka-tls")]
+    pairs = [("rill", "kafka"), ("rill-fsync", "kafka-flush"), ("rill-fsync", "kafka"), ("rill-tls", "kafka-tls"),
+             ("rill-txn", "kafka-txn")]
     pairs = [p for p in pairs if p[0] in summary and p[1] in summary]
     head = ["Figure"] + labels + [f"{VARIANTS[a]['short']} / {VARIANTS[b]['short']}" for a, b in pairs]
     w("| " + " | ".join(head) + " |")
@@ -1007,6 +1117,37 @@ def write_report(cfg, results, summary, meta, path_md, path_png):
                 cells.append("–" if r is None else f"{r:.2f}×")
             w(f"| {name} | " + " | ".join(cells) + " |")
         w("")
+    costs = [(name, t, plain) for name, t, plain in TXN_COST if t in summary and plain in summary]
+    if costs:
+        w("## What transactions cost")
+        w("")
+        w("Each system's transactional variant relative to its plain one (same topics; "
+          "read_committed consumers).")
+        w("")
+        w("| System | Producer MB/s | Consumer MB/s | Produce p99 | End-to-end p50 | End-to-end p99 | Broker CPU per GB |")
+        w("|---|---|---|---|---|---|---|")
+        for name, t, plain in costs:
+            cells = []
+            for key in ("producer_mb_s", "consumer_mb_s", "produce_p99_ms", "e2e_p50_ms", "e2e_p99_ms", "cpu_s_per_gb"):
+                r = ratio(summary, key, t, plain)
+                cells.append("–" if r is None else f"{r:.2f}×")
+            w(f"| {name} | " + " | ".join(cells) + " |")
+        w("")
+    txn_variants = [v for v in variants if is_txn(v)]
+    if txn_variants:
+        w("Transactions of the end-to-end runs, per repetition: how many were committed, how long "
+          "`commitTransaction()` took, and how late sends were against the fixed-rate schedule "
+          "(sends wait for a running commit).")
+        w("")
+        w("| Variant | Rep | Transactions | Commit p50/p99 ms | Send lag p99/max ms |")
+        w("|---|---|---|---|---|")
+        for v in txn_variants:
+            for i, e in enumerate(results[v], 1):
+                x = e["e2e"]
+                w(f"| {VARIANTS[v]['label']} | {i} | {x['transactions']} | "
+                  f"{x['commit_p50_us'] / 1000:.2f}/{x['commit_p99_us'] / 1000:.2f} | "
+                  f"{x['lag_p99_us'] / 1000:.2f}/{x['lag_max_us'] / 1000:.2f} |")
+        w("")
     w("## Per repetition")
     w("")
     w("| Variant | Rep | Producer MB/s | records | run s | p99 ms | Broker CPU s/GB | client CPU s | foreign CPU | "
@@ -1038,7 +1179,7 @@ def chart(cfg, summary, variants, path, meta):
         say("matplotlib is not installed: no chart")
         return
     colors = {"kafka": "#7f7f7f", "kafka-flush": "#bcbcbc", "rill": "#1f77b4", "rill-fsync": "#9ecae1",
-              "kafka-tls": "#5a5a5a", "rill-tls": "#08519c"}
+              "kafka-tls": "#5a5a5a", "rill-tls": "#08519c", "kafka-txn": "#d4a017", "rill-txn": "#2ca02c"}
     figs = FIGURES
     cols = 4
     rows = math.ceil(len(figs) / cols)
@@ -1103,7 +1244,7 @@ def machine_meta(cfg):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mode", choices=["full", "smoke"], default="full")
-    ap.add_argument("--variants", default="kafka,kafka-flush,rill,rill-fsync,kafka-tls,rill-tls")
+    ap.add_argument("--variants", help=f"comma-separated (full: {FULL_VARIANTS}; smoke: {SMOKE_VARIANTS})")
     ap.add_argument("--reps", type=int)
     ap.add_argument("--seconds", type=float, help="minimum producer run length (full: 30)")
     ap.add_argument("--records", type=int, help="producer records per run (instead of sizing by --seconds)")
@@ -1114,6 +1255,10 @@ def main():
     ap.add_argument("--e2e-rate", type=int)
     ap.add_argument("--e2e-seconds", type=float)
     ap.add_argument("--e2e-warmup", type=float)
+    ap.add_argument("--txn-duration-ms", type=int, default=TXN_DURATION_MS,
+                    help="transactional variants: kafka-producer-perf-test --transaction-duration-ms")
+    ap.add_argument("--e2e-commit-ms", type=int, default=E2E_COMMIT_MS,
+                    help="transactional variants: BenchTool e2e commit interval")
     ap.add_argument("--out", required=True, help="directory for results.json, report.md, chart.png, logs/")
     ap.add_argument("--work", required=True, help="cluster data directory (removed after each repetition)")
     ap.add_argument("--rill-bin", required=True)
@@ -1137,6 +1282,7 @@ def main():
         "e2e_rate": 200 if smoke else 1000,
         "e2e_seconds": 2.0 if smoke else 30.0,
         "e2e_warmup": 1.0 if smoke else 5.0,
+        "variants": SMOKE_VARIANTS if smoke else FULL_VARIANTS,
     }
     for k, v in defaults.items():
         if getattr(cfg, k) is None:

@@ -35,6 +35,7 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  * <pre>
  *   java -cp ... BenchTool e2e --bootstrap B --topic T [--rate 1000] [--seconds 30]
  *        [--warmup-seconds 5] [--record-size 1024] [--linger-ms 0] [--acks all]
+ *        [--transactional-id ID --commit-interval-ms 10]
  *   java -cp ... BenchTool count --bootstrap B --topic T
  *   java -cp ... BenchTool create --bootstrap B --topic T --partitions P --replication-factor R
  *        [--config k=v,k=v]
@@ -51,6 +52,22 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  * Records sent during the warm-up are not counted. Prints one JSON object:
  * end-to-end and acknowledgement (send to producer callback) latency
  * percentiles in microseconds.
+ *
+ * <p>With {@code --transactional-id}, {@code e2e} measures transactions: the
+ * producer uses that transactional id, begins a transaction before its first
+ * send and, at the first send due at least {@code commit-interval-ms} after
+ * the transaction began, commits it and begins the next one before sending
+ * (so each transaction holds the records of about one interval, round-robin
+ * over every partition); the consumer reads with
+ * {@code isolation.level=read_committed}. A record's latency is still from
+ * its {@code send()} call to its receipt, which under read_committed
+ * includes waiting for the rest of its transaction, the commit, and the
+ * markers that move the partition's last stable offset past it. Sends due
+ * while a commit runs wait for it (the producer cannot send meanwhile), and
+ * are timed from their actual {@code send()}: the JSON gives how late sends
+ * were against the fixed-rate schedule ({@code lag_*}) and how long
+ * {@code commitTransaction()} took ({@code commit_*}). Any error of the
+ * transactional producer ends the program with a non-zero status.
  *
  * <p>{@code count}: records stored in the topic (sum over its partitions of
  * end offset minus beginning offset), printed as one number.
@@ -226,8 +243,15 @@ public final class BenchTool {
         double seconds = Double.parseDouble(a.getOrDefault("seconds", "30"));
         double warmup = Double.parseDouble(a.getOrDefault("warmup-seconds", "5"));
         int size = Integer.parseInt(a.getOrDefault("record-size", "1024"));
+        String txnId = a.get("transactional-id");
+        boolean txn = txnId != null;
+        long commitNanos = Long.parseLong(a.getOrDefault("commit-interval-ms", "10")) * 1_000_000L;
 
-        KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(consumerProps(a));
+        Properties cp = consumerProps(a);
+        if (txn) {
+            cp.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+        }
+        KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(cp);
         List<TopicPartition> tps = partitions(consumer, topic);
         consumer.assign(tps);
         consumer.seekToEnd(tps);
@@ -240,9 +264,15 @@ public final class BenchTool {
         pp.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
         pp.put(ProducerConfig.ACKS_CONFIG, a.getOrDefault("acks", "all"));
         pp.put(ProducerConfig.LINGER_MS_CONFIG, a.getOrDefault("linger-ms", "0"));
+        if (txn) {
+            pp.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, txnId);
+        }
         KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(pp);
-        // Metadata before the clock starts.
+        // Metadata (and the producer id) before the clock starts.
         producer.partitionsFor(topic);
+        if (txn) {
+            producer.initTransactions();
+        }
 
         final long start = System.nanoTime();
         final long measureFrom = start + (long) (warmup * 1e9);
@@ -253,38 +283,72 @@ public final class BenchTool {
         final AtomicBoolean producing = new AtomicBoolean(true);
         final Samples acks = new Samples(); // appended by the producer's I/O thread only
         final AtomicInteger acked = new AtomicInteger();
+        // Appended by the sender thread only; read after it ended.
+        final Samples lags = new Samples();
+        final Samples commits = new Samples();
+        final AtomicLong transactions = new AtomicLong();
+        final java.util.concurrent.atomic.AtomicReference<Throwable> failure =
+                new java.util.concurrent.atomic.AtomicReference<>();
 
         Thread sender = new Thread(() -> {
-            int parts = tps.size();
-            for (long i = 0; i < total; i++) {
-                long due = start + i * interval;
-                long now;
-                while ((now = System.nanoTime()) < due) {
-                    long left = due - now;
-                    if (left > 200_000) {
-                        LockSupport.parkNanos(left - 100_000);
-                    } else {
-                        Thread.onSpinWait();
-                    }
+            try {
+                int parts = tps.size();
+                long txnStart = 0;
+                if (txn) {
+                    producer.beginTransaction();
+                    txnStart = System.nanoTime();
                 }
-                byte[] value = new byte[size];
-                long sentAt = System.nanoTime();
-                putLong(value, sentAt);
-                boolean measured = sentAt >= measureFrom;
-                if (measured) {
-                    measuredSent.incrementAndGet();
-                }
-                producer.send(new ProducerRecord<>(topic, (int) (i % parts), null, value), (md, e) -> {
-                    if (e != null) {
-                        sendErrors.incrementAndGet();
-                    } else if (measured) {
-                        acks.add(System.nanoTime() - sentAt);
+                for (long i = 0; i < total; i++) {
+                    long due = start + i * interval;
+                    long now;
+                    while ((now = System.nanoTime()) < due) {
+                        long left = due - now;
+                        if (left > 200_000) {
+                            LockSupport.parkNanos(left - 100_000);
+                        } else {
+                            Thread.onSpinWait();
+                        }
                     }
-                    acked.incrementAndGet();
-                });
+                    if (txn && now - txnStart >= commitNanos) {
+                        producer.commitTransaction();
+                        long committed = System.nanoTime();
+                        if (now >= measureFrom) {
+                            commits.add(committed - now);
+                        }
+                        transactions.incrementAndGet();
+                        producer.beginTransaction();
+                        txnStart = System.nanoTime();
+                    }
+                    byte[] value = new byte[size];
+                    long sentAt = System.nanoTime();
+                    if (sentAt >= measureFrom) {
+                        lags.add(sentAt - due);
+                    }
+                    putLong(value, sentAt);
+                    boolean measured = sentAt >= measureFrom;
+                    if (measured) {
+                        measuredSent.incrementAndGet();
+                    }
+                    producer.send(new ProducerRecord<>(topic, (int) (i % parts), null, value), (md, e) -> {
+                        if (e != null) {
+                            sendErrors.incrementAndGet();
+                        } else if (measured) {
+                            acks.add(System.nanoTime() - sentAt);
+                        }
+                        acked.incrementAndGet();
+                    });
+                }
+                if (txn) {
+                    producer.commitTransaction();
+                    transactions.incrementAndGet();
+                } else {
+                    producer.flush();
+                }
+            } catch (Throwable t) {
+                failure.set(t);
+            } finally {
+                producing.set(false);
             }
-            producer.flush();
-            producing.set(false);
         }, "bench-sender");
         sender.start();
 
@@ -304,7 +368,7 @@ public final class BenchTool {
                 received += records.count();
                 lastProgress = now;
             }
-            if (!producing.get() && (e2e.n >= measuredSent.get() - sendErrors.get()
+            if (!producing.get() && (failure.get() != null || e2e.n >= measuredSent.get() - sendErrors.get()
                     || now - lastProgress > 10_000_000_000L)) {
                 break;
             }
@@ -312,8 +376,24 @@ public final class BenchTool {
         sender.join();
         producer.close();
         consumer.close();
-        System.out.printf("{\"rate\": %d, \"seconds\": %.1f, \"sent\": %d, \"received\": %d, \"send_errors\": %d, %s, %s}%n",
-                rate, seconds, measuredSent.get(), received, sendErrors.get(), e2e.json("e2e"), acks.json("ack"));
+        if (failure.get() != null) {
+            throw new IllegalStateException("the " + (txn ? "transactional " : "") + "producer failed after "
+                    + transactions.get() + " committed transactions", failure.get());
+        }
+        if (txn && sendErrors.get() > 0) {
+            throw new IllegalStateException(sendErrors.get() + " sends of the transactional producer failed");
+        }
+        if (txn && e2e.n != measuredSent.get()) {
+            // Every transaction was committed: read_committed must see each measured record once.
+            throw new IllegalStateException("the read_committed consumer received " + e2e.n
+                    + " of the measured records, expected " + measuredSent.get() + " (all committed, in "
+                    + transactions.get() + " transactions; " + received + " records received in all)");
+        }
+        String txnJson = !txn ? "" : String.format(
+                ", \"transactional\": true, \"commit_interval_ms\": %d, \"transactions\": %d, %s, %s",
+                commitNanos / 1_000_000L, transactions.get(), commits.json("commit"), lags.json("lag"));
+        System.out.printf("{\"rate\": %d, \"seconds\": %.1f, \"sent\": %d, \"received\": %d, \"send_errors\": %d, %s, %s%s}%n",
+                rate, seconds, measuredSent.get(), received, sendErrors.get(), e2e.json("e2e"), acks.json("ack"), txnJson);
     }
 
     private static void putLong(byte[] b, long v) {
