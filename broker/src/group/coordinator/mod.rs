@@ -189,6 +189,10 @@ struct Shard {
     writer: Option<mpsc::UnboundedSender<WriteJob>>,
     /// Transactional offsets waiting for their marker.
     pending_txn: PendingTxnOffsets,
+    /// Markers (producer id, commit) that landed while the shard was
+    /// loading: the load may have read the log before them, so they are
+    /// applied once it is installed.
+    early_markers: Vec<(i64, bool)>,
     /// Stops the shard's load and writer tasks.
     stop: CancellationToken,
 }
@@ -211,6 +215,24 @@ pub struct GroupCoordinator {
     stop: CancellationToken,
     /// Lag series exported last time (to remove those that went away).
     lag_series: Mutex<BTreeSet<(String, String, String)>>,
+}
+
+/// Makes `producer_id`'s pending offsets in `shard` visible (commit) or
+/// drops them (abort).
+fn apply_marker(shard: &mut Shard, producer_id: i64, commit: bool, now: i64) {
+    let Some(pending) = shard.pending_txn.remove(&producer_id) else {
+        return;
+    };
+    if !commit {
+        return;
+    }
+    let mut by_group: BTreeMap<String, Vec<GroupOffset>> = BTreeMap::new();
+    for (group, tp, o) in pending {
+        by_group.entry(group).or_default().push((tp, o));
+    }
+    for (group, offsets) in by_group {
+        shard.table.apply_offsets(now, &group, offsets);
+    }
 }
 
 /// Wall-clock milliseconds: group timers and stored timestamps use it,
@@ -345,6 +367,7 @@ impl GroupCoordinator {
                     waiters: HashMap::new(),
                     writer: None,
                     pending_txn: HashMap::new(),
+                    early_markers: Vec::new(),
                     stop: stop.clone(),
                 },
             );
@@ -514,20 +537,11 @@ impl GroupCoordinator {
         let Some(shard) = shards.get_mut(&partition) else {
             return;
         };
-        let Some(pending) = shard.pending_txn.remove(&producer_id) else {
-            return;
-        };
-        if !commit {
+        if shard.status == Status::Loading {
+            shard.early_markers.push((producer_id, commit));
             return;
         }
-        let now = now_ms();
-        let mut by_group: BTreeMap<String, Vec<GroupOffset>> = BTreeMap::new();
-        for (group, tp, o) in pending {
-            by_group.entry(group).or_default().push((tp, o));
-        }
-        for (group, offsets) in by_group {
-            shard.table.apply_offsets(now, &group, offsets);
-        }
+        apply_marker(shard, producer_id, commit, now_ms());
     }
 
     /// Whether `group` has transactional offsets waiting for their marker

@@ -164,6 +164,10 @@ impl GroupCoordinator {
         shard.table = table;
         shard.pending_txn = pending;
         shard.status = Status::Active;
+        let now = now_ms();
+        for (producer_id, commit) in std::mem::take(&mut shard.early_markers) {
+            super::apply_marker(shard, producer_id, commit, now);
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         shard.writer = Some(tx);
         tokio::spawn(Arc::clone(self).write_loop(p, epoch, rx, shard.stop.clone()));
