@@ -623,6 +623,43 @@ impl Partition {
         }
     }
 
+    /// Everything in the log, in chunks of whole batches of about
+    /// `chunk` bytes, once all of it is committed: a new leader's log may
+    /// end with records of the previous leader that become committed when
+    /// the followers catch up (polled every `poll`). For coordinators
+    /// loading the internal partition they just began to lead, where nothing
+    /// else appends meanwhile.
+    pub async fn read_all_committed(
+        &self,
+        stop: &tokio_util::sync::CancellationToken,
+        poll: Duration,
+        chunk: usize,
+    ) -> Result<Vec<Bytes>, Error> {
+        let end = loop {
+            let s = self.state();
+            if s.high_watermark >= s.log_end_offset {
+                break s.high_watermark;
+            }
+            tokio::select! {
+                () = stop.cancelled() => return Err(Error::ShuttingDown),
+                () = tokio::time::sleep(poll) => {}
+            }
+        };
+        let mut offset = self.earliest_offset()?;
+        let mut out = Vec::new();
+        while offset < end {
+            let read = self.fetch(offset, chunk, 0, Duration::ZERO).await?;
+            if read.data.is_empty() {
+                break;
+            }
+            if let Some(last) = batch_headers(&read.data).last() {
+                offset = last.next_offset();
+            }
+            out.push(read.data);
+        }
+        Ok(out)
+    }
+
     /// Earliest stored offset.
     pub fn earliest_offset(&self) -> Result<i64, Error> {
         self.check_state()?;

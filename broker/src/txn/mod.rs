@@ -46,7 +46,6 @@ use tracing::{debug, info, warn};
 
 use crate::group::GroupCoordinator;
 use crate::group::placement;
-use crate::log::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 use crate::metrics::Metrics;
 use crate::partition::manager::{CreateTopic, ReplicaManager};
 use crate::partition::{Acks, Error as PartitionError};
@@ -361,30 +360,10 @@ impl TxnCoordinator {
         stop: &CancellationToken,
     ) -> Result<HashMap<String, TxnMeta>, PartitionError> {
         let part = self.manager.partition(TXN_TOPIC, p)?;
-        let end = loop {
-            let s = part.state();
-            if s.high_watermark >= s.log_end_offset {
-                break s.high_watermark;
-            }
-            tokio::select! {
-                () = stop.cancelled() => return Err(PartitionError::ShuttingDown),
-                () = tokio::time::sleep(LOAD_POLL) => {}
-            }
-        };
-        let mut offset = part.earliest_offset()?;
+        let chunks = part.read_all_committed(stop, LOAD_POLL, LOAD_CHUNK).await?;
         let mut out = HashMap::new();
-        while offset < end {
-            let read = part.fetch(offset, LOAD_CHUNK, 0, Duration::ZERO).await?;
-            if read.data.is_empty() {
-                break;
-            }
-            let mut pos = 0;
-            while pos + HEADER_LEN <= read.data.len() {
-                let h = BatchHeader::parse(&read.data[pos..]).expect("HEADER_LEN bytes");
-                offset = h.next_offset();
-                pos += LOG_OVERHEAD + h.batch_length as usize;
-            }
-            let decoded = crate::group::records::decode_batches(&read.data).map_err(|e| {
+        for data in chunks {
+            let decoded = crate::group::records::decode_batches(&data).map_err(|e| {
                 PartitionError::InvalidRequest(format!(
                     "{TXN_TOPIC}-{p} holds an undecodable batch: {e}"
                 ))

@@ -4,7 +4,6 @@
 //! and applies the outcome.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -15,7 +14,6 @@ use crate::group::error::GroupError;
 use crate::group::placement::OFFSETS_TOPIC;
 use crate::group::records::{self, LogEntry, LogRecord, RecordKey};
 use crate::group::state::{AfterStore, Effects, GroupTable, Loaded};
-use crate::log::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 use crate::partition::{Acks, Error as PartitionError};
 
 use std::collections::HashMap;
@@ -62,34 +60,11 @@ impl GroupCoordinator {
         stop: &CancellationToken,
     ) -> Result<(Vec<Loaded>, PendingTxnOffsets), PartitionError> {
         let part = self.manager.partition(OFFSETS_TOPIC, p)?;
-        // A new leader's log may end with records of the previous leader
-        // that are not committed yet; they will be once the followers
-        // catch up. Nothing else appends while loading.
-        let end = loop {
-            let s = part.state();
-            if s.high_watermark >= s.log_end_offset {
-                break s.high_watermark;
-            }
-            tokio::select! {
-                () = stop.cancelled() => return Err(PartitionError::ShuttingDown),
-                () = tokio::time::sleep(LOAD_POLL) => {}
-            }
-        };
-        let mut offset = part.earliest_offset()?;
+        let chunks = part.read_all_committed(stop, LOAD_POLL, LOAD_CHUNK).await?;
         let mut out = Vec::new();
         let mut open: HashMap<i64, Vec<Loaded>> = HashMap::new();
-        while offset < end {
-            let read = part.fetch(offset, LOAD_CHUNK, 0, Duration::ZERO).await?;
-            if read.data.is_empty() {
-                break;
-            }
-            let mut pos = 0;
-            while pos + HEADER_LEN <= read.data.len() {
-                let h = BatchHeader::parse(&read.data[pos..]).expect("HEADER_LEN bytes");
-                offset = h.next_offset();
-                pos += LOG_OVERHEAD + h.batch_length as usize;
-            }
-            let decoded = records::decode_entries(&read.data).map_err(|e| {
+        for data in chunks {
+            let decoded = records::decode_entries(&data).map_err(|e| {
                 PartitionError::InvalidRequest(format!(
                     "{OFFSETS_TOPIC}-{p} holds an undecodable batch: {e}"
                 ))
