@@ -217,6 +217,21 @@ pub struct GroupCoordinator {
     lag_series: Mutex<BTreeSet<(String, String, String)>>,
 }
 
+/// The records of `group`'s committed offsets.
+fn offset_records(group: &str, offsets: &[GroupOffset]) -> Vec<(Bytes, Option<Bytes>)> {
+    offsets
+        .iter()
+        .map(|((topic, partition), o)| {
+            let key = RecordKey::Offset {
+                group: group.to_owned(),
+                topic: topic.clone(),
+                partition: *partition,
+            };
+            (records::encode_key(&key), Some(records::encode_offset(o)))
+        })
+        .collect()
+}
+
 /// Makes `producer_id`'s pending offsets in `shard` visible (commit) or
 /// drops them (abort).
 fn apply_marker(shard: &mut Shard, producer_id: i64, commit: bool, now: i64) {
@@ -460,17 +475,7 @@ impl GroupCoordinator {
                 .table
                 .commit_pending(group_id, offsets.iter().map(|(k, _)| k));
             let (tx, rx) = oneshot::channel();
-            let records = offsets
-                .iter()
-                .map(|((topic, partition), o)| {
-                    let key = RecordKey::Offset {
-                        group: group_id.to_owned(),
-                        topic: topic.clone(),
-                        partition: *partition,
-                    };
-                    (records::encode_key(&key), Some(records::encode_offset(o)))
-                })
-                .collect();
+            let records = offset_records(group_id, &offsets);
             let job = WriteJob {
                 records,
                 done: Done::Commit {
@@ -502,17 +507,7 @@ impl GroupCoordinator {
                     .validate_commit(now, group_id, member_id, instance_id, generation)?;
             }
             let (tx, rx) = oneshot::channel();
-            let records = offsets
-                .iter()
-                .map(|((topic, partition), o)| {
-                    let key = RecordKey::Offset {
-                        group: group_id.to_owned(),
-                        topic: topic.clone(),
-                        partition: *partition,
-                    };
-                    (records::encode_key(&key), Some(records::encode_offset(o)))
-                })
-                .collect();
+            let records = offset_records(group_id, &offsets);
             self.enqueue(
                 shard,
                 WriteJob {
