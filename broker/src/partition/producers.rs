@@ -69,6 +69,10 @@ struct ProducerEntry {
     batches: VecDeque<BatchMeta>,
     /// Wall clock (ms) of the last append, for expiration.
     last_append_ms: i64,
+    /// A marker moved the producer to this epoch (transaction version 2
+    /// bumps it with every transaction): its first batch must be sequence
+    /// 0, so a later pipelined batch cannot be appended ahead of it.
+    starts_at_zero: bool,
 }
 
 /// An idempotent batch whose append failed in storage and that has not
@@ -283,13 +287,17 @@ impl ProducerStates {
     pub fn record_marker(&mut self, producer_id: i64, epoch: i16, now_ms: i64) {
         match self.producers.get_mut(&producer_id) {
             Some(e) if e.epoch >= epoch => e.last_append_ms = now_ms,
-            _ => {
+            known => {
+                // A marker seen first (a rebuild that skipped the
+                // producer's older segments) says nothing about sequences.
+                let starts_at_zero = known.is_some();
                 self.producers.insert(
                     producer_id,
                     ProducerEntry {
                         epoch,
                         batches: VecDeque::new(),
                         last_append_ms: now_ms,
+                        starts_at_zero,
                     },
                 );
             }
@@ -373,6 +381,12 @@ fn check_one(
             got: b.first_seq,
             expected: last.wrapping_add(1).max(0),
         }),
+        None if entry.starts_at_zero && b.first_seq != 0 => Err(SequenceError::OutOfOrder {
+            producer_id: b.producer_id,
+            epoch: b.epoch,
+            got: b.first_seq,
+            expected: 0,
+        }),
         _ => Ok(None),
     }
 }
@@ -386,12 +400,14 @@ fn apply(slot: &mut Option<ProducerEntry>, epoch: i16, meta: BatchMeta, now_ms: 
             }
             e.batches.push_back(meta);
             e.last_append_ms = now_ms;
+            e.starts_at_zero = false;
         }
         _ => {
             *slot = Some(ProducerEntry {
                 epoch,
                 batches: VecDeque::from([meta]),
                 last_append_ms: now_ms,
+                starts_at_zero: false,
             });
         }
     }
@@ -544,6 +560,32 @@ mod tests {
         assert_eq!(
             s.check(&[incoming(3, 0, 0, 2), incoming(3, 0, 2, 1)])
                 .expect("retry and its successor in one request"),
+            SequenceCheck::Append
+        );
+    }
+
+    #[test]
+    fn given_an_epoch_started_by_a_marker_when_checked_should_start_at_sequence_zero() {
+        let mut s = ProducerStates::default();
+        append(&mut s, incoming(1, 0, 0, 5), 0);
+        s.record_marker(1, 1, NOW);
+        assert!(matches!(
+            s.check(&[incoming(1, 1, 5, 1)]),
+            Err(SequenceError::OutOfOrder { expected: 0, .. })
+        ));
+        assert_eq!(
+            append(&mut s, incoming(1, 1, 0, 5), 6),
+            SequenceCheck::Append
+        );
+        assert_eq!(
+            append(&mut s, incoming(1, 1, 5, 1), 11),
+            SequenceCheck::Append
+        );
+        // A marker of a producer not seen before (a rebuild from recent
+        // segments only) does not constrain its next sequence.
+        s.record_marker(2, 3, NOW);
+        assert_eq!(
+            s.check(&[incoming(2, 3, 40, 1)]).expect("unconstrained"),
             SequenceCheck::Append
         );
     }
