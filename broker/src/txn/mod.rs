@@ -165,8 +165,15 @@ pub struct TxnCoordinator {
     markers: MarkerClient,
     /// Told when a marker lands in a `__consumer_offsets` partition here.
     groups: OnceLock<Arc<GroupCoordinator>>,
+    /// Woken after every state write, for checks that wait for a
+    /// transaction to complete.
+    written: tokio::sync::Notify,
     stop: CancellationToken,
 }
+
+/// How long a produce's partition check waits for the producer's previous
+/// transaction to complete before answering CONCURRENT_TRANSACTIONS.
+const CHECK_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl TxnCoordinator {
     pub fn new(
@@ -183,6 +190,7 @@ impl TxnCoordinator {
             creating: Arc::new(AtomicBool::new(false)),
             markers,
             groups: OnceLock::new(),
+            written: tokio::sync::Notify::new(),
             stop: CancellationToken::new(),
         })
     }
@@ -513,6 +521,20 @@ impl TxnCoordinator {
     /// clears the pending mark either way.
     async fn persist(&self, p: i32, epoch: i32, id: &str, meta: &TxnMeta) -> Result<(), TxnError> {
         let written = self.append(p, epoch, id, Some(meta)).await;
+        let result = self.apply_written(p, epoch, id, meta, written);
+        self.written.notify_waiters();
+        result
+    }
+
+    /// Applies the outcome of a state write of `meta` for `id`.
+    fn apply_written(
+        &self,
+        p: i32,
+        epoch: i32,
+        id: &str,
+        meta: &TxnMeta,
+        written: Result<(), TxnError>,
+    ) -> Result<(), TxnError> {
         let mut shards = self.shards.lock();
         let Some(shard) = shards.get_mut(&p).filter(|s| s.leader_epoch == epoch) else {
             return Err(not_coordinator(id));
@@ -723,11 +745,30 @@ impl TxnCoordinator {
         add: bool,
     ) -> Result<(), TxnError> {
         if add {
-            self.run(transactional_id, |meta, now| {
-                state::add_partitions(meta, producer, partitions, now)
-            })
-            .await
-            .map(|_| ())
+            // With transaction version 2 the producer starts its next
+            // transaction as soon as EndTxn is answered, usually while the
+            // previous one's markers are still written. Like Kafka, wait
+            // for it briefly rather than fail the batch back to the
+            // producer, which would cost it a whole retry backoff.
+            let deadline = tokio::time::Instant::now() + CHECK_WAIT;
+            loop {
+                let written = self.written.notified();
+                tokio::pin!(written);
+                written.as_mut().enable();
+                let added = self
+                    .run(transactional_id, |meta, now| {
+                        state::add_partitions(meta, producer, partitions, now)
+                    })
+                    .await;
+                match added {
+                    Err(e) if e.code == ResponseError::ConcurrentTransactions => {
+                        if tokio::time::timeout_at(deadline, written).await.is_err() {
+                            return Err(e);
+                        }
+                    }
+                    other => return other.map(|_| ()),
+                }
+            }
         } else {
             let p = self
                 .partition_of(transactional_id)
