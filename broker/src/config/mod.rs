@@ -380,9 +380,9 @@ pub struct BrokerConfig {
     /// The `transaction.version` feature level advertised to clients: 1
     /// (every client adds partitions with AddPartitionsToTxn), or 2
     /// (KIP-890 part 2: Java clients 4.x add partitions through Produce and
-    /// every transaction ends with an epoch bump). Level 2 is experimental:
-    /// Rill does not pass its transaction tests with it yet.
-    #[arg(long, env = "RILL_TRANSACTION_VERSION", default_value_t = 1)]
+    /// every transaction ends with an epoch bump), as Kafka 4.x finalizes.
+    /// Level 1 is for clusters whose clients must not use version 2.
+    #[arg(long, env = "RILL_TRANSACTION_VERSION", default_value_t = 2)]
     pub transaction_version: i16,
 
     /// How long the first rebalance of an empty group waits for more members, in ms
@@ -517,7 +517,7 @@ impl BrokerConfig {
             transaction_state_replication_factor: 3,
             transaction_max_timeout_ms: 900_000,
             transaction_abort_check_interval_ms: 1_000,
-            transaction_version: 1,
+            transaction_version: 2,
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
