@@ -55,6 +55,7 @@ logs="$work/logs"
 cluster="$work/cluster"
 mkdir -p "$work"
 rm -rf "$logs" && mkdir -p "$logs"
+export COMPAT_LOGS="$logs"  # tests keep the logs of what they start here
 
 launcher=""
 stop_cluster() {
@@ -167,6 +168,7 @@ if [ "$security" = plaintext ]; then
     run_shell txn-ctp test_txn_ctp.sh
     run_shell txn-tools test_txn_tools.sh
     run_pytest txn-librdkafka test_txn_librdkafka.py
+    run_shell connect-eos test_connect_eos.sh
     # These kill (and restart) a broker.
     run_shell txn-coordinator-kill test_txn_coordinator_kill.sh
     run_shell streams-eos test_streams_eos.sh

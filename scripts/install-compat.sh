@@ -2,12 +2,14 @@
 # Installs what Rill's client-compatibility tests (compat/) run, from package
 # registries only, into ${RILL_CACHE:-$HOME/.cache/rill}/compat:
 #   - kcat (Debian package, apt-get);
-#   - openssl (Debian package, apt-get; usually already there);
+#   - openssl and curl (Debian packages, apt-get; usually already there);
 #   - iptables (Debian package, as root; used by an e2e scenario);
 #   - a Python venv with confluent-kafka (its wheel bundles librdkafka) and pytest;
 #   - Apache Kafka's jars from Maven Central (the reference broker kafka_2.13,
 #     kafka-tools, kafka-clients, kafka-streams, slf4j-simple) plus Rill's
-#     compat programs (compat/java), built with Maven.
+#     compat programs (compat/java), built with Maven;
+#   - Kafka Connect's worker, FileStream connectors and MirrorMaker 2 from
+#     Maven Central (compat/connect), on a classpath of their own.
 # Idempotent: each part is skipped when its stamp matches its inputs. Prints
 # what it does, then the classpath and writes $RILL_CACHE/compat/env.sh, which
 # compat/run.sh sources.
@@ -46,6 +48,13 @@ if ! command -v openssl >/dev/null 2>&1; then
     say "apt-get install openssl"
     "$repo/scripts/apt-install.sh" openssl
     command -v openssl >/dev/null || { echo "install-compat: openssl did not install" >&2; exit 1; }
+fi
+
+# --- curl (the Kafka Connect tests talk to the workers' REST API) ----------
+if ! command -v curl >/dev/null 2>&1; then
+    say "apt-get install curl"
+    "$repo/scripts/apt-install.sh" curl
+    command -v curl >/dev/null || { echo "install-compat: curl did not install" >&2; exit 1; }
 fi
 
 # --- iptables (the e2e scenario of a roll blocked by cut replication) --------
@@ -92,15 +101,33 @@ else
     touch "$java_stamp"
 fi
 
+# --- Kafka Connect (worker, FileStream connectors, MirrorMaker 2) ------------
+CONNECT_POM="$repo/compat/connect/pom.xml"
+CONNECT_LIB="$COMPAT/connect-$KAFKA_VERSION/lib"
+connect_stamp="$CONNECT_LIB/.stamp-$(hash_of "$CONNECT_POM" "$POM")"
+if [ -f "$connect_stamp" ]; then
+    say "Kafka Connect $KAFKA_VERSION jars present: $CONNECT_LIB"
+else
+    command -v mvn >/dev/null || { echo "install-compat: Maven (mvn) is needed" >&2; exit 1; }
+    say "mvn dependency:copy-dependencies (Kafka Connect $KAFKA_VERSION from Maven Central) into $CONNECT_LIB"
+    rm -rf "$CONNECT_LIB" && mkdir -p "$CONNECT_LIB"
+    mvn -B -q -Dstyle.color=never -f "$CONNECT_POM" -Dmaven.repo.local="$M2" -Dkafka.version="$KAFKA_VERSION" \
+        dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$CONNECT_LIB" 2>&1 \
+        | sed 's/\x1b\[[0-9;]*m//g'
+    touch "$connect_stamp"
+fi
+
 cat >"$COMPAT/env.sh" <<ENV
 # Written by scripts/install-compat.sh
 export KAFKA_VERSION="$KAFKA_VERSION"
 export COMPAT_LIB="$LIB"
 export COMPAT_CLASSPATH="$LIB/*"
 export COMPAT_VENV="$VENV"
+export CONNECT_CLASSPATH="$CONNECT_LIB/*"
 ENV
 say "done in $(( $(date +%s) - started ))s"
 echo "KAFKA_VERSION=$KAFKA_VERSION"
 echo "COMPAT_CLASSPATH=$LIB/*"
 echo "COMPAT_VENV=$VENV"
+echo "CONNECT_CLASSPATH=$CONNECT_LIB/*"
 echo "COMPAT_ENV=$COMPAT/env.sh"
