@@ -21,7 +21,9 @@
 # and run the security tests instead: compat/test_acls.sh,
 # compat/test_quotas.sh, compat/test_sasl_ssl.sh and compat/test_internal_tls.sh, or
 # compat/test_mtls.sh and compat/test_internal_tls.sh). Needs scripts/install-compat.sh first.
-# COMPAT_TEST_TIMEOUT (s, default 300) bounds each test.
+# COMPAT_TEST_TIMEOUT (s, default 300) bounds each test. COMPAT_BASE_PORT
+# moves the cluster's ports (the launchers' --base-port), so two runs can
+# share a machine; the work directory is per checkout.
 set -euo pipefail
 script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.."
@@ -68,7 +70,8 @@ case "$target" in
     kafka)
         launcher="$repo/compat/kafka-launch.sh"
         stamp "starting Apache Kafka $KAFKA_VERSION ($brokers broker(s))"
-        "$launcher" start --dir "$cluster" --brokers "$brokers" --security "$security"
+        "$launcher" start --dir "$cluster" --brokers "$brokers" --security "$security" \
+            ${COMPAT_BASE_PORT:+--base-port "$COMPAT_BASE_PORT"}
         ;;
     rill)
         export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
@@ -85,7 +88,8 @@ case "$target" in
         fi
         launcher="$repo/compat/rill-launch.sh"
         stamp "starting a Rill controller and $brokers brokers"
-        "$launcher" start --dir "$cluster" --brokers "$brokers" --profile "$profile" --security "$security"
+        "$launcher" start --dir "$cluster" --brokers "$brokers" --profile "$profile" --security "$security" \
+            ${COMPAT_BASE_PORT:+--base-port "$COMPAT_BASE_PORT"}
         ;;
 esac
 if [ -n "$launcher" ]; then
