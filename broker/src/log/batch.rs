@@ -75,6 +75,28 @@ pub(crate) mod test_util {
         encode_records(&records, &options).expect("encode").to_vec()
     }
 
+    /// One batch of a transactional producer (sequences from 0).
+    pub fn transactional(values: &[&[u8]], producer_id: i64, producer_epoch: i16) -> Vec<u8> {
+        let records: Vec<NewRecord> = values
+            .iter()
+            .map(|v| NewRecord {
+                key: None,
+                value: Some(Bytes::copy_from_slice(v)),
+                timestamp: 1_700_000_000_000,
+            })
+            .collect();
+        let options = EncodeOptions {
+            producer: Some(Producer {
+                id: producer_id,
+                epoch: producer_epoch,
+                first_sequence: 0,
+            }),
+            transactional: true,
+            ..EncodeOptions::default()
+        };
+        encode_records(&records, &options).expect("encode").to_vec()
+    }
+
     /// One uncompressed batch of unkeyed `values`.
     pub fn batch(values: &[&[u8]]) -> Vec<u8> {
         let recs: Vec<Rec<'_>> = values

@@ -203,7 +203,7 @@ impl TimeIndex {
     }
 }
 
-fn read_if_exists(path: &Path) -> io::Result<Option<Vec<u8>>> {
+pub(super) fn read_if_exists(path: &Path) -> io::Result<Option<Vec<u8>>> {
     match fs::read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),

@@ -27,6 +27,7 @@ mod flush;
 mod index;
 mod partition;
 pub mod segment;
+pub mod txnindex;
 
 #[cfg(test)]
 mod proptests;

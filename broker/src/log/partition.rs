@@ -24,7 +24,7 @@ use super::LogError;
 use super::batch::{self, BatchHeader};
 use super::config::LogConfig;
 use super::segment::{self, ReadSlice, Segment};
-use rill_client::batch::{ControlType, control_type};
+use super::txnindex::TxnBatch;
 
 /// Hard cap on one stored batch (defined with the batch format, which the
 /// client checks fetched batches against too).
@@ -155,7 +155,7 @@ impl PartitionLog {
                 warn!(dir = %dir.display(), segment = base, "removing segment after a corrupt one");
                 let path = Segment::log_path(dir, base);
                 let _ = fs::remove_file(&path);
-                for ext in ["index", "timeindex"] {
+                for ext in ["index", "timeindex", "txnindex"] {
                     let _ = fs::remove_file(path.with_extension(ext));
                 }
             }
@@ -662,27 +662,21 @@ impl PartitionLog {
         Ok(out)
     }
 
-    /// The transactional data batches and control batches (markers) of
-    /// the whole log, oldest first, each with the base offset of its
-    /// segment and, for a marker, its type. Reads headers, plus the one
-    /// record of each control batch.
-    pub fn transaction_batches(
-        &self,
-    ) -> Result<Vec<(i64, BatchHeader, Option<ControlType>)>, LogError> {
-        let ctx = |e| LogError::io(format!("scanning {}", self.dir.display()), e);
+    /// The transactional data batches and markers of the whole log, oldest
+    /// first (a producer's consecutive data batches in a segment merged),
+    /// each with the base offset of its segment. From the segments'
+    /// transaction indexes; a segment without one has its headers read.
+    pub fn transaction_batches(&self) -> Result<Vec<(i64, TxnBatch)>, LogError> {
         let mut out = Vec::new();
         for (base, seg) in &self.segments {
-            for (pos, h) in seg.batch_positions().map_err(ctx)? {
-                if h.producer_id < 0 || !(h.is_transactional() || h.is_control()) {
-                    continue;
+            match seg.txn_batches() {
+                Some(batches) => out.extend(batches.iter().map(|b| (*base, *b))),
+                None => {
+                    let scanned = seg
+                        .scan_txns()
+                        .map_err(|e| LogError::io(format!("scanning {}", self.dir.display()), e))?;
+                    out.extend(scanned.entries().iter().map(|b| (*base, *b)));
                 }
-                let control = if h.is_control() {
-                    let bytes = seg.read_batch(pos, &h).map_err(ctx)?;
-                    control_type(&h, &bytes)
-                } else {
-                    None
-                };
-                out.push((*base, h, control));
             }
         }
         Ok(out)

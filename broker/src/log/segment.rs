@@ -1,6 +1,7 @@
 //! One segment of a partition log: a `.log` file of record batches named by
 //! its 20-digit base offset, with an in-memory sparse offset index and time
-//! index that are saved as `.index` / `.timeindex` when the segment is
+//! index that are saved as `.index` / `.timeindex` (and the transaction
+//! index as `.txnindex`, see [`super::txnindex`]) when the segment is
 //! sealed.
 //!
 //! Writes go to the file with positional writes at `size`, the end of the
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use super::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 use super::index::{OffsetIndex, TimeIndex};
+use super::txnindex::{self, TxnBatch, TxnIndex};
 
 /// File name stem of a segment: its base offset, zero-padded to 20 digits.
 pub fn file_stem(base_offset: i64) -> String {
@@ -66,6 +68,9 @@ pub struct Segment {
     created_ms: i64,
     index: OffsetIndex,
     time_index: TimeIndex,
+    /// The transactional batches and markers (`None`: a trusted segment
+    /// without a usable `.txnindex`; read its headers instead).
+    txns: Option<TxnIndex>,
     /// Bytes appended since the last index entry.
     bytes_since_index: u32,
     index_interval: u32,
@@ -82,6 +87,10 @@ impl Segment {
     fn time_index_path(&self) -> PathBuf {
         self.dir
             .join(format!("{}.timeindex", file_stem(self.base_offset)))
+    }
+    fn txn_index_path(&self) -> PathBuf {
+        self.dir
+            .join(format!("{}.txnindex", file_stem(self.base_offset)))
     }
 
     fn open_file(path: &Path, create_new: bool) -> io::Result<File> {
@@ -124,6 +133,7 @@ impl Segment {
             created_ms: now_ms,
             index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
+            txns: Some(TxnIndex::default()),
             bytes_since_index: 0,
             index_interval,
         }
@@ -144,10 +154,12 @@ impl Segment {
         let len = file.metadata()?.len();
         let mut seg = Self::empty(dir, base_offset, file, index_interval, now_ms);
         if !recover && seg.load_indexes(len)? {
+            seg.txns = TxnIndex::load(&seg.txn_index_path(), base_offset, seg.next_offset)?;
             return Ok((seg, None));
         }
         let _ = fs::remove_file(seg.index_path());
         let _ = fs::remove_file(seg.time_index_path());
+        let _ = fs::remove_file(seg.txn_index_path());
         let truncation = seg.recover(len)?;
         Ok((seg, truncation))
     }
@@ -229,6 +241,7 @@ impl Segment {
                 ));
             }
             self.track(&h, pos as u32);
+            self.track_txn(&h, &buf);
             pos += total as u64;
         };
         self.size = pos;
@@ -242,6 +255,47 @@ impl Segment {
             discarded_bytes: len - pos,
             reason,
         }))
+    }
+
+    /// Records a transactional batch or marker (`bytes`: the whole batch)
+    /// in the transaction index.
+    fn track_txn(&mut self, h: &BatchHeader, bytes: &[u8]) {
+        if !txnindex::is_txn_header(h) {
+            return;
+        }
+        let control = h
+            .is_control()
+            .then(|| rill_client::batch::control_type(h, bytes))
+            .flatten();
+        if let (Some(txns), Some(b)) = (self.txns.as_mut(), TxnBatch::from_header(h, control)) {
+            txns.record(b);
+        }
+    }
+
+    /// The transactional batches and markers of the segment, oldest first
+    /// (a producer's consecutive data batches merged), or `None` when the
+    /// segment has no usable index and its headers must be read.
+    pub fn txn_batches(&self) -> Option<&[TxnBatch]> {
+        self.txns.as_ref().map(TxnIndex::entries)
+    }
+
+    /// Reads the transactional batches and markers from the file.
+    pub fn scan_txns(&self) -> io::Result<TxnIndex> {
+        let mut index = TxnIndex::default();
+        for (pos, h) in self.batch_positions()? {
+            if !txnindex::is_txn_header(&h) {
+                continue;
+            }
+            let control = if h.is_control() {
+                rill_client::batch::control_type(&h, &self.read_batch(pos, &h)?)
+            } else {
+                None
+            };
+            if let Some(b) = TxnBatch::from_header(&h, control) {
+                index.record(b);
+            }
+        }
+        Ok(index)
     }
 
     /// Updates offsets, timestamps and indexes for a batch written at `position`.
@@ -272,6 +326,10 @@ impl Segment {
         let start = self.size as u32;
         for (pos, h) in batches {
             self.track(h, start + *pos as u32);
+            if txnindex::is_txn_header(h) {
+                let end = (*pos + h.total_len()).min(data.len());
+                self.track_txn(h, &data[*pos..end]);
+            }
         }
         self.size += data.len() as u64;
         Ok(())
@@ -419,6 +477,8 @@ impl Segment {
         // Saved indexes no longer match; the segment is active again.
         let _ = fs::remove_file(self.index_path());
         let _ = fs::remove_file(self.time_index_path());
+        let _ = fs::remove_file(self.txn_index_path());
+        self.txns = Some(self.scan_txns()?);
         Ok(())
     }
 
@@ -432,7 +492,11 @@ impl Segment {
     /// the segment lies below the log's recovery point.
     pub fn save_indexes(&self) -> io::Result<()> {
         self.index.save(&self.index_path())?;
-        self.time_index.save(&self.time_index_path())
+        self.time_index.save(&self.time_index_path())?;
+        match &self.txns {
+            Some(txns) => txns.save(&self.txn_index_path()),
+            None => Ok(()),
+        }
     }
 
     /// fdatasync of the segment file.
@@ -449,6 +513,7 @@ impl Segment {
         fs::remove_file(Self::log_path(&self.dir, self.base_offset))?;
         let _ = fs::remove_file(self.index_path());
         let _ = fs::remove_file(self.time_index_path());
+        let _ = fs::remove_file(self.txn_index_path());
         Ok(())
     }
 

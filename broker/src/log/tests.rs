@@ -581,3 +581,106 @@ fn given_a_newer_value_above_the_high_watermark_when_compacted_then_the_committe
     assert_eq!(stats.records_removed, 0, "{stats:?}");
     assert_eq!(after, before);
 }
+
+/// The transactional entries of the log read from every segment's batch
+/// headers, to compare with what the transaction indexes give.
+fn scanned_txn_batches(log: &PartitionLog) -> Vec<(i64, txnindex::TxnBatch)> {
+    let mut out = Vec::new();
+    for base in log.segment_bases() {
+        let seg = log.segments.get(&base).unwrap();
+        out.extend(
+            seg.scan_txns()
+                .unwrap()
+                .entries()
+                .iter()
+                .map(|b| (base, *b)),
+        );
+    }
+    out
+}
+
+#[test]
+fn given_transactions_across_rolls_when_reopened_or_recovered_then_the_txn_indexes_agree_with_the_log()
+ {
+    use rill_client::batch::{ControlType, marker_batch};
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(700)).unwrap();
+    for i in 0..30i64 {
+        let v = format!("value-{i}");
+        let mut plain = batch::test_util::batch(&[v.as_bytes()]);
+        log.append(&mut plain, 1).unwrap();
+        let pid = 100 + i % 3;
+        let mut t = batch::test_util::transactional(&[v.as_bytes(), b"second"], pid, 0);
+        log.append(&mut t, 1).unwrap();
+        if i % 4 == 3 {
+            let kind = if i % 8 == 3 {
+                ControlType::Abort
+            } else {
+                ControlType::Commit
+            };
+            let mut m = marker_batch(pid, 0, kind, 0, 1_700_000_000_000).to_vec();
+            log.append(&mut m, 1).unwrap();
+        }
+    }
+    assert!(
+        log.segment_count() > 5,
+        "must roll: {}",
+        log.segment_count()
+    );
+    let live = log.transaction_batches().unwrap();
+    assert!(
+        live.iter()
+            .any(|(_, b)| b.control == Some(ControlType::Abort))
+    );
+    assert_eq!(live, scanned_txn_batches(&log));
+    log.flush().unwrap();
+    log.checkpoint().unwrap();
+    let sealed = log.segment_count() - 1;
+    let files = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "txnindex")
+        })
+        .count();
+    assert_eq!(
+        files, sealed,
+        "every sealed segment saves its transaction index"
+    );
+
+    // Reopened: trusted segments load their indexes, the last is recovered.
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config(700)).unwrap();
+    assert!(log.segments.values().all(|s| s.txn_batches().is_some()));
+    assert_eq!(log.transaction_batches().unwrap(), live);
+
+    // A damaged index is not used: that segment's headers are read.
+    drop(log);
+    let first = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "txnindex"))
+        .min()
+        .unwrap();
+    std::fs::write(&first, b"RTXI garbage").unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(700)).unwrap();
+    assert!(log.segments.values().any(|s| s.txn_batches().is_none()));
+    assert_eq!(log.transaction_batches().unwrap(), live);
+
+    // Truncation inside a merged run: the index is rebuilt from what is left.
+    let cut = live
+        .iter()
+        .rev()
+        .find(|(_, b)| b.control.is_none())
+        .unwrap()
+        .1
+        .last_offset;
+    log.truncate_to(cut).unwrap();
+    assert_eq!(
+        log.transaction_batches().unwrap(),
+        scanned_txn_batches(&log)
+    );
+}

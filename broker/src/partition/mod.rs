@@ -700,13 +700,8 @@ impl Partition {
         if slot.is_none() {
             let batches = log.transaction_batches().map_err(|e| self.log_error(e))?;
             let count = batches.len();
-            let state = PartitionTxns::rebuild(
-                batches.into_iter().filter_map(|(seg, h, control)| {
-                    TxnBatch::from_header(&h, control).map(|b| (seg, b))
-                }),
-                high_watermark,
-            );
-            tracing::debug!(topic = %self.topic, partition = self.id, batches = count, aborted = state.aborted_count(), "transaction state rebuilt from the log");
+            let state = PartitionTxns::rebuild(batches, high_watermark);
+            tracing::debug!(topic = %self.topic, partition = self.id, entries = count, aborted = state.aborted_count(), "transaction state rebuilt from the log's transaction indexes");
             *slot = Some(state);
         }
         Ok(slot.as_mut().expect("just built"))

@@ -18,19 +18,20 @@
 //!   consumer drops that producer's records between the two.
 //!
 //! The state is a pure function of the log ([`PartitionTxns::rebuild`] over
-//! the transactional and control batches), kept current on every append,
-//! leader and follower alike, and dropped when the log is truncated, like
-//! the idempotent producer state. The aborted index is kept per segment
-//! (by the base offset of the segment holding the marker), so retention
-//! that deletes a segment drops its entries with it.
+//! the transactional and control batches, which each segment keeps in its
+//! transaction index, `crate::log::txnindex`, saved as `.txnindex` when the
+//! segment is sealed and rebuilt by recovery), kept current on every
+//! append, leader and follower alike, and dropped when the log is
+//! truncated, like the idempotent producer state. The aborted index is kept
+//! per segment (by the base offset of the segment holding the marker), so
+//! retention that deletes a segment drops its entries with it.
 
 use std::collections::{BTreeMap, HashMap};
 
 use rill_client::batch::ControlType;
 
-use crate::log::batch::BatchHeader;
-
 pub use crate::log::cleaner::AbortedTxn;
+pub use crate::log::txnindex::TxnBatch;
 
 /// A transaction open in this partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,39 +48,6 @@ pub struct OpenTxn {
 struct Ending {
     first_offset: i64,
     marker_offset: i64,
-}
-
-/// A transactional or control batch as the state needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TxnBatch {
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-    pub base_offset: i64,
-    pub last_offset: i64,
-    /// `Some` for a marker.
-    pub control: Option<ControlType>,
-}
-
-impl TxnBatch {
-    /// The batch if it matters to transactions: a transactional data batch
-    /// or a marker (`control` is the marker's type, read from its record).
-    pub fn from_header(h: &BatchHeader, control: Option<ControlType>) -> Option<Self> {
-        if h.producer_id < 0 || !(h.is_transactional() || h.is_control()) {
-            return None;
-        }
-        if h.is_control() && control.is_none() {
-            // A control record of a kind Rill does not know: it ends
-            // nothing.
-            return None;
-        }
-        Some(Self {
-            producer_id: h.producer_id,
-            producer_epoch: h.producer_epoch,
-            base_offset: h.base_offset,
-            last_offset: h.last_offset(),
-            control: if h.is_control() { control } else { None },
-        })
-    }
 }
 
 /// The transactions of one partition replica.
