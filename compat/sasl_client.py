@@ -12,6 +12,8 @@
                                        reads one record in GROUP: exit 0, or 4
                                        with the error's name
     sasl_client.py topics USER         the topics USER's metadata lists
+    sasl_client.py init-txn USER ID    InitProducerId for transactional id ID
+                                       as USER (the id then exists, Empty)
 
 Needs KAFKA_BOOTSTRAP and KAFKA_CA_FILE. The bundled librdkafka is new
 enough (2.6.1 or later) to send the SCRAM nonce as RFC 5802 says; Debian's
@@ -121,6 +123,13 @@ def topics(user):
         print(name)
 
 
+def init_txn(user, transactional_id):
+    producer = Producer({**config(user, password_of(user), "SCRAM-SHA-512"),
+                         "transactional.id": transactional_id})
+    producer.init_transactions(30)
+    print(f"{transactional_id} initialized")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "produce":
         produce(*sys.argv[2:4])
@@ -130,6 +139,8 @@ if __name__ == "__main__":
         topics(sys.argv[2])
     elif sys.argv[1] == "roundtrip":
         roundtrip(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1] == "init-txn":
+        init_txn(*sys.argv[2:4])
     elif sys.argv[1] == "login":
         login(*sys.argv[2:5])
     else:

@@ -8,7 +8,9 @@
 #   - a consumer with READ on the topic but not on its group gets
 #     GROUP_AUTHORIZATION_FAILED, then reads once the group is granted;
 #   - AclCommand --list shows the ACLs; dave's metadata does not show the
-#     topic; AclCommand --remove takes the right away again.
+#     topic; AclCommand --remove takes the right away again;
+#   - kafka-transactions list as carol shows a transactional id only once
+#     carol may DESCRIBE it.
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=compat/security-lib.sh
 . "$COMPAT_DIR/security-lib.sh"
@@ -19,6 +21,13 @@ cat >"$WORK/admin.properties" <<CONF
 security.protocol=SASL_SSL
 sasl.mechanism=SCRAM-SHA-512
 sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="admin-secret";
+ssl.truststore.type=PEM
+ssl.truststore.location=$KAFKA_CA_FILE
+CONF
+cat >"$WORK/carol.properties" <<CONF
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="carol" password="carol-secret";
 ssl.truststore.type=PEM
 ssl.truststore.location=$KAFKA_CA_FILE
 CONF
@@ -79,3 +88,17 @@ refused_again() {
 }
 wait_until "carol's produce to be refused after the ACL was removed" 30 refused_again
 say "AclCommand --remove: carol's produce refused again"
+
+txn_id="compat-acl-txn-$RUN_ID"
+client init-txn admin "$txn_id" >"$WORK/init-txn" 2>&1 || { cat "$WORK/init-txn" >&2; fail "admin's InitProducerId for $txn_id failed"; }
+carol_lists() {
+    kjava org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$KAFKA_BOOTSTRAP" \
+        --command-config "$WORK/carol.properties" list >"$WORK/txn-list" 2>"$WORK/txn-list.err" \
+        || { cat "$WORK/txn-list.err" >&2; fail "kafka-transactions list as carol failed"; }
+    grep -q "^$txn_id[[:space:]]" "$WORK/txn-list"
+}
+! carol_lists || { cat "$WORK/txn-list" >&2; fail "carol lists $txn_id without DESCRIBE on it"; }
+acls --add --allow-principal User:carol --operation Describe --transactional-id "$txn_id" >"$WORK/add-txn.log" 2>&1 \
+    || { cat "$WORK/add-txn.log" >&2; fail "AclCommand --add (DESCRIBE transactional id) failed"; }
+wait_until "carol to list $txn_id once she may describe it" 30 carol_lists
+say "kafka-transactions list: carol sees $txn_id only with DESCRIBE on it"

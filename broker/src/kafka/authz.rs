@@ -38,6 +38,7 @@
 //! | DescribeGroups | DESCRIBE on each group |
 //! | DeleteGroups | DELETE on each group |
 //! | ListGroups | DESCRIBE on the cluster, else the groups the caller may describe |
+//! | ListTransactions | the transactions whose id the caller may describe |
 //! | ApiVersions, SaslHandshake, SaslAuthenticate | nothing |
 
 use std::sync::Arc;
@@ -1202,19 +1203,30 @@ impl Authorize for DescribeTransactionsRequest {
     }
 }
 
-/// ListTransactions: Rill asks DESCRIBE on the cluster for the whole list
-/// (Kafka filters it by DESCRIBE on each transactional id).
+/// ListTransactions: as Kafka, only the transactions whose id the
+/// principal may DESCRIBE.
 impl Authorize for ListTransactionsRequest {
     type Response = ListTransactionsResponse;
     fn authorize(
         self,
         check: &Check<'_>,
     ) -> Result<(Self, Finish<Self::Response>), Self::Response> {
-        if check.cluster(Operation::Describe) {
-            Ok((self, None))
-        } else {
-            Err(ListTransactionsResponse::default().with_error_code(cluster_denied()))
-        }
+        let caller = check.caller.clone();
+        let authorizer = Arc::clone(&check.ctx.acls.authorizer);
+        Ok((
+            self,
+            finish(move |r: &mut ListTransactionsResponse| {
+                r.transaction_states.retain(|t| {
+                    authorizer.allows(
+                        &caller.principal,
+                        &caller.host,
+                        Operation::Describe,
+                        ResourceType::TransactionalId,
+                        &t.transactional_id,
+                    )
+                })
+            }),
+        ))
     }
 }
 
