@@ -1,7 +1,11 @@
 //! Which partition of `__consumer_offsets` holds a group, and how that
-//! topic is created.
+//! topic is created; which partitions of a coordinator's state topic this
+//! broker leads (the group and transaction coordinators keep one shard per
+//! partition they lead).
 
 use std::collections::BTreeMap;
+
+use crate::partition::manager::ReplicaManager;
 
 /// The internal topic holding committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -51,6 +55,43 @@ pub fn topic_config(replication_factor: i32) -> BTreeMap<String, String> {
     ])
 }
 
+/// How many partitions `topic` has (-1 while unknown), and those this
+/// broker leads, with their leader epochs.
+pub fn led_partitions(manager: &ReplicaManager, topic: &str) -> (i32, BTreeMap<i32, i32>) {
+    let count = manager.topic_partitions(topic).unwrap_or(-1);
+    let mut led = BTreeMap::new();
+    for p in 0..count.max(0) {
+        if let Ok(part) = manager.partition(topic, p) {
+            let role = part.role_view();
+            if role.is_leader {
+                led.insert(p, role.leader_epoch);
+            }
+        }
+    }
+    (count, led)
+}
+
+/// A coordinator's shards against the partitions it leads now: the shards
+/// to drop (no longer led, or led in another epoch) and the partitions to
+/// load, with their epochs.
+pub fn shard_changes(
+    held: impl Iterator<Item = (i32, i32)>,
+    led: &BTreeMap<i32, i32>,
+) -> (Vec<i32>, Vec<(i32, i32)>) {
+    let held: BTreeMap<i32, i32> = held.collect();
+    let stale = held
+        .iter()
+        .filter(|(p, epoch)| led.get(p) != Some(epoch))
+        .map(|(p, _)| *p)
+        .collect();
+    let fresh = led
+        .iter()
+        .filter(|(p, epoch)| held.get(p) != Some(epoch))
+        .map(|(p, epoch)| (*p, *epoch))
+        .collect();
+    (stale, fresh)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +107,14 @@ mod tests {
         // Code units, not bytes: one char beyond the BMP is two units.
         assert_eq!(java_hash("é"), 233);
         assert_eq!(java_hash("😀"), 1_772_899);
+    }
+
+    #[test]
+    fn given_shards_and_led_partitions_then_moved_epochs_are_reloaded() {
+        let led = BTreeMap::from([(0, 3), (1, 5), (4, 1)]);
+        let (stale, fresh) = shard_changes([(0, 3), (1, 4), (2, 7)].into_iter(), &led);
+        assert_eq!(stale, vec![1, 2]);
+        assert_eq!(fresh, vec![(1, 5), (4, 1)]);
     }
 
     #[test]

@@ -291,22 +291,10 @@ impl TxnCoordinator {
 
     /// Makes the shards match the state partitions led here.
     pub fn sweep(self: &Arc<Self>) {
-        let count = self.manager.topic_partitions(TXN_TOPIC).unwrap_or(-1);
-        let mut led: BTreeMap<i32, i32> = BTreeMap::new();
-        for p in 0..count.max(0) {
-            if let Ok(part) = self.manager.partition(TXN_TOPIC, p) {
-                let role = part.role_view();
-                if role.is_leader {
-                    led.insert(p, role.leader_epoch);
-                }
-            }
-        }
+        let (_, led) = placement::led_partitions(&self.manager, TXN_TOPIC);
         let mut shards = self.shards.lock();
-        let stale: Vec<i32> = shards
-            .iter()
-            .filter(|(p, s)| led.get(p) != Some(&s.leader_epoch))
-            .map(|(p, _)| *p)
-            .collect();
+        let (stale, fresh) =
+            placement::shard_changes(shards.iter().map(|(p, s)| (*p, s.leader_epoch)), &led);
         for p in stale {
             if let Some(shard) = shards.remove(&p) {
                 info!(
@@ -317,10 +305,7 @@ impl TxnCoordinator {
                 shard.stop.cancel();
             }
         }
-        for (p, epoch) in led {
-            if shards.contains_key(&p) {
-                continue;
-            }
+        for (p, epoch) in fresh {
             let stop = self.stop.child_token();
             shards.insert(
                 p,

@@ -340,23 +340,11 @@ impl GroupCoordinator {
 
     /// Makes the shards match the offsets partitions this broker leads.
     pub fn sweep(self: &Arc<Self>) {
-        let count = self.manager.topic_partitions(OFFSETS_TOPIC).unwrap_or(-1);
+        let (count, led) = placement::led_partitions(&self.manager, OFFSETS_TOPIC);
         self.partitions.store(count, Ordering::Release);
-        let mut led: BTreeMap<i32, i32> = BTreeMap::new();
-        for p in 0..count.max(0) {
-            if let Ok(part) = self.manager.partition(OFFSETS_TOPIC, p) {
-                let role = part.role_view();
-                if role.is_leader {
-                    led.insert(p, role.leader_epoch);
-                }
-            }
-        }
         let mut shards = self.shards.lock();
-        let stale: Vec<i32> = shards
-            .iter()
-            .filter(|(p, s)| led.get(p) != Some(&s.leader_epoch))
-            .map(|(p, _)| *p)
-            .collect();
+        let (stale, fresh) =
+            placement::shard_changes(shards.iter().map(|(p, s)| (*p, s.leader_epoch)), &led);
         for p in stale {
             if let Some(shard) = shards.remove(&p) {
                 info!(
@@ -368,10 +356,7 @@ impl GroupCoordinator {
                 shard.stop.cancel();
             }
         }
-        for (p, epoch) in led {
-            if shards.contains_key(&p) {
-                continue;
-            }
+        for (p, epoch) in fresh {
             let stop = self.stop.child_token();
             shards.insert(
                 p,
