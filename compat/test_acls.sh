@@ -17,20 +17,16 @@
 
 [ "${KAFKA_SECURITY:-plaintext}" = sasl_ssl ] || { echo "SKIP: the cluster is not started with --security sasl_ssl"; exit 77; }
 : "${KAFKA_CA_FILE:?}"
-cat >"$WORK/admin.properties" <<CONF
+# Java client settings of each user who runs Kafka's tools here.
+for user in admin carol; do
+    cat >"$WORK/$user.properties" <<CONF
 security.protocol=SASL_SSL
 sasl.mechanism=SCRAM-SHA-512
-sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="admin-secret";
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$user" password="$user-secret";
 ssl.truststore.type=PEM
 ssl.truststore.location=$KAFKA_CA_FILE
 CONF
-cat >"$WORK/carol.properties" <<CONF
-security.protocol=SASL_SSL
-sasl.mechanism=SCRAM-SHA-512
-sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="carol" password="carol-secret";
-ssl.truststore.type=PEM
-ssl.truststore.location=$KAFKA_CA_FILE
-CONF
+done
 acls() { kjava org.apache.kafka.tools.AclCommand --bootstrap-server "$KAFKA_BOOTSTRAP" --command-config "$WORK/admin.properties" "$@"; }
 client() { "$PY" "$COMPAT_DIR/sasl_client.py" "$@"; }
 

@@ -183,10 +183,11 @@ impl TxnIndex {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_util {
     use super::*;
 
-    fn data(pid: i64, base: i64, last: i64) -> TxnBatch {
+    /// A data batch (or run) of producer `pid` at epoch 0.
+    pub fn data(pid: i64, base: i64, last: i64) -> TxnBatch {
         TxnBatch {
             producer_id: pid,
             producer_epoch: 0,
@@ -196,12 +197,19 @@ mod tests {
         }
     }
 
-    fn marker(pid: i64, at: i64, kind: ControlType) -> TxnBatch {
+    /// A marker of producer `pid` at offset `at`.
+    pub fn marker(pid: i64, at: i64, kind: ControlType) -> TxnBatch {
         TxnBatch {
             control: Some(kind),
             ..data(pid, at, at)
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::{data, marker};
+    use super::*;
 
     #[test]
     fn given_batches_when_recorded_then_runs_merge_until_a_marker() {

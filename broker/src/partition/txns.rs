@@ -179,26 +179,7 @@ impl PartitionTxns {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn data(pid: i64, base: i64, last: i64) -> TxnBatch {
-        TxnBatch {
-            producer_id: pid,
-            producer_epoch: 0,
-            base_offset: base,
-            last_offset: last,
-            control: None,
-        }
-    }
-
-    fn marker(pid: i64, at: i64, kind: ControlType) -> TxnBatch {
-        TxnBatch {
-            producer_id: pid,
-            producer_epoch: 0,
-            base_offset: at,
-            last_offset: at,
-            control: Some(kind),
-        }
-    }
+    use crate::log::txnindex::test_util::{data, marker};
 
     #[test]
     fn given_open_transactions_when_asked_then_the_lso_is_the_oldest_first_offset() {
