@@ -173,6 +173,7 @@ if [ "$security" = plaintext ]; then
     run_shell txn-tools test_txn_tools.sh
     run_pytest txn-librdkafka test_txn_librdkafka.py
     run_shell connect-eos test_connect_eos.sh
+    run_shell connect-distributed test_connect_distributed.sh
     # These kill (and restart) a broker.
     run_shell txn-coordinator-kill test_txn_coordinator_kill.sh
     run_shell streams-eos test_streams_eos.sh
