@@ -225,10 +225,17 @@ for path, what in zip(sys.argv[2::2], sys.argv[3::2]):
 sys.exit(1 if bad else 0)
 PY
 
-offsets=$(connect_rest "$survivor" GET "/connectors/$source_name/offsets")
-position=$(echo "$offsets" | "$PY" -c 'import json, sys; o = json.load(sys.stdin)["offsets"]; print(o[0]["offset"]["position"] if o else -1)')
+# The source commits its offset every offset.flush.interval.ms (1 s).
+source_offset() {
+    curl -fsS "http://127.0.0.1:$survivor/connectors/$source_name/offsets" 2>/dev/null | "$PY" -c '
+import json, sys
+o = json.load(sys.stdin)["offsets"]
+print(o[0]["offset"]["position"] if o else -1)' 2>/dev/null || echo -1
+}
 size=$(stat -c %s "$input")
-[ "$position" = "$size" ] || fail "the source connector's committed offset is $position, the input has $size bytes ($offsets)"
+source_done() { [ "$(source_offset)" = "$size" ]; }
+wait_until "the source connector's committed offset to reach the input's size, $size bytes" \
+    "$RUN_TIMEOUT" source_done
 say "the source connector's committed offset is the input's size, $size bytes"
 
 for suffix in configs offsets status; do
