@@ -10,17 +10,20 @@
 #   sink:   FileStreamSinkConnector, that topic into the output file.
 # GET /connectors lists both, GET /connectors/NAME/status shows each
 # connector and its task RUNNING. A feeder appends LINES lines "line-NNNNNN"
-# to the input at RATE lines/s. Once KILL_AFTER lines are in the output the
-# worker running the sink task is SIGKILLed (with whatever else it runs: the
-# workers share the four connector and task instances); both connectors and
-# both tasks must then run on the survivor. When the feeder is done:
+# to the input at RATE lines/s. Once KILL_AFTER lines are in the output and
+# the sink has committed an offset, the worker running the sink task is
+# SIGKILLed (with whatever else it runs: the workers share the four
+# connector and task instances); both connectors and both tasks must then
+# run on the survivor. When the feeder is done:
 #   - the topic holds every input line; the source is at-least-once, so a
 #     line may be there twice, but only as a replay: read in offset order,
 #     line numbers only ever go up by one or jump back (a restarted task
 #     resending from its last committed offset), never skip forward;
-#   - the output file holds every line, with the same rule (the sink is
-#     at-least-once too: it rewrites what it wrote after its last commit);
-#     how many lines each wrote twice is printed;
+#   - the output file holds every line, with the same rule; the sink is
+#     at-least-once too: the output is exactly the topic's records up to
+#     the kill, then the topic again from the sink's committed offset at the
+#     kill (what it wrote after its last commit, it writes twice); how many
+#     lines each wrote twice is printed;
 #   - the source connector's committed offset (GET /connectors/NAME/offsets)
 #     is the input's size, the sink's is the topic's end offset;
 #   - the three internal topics exist and are compacted.
@@ -149,7 +152,19 @@ feeder_pid=$!
 # distinct_out: how many distinct lines the output holds.
 distinct_out() { sort -u "$output" | wc -l; }
 reached() { [ "$(distinct_out)" -ge "$1" ]; }
-wait_until "$KILL_AFTER lines in the output" "$RUN_TIMEOUT" reached "$KILL_AFTER"
+# sink_offset PORT: the sink's committed offset (its consumer group's), -1
+# while it has none.
+sink_offset() {
+    curl -fsS "http://127.0.0.1:$1/connectors/$sink_name/offsets" 2>/dev/null | "$PY" -c '
+import json, sys
+o = json.load(sys.stdin)["offsets"]
+print(o[0]["offset"]["kafka_offset"] if o else -1)' 2>/dev/null || echo -1
+}
+# The kill comes once the sink has committed (every offset.flush.interval.ms
+# once its consumer has joined its group), so that its restart resumes from
+# a committed offset.
+ready_to_kill() { reached "$KILL_AFTER" && [ "$(sink_offset "$PORT1")" -gt 0 ]; }
+wait_until "$KILL_AFTER lines in the output and an offset committed by the sink" "$RUN_TIMEOUT" ready_to_kill
 
 sink_worker=$(placement "$PORT1" | awk -v n="$sink_name" '$1 == n && $2 == "task0" { print $4 }')
 case $sink_worker in
@@ -163,6 +178,10 @@ wait "$victim_pid" 2>/dev/null || true
 killed=$SECONDS
 say "worker $victim ($sink_worker) SIGKILLed running: $hosted; $(distinct_out) lines in the output so far"
 ! curl -fsS -m 2 "http://127.0.0.1:${sink_worker##*:}/" >/dev/null 2>&1 || fail "the killed worker's REST API still answers"
+# No sink task runs now: its committed offset stays until the next starts.
+resume_offset=$(sink_offset "$survivor")
+[ "$resume_offset" -gt 0 ] || fail "no committed offset for the sink after the kill (got $resume_offset)"
+say "the sink's committed offset at the kill: $resume_offset"
 wait_until "both connectors and both tasks RUNNING on the survivor 127.0.0.1:$survivor" "$MOVE_TIMEOUT" \
     all_running "$survivor" "127.0.0.1:$survivor"
 say "both connectors and both tasks RUNNING on 127.0.0.1:$survivor $(( SECONDS - killed ))s after the kill"
@@ -180,15 +199,9 @@ end_offset() {
     kjava org.apache.kafka.tools.GetOffsetShell --bootstrap-server "$KAFKA_BOOTSTRAP" --topic "$topic" \
         --time latest 2>/dev/null | awk -F: '$2 == 0 { print $3 }'
 }
-sink_offset() {
-    curl -fsS "http://127.0.0.1:$survivor/connectors/$sink_name/offsets" 2>/dev/null | "$PY" -c '
-import json, sys
-o = json.load(sys.stdin)["offsets"]
-print(o[0]["offset"]["kafka_offset"] if o else -1)' 2>/dev/null || echo -1
-}
 topic_end=$(end_offset)
 [ -n "$topic_end" ] || fail "no end offset for $topic partition 0"
-sink_done() { [ "$(sink_offset)" = "$topic_end" ]; }
+sink_done() { [ "$(sink_offset "$survivor")" = "$topic_end" ]; }
 wait_until "the sink's committed offset to reach the topic's end offset $topic_end" "$RUN_TIMEOUT" sink_done
 say "the sink's committed offset is the topic's end offset, $topic_end"
 
@@ -223,6 +236,24 @@ for path, what in zip(sys.argv[2::2], sys.argv[3::2]):
                 print(f"{what}: {len(nums)} lines, every input line in order; {twice} written twice "
                       f"in {replays} replay(s)")
 sys.exit(1 if bad else 0)
+PY
+# The sink wrote the topic from its start until it was killed, then its
+# next task wrote it from the committed offset: the output is the topic's
+# first K records, then the topic from resume_offset on.
+"$PY" - "$WORK/topic.values" "$output" "$resume_offset" <<'PY' || fail "the sink did not resume from its committed offset (see above)"
+import sys
+topic = [l.rstrip("\n") for l in open(sys.argv[1])]
+out = [l.rstrip("\n") for l in open(sys.argv[2])]
+resume = int(sys.argv[3])
+k = len(out) - (len(topic) - resume)
+if not resume <= k <= len(topic) or out[:k] != topic[:k] or out[k:] != topic[resume:]:
+    first = next((i for i, (a, b) in enumerate(zip(out, topic)) if a != b), None)
+    print(f"FAIL: the output ({len(out)} lines) is not the topic's first {k} records then the topic from "
+          f"offset {resume} on ({len(topic)} records); first divergence from the topic at line {first}",
+          file=sys.stderr)
+    sys.exit(1)
+print(f"the sink wrote topic offsets 0..{k - 1}, was killed, and its next task wrote from its committed "
+      f"offset {resume}: {k - resume} lines written twice")
 PY
 
 # The source commits its offset every offset.flush.interval.ms (1 s).
