@@ -58,6 +58,7 @@ cluster="$work/cluster"
 mkdir -p "$work"
 rm -rf "$logs" && mkdir -p "$logs"
 export COMPAT_LOGS="$logs"  # tests keep the logs of what they start here
+export COMPAT_WORK="$work"  # and the data of clusters they start themselves
 
 launcher=""
 stop_cluster() {
@@ -173,6 +174,8 @@ if [ "$security" = plaintext ]; then
     run_shell txn-tools test_txn_tools.sh
     run_pytest txn-librdkafka test_txn_librdkafka.py
     run_shell connect-eos test_connect_eos.sh
+    run_shell connect-distributed test_connect_distributed.sh
+    run_shell mm2 test_mm2.sh
     # These kill (and restart) a broker.
     run_shell txn-coordinator-kill test_txn_coordinator_kill.sh
     run_shell streams-eos test_streams_eos.sh
