@@ -3,7 +3,9 @@
 # of 1000 records and commits on exit; `--list` shows G; `--describe --group G`
 # shows per partition CURRENT-OFFSET, LOG-END-OFFSET and LAG adding up to
 # 400 / 1000 / 600. A second consumer in G then resumes and reads exactly the
-# other 600.
+# other 600. Then OffsetDelete (`--delete-offsets`): while a consumer of G is
+# subscribed to the topic it is refused and every offset stays; once G is
+# empty, deleting partition 0's offset removes it and leaves 1 and 2.
 . "$(dirname "$0")/lib.sh"
 
 N=1000; FIRST=400
@@ -55,3 +57,31 @@ consume "$((N - FIRST))" "$WORK/out2"
 sort "$WORK/out1" "$WORK/out2" >"$WORK/got"; sort "$WORK/in" >"$WORK/want"
 cmp -s "$WORK/want" "$WORK/got" || { show_diff "$WORK/want" "$WORK/got"; fail "the two consumers together did not read each record exactly once"; }
 say "a second consumer in the group resumed at the committed offsets and read the other $((N - FIRST))"
+
+# committed_partitions: the partitions of the topic with a committed offset in G.
+committed_partitions() {
+    cgc --describe --group "$group" --offsets >"$WORK/offsets" 2>&1 || { cat "$WORK/offsets" >&2; fail "--describe --offsets failed"; }
+    awk -v t="$topic" '$2 == t && $4 != "-" { print $3 }' "$WORK/offsets" | sort -n | tr '\n' ' '
+}
+[ "$(committed_partitions)" = "0 1 2 " ] || { cat "$WORK/offsets" >&2; fail "G must have offsets for partitions 0 1 2 before --delete-offsets"; }
+
+# A member of G subscribed to the topic: the deletion must be refused.
+kjava_bg "$WORK/member.out" "$WORK/member.err" org.apache.kafka.tools.consumer.ConsoleConsumer \
+    --bootstrap-server "$KAFKA_BOOTSTRAP" --topic "$topic" --group "$group" --timeout-ms 120000
+member=$!
+trap 'kill "$member" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+stable() { cgc --describe --group "$group" --state 2>/dev/null | grep -q Stable; }
+wait_until "the consumer to join $group" 60 stable
+cgc --delete-offsets --group "$group" --topic "$topic" >"$WORK/refused" 2>&1 || true
+cat "$WORK/refused"
+grep -qi "subscribed" "$WORK/refused" || fail "--delete-offsets while $group is subscribed to $topic must be refused (GROUP_SUBSCRIBED_TO_TOPIC)"
+[ "$(committed_partitions)" = "0 1 2 " ] || { cat "$WORK/offsets" >&2; fail "a refused --delete-offsets removed offsets"; }
+kill "$member"; wait "$member" 2>/dev/null || true
+say "--delete-offsets refused while a member of $group is subscribed to $topic; offsets kept"
+
+empty() { cgc --describe --group "$group" --state 2>/dev/null | grep -q Empty; }
+wait_until "$group to be Empty after its consumer stopped" 60 empty
+cgc --delete-offsets --group "$group" --topic "$topic:0" >"$WORK/deleted" 2>&1 || { cat "$WORK/deleted" >&2; fail "--delete-offsets failed"; }
+cat "$WORK/deleted"
+[ "$(committed_partitions)" = "1 2 " ] || { cat "$WORK/offsets" >&2; fail "after --delete-offsets of partition 0, G must keep offsets of 1 and 2 only"; }
+say "--delete-offsets on the empty group removed partition 0's offset and kept 1 and 2"

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # TopicCommand against Rill: --create with a config, --list shows the topic,
 # --describe shows the partition count, replication factor, the config, and
-# for every partition a leader among its replicas and a full ISR.
+# for every partition a leader among its replicas and a full ISR (through
+# DescribeTopicPartitions, which the Kafka 4 tool uses when the broker
+# serves it). With --partition-size-limit-per-response 1 the tool pages
+# through the partitions one answer at a time and must still show all 4.
 . "$(dirname "$0")/lib.sh"
 
 topic="compat-describe-$RUN_ID"
@@ -12,7 +15,7 @@ tc --list >"$WORK/list" || fail "TopicCommand --list failed"
 grep -qx "$topic" "$WORK/list" || { cat "$WORK/list" >&2; fail "--list does not show $topic"; }
 
 check_describe() {
-    tc --describe --topic "$topic" >"$WORK/describe" 2>"$WORK/describe.err" || return 1
+    tc --describe --topic "$topic" "$@" >"$WORK/describe" 2>"$WORK/describe.err" || return 1
     "$PY" - "$WORK/describe" "$topic" "$COMPAT_RF" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
@@ -44,3 +47,6 @@ PY
 wait_until "TopicCommand --describe to show leaders and full ISRs" 30 check_describe
 cat "$WORK/describe"
 say "TopicCommand --describe shows 4 partitions, RF $COMPAT_RF, leaders and ISRs"
+wait_until "TopicCommand --describe, one partition per answer, to show every partition" 30 \
+    check_describe --partition-size-limit-per-response 1
+say "TopicCommand --describe --partition-size-limit-per-response 1 pages through all 4 partitions"

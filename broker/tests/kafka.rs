@@ -229,6 +229,7 @@ async fn given_a_broker_when_api_versions_asked_should_list_exactly_the_served_a
             (ApiKey::DescribeConfigs, (1, 4)),
             (ApiKey::CreatePartitions, (0, 3)),
             (ApiKey::DescribeCluster, (0, 2)),
+            (ApiKey::DescribeTopicPartitions, (0, 0)),
             (ApiKey::AlterConfigs, (0, 2)),
             (ApiKey::IncrementalAlterConfigs, (0, 1)),
             (ApiKey::AlterPartitionReassignments, (0, 1)),
@@ -265,6 +266,7 @@ async fn given_a_broker_when_api_versions_asked_should_list_exactly_the_served_a
             (ApiKey::DescribeGroups, (0, 6)),
             (ApiKey::ListGroups, (0, 5)),
             (ApiKey::DeleteGroups, (0, 2)),
+            (ApiKey::OffsetDelete, (0, 0)),
         ]
         .into_iter()
         .map(|(k, v)| (k as i16, v))
@@ -1077,6 +1079,84 @@ async fn given_auto_creation_enabled_when_metadata_allows_it_should_create_the_t
         (r.topics[0].error_code, r.topics[0].partitions.len()),
         (0, 2)
     );
+    broker.shutdown().await.unwrap();
+}
+
+/// DescribeTopicPartitions pages through topics in name order: at most
+/// `response_partition_limit` partitions per answer, a cursor to go on
+/// from, every partition exactly once; unknown topics are named as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_partition_limit_when_describing_topic_partitions_should_page_with_a_cursor() {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {}).await;
+    let mut conn = Conn::connect(broker.kafka_addr).await;
+    create(&mut conn, "beta", 2, 1).await;
+    create(&mut conn, "alpha", 3, 1).await;
+    let request = |cursor: Option<(&str, i32)>| {
+        DescribeTopicPartitionsRequest::default()
+            .with_topics(
+                ["beta", "alpha", "missing"]
+                    .iter()
+                    .map(|t| TopicRequest::default().with_name(name(t)))
+                    .collect(),
+            )
+            .with_response_partition_limit(2)
+            .with_cursor(cursor.map(|(t, p)| {
+                Cursor::default()
+                    .with_topic_name(name(t))
+                    .with_partition_index(p)
+            }))
+    };
+    let mut seen = Vec::new();
+    let mut cursor: Option<(String, i32)> = None;
+    let mut pages = 0;
+    loop {
+        let r = conn
+            .call(0, &request(cursor.as_ref().map(|(t, p)| (t.as_str(), *p))))
+            .await;
+        pages += 1;
+        let mut count = 0;
+        for t in &r.topics {
+            let topic = t.name.as_ref().unwrap().0.to_string();
+            if topic == "missing" {
+                assert_eq!(
+                    t.error_code, 3,
+                    "an unknown topic is UNKNOWN_TOPIC_OR_PARTITION"
+                );
+                continue;
+            }
+            assert_eq!(t.error_code, 0);
+            assert!(!t.topic_id.is_nil());
+            for p in &t.partitions {
+                assert_eq!(p.leader_id.0, 0);
+                assert!(p.offline_replicas.is_empty());
+                seen.push((topic.clone(), p.partition_index));
+                count += 1;
+            }
+        }
+        assert!(
+            count <= 2,
+            "page {pages} holds {count} partitions, the limit is 2"
+        );
+        match r.next_cursor {
+            Some(c) => cursor = Some((c.topic_name.0.to_string(), c.partition_index)),
+            None => break,
+        }
+        assert!(pages < 10, "the cursor does not move on: {cursor:?}");
+    }
+    assert_eq!(
+        seen,
+        vec![
+            ("alpha".to_owned(), 0),
+            ("alpha".to_owned(), 1),
+            ("alpha".to_owned(), 2),
+            ("beta".to_owned(), 0),
+            ("beta".to_owned(), 1),
+        ],
+        "every partition once, topics in name order"
+    );
+    assert_eq!(pages, 3);
     broker.shutdown().await.unwrap();
 }
 

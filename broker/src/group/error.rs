@@ -46,6 +46,8 @@ pub enum GroupError {
     GroupIdNotFound(String),
     #[error("group {0:?} still has members")]
     NonEmptyGroup(String),
+    #[error("the group's members are subscribed to topic {0:?}")]
+    SubscribedToTopic(String),
     #[error("offset metadata of {size} bytes is larger than the limit of {max}")]
     OffsetMetadataTooLarge { size: usize, max: usize },
     #[error("unknown topic or partition {0}")]
@@ -79,6 +81,7 @@ impl GroupError {
             Self::GroupMaxSizeReached(_) => "group_max_size_reached",
             Self::GroupIdNotFound(_) => "group_id_not_found",
             Self::NonEmptyGroup(_) => "non_empty_group",
+            Self::SubscribedToTopic(_) => "group_subscribed_to_topic",
             Self::OffsetMetadataTooLarge { .. } => "offset_metadata_too_large",
             Self::UnknownTopicOrPartition(_) => "unknown_topic_or_partition",
             Self::Timeout => "timeout",

@@ -236,6 +236,40 @@ impl GroupCoordinator {
         self.with_table(group_id, |t, _| (t.describe(group_id), Default::default()))
     }
 
+    /// OffsetDelete of one group: per partition, `None` when its committed
+    /// offset is gone (or there was none), else why it was kept (a topic
+    /// that does not exist: UNKNOWN_TOPIC_OR_PARTITION, as Kafka). An error
+    /// of the whole group (unknown, not Empty, a failed write) comes alone.
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Option<GroupError>>, GroupError> {
+        let exists: Vec<bool> = partitions
+            .iter()
+            .map(|(topic, _)| self.manager().topic_partitions(topic).is_some())
+            .collect();
+        let known: Vec<(String, i32)> = partitions
+            .iter()
+            .zip(&exists)
+            .filter(|(_, e)| **e)
+            .map(|(p, _)| p.clone())
+            .collect();
+        let (results, written) = self.delete_offsets_of(group_id, &known)?;
+        written.await.unwrap_or(Err(GroupError::NotCoordinator))?;
+        let mut results = results.into_iter();
+        Ok(partitions
+            .iter()
+            .zip(exists)
+            .map(|((topic, partition), exists)| match exists {
+                true => results.next().flatten(),
+                false => Some(GroupError::UnknownTopicOrPartition(format!(
+                    "{topic}-{partition}"
+                ))),
+            })
+            .collect())
+    }
+
     /// DeleteGroups of one group: removes it if Empty, with its offsets
     /// (tombstones written with acks=all).
     pub async fn delete(&self, group_id: &str) -> Result<(), GroupError> {

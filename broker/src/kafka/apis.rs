@@ -195,6 +195,7 @@ kafka_apis! {
         DescribeConfigs(DescribeConfigsRequest => DescribeConfigsResponse) => admin::describe_configs,
         CreatePartitions(CreatePartitionsRequest => CreatePartitionsResponse) => admin::create_partitions,
         DescribeCluster(DescribeClusterRequest => DescribeClusterResponse) => metadata::describe_cluster,
+        DescribeTopicPartitions(DescribeTopicPartitionsRequest => DescribeTopicPartitionsResponse) => metadata::describe_topic_partitions,
         AlterConfigs(AlterConfigsRequest => AlterConfigsResponse) => admin::alter_configs,
         IncrementalAlterConfigs(IncrementalAlterConfigsRequest => IncrementalAlterConfigsResponse) => admin::incremental_alter_configs,
         AlterPartitionReassignments(AlterPartitionReassignmentsRequest => AlterPartitionReassignmentsResponse) => reassign::alter_partition_reassignments,
@@ -230,6 +231,7 @@ kafka_apis! {
         ListGroups(ListGroupsRequest => ListGroupsResponse) => groups::list_groups,
         DescribeGroups(DescribeGroupsRequest => DescribeGroupsResponse) => groups::describe_groups,
         DeleteGroups(DeleteGroupsRequest => DeleteGroupsResponse) => groups::delete_groups,
+        OffsetDelete(OffsetDeleteRequest => OffsetDeleteResponse) => groups::offset_delete,
     }
 }
 

@@ -39,6 +39,8 @@
 //! | DeleteGroups | DELETE on each group |
 //! | ListGroups | DESCRIBE on the cluster, else the groups the caller may describe |
 //! | ListTransactions | the transactions whose id the caller may describe |
+//! | DescribeTopicPartitions | DESCRIBE on each topic (as Metadata) |
+//! | OffsetDelete | DELETE on the group and READ on each topic |
 //! | ApiVersions, SaslHandshake, SaslAuthenticate | nothing |
 
 use std::sync::Arc;
@@ -1199,6 +1201,105 @@ impl Authorize for DescribeTransactionsRequest {
             finish(move |r: &mut DescribeTransactionsResponse| {
                 r.transaction_states.extend(answers)
             }),
+        ))
+    }
+}
+
+/// OffsetDelete: DELETE on the group (else the whole request is
+/// refused), and READ on each topic (else its partitions are).
+impl Authorize for OffsetDeleteRequest {
+    type Response = OffsetDeleteResponse;
+    fn authorize(
+        mut self,
+        check: &Check<'_>,
+    ) -> Result<(Self, Finish<Self::Response>), Self::Response> {
+        if !check.group(Operation::Delete, &self.group_id) {
+            return Err(OffsetDeleteResponse::default().with_error_code(group_denied()));
+        }
+        let (kept, denied) = split(std::mem::take(&mut self.topics), |t| {
+            check.topic(Operation::Read, &t.name.0)
+        });
+        self.topics = kept;
+        if denied.is_empty() {
+            return Ok((self, None));
+        }
+        let answers: Vec<offset_delete_response::OffsetDeleteResponseTopic> = denied
+            .into_iter()
+            .map(|t| {
+                offset_delete_response::OffsetDeleteResponseTopic::default()
+                    .with_name(t.name)
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                offset_delete_response::OffsetDeleteResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(topic_denied())
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        Ok((
+            self,
+            finish(move |r: &mut OffsetDeleteResponse| r.topics.extend(answers)),
+        ))
+    }
+}
+
+/// DescribeTopicPartitions: DESCRIBE on each topic, as Metadata: named
+/// topics the caller may not describe are answered
+/// TOPIC_AUTHORIZATION_FAILED; with no topics named, only those it may
+/// describe are listed.
+impl Authorize for DescribeTopicPartitionsRequest {
+    type Response = DescribeTopicPartitionsResponse;
+    fn authorize(
+        mut self,
+        check: &Check<'_>,
+    ) -> Result<(Self, Finish<Self::Response>), Self::Response> {
+        if self.topics.is_empty() {
+            let caller = check.caller.clone();
+            let authorizer = Arc::clone(&check.ctx.acls.authorizer);
+            return Ok((
+                self,
+                finish(move |r: &mut DescribeTopicPartitionsResponse| {
+                    r.topics.retain(|t| {
+                        t.name.as_ref().is_some_and(|n| {
+                            authorizer.allows(
+                                &caller.principal,
+                                &caller.host,
+                                Operation::Describe,
+                                ResourceType::Topic,
+                                n,
+                            )
+                        })
+                    })
+                }),
+            ));
+        }
+        let (kept, denied) = split(std::mem::take(&mut self.topics), |t| {
+            check.topic(Operation::Describe, &t.name.0)
+        });
+        self.topics = kept;
+        if denied.is_empty() {
+            return Ok((self, None));
+        }
+        let answers: Vec<describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic> =
+            denied
+                .into_iter()
+                .map(|t| {
+                    describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic::default()
+                        .with_name(Some(t.name))
+                        .with_error_code(topic_denied())
+                })
+                .collect();
+        if self.topics.is_empty() {
+            // Every topic named is refused: an empty list would mean all.
+            return Err(DescribeTopicPartitionsResponse::default().with_topics(answers));
+        }
+        Ok((
+            self,
+            finish(move |r: &mut DescribeTopicPartitionsResponse| r.topics.extend(answers)),
         ))
     }
 }

@@ -1,6 +1,10 @@
-//! Metadata and DescribeCluster: which brokers exist (with their Kafka
-//! listener addresses), which topics, and for each partition its leader,
-//! leader epoch, replicas and in-sync replicas.
+//! Metadata, DescribeTopicPartitions and DescribeCluster: which brokers
+//! exist (with their Kafka listener addresses), which topics, and for each
+//! partition its leader, leader epoch, replicas and in-sync replicas.
+//! DescribeTopicPartitions (KIP-966's paged describe, used by
+//! `kafka-topics --describe` since Kafka 3.7) pages through topics in name
+//! order, at most `response_partition_limit` partitions per answer, and
+//! names offline replicas (brokers fenced or gone).
 //!
 //! In a cluster the answer comes from the controller's view, so any broker
 //! tells clients where every leader is; fenced brokers are left out, as
@@ -20,12 +24,15 @@ use std::collections::BTreeMap;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_topic_partitions_response::{
+    Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
+};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse,
-    TopicName,
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicPartitionsRequest,
+    DescribeTopicPartitionsResponse, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use tracing::info;
@@ -135,6 +142,16 @@ macro_rules! node_endpoints {
 }
 pub(crate) use node_endpoints;
 
+/// Every topic in the metadata, by name.
+fn known_topics(ctx: &KafkaContext) -> BTreeMap<String, TopicView> {
+    ctx.manager
+        .metadata(&[])
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| (t.name.clone(), t))
+        .collect()
+}
+
 /// The topic names a request asks for: by name, or by id (resolved
 /// against the known topics); `None` means every topic.
 enum Wanted {
@@ -147,13 +164,7 @@ pub async fn metadata(
     version: i16,
     request: MetadataRequest,
 ) -> MetadataResponse {
-    let known: BTreeMap<String, TopicView> = ctx
-        .manager
-        .metadata(&[])
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| (t.name.clone(), t))
-        .collect();
+    let known = known_topics(ctx);
     let wanted = match request.topics {
         None => Wanted::All,
         // v0 has no null list: empty means every topic.
@@ -294,6 +305,128 @@ fn topic_entry(version: i16, t: &TopicView) -> MetadataResponseTopic {
         entry = entry.with_topic_id(t.id);
     }
     entry
+}
+
+/// The most partitions one DescribeTopicPartitions answer holds (Kafka's
+/// `max.request.partition.size.limit` default).
+const MAX_PARTITIONS_PER_DESCRIBE: i32 = 2000;
+
+/// Internal topics, as `is_internal` reports them.
+fn is_internal(topic: &str) -> bool {
+    topic.starts_with("__")
+}
+
+pub async fn describe_topic_partitions(
+    ctx: &KafkaContext,
+    _version: i16,
+    request: DescribeTopicPartitionsRequest,
+) -> DescribeTopicPartitionsResponse {
+    let known = known_topics(ctx);
+    let mut names: Vec<String> = if request.topics.is_empty() {
+        known.keys().cloned().collect()
+    } else {
+        request
+            .topics
+            .iter()
+            .map(|t| t.name.0.to_string())
+            .collect()
+    };
+    names.sort_unstable();
+    names.dedup();
+    let cursor = request
+        .cursor
+        .as_ref()
+        .map(|c| (c.topic_name.0.to_string(), c.partition_index.max(0)));
+    let live: std::collections::HashSet<i32> = kafka_brokers(ctx)
+        .into_iter()
+        .filter(|b| !b.fenced)
+        .map(|b| b.id)
+        .collect();
+    let mut left = request
+        .response_partition_limit
+        .clamp(1, MAX_PARTITIONS_PER_DESCRIBE) as usize;
+    let mut topics = Vec::new();
+    let mut next_cursor = None;
+    let after_cursor = |n: &String| cursor.as_ref().is_none_or(|(t, _)| n >= t);
+    for name in names.into_iter().filter(after_cursor) {
+        let Some(t) = known.get(&name) else {
+            let code = if validate_topic_name(&name).is_err() {
+                ResponseError::InvalidTopicException.code()
+            } else {
+                ResponseError::UnknownTopicOrPartition.code()
+            };
+            ctx.count_error(ApiKey::DescribeTopicPartitions, code);
+            topics.push(
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_error_code(code)
+                    .with_name(Some(TopicName(str_bytes(&name))))
+                    .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED),
+            );
+            continue;
+        };
+        let first = match &cursor {
+            Some((topic, partition)) if *topic == name => *partition,
+            _ => 0,
+        };
+        let mut wanted: Vec<_> = t.partitions.iter().filter(|p| p.id >= first).collect();
+        wanted.sort_by_key(|p| p.id);
+        if left == 0 {
+            next_cursor = wanted.first().map(|p| (name.clone(), p.id));
+            break;
+        }
+        let mut partitions = Vec::new();
+        for p in wanted {
+            if left == 0 {
+                next_cursor = Some((name.clone(), p.id));
+                break;
+            }
+            left -= 1;
+            let error = if p.leader < 0 {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
+            partitions.push(
+                DescribeTopicPartitionsResponsePartition::default()
+                    .with_error_code(error)
+                    .with_partition_index(p.id)
+                    .with_leader_id(BrokerId(p.leader))
+                    .with_leader_epoch(p.leader_epoch)
+                    .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
+                    .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect())
+                    // Rill elects from the ISR only: no eligible leader
+                    // replicas (KIP-966) beyond it.
+                    .with_eligible_leader_replicas(Some(Vec::new()))
+                    .with_last_known_elr(Some(Vec::new()))
+                    .with_offline_replicas(
+                        p.replicas
+                            .iter()
+                            .copied()
+                            .filter(|r| !live.contains(r))
+                            .map(BrokerId)
+                            .collect(),
+                    ),
+            );
+        }
+        topics.push(
+            DescribeTopicPartitionsResponseTopic::default()
+                .with_name(Some(TopicName(str_bytes(&t.name))))
+                .with_topic_id(t.id)
+                .with_is_internal(is_internal(&t.name))
+                .with_partitions(partitions)
+                .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED),
+        );
+        if next_cursor.is_some() {
+            break;
+        }
+    }
+    DescribeTopicPartitionsResponse::default()
+        .with_topics(topics)
+        .with_next_cursor(next_cursor.map(|(topic, partition)| {
+            Cursor::default()
+                .with_topic_name(TopicName(str_bytes(&topic)))
+                .with_partition_index(partition)
+        }))
 }
 
 pub async fn describe_cluster(

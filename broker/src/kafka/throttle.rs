@@ -61,6 +61,7 @@ throttle_time! {
     DescribeGroupsResponse, DeleteGroupsResponse,
     AddPartitionsToTxnResponse, AddOffsetsToTxnResponse, EndTxnResponse, TxnOffsetCommitResponse,
     DescribeTransactionsResponse, ListTransactionsResponse, DescribeProducersResponse,
+    DescribeTopicPartitionsResponse, OffsetDeleteResponse,
 }
 
 /// How a request type is charged, beyond the request-time quota.
@@ -95,7 +96,7 @@ plain_charge! {
     DescribeGroupsRequest, DeleteGroupsRequest,
     AddPartitionsToTxnRequest, AddOffsetsToTxnRequest, EndTxnRequest, TxnOffsetCommitRequest,
     DescribeTransactionsRequest, ListTransactionsRequest, DescribeProducersRequest,
-    WriteTxnMarkersRequest,
+    WriteTxnMarkersRequest, DescribeTopicPartitionsRequest, OffsetDeleteRequest,
 }
 
 impl Charge for ProduceRequest {
@@ -148,7 +149,7 @@ plain_charged! {
     DescribeGroupsResponse, DeleteGroupsResponse,
     AddPartitionsToTxnResponse, AddOffsetsToTxnResponse, EndTxnResponse, TxnOffsetCommitResponse,
     DescribeTransactionsResponse, ListTransactionsResponse, DescribeProducersResponse,
-    WriteTxnMarkersResponse,
+    WriteTxnMarkersResponse, DescribeTopicPartitionsResponse, OffsetDeleteResponse,
 }
 
 /// WriteTxnMarkers has no throttle field (an inter-broker API in Kafka).

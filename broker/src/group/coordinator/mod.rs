@@ -123,6 +123,9 @@ enum Status {
     Active,
 }
 
+/// Told the outcome of a write to the offsets topic.
+pub(super) type Written = oneshot::Receiver<Result<(), GroupError>>;
+
 /// What the writer does once a write is in the log (or failed).
 #[derive(Debug)]
 enum Done {
@@ -541,26 +544,46 @@ impl GroupCoordinator {
 
     /// DeleteGroups of one group: removes it if Empty and queues the
     /// tombstones of its offsets and metadata. Resolves once written.
-    pub(super) fn delete_group(
-        &self,
-        group_id: &str,
-    ) -> Result<oneshot::Receiver<Result<(), GroupError>>, GroupError> {
+    pub(super) fn delete_group(&self, group_id: &str) -> Result<Written, GroupError> {
         self.with_shard(group_id, |shard, _| {
             let keys = shard.table.delete(group_id)?;
-            let (tx, rx) = oneshot::channel();
-            let records = keys
-                .iter()
-                .map(|k| (records::encode_key(k), None))
-                .collect();
-            self.enqueue(
-                shard,
-                WriteJob {
-                    records,
-                    done: Done::Deleted { reply: tx },
-                },
-            );
-            Ok(rx)
+            Ok(self.write_tombstones(shard, &keys))
         })
+    }
+
+    /// OffsetDelete: see [`super::state::GroupTable::delete_offsets`]; the
+    /// tombstones are written with acks=all before the answer.
+    pub(super) fn delete_offsets_of(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<(Vec<Option<GroupError>>, Written), GroupError> {
+        self.with_shard(group_id, |shard, _| {
+            let (results, keys) = shard.table.delete_offsets(group_id, partitions)?;
+            Ok((results, self.write_tombstones(shard, &keys)))
+        })
+    }
+
+    /// Queues tombstones of `keys` in the shard's offsets partition;
+    /// resolves once written (at once when there are none).
+    fn write_tombstones(&self, shard: &mut Shard, keys: &[RecordKey]) -> Written {
+        let (tx, rx) = oneshot::channel();
+        if keys.is_empty() {
+            let _ = tx.send(Ok(()));
+            return rx;
+        }
+        let records = keys
+            .iter()
+            .map(|k| (records::encode_key(k), None))
+            .collect();
+        self.enqueue(
+            shard,
+            WriteJob {
+                records,
+                done: Done::Deleted { reply: tx },
+            },
+        );
+        rx
     }
 
     /// Runs `f` on the shard coordinating `group_id`.

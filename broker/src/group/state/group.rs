@@ -87,7 +87,47 @@ pub(super) fn new_member_id(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4())
 }
 
+/// The protocol type of Kafka's consumers (their subscriptions and
+/// assignments are in Kafka's ConsumerProtocol format).
+pub const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
+
+/// The topics of a ConsumerProtocol subscription (an int16 version, then
+/// the subscription); `None` when it cannot be read.
+fn subscription_topics(metadata: &Bytes) -> Option<Vec<String>> {
+    use bytes::Buf;
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::{Decodable, Message};
+    let mut buf = metadata.clone();
+    if buf.remaining() < 2 {
+        return None;
+    }
+    // A newer version only adds fields after those read here.
+    let version = buf
+        .get_i16()
+        .min(ConsumerProtocolSubscription::VERSIONS.max);
+    let subscription = ConsumerProtocolSubscription::decode(&mut buf, version.max(0)).ok()?;
+    Some(
+        subscription
+            .topics
+            .into_iter()
+            .map(|t| t.to_string())
+            .collect(),
+    )
+}
+
 impl Group {
+    /// The topics the members of the current generation subscribe to;
+    /// `None` when a subscription cannot be read or no protocol is
+    /// selected yet.
+    pub(super) fn subscribed_topics(&self) -> Option<BTreeSet<String>> {
+        let protocol = self.protocol.as_deref()?;
+        let mut topics = BTreeSet::new();
+        for m in self.members.values() {
+            topics.extend(subscription_topics(&m.metadata_for(protocol))?);
+        }
+        Some(topics)
+    }
+
     pub(super) fn new(id: &str, now: i64) -> Self {
         Self {
             id: id.to_owned(),

@@ -308,6 +308,49 @@ impl GroupTable {
         Ok(keys)
     }
 
+    /// OffsetDelete: drops the committed offsets of `partitions` (those
+    /// without one are left as they are) and returns, per partition, why
+    /// it was refused, and the offset keys to tombstone. As Kafka: a group
+    /// of the consumer protocol type keeps the offsets of topics its
+    /// members subscribe to (GROUP_SUBSCRIBED_TO_TOPIC); any other group
+    /// must be Empty (NON_EMPTY_GROUP). When the members' subscriptions
+    /// cannot be read, every topic counts as subscribed.
+    pub fn delete_offsets(
+        &mut self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<(Vec<Option<GroupError>>, Vec<RecordKey>), GroupError> {
+        let Some(g) = self.groups.get_mut(group_id) else {
+            return Err(GroupError::GroupIdNotFound(group_id.to_owned()));
+        };
+        let consumer = g.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE);
+        if !consumer && g.state != GroupState::Empty {
+            return Err(GroupError::NonEmptyGroup(group_id.to_owned()));
+        }
+        let subscribed = if g.members.is_empty() {
+            Some(std::collections::BTreeSet::new())
+        } else {
+            g.subscribed_topics()
+        };
+        let mut results = Vec::with_capacity(partitions.len());
+        let mut keys = Vec::new();
+        for (topic, partition) in partitions {
+            if subscribed.as_ref().is_none_or(|s| s.contains(topic)) {
+                results.push(Some(GroupError::SubscribedToTopic(topic.clone())));
+                continue;
+            }
+            if g.offsets.remove(&(topic.clone(), *partition)).is_some() {
+                keys.push(RecordKey::Offset {
+                    group: group_id.to_owned(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                });
+            }
+            results.push(None);
+        }
+        Ok((results, keys))
+    }
+
     /// DescribeGroups of one group; `None` when unknown.
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
         self.groups.get(group_id).map(Group::describe)

@@ -146,12 +146,22 @@ impl Harness {
     }
 
     fn sync(&mut self, member: &str, generation: i32, assignments: &[(&str, &str)]) -> RequestId {
+        self.sync_as("consumer", member, generation, assignments)
+    }
+
+    fn sync_as(
+        &mut self,
+        protocol_type: &str,
+        member: &str,
+        generation: i32,
+        assignments: &[(&str, &str)],
+    ) -> RequestId {
         let id = self.request();
         let req = SyncRequest {
             member_id: member.to_owned(),
             instance_id: None,
             generation,
-            protocol_type: Some("consumer".to_owned()),
+            protocol_type: Some(protocol_type.to_owned()),
             protocol: Some("range".to_owned()),
             assignments: assignments
                 .iter()
@@ -1017,4 +1027,116 @@ impl Harness {
             ..Effects::default()
         });
     }
+}
+
+/// A ConsumerProtocol subscription to `topics`, as Kafka's consumers send
+/// it in their JoinGroup metadata.
+fn subscription(topics: &[&str]) -> Bytes {
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let s = ConsumerProtocolSubscription::default().with_topics(
+        topics
+            .iter()
+            .map(|t| StrBytes::from_string((*t).to_owned()))
+            .collect(),
+    );
+    let mut buf = bytes::BytesMut::new();
+    buf.extend_from_slice(&1i16.to_be_bytes());
+    s.encode(&mut buf, 1).unwrap();
+    buf.freeze()
+}
+
+/// Two members of `protocol_type` with `metadata`, joined and synced.
+fn stable_group_of_two(h: &mut Harness, protocol_type: &str, metadata: Bytes) {
+    let mut parked = Vec::new();
+    for _ in 0..2 {
+        let mut req = h.join_req("", None, &["range"]);
+        req.protocol_type = protocol_type.to_owned();
+        req.protocols[0].metadata = metadata.clone();
+        let first = h.join_with(req.clone());
+        req.member_id = h.join_reply(first).member_id;
+        parked.push((req.member_id.clone(), h.join_with(req)));
+    }
+    h.end_initial_delay();
+    for (_, j) in &parked {
+        h.join_reply(*j);
+    }
+    let (a, b) = (parked[0].0.clone(), parked[1].0.clone());
+    let syncs = [
+        h.sync_as(protocol_type, &a, 1, &[(&a, "pa"), (&b, "pb")]),
+        h.sync_as(protocol_type, &b, 1, &[]),
+    ];
+    h.complete_stores(Ok(()));
+    for s in syncs {
+        assert_eq!(h.sync_reply(s).error, None);
+    }
+    assert_eq!(h.state(), GroupState::Stable);
+}
+
+#[test]
+fn given_offset_deletes_when_members_subscribe_or_not_should_keep_subscribed_topics_only() {
+    let committed = |o: i64| CommittedOffset {
+        offset: o,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp: START,
+    };
+    let offset_key = |t: &str, p: i32| RecordKey::Offset {
+        group: GROUP.into(),
+        topic: t.into(),
+        partition: p,
+    };
+    assert!(matches!(
+        Harness::new()
+            .table
+            .delete_offsets("nobody", &[("t".into(), 0)]),
+        Err(GroupError::GroupIdNotFound(_))
+    ));
+
+    // Consumers subscribed to "t": its offsets stay, "u"'s may go.
+    let mut h = Harness::new();
+    stable_group_of_two(&mut h, "consumer", subscription(&["t"]));
+    h.table.apply_offsets(
+        h.now,
+        GROUP,
+        [
+            (("t".to_owned(), 0), committed(3)),
+            (("u".to_owned(), 0), committed(4)),
+        ],
+    );
+    let (results, keys) = h
+        .table
+        .delete_offsets(GROUP, &[("t".into(), 0), ("u".into(), 0), ("u".into(), 1)])
+        .unwrap();
+    assert_eq!(
+        results,
+        vec![Some(GroupError::SubscribedToTopic("t".into())), None, None]
+    );
+    assert_eq!(keys, vec![offset_key("u", 0)], "u-1 had no offset to drop");
+    let offsets: Vec<_> = h.group().offsets.keys().cloned().collect();
+    assert_eq!(offsets, vec![("t".to_owned(), 0)]);
+
+    // Subscriptions that cannot be read: every topic counts as subscribed.
+    let mut h = Harness::new();
+    stable_group_of_two(
+        &mut h,
+        "consumer",
+        Bytes::from_static(b"not a subscription"),
+    );
+    h.table
+        .apply_offsets(h.now, GROUP, [(("u".to_owned(), 0), committed(4))]);
+    let (results, keys) = h.table.delete_offsets(GROUP, &[("u".into(), 0)]).unwrap();
+    assert_eq!(
+        results,
+        vec![Some(GroupError::SubscribedToTopic("u".into()))]
+    );
+    assert!(keys.is_empty());
+
+    // Another protocol type with members: the whole request is refused.
+    let mut h = Harness::new();
+    stable_group_of_two(&mut h, "connect", Bytes::from_static(b"worker"));
+    assert!(matches!(
+        h.table.delete_offsets(GROUP, &[("u".into(), 0)]),
+        Err(GroupError::NonEmptyGroup(_))
+    ));
 }

@@ -4,9 +4,12 @@
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
 use kafka_protocol::messages::{
     DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
-    GroupId, ListGroupsRequest, ListGroupsResponse,
+    GroupId, ListGroupsRequest, ListGroupsResponse, OffsetDeleteRequest, OffsetDeleteResponse,
 };
 
 use super::{GroupErrorCode, result_code, s};
@@ -140,4 +143,51 @@ pub async fn delete_groups(
         );
     }
     DeleteGroupsResponse::default().with_results(results)
+}
+
+/// OffsetDelete: drops a group's committed offsets of partitions whose
+/// topics its members do not subscribe to (`kafka-consumer-groups
+/// --delete-offsets`).
+pub async fn offset_delete(
+    coordinator: &GroupCoordinator,
+    _version: i16,
+    req: OffsetDeleteRequest,
+    _client: &ClientInfo,
+) -> OffsetDeleteResponse {
+    let partitions: Vec<(String, i32)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.0.to_string(), p.partition_index))
+        })
+        .collect();
+    let results = match coordinator
+        .delete_offsets(&req.group_id.0, &partitions)
+        .await
+    {
+        Ok(results) => results,
+        Err(e) => return OffsetDeleteResponse::default().with_error_code(e.code()),
+    };
+    let mut results = results.into_iter();
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(results.next().flatten().map_or(0, |e| e.code()))
+                })
+                .collect();
+            OffsetDeleteResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetDeleteResponse::default().with_topics(topics)
 }

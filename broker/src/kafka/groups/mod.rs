@@ -24,7 +24,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::group::{ClientInfo, GroupError};
 
-pub use admin::{delete_groups, describe_groups, list_groups};
+pub use admin::{delete_groups, describe_groups, list_groups, offset_delete};
 pub use membership::{
     Coordinators, find_coordinator, find_coordinator_in, heartbeat, join_group, leave_group,
     sync_group,
@@ -54,6 +54,7 @@ impl GroupErrorCode for GroupError {
             Self::GroupMaxSizeReached(_) => ResponseError::GroupMaxSizeReached,
             Self::GroupIdNotFound(_) => ResponseError::GroupIdNotFound,
             Self::NonEmptyGroup(_) => ResponseError::NonEmptyGroup,
+            Self::SubscribedToTopic(_) => ResponseError::GroupSubscribedToTopic,
             Self::OffsetMetadataTooLarge { .. } => ResponseError::OffsetMetadataTooLarge,
             Self::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
             Self::Timeout => ResponseError::RequestTimedOut,
