@@ -32,7 +32,7 @@ use tracing::info;
 
 use super::batch::BatchHeader;
 use super::segment::Segment;
-use super::{LogError, PartitionLog};
+use super::{LogError, PartitionLog, sync_dir};
 
 /// One aborted transaction in a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +197,12 @@ pub fn compact(
             f.write_all(&out).map_err(io("writing compacted segment"))?;
             f.sync_data().map_err(io("syncing compacted segment"))?;
         }
+        // The saved indexes describe the old file's positions: they go
+        // first (durably), so a crash after the rename cannot leave them
+        // trusted next to the compacted file; a start without them
+        // validates the segment and rebuilds them.
+        log.segments[&base].remove_saved_indexes();
+        sync_dir(log.dir()).map_err(io("removing the indexes of a compacted segment"))?;
         fs::rename(&cleaned, &path).map_err(io("installing compacted segment"))?;
         let (fresh, _) = Segment::open(log.dir(), base, log.config().index_interval_bytes, true, 0)
             .map_err(io("reopening compacted segment"))?;

@@ -157,9 +157,7 @@ impl Segment {
             seg.txns = TxnIndex::load(&seg.txn_index_path(), base_offset, seg.next_offset)?;
             return Ok((seg, None));
         }
-        let _ = fs::remove_file(seg.index_path());
-        let _ = fs::remove_file(seg.time_index_path());
-        let _ = fs::remove_file(seg.txn_index_path());
+        seg.remove_saved_indexes();
         let truncation = seg.recover(len)?;
         Ok((seg, truncation))
     }
@@ -475,9 +473,7 @@ impl Segment {
         self.max_timestamp = max_ts;
         self.bytes_since_index = since;
         // Saved indexes no longer match; the segment is active again.
-        let _ = fs::remove_file(self.index_path());
-        let _ = fs::remove_file(self.time_index_path());
-        let _ = fs::remove_file(self.txn_index_path());
+        self.remove_saved_indexes();
         self.txns = Some(self.scan_txns()?);
         Ok(())
     }
@@ -511,10 +507,16 @@ impl Segment {
     /// Deletes the segment's files.
     pub fn delete_files(&self) -> io::Result<()> {
         fs::remove_file(Self::log_path(&self.dir, self.base_offset))?;
+        self.remove_saved_indexes();
+        Ok(())
+    }
+
+    /// Removes the saved index files (best effort: a missing one is fine),
+    /// so that the next start rebuilds them from the segment file.
+    pub fn remove_saved_indexes(&self) {
         let _ = fs::remove_file(self.index_path());
         let _ = fs::remove_file(self.time_index_path());
         let _ = fs::remove_file(self.txn_index_path());
-        Ok(())
     }
 
     pub fn base_offset(&self) -> i64 {
