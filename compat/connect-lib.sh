@@ -108,3 +108,21 @@ connect_wait_task() {
         sleep 0.5
     done
 }
+
+# connect_feed FILE PREFIX LINES RATE: appends LINES lines "PREFIX-NNNNNN"
+# (from 1) to FILE at RATE lines/s, in chunks of RATE/10, in the
+# background; $feeder_pid is its pid.
+connect_feed() {
+    "$PY" - "$@" <<'PY' &
+import sys, time
+path, prefix, lines, rate = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+chunk = max(1, rate // 10)
+start = time.monotonic()
+with open(path, "a") as f:
+    for first in range(1, lines + 1, chunk):
+        f.write("".join(f"{prefix}-{i:06d}\n" for i in range(first, min(first + chunk, lines + 1))))
+        f.flush()
+        time.sleep(max(0.0, start + first / rate - time.monotonic()))
+PY
+    feeder_pid=$!
+}

@@ -135,19 +135,7 @@ if s.get("name") != name or len(s["tasks"]) != 1 or set(states) != {"RUNNING"}:
 done
 say "REST: GET /connectors and /connectors/NAME/status show both connectors and their tasks RUNNING"
 
-# The feeder: LINES lines at RATE lines/s, in chunks of RATE/10.
-"$PY" - "$input" "$LINES" "$RATE" <<'PY' &
-import sys, time
-path, lines, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-chunk = max(1, rate // 10)
-start = time.monotonic()
-with open(path, "a") as f:
-    for first in range(1, lines + 1, chunk):
-        f.write("".join(f"line-{i:06d}\n" for i in range(first, min(first + chunk, lines + 1))))
-        f.flush()
-        time.sleep(max(0.0, start + first / rate - time.monotonic()))
-PY
-feeder_pid=$!
+connect_feed "$input" line "$LINES" "$RATE"
 
 # distinct_out: how many distinct lines the output holds.
 distinct_out() { sort -u "$output" | wc -l; }

@@ -60,19 +60,7 @@ JSON
 worker=$(connect_wait_task "$PORT1" "$connector" "$RUN_TIMEOUT")
 say "connector $connector: task 0 RUNNING on $worker"
 
-# The feeder: LINES lines at RATE lines/s, in chunks of RATE/10.
-"$PY" - "$input" "$LINES" "$RATE" <<'PY' &
-import sys, time
-path, lines, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-chunk = max(1, rate // 10)
-start = time.monotonic()
-with open(path, "a") as f:
-    for first in range(1, lines + 1, chunk):
-        f.write("".join(f"eos-{i:06d}\n" for i in range(first, min(first + chunk, lines + 1))))
-        f.flush()
-        time.sleep(max(0.0, start + first / rate - time.monotonic()))
-PY
-feeder_pid=$!
+connect_feed "$input" eos "$LINES" "$RATE"
 
 # committed_lines: how many records read_committed reads now.
 committed_lines() {
