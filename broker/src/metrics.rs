@@ -78,6 +78,8 @@ pub struct Metrics {
     pub group_rebalances: IntCounter,
     /// Offset commits written here.
     pub group_offset_commits: IntCounter,
+    /// ConsumerGroupHeartbeats answered without error here.
+    pub group_consumer_heartbeats: IntCounter,
     /// `__consumer_offsets` partitions led here, by `status` (loading, active).
     pub group_coordinator_partitions: IntGaugeVec,
     /// Committed offset lag behind the high watermark, by `group`, `topic`,
@@ -319,6 +321,11 @@ impl Metrics {
                 &r,
                 "rill_group_offset_commits_total",
                 "Offset commit requests written by this broker.",
+            ),
+            group_consumer_heartbeats: plain_counter(
+                &r,
+                "rill_group_consumer_heartbeats_total",
+                "Consumer-protocol (KIP-848) heartbeats answered without error by this broker.",
             ),
             group_coordinator_partitions: labelled_gauge(
                 &r,

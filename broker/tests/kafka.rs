@@ -267,6 +267,8 @@ async fn given_a_broker_when_api_versions_asked_should_list_exactly_the_served_a
             (ApiKey::ListGroups, (0, 5)),
             (ApiKey::DeleteGroups, (0, 2)),
             (ApiKey::OffsetDelete, (0, 0)),
+            (ApiKey::ConsumerGroupHeartbeat, (0, 1)),
+            (ApiKey::ConsumerGroupDescribe, (0, 1)),
         ]
         .into_iter()
         .map(|(k, v)| (k as i16, v))

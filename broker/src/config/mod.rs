@@ -410,6 +410,28 @@ pub struct BrokerConfig {
     )]
     pub group_max_session_timeout_ms: i32,
 
+    /// Consumer-protocol (KIP-848) members that do not heartbeat this long
+    /// are removed, in ms (Kafka's `group.consumer.session.timeout.ms`).
+    #[arg(
+        long,
+        env = "RILL_GROUP_CONSUMER_SESSION_TIMEOUT_MS",
+        default_value_t = 45_000,
+        value_parser = clap::value_parser!(i32).range(1000..)
+    )]
+    pub group_consumer_session_timeout_ms: i32,
+
+    /// Heartbeat interval of consumer-protocol members of a stable group,
+    /// in ms (Kafka's `group.consumer.heartbeat.interval.ms`, 5000 there).
+    /// Shorter means a new member gets its partitions sooner, at one small
+    /// request per member per interval.
+    #[arg(
+        long,
+        env = "RILL_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(i32).range(100..)
+    )]
+    pub group_consumer_heartbeat_interval_ms: i32,
+
     /// How long committed offsets are kept once their group is empty, in ms
     /// (Kafka's `offsets.retention.minutes`).
     #[arg(long, env = "RILL_OFFSETS_RETENTION_MS", default_value_t = 7 * 24 * 3600 * 1000)]
@@ -521,6 +543,8 @@ impl BrokerConfig {
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 1000,
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
             offsets_commit_timeout_ms: 5000,
             log_format: LogFormat::Text,
@@ -990,6 +1014,8 @@ impl BrokerConfig {
                 initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms as i64,
                 min_session_timeout_ms: self.group_min_session_timeout_ms,
                 max_session_timeout_ms: self.group_max_session_timeout_ms,
+                consumer_session_timeout_ms: self.group_consumer_session_timeout_ms,
+                consumer_heartbeat_interval_ms: self.group_consumer_heartbeat_interval_ms,
                 ..Limits::default()
             },
             offsets_retention_ms: self.offsets_retention_ms,

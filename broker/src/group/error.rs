@@ -58,6 +58,20 @@ pub enum GroupError {
     CommitTooLarge,
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    #[error("member epoch {given} is not the member's epoch {current}; it must join again")]
+    FencedMemberEpoch { given: i32, current: i32 },
+    #[error("member epoch {given} is older than the member's epoch {current}")]
+    StaleMemberEpoch { given: i32, current: i32 },
+    #[error("static member {0:?} is still in the group with another member id")]
+    UnreleasedInstanceId(String),
+    #[error("the coordinator has no assignor {0:?} (it has uniform and range)")]
+    UnsupportedAssignor(String),
+    #[error("invalid regular expression {0}")]
+    InvalidRegex(String),
+    /// The group id belongs to a group of the other protocol that has
+    /// members.
+    #[error("group {group:?} is a {is} group with members")]
+    WrongGroupType { group: String, is: &'static str },
     /// Anything else; the text says what.
     #[error("{0}")]
     Internal(String),
@@ -87,6 +101,12 @@ impl GroupError {
             Self::Timeout => "timeout",
             Self::CommitTooLarge => "commit_too_large",
             Self::InvalidRequest(_) => "invalid_request",
+            Self::FencedMemberEpoch { .. } => "fenced_member_epoch",
+            Self::StaleMemberEpoch { .. } => "stale_member_epoch",
+            Self::UnreleasedInstanceId(_) => "unreleased_instance_id",
+            Self::UnsupportedAssignor(_) => "unsupported_assignor",
+            Self::InvalidRegex(_) => "invalid_regular_expression",
+            Self::WrongGroupType { .. } => "wrong_group_type",
             Self::Internal(_) => "internal",
         }
     }

@@ -11,9 +11,24 @@ use super::error::GroupError;
 use super::placement::{self, OFFSETS_TOPIC};
 use super::records::CommittedOffset;
 use super::state::{
-    GroupDescription, GroupListing, JoinReply, JoinRequest, Leaving, Reply, SyncReply, SyncRequest,
+    ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatReply, GroupDescription,
+    GroupListing, JoinReply, JoinRequest, Leaving, Reply, SyncReply, SyncRequest, TopicCatalog,
     TopicOffsets,
 };
+use crate::partition::manager::ReplicaManager;
+
+/// The topics of the cluster as the consumer protocol's assignors see them.
+struct Catalog<'a>(&'a ReplicaManager);
+
+impl TopicCatalog for Catalog<'_> {
+    fn topic(&self, name: &str) -> Option<(uuid::Uuid, i32)> {
+        self.0.topic_id(name)
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.0.topic_names()
+    }
+}
 
 /// One partition's offset to commit (OffsetCommit).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +100,34 @@ impl GroupCoordinator {
             (r, Default::default())
         })
         .and_then(|r| r)
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848): answered once what it changed of
+    /// the group is written with acks=all.
+    pub async fn consumer_heartbeat(
+        &self,
+        group_id: &str,
+        request: ConsumerHeartbeat,
+    ) -> Result<ConsumerHeartbeatReply, GroupError> {
+        let catalog = Catalog(self.manager());
+        let (reply, written) = self.consumer_heartbeat_of(group_id, request, &catalog)?;
+        if let Some(written) = written {
+            written.await.unwrap_or(Err(GroupError::NotCoordinator))?;
+        }
+        if reply.is_ok() {
+            self.metrics().group_consumer_heartbeats.inc();
+        }
+        reply
+    }
+
+    /// ConsumerGroupDescribe of one group.
+    pub fn consumer_describe(
+        &self,
+        group_id: &str,
+    ) -> Result<ConsumerGroupDescription, GroupError> {
+        self.with_table(group_id, |t, _| {
+            (t.consumer_describe(group_id), Default::default())
+        })?
     }
 
     /// LeaveGroup: what became of each of `leaving`, in order.

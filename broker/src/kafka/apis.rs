@@ -232,6 +232,8 @@ kafka_apis! {
         DescribeGroups(DescribeGroupsRequest => DescribeGroupsResponse) => groups::describe_groups,
         DeleteGroups(DeleteGroupsRequest => DeleteGroupsResponse) => groups::delete_groups,
         OffsetDelete(OffsetDeleteRequest => OffsetDeleteResponse) => groups::offset_delete,
+        ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest => ConsumerGroupHeartbeatResponse) => groups::consumer_group_heartbeat,
+        ConsumerGroupDescribe(ConsumerGroupDescribeRequest => ConsumerGroupDescribeResponse) => groups::consumer_group_describe,
     }
 }
 
@@ -314,22 +316,38 @@ fn api_versions_response(ctx: &KafkaContext, error: Option<ResponseError>) -> Ap
     // partitions through Produce and bump the epoch with every EndTxn;
     // librdkafka ignores it and uses version 1, which is served too.
     let level = ctx.settings.transaction_version;
+    let mut features = vec![("transaction.version", 2, level)];
+    // `group.version` 1: the consumer group protocol of KIP-848 is served
+    // (with the group coordinator).
+    if ctx.groups.is_some() {
+        features.push(("group.version", 1, 1));
+    }
     ApiVersionsResponse::default()
         .with_error_code(error.map_or(0, |e| e.code()))
         .with_api_keys(api_versions(ctx))
-        .with_supported_features(vec![
-            api_versions_response::SupportedFeatureKey::default()
-                .with_name(StrBytes::from_static_str("transaction.version"))
-                .with_min_version(0)
-                .with_max_version(2),
-        ])
+        .with_supported_features(
+            features
+                .iter()
+                .map(|(name, max, _)| {
+                    api_versions_response::SupportedFeatureKey::default()
+                        .with_name(StrBytes::from_static_str(name))
+                        .with_min_version(0)
+                        .with_max_version(*max)
+                })
+                .collect(),
+        )
         .with_finalized_features_epoch(1)
-        .with_finalized_features(vec![
-            api_versions_response::FinalizedFeatureKey::default()
-                .with_name(StrBytes::from_static_str("transaction.version"))
-                .with_min_version_level(level)
-                .with_max_version_level(level),
-        ])
+        .with_finalized_features(
+            features
+                .iter()
+                .map(|(name, _, level)| {
+                    api_versions_response::FinalizedFeatureKey::default()
+                        .with_name(StrBytes::from_static_str(name))
+                        .with_min_version_level(*level)
+                        .with_max_version_level(*level)
+                })
+                .collect(),
+        )
 }
 
 /// ApiVersions: every served API with its versions.

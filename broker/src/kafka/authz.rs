@@ -759,6 +759,7 @@ one_group! {
     SyncGroupRequest => SyncGroupResponse: Read;
     HeartbeatRequest => HeartbeatResponse: Read;
     LeaveGroupRequest => LeaveGroupResponse: Read;
+    ConsumerGroupHeartbeatRequest => ConsumerGroupHeartbeatResponse: Read;
 }
 
 /// FindCoordinator key types.
@@ -994,6 +995,35 @@ impl Authorize for DescribeGroupsRequest {
         Ok((
             self,
             finish(move |r: &mut DescribeGroupsResponse| r.groups.extend(answers)),
+        ))
+    }
+}
+
+impl Authorize for ConsumerGroupDescribeRequest {
+    type Response = ConsumerGroupDescribeResponse;
+    fn authorize(
+        mut self,
+        check: &Check<'_>,
+    ) -> Result<(Self, Finish<Self::Response>), Self::Response> {
+        let (kept, denied) = split(std::mem::take(&mut self.group_ids), |g| {
+            check.group(Operation::Describe, g)
+        });
+        self.group_ids = kept;
+        if denied.is_empty() {
+            return Ok((self, None));
+        }
+        let answers: Vec<consumer_group_describe_response::DescribedGroup> = denied
+            .into_iter()
+            .map(|g| {
+                consumer_group_describe_response::DescribedGroup::default()
+                    .with_group_id(g)
+                    .with_error_code(group_denied())
+                    .with_error_message(denied_message("describe this group"))
+            })
+            .collect();
+        Ok((
+            self,
+            finish(move |r: &mut ConsumerGroupDescribeResponse| r.groups.extend(answers)),
         ))
     }
 }

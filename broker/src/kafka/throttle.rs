@@ -61,7 +61,8 @@ throttle_time! {
     DescribeGroupsResponse, DeleteGroupsResponse,
     AddPartitionsToTxnResponse, AddOffsetsToTxnResponse, EndTxnResponse, TxnOffsetCommitResponse,
     DescribeTransactionsResponse, ListTransactionsResponse, DescribeProducersResponse,
-    DescribeTopicPartitionsResponse, OffsetDeleteResponse,
+    DescribeTopicPartitionsResponse, OffsetDeleteResponse, ConsumerGroupHeartbeatResponse,
+    ConsumerGroupDescribeResponse,
 }
 
 /// How a request type is charged, beyond the request-time quota.
@@ -97,6 +98,7 @@ plain_charge! {
     AddPartitionsToTxnRequest, AddOffsetsToTxnRequest, EndTxnRequest, TxnOffsetCommitRequest,
     DescribeTransactionsRequest, ListTransactionsRequest, DescribeProducersRequest,
     WriteTxnMarkersRequest, DescribeTopicPartitionsRequest, OffsetDeleteRequest,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupDescribeRequest,
 }
 
 impl Charge for ProduceRequest {
@@ -150,6 +152,7 @@ plain_charged! {
     AddPartitionsToTxnResponse, AddOffsetsToTxnResponse, EndTxnResponse, TxnOffsetCommitResponse,
     DescribeTransactionsResponse, ListTransactionsResponse, DescribeProducersResponse,
     WriteTxnMarkersResponse, DescribeTopicPartitionsResponse, OffsetDeleteResponse,
+    ConsumerGroupHeartbeatResponse, ConsumerGroupDescribeResponse,
 }
 
 /// WriteTxnMarkers has no throttle field (an inter-broker API in Kafka).

@@ -137,7 +137,8 @@ enum Done {
     },
     /// A group's metadata, with what waits for it.
     Group { group: String, after: AfterStore },
-    /// Tombstones of a deleted group; the deleter is told.
+    /// Tombstones of a deleted group, or a consumer group's records; the
+    /// requester is told.
     Deleted {
         reply: oneshot::Sender<Result<(), GroupError>>,
     },
@@ -584,6 +585,43 @@ impl GroupCoordinator {
             },
         );
         rx
+    }
+
+    /// ConsumerGroupHeartbeat: runs it on the group's table and queues the
+    /// records it changed in one write; the receiver resolves once written
+    /// (`None`: nothing to write).
+    #[allow(clippy::type_complexity)]
+    pub(super) fn consumer_heartbeat_of(
+        &self,
+        group_id: &str,
+        request: super::state::ConsumerHeartbeat,
+        catalog: &dyn super::state::TopicCatalog,
+    ) -> Result<
+        (
+            Result<super::state::ConsumerHeartbeatReply, GroupError>,
+            Option<Written>,
+        ),
+        GroupError,
+    > {
+        self.with_shard(group_id, |shard, now| {
+            let (reply, mut fx) = shard
+                .table
+                .consumer_heartbeat(now, group_id, request, catalog);
+            let writes = std::mem::take(&mut fx.consumer);
+            self.dispatch(shard, fx);
+            if writes.is_empty() {
+                return Ok((reply, None));
+            }
+            let (tx, rx) = oneshot::channel();
+            self.enqueue(
+                shard,
+                WriteJob {
+                    records: storage::consumer_records(&writes),
+                    done: Done::Deleted { reply: tx },
+                },
+            );
+            Ok((reply, Some(rx)))
+        })
     }
 
     /// Runs `f` on the shard coordinating `group_id`.

@@ -341,6 +341,12 @@ impl GroupCoordinator {
                 },
             });
         }
+        if !fx.consumer.is_empty() {
+            jobs.push(WriteJob {
+                records: consumer_records(&fx.consumer),
+                done: Done::Expired,
+            });
+        }
         if !fx.tombstones.is_empty() {
             jobs.push(WriteJob {
                 records: fx
@@ -381,6 +387,21 @@ impl GroupCoordinator {
     }
 }
 
+/// The records of consumer-group writes (`None`: tombstone).
+pub(super) fn consumer_records(
+    writes: &[(records::ConsumerKey, Option<records::ConsumerValue>)],
+) -> Vec<(Bytes, Option<Bytes>)> {
+    writes
+        .iter()
+        .map(|(k, v)| {
+            (
+                records::encode_key(&RecordKey::Consumer(k.clone())),
+                v.as_ref().map(records::consumer::encode_value),
+            )
+        })
+        .collect()
+}
+
 /// Decodes one record of partition `p`; undecodable ones are logged and
 /// skipped (a record Rill does not understand must not stop the load).
 fn decode_record(p: i32, r: LogRecord) -> Option<Loaded> {
@@ -413,6 +434,12 @@ fn decode_record(p: i32, r: LogRecord) -> Option<Loaded> {
             .map(records::decode_group)
             .transpose()
             .map(|value| Loaded::Group { group, value }),
+        RecordKey::Consumer(key) => r
+            .value
+            .as_deref()
+            .map(|v| records::consumer::decode_value(&key, v))
+            .transpose()
+            .map(|value| Loaded::Consumer { key, value }),
     };
     decoded
         .map_err(|e| warn!(partition = p, offset = r.offset, error = %e, "skipping an undecodable record"))

@@ -81,6 +81,9 @@ pub struct Group {
     /// The leader's assignment while it is being written.
     pub(super) pending_assignment: Option<BTreeMap<String, Bytes>>,
     pub(super) offsets: BTreeMap<(String, i32), CommittedOffset>,
+    /// Set when the group speaks the consumer protocol (KIP-848); its
+    /// classic membership is then empty.
+    pub(super) consumer: Option<Box<ConsumerGroup>>,
 }
 
 pub(super) fn new_member_id(prefix: &str) -> String {
@@ -147,6 +150,7 @@ impl Group {
             sync_deadline: None,
             pending_assignment: None,
             offsets: BTreeMap::new(),
+            consumer: None,
         }
     }
 
@@ -384,7 +388,8 @@ impl Group {
 
     /// Whether nothing would be lost by forgetting the group.
     pub(super) fn is_unused(&self) -> bool {
-        self.state == GroupState::Empty
+        self.consumer.as_ref().is_none_or(|c| c.member_count() == 0)
+            && self.state == GroupState::Empty
             && self.members.is_empty()
             && self.pending_members.is_empty()
             && self.offsets.is_empty()

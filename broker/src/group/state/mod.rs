@@ -38,6 +38,9 @@
 //! written to the offsets topic first). Requests that name the instance id
 //! with another member id get FENCED_INSTANCE_ID.
 
+pub mod assignor;
+mod consumer;
+mod consumer_table;
 mod group;
 mod join;
 mod membership;
@@ -46,6 +49,11 @@ mod offsets;
 mod table;
 mod timers;
 
+pub use assignor::Partitions;
+pub use consumer::{
+    ConsumerGroup, ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatReply,
+    ConsumerMember, ConsumerMemberDescription, MemberState, TopicCatalog,
+};
 pub use group::*;
 pub use model::*;
 pub use table::*;

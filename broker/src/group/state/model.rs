@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use crate::group::error::GroupError;
-use crate::group::records::{CommittedOffset, GroupValue, RecordKey};
+use crate::group::records::{CommittedOffset, ConsumerKey, ConsumerValue, GroupValue, RecordKey};
 
 /// Committed offsets by topic: (partition, offset if any).
 pub type TopicOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
@@ -27,6 +27,15 @@ pub struct Limits {
     pub max_size: usize,
     /// `offset.metadata.max.bytes`.
     pub max_metadata_bytes: usize,
+    /// `group.consumer.session.timeout.ms`: a consumer-protocol member
+    /// that does not heartbeat this long is removed.
+    pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms`: the heartbeat interval of a
+    /// consumer-protocol member of a stable group.
+    pub consumer_heartbeat_interval_ms: i32,
+    /// The heartbeat interval while some member of the group is not
+    /// reconciled, so partitions move as soon as their owners let go.
+    pub consumer_reconcile_heartbeat_interval_ms: i32,
 }
 
 impl Default for Limits {
@@ -37,6 +46,9 @@ impl Default for Limits {
             max_session_timeout_ms: 1_800_000,
             max_size: i32::MAX as usize,
             max_metadata_bytes: 4_096,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 1_000,
+            consumer_reconcile_heartbeat_interval_ms: 200,
         }
     }
 }
@@ -233,6 +245,8 @@ pub struct Effects {
     pub tombstones: Vec<RecordKey>,
     /// Rebalances completed (new generations).
     pub rebalances: u64,
+    /// Records of consumer-protocol groups to write (`None`: tombstone).
+    pub consumer: Vec<(ConsumerKey, Option<ConsumerValue>)>,
 }
 
 impl Effects {
@@ -276,7 +290,10 @@ pub struct GroupDescription {
 pub struct GroupListing {
     pub group_id: String,
     pub protocol_type: String,
-    pub state: GroupState,
+    /// The state as Kafka names it for the group's type.
+    pub state: &'static str,
+    /// `classic` or `consumer` (ListGroups v5).
+    pub group_type: &'static str,
 }
 
 /// A member leaving (LeaveGroup).

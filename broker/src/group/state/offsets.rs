@@ -51,7 +51,10 @@ impl GroupTable {
         generation: i32,
     ) -> Result<(), GroupError> {
         match self.groups.get_mut(group_id) {
-            Some(g) => g.validate_commit(now, member_id, instance_id, generation),
+            Some(g) => match &g.consumer {
+                Some(c) => c.validate_commit(member_id, generation),
+                None => g.validate_commit(now, member_id, instance_id, generation),
+            },
             None if generation < 0 => {
                 self.groups
                     .insert(group_id.to_owned(), Group::new(group_id, now));
@@ -120,10 +123,10 @@ impl GroupTable {
         let mut gone = Vec::new();
         let pending = &self.pending_commits;
         for (id, g) in &mut self.groups {
-            if g.state != GroupState::Empty {
+            if g.state != GroupState::Empty || g.has_members() {
                 continue;
             }
-            let by_state = g.protocol_type.is_some();
+            let by_state = g.protocol_type.is_some() || g.consumer.is_some();
             let state_ts = g.state_timestamp;
             let mut any_pending = false;
             g.offsets.retain(|(topic, partition), o| {
@@ -156,7 +159,9 @@ impl GroupTable {
             }
         }
         for id in gone {
-            self.groups.remove(&id);
+            if let Some(g) = self.groups.remove(&id) {
+                tombstones.extend(g.consumer_keys());
+            }
             tombstones.push(RecordKey::Group { group: id });
         }
         tombstones

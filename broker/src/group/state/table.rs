@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::*;
 use crate::group::error::GroupError;
-use crate::group::records::{CommittedOffset, GroupValue, RecordKey};
+use crate::group::records::{CommittedOffset, ConsumerKey, ConsumerValue, GroupValue, RecordKey};
 
 /// The groups of one `__consumer_offsets` partition.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +30,11 @@ pub enum Loaded {
     Group {
         group: String,
         value: Option<GroupValue>,
+    },
+    /// A record of a consumer-protocol group.
+    Consumer {
+        key: ConsumerKey,
+        value: Option<ConsumerValue>,
     },
 }
 
@@ -56,8 +61,20 @@ impl GroupTable {
     pub fn load(limits: Limits, records: impl IntoIterator<Item = Loaded>, now: i64) -> Self {
         let mut metadata: HashMap<String, GroupValue> = HashMap::new();
         let mut offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>> = HashMap::new();
+        let mut consumer: BTreeMap<String, BTreeMap<ConsumerKey, ConsumerValue>> = BTreeMap::new();
         for r in records {
             match r {
+                Loaded::Consumer { key, value } => {
+                    let group = consumer.entry(key.group().to_owned()).or_default();
+                    match value {
+                        Some(v) => {
+                            group.insert(key, v);
+                        }
+                        None => {
+                            group.remove(&key);
+                        }
+                    }
+                }
                 Loaded::Offset {
                     group,
                     topic,
@@ -106,6 +123,7 @@ impl GroupTable {
                 .or_insert_with(|| Group::new(&id, now))
                 .offsets = o;
         }
+        table.load_consumer_groups(consumer, now);
         table
     }
 
@@ -154,11 +172,16 @@ impl GroupTable {
                 &req.member_id,
             );
         }
+        let mut converted = Effects::default();
+        if let Err(e) = self.classic_join_allowed(group_id, &mut converted) {
+            return fail(e, &req.member_id);
+        }
         let group = self
             .groups
             .entry(group_id.to_owned())
             .or_insert_with(|| Group::new(group_id, now));
-        let fx = group.join(now, request, req, &self.limits);
+        let mut fx = group.join(now, request, req, &self.limits);
+        fx.consumer.extend(converted.consumer);
         if group.is_unused() && group.generation == 0 && group.protocol_type.is_none() {
             self.groups.remove(group_id);
         }
@@ -281,6 +304,7 @@ impl GroupTable {
             fx.tombstones.extend(e.tombstones);
             fx.rebalances += e.rebalances;
         }
+        self.consumer_tick(now, &mut fx);
         fx
     }
 
@@ -289,10 +313,11 @@ impl GroupTable {
         let Some(g) = self.groups.get(group_id) else {
             return Err(GroupError::GroupIdNotFound(group_id.to_owned()));
         };
-        if g.state != GroupState::Empty {
+        if g.state != GroupState::Empty || g.has_members() {
             return Err(GroupError::NonEmptyGroup(group_id.to_owned()));
         }
         let g = self.groups.remove(group_id).expect("present");
+        let consumer_keys = g.consumer_keys();
         let mut keys: Vec<RecordKey> = g
             .offsets
             .keys()
@@ -305,6 +330,7 @@ impl GroupTable {
         keys.push(RecordKey::Group {
             group: group_id.to_owned(),
         });
+        keys.extend(consumer_keys);
         Ok(keys)
     }
 
@@ -323,11 +349,14 @@ impl GroupTable {
         let Some(g) = self.groups.get_mut(group_id) else {
             return Err(GroupError::GroupIdNotFound(group_id.to_owned()));
         };
-        let consumer = g.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE);
+        let consumer =
+            g.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE) || g.consumer.is_some();
         if !consumer && g.state != GroupState::Empty {
             return Err(GroupError::NonEmptyGroup(group_id.to_owned()));
         }
-        let subscribed = if g.members.is_empty() {
+        let subscribed = if let Some(c) = &g.consumer {
+            Some(c.subscribed_topics())
+        } else if g.members.is_empty() {
             Some(std::collections::BTreeSet::new())
         } else {
             g.subscribed_topics()
@@ -352,18 +381,32 @@ impl GroupTable {
     }
 
     /// DescribeGroups of one group; `None` when unknown.
+    /// A consumer-protocol group is not described here (None): Kafka's
+    /// tools describe it with ConsumerGroupDescribe.
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
-        self.groups.get(group_id).map(Group::describe)
+        self.groups
+            .get(group_id)
+            .filter(|g| g.consumer.is_none())
+            .map(Group::describe)
     }
 
     /// ListGroups.
     pub fn list(&self) -> Vec<GroupListing> {
         self.groups
             .values()
-            .map(|g| GroupListing {
-                group_id: g.id.clone(),
-                protocol_type: g.protocol_type.clone().unwrap_or_default(),
-                state: g.state,
+            .map(|g| match &g.consumer {
+                Some(c) => GroupListing {
+                    group_id: g.id.clone(),
+                    protocol_type: CONSUMER_PROTOCOL_TYPE.to_owned(),
+                    state: c.state_name(),
+                    group_type: "consumer",
+                },
+                None => GroupListing {
+                    group_id: g.id.clone(),
+                    protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                    state: g.state.as_str(),
+                    group_type: "classic",
+                },
             })
             .collect()
     }

@@ -913,6 +913,12 @@ fn reload(h: &Harness, offsets: &[(&str, &str, i32, CommittedOffset)], now: i64)
                 group,
                 value: r.value.map(|v| records::decode_group(&v).unwrap()),
             },
+            RecordKey::Consumer(key) => Loaded::Consumer {
+                value: r
+                    .value
+                    .map(|v| records::consumer::decode_value(&key, &v).unwrap()),
+                key,
+            },
         });
     GroupTable::load(limits(), loaded, now)
 }

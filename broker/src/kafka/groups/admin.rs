@@ -16,11 +16,8 @@ use super::{GroupErrorCode, result_code, s};
 use crate::group::state::GroupState;
 use crate::group::{ClientInfo, GroupCoordinator, GroupError};
 
-/// The group type ListGroups v5+ reports: only the classic protocol exists.
-const CLASSIC: &str = "classic";
-
 /// ListGroups: the groups this broker coordinates, filtered by state
-/// (v4+) and type (v5+; every Rill group is "classic").
+/// (v4+) and type (v5+: `classic` or `consumer`).
 pub async fn list_groups(
     coordinator: &GroupCoordinator,
     version: i16,
@@ -33,30 +30,28 @@ pub async fn list_groups(
         .iter()
         .map(|f| f.to_ascii_lowercase())
         .collect();
-    let types_ok = req.types_filter.is_empty()
-        || req
-            .types_filter
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(CLASSIC));
+    let types: Vec<String> = req
+        .types_filter
+        .iter()
+        .map(|t| t.to_ascii_lowercase())
+        .collect();
     let mut resp = ListGroupsResponse::default();
     if loading {
         resp.error_code = GroupError::LoadInProgress.code();
     }
-    if !types_ok {
-        return resp;
-    }
     resp.groups = groups
         .into_iter()
-        .filter(|g| states.is_empty() || states.contains(&g.state.as_str().to_ascii_lowercase()))
+        .filter(|g| states.is_empty() || states.contains(&g.state.to_ascii_lowercase()))
+        .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type))
         .map(|g| {
             let mut l = ListedGroup::default()
                 .with_group_id(GroupId(s(g.group_id)))
                 .with_protocol_type(s(g.protocol_type));
             if version >= 4 {
-                l.group_state = s(g.state.as_str());
+                l.group_state = s(g.state);
             }
             if version >= 5 {
-                l.group_type = s(CLASSIC);
+                l.group_type = s(g.group_type);
             }
             l
         })

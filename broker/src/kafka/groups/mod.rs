@@ -2,7 +2,9 @@
 //! [`GroupCoordinator`](crate::group::GroupCoordinator): FindCoordinator,
 //! JoinGroup, SyncGroup, Heartbeat and LeaveGroup ([`membership`]),
 //! OffsetCommit and OffsetFetch
-//! ([`offsets`]), ListGroups, DescribeGroups and DeleteGroups ([`admin`]).
+//! ([`offsets`]), ListGroups, DescribeGroups and DeleteGroups ([`admin`]),
+//! and the consumer protocol of KIP-848, ConsumerGroupHeartbeat and
+//! ConsumerGroupDescribe ([`consumer`]).
 //!
 //! Each takes the decoded `kafka-protocol` request and its version and
 //! returns the response to encode at that same version. Version
@@ -15,6 +17,7 @@
 //! [`GroupErrorCode::code`].
 
 pub mod admin;
+pub mod consumer;
 pub mod membership;
 pub mod offsets;
 
@@ -25,6 +28,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::group::{ClientInfo, GroupError};
 
 pub use admin::{delete_groups, describe_groups, list_groups, offset_delete};
+pub use consumer::{consumer_group_describe, consumer_group_heartbeat};
 pub use membership::{
     Coordinators, find_coordinator, find_coordinator_in, heartbeat, join_group, leave_group,
     sync_group,
@@ -60,6 +64,12 @@ impl GroupErrorCode for GroupError {
             Self::Timeout => ResponseError::RequestTimedOut,
             Self::CommitTooLarge => ResponseError::InvalidCommitOffsetSize,
             Self::InvalidRequest(_) => ResponseError::InvalidRequest,
+            Self::FencedMemberEpoch { .. } => ResponseError::FencedMemberEpoch,
+            Self::StaleMemberEpoch { .. } => ResponseError::StaleMemberEpoch,
+            Self::UnreleasedInstanceId(_) => ResponseError::UnreleasedInstanceId,
+            Self::UnsupportedAssignor(_) => ResponseError::UnsupportedAssignor,
+            Self::InvalidRegex(_) => ResponseError::InvalidRegularExpression,
+            Self::WrongGroupType { .. } => ResponseError::GroupIdNotFound,
             Self::Internal(_) => ResponseError::UnknownServerError,
         };
         e.code()

@@ -169,6 +169,28 @@ impl Topology {
         }
     }
 
+    /// A topic's id and partition count.
+    fn topic_id(&self, topic: &str, local: &Topics) -> Option<(uuid::Uuid, i32)> {
+        match self {
+            Self::Cluster(view) => view
+                .topics
+                .get(topic)
+                .map(|t| (kafka_topic_id(&t.id), t.partitions.len() as i32)),
+            Self::Standalone => local
+                .read()
+                .get(topic)
+                .map(|t| (kafka_topic_id(&t.spec.id), t.spec.partitions)),
+        }
+    }
+
+    /// Every topic's name.
+    fn topic_names(&self, local: &Topics) -> Vec<String> {
+        match self {
+            Self::Cluster(view) => view.topics.keys().cloned().collect(),
+            Self::Standalone => local.read().keys().cloned().collect(),
+        }
+    }
+
     /// The broker leading a partition (`me` when standalone and the
     /// partition is here), if any.
     fn leader_of(&self, topic: &str, partition: i32, local: &Topics, me: i32) -> Option<i32> {
@@ -262,6 +284,16 @@ impl ReplicaManager {
     /// cluster, else from the local topics.
     pub fn topic_partitions(&self, topic: &str) -> Option<i32> {
         self.topology.read().topic_partitions(topic, &self.topics)
+    }
+
+    /// A topic's Kafka id and partition count, if it exists.
+    pub fn topic_id(&self, topic: &str) -> Option<(uuid::Uuid, i32)> {
+        self.topology.read().topic_id(topic, &self.topics)
+    }
+
+    /// Every topic's name.
+    pub fn topic_names(&self) -> Vec<String> {
+        self.topology.read().topic_names(&self.topics)
     }
 
     /// The broker leading a partition (this one when standalone), if any.

@@ -29,6 +29,9 @@ use kafka_protocol::records::RecordBatchDecoder;
 use rill_client::batch::{Batching, EncodeOptions, NewRecord};
 use thiserror::Error;
 
+pub mod consumer;
+pub use consumer::{ConsumerKey, ConsumerValue};
+
 /// Key version of offset commits written by Rill.
 const OFFSET_KEY_VERSION: i16 = 1;
 /// Key version of group metadata.
@@ -67,6 +70,8 @@ pub enum RecordKey {
     },
     /// A group's membership and generation.
     Group { group: String },
+    /// A consumer-protocol group's records (KIP-848): see [`consumer`].
+    Consumer(ConsumerKey),
 }
 
 /// A committed offset as stored.
@@ -168,6 +173,7 @@ pub fn encode_key(key: &RecordKey) -> Bytes {
             buf.put_i16(GROUP_KEY_VERSION);
             put_str(&mut buf, group);
         }
+        RecordKey::Consumer(key) => consumer::encode_key(&mut buf, key),
     }
     buf.freeze()
 }
@@ -332,6 +338,7 @@ pub fn decode_key(raw: &[u8]) -> Result<RecordKey, RecordError> {
             partition: r.i32()?,
         }),
         2 => Ok(RecordKey::Group { group: r.str()? }),
+        version @ 3..=8 => consumer::decode_key(version, &mut r).map(RecordKey::Consumer),
         version => Err(RecordError::Version {
             what: "key",
             version,
