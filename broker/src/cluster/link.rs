@@ -454,7 +454,11 @@ impl ClusterLink {
                     ),
                     Err(e) => {
                         info!(topic = %p.topic, partition = p.id, ?new_isr, error = %e, "ISR change refused");
-                        p.isr_change_done(leader_epoch, None);
+                        if e.reason() == Some("INVALID_ISR") {
+                            p.isr_change_refused(leader_epoch);
+                        } else {
+                            p.isr_change_done(leader_epoch, None);
+                        }
                     }
                 }
             }

@@ -41,6 +41,10 @@ struct Follower {
     /// The leader's LEO at the follower's previous fetch, and when.
     last_fetch_leader_leo: i64,
     last_fetch_ms: u64,
+    /// The controller definitively refused this incarnation (this broker
+    /// epoch) into the ISR: fenced, shutting down, or an older
+    /// incarnation. It is not proposed again until a newer one fetches.
+    refused_epoch: Option<i64>,
 }
 
 /// Replication state of a partition this broker leads.
@@ -91,6 +95,7 @@ impl LeaderState {
                         last_caught_up_ms: now_ms,
                         last_fetch_leader_leo: i64::MAX,
                         last_fetch_ms: now_ms,
+                        refused_epoch: None,
                     },
                 )
             })
@@ -155,6 +160,7 @@ impl LeaderState {
                     last_caught_up_ms: now_ms,
                     last_fetch_leader_leo: i64::MAX,
                     last_fetch_ms: now_ms,
+                    refused_epoch: None,
                 });
             }
         }
@@ -192,6 +198,7 @@ impl LeaderState {
             f.broker_epoch = broker_epoch;
             f.leo = None;
             f.last_fetch_leader_leo = i64::MAX;
+            f.refused_epoch = None;
         }
         f.leo = Some(fetch_offset);
         if fetch_offset >= leader_leo {
@@ -263,10 +270,10 @@ impl LeaderState {
         };
         let joins = |r: &BrokerId| {
             self.follower_leo(*r).is_some_and(|leo| leo >= join_at)
-                && self
-                    .followers
-                    .get(r)
-                    .is_some_and(|f| now_ms.saturating_sub(f.last_caught_up_ms) <= lag_max_ms)
+                && self.followers.get(r).is_some_and(|f| {
+                    now_ms.saturating_sub(f.last_caught_up_ms) <= lag_max_ms
+                        && f.refused_epoch != Some(f.broker_epoch)
+                })
         };
         let next: Vec<BrokerId> = self
             .replicas
@@ -302,6 +309,25 @@ impl LeaderState {
     /// controller's ISR, from which the next leader is chosen, is never
     /// wider than the one this leader commits writes against. The next
     /// state the controller publishes replaces it.
+    /// The controller refused our AlterPartition as an invalid ISR. It
+    /// checks the partition epoch first, so the proposal was made against
+    /// its current state and nothing was committed since: its ISR is the
+    /// committed one this leader holds, and the HW stops waiting for the
+    /// proposal's (and any earlier uncertain expansion's) members. The
+    /// members it would have added are not proposed again until a newer
+    /// incarnation of theirs fetches (the refusal names a fenced or
+    /// shutting-down broker, or an older incarnation).
+    pub fn pending_refused(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            for r in pending.iter().filter(|r| !self.committed.contains(r)) {
+                if let Some(f) = self.followers.get_mut(r) {
+                    f.refused_epoch = Some(f.broker_epoch);
+                }
+            }
+            self.isr = self.committed.clone();
+        }
+    }
+
     pub fn pending_failed(&mut self) {
         if let Some(pending) = self.pending.take() {
             let isr = &self.isr;
@@ -503,6 +529,27 @@ mod tests {
         assert!(l.update(8, vec![0, 1, 2], proposal, 3));
         l.pending_done();
         assert_eq!(l.proposed_isr(3, LAG), None, "settled");
+    }
+
+    #[test]
+    fn given_an_expansion_refused_for_a_shutting_down_broker_then_the_hw_does_not_wait_and_it_is_not_proposed_again()
+     {
+        // The old leader fetched once in the new epoch on its way out; the
+        // controller refuses it into the ISR (it is shutting down).
+        let mut l = LeaderState::new(1, 6, 9, vec![0, 1, 2], vec![1, 2], 3, 3, 0);
+        l.on_fetch(0, 1, 3, 3, 1);
+        l.on_fetch(2, 1, 3, 3, 1);
+        let proposal = l.proposed_isr(1, LAG).expect("expansion");
+        assert_eq!(proposal, vec![0, 1, 2]);
+        l.set_pending(proposal);
+        l.pending_refused();
+        assert_eq!(l.isr(), &[1, 2]);
+        assert_eq!(l.proposed_isr(2, LAG), None, "not proposed again");
+        // A write is committed by the members the controller has.
+        assert_eq!(l.on_fetch(2, 1, 4, 4, 3), Some(4));
+        // A new incarnation of broker 0 that catches up joins again.
+        l.on_fetch(0, 2, 4, 4, 4);
+        assert_eq!(l.proposed_isr(4, LAG), Some(vec![0, 1, 2]));
     }
 
     #[test]

@@ -498,6 +498,22 @@ impl Partition {
         }
     }
 
+    /// The controller refused the ISR change as invalid (definitive, see
+    /// [`LeaderState::pending_refused`](crate::replication::leader::LeaderState::pending_refused)):
+    /// the HW stops waiting for the refused members.
+    pub fn isr_change_refused(&self, leader_epoch: i32) {
+        let log = self.log.read();
+        let mut role = self.role.lock();
+        let Role::Leader(l) = &mut *role else { return };
+        if l.leader_epoch() != leader_epoch {
+            return;
+        }
+        l.pending_refused();
+        if let Some(hw) = l.advance(self.own_leo(&log)) {
+            self.advance_high_watermark(hw);
+        }
+    }
+
     pub(super) fn io_error(&self, what: &str, e: std::io::Error) -> Error {
         self.log_error(crate::log::LogError::io(what.to_owned(), e))
     }
