@@ -98,6 +98,8 @@ pub struct Metrics {
     pub kafka_bytes_out: IntCounter,
     /// Open Kafka client connections.
     pub kafka_connections: IntGauge,
+    /// Incremental fetch sessions (KIP-227) kept.
+    pub kafka_fetch_sessions: IntGauge,
     /// Kafka connections closed for a bad frame or request, by `reason`.
     pub kafka_connection_errors: IntCounterVec,
     /// SASL authentications, by `mechanism` and `result` (success, failure).
@@ -357,6 +359,11 @@ impl Metrics {
                 "rill_kafka_errors_total",
                 "Kafka error codes returned, by API and error name.",
                 &["api", "error"],
+            ),
+            kafka_fetch_sessions: plain_gauge(
+                &r,
+                "rill_kafka_fetch_sessions",
+                "Incremental fetch sessions (KIP-227) kept by this broker.",
             ),
             kafka_bytes_in: plain_counter(
                 &r,

@@ -454,6 +454,9 @@ impl Broker {
             acls,
             listener: None,
             quotas,
+            fetch_sessions: Arc::new(kafka::fetch_session::FetchSessions::new(
+                config.max_incremental_fetch_session_cache_slots,
+            )),
         };
         let kafka_stop = CancellationToken::new();
         let mut kafka_tasks = Vec::new();

@@ -2108,3 +2108,145 @@ async fn given_a_throttle_when_a_replica_is_added_should_catch_up_no_faster_than
     }
     controller.shutdown().await.unwrap();
 }
+
+/// A fetch of `partitions` (offset each) in session (`id`, `epoch`),
+/// forgetting `forget`; v12, by name, no wait.
+fn session_fetch(
+    topic: &str,
+    id: i32,
+    epoch: i32,
+    partitions: &[(i32, i64)],
+    forget: &[i32],
+) -> FetchRequest {
+    let mut r = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_id(id)
+        .with_session_epoch(epoch);
+    if !partitions.is_empty() {
+        r.topics = vec![
+            FetchTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(
+                    partitions
+                        .iter()
+                        .map(|(p, offset)| {
+                            FetchPartition::default()
+                                .with_partition(*p)
+                                .with_fetch_offset(*offset)
+                                .with_current_leader_epoch(-1)
+                                .with_partition_max_bytes(1 << 20)
+                        })
+                        .collect(),
+                ),
+        ];
+    }
+    if !forget.is_empty() {
+        r.forgotten_topics_data = vec![
+            kafka_protocol::messages::fetch_request::ForgottenTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(forget.to_vec()),
+        ];
+    }
+    r
+}
+
+/// The (partition, record values) an answer carries, in order.
+fn answered(r: &FetchResponse) -> Vec<(i32, Vec<String>)> {
+    r.responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| (p.partition_index, values(p.records.as_ref().unwrap(), 0)))
+        .collect()
+}
+
+/// Incremental fetch sessions (KIP-227): a full fetch with epoch 0 opens
+/// one; later fetches name only what changed and get only partitions with
+/// news; wrong epochs, unknown and closed sessions are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_fetch_session_when_fetching_incrementally_should_answer_only_partitions_with_news()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), |_| {}).await;
+    let mut conn = Conn::connect(broker.kafka_addr).await;
+    create(&mut conn, "s", 3, 1).await;
+    produce(
+        &mut conn,
+        "s",
+        0,
+        batch(&["a", "b"], None, Compression::None),
+        -1,
+    )
+    .await;
+
+    let full = conn
+        .call(
+            12,
+            &session_fetch("s", 0, 0, &[(0, 0), (1, 0), (2, 0)], &[]),
+        )
+        .await;
+    assert_eq!(full.error_code, 0);
+    let id = full.session_id;
+    assert_ne!(id, 0, "a session was opened");
+    assert_eq!(
+        answered(&full),
+        [(0, vec!["a".into(), "b".into()]), (1, vec![]), (2, vec![])]
+    );
+
+    // The client moved partition 0 on; nothing else changed.
+    let r = conn
+        .call(12, &session_fetch("s", id, 1, &[(0, 2)], &[]))
+        .await;
+    assert_eq!((r.error_code, r.session_id), (0, id));
+    assert_eq!(answered(&r), []);
+
+    // A record lands in partition 1: only it is answered.
+    produce(
+        &mut conn,
+        "s",
+        1,
+        batch(&["c"], None, Compression::None),
+        -1,
+    )
+    .await;
+    let r = conn.call(12, &session_fetch("s", id, 2, &[], &[])).await;
+    assert_eq!(answered(&r), [(1, vec!["c".into()])]);
+
+    // The same epoch again is refused.
+    let r = conn.call(12, &session_fetch("s", id, 2, &[], &[])).await;
+    assert_eq!(r.error_code, 71, "INVALID_FETCH_SESSION_EPOCH");
+
+    // Partition 1 is forgotten: its news no longer come.
+    let r = conn.call(12, &session_fetch("s", id, 3, &[], &[1])).await;
+    assert_eq!(answered(&r), [], "{r:?}");
+    produce(
+        &mut conn,
+        "s",
+        1,
+        batch(&["d"], None, Compression::None),
+        -1,
+    )
+    .await;
+    produce(
+        &mut conn,
+        "s",
+        2,
+        batch(&["e"], None, Compression::None),
+        -1,
+    )
+    .await;
+    let r = conn.call(12, &session_fetch("s", id, 4, &[], &[])).await;
+    assert_eq!(answered(&r), [(2, vec!["e".into()])]);
+
+    // Closing it (epoch -1) is a sessionless full fetch; then it is gone.
+    let r = conn
+        .call(12, &session_fetch("s", id, -1, &[(0, 2)], &[]))
+        .await;
+    assert_eq!((r.error_code, r.session_id), (0, 0));
+    let r = conn.call(12, &session_fetch("s", id, 5, &[], &[])).await;
+    assert_eq!(r.error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
+    let r = conn.call(12, &session_fetch("s", 0, 3, &[], &[])).await;
+    assert_eq!(r.error_code, 71, "an epoch without a session");
+}

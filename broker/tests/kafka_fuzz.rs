@@ -130,6 +130,7 @@ impl Harness {
             listener: None,
             quotas: QuotaService::open_local(dir.path(), Arc::new(QuotaManager::default()))
                 .expect("quotas"),
+            fetch_sessions: Default::default(),
         });
         let h = Self {
             runtime,

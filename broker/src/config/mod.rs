@@ -410,6 +410,15 @@ pub struct BrokerConfig {
     )]
     pub group_max_session_timeout_ms: i32,
 
+    /// Incremental fetch sessions (KIP-227) kept at most (Kafka's
+    /// `max.incremental.fetch.session.cache.slots`); 0 turns them off.
+    #[arg(
+        long,
+        env = "RILL_MAX_INCREMENTAL_FETCH_SESSION_CACHE_SLOTS",
+        default_value_t = 1000
+    )]
+    pub max_incremental_fetch_session_cache_slots: usize,
+
     /// Consumer-protocol (KIP-848) members that do not heartbeat this long
     /// are removed, in ms (Kafka's `group.consumer.session.timeout.ms`).
     #[arg(
@@ -422,15 +431,27 @@ pub struct BrokerConfig {
 
     /// Heartbeat interval of consumer-protocol members of a stable group,
     /// in ms (Kafka's `group.consumer.heartbeat.interval.ms`, 5000 there).
-    /// Shorter means a new member gets its partitions sooner, at one small
-    /// request per member per interval.
+    /// Shorter means a member joining gets its partitions sooner, at one
+    /// small request per member per interval; see
+    /// `--group-consumer-heartbeats-per-second`.
     #[arg(
         long,
         env = "RILL_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS",
-        default_value_t = 1000,
-        value_parser = clap::value_parser!(i32).range(100..)
+        default_value_t = 250,
+        value_parser = clap::value_parser!(i32).range(50..)
     )]
     pub group_consumer_heartbeat_interval_ms: i32,
+
+    /// Consumer-protocol heartbeats per second a broker aims to stay under:
+    /// when its members would send more at the interval above, their
+    /// interval grows (members x 1000 / this, in ms).
+    #[arg(
+        long,
+        env = "RILL_GROUP_CONSUMER_HEARTBEATS_PER_SECOND",
+        default_value_t = 5000,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub group_consumer_heartbeats_per_second: u32,
 
     /// How long committed offsets are kept once their group is empty, in ms
     /// (Kafka's `offsets.retention.minutes`).
@@ -543,8 +564,10 @@ impl BrokerConfig {
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
+            max_incremental_fetch_session_cache_slots: 1000,
             group_consumer_session_timeout_ms: 45_000,
-            group_consumer_heartbeat_interval_ms: 1000,
+            group_consumer_heartbeat_interval_ms: 250,
+            group_consumer_heartbeats_per_second: 5000,
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
             offsets_commit_timeout_ms: 5000,
             log_format: LogFormat::Text,
@@ -1020,6 +1043,7 @@ impl BrokerConfig {
             },
             offsets_retention_ms: self.offsets_retention_ms,
             commit_timeout: Duration::from_millis(self.offsets_commit_timeout_ms),
+            consumer_heartbeats_per_sec: self.group_consumer_heartbeats_per_second,
             ..GroupSettings::default()
         }
     }

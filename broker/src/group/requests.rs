@@ -114,10 +114,12 @@ impl GroupCoordinator {
         if let Some(written) = written {
             written.await.unwrap_or(Err(GroupError::NotCoordinator))?;
         }
-        if reply.is_ok() {
-            self.metrics().group_consumer_heartbeats.inc();
+        let mut reply = reply?;
+        self.metrics().group_consumer_heartbeats.inc();
+        if reply.heartbeat_interval_ms >= self.settings().limits.consumer_heartbeat_interval_ms {
+            reply.heartbeat_interval_ms = self.stable_heartbeat_interval();
         }
-        reply
+        Ok(reply)
     }
 
     /// ConsumerGroupDescribe of one group.

@@ -170,7 +170,7 @@ macro_rules! kafka_apis {
                             Err(denied) => return Reply::<$gresp>::from(denied).encode(api_name(api), header).map(unthrottled),
                         };
                         let meter = Meter::new(ctx, caller, header, request_bytes);
-                        let (answer, busy) = timed($ghandler(&c, version, r, &client(header, ctx.listener.as_deref()))).await;
+                        let (answer, busy) = timed($ghandler(&c, version, r, &client(header, ctx.listener.as_deref(), &caller.host))).await;
                         let reply = Reply::<$gresp>::from(answer).finish(finish);
                         let (reply, throttle) = meter.charge::<$greq, $gresp>(reply, version, busy, true);
                         reply.encode(api_name(api), header).map(|frame| Answer { frame, throttle })

@@ -318,12 +318,40 @@ impl Authorize for FetchRequest {
     ) -> Result<(Self, Finish<Self::Response>), Self::Response> {
         let by_id = self.topics.iter().any(|t| !t.topic_id.is_nil());
         let names = check.names(by_id);
-        let (kept, denied) = split(std::mem::take(&mut self.topics), |t| {
+        let (kept, mut denied) = split(std::mem::take(&mut self.topics), |t| {
             names
                 .name(&t.topic.0, t.topic_id)
                 .is_none_or(|name| check.topic(Operation::Read, &name))
         });
         self.topics = kept;
+        // An incremental fetch reads every partition of its session: each
+        // topic there is checked again, and a denied one leaves the session.
+        if self.session_id != 0 && self.session_epoch > 0 {
+            let sessions = &check.ctx.fetch_sessions;
+            let revoked: std::collections::HashSet<String> = sessions
+                .topics(self.session_id)
+                .into_iter()
+                .filter(|t| !check.topic(Operation::Read, t))
+                .collect();
+            if !revoked.is_empty() {
+                let mut gone: std::collections::BTreeMap<(String, Uuid), Vec<i32>> =
+                    std::collections::BTreeMap::new();
+                for (topic, id, partition) in sessions.forget_topics(self.session_id, &revoked) {
+                    gone.entry((topic, id)).or_default().push(partition);
+                }
+                denied.extend(gone.into_iter().map(|((topic, id), partitions)| {
+                    fetch_request::FetchTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(topic)))
+                        .with_topic_id(id)
+                        .with_partitions(
+                            partitions
+                                .into_iter()
+                                .map(|p| fetch_request::FetchPartition::default().with_partition(p))
+                                .collect(),
+                        )
+                }));
+            }
+        }
         if denied.is_empty() {
             return Ok((self, None));
         }

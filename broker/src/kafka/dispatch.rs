@@ -240,6 +240,7 @@ mod tests {
                 Arc::new(crate::quota::QuotaManager::default()),
             )
             .expect("quotas"),
+            fetch_sessions: Default::default(),
         }
     }
 

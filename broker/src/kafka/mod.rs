@@ -40,6 +40,7 @@ pub mod connection;
 pub mod dispatch;
 pub mod errors;
 pub mod fetch;
+pub mod fetch_session;
 pub mod frame;
 pub mod groups;
 pub mod metadata;
@@ -122,6 +123,8 @@ pub struct KafkaContext {
     pub listener: Option<String>,
     /// Client quotas ([`throttle`]), and where quota changes go.
     pub quotas: crate::quota::QuotaService,
+    /// Incremental fetch sessions, shared by every listener of the broker.
+    pub fetch_sessions: Arc<fetch_session::FetchSessions>,
 }
 
 impl KafkaContext {

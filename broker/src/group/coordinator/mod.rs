@@ -89,6 +89,10 @@ pub struct GroupSettings {
     pub commit_timeout: Duration,
     /// Granularity of session, join and sync deadlines.
     pub tick_interval: Duration,
+    /// Consumer-protocol heartbeats per second this broker aims to stay
+    /// under: with many members, their stable heartbeat interval grows past
+    /// `limits.consumer_heartbeat_interval_ms` to keep to it.
+    pub consumer_heartbeats_per_sec: u32,
 }
 
 impl Default for GroupSettings {
@@ -101,6 +105,7 @@ impl Default for GroupSettings {
             offsets_retention_check_interval: Duration::from_secs(600),
             commit_timeout: Duration::from_secs(5),
             tick_interval: Duration::from_millis(100),
+            consumer_heartbeats_per_sec: 5000,
         }
     }
 }
@@ -219,6 +224,8 @@ pub struct GroupCoordinator {
     stop: CancellationToken,
     /// Lag series exported last time (to remove those that went away).
     lag_series: Mutex<BTreeSet<(String, String, String)>>,
+    /// Consumer-protocol members coordinated here (refreshed every second).
+    consumer_members: std::sync::atomic::AtomicUsize,
 }
 
 /// The records of `group`'s committed offsets.
@@ -280,6 +287,7 @@ impl GroupCoordinator {
             creating: Arc::new(AtomicBool::new(false)),
             stop: CancellationToken::new(),
             lag_series: Mutex::new(BTreeSet::new()),
+            consumer_members: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -410,6 +418,17 @@ impl GroupCoordinator {
             .collect()
     }
 
+    /// The heartbeat interval of a consumer-protocol member of a stable
+    /// group: the configured one, or longer when the members coordinated
+    /// here would otherwise send more than the heartbeat budget.
+    pub(super) fn stable_heartbeat_interval(&self) -> i32 {
+        let configured = self.settings.limits.consumer_heartbeat_interval_ms;
+        let members = self.consumer_members.load(Ordering::Relaxed) as u64;
+        let budget = u64::from(self.settings.consumer_heartbeats_per_sec.max(1));
+        let needed = (members * 1000).div_ceil(budget);
+        configured.max(i32::try_from(needed).unwrap_or(i32::MAX))
+    }
+
     // ---- access for the requests (`super::requests`) ----
 
     /// Runs `f` on the table of the group's partition if this broker
@@ -457,9 +476,15 @@ impl GroupCoordinator {
         offsets: Vec<((String, i32), CommittedOffset)>,
     ) -> Result<oneshot::Receiver<Result<(), GroupError>>, GroupError> {
         self.with_shard(group_id, |shard, now| {
-            shard
-                .table
-                .validate_commit(now, group_id, member_id, instance_id, generation)?;
+            let partitions: Vec<(String, i32)> = offsets.iter().map(|(k, _)| k.clone()).collect();
+            shard.table.validate_commit_of(
+                now,
+                group_id,
+                member_id,
+                instance_id,
+                generation,
+                &partitions,
+            )?;
             shard
                 .table
                 .commit_pending(group_id, offsets.iter().map(|(k, _)| k));
@@ -491,9 +516,16 @@ impl GroupCoordinator {
     ) -> Result<oneshot::Receiver<Result<(), GroupError>>, GroupError> {
         self.with_shard(group_id, |shard, now| {
             if let Some((member_id, instance_id, generation)) = member {
-                shard
-                    .table
-                    .validate_commit(now, group_id, member_id, instance_id, generation)?;
+                let partitions: Vec<(String, i32)> =
+                    offsets.iter().map(|(k, _)| k.clone()).collect();
+                shard.table.validate_commit_of(
+                    now,
+                    group_id,
+                    member_id,
+                    instance_id,
+                    generation,
+                    &partitions,
+                )?;
             }
             let (tx, rx) = oneshot::channel();
             let records = offset_records(group_id, &offsets);
@@ -737,9 +769,11 @@ impl GroupCoordinator {
         let mut by_state: BTreeMap<GroupState, usize> = BTreeMap::new();
         let (mut loading, mut active) = (0, 0);
         let mut committed: Vec<(String, String, i32, i64)> = Vec::new();
+        let mut consumer_members = 0;
         {
             let shards = self.shards.lock();
             for s in shards.values() {
+                consumer_members += s.table.consumer_members();
                 match s.status {
                     Status::Loading => loading += 1,
                     Status::Active => active += 1,
@@ -754,6 +788,8 @@ impl GroupCoordinator {
                 );
             }
         }
+        self.consumer_members
+            .store(consumer_members, Ordering::Relaxed);
         for state in GroupState::ALL {
             self.metrics
                 .consumer_groups

@@ -111,6 +111,8 @@ pub struct ConsumerMember {
     pub assigned: Partitions,
     /// What it must give up before it moves on.
     pub pending_revocation: Partitions,
+    /// The member epoch at which it got each partition it owns.
+    pub(super) assigned_epochs: HashMap<(Uuid, i32), i32>,
     pub(super) session_deadline: i64,
     /// When a member that has not revoked yet is removed.
     pub(super) revoke_deadline: Option<i64>,
@@ -385,9 +387,16 @@ impl ConsumerGroup {
         self.target = target;
     }
 
-    /// Installs a member's new assignment, keeping the owner map current.
-    fn set_assignment(&mut self, id: &str, assigned: Partitions, pending: Partitions) {
+    /// Installs a member's new assignment, keeping the owner map current;
+    /// partitions it did not own before are owned from `epoch`.
+    fn set_assignment(&mut self, id: &str, assigned: Partitions, pending: Partitions, epoch: i32) {
         let m = self.members.get_mut(id).expect("member");
+        let held: std::collections::HashSet<(Uuid, i32)> =
+            pairs(&assigned).chain(pairs(&pending)).collect();
+        m.assigned_epochs.retain(|tp, _| held.contains(tp));
+        for tp in &held {
+            m.assigned_epochs.entry(*tp).or_insert(epoch);
+        }
         for tp in pairs(&m.assigned).chain(pairs(&m.pending_revocation)) {
             if self.owners.get(&tp).is_some_and(|o| o == id) {
                 self.owners.remove(&tp);
@@ -420,8 +429,8 @@ impl ConsumerGroup {
                 if !revoked {
                     return false;
                 }
-                let kept = m.assigned.clone();
-                self.set_assignment(id, kept, Partitions::new());
+                let (kept, epoch) = (m.assigned.clone(), m.epoch);
+                self.set_assignment(id, kept, Partitions::new(), epoch);
                 self.members.get_mut(id).expect("member").revoke_deadline = None;
             }
             _ if m.epoch == self.assignment_epoch && m.state == MemberState::Stable => {
@@ -435,7 +444,8 @@ impl ConsumerGroup {
         let revoke = difference(&m.assigned, &target);
         if !revoke.is_empty() {
             let deadline = now + i64::from(m.rebalance_timeout_ms.max(0));
-            self.set_assignment(id, keep, revoke);
+            let epoch = m.epoch;
+            self.set_assignment(id, keep, revoke, epoch);
             let m = self.members.get_mut(id).expect("member");
             m.state = MemberState::UnrevokedPartitions;
             m.revoke_deadline = Some(deadline);
@@ -450,8 +460,8 @@ impl ConsumerGroup {
                     }
                 }
             }
-            self.set_assignment(id, assigned, Partitions::new());
             let epoch = self.assignment_epoch;
+            self.set_assignment(id, assigned, Partitions::new(), epoch);
             let m = self.members.get_mut(id).expect("member");
             if m.epoch != epoch {
                 m.previous_epoch = m.epoch;
@@ -479,7 +489,7 @@ impl ConsumerGroup {
         if !self.members.contains_key(id) {
             return;
         }
-        self.set_assignment(id, Partitions::new(), Partitions::new());
+        self.set_assignment(id, Partitions::new(), Partitions::new(), 0);
         self.members.remove(id);
         self.target.remove(id);
         self.stale_target = true;
@@ -675,7 +685,7 @@ impl ConsumerGroup {
                 m.epoch = m.previous_epoch;
             } else {
                 // Fenced (or lost its state): it owns nothing now.
-                self.set_assignment(&id, Partitions::new(), Partitions::new());
+                self.set_assignment(&id, Partitions::new(), Partitions::new(), 0);
                 let m = self.members.get_mut(&id).expect("member");
                 m.previous_epoch = m.epoch;
                 m.epoch = JOIN_EPOCH;
@@ -708,12 +718,13 @@ impl ConsumerGroup {
                     state: MemberState::Stable,
                     assigned: Partitions::new(),
                     pending_revocation: Partitions::new(),
+                    assigned_epochs: HashMap::new(),
                     session_deadline: now,
                     revoke_deadline: None,
                 },
             );
             if let Some((epoch, assigned, pending, state, target)) = inherited {
-                self.set_assignment(&id, assigned, pending);
+                self.set_assignment(&id, assigned, pending, epoch);
                 let m = self.members.get_mut(&id).expect("member");
                 m.epoch = epoch;
                 m.previous_epoch = epoch;
@@ -820,10 +831,17 @@ impl ConsumerGroup {
         w
     }
 
-    /// An OffsetCommit (or TxnOffsetCommit) of a member: it must exist and
-    /// commit in its current epoch. A negative epoch without a member id
-    /// commits for an empty group only (an admin tool).
-    pub(super) fn validate_commit(&self, member_id: &str, epoch: i32) -> Result<(), GroupError> {
+    /// An OffsetCommit (or TxnOffsetCommit) of `partitions` by a member: it
+    /// must exist and commit in its current epoch, or in an older one for
+    /// partitions it has owned since then (KIP-1251: a commit sent just
+    /// before a heartbeat moved its epoch on). A negative epoch without a
+    /// member id commits for an empty group only (an admin tool).
+    pub(super) fn validate_commit(
+        &self,
+        member_id: &str,
+        epoch: i32,
+        partitions: &[(String, i32)],
+    ) -> Result<(), GroupError> {
         if epoch < 0 && member_id.is_empty() && self.members.is_empty() {
             return Ok(());
         }
@@ -836,7 +854,13 @@ impl ConsumerGroup {
                 current: m.epoch,
             });
         }
-        if epoch < m.epoch {
+        let owned_since = |(topic, partition): &(String, i32)| {
+            self.subscribed
+                .get(topic)
+                .and_then(|(id, _)| m.assigned_epochs.get(&(*id, *partition)))
+                .is_some_and(|since| *since <= epoch)
+        };
+        if epoch < m.epoch && (partitions.is_empty() || !partitions.iter().all(owned_since)) {
             return Err(GroupError::StaleMemberEpoch {
                 given: epoch,
                 current: m.epoch,
@@ -929,6 +953,7 @@ impl ConsumerGroup {
                             state: MemberState::Stable,
                             assigned: Partitions::new(),
                             pending_revocation: Partitions::new(),
+                            assigned_epochs: HashMap::new(),
                             session_deadline: now + i64::from(limits.consumer_session_timeout_ms),
                             revoke_deadline: None,
                         },
@@ -947,7 +972,7 @@ impl ConsumerGroup {
             if !g.members.contains_key(&member) {
                 continue;
             }
-            g.set_assignment(&member, a.assigned, a.pending_revocation);
+            g.set_assignment(&member, a.assigned, a.pending_revocation, a.epoch);
             let m = g.members.get_mut(&member).expect("member");
             m.epoch = a.epoch;
             m.previous_epoch = a.previous_epoch;

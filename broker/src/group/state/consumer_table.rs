@@ -82,6 +82,15 @@ impl GroupTable {
         }
     }
 
+    /// Consumer-protocol members of every group here.
+    pub fn consumer_members(&self) -> usize {
+        self.groups
+            .values()
+            .filter_map(|g| g.consumer.as_ref())
+            .map(|c| c.member_count())
+            .sum()
+    }
+
     /// ConsumerGroupDescribe of one group.
     pub fn consumer_describe(
         &self,

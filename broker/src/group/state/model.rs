@@ -47,8 +47,8 @@ impl Default for Limits {
             max_size: i32::MAX as usize,
             max_metadata_bytes: 4_096,
             consumer_session_timeout_ms: 45_000,
-            consumer_heartbeat_interval_ms: 1_000,
-            consumer_reconcile_heartbeat_interval_ms: 200,
+            consumer_heartbeat_interval_ms: 250,
+            consumer_reconcile_heartbeat_interval_ms: 50,
         }
     }
 }

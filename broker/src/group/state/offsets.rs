@@ -50,9 +50,25 @@ impl GroupTable {
         instance_id: Option<&str>,
         generation: i32,
     ) -> Result<(), GroupError> {
+        self.validate_commit_of(now, group_id, member_id, instance_id, generation, &[])
+    }
+
+    /// [`Self::validate_commit`] of a commit of `partitions`: a member of a
+    /// consumer-protocol group may commit with an older member epoch the
+    /// partitions it has owned since that epoch (KIP-1251), as a commit
+    /// sent just before its epoch moved on.
+    pub fn validate_commit_of(
+        &mut self,
+        now: i64,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        partitions: &[(String, i32)],
+    ) -> Result<(), GroupError> {
         match self.groups.get_mut(group_id) {
             Some(g) => match &g.consumer {
-                Some(c) => c.validate_commit(member_id, generation),
+                Some(c) => c.validate_commit(member_id, generation, partitions),
                 None => g.validate_commit(now, member_id, instance_id, generation),
             },
             None if generation < 0 => {

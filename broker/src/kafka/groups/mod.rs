@@ -76,16 +76,20 @@ impl GroupErrorCode for GroupError {
     }
 }
 
-/// Who sent the request, as far as the header tells. The listener does
-/// not pass the peer address, so DescribeGroups shows no client host.
-pub fn client(header: &RequestHeader, listener: Option<&str>) -> ClientInfo {
+/// Who sent the request: its client id, and its address as Kafka prints
+/// it (`/10.0.0.7`; empty when unknown).
+pub fn client(header: &RequestHeader, listener: Option<&str>, host: &str) -> ClientInfo {
     ClientInfo {
         client_id: header
             .client_id
             .as_ref()
             .map(|c| c.to_string())
             .unwrap_or_default(),
-        client_host: String::new(),
+        client_host: if host.is_empty() {
+            String::new()
+        } else {
+            format!("/{host}")
+        },
         listener: listener.map(str::to_owned),
     }
 }

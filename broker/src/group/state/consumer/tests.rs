@@ -474,3 +474,41 @@ fn given_groups_of_the_other_protocol_with_members_when_joining_should_be_refuse
     );
     assert!(h.table.describe(G).is_none());
 }
+
+#[test]
+fn given_a_commit_sent_before_the_epoch_moved_when_validated_should_accept_partitions_owned_since_then()
+ {
+    let mut h = Harness::new(4);
+    let a = h.join("a");
+    let owned = a.assignment.unwrap();
+    h.join("b");
+    // a gives up two partitions and moves to epoch 2, keeping t-0 and t-1.
+    let kept = h.beat("a", 1, Some(&owned)).assignment.unwrap();
+    assert_eq!(h.beat("a", 1, Some(&kept)).member_epoch, 2);
+    let mine: Vec<(String, i32)> = kept[&topic()]
+        .iter()
+        .map(|p| ("t".to_owned(), *p))
+        .collect();
+    let gone: Vec<(String, i32)> = owned[&topic()]
+        .difference(&kept[&topic()])
+        .map(|p| ("t".to_owned(), *p))
+        .collect();
+    let check = |h: &mut Harness, member: &str, epoch: i32, parts: &[(String, i32)]| {
+        h.table
+            .validate_commit_of(h.now, G, member, None, epoch, parts)
+    };
+    assert_eq!(check(&mut h, "a", 1, &mine), Ok(()), "owned since epoch 1");
+    assert!(matches!(
+        check(&mut h, "a", 1, &gone),
+        Err(GroupError::StaleMemberEpoch { .. })
+    ));
+    assert!(matches!(
+        check(&mut h, "a", 1, &[]),
+        Err(GroupError::StaleMemberEpoch { .. })
+    ));
+    // b got its partitions at epoch 2: an epoch-1 commit of them is stale.
+    let b = h.beat("b", 2, Some(&Partitions::new())).assignment.unwrap();
+    let bs: Vec<(String, i32)> = b[&topic()].iter().map(|p| ("t".to_owned(), *p)).collect();
+    assert_eq!(check(&mut h, "b", 2, &bs), Ok(()));
+    assert!(check(&mut h, "b", 1, &bs).is_err());
+}
