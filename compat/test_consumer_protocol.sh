@@ -9,7 +9,12 @@
 # acknowledged record must be processed exactly once (0 lost, 0 duplicates,
 # none unexpected), no two members may own a partition at once, no
 # assignment may change once the group has settled, and the group's
-# committed offsets must end at the end offsets.
+# committed offsets must end at the end offsets. Records in flight when a
+# partition moves: a member processes only what poll returned, and the
+# revocation callback runs inside poll, between batches, so the old owner's
+# commit covers exactly what it processed; records it had fetched but poll
+# had not returned are dropped and read again by the new owner from that
+# commit. So any duplicate or gap is a failure.
 #
 #   1. consumer: 2 members with group.protocol=consumer (the broker's
 #      default server-side assignor, uniform), then a 3rd joins; the settle
