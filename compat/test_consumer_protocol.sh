@@ -91,7 +91,7 @@ scenario() {
         --drain-timeout-s "$DRAIN_TIMEOUT" --hold-timeout-s "$HOLD_TIMEOUT" "${hold[@]}" "$@"
     pid=$!
     if [ "$inspect" != - ]; then
-        held() { grep -q '^HOLD ' "$out" || ! kill -0 "$pid" 2>/dev/null; }
+        held() { grep -qs '^HOLD ' "$out" || ! kill -0 "$pid" 2>/dev/null; }
         wait_until "$name: the group to settle" $((SETTLE_TIMEOUT * 4 + 30)) held
         if grep -q '^HOLD ' "$out"; then
             "$inspect" "$group" "$topic" "$out"
@@ -101,9 +101,9 @@ scenario() {
     local rc=0
     wait "$pid" || rc=$?
     pid=""
-    grep -E '^(SETTLE|RESULT|NOTE)' "$out" | sed "s/^/    $name: /"
+    { grep -E '^(SETTLE|RESULT|NOTE|  )' "$out" || true; } | sed "s/^/    $name: /"
     if ! grep -qx OK "$out"; then
-        grep -E '^(START|ASSIGNED|REVOKED|LOST|CLOSED|ERROR)' "$out" | tail -30 >&2
+        { grep -E '^(START|ASSIGNED|REVOKED|LOST|CLOSED|ERROR)' "$out" || true; } | tail -30 >&2
         errors_in "$WORK/$name.err" | head -5 >&2
         fail "$name: $(grep -m1 '^FAIL' "$out" | sed 's/^FAIL: //' || echo "GroupSettle exited $rc without a verdict")"
     fi
