@@ -19,6 +19,7 @@ import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.ListOffsetsResult;
 import org.apache.kafka.clients.admin.OffsetSpec;
+import org.apache.kafka.clients.consumer.CommitFailedException;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -361,8 +362,10 @@ public final class GroupSettle {
 
         /**
          * Commits the processed offsets of the given partitions. After a batch a
-         * commit refused because a rebalance is under way is left to the
-         * revocation callback; in the callback a failure is an error.
+         * commit refused because a rebalance is under way (classic) or the
+         * member epoch moved on (consumer protocol: CommitFailedException) is
+         * left to the revocation callback, as an application would; in the
+         * callback a failure is an error.
          */
         void commit(KafkaConsumer<String, String> c, Collection<TopicPartition> tps, boolean onRevoke) {
             Map<TopicPartition, OffsetAndMetadata> offsets = new HashMap<>();
@@ -377,11 +380,12 @@ public final class GroupSettle {
             }
             try {
                 c.commitSync(offsets);
-            } catch (RebalanceInProgressException e) {
+            } catch (RebalanceInProgressException | CommitFailedException e) {
                 if (onRevoke) {
                     throw e;
                 }
                 commitsRetried.incrementAndGet();
+                out("NOTE " + name + ": commit after a batch refused (left to the revocation callback): " + e);
             }
         }
     }
