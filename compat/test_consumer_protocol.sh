@@ -139,20 +139,29 @@ state, members, offsets = (open(f).read().splitlines() for f in sys.argv[6:9])
 bad = []
 
 def table(lines, first):
+    """The rows of the table whose header has column FIRST, as dicts. The
+    tool pads each column to the width of its longest value, so a value
+    starts where its header starts (an empty value is an empty string)."""
     hdr = [i for i, l in enumerate(lines) if l.split()[:1] == ["GROUP"] and first in l.split()]
     if not hdr:
         return None, []
-    cols = lines[hdr[0]].split()
-    return cols, [l.split() for l in lines[hdr[0] + 1:] if l.split()[:1] == [group]]
+    h = lines[hdr[0]]
+    starts = [m.start() for m in re.finditer(r"\S+(?: \(\S+\))?", h)]
+    cols = [h[a:b].strip() for a, b in zip(starts, starts[1:] + [None])]
+    rows = []
+    for l in lines[hdr[0] + 1:]:
+        if l.split()[:1] == [group]:
+            rows.append({c: l[a:b].strip() for c, a, b in zip(cols, starts, starts[1:] + [None])})
+    return cols, rows
 
 cols, rows = table(state, "ASSIGNMENT-STRATEGY")
 if not rows:
     bad.append("--describe --state: no row for the group")
 else:
     r = rows[0]
-    # COORDINATOR (ID) is "host:port  (id)": two fields.
-    if r[3] != strategy or r[4] != "Stable" or r[-1] != "3":
-        bad.append(f"--describe --state: strategy {r[3]}, state {r[4]}, {r[-1]} members; expected {strategy}, Stable, 3")
+    if (r.get("ASSIGNMENT-STRATEGY"), r.get("STATE"), r.get("#MEMBERS")) != (strategy, "Stable", "3"):
+        bad.append(f"--describe --state: strategy {r.get('ASSIGNMENT-STRATEGY')!r}, state {r.get('STATE')!r}, "
+                   f"{r.get('#MEMBERS')!r} members; expected {strategy}, Stable, 3")
 
 # What each member owns, by client id, from GroupSettle's SETTLED lines.
 own = {}
@@ -165,9 +174,10 @@ if cols is None:
     bad.append("--describe --members --verbose: no CURRENT-ASSIGNMENT column (not shown as a consumer-protocol group)")
 else:
     seen = {}
-    for r in rows:
-        d = dict(zip(cols, r))
+    for d in rows:
         cid = d.get("CLIENT-ID")
+        if not d.get("HOST"):
+            bad.append(f"member {cid}: no HOST (Kafka shows the client's address, /127.0.0.1)")
         cur = d.get("CURRENT-ASSIGNMENT", "")
         tgt = d.get("TARGET-ASSIGNMENT", "")
         seen[cid] = cur
@@ -181,8 +191,7 @@ else:
         bad.append(f"members shown: {sorted(seen)}, expected {sorted(own)}")
 
 cols, rows = table(offsets, "CONSUMER-ID")
-owned = sorted(int(dict(zip(cols, r))["PARTITION"]) for r in rows
-               if dict(zip(cols, r)).get("TOPIC") == topic and dict(zip(cols, r)).get("CONSUMER-ID", "-") != "-")
+owned = sorted(int(d["PARTITION"]) for d in rows if d.get("TOPIC") == topic and d.get("CONSUMER-ID", "-") not in ("-", ""))
 if owned != list(range(parts)):
     bad.append(f"--describe: partitions with a consumer {owned}, expected 0..{parts - 1}")
 for b in bad:
