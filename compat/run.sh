@@ -166,6 +166,8 @@ if [ "$security" = plaintext ]; then
     run_shell topic-describe test_topic_describe.sh
     run_shell configs-alter test_configs_alter.sh
     run_shell group-lag test_group_lag.sh
+    run_shell consumer-protocol test_consumer_protocol.sh
+    run_shell consumer-protocol-librdkafka test_consumer_protocol_librdkafka.sh
     run_shell reassign test_reassign.sh
     run_shell quotas test_quotas.sh
     run_shell streams-wordcount test_streams_wordcount.sh
