@@ -68,6 +68,10 @@ pub enum GroupError {
     UnsupportedAssignor(String),
     #[error("invalid regular expression {0}")]
     InvalidRegex(String),
+    /// A consumer-protocol member joins a classic group that is
+    /// rebalancing: it can join once the group is Stable.
+    #[error("group {0:?} is rebalancing; a consumer-protocol member can join once it is stable")]
+    RebalancingForUpgrade(String),
     /// The group id belongs to a group of the other protocol that has
     /// members.
     #[error("group {group:?} is a {is} group with members")]
@@ -107,6 +111,7 @@ impl GroupError {
             Self::UnsupportedAssignor(_) => "unsupported_assignor",
             Self::InvalidRegex(_) => "invalid_regular_expression",
             Self::WrongGroupType { .. } => "wrong_group_type",
+            Self::RebalancingForUpgrade(_) => "rebalancing_for_upgrade",
             Self::Internal(_) => "internal",
         }
     }

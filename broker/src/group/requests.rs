@@ -62,8 +62,11 @@ impl GroupCoordinator {
     /// errors and for members that only re-read the current generation).
     pub async fn join(&self, group_id: &str, request: JoinRequest) -> JoinReply {
         let member_id = request.member_id.clone();
+        let catalog = Catalog(self.manager());
         match self
-            .park(group_id, |t, now, id| t.join(now, id, group_id, request))
+            .park(group_id, |t, now, id| {
+                t.join_in(now, id, group_id, request, &catalog)
+            })
             .await
         {
             Ok(Some(Reply::Join(r))) => r,

@@ -71,6 +71,17 @@ pub struct MemberMetadata {
     pub subscribed_regex: Option<String>,
     pub server_assignor: Option<String>,
     pub rebalance_timeout_ms: i32,
+    /// Set for a member of the classic protocol (tagged field 0).
+    pub classic: Option<ClassicMetadata>,
+}
+
+/// A classic member's session timeout and protocols (Kafka's
+/// ClassicMemberMetadata, tagged field 0 of key 5's value).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClassicMetadata {
+    pub session_timeout_ms: i32,
+    /// (name, metadata) in preference order.
+    pub protocols: Vec<(String, bytes::Bytes)>,
 }
 
 /// A member's current assignment as stored (key 8).
@@ -205,6 +216,24 @@ pub fn encode_value(value: &ConsumerValue) -> bytes::Bytes {
             put_compact_str(&mut buf, m.subscribed_regex.as_deref());
             put_compact_str(&mut buf, m.server_assignor.as_deref());
             buf.put_i32(m.rebalance_timeout_ms);
+            if let Some(c) = &m.classic {
+                let mut field = BytesMut::new();
+                field.put_i32(c.session_timeout_ms);
+                put_uvarint(&mut field, c.protocols.len() as u64 + 1);
+                for (name, metadata) in &c.protocols {
+                    put_compact_str(&mut field, Some(name));
+                    put_uvarint(&mut field, metadata.len() as u64 + 1);
+                    field.put_slice(metadata);
+                    put_no_tags(&mut field);
+                }
+                put_no_tags(&mut field);
+                // One tagged field: tag 0, its size, then the struct.
+                put_uvarint(&mut buf, 1);
+                put_uvarint(&mut buf, 0);
+                put_uvarint(&mut buf, field.len() as u64);
+                buf.put_slice(&field);
+                return buf.freeze();
+            }
         }
         ConsumerValue::Target(p) => put_partitions(&mut buf, p),
         ConsumerValue::Assignment(a) => {
@@ -271,6 +300,39 @@ impl Reader<'_> {
         Ok(())
     }
 
+    /// The tagged fields after a member value: ClassicMemberMetadata
+    /// (tag 0) if there, others skipped.
+    fn classic_tag(&mut self) -> Result<Option<ClassicMetadata>, RecordError> {
+        let n = self.uvarint()?;
+        let mut classic = None;
+        for _ in 0..n {
+            let tag = self.uvarint()?;
+            let size =
+                usize::try_from(self.uvarint()?).map_err(|_| RecordError::NegativeLength(-1))?;
+            let raw = self.take(size)?;
+            if tag != 0 {
+                continue;
+            }
+            let mut f = Reader::new(raw);
+            let session_timeout_ms = f.i32()?;
+            let count = f.compact_len()?.unwrap_or(0);
+            let mut protocols = Vec::with_capacity(count.min(64));
+            for _ in 0..count {
+                let name = f.compact_str()?.unwrap_or_default();
+                let len = f.compact_len()?.unwrap_or(0);
+                let metadata = bytes::Bytes::copy_from_slice(f.take(len)?);
+                f.skip_tags()?;
+                protocols.push((name, metadata));
+            }
+            f.skip_tags()?;
+            classic = Some(ClassicMetadata {
+                session_timeout_ms,
+                protocols,
+            });
+        }
+        Ok(classic)
+    }
+
     fn partitions(&mut self) -> Result<Partitions, RecordError> {
         let mut out = Partitions::new();
         let n = self.compact_len()?.unwrap_or(0);
@@ -310,16 +372,21 @@ pub fn decode_value(key: &ConsumerKey, raw: &[u8]) -> Result<ConsumerValue, Reco
             for _ in 0..n {
                 subscribed_names.push(r.compact_str()?.unwrap_or_default());
             }
-            ConsumerValue::Member(MemberMetadata {
+            let subscribed_regex = r.compact_str()?;
+            let server_assignor = r.compact_str()?;
+            let rebalance_timeout_ms = r.i32()?;
+            let classic = r.classic_tag()?;
+            return Ok(ConsumerValue::Member(MemberMetadata {
                 instance_id,
                 rack_id,
                 client_id,
                 client_host,
                 subscribed_names,
-                subscribed_regex: r.compact_str()?,
-                server_assignor: r.compact_str()?,
-                rebalance_timeout_ms: r.i32()?,
-            })
+                subscribed_regex,
+                server_assignor,
+                rebalance_timeout_ms,
+                classic,
+            }));
         }
         ConsumerKey::Target { .. } => ConsumerValue::Target(r.partitions()?),
         ConsumerKey::Assignment { .. } => ConsumerValue::Assignment(MemberAssignment {
@@ -362,6 +429,23 @@ mod tests {
                     subscribed_regex: Some("x.*".into()),
                     server_assignor: Some("range".into()),
                     rebalance_timeout_ms: 300_000,
+                    classic: None,
+                }),
+            ),
+            (
+                ConsumerKey::Member {
+                    group: "g".into(),
+                    member: "c".into(),
+                },
+                ConsumerValue::Member(MemberMetadata {
+                    client_id: "c".into(),
+                    subscribed_names: vec!["a".into()],
+                    rebalance_timeout_ms: 300_000,
+                    classic: Some(ClassicMetadata {
+                        session_timeout_ms: 45_000,
+                        protocols: vec![("range".into(), bytes::Bytes::from_static(b"\0\x01x"))],
+                    }),
+                    ..MemberMetadata::default()
                 }),
             ),
             (

@@ -33,9 +33,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
 
 use super::assignor::{self, MemberSpec, Partitions};
+use super::consumer_classic::ClassicMember;
 use super::*;
 use crate::group::error::GroupError;
-use crate::group::records::consumer::{MemberAssignment, MemberMetadata};
+use crate::group::records::consumer::{ClassicMetadata, MemberAssignment, MemberMetadata};
 use crate::group::records::{ConsumerKey, ConsumerValue};
 
 /// Epoch of a member joining (or rejoining after being fenced).
@@ -116,6 +117,8 @@ pub struct ConsumerMember {
     pub(super) session_deadline: i64,
     /// When a member that has not revoked yet is removed.
     pub(super) revoke_deadline: Option<i64>,
+    /// Set for a member of the classic protocol ([`super::consumer_classic`]).
+    pub classic: Option<ClassicMember>,
 }
 
 impl ConsumerMember {
@@ -129,6 +132,14 @@ impl ConsumerMember {
             subscribed_regex: self.subscribed_regex.clone(),
             server_assignor: self.server_assignor.clone(),
             rebalance_timeout_ms: self.rebalance_timeout_ms,
+            classic: self.classic.as_ref().map(|c| ClassicMetadata {
+                session_timeout_ms: c.session_timeout_ms,
+                protocols: c
+                    .protocols
+                    .iter()
+                    .map(|p| (p.name.clone(), p.metadata.clone()))
+                    .collect(),
+            }),
         }
     }
 
@@ -201,6 +212,8 @@ pub struct ConsumerMemberDescription {
     pub subscribed_regex: Option<String>,
     pub assignment: Partitions,
     pub target: Partitions,
+    /// A member of the classic protocol.
+    pub classic: bool,
 }
 
 /// A group as ConsumerGroupDescribe shows it.
@@ -213,7 +226,7 @@ pub struct ConsumerGroupDescription {
     pub members: Vec<ConsumerMemberDescription>,
 }
 
-fn difference(a: &Partitions, b: &Partitions) -> Partitions {
+pub(super) fn difference(a: &Partitions, b: &Partitions) -> Partitions {
     let mut out = Partitions::new();
     for (t, ps) in a {
         let rest: BTreeSet<i32> = match b.get(t) {
@@ -227,7 +240,7 @@ fn difference(a: &Partitions, b: &Partitions) -> Partitions {
     out
 }
 
-fn intersection(a: &Partitions, b: &Partitions) -> Partitions {
+pub(super) fn intersection(a: &Partitions, b: &Partitions) -> Partitions {
     let mut out = Partitions::new();
     for (t, ps) in a {
         if let Some(other) = b.get(t) {
@@ -240,7 +253,7 @@ fn intersection(a: &Partitions, b: &Partitions) -> Partitions {
     out
 }
 
-fn pairs(p: &Partitions) -> impl Iterator<Item = (Uuid, i32)> + '_ {
+pub(super) fn pairs(p: &Partitions) -> impl Iterator<Item = (Uuid, i32)> + '_ {
     p.iter()
         .flat_map(|(t, ps)| ps.iter().map(move |p| (*t, *p)))
 }
@@ -250,7 +263,7 @@ fn is_subset(a: &Partitions, b: &Partitions) -> bool {
 }
 
 /// Writes of a consumer group's records.
-type Writes = Vec<(ConsumerKey, Option<ConsumerValue>)>;
+pub(super) type Writes = Vec<(ConsumerKey, Option<ConsumerValue>)>;
 
 impl ConsumerGroup {
     /// The group's state as Kafka names it.
@@ -296,7 +309,7 @@ impl ConsumerGroup {
     }
 
     /// The topics a member subscribes to that exist, by name.
-    fn member_topics(
+    pub(super) fn member_topics(
         m: &ConsumerMember,
         catalog: &dyn TopicCatalog,
         names: &mut Option<Vec<String>>,
@@ -326,7 +339,12 @@ impl ConsumerGroup {
 
     /// Computes the target again when something it depends on changed;
     /// when it differs, bumps the group epoch.
-    fn refresh_target(&mut self, group: &str, catalog: &dyn TopicCatalog, w: &mut Writes) {
+    pub(super) fn refresh_target(
+        &mut self,
+        group: &str,
+        catalog: &dyn TopicCatalog,
+        w: &mut Writes,
+    ) {
         let mut names = None;
         let per_member: BTreeMap<String, BTreeMap<String, (Uuid, i32)>> = self
             .members
@@ -387,9 +405,20 @@ impl ConsumerGroup {
         self.target = target;
     }
 
+    /// The member owning a partition (assigned or pending revocation).
+    pub(super) fn owner(&self, tp: &(Uuid, i32)) -> Option<&String> {
+        self.owners.get(tp)
+    }
+
     /// Installs a member's new assignment, keeping the owner map current;
     /// partitions it did not own before are owned from `epoch`.
-    fn set_assignment(&mut self, id: &str, assigned: Partitions, pending: Partitions, epoch: i32) {
+    pub(super) fn set_assignment(
+        &mut self,
+        id: &str,
+        assigned: Partitions,
+        pending: Partitions,
+        epoch: i32,
+    ) {
         let m = self.members.get_mut(id).expect("member");
         let held: std::collections::HashSet<(Uuid, i32)> =
             pairs(&assigned).chain(pairs(&pending)).collect();
@@ -411,7 +440,7 @@ impl ConsumerGroup {
 
     /// Moves member `id` towards the target (see the module docs). Returns
     /// whether its assignment, epoch or state changed.
-    fn reconcile(&mut self, id: &str, owned: Option<&Partitions>, now: i64) -> bool {
+    pub(super) fn reconcile(&mut self, id: &str, owned: Option<&Partitions>, now: i64) -> bool {
         let m = &self.members[id];
         if m.epoch == STATIC_LEAVE_EPOCH {
             return false;
@@ -485,7 +514,7 @@ impl ConsumerGroup {
 
     /// Removes a member and releases its partitions; the target is
     /// computed again at the next heartbeat.
-    fn remove(&mut self, group: &str, id: &str, w: &mut Writes) {
+    pub(super) fn remove(&mut self, group: &str, id: &str, w: &mut Writes) {
         if !self.members.contains_key(id) {
             return;
         }
@@ -511,7 +540,7 @@ impl ConsumerGroup {
         }
     }
 
-    fn write_member(&self, group: &str, id: &str, w: &mut Writes) {
+    pub(super) fn write_member(&self, group: &str, id: &str, w: &mut Writes) {
         w.push((
             ConsumerKey::Member {
                 group: group.to_owned(),
@@ -521,7 +550,7 @@ impl ConsumerGroup {
         ));
     }
 
-    fn write_assignment(&self, group: &str, id: &str, w: &mut Writes) {
+    pub(super) fn write_assignment(&self, group: &str, id: &str, w: &mut Writes) {
         w.push((
             ConsumerKey::Assignment {
                 group: group.to_owned(),
@@ -576,7 +605,7 @@ impl ConsumerGroup {
             let Some(m) = self.members.get(&req.member_id) else {
                 return Err(GroupError::UnknownMemberId(req.member_id));
             };
-            if m.epoch == STATIC_LEAVE_EPOCH {
+            if m.epoch == STATIC_LEAVE_EPOCH || m.classic.is_some() {
                 return Err(GroupError::UnknownMemberId(req.member_id));
             }
             let lost_answer = epoch == m.previous_epoch
@@ -684,9 +713,11 @@ impl ConsumerGroup {
                 let m = self.members.get_mut(&id).expect("member");
                 m.epoch = m.previous_epoch;
             } else {
-                // Fenced (or lost its state): it owns nothing now.
+                // Fenced (or lost its state, or a classic member now
+                // speaking the consumer protocol): it owns nothing now.
                 self.set_assignment(&id, Partitions::new(), Partitions::new(), 0);
                 let m = self.members.get_mut(&id).expect("member");
+                m.classic = None;
                 m.previous_epoch = m.epoch;
                 m.epoch = JOIN_EPOCH;
                 m.state = MemberState::Stable;
@@ -721,6 +752,7 @@ impl ConsumerGroup {
                     assigned_epochs: HashMap::new(),
                     session_deadline: now,
                     revoke_deadline: None,
+                    classic: None,
                 },
             );
             if let Some((epoch, assigned, pending, state, target)) = inherited {
@@ -848,6 +880,12 @@ impl ConsumerGroup {
         let Some(m) = self.members.get(member_id) else {
             return Err(GroupError::UnknownMemberId(member_id.to_owned()));
         };
+        if m.classic.is_some() && epoch != m.epoch {
+            return Err(GroupError::IllegalGeneration {
+                given: epoch,
+                current: m.epoch,
+            });
+        }
         if epoch > m.epoch {
             return Err(GroupError::FencedMemberEpoch {
                 given: epoch,
@@ -899,6 +937,7 @@ impl ConsumerGroup {
                     subscribed_regex: m.subscribed_regex.clone(),
                     assignment: m.assigned.clone(),
                     target: self.target.get(&m.id).cloned().unwrap_or_default(),
+                    classic: m.classic.is_some(),
                 })
                 .collect(),
         }
@@ -954,8 +993,23 @@ impl ConsumerGroup {
                             assigned: Partitions::new(),
                             pending_revocation: Partitions::new(),
                             assigned_epochs: HashMap::new(),
-                            session_deadline: now + i64::from(limits.consumer_session_timeout_ms),
+                            session_deadline: now
+                                + i64::from(
+                                    m.classic
+                                        .as_ref()
+                                        .map_or(limits.consumer_session_timeout_ms, |c| {
+                                            c.session_timeout_ms
+                                        }),
+                                ),
                             revoke_deadline: None,
+                            classic: m.classic.map(|c| ClassicMember {
+                                session_timeout_ms: c.session_timeout_ms,
+                                protocols: c
+                                    .protocols
+                                    .into_iter()
+                                    .map(|(name, metadata)| Protocol { name, metadata })
+                                    .collect(),
+                            }),
                         },
                     );
                 }

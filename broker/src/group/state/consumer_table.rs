@@ -35,8 +35,19 @@ impl GroupTable {
             .groups
             .entry(group_id.to_owned())
             .or_insert_with(|| Group::new(group_id, now));
-        if g.consumer.is_none() {
-            if !g.members.is_empty() || g.state != GroupState::Empty {
+        if g.consumer.is_none() && (!g.members.is_empty() || g.state != GroupState::Empty) {
+            // The online upgrade: a Stable classic group of consumers
+            // becomes a consumer group with its members.
+            if g.state != GroupState::Stable {
+                return (
+                    Err(GroupError::RebalancingForUpgrade(group_id.to_owned())),
+                    fx,
+                );
+            }
+            let converted = (g.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE))
+                .then(|| ConsumerGroup::from_classic(g, now, catalog))
+                .flatten();
+            let Some((c, writes)) = converted else {
                 return (
                     Err(GroupError::WrongGroupType {
                         group: group_id.to_owned(),
@@ -44,7 +55,22 @@ impl GroupTable {
                     }),
                     fx,
                 );
-            }
+            };
+            fx.tombstones.push(RecordKey::Group {
+                group: group_id.to_owned(),
+            });
+            fx.consumer.extend(writes);
+            g.members.clear();
+            g.static_members.clear();
+            g.pending_members.clear();
+            g.pending_sync.clear();
+            g.protocol_type = None;
+            g.protocol = None;
+            g.leader = None;
+            g.generation = 0;
+            g.consumer = Some(Box::new(c));
+        }
+        if g.consumer.is_none() {
             // An empty classic group (or offsets only) becomes a consumer
             // group.
             if g.protocol_type.take().is_some() {
@@ -64,7 +90,7 @@ impl GroupTable {
         let unused = empty && c.epoch == 0;
         match result {
             Ok((reply, writes)) => {
-                fx.consumer = writes;
+                fx.consumer.extend(writes);
                 if g.consumer.as_ref().is_some_and(|c| c.epoch != epoch_before) {
                     fx.rebalances += 1;
                 }
@@ -89,6 +115,31 @@ impl GroupTable {
             .filter_map(|g| g.consumer.as_ref())
             .map(|c| c.member_count())
             .sum()
+    }
+
+    /// A classic member's JoinGroup in a consumer-protocol group with
+    /// members ([`super::consumer_classic`]); `None` when the group is not
+    /// one.
+    pub(super) fn classic_join_in_consumer_group(
+        &mut self,
+        now: i64,
+        request: RequestId,
+        group_id: &str,
+        req: &JoinRequest,
+        catalog: &dyn TopicCatalog,
+    ) -> Option<Effects> {
+        let limits = self.limits.clone();
+        let g = self.groups.get_mut(group_id)?;
+        let c = g.consumer.as_mut().filter(|c| c.member_count() > 0)?;
+        let mut fx = Effects::default();
+        match c.classic_join(group_id, now, req, &limits, catalog) {
+            Ok((reply, writes)) => {
+                fx.consumer = writes;
+                fx.reply(request, Reply::Join(reply));
+            }
+            Err(e) => fx.join_error(request, e, &req.member_id),
+        }
+        Some(fx)
     }
 
     /// ConsumerGroupDescribe of one group.

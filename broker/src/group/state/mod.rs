@@ -40,6 +40,7 @@
 
 pub mod assignor;
 mod consumer;
+mod consumer_classic;
 mod consumer_table;
 mod group;
 mod join;
@@ -54,6 +55,7 @@ pub use consumer::{
     ConsumerGroup, ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatReply,
     ConsumerMember, ConsumerMemberDescription, MemberState, TopicCatalog,
 };
+pub use consumer_classic::ClassicMember;
 pub use group::*;
 pub use model::*;
 pub use table::*;

@@ -147,6 +147,20 @@ impl GroupTable {
         group_id: &str,
         req: JoinRequest,
     ) -> Effects {
+        let no_topics: BTreeMap<String, (uuid::Uuid, i32)> = BTreeMap::new();
+        self.join_in(now, request, group_id, req, &no_topics)
+    }
+
+    /// JoinGroup, with the cluster's topics (a classic member of a
+    /// consumer-protocol group needs them).
+    pub fn join_in(
+        &mut self,
+        now: i64,
+        request: RequestId,
+        group_id: &str,
+        req: JoinRequest,
+        catalog: &dyn TopicCatalog,
+    ) -> Effects {
         let fail = |e: GroupError, member: &str| Effects {
             replies: vec![(request, Reply::Join(JoinReply::error(e, member)))],
             ..Effects::default()
@@ -171,6 +185,10 @@ impl GroupTable {
                 GroupError::UnknownMemberId(req.member_id.clone()),
                 &req.member_id,
             );
+        }
+        if let Some(fx) = self.classic_join_in_consumer_group(now, request, group_id, &req, catalog)
+        {
+            return fx;
         }
         let mut converted = Effects::default();
         if let Err(e) = self.classic_join_allowed(group_id, &mut converted) {
@@ -204,7 +222,16 @@ impl GroupTable {
             return fail(e);
         }
         match self.groups.get_mut(group_id) {
-            Some(g) => g.sync(now, request, req),
+            Some(g) => match g.consumer.as_mut() {
+                Some(c) => match c.classic_sync(now, &req) {
+                    Ok(reply) => Effects {
+                        replies: vec![(request, Reply::Sync(reply))],
+                        ..Effects::default()
+                    },
+                    Err(e) => fail(e),
+                },
+                None => g.sync(now, request, req),
+            },
             None => fail(GroupError::UnknownMemberId(req.member_id)),
         }
     }
@@ -267,7 +294,10 @@ impl GroupTable {
     ) -> Result<(), GroupError> {
         check_group_id(group_id)?;
         match self.groups.get_mut(group_id) {
-            Some(g) => g.heartbeat(now, member_id, instance_id, generation),
+            Some(g) => match g.consumer.as_mut() {
+                Some(c) => c.classic_heartbeat(now, member_id, generation),
+                None => g.heartbeat(now, member_id, instance_id, generation),
+            },
             None => Err(GroupError::UnknownMemberId(member_id.to_owned())),
         }
     }
@@ -287,6 +317,18 @@ impl GroupTable {
                 .collect();
             return (results, fx);
         };
+        if let Some(c) = g.consumer.as_mut() {
+            let mut writes = Vec::new();
+            let results = leaving
+                .iter()
+                .map(|l| c.classic_leave(group_id, &l.member_id, &mut writes))
+                .collect();
+            if c.member_count() == 0 {
+                g.transition(GroupState::Empty, now);
+            }
+            fx.consumer = writes;
+            return (results, fx);
+        }
         let results = leaving
             .iter()
             .map(|l| g.leave(now, l, &mut fx, &self.limits))

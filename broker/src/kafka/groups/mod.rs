@@ -70,6 +70,8 @@ impl GroupErrorCode for GroupError {
             Self::UnsupportedAssignor(_) => ResponseError::UnsupportedAssignor,
             Self::InvalidRegex(_) => ResponseError::InvalidRegularExpression,
             Self::WrongGroupType { .. } => ResponseError::GroupIdNotFound,
+            // Retriable for the consumer: it tries again after a backoff.
+            Self::RebalancingForUpgrade(_) => ResponseError::CoordinatorLoadInProgress,
             Self::Internal(_) => ResponseError::UnknownServerError,
         };
         e.code()

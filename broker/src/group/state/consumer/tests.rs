@@ -435,34 +435,107 @@ fn given_range_asked_by_the_members_when_assigning_should_give_contiguous_ranges
     assert_eq!(d.members[1].target[&topic()], BTreeSet::from([2, 3]));
 }
 
-#[test]
-fn given_groups_of_the_other_protocol_with_members_when_joining_should_be_refused() {
-    let mut h = Harness::new(2);
-    h.join("a");
-    let fx = h.table.join(
-        h.now,
-        1,
-        G,
-        JoinRequest {
-            member_id: String::new(),
-            instance_id: None,
-            protocol_type: "consumer".into(),
-            protocols: vec![],
-            session_timeout_ms: 10_000,
-            rebalance_timeout_ms: 10_000,
-            client_id: String::new(),
-            client_host: String::new(),
-            require_known_member_id: false,
-            supports_skip_assignment: false,
-        },
-    );
+/// A classic member's JoinGroup with a ConsumerProtocol subscription of
+/// `t`, owning `owned`.
+fn classic_join(member_id: &str, owned: &[i32]) -> JoinRequest {
+    use bytes::BufMut;
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let sub = ConsumerProtocolSubscription::default()
+        .with_topics(vec![StrBytes::from_static_str("t")])
+        .with_owned_partitions(vec![
+            TopicPartition::default()
+                .with_topic(kafka_protocol::messages::TopicName(
+                    StrBytes::from_static_str("t"),
+                ))
+                .with_partitions(owned.to_vec()),
+        ]);
+    let mut buf = bytes::BytesMut::new();
+    buf.put_i16(1);
+    sub.encode(&mut buf, 1).unwrap();
+    JoinRequest {
+        member_id: member_id.to_owned(),
+        instance_id: None,
+        protocol_type: "consumer".into(),
+        protocols: vec![Protocol {
+            name: "range".into(),
+            metadata: buf.freeze(),
+        }],
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 10_000,
+        client_id: "classic".into(),
+        client_host: String::new(),
+        require_known_member_id: false,
+        supports_skip_assignment: false,
+    }
+}
+
+/// Sends a classic JoinGroup; its records go to the harness's log.
+fn join_classic(h: &mut Harness, request: RequestId, req: JoinRequest) -> JoinReply {
+    let fx = h.table.join_in(h.now, request, G, req, &h.catalog);
+    h.log.extend(fx.consumer.clone());
     match &fx.replies[0].1 {
-        Reply::Join(j) => assert!(matches!(
-            j.error,
-            Some(GroupError::WrongGroupType { is: "consumer", .. })
-        )),
+        Reply::Join(j) => j.clone(),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn given_a_consumer_group_when_a_classic_member_joins_should_share_partitions_through_join_sync_and_heartbeat()
+ {
+    let mut h = Harness::new(4);
+    let a = h.join("a");
+    let a_owned = a.assignment.unwrap();
+    let j = join_classic(&mut h, 1, classic_join("", &[]));
+    assert!(j.error.is_none(), "{j:?}");
+    assert!(j.leader.is_empty(), "no client-side assignment");
+    assert_eq!(j.protocol.as_deref(), Some("range"));
+    let (c, generation) = (j.member_id.clone(), j.generation);
+    assert_eq!(generation, h.group().epoch);
+    let sync = |h: &mut Harness, generation: i32| {
+        let fx = h.table.sync(
+            h.now,
+            2,
+            G,
+            SyncRequest {
+                member_id: c.clone(),
+                instance_id: None,
+                generation,
+                protocol_type: Some("consumer".into()),
+                protocol: Some("range".into()),
+                assignments: vec![],
+            },
+        );
+        match &fx.replies[0].1 {
+            Reply::Sync(s) => {
+                assert!(s.error.is_none(), "{s:?}");
+                super::super::consumer_classic::decode_assignment(&s.assignment).unwrap()
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    // Everything is still a's: nothing yet, and no reason to rejoin.
+    assert_eq!(sync(&mut h, generation), []);
+    assert_eq!(h.table.heartbeat(h.now, G, &c, None, generation), Ok(()));
+    // a gives up half; the classic member is told to join again.
+    let kept = h.beat("a", 1, Some(&a_owned)).assignment.unwrap();
+    h.beat("a", 1, Some(&kept));
+    assert_eq!(
+        h.table.heartbeat(h.now, G, &c, None, generation),
+        Err(GroupError::RebalanceInProgress)
+    );
+    let j = join_classic(&mut h, 3, classic_join(&c, &[]));
+    assert_eq!(sync(&mut h, j.generation).len(), 2);
+    assert_eq!(h.table.heartbeat(h.now, G, &c, None, j.generation), Ok(()));
+    assert_eq!(h.group().state_name(), "Stable");
+    assert!(matches!(
+        h.table
+            .validate_commit(h.now, G, &c, None, j.generation - 1),
+        Err(GroupError::IllegalGeneration { .. })
+    ));
+    let d = h.table.consumer_describe(G).unwrap();
+    assert_eq!(d.members.iter().filter(|m| m.classic).count(), 1);
     assert!(matches!(
         h.table.delete(G),
         Err(GroupError::NonEmptyGroup(_))
@@ -473,6 +546,34 @@ fn given_groups_of_the_other_protocol_with_members_when_joining_should_be_refuse
         ("consumer", "Stable")
     );
     assert!(h.table.describe(G).is_none());
+    // Its records make it classic again after a failover.
+    let loaded = GroupTable::load(
+        Limits::default(),
+        h.log.iter().map(|(key, value)| Loaded::Consumer {
+            key: key.clone(),
+            value: value.clone(),
+        }),
+        h.now,
+    );
+    let m = loaded.groups[G]
+        .consumer
+        .as_deref()
+        .unwrap()
+        .member(&c)
+        .unwrap()
+        .clone();
+    assert_eq!(m.classic.map(|c| c.session_timeout_ms), Some(10_000));
+    // Leaving removes it.
+    let (results, _) = h.table.leave(
+        h.now,
+        G,
+        &[Leaving {
+            member_id: c.clone(),
+            instance_id: None,
+        }],
+    );
+    assert_eq!(results, [Ok(())]);
+    assert_eq!(h.group().member_count(), 1);
 }
 
 #[test]
