@@ -10,7 +10,7 @@
 #      --entity-type groups): a lock duration below 1 s is refused naming the
 #      key; group G gets share.record.lock.duration.ms=LOCK_MS and
 #      share.auto.offset.reset=earliest, shown by --describe.
-#   2. N records (values: ids 0..N-1) go to a one-partition topic at RATE/s
+#   2. N records (values: ids 0..N-1) go to a one-partition topic (see Sizes)
 #      while 3 share consumers of G, each its own JVM, read it, acknowledging
 #      each record ACCEPT and logging every acknowledgement the broker
 #      confirmed. Once all 3 have accepted records, `--describe --members`
@@ -50,9 +50,10 @@
 # It prints the counts, the time from the kill to the redeliveries and each
 # phase's time.
 #
-# Sizes: N (COMPAT_SHARE_RECORDS, 100000), RATE (COMPAT_SHARE_RATE, 2500
-# records/s: records keep arriving until after the second hold, which needs
-# new ones), N2 (30), LIMIT (3).
+# Sizes: N (COMPAT_SHARE_RECORDS, 100000): all but the last 2 CHUNKs (1000
+# each) are written at RATE (COMPAT_SHARE_RATE, 5000 records/s) from when
+# the consumers start, and each chunk at CHUNK_RATE (250/s) when consumer 1
+# is asked to hold (so there are new records to hold); N2 (30), LIMIT (3).
 # LOCK_MS: G's share.record.lock.duration.ms; 15000 is the least Kafka allows
 # by default (group.share.min.record.lock.duration.ms).
 # Timeouts (s): JOIN_TIMEOUT, for each consumer's first confirmed ACCEPT;
@@ -69,7 +70,9 @@
 . "$(dirname "$0")/lib.sh"
 
 N="${COMPAT_SHARE_RECORDS:-100000}"
-RATE="${COMPAT_SHARE_RATE:-2500}"
+RATE="${COMPAT_SHARE_RATE:-5000}"
+CHUNK=1000
+CHUNK_RATE=250
 N2=30
 LIMIT=3
 LOCK_MS="${COMPAT_SHARE_LOCK_MS:-15000}"
@@ -150,8 +153,14 @@ say "group configs: a 100 ms lock refused; $group has share.record.lock.duration
 
 # --- 2. three share consumers, one killed while holding records ----------------
 t_phase=$SECONDS
-kjava_bg "$WORK/producer.out" "$WORK/producer.err" dev.rill.compat.SeqProducer --topic "$topic" --count "$N" --rate "$RATE"
-producer=$!; pids+=("$producer")
+# produce NAME FIRST COUNT RATE: SeqProducer in the background writing ids
+# FIRST..FIRST+COUNT-1 at RATE/s; checked at the end.
+producers=()
+produce() {
+    kjava_bg "$WORK/$1.out" "$WORK/$1.err" dev.rill.compat.SeqProducer --topic "$topic" --first "$2" --count "$3" --rate "$4"
+    pids+=($!); producers+=("$1:$!:$3")
+}
+produce producer 0 $(( N - 2 * CHUNK )) "$RATE"
 for i in 1 2 3; do
     kjava_bg "$WORK/c$i.out" "$WORK/c$i.err" dev.rill.compat.ShareWork --topic "$topic" --group "$group" \
         --log "$WORK/c$i.log" --hold-file "$WORK/hold$i" --late-ack-file "$WORK/late-ack$i" --stop-file "$WORK/stop" \
@@ -181,7 +190,11 @@ n_members=$(awk -v t="$topic:0" 'hdr && NF >= 6 && $NF == t { n++ } /CONSUMER-ID
 counts="$(accepted_by 1)/$(accepted_by 2)/$(accepted_by 3)"
 for i in 1 2 3; do [ "$(accepted_by "$i")" -gt 0 ] || fail "consumer $i has no accepted record before the kill (counts $counts)"; done
 
+# Each hold gets a chunk of new records of its own, written slowly so that
+# every consumer fetches some of them, whether or not the main production
+# is still running.
 touch "$WORK/hold1"
+produce chunk1 $(( N - 2 * CHUNK )) "$CHUNK" "$CHUNK_RATE"
 # holding R: consumer 1 reports holding its round R of records.
 holding() {
     grep -q "^HOLDING round=$1 " "$WORK/c1.out" && return 0
@@ -227,6 +240,7 @@ say "the held records were delivered to the other consumers $(( $(now_ms) - sinc
 
 # Consumer 1 acknowledges them after all (refused), holds a second round and is killed.
 touch "$WORK/late-ack1"
+produce chunk2 $(( N - CHUNK )) "$CHUNK" "$CHUNK_RATE"
 wait_until "consumer 1 to acknowledge late and hold a second round" "$HOLD_TIMEOUT" holding 2
 late=$(grep -m1 '^LATE_ACK ' "$WORK/c1.out")
 [[ "$late" == "LATE_ACK n=$held1 failed="*" unconfirmed=0" ]] \
@@ -256,8 +270,11 @@ for i in 2 3; do
     wait "$pid" || { tail -20 "$WORK/c$i.err" >&2; fail "consumer $i failed: $(tail -1 "$WORK/c$i.out")"; }
     grep -q '^DONE .* unconfirmed=0 ' "$WORK/c$i.out" || fail "consumer $i did not close with every acknowledgement confirmed: $(tail -1 "$WORK/c$i.out")"
 done
-wait "$producer" || { tail -5 "$WORK/producer.err" >&2; fail "the producer failed: $(tail -2 "$WORK/producer.out" | tr '\n' ' ')"; }
-grep -q "^RESULT sent=$N acked=$N errors=0" "$WORK/producer.out" || fail "the producer did not write all $N records: $(grep RESULT "$WORK/producer.out")"
+for p in "${producers[@]}"; do
+    IFS=: read -r name pid count <<<"$p"
+    wait "$pid" || { tail -5 "$WORK/$name.err" >&2; fail "$name failed: $(tail -2 "$WORK/$name.out" | tr '\n' ' ')"; }
+    grep -q "^RESULT sent=$count acked=$count errors=0" "$WORK/$name.out" || fail "$name did not write its $count records: $(grep RESULT "$WORK/$name.out")"
+done
 
 "$PY" - "$WORK" "$N" "$kill_ms" "$since1" "$LOCK_MS" "$LOCK_SLACK_MS" <<'PY' || fail "the share consumers' deliveries and acknowledgements are not as they must be (above)"
 import collections, sys
