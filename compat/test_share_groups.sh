@@ -114,14 +114,16 @@ now_ms() { date +%s%3N; }
 # --- 0. ApiVersions and features ------------------------------------------------
 kjava org.apache.kafka.tools.BrokerApiVersionsCommand --bootstrap-server "$KAFKA_BOOTSTRAP" >"$WORK/apis" 2>&1 \
     || { tail -5 "$WORK/apis" >&2; fail "kafka-broker-api-versions failed"; }
+missing=()
 for api in 'ShareGroupHeartbeat(76)' 'ShareGroupDescribe(77)' 'ShareFetch(78)' 'ShareAcknowledge(79)' \
     'DescribeShareGroupOffsets(90)' 'AlterShareGroupOffsets(91)' 'DeleteShareGroupOffsets(92)'; do
     served=$(grep -cF "$api: " "$WORK/apis" || true)
     unsupported=$(grep -F "$api: " "$WORK/apis" | grep -c UNSUPPORTED || true)
     if [ "$served" -lt "$COMPAT_BROKERS" ] || [ "$unsupported" -gt 0 ]; then
-        fail "ApiVersions: $api must be served by all $COMPAT_BROKERS brokers; kafka-broker-api-versions shows it on $((served - unsupported)) ($(grep -m1 -F "$api: " "$WORK/apis" | tr -d '\t' || echo 'not listed'))"
+        missing+=("$api on $((served - unsupported)) of $COMPAT_BROKERS brokers ($(grep -m1 -F "$api: " "$WORK/apis" | tr -d '\t,' || echo 'not listed'))")
     fi
 done
+[ ${#missing[@]} -eq 0 ] || fail "ApiVersions (kafka-broker-api-versions): every broker must serve the share-group APIs; served: $(printf '%s; ' "${missing[@]}")"
 say "ApiVersions: every broker serves $(grep -m1 -F 'ShareFetch(78): ' "$WORK/apis" | tr -d '\t,'), $(grep -m1 -F 'ShareGroupHeartbeat(76): ' "$WORK/apis" | tr -d '\t,') and the other share-group APIs"
 kjava org.apache.kafka.tools.FeatureCommand --bootstrap-server "$KAFKA_BOOTSTRAP" describe >"$WORK/features" 2>&1 \
     || { tail -5 "$WORK/features" >&2; fail "kafka-features describe failed"; }
