@@ -219,6 +219,9 @@ transaction.state.log.num.partitions=6
 # Abort a transaction past its transaction.timeout.ms within a second of it
 # (default: checked every 10 s), as the timeout tests expect.
 transaction.abort.timed.out.transaction.cleanup.interval.ms=1000
+# Share groups (KIP-932) need no switch: storage formatted at 4.3's metadata
+# version finalizes share.version=1. The share-group state topic
+# (__share_group_state) follows the cluster's RF.
 share.coordinator.state.topic.replication.factor=$rf
 share.coordinator.state.topic.min.isr=$min_isr
 group.initial.rebalance.delay.ms=0

@@ -178,6 +178,7 @@ if [ "$security" = plaintext ]; then
     run_shell connect-eos test_connect_eos.sh
     run_shell connect-distributed test_connect_distributed.sh
     run_shell mm2 test_mm2.sh
+    run_shell share-groups test_share_groups.sh
     # These kill (and restart) a broker.
     run_shell txn-coordinator-kill test_txn_coordinator_kill.sh
     run_shell streams-eos test_streams_eos.sh

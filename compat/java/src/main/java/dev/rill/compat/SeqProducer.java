@@ -9,9 +9,9 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.serialization.StringSerializer;
 
 /**
- * Writes records whose values are the sequence numbers 0..count-1 with an
- * idempotent producer (enable.idempotence=true, acks=all), keyed so they spread
- * over the topic's partitions. Paced at --rate records/s so a test can kill a
+ * Writes records whose values are the sequence numbers first..first+count-1
+ * (--first, default 0) with an idempotent producer (enable.idempotence=true,
+ * acks=all), keyed so they spread over the topic's partitions. Paced at --rate records/s so a test can kill a
  * broker while it runs: it prints "MIDPOINT" once --midpoint records are
  * acknowledged, and "RESULT sent=.. acked=.. errors=.." at the end. Exits 1 if
  * any send failed. SeqVerifier checks what the brokers kept.
@@ -21,6 +21,7 @@ public final class SeqProducer {
         Args a = new Args(argv);
         String topic = a.get("topic");
         long count = a.getLong("count", 50_000);
+        long first = a.getLong("first", 0);
         long rate = a.getLong("rate", 0);
         long midpoint = a.getLong("midpoint", count / 2);
         long keys = a.getLong("keys", 64);
@@ -52,7 +53,7 @@ public final class SeqProducer {
                     }
                 }
                 String key = "k" + (seq % keys);
-                producer.send(new ProducerRecord<>(topic, key, Long.toString(seq)), (md, e) -> {
+                producer.send(new ProducerRecord<>(topic, key, Long.toString(first + seq)), (md, e) -> {
                     if (e != null) {
                         errors.incrementAndGet();
                         firstError.compareAndSet(null, e.toString());
