@@ -164,6 +164,7 @@ if [ "$security" = plaintext ]; then
     run_pytest librdkafka test_librdkafka.py
     run_shell console-roundtrip test_console.sh
     run_shell topic-describe test_topic_describe.sh
+    run_shell delete-records test_delete_records.sh
     run_shell configs-alter test_configs_alter.sh
     run_shell group-lag test_group_lag.sh
     run_shell consumer-protocol test_consumer_protocol.sh

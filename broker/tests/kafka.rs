@@ -269,6 +269,7 @@ async fn given_a_broker_when_api_versions_asked_should_list_exactly_the_served_a
             (ApiKey::OffsetDelete, (0, 0)),
             (ApiKey::ConsumerGroupHeartbeat, (0, 1)),
             (ApiKey::ConsumerGroupDescribe, (0, 1)),
+            (ApiKey::DeleteRecords, (0, 2)),
         ]
         .into_iter()
         .map(|(k, v)| (k as i16, v))
@@ -2249,4 +2250,115 @@ async fn given_a_fetch_session_when_fetching_incrementally_should_answer_only_pa
     assert_eq!(r.error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
     let r = conn.call(12, &session_fetch("s", 0, 3, &[], &[])).await;
     assert_eq!(r.error_code, 71, "an epoch without a session");
+}
+
+fn delete_records_req(topic: &str, partition: i32, offset: i64) -> DeleteRecordsRequest {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    DeleteRecordsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![
+            DeleteRecordsTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![
+                    DeleteRecordsPartition::default()
+                        .with_partition_index(partition)
+                        .with_offset(offset),
+                ]),
+        ])
+}
+
+/// DeleteRecords (KIP-107) on three brokers: the leader's log start moves,
+/// the answer comes once every in-sync replica deleted the records too (the
+/// low watermark), reads below are refused, ListOffsets earliest follows,
+/// and a follower that becomes leader starts there as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_replicated_partition_when_records_are_deleted_should_move_the_log_start_on_every_replica()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = start_controller(dir.path()).await;
+    let addr = controller.grpc_addr.to_string();
+    let mut brokers = BTreeMap::new();
+    for id in 0..3 {
+        brokers.insert(id, start_member(dir.path(), id, &addr).await);
+    }
+    let mut any = Conn::connect(brokers[&0].kafka_addr).await;
+    create(&mut any, "del", 1, 3).await;
+    let t = converge(&mut any, "del", &[0, 1, 2], 3).await;
+    let leader = t.partitions[0].leader_id.0;
+    let mut lead = Conn::connect(brokers[&leader].kafka_addr).await;
+    for v in ["a", "b", "c", "d", "e"] {
+        produce(
+            &mut lead,
+            "del",
+            0,
+            batch(&[v], None, Compression::None),
+            -1,
+        )
+        .await;
+    }
+    let delete = |r: &DeleteRecordsResponse| {
+        let p = &r.topics[0].partitions[0];
+        (p.error_code, p.low_watermark)
+    };
+    // Above the high watermark: OFFSET_OUT_OF_RANGE.
+    assert_eq!(
+        delete(&lead.call(2, &delete_records_req("del", 0, 6)).await).0,
+        1
+    );
+    // Not the leader: NOT_LEADER_OR_FOLLOWER.
+    let follower = (0..3).find(|b| *b != leader).unwrap();
+    let mut fol = Conn::connect(brokers[&follower].kafka_addr).await;
+    assert_eq!(
+        delete(&fol.call(2, &delete_records_req("del", 0, 3)).await).0,
+        6
+    );
+    // The low watermark is reached on every in-sync replica.
+    assert_eq!(
+        delete(&lead.call(2, &delete_records_req("del", 0, 3)).await),
+        (0, 3)
+    );
+    let earliest = lead.call(7, &list_offsets_req("del", 0, -2)).await;
+    assert_eq!(earliest.topics[0].partitions[0].offset, 3);
+    let r = lead.call(12, &fetch_req("del", 0, 1, 0, -1)).await;
+    assert_eq!(
+        r.responses[0].partitions[0].error_code, 1,
+        "below the log start"
+    );
+    assert_eq!(
+        values(&fetch(&mut lead, "del", 0, 3, -1).await.records.unwrap(), 3),
+        ["d", "e"]
+    );
+    // -1: up to the high watermark.
+    assert_eq!(
+        delete(&lead.call(2, &delete_records_req("del", 0, -1)).await),
+        (0, 5)
+    );
+
+    // The leader goes: the new one has deleted the records too.
+    drop(lead);
+    brokers.remove(&leader).unwrap().shutdown().await.unwrap();
+    let alive: Vec<i32> = (0..3).filter(|id| *id != leader).collect();
+    let mut survivor = Conn::connect(brokers[&alive[0]].kafka_addr).await;
+    let t = converge(&mut survivor, "del", &alive, 2).await;
+    let mut lead = Conn::connect(brokers[&t.partitions[0].leader_id.0].kafka_addr).await;
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        let r = lead.call(7, &list_offsets_req("del", 0, -2)).await;
+        let p = &r.topics[0].partitions[0];
+        if p.error_code == 0 {
+            assert_eq!(
+                p.offset, 5,
+                "the new leader's log starts where the old one's did"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no leader: {}",
+            p.error_code
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -220,6 +220,7 @@ impl Task {
                     fetch_offset,
                     last_fetched_epoch,
                     leader_epoch,
+                    log_start_offset: p.log_start(),
                 })
             })
             .collect();
@@ -325,9 +326,11 @@ impl Task {
             pb::FetchError::None => match p.diverging_epoch {
                 Some(d) => partition.truncate_diverging(d.epoch, d.end_offset, p.log_start_offset),
                 None => {
-                    partition
+                    let appended = partition
                         .append_as_follower(p.records, p.high_watermark)
-                        .await
+                        .await;
+                    // Records the leader deleted (DeleteRecords) go here too.
+                    appended.and_then(|()| partition.follow_log_start(p.log_start_offset))
                 }
             },
             pb::FetchError::OffsetOutOfRange => partition.reset_to_leader_start(p.log_start_offset),

@@ -59,7 +59,7 @@ pub fn status_from(err: &Error) -> Status {
         | Error::NotEnoughReplicasAfterAppend { .. }
         | Error::LeadershipLost { .. }
         | Error::Controller(_) => Code::Unavailable,
-        Error::Timeout { .. } => Code::DeadlineExceeded,
+        Error::Timeout { .. } | Error::DeleteTimeout { .. } => Code::DeadlineExceeded,
         Error::Placement(_) => Code::InvalidArgument,
         // Retriable: the batch behind a failed append waits for its retry.
         Error::Sequence {

@@ -69,6 +69,7 @@ impl ReplicationApi {
                 return out;
             }
         };
+        partition.record_follower_log_start(follower, p.log_start_offset);
         match partition.replica_fetch(
             follower,
             follower_broker_epoch,

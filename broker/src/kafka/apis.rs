@@ -192,6 +192,7 @@ kafka_apis! {
         DeleteTopics(DeleteTopicsRequest => DeleteTopicsResponse) => admin::delete_topics,
         InitProducerId(InitProducerIdRequest => InitProducerIdResponse) => producer_id::init_producer_id,
         OffsetForLeaderEpoch(OffsetForLeaderEpochRequest => OffsetForLeaderEpochResponse) => offsets::offset_for_leader_epoch,
+        DeleteRecords(DeleteRecordsRequest => DeleteRecordsResponse) => offsets::delete_records,
         DescribeConfigs(DescribeConfigsRequest => DescribeConfigsResponse) => admin::describe_configs,
         CreatePartitions(CreatePartitionsRequest => CreatePartitionsResponse) => admin::create_partitions,
         DescribeCluster(DescribeClusterRequest => DescribeClusterResponse) => metadata::describe_cluster,

@@ -562,6 +562,44 @@ impl Authorize for CreateTopicsRequest {
     }
 }
 
+impl Authorize for DeleteRecordsRequest {
+    type Response = DeleteRecordsResponse;
+    fn authorize(
+        mut self,
+        check: &Check<'_>,
+    ) -> Result<(Self, Finish<Self::Response>), Self::Response> {
+        let (kept, denied) = split(std::mem::take(&mut self.topics), |t| {
+            check.topic(Operation::Delete, &t.name.0)
+        });
+        self.topics = kept;
+        if denied.is_empty() {
+            return Ok((self, None));
+        }
+        let answers: Vec<delete_records_response::DeleteRecordsTopicResult> = denied
+            .into_iter()
+            .map(|t| {
+                delete_records_response::DeleteRecordsTopicResult::default()
+                    .with_name(t.name)
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                delete_records_response::DeleteRecordsPartitionResult::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_low_watermark(-1)
+                                    .with_error_code(topic_denied())
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        Ok((
+            self,
+            finish(move |r: &mut DeleteRecordsResponse| r.topics.extend(answers)),
+        ))
+    }
+}
+
 impl Authorize for DeleteTopicsRequest {
     type Response = DeleteTopicsResponse;
     fn authorize(

@@ -56,7 +56,9 @@ pub fn error_code(err: &Error) -> ResponseError {
             | LogError::Corrupt { .. } => ResponseError::KafkaStorageError,
         },
         Error::Metadata(_) | Error::PartitionOffline { .. } => ResponseError::KafkaStorageError,
-        Error::Timeout { .. } | Error::Controller(_) => ResponseError::RequestTimedOut,
+        Error::Timeout { .. } | Error::DeleteTimeout { .. } | Error::Controller(_) => {
+            ResponseError::RequestTimedOut
+        }
         Error::NotLeader { leader: None, .. } => ResponseError::LeaderNotAvailable,
         Error::NotLeader { .. } | Error::LeadershipLost { .. } | Error::ShuttingDown => {
             ResponseError::NotLeaderOrFollower

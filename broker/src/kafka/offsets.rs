@@ -1,4 +1,4 @@
-//! ListOffsets and OffsetForLeaderEpoch.
+//! ListOffsets, OffsetForLeaderEpoch and DeleteRecords.
 //!
 //! ListOffsets resolves, per partition, below the high watermark:
 //! -2 earliest, -1 latest (the high watermark, or the last stable offset
@@ -14,6 +14,9 @@
 //! ends in the leader's log. Both check `current_leader_epoch`.
 
 use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -21,8 +24,8 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use kafka_protocol::messages::{
-    ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
-    OffsetForLeaderEpochResponse,
+    DeleteRecordsRequest, DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 
 use super::KafkaContext;
@@ -156,4 +159,48 @@ pub async fn offset_for_leader_epoch(
         })
         .collect();
     OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
+
+/// DeleteRecords (KIP-107, `kafka-delete-records`): per partition, the
+/// leader moves its log start offset to the given offset (-1: the high
+/// watermark), durably, and answers once every in-sync replica has deleted
+/// the records too (or REQUEST_TIMED_OUT after `timeout_ms`), with the low
+/// watermark. An offset above the high watermark is OFFSET_OUT_OF_RANGE; a
+/// compact-only topic POLICY_VIOLATION. Partitions run concurrently.
+pub async fn delete_records(
+    ctx: &KafkaContext,
+    _version: i16,
+    request: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
+    let timeout = std::time::Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for t in request.topics {
+        let name = t.name.0.to_string();
+        let runs = t.partitions.iter().map(|p| {
+            let name = name.clone();
+            async move {
+                let result = match ctx.manager.partition(&name, p.partition_index) {
+                    Ok(part) => part.delete_records(p.offset, timeout).await,
+                    Err(e) => Err(e),
+                };
+                let answer =
+                    DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+                match result {
+                    Ok(low) => answer.with_low_watermark(low),
+                    Err(e) => {
+                        let code = error_code(&e).code();
+                        ctx.count_error(ApiKey::DeleteRecords, code);
+                        answer.with_low_watermark(-1).with_error_code(code)
+                    }
+                }
+            }
+        });
+        let partitions = futures::future::join_all(runs).await;
+        topics.push(
+            DeleteRecordsTopicResult::default()
+                .with_name(t.name)
+                .with_partitions(partitions),
+        );
+    }
+    DeleteRecordsResponse::default().with_topics(topics)
 }

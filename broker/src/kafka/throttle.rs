@@ -62,7 +62,7 @@ throttle_time! {
     AddPartitionsToTxnResponse, AddOffsetsToTxnResponse, EndTxnResponse, TxnOffsetCommitResponse,
     DescribeTransactionsResponse, ListTransactionsResponse, DescribeProducersResponse,
     DescribeTopicPartitionsResponse, OffsetDeleteResponse, ConsumerGroupHeartbeatResponse,
-    ConsumerGroupDescribeResponse,
+    ConsumerGroupDescribeResponse, DeleteRecordsResponse,
 }
 
 /// How a request type is charged, beyond the request-time quota.
@@ -98,7 +98,7 @@ plain_charge! {
     AddPartitionsToTxnRequest, AddOffsetsToTxnRequest, EndTxnRequest, TxnOffsetCommitRequest,
     DescribeTransactionsRequest, ListTransactionsRequest, DescribeProducersRequest,
     WriteTxnMarkersRequest, DescribeTopicPartitionsRequest, OffsetDeleteRequest,
-    ConsumerGroupHeartbeatRequest, ConsumerGroupDescribeRequest,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupDescribeRequest, DeleteRecordsRequest,
 }
 
 impl Charge for ProduceRequest {
@@ -152,7 +152,7 @@ plain_charged! {
     AddPartitionsToTxnResponse, AddOffsetsToTxnResponse, EndTxnResponse, TxnOffsetCommitResponse,
     DescribeTransactionsResponse, ListTransactionsResponse, DescribeProducersResponse,
     WriteTxnMarkersResponse, DescribeTopicPartitionsResponse, OffsetDeleteResponse,
-    ConsumerGroupHeartbeatResponse, ConsumerGroupDescribeResponse,
+    ConsumerGroupHeartbeatResponse, ConsumerGroupDescribeResponse, DeleteRecordsResponse,
 }
 
 /// WriteTxnMarkers has no throttle field (an inter-broker API in Kafka).

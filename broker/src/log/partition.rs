@@ -33,6 +33,16 @@ pub use rill_client::batch::MAX_STORED_BATCH;
 /// File holding the recovery point: every segment wholly below this
 /// offset was fsynced and is trusted on start without a full scan.
 const RECOVERY_POINT_FILE: &str = "recovery-point";
+/// The log start offset moved inside a segment by DeleteRecords (absent:
+/// the first segment's base).
+const LOG_START_FILE: &str = "log-start-offset";
+
+fn read_log_start(dir: &Path) -> i64 {
+    fs::read_to_string(dir.join(LOG_START_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
 
 fn read_recovery_point(dir: &Path) -> i64 {
     fs::read_to_string(dir.join(RECOVERY_POINT_FILE))
@@ -165,12 +175,13 @@ impl PartitionLog {
                 .map_err(io_err("creating first segment in"))?;
             segments.insert(0, seg);
         }
-        let log_start_offset = *segments.keys().next().expect("non-empty");
         let next_offset = segments
             .values()
             .next_back()
             .expect("non-empty")
             .next_offset();
+        let log_start_offset =
+            (*segments.keys().next().expect("non-empty")).max(read_log_start(dir).min(next_offset));
         info!(dir = %dir.display(), log_start_offset, next_offset, segments = segments.len(), "log opened");
         Ok(Self {
             dir: dir.to_owned(),
@@ -463,6 +474,47 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Moves the log start offset forward to `offset` (DeleteRecords; at
+    /// most the log end): records below it are no longer read, and
+    /// segments entirely below it are deleted. The new start is written
+    /// durably first. Returns whether it moved.
+    pub fn advance_log_start(&mut self, offset: i64) -> Result<bool, LogError> {
+        let offset = offset.min(self.next_offset);
+        if offset <= self.log_start_offset {
+            return Ok(false);
+        }
+        self.write_log_start(offset)?;
+        self.log_start_offset = offset;
+        let ctx = |e| LogError::io("deleting segments below the log start".to_owned(), e);
+        let mut deleted = 0;
+        while self.segments.len() > 1
+            && self
+                .segments
+                .keys()
+                .nth(1)
+                .is_some_and(|next_base| *next_base <= offset)
+        {
+            let (_, seg) = self.segments.pop_first().expect("len > 1");
+            seg.delete_files().map_err(ctx)?;
+            deleted += 1;
+        }
+        info!(dir = %self.dir.display(), log_start_offset = offset, segments_deleted = deleted, "log start advanced");
+        Ok(true)
+    }
+
+    fn write_log_start(&self, offset: i64) -> Result<(), LogError> {
+        super::index::write_atomically(
+            &self.dir.join(LOG_START_FILE),
+            offset.to_string().as_bytes(),
+        )
+        .map_err(|e| {
+            LogError::io(
+                format!("writing the log start offset in {}", self.dir.display()),
+                e,
+            )
+        })
+    }
+
     /// Deletes all data and restarts the log empty at `offset` (a follower
     /// whose log is entirely behind the leader's log start).
     pub fn reset_to(&mut self, offset: i64) -> Result<(), LogError> {
@@ -491,6 +543,7 @@ impl PartitionLog {
             let seg = self.segments.remove(&base).expect("listed");
             seg.delete_files().map_err(ctx)?;
         }
+        self.write_log_start(offset)?;
         self.log_start_offset = offset;
         self.next_offset = offset;
         {

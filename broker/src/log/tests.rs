@@ -684,3 +684,38 @@ fn given_transactions_across_rolls_when_reopened_or_recovered_then_the_txn_index
         scanned_txn_batches(&log)
     );
 }
+
+#[test]
+fn given_records_deleted_when_the_log_start_advances_should_refuse_reads_below_drop_old_segments_and_survive_reopen()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(600)).unwrap();
+    for i in 0..30 {
+        let v = format!("value-{i}-{}", "x".repeat(40));
+        append_values(&mut log, &[v.as_bytes()], 1000 + i);
+    }
+    let segments = log.segment_count();
+    assert!(segments > 3, "{segments}");
+    assert!(log.advance_log_start(17).unwrap());
+    assert_eq!(log.log_start_offset(), 17);
+    assert!(log.segment_count() < segments, "segments below 17 are gone");
+    assert!(matches!(
+        log.read(16, 4096, i64::MAX),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    let first = decode(&log.read(17, 4096, i64::MAX).unwrap().data);
+    assert!(first.iter().any(|r| r.0 == 17));
+    // Never backwards, never past the log end.
+    assert!(!log.advance_log_start(5).unwrap());
+    drop(log);
+    let mut log = PartitionLog::open(dir.path(), config(600)).unwrap();
+    assert_eq!(log.log_start_offset(), 17, "the start survives a restart");
+    assert_eq!(read_all(&log).first().map(|r| r.0), Some(17));
+    assert!(log.advance_log_start(1_000).unwrap());
+    assert_eq!(log.log_start_offset(), 30);
+    // A follower reset below it starts over there, and so does a reopen.
+    log.reset_to(10).unwrap();
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config(600)).unwrap();
+    assert_eq!((log.log_start_offset(), log.next_offset()), (10, 10));
+}

@@ -75,6 +75,16 @@ pub enum Error {
         "timed out after {timeout_ms} ms waiting for durability; the batch was appended at offset {base_offset} but is not yet acknowledged"
     )]
     Timeout { timeout_ms: u64, base_offset: i64 },
+    /// DeleteRecords: the leader deleted below `offset`, but some in-sync
+    /// replica had not within the request's timeout.
+    #[error(
+        "timed out after {timeout_ms} ms waiting for every in-sync replica to delete the records below {offset} (low watermark {low_watermark}); the leader has deleted them"
+    )]
+    DeleteTimeout {
+        timeout_ms: u64,
+        offset: i64,
+        low_watermark: i64,
+    },
     #[error("the broker is shutting down")]
     ShuttingDown,
     /// This broker does not lead the partition (clients refresh metadata
@@ -216,6 +226,7 @@ impl Error {
             Self::FencedLeaderEpoch { .. } => "fenced_leader_epoch",
             Self::UnknownLeaderEpoch { .. } => "unknown_leader_epoch",
             Self::Timeout { .. } => "timeout",
+            Self::DeleteTimeout { .. } => "delete_timeout",
             Self::ShuttingDown => "shutting_down",
         }
     }

@@ -667,6 +667,58 @@ impl Partition {
         Ok(self.log.read().log_start_offset())
     }
 
+    /// DeleteRecords (KIP-107) on the leader: moves the log start offset
+    /// to `offset` (-1: the high watermark; never past it), durably, then
+    /// waits up to `timeout` until every in-sync replica has deleted the
+    /// records too. Returns the low watermark: the smallest log start
+    /// offset of the in-sync replicas. A topic that only compacts refuses
+    /// it (POLICY_VIOLATION), as in Kafka.
+    pub async fn delete_records(&self, offset: i64, timeout: Duration) -> Result<i64, Error> {
+        self.check_state()?;
+        self.client_epoch()?;
+        let target = {
+            let mut log = self.log.write();
+            if !log.config().cleanup_policy.deletes() {
+                return Err(Error::PolicyViolation(format!(
+                    "{}-{} only compacts (cleanup.policy=compact): records cannot be deleted",
+                    self.topic, self.id
+                )));
+            }
+            let hw = self.high_watermark();
+            let target = if offset == -1 { hw } else { offset };
+            if target < 0 || target > hw {
+                return Err(Error::Log {
+                    topic: self.topic.to_string(),
+                    partition: self.id,
+                    source: crate::log::LogError::OffsetOutOfRange {
+                        offset: target,
+                        log_start: log.log_start_offset(),
+                        log_end: hw,
+                    },
+                });
+            }
+            log.advance_log_start(target)
+                .map_err(|e| self.log_error(e))?;
+            target
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let low = self.low_watermark();
+            if low >= target {
+                return Ok(low);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::DeleteTimeout {
+                    timeout_ms: timeout.as_millis() as u64,
+                    offset: target,
+                    low_watermark: low,
+                });
+            }
+            self.check_state()?;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Latest offset visible to consumers (the HW).
     pub fn latest_offset(&self) -> Result<i64, Error> {
         self.check_state()?;

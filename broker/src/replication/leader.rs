@@ -45,6 +45,8 @@ struct Follower {
     /// epoch) into the ISR: fenced, shutting down, or an older
     /// incarnation. It is not proposed again until a newer one fetches.
     refused_epoch: Option<i64>,
+    /// Its log start offset as its last fetch reported it (-1: unknown).
+    log_start: i64,
 }
 
 /// Replication state of a partition this broker leads.
@@ -96,6 +98,7 @@ impl LeaderState {
                         last_fetch_leader_leo: i64::MAX,
                         last_fetch_ms: now_ms,
                         refused_epoch: None,
+                        log_start: -1,
                     },
                 )
             })
@@ -161,6 +164,7 @@ impl LeaderState {
                     last_fetch_leader_leo: i64::MAX,
                     last_fetch_ms: now_ms,
                     refused_epoch: None,
+                    log_start: -1,
                 });
             }
         }
@@ -236,6 +240,24 @@ impl LeaderState {
         } else {
             None
         }
+    }
+
+    /// A follower's log start offset, from its fetch.
+    pub fn set_follower_log_start(&mut self, follower: BrokerId, log_start: i64) {
+        if let Some(f) = self.followers.get_mut(&follower) {
+            f.log_start = log_start;
+        }
+    }
+
+    /// The smallest log start offset of the ISR, this leader's
+    /// `own_log_start` included (-1 while a member's is unknown): records
+    /// below it are gone from every in-sync replica.
+    pub fn low_watermark(&self, own_log_start: i64) -> i64 {
+        self.isr
+            .iter()
+            .filter(|r| **r != self.me)
+            .map(|r| self.followers.get(r).map_or(-1, |f| f.log_start))
+            .fold(own_log_start, i64::min)
     }
 
     /// The broker epoch of each member of `isr` that is not in the

@@ -117,7 +117,7 @@ pub struct ConsumerMember {
     pub(super) session_deadline: i64,
     /// When a member that has not revoked yet is removed.
     pub(super) revoke_deadline: Option<i64>,
-    /// Set for a member of the classic protocol ([`super::consumer_classic`]).
+    /// Set for a member of the classic protocol (online upgrade).
     pub classic: Option<ClassicMember>,
 }
 

@@ -244,6 +244,40 @@ impl Partition {
         Some((log.next_offset(), last_epoch, *leader_epoch))
     }
 
+    /// This replica's log start offset.
+    pub fn log_start(&self) -> i64 {
+        self.log.read().log_start_offset()
+    }
+
+    /// Leader: a follower's log start offset, as its fetch reported it.
+    pub fn record_follower_log_start(&self, follower: i32, log_start: i64) {
+        if let Role::Leader(l) = &mut *self.role.lock() {
+            l.set_follower_log_start(follower, log_start);
+        }
+    }
+
+    /// Follower: records the leader deleted (DeleteRecords) are deleted
+    /// here too, up to this replica's log end.
+    pub fn follow_log_start(&self, leader_log_start: i64) -> Result<(), Error> {
+        if leader_log_start <= self.log.read().log_start_offset() {
+            return Ok(());
+        }
+        let mut log = self.log.write();
+        log.advance_log_start(leader_log_start)
+            .map(|_| ())
+            .map_err(|e| self.log_error(e))
+    }
+
+    /// The smallest log start offset of the in-sync replicas (this one's
+    /// when standalone); -1 while a member's is unknown.
+    pub fn low_watermark(&self) -> i64 {
+        let own = self.log.read().log_start_offset();
+        match &*self.role.lock() {
+            Role::Leader(l) => l.low_watermark(own),
+            _ => own,
+        }
+    }
+
     /// Leader side of a follower fetch: checks the epoch and divergence,
     /// records the follower's LEO (which may advance the HW) and reads from
     /// `fetch_offset` up to the log end.
