@@ -29,6 +29,10 @@ use std::collections::BTreeMap;
 /// A broker id.
 pub type BrokerId = i32;
 
+/// How long a leader waits before proposing an expansion again after the
+/// controller refused one.
+pub const EXPANSION_RETRY_MS: u64 = 1000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Follower {
     /// Broker epoch of the incarnation whose fetches this state records
@@ -41,10 +45,6 @@ struct Follower {
     /// The leader's LEO at the follower's previous fetch, and when.
     last_fetch_leader_leo: i64,
     last_fetch_ms: u64,
-    /// The controller definitively refused this incarnation (this broker
-    /// epoch) into the ISR: fenced, shutting down, or an older
-    /// incarnation. It is not proposed again until a newer one fetches.
-    refused_epoch: Option<i64>,
     /// Its log start offset as its last fetch reported it (-1: unknown).
     log_start: i64,
 }
@@ -68,6 +68,10 @@ pub struct LeaderState {
     followers: BTreeMap<BrokerId, Follower>,
     /// Log end when this epoch began.
     epoch_start_offset: i64,
+    /// No expansion is proposed before this time: the controller refused
+    /// the last one (a member fenced, shutting down, or of an older
+    /// incarnation), which only time or a new incarnation changes.
+    no_expansion_until_ms: u64,
     high_watermark: i64,
 }
 
@@ -97,7 +101,6 @@ impl LeaderState {
                         last_caught_up_ms: now_ms,
                         last_fetch_leader_leo: i64::MAX,
                         last_fetch_ms: now_ms,
-                        refused_epoch: None,
                         log_start: -1,
                     },
                 )
@@ -114,6 +117,7 @@ impl LeaderState {
             followers,
             epoch_start_offset,
             high_watermark,
+            no_expansion_until_ms: 0,
         }
     }
 
@@ -163,7 +167,6 @@ impl LeaderState {
                     last_caught_up_ms: now_ms,
                     last_fetch_leader_leo: i64::MAX,
                     last_fetch_ms: now_ms,
-                    refused_epoch: None,
                     log_start: -1,
                 });
             }
@@ -202,7 +205,6 @@ impl LeaderState {
             f.broker_epoch = broker_epoch;
             f.leo = None;
             f.last_fetch_leader_leo = i64::MAX;
-            f.refused_epoch = None;
         }
         f.leo = Some(fetch_offset);
         if fetch_offset >= leader_leo {
@@ -292,10 +294,11 @@ impl LeaderState {
         };
         let joins = |r: &BrokerId| {
             self.follower_leo(*r).is_some_and(|leo| leo >= join_at)
-                && self.followers.get(r).is_some_and(|f| {
-                    now_ms.saturating_sub(f.last_caught_up_ms) <= lag_max_ms
-                        && f.refused_epoch != Some(f.broker_epoch)
-                })
+                && now_ms >= self.no_expansion_until_ms
+                && self
+                    .followers
+                    .get(r)
+                    .is_some_and(|f| now_ms.saturating_sub(f.last_caught_up_ms) <= lag_max_ms)
         };
         let next: Vec<BrokerId> = self
             .replicas
@@ -335,18 +338,14 @@ impl LeaderState {
     /// checks the partition epoch first, so the proposal was made against
     /// its current state and nothing was committed since: its ISR is the
     /// committed one this leader holds, and the HW stops waiting for the
-    /// proposal's (and any earlier uncertain expansion's) members. The
-    /// members it would have added are not proposed again until a newer
-    /// incarnation of theirs fetches (the refusal names a fenced or
-    /// shutting-down broker, or an older incarnation).
-    pub fn pending_refused(&mut self) {
-        if let Some(pending) = self.pending.take() {
-            for r in pending.iter().filter(|r| !self.committed.contains(r)) {
-                if let Some(f) = self.followers.get_mut(r) {
-                    f.refused_epoch = Some(f.broker_epoch);
-                }
-            }
+    /// proposal's (and any earlier uncertain expansion's) members. No
+    /// expansion is proposed again for [`EXPANSION_RETRY_MS`]: the refusal
+    /// names a fenced or shutting-down broker, or an older incarnation,
+    /// which a retry at once would not change.
+    pub fn pending_refused(&mut self, now_ms: u64) {
+        if self.pending.take().is_some() {
             self.isr = self.committed.clone();
+            self.no_expansion_until_ms = now_ms + EXPANSION_RETRY_MS;
         }
     }
 
@@ -554,7 +553,7 @@ mod tests {
     }
 
     #[test]
-    fn given_an_expansion_refused_for_a_shutting_down_broker_then_the_hw_does_not_wait_and_it_is_not_proposed_again()
+    fn given_an_expansion_refused_for_a_shutting_down_broker_then_the_hw_does_not_wait_and_it_is_retried_later()
      {
         // The old leader fetched once in the new epoch on its way out; the
         // controller refuses it into the ISR (it is shutting down).
@@ -564,14 +563,19 @@ mod tests {
         let proposal = l.proposed_isr(1, LAG).expect("expansion");
         assert_eq!(proposal, vec![0, 1, 2]);
         l.set_pending(proposal);
-        l.pending_refused();
+        l.pending_refused(1);
         assert_eq!(l.isr(), &[1, 2]);
-        assert_eq!(l.proposed_isr(2, LAG), None, "not proposed again");
+        assert_eq!(l.proposed_isr(2, LAG), None, "not asked again at once");
         // A write is committed by the members the controller has.
         assert_eq!(l.on_fetch(2, 1, 4, 4, 3), Some(4));
-        // A new incarnation of broker 0 that catches up joins again.
-        l.on_fetch(0, 2, 4, 4, 4);
-        assert_eq!(l.proposed_isr(4, LAG), Some(vec![0, 1, 2]));
+        // Later (broker 0 may be back by then) it is proposed again.
+        l.on_fetch(0, 2, 4, 4, 500);
+        l.on_fetch(2, 1, 4, 4, 500);
+        assert_eq!(l.proposed_isr(500, LAG), None);
+        assert_eq!(
+            l.proposed_isr(1 + EXPANSION_RETRY_MS, LAG),
+            Some(vec![0, 1, 2])
+        );
     }
 
     #[test]

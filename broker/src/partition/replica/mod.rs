@@ -534,7 +534,8 @@ impl Partition {
 
     /// The controller refused the ISR change as invalid (definitive, see
     /// [`LeaderState::pending_refused`](crate::replication::leader::LeaderState::pending_refused)):
-    /// the HW stops waiting for the refused members.
+    /// the HW stops waiting for the refused members; expansions wait a
+    /// moment before they are proposed again.
     pub fn isr_change_refused(&self, leader_epoch: i32) {
         let log = self.log.read();
         let mut role = self.role.lock();
@@ -542,7 +543,7 @@ impl Partition {
         if l.leader_epoch() != leader_epoch {
             return;
         }
-        l.pending_refused();
+        l.pending_refused(now_ms());
         if let Some(hw) = l.advance(self.own_leo(&log)) {
             self.advance_high_watermark(hw);
         }
