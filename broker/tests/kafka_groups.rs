@@ -9,7 +9,10 @@
 //! the members and their assignments (members keep heartbeating without
 //! rejoining). Twice: with the coordinator's broker shut down in-process,
 //! and with the coordinator's broker process SIGKILLed (real processes:
-//! the controller fences it when its lease expires).
+//! the controller fences it when its lease expires). And the consumer
+//! protocol (KIP-848): two members reconcile to a split, commit with their
+//! member epochs, and carry on at the same epochs with the same assignments
+//! and offsets after the coordinator's broker shuts down.
 
 mod broker_process;
 mod common;
@@ -709,4 +712,239 @@ async fn given_a_stable_group_when_the_coordinator_process_is_killed_should_resu
     );
     // Keep the controller and the temporary directory alive to the end.
     let _ = (&cluster.controller, cluster.dir.path());
+}
+
+/// A ConsumerGroupHeartbeat (v1) of `member` at `epoch`, owning `owned`
+/// partitions of the topic (id `topic_id`); a join (epoch 0) subscribes.
+fn consumer_heartbeat(
+    member: &str,
+    epoch: i32,
+    topic_id: uuid::Uuid,
+    owned: &[i32],
+) -> ConsumerGroupHeartbeatRequest {
+    use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+    let mut r = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(s(GROUP)))
+        .with_member_id(s(member))
+        .with_member_epoch(epoch)
+        .with_rebalance_timeout_ms(REBALANCE_MS)
+        .with_topic_partitions(Some(vec![
+            TopicPartitions::default()
+                .with_topic_id(topic_id)
+                .with_partitions(owned.to_vec()),
+        ]));
+    if epoch == 0 {
+        r = r.with_subscribed_topic_names(Some(vec![TopicName(s(TOPIC))]));
+    }
+    r
+}
+
+fn owned_of(r: &ConsumerGroupHeartbeatResponse) -> Option<Vec<i32>> {
+    r.assignment.as_ref().map(|a| {
+        let mut ps: Vec<i32> = a
+            .topic_partitions
+            .iter()
+            .flat_map(|t| t.partitions.iter().copied())
+            .collect();
+        ps.sort_unstable();
+        ps
+    })
+}
+
+async fn consumer_describe(
+    conn: &mut KafkaConn,
+) -> consumer_group_describe_response::DescribedGroup {
+    let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(GROUP))]);
+    let r: ConsumerGroupDescribeResponse =
+        conn.send(ApiKey::ConsumerGroupDescribe, 1, &request).await;
+    r.groups.into_iter().next().expect("one group")
+}
+
+/// The consumer protocol (KIP-848) across a coordinator failover: two
+/// members reconcile to a disjoint split of 3 partitions, commit with their
+/// member epochs; the coordinator's broker shuts down; the new coordinator
+/// rebuilt the group from `__consumer_offsets`, so both members carry on
+/// with the same epochs and assignments (no FENCED_MEMBER_EPOCH, no new
+/// assignment), ConsumerGroupDescribe shows the same group, and the
+/// offsets are there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_consumer_protocol_group_when_the_coordinator_goes_away_should_keep_epochs_assignments_and_offsets()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = start_controller(dir.path()).await;
+    let addr = controller.grpc_addr.to_string();
+    let mut brokers = BTreeMap::new();
+    for id in 0..3 {
+        brokers.insert(id, start_broker(dir.path(), id, &addr).await);
+    }
+    let mut admin = common::connect(&brokers[&0]).await;
+    admin
+        .create_topic(CreateTopicRequest {
+            name: TOPIC.into(),
+            partitions: 3,
+            replication_factor: 3,
+            config: Default::default(),
+        })
+        .await
+        .expect("topic created");
+    let (coordinator, address) =
+        find_coordinator(&brokers[&0].kafka_addr.to_string(), &[0, 1, 2]).await;
+    wait_loaded(&address).await;
+    let mut conn = KafkaConn::connect(&address).await;
+    let md: MetadataResponse = conn
+        .send(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(Some(vec![
+                metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(s(TOPIC)))),
+            ])),
+        )
+        .await;
+    let topic_id = md.topics[0].topic_id;
+    assert!(!topic_id.is_nil());
+
+    // Both join; they heartbeat as clients do until each owns a disjoint,
+    // complete share at the same epoch.
+    let mut state: BTreeMap<String, (i32, Vec<i32>)> = BTreeMap::new();
+    for m in ["m-a", "m-b"] {
+        let r: ConsumerGroupHeartbeatResponse = conn
+            .send(
+                ApiKey::ConsumerGroupHeartbeat,
+                1,
+                &consumer_heartbeat(m, 0, topic_id, &[]),
+            )
+            .await;
+        assert_eq!(r.error_code, NONE, "{r:?}");
+        state.insert(
+            m.to_owned(),
+            (r.member_epoch, owned_of(&r).unwrap_or_default()),
+        );
+    }
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        for (m, (epoch, owned)) in state.iter_mut() {
+            let r: ConsumerGroupHeartbeatResponse = conn
+                .send(
+                    ApiKey::ConsumerGroupHeartbeat,
+                    1,
+                    &consumer_heartbeat(m, *epoch, topic_id, owned),
+                )
+                .await;
+            assert_eq!(r.error_code, NONE, "{m}: {r:?}");
+            *epoch = r.member_epoch;
+            if let Some(o) = owned_of(&r) {
+                *owned = o;
+            }
+        }
+        let (ea, oa) = &state["m-a"];
+        let (eb, ob) = &state["m-b"];
+        let mut all: Vec<i32> = oa.iter().chain(ob).copied().collect();
+        all.sort_unstable();
+        if ea == eb && all == [0, 1, 2] && !oa.is_empty() && !ob.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never settled: {state:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+
+    // Each commits its partitions with its member epoch (OffsetCommit v9).
+    for (m, (epoch, owned)) in &state {
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(s(GROUP)))
+            .with_generation_id_or_member_epoch(*epoch)
+            .with_member_id(s(m))
+            .with_topics(vec![
+                OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(s(TOPIC)))
+                    .with_partitions(
+                        owned
+                            .iter()
+                            .map(|p| {
+                                OffsetCommitRequestPartition::default()
+                                    .with_partition_index(*p)
+                                    .with_committed_offset(i64::from(*p) * 10 + 7)
+                            })
+                            .collect(),
+                    ),
+            ]);
+        let r: OffsetCommitResponse = conn.send(ApiKey::OffsetCommit, 9, &request).await;
+        assert!(
+            r.topics[0].partitions.iter().all(|p| p.error_code == NONE),
+            "{r:?}"
+        );
+    }
+    let before = consumer_describe(&mut conn).await;
+    assert_eq!(
+        (before.error_code, before.group_state.as_str()),
+        (NONE, "Stable")
+    );
+
+    brokers
+        .remove(&coordinator)
+        .unwrap()
+        .shutdown()
+        .await
+        .expect("clean shutdown");
+    let alive: Vec<i32> = brokers.keys().copied().collect();
+    let (new_coordinator, new_address) =
+        find_coordinator(&brokers[&alive[0]].kafka_addr.to_string(), &alive).await;
+    assert_ne!(new_coordinator, coordinator);
+    wait_loaded(&new_address).await;
+    let mut conn = KafkaConn::connect(&new_address).await;
+    let after = consumer_describe(&mut conn).await;
+    assert_eq!(after.error_code, NONE, "{after:?}");
+    assert_eq!(after.group_epoch, before.group_epoch);
+    assert_eq!(after.assignment_epoch, before.assignment_epoch);
+    let members = |g: &consumer_group_describe_response::DescribedGroup| {
+        let mut v: Vec<(String, i32, Vec<i32>)> = g
+            .members
+            .iter()
+            .map(|m| {
+                let mut ps: Vec<i32> = m
+                    .assignment
+                    .topic_partitions
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().copied())
+                    .collect();
+                ps.sort_unstable();
+                (m.member_id.to_string(), m.member_epoch, ps)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        members(&after),
+        members(&before),
+        "members, epochs, assignments survive"
+    );
+    // The members carry on: same epoch, no new assignment.
+    for (m, (epoch, owned)) in &state {
+        let r: ConsumerGroupHeartbeatResponse = conn
+            .send(
+                ApiKey::ConsumerGroupHeartbeat,
+                1,
+                &consumer_heartbeat(m, *epoch, topic_id, owned),
+            )
+            .await;
+        assert_eq!((r.error_code, r.member_epoch), (NONE, *epoch), "{m}: {r:?}");
+        assert!(
+            owned_of(&r).is_none_or(|o| &o == owned),
+            "{m} keeps its partitions: {r:?}"
+        );
+    }
+    assert_eq!(
+        fetch_offsets(&mut conn).await,
+        vec![(0, 7), (1, 17), (2, 27)],
+        "offsets committed with member epochs survive"
+    );
+
+    for (_, b) in brokers {
+        b.shutdown().await.expect("clean shutdown");
+    }
+    controller.shutdown().await.expect("controller stops");
 }
