@@ -165,11 +165,11 @@ pub async fn fetch(ctx: &KafkaContext, version: i16, request: FetchRequest) -> F
     let incremental = matches!(mode, Mode::Incremental(..));
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
     let mut slot: HashMap<String, usize> = HashMap::new();
-    let mut sent = Vec::new();
-    let mut answered = partitions.clone();
+    // What each answer told of its partition, for the session.
+    let mut sent: Vec<Option<Sent>> = Vec::with_capacity(partitions.len());
     let none_aborted = read_committed.then(Vec::new);
     let mut hints = LeaderHints::default();
-    for ((p, read), cached) in partitions.iter().zip(reads).zip(answered.iter_mut()) {
+    for (p, read) in partitions.iter().zip(reads) {
         let mut entry = PartitionData::default()
             .with_partition_index(p.partition)
             .with_aborted_transactions(none_aborted.clone());
@@ -182,8 +182,7 @@ pub async fn fetch(ctx: &KafkaContext, version: i16, request: FetchRequest) -> F
                     log_start_offset: read.log_start_offset,
                 };
                 news |= p.sent != Some(now) || !read.data.is_empty() || read.diverging.is_some();
-                sent.push(((p.topic.clone(), p.partition), now));
-                cached.sent = Some(now);
+                sent.push(Some(now));
                 if read_committed {
                     entry = entry.with_aborted_transactions(Some(
                         read.aborted
@@ -213,6 +212,7 @@ pub async fn fetch(ctx: &KafkaContext, version: i16, request: FetchRequest) -> F
             }
             Err(e) => {
                 news = true;
+                sent.push(None);
                 let code = error_code(&e);
                 ctx.count_error(ApiKey::Fetch, code.code());
                 entry = entry
@@ -266,9 +266,20 @@ pub async fn fetch(ctx: &KafkaContext, version: i16, request: FetchRequest) -> F
     }
     let session_id = match mode {
         Mode::Sessionless => 0,
-        Mode::New => sessions.create(answered, Instant::now()),
+        Mode::New => {
+            let mut partitions = partitions;
+            for (p, s) in partitions.iter_mut().zip(&sent) {
+                p.sent = *s;
+            }
+            sessions.create(partitions, Instant::now())
+        }
         Mode::Incremental(id, _) => {
-            sessions.answered(id, &sent);
+            let keyed: Vec<((String, i32), Sent)> = partitions
+                .iter()
+                .zip(&sent)
+                .filter_map(|(p, s)| s.map(|s| ((p.topic.clone(), p.partition), s)))
+                .collect();
+            sessions.answered(id, &keyed);
             id
         }
     };
