@@ -122,6 +122,31 @@ pub struct ConsumerMember {
 }
 
 impl ConsumerMember {
+    /// A member at `epoch` that owns nothing, subscribes to nothing yet and
+    /// speaks the consumer protocol; callers fill in the rest.
+    pub(super) fn new(id: &str, client_id: &str, client_host: &str, epoch: i32) -> Self {
+        Self {
+            id: id.to_owned(),
+            instance_id: None,
+            rack_id: None,
+            client_id: client_id.to_owned(),
+            client_host: client_host.to_owned(),
+            subscribed_names: BTreeSet::new(),
+            subscribed_regex: None,
+            server_assignor: None,
+            rebalance_timeout_ms: 300_000,
+            epoch,
+            previous_epoch: epoch,
+            state: MemberState::Stable,
+            assigned: Partitions::new(),
+            pending_revocation: Partitions::new(),
+            assigned_epochs: HashMap::new(),
+            session_deadline: 0,
+            revoke_deadline: None,
+            classic: None,
+        }
+    }
+
     fn metadata(&self) -> MemberMetadata {
         MemberMetadata {
             instance_id: self.instance_id.clone(),
@@ -735,24 +760,9 @@ impl ConsumerGroup {
             self.members.insert(
                 id.clone(),
                 ConsumerMember {
-                    id: id.clone(),
                     instance_id: req.instance_id.clone(),
-                    rack_id: None,
-                    client_id: req.client_id.clone(),
-                    client_host: req.client_host.clone(),
-                    subscribed_names: BTreeSet::new(),
-                    subscribed_regex: None,
-                    server_assignor: None,
-                    rebalance_timeout_ms: 300_000,
-                    epoch: JOIN_EPOCH,
-                    previous_epoch: JOIN_EPOCH,
-                    state: MemberState::Stable,
-                    assigned: Partitions::new(),
-                    pending_revocation: Partitions::new(),
-                    assigned_epochs: HashMap::new(),
                     session_deadline: now,
-                    revoke_deadline: None,
-                    classic: None,
+                    ..ConsumerMember::new(&id, &req.client_id, &req.client_host, JOIN_EPOCH)
                 },
             );
             if let Some((epoch, assigned, pending, state, target)) = inherited {
@@ -978,21 +988,12 @@ impl ConsumerGroup {
                     g.members.insert(
                         member.clone(),
                         ConsumerMember {
-                            id: member,
                             instance_id: m.instance_id,
                             rack_id: m.rack_id,
-                            client_id: m.client_id,
-                            client_host: m.client_host,
                             subscribed_names: m.subscribed_names.into_iter().collect(),
                             subscribed_regex: m.subscribed_regex,
                             server_assignor: m.server_assignor,
                             rebalance_timeout_ms: m.rebalance_timeout_ms,
-                            epoch: JOIN_EPOCH,
-                            previous_epoch: JOIN_EPOCH,
-                            state: MemberState::Stable,
-                            assigned: Partitions::new(),
-                            pending_revocation: Partitions::new(),
-                            assigned_epochs: HashMap::new(),
                             session_deadline: now
                                 + i64::from(
                                     m.classic
@@ -1010,6 +1011,7 @@ impl ConsumerGroup {
                                     .map(|(name, metadata)| Protocol { name, metadata })
                                     .collect(),
                             }),
+                            ..ConsumerMember::new(&member, &m.client_id, &m.client_host, JOIN_EPOCH)
                         },
                     );
                 }

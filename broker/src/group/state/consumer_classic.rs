@@ -27,8 +27,6 @@
 //! classic members only does not go back to the classic protocol while it
 //! has members.
 
-use std::collections::BTreeSet;
-
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
 use kafka_protocol::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription};
@@ -161,27 +159,15 @@ impl ConsumerGroup {
             c.members.insert(
                 m.id.clone(),
                 ConsumerMember {
-                    id: m.id.clone(),
                     instance_id: m.instance_id.clone(),
-                    rack_id: None,
-                    client_id: m.client_id.clone(),
-                    client_host: m.client_host.clone(),
                     subscribed_names: sub.topics.into_iter().collect(),
-                    subscribed_regex: None,
-                    server_assignor: None,
                     rebalance_timeout_ms: m.rebalance_timeout_ms,
-                    epoch: g.generation,
-                    previous_epoch: g.generation,
-                    state: MemberState::Stable,
-                    assigned: Default::default(),
-                    pending_revocation: Default::default(),
-                    assigned_epochs: Default::default(),
                     session_deadline: now + i64::from(m.session_timeout_ms),
-                    revoke_deadline: None,
                     classic: Some(ClassicMember {
                         session_timeout_ms: m.session_timeout_ms,
                         protocols,
                     }),
+                    ..ConsumerMember::new(&m.id, &m.client_id, &m.client_host, g.generation)
                 },
             );
             c.target.insert(m.id.clone(), assigned.clone());
@@ -267,24 +253,10 @@ impl ConsumerGroup {
                 self.members.insert(
                     id.clone(),
                     ConsumerMember {
-                        id: id.clone(),
                         instance_id: req.instance_id.clone(),
-                        rack_id: None,
-                        client_id: req.client_id.clone(),
-                        client_host: req.client_host.clone(),
-                        subscribed_names: BTreeSet::new(),
-                        subscribed_regex: None,
-                        server_assignor: None,
                         rebalance_timeout_ms: req.rebalance_timeout_ms,
-                        epoch: 0,
-                        previous_epoch: 0,
-                        state: MemberState::Stable,
-                        assigned: Default::default(),
-                        pending_revocation: Default::default(),
-                        assigned_epochs: Default::default(),
                         session_deadline: now,
-                        revoke_deadline: None,
-                        classic: None,
+                        ..ConsumerMember::new(&id, &req.client_id, &req.client_host, 0)
                     },
                 );
                 self.stale_target = true;
