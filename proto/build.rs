@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/controller.proto",
         "proto/replication.proto",
         "proto/txn.proto",
+        "proto/share.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

@@ -9,6 +9,7 @@
 //! ```text
 //! server, config, http        the process: wiring, flags, probes
 //! kafka                       Kafka listener: frames, the API table, handlers
+//! txn | share                 transaction coordinator | share-group partitions
 //! group | grpc | cluster      group coordinator | gRPC adapters | link to the cluster
 //! partition                   local replicas: produce, fetch, acks, topics
 //! replication | security      leader/follower state without I/O | TLS, SASL, ACLs
@@ -52,6 +53,7 @@ pub mod quota;
 pub mod replication;
 pub mod security;
 pub mod server;
+pub mod share;
 pub mod txn;
 
 pub use server::{Broker, BrokerHandle, ServerError, run};

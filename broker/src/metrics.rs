@@ -100,6 +100,16 @@ pub struct Metrics {
     pub kafka_connections: IntGauge,
     /// Incremental fetch sessions (KIP-227) kept.
     pub kafka_fetch_sessions: IntGauge,
+    /// Share partitions (KIP-932) loaded at this broker.
+    pub share_partitions: IntGauge,
+    /// Share sessions kept by this broker.
+    pub share_sessions: IntGauge,
+    /// Records acquired for share consumers (each delivery counts).
+    pub share_acquired_records: IntCounter,
+    /// Records acknowledged by share consumers, by type.
+    pub share_acknowledged_records: IntCounterVec,
+    /// Records whose acquisition lock expired.
+    pub share_lock_expired_records: IntCounter,
     /// Kafka connections closed for a bad frame or request, by `reason`.
     pub kafka_connection_errors: IntCounterVec,
     /// SASL authentications, by `mechanism` and `result` (success, failure).
@@ -364,6 +374,32 @@ impl Metrics {
                 &r,
                 "rill_kafka_fetch_sessions",
                 "Incremental fetch sessions (KIP-227) kept by this broker.",
+            ),
+            share_partitions: plain_gauge(
+                &r,
+                "rill_share_partitions",
+                "Share partitions (KIP-932) loaded at this broker, one per share group and partition led here.",
+            ),
+            share_sessions: plain_gauge(
+                &r,
+                "rill_share_sessions",
+                "Share sessions of share consumers fetching from this broker.",
+            ),
+            share_acquired_records: plain_counter(
+                &r,
+                "rill_share_acquired_records_total",
+                "Records acquired for share consumers; a redelivery counts again.",
+            ),
+            share_acknowledged_records: counter(
+                &r,
+                "rill_share_acknowledged_records_total",
+                "Records acknowledged by share consumers and stored, by type (accept, release, reject, gap).",
+                &["type"],
+            ),
+            share_lock_expired_records: plain_counter(
+                &r,
+                "rill_share_lock_expired_records_total",
+                "Records whose acquisition lock expired before they were acknowledged.",
             ),
             kafka_bytes_in: plain_counter(
                 &r,

@@ -326,6 +326,13 @@ impl Broker {
         );
         txns.set_groups(Arc::clone(&groups));
         tasks.push(txns.start(tasks_stop.clone()));
+        let shares = crate::share::ShareManager::new(
+            Arc::clone(&manager),
+            Arc::clone(&metrics),
+            crate::share::StateStore::new(Arc::clone(&groups), broker_id, internal_tls.clone()),
+            crate::share::ShareSettings::default(),
+        );
+        tasks.push(shares.start(tasks_stop.clone()));
         tasks.extend(crate::config::reload::spawn(
             &config,
             Arc::clone(&manager),
@@ -370,6 +377,7 @@ impl Broker {
                         config.max_request_bytes,
                     ))
                     .add_service(crate::txn::grpc::TxnApi::server(Arc::clone(&txns)))
+                    .add_service(crate::share::ShareStatesApi::server(Arc::clone(&groups)))
                     .serve_with_incoming_shutdown(no_delay(listener), stop.cancelled_owned())
             });
             let settings = ClusterSettings {
@@ -451,6 +459,7 @@ impl Broker {
             producer_ids: Arc::clone(&producer_ids),
             groups: Some(Arc::clone(&groups)),
             txns: Some(Arc::clone(&txns)),
+            shares: Some(Arc::clone(&shares)),
             acls,
             listener: None,
             quotas,

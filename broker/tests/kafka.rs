@@ -270,6 +270,14 @@ async fn given_a_broker_when_api_versions_asked_should_list_exactly_the_served_a
             (ApiKey::ConsumerGroupHeartbeat, (0, 1)),
             (ApiKey::ConsumerGroupDescribe, (0, 1)),
             (ApiKey::DeleteRecords, (0, 2)),
+            // Share groups (`rill_broker::share`, KIP-932).
+            (ApiKey::ShareGroupHeartbeat, (1, 1)),
+            (ApiKey::ShareGroupDescribe, (1, 1)),
+            (ApiKey::ShareFetch, (1, 1)),
+            (ApiKey::ShareAcknowledge, (1, 1)),
+            (ApiKey::DescribeShareGroupOffsets, (0, 1)),
+            (ApiKey::AlterShareGroupOffsets, (0, 0)),
+            (ApiKey::DeleteShareGroupOffsets, (0, 0)),
         ]
         .into_iter()
         .map(|(k, v)| (k as i16, v))

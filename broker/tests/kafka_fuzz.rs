@@ -131,6 +131,7 @@ impl Harness {
             quotas: QuotaService::open_local(dir.path(), Arc::new(QuotaManager::default()))
                 .expect("quotas"),
             fetch_sessions: Default::default(),
+            shares: None,
         });
         let h = Self {
             runtime,

@@ -5,7 +5,8 @@
 //! ```text
 //! server, config, http            the process: wires everything
 //! kafka                           the Kafka listener (calls the coordinators)
-//! txn                             the transaction coordinator
+//! txn | share                     the transaction coordinator; share-group
+//!                                 partitions at their leaders
 //! group | grpc | cluster          coordinator; gRPC adapters; the link to the cluster
 //! partition                       the data path: produce, fetch, acks, topics
 //! replication | security          leader/follower state without I/O; who a
@@ -36,6 +37,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("security", 2),
     ("quota", 2),
     ("txn", 5),
+    ("share", 5),
     ("kafka", 6),
     ("config", 7),
     ("http", 7),

@@ -45,6 +45,11 @@ pub mod replication {
     tonic::include_proto!("rill.replication.v1");
 }
 
+/// `rill.share.v1`: share-partition leaders and share-group coordinators.
+pub mod share {
+    tonic::include_proto!("rill.share.v1");
+}
+
 /// `rill.txn.v1`: transaction coordinators and partition leaders.
 pub mod txn {
     tonic::include_proto!("rill.txn.v1");

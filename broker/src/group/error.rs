@@ -1,7 +1,8 @@
 //! Why a group request failed, and what storage errors of the offsets
 //! topic mean to a group client. The Kafka listener turns these into
-//! Kafka error codes (`crate::kafka::groups::GroupErrorCode`).
+//! Kafka error codes ([`GroupErrorCode`]).
 
+use kafka_protocol::ResponseError;
 use thiserror::Error;
 
 use crate::log::{BatchError, LogError};
@@ -76,6 +77,17 @@ pub enum GroupError {
     /// members.
     #[error("group {group:?} is a {is} group with members")]
     WrongGroupType { group: String, is: &'static str },
+    /// A share partition's state was reset or deleted by an admin since
+    /// its leader loaded it: the leader loads it again.
+    #[error("share-partition state epoch {given} is not the stored epoch {current}")]
+    FencedStateEpoch { given: i32, current: i32 },
+    /// A share partition's state was written by a newer leader.
+    #[error(
+        "leader epoch {given} is older than the epoch {current} of the leader that stored the share-partition state"
+    )]
+    FencedLeaderEpoch { given: i32, current: i32 },
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
     /// Anything else; the text says what.
     #[error("{0}")]
     Internal(String),
@@ -112,6 +124,9 @@ impl GroupError {
             Self::InvalidRegex(_) => "invalid_regular_expression",
             Self::WrongGroupType { .. } => "wrong_group_type",
             Self::RebalancingForUpgrade(_) => "rebalancing_for_upgrade",
+            Self::FencedStateEpoch { .. } => "fenced_state_epoch",
+            Self::FencedLeaderEpoch { .. } => "fenced_leader_epoch",
+            Self::InvalidConfig(_) => "invalid_config",
             Self::Internal(_) => "internal",
         }
     }
@@ -142,6 +157,52 @@ impl GroupError {
             | PartitionError::Controller(_) => Self::CoordinatorNotAvailable(e.to_string()),
             other => Self::Internal(other.to_string()),
         }
+    }
+}
+
+/// The Kafka error code of a [`GroupError`].
+pub trait GroupErrorCode {
+    /// The Kafka error code a client acts on.
+    fn code(&self) -> i16;
+}
+
+impl GroupErrorCode for GroupError {
+    fn code(&self) -> i16 {
+        let e = match self {
+            Self::NotCoordinator => ResponseError::NotCoordinator,
+            Self::LoadInProgress => ResponseError::CoordinatorLoadInProgress,
+            Self::CoordinatorNotAvailable(_) => ResponseError::CoordinatorNotAvailable,
+            Self::InvalidGroupId(_) => ResponseError::InvalidGroupId,
+            Self::UnknownMemberId(_) => ResponseError::UnknownMemberId,
+            Self::IllegalGeneration { .. } => ResponseError::IllegalGeneration,
+            Self::RebalanceInProgress => ResponseError::RebalanceInProgress,
+            Self::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+            Self::InvalidSessionTimeout { .. } => ResponseError::InvalidSessionTimeout,
+            Self::MemberIdRequired => ResponseError::MemberIdRequired,
+            Self::FencedInstanceId(_) => ResponseError::FencedInstanceId,
+            Self::GroupMaxSizeReached(_) => ResponseError::GroupMaxSizeReached,
+            Self::GroupIdNotFound(_) => ResponseError::GroupIdNotFound,
+            Self::NonEmptyGroup(_) => ResponseError::NonEmptyGroup,
+            Self::SubscribedToTopic(_) => ResponseError::GroupSubscribedToTopic,
+            Self::OffsetMetadataTooLarge { .. } => ResponseError::OffsetMetadataTooLarge,
+            Self::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
+            Self::Timeout => ResponseError::RequestTimedOut,
+            Self::CommitTooLarge => ResponseError::InvalidCommitOffsetSize,
+            Self::InvalidRequest(_) => ResponseError::InvalidRequest,
+            Self::FencedMemberEpoch { .. } => ResponseError::FencedMemberEpoch,
+            Self::StaleMemberEpoch { .. } => ResponseError::StaleMemberEpoch,
+            Self::UnreleasedInstanceId(_) => ResponseError::UnreleasedInstanceId,
+            Self::UnsupportedAssignor(_) => ResponseError::UnsupportedAssignor,
+            Self::InvalidRegex(_) => ResponseError::InvalidRegularExpression,
+            Self::WrongGroupType { .. } => ResponseError::GroupIdNotFound,
+            // Retriable for the consumer: it tries again after a backoff.
+            Self::RebalancingForUpgrade(_) => ResponseError::CoordinatorLoadInProgress,
+            Self::FencedStateEpoch { .. } => ResponseError::FencedStateEpoch,
+            Self::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+            Self::InvalidConfig(_) => ResponseError::InvalidConfig,
+            Self::Internal(_) => ResponseError::UnknownServerError,
+        };
+        e.code()
     }
 }
 

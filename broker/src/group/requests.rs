@@ -6,29 +6,14 @@
 //! the caller (the Kafka listener, `crate::kafka::groups`) and return
 //! replies and [`GroupError`]s; nothing here knows a wire format.
 
-use super::coordinator::{GroupCoordinator, now_ms};
+use super::coordinator::{Catalog, GroupCoordinator, now_ms};
 use super::error::GroupError;
 use super::placement::{self, OFFSETS_TOPIC};
 use super::records::CommittedOffset;
 use super::state::{
     ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatReply, GroupDescription,
-    GroupListing, JoinReply, JoinRequest, Leaving, Reply, SyncReply, SyncRequest, TopicCatalog,
-    TopicOffsets,
+    GroupListing, JoinReply, JoinRequest, Leaving, Reply, SyncReply, SyncRequest, TopicOffsets,
 };
-use crate::partition::manager::ReplicaManager;
-
-/// The topics of the cluster as the consumer protocol's assignors see them.
-struct Catalog<'a>(&'a ReplicaManager);
-
-impl TopicCatalog for Catalog<'_> {
-    fn topic(&self, name: &str) -> Option<(uuid::Uuid, i32)> {
-        self.0.topic_id(name)
-    }
-
-    fn names(&self) -> Vec<String> {
-        self.0.topic_names()
-    }
-}
 
 /// One partition's offset to commit (OffsetCommit).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -41,7 +41,7 @@ use kafka_protocol::messages::create_topics_response::{
 };
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalAlterResult;
 use kafka_protocol::messages::{
@@ -56,17 +56,22 @@ use super::KafkaContext;
 use super::TopicAdminPolicy;
 use super::errors::code_and_message;
 use super::topic_id::{id_of, known_topics, resolve, str_bytes};
+use crate::group::GroupError;
+use crate::group::error::GroupErrorCode;
+use crate::group::state::ShareConfig;
 use crate::partition::manager::{CreateTopic, TopicView};
 use rill_proto::broker_config::Source;
 
 /// DescribeConfigs resource types.
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_GROUP: i8 = 32;
 
 /// Config sources (Kafka's `ConfigSource`).
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
+const SOURCE_GROUP: i8 = 8;
 
 /// Config types (Kafka's `ConfigDef.Type`).
 const TYPE_BOOLEAN: i8 = 1;
@@ -424,11 +429,77 @@ fn broker_configs(ctx: &KafkaContext) -> Vec<ConfigEntry> {
     out
 }
 
+/// Why a group's configs could not be read or changed.
+fn group_refusal(e: &GroupError) -> Refusal {
+    (
+        ResponseError::try_from_code(e.code()).unwrap_or(ResponseError::UnknownServerError),
+        e.to_string(),
+    )
+}
+
+/// The config overrides of group `name`, from its coordinator.
+async fn group_overrides(
+    ctx: &KafkaContext,
+    name: &str,
+) -> Result<BTreeMap<String, String>, Refusal> {
+    let shares = ctx.shares.as_ref().ok_or_else(|| {
+        (
+            ResponseError::InvalidRequest,
+            "group configs are not served by this broker".to_owned(),
+        )
+    })?;
+    shares
+        .store()
+        .group_config(name)
+        .await
+        .map_err(|e| group_refusal(&e))
+}
+
+/// A group's configs: every key Rill honours, set (GROUP_CONFIG) or its
+/// default.
+fn group_configs(overrides: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
+    ShareConfig::describe(overrides)
+        .into_iter()
+        .map(|(k, v, set)| (k, v, if set { SOURCE_GROUP } else { SOURCE_DEFAULT }))
+        .collect()
+}
+
+/// The synonyms of a group config entry: the group's value, then the
+/// default.
+fn group_synonyms(name: &str, value: &str, source: i8) -> Vec<DescribeConfigsSynonym> {
+    let default = ShareConfig::describe(&BTreeMap::new())
+        .into_iter()
+        .find(|(k, _, _)| k == name)
+        .map(|(_, v, _)| v)
+        .unwrap_or_default();
+    let synonym = |value: &str, source: i8| {
+        DescribeConfigsSynonym::default()
+            .with_name(StrBytes::from_string(name.to_owned()))
+            .with_value(Some(StrBytes::from_string(value.to_owned())))
+            .with_source(source)
+    };
+    let mut out = Vec::new();
+    if source == SOURCE_GROUP {
+        out.push(synonym(value, SOURCE_GROUP));
+    }
+    out.push(synonym(&default, SOURCE_DEFAULT));
+    out
+}
+
 pub async fn describe_configs(
     ctx: &KafkaContext,
     version: i16,
     request: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
+    let mut groups: BTreeMap<String, Result<BTreeMap<String, String>, Refusal>> = BTreeMap::new();
+    for r in &request.resources {
+        if r.resource_type == RESOURCE_GROUP && !groups.contains_key(r.resource_name.as_str()) {
+            let name = r.resource_name.to_string();
+            let got = group_overrides(ctx, &name).await;
+            groups.insert(name, got);
+        }
+    }
+    let include_synonyms = request.include_synonyms;
     let results = request
         .resources
         .into_iter()
@@ -437,37 +508,45 @@ pub async fn describe_configs(
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             let name = resource.resource_name.to_string();
-            let configs: Result<(Vec<ConfigEntry>, bool), (ResponseError, String)> =
-                match resource.resource_type {
-                    RESOURCE_TOPIC => ctx
-                        .manager
-                        .metadata(std::slice::from_ref(&name))
-                        .map(|views| (topic_configs(&views[0]), false))
-                        .map_err(|e| {
-                            let (code, text) = code_and_message(&e);
-                            (
-                                ResponseError::try_from_code(code)
-                                    .unwrap_or(ResponseError::UnknownServerError),
-                                text,
-                            )
-                        }),
-                    RESOURCE_BROKER
-                        if name.is_empty() || name == ctx.settings.broker_id.to_string() =>
-                    {
-                        Ok((broker_configs(ctx), true))
-                    }
-                    RESOURCE_BROKER => Err((
-                        ResponseError::InvalidRequest,
-                        format!(
-                            "this is broker {}; ask broker {name} for its configs",
-                            ctx.settings.broker_id
-                        ),
-                    )),
-                    other => Err((
-                        ResponseError::InvalidRequest,
-                        format!("resource type {other} is not supported (topics: 2, brokers: 4)"),
-                    )),
-                };
+            let configs: Result<(Vec<ConfigEntry>, bool), (ResponseError, String)> = match resource
+                .resource_type
+            {
+                RESOURCE_TOPIC => ctx
+                    .manager
+                    .metadata(std::slice::from_ref(&name))
+                    .map(|views| (topic_configs(&views[0]), false))
+                    .map_err(|e| {
+                        let (code, text) = code_and_message(&e);
+                        (
+                            ResponseError::try_from_code(code)
+                                .unwrap_or(ResponseError::UnknownServerError),
+                            text,
+                        )
+                    }),
+                RESOURCE_BROKER
+                    if name.is_empty() || name == ctx.settings.broker_id.to_string() =>
+                {
+                    Ok((broker_configs(ctx), true))
+                }
+                RESOURCE_BROKER => Err((
+                    ResponseError::InvalidRequest,
+                    format!(
+                        "this is broker {}; ask broker {name} for its configs",
+                        ctx.settings.broker_id
+                    ),
+                )),
+                RESOURCE_GROUP => match groups.get(&name) {
+                    Some(Ok(overrides)) => Ok((group_configs(overrides), false)),
+                    Some(Err(e)) => Err(e.clone()),
+                    None => Ok((group_configs(&BTreeMap::new()), false)),
+                },
+                other => Err((
+                    ResponseError::InvalidRequest,
+                    format!(
+                        "resource type {other} is not supported (topics: 2, brokers: 4, groups: 32)"
+                    ),
+                )),
+            };
             match configs {
                 Ok((configs, read_only)) => {
                     // Null or empty: every key.
@@ -487,6 +566,11 @@ pub async fn describe_configs(
                                 .with_config_source(source);
                             if version < 3 {
                                 e = e.with_config_type(0);
+                            }
+                            if resource.resource_type == RESOURCE_GROUP && include_synonyms {
+                                let value = e.value.as_ref().map_or("", |v| v.as_str()).to_owned();
+                                let synonyms = group_synonyms(&e.name, &value, e.config_source);
+                                e = e.with_synonyms(synonyms);
                             }
                             if let (true, true, Some(from)) = (
                                 resource.resource_type == RESOURCE_BROKER,
@@ -537,14 +621,14 @@ fn refusal(e: &crate::partition::Error) -> Refusal {
 /// Only topic configs can be altered.
 fn alterable(resource_type: i8) -> Result<(), Refusal> {
     match resource_type {
-        RESOURCE_TOPIC => Ok(()),
+        RESOURCE_TOPIC | RESOURCE_GROUP => Ok(()),
         RESOURCE_BROKER => Err((
             ResponseError::InvalidRequest,
             BROKER_CONFIG_MESSAGE.to_owned(),
         )),
         other => Err((
             ResponseError::InvalidRequest,
-            format!("resource type {other} cannot be altered; only topics (2) can"),
+            format!("resource type {other} cannot be altered; only topics (2) and groups (32) can"),
         )),
     }
 }
@@ -569,12 +653,13 @@ fn topic_view(ctx: &KafkaContext, name: &str) -> Result<TopicView, Refusal> {
 /// SET and DELETE (back to the default) for every key, APPEND and SUBTRACT
 /// only for list keys (`cleanup.policy`), on the effective value.
 fn apply_ops(
-    view: &TopicView,
+    overrides: &BTreeMap<String, String>,
+    effective: &BTreeMap<String, String>,
     ops: &[(String, i8, Option<String>)],
 ) -> Result<BTreeMap<String, String>, Refusal> {
     let invalid = |text: String| (ResponseError::InvalidRequest, text);
     let mut seen = BTreeSet::new();
-    let mut next = view.overrides.clone();
+    let mut next = overrides.clone();
     for (key, op, value) in ops {
         if !seen.insert(key.as_str()) {
             return Err(invalid(format!(
@@ -600,7 +685,7 @@ fn apply_ops(
                 let value = value.clone().unwrap_or_default();
                 let current = next
                     .get(key)
-                    .or_else(|| view.config.get(key))
+                    .or_else(|| effective.get(key))
                     .cloned()
                     .unwrap_or_default();
                 let mut items: Vec<String> = current
@@ -646,6 +731,27 @@ async fn alter_topic(
         })
 }
 
+/// Applies IncrementalAlterConfigs operations to a group's config
+/// overrides and stores them with the group's coordinator.
+async fn alter_group(
+    ctx: &KafkaContext,
+    name: &str,
+    ops: &[(String, i8, Option<String>)],
+    validate_only: bool,
+) -> Result<(), Refusal> {
+    let overrides = group_overrides(ctx, name).await?;
+    let next = apply_ops(&overrides, &overrides, ops)?;
+    let shares = ctx.shares.as_ref().expect("group_overrides checked it");
+    shares
+        .store()
+        .set_group_config(name, next, validate_only)
+        .await
+        .map_err(|e| {
+            tracing::info!(group = name, error = %e, "group config change refused");
+            group_refusal(&e)
+        })
+}
+
 /// IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on topic
 /// configs (what `kafka-configs --alter` sends). Each resource succeeds or
 /// fails on its own; broker resources are refused.
@@ -670,8 +776,11 @@ pub async fn incremental_alter_configs(
             .collect();
         let outcome = async {
             alterable(resource.resource_type)?;
+            if resource.resource_type == RESOURCE_GROUP {
+                return alter_group(ctx, &name, &ops, request.validate_only).await;
+            }
             let view = topic_view(ctx, &name)?;
-            let next = apply_ops(&view, &ops)?;
+            let next = apply_ops(&view.overrides, &view.config, &ops)?;
             alter_topic(
                 ctx,
                 ApiKey::IncrementalAlterConfigs,
@@ -775,7 +884,8 @@ mod alter_tests {
     fn given_set_and_delete_when_applied_should_change_only_the_named_overrides() {
         let v = view(&[("retention.ms", "1000"), ("segment.bytes", "1048576")]);
         let next = apply_ops(
-            &v,
+            &v.overrides,
+            &v.config,
             &[
                 op("retention.ms", OP_SET, Some("60000")),
                 op("segment.bytes", OP_DELETE, None),
@@ -795,15 +905,27 @@ mod alter_tests {
     #[test]
     fn given_list_ops_when_applied_should_work_on_the_effective_value_of_list_keys_only() {
         let v = view(&[]);
-        let next =
-            apply_ops(&v, &[op("cleanup.policy", OP_APPEND, Some("compact"))]).expect("applied");
+        let next = apply_ops(
+            &v.overrides,
+            &v.config,
+            &[op("cleanup.policy", OP_APPEND, Some("compact"))],
+        )
+        .expect("applied");
         assert_eq!(next["cleanup.policy"], "delete,compact");
         let v = view(&[("cleanup.policy", "compact,delete")]);
-        let next =
-            apply_ops(&v, &[op("cleanup.policy", OP_SUBTRACT, Some("delete"))]).expect("applied");
+        let next = apply_ops(
+            &v.overrides,
+            &v.config,
+            &[op("cleanup.policy", OP_SUBTRACT, Some("delete"))],
+        )
+        .expect("applied");
         assert_eq!(next["cleanup.policy"], "compact");
-        let (error, text) =
-            apply_ops(&v, &[op("retention.ms", OP_APPEND, Some("1"))]).expect_err("not a list");
+        let (error, text) = apply_ops(
+            &v.overrides,
+            &v.config,
+            &[op("retention.ms", OP_APPEND, Some("1"))],
+        )
+        .expect_err("not a list");
         assert_eq!(error, ResponseError::InvalidRequest);
         assert!(text.contains("list"), "{text}");
     }
@@ -819,7 +941,7 @@ mod alter_tests {
                 op("retention.ms", OP_DELETE, None),
             ],
         ] {
-            let (error, _) = apply_ops(&v, &ops).expect_err("refused");
+            let (error, _) = apply_ops(&v.overrides, &v.config, &ops).expect_err("refused");
             assert_eq!(error, ResponseError::InvalidRequest, "{ops:?}");
         }
     }

@@ -43,7 +43,7 @@ use super::groups::{self, client};
 use super::throttle::{Charge, Meter, Throttle, timed};
 use super::{
     KafkaContext, acls, admin, fetch, metadata, offsets, produce, producer_id, quotas, reassign,
-    txn,
+    share, txn,
 };
 use crate::group::GroupCoordinator;
 
@@ -217,6 +217,8 @@ kafka_apis! {
         WriteTxnMarkers(WriteTxnMarkersRequest => WriteTxnMarkersResponse) => txn::write_txn_markers,
         TxnOffsetCommit(TxnOffsetCommitRequest => TxnOffsetCommitResponse) => txn::txn_offset_commit,
         FindCoordinator(FindCoordinatorRequest => FindCoordinatorResponse) => find_coordinator,
+        ShareFetch(ShareFetchRequest => ShareFetchResponse) => share::share_fetch,
+        ShareAcknowledge(ShareAcknowledgeRequest => ShareAcknowledgeResponse) => share::share_acknowledge,
     }
     session {
         SaslHandshake(SaslHandshakeRequest => SaslHandshakeResponse),
@@ -235,6 +237,11 @@ kafka_apis! {
         OffsetDelete(OffsetDeleteRequest => OffsetDeleteResponse) => groups::offset_delete,
         ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest => ConsumerGroupHeartbeatResponse) => groups::consumer_group_heartbeat,
         ConsumerGroupDescribe(ConsumerGroupDescribeRequest => ConsumerGroupDescribeResponse) => groups::consumer_group_describe,
+        ShareGroupHeartbeat(ShareGroupHeartbeatRequest => ShareGroupHeartbeatResponse) => groups::share_group_heartbeat,
+        ShareGroupDescribe(ShareGroupDescribeRequest => ShareGroupDescribeResponse) => groups::share_group_describe,
+        DescribeShareGroupOffsets(DescribeShareGroupOffsetsRequest => DescribeShareGroupOffsetsResponse) => groups::describe_share_group_offsets,
+        AlterShareGroupOffsets(AlterShareGroupOffsetsRequest => AlterShareGroupOffsetsResponse) => groups::alter_share_group_offsets,
+        DeleteShareGroupOffsets(DeleteShareGroupOffsetsRequest => DeleteShareGroupOffsetsResponse) => groups::delete_share_group_offsets,
     }
 }
 
@@ -281,10 +288,25 @@ fn coordinator(ctx: &KafkaContext) -> anyhow::Result<Arc<GroupCoordinator>> {
         .ok_or_else(|| anyhow::anyhow!("no group service"))
 }
 
+/// The share-group APIs (KIP-932): served when the broker runs share
+/// groups (and, for those answered by the coordinator, groups).
+pub const SHARE_APIS: &[ApiKey] = &[
+    ApiKey::ShareFetch,
+    ApiKey::ShareAcknowledge,
+    ApiKey::ShareGroupHeartbeat,
+    ApiKey::ShareGroupDescribe,
+    ApiKey::DescribeShareGroupOffsets,
+    ApiKey::AlterShareGroupOffsets,
+    ApiKey::DeleteShareGroupOffsets,
+];
+
 /// The versions of `api` this broker serves, `None` when it does not
 /// serve it at all.
 pub fn served_versions(ctx: &KafkaContext, api: ApiKey) -> Option<VersionRange> {
     let codec = codec_versions(api)?;
+    if SHARE_APIS.contains(&api) && ctx.shares.is_none() {
+        return None;
+    }
     if OWN_APIS.contains(&api) {
         return Some(codec);
     }
@@ -322,6 +344,10 @@ fn api_versions_response(ctx: &KafkaContext, error: Option<ResponseError>) -> Ap
     // (with the group coordinator).
     if ctx.groups.is_some() {
         features.push(("group.version", 1, 1));
+    }
+    // `share.version` 1: share groups (KIP-932) are served.
+    if ctx.groups.is_some() && ctx.shares.is_some() {
+        features.push(("share.version", 1, 1));
     }
     ApiVersionsResponse::default()
         .with_error_code(error.map_or(0, |e| e.code()))

@@ -675,6 +675,7 @@ impl Authorize for CreatePartitionsRequest {
 /// Kafka's config resource types.
 const TOPIC_RESOURCE: i8 = 2;
 const BROKER_RESOURCE: i8 = 4;
+const GROUP_RESOURCE: i8 = 32;
 
 /// Whether `check` allows `operation` on the config resource
 /// (`resource_type`, `name`): a topic, or a broker (the cluster).
@@ -682,16 +683,17 @@ fn config_allowed(check: &Check<'_>, operation: Operation, resource_type: i8, na
     match resource_type {
         TOPIC_RESOURCE => check.topic(operation, name),
         BROKER_RESOURCE => check.cluster(operation),
+        GROUP_RESOURCE => check.group(operation, name),
         // Other types are refused by the handler.
         _ => true,
     }
 }
 
 fn config_denied(resource_type: i8) -> i16 {
-    if resource_type == TOPIC_RESOURCE {
-        topic_denied()
-    } else {
-        cluster_denied()
+    match resource_type {
+        TOPIC_RESOURCE => topic_denied(),
+        GROUP_RESOURCE => group_denied(),
+        _ => cluster_denied(),
     }
 }
 
@@ -826,6 +828,69 @@ one_group! {
     HeartbeatRequest => HeartbeatResponse: Read;
     LeaveGroupRequest => LeaveGroupResponse: Read;
     ConsumerGroupHeartbeatRequest => ConsumerGroupHeartbeatResponse: Read;
+    ShareGroupHeartbeatRequest => ShareGroupHeartbeatResponse: Read;
+    AlterShareGroupOffsetsRequest => AlterShareGroupOffsetsResponse: Read;
+    DeleteShareGroupOffsetsRequest => DeleteShareGroupOffsetsResponse: Delete;
+}
+
+/// ShareFetch and ShareAcknowledge: READ on the group and on every topic
+/// the request names (by id), or the whole request is refused.
+macro_rules! share_records {
+    ($($req:ty => $resp:ty;)*) => {$(
+        impl Authorize for $req {
+            type Response = $resp;
+            fn authorize(self, check: &Check<'_>) -> Result<(Self, Finish<$resp>), $resp> {
+                let group = self.group_id.as_ref().map_or("", |g| g.0.as_str());
+                if !check.group(Operation::Read, group) {
+                    return Err(<$resp>::default().with_error_code(group_denied()));
+                }
+                let ids: std::collections::BTreeSet<uuid::Uuid> =
+                    self.topics.iter().map(|t| t.topic_id).collect();
+                let denied = !ids.is_empty()
+                    && super::topic_id::known_topics(&check.ctx.manager)
+                        .iter()
+                        .any(|(name, id)| ids.contains(id) && !check.topic(Operation::Read, name));
+                if denied {
+                    return Err(<$resp>::default().with_error_code(topic_denied()));
+                }
+                Ok((self, None))
+            }
+        }
+    )*};
+}
+
+share_records! {
+    ShareFetchRequest => ShareFetchResponse;
+    ShareAcknowledgeRequest => ShareAcknowledgeResponse;
+}
+
+/// DescribeShareGroupOffsets: DESCRIBE on every group named, or the whole
+/// request is refused.
+impl Authorize for DescribeShareGroupOffsetsRequest {
+    type Response = DescribeShareGroupOffsetsResponse;
+    fn authorize(
+        self,
+        check: &Check<'_>,
+    ) -> Result<(Self, Finish<Self::Response>), Self::Response> {
+        if self
+            .groups
+            .iter()
+            .all(|g| check.group(Operation::Describe, &g.group_id))
+        {
+            return Ok((self, None));
+        }
+        let groups = self
+            .groups
+            .into_iter()
+            .map(|g| {
+                describe_share_group_offsets_response::DescribeShareGroupOffsetsResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_error_code(group_denied())
+                    .with_error_message(denied_message("describe this group"))
+            })
+            .collect();
+        Err(DescribeShareGroupOffsetsResponse::default().with_groups(groups))
+    }
 }
 
 /// FindCoordinator key types.
@@ -1065,33 +1130,38 @@ impl Authorize for DescribeGroupsRequest {
     }
 }
 
-impl Authorize for ConsumerGroupDescribeRequest {
-    type Response = ConsumerGroupDescribeResponse;
-    fn authorize(
-        mut self,
-        check: &Check<'_>,
-    ) -> Result<(Self, Finish<Self::Response>), Self::Response> {
-        let (kept, denied) = split(std::mem::take(&mut self.group_ids), |g| {
-            check.group(Operation::Describe, g)
-        });
-        self.group_ids = kept;
-        if denied.is_empty() {
-            return Ok((self, None));
+/// ConsumerGroupDescribe and ShareGroupDescribe: DESCRIBE on each group;
+/// the others are answered GROUP_AUTHORIZATION_FAILED.
+macro_rules! describe_groups_by_id {
+    ($($req:ty => $resp:ty, $module:ident;)*) => {$(
+        impl Authorize for $req {
+            type Response = $resp;
+            fn authorize(mut self, check: &Check<'_>) -> Result<(Self, Finish<$resp>), $resp> {
+                let (kept, denied) = split(std::mem::take(&mut self.group_ids), |g| {
+                    check.group(Operation::Describe, g)
+                });
+                self.group_ids = kept;
+                if denied.is_empty() {
+                    return Ok((self, None));
+                }
+                let answers: Vec<$module::DescribedGroup> = denied
+                    .into_iter()
+                    .map(|g| {
+                        $module::DescribedGroup::default()
+                            .with_group_id(g)
+                            .with_error_code(group_denied())
+                            .with_error_message(denied_message("describe this group"))
+                    })
+                    .collect();
+                Ok((self, finish(move |r: &mut $resp| r.groups.extend(answers))))
+            }
         }
-        let answers: Vec<consumer_group_describe_response::DescribedGroup> = denied
-            .into_iter()
-            .map(|g| {
-                consumer_group_describe_response::DescribedGroup::default()
-                    .with_group_id(g)
-                    .with_error_code(group_denied())
-                    .with_error_message(denied_message("describe this group"))
-            })
-            .collect();
-        Ok((
-            self,
-            finish(move |r: &mut ConsumerGroupDescribeResponse| r.groups.extend(answers)),
-        ))
-    }
+    )*};
+}
+
+describe_groups_by_id! {
+    ConsumerGroupDescribeRequest => ConsumerGroupDescribeResponse, consumer_group_describe_response;
+    ShareGroupDescribeRequest => ShareGroupDescribeResponse, share_group_describe_response;
 }
 
 impl Authorize for DeleteGroupsRequest {

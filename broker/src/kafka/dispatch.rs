@@ -241,6 +241,7 @@ mod tests {
             )
             .expect("quotas"),
             fetch_sessions: Default::default(),
+            shares: None,
         }
     }
 

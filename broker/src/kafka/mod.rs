@@ -49,6 +49,7 @@ pub mod produce;
 pub mod producer_id;
 pub mod quotas;
 pub mod reassign;
+pub mod share;
 pub mod throttle;
 pub mod topic_id;
 pub mod txn;
@@ -125,6 +126,9 @@ pub struct KafkaContext {
     pub quotas: crate::quota::QuotaService,
     /// Incremental fetch sessions, shared by every listener of the broker.
     pub fetch_sessions: Arc<fetch_session::FetchSessions>,
+    /// Share groups at this broker's partitions; `None` leaves the share
+    /// APIs out of ApiVersions.
+    pub shares: Option<Arc<crate::share::ShareManager>>,
 }
 
 impl KafkaContext {

@@ -62,7 +62,10 @@ throttle_time! {
     AddPartitionsToTxnResponse, AddOffsetsToTxnResponse, EndTxnResponse, TxnOffsetCommitResponse,
     DescribeTransactionsResponse, ListTransactionsResponse, DescribeProducersResponse,
     DescribeTopicPartitionsResponse, OffsetDeleteResponse, ConsumerGroupHeartbeatResponse,
-    ConsumerGroupDescribeResponse, DeleteRecordsResponse,
+    ConsumerGroupDescribeResponse, DeleteRecordsResponse, ShareFetchResponse,
+    ShareAcknowledgeResponse, ShareGroupHeartbeatResponse, ShareGroupDescribeResponse,
+    DescribeShareGroupOffsetsResponse, AlterShareGroupOffsetsResponse,
+    DeleteShareGroupOffsetsResponse,
 }
 
 /// How a request type is charged, beyond the request-time quota.
@@ -99,6 +102,9 @@ plain_charge! {
     DescribeTransactionsRequest, ListTransactionsRequest, DescribeProducersRequest,
     WriteTxnMarkersRequest, DescribeTopicPartitionsRequest, OffsetDeleteRequest,
     ConsumerGroupHeartbeatRequest, ConsumerGroupDescribeRequest, DeleteRecordsRequest,
+    ShareAcknowledgeRequest, ShareGroupHeartbeatRequest, ShareGroupDescribeRequest,
+    DescribeShareGroupOffsetsRequest, AlterShareGroupOffsetsRequest,
+    DeleteShareGroupOffsetsRequest,
 }
 
 impl Charge for ProduceRequest {
@@ -106,6 +112,24 @@ impl Charge for ProduceRequest {
 
     fn counts_request_time(&self) -> bool {
         self.acks != 0
+    }
+}
+
+/// A share fetch is cut like a fetch; its acquired records are never
+/// withheld (they stay locked to the consumer), so its bytes are charged
+/// and the next request waits instead.
+impl Charge for ShareFetchRequest {
+    fn limit(&mut self, meter: &Meter<'_>) {
+        if let Some(most) = meter.max_in_window(QuotaKey::ConsumerByteRate) {
+            let most = most.min(f64::from(i32::MAX)) as i32;
+            self.max_bytes = self.max_bytes.min(most.max(1));
+        }
+    }
+}
+
+impl Charged for ShareFetchResponse {
+    fn fetched_bytes(&self, version: i16) -> Option<usize> {
+        self.compute_size(version).ok()
     }
 }
 
@@ -153,6 +177,9 @@ plain_charged! {
     DescribeTransactionsResponse, ListTransactionsResponse, DescribeProducersResponse,
     WriteTxnMarkersResponse, DescribeTopicPartitionsResponse, OffsetDeleteResponse,
     ConsumerGroupHeartbeatResponse, ConsumerGroupDescribeResponse, DeleteRecordsResponse,
+    ShareAcknowledgeResponse, ShareGroupHeartbeatResponse, ShareGroupDescribeResponse,
+    DescribeShareGroupOffsetsResponse, AlterShareGroupOffsetsResponse,
+    DeleteShareGroupOffsetsResponse,
 }
 
 /// WriteTxnMarkers has no throttle field (an inter-broker API in Kafka).

@@ -929,7 +929,7 @@ fn rebuild_epochs(epochs: &mut EpochCache, log: &PartitionLog) -> Result<(), Log
 
 /// Headers of the batches in `data`, as far as they parse (the log's
 /// append validates everything and reports what does not).
-fn batch_headers(data: &[u8]) -> Vec<BatchHeader> {
+pub fn batch_headers(data: &[u8]) -> Vec<BatchHeader> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < data.len() {

@@ -35,6 +35,7 @@
 //!
 //! Loading and the writer task live in `storage`.
 
+mod share;
 mod storage;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -71,6 +72,19 @@ const LOAD_CHUNK: usize = 1 << 20;
 /// Most record bytes the writer puts into one batch (well below the
 /// offsets topic's 1 MiB `max.message.bytes`).
 const MAX_WRITE_BYTES: usize = 256 << 10;
+
+/// The topics of the cluster as the assignors see them.
+pub(crate) struct Catalog<'a>(pub(crate) &'a ReplicaManager);
+
+impl crate::group::state::TopicCatalog for Catalog<'_> {
+    fn topic(&self, name: &str) -> Option<(uuid::Uuid, i32)> {
+        self.0.topic_id(name)
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.0.topic_names()
+    }
+}
 
 /// Settings of the coordinator (from the broker flags).
 #[derive(Debug, Clone)]
@@ -145,6 +159,12 @@ enum Done {
     /// Tombstones of a deleted group, or a consumer group's records; the
     /// requester is told.
     Deleted {
+        reply: oneshot::Sender<Result<(), GroupError>>,
+    },
+    /// Share-group records, applied to the table once written; the
+    /// requester is told.
+    Share {
+        writes: Vec<crate::group::state::ShareWrite>,
         reply: oneshot::Sender<Result<(), GroupError>>,
     },
     /// Tombstones of expired offsets.

@@ -278,6 +278,17 @@ impl GroupCoordinator {
                 Done::Deleted { reply } => {
                     let _ = reply.send(result.clone());
                 }
+                Done::Share { writes, reply } => {
+                    let outcome = match (&result, shard.as_deref_mut()) {
+                        (Ok(()), Some(s)) => {
+                            s.table.apply_share(now, &writes);
+                            Ok(())
+                        }
+                        (Ok(()), None) => Err(GroupError::NotCoordinator),
+                        (Err(e), _) => Err(e.clone()),
+                    };
+                    let _ = reply.send(outcome);
+                }
                 Done::TxnCommit {
                     group,
                     producer,
@@ -380,11 +391,27 @@ impl GroupCoordinator {
     pub(super) fn fail_now(job: WriteJob) {
         if let Done::Commit { reply, .. }
         | Done::Deleted { reply }
+        | Done::Share { reply, .. }
         | Done::TxnCommit { reply, .. } = job.done
         {
             let _ = reply.send(Err(GroupError::NotCoordinator));
         }
     }
+}
+
+/// The records of share-group writes (`None`: tombstone).
+pub(super) fn share_records(
+    writes: &[crate::group::state::ShareWrite],
+) -> Vec<(Bytes, Option<Bytes>)> {
+    writes
+        .iter()
+        .map(|(k, v)| {
+            (
+                records::encode_key(&RecordKey::Share(k.clone())),
+                v.as_ref().map(records::share::encode_value),
+            )
+        })
+        .collect()
 }
 
 /// The records of consumer-group writes (`None`: tombstone).
@@ -440,6 +467,12 @@ fn decode_record(p: i32, r: LogRecord) -> Option<Loaded> {
             .map(|v| records::consumer::decode_value(&key, v))
             .transpose()
             .map(|value| Loaded::Consumer { key, value }),
+        RecordKey::Share(key) => r
+            .value
+            .as_deref()
+            .map(|v| records::share::decode_value(&key, v))
+            .transpose()
+            .map(|value| Loaded::Share((key, value))),
     };
     decoded
         .map_err(|e| warn!(partition = p, offset = r.offset, error = %e, "skipping an undecodable record"))

@@ -30,7 +30,9 @@ use rill_client::batch::{Batching, EncodeOptions, NewRecord};
 use thiserror::Error;
 
 pub mod consumer;
+pub mod share;
 pub use consumer::{ConsumerKey, ConsumerValue};
+pub use share::{ShareKey, ShareStateValue, ShareValue};
 
 /// Key version of offset commits written by Rill.
 const OFFSET_KEY_VERSION: i16 = 1;
@@ -72,6 +74,8 @@ pub enum RecordKey {
     Group { group: String },
     /// A consumer-protocol group's records (KIP-848): see [`consumer`].
     Consumer(ConsumerKey),
+    /// A share group's records (KIP-932): see [`share`].
+    Share(ShareKey),
 }
 
 /// A committed offset as stored.
@@ -174,6 +178,7 @@ pub fn encode_key(key: &RecordKey) -> Bytes {
             put_str(&mut buf, group);
         }
         RecordKey::Consumer(key) => consumer::encode_key(&mut buf, key),
+        RecordKey::Share(key) => share::encode_key(&mut buf, key),
     }
     buf.freeze()
 }
@@ -339,6 +344,9 @@ pub fn decode_key(raw: &[u8]) -> Result<RecordKey, RecordError> {
         }),
         2 => Ok(RecordKey::Group { group: r.str()? }),
         version @ 3..=8 => consumer::decode_key(version, &mut r).map(RecordKey::Consumer),
+        version @ share::SHARE_GROUP_KEY..=share::GROUP_CONFIG_KEY => {
+            share::decode_key(version, &mut r).map(RecordKey::Share)
+        }
         version => Err(RecordError::Version {
             what: "key",
             version,

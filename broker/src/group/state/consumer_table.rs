@@ -27,6 +27,13 @@ impl GroupTable {
         if let Err(e) = check_group_id(group_id) {
             return (Err(e), fx);
         }
+        if self.groups.get(group_id).is_some_and(|g| g.share.is_some()) {
+            let e = GroupError::WrongGroupType {
+                group: group_id.to_owned(),
+                is: "share",
+            };
+            return (Err(e), fx);
+        }
         if !self.groups.contains_key(group_id) && req.member_epoch != consumer::JOIN_EPOCH {
             return (Err(GroupError::UnknownMemberId(req.member_id)), fx);
         }
@@ -238,6 +245,8 @@ impl Group {
 
     /// Whether the group has members of either protocol.
     pub(super) fn has_members(&self) -> bool {
-        !self.members.is_empty() || self.consumer.as_ref().is_some_and(|c| c.member_count() > 0)
+        !self.members.is_empty()
+            || self.consumer.as_ref().is_some_and(|c| c.member_count() > 0)
+            || self.share.as_ref().is_some_and(|s| s.member_count() > 0)
     }
 }

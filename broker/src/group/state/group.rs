@@ -84,6 +84,8 @@ pub struct Group {
     /// Set when the group speaks the consumer protocol (KIP-848); its
     /// classic membership is then empty.
     pub(super) consumer: Option<Box<ConsumerGroup>>,
+    /// Set when the group is a share group (KIP-932).
+    pub(super) share: Option<Box<ShareGroup>>,
 }
 
 pub(super) fn new_member_id(prefix: &str) -> String {
@@ -151,6 +153,7 @@ impl Group {
             pending_assignment: None,
             offsets: BTreeMap::new(),
             consumer: None,
+            share: None,
         }
     }
 

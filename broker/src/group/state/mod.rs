@@ -47,6 +47,7 @@ mod join;
 mod membership;
 mod model;
 mod offsets;
+mod share;
 mod table;
 mod timers;
 
@@ -58,6 +59,10 @@ pub use consumer::{
 pub use consumer_classic::ClassicMember;
 pub use group::*;
 pub use model::*;
+pub use share::{
+    SHARE_ASSIGNOR, SHARE_PROTOCOL_TYPE, ShareConfig, ShareGroup, ShareGroupDescription,
+    ShareHeartbeat, ShareHeartbeatReply, ShareMemberDescription, ShareWrite,
+};
 pub use table::*;
 
 #[cfg(test)]

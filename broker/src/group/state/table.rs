@@ -16,6 +16,9 @@ pub struct GroupTable {
     /// topic, partition). Expiry leaves these offsets alone: its tombstone
     /// would land after the commit in the log and erase it on reload.
     pub(super) pending_commits: BTreeMap<(String, String, i32), u32>,
+    /// Group configs (overrides) by group id, also of groups that do not
+    /// exist (yet).
+    pub(super) configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// A decoded record of the offsets topic, as [`GroupTable::load`] replays it.
@@ -36,6 +39,8 @@ pub enum Loaded {
         key: ConsumerKey,
         value: Option<ConsumerValue>,
     },
+    /// A record of a share group.
+    Share(ShareWrite),
 }
 
 pub(super) fn check_group_id(group_id: &str) -> Result<(), GroupError> {
@@ -53,6 +58,7 @@ impl GroupTable {
             groups: BTreeMap::new(),
             limits,
             pending_commits: BTreeMap::new(),
+            configs: BTreeMap::new(),
         }
     }
 
@@ -62,8 +68,10 @@ impl GroupTable {
         let mut metadata: HashMap<String, GroupValue> = HashMap::new();
         let mut offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>> = HashMap::new();
         let mut consumer: BTreeMap<String, BTreeMap<ConsumerKey, ConsumerValue>> = BTreeMap::new();
+        let mut share: Vec<ShareWrite> = Vec::new();
         for r in records {
             match r {
+                Loaded::Share(w) => share.push(w),
                 Loaded::Consumer { key, value } => {
                     let group = consumer.entry(key.group().to_owned()).or_default();
                     match value {
@@ -124,6 +132,7 @@ impl GroupTable {
                 .offsets = o;
         }
         table.load_consumer_groups(consumer, now);
+        table.apply_share(now, &share);
         table
     }
 
@@ -185,6 +194,13 @@ impl GroupTable {
                 GroupError::UnknownMemberId(req.member_id.clone()),
                 &req.member_id,
             );
+        }
+        if self.groups.get(group_id).is_some_and(|g| g.share.is_some()) {
+            let e = GroupError::WrongGroupType {
+                group: group_id.to_owned(),
+                is: "share",
+            };
+            return fail(e, &req.member_id);
         }
         if let Some(fx) = self.classic_join_in_consumer_group(now, request, group_id, &req, catalog)
         {
@@ -347,6 +363,7 @@ impl GroupTable {
             fx.rebalances += e.rebalances;
         }
         self.consumer_tick(now, &mut fx);
+        self.share_tick(now);
         fx
     }
 
@@ -359,7 +376,8 @@ impl GroupTable {
             return Err(GroupError::NonEmptyGroup(group_id.to_owned()));
         }
         let g = self.groups.remove(group_id).expect("present");
-        let consumer_keys = g.consumer_keys();
+        let mut consumer_keys = g.consumer_keys();
+        consumer_keys.extend(Self::share_keys(group_id, &g));
         let mut keys: Vec<RecordKey> = g
             .offsets
             .keys()
@@ -428,7 +446,7 @@ impl GroupTable {
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
         self.groups
             .get(group_id)
-            .filter(|g| g.consumer.is_none())
+            .filter(|g| g.consumer.is_none() && g.share.is_none())
             .map(Group::describe)
     }
 
@@ -437,6 +455,12 @@ impl GroupTable {
         self.groups
             .values()
             .map(|g| match &g.consumer {
+                _ if g.share.is_some() => GroupListing {
+                    group_id: g.id.clone(),
+                    protocol_type: SHARE_PROTOCOL_TYPE.to_owned(),
+                    state: g.state.as_str(),
+                    group_type: "share",
+                },
                 Some(c) => GroupListing {
                     group_id: g.id.clone(),
                     protocol_type: CONSUMER_PROTOCOL_TYPE.to_owned(),

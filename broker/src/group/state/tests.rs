@@ -919,6 +919,12 @@ fn reload(h: &Harness, offsets: &[(&str, &str, i32, CommittedOffset)], now: i64)
                     .map(|v| records::consumer::decode_value(&key, &v).unwrap()),
                 key,
             },
+            RecordKey::Share(key) => {
+                let value = r
+                    .value
+                    .map(|v| records::share::decode_value(&key, &v).unwrap());
+                Loaded::Share((key, value))
+            }
         });
     GroupTable::load(limits(), loaded, now)
 }

@@ -20,8 +20,8 @@ pub mod admin;
 pub mod consumer;
 pub mod membership;
 pub mod offsets;
+pub mod share;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::RequestHeader;
 use kafka_protocol::protocol::StrBytes;
 
@@ -34,49 +34,12 @@ pub use membership::{
     sync_group,
 };
 pub use offsets::{offset_commit, offset_fetch, txn_offset_commit};
+pub use share::{
+    alter_share_group_offsets, delete_share_group_offsets, describe_share_group_offsets,
+    share_group_describe, share_group_heartbeat,
+};
 
-/// The Kafka error code of a [`GroupError`].
-pub trait GroupErrorCode {
-    /// The Kafka error code a client acts on.
-    fn code(&self) -> i16;
-}
-
-impl GroupErrorCode for GroupError {
-    fn code(&self) -> i16 {
-        let e = match self {
-            Self::NotCoordinator => ResponseError::NotCoordinator,
-            Self::LoadInProgress => ResponseError::CoordinatorLoadInProgress,
-            Self::CoordinatorNotAvailable(_) => ResponseError::CoordinatorNotAvailable,
-            Self::InvalidGroupId(_) => ResponseError::InvalidGroupId,
-            Self::UnknownMemberId(_) => ResponseError::UnknownMemberId,
-            Self::IllegalGeneration { .. } => ResponseError::IllegalGeneration,
-            Self::RebalanceInProgress => ResponseError::RebalanceInProgress,
-            Self::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
-            Self::InvalidSessionTimeout { .. } => ResponseError::InvalidSessionTimeout,
-            Self::MemberIdRequired => ResponseError::MemberIdRequired,
-            Self::FencedInstanceId(_) => ResponseError::FencedInstanceId,
-            Self::GroupMaxSizeReached(_) => ResponseError::GroupMaxSizeReached,
-            Self::GroupIdNotFound(_) => ResponseError::GroupIdNotFound,
-            Self::NonEmptyGroup(_) => ResponseError::NonEmptyGroup,
-            Self::SubscribedToTopic(_) => ResponseError::GroupSubscribedToTopic,
-            Self::OffsetMetadataTooLarge { .. } => ResponseError::OffsetMetadataTooLarge,
-            Self::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
-            Self::Timeout => ResponseError::RequestTimedOut,
-            Self::CommitTooLarge => ResponseError::InvalidCommitOffsetSize,
-            Self::InvalidRequest(_) => ResponseError::InvalidRequest,
-            Self::FencedMemberEpoch { .. } => ResponseError::FencedMemberEpoch,
-            Self::StaleMemberEpoch { .. } => ResponseError::StaleMemberEpoch,
-            Self::UnreleasedInstanceId(_) => ResponseError::UnreleasedInstanceId,
-            Self::UnsupportedAssignor(_) => ResponseError::UnsupportedAssignor,
-            Self::InvalidRegex(_) => ResponseError::InvalidRegularExpression,
-            Self::WrongGroupType { .. } => ResponseError::GroupIdNotFound,
-            // Retriable for the consumer: it tries again after a backoff.
-            Self::RebalancingForUpgrade(_) => ResponseError::CoordinatorLoadInProgress,
-            Self::Internal(_) => ResponseError::UnknownServerError,
-        };
-        e.code()
-    }
-}
+pub use crate::group::error::GroupErrorCode;
 
 /// Who sent the request: its client id, and its address as Kafka prints
 /// it (`/10.0.0.7`; empty when unknown).
