@@ -179,13 +179,7 @@ if [ "$security" = plaintext ]; then
     run_shell connect-eos test_connect_eos.sh
     run_shell connect-distributed test_connect_distributed.sh
     run_shell mm2 test_mm2.sh
-    # Share groups (KIP-932) are not served by Rill yet (docs/groups.md):
-    # the test is proven on Apache Kafka and reported as skipped on Rill.
-    if [ "$target" = rill ]; then
-        wanted share-groups && record SKIP 0 share-groups "Rill does not serve share groups (KIP-932) yet"
-    else
-        run_shell share-groups test_share_groups.sh
-    fi
+    run_shell share-groups test_share_groups.sh
     # These kill (and restart) a broker.
     run_shell txn-coordinator-kill test_txn_coordinator_kill.sh
     run_shell streams-eos test_streams_eos.sh
