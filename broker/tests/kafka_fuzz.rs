@@ -199,6 +199,7 @@ impl Harness {
                         Caller {
                             principal: Arc::new(Principal::user("fuzz")),
                             host: "127.0.0.1".into(),
+                            peer: "127.0.0.1:1".parse().unwrap(),
                         },
                     ),
                 )

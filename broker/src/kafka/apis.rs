@@ -9,12 +9,15 @@
 //! [`GROUP_APIS`]) and the routing of a decoded request to its handler
 //! ([`run`]).
 //!
-//! Three sections:
+//! Four sections:
 //! - `broker`: handlers over the [`KafkaContext`], called as
 //!   `handler(ctx, version, request)`, always served;
 //! - `session`: the SASL requests, always served, answered by the
 //!   connection's [`crate::security::Session`] (they change the state of
 //!   the connection, so they never reach [`run`]);
+//! - `connection`: handlers that also need to know the connection (share
+//!   sessions end with it), called as `handler(ctx, version, request,
+//!   caller)`, always served;
 //! - `groups`: handlers over the [`GroupCoordinator`], called as
 //!   `handler(coordinator, version, request, client)`, served only when a
 //!   coordinator is plugged into [`KafkaContext::groups`].
@@ -57,13 +60,16 @@ macro_rules! kafka_apis {
         session {
             $( $skey:ident($sreq:ty => $sresp:ty), )*
         }
+        connection {
+            $( $ckey:ident($creq:ty => $cresp:ty) => $chandler:path, )*
+        }
         groups {
             $( $gkey:ident($greq:ty => $gresp:ty) => $ghandler:path, )*
         }
     ) => {
         /// The APIs this listener implements itself, served at every
         /// version the codec supports.
-        pub const OWN_APIS: &[ApiKey] = &[$(ApiKey::$key,)* $(ApiKey::$skey),*];
+        pub const OWN_APIS: &[ApiKey] = &[$(ApiKey::$key,)* $(ApiKey::$skey,)* $(ApiKey::$ckey),*];
 
         /// The APIs served by the group coordinator, when there is one.
         pub const GROUP_APIS: &[ApiKey] = &[$(ApiKey::$gkey),*];
@@ -75,6 +81,7 @@ macro_rules! kafka_apis {
             UnsupportedApiVersions,
             $( $key($req), )*
             $( $skey($sreq), )*
+            $( $ckey($creq), )*
             $( $gkey(Arc<GroupCoordinator>, $greq), )*
         }
 
@@ -86,6 +93,7 @@ macro_rules! kafka_apis {
             let range = match api {
                 $( ApiKey::$key => pair::<$req, $resp>(), )*
                 $( ApiKey::$skey => pair::<$sreq, $sresp>(), )*
+                $( ApiKey::$ckey => pair::<$creq, $cresp>(), )*
                 $( ApiKey::$gkey => pair::<$greq, $gresp>(), )*
                 _ => return None,
             };
@@ -98,6 +106,7 @@ macro_rules! kafka_apis {
             match api {
                 $( ApiKey::$key => stringify!($key), )*
                 $( ApiKey::$skey => stringify!($skey), )*
+                $( ApiKey::$ckey => stringify!($ckey), )*
                 $( ApiKey::$gkey => stringify!($gkey), )*
                 _ => "Other",
             }
@@ -114,6 +123,7 @@ macro_rules! kafka_apis {
             Ok(match api {
                 $( ApiKey::$key => Request::$key(<$req>::decode(buf, version)?), )*
                 $( ApiKey::$skey => Request::$skey(<$sreq>::decode(buf, version)?), )*
+                $( ApiKey::$ckey => Request::$ckey(<$creq>::decode(buf, version)?), )*
                 $(
                     ApiKey::$gkey => {
                         let body = <$greq>::decode(buf, version)?;
@@ -152,6 +162,21 @@ macro_rules! kafka_apis {
                         let (reply, busy) = timed($handler(ctx, version, r)).await;
                         let reply = Reply::<$resp>::from(reply).finish(finish);
                         let (reply, throttle) = meter.charge::<$req, $resp>(reply, version, busy, request_time);
+                        reply.encode(api_name(api), header).map(|frame| Answer { frame, throttle })
+                    }
+                )*
+                $(
+                    Request::$ckey(r) => {
+                        let (r, finish) = match authorize(ctx, caller, r) {
+                            Ok(admitted) => admitted,
+                            Err(denied) => return Reply::<$cresp>::from(denied).encode(api_name(api), header).map(unthrottled),
+                        };
+                        let meter = Meter::new(ctx, caller, header, request_bytes);
+                        let mut r = r;
+                        r.limit(&meter);
+                        let (reply, busy) = timed($chandler(ctx, version, r, caller)).await;
+                        let reply = Reply::<$cresp>::from(reply).finish(finish);
+                        let (reply, throttle) = meter.charge::<$creq, $cresp>(reply, version, busy, true);
                         reply.encode(api_name(api), header).map(|frame| Answer { frame, throttle })
                     }
                 )*
@@ -217,12 +242,14 @@ kafka_apis! {
         WriteTxnMarkers(WriteTxnMarkersRequest => WriteTxnMarkersResponse) => txn::write_txn_markers,
         TxnOffsetCommit(TxnOffsetCommitRequest => TxnOffsetCommitResponse) => txn::txn_offset_commit,
         FindCoordinator(FindCoordinatorRequest => FindCoordinatorResponse) => find_coordinator,
-        ShareFetch(ShareFetchRequest => ShareFetchResponse) => share::share_fetch,
-        ShareAcknowledge(ShareAcknowledgeRequest => ShareAcknowledgeResponse) => share::share_acknowledge,
     }
     session {
         SaslHandshake(SaslHandshakeRequest => SaslHandshakeResponse),
         SaslAuthenticate(SaslAuthenticateRequest => SaslAuthenticateResponse),
+    }
+    connection {
+        ShareFetch(ShareFetchRequest => ShareFetchResponse) => share::share_fetch,
+        ShareAcknowledge(ShareAcknowledgeRequest => ShareAcknowledgeResponse) => share::share_acknowledge,
     }
     groups {
         JoinGroup(JoinGroupRequest => JoinGroupResponse) => groups::join_group,

@@ -60,6 +60,9 @@ use crate::security::Principal;
 pub struct Caller {
     pub principal: Arc<Principal>,
     pub host: String,
+    /// The client's address and port: which connection the request came
+    /// on (share sessions are released when it closes).
+    pub peer: std::net::SocketAddr,
 }
 
 /// Asks the authorizer about one caller.

@@ -184,6 +184,11 @@ async fn serve_requests<R, W>(
     }
     reader.abort();
     let _ = write_half.shutdown().await;
+    if let Some(shares) = &ctx.shares {
+        // Like Kafka: what a closed connection's share consumers held goes
+        // back to the others at once, not when its locks expire.
+        shares.connection_closed(peer).await;
+    }
 }
 
 /// Writes `first` and every later response that is already done, then
@@ -292,6 +297,7 @@ fn start(
                     Caller {
                         principal: Arc::clone(session.principal()),
                         host: peer.ip().to_string(),
+                        peer,
                     },
                 ))),
                 Admission::Refuse(why) => {

@@ -311,6 +311,7 @@ mod tests {
         let caller = Caller {
             principal: Arc::new(crate::security::Principal::anonymous()),
             host: "127.0.0.1".into(),
+            peer: "127.0.0.1:1".parse().unwrap(),
         };
         let mut out = handle(Arc::clone(&ctx), decoded, caller)
             .await

@@ -21,6 +21,7 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use super::KafkaContext;
+use super::authz::Caller;
 use super::errors::code_and_message;
 use super::topic_id::known_topics;
 use crate::group::error::GroupErrorCode;
@@ -130,6 +131,7 @@ pub async fn share_fetch(
     ctx: &KafkaContext,
     _version: i16,
     req: ShareFetchRequest,
+    caller: &Caller,
 ) -> ShareFetchResponse {
     let fail = |(code, text): (i16, String)| {
         ShareFetchResponse::default()
@@ -176,7 +178,7 @@ pub async fn share_fetch(
         .flat_map(|t| t.partitions.iter().map(move |p| (t.topic_id, *p)))
         .collect();
     let view = match shares
-        .fetch_session(&group, &member, epoch, &add, &forget)
+        .fetch_session(&group, &member, epoch, &add, &forget, caller.peer)
         .await
     {
         Ok(v) => v,
@@ -290,6 +292,7 @@ pub async fn share_acknowledge(
     ctx: &KafkaContext,
     _version: i16,
     req: ShareAcknowledgeRequest,
+    caller: &Caller,
 ) -> ShareAcknowledgeResponse {
     let fail = |(code, text): (i16, String)| {
         ShareAcknowledgeResponse::default()
@@ -306,10 +309,11 @@ pub async fn share_acknowledge(
         Ok(w) => w,
         Err(e) => return fail(e),
     };
-    let view = match shares.acknowledge_session(&group, &member, req.share_session_epoch) {
-        Ok(v) => v,
-        Err(e) => return fail(share_code(&e)),
-    };
+    let view =
+        match shares.acknowledge_session(&group, &member, req.share_session_epoch, caller.peer) {
+            Ok(v) => v,
+            Err(e) => return fail(share_code(&e)),
+        };
     let acks: Vec<(SessionPartition, Vec<AckBatch>)> = req
         .topics
         .iter()

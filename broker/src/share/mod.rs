@@ -29,6 +29,7 @@ pub mod remote;
 pub mod session;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -217,11 +218,17 @@ impl ShareManager {
         epoch: i32,
         add: &[SessionPartition],
         forget: &[SessionPartition],
+        connection: SocketAddr,
     ) -> Result<session::SessionView, ShareError> {
-        let step = self
-            .sessions
-            .lock()
-            .fetch(group, member, epoch, add, forget, now_ms());
+        let step = self.sessions.lock().fetch(
+            group,
+            member,
+            epoch,
+            add,
+            forget,
+            now_ms(),
+            Some(connection),
+        );
         let (view, dropped) = step.map_err(ShareError::Session)?;
         self.release(group, member, dropped.iter()).await;
         Ok(view)
@@ -233,11 +240,22 @@ impl ShareManager {
         group: &str,
         member: &str,
         epoch: i32,
+        connection: SocketAddr,
     ) -> Result<session::SessionView, ShareError> {
         self.sessions
             .lock()
-            .acknowledge(group, member, epoch, now_ms())
+            .acknowledge(group, member, epoch, now_ms(), Some(connection))
             .map_err(ShareError::Session)
+    }
+
+    /// A client connection closed: its share sessions end and what their
+    /// members held is released.
+    pub async fn connection_closed(&self, connection: SocketAddr) {
+        let closed = self.sessions.lock().close_connection(connection);
+        for (group, member, partitions) in closed {
+            debug!(group, member, %connection, "share session closed with its connection");
+            self.release(&group, &member, partitions.iter()).await;
+        }
     }
 
     /// Releases what `member` holds in `partitions` (its session closed

@@ -10,12 +10,16 @@
 //! - Epoch -1 closes it: the request's acknowledgements are applied and the
 //!   member's records of the session's partitions are released.
 //!
+//! A session ends with the connection that used it last (its records are
+//! released at once, as Kafka does).
+//!
 //! An unknown session is SHARE_SESSION_NOT_FOUND, a wrong epoch
 //! INVALID_SHARE_SESSION_EPOCH; the consumer then opens a new one. Sessions
 //! idle longer than the idle timeout are dropped (their member's records
 //! are released) so that a consumer that vanished does not hold a slot.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
 
 use uuid::Uuid;
 
@@ -42,6 +46,8 @@ struct Session {
     next_epoch: i32,
     partitions: BTreeSet<SessionPartition>,
     last_used: i64,
+    /// The connection that used it last.
+    connection: Option<SocketAddr>,
 }
 
 /// What a request may do in its session.
@@ -83,6 +89,7 @@ impl Sessions {
     /// A ShareFetch's session step: opens, continues or closes the
     /// member's session. Returns the old session's partitions as well
     /// when epoch 0 replaced one (their records are released).
+    #[allow(clippy::too_many_arguments)]
     pub fn fetch(
         &mut self,
         group: &str,
@@ -91,6 +98,7 @@ impl Sessions {
         add: &[SessionPartition],
         forget: &[SessionPartition],
         now: i64,
+        connection: Option<SocketAddr>,
     ) -> Result<(SessionView, BTreeSet<SessionPartition>), SessionError> {
         let key = (group.to_owned(), member.to_owned());
         match epoch {
@@ -106,6 +114,7 @@ impl Sessions {
                         next_epoch: 1,
                         partitions: partitions.clone(),
                         last_used: now,
+                        connection,
                     },
                 );
                 let dropped = replaced
@@ -141,6 +150,9 @@ impl Sessions {
                 }
                 s.next_epoch = next(epoch);
                 s.last_used = now;
+                if connection.is_some() {
+                    s.connection = connection;
+                }
                 s.partitions.extend(add.iter().copied());
                 let mut dropped = BTreeSet::new();
                 for f in forget {
@@ -167,6 +179,7 @@ impl Sessions {
         member: &str,
         epoch: i32,
         now: i64,
+        connection: Option<SocketAddr>,
     ) -> Result<SessionView, SessionError> {
         if epoch == OPEN_EPOCH {
             return Err(SessionError::InvalidEpoch {
@@ -177,8 +190,17 @@ impl Sessions {
                     .map_or(OPEN_EPOCH, |s| s.next_epoch),
             });
         }
-        self.fetch(group, member, epoch, &[], &[], now)
+        self.fetch(group, member, epoch, &[], &[], now, connection)
             .map(|(view, _)| view)
+    }
+
+    /// Drops the sessions last used on `connection`; returns their
+    /// (group, member, partitions).
+    pub fn close_connection(
+        &mut self,
+        connection: SocketAddr,
+    ) -> Vec<(String, String, BTreeSet<SessionPartition>)> {
+        self.remove_where(|s| s.connection == Some(connection))
     }
 
     /// Drops sessions unused since before `idle_before`; returns their
@@ -187,10 +209,17 @@ impl Sessions {
         &mut self,
         idle_before: i64,
     ) -> Vec<(String, String, BTreeSet<SessionPartition>)> {
+        self.remove_where(|s| s.last_used < idle_before)
+    }
+
+    fn remove_where(
+        &mut self,
+        pick: impl Fn(&Session) -> bool,
+    ) -> Vec<(String, String, BTreeSet<SessionPartition>)> {
         let stale: Vec<(String, String)> = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.last_used < idle_before)
+            .filter(|(_, s)| pick(s))
             .map(|(k, _)| k.clone())
             .collect();
         stale
@@ -221,25 +250,25 @@ mod tests {
     #[test]
     fn given_a_session_when_epochs_follow_each_other_then_partitions_accumulate() {
         let mut s = Sessions::new(10);
-        let (v, _) = s.fetch("g", "m", 0, &[tp(0)], &[], 0).unwrap();
+        let (v, _) = s.fetch("g", "m", 0, &[tp(0)], &[], 0, None).unwrap();
         assert_eq!(v.partitions.len(), 1);
-        let (v, _) = s.fetch("g", "m", 1, &[tp(1)], &[], 0).unwrap();
+        let (v, _) = s.fetch("g", "m", 1, &[tp(1)], &[], 0, None).unwrap();
         assert_eq!(v.partitions.len(), 2);
-        let (v, dropped) = s.fetch("g", "m", 2, &[], &[tp(0)], 0).unwrap();
+        let (v, dropped) = s.fetch("g", "m", 2, &[], &[tp(0)], 0, None).unwrap();
         assert_eq!(v.partitions.len(), 1);
         assert_eq!(dropped.len(), 1);
-        assert!(s.acknowledge("g", "m", 3, 0).is_ok());
+        assert!(s.acknowledge("g", "m", 3, 0, None).is_ok());
         assert_eq!(
-            s.fetch("g", "m", 3, &[], &[], 0).unwrap_err(),
+            s.fetch("g", "m", 3, &[], &[], 0, None).unwrap_err(),
             SessionError::InvalidEpoch {
                 given: 3,
                 expected: 4
             }
         );
-        let v = s.acknowledge("g", "m", -1, 0).unwrap();
+        let v = s.acknowledge("g", "m", -1, 0, None).unwrap();
         assert!(v.closed);
         assert_eq!(
-            s.fetch("g", "m", 4, &[], &[], 0).unwrap_err(),
+            s.fetch("g", "m", 4, &[], &[], 0, None).unwrap_err(),
             SessionError::NotFound
         );
     }
@@ -247,8 +276,8 @@ mod tests {
     #[test]
     fn given_idle_sessions_when_expired_then_they_are_dropped_with_their_partitions() {
         let mut s = Sessions::new(10);
-        s.fetch("g", "a", 0, &[tp(0)], &[], 0).unwrap();
-        s.fetch("g", "b", 0, &[tp(0)], &[], 100).unwrap();
+        s.fetch("g", "a", 0, &[tp(0)], &[], 0, None).unwrap();
+        s.fetch("g", "b", 0, &[tp(0)], &[], 100, None).unwrap();
         let gone = s.expire(50);
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0].1, "a");
@@ -257,14 +286,27 @@ mod tests {
     }
 
     #[test]
+    fn given_a_closed_connection_then_its_sessions_end_and_others_stay() {
+        let mut s = Sessions::new(10);
+        let one: SocketAddr = "127.0.0.1:1000".parse().unwrap();
+        let two: SocketAddr = "127.0.0.1:2000".parse().unwrap();
+        s.fetch("g", "a", 0, &[tp(0)], &[], 0, Some(one)).unwrap();
+        s.fetch("g", "b", 0, &[tp(0)], &[], 0, Some(two)).unwrap();
+        let gone = s.close_connection(one);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].1, "a");
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
     fn given_the_limit_when_a_new_session_opens_then_refused() {
         let mut s = Sessions::new(1);
-        s.fetch("g", "a", 0, &[], &[], 0).unwrap();
+        s.fetch("g", "a", 0, &[], &[], 0, None).unwrap();
         assert_eq!(
-            s.fetch("g", "b", 0, &[], &[], 0).unwrap_err(),
+            s.fetch("g", "b", 0, &[], &[], 0, None).unwrap_err(),
             SessionError::LimitReached
         );
         // Reopening its own session is always possible.
-        assert!(s.fetch("g", "a", 0, &[], &[], 0).is_ok());
+        assert!(s.fetch("g", "a", 0, &[], &[], 0, None).is_ok());
     }
 }
