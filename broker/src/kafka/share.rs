@@ -1,5 +1,5 @@
 //! ShareFetch and ShareAcknowledge (KIP-932) over the
-//! [`ShareManager`](crate::share::ShareManager): the share session step,
+//! [`ShareManager`]: the share session step,
 //! then the acknowledgements the request carries (stored before they are
 //! confirmed), then, for ShareFetch, records acquired for the member.
 //! Topics travel by id.
