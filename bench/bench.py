@@ -543,6 +543,21 @@ def with_config(args, option, client_config):
     return args + ([option, client_config] if client_config else [])
 
 
+def run_tool(argv, shown, log, timeout):
+    """Runs a client program; returns its stdout. Its stderr goes to `log`
+    (after the command line, `shown` of its last arguments)."""
+    with open(log, "ab") as err:
+        err.write(("\n$ " + " ".join(argv[-shown:]) + "\n").encode())
+        err.flush()
+        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=err, timeout=timeout)
+    out = r.stdout.decode(errors="replace")
+    with open(log, "a") as f:
+        f.write(out)
+    if r.returncode != 0:
+        raise RuntimeError(f"{os.path.basename(argv[0])} {argv[1]} exited {r.returncode}: {tail(log, 15)}")
+    return out
+
+
 def java_tool(cfg, main, args, log, timeout):
     """Runs a Java client program; returns its stdout. Its stderr goes to `log`."""
     argv = (
@@ -550,16 +565,21 @@ def java_tool(cfg, main, args, log, timeout):
         + ["-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", cfg.tool_classpath, main]
         + args
     )
-    with open(log, "ab") as err:
-        err.write(("\n$ " + " ".join(argv[-len(args) - 1 :]) + "\n").encode())
-        err.flush()
-        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=err, timeout=timeout)
-    out = r.stdout.decode(errors="replace")
-    with open(log, "a") as f:
-        f.write(out)
-    if r.returncode != 0:
-        raise RuntimeError(f"{main} exited {r.returncode}: {tail(log, 15)}")
-    return out
+    return run_tool(argv, len(args) + 1, log, timeout)
+
+
+def uses_rill_load(cfg, client_config, txn_id=None):
+    """Whether a producer or consumer run uses rill-load (bench/load): the
+    default client, for plaintext runs without transactions. TLS/SASL and
+    transactional runs keep Kafka's Java perf tools (their client settings
+    are Java properties)."""
+    return cfg.client == "rdkafka" and not client_config and not txn_id
+
+
+def rill_load(cfg, mode, args, log, timeout):
+    """Runs rill-load; returns its stdout (the perf-tool lines, then JSON)."""
+    argv = [cfg.rill_load, mode] + args
+    return run_tool(argv, len(argv), log, timeout)
 
 
 def create_topic(cfg, bootstrap, topic, config, log, client_config=None):
@@ -582,17 +602,26 @@ def producer_perf(cfg, bootstrap, topic, records, log, client_config=None, txn_i
     txn = [] if not txn_id else ["--transactional-id", txn_id,
                                  "--transaction-duration-ms", str(cfg.txn_duration_ms)]
     t0 = time.monotonic()
-    out = java_tool(
-        cfg,
-        "org.apache.kafka.tools.ProducerPerformance",
-        with_config(
-            ["--topic", topic, "--num-records", str(records), "--record-size", str(RECORD_SIZE),
-             "--throughput", "-1", "--bootstrap-server", bootstrap,
-             "--command-property", "acks=all"] + txn,
-            "--command-config", client_config),
-        log,
-        timeout=cfg.tool_timeout,
-    )
+    if uses_rill_load(cfg, client_config, txn_id):
+        client = "rill-load"
+        out = rill_load(
+            cfg, "produce",
+            ["--bootstrap", bootstrap, "--topic", topic, "--records", str(records),
+             "--record-size", str(RECORD_SIZE), "--throughput", "-1"],
+            log, timeout=cfg.tool_timeout)
+    else:
+        client = "java"
+        out = java_tool(
+            cfg,
+            "org.apache.kafka.tools.ProducerPerformance",
+            with_config(
+                ["--topic", topic, "--num-records", str(records), "--record-size", str(RECORD_SIZE),
+                 "--throughput", "-1", "--bootstrap-server", bootstrap,
+                 "--command-property", "acks=all"] + txn,
+                "--command-config", client_config),
+            log,
+            timeout=cfg.tool_timeout,
+        )
     tool_wall = time.monotonic() - t0
     m = None
     for line in out.splitlines():
@@ -613,21 +642,32 @@ def producer_perf(cfg, bootstrap, topic, records, log, client_config=None, txn_i
         "lat_p999_ms": int(m.group(9)),
         # The tool's process from launch to exit (JVM start-up included).
         "tool_wall_s": tool_wall,
+        "client": client,
     }
 
 
 def consumer_perf(cfg, bootstrap, topic, records, log, client_config=None, read_committed=False):
     isolation = ["--command-property", "isolation.level=read_committed"] if read_committed else []
-    out = java_tool(
-        cfg,
-        "org.apache.kafka.tools.ConsumerPerformance",
-        with_config(
-            ["--bootstrap-server", bootstrap, "--topic", topic, "--num-records", str(records),
-             "--timeout", str(CONSUMER_IDLE_TIMEOUT_MS), "--group", f"bench-{uuid.uuid4().hex[:8]}"] + isolation,
-            "--command-config", client_config),
-        log,
-        timeout=cfg.tool_timeout,
-    )
+    group = f"bench-{uuid.uuid4().hex[:8]}"
+    if uses_rill_load(cfg, client_config, read_committed or None):
+        client = "rill-load"
+        out = rill_load(
+            cfg, "consume",
+            ["--bootstrap", bootstrap, "--topic", topic, "--records", str(records),
+             "--timeout", str(CONSUMER_IDLE_TIMEOUT_MS), "--group", group],
+            log, timeout=cfg.tool_timeout)
+    else:
+        client = "java"
+        out = java_tool(
+            cfg,
+            "org.apache.kafka.tools.ConsumerPerformance",
+            with_config(
+                ["--bootstrap-server", bootstrap, "--topic", topic, "--num-records", str(records),
+                 "--timeout", str(CONSUMER_IDLE_TIMEOUT_MS), "--group", group] + isolation,
+                "--command-config", client_config),
+            log,
+            timeout=cfg.tool_timeout,
+        )
     lines = [ln for ln in out.splitlines() if ln.strip()]
     header_i = next(i for i, ln in enumerate(lines) if ln.startswith("start.time"))
     names = [x.strip() for x in lines[header_i].split(",")]
@@ -643,6 +683,7 @@ def consumer_perf(cfg, bootstrap, topic, records, log, client_config=None, read_
         "rebalance_ms": float(row["rebalance.time.ms"]),
         "records_per_s": rps,
         "mb_per_s": rps * RECORD_SIZE / 1e6,
+        "client": client,
     }
 
 
@@ -787,7 +828,7 @@ def measure(cfg, cluster, variant, rep, logdir, prior_rate):
     say(
         f"{variant} rep {rep}: producer {prod['mb_per_s']:.1f} MB/s, {prod['records_per_s']:.0f} rec/s over "
         f"{prod['seconds']:.1f}s, p99 {prod['lat_p99_ms']} ms, broker CPU {prod['broker_cpu_s_per_gb']:.2f} s/GB, "
-        f"foreign CPU {prod['foreign_cpu_share'] * 100:.0f}%"
+        f"{prod['client']} client CPU {prod['client_cpu_s']:.1f} s, foreign CPU {prod['foreign_cpu_share'] * 100:.0f}%"
     )
 
     # Retention settles within a check interval or two; then the topic holds
@@ -1150,14 +1191,15 @@ def write_report(cfg, results, summary, meta, path_md, path_png):
         w("")
     w("## Per repetition")
     w("")
-    w("| Variant | Rep | Producer MB/s | records | run s | p99 ms | Broker CPU s/GB | client CPU s | foreign CPU | "
+    w("| Variant | Rep | Producer MB/s | records | run s | p99 ms | Broker CPU s/GB | client | client CPU s | foreign CPU | "
       "Consumer MB/s (records) | e2e p50/p99 µs | Peak RSS MB (3 brokers) | Start-up s (3 brokers) |")
-    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for v in variants:
         for i, e in enumerate(results[v], 1):
             p, c, x = e["producer"], e["consumer"], e["e2e"]
             w(f"| {VARIANTS[v]['label']} | {i} | {p['mb_per_s']:.1f} | {p['records']} | {p['seconds']:.1f} | "
-              f"{p['lat_p99_ms']} | {p['broker_cpu_s_per_gb']:.2f} | {p['client_cpu_s']:.1f} | {p['foreign_cpu_share'] * 100:.0f}% | "
+              f"{p['lat_p99_ms']} | {p['broker_cpu_s_per_gb']:.2f} | {p.get('client', 'java')} | {p['client_cpu_s']:.1f} | "
+              f"{p['foreign_cpu_share'] * 100:.0f}% | "
               f"{c['mb_per_s']:.1f} ({c['records']}) | {x['e2e_p50_us']:.0f}/{x['e2e_p99_us']:.0f} | "
               f"{', '.join(f'{h / 1e6:.0f}' for h in e['broker_hwm_bytes'])} | "
               f"{', '.join(f'{s:.3f}' for s in e['startup_s'])} |")
@@ -1267,6 +1309,9 @@ def main():
     ap.add_argument("--shared-cluster", action="store_true",
                     help="one cluster per system for all its variants (smoke default)")
     ap.add_argument("--command", default="bench/run.sh")
+    ap.add_argument("--client", choices=["rdkafka", "java"], default="rdkafka",
+                    help="producer and consumer runs: rill-load on librdkafka (bench/load; plaintext, "
+                         "non-transactional runs) or Kafka's Java perf tools")
     ap.add_argument("--compare-consumer", metavar="BIN_A,BIN_B",
                     help="compare the consumer throughput of Rill builds (directories) instead of the side-by-side run")
     cfg = ap.parse_args()
@@ -1295,6 +1340,9 @@ def main():
     cfg.start_timeout = 180
     cfg.stop_timeout = 30
     cfg.tool_timeout = 1800
+    cfg.rill_load = os.environ.get("RILL_LOAD", "")
+    if cfg.client == "rdkafka" and not os.access(cfg.rill_load, os.X_OK):
+        ap.error("--client rdkafka needs RILL_LOAD, the rill-load binary (bench/load/build.sh; bench/run.sh sets it)")
     cfg.classpath = os.environ["COMPAT_CLASSPATH"]
     cfg.tool_classpath = os.environ["BENCH_CLASSES"] + ":" + cfg.classpath
     os.makedirs(cfg.out, exist_ok=True)

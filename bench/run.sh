@@ -81,6 +81,11 @@ if [ ! -f "$jstamp" ]; then
     touch "$jstamp"
 fi
 export BENCH_CLASSES="$CLASSES"
+# rill-load, the librdkafka load client (bench/load/rill-load.c).
+RILL_LOAD=$(bench/load/build.sh 2>"$BENCH_CACHE/rill-load-build.log") || {
+    cat "$BENCH_CACHE/rill-load-build.log" >&2; exit 1; }
+export RILL_LOAD
+say "rill-load: $RILL_LOAD"
 flock -u 9 && exec 9>&-
 if [ "$mode" = install ]; then
     say "installed in $(( $(date +%s) - started ))s"
