@@ -248,7 +248,10 @@ class Proc:
         self.name = name
         self.log = os.path.join(workdir, f"{name}.log")
         self.out = os.path.join(workdir, stdout_name or f"{name}.log")
+        self.argv, self.workdir, self.env, self.stdout_name = argv, workdir, env, stdout_name
         out = open(self.out, "ab")
+        # A restarted process appends: its readiness is looked for after this.
+        self.start_pos = out.tell()
         err = out if self.out == self.log else open(self.log, "ab")
         self.launched = time.monotonic()
         self.popen = subprocess.Popen(
@@ -266,7 +269,7 @@ class Proc:
     def wait_for(self, needle, timeout):
         """Polls the stdout file every 5 ms for `needle`; returns the seconds
         from launch until it appeared (None after a timeout or an exit)."""
-        pos = 0
+        pos = self.start_pos
         buf = b""
         deadline = self.launched + timeout
         needle = needle.encode()
@@ -337,6 +340,21 @@ class Cluster:
             os.makedirs(workdir, exist_ok=True)
             self.pki, self.client_config = secure_setup(workdir)
 
+    ready_line = None  # what a broker prints once it serves (subclasses)
+
+    def restart_broker(self, i):
+        """Starts broker `i` again on its data after it stopped or was
+        killed; returns the seconds from launch until it is ready."""
+        old = self.brokers[i]
+        proc = Proc(old.name, old.argv, old.workdir, old.env, old.stdout_name)
+        took = proc.wait_for(self.ready_line, self.cfg.start_timeout)
+        if took is None:
+            raise RuntimeError(f"{old.name} did not start again: {tail(proc.log)}")
+        if old in Proc.live:
+            Proc.live.remove(old)
+        self.brokers[i] = proc
+        return took
+
     def stop(self):
         """SIGTERM to every broker at once, then waits for each (SIGKILL
         after --stop-timeout), then the controller."""
@@ -355,6 +373,7 @@ class KafkaCluster(Cluster):
     would start them (heap and JVM options included)."""
 
     system = "kafka"
+    ready_line = "Kafka Server started"
 
     def __init__(self, cfg, workdir, security="plaintext"):
         super().__init__(cfg, workdir, cfg.kafka_port, security)
@@ -472,6 +491,7 @@ class RillCluster(Cluster):
     started one after the other, with their defaults."""
 
     system = "rill"
+    ready_line = "RILL_READY"
 
     def __init__(self, cfg, workdir, security="plaintext"):
         super().__init__(cfg, workdir, cfg.rill_port, security)
@@ -582,10 +602,10 @@ def rill_load(cfg, mode, args, log, timeout):
     return run_tool(argv, len(argv), log, timeout)
 
 
-def create_topic(cfg, bootstrap, topic, config, log, client_config=None):
+def create_topic(cfg, bootstrap, topic, config, log, client_config=None, partitions=None):
     # Through the Admin API: kafka-topics refuses config names Kafka does not
     # know (Rill's `flush`).
-    args = ["create", "--bootstrap", bootstrap, "--topic", topic, "--partitions", str(PARTITIONS),
+    args = ["create", "--bootstrap", bootstrap, "--topic", topic, "--partitions", str(partitions or PARTITIONS),
             "--replication-factor", str(RF), "--config", ",".join(f"{k}={v}" for k, v in config.items())]
     java_tool(cfg, "BenchTool", with_config(args, "--client-config", client_config), log, 120)
 

@@ -38,7 +38,7 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  *        [--transactional-id ID --commit-interval-ms 10]
  *   java -cp ... BenchTool count --bootstrap B --topic T
  *   java -cp ... BenchTool create --bootstrap B --topic T --partitions P --replication-factor R
- *        [--config k=v,k=v]
+ *        [--config k=v,k=v] [--wait-seconds 60]   (waits that long for every partition's leader)
  * </pre>
  *
  * <p>Every command also takes {@code --client-config FILE}: client properties
@@ -169,7 +169,8 @@ public final class BenchTool {
             NewTopic t = new NewTopic(topic, Integer.parseInt(need(a, "partitions")),
                     Short.parseShort(need(a, "replication-factor"))).configs(configs);
             admin.createTopics(List.of(t)).all().get();
-            long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+            long wait = Long.parseLong(a.getOrDefault("wait-seconds", "60"));
+            long deadline = System.nanoTime() + Duration.ofSeconds(wait).toNanos();
             while (true) {
                 boolean led = false;
                 try {

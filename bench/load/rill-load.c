@@ -14,6 +14,15 @@
  *        M ms max latency, P50 ms 50th, P95 ms 95th, P99 ms 99th,
  *        P999 ms 99.9th."
  *
+ *       With --keys, record i has the key "i", so records spread over every
+ *       partition (librdkafka's default partitioner hashes keys; without
+ *       keys it fills one partition's batch at a time).
+ *
+ *   rill-load leaders --bootstrap B --topic T [--not BROKER]
+ *       One metadata request: prints "partitions=P leaderless=L", L being
+ *       the partitions without a leader, or led by BROKER (a broker just
+ *       killed, which metadata may still name).
+ *
  *   rill-load consume --bootstrap B --topic T --records N --group G
  *                     [--timeout MS] [-X key=value ...]
  *       Reads N records in group G from the earliest offset; prints
@@ -77,6 +86,8 @@ struct options {
     int record_size;
     long long throughput;
     int timeout_ms;
+    int keys;
+    int not_broker;
     const char *config[MAX_CONFIG][2];
     int n_config;
 };
@@ -86,7 +97,8 @@ static void usage(void) {
             "usage: rill-load produce --bootstrap B --topic T --records N --record-size S "
             "[--throughput R] [-X key=value ...]\n"
             "       rill-load consume --bootstrap B --topic T --records N --group G "
-            "[--timeout MS] [-X key=value ...]\n");
+            "[--timeout MS] [-X key=value ...]\n"
+            "       rill-load leaders --bootstrap B --topic T [--not BROKER]\n");
     exit(2);
 }
 
@@ -102,10 +114,15 @@ static void parse(int argc, char **argv, struct options *o) {
     memset(o, 0, sizeof *o);
     o->throughput = -1;
     o->timeout_ms = 30000;
+    o->not_broker = -1;
     if (argc < 2) usage();
     o->mode = argv[1];
     for (int i = 2; i < argc; i++) {
         const char *f = argv[i];
+        if (!strcmp(f, "--keys")) {
+            o->keys = 1;
+            continue;
+        }
         if (i + 1 >= argc) usage();
         const char *v = argv[++i];
         if (!strcmp(f, "--bootstrap")) o->bootstrap = v;
@@ -115,6 +132,7 @@ static void parse(int argc, char **argv, struct options *o) {
         else if (!strcmp(f, "--record-size")) o->record_size = (int)number(f, v);
         else if (!strcmp(f, "--throughput")) o->throughput = number(f, v);
         else if (!strcmp(f, "--timeout")) o->timeout_ms = (int)number(f, v);
+        else if (!strcmp(f, "--not")) o->not_broker = (int)number(f, v);
         else if (!strcmp(f, "-X")) {
             char *eq = strchr(v, '=');
             if (!eq || o->n_config == MAX_CONFIG) die("-X takes key=value (at most 64): %s", v);
@@ -124,7 +142,7 @@ static void parse(int argc, char **argv, struct options *o) {
             o->n_config++;
         } else die("unknown option %s", f);
     }
-    if (!o->bootstrap || !o->topic || o->records <= 0) usage();
+    if (!o->bootstrap || !o->topic || (o->records <= 0 && strcmp(o->mode, "leaders"))) usage();
 }
 
 static void set(rd_kafka_conf_t *conf, const char *key, const char *value) {
@@ -217,9 +235,12 @@ static int produce(const struct options *o) {
                 nanosleep(&ts, NULL);
             }
         }
+        char key[24];
+        int key_len = o->keys ? snprintf(key, sizeof key, "%lld", i) : 0;
         st.sent_ns[i] = now_ns();
         while (rd_kafka_produce(topic, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, payload,
-                                (size_t)o->record_size, NULL, 0, (void *)(uintptr_t)i) == -1) {
+                                (size_t)o->record_size, o->keys ? key : NULL, (size_t)key_len,
+                                (void *)(uintptr_t)i) == -1) {
             rd_kafka_resp_err_t e = rd_kafka_last_error();
             if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) die("produce failed: %s", rd_kafka_err2str(e));
             rd_kafka_poll(rk, 10);
@@ -336,6 +357,35 @@ static int consume(const struct options *o) {
     return n < o->records;
 }
 
+/* ---- leaders ---- */
+
+static int leaders(const struct options *o) {
+    rd_kafka_conf_t *conf = config(o, NULL, 0);
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (!rk) die("cannot create the client: %s", err);
+    rd_kafka_topic_t *topic = rd_kafka_topic_new(rk, o->topic, NULL);
+    const struct rd_kafka_metadata *md;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, topic, &md, 5000);
+    if (e) die("metadata: %s", rd_kafka_err2str(e));
+    int rc = 1;
+    if (md->topic_cnt == 1 && !md->topics[0].err) {
+        int leaderless = 0;
+        const rd_kafka_metadata_topic_t *t = &md->topics[0];
+        for (int i = 0; i < t->partition_cnt; i++)
+            if (t->partitions[i].leader < 0 || t->partitions[i].leader == o->not_broker) leaderless++;
+        printf("partitions=%d leaderless=%d\n", t->partition_cnt, leaderless);
+        rc = 0;
+    } else {
+        fprintf(stderr, "rill-load: topic %s: %s\n", o->topic,
+                md->topic_cnt ? rd_kafka_err2str(md->topics[0].err) : "not in metadata");
+    }
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(topic);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     struct options o;
     parse(argc, argv, &o);
@@ -343,6 +393,7 @@ int main(int argc, char **argv) {
     signal(SIGTERM, on_signal);
     if (!strcmp(o.mode, "produce")) return produce(&o);
     if (!strcmp(o.mode, "consume")) return consume(&o);
+    if (!strcmp(o.mode, "leaders")) return leaders(&o);
     usage();
     return 2;
 }

@@ -1,0 +1,289 @@
+"""The partition-scale curve: Rill and Apache Kafka side by side with 6 to
+30,000 partition replicas over 3 brokers (RF=3), in one run.
+
+For each point (partition replicas R: a topic of R/3 partitions) and each
+system, on a fresh cluster (the clusters of bench/bench.py):
+
+1. **Create**: the topic (min.insync.replicas=2) through the Admin API,
+   timed until every partition has a leader.
+2. **Produce** (after --warmup-seconds of the same, unmeasured) at a fixed total rate (--rate records/s of 1 KiB, acks=all,
+   for --seconds) with rill-load, each record keyed so that records spread
+   over every partition: produce latency p50/p99/p99.9 and the brokers' CPU
+   over the run (cores).
+3. **Idle**: --idle-seconds without clients: the brokers' CPU at rest
+   (what thousands of partitions cost when nothing happens).
+4. **Memory**: each broker's resident set (VmRSS) after that, and per
+   partition replica.
+5. **Start-up**: broker 2 stopped with SIGTERM and started again: seconds
+   until it is ready (Rill: RILL_READY; Kafka: "Kafka Server started").
+6. **Recovery**: broker 2 SIGKILLed (unclean shutdown) and started again:
+   seconds until it is ready.
+7. **Failover**: once every partition has a leader again, broker 0 is
+   SIGKILLed; seconds until no partition is without a leader or led by
+   broker 0 (metadata polled through brokers 1 and 2 every 100 ms).
+
+Figures are printed and written, never asserted. Writes OUT/scale.json,
+OUT/scale.md and OUT/scale.png; bench/scale.sh runs it (and --publish
+copies them to bench/results/scale-latest.*).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench as B  # noqa: E402
+
+TOPIC = "scale"
+POLL_S = 0.1
+
+
+def broker_cpu(cluster):
+    return [B.proc_cpu_seconds(p.pid) for p in cluster.brokers]
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def leaderless(cfg, bootstrap, dead=None):
+    """(partitions, partitions without a leader or led by `dead`) from one
+    metadata request; None when it fails (a broker going away)."""
+    argv = [cfg.rill_load, "leaders", "--bootstrap", bootstrap, "--topic", TOPIC]
+    if dead is not None:
+        argv += ["--not", str(dead)]
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return None
+    if r.returncode != 0:
+        return None
+    fields = dict(kv.split("=") for kv in r.stdout.split())
+    return int(fields["partitions"]), int(fields["leaderless"])
+
+
+def wait_led(cfg, bootstrap, partitions, timeout, dead=None):
+    """Seconds until metadata shows `partitions` partitions, all led (not by
+    `dead`); None after `timeout`."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        got = leaderless(cfg, bootstrap, dead)
+        if got and got[0] == partitions and got[1] == 0:
+            return time.monotonic() - t0
+        time.sleep(POLL_S)
+    return None
+
+
+def measure_point(cfg, system, replicas, workdir, log):
+    partitions = replicas // 3
+    out = {"system": system, "replicas": replicas, "partitions": partitions}
+    shutil.rmtree(workdir, ignore_errors=True)
+    os.makedirs(workdir)
+    cluster = B.make_cluster(cfg, system, workdir)
+    try:
+        out["first_startup_s"] = cluster.start()
+        bootstrap = cluster.bootstrap
+        t0 = time.monotonic()
+        B.java_tool(
+            cfg, "BenchTool",
+            ["create", "--bootstrap", bootstrap, "--topic", TOPIC, "--partitions", str(partitions),
+             "--replication-factor", "3", "--config", "min.insync.replicas=2",
+             "--wait-seconds", str(cfg.create_timeout)],
+            log, cfg.create_timeout + 120)
+        out["create_s"] = time.monotonic() - t0
+        B.say(f"{system} {replicas} replicas: topic of {partitions} partitions led after {out['create_s']:.1f}s")
+
+        # Warm-up (the JIT of Kafka's brokers), then produce at the fixed rate.
+        if cfg.warmup_seconds > 0:
+            B.rill_load(
+                cfg, "produce",
+                ["--bootstrap", bootstrap, "--topic", TOPIC, "--records", str(int(cfg.rate * cfg.warmup_seconds)),
+                 "--record-size", str(B.RECORD_SIZE), "--throughput", str(cfg.rate), "--keys"],
+                log, timeout=cfg.warmup_seconds * 10 + 300)
+        records = int(cfg.rate * cfg.seconds)
+        cpu0, t0 = broker_cpu(cluster), time.monotonic()
+        text = B.rill_load(
+            cfg, "produce",
+            ["--bootstrap", bootstrap, "--topic", TOPIC, "--records", str(records),
+             "--record-size", str(B.RECORD_SIZE), "--throughput", str(cfg.rate), "--keys"],
+            log, timeout=cfg.seconds * 10 + 300)
+        wall = time.monotonic() - t0
+        cpu1 = broker_cpu(cluster)
+        prod = json.loads(text.strip().splitlines()[-1])
+        out["produce"] = {
+            "records_per_s": prod["records_per_s"],
+            "p50_ms": prod["lat_p50_ms"], "p99_ms": prod["lat_p99_ms"], "p999_ms": prod["lat_p999_ms"],
+            "broker_cores": (sum(cpu1) - sum(cpu0)) / wall,
+            "client_cpu_s": prod["cpu_s"],
+        }
+        B.say(f"{system} {replicas} replicas: produce {prod['records_per_s']:.0f} rec/s, p50 {prod['lat_p50_ms']} ms, "
+              f"p99 {prod['lat_p99_ms']} ms, brokers {out['produce']['broker_cores']:.2f} cores")
+
+        # At rest.
+        cpu0, t0 = broker_cpu(cluster), time.monotonic()
+        time.sleep(cfg.idle_seconds)
+        cpu1 = broker_cpu(cluster)
+        out["idle_broker_cores"] = (sum(cpu1) - sum(cpu0)) / (time.monotonic() - t0)
+        out["rss_bytes"] = [rss_bytes(p.pid) for p in cluster.brokers]
+        out["rss_per_replica_kib"] = sum(out["rss_bytes"]) / replicas / 1024
+        B.say(f"{system} {replicas} replicas: idle brokers {out['idle_broker_cores']:.3f} cores, RSS "
+              f"{', '.join(f'{r / 2**20:.0f}' for r in out['rss_bytes'])} MiB "
+              f"({out['rss_per_replica_kib']:.1f} KiB per replica)")
+
+        # Clean restart, then unclean restart, of broker 2.
+        cluster.brokers[2].stop(cfg.stop_timeout)
+        out["restart_s"] = cluster.restart_broker(2)
+        wait_led(cfg, bootstrap, partitions, cfg.create_timeout)
+        cluster.brokers[2].popen.send_signal(signal.SIGKILL)
+        cluster.brokers[2].popen.wait()
+        out["recovery_s"] = cluster.restart_broker(2)
+        B.say(f"{system} {replicas} replicas: broker 2 ready {out['restart_s']:.2f}s after a clean stop, "
+              f"{out['recovery_s']:.2f}s after SIGKILL")
+
+        # Failover of broker 0's leaders.
+        if wait_led(cfg, bootstrap, partitions, cfg.create_timeout) is None:
+            raise RuntimeError("partitions without a leader before the failover")
+        # Let the restarted broker catch up into every ISR first.
+        time.sleep(cfg.settle_seconds)
+        survivors = ",".join(bootstrap.split(",")[1:])
+        cluster.brokers[0].popen.send_signal(signal.SIGKILL)
+        t0 = time.monotonic()
+        cluster.brokers[0].popen.wait()
+        took = wait_led(cfg, survivors, partitions, cfg.create_timeout, dead=0)
+        out["failover_s"] = None if took is None else time.monotonic() - t0
+        B.say(f"{system} {replicas} replicas: every partition led again {out['failover_s']} s after broker 0 was killed")
+    finally:
+        cluster.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return out
+
+
+def fmt(x, digits=1):
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def report(cfg, results, path_md, path_png):
+    lines = []
+    w = lines.append
+    w("# Partition scale: Rill and Apache Kafka")
+    w("")
+    w(f"3 brokers, RF=3, min.insync.replicas=2; {cfg.rate} records/s of 1 KiB (acks=all, keyed over every "
+      f"partition, rill-load) for {cfg.seconds} s; idle {cfg.idle_seconds} s. Command: `{cfg.command}`.")
+    w("")
+    w("| replicas | system | create s | produce p50 / p99 / p99.9 ms | brokers' cores producing | idle | "
+      "RSS MiB per broker | KiB per replica | restart s | recovery s (SIGKILL) | failover s |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        p = r.get("produce", {})
+        w(f"| {r['replicas']} | {r['system']} | {fmt(r.get('create_s'))} | "
+          f"{p.get('p50_ms', '-')} / {p.get('p99_ms', '-')} / {p.get('p999_ms', '-')} | "
+          f"{fmt(p.get('broker_cores'), 2)} | {fmt(r.get('idle_broker_cores'), 3)} | "
+          f"{', '.join(f'{x / 2**20:.0f}' for x in r.get('rss_bytes', []))} | {fmt(r.get('rss_per_replica_kib'))} | "
+          f"{fmt(r.get('restart_s'), 2)} | {fmt(r.get('recovery_s'), 2)} | {fmt(r.get('failover_s'), 2)} |")
+    w("")
+    w("Ratios (Rill / Kafka) per point:")
+    w("")
+    w("| replicas | p99 | RSS | idle CPU | failover |")
+    w("|---|---|---|---|---|")
+    by = {(r["replicas"], r["system"]): r for r in results}
+    for n in sorted({r["replicas"] for r in results}):
+        k, rl = by.get((n, "kafka")), by.get((n, "rill"))
+        if not (k and rl and "produce" in k and "produce" in rl):
+            continue
+
+        def ratio(a, b):
+            return "-" if not a or b is None else f"{b / a:.2f}"
+        w(f"| {n} | {ratio(k['produce']['p99_ms'], rl['produce']['p99_ms'])} | "
+          f"{ratio(sum(k['rss_bytes']), sum(rl['rss_bytes']))} | "
+          f"{ratio(k['idle_broker_cores'], rl['idle_broker_cores'])} | "
+          f"{ratio(k.get('failover_s'), rl.get('failover_s'))} |")
+    w("")
+    w(f"![chart]({os.path.basename(path_png)})")
+    with open(path_md, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    figs = [("produce p99 ms", lambda r: r["produce"]["p99_ms"]),
+            ("RSS per broker MiB", lambda r: sum(r["rss_bytes"]) / 3 / 2**20),
+            ("idle brokers' cores", lambda r: r["idle_broker_cores"]),
+            ("failover s", lambda r: r["failover_s"])]
+    fig, axes = plt.subplots(1, len(figs), figsize=(4 * len(figs), 3.5))
+    for ax, (title, get) in zip(axes, figs):
+        for system in ("kafka", "rill"):
+            pts = [(r["replicas"], get(r)) for r in results if r["system"] == system and "produce" in r
+                   and get(r) is not None]
+            if pts:
+                ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=system)
+        ax.set_xscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("partition replicas")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path_png, dpi=90)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--points", default="6,600,6000,30000", help="partition replicas per point")
+    ap.add_argument("--systems", default="kafka,rill")
+    ap.add_argument("--rate", type=int, default=5000, help="records/s of 1 KiB, in total")
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--warmup-seconds", type=float, default=10, help="unmeasured producing first")
+    ap.add_argument("--idle-seconds", type=float, default=20)
+    ap.add_argument("--settle-seconds", type=float, default=10)
+    ap.add_argument("--create-timeout", type=int, default=600)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--rill-bin", required=True)
+    ap.add_argument("--kafka-port", type=int, default=19500)
+    ap.add_argument("--rill-port", type=int, default=21500)
+    ap.add_argument("--command", default="bench/scale.sh")
+    cfg = ap.parse_args()
+    cfg.start_timeout = 900
+    cfg.stop_timeout = 120
+    cfg.tool_timeout = 1800
+    cfg.client = "rdkafka"
+    cfg.rill_load = os.environ["RILL_LOAD"]
+    cfg.classpath = os.environ["COMPAT_CLASSPATH"]
+    cfg.tool_classpath = os.environ["BENCH_CLASSES"] + ":" + cfg.classpath
+    os.makedirs(os.path.join(cfg.out, "logs"), exist_ok=True)
+    results = []
+    path_json = os.path.join(cfg.out, "scale.json")
+    try:
+        for n in [int(x) for x in cfg.points.split(",")]:
+            for system in cfg.systems.split(","):
+                log = os.path.join(cfg.out, "logs", f"{system}-{n}.log")
+                B.say(f"--- {system}: {n} partition replicas")
+                try:
+                    results.append(measure_point(cfg, system, n, os.path.join(cfg.work, system), log))
+                except Exception as e:  # a point that fails is reported, the run goes on
+                    B.say(f"{system} {n} replicas failed: {e}")
+                    results.append({"system": system, "replicas": n, "error": str(e)})
+                with open(path_json, "w") as f:
+                    json.dump(results, f, indent=1)
+    finally:
+        B.Proc.kill_all()
+    report(cfg, [r for r in results if "error" not in r],
+           os.path.join(cfg.out, "scale.md"), os.path.join(cfg.out, "scale.png"))
+    for r in results:
+        if "error" in r:
+            print(f"FAILED: {r['system']} {r['replicas']}: {r['error']}")
+    print(open(os.path.join(cfg.out, "scale.md")).read())
+    return 1 if any("error" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
