@@ -4,7 +4,7 @@ CARGO ?= cargo
 
 .PHONY: test test-rust quickstart-smoke cluster-smoke test-chart test-monitoring test-e2e crds crds-check build release fmt lint compat compat-kafka
 
-test: lint test-rust quickstart-smoke cluster-smoke crds-check test-chart test-images test-e2e compat test-monitoring faults-short bench-smoke
+test: lint test-rust quickstart-smoke cluster-smoke crds-check test-chart test-images test-e2e compat test-monitoring faults-short bench-smoke soak-short
 
 test-rust:
 	$(CARGO) test --workspace --all-targets
@@ -93,17 +93,35 @@ compat-kafka:
 	compat/run.sh --target kafka --security mtls
 
 # Side-by-side benchmark against Apache Kafka (bench/README.md): 3 brokers
-# each, RF=3, acks=all, Kafka's perf tools. `bench` is the full run (about
+# each, RF=3, acks=all, the rill-load client. `bench` is the full run (about
 # 30 min, release build) and publishes bench/results/latest.md; `bench-smoke`
-# runs every step for seconds (debug binaries, about 2 min) and prints
-# figures without asserting on them. Both install Kafka's jars and a
-# matplotlib venv into $${RILL_CACHE:-$$HOME/.cache/rill} first.
-.PHONY: bench bench-smoke
+# runs every step for seconds (debug binaries, about 4 min), and the
+# partition-scale curve at its smallest point, and prints figures without
+# asserting on them. `scale` is the partition-scale curve (6 to 30,000
+# partition replicas, release build; bench/results/scale-latest.md). All
+# install Kafka's jars and a matplotlib venv into
+# $${RILL_CACHE:-$$HOME/.cache/rill} first.
+DEBUG_BIN = $${CARGO_TARGET_DIR:-target}/debug
+.PHONY: bench bench-smoke scale soak soak-short
 bench:
 	bench/run.sh
 
 bench-smoke:
 	bench/run.sh --smoke
+	RILL_BIN_DIR=$(DEBUG_BIN) bench/scale.sh --points 6 --seconds 3 --warmup-seconds 0 --idle-seconds 2 --settle-seconds 1
+
+scale:
+	bench/scale.sh
+
+# The soak test (bench/README.md): `soak` runs 60 minutes against a release
+# build and fails on RSS or file-descriptor growth that does not level off;
+# `soak-short` (part of `make test`) 2 minutes of 20 s rounds with a broker
+# restart every minute, against the debug binaries.
+soak:
+	bench/soak.sh
+
+soak-short:
+	RILL_BIN_DIR=$(DEBUG_BIN) bench/soak.sh --minutes 2 --round-seconds 20 --restart-every 1 --rate 500
 
 # --- Fault injection (faults/README.md) ---------------------------------------
 # Jepsen-style suite: controller + 3 brokers in network namespaces, real Kafka
