@@ -13,6 +13,9 @@ bench_setup() {
     RILL_LOAD=$(bench/load/build.sh)
     export RILL_LOAD
     PYTHON="$cache/bench/venv/bin/python"
+    # Thousands of partitions mean tens of thousands of open segment files
+    # per broker (Kafka's docs ask for 100,000 or more).
+    ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     if [ -n "${RILL_BIN_DIR:-}" ]; then
         bin="$RILL_BIN_DIR"
     else

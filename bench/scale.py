@@ -4,8 +4,9 @@
 For each point (partition replicas R: a topic of R/3 partitions) and each
 system, on a fresh cluster (the clusters of bench/bench.py):
 
-1. **Create**: the topic (min.insync.replicas=2) through the Admin API,
-   timed until every partition has a leader.
+1. **Create**: the topics (R/3 partitions in topics of at most 1,000,
+   min.insync.replicas=2) through the Admin API, timed until every
+   partition has a leader.
 2. **Produce** (after --warmup-seconds of the same, unmeasured) at a fixed total rate (--rate records/s of 1 KiB, acks=all,
    for --seconds) with rill-load, each record keyed so that records spread
    over every partition: produce latency p50/p99/p99.9 and the brokers' CPU
@@ -39,8 +40,17 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench as B  # noqa: E402
 
-TOPIC = "scale"
 POLL_S = 0.1
+# Partitions per topic: Rill takes at most 1,000 per topic and Kafka refuses
+# a creation of 10,000 partitions at once ("excessively large batch"), so a
+# point is several topics of at most this many partitions.
+TOPIC_PARTITIONS = 1000
+
+
+def topics_for(partitions):
+    """(name, partitions) of the topics holding `partitions` partitions."""
+    n = -(-partitions // TOPIC_PARTITIONS)
+    return [(f"scale-{i}", partitions // n + (1 if i < partitions % n else 0)) for i in range(n)]
 
 
 def broker_cpu(cluster):
@@ -58,7 +68,7 @@ def rss_bytes(pid):
 def leaderless(cfg, bootstrap, dead=None):
     """(partitions, partitions without a leader or led by `dead`) from one
     metadata request; None when it fails (a broker going away)."""
-    argv = [cfg.rill_load, "leaders", "--bootstrap", bootstrap, "--topic", TOPIC]
+    argv = [cfg.rill_load, "leaders", "--bootstrap", bootstrap, "--topic", cfg.topics]
     if dead is not None:
         argv += ["--not", str(dead)]
     try:
@@ -93,27 +103,32 @@ def measure_point(cfg, system, replicas, workdir, log):
         out["first_startup_s"] = cluster.start()
         bootstrap = cluster.bootstrap
         t0 = time.monotonic()
-        B.java_tool(
-            cfg, "BenchTool",
-            ["create", "--bootstrap", bootstrap, "--topic", TOPIC, "--partitions", str(partitions),
-             "--replication-factor", "3", "--config", "min.insync.replicas=2",
-             "--wait-seconds", str(cfg.create_timeout)],
-            log, cfg.create_timeout + 120)
+        topics = topics_for(partitions)
+        cfg.topics = ",".join(name for name, _ in topics)
+        for name, n in topics:
+            B.java_tool(
+                cfg, "BenchTool",
+                ["create", "--bootstrap", bootstrap, "--topic", name, "--partitions", str(n),
+                 "--replication-factor", "3", "--config", "min.insync.replicas=2",
+                 "--wait-seconds", str(cfg.create_timeout)],
+                log, cfg.create_timeout + 120)
         out["create_s"] = time.monotonic() - t0
-        B.say(f"{system} {replicas} replicas: topic of {partitions} partitions led after {out['create_s']:.1f}s")
+        out["topics"] = len(topics)
+        B.say(f"{system} {replicas} replicas: {len(topics)} topics of {partitions} partitions led after "
+              f"{out['create_s']:.1f}s")
 
         # Warm-up (the JIT of Kafka's brokers), then produce at the fixed rate.
         if cfg.warmup_seconds > 0:
             B.rill_load(
                 cfg, "produce",
-                ["--bootstrap", bootstrap, "--topic", TOPIC, "--records", str(int(cfg.rate * cfg.warmup_seconds)),
+                ["--bootstrap", bootstrap, "--topic", cfg.topics, "--records", str(int(cfg.rate * cfg.warmup_seconds)),
                  "--record-size", str(B.RECORD_SIZE), "--throughput", str(cfg.rate), "--keys"],
                 log, timeout=cfg.warmup_seconds * 10 + 300)
         records = int(cfg.rate * cfg.seconds)
         cpu0, t0 = broker_cpu(cluster), time.monotonic()
         text = B.rill_load(
             cfg, "produce",
-            ["--bootstrap", bootstrap, "--topic", TOPIC, "--records", str(records),
+            ["--bootstrap", bootstrap, "--topic", cfg.topics, "--records", str(records),
              "--record-size", str(B.RECORD_SIZE), "--throughput", str(cfg.rate), "--keys"],
             log, timeout=cfg.seconds * 10 + 300)
         wall = time.monotonic() - t0

@@ -18,6 +18,9 @@
  *       partition (librdkafka's default partitioner hashes keys; without
  *       keys it fills one partition's batch at a time).
  *
+ *   --topic takes several topics separated by commas: produce sends record i
+ *   to the (i mod n)-th, consume reads them all, leaders sums over them.
+ *
  *   rill-load leaders --bootstrap B --topic T [--not BROKER]
  *       One metadata request: prints "partitions=P leaderless=L", L being
  *       the partitions without a leader, or led by BROKER (a broker just
@@ -48,6 +51,7 @@
 #include <time.h>
 
 #define MAX_CONFIG 64
+#define MAX_TOPICS 256
 
 static volatile sig_atomic_t stop;
 
@@ -88,6 +92,10 @@ struct options {
     int timeout_ms;
     int keys;
     int not_broker;
+    /* --topic split at commas (produce spreads records over them in turn;
+     * leaders sums over them). */
+    char *topics[MAX_TOPICS];
+    int n_topics;
     const char *config[MAX_CONFIG][2];
     int n_config;
 };
@@ -143,6 +151,12 @@ static void parse(int argc, char **argv, struct options *o) {
         } else die("unknown option %s", f);
     }
     if (!o->bootstrap || !o->topic || (o->records <= 0 && strcmp(o->mode, "leaders"))) usage();
+    char *list = strdup(o->topic);
+    for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (o->n_topics == MAX_TOPICS) die("%s", "at most 256 topics");
+        o->topics[o->n_topics++] = t;
+    }
+    if (o->n_topics == 0) usage();
 }
 
 static void set(rd_kafka_conf_t *conf, const char *key, const char *value) {
@@ -219,7 +233,8 @@ static int produce(const struct options *o) {
     char err[512];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     if (!rk) die("cannot create the producer: %s", err);
-    rd_kafka_topic_t *topic = rd_kafka_topic_new(rk, o->topic, NULL);
+    rd_kafka_topic_t *topics[MAX_TOPICS];
+    for (int t = 0; t < o->n_topics; t++) topics[t] = rd_kafka_topic_new(rk, o->topics[t], NULL);
 
     double u0, s0;
     double cpu0 = cpu_seconds(&u0, &s0);
@@ -238,6 +253,7 @@ static int produce(const struct options *o) {
         char key[24];
         int key_len = o->keys ? snprintf(key, sizeof key, "%lld", i) : 0;
         st.sent_ns[i] = now_ns();
+        rd_kafka_topic_t *topic = topics[i % o->n_topics];
         while (rd_kafka_produce(topic, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, payload,
                                 (size_t)o->record_size, o->keys ? key : NULL, (size_t)key_len,
                                 (void *)(uintptr_t)i) == -1) {
@@ -253,7 +269,7 @@ static int produce(const struct options *o) {
     double u1, s1;
     double cpu1 = cpu_seconds(&u1, &s1);
     long long in_flight = rd_kafka_outq_len(rk);
-    rd_kafka_topic_destroy(topic);
+    for (int t = 0; t < o->n_topics; t++) rd_kafka_topic_destroy(topics[t]);
     rd_kafka_destroy(rk);
 
     double seconds = (double)(end - start) / 1e9;
@@ -305,8 +321,9 @@ static int consume(const struct options *o) {
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     if (!rk) die("cannot create the consumer: %s", err);
     rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(topics, o->topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(o->n_topics);
+    for (int t = 0; t < o->n_topics; t++)
+        rd_kafka_topic_partition_list_add(topics, o->topics[t], RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, topics);
     rd_kafka_topic_partition_list_destroy(topics);
     if (e) die("cannot subscribe: %s", rd_kafka_err2str(e));
@@ -364,26 +381,28 @@ static int leaders(const struct options *o) {
     char err[512];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     if (!rk) die("cannot create the client: %s", err);
-    rd_kafka_topic_t *topic = rd_kafka_topic_new(rk, o->topic, NULL);
     const struct rd_kafka_metadata *md;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, topic, &md, 5000);
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, 5000);
     if (e) die("metadata: %s", rd_kafka_err2str(e));
-    int rc = 1;
-    if (md->topic_cnt == 1 && !md->topics[0].err) {
-        int leaderless = 0;
-        const rd_kafka_metadata_topic_t *t = &md->topics[0];
-        for (int i = 0; i < t->partition_cnt; i++)
-            if (t->partitions[i].leader < 0 || t->partitions[i].leader == o->not_broker) leaderless++;
-        printf("partitions=%d leaderless=%d\n", t->partition_cnt, leaderless);
-        rc = 0;
-    } else {
-        fprintf(stderr, "rill-load: topic %s: %s\n", o->topic,
-                md->topic_cnt ? rd_kafka_err2str(md->topics[0].err) : "not in metadata");
+    int partitions = 0, leaderless = 0, found = 0;
+    for (int i = 0; i < md->topic_cnt; i++) {
+        const rd_kafka_metadata_topic_t *t = &md->topics[i];
+        int wanted = 0;
+        for (int k = 0; k < o->n_topics; k++) wanted |= !strcmp(t->topic, o->topics[k]);
+        if (!wanted || t->err) continue;
+        found++;
+        partitions += t->partition_cnt;
+        for (int p = 0; p < t->partition_cnt; p++)
+            if (t->partitions[p].leader < 0 || t->partitions[p].leader == o->not_broker) leaderless++;
     }
     rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(topic);
     rd_kafka_destroy(rk);
-    return rc;
+    if (found != o->n_topics) {
+        fprintf(stderr, "rill-load: %d of %d topics in metadata\n", found, o->n_topics);
+        return 1;
+    }
+    printf("partitions=%d leaderless=%d\n", partitions, leaderless);
+    return 0;
 }
 
 int main(int argc, char **argv) {
