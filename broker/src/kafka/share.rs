@@ -54,8 +54,19 @@ fn share_code(e: &ShareError) -> (i16, String) {
     (code, e.to_string())
 }
 
-/// The group and member a share request names; both must be set.
-fn who(group: Option<&str>, member: Option<&str>) -> Result<(String, String), (i16, String)> {
+/// The share manager and the group and member a share request names
+/// (both must be set).
+fn who<'a>(
+    ctx: &'a KafkaContext,
+    group: Option<&str>,
+    member: Option<&str>,
+) -> Result<(&'a ShareManager, String, String), (i16, String)> {
+    let shares = ctx.shares.as_deref().ok_or_else(|| {
+        (
+            ResponseError::UnsupportedVersion.code(),
+            "share groups are not served by this broker".to_owned(),
+        )
+    })?;
     let invalid = |m: &str| (ResponseError::InvalidRequest.code(), m.to_owned());
     let group = group
         .filter(|g| !g.is_empty())
@@ -63,7 +74,7 @@ fn who(group: Option<&str>, member: Option<&str>) -> Result<(String, String), (i
     let member = member
         .filter(|m| !m.is_empty())
         .ok_or_else(|| invalid("the member id must be set"))?;
-    Ok((group.to_owned(), member.to_owned()))
+    Ok((shares, group.to_owned(), member.to_owned()))
 }
 
 /// Names of the topic ids a request uses (unknown ids are left out).
@@ -118,13 +129,6 @@ async fn acknowledge_all(
     out
 }
 
-fn no_shares() -> (i16, String) {
-    (
-        ResponseError::UnsupportedVersion.code(),
-        "share groups are not served by this broker".to_owned(),
-    )
-}
-
 /// ShareFetch: the session step, the acknowledgements, then acquired
 /// records (waiting up to MaxWaitMs for some).
 pub async fn share_fetch(
@@ -138,10 +142,8 @@ pub async fn share_fetch(
             .with_error_code(code)
             .with_error_message(s(text))
     };
-    let Some(shares) = ctx.shares.as_deref() else {
-        return fail(no_shares());
-    };
-    let (group, member) = match who(
+    let (shares, group, member) = match who(
+        ctx,
         req.group_id.as_ref().map(|g| g.0.as_str()),
         req.member_id.as_deref(),
     ) {
@@ -299,10 +301,8 @@ pub async fn share_acknowledge(
             .with_error_code(code)
             .with_error_message(s(text))
     };
-    let Some(shares) = ctx.shares.as_deref() else {
-        return fail(no_shares());
-    };
-    let (group, member) = match who(
+    let (shares, group, member) = match who(
+        ctx,
         req.group_id.as_ref().map(|g| g.0.as_str()),
         req.member_id.as_deref(),
     ) {

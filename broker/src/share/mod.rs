@@ -414,12 +414,7 @@ impl ShareManager {
         self.persist(&key, &slot).await?;
         for b in batches {
             for offset in b.first..=b.last {
-                let code = if b.types.len() == 1 {
-                    b.types[0]
-                } else {
-                    b.types[(offset - b.first) as usize]
-                };
-                let label = match AckType::from_code(code) {
+                let label = match AckType::from_code(b.type_at(offset)) {
                     Some(AckType::Accept) => "accept",
                     Some(AckType::Release) => "release",
                     Some(AckType::Reject) => "reject",

@@ -71,6 +71,17 @@ pub struct AckBatch {
     pub types: Vec<i8>,
 }
 
+impl AckBatch {
+    /// The acknowledge type code of `offset` (within `first..=last`).
+    pub fn type_at(&self, offset: i64) -> i8 {
+        if self.types.len() == 1 {
+            self.types[0]
+        } else {
+            self.types[(offset - self.first) as usize]
+        }
+    }
+}
+
 /// Offsets acquired in one call: `first..=last`, each delivered
 /// `delivery_count` times now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -368,12 +379,7 @@ impl SharePartition {
         }
         for b in batches {
             for offset in b.first..=b.last {
-                let code = if b.types.len() == 1 {
-                    b.types[0]
-                } else {
-                    b.types[(offset - b.first) as usize]
-                };
-                match AckType::from_code(code) {
+                match AckType::from_code(b.type_at(offset)) {
                     Some(AckType::Release) => self.release(offset, limits),
                     _ => {
                         self.records.remove(&offset);
