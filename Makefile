@@ -95,23 +95,34 @@ compat-kafka:
 # Side-by-side benchmark against Apache Kafka (bench/README.md): 3 brokers
 # each, RF=3, acks=all, the rill-load client. `bench` is the full run (about
 # 30 min, release build) and publishes bench/results/latest.md; `bench-smoke`
-# runs every step for seconds (debug binaries, about 4 min), and the
-# partition-scale curve at its smallest point, and prints figures without
+# runs every step for seconds (debug binaries, about 4 min), the
+# partition-scale curve at its smallest point and the client and group
+# curves at theirs (Rill only, 10-20 s each), and prints figures without
 # asserting on them. `scale` is the partition-scale curve (6 to 30,000
-# partition replicas, release build; bench/results/scale-latest.md). All
+# partition replicas, release build; bench/results/scale-latest.md);
+# `scale-clients` and `scale-groups` the curves of 10 to 1,000 clients and
+# consumer groups (bench/results/clients-latest.md, groups-latest.md). All
 # install Kafka's jars and a matplotlib venv into
 # $${RILL_CACHE:-$$HOME/.cache/rill} first.
 DEBUG_BIN = $${CARGO_TARGET_DIR:-target}/debug
-.PHONY: bench bench-smoke scale soak soak-short
+.PHONY: bench bench-smoke scale scale-clients scale-groups soak soak-short
 bench:
 	bench/run.sh
 
 bench-smoke:
 	bench/run.sh --smoke
 	RILL_BIN_DIR=$(DEBUG_BIN) bench/scale.sh --points 6 --seconds 3 --warmup-seconds 0 --idle-seconds 2 --settle-seconds 1
+	RILL_BIN_DIR=$(DEBUG_BIN) bench/curves.sh clients --points 10 --systems rill --seconds 3 --warmup-seconds 0
+	RILL_BIN_DIR=$(DEBUG_BIN) bench/curves.sh groups --points 10 --systems rill --seconds 3 --warmup-seconds 0
 
 scale:
 	bench/scale.sh
+
+scale-clients:
+	bench/curves.sh clients
+
+scale-groups:
+	bench/curves.sh groups
 
 # The soak test (bench/README.md): `soak` runs 60 minutes against a release
 # build and fails on RSS or file-descriptor growth that does not level off;

@@ -1,8 +1,9 @@
-# Shared by bench/scale.sh and bench/soak.sh (sourced): installs what
-# bench/run.sh installs (Kafka's jars, the Python venv, BenchTool, rill-load),
-# exports what bench.py's tools read (COMPAT_CLASSPATH, BENCH_CLASSES,
-# RILL_LOAD) and sets $bin to the Rill binaries: RILL_BIN_DIR, else a release
-# build. Sets $PYTHON to the bench venv's python.
+# Shared by bench/scale.sh, bench/curves.sh and bench/soak.sh (sourced):
+# installs what bench/run.sh installs (Kafka's jars, the Python venv,
+# BenchTool, rill-load), exports what bench.py's tools read
+# (COMPAT_CLASSPATH, BENCH_CLASSES, RILL_LOAD) and sets $bin to the Rill
+# binaries: RILL_BIN_DIR, else a release build. Sets $PYTHON to the bench
+# venv's python.
 bench_setup() {
     local repo; repo=$(pwd)
     local cache="${RILL_CACHE:-$HOME/.cache/rill}"

@@ -29,6 +29,8 @@ copies them to bench/results/scale-latest.*).
 """
 
 import argparse
+import contextlib
+import glob
 import json
 import os
 import shutil
@@ -51,6 +53,40 @@ def topics_for(partitions):
     """(name, partitions) of the topics holding `partitions` partitions."""
     n = -(-partitions // TOPIC_PARTITIONS)
     return [(f"scale-{i}", partitions // n + (1 if i < partitions % n else 0)) for i in range(n)]
+
+
+@contextlib.contextmanager
+def fresh_cluster(cfg, system, workdir, keep_logs=None):
+    """A started 3-broker cluster of `system` in an empty `workdir`, stopped
+    and removed afterwards (its nodes' logs copied into `keep_logs` first,
+    when given); yields (cluster, its brokers' start-up seconds)."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    os.makedirs(workdir)
+    cluster = B.make_cluster(cfg, system, workdir)
+    try:
+        yield cluster, cluster.start()
+    finally:
+        cluster.stop()
+        if keep_logs:
+            # The nodes' own logs sit in the work directory or one level
+            # down (data is deeper: its segments end in .log too).
+            os.makedirs(keep_logs, exist_ok=True)
+            for path in glob.glob(os.path.join(workdir, "*.log")) + glob.glob(os.path.join(workdir, "*", "*.log")):
+                shutil.copy(path, os.path.join(keep_logs, os.path.basename(path)))
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def client_config(cfg):
+    """Completes parsed options with what bench.py's clusters and tools
+    read: timeouts, rill-load and Kafka's classpath (from bench/lib.sh)."""
+    cfg.start_timeout = 900
+    cfg.stop_timeout = 120
+    cfg.tool_timeout = 1800
+    cfg.client = "rdkafka"
+    cfg.rill_load = os.environ["RILL_LOAD"]
+    cfg.classpath = os.environ["COMPAT_CLASSPATH"]
+    cfg.tool_classpath = os.environ["BENCH_CLASSES"] + ":" + cfg.classpath
+    os.makedirs(os.path.join(cfg.out, "logs"), exist_ok=True)
 
 
 def broker_cpu(cluster):
@@ -96,11 +132,8 @@ def wait_led(cfg, bootstrap, partitions, timeout, dead=None):
 def measure_point(cfg, system, replicas, workdir, log):
     partitions = replicas // 3
     out = {"system": system, "replicas": replicas, "partitions": partitions}
-    shutil.rmtree(workdir, ignore_errors=True)
-    os.makedirs(workdir)
-    cluster = B.make_cluster(cfg, system, workdir)
-    try:
-        out["first_startup_s"] = cluster.start()
+    with fresh_cluster(cfg, system, workdir) as (cluster, startup):
+        out["first_startup_s"] = startup
         bootstrap = cluster.bootstrap
         t0 = time.monotonic()
         topics = topics_for(partitions)
@@ -176,9 +209,6 @@ def measure_point(cfg, system, replicas, workdir, log):
         took = wait_led(cfg, survivors, partitions, cfg.create_timeout, dead=0)
         out["failover_s"] = None if took is None else time.monotonic() - t0
         B.say(f"{system} {replicas} replicas: every partition led again {out['failover_s']} s after broker 0 was killed")
-    finally:
-        cluster.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
     return out
 
 
@@ -267,14 +297,7 @@ def main():
     ap.add_argument("--rill-port", type=int, default=21500)
     ap.add_argument("--command", default="bench/scale.sh")
     cfg = ap.parse_args()
-    cfg.start_timeout = 900
-    cfg.stop_timeout = 120
-    cfg.tool_timeout = 1800
-    cfg.client = "rdkafka"
-    cfg.rill_load = os.environ["RILL_LOAD"]
-    cfg.classpath = os.environ["COMPAT_CLASSPATH"]
-    cfg.tool_classpath = os.environ["BENCH_CLASSES"] + ":" + cfg.classpath
-    os.makedirs(os.path.join(cfg.out, "logs"), exist_ok=True)
+    client_config(cfg)
     results = []
     path_json = os.path.join(cfg.out, "scale.json")
     try:

@@ -9,7 +9,7 @@ out="$CACHE/bench/rill-load"
 mkdir -p "$CACHE/bench"
 "$here/../../scripts/apt-install.sh" gcc librdkafka-dev
 if [ ! -x "$out" ] || [ "$here/rill-load.c" -nt "$out" ]; then
-    gcc -O2 -Wall -Wextra -Werror -o "$out.tmp" "$here/rill-load.c" -lrdkafka
+    gcc -O2 -Wall -Wextra -Werror -pthread -o "$out.tmp" "$here/rill-load.c" -lrdkafka
     mv "$out.tmp" "$out"
 fi
 echo "$out"
