@@ -215,3 +215,152 @@ async fn given_rf3_topic_then_acks_all_reaches_every_replica_and_survives_leader
     }
     controller.shutdown().await.expect("controller stops");
 }
+
+/// One request of a session opened by a follower that is not a replica
+/// (its fetches record nothing on the leader).
+fn session_request(
+    version: u32,
+    partitions: Vec<rill_proto::replication::FetchPartition>,
+    forgotten: &[i32],
+    max_wait_ms: u32,
+) -> rill_proto::replication::ReplicaFetchRequest {
+    rill_proto::replication::ReplicaFetchRequest {
+        follower_id: 99,
+        follower_broker_epoch: 1,
+        partitions,
+        max_wait_ms,
+        min_bytes: 1,
+        max_bytes_per_partition: 1 << 20,
+        protocol_version: version,
+        forgotten: forgotten
+            .iter()
+            .map(|p| rill_proto::replication::PartitionKey {
+                topic: TOPIC.into(),
+                partition: *p,
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_replica_fetch_session_then_answers_carry_only_what_changed_and_v1_gets_everything()
+{
+    use rill_proto::replication::replication_client::ReplicationClient;
+    use rill_proto::replication::{FetchPartition, ReplicaFetchResponse};
+
+    let dir = tempfile::tempdir().unwrap();
+    let controller = start_controller(dir.path()).await;
+    let addr = controller.grpc_addr.to_string();
+    let mut brokers = BTreeMap::new();
+    for id in 0..3 {
+        brokers.insert(id, start_broker(dir.path(), id, &addr).await);
+    }
+    let mut any = connect(&brokers[&0]).await;
+    any.create_topic(CreateTopicRequest {
+        name: TOPIC.into(),
+        partitions: 6,
+        replication_factor: 3,
+        config: Default::default(),
+    })
+    .await
+    .expect("topic created");
+    let t = converge(&mut any, &[0, 1, 2], 3).await;
+    leaders_serve(&brokers, &t).await;
+    // The broker leading the most partitions, and those partitions.
+    let leader = (0..3)
+        .max_by_key(|id| t.partitions.iter().filter(|p| p.leader == *id).count())
+        .unwrap();
+    let led: Vec<_> = t.partitions.iter().filter(|p| p.leader == leader).collect();
+    assert!(led.len() >= 2, "{t:?}");
+    let positions: Vec<FetchPartition> = led
+        .iter()
+        .map(|p| FetchPartition {
+            topic: TOPIC.into(),
+            partition: p.partition,
+            leader_epoch: p.leader_epoch,
+            last_fetched_epoch: -1,
+            ..Default::default()
+        })
+        .collect();
+    let replication = brokers[&leader].replication_addr.expect("replication port");
+    let mut client = ReplicationClient::connect(format!("http://{replication}"))
+        .await
+        .expect("connects");
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut answers = client
+        .replica_fetch(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut ask = async |req| -> ReplicaFetchResponse {
+        tx.send(req).await.expect("request sent");
+        tokio::time::timeout(Duration::from_secs(10), answers.message())
+            .await
+            .expect("answered in time")
+            .expect("no error")
+            .expect("stream open")
+    };
+    let named = |a: &ReplicaFetchResponse| -> Vec<i32> {
+        a.partitions.iter().map(|p| p.partition).collect()
+    };
+    let led_ids: Vec<i32> = led.iter().map(|p| p.partition).collect();
+
+    // The first answer carries every partition: none of their HWs was sent.
+    let first = ask(session_request(2, positions.clone(), &[], 200)).await;
+    assert_eq!(named(&first), led_ids);
+    // Nothing changed: a request naming nothing waits and carries nothing.
+    let quiet = ask(session_request(2, vec![], &[], 300)).await;
+    assert_eq!(named(&quiet), Vec::<i32>::new());
+
+    // An append to one partition wakes a waiting round, which carries only
+    // that partition.
+    let target = led_ids[0];
+    let mut producer = connect(&brokers[&leader]).await;
+    let waiting = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        produce_all(&mut producer, target, "session")
+            .await
+            .expect("acks=all");
+        producer
+    });
+    let woken = ask(session_request(2, vec![], &[], 5_000)).await;
+    assert_eq!(named(&woken), vec![target]);
+    assert!(!woken.partitions[0].records.is_empty());
+    let mut producer = waiting.await.unwrap();
+
+    // A forgotten partition is no longer served to the session.
+    let forget = ask(session_request(2, vec![], &[target], 300)).await;
+    assert!(!named(&forget).contains(&target), "{:?}", named(&forget));
+    produce_all(&mut producer, target, "forgotten")
+        .await
+        .expect("acks=all");
+    let after = ask(session_request(2, vec![], &[], 300)).await;
+    assert!(!named(&after).contains(&target), "{:?}", named(&after));
+
+    // Version 1: every request starts afresh and is answered in full.
+    let v1 = ask(session_request(1, positions.clone(), &[], 200)).await;
+    assert_eq!(named(&v1), led_ids);
+    let again = ask(session_request(1, positions.clone(), &[], 200)).await;
+    assert_eq!(named(&again), led_ids);
+
+    // A version this leader does not serve is refused with the fix.
+    tx.send(session_request(
+        rill_proto::versions::REPLICATION.current + 1,
+        positions,
+        &[],
+        200,
+    ))
+    .await
+    .expect("request sent");
+    let refused = answers.message().await.expect_err("refused");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
+    assert!(
+        refused.message().contains("replication protocol"),
+        "{refused}"
+    );
+
+    for (_, b) in brokers {
+        b.shutdown().await.expect("clean shutdown");
+    }
+    controller.shutdown().await.expect("controller stops");
+}

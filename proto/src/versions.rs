@@ -38,9 +38,13 @@ pub const CONTROLLER: Protocol = Protocol {
 };
 
 /// Followers and partition leaders (`replication.proto`).
+///
+/// v2: the stream is an incremental session (requests and answers carry only
+/// what changed; `replication.proto`). A v2 follower refused by a v1 leader
+/// speaks v1 to it.
 pub const REPLICATION: Protocol = Protocol {
     name: "replication",
-    current: 1,
+    current: 2,
     oldest: 1,
     newer_peer_hint: "brokers roll between adjacent releases only; finish the roll (or roll back) so every broker serves the follower's version",
     older_peer_hint: "brokers roll between adjacent releases only: upgrade the follower one release at a time",

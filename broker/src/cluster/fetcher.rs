@@ -1,20 +1,27 @@
 //! The follower side of replication: one fetcher task per leader broker.
 //!
 //! Each task keeps a `ReplicaFetch` stream open to its leader and sends
-//! one request at a time naming every partition this broker follows there
-//! (fetch offset = local log end, epoch of the last local batch, the
-//! leader epoch it was told). Answers are applied to the local replicas:
-//! batches appended verbatim, divergence truncated, out-of-range logs
-//! reset. Connection failures are retried with a short backoff; epoch
-//! errors wait for the next metadata update to move the partition.
+//! one request at a time. The stream is a session (replication.proto v2):
+//! a request names only the partitions whose position (fetch offset =
+//! local log end, epoch of the last local batch, the leader epoch it was
+//! told, log start) the leader does not know yet, those the previous answer
+//! carried, and the partitions this broker stopped following there. Which
+//! positions changed is checked for the previous answer's partitions every
+//! round, and for every followed partition after a metadata change and
+//! about once a second. Answers are applied to the local replicas: batches
+//! appended verbatim, divergence truncated, out-of-range logs reset.
+//! Connection failures are retried with a short backoff; epoch errors wait
+//! for the next metadata update to move the partition. A leader that does
+//! not serve version 2 (one release older, mid-roll) is spoken to in
+//! version 1: every request names every partition.
 //!
 //! Replicas a reassignment is adding, while out of the ISR, are throttled
 //! ([`Throttle`]): they are left out of requests while the throttle is in
 //! debt, and the bytes fetched for them are charged to it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -41,6 +48,9 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 const RESPONSE_GRACE: Duration = Duration::from_secs(5);
 /// Pause after a partition-level epoch error before asking again.
 const EPOCH_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+/// How often every followed partition's position is compared with what
+/// the leader's session holds (log starts move by retention, for one).
+const FULL_CHECK: Duration = Duration::from_secs(1);
 
 type Key = (String, i32);
 
@@ -68,6 +78,9 @@ pub struct Fetchers {
     throttle: Arc<Throttle>,
     /// Mutual TLS towards leaders' replication ports.
     tls: Option<Arc<InternalTls>>,
+    /// Bumped whenever a partition is followed or unfollowed (every
+    /// metadata update): fetchers then compare every position.
+    generation: Arc<AtomicU64>,
 }
 
 impl Fetchers {
@@ -86,6 +99,7 @@ impl Fetchers {
             throttled: Arc::new(Mutex::new(BTreeSet::new())),
             throttle,
             tls,
+            generation: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -94,6 +108,7 @@ impl Fetchers {
     /// by a reassignment and not in the ISR yet.
     pub fn follow(&self, leader: i32, addr: &str, topic: &str, partition: i32, throttled: bool) {
         let key = (topic.to_owned(), partition);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         if throttled {
             self.throttled.lock().insert(key.clone());
         } else {
@@ -122,6 +137,7 @@ impl Fetchers {
     /// longer hosts it).
     pub fn unfollow(&self, topic: &str, partition: i32) {
         let key = (topic.to_owned(), partition);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.throttled.lock().remove(&key);
         let mut all = self.by_leader.lock();
         for f in all.values() {
@@ -166,6 +182,8 @@ impl Fetchers {
             throttled: Arc::clone(&self.throttled),
             throttle: Arc::clone(&self.throttle),
             tls: self.tls.clone(),
+            generation: Arc::clone(&self.generation),
+            version: AtomicU32::new(rill_proto::versions::REPLICATION.current),
         };
         let stop = f.stop.clone();
         tokio::spawn(async move {
@@ -189,6 +207,21 @@ struct Task {
     throttled: Arc<Mutex<BTreeSet<Key>>>,
     throttle: Arc<Throttle>,
     tls: Option<Arc<InternalTls>>,
+    generation: Arc<AtomicU64>,
+    /// The replication protocol version spoken to this leader.
+    version: AtomicU32,
+}
+
+/// What the follower's side of a session remembers between rounds.
+#[derive(Debug, Default)]
+struct Told {
+    /// Each partition in the leader's session, at the position last sent.
+    positions: HashMap<Key, pb::FetchPartition>,
+    /// The previous answer's partitions: named again in the next request.
+    answered: HashSet<Key>,
+    /// When every position was last compared, and the fetchers' generation
+    /// and throttle state then.
+    last_full: Option<(tokio::time::Instant, u64, bool)>,
 }
 
 impl Task {
@@ -202,37 +235,101 @@ impl Task {
         }
     }
 
-    fn request(&self) -> pb::ReplicaFetchRequest {
-        let mut keys: Vec<Key> = self.partitions.lock().iter().cloned().collect();
-        if self.throttle.wait().is_some() {
+    /// The position of a followed partition, as a request names it.
+    fn position(&self, key: &Key) -> Option<pb::FetchPartition> {
+        let (topic, partition) = key;
+        let p = self.manager.partition(topic, *partition).ok()?;
+        let (fetch_offset, last_fetched_epoch, leader_epoch) = p.fetch_position()?;
+        Some(pb::FetchPartition {
+            topic_id: self.manager.local_topic_id(topic).unwrap_or_default(),
+            topic: topic.clone(),
+            partition: *partition,
+            fetch_offset,
+            last_fetched_epoch,
+            leader_epoch,
+            log_start_offset: p.log_start(),
+        })
+    }
+
+    /// The next request of the session: what changed since `told`, which
+    /// it then reflects. None when the session would hold nothing (this
+    /// broker follows nothing here, or none of it is open yet).
+    fn request(&self, told: &mut Told) -> Option<pb::ReplicaFetchRequest> {
+        let version = self.version.load(Ordering::Acquire);
+        let now = tokio::time::Instant::now();
+        let generation = self.generation.load(Ordering::Acquire);
+        let in_debt = self.throttle.wait().is_some();
+        let mut followed: BTreeSet<Key> = self.partitions.lock().clone();
+        if in_debt {
             let throttled = self.throttled.lock();
-            keys.retain(|k| !throttled.contains(k));
+            followed.retain(|k| !throttled.contains(k));
         }
-        let partitions = keys
-            .into_iter()
-            .filter_map(|(topic, partition)| {
-                let p = self.manager.partition(&topic, partition).ok()?;
-                let (fetch_offset, last_fetched_epoch, leader_epoch) = p.fetch_position()?;
-                Some(pb::FetchPartition {
-                    topic_id: self.manager.local_topic_id(&topic).unwrap_or_default(),
-                    topic,
-                    partition,
-                    fetch_offset,
-                    last_fetched_epoch,
-                    leader_epoch,
-                    log_start_offset: p.log_start(),
-                })
-            })
+        if version < 2 {
+            // Every request names every partition and starts afresh.
+            told.positions.clear();
+        }
+        let full = version < 2
+            || told.last_full.is_none_or(|(at, g, debt)| {
+                now >= at + FULL_CHECK || g != generation || debt != in_debt
+            });
+        let answered = std::mem::take(&mut told.answered);
+        let check: Vec<Key> = if full {
+            told.last_full = Some((now, generation, in_debt));
+            followed.iter().cloned().collect()
+        } else {
+            answered
+                .iter()
+                .filter(|k| followed.contains(*k))
+                .cloned()
+                .collect()
+        };
+        let mut partitions = Vec::new();
+        let mut forgotten: Vec<pb::PartitionKey> = Vec::new();
+        let forget = |key: Key, forgotten: &mut Vec<pb::PartitionKey>| {
+            forgotten.push(pb::PartitionKey {
+                topic: key.0,
+                partition: key.1,
+            });
+        };
+        for key in check {
+            match self.position(&key) {
+                Some(p) => {
+                    if told.positions.get(&key) != Some(&p) || answered.contains(&key) {
+                        told.positions.insert(key, p.clone());
+                        partitions.push(p);
+                    }
+                }
+                None => {
+                    if told.positions.remove(&key).is_some() {
+                        forget(key, &mut forgotten);
+                    }
+                }
+            }
+        }
+        // Partitions this broker no longer follows here.
+        let gone: Vec<Key> = told
+            .positions
+            .keys()
+            .filter(|k| !followed.contains(*k))
+            .cloned()
             .collect();
-        pb::ReplicaFetchRequest {
-            protocol_version: rill_proto::versions::REPLICATION.current,
+        for key in gone {
+            told.positions.remove(&key);
+            forget(key, &mut forgotten);
+        }
+        if told.positions.is_empty() && forgotten.is_empty() {
+            return None;
+        }
+        Some(pb::ReplicaFetchRequest {
+            protocol_version: version,
             follower_id: self.me,
             follower_broker_epoch: self.broker_epoch.load(Ordering::Acquire),
             partitions,
+            forgotten,
             max_wait_ms: FETCH_MAX_WAIT.as_millis() as u32,
             min_bytes: 1,
             max_bytes_per_partition: FETCH_MAX_BYTES,
-        }
+        })
     }
 
     /// One connection: request, answer, apply, repeat.
@@ -256,33 +353,39 @@ impl Task {
             .await
             .map_err(|e| e.to_string())?
             .into_inner();
+        let mut told = Told::default();
         loop {
-            let request = self.request();
-            if request.partitions.is_empty() {
+            let Some(request) = self.request(&mut told) else {
                 // Nothing to fetch from this leader right now.
+                told = Told::default();
                 tokio::select! {
                     () = self.added.notified() => {}
                     () = tokio::time::sleep(Duration::from_millis(200)) => {}
                 }
                 continue;
-            }
-            let sent: BTreeMap<Key, (i64, i32)> = request
-                .partitions
-                .iter()
-                .map(|p| {
-                    (
-                        (p.topic.clone(), p.partition),
-                        (p.fetch_offset, p.leader_epoch),
-                    )
-                })
-                .collect();
+            };
+            let version = request.protocol_version;
             tx.send(request).await.map_err(|e| e.to_string())?;
-            let response =
-                tokio::time::timeout(FETCH_MAX_WAIT + RESPONSE_GRACE, responses.message())
-                    .await
-                    .map_err(|_| "leader did not answer in time".to_owned())?
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| "leader closed the stream".to_owned())?;
+            let response = match tokio::time::timeout(
+                FETCH_MAX_WAIT + RESPONSE_GRACE,
+                responses.message(),
+            )
+            .await
+            .map_err(|_| "leader did not answer in time".to_owned())?
+            {
+                Ok(Some(response)) => response,
+                Ok(None) => return Err("leader closed the stream".to_owned()),
+                Err(status) => {
+                    let older = version - 1;
+                    if status.code() == tonic::Code::FailedPrecondition
+                        && older >= rill_proto::versions::REPLICATION.oldest
+                    {
+                        warn!(leader = self.leader, version = older, refused = %status.message(), "leader refused this replication protocol version; speaking the one before");
+                        self.version.store(older, Ordering::Release);
+                    }
+                    return Err(status.to_string());
+                }
+            };
             // Each partition's answer is appended within the first poll of
             // its `apply`; with flush=fsync the fsyncs that follow run
             // concurrently instead of one partition after the other. All
@@ -299,8 +402,14 @@ impl Task {
             if throttled_bytes > 0 {
                 self.throttle.charge(throttled_bytes as u64);
             }
+            told.answered = response
+                .partitions
+                .iter()
+                .map(|p| (p.topic.clone(), p.partition))
+                .collect();
             let applies = response.partitions.into_iter().filter_map(|p| {
-                let asked = *sent.get(&(p.topic.clone(), p.partition))?;
+                let asked = told.positions.get(&(p.topic.clone(), p.partition))?;
+                let asked = (asked.fetch_offset, asked.leader_epoch);
                 Some(self.apply(p, asked))
             });
             let backoff = join_all(applies).await.into_iter().any(|b| b);
