@@ -16,8 +16,8 @@ use thiserror::Error;
 use tracing::info;
 
 use crate::election::{
-    bump_partition_epochs, elect, elect_leaderless, finish_moves, new_partition, remove_broker,
-    set_leader, start_move,
+    bump_partition_epochs, elect, elect_leaderless, finish_move, finish_moves, new_partition,
+    remove_broker, set_leader, start_move,
 };
 use crate::placement::{self, PlacementError, Placer};
 use crate::state::{
@@ -451,18 +451,184 @@ impl Controller {
         new_isr: &[BrokerId],
         joining_epochs: &[(BrokerId, i64)],
     ) -> Result<Plan, ControllerError> {
-        let p = self.led_by(broker, broker_epoch, topic, partition, leader_epoch)?;
+        self.alter_one(IsrChange {
+            broker,
+            broker_epoch,
+            topic: topic.to_owned(),
+            partition,
+            leader_epoch,
+            partition_epoch,
+            kind: IsrChangeKind::SetIsr {
+                isr: new_isr.to_vec(),
+                joining_epochs: joining_epochs.to_vec(),
+            },
+        })
+    }
+
+    /// The leader's replica of a partition went offline (a storage error):
+    /// another usable ISR member leads, and the broker leaves the ISR.
+    /// Refused when there is none; the partition then stays with its
+    /// offline leader, as in Kafka, until the broker is restarted.
+    pub fn resign_offline_leader(
+        &self,
+        broker: BrokerId,
+        broker_epoch: i64,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+    ) -> Result<Plan, ControllerError> {
+        self.alter_one(IsrChange {
+            broker,
+            broker_epoch,
+            topic: topic.to_owned(),
+            partition,
+            leader_epoch,
+            partition_epoch: -1,
+            kind: IsrChangeKind::ResignOffline,
+        })
+    }
+
+    fn alter_one(&self, request: IsrChange) -> Result<Plan, ControllerError> {
+        let (plan, mut outcomes) = self.alter_partitions(std::slice::from_ref(&request));
+        outcomes.pop().expect("one outcome per request")?;
+        Ok(plan)
+    }
+
+    /// Plans several AlterPartition requests (ISR changes and offline
+    /// leaders resigning) as one: each request is checked against the
+    /// state the requests before it leave, exactly as if each had been
+    /// planned, persisted and applied in turn, so a second change of the
+    /// same partition naming the partition epoch the first one replaced
+    /// is refused. Returns one plan, holding one change per changed
+    /// partition however many requests changed it, and each request's
+    /// outcome; a refused request changes nothing. This is how a burst of
+    /// AlterPartition requests (leaders shrinking or growing their ISRs
+    /// after a broker fails or comes back) costs one store write instead
+    /// of one per partition.
+    pub fn alter_partitions(
+        &self,
+        requests: &[IsrChange],
+    ) -> (Plan, Vec<Result<(), ControllerError>>) {
+        let usable = |id: BrokerId| self.usable(&self.sessions, id);
+        // Changed partitions, in topic and partition order like a diff.
+        let mut staged: BTreeMap<(String, i32), PartitionState> = BTreeMap::new();
+        let outcomes = requests
+            .iter()
+            .map(|r| {
+                self.session(r.broker, r.broker_epoch)?;
+                let key = (r.topic.clone(), r.partition);
+                let current = match staged.get(&key) {
+                    Some(p) => p,
+                    None => self.partition(&r.topic, r.partition)?,
+                };
+                let next = self.isr_change(r, current, &usable)?;
+                if &next != current {
+                    staged.insert(key, next);
+                }
+                Ok(())
+            })
+            .collect();
+        // A change may let other partitions' moves finish (a plan over
+        // the whole metadata does the same): include those too.
+        for (name, t) in &self.meta.topics {
+            for (i, p) in t.partitions.iter().enumerate() {
+                let key = (name.clone(), i as i32);
+                if !p.moving() || staged.contains_key(&key) {
+                    continue;
+                }
+                let mut next = p.clone();
+                finish_move(&mut next, &usable);
+                if &next != p {
+                    next.partition_epoch = p.partition_epoch + 1;
+                    staged.insert(key, next);
+                }
+            }
+        }
+        let changes = staged
+            .into_iter()
+            .map(|((topic, partition), state)| Change::Partition {
+                topic,
+                partition,
+                state,
+            })
+            .collect();
+        (
+            Plan {
+                changes,
+                sessions: Vec::new(),
+            },
+            outcomes,
+        )
+    }
+
+    /// The state `r` leaves partition `p` in (`p` itself when it changes
+    /// nothing), its partition epoch bumped once if anything changed.
+    fn isr_change(
+        &self,
+        r: &IsrChange,
+        p: &PartitionState,
+        usable: &dyn Fn(BrokerId) -> bool,
+    ) -> Result<PartitionState, ControllerError> {
+        let (broker, topic, partition) = (r.broker, r.topic.as_str(), r.partition);
+        self.check_leader(
+            r.broker,
+            r.broker_epoch,
+            topic,
+            partition,
+            r.leader_epoch,
+            p,
+        )?;
+        let mut next = p.clone();
+        match &r.kind {
+            IsrChangeKind::ResignOffline => {
+                if !p.isr.iter().any(|m| *m != broker && usable(*m)) {
+                    return Err(ControllerError::InvalidIsr {
+                        topic: topic.to_owned(),
+                        partition,
+                        isr: p.isr.clone(),
+                        reason: format!(
+                            "broker {broker} is offline for it and no other in-sync replica can lead"
+                        ),
+                    });
+                }
+                next.isr.retain(|m| *m != broker);
+                elect(&mut next, false, &|m| m != broker && usable(m));
+            }
+            IsrChangeKind::SetIsr {
+                isr: new_isr,
+                joining_epochs,
+            } => {
+                next.isr = self.checked_isr(r, p, new_isr, joining_epochs)?;
+            }
+        }
+        finish_move(&mut next, usable);
+        if &next != p {
+            next.partition_epoch = p.partition_epoch + 1;
+        }
+        Ok(next)
+    }
+
+    /// The new ISR of an ISR change, in replica order (so the preferred
+    /// leader comes first), once checked.
+    fn checked_isr(
+        &self,
+        r: &IsrChange,
+        p: &PartitionState,
+        new_isr: &[BrokerId],
+        joining_epochs: &[(BrokerId, i64)],
+    ) -> Result<Vec<BrokerId>, ControllerError> {
+        let (broker, topic, partition) = (r.broker, r.topic.as_str(), r.partition);
         let err_isr = |reason: &str| ControllerError::InvalidIsr {
             topic: topic.to_owned(),
             partition,
             isr: new_isr.to_vec(),
             reason: reason.to_owned(),
         };
-        if partition_epoch != p.partition_epoch {
+        if r.partition_epoch != p.partition_epoch {
             return Err(ControllerError::InvalidUpdateVersion {
                 topic: topic.to_owned(),
                 partition,
-                got: partition_epoch,
+                got: r.partition_epoch,
                 current: p.partition_epoch,
             });
         }
@@ -473,50 +639,44 @@ impl Controller {
         if !set.contains(&broker) {
             return Err(err_isr("the leader must stay in the ISR"));
         }
-        if let Some(r) = set.iter().find(|r| !p.replicas.contains(r)) {
-            return Err(err_isr(&format!("broker {r} is not a replica")));
+        if let Some(m) = set.iter().find(|m| !p.replicas.contains(m)) {
+            return Err(err_isr(&format!("broker {m} is not a replica")));
         }
-        for r in set.iter().filter(|r| !p.isr.contains(r)) {
-            if !self.usable(&self.sessions, *r) {
-                return Err(err_isr(&format!("broker {r} is fenced or shutting down")));
+        for m in set.iter().filter(|m| !p.isr.contains(m)) {
+            if !self.usable(&self.sessions, *m) {
+                return Err(err_isr(&format!("broker {m} is fenced or shutting down")));
             }
-            let current = self.meta.brokers.get(r).map_or(-1, |b| b.epoch);
+            let current = self.meta.brokers.get(m).map_or(-1, |b| b.epoch);
             let seen = joining_epochs
                 .iter()
-                .find(|(id, _)| id == r)
+                .find(|(id, _)| id == m)
                 .map(|(_, e)| *e);
             if seen != Some(current) {
                 return Err(err_isr(&format!(
-                    "broker {r} joins with broker epoch {} but its current incarnation has epoch {current}: the leader's view of it is from an earlier incarnation",
+                    "broker {m} joins with broker epoch {} but its current incarnation has epoch {current}: the leader's view of it is from an earlier incarnation",
                     seen.map_or_else(|| "(none)".to_owned(), |e| e.to_string())
                 )));
             }
         }
-        // Keep replica order so the preferred leader comes first.
-        let isr: Vec<BrokerId> = p
-            .replicas
+        Ok(p.replicas
             .iter()
             .copied()
-            .filter(|r| set.contains(r))
-            .collect();
-        let (topic, idx) = (topic.to_owned(), partition as usize);
-        Ok(self.plan(vec![], move |meta, _| {
-            meta.topics.get_mut(&topic).expect("checked").partitions[idx].isr = isr;
-        }))
+            .filter(|m| set.contains(m))
+            .collect())
     }
 
-    /// The partition, if `broker` (in its current session) leads it at
+    /// Whether `broker` (in its current session) leads `p` at
     /// `leader_epoch`: what a leader's request must prove.
-    fn led_by(
+    fn check_leader(
         &self,
         broker: BrokerId,
         broker_epoch: i64,
         topic: &str,
         partition: i32,
         leader_epoch: i32,
-    ) -> Result<&PartitionState, ControllerError> {
+        p: &PartitionState,
+    ) -> Result<(), ControllerError> {
         self.session(broker, broker_epoch)?;
-        let p = self.partition(topic, partition)?;
         if p.leader != broker {
             return Err(ControllerError::NotLeader {
                 broker,
@@ -533,39 +693,7 @@ impl Controller {
                 current: p.leader_epoch,
             });
         }
-        Ok(p)
-    }
-
-    /// The leader's replica of a partition went offline (a storage error):
-    /// another usable ISR member leads, and the broker leaves the ISR.
-    /// Refused when there is none; the partition then stays with its
-    /// offline leader, as in Kafka, until the broker is restarted.
-    pub fn resign_offline_leader(
-        &self,
-        broker: BrokerId,
-        broker_epoch: i64,
-        topic: &str,
-        partition: i32,
-        leader_epoch: i32,
-    ) -> Result<Plan, ControllerError> {
-        let p = self.led_by(broker, broker_epoch, topic, partition, leader_epoch)?;
-        let others = |r: BrokerId| r != broker && self.usable(&self.sessions, r);
-        if !p.isr.iter().any(|r| others(*r)) {
-            return Err(ControllerError::InvalidIsr {
-                topic: topic.to_owned(),
-                partition,
-                isr: p.isr.clone(),
-                reason: format!(
-                    "broker {broker} is offline for it and no other in-sync replica can lead"
-                ),
-            });
-        }
-        let (topic, idx) = (topic.to_owned(), partition as usize);
-        Ok(self.plan(vec![], move |meta, usable| {
-            let p = &mut meta.topics.get_mut(&topic).expect("checked").partitions[idx];
-            p.isr.retain(|r| *r != broker);
-            elect(p, false, &|r| r != broker && usable(r));
-        }))
+        Ok(())
     }
 
     /// A broker is stopping: it leads nothing it can hand over and leaves
@@ -1083,6 +1211,35 @@ pub struct Reassign {
     /// Refuse a target of another length than the current replicas
     /// (KIP-860's `allowReplicationFactorChange=false`).
     pub keep_replication_factor: bool,
+}
+
+/// One AlterPartition request, from the broker that leads the partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrChange {
+    pub broker: BrokerId,
+    pub broker_epoch: i64,
+    pub topic: String,
+    pub partition: i32,
+    /// The leader epoch the broker leads at.
+    pub leader_epoch: i32,
+    /// The partition epoch the change was computed from (not checked for
+    /// [`IsrChangeKind::ResignOffline`]).
+    pub partition_epoch: i32,
+    pub kind: IsrChangeKind,
+}
+
+/// What an AlterPartition request asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IsrChangeKind {
+    /// Set the ISR to `isr`; `joining_epochs` names the broker epoch of
+    /// each member it adds.
+    SetIsr {
+        isr: Vec<BrokerId>,
+        joining_epochs: Vec<(BrokerId, i64)>,
+    },
+    /// The leader's replica went offline: hand leadership to another
+    /// in-sync replica and leave the ISR.
+    ResignOffline,
 }
 
 /// Checks a reassignment target: at least one replica and at least
@@ -1682,5 +1839,181 @@ mod tests {
             counts.values().max().copied().unwrap_or(0),
         );
         assert!(max - min <= 1, "replica counts {counts:?}");
+    }
+
+    /// Three brokers and topic "t" of `partitions` partitions on all of
+    /// them; returns the broker epochs.
+    fn three_brokers(partitions: i32) -> (Controller, Vec<i64>) {
+        let mut ctl = Controller::new(ControllerConfig::default(), ClusterMetadata::default(), 0);
+        let epochs: Vec<i64> = (0..3).map(|id| registered(&mut ctl, id, 0)).collect();
+        ctl.apply(
+            ctl.create_topic("t", partitions, 3, BTreeMap::new())
+                .expect("created"),
+        );
+        (ctl, epochs)
+    }
+
+    /// The leader of t-`i` sets its ISR to `isr`, from the state in `ctl`.
+    fn isr_request(ctl: &Controller, epochs: &[i64], i: i32, isr: &[BrokerId]) -> IsrChange {
+        let p = &ctl.metadata().topics["t"].partitions[i as usize];
+        IsrChange {
+            broker: p.leader,
+            broker_epoch: epochs[p.leader as usize],
+            topic: "t".to_owned(),
+            partition: i,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            kind: IsrChangeKind::SetIsr {
+                isr: isr.to_vec(),
+                joining_epochs: isr.iter().map(|r| (*r, epochs[*r as usize])).collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn given_isr_changes_of_many_partitions_when_planned_together_then_one_plan_holds_them_all_as_one_by_one_would()
+     {
+        let (ctl, epochs) = three_brokers(6);
+        // Every leader drops the replica after it (a follower failed).
+        let requests: Vec<IsrChange> = (0..6)
+            .map(|i| {
+                let p = &ctl.metadata().topics["t"].partitions[i as usize];
+                let isr: Vec<BrokerId> = p
+                    .isr
+                    .iter()
+                    .copied()
+                    .filter(|r| *r != (p.leader + 1) % 3)
+                    .collect();
+                isr_request(&ctl, &epochs, i, &isr)
+            })
+            .collect();
+        let (plan, outcomes) = ctl.alter_partitions(&requests);
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+        assert_eq!(plan.changes.len(), 6, "one change per partition");
+
+        let mut one_by_one =
+            Controller::new(ControllerConfig::default(), ctl.metadata().clone(), 0);
+        one_by_one.sessions = ctl.sessions.clone();
+        for r in &requests {
+            let plan = one_by_one.alter_one(r.clone()).expect("accepted alone");
+            one_by_one.apply(plan);
+        }
+        let mut together = Controller::new(ControllerConfig::default(), ctl.metadata().clone(), 0);
+        together.sessions = ctl.sessions.clone();
+        together.apply(plan);
+        assert_eq!(together.metadata(), one_by_one.metadata());
+        for (before, after) in ctl.metadata().topics["t"]
+            .partitions
+            .iter()
+            .zip(&together.metadata().topics["t"].partitions)
+        {
+            assert_eq!(after.partition_epoch, before.partition_epoch + 1);
+            assert_eq!(after.leader_epoch, before.leader_epoch, "leaders stay");
+            assert_eq!(after.isr.len(), 2);
+        }
+    }
+
+    #[test]
+    fn given_two_changes_of_one_partition_in_one_batch_when_planned_then_the_second_is_refused_as_stale_and_others_pass()
+     {
+        let (ctl, epochs) = three_brokers(2);
+        let p0 = ctl.metadata().topics["t"].partitions[0].clone();
+        let shrink = isr_request(&ctl, &epochs, 0, &[p0.leader]);
+        // Computed from the same state: it names the partition epoch the
+        // first change replaces.
+        let again = isr_request(&ctl, &epochs, 0, &p0.isr[..2]);
+        let mut not_leader = isr_request(&ctl, &epochs, 1, &[0]);
+        let p1 = &ctl.metadata().topics["t"].partitions[1];
+        not_leader.broker = p1.replicas[1];
+        not_leader.broker_epoch = epochs[p1.replicas[1] as usize];
+        let other = isr_request(&ctl, &epochs, 1, &[p1.leader]);
+
+        let (plan, outcomes) = ctl.alter_partitions(&[shrink, again, not_leader, other]);
+        assert_eq!(outcomes[0], Ok(()));
+        assert_eq!(
+            outcomes[1],
+            Err(ControllerError::InvalidUpdateVersion {
+                topic: "t".into(),
+                partition: 0,
+                got: p0.partition_epoch,
+                current: p0.partition_epoch + 1,
+            }),
+            "as if the first had been committed before it"
+        );
+        assert!(
+            matches!(outcomes[2], Err(ControllerError::NotLeader { .. })),
+            "{outcomes:?}"
+        );
+        assert_eq!(outcomes[3], Ok(()), "a refused request stops no other");
+        assert_eq!(
+            plan.changes,
+            vec![
+                Change::Partition {
+                    topic: "t".into(),
+                    partition: 0,
+                    state: PartitionState {
+                        isr: vec![p0.leader],
+                        partition_epoch: p0.partition_epoch + 1,
+                        ..p0.clone()
+                    },
+                },
+                Change::Partition {
+                    topic: "t".into(),
+                    partition: 1,
+                    state: PartitionState {
+                        isr: vec![p1.leader],
+                        partition_epoch: p1.partition_epoch + 1,
+                        ..p1.clone()
+                    },
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn given_a_change_chained_on_an_earlier_one_of_the_same_batch_when_planned_then_both_apply_and_the_epoch_moves_twice()
+     {
+        let (ctl, epochs) = three_brokers(1);
+        let p = ctl.metadata().topics["t"].partitions[0].clone();
+        let first = isr_request(&ctl, &epochs, 0, &[p.leader]);
+        let mut second = isr_request(&ctl, &epochs, 0, &p.isr);
+        second.partition_epoch = p.partition_epoch + 1;
+        let (plan, outcomes) = ctl.alter_partitions(&[first, second]);
+        assert_eq!(outcomes, vec![Ok(()), Ok(())]);
+        assert_eq!(plan.changes.len(), 1, "one write for the partition");
+        let Change::Partition { state, .. } = &plan.changes[0] else {
+            panic!("a partition change: {plan:?}");
+        };
+        assert_eq!(state.isr, p.isr);
+        assert_eq!(state.partition_epoch, p.partition_epoch + 2);
+    }
+
+    #[test]
+    fn given_an_offline_leader_resigning_in_a_batch_when_planned_then_another_in_sync_replica_leads()
+     {
+        let (ctl, epochs) = three_brokers(2);
+        let p = ctl.metadata().topics["t"].partitions[0].clone();
+        let resign = IsrChange {
+            broker: p.leader,
+            broker_epoch: epochs[p.leader as usize],
+            topic: "t".into(),
+            partition: 0,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: -1,
+            kind: IsrChangeKind::ResignOffline,
+        };
+        let stale_shrink = isr_request(&ctl, &epochs, 0, &[p.leader]);
+        let (plan, outcomes) = ctl.alter_partitions(&[resign, stale_shrink]);
+        assert_eq!(outcomes[0], Ok(()));
+        assert!(
+            matches!(outcomes[1], Err(ControllerError::NotLeader { .. })),
+            "the old leader no longer leads: {outcomes:?}"
+        );
+        let Change::Partition { state, .. } = &plan.changes[0] else {
+            panic!("a partition change: {plan:?}");
+        };
+        assert_ne!(state.leader, p.leader);
+        assert!(!state.isr.contains(&p.leader));
+        assert_eq!(state.leader_epoch, p.leader_epoch + 1);
     }
 }

@@ -138,22 +138,30 @@ pub(crate) fn start_move(
 /// ordinary replicas.
 pub(crate) fn finish_moves(meta: &mut ClusterMetadata, usable: &dyn Fn(BrokerId) -> bool) {
     for t in meta.topics.values_mut() {
-        for p in t.partitions.iter_mut().filter(|p| p.moving()) {
-            let keep = p.target();
-            if keep.is_empty() || !keep.iter().all(|r| p.isr.contains(r)) {
-                continue;
-            }
-            if p.removing.contains(&p.leader) && !keep.iter().any(|r| usable(*r)) {
-                continue;
-            }
-            let removing = std::mem::take(&mut p.removing);
-            p.adding.clear();
-            p.replicas = keep;
-            p.isr.retain(|r| !removing.contains(r));
-            if removing.contains(&p.leader) {
-                elect(p, false, usable);
-            }
+        for p in &mut t.partitions {
+            finish_move(p, usable);
         }
+    }
+}
+
+/// [`finish_moves`] for one partition (nothing when it is not moving).
+pub(crate) fn finish_move(p: &mut PartitionState, usable: &dyn Fn(BrokerId) -> bool) {
+    if !p.moving() {
+        return;
+    }
+    let keep = p.target();
+    if keep.is_empty() || !keep.iter().all(|r| p.isr.contains(r)) {
+        return;
+    }
+    if p.removing.contains(&p.leader) && !keep.iter().any(|r| usable(*r)) {
+        return;
+    }
+    let removing = std::mem::take(&mut p.removing);
+    p.adding.clear();
+    p.replicas = keep;
+    p.isr.retain(|r| !removing.contains(r));
+    if removing.contains(&p.leader) {
+        elect(p, false, usable);
     }
 }
 

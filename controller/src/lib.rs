@@ -49,7 +49,10 @@ pub use client::CLUSTER_HEADER;
 pub use client::{
     ClientError, ClientOptions, ControllerClient, MetadataUpdate, MetadataView, Retry,
 };
-pub use controller::{Controller, ControllerConfig, ControllerError, Liveness, Plan, Reassign};
+pub use controller::{
+    Controller, ControllerConfig, ControllerError, IsrChange, IsrChangeKind, Liveness, Plan,
+    Reassign,
+};
 pub use placement::{PlacementError, place};
 pub use server::{
     ControllerHandle, EmbeddedController, ServerError, embed, run, start, start_with_store,

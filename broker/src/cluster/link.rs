@@ -9,7 +9,7 @@
 //!   follower of the leader, or leaderless), followers are handed to the
 //!   fetchers, and replicas or topics no longer assigned are deleted.
 //! - Periodically asks the controller for ISR changes the leaders here
-//!   propose (AlterPartition).
+//!   propose (AlterPartition), all of one check at once.
 //! - Forwards topic create/delete to the controller.
 //! - On shutdown, asks the controller to move leadership away first.
 
@@ -41,6 +41,8 @@ use rill_proto::quota::QuotaAlteration;
 
 /// How often leaders here check whether their ISR should change.
 const ISR_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// Most AlterPartition requests one ISR check keeps in flight.
+const ISR_REQUESTS_IN_FLIGHT: usize = 128;
 /// Wait before retrying the controller after a failure.
 const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest a controlled shutdown waits for leadership to move.
@@ -50,6 +52,15 @@ const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// controller at start.
 const START_RETRY_MIN: Duration = Duration::from_millis(100);
 const START_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// What one ISR check asks the controller for one partition led here.
+enum IsrWork {
+    /// Its replica here went offline: hand leadership over (at this
+    /// leader epoch).
+    Resign(i32),
+    /// Change its ISR.
+    Alter(IsrProposal),
+}
 
 /// What the cluster link needs from the configuration.
 #[derive(Debug, Clone)]
@@ -418,48 +429,67 @@ impl ClusterLink {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(ISR_CHECK_INTERVAL) => {}
             }
+            // Every change one check finds is asked for at once (a bounded
+            // number in flight), not one after the other: the controller
+            // commits AlterPartition requests that arrive together with one
+            // store write, so the ISR changes of many partitions (a broker
+            // failed or came back) cost a few writes, not one per partition.
+            let mut work = Vec::new();
             for p in self.manager.all_partitions() {
                 if let Some(leader_epoch) = p.offline_leadership() {
-                    self.resign(&p, leader_epoch).await;
-                    continue;
+                    work.push((p, IsrWork::Resign(leader_epoch)));
+                } else if let Some(proposal) = p.propose_isr(self.settings.replica_lag_time_max) {
+                    work.push((p, IsrWork::Alter(proposal)));
                 }
-                let Some(IsrProposal {
-                    leader_epoch,
-                    partition_epoch,
-                    isr: new_isr,
-                    joining_epochs,
-                }) = p.propose_isr(self.settings.replica_lag_time_max)
-                else {
-                    continue;
-                };
-                let request = AlterPartition {
-                    broker_id: self.settings.broker_id,
-                    broker_epoch: self.broker_epoch(),
-                    topic: p.topic.to_string(),
-                    partition: p.id,
-                    leader_epoch,
-                    partition_epoch,
-                    new_isr: new_isr.clone(),
-                    new_isr_epochs: joining_epochs,
-                    leader_offline: false,
-                };
-                match self.client.alter_partition(&request).await {
-                    Ok(done) => p.isr_change_done(
-                        leader_epoch,
-                        Some((
-                            done.state.partition_epoch,
-                            done.state.replicas,
-                            done.state.isr,
-                        )),
-                    ),
-                    Err(e) => {
-                        info!(topic = %p.topic, partition = p.id, ?new_isr, error = %e, "ISR change refused");
-                        if e.reason() == Some("INVALID_ISR") {
-                            p.isr_change_refused(leader_epoch);
-                        } else {
-                            p.isr_change_done(leader_epoch, None);
+            }
+            futures::stream::iter(work)
+                .for_each_concurrent(ISR_REQUESTS_IN_FLIGHT, |(p, w)| {
+                    let link = &self;
+                    async move {
+                        match w {
+                            IsrWork::Resign(leader_epoch) => link.resign(&p, leader_epoch).await,
+                            IsrWork::Alter(proposal) => link.alter_isr(&p, proposal).await,
                         }
                     }
+                })
+                .await;
+        }
+    }
+
+    /// Asks the controller for the ISR change a leader here proposes.
+    async fn alter_isr(&self, p: &crate::partition::Partition, proposal: IsrProposal) {
+        let IsrProposal {
+            leader_epoch,
+            partition_epoch,
+            isr: new_isr,
+            joining_epochs,
+        } = proposal;
+        let request = AlterPartition {
+            broker_id: self.settings.broker_id,
+            broker_epoch: self.broker_epoch(),
+            topic: p.topic.to_string(),
+            partition: p.id,
+            leader_epoch,
+            partition_epoch,
+            new_isr: new_isr.clone(),
+            new_isr_epochs: joining_epochs,
+            leader_offline: false,
+        };
+        match self.client.alter_partition(&request).await {
+            Ok(done) => p.isr_change_done(
+                leader_epoch,
+                Some((
+                    done.state.partition_epoch,
+                    done.state.replicas,
+                    done.state.isr,
+                )),
+            ),
+            Err(e) => {
+                info!(topic = %p.topic, partition = p.id, ?new_isr, error = %e, "ISR change refused");
+                if e.reason() == Some("INVALID_ISR") {
+                    p.isr_change_refused(leader_epoch);
+                } else {
+                    p.isr_change_done(leader_epoch, None);
                 }
             }
         }

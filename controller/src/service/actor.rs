@@ -10,6 +10,11 @@
 //! 3. only on success `apply` the plan, update the metrics and broadcast
 //!    the delta (stamped with the controller epoch) to watchers.
 //!
+//! AlterPartition requests that arrive together (leaders changing many
+//! ISRs after a broker failed or came back) go through this flow as one
+//! batch: one plan, one persist, then every reply
+//! ([`Controller::alter_partitions`]).
+//!
 //! A persist that fails with [`StoreError::Superseded`] means a newer
 //! controller claimed the store: the actor records [`Phase::Deposed`] and
 //! exits, which drops the broadcast sender (watch streams end) and the
@@ -37,11 +42,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::error::ServiceError;
-use crate::controller::{Controller, ControllerError, Plan, Reassign};
+use crate::controller::{Controller, ControllerError, IsrChange, IsrChangeKind, Plan, Reassign};
 use crate::convert;
 use crate::metrics::Metrics;
 use crate::state::{BrokerId, ClusterMetadata, Endpoints};
 use crate::store::{ConfigOrigin, MetadataStore, StoreError};
+
+/// How long a batch of AlterPartition requests waits for more after the
+/// first one, when none are queued: the leaders of one broker propose the
+/// ISR changes of one check together, and they arrive within this.
+const ALTER_PARTITION_LINGER: Duration = Duration::from_millis(5);
+
+/// Most AlterPartition requests planned and persisted together.
+const MAX_ALTER_PARTITION_BATCH: usize = 10_000;
 
 /// What the controller is doing, shared with handlers and `/readyz`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,6 +281,14 @@ impl<S: MetadataStore> Actor<S> {
                 biased;
                 () = stop.cancelled() => break,
                 cmd = commands.recv() => match cmd {
+                    Some(Command::AlterPartition { request, reply }) => {
+                        let next = self.alter_partitions(request, reply, &mut commands).await;
+                        if let Some(cmd) = next
+                            && !self.deposed()
+                        {
+                            self.handle(cmd).await;
+                        }
+                    }
                     Some(cmd) => self.handle(cmd).await,
                     None => break,
                 },
@@ -428,8 +449,7 @@ impl<S: MetadataStore> Actor<S> {
                 let _ = reply.send(Ok((convert::snapshot(&self.ctl), self.updates.subscribe())));
             }
             Command::AlterPartition { request, reply } => {
-                let result = self.alter_partition(request).await;
-                let _ = reply.send(result);
+                self.commit_alter_partitions(vec![(request, reply)]).await;
             }
             Command::ControlledShutdown {
                 broker_id,
@@ -722,45 +742,81 @@ impl<S: MetadataStore> Actor<S> {
         })
     }
 
-    async fn alter_partition(
+    /// Serves `request` and every AlterPartition request queued behind it
+    /// (waiting up to [`ALTER_PARTITION_LINGER`] for more) with one plan and
+    /// one store write; see [`Controller::alter_partitions`]. Heartbeats
+    /// met on the way are answered at once (they write nothing); any other
+    /// command ends the batch and is returned, to be handled right after
+    /// it, so commands keep their order.
+    async fn alter_partitions(
         &mut self,
-        r: pb::AlterPartitionRequest,
-    ) -> Result<pb::AlterPartitionResponse, ServiceError> {
-        let plan = if r.leader_offline {
-            self.ctl.resign_offline_leader(
-                r.broker_id,
-                r.broker_epoch,
-                &r.topic,
-                r.partition,
-                r.leader_epoch,
-            )?
-        } else {
-            self.ctl.alter_partition(
-                r.broker_id,
-                r.broker_epoch,
-                &r.topic,
-                r.partition,
-                r.leader_epoch,
-                r.partition_epoch,
-                &r.new_isr,
-                &r.new_isr_epochs
-                    .iter()
-                    .map(|e| (e.broker_id, e.broker_epoch))
-                    .collect::<Vec<_>>(),
-            )?
-        };
-        self.commit(plan).await?;
-        let partition = self
-            .ctl
-            .metadata()
-            .topics
-            .get(&r.topic)
-            .and_then(|t| t.partitions.get(r.partition as usize))
-            .map(|p| convert::partition_to_pb(r.partition, p));
-        Ok(pb::AlterPartitionResponse {
-            controller_epoch: self.ctl.controller_epoch(),
-            partition,
-        })
+        request: pb::AlterPartitionRequest,
+        reply: Reply<pb::AlterPartitionResponse>,
+        commands: &mut mpsc::Receiver<Command>,
+    ) -> Option<Command> {
+        let mut batch = vec![(request, reply)];
+        let linger_until = tokio::time::Instant::now() + ALTER_PARTITION_LINGER;
+        let mut next = None;
+        while batch.len() < MAX_ALTER_PARTITION_BATCH {
+            let cmd = match commands.try_recv() {
+                Ok(cmd) => cmd,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(linger_until, commands.recv()).await {
+                        Ok(Some(cmd)) => cmd,
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            };
+            match cmd {
+                Command::AlterPartition { request, reply } => batch.push((request, reply)),
+                cmd @ Command::Heartbeat { .. } => self.handle(cmd).await,
+                cmd => {
+                    next = Some(cmd);
+                    break;
+                }
+            }
+        }
+        self.commit_alter_partitions(batch).await;
+        next
+    }
+
+    /// Plans the AlterPartition requests of `batch` as one, persists the
+    /// plan, and only then answers each: with the partition as committed,
+    /// or why it was refused (a persist failure fails every request that
+    /// was accepted).
+    async fn commit_alter_partitions(
+        &mut self,
+        batch: Vec<(pb::AlterPartitionRequest, Reply<pb::AlterPartitionResponse>)>,
+    ) {
+        let requests: Vec<IsrChange> = batch.iter().map(|(r, _)| isr_change(r)).collect();
+        let (plan, outcomes) = self.ctl.alter_partitions(&requests);
+        let changed = plan.changes.len();
+        let committed = self.commit(plan).await;
+        if batch.len() > 1 {
+            debug!(
+                requests = batch.len(),
+                partitions = changed,
+                "AlterPartition requests committed together"
+            );
+        }
+        for ((r, reply), outcome) in batch.into_iter().zip(outcomes) {
+            let result = match (outcome, &committed) {
+                (Err(e), _) => Err(ServiceError::from(e)),
+                (Ok(()), Err(e)) => Err(again(e)),
+                (Ok(()), Ok(())) => Ok(pb::AlterPartitionResponse {
+                    controller_epoch: self.ctl.controller_epoch(),
+                    partition: self
+                        .ctl
+                        .metadata()
+                        .topics
+                        .get(&r.topic)
+                        .and_then(|t| t.partitions.get(r.partition as usize))
+                        .map(|p| convert::partition_to_pb(r.partition, p)),
+                }),
+            };
+            let _ = reply.send(result);
+        }
     }
 
     async fn controlled_shutdown(
@@ -778,5 +834,46 @@ impl<S: MetadataStore> Actor<S> {
             controller_epoch: self.ctl.controller_epoch(),
             remaining_leaderships: u32::try_from(remaining).unwrap_or(u32::MAX),
         })
+    }
+}
+
+/// The core's form of an AlterPartition request.
+fn isr_change(r: &pb::AlterPartitionRequest) -> IsrChange {
+    IsrChange {
+        broker: r.broker_id,
+        broker_epoch: r.broker_epoch,
+        topic: r.topic.clone(),
+        partition: r.partition,
+        leader_epoch: r.leader_epoch,
+        partition_epoch: r.partition_epoch,
+        kind: if r.leader_offline {
+            IsrChangeKind::ResignOffline
+        } else {
+            IsrChangeKind::SetIsr {
+                isr: r.new_isr.clone(),
+                joining_epochs: r
+                    .new_isr_epochs
+                    .iter()
+                    .map(|e| (e.broker_id, e.broker_epoch))
+                    .collect(),
+            }
+        },
+    }
+}
+
+/// The failure of a commit shared by several requests, for one more of
+/// them.
+fn again(e: &ServiceError) -> ServiceError {
+    match e {
+        ServiceError::NotActive { ours, current } => ServiceError::NotActive {
+            ours: *ours,
+            current: *current,
+        },
+        ServiceError::ShuttingDown => ServiceError::ShuttingDown,
+        ServiceError::Store(StoreError::Backend(message)) => {
+            ServiceError::Store(StoreError::Backend(message.clone()))
+        }
+        ServiceError::Store(other) => ServiceError::Store(StoreError::Backend(other.to_string())),
+        other => ServiceError::Store(StoreError::Backend(other.to_string())),
     }
 }

@@ -873,4 +873,121 @@ mod tests {
         );
         stop.cancel();
     }
+
+    /// A memory store whose persists can be held (an API server taking
+    /// its time), counting the persists it made.
+    #[derive(Default)]
+    struct GatedStore {
+        inner: MemoryStore,
+        persists: std::sync::atomic::AtomicUsize,
+        /// Persists that reached the store and wait for the gate.
+        waiting: std::sync::atomic::AtomicUsize,
+        gate: tokio::sync::RwLock<()>,
+    }
+
+    impl MetadataStore for Arc<GatedStore> {
+        async fn claim(&self) -> Result<crate::ClusterMetadata, crate::StoreError> {
+            self.inner.claim().await
+        }
+
+        async fn persist(
+            &self,
+            controller_epoch: i64,
+            changes: &[crate::Change],
+        ) -> Result<(), crate::StoreError> {
+            use std::sync::atomic::Ordering;
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            let _open = self.gate.read().await;
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            self.persists.fetch_add(1, Ordering::SeqCst);
+            self.inner.persist(controller_epoch, changes).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn given_alter_partitions_arriving_while_the_store_is_slow_should_persist_them_together_and_answer_each_only_once_durable()
+     {
+        use std::sync::atomic::Ordering;
+        const PARTITIONS: i32 = 40;
+        let store = Arc::new(GatedStore::default());
+        let (svc, stop) = service(Arc::clone(&store)).await;
+        let mut epochs = Vec::new();
+        for id in 0..2 {
+            let r = svc
+                .register(Request::new(pb::RegisterRequest {
+                    broker_id: id,
+                    log_dir_id: format!("d{id}"),
+                    endpoints: None,
+                    rack: String::new(),
+                    protocol_version: 0,
+                }))
+                .await
+                .expect("registers")
+                .into_inner();
+            epochs.push(r.broker_epoch);
+        }
+        let topic = svc
+            .create_topic(Request::new(pb::CreateTopicRequest {
+                name: "t".into(),
+                partitions: PARTITIONS,
+                replication_factor: 2,
+                config: Default::default(),
+            }))
+            .await
+            .expect("created")
+            .into_inner()
+            .topic
+            .expect("the topic");
+        let before = store.persists.load(Ordering::SeqCst);
+
+        // The store stalls; every leader shrinks its ISR to itself.
+        let gate = store.gate.write().await;
+        let calls: Vec<_> = topic
+            .partitions
+            .iter()
+            .map(|p| {
+                let svc = svc.clone();
+                let request = pb::AlterPartitionRequest {
+                    broker_id: p.leader,
+                    broker_epoch: epochs[p.leader as usize],
+                    topic: "t".into(),
+                    partition: p.partition,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                    new_isr: vec![p.leader],
+                    new_isr_epochs: vec![],
+                    leader_offline: false,
+                };
+                tokio::spawn(async move { svc.alter_partition(Request::new(request)).await })
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + REPLY_TIMEOUT;
+        while store.waiting.load(Ordering::SeqCst) == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "no persist started");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Let the other requests queue behind the stalled write.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            calls.iter().all(|c| !c.is_finished()),
+            "no request is answered before its change is durable"
+        );
+        drop(gate);
+        for call in calls {
+            let reply = call.await.expect("joined").expect("accepted").into_inner();
+            let p = reply.partition.expect("the committed partition");
+            assert_eq!(p.isr, vec![p.leader], "{p:?}");
+        }
+        let persists = store.persists.load(Ordering::SeqCst) - before;
+        assert!(
+            persists <= 2,
+            "{PARTITIONS} ISR changes in {persists} persists: the one in flight and one for the rest"
+        );
+        let durable = store.inner.snapshot();
+        for (i, p) in durable.topics["t"].partitions.iter().enumerate() {
+            assert_eq!(p.isr, vec![p.leader], "partition {i} is durable");
+            assert_eq!(p.partition_epoch, topic.partitions[i].partition_epoch + 1);
+        }
+        stop.cancel();
+    }
 }

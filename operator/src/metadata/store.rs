@@ -253,6 +253,20 @@ fn spec_for(cluster: &str, t: &TopicState) -> Result<TopicSpec, StoreError> {
     })
 }
 
+/// Among `topics` (one cluster's, oldest first), the one that holds Kafka
+/// topic `name`: see [`KubeStore::find_topic`].
+fn choose_topic<'a>(topics: &'a [Topic], name: &str) -> Option<&'a Topic> {
+    let mut candidates = topics
+        .iter()
+        .filter(|t| t.effective_topic_name() == name)
+        .filter(|t| t.metadata.deletion_timestamp.is_none())
+        .peekable();
+    let first = candidates.peek().copied();
+    candidates
+        .find(|t| t.status.as_ref().is_some_and(|s| !s.partitions.is_empty()))
+        .or(first)
+}
+
 impl KubeStore {
     /// The store of StreamCluster `namespace/cluster`.
     pub fn new(client: Client, namespace: &str, cluster: &str) -> Self {
@@ -386,40 +400,37 @@ impl KubeStore {
     /// deletes, and a topic created again under the same name must not
     /// write its status into it.
     async fn find_topic(&self, name: &str) -> Result<Option<Topic>, StoreError> {
-        let candidates: Vec<Topic> = self
-            .cluster_topics()
-            .await?
-            .into_iter()
-            .filter(|t| t.effective_topic_name() == name)
-            .filter(|t| t.metadata.deletion_timestamp.is_none())
-            .collect();
-        let placed = candidates
-            .iter()
-            .position(|t| t.status.as_ref().is_some_and(|s| !s.partitions.is_empty()));
-        Ok(placed
-            .map(|i| candidates[i].clone())
-            .or_else(|| candidates.into_iter().next()))
+        Ok(choose_topic(&self.cluster_topics().await?, name).cloned())
     }
 
     /// Compare-and-swap on one Topic's controller-owned status fields.
     /// `update` gets the current partitions and returns the new ones; with
     /// `topic_id`, the topic id is written too, and a resource that records
     /// another topic id (another topic of the same name) is refused.
+    ///
+    /// `read`, when given, is a version of the resource read moments ago
+    /// (the list a persist starts from): the first attempt uses it instead
+    /// of reading again, and a conflict sends it back to a fresh read.
     async fn update_topic(
         &self,
         resource: &str,
         ours: i64,
         topic_id: Option<&str>,
+        mut read: Option<Topic>,
         mut update: impl FnMut(&[PartitionStatus]) -> Result<Vec<PartitionStatus>, StoreError>,
     ) -> Result<Option<Topic>, StoreError> {
         let api = self.topics();
         for _ in 0..CAS_ATTEMPTS {
-            let Some(topic) = api
-                .get_opt(resource)
-                .await
-                .map_err(|e| backend(format!("reading Topic {resource}"), e))?
-            else {
-                return Ok(None);
+            let topic = match read.take() {
+                Some(topic) => topic,
+                None => match api
+                    .get_opt(resource)
+                    .await
+                    .map_err(|e| backend(format!("reading Topic {resource}"), e))?
+                {
+                    Some(topic) => topic,
+                    None => return Ok(None),
+                },
             };
             let status = topic.status.clone().unwrap_or_default();
             if let Some(current) = status.controller_epoch
@@ -540,25 +551,29 @@ impl KubeStore {
                 name
             }
         };
-        self.update_topic(&resource, ours, Some(&t.id), |_| Ok(wanted.clone()))
+        self.update_topic(&resource, ours, Some(&t.id), None, |_| Ok(wanted.clone()))
             .await?;
         Ok(())
     }
 
+    /// Writes the changed partitions of `topic` into its Topic's status;
+    /// `listed` is this cluster's Topics as listed at the start of the
+    /// write (one list per persist, however many topics it writes).
     async fn persist_partitions(
         &self,
         ours: i64,
         topic: &str,
         updates: &BTreeMap<i32, PartitionState>,
+        listed: &[Topic],
     ) -> Result<(), StoreError> {
-        let Some(existing) = self.find_topic(topic).await? else {
+        let Some(existing) = choose_topic(listed, topic) else {
             return Err(StoreError::Backend(format!(
                 "no Topic resource holds topic {topic:?}"
             )));
         };
         let resource = existing.name_any();
         let written = self
-            .update_topic(&resource, ours, None, |current| {
+            .update_topic(&resource, ours, None, Some(existing.clone()), |current| {
                 let mut next = current.to_vec();
                 for (&partition, state) in updates {
                     let slot = next.get_mut(partition as usize).ok_or_else(|| {
@@ -630,12 +645,9 @@ impl MetadataStore for KubeStore {
             }
             // Stamp it: from now on an older controller cannot write it.
             let Some(stamped) = self
-                .update_topic(
-                    &topic.name_any(),
-                    ours,
-                    None,
-                    |current| Ok(current.to_vec()),
-                )
+                .update_topic(&topic.name_any(), ours, None, None, |current| {
+                    Ok(current.to_vec())
+                })
                 .await?
             else {
                 continue;
@@ -832,8 +844,13 @@ impl MetadataStore for KubeStore {
                 }
             }
         }
-        for (topic, updates) in &pending {
-            self.persist_partitions(ours, topic, updates).await?;
+        if !pending.is_empty() {
+            // Listed after the topics created above, so it holds them.
+            let listed = self.cluster_topics().await?;
+            for (topic, updates) in &pending {
+                self.persist_partitions(ours, topic, updates, &listed)
+                    .await?;
+            }
         }
         // A topic created (or deleted) here was not stamped by a newer
         // controller's claim, so the stamp check in `update_topic` cannot
