@@ -2,7 +2,7 @@
 //! tonic `Replication` service followers pull from.
 //!
 //! A follower keeps one `ReplicaFetch` stream open to this broker and sends
-//! one request at a time. The stream is a session ([`Session`]): the leader
+//! one request at a time. The stream is a session (`Session`): the leader
 //! keeps the partitions the follower fetches and their positions, and
 //! watches each one's log end. A round reads only the partitions a request
 //! named or whose log end moved (and all of them about once a second): for
