@@ -102,6 +102,38 @@ async fn leaders_serve(brokers: &BTreeMap<i32, BrokerHandle>, t: &TopicInfo) {
     }
 }
 
+/// A controller and brokers 0, 1 and 2 with topic [`TOPIC`] of
+/// `partitions` partitions at replication factor 3 and `config`, once
+/// every partition has a serving leader and three in-sync replicas.
+async fn start_cluster(
+    dir: &Path,
+    partitions: i32,
+    config: BTreeMap<String, String>,
+) -> (
+    rill_controller::ControllerHandle,
+    BTreeMap<i32, BrokerHandle>,
+    TopicInfo,
+) {
+    let controller = start_controller(dir).await;
+    let addr = controller.grpc_addr.to_string();
+    let mut brokers = BTreeMap::new();
+    for id in 0..3 {
+        brokers.insert(id, start_broker(dir, id, &addr).await);
+    }
+    let mut any = connect(&brokers[&0]).await;
+    any.create_topic(CreateTopicRequest {
+        name: TOPIC.into(),
+        partitions,
+        replication_factor: 3,
+        config: config.into_iter().collect(),
+    })
+    .await
+    .expect("topic created through a broker");
+    let t = converge(&mut any, &[0, 1, 2], 3).await;
+    leaders_serve(&brokers, &t).await;
+    (controller, brokers, t)
+}
+
 async fn produce_all(
     client: &mut Client,
     partition: i32,
@@ -129,23 +161,12 @@ fn segment(dir: &Path, id: i32, partition: i32) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_rf3_topic_then_acks_all_reaches_every_replica_and_survives_leader_shutdown() {
     let dir = tempfile::tempdir().unwrap();
-    let controller = start_controller(dir.path()).await;
-    let addr = controller.grpc_addr.to_string();
-    let mut brokers = BTreeMap::new();
-    for id in 0..3 {
-        brokers.insert(id, start_broker(dir.path(), id, &addr).await);
-    }
-    let mut any = connect(&brokers[&0]).await;
-    any.create_topic(CreateTopicRequest {
-        name: TOPIC.into(),
-        partitions: 3,
-        replication_factor: 3,
-        config: [("min.insync.replicas".to_owned(), "2".to_owned())].into(),
-    })
-    .await
-    .expect("topic created through a broker");
-    let t = converge(&mut any, &[0, 1, 2], 3).await;
-    leaders_serve(&brokers, &t).await;
+    let (controller, mut brokers, t) = start_cluster(
+        dir.path(),
+        3,
+        [("min.insync.replicas".to_owned(), "2".to_owned())].into(),
+    )
+    .await;
 
     // acks=all to each partition's leader; followers refuse.
     let mut acked: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
@@ -249,23 +270,7 @@ async fn given_a_replica_fetch_session_then_answers_carry_only_what_changed_and_
     use rill_proto::replication::{FetchPartition, ReplicaFetchResponse};
 
     let dir = tempfile::tempdir().unwrap();
-    let controller = start_controller(dir.path()).await;
-    let addr = controller.grpc_addr.to_string();
-    let mut brokers = BTreeMap::new();
-    for id in 0..3 {
-        brokers.insert(id, start_broker(dir.path(), id, &addr).await);
-    }
-    let mut any = connect(&brokers[&0]).await;
-    any.create_topic(CreateTopicRequest {
-        name: TOPIC.into(),
-        partitions: 6,
-        replication_factor: 3,
-        config: Default::default(),
-    })
-    .await
-    .expect("topic created");
-    let t = converge(&mut any, &[0, 1, 2], 3).await;
-    leaders_serve(&brokers, &t).await;
+    let (controller, brokers, t) = start_cluster(dir.path(), 6, BTreeMap::new()).await;
     // The broker leading the most partitions, and those partitions.
     let leader = (0..3)
         .max_by_key(|id| t.partitions.iter().filter(|p| p.leader == *id).count())
