@@ -26,7 +26,13 @@
 
 LINES="${COMPAT_CONNECT_LINES:-40000}"
 RATE="${COMPAT_CONNECT_RATE:-2500}"
-BATCH=200
+# FileStreamSourceTask returns a poll's records once it holds batch.size of
+# them, and reads its buffer again only when the file has grown: lines
+# already buffered when a full batch is returned at the end of the file
+# wait for the next append. If the task resumes on the survivor after the
+# feeder is done, the last lines would never be read, on any broker. A
+# batch as large as the input makes every poll drain what it read.
+BATCH=$LINES
 TXN_INTERVAL_MS=1000
 KILL_AFTER=$(( LINES / 4 ))
 RUN_TIMEOUT="${COMPAT_CONNECT_RUN_TIMEOUT:-90}"
@@ -67,7 +73,21 @@ committed_lines() {
     kjava dev.rill.compat.TopicDump --topic "$topic" --isolation read_committed --timeout-s 30 2>"$WORK/count.err" | wc -l
 }
 reached() { [ "$(committed_lines)" -ge "$1" ]; }
-wait_until "$KILL_AFTER lines committed" "$RUN_TIMEOUT" reached "$KILL_AFTER"
+# diagnose: what read_committed waits behind, printed when lines do not
+# commit in time: the counts per isolation level, the task's transaction
+# and the producers with transactions open in each partition.
+diagnose() {
+    local ru
+    ru=$(kjava dev.rill.compat.TopicDump --topic "$topic" --isolation read_uncommitted --timeout-s 30 2>/dev/null | wc -l)
+    echo "--- $(committed_lines) records read_committed, $ru read_uncommitted" >&2
+    kjava org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$KAFKA_BOOTSTRAP" \
+        describe --transactional-id "$CONNECT_GROUP-$connector-0" >&2 || true
+    for p in 0 1 2; do
+        kjava org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$KAFKA_BOOTSTRAP" \
+            describe-producers --topic "$topic" --partition "$p" >&2 || true
+    done
+}
+( wait_until "$KILL_AFTER lines committed" "$RUN_TIMEOUT" reached "$KILL_AFTER" ) || { diagnose; exit 1; }
 
 case $worker in
     *":$PORT1") victim=w1; victim_pid=$w1_pid; survivor=$PORT2 ;;
@@ -84,7 +104,7 @@ wait "$feeder_pid" || fail "the feeder failed"
 feeder_pid=""
 [ "$(wc -l <"$input")" -eq "$LINES" ] || fail "the feeder wrote $(wc -l <"$input") lines, not $LINES"
 say "feeder done: $LINES lines, $(stat -c %s "$input") bytes"
-wait_until "all $LINES lines committed" "$RUN_TIMEOUT" reached "$LINES"
+( wait_until "all $LINES lines committed" "$RUN_TIMEOUT" reached "$LINES" ) || { diagnose; exit 1; }
 
 kjava dev.rill.compat.TopicDump --topic "$topic" --isolation read_committed --wait-stable-s 30 \
     >"$WORK/rc" 2>"$WORK/rc.err" || { tail -5 "$WORK/rc.err" >&2; fail "read_committed dump failed"; }
