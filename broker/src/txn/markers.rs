@@ -20,7 +20,7 @@ use rill_proto::txn as pb;
 use rill_proto::txn::transactions_client::TransactionsClient;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::{ProducerRef, TxnCoordinator, TxnError};
 use crate::partition::Error as PartitionError;
@@ -29,6 +29,10 @@ use crate::partition::Error as PartitionError;
 const RETRY: Duration = Duration::from_millis(100);
 /// Longest one remote call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Rounds of failed markers between warnings (about 5 s at [`RETRY`]): a
+/// marker that keeps failing holds its partition's last stable offset,
+/// so read_committed consumers there wait.
+const WARN_EVERY: u32 = 50;
 
 /// Connections to other brokers' `Transactions` service.
 #[derive(Debug, Clone, Default)]
@@ -84,10 +88,12 @@ impl MarkerClient {
         stop: &CancellationToken,
     ) -> bool {
         let me = coordinator.manager().broker().id;
+        let mut rounds = 0u32;
         loop {
             if stop.is_cancelled() {
                 return false;
             }
+            let mut last_error = String::new();
             let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
             let mut failed = Vec::new();
             for (topic, p) in partitions.drain(..) {
@@ -97,7 +103,10 @@ impl MarkerClient {
                 }
                 match coordinator.manager().leader_of(&topic, p) {
                     Some(leader) => by_leader.entry(leader).or_default().push((topic, p)),
-                    None => failed.push((topic, p)),
+                    None => {
+                        last_error = format!("{topic}-{p} has no leader");
+                        failed.push((topic, p));
+                    }
                 }
             }
             for (leader, tps) in by_leader {
@@ -120,6 +129,7 @@ impl MarkerClient {
                             ) => {}
                             Err(e) => {
                                 debug!(topic, partition = p, error = %e, "marker not written; retrying");
+                                last_error = e.to_string();
                                 failed.push((topic, p));
                             }
                         }
@@ -127,6 +137,7 @@ impl MarkerClient {
                     continue;
                 }
                 let Some(addr) = coordinator.manager().replication_address(leader) else {
+                    last_error = format!("broker {leader} has no known replication address");
                     failed.extend(tps);
                     continue;
                 };
@@ -160,6 +171,7 @@ impl MarkerClient {
                                         error = r.error_message,
                                         "marker not written; retrying"
                                     );
+                                    last_error.clone_from(&r.error_message);
                                     failed.push((tp.topic, tp.partition));
                                 }
                             }
@@ -167,6 +179,7 @@ impl MarkerClient {
                     }
                     Err(e) => {
                         debug!(broker = leader, error = e, "WriteMarkers failed; retrying");
+                        last_error = format!("broker {leader}: {e}");
                         self.forget(&addr);
                         failed.extend(tps);
                     }
@@ -174,6 +187,18 @@ impl MarkerClient {
             }
             if failed.is_empty() {
                 return true;
+            }
+            rounds += 1;
+            if rounds % WARN_EVERY == 0 {
+                warn!(
+                    producer_id,
+                    producer_epoch,
+                    commit,
+                    rounds,
+                    partitions = ?failed,
+                    error = last_error,
+                    "transaction markers still not written; retrying"
+                );
             }
             partitions = failed;
             tokio::select! {
