@@ -87,7 +87,12 @@ diagnose() {
             describe-producers --topic "$topic" --partition "$p" >&2 || true
     done
 }
-( wait_until "$KILL_AFTER lines committed" "$RUN_TIMEOUT" reached "$KILL_AFTER" ) || { diagnose; exit 1; }
+# wait_committed N: waits until N lines are committed; on a timeout the
+# test fails with the diagnostics.
+wait_committed() {
+    ( wait_until "$1 lines committed" "$RUN_TIMEOUT" reached "$1" ) || { diagnose; exit 1; }
+}
+wait_committed "$KILL_AFTER"
 
 case $worker in
     *":$PORT1") victim=w1; victim_pid=$w1_pid; survivor=$PORT2 ;;
@@ -104,7 +109,7 @@ wait "$feeder_pid" || fail "the feeder failed"
 feeder_pid=""
 [ "$(wc -l <"$input")" -eq "$LINES" ] || fail "the feeder wrote $(wc -l <"$input") lines, not $LINES"
 say "feeder done: $LINES lines, $(stat -c %s "$input") bytes"
-( wait_until "all $LINES lines committed" "$RUN_TIMEOUT" reached "$LINES" ) || { diagnose; exit 1; }
+wait_committed "$LINES"
 
 kjava dev.rill.compat.TopicDump --topic "$topic" --isolation read_committed --wait-stable-s 30 \
     >"$WORK/rc" 2>"$WORK/rc.err" || { tail -5 "$WORK/rc.err" >&2; fail "read_committed dump failed"; }
