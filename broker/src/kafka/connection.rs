@@ -54,8 +54,9 @@ use super::throttle::Throttle;
 use crate::security::sasl::{Admission, After};
 use crate::security::{ListenerSecurity, Session};
 
-/// Requests of one connection running at the same time. Clients pipeline
-/// at most 5 by default; each running produce holds its records in memory
+/// Requests of one connection running at the same time. The Java client
+/// pipelines 5 by default, as librdkafka does with idempotence (more
+/// wait in the socket); each running produce holds its records in memory
 /// until acks=all completes, so this bounds a producing connection's
 /// memory (about 16 MB with 1 MB requests and the frames read ahead).
 pub const MAX_IN_FLIGHT: usize = 8;
