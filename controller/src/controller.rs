@@ -68,6 +68,10 @@ struct Session {
     epoch: i64,
     expires_at_ms: u64,
     liveness: Liveness,
+    /// This controller has heard from the incarnation (it registered or
+    /// heartbeated here). After a takeover every known broker starts
+    /// Active but unheard.
+    heard: bool,
 }
 
 /// Why a request was refused.
@@ -209,6 +213,7 @@ impl Controller {
                         epoch: b.epoch,
                         expires_at_ms: now_ms + config.session_timeout_ms,
                         liveness: Liveness::Active,
+                        heard: false,
                     },
                 )
             })
@@ -371,6 +376,7 @@ impl Controller {
             epoch,
             expires_at_ms: now_ms + self.config.session_timeout_ms,
             liveness: Liveness::Active,
+            heard: true,
         };
         let plan = self.plan(vec![(id, Some(session))], |meta, usable| {
             meta.brokers.insert(id, reg);
@@ -396,7 +402,29 @@ impl Controller {
         self.session(id, epoch)?;
         let s = self.sessions.get_mut(&id).expect("checked");
         s.expires_at_ms = now_ms + timeout;
+        s.heard = true;
         Ok(s.liveness)
+    }
+
+    /// Whether this controller has heard from `id`'s current incarnation
+    /// (a registration or a heartbeat since it took over).
+    pub fn heard_from(&self, id: BrokerId) -> bool {
+        self.sessions.get(&id).is_some_and(|s| s.heard)
+    }
+
+    /// Elects a leader for every partition without one, among replicas
+    /// this controller has heard from and that are active. Partitions are
+    /// left leaderless when every replica of their ISR was fenced; a
+    /// fenced broker registers again and its registration elects it. But
+    /// a controller that took over loads the leaderless partitions its
+    /// predecessor left, and a broker that predecessor fenced without
+    /// telling it heartbeats here as an active incarnation and never
+    /// registers again: its first heartbeat is the proof of life that
+    /// lets it lead.
+    pub fn elect_leaderless_heard(&self) -> Plan {
+        self.plan(Vec::new(), |meta, usable| {
+            elect_leaderless(meta, &|b| usable(b) && self.heard_from(b));
+        })
     }
 
     /// Fences brokers whose lease expired: their leaderships move to other
@@ -1272,6 +1300,7 @@ fn validate_target(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::NO_LEADER;
 
     fn registered(ctl: &mut Controller, id: BrokerId, now: u64) -> i64 {
         let (plan, epoch) = ctl
@@ -1851,6 +1880,62 @@ mod tests {
                 .expect("created"),
         );
         (ctl, epochs)
+    }
+
+    #[test]
+    fn given_a_takeover_of_partitions_left_leaderless_when_a_broker_of_their_isr_heartbeats_then_it_leads()
+     {
+        // The previous controller fenced every broker (they could not
+        // reach it) and died: every partition is leaderless, its ISR down
+        // to the last member.
+        let (mut old, _) = three_brokers(6);
+        let plan = old.tick(old.config.session_timeout_ms + 1);
+        old.apply(plan);
+        assert!(
+            old.metadata().topics["t"]
+                .partitions
+                .iter()
+                .all(|p| p.leader == NO_LEADER && p.isr.len() == 1),
+            "{:?}",
+            old.metadata().topics["t"].partitions
+        );
+        let last: Vec<BrokerId> = old.metadata().topics["t"]
+            .partitions
+            .iter()
+            .map(|p| p.isr[0])
+            .collect();
+
+        // The new controller knows the same incarnations, all active, and
+        // has heard from none: nothing is elected on a lease alone.
+        let mut new = Controller::new(ControllerConfig::default(), old.metadata().clone(), 0);
+        assert!(new.elect_leaderless_heard().is_empty());
+        let survivor = last[0];
+        let epoch = new.metadata().brokers[&survivor].epoch;
+        assert_eq!(new.heartbeat(survivor, epoch, 10), Ok(Liveness::Active));
+        assert!(new.heard_from(survivor));
+        let plan = new.elect_leaderless_heard();
+        new.apply(plan);
+        let before = &old.metadata().topics["t"].partitions;
+        for ((p, was), isr_member) in new.metadata().topics["t"]
+            .partitions
+            .iter()
+            .zip(before)
+            .zip(&last)
+        {
+            if *isr_member == survivor {
+                assert_eq!(p.leader, survivor, "{p:?}");
+                assert!(
+                    p.leader_epoch > was.leader_epoch,
+                    "a new leader epoch: {p:?}"
+                );
+            } else {
+                assert_eq!(p.leader, NO_LEADER, "its ISR member is unheard: {p:?}");
+            }
+        }
+        assert!(
+            new.elect_leaderless_heard().is_empty(),
+            "nothing more to elect"
+        );
     }
 
     /// The leader of t-`i` sets its ISR to `isr`, from the state in `ctl`.

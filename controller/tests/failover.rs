@@ -8,7 +8,10 @@
 //! - a second controller claiming the same file deposes the first: the
 //!   first's next write fails, it answers UNAVAILABLE "not the active
 //!   controller" to everything, its watch streams end, its handle reports
-//!   `Deposed`, and a client given both addresses fails over to the new one.
+//!   `Deposed`, and a client given both addresses fails over to the new one;
+//! - partitions a controller left leaderless when it fenced every broker
+//!   (they could not reach it) get a leader from the next controller as
+//!   soon as those brokers heartbeat to it, without registering again.
 
 mod common;
 
@@ -16,6 +19,7 @@ use common::*;
 use rill_controller::client::Retry;
 use rill_controller::service::Phase;
 use rill_controller::{ClientError, ConfigOrigin, ServerError};
+use std::time::Duration;
 
 #[tokio::test]
 async fn given_a_controller_restarted_on_the_same_file_should_keep_metadata_and_raise_the_epoch() {
@@ -62,6 +66,61 @@ async fn given_a_controller_restarted_on_the_same_file_should_keep_metadata_and_
             .expect("the incarnation survives a controller restart");
         assert_eq!(hb.controller_epoch, second.controller_epoch);
     }
+    second.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn given_partitions_left_leaderless_by_fencing_when_another_controller_takes_over_then_heartbeating_brokers_lead_them()
+ {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("metadata.json");
+    let first = start_file(&file).await;
+    let addr = first.grpc_addr;
+    let client = client(&[&first]).await;
+    let brokers = three_brokers(&client).await;
+    client
+        .create_topic("orders", 3, 3, no_config())
+        .await
+        .expect("created");
+    let mut watcher = Watcher::start(&client).await;
+    watcher.next().await;
+    // The brokers cannot reach the controller: it fences all three, and
+    // every partition is left without a leader.
+    for b in &brokers {
+        b.kill();
+    }
+    watcher
+        .until("every partition leaderless", |v| {
+            v.topics["orders"]
+                .partitions
+                .iter()
+                .all(|p| p.leader == rill_controller::NO_LEADER)
+        })
+        .await;
+    first.shutdown().await.expect("clean shutdown");
+
+    let mut config = config(&file);
+    config.listen_addr = addr;
+    let second = rill_controller::start(config)
+        .await
+        .expect("restarts on the same address");
+    // The same incarnations heartbeat on: they never learnt they were
+    // fenced, so they do not register again.
+    let resumed: Vec<Broker> = brokers
+        .iter()
+        .map(|b| Broker::resume(&client, b.id, b.epoch, Duration::from_millis(100)))
+        .collect();
+    let mut watcher = Watcher::start(&client).await;
+    assert!(watcher.next().await.snapshot);
+    watcher
+        .until("every partition led by a broker of its ISR", |v| {
+            v.topics["orders"]
+                .partitions
+                .iter()
+                .all(|p| p.leader >= 0 && p.isr.contains(&p.leader))
+        })
+        .await;
+    drop(resumed);
     second.shutdown().await.expect("clean shutdown");
 }
 

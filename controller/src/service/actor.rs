@@ -221,6 +221,10 @@ pub struct Actor<S> {
     /// The automatic balance moved partitions: elect preferred leaders
     /// once no move is in flight.
     elect_after_balance: bool,
+    /// A broker heartbeated here for the first time since this controller
+    /// took over: the next tick elects leaderless partitions it can lead
+    /// ([`Controller::elect_leaderless_heard`]), until that commits.
+    elect_heard: bool,
 }
 
 impl<S: MetadataStore> Actor<S> {
@@ -243,6 +247,7 @@ impl<S: MetadataStore> Actor<S> {
             draining: BTreeSet::new(),
             next_balance_ms,
             elect_after_balance: false,
+            elect_heard: false,
             ctl,
             store,
             started,
@@ -378,6 +383,19 @@ impl<S: MetadataStore> Actor<S> {
         // Failures are logged in commit; the next tick computes the same
         // plan again.
         let _ = self.commit(plan).await;
+        if self.elect_heard {
+            let plan = self.ctl.elect_leaderless_heard();
+            let elected = plan.changes.len();
+            if self.commit(plan).await.is_ok() {
+                self.elect_heard = false;
+                if elected > 0 {
+                    info!(
+                        partitions = elected,
+                        "leaderless partitions elected a broker that heartbeated since the takeover"
+                    );
+                }
+            }
+        }
         if self.ctl.config().auto_balance && now >= self.next_balance_ms {
             self.next_balance_ms = now + self.ctl.config().balance_interval_ms;
             self.balance().await;
@@ -433,9 +451,11 @@ impl<S: MetadataStore> Actor<S> {
                 reply,
             } => {
                 let now = self.now_ms();
+                let first = !self.ctl.heard_from(broker_id);
                 let result = self
                     .ctl
                     .heartbeat(broker_id, broker_epoch, now)
+                    .inspect(|_| self.elect_heard |= first)
                     .map(|liveness| pb::HeartbeatResponse {
                         controller_epoch: self.ctl.controller_epoch(),
                         state: convert::liveness_to_pb(liveness) as i32,
