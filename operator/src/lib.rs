@@ -271,6 +271,11 @@ async fn lead_and_reconcile(
         "serving the metadata controller gRPC service"
     );
     let controller_tls = metadata::ControllerTls::new();
+    let certificates = tokio::spawn(metadata::host::keep_certificates(
+        client.clone(),
+        Arc::clone(&controller_tls),
+        signalled(stop_rx.clone()),
+    ));
     let grpc = tokio::spawn(metadata::serve(
         controller_listener,
         ControllerRouter::new(host.clone(), Arc::clone(&controller_tls)),
@@ -283,6 +288,7 @@ async fn lead_and_reconcile(
     };
     if stopped_first {
         let _ = grpc.await;
+        let _ = certificates.await;
         return finish(elector).await;
     }
 
@@ -319,7 +325,6 @@ async fn lead_and_reconcile(
     let sweeper = tokio::spawn(metadata::host::keep_hosting(
         client,
         host.clone(),
-        controller_tls,
         signalled(controllers_stop_rx.clone()),
     ));
     info!("starting StreamCluster, Topic and User controllers");
@@ -331,6 +336,7 @@ async fn lead_and_reconcile(
     // Whatever stopped the controllers, stop the rest of the process too.
     stop_tx.send_replace(true);
     let _ = grpc.await;
+    let _ = certificates.await;
     finish(elector).await
 }
 

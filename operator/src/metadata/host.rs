@@ -557,7 +557,8 @@ impl ControllerHost {
     }
 }
 
-/// How often [`keep_hosting`] looks for new and deleted StreamClusters.
+/// How often [`keep_hosting`] and [`keep_certificates`] look for new and
+/// deleted StreamClusters.
 pub const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Until `stop`: every [`SWEEP_INTERVAL`], starts the controller of every
@@ -566,6 +567,39 @@ pub const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1
 pub async fn keep_hosting(
     client: Client,
     host: Arc<ControllerHost>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let clusters: Api<StreamCluster> = Api::all(client.clone());
+    loop {
+        match clusters.list(&Default::default()).await {
+            Ok(list) => {
+                for sc in list.items {
+                    let namespace = sc.metadata.namespace.as_deref().unwrap_or_default();
+                    let name = sc.metadata.name.as_deref().unwrap_or_default();
+                    let key = cluster_key(namespace, name);
+                    if let Err(e) = host.service(&key).await {
+                        warn!(cluster = %key, error = %e, "cannot start the metadata controller");
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot list StreamClusters"),
+        }
+        host.stop_missing().await;
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(SWEEP_INTERVAL) => {}
+        }
+    }
+}
+
+/// Until `stop`: every [`SWEEP_INTERVAL`], loads every StreamCluster's
+/// cluster CA into the controller port's TLS and forgets deleted clusters.
+/// Every replica runs it, leader or not: a broker that reaches a standby
+/// completes the handshake and is told the standby does not lead (and
+/// tries again), instead of failing the handshake.
+pub async fn keep_certificates(
+    client: Client,
     tls: Arc<super::ControllerTls>,
     stop: impl std::future::Future<Output = ()>,
 ) {
@@ -584,16 +618,12 @@ pub async fn keep_hosting(
                     } else {
                         tls.remove_cluster(&key);
                     }
-                    if let Err(e) = host.service(&key).await {
-                        warn!(cluster = %key, error = %e, "cannot start the metadata controller");
-                    }
                     keys.insert(key);
                 }
                 tls.retain(|key| keys.contains(key));
             }
             Err(e) => warn!(error = %e, "cannot list StreamClusters"),
         }
-        host.stop_missing().await;
         tokio::select! {
             () = &mut stop => return,
             () = tokio::time::sleep(SWEEP_INTERVAL) => {}
