@@ -859,7 +859,7 @@ impl Partition {
 
     /// Interval flush: fsyncs when the flush interval has passed and there
     /// is unflushed data. Returns whether it fsynced.
-    async fn flush_if_due(&self, now: Instant) -> Result<bool, Error> {
+    async fn flush_if_due(self: &Arc<Self>, now: Instant) -> Result<bool, Error> {
         if self.state.load(Ordering::Acquire) == DELETED {
             return Ok(false);
         }
@@ -877,13 +877,43 @@ impl Partition {
             self.make_durable(target, "interval").await?;
         }
         // Persist the recovery point (a no-op unless it moved), so a restart
-        // trusts the segments below it instead of re-validating them.
-        self.log
-            .read()
-            .checkpoint()
-            .map_err(|e| self.log_error(e))?;
+        // trusts the segments below it instead of re-validating them. A new
+        // leader epoch held in memory is saved first, off the runtime's
+        // threads (a broker that just took over many leaderships saves
+        // thousands).
+        let saved = {
+            let log = self.log.read();
+            let unsaved = self.epochs.lock().is_unsaved();
+            if !unsaved {
+                log.checkpoint().map_err(|e| self.log_error(e))?;
+            }
+            !unsaved
+        };
+        if !saved {
+            let me = Arc::clone(self);
+            tokio::task::spawn_blocking(move || me.checkpoint_log())
+                .await
+                .map_err(|e| {
+                    self.io_error("saving the leader epoch cache", std::io::Error::other(e))
+                })??;
+        }
         self.checkpoint_high_watermark(now, false)?;
         Ok(dirty)
+    }
+
+    /// Saves the epoch cache if it holds an unsaved epoch, then writes the
+    /// recovery point: recovery re-reads epochs only from the recovery
+    /// point on, so it must never pass a batch whose epoch the file lacks.
+    /// Blocking. Under the log lock, as [`Partition::become_leader`]
+    /// assigns, so no epoch can start between the save and the checkpoint.
+    fn checkpoint_log(&self) -> Result<(), Error> {
+        let log = self.log.read();
+        self.epochs
+            .lock()
+            .save_if_unsaved()
+            .map_err(|e| self.io_error("saving the leader epoch cache", e))?;
+        log.checkpoint().map_err(|e| self.log_error(e))?;
+        Ok(())
     }
 
     /// Writes the HW checkpoint if it moved (at most every
@@ -900,7 +930,14 @@ impl Partition {
         if self.state.load(Ordering::Acquire) == DELETED {
             return Ok(());
         }
-        self.log.read().flush().map_err(|e| self.log_error(e))?;
+        {
+            let log = self.log.read();
+            self.epochs
+                .lock()
+                .save_if_unsaved()
+                .map_err(|e| self.io_error("saving the leader epoch cache", e))?;
+            log.flush().map_err(|e| self.log_error(e))?;
+        }
         self.checkpoint_high_watermark(Instant::now(), true)
     }
 }

@@ -10,6 +10,16 @@
 //!
 //! The file is `leader-epoch-checkpoint` in the partition directory, one
 //! `epoch start_offset` line per entry, replaced atomically on change.
+//!
+//! A leader's new epoch ([`EpochCache::assign_unsaved`]) is only held in
+//! memory until the partition's next interval flush saves it
+//! ([`EpochCache::save_if_unsaved`]), which happens before the recovery
+//! point may pass any batch of that epoch. A broker taking over thousands
+//! of leaderships at once would otherwise wait for two fsyncs per
+//! partition before serving any of them. Nothing is lost by a crash
+//! before the save: recovery re-reads the batches from the recovery point
+//! on and adds the epochs they carry, and an epoch without a batch here
+//! ends where the log ends, which is what the lost entry said.
 
 use std::fs;
 use std::io;
@@ -23,6 +33,8 @@ pub const FILE: &str = "leader-epoch-checkpoint";
 pub struct EpochCache {
     path: PathBuf,
     entries: Vec<(i32, i64)>,
+    /// `entries` differ from the file (an [`EpochCache::assign_unsaved`]).
+    unsaved: bool,
 }
 
 impl EpochCache {
@@ -50,7 +62,11 @@ impl EpochCache {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        Ok(Self { path, entries })
+        Ok(Self {
+            path,
+            entries,
+            unsaved: false,
+        })
     }
 
     /// The newest (epoch, start offset).
@@ -71,15 +87,40 @@ impl EpochCache {
     /// epoch is newer than the latest; an entry starting at or after
     /// `start_offset` with an older epoch is replaced (it held no data).
     pub fn assign(&mut self, epoch: i32, start_offset: i64) -> io::Result<bool> {
-        if self.latest().is_some_and(|(e, _)| epoch <= e) {
+        if !self.assign_unsaved(epoch, start_offset) {
             return Ok(false);
+        }
+        self.save()?;
+        Ok(true)
+    }
+
+    /// [`EpochCache::assign`] in memory only; the file follows at the next
+    /// [`EpochCache::save_if_unsaved`] (or any saving change). For a
+    /// leader's new epoch at its log end, before it has appended anything
+    /// in that epoch (see the module docs for why that is safe).
+    pub fn assign_unsaved(&mut self, epoch: i32, start_offset: i64) -> bool {
+        if self.latest().is_some_and(|(e, _)| epoch <= e) {
+            return false;
         }
         while self.entries.last().is_some_and(|(_, o)| *o >= start_offset) {
             self.entries.pop();
         }
         self.entries.push((epoch, start_offset));
-        self.save()?;
-        Ok(true)
+        self.unsaved = true;
+        true
+    }
+
+    /// Whether entries are waiting for [`EpochCache::save_if_unsaved`].
+    pub fn is_unsaved(&self) -> bool {
+        self.unsaved
+    }
+
+    /// Writes the file (fsynced) if an entry was assigned without saving.
+    pub fn save_if_unsaved(&mut self) -> io::Result<()> {
+        if self.unsaved {
+            self.save()?;
+        }
+        Ok(())
     }
 
     /// The largest epoch <= `epoch` this replica has, with the offset where
@@ -112,12 +153,14 @@ impl EpochCache {
         self.save()
     }
 
-    fn save(&self) -> io::Result<()> {
+    fn save(&mut self) -> io::Result<()> {
         let mut text = String::new();
         for (e, o) in &self.entries {
             text.push_str(&format!("{e} {o}\n"));
         }
-        crate::log::write_atomically(&self.path, text.as_bytes())
+        crate::log::write_atomically(&self.path, text.as_bytes())?;
+        self.unsaved = false;
+        Ok(())
     }
 }
 
@@ -142,6 +185,36 @@ mod tests {
         assert_eq!(c.end_offset_for(4, 40), (4, 40));
         assert_eq!(c.end_offset_for(9, 40), (4, 40));
         assert_eq!(c.latest_epoch(), 4);
+    }
+
+    #[test]
+    fn given_an_unsaved_assignment_then_only_a_save_writes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = EpochCache::open(dir.path()).unwrap();
+        c.assign(1, 0).unwrap();
+        assert!(c.assign_unsaved(2, 7));
+        assert!(!c.assign_unsaved(2, 9), "not newer");
+        assert!(c.is_unsaved());
+        assert_eq!(c.latest(), Some((2, 7)));
+        assert_eq!(
+            EpochCache::open(dir.path()).unwrap().entries(),
+            &[(1, 0)],
+            "the file still holds what was saved"
+        );
+        c.save_if_unsaved().unwrap();
+        assert!(!c.is_unsaved());
+        assert_eq!(
+            EpochCache::open(dir.path()).unwrap().entries(),
+            &[(1, 0), (2, 7)]
+        );
+        // A saving change saves the unsaved entries with it.
+        assert!(c.assign_unsaved(3, 9));
+        c.assign(4, 12).unwrap();
+        assert!(!c.is_unsaved());
+        assert_eq!(
+            EpochCache::open(dir.path()).unwrap().entries(),
+            &[(1, 0), (2, 7), (3, 9), (4, 12)]
+        );
     }
 
     #[test]

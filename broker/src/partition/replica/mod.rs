@@ -162,10 +162,9 @@ impl Partition {
             }
         }
         let leo = log.next_offset();
-        self.epochs
-            .lock()
-            .assign(leader_epoch, leo)
-            .map_err(|e| self.io_error("recording the leader epoch", e))?;
+        // In memory: the next interval flush saves it, before the recovery
+        // point passes anything appended in this epoch (replication::epochs).
+        self.epochs.lock().assign_unsaved(leader_epoch, leo);
         let hw = self.high_watermark().min(leo);
         let mut state = LeaderState::new(
             me,

@@ -246,6 +246,48 @@ async fn given_a_crash_before_the_epoch_cache_was_saved_then_reopening_rebuilds_
 }
 
 #[tokio::test]
+async fn given_a_new_leader_epoch_then_it_is_saved_before_the_recovery_point_passes_it_and_rebuilt_after_a_crash()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(crate::replication::epochs::FILE);
+    let on_disk = || {
+        crate::replication::epochs::EpochCache::open(dir.path())
+            .unwrap()
+            .entries()
+            .to_vec()
+    };
+    let b0 = replica(dir.path(), 1);
+    b0.become_leader(0, 3, 0, vec![0], vec![0]).unwrap();
+    assert!(!file.exists(), "taking over writes nothing");
+    b0.produce(batch(&[b"a", b"b"]), Acks::Leader, WAIT)
+        .await
+        .unwrap();
+    // A crash before any flush: the batches carry the epoch.
+    drop(b0);
+    let b0 = replica(dir.path(), 1);
+    assert_eq!(b0.epochs.lock().entries(), &[(3, 0)]);
+
+    b0.become_leader(0, 4, 1, vec![0], vec![0]).unwrap();
+    b0.produce(batch(&[b"c"]), Acks::Leader, WAIT)
+        .await
+        .unwrap();
+    assert!(b0.epochs.lock().is_unsaved());
+    let later = Instant::now() + Duration::from_secs(3600);
+    assert!(b0.flush_if_due(later).await.unwrap(), "unflushed data");
+    assert!(!b0.epochs.lock().is_unsaved());
+    assert_eq!(on_disk(), &[(3, 0), (4, 2)]);
+    let recovery_point: i64 = std::fs::read_to_string(dir.path().join("recovery-point"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        recovery_point, 3,
+        "past the epoch-4 batch, which the file names"
+    );
+}
+
+#[tokio::test]
 async fn given_a_follower_whose_fsync_fails_then_it_goes_offline_and_stops_fetching() {
     let (d0, d1) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let fsync = LogConfig {
