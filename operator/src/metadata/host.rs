@@ -82,6 +82,9 @@ fn split_key(key: &str) -> Result<(&str, &str), HostError> {
     }
 }
 
+/// One cluster's controller, once started.
+type Slot = Arc<tokio::sync::Mutex<Option<EmbeddedController>>>;
+
 /// The running controllers of this operator replica.
 pub struct ControllerHost {
     client: Client,
@@ -89,9 +92,11 @@ pub struct ControllerHost {
     config: ServerConfig,
     /// True while this replica holds the leader Lease.
     leading: watch::Receiver<bool>,
-    /// Started controllers by cluster key; the async lock keeps two
-    /// requests from claiming the same store twice.
-    running: tokio::sync::Mutex<HashMap<String, EmbeddedController>>,
+    /// Started controllers by cluster key. The map's lock is held only to
+    /// find a cluster's slot; the slot's async lock is held while its
+    /// controller starts (so two requests never claim the same store
+    /// twice) without holding up the requests of any other cluster.
+    running: Mutex<HashMap<String, Slot>>,
     /// Latest metadata per cluster, for the synchronous scale-down hook.
     snapshots: Mutex<HashMap<String, watch::Receiver<Arc<ClusterMetadata>>>>,
     /// Where each controller records its metrics (rendered on the
@@ -118,7 +123,7 @@ impl ControllerHost {
             client,
             config,
             leading,
-            running: tokio::sync::Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
             snapshots: Mutex::new(HashMap::new()),
             metrics,
         }
@@ -130,16 +135,45 @@ impl ControllerHost {
             return Err(HostError::NotLeader);
         }
         let (namespace, name) = split_key(key)?;
-        let mut running = self.running.lock().await;
-        if let Some(c) = running.get(key) {
+        let slot = Arc::clone(
+            self.running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(key.to_owned())
+                .or_default(),
+        );
+        let mut running = slot.lock().await;
+        if let Some(c) = running.as_ref() {
             if c.is_serving() {
                 return Ok(c.service.clone());
             }
             warn!(cluster = key, phase = ?*c.phase.borrow(), "controller ended; starting a new one");
-            if let Some(old) = running.remove(key) {
+            if let Some(old) = running.take() {
                 old.stop().await;
             }
         }
+        let started = self.start(key, namespace, name).await;
+        match started {
+            Ok(embedded) => {
+                let service = embedded.service.clone();
+                *running = Some(embedded);
+                Ok(service)
+            }
+            Err(e) => {
+                drop(running);
+                self.forget_empty(key, &slot);
+                Err(e)
+            }
+        }
+    }
+
+    /// Claims `key`'s store and starts its controller.
+    async fn start(
+        &self,
+        key: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<EmbeddedController, HostError> {
         let clusters: Api<StreamCluster> = Api::namespaced(self.client.clone(), namespace);
         match clusters.get_opt(name).await {
             Ok(Some(_)) => {}
@@ -159,27 +193,61 @@ impl ControllerHost {
             controller_epoch = embedded.controller_epoch,
             "metadata controller started"
         );
-        let service = embedded.service.clone();
         self.snapshots
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key.to_owned(), embedded.snapshots.clone());
-        running.insert(key.to_owned(), embedded);
-        Ok(service)
+        Ok(embedded)
+    }
+
+    /// Removes `key`'s slot if it is still `slot` and holds no controller
+    /// (a request named a cluster that does not exist, or its start failed).
+    fn forget_empty(&self, key: &str, slot: &Slot) {
+        let mut map = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(key).is_some_and(|s| Arc::ptr_eq(s, slot))
+            && slot.try_lock().is_ok_and(|c| c.is_none())
+        {
+            map.remove(key);
+        }
+    }
+
+    /// The service of `key`'s controller if it is serving and not being
+    /// started or stopped right now. Does not wait.
+    fn serving(&self, key: &str) -> Option<ControllerService> {
+        let slot = Arc::clone(
+            self.running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(key)?,
+        );
+        let running = slot.try_lock().ok()?;
+        running
+            .as_ref()
+            .filter(|c| c.is_serving())
+            .map(|c| c.service.clone())
+    }
+
+    fn slots(&self) -> Vec<(String, Slot)> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, s)| (k.clone(), Arc::clone(s)))
+            .collect()
     }
 
     /// Stops the controllers of clusters that no longer exist.
     pub async fn stop_missing(&self) {
-        let mut running = self.running.lock().await;
-        let keys: Vec<String> = running.keys().cloned().collect();
-        for key in keys {
+        for (key, slot) in self.slots() {
             let Ok((namespace, name)) = split_key(&key) else {
                 continue;
             };
             let clusters: Api<StreamCluster> = Api::namespaced(self.client.clone(), namespace);
-            if let Ok(None) = clusters.get_opt(name).await
-                && let Some(c) = running.remove(&key)
-            {
+            if !matches!(clusters.get_opt(name).await, Ok(None)) {
+                continue;
+            }
+            let stopped = slot.lock().await.take();
+            if let Some(c) = stopped {
                 info!(cluster = %key, "StreamCluster deleted: stopping its metadata controller");
                 self.snapshots
                     .lock()
@@ -188,15 +256,24 @@ impl ControllerHost {
                 c.stop().await;
                 self.metrics.forget_controller(&key);
             }
+            self.forget_empty(&key, &slot);
         }
     }
 
     /// Stops every controller (leadership ended or shutdown).
     pub async fn stop_all(&self) {
-        let mut running = self.running.lock().await;
-        for (key, c) in running.drain() {
-            info!(cluster = %key, "stopping metadata controller");
-            c.stop().await;
+        let slots: Vec<(String, Slot)> = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for (key, slot) in slots {
+            let stopped = slot.lock().await.take();
+            if let Some(c) = stopped {
+                info!(cluster = %key, "stopping metadata controller");
+                c.stop().await;
+            }
         }
         self.snapshots
             .lock()
@@ -239,15 +316,7 @@ impl ReplicaPlacement for ControllerHost {
     fn cluster_view(&self, namespace: &str, cluster: &str) -> Option<ClusterView> {
         let key = cluster_key(namespace, cluster);
         // Only a serving controller's snapshot is current.
-        let serving = self
-            .running
-            .try_lock()
-            .ok()?
-            .get(&key)
-            .is_some_and(|c| c.is_serving());
-        if !serving {
-            return None;
-        }
+        self.serving(&key)?;
         let meta = self.snapshot(&key)?;
         Some(cluster_view(&meta))
     }
@@ -256,14 +325,7 @@ impl ReplicaPlacement for ControllerHost {
     /// `brokers`; the reconcile asks again until they hold none.
     fn drain(&self, namespace: &str, cluster: &str, brokers: &[i32]) {
         let key = cluster_key(namespace, cluster);
-        let Ok(running) = self.running.try_lock() else {
-            return;
-        };
-        let Some(service) = running
-            .get(&key)
-            .filter(|c| c.is_serving())
-            .map(|c| c.service.clone())
-        else {
+        let Some(service) = self.serving(&key) else {
             return;
         };
         let brokers = brokers.to_vec();
