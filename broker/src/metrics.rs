@@ -98,6 +98,11 @@ pub struct Metrics {
     pub kafka_bytes_out: IntCounter,
     /// Open Kafka client connections.
     pub kafka_connections: IntGauge,
+    /// Kafka request bytes read and not yet answered (of the
+    /// `--kafka-queued-request-bytes` budget).
+    pub kafka_request_memory_bytes: IntGauge,
+    /// Kafka requests that waited for the request byte budget.
+    pub kafka_request_memory_waits: IntCounter,
     /// Incremental fetch sessions (KIP-227) kept.
     pub kafka_fetch_sessions: IntGauge,
     /// Share partitions (KIP-932) loaded at this broker.
@@ -415,6 +420,16 @@ impl Metrics {
                 &r,
                 "rill_kafka_connections",
                 "Open Kafka client connections.",
+            ),
+            kafka_request_memory_bytes: plain_gauge(
+                &r,
+                "rill_kafka_request_memory_bytes",
+                "Kafka request bytes read and not yet answered (budget: --kafka-queued-request-bytes).",
+            ),
+            kafka_request_memory_waits: plain_counter(
+                &r,
+                "rill_kafka_request_memory_waits_total",
+                "Kafka requests whose connection waited for the request byte budget before reading them.",
             ),
             kafka_connection_errors: counter(
                 &r,

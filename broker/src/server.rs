@@ -466,6 +466,10 @@ impl Broker {
             fetch_sessions: Arc::new(kafka::fetch_session::FetchSessions::new(
                 config.max_incremental_fetch_session_cache_slots,
             )),
+            request_memory: kafka::memory::RequestMemory::with_metrics(
+                config.kafka_queued_request_bytes,
+                &metrics,
+            ),
         };
         let kafka_stop = CancellationToken::new();
         let mut kafka_tasks = Vec::new();

@@ -132,6 +132,10 @@ impl Harness {
                 .expect("quotas"),
             fetch_sessions: Default::default(),
             shares: None,
+            request_memory: rill_broker::kafka::memory::RequestMemory::with_metrics(
+                MAX_FRAME,
+                &Metrics::new(),
+            ),
         });
         let h = Self {
             runtime,

@@ -155,6 +155,11 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         int(1024, I32_MAX),
     ),
     flag(
+        "queued.max.request.bytes",
+        "kafka-queued-request-bytes",
+        int(1 << 20, u32::MAX as i64),
+    ),
+    flag(
         "offsets.topic.num.partitions",
         "offsets-topic-partitions",
         int(1, 1000),

@@ -87,6 +87,13 @@ pub struct BrokerConfig {
     #[arg(long, env = "RILL_KAFKA_MAX_REQUEST_BYTES", default_value_t = 100 << 20)]
     pub kafka_max_request_bytes: usize,
 
+    /// Kafka request bytes the broker holds at once, over every
+    /// connection, read and not yet answered (Kafka's
+    /// `queued.max.request.bytes`). When spent, connections read no
+    /// further requests until earlier ones are answered.
+    #[arg(long, env = "RILL_KAFKA_QUEUED_REQUEST_BYTES", default_value_t = 256 << 20)]
+    pub kafka_queued_request_bytes: usize,
+
     /// Whether Kafka clients may create and grow topics (CreateTopics,
     /// CreatePartitions): allow or deny (POLICY_VIOLATION).
     #[arg(long, env = "RILL_KAFKA_CREATE_TOPICS", value_enum, default_value_t = TopicAdminPolicy::Allow)]
@@ -512,6 +519,7 @@ impl BrokerConfig {
             kafka_addr: SocketAddr::from(([0, 0, 0, 0], 9092)),
             kafka_advertised_port: None,
             kafka_max_request_bytes: 100 << 20,
+            kafka_queued_request_bytes: 256 << 20,
             kafka_create_topics: TopicAdminPolicy::Allow,
             kafka_delete_topics: TopicAdminPolicy::Allow,
             cluster_name: "rill".to_owned(),
@@ -702,6 +710,18 @@ impl BrokerConfig {
                 format!(
                     "{} is not between 1024 and 1073741824",
                     self.kafka_max_request_bytes
+                ),
+            ));
+        }
+        if self.kafka_queued_request_bytes < 1 << 20
+            || self.kafka_queued_request_bytes > u32::MAX as usize
+        {
+            return Err(invalid(
+                "--kafka-queued-request-bytes",
+                "RILL_KAFKA_QUEUED_REQUEST_BYTES",
+                format!(
+                    "{} is not between 1048576 and 4294967295",
+                    self.kafka_queued_request_bytes
                 ),
             ));
         }

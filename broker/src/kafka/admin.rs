@@ -378,6 +378,11 @@ fn broker_configs(ctx: &KafkaContext) -> Vec<ConfigEntry> {
             SOURCE_STATIC_BROKER,
         ),
         (
+            "queued.max.request.bytes".to_owned(),
+            ctx.request_memory.budget().to_string(),
+            SOURCE_STATIC_BROKER,
+        ),
+        (
             "auto.create.topics.enable".to_owned(),
             ctx.settings.auto_create_partitions.is_some().to_string(),
             SOURCE_STATIC_BROKER,

@@ -19,6 +19,10 @@
 //! connection is closed, with one log line. It never affects another
 //! connection.
 //!
+//! Every frame's bytes are reserved from the broker-wide budget of
+//! [`super::memory`] before its body is read, and returned once its request
+//! has been served.
+//!
 //! Client quotas (see [`super::throttle`]): an answer that comes with a
 //! throttle is written first; then no further request is read from the
 //! connection until the throttle has passed (requests already running
@@ -50,6 +54,7 @@ use super::KafkaContext;
 use super::authz::Caller;
 use super::dispatch::{self, Answer, Decoded, Request};
 use super::frame::{self, EncodeError, FrameError, Reply};
+use super::memory::Reserved;
 use super::throttle::Throttle;
 use crate::security::sasl::{Admission, After};
 use crate::security::{ListenerSecurity, Session};
@@ -168,11 +173,11 @@ async fn serve_requests<R, W>(
                     info!(%peer, error = %e, "unreadable Kafka request frame; closing the connection");
                     reading = false;
                 }
-                Some(Ok(frame)) => match dispatch::decode(&ctx, frame) {
+                Some(Ok((frame, reserved))) => match dispatch::decode(&ctx, frame) {
                     Ok(decoded) => match start(&ctx, &mut session, decoded, peer) {
-                        Ok(pending) => in_flight.push_back(pending),
+                        Ok(pending) => in_flight.push_back(holding(pending, reserved)),
                         Err(pending) => {
-                            in_flight.extend(pending);
+                            in_flight.extend(pending.map(|p| holding(p, reserved)));
                             reading = false;
                         }
                     },
@@ -193,6 +198,14 @@ async fn serve_requests<R, W>(
         // back to the others at once, not when its locks expire.
         shares.connection_closed(peer).await;
     }
+}
+
+/// `pending`, returning `reserved` to the request byte budget once served.
+fn holding(pending: Pending, reserved: Reserved) -> Pending {
+    Box::pin(pending.map(move |answer| {
+        drop(reserved);
+        answer
+    }))
 }
 
 /// Writes `first` and every later response that is already done, then
@@ -348,23 +361,33 @@ const WRITE_BUFFER: usize = 64 << 10;
 /// come out of this buffer instead of one `recv` each.
 const READ_BUFFER: usize = 64 << 10;
 
-/// Reads frames until the peer closes, an error, or the receiver is gone.
+/// Reads frames until the peer closes, an error, or the receiver is gone;
+/// each body only once its bytes are reserved from the budget.
 async fn read_frames<R: AsyncRead + Unpin>(
     read_half: R,
     max: usize,
-    frames: mpsc::Sender<Result<Bytes, FrameError>>,
+    frames: mpsc::Sender<Result<(Bytes, Reserved), FrameError>>,
     ctx: Arc<KafkaContext>,
 ) {
     let mut read_half = BufReader::with_capacity(READ_BUFFER, read_half);
     loop {
-        let next = frame::read_frame(&mut read_half, max).await;
+        let next = match frame::read_size(&mut read_half, max).await {
+            Ok(Some(size)) => {
+                let reserved = ctx.request_memory.reserve(size).await;
+                frame::read_body(&mut read_half, size)
+                    .await
+                    .map(|frame| Some((frame, reserved)))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
         let stop = !matches!(next, Ok(Some(_)));
         let item = match next {
-            Ok(Some(frame)) => {
+            Ok(Some((frame, reserved))) => {
                 ctx.metrics
                     .kafka_bytes_in
                     .inc_by((frame.len() + frame::SIZE_PREFIX) as u64);
-                Ok(frame)
+                Ok((frame, reserved))
             }
             Ok(None) => return,
             Err(e) => Err(e),

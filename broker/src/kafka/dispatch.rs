@@ -243,6 +243,10 @@ mod tests {
             .expect("quotas"),
             fetch_sessions: Default::default(),
             shares: None,
+            request_memory: crate::kafka::memory::RequestMemory::with_metrics(
+                1 << 30,
+                &crate::metrics::Metrics::new(),
+            ),
         }
     }
 

@@ -43,6 +43,18 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     max: usize,
 ) -> Result<Option<Bytes>, FrameError> {
+    match read_size(reader, max).await? {
+        Some(size) => read_body(reader, size).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The first half of [`read_frame`]: the size prefix, checked against
+/// `max`. `None` when the peer closed cleanly before a frame.
+pub async fn read_size<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> Result<Option<usize>, FrameError> {
     let mut prefix = [0u8; SIZE_PREFIX];
     let mut got = 0;
     while got < SIZE_PREFIX {
@@ -66,6 +78,14 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if size > max {
         return Err(FrameError::TooLarge { size, max });
     }
+    Ok(Some(size))
+}
+
+/// The second half of [`read_frame`]: a body of `size` bytes.
+pub async fn read_body<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    size: usize,
+) -> Result<Bytes, FrameError> {
     // Room for a typical frame up front (fewer reads and reallocations);
     // beyond that the buffer grows only as bytes arrive.
     let mut body = Vec::with_capacity(size.min(INITIAL_BODY));
@@ -73,7 +93,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if read < size {
         return Err(FrameError::Truncated { read, size });
     }
-    Ok(Some(Bytes::from(body)))
+    Ok(Bytes::from(body))
 }
 
 /// Why a response could not be encoded (a bug: every field set must exist

@@ -43,6 +43,7 @@ pub mod fetch;
 pub mod fetch_session;
 pub mod frame;
 pub mod groups;
+pub mod memory;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
@@ -129,6 +130,8 @@ pub struct KafkaContext {
     /// Share groups at this broker's partitions; `None` leaves the share
     /// APIs out of ApiVersions.
     pub shares: Option<Arc<crate::share::ShareManager>>,
+    /// Request bytes read and not yet answered, shared by every listener.
+    pub request_memory: memory::RequestMemory,
 }
 
 impl KafkaContext {
