@@ -11,6 +11,14 @@ Workload, every minute (one "round"):
 - every --restart-every minutes, one broker (in turn) is stopped with
   SIGTERM and started again while the round runs.
 
+The topic keeps what its last 10 minutes wrote (retention.ms, with
+segments of 32 MiB that retention can delete), as a production topic
+keeps a bounded window: the run then reaches a steady state in which the
+brokers' memory, descriptors and data stop growing unless something
+leaks. (Without retention, the brokers' in-memory segment indexes, about
+1/200 of the retained data at the workload's batch sizes, would grow with
+the log.)
+
 Every round prints and records, per broker: RSS (VmRSS), open file
 descriptors, CPU (cores over the round), and the round's produce p99.
 
@@ -37,6 +45,9 @@ import bench as B  # noqa: E402
 
 TOPIC = "soak"
 PARTITIONS = 12
+# The window the topic keeps (see the module docs).
+RETENTION_MS = 10 * 60 * 1000
+SEGMENT_BYTES = 32 << 20
 
 
 def rss_bytes(pid):
@@ -102,7 +113,9 @@ def main():
         cluster.start()
         B.java_tool(cfg, "BenchTool",
                     ["create", "--bootstrap", cluster.bootstrap, "--topic", TOPIC, "--partitions", str(PARTITIONS),
-                     "--replication-factor", "3", "--config", "min.insync.replicas=2"], log, 180)
+                     "--replication-factor", "3", "--config",
+                     f"min.insync.replicas=2,retention.ms={RETENTION_MS},segment.bytes={SEGMENT_BYTES}"],
+                    log, 180)
         t_start = time.monotonic()
         n_rounds = max(1, int(cfg.minutes * 60 / cfg.round_seconds))
         next_restart = cfg.restart_every * 60
