@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use crate::log::sync_dir;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use rill_proto::topic::{InvalidTopicName, validate_topic_name};
 
@@ -176,7 +176,11 @@ impl TopicStore {
             let text = match fs::read(&path) {
                 Ok(text) => text,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    warn!(dir = %entry.path().display(), "skipping topic directory without topic.json (interrupted create?)");
+                    // A cluster broker keeps no topic.json: the metadata
+                    // controller names its topics and their partitions are
+                    // opened as it assigns them. Standalone, an
+                    // interrupted create leaves such a directory.
+                    debug!(dir = %entry.path().display(), "topic directory without topic.json: left to the metadata controller");
                     continue;
                 }
                 Err(e) => return Err(ctx(format!("reading {}", path.display()))(e)),
