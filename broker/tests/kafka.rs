@@ -2370,3 +2370,57 @@ async fn given_a_replicated_partition_when_records_are_deleted_should_move_the_l
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_request_byte_budget_spent_by_one_frame_then_another_connection_waits_until_it_is_answered()
+ {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), |c| {
+        c.kafka_queued_request_bytes = 1 << 20;
+    })
+    .await;
+    let mut admin = Conn::connect(broker.kafka_addr).await;
+    create(&mut admin, "budget", 1, 1).await;
+    let frame = |id: i32, kib: usize| {
+        let value = "v".repeat(kib << 10);
+        let data = batch(&[value.as_str()], None, Compression::None);
+        kafka_client::request_frame(9, id, &produce_req("budget", 0, data, 1))
+    };
+    // A announces 700 KiB and sends only half of it: the broker has
+    // reserved 700 KiB of the 1 MiB budget while it waits for the rest.
+    let mut a = Conn::connect(broker.kafka_addr).await;
+    let a_frame = frame(1, 700);
+    let half = a_frame.len() / 2;
+    a.send_raw(&a_frame[..half]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // B's 600 KiB do not fit next to it: B's frame is not read.
+    let mut b = Conn::connect(broker.kafka_addr).await;
+    b.send_raw(&frame(1, 600)).await;
+    let metrics = |body: &str| {
+        (
+            common::metric_value(body, "rill_kafka_request_memory_waits_total"),
+            common::metric_value(body, "rill_kafka_request_memory_bytes"),
+        )
+    };
+    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        let (_, body) = common::http_get(broker.http_addr, "/metrics").await;
+        if metrics(&body).0 >= Some(1.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "B never waited for the budget");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let early = tokio::time::timeout(Duration::from_millis(300), b.recv_frame(1)).await;
+    assert!(early.is_err(), "B is answered only after A");
+    // A completes: both are served, and every byte goes back.
+    a.send_raw(&a_frame[half..]).await;
+    for conn in [&mut a, &mut b] {
+        let r = conn.recv::<ProduceRequest>(9, 1).await;
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!(p.error_code, 0, "{:?}", p.error_message);
+    }
+    let (_, body) = common::http_get(broker.http_addr, "/metrics").await;
+    assert_eq!(metrics(&body), (Some(1.0), Some(0.0)));
+    broker.shutdown().await.expect("clean shutdown");
+}
