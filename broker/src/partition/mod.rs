@@ -908,12 +908,18 @@ impl Partition {
     /// assigns, so no epoch can start between the save and the checkpoint.
     fn checkpoint_log(&self) -> Result<(), Error> {
         let log = self.log.read();
+        self.save_epochs()?;
+        log.checkpoint().map_err(|e| self.log_error(e))?;
+        Ok(())
+    }
+
+    /// Writes the epoch cache if it holds an unsaved epoch. Call it holding
+    /// the log lock, before moving the recovery point.
+    fn save_epochs(&self) -> Result<(), Error> {
         self.epochs
             .lock()
             .save_if_unsaved()
-            .map_err(|e| self.io_error("saving the leader epoch cache", e))?;
-        log.checkpoint().map_err(|e| self.log_error(e))?;
-        Ok(())
+            .map_err(|e| self.io_error("saving the leader epoch cache", e))
     }
 
     /// Writes the HW checkpoint if it moved (at most every
@@ -932,10 +938,7 @@ impl Partition {
         }
         {
             let log = self.log.read();
-            self.epochs
-                .lock()
-                .save_if_unsaved()
-                .map_err(|e| self.io_error("saving the leader epoch cache", e))?;
+            self.save_epochs()?;
             log.flush().map_err(|e| self.log_error(e))?;
         }
         self.checkpoint_high_watermark(Instant::now(), true)

@@ -623,6 +623,13 @@ impl ControllerHost {
 /// deleted StreamClusters.
 pub const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A StreamCluster's namespace, name and cluster key.
+fn names(sc: &StreamCluster) -> (&str, &str, String) {
+    let namespace = sc.metadata.namespace.as_deref().unwrap_or_default();
+    let name = sc.metadata.name.as_deref().unwrap_or_default();
+    (namespace, name, cluster_key(namespace, name))
+}
+
 /// Until `stop`: every [`SWEEP_INTERVAL`], starts the controller of every
 /// StreamCluster (so placement is known before any broker connects and the
 /// scale-down guard has an answer) and stops those of deleted clusters.
@@ -637,9 +644,7 @@ pub async fn keep_hosting(
         match clusters.list(&Default::default()).await {
             Ok(list) => {
                 for sc in list.items {
-                    let namespace = sc.metadata.namespace.as_deref().unwrap_or_default();
-                    let name = sc.metadata.name.as_deref().unwrap_or_default();
-                    let key = cluster_key(namespace, name);
+                    let (_, _, key) = names(&sc);
                     if let Err(e) = host.service(&key).await {
                         warn!(cluster = %key, error = %e, "cannot start the metadata controller");
                     }
@@ -672,9 +677,7 @@ pub async fn keep_certificates(
             Ok(list) => {
                 let mut keys = std::collections::BTreeSet::new();
                 for sc in list.items {
-                    let namespace = sc.metadata.namespace.as_deref().unwrap_or_default();
-                    let name = sc.metadata.name.as_deref().unwrap_or_default();
-                    let key = cluster_key(namespace, name);
+                    let (namespace, name, key) = names(&sc);
                     if sc.spec.certificates.internal_tls {
                         super::tls::sync_cluster(&client, &tls, &key, namespace, name).await;
                     } else {
