@@ -31,7 +31,7 @@ use kafka_protocol::records::{
 use tracing::info;
 
 use super::batch::BatchHeader;
-use super::segment::Segment;
+use super::segment::{Segment, Trust};
 use super::{LogError, PartitionLog, sync_dir};
 
 /// One aborted transaction in a partition.
@@ -204,8 +204,14 @@ pub fn compact(
         log.segments[&base].remove_saved_indexes();
         sync_dir(log.dir()).map_err(io("removing the indexes of a compacted segment"))?;
         fs::rename(&cleaned, &path).map_err(io("installing compacted segment"))?;
-        let (fresh, _) = Segment::open(log.dir(), base, log.config().index_interval_bytes, true, 0)
-            .map_err(io("reopening compacted segment"))?;
+        let (fresh, _) = Segment::open(
+            log.dir(),
+            base,
+            log.config().index_interval_bytes,
+            Trust::Nothing,
+            0,
+        )
+        .map_err(io("reopening compacted segment"))?;
         fresh.seal().map_err(io("indexing compacted segment"))?;
         stats.segments_rewritten += 1;
         stats.records_removed += removed;

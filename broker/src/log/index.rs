@@ -88,14 +88,25 @@ impl OffsetIndex {
         self.entries.is_empty()
     }
 
-    /// Writes the index to `path` atomically (temp file + rename).
-    pub fn save(&self, path: &Path) -> io::Result<()> {
+    fn encode(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(self.entries.len() * INDEX_ENTRY);
         for e in &self.entries {
             buf.extend_from_slice(&e.relative_offset.to_be_bytes());
             buf.extend_from_slice(&e.position.to_be_bytes());
         }
-        write_atomically(path, &buf)
+        buf
+    }
+
+    /// Writes the index to `path` atomically and durably (temp file,
+    /// fsync, rename, directory fsync).
+    pub fn save(&self, path: &Path) -> io::Result<()> {
+        write_atomically(path, &self.encode())
+    }
+
+    /// Writes the index to `path` through a temp file and a rename, without
+    /// fsync.
+    pub fn save_unsynced(&self, path: &Path) -> io::Result<()> {
+        write_replacing(path, &self.encode())
     }
 
     /// Loads an index file, returning `None` when it is missing or
@@ -167,13 +178,24 @@ impl TimeIndex {
         self.entries.truncate(keep);
     }
 
-    pub fn save(&self, path: &Path) -> io::Result<()> {
+    fn encode(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(self.entries.len() * TIME_ENTRY);
         for e in &self.entries {
             buf.extend_from_slice(&e.timestamp.to_be_bytes());
             buf.extend_from_slice(&e.relative_offset.to_be_bytes());
         }
-        write_atomically(path, &buf)
+        buf
+    }
+
+    /// Writes the index to `path` atomically and durably.
+    pub fn save(&self, path: &Path) -> io::Result<()> {
+        write_atomically(path, &self.encode())
+    }
+
+    /// Writes the index to `path` through a temp file and a rename, without
+    /// fsync.
+    pub fn save_unsynced(&self, path: &Path) -> io::Result<()> {
+        write_replacing(path, &self.encode())
     }
 
     /// Loads a time index file; `None` when missing or inconsistent
@@ -214,10 +236,7 @@ pub(super) fn read_if_exists(path: &Path) -> io::Result<Option<Vec<u8>>> {
 /// Writes `data` to `path` through a temporary file and a rename, so a crash
 /// leaves either the old or the new file, never a torn one.
 pub fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
+    let tmp = tmp_path(path);
     {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(data)?;
@@ -227,6 +246,22 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
     // The rename is durable only once the directory entry is: without
     // this, a crash can bring back the old file (or none).
     sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+fn tmp_path(path: &Path) -> std::path::PathBuf {
+    path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ))
+}
+
+/// Replaces `path` with `data` through a temp file and a rename, so a
+/// reader never sees a half-written file while the system runs; nothing
+/// is fsynced, so after a crash the file may be old, missing or cut short.
+pub fn write_replacing(path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = tmp_path(path);
+    fs::write(&tmp, data)?;
+    fs::rename(&tmp, path)
 }
 
 /// fsyncs a directory, making renames and new entries in it durable.

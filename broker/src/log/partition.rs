@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use super::LogError;
 use super::batch::{self, BatchHeader};
 use super::config::LogConfig;
-use super::segment::{self, ReadSlice, Segment};
+use super::segment::{self, ReadSlice, Segment, Trust};
 use super::txnindex::TxnBatch;
 
 /// Hard cap on one stored batch (defined with the batch format, which the
@@ -141,11 +141,17 @@ impl PartitionLog {
         let mut cut_at: Option<usize> = None;
         for (i, &base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
-            // A segment is known durable only if it lies wholly below the
-            // recovery point; every other one is validated batch by batch.
-            let trusted = bases.get(i + 1).is_some_and(|next| *next <= recovery_point);
+            // A segment is known durable only as far as the recovery point:
+            // one wholly below it is trusted, as is one whose saved indexes
+            // and headers end at or below it (a clean shutdown); every
+            // other one is validated batch by batch.
+            let trust = if bases.get(i + 1).is_some_and(|next| *next <= recovery_point) {
+                Trust::Sealed
+            } else {
+                Trust::Below(recovery_point)
+            };
             let (seg, truncation) =
-                Segment::open(dir, base, config.index_interval_bytes, !trusted, now)
+                Segment::open(dir, base, config.index_interval_bytes, trust, now)
                     .map_err(io_err("opening segment in"))?;
             if let Some(t) = &truncation {
                 warn!(
@@ -631,6 +637,22 @@ impl PartitionLog {
             .map_err(|e| LogError::io(format!("flushing {}", self.dir.display()), e))?;
         self.checkpoint()?;
         Ok(())
+    }
+
+    /// [`Self::flush`], then saves the active segment's indexes, so the
+    /// next start trusts that segment instead of validating every batch of
+    /// it (see [`Trust::Below`]). For a clean shutdown.
+    pub fn flush_for_restart(&self) -> Result<(), LogError> {
+        self.flush()?;
+        self.active().save_indexes_for_restart().map_err(|e| {
+            LogError::io(
+                format!(
+                    "saving the active segment's indexes in {}",
+                    self.dir.display()
+                ),
+                e,
+            )
+        })
     }
 
     /// Writes the flushed offset to disk as the recovery point if it moved

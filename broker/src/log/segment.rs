@@ -52,6 +52,25 @@ pub struct Truncation {
     pub reason: String,
 }
 
+/// How much of a segment [`Segment::open`] may take from disk without
+/// validating every batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// Nothing: every batch is validated (CRC included), the indexes are
+    /// rebuilt, and the file is cut at the first torn or corrupt batch.
+    Nothing,
+    /// The segment lies wholly below the log's recovery point: its saved
+    /// indexes (when usable) and a walk over the batch headers after the
+    /// last index entry.
+    Sealed,
+    /// The same, but only if that walk ends at or below this offset (the
+    /// log's recovery point): what a clean shutdown leaves of the segment
+    /// it was appending to. Its transaction index is rebuilt from the
+    /// batch headers, as that file is only written when a segment is
+    /// sealed.
+    Below(i64),
+}
+
 #[derive(Debug)]
 pub struct Segment {
     pub(super) base_offset: i64,
@@ -139,31 +158,43 @@ impl Segment {
         }
     }
 
-    /// Opens an existing segment. A sealed segment with valid index files
-    /// is trusted; otherwise (`recover`, or indexes missing/inconsistent)
-    /// every batch is validated, indexes are rebuilt, and the file is cut at
-    /// the first torn or corrupt batch.
+    /// Opens an existing segment, taking from disk what `trust` allows
+    /// (see [`Trust`]); when the saved indexes are missing, inconsistent or
+    /// not allowed, every batch is validated, indexes are rebuilt, and the
+    /// file is cut at the first torn or corrupt batch.
     pub fn open(
         dir: &Path,
         base_offset: i64,
         index_interval: u32,
-        recover: bool,
+        trust: Trust,
         now_ms: i64,
     ) -> io::Result<(Self, Option<Truncation>)> {
         let file = Self::open_file(&Self::log_path(dir, base_offset), false)?;
         let len = file.metadata()?.len();
         let mut seg = Self::empty(dir, base_offset, file, index_interval, now_ms);
-        if !recover && seg.load_indexes(len)? {
-            seg.txns = TxnIndex::load(&seg.txn_index_path(), base_offset, seg.next_offset)?;
-            return Ok((seg, None));
+        match trust {
+            Trust::Sealed if seg.load_indexes(len)? => {
+                seg.txns = TxnIndex::load(&seg.txn_index_path(), base_offset, seg.next_offset)?;
+                return Ok((seg, None));
+            }
+            Trust::Below(point) if seg.load_indexes(len)? && seg.next_offset <= point => {
+                seg.txns = Some(seg.scan_txns()?);
+                return Ok((seg, None));
+            }
+            _ => {}
         }
+        // A failed or refused load may have filled in some of the state.
+        let file = Arc::try_unwrap(seg.file).expect("not shared yet");
+        let mut seg = Self::empty(dir, base_offset, file, index_interval, now_ms);
         seg.remove_saved_indexes();
         let truncation = seg.recover(len)?;
         Ok((seg, truncation))
     }
 
     /// Loads saved indexes and finds the end of the segment by walking
-    /// headers after the last indexed batch. False when indexes are unusable.
+    /// headers after the last indexed batch, indexing what it walks (after
+    /// a clean shutdown the saved indexes may end before the segment does).
+    /// False when indexes are unusable.
     fn load_indexes(&mut self, len: u64) -> io::Result<bool> {
         let Some(index) = OffsetIndex::load(&self.index_path(), len)? else {
             return Ok(false);
@@ -187,11 +218,11 @@ impl Segment {
             if h.batch_length < (HEADER_LEN - LOG_OVERHEAD) as i32
                 || pos + h.total_len() as u64 > len
                 || h.base_offset < self.next_offset
+                || h.last_offset() - self.base_offset > i64::from(u32::MAX)
             {
                 return Ok(false);
             }
-            self.next_offset = h.next_offset();
-            self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
+            self.track(&h, pos as u32);
             pos += h.total_len() as u64;
         }
         self.size = len;
@@ -472,8 +503,13 @@ impl Segment {
         })?;
         self.max_timestamp = max_ts;
         self.bytes_since_index = since;
-        // Saved indexes no longer match; the segment is active again.
+        // Saved indexes no longer match; the segment is active again. Their
+        // removal is made durable before anything is appended at the
+        // positions they describe: after a crash, files brought back by the
+        // directory would map offsets to positions now holding other
+        // batches, and could be trusted (see [`Trust::Below`]).
         self.remove_saved_indexes();
+        super::index::sync_dir(&self.dir)?;
         self.txns = Some(self.scan_txns()?);
         Ok(())
     }
@@ -493,6 +529,17 @@ impl Segment {
             Some(txns) => txns.save(&self.txn_index_path()),
             None => Ok(()),
         }
+    }
+
+    /// Writes the offset and time index files of the segment being
+    /// appended to, at a clean shutdown, so the next start can trust it
+    /// (see [`Trust::Below`]) instead of validating every batch. Not
+    /// fsynced: they are derived from the segment and checked on load, and
+    /// a file lost or cut short by a crash is either refused or a valid
+    /// prefix (the header walk indexes the rest).
+    pub fn save_indexes_for_restart(&self) -> io::Result<()> {
+        self.index.save_unsynced(&self.index_path())?;
+        self.time_index.save_unsynced(&self.time_index_path())
     }
 
     /// fdatasync of the segment file.
@@ -628,7 +675,7 @@ mod tests {
         for cut in 0..=full.len() {
             let d = tempfile::tempdir().unwrap();
             fs::write(Segment::log_path(d.path(), 100), &full[..cut]).unwrap();
-            let (seg, trunc) = Segment::open(d.path(), 100, 0, true, 0).unwrap();
+            let (seg, trunc) = Segment::open(d.path(), 100, 0, Trust::Nothing, 0).unwrap();
             let whole = ends.iter().filter(|&&e| e <= cut).count();
             let valid_len = if whole == 0 { 0 } else { ends[whole - 1] };
             assert_eq!(seg.size(), valid_len as u64, "cut {cut}");
@@ -657,7 +704,7 @@ mod tests {
         let third = written[0].len() * 2;
         full[third + 40] ^= 0xff; // inside the third batch's CRC range
         fs::write(&path, &full).unwrap();
-        let (seg, trunc) = Segment::open(dir.path(), 100, 0, true, 0).unwrap();
+        let (seg, trunc) = Segment::open(dir.path(), 100, 0, Trust::Nothing, 0).unwrap();
         assert_eq!(seg.next_offset(), 104);
         assert!(trunc.unwrap().reason.contains("CRC"));
     }
@@ -669,14 +716,14 @@ mod tests {
         seg.seal().unwrap();
         let (entries, next, max_ts) = (seg.index_entries(), seg.next_offset(), seg.max_timestamp());
         drop(seg);
-        let (seg, trunc) = Segment::open(dir.path(), 100, 100, false, 0).unwrap();
+        let (seg, trunc) = Segment::open(dir.path(), 100, 100, Trust::Sealed, 0).unwrap();
         assert!(trunc.is_none());
         assert_eq!(seg.index_entries(), entries);
         assert_eq!(seg.next_offset(), next);
         assert_eq!(seg.max_timestamp(), max_ts);
         // A deleted index forces a rebuild with the same result.
         fs::remove_file(dir.path().join(format!("{}.index", file_stem(100)))).unwrap();
-        let (seg2, _) = Segment::open(dir.path(), 100, 100, false, 0).unwrap();
+        let (seg2, _) = Segment::open(dir.path(), 100, 100, Trust::Sealed, 0).unwrap();
         assert_eq!(seg2.index_entries(), entries);
         assert_eq!(seg2.next_offset(), next);
     }

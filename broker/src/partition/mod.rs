@@ -939,7 +939,7 @@ impl Partition {
         {
             let log = self.log.read();
             self.save_epochs()?;
-            log.flush().map_err(|e| self.log_error(e))?;
+            log.flush_for_restart().map_err(|e| self.log_error(e))?;
         }
         self.checkpoint_high_watermark(Instant::now(), true)
     }
