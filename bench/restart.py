@@ -3,7 +3,7 @@
 A 3-broker Rill cluster gets one topic of --partitions partitions (RF=3,
 segment.bytes 1 GiB, so everything stays in the active segments) and
 --records records of 1 KiB from rill-load. Broker 0 is then stopped with
-SIGTERM and started again --repeats times, with the page cache dropped
+SIGTERM (SIGKILL with --kill) and started again --repeats times, with the page cache dropped
 before each start unless --warm-cache (dropping it needs root), and the
 seconds from launch to ready are printed. A broker that opens its logs
 reads what it does not trust from disk, so this shows what a restart costs
@@ -27,6 +27,7 @@ def main():
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--warm-cache", action="store_true", help="keep the page cache between stop and start")
+    ap.add_argument("--kill", action="store_true", help="stop broker 0 with SIGKILL (a crash) instead of SIGTERM")
     ap.add_argument("--work", required=True)
     ap.add_argument("--rill-bin", required=True)
     ap.add_argument("--rill-port", type=int, default=25500)
@@ -56,13 +57,16 @@ def main():
         held = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in
                    os.walk(os.path.join(cluster.dir, "broker-0")) for f in fs if f.endswith(".log"))
         for i in range(cfg.repeats):
+            if cfg.kill:
+                cluster.brokers[0].popen.kill()
             cluster.brokers[0].stop(cfg.stop_timeout)
             if cold:
                 os.sync()
                 with open("/proc/sys/vm/drop_caches", "w") as f:
                     f.write("3\n")
             took = cluster.restart_broker(0)
-            print(f"restart {i + 1}: broker 0, {held / 1e9:.2f} GB in segment files, "
+            print(f"restart {i + 1} after {'SIGKILL' if cfg.kill else 'SIGTERM'}: broker 0, "
+                  f"{held / 1e9:.2f} GB in segment files, "
                   f"{'cold' if cold else 'warm'} page cache: ready {took:.3f} s after launch", flush=True)
             time.sleep(2)
     finally:

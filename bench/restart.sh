@@ -5,6 +5,7 @@
 #
 #   bench/restart.sh                          # 2,000,000 records, 2 restarts
 #   bench/restart.sh --records 5000000 --warm-cache
+#   bench/restart.sh --kill                   # SIGKILL instead of SIGTERM
 #   bench/restart.sh --help                   # restart.py's options
 #
 # Installs what bench/run.sh installs, builds the release binaries

@@ -63,11 +63,12 @@ pub enum Trust {
     /// indexes (when usable) and a walk over the batch headers after the
     /// last index entry.
     Sealed,
-    /// The same, but only if that walk ends at or below this offset (the
-    /// log's recovery point): what a clean shutdown leaves of the segment
-    /// it was appending to. Its transaction index is rebuilt from the
-    /// batch headers, as that file is only written when a segment is
-    /// sealed.
+    /// Batches ending at or below this offset (the log's recovery point,
+    /// below which everything was fsynced) by their headers, starting
+    /// after the saved indexes when they are usable (a clean shutdown
+    /// saves them for the segment it was appending to); every batch after
+    /// those is validated. The transaction index is rebuilt from the batch
+    /// headers, as that file is only written when a segment is sealed.
     Below(i64),
 }
 
@@ -159,9 +160,9 @@ impl Segment {
     }
 
     /// Opens an existing segment, taking from disk what `trust` allows
-    /// (see [`Trust`]); when the saved indexes are missing, inconsistent or
-    /// not allowed, every batch is validated, indexes are rebuilt, and the
-    /// file is cut at the first torn or corrupt batch.
+    /// (see [`Trust`]) and validating every batch it does not (CRC
+    /// included): indexes are rebuilt for those, and the file is cut at the
+    /// first torn or corrupt one.
     pub fn open(
         dir: &Path,
         base_offset: i64,
@@ -173,66 +174,104 @@ impl Segment {
         let len = file.metadata()?.len();
         let mut seg = Self::empty(dir, base_offset, file, index_interval, now_ms);
         match trust {
-            Trust::Sealed if seg.load_indexes(len)? => {
-                seg.txns = TxnIndex::load(&seg.txn_index_path(), base_offset, seg.next_offset)?;
-                return Ok((seg, None));
+            Trust::Sealed => {
+                if seg.load_saved_indexes(len, i64::MAX)? {
+                    let from = seg.index.last().map_or(0, |e| u64::from(e.position));
+                    if seg.walk_headers(from, len, i64::MAX)? == Some(len) {
+                        seg.txns =
+                            TxnIndex::load(&seg.txn_index_path(), base_offset, seg.next_offset)?;
+                        return Ok((seg, None));
+                    }
+                }
             }
-            Trust::Below(point) if seg.load_indexes(len)? && seg.next_offset <= point => {
-                seg.txns = Some(seg.scan_txns()?);
-                return Ok((seg, None));
+            Trust::Below(point) => {
+                // Saved indexes (a clean shutdown) spare most of the walk;
+                // without them the walk starts at the first batch.
+                let from = if seg.load_saved_indexes(len, point)? {
+                    seg.index.last().map_or(0, |e| u64::from(e.position))
+                } else {
+                    seg.reset();
+                    0
+                };
+                if let Some(pos) = seg.walk_headers(from, len, point)? {
+                    let truncation = seg.recover(pos, len)?;
+                    seg.txns = Some(seg.scan_txns()?);
+                    return Ok((seg, truncation));
+                }
             }
-            _ => {}
+            Trust::Nothing => {}
         }
-        // A failed or refused load may have filled in some of the state.
-        let file = Arc::try_unwrap(seg.file).expect("not shared yet");
-        let mut seg = Self::empty(dir, base_offset, file, index_interval, now_ms);
+        // A refused load or walk may have filled in some of the state.
+        seg.reset();
         seg.remove_saved_indexes();
-        let truncation = seg.recover(len)?;
+        let truncation = seg.recover(0, len)?;
         Ok((seg, truncation))
     }
 
-    /// Loads saved indexes and finds the end of the segment by walking
-    /// headers after the last indexed batch, indexing what it walks (after
-    /// a clean shutdown the saved indexes may end before the segment does).
-    /// False when indexes are unusable.
-    fn load_indexes(&mut self, len: u64) -> io::Result<bool> {
+    /// Back to the state of an empty segment (the file is untouched).
+    fn reset(&mut self) {
+        self.size = 0;
+        self.next_offset = self.base_offset;
+        self.max_timestamp = -1;
+        self.index = OffsetIndex::default();
+        self.time_index = TimeIndex::default();
+        self.txns = Some(TxnIndex::default());
+        self.bytes_since_index = 0;
+    }
+
+    /// Loads the saved offset and time indexes. False when they are
+    /// missing, inconsistent, or index a batch at or above `point`.
+    fn load_saved_indexes(&mut self, len: u64, point: i64) -> io::Result<bool> {
         let Some(index) = OffsetIndex::load(&self.index_path(), len)? else {
             return Ok(false);
         };
         let max_rel = index.last().map_or(0, |e| e.relative_offset);
+        if self.base_offset + i64::from(max_rel) >= point {
+            return Ok(false);
+        }
         let Some(time_index) = TimeIndex::load(&self.time_index_path(), max_rel)? else {
             return Ok(false);
         };
-        let start = index.last().map_or(0, |e| u64::from(e.position));
         self.index = index;
         self.time_index = time_index;
         self.max_timestamp = self.time_index.last().map_or(-1, |e| e.timestamp);
-        let mut pos = start;
+        Ok(true)
+    }
+
+    /// Walks batch headers from `pos` (the start of a batch), indexing each
+    /// batch, as long as batches end at or below `point`. Returns where it
+    /// stopped (`len` when it walked the whole file), or `None` when a
+    /// header does not fit the file or the offsets before it.
+    fn walk_headers(&mut self, mut pos: u64, len: u64, point: i64) -> io::Result<Option<u64>> {
         let mut header = [0u8; HEADER_LEN];
         while pos < len {
             if len - pos < HEADER_LEN as u64 {
-                return Ok(false);
+                return Ok((point != i64::MAX).then_some(pos));
             }
             self.file.read_exact_at(&mut header, pos)?;
             let h = BatchHeader::parse(&header).expect("HEADER_LEN bytes");
+            if h.next_offset() > point {
+                break;
+            }
             if h.batch_length < (HEADER_LEN - LOG_OVERHEAD) as i32
                 || pos + h.total_len() as u64 > len
                 || h.base_offset < self.next_offset
                 || h.last_offset() - self.base_offset > i64::from(u32::MAX)
             {
-                return Ok(false);
+                return Ok(None);
             }
             self.track(&h, pos as u32);
             pos += h.total_len() as u64;
         }
-        self.size = len;
-        Ok(true)
+        self.size = pos;
+        Ok(Some(pos))
     }
 
-    /// Validates batch by batch from the start, rebuilding the indexes, and
+    /// Validates batch by batch from `from` (the start of a batch, with the
+    /// state of everything before it in place), indexing each, and
     /// truncates at the first bad batch.
-    fn recover(&mut self, len: u64) -> io::Result<Option<Truncation>> {
-        let mut pos = 0u64;
+    fn recover(&mut self, from: u64, len: u64) -> io::Result<Option<Truncation>> {
+        let mut pos = from;
         let mut buf = Vec::new();
         let mut frame = [0u8; LOG_OVERHEAD];
         let bad = loop {

@@ -776,17 +776,34 @@ fn given_a_clean_shutdown_then_the_active_segment_is_trusted_on_reopen_and_keeps
         Some(120)
     );
     assert_eq!(read_all(&log).len(), 121);
+}
 
-    // Without the saved indexes the same start validates every batch and
-    // cuts at the damaged one.
+#[test]
+fn given_a_crash_then_only_the_batches_above_the_recovery_point_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
+    fill_one_segment(&mut log);
     log.flush().unwrap();
-    drop(log);
-    std::fs::write(&path, &bytes).unwrap();
-    for ext in ["index", "timeindex"] {
-        std::fs::remove_file(path.with_extension(ext)).unwrap();
+    let path = active_log_path(&log);
+    let flushed_len = std::fs::metadata(&path).unwrap().len() as usize;
+    for i in 0..10 {
+        append_values(&mut log, &[format!("late-{i}").as_bytes()], 2000 + i);
     }
+    // A crash: offsets 120..130 were never flushed, and no index was saved.
+    drop(log);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let late = (bytes.len() - flushed_len) / 10;
+    // A record of the first batch, below the recovery point: known to be
+    // on disk, so only its header is read and the damage goes unseen.
+    bytes[super::batch::HEADER_LEN + 20] ^= 0xff;
+    // A record of the batch at offset 125, above it: validated, cut there.
+    bytes[flushed_len + 6 * late - 3] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
     let log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
-    assert_eq!(log.next_offset(), 0, "validated: cut at the first batch");
+    assert_eq!(log.next_offset(), 125);
+    let last = log.read(124, 4096, i64::MAX).unwrap();
+    assert_eq!(decode(&last.data)[0].0, 124);
+    assert_eq!(last.next_offset, 125);
 }
 
 #[test]
