@@ -204,7 +204,7 @@ pub fn compact(
         log.segments[&base].remove_saved_indexes();
         sync_dir(log.dir()).map_err(io("removing the indexes of a compacted segment"))?;
         fs::rename(&cleaned, &path).map_err(io("installing compacted segment"))?;
-        let (fresh, _) = Segment::open(
+        let (mut fresh, _) = Segment::open(
             log.dir(),
             base,
             log.config().index_interval_bytes,

@@ -362,7 +362,7 @@ impl PartitionLog {
     fn roll(&mut self, base: i64, now: i64) -> Result<(), LogError> {
         let dir = self.dir.clone();
         let ctx = |e| LogError::io(format!("rolling segment in {}", dir.display()), e);
-        self.active().save_indexes().map_err(ctx)?;
+        self.active_mut().save_indexes().map_err(ctx)?;
         let seg =
             Segment::create(&dir, base, self.config.index_interval_bytes, now).map_err(ctx)?;
         self.segments.insert(base, seg);

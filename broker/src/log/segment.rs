@@ -177,9 +177,17 @@ impl Segment {
             Trust::Sealed => {
                 if seg.load_saved_indexes(len, i64::MAX)? {
                     let from = seg.index.last().map_or(0, |e| u64::from(e.position));
+                    let saved = seg.index.len();
                     if seg.walk_headers(from, len, i64::MAX)? == Some(len) {
                         seg.txns =
                             TxnIndex::load(&seg.txn_index_path(), base_offset, seg.next_offset)?;
+                        // The files hold every entry unless the walk added
+                        // some (a different `index.interval.bytes`).
+                        if seg.index.len() == saved {
+                            let (index, time_index) = (seg.index_path(), seg.time_index_path());
+                            seg.index.keep_in_file(&index);
+                            seg.time_index.keep_in_file(&time_index);
+                        }
                         return Ok((seg, None));
                     }
                 }
@@ -407,7 +415,7 @@ impl Segment {
     /// position and header.
     pub fn find_batch(&self, offset: i64) -> io::Result<Option<(u64, BatchHeader)>> {
         let rel = (offset.max(self.base_offset) - self.base_offset).min(i64::from(u32::MAX)) as u32;
-        let mut pos = u64::from(self.index.lookup(rel).position);
+        let mut pos = u64::from(self.index.lookup(rel)?.position);
         self.scan_from(pos, |p, h| {
             pos = p;
             h.last_offset() >= offset
@@ -474,8 +482,8 @@ impl Segment {
         if self.max_timestamp < timestamp {
             return Ok(None);
         }
-        let rel = self.time_index.lookup(timestamp);
-        let pos = u64::from(self.index.lookup(rel).position);
+        let rel = self.time_index.lookup(timestamp)?;
+        let pos = u64::from(self.index.lookup(rel)?.position);
         self.scan_from(pos, |_, h| h.max_timestamp >= timestamp)
     }
 
@@ -519,7 +527,12 @@ impl Segment {
 
     /// Removes the batch holding `offset` and everything after it. The
     /// segment's end offset becomes that batch's base offset.
+    ///
+    /// The segment is the log's active one again afterwards (the ones
+    /// after it are gone), so its indexes come back to the heap.
     pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
+        self.index.load_to_heap()?;
+        self.time_index.load_to_heap()?;
         let Some((pos, h)) = self.find_batch(offset)? else {
             return Ok(());
         };
@@ -527,8 +540,8 @@ impl Segment {
         self.size = pos;
         self.next_offset = h.base_offset.max(self.base_offset);
         let rel = (h.base_offset - self.base_offset) as u32;
-        self.index.truncate_to_position(pos as u32);
-        self.time_index.truncate_to_offset(rel);
+        self.index.truncate_to_position(pos as u32)?;
+        self.time_index.truncate_to_offset(rel)?;
         self.max_timestamp = self.time_index.last().map_or(-1, |e| e.timestamp);
         // Recompute the max timestamp and index spacing of what is left
         // after the last remaining index entry.
@@ -554,20 +567,25 @@ impl Segment {
     }
 
     /// Makes the segment durable and writes its index files.
-    pub fn seal(&self) -> io::Result<()> {
+    pub fn seal(&mut self) -> io::Result<()> {
         self.file.sync_data()?;
         self.save_indexes()
     }
 
-    /// Writes the index files. They are used on the next start only while
-    /// the segment lies below the log's recovery point.
-    pub fn save_indexes(&self) -> io::Result<()> {
-        self.index.save(&self.index_path())?;
-        self.time_index.save(&self.time_index_path())?;
-        match &self.txns {
-            Some(txns) => txns.save(&self.txn_index_path()),
-            None => Ok(()),
+    /// Writes the index files of a segment no longer appended to, and from
+    /// then on looks its offsets and timestamps up in them instead of
+    /// keeping their entries on the heap. They are used on the next start
+    /// only while the segment lies below the log's recovery point.
+    pub fn save_indexes(&mut self) -> io::Result<()> {
+        let (index, time_index) = (self.index_path(), self.time_index_path());
+        self.index.save(&index)?;
+        self.time_index.save(&time_index)?;
+        if let Some(txns) = &self.txns {
+            txns.save(&self.txn_index_path())?;
         }
+        self.index.keep_in_file(&index);
+        self.time_index.keep_in_file(&time_index);
+        Ok(())
     }
 
     /// Writes the offset and time index files of the segment being
@@ -633,6 +651,11 @@ impl Segment {
     }
     pub fn index_entries(&self) -> usize {
         self.index.len()
+    }
+    /// Whether the offset index lives only in its file (a sealed segment).
+    #[cfg(test)]
+    pub fn index_saved_only(&self) -> bool {
+        self.index.is_saved_only()
     }
 }
 
@@ -751,12 +774,14 @@ mod tests {
     #[test]
     fn given_sealed_segment_then_reopen_trusts_index_and_finds_end() {
         let dir = tempfile::tempdir().unwrap();
-        let (seg, _) = filled(dir.path(), 10, 100);
+        let (mut seg, _) = filled(dir.path(), 10, 100);
         seg.seal().unwrap();
+        assert!(seg.index_saved_only());
         let (entries, next, max_ts) = (seg.index_entries(), seg.next_offset(), seg.max_timestamp());
         drop(seg);
         let (seg, trunc) = Segment::open(dir.path(), 100, 100, Trust::Sealed, 0).unwrap();
         assert!(trunc.is_none());
+        assert!(seg.index_saved_only());
         assert_eq!(seg.index_entries(), entries);
         assert_eq!(seg.next_offset(), next);
         assert_eq!(seg.max_timestamp(), max_ts);

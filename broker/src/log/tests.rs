@@ -58,6 +58,13 @@ fn given_appends_across_rolls_then_offsets_dense_and_every_offset_readable() {
         "small segment.bytes must roll: {}",
         log.segment_count()
     );
+    // Sealed segments look offsets up in their index files, not the heap.
+    let active = log.active_segment_base();
+    assert!(
+        log.segments
+            .iter()
+            .all(|(base, s)| s.index_saved_only() == (*base != active))
+    );
     let all = read_all(&log);
     assert_eq!(all.len(), 100);
     for (i, rec) in all.iter().enumerate() {
