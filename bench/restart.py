@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench as B  # noqa: E402
@@ -81,7 +80,6 @@ def main():
                   f"{held / 1e9:.2f} GB in segment files, "
                   f"{'cold' if cold else 'warm'} page cache: ready {took:.3f} s after launch, "
                   f"RSS {rss_mib(cluster.brokers[0].pid):.1f} MiB", flush=True)
-            time.sleep(2)
     finally:
         cluster.stop()
         B.Proc.kill_all()

@@ -184,9 +184,7 @@ impl Segment {
                         // The files hold every entry unless the walk added
                         // some (a different `index.interval.bytes`).
                         if seg.index.len() == saved {
-                            let (index, time_index) = (seg.index_path(), seg.time_index_path());
-                            seg.index.keep_in_file(&index);
-                            seg.time_index.keep_in_file(&time_index);
+                            seg.keep_indexes_in_files();
                         }
                         return Ok((seg, None));
                     }
@@ -198,7 +196,6 @@ impl Segment {
                 let from = if seg.load_saved_indexes(len, point)? {
                     seg.index.last().map_or(0, |e| u64::from(e.position))
                 } else {
-                    seg.reset();
                     0
                 };
                 if let Some(pos) = seg.walk_headers(from, len, point)? {
@@ -254,7 +251,9 @@ impl Segment {
         let mut header = [0u8; HEADER_LEN];
         while pos < len {
             if len - pos < HEADER_LEN as u64 {
-                return Ok((point != i64::MAX).then_some(pos));
+                // A torn tail: validation cuts it (a sealed segment's walk
+                // must reach `len`, so it is refused).
+                break;
             }
             self.file.read_exact_at(&mut header, pos)?;
             let h = BatchHeader::parse(&header).expect("HEADER_LEN bytes");
@@ -577,15 +576,21 @@ impl Segment {
     /// keeping their entries on the heap. They are used on the next start
     /// only while the segment lies below the log's recovery point.
     pub fn save_indexes(&mut self) -> io::Result<()> {
-        let (index, time_index) = (self.index_path(), self.time_index_path());
-        self.index.save(&index)?;
-        self.time_index.save(&time_index)?;
+        self.index.save(&self.index_path())?;
+        self.time_index.save(&self.time_index_path())?;
         if let Some(txns) = &self.txns {
             txns.save(&self.txn_index_path())?;
         }
+        self.keep_indexes_in_files();
+        Ok(())
+    }
+
+    /// Drops the offset and time index entries from the heap: lookups read
+    /// the saved files, which must hold exactly these entries.
+    fn keep_indexes_in_files(&mut self) {
+        let (index, time_index) = (self.index_path(), self.time_index_path());
         self.index.keep_in_file(&index);
         self.time_index.keep_in_file(&time_index);
-        Ok(())
     }
 
     /// Writes the offset and time index files of the segment being
