@@ -158,6 +158,17 @@ impl InternalTls {
     pub fn ca_pem(&self) -> &[u8] {
         &self.ca_pem
     }
+
+    /// This process's certificate chain (PEM), for clients built without
+    /// tonic's channel.
+    pub fn cert_pem(&self) -> &[u8] {
+        &self.cert_pem
+    }
+
+    /// The private key of [`Self::cert_pem`] (PEM).
+    pub fn key_pem(&self) -> &[u8] {
+        &self.key_pem
+    }
 }
 
 /// The URI for `addr` (`host:port`, or a URI): `https://` with TLS,

@@ -32,9 +32,9 @@ use rill_proto::replication::replication_client::ReplicationClient;
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
 use tracing::{debug, info, warn};
 
+use super::channel::{Http2Channel, tls_client_config};
 use super::throttle::Throttle;
 use crate::partition::manager::ReplicaManager;
 
@@ -334,17 +334,12 @@ impl Task {
 
     /// One connection: request, answer, apply, repeat.
     async fn session(&self) -> Result<(), String> {
-        let mut endpoint = Endpoint::from_shared(grpc_uri(&self.addr, self.tls.is_some()))
-            .map_err(|e| e.to_string())?
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true);
-        if let Some(tls) = &self.tls {
-            endpoint = endpoint
-                .tls_config(tls.client(None))
-                .map_err(|e| e.to_string())?;
-        }
-        let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
-        let mut client = ReplicationClient::new(channel)
+        let uri: http::Uri = grpc_uri(&self.addr, self.tls.is_some())
+            .parse()
+            .map_err(|e| format!("{}: {e}", self.addr))?;
+        let tls = self.tls.as_deref().map(tls_client_config).transpose()?;
+        let channel = Http2Channel::connect(&uri, tls, Duration::from_secs(1)).await?;
+        let mut client = ReplicationClient::with_origin(channel, uri)
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(64 << 20);
         let (tx, rx) = mpsc::channel(1);

@@ -9,12 +9,15 @@
 //! - [`fetcher`]: the follower side of replication: one `ReplicaFetch`
 //!   stream per leader broker, whose answers are applied to the local
 //!   follower replicas.
+//! - [`channel`]: the fetcher's HTTP/2 connection to a leader, with frames
+//!   of up to 1 MiB (plaintext or internal mutual TLS).
 //! - [`throttle`]: the byte-rate limit of replicas catching up because a
 //!   reassignment adds them.
 //!
 //! Both drive the partition layer ([`crate::partition`]) from the outside;
 //! the data path never calls up into this module.
 
+pub mod channel;
 pub mod fetcher;
 pub mod link;
 pub mod throttle;
