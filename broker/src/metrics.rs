@@ -31,7 +31,8 @@ pub struct Metrics {
     pub bytes_out: IntCounterVec,
     /// Records appended, by topic.
     pub records_appended: IntCounterVec,
-    /// fsyncs by `kind`: `group_commit` (flush=fsync produce) or `interval`.
+    /// fsyncs by `kind`: `group_commit` (flush=fsync produce), `interval`,
+    /// or `syncfs` (one batched interval flush of many partitions).
     pub fsyncs: IntCounterVec,
     /// Time producers waited for durability (flush=fsync), and interval
     /// fsync duration, by `kind`.
@@ -228,7 +229,7 @@ impl Metrics {
             fsyncs: counter(
                 &r,
                 "rill_fsyncs_total",
-                "fsyncs of partition logs by kind (group_commit, interval).",
+                "fsyncs of partition logs by kind (group_commit, interval; syncfs: one sync of the data directory's filesystem covering many partitions' interval flushes).",
                 &["kind"],
             ),
             fsync_seconds: histogram(

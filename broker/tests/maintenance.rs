@@ -3,7 +3,8 @@
 //! become OUT_OF_RANGE, the metric counts them); compaction of a
 //! `cleanup.policy=compact` topic removes superseded records of sealed
 //! segments while the latest record of every key stays readable; an
-//! interval flush fsyncs `flush=replicated` data.
+//! interval flush fsyncs `flush=replicated` data, with one `syncfs` for many
+//! partitions.
 
 mod common;
 
@@ -173,5 +174,38 @@ async fn given_replicated_flush_when_flush_interval_passes_should_fsync_in_the_b
         1.0,
     )
     .await;
+    broker.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_many_partitions_due_for_an_interval_flush_then_one_syncfs_flushes_them_all_and_moves_their_recovery_points()
+ {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let broker = start(tmp.path(), |_| {}).await;
+    let mut client = connect(&broker).await;
+    let partitions = 20;
+    create_topic(&mut client, "many", partitions, &[("flush.ms", "1000")]).await;
+    for partition in 0..partitions {
+        produce(&mut client, "many", partition, simple_batch("x", 3))
+            .await
+            .expect("produce");
+    }
+    wait_metric(broker.http_addr, "rill_fsyncs_total{kind=\"syncfs\"}", 1.0).await;
+    let (_, body) = http_get(broker.http_addr, "/metrics").await;
+    assert_eq!(
+        metric_value(&body, "rill_fsyncs_total{kind=\"interval\"}").unwrap_or(0.0),
+        0.0,
+        "no partition fsynced on its own:\n{body}"
+    );
+    // The recovery points moved past every appended batch (so a restart
+    // trusts them), written after the sync.
+    for partition in 0..partitions {
+        let path = tmp
+            .path()
+            .join(format!("topics/many/{partition}/recovery-point"));
+        let point = rill_broker::log::number_file::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(point, Some(3), "{}", path.display());
+    }
     broker.shutdown().await.expect("clean shutdown");
 }

@@ -25,6 +25,7 @@ pub mod cleaner;
 pub mod config;
 mod flush;
 mod index;
+pub mod number_file;
 mod partition;
 pub mod segment;
 pub mod txnindex;

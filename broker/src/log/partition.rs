@@ -44,11 +44,16 @@ fn read_log_start(dir: &Path) -> i64 {
         .unwrap_or(0)
 }
 
+/// The recovery point on disk; 0 (validate everything) when there is none
+/// or it is unreadable.
 fn read_recovery_point(dir: &Path) -> i64 {
-    fs::read_to_string(dir.join(RECOVERY_POINT_FILE))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
+    match super::number_file::read(&dir.join(RECOVERY_POINT_FILE)) {
+        Ok(point) => point.unwrap_or(0),
+        Err(e) => {
+            warn!(dir = %dir.display(), error = %e, "unreadable recovery point; validating the whole log");
+            0
+        }
+    }
 }
 
 /// What an append did.
@@ -666,17 +671,36 @@ impl PartitionLog {
         Ok(true)
     }
 
+    /// [`Self::checkpoint`] without fsyncing the file: a crash may leave the
+    /// older recovery point or a torn one that reads as none, so the next
+    /// start validates more, never less.
+    /// For the batched interval flush, whose next sync makes it durable.
+    pub fn checkpoint_unsynced(&self) -> Result<bool, LogError> {
+        let flushed = self.flushed_offset();
+        if flushed <= self.checkpointed.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        super::number_file::write(&self.dir.join(RECOVERY_POINT_FILE), flushed, false).map_err(
+            |e| {
+                LogError::io(
+                    format!("writing recovery point in {}", self.dir.display()),
+                    e,
+                )
+            },
+        )?;
+        self.checkpointed.store(flushed, Ordering::Release);
+        Ok(true)
+    }
+
     fn write_recovery_point(&self, offset: i64) -> Result<(), LogError> {
-        super::index::write_atomically(
-            &self.dir.join(RECOVERY_POINT_FILE),
-            offset.to_string().as_bytes(),
-        )
-        .map_err(|e| {
-            LogError::io(
-                format!("writing recovery point in {}", self.dir.display()),
-                e,
-            )
-        })?;
+        super::number_file::write(&self.dir.join(RECOVERY_POINT_FILE), offset, true).map_err(
+            |e| {
+                LogError::io(
+                    format!("writing recovery point in {}", self.dir.display()),
+                    e,
+                )
+            },
+        )?;
         self.checkpointed.store(offset, Ordering::Release);
         Ok(())
     }
@@ -832,6 +856,16 @@ impl SyncHandle {
     pub fn is_done(&self) -> bool {
         self.flushed_offset() >= self.target
     }
+    /// Records that a sync of the whole filesystem, begun after this
+    /// handle was made, completed: advances the flushed offset as
+    /// [`Self::sync`] would, unless the log was truncated since.
+    pub fn synced_elsewhere(&self) {
+        let mut mark = self.flushed.lock();
+        if mark.truncations == self.truncations {
+            mark.offset = mark.offset.max(self.target);
+        }
+    }
+
     /// Blocking fdatasync; advances the flushed offset on success, unless
     /// the log was truncated since the handle was made (what was synced
     /// may no longer be what the log holds below the target).
@@ -846,10 +880,7 @@ impl SyncHandle {
         for f in &self.files {
             f.sync_data()?;
         }
-        let mut mark = self.flushed.lock();
-        if mark.truncations == self.truncations {
-            mark.offset = mark.offset.max(self.target);
-        }
+        self.synced_elsewhere();
         Ok(())
     }
 }

@@ -472,10 +472,8 @@ async fn given_concurrent_fsync_appenders_then_group_commit_shares_fsyncs() {
 }
 
 fn recovery_point(dir: &Path) -> i64 {
-    std::fs::read_to_string(dir.join("recovery-point"))
+    super::number_file::read(&dir.join("recovery-point"))
         .unwrap()
-        .trim()
-        .parse()
         .unwrap()
 }
 
@@ -552,8 +550,7 @@ fn given_an_fsync_started_before_a_truncation_when_it_completes_then_new_appends
     );
     log.checkpoint().unwrap();
     drop(log);
-    let text = std::fs::read_to_string(dir.path().join("recovery-point")).unwrap();
-    assert_eq!(text.trim(), "2", "recovery point");
+    assert_eq!(recovery_point(dir.path()), 2, "recovery point");
     // A fresh fsync covers them.
     let log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
     log.flush().unwrap();

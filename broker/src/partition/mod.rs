@@ -59,7 +59,7 @@ pub use produce::ProducerView;
 pub use role::{IsrProposal, ReplicaRead, Role, RoleView};
 
 use crate::log::batch::{self, BatchHeader};
-use crate::log::{FlushPolicy, GroupCommit, LogConfig, LogError, PartitionLog};
+use crate::log::{FlushPolicy, GroupCommit, LogConfig, LogError, PartitionLog, SyncHandle};
 use crate::metrics::Metrics;
 use crate::replication::epochs::EpochCache;
 use producers::ProducerStates;
@@ -901,6 +901,50 @@ impl Partition {
         Ok(dirty)
     }
 
+    /// Whether this partition has unflushed appends and its `flush.ms` has
+    /// passed since its last flush.
+    fn flush_due(&self, now: Instant) -> bool {
+        if self.state.load(Ordering::Acquire) == DELETED {
+            return false;
+        }
+        let log = self.log.read();
+        log.flushed_offset() < log.next_offset()
+            && now.duration_since(*self.last_flush.lock()) >= log.config().flush_interval
+    }
+
+    /// The sync handle of this partition's unflushed appends, if it has any
+    /// (for a filesystem-wide sync, which covers partitions not yet due).
+    fn unflushed_handle(&self) -> Option<SyncHandle> {
+        if self.state.load(Ordering::Acquire) == DELETED {
+            return None;
+        }
+        let log = self.log.read();
+        (log.flushed_offset() < log.next_offset()).then(|| log.sync_handle())
+    }
+
+    /// After a filesystem-wide sync (`syncfs`) that began after `handle`
+    /// was taken: everything below its target is durable. Moves the flushed
+    /// offset, then writes the recovery point and the HW checkpoint without
+    /// fsyncing them (the next sync or the kernel's writeback makes them
+    /// durable; until then a restart finds the older ones, which is safe).
+    /// Blocking.
+    fn synced_with_filesystem(&self, handle: &SyncHandle, now: Instant) -> Result<(), Error> {
+        handle.synced_elsewhere();
+        *self.last_flush.lock() = now;
+        if self.state.load(Ordering::Acquire) == DELETED {
+            return Ok(());
+        }
+        {
+            let log = self.log.read();
+            self.save_epochs()?;
+            log.checkpoint_unsynced().map_err(|e| self.log_error(e))?;
+        }
+        self.hw_checkpoint
+            .maybe_write(self.high_watermark(), now, false, false)
+            .map_err(|e| self.io_error("writing the high watermark checkpoint", e))?;
+        Ok(())
+    }
+
     /// Saves the epoch cache if it holds an unsaved epoch, then writes the
     /// recovery point: recovery re-reads epochs only from the recovery
     /// point on, so it must never pass a batch whose epoch the file lacks.
@@ -926,7 +970,7 @@ impl Partition {
     /// [`hw_checkpoint::INTERVAL`] unless `force`).
     fn checkpoint_high_watermark(&self, now: Instant, force: bool) -> Result<(), Error> {
         self.hw_checkpoint
-            .maybe_write(self.high_watermark(), now, force)
+            .maybe_write(self.high_watermark(), now, force, true)
             .map_err(|e| self.io_error("writing the high watermark checkpoint", e))?;
         Ok(())
     }

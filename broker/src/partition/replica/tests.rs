@@ -276,10 +276,8 @@ async fn given_a_new_leader_epoch_then_it_is_saved_before_the_recovery_point_pas
     assert!(b0.flush_if_due(later).await.unwrap(), "unflushed data");
     assert!(!b0.epochs.lock().is_unsaved());
     assert_eq!(on_disk(), &[(3, 0), (4, 2)]);
-    let recovery_point: i64 = std::fs::read_to_string(dir.path().join("recovery-point"))
+    let recovery_point = crate::log::number_file::read(&dir.path().join("recovery-point"))
         .unwrap()
-        .trim()
-        .parse()
         .unwrap();
     assert_eq!(
         recovery_point, 3,
