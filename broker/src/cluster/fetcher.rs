@@ -108,7 +108,6 @@ impl Fetchers {
     /// by a reassignment and not in the ISR yet.
     pub fn follow(&self, leader: i32, addr: &str, topic: &str, partition: i32, throttled: bool) {
         let key = (topic.to_owned(), partition);
-        self.generation.fetch_add(1, Ordering::AcqRel);
         if throttled {
             self.throttled.lock().insert(key.clone());
         } else {
@@ -130,6 +129,9 @@ impl Fetchers {
             .entry(leader)
             .or_insert_with(|| self.spawn(leader, addr));
         f.partitions.lock().insert(key);
+        // After the change, so a request that sees the new generation also
+        // sees the partitions it counts.
+        self.generation.fetch_add(1, Ordering::AcqRel);
         f.added.notify_one();
     }
 
@@ -137,12 +139,12 @@ impl Fetchers {
     /// longer hosts it).
     pub fn unfollow(&self, topic: &str, partition: i32) {
         let key = (topic.to_owned(), partition);
-        self.generation.fetch_add(1, Ordering::AcqRel);
         self.throttled.lock().remove(&key);
         let mut all = self.by_leader.lock();
         for f in all.values() {
             f.partitions.lock().remove(&key);
         }
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Self::stop_idle(&mut all);
     }
 
@@ -259,11 +261,6 @@ impl Task {
         let now = tokio::time::Instant::now();
         let generation = self.generation.load(Ordering::Acquire);
         let in_debt = self.throttle.wait().is_some();
-        let mut followed: BTreeSet<Key> = self.partitions.lock().clone();
-        if in_debt {
-            let throttled = self.throttled.lock();
-            followed.retain(|k| !throttled.contains(k));
-        }
         if version < 2 {
             // Every request names every partition and starts afresh.
             told.positions.clear();
@@ -273,15 +270,23 @@ impl Task {
                 now >= at + FULL_CHECK || g != generation || debt != in_debt
             });
         let answered = std::mem::take(&mut told.answered);
-        let check: Vec<Key> = if full {
+        // The followed set is copied only for a full check: between them
+        // it is unchanged (every change bumps the generation), so the
+        // previous answer's partitions are all still followed. Copying it
+        // every round cost more than the rest of the round with thousands
+        // of partitions.
+        let followed: Option<BTreeSet<Key>> = full.then(|| {
+            let mut followed = self.partitions.lock().clone();
+            if in_debt {
+                let throttled = self.throttled.lock();
+                followed.retain(|k| !throttled.contains(k));
+            }
             told.last_full = Some((now, generation, in_debt));
-            followed.iter().cloned().collect()
-        } else {
-            answered
-                .iter()
-                .filter(|k| followed.contains(*k))
-                .cloned()
-                .collect()
+            followed
+        });
+        let check: Vec<Key> = match &followed {
+            Some(followed) => followed.iter().cloned().collect(),
+            None => answered.iter().cloned().collect(),
         };
         let mut partitions = Vec::new();
         let mut forgotten: Vec<pb::PartitionKey> = Vec::new();
@@ -307,15 +312,17 @@ impl Task {
             }
         }
         // Partitions this broker no longer follows here.
-        let gone: Vec<Key> = told
-            .positions
-            .keys()
-            .filter(|k| !followed.contains(*k))
-            .cloned()
-            .collect();
-        for key in gone {
-            told.positions.remove(&key);
-            forget(key, &mut forgotten);
+        if let Some(followed) = &followed {
+            let gone: Vec<Key> = told
+                .positions
+                .keys()
+                .filter(|k| !followed.contains(*k))
+                .cloned()
+                .collect();
+            for key in gone {
+                told.positions.remove(&key);
+                forget(key, &mut forgotten);
+            }
         }
         if told.positions.is_empty() && forgotten.is_empty() {
             return None;
