@@ -180,6 +180,8 @@ pub struct Partition {
     state: AtomicU8,
     /// When the interval flusher last fsynced this log.
     last_flush: parking_lot::Mutex<Instant>,
+    /// When a batched interval flush last wrote the recovery point.
+    recovery_point_written: parking_lot::Mutex<Option<Instant>>,
     /// Where the HW survives a restart.
     hw_checkpoint: hw_checkpoint::HighWatermarkCheckpoint,
     /// Standalone, leader (with follower state) or follower. Changed only
@@ -254,6 +256,7 @@ impl Partition {
             syncs_reported: AtomicU64::new(0),
             state: AtomicU8::new(OPEN),
             last_flush: parking_lot::Mutex::new(Instant::now()),
+            recovery_point_written: parking_lot::Mutex::new(None),
             hw_checkpoint,
             role: parking_lot::Mutex::new(Role::Standalone),
             epochs: parking_lot::Mutex::new(epochs),
@@ -924,17 +927,27 @@ impl Partition {
 
     /// After a filesystem-wide sync (`syncfs`) that began after `handle`
     /// was taken: everything below its target is durable. Moves the flushed
-    /// offset, then writes the recovery point and the HW checkpoint without
-    /// fsyncing them (the next sync or the kernel's writeback makes them
-    /// durable; until then a restart finds the older ones, which is safe).
-    /// Blocking.
+    /// offset, then writes the recovery point and the HW checkpoint, each at
+    /// most every [`hw_checkpoint::INTERVAL`] and without fsyncing them (the
+    /// next sync or the kernel's writeback makes them durable; until then a
+    /// restart finds the older ones and validates more, which is safe).
+    /// With thousands of partitions, writing both every `flush.ms` was a
+    /// large part of a broker's CPU. Blocking.
     fn synced_with_filesystem(&self, handle: &SyncHandle, now: Instant) -> Result<(), Error> {
         handle.synced_elsewhere();
         *self.last_flush.lock() = now;
         if self.state.load(Ordering::Acquire) == DELETED {
             return Ok(());
         }
-        {
+        let point_due = {
+            let mut written = self.recovery_point_written.lock();
+            let due = written.is_none_or(|at| now.duration_since(at) >= hw_checkpoint::INTERVAL);
+            if due {
+                *written = Some(now);
+            }
+            due
+        };
+        if point_due {
             let log = self.log.read();
             self.save_epochs()?;
             log.checkpoint_unsynced().map_err(|e| self.log_error(e))?;
