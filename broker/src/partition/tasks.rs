@@ -112,9 +112,9 @@ async fn flush_loop(manager: Arc<ReplicaManager>, metrics: Arc<Metrics>, stop: C
 /// [`SYNCFS_MIN_PARTITIONS`] partitions have unflushed appends, one
 /// `syncfs` of the data directory's filesystem replaces the fsyncs of all
 /// of them (those not due yet are flushed early, and from then on fall due
-/// together), and their recovery points and HW checkpoints are written
-/// without fsyncs of their own. One sync instead of three or more per
-/// partition each `flush.ms`. Returns whether it ran; when the `syncfs`
+/// together), and their recovery points and HW checkpoints are written at
+/// most every 5 s, without fsyncs of their own. One sync instead of
+/// several per partition each `flush.ms`. Returns whether it ran; when the `syncfs`
 /// fails, the per-partition fsyncs run instead and report each partition's
 /// error.
 async fn flush_filesystem(
