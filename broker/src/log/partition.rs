@@ -480,7 +480,7 @@ impl PartitionLog {
     fn lower_recovery_point(&mut self, offset: i64) -> Result<(), LogError> {
         self.flushed.lock().truncated(offset);
         if self.checkpointed.load(Ordering::Acquire) > offset {
-            self.write_recovery_point(offset)?;
+            self.write_recovery_point(offset, true)?;
         }
         Ok(())
     }
@@ -562,7 +562,7 @@ impl PartitionLog {
             mark.truncated(offset);
             mark.offset = offset;
         }
-        self.write_recovery_point(offset)?;
+        self.write_recovery_point(offset, true)?;
         info!(dir = %self.dir.display(), offset, "log reset");
         Ok(())
     }
@@ -663,12 +663,7 @@ impl PartitionLog {
     /// Writes the flushed offset to disk as the recovery point if it moved
     /// since last written. Returns whether it wrote.
     pub fn checkpoint(&self) -> Result<bool, LogError> {
-        let flushed = self.flushed_offset();
-        if flushed <= self.checkpointed.load(Ordering::Acquire) {
-            return Ok(false);
-        }
-        self.write_recovery_point(flushed)?;
-        Ok(true)
+        self.checkpoint_flushed(true)
     }
 
     /// [`Self::checkpoint`] without fsyncing the file: a crash may leave the
@@ -676,24 +671,20 @@ impl PartitionLog {
     /// start validates more, never less.
     /// For the batched interval flush, whose next sync makes it durable.
     pub fn checkpoint_unsynced(&self) -> Result<bool, LogError> {
+        self.checkpoint_flushed(false)
+    }
+
+    fn checkpoint_flushed(&self, durable: bool) -> Result<bool, LogError> {
         let flushed = self.flushed_offset();
         if flushed <= self.checkpointed.load(Ordering::Acquire) {
             return Ok(false);
         }
-        super::number_file::write(&self.dir.join(RECOVERY_POINT_FILE), flushed, false).map_err(
-            |e| {
-                LogError::io(
-                    format!("writing recovery point in {}", self.dir.display()),
-                    e,
-                )
-            },
-        )?;
-        self.checkpointed.store(flushed, Ordering::Release);
+        self.write_recovery_point(flushed, durable)?;
         Ok(true)
     }
 
-    fn write_recovery_point(&self, offset: i64) -> Result<(), LogError> {
-        super::number_file::write(&self.dir.join(RECOVERY_POINT_FILE), offset, true).map_err(
+    fn write_recovery_point(&self, offset: i64, durable: bool) -> Result<(), LogError> {
+        super::number_file::write(&self.dir.join(RECOVERY_POINT_FILE), offset, durable).map_err(
             |e| {
                 LogError::io(
                     format!("writing recovery point in {}", self.dir.display()),
