@@ -239,8 +239,9 @@ impl Partition {
             partition: id,
             source: LogError::io("reading the leader epoch cache".to_owned(), e),
         })?;
-        // Entries past the recovered log end describe data that is gone.
-        let _ = epochs.truncate_from_end(log.next_offset());
+        // Entries past the recovered log end describe data that is gone
+        // (or a truncation that did not reach the file before a crash).
+        epochs.truncate_from_end(log.next_offset());
         rebuild_epochs(&mut epochs, &log).map_err(|source| Error::Log {
             topic: topic.to_string(),
             partition: id,
@@ -1016,9 +1017,9 @@ fn rebuild_epochs(epochs: &mut EpochCache, log: &PartitionLog) -> Result<(), Log
     };
     for h in log.batch_headers_from(from)? {
         if h.partition_leader_epoch > epochs.latest_epoch() {
-            epochs
-                .assign(h.partition_leader_epoch, h.base_offset)
-                .map_err(|e| LogError::io("rebuilding the leader epoch cache".to_owned(), e))?;
+            // Saved with the next recovery point, which is what these
+            // batches above the recovery point wait for.
+            epochs.assign_unsaved(h.partition_leader_epoch, h.base_offset);
         }
     }
     Ok(())

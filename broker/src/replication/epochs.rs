@@ -11,15 +11,20 @@
 //! The file is `leader-epoch-checkpoint` in the partition directory, one
 //! `epoch start_offset` line per entry, replaced atomically on change.
 //!
-//! A leader's new epoch ([`EpochCache::assign_unsaved`]) is only held in
-//! memory until the partition's next interval flush saves it
+//! A leader's new epoch, a follower's first batch of a new epoch
+//! ([`EpochCache::assign_unsaved`]) and a truncation
+//! ([`EpochCache::truncate_from_end`], [`EpochCache::clear`]) are only
+//! held in memory until the partition's next flush saves them
 //! ([`EpochCache::save_if_unsaved`]), which happens before the recovery
-//! point may pass any batch of that epoch. A broker taking over thousands
+//! point may pass any batch of a new epoch. A broker taking over thousands
 //! of leaderships at once would otherwise wait for two fsyncs per
-//! partition before serving any of them. Nothing is lost by a crash
-//! before the save: recovery re-reads the batches from the recovery point
-//! on and adds the epochs they carry, and an epoch without a batch here
-//! ends where the log ends, which is what the lost entry said.
+//! partition before serving any of them, and a follower whose disk is full
+//! could store a batch and then fail to record its epoch, leaving its
+//! producer and transaction state behind its log. Nothing is lost by a
+//! crash before the save: recovery re-reads the batches from the recovery
+//! point on and adds the epochs they carry, an epoch without a batch here
+//! ends where the log ends, which is what the lost entry said, and entries
+//! past the recovered log end are dropped when the partition opens.
 
 use std::fs;
 use std::io;
@@ -137,20 +142,27 @@ impl EpochCache {
     }
 
     /// Forgets epochs that start at or after `end_offset` (the log was
-    /// truncated there).
-    pub fn truncate_from_end(&mut self, end_offset: i64) -> io::Result<()> {
+    /// truncated there). In memory: the file follows at the next
+    /// [`EpochCache::save_if_unsaved`]. Until then it may hold entries past
+    /// the log end, which [`crate::partition::Partition`] drops again when
+    /// it opens the log, so the change cannot be lost by a crash, and a
+    /// full disk cannot leave the replica's state half truncated. Returns
+    /// whether entries went.
+    pub fn truncate_from_end(&mut self, end_offset: i64) -> bool {
         let before = self.entries.len();
         self.entries.retain(|(_, o)| *o < end_offset);
-        if self.entries.len() != before {
-            self.save()?;
-        }
-        Ok(())
+        let changed = self.entries.len() != before;
+        self.unsaved |= changed;
+        changed
     }
 
-    /// The log was emptied and restarts at `offset`.
-    pub fn clear(&mut self) -> io::Result<()> {
-        self.entries.clear();
-        self.save()
+    /// The log was emptied and restarts at some offset. In memory, like
+    /// [`EpochCache::truncate_from_end`].
+    pub fn clear(&mut self) {
+        if !self.entries.is_empty() {
+            self.entries.clear();
+            self.unsaved = true;
+        }
     }
 
     fn save(&mut self) -> io::Result<()> {
@@ -224,14 +236,21 @@ mod tests {
         c.assign(1, 0).unwrap();
         c.assign(2, 10).unwrap();
         c.assign(5, 20).unwrap();
-        c.truncate_from_end(20).unwrap();
+        assert!(c.truncate_from_end(20));
         assert_eq!(c.entries(), &[(1, 0), (2, 10)]);
+        assert_eq!(
+            EpochCache::open(dir.path()).unwrap().entries(),
+            &[(1, 0), (2, 10), (5, 20)],
+            "a truncation reaches the file only when saved"
+        );
+        c.save_if_unsaved().unwrap();
         let again = EpochCache::open(dir.path()).unwrap();
         assert_eq!(again.entries(), c.entries());
         // A newer epoch starting where an empty older one starts replaces it.
         c.assign(6, 10).unwrap();
         assert_eq!(c.entries(), &[(1, 0), (6, 10)]);
-        c.clear().unwrap();
+        c.clear();
+        c.save_if_unsaved().unwrap();
         assert_eq!(EpochCache::open(dir.path()).unwrap().latest(), None);
     }
 

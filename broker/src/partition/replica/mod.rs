@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::role::{IsrProposal, ReplicaRead, Role, RoleView};
 use super::{Error, Partition};
@@ -386,14 +386,17 @@ impl Partition {
             let info = log
                 .append_replicated(&records)
                 .map_err(|e| self.log_error(e))?;
+            // The batches are in the log now: everything below is memory
+            // only and cannot fail, so the replica's state never lags its
+            // log. A new epoch reaches the file at the next flush, before
+            // the recovery point passes it (replication::epochs); a write
+            // here could fail on a full disk after the append succeeded.
             let mut epochs = self.epochs.lock();
             let mut pos = 0;
             while pos + HEADER_LEN <= records.len() {
                 let h = BatchHeader::parse(&records[pos..]).expect("validated by append");
                 if h.partition_leader_epoch > epochs.latest_epoch() {
-                    epochs
-                        .assign(h.partition_leader_epoch, h.base_offset)
-                        .map_err(|e| self.io_error("recording the leader epoch", e))?;
+                    epochs.assign_unsaved(h.partition_leader_epoch, h.base_offset);
                 }
                 pos += LOG_OVERHEAD + h.batch_length as usize;
             }
@@ -438,20 +441,33 @@ impl Partition {
             let (own_epoch, own_end) = epochs.end_offset_for(epoch, leo);
             (own_epoch >= 0).then_some(end_offset.min(own_end))
         };
+        let truncated = match target {
+            Some(t) => log.truncate_to(t),
+            None => log.reset_to(leader_log_start),
+        };
+        if let Err(e) = truncated {
+            // Part of it may be done (segments deleted, the recovery point
+            // not yet lowered): the replica's state no longer matches its
+            // log, so it stops serving and fetching, as after an fsync
+            // error, rather than report a log end it does not have.
+            error!(topic = %self.topic, partition = self.id, error = %e, "truncating the follower log failed; taking the partition offline");
+            self.state
+                .store(super::OFFLINE, std::sync::atomic::Ordering::Release);
+            self.high_watermark.send_modify(|_| {});
+            return Err(self.log_error(e));
+        }
+        // From here on everything is in memory and cannot fail, so the
+        // producer and transaction state always follow the truncated log.
         match target {
-            Some(t) => {
-                log.truncate_to(t).map_err(|e| self.log_error(e))?;
-                epochs
-                    .truncate_from_end(log.next_offset())
-                    .map_err(|e| self.io_error("truncating the leader epoch cache", e))?;
+            Some(_) => {
+                epochs.truncate_from_end(log.next_offset());
             }
-            None => {
-                log.reset_to(leader_log_start)
-                    .map_err(|e| self.log_error(e))?;
-                epochs
-                    .clear()
-                    .map_err(|e| self.io_error("clearing the leader epoch cache", e))?;
-            }
+            None => epochs.clear(),
+        }
+        if let Err(e) = epochs.save_if_unsaved() {
+            // The next flush saves it; until then a restart drops the
+            // entries past the log end itself.
+            warn!(topic = %self.topic, partition = self.id, error = %e, "saving the truncated leader epoch cache failed; the next flush retries");
         }
         let new_leo = log.next_offset();
         drop(epochs);

@@ -239,8 +239,9 @@ async fn given_a_crash_before_the_epoch_cache_was_saved_then_reopening_rebuilds_
     assert!(pump(&b0, &b1, 1).await);
     assert_eq!(b1.epochs.lock().entries(), &[(3, 0), (5, 2)]);
     drop(b1);
-    // The follower's cache never reached the disk.
-    std::fs::remove_file(d1.path().join(crate::replication::epochs::FILE)).unwrap();
+    // A follower's new epochs wait for its next flush: a crash before it
+    // leaves no cache file.
+    assert!(!d1.path().join(crate::replication::epochs::FILE).exists());
     let b1 = replica(d1.path(), 1);
     assert_eq!(b1.epochs.lock().entries(), &[(3, 0), (5, 2)]);
 }
@@ -282,6 +283,75 @@ async fn given_a_new_leader_epoch_then_it_is_saved_before_the_recovery_point_pas
     assert_eq!(
         recovery_point, 3,
         "past the epoch-4 batch, which the file names"
+    );
+}
+
+/// Makes every save of the epoch cache in `dir` fail, as on a full disk:
+/// its temporary file's name is taken by a directory.
+fn block_epoch_saves(dir: &std::path::Path) {
+    let tmp = dir
+        .join(crate::replication::epochs::FILE)
+        .with_extension(".tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let mut probe = crate::replication::epochs::EpochCache::open(dir).unwrap();
+    probe.assign_unsaved(i32::MAX, i64::MAX);
+    assert!(probe.save_if_unsaved().is_err(), "saves must fail");
+}
+
+#[tokio::test]
+async fn given_an_epoch_cache_that_cannot_be_saved_then_follower_truncations_and_appends_keep_the_replica_state_whole()
+ {
+    let (d0, d1) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (b0, b1) = (replica(d0.path(), 1), replica(d1.path(), 1));
+    b0.become_leader(0, 3, 0, vec![0, 1], vec![0, 1]).unwrap();
+    assert!(b1.become_follower(0, 3));
+    b0.produce(batch(&[b"a", b"b"]), Acks::Leader, WAIT)
+        .await
+        .unwrap();
+    assert!(pump(&b0, &b1, 1).await);
+    assert!(!pump(&b0, &b1, 1).await);
+    assert_eq!(b0.high_watermark(), 2);
+
+    // b0 leads epoch 5 and appends what never reaches b1; then b1 takes
+    // over with epoch 6 and b0's disk is full for the epoch cache.
+    b0.become_leader(0, 5, 1, vec![0, 1], vec![0, 1]).unwrap();
+    b0.produce(batch(&[b"c"]), Acks::Leader, WAIT)
+        .await
+        .unwrap();
+    block_epoch_saves(d0.path());
+    b1.become_leader(1, 6, 2, vec![0, 1], vec![0, 1]).unwrap();
+    assert!(b0.become_follower(1, 6));
+    b1.produce(batch(&[b"d"]), Acks::Leader, WAIT)
+        .await
+        .unwrap();
+
+    // The truncation completes: log end, HW and epochs all follow it.
+    assert!(pump(&b1, &b0, 0).await);
+    assert_eq!(b0.log.read().next_offset(), 2);
+    assert_eq!(*b0.log_end.borrow(), 2);
+    assert!(b0.high_watermark() <= 2);
+    assert_eq!(b0.epochs.lock().entries(), &[(3, 0)]);
+    // And the epoch-6 batch appends with its epoch recorded.
+    assert!(pump(&b1, &b0, 0).await);
+    assert_eq!(b0.log.read().next_offset(), 3);
+    assert_eq!(*b0.log_end.borrow(), 3);
+    assert_eq!(b0.epochs.lock().entries(), &[(3, 0), (6, 2)]);
+    assert_eq!(values(&b0), values(&b1));
+
+    // Once the disk has room, the next flush saves the cache.
+    std::fs::remove_dir(
+        d0.path()
+            .join(crate::replication::epochs::FILE)
+            .with_extension(".tmp"),
+    )
+    .unwrap();
+    let later = Instant::now() + Duration::from_secs(3600);
+    b0.flush_if_due(later).await.unwrap();
+    assert_eq!(
+        crate::replication::epochs::EpochCache::open(d0.path())
+            .unwrap()
+            .entries(),
+        &[(3, 0), (6, 2)]
     );
 }
 
