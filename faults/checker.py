@@ -426,6 +426,11 @@ def check_txn(producers, consumers, offsets, final, final_uncommitted=(), nemesi
                 if positions.get(p, -1) >= high and high >= hwm.get(p, high)}
     trusted = complete and bool(ends) and verified == set(ends)
     in_log = {e["value"] for e in final_uncommitted if e.get("type") == "final"}
+    # For lost commits: what the read_uncommitted read found at an acked
+    # offset (another record: overwritten; nothing: cut or skipped), and
+    # where each partition's log started.
+    log_at = {(e["partition"], e["offset"]): e["value"] for e in final_uncommitted if e.get("type") == "final"}
+    log_start = {e["partition"]: e["low"] for e in final_uncommitted if e.get("type") == "end" and "low" in e}
 
     r = {k: 0 for k in ALL_SAFETY}
     if not trusted:
@@ -468,7 +473,11 @@ def check_txn(producers, consumers, offsets, final, final_uncommitted=(), nemesi
                 r["lost_commits"] += 1
                 note("lost_commits", {**desc, "missing": missing[:6], "visible": visible[:6],
                                       "missing_but_in_log": [v for v in missing if v in in_log][:6],
-                                      "acked_at": {v: acked.get(v) for v in missing[:6]}})
+                                      "acked_at": {v: acked.get(v) for v in missing[:6]},
+                                      "in_log_at_acked_offset": {
+                                          v: log_at.get(tuple(acked[v])) for v in missing[:6] if acked.get(v)},
+                                      "log_start": {str(part_of[v]): log_start.get(part_of[v])
+                                                    for v in missing[:6]}})
         if visible and missing:
             r["intermediate_reads"] += 1
             note("intermediate_reads", {**desc, "visible": visible[:6], "missing": missing[:6]})
