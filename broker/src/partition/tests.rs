@@ -164,3 +164,23 @@ async fn given_deleted_partition_when_fetch_is_waiting_should_fail_promptly() {
         .expect("joined");
     assert!(matches!(r, Err(Error::TopicDeleted(_))), "{r:?}");
 }
+
+#[tokio::test]
+async fn given_a_clean_partition_past_its_flush_interval_then_a_due_check_restarts_its_interval() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let p = open(tmp.path(), FlushPolicy::Replicated);
+    p.serve_alone();
+    p.produce(batch(&[b"a"]), Acks::Leader, Duration::from_secs(5))
+        .await
+        .expect("produce");
+    let interval = p.config().flush_interval;
+    let t1 = Instant::now() + interval;
+    assert!(p.flush_if_due(t1).await.unwrap(), "unflushed data");
+    // Due again but clean: the checks run once, then wait an interval.
+    let t2 = t1 + interval;
+    assert!(!p.flush_if_due(t2).await.unwrap());
+    assert_eq!(*p.last_flush.lock(), t2, "the clock restarts");
+    let t3 = t2 + interval / 2;
+    assert!(!p.flush_if_due(t3).await.unwrap());
+    assert_eq!(*p.last_flush.lock(), t2, "not due yet");
+}

@@ -300,25 +300,27 @@ impl LeaderState {
                     .get(r)
                     .is_some_and(|f| now_ms.saturating_sub(f.last_caught_up_ms) <= lag_max_ms)
         };
-        let next: Vec<BrokerId> = self
+        let in_next = |r: &BrokerId| {
+            if self.committed.contains(r) {
+                keep(r)
+            } else {
+                joins(r)
+            }
+        };
+        // Compared as sets without building them: this runs for every led
+        // partition ten times a second, and almost always finds nothing.
+        let same =
+            |a: &[BrokerId], b: &[BrokerId]| a.len() == b.len() && a.iter().all(|r| b.contains(r));
+        let unchanged = self
             .replicas
             .iter()
-            .copied()
-            .filter(|r| {
-                if self.committed.contains(r) {
-                    keep(r)
-                } else {
-                    joins(r)
-                }
-            })
-            .collect();
-        let sorted = |v: &[BrokerId]| {
-            let mut v = v.to_vec();
-            v.sort_unstable();
-            v
-        };
-        let committed = sorted(&self.committed);
-        (sorted(&next) != committed || sorted(&self.isr) != committed).then_some(next)
+            .all(|r| in_next(r) == self.committed.contains(r))
+            && self.committed.iter().all(|r| self.replicas.contains(r))
+            && same(&self.isr, &self.committed);
+        if unchanged {
+            return None;
+        }
+        Some(self.replicas.iter().copied().filter(in_next).collect())
     }
 
     /// An AlterPartition with `isr` was sent.
