@@ -1184,7 +1184,10 @@ def main():
     # Short and long forms publish to faults/results/; single scenarios stay in the run directory.
     resdir = os.path.join(HERE, "results") if form != "custom" else suite.run_dir
     os.makedirs(resdir, exist_ok=True)
-    name = f"{args.target}-latest" if form == "long" else f"{args.target}-{form}-latest"
+    # A long run of one workload only (--workload plain|txn) publishes
+    # beside the full one, not over it.
+    only = f"-{args.workload}" if args.workload in ("plain", "txn") else ""
+    name = f"{args.target}{only}-latest" if form == "long" else f"{args.target}-{form}-latest"
     with open(os.path.join(resdir, name + ".json"), "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1)
     with open(os.path.join(resdir, name + ".md"), "w") as f:
