@@ -201,7 +201,12 @@ pub fn compact(
         // first (durably), so a crash after the rename cannot leave them
         // trusted next to the compacted file; a start without them
         // validates the segment and rebuilds them.
-        log.segments[&base].remove_saved_indexes();
+        // The old segment, which keeps serving reads until the compacted
+        // one replaces it, must stop looking offsets up in those files.
+        let old = log.segments.get_mut(&base).expect("listed");
+        old.indexes_to_heap()
+            .map_err(io("reading the indexes of a segment being compacted"))?;
+        old.remove_saved_indexes();
         sync_dir(log.dir()).map_err(io("removing the indexes of a compacted segment"))?;
         fs::rename(&cleaned, &path).map_err(io("installing compacted segment"))?;
         let (mut fresh, _) = Segment::open(
@@ -212,12 +217,15 @@ pub fn compact(
             0,
         )
         .map_err(io("reopening compacted segment"))?;
-        fresh.seal().map_err(io("indexing compacted segment"))?;
+        // Installed whether or not its index files can be written (a full
+        // disk): unsaved, its indexes stay on the heap.
+        let sealed = fresh.seal();
         stats.segments_rewritten += 1;
         stats.records_removed += removed;
         stats.bytes_before += log.segments[&base].size();
         stats.bytes_after += fresh.size();
         log.segments.insert(base, fresh);
+        sealed.map_err(io("indexing compacted segment"))?;
     }
     if stats.segments_rewritten > 0 {
         info!(

@@ -530,8 +530,7 @@ impl Segment {
     /// The segment is the log's active one again afterwards (the ones
     /// after it are gone), so its indexes come back to the heap.
     pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
-        self.index.load_to_heap()?;
-        self.time_index.load_to_heap()?;
+        self.indexes_to_heap()?;
         let Some((pos, h)) = self.find_batch(offset)? else {
             return Ok(());
         };
@@ -602,6 +601,13 @@ impl Segment {
     pub fn save_indexes_for_restart(&self) -> io::Result<()> {
         self.index.save_unsynced(&self.index_path())?;
         self.time_index.save_unsynced(&self.time_index_path())
+    }
+
+    /// Reads saved offset and time indexes back to the heap: lookups stop
+    /// depending on the files (which are about to go or change).
+    pub fn indexes_to_heap(&mut self) -> io::Result<()> {
+        self.index.load_to_heap()?;
+        self.time_index.load_to_heap()
     }
 
     /// fdatasync of the segment file.

@@ -855,3 +855,49 @@ fn given_a_truncation_after_a_clean_restart_then_the_next_start_does_not_use_the
     assert_eq!(log.next_offset(), 60);
     assert_eq!(read_all(&log), records);
 }
+
+#[test]
+fn given_a_compacted_segment_whose_indexes_cannot_be_saved_then_every_record_is_still_read_at_its_offset()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        ..config(400)
+    };
+    let mut log = PartitionLog::open(dir.path(), cfg).unwrap();
+    for round in 0..8 {
+        let values: Vec<String> = (0..4).map(|k| format!("round-{round}-key-{k}")).collect();
+        let keys: Vec<String> = (0..4).map(|k| format!("key-{k}")).collect();
+        let recs: Vec<Rec<'_>> = keys
+            .iter()
+            .zip(&values)
+            .map(|(k, v)| (Some(k.as_bytes()), v.as_bytes(), round))
+            .collect();
+        let mut data = encode(&recs, Compression::None);
+        log.append(&mut data, 1).unwrap();
+    }
+    assert!(log.segment_count() > 2);
+    let before = read_all(&log);
+    // A full disk, for index files: their temporary names are taken.
+    for base in log.segment_bases() {
+        std::fs::create_dir(
+            dir.path()
+                .join(format!("{}.index.tmp", segment::file_stem(base))),
+        )
+        .unwrap();
+    }
+    let end = log.next_offset();
+    assert!(
+        cleaner::compact(&mut log, end, &[]).is_err(),
+        "the compacted segment's indexes cannot be saved"
+    );
+    // The compacted segment is in place with its indexes on the heap, and
+    // every segment still reads: each record read is the one at its offset.
+    let after = read_all(&log);
+    assert!(after.len() < before.len(), "one segment was compacted");
+    for rec in &after {
+        assert_eq!(before.iter().find(|b| b.0 == rec.0), Some(rec));
+    }
+    let last = before.last().unwrap();
+    assert_eq!(after.last(), Some(last), "the newest record stays");
+}
