@@ -364,12 +364,19 @@ impl PartitionLog {
     /// the append for a whole segment's worth of dirty pages): the next
     /// flush covers it, and until the recovery point passes it, recovery
     /// validates it batch by batch.
+    ///
+    /// All or nothing: the new file is created first, so that a failure
+    /// (a full disk) never leaves the active segment sealed, its indexes
+    /// only in files, while it is still appended to.
     fn roll(&mut self, base: i64, now: i64) -> Result<(), LogError> {
         let dir = self.dir.clone();
         let ctx = |e| LogError::io(format!("rolling segment in {}", dir.display()), e);
-        self.active_mut().save_indexes().map_err(ctx)?;
         let seg =
             Segment::create(&dir, base, self.config.index_interval_bytes, now).map_err(ctx)?;
+        if let Err(e) = self.active_mut().save_indexes() {
+            let _ = seg.delete_files();
+            return Err(ctx(e));
+        }
         self.segments.insert(base, seg);
         Ok(())
     }

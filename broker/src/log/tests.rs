@@ -901,3 +901,33 @@ fn given_a_compacted_segment_whose_indexes_cannot_be_saved_then_every_record_is_
     let last = before.last().unwrap();
     assert_eq!(after.last(), Some(last), "the newest record stays");
 }
+
+#[test]
+fn given_a_roll_that_cannot_create_the_next_segment_then_the_active_segment_keeps_taking_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        LogConfig {
+            segment_bytes: 1000,
+            index_interval_bytes: 1,
+            ..LogConfig::default()
+        },
+    )
+    .unwrap();
+    append_values(&mut log, &[&[b'a'; 300]], 1);
+    append_values(&mut log, &[&[b'b'; 300]], 2);
+    // The next segment's file cannot be created (a full disk).
+    let next = log.next_offset();
+    std::fs::create_dir(segment::Segment::log_path(dir.path(), next)).unwrap();
+    let recs: Vec<Rec<'_>> = vec![(None, &[b'c'; 600][..], 3)];
+    let mut big = encode(&recs, Compression::None);
+    assert!(log.append(&mut big, 3).is_err(), "a roll was needed");
+    assert_eq!(log.segment_count(), 1);
+    // A smaller batch still fits the active segment, which is not sealed:
+    // it is indexed and read like the others.
+    append_values(&mut log, &[b"d"], 4);
+    let values: Vec<Bytes> = read_all(&log).into_iter().map(|r| r.2).collect();
+    assert_eq!(values.len(), 3);
+    assert_eq!(&values[2][..], b"d");
+    assert_eq!(log.segment_count(), 1);
+}
