@@ -431,6 +431,9 @@ def check_txn(producers, consumers, offsets, final, final_uncommitted=(), nemesi
     # where each partition's log started.
     log_at = {(e["partition"], e["offset"]): e["value"] for e in final_uncommitted if e.get("type") == "final"}
     log_start = {e["partition"]: e["low"] for e in final_uncommitted if e.get("type") == "end" and "low" in e}
+    # Errors the final reads' consumer reported (a batch it could not parse
+    # is skipped by librdkafka, so its records look missing).
+    read_errors = [e.get("error") for e in list(final) + list(final_uncommitted) if e.get("type") == "error"]
 
     r = {k: 0 for k in ALL_SAFETY}
     if not trusted:
@@ -477,7 +480,8 @@ def check_txn(producers, consumers, offsets, final, final_uncommitted=(), nemesi
                                       "in_log_at_acked_offset": {
                                           v: log_at.get(tuple(acked[v])) for v in missing[:6] if acked.get(v)},
                                       "log_start": {str(part_of[v]): log_start.get(part_of[v])
-                                                    for v in missing[:6]}})
+                                                    for v in missing[:6]},
+                                      "final_read_errors": read_errors[:5]})
         if visible and missing:
             r["intermediate_reads"] += 1
             note("intermediate_reads", {**desc, "visible": visible[:6], "missing": missing[:6]})
