@@ -42,7 +42,7 @@ use thiserror::Error;
 pub use batch::BatchError;
 pub use config::{CleanupPolicy, ConfigError, FlushPolicy, LogConfig};
 pub use flush::GroupCommit;
-pub use index::{sync_dir, write_atomically};
+pub use index::{sync_dir, write_atomically, write_replacing};
 pub use partition::{
     AppendInfo, MAX_STORED_BATCH, PartitionLog, ReadResult, RetentionResult, SyncHandle,
 };

@@ -957,8 +957,20 @@ impl Partition {
         };
         if point_due {
             let log = self.log.read();
-            self.save_epochs()?;
-            log.checkpoint_unsynced().map_err(|e| self.log_error(e))?;
+            let mut epochs = self.epochs.lock();
+            // The sync that just ran began after any earlier unsynced save.
+            epochs.synced();
+            // A new epoch is written without fsyncs too (after taking over
+            // thousands of leaderships, two fsyncs each were most of a
+            // broker's work); the recovery point waits until the next sync
+            // has made it durable, as it must never pass a batch whose
+            // epoch the file lacks.
+            epochs
+                .save_unsynced()
+                .map_err(|e| self.io_error("saving the leader epoch cache", e))?;
+            if !epochs.is_unsaved() {
+                log.checkpoint_unsynced().map_err(|e| self.log_error(e))?;
+            }
         }
         self.hw_checkpoint
             .maybe_write(self.high_watermark(), now, false, false)

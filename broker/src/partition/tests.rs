@@ -184,3 +184,37 @@ async fn given_a_clean_partition_past_its_flush_interval_then_a_due_check_restar
     assert!(!p.flush_if_due(t3).await.unwrap());
     assert_eq!(*p.last_flush.lock(), t2, "not due yet");
 }
+
+#[tokio::test]
+async fn given_a_new_leader_epoch_in_the_batched_flush_then_its_file_is_written_unsynced_and_the_recovery_point_waits_for_the_next_sync()
+ {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let p = open(tmp.path(), FlushPolicy::Replicated);
+    p.become_leader(0, 3, 0, vec![0], vec![0]).unwrap();
+    p.produce(batch(&[b"a", b"b"]), Acks::Leader, Duration::from_secs(5))
+        .await
+        .expect("produce");
+    let on_disk = || {
+        crate::replication::epochs::EpochCache::open(tmp.path())
+            .unwrap()
+            .entries()
+            .to_vec()
+    };
+    let recovery_point =
+        || crate::log::number_file::read(&tmp.path().join("recovery-point")).unwrap();
+    let t0 = Instant::now();
+    let handle = p.unflushed_handle().expect("unflushed appends");
+    p.synced_with_filesystem(&handle, t0).unwrap();
+    assert_eq!(on_disk(), &[(3, 0)], "written, without an fsync");
+    assert!(p.epochs.lock().is_unsaved(), "not durable until a sync");
+    assert_eq!(recovery_point(), None, "waits for the epoch to be durable");
+    // The next round's sync covered the file: the recovery point moves.
+    p.produce(batch(&[b"c"]), Acks::Leader, Duration::from_secs(5))
+        .await
+        .expect("produce");
+    let handle = p.unflushed_handle().expect("unflushed appends");
+    p.synced_with_filesystem(&handle, t0 + hw_checkpoint::INTERVAL)
+        .unwrap();
+    assert!(!p.epochs.lock().is_unsaved());
+    assert_eq!(recovery_point(), Some(3));
+}

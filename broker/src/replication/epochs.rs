@@ -40,6 +40,9 @@ pub struct EpochCache {
     entries: Vec<(i32, i64)>,
     /// `entries` differ from the file (an [`EpochCache::assign_unsaved`]).
     unsaved: bool,
+    /// The file was written without an fsync ([`EpochCache::save_unsynced`])
+    /// and no filesystem sync has covered it yet.
+    unsynced: bool,
 }
 
 impl EpochCache {
@@ -71,6 +74,7 @@ impl EpochCache {
             path,
             entries,
             unsaved: false,
+            unsynced: false,
         })
     }
 
@@ -115,17 +119,40 @@ impl EpochCache {
         true
     }
 
-    /// Whether entries are waiting for [`EpochCache::save_if_unsaved`].
+    /// Whether the file is not yet durably what `entries` say: entries are
+    /// waiting for [`EpochCache::save_if_unsaved`], or were written without
+    /// an fsync that no sync has covered yet.
     pub fn is_unsaved(&self) -> bool {
-        self.unsaved
+        self.unsaved || self.unsynced
     }
 
-    /// Writes the file (fsynced) if an entry was assigned without saving.
+    /// Writes the file (fsynced) unless it already durably holds `entries`.
     pub fn save_if_unsaved(&mut self) -> io::Result<()> {
-        if self.unsaved {
+        if self.is_unsaved() {
             self.save()?;
         }
         Ok(())
+    }
+
+    /// Writes the file if `entries` changed, without fsyncs (a temporary
+    /// file renamed over it): for the batched flush, whose next
+    /// filesystem-wide sync makes it durable ([`EpochCache::synced`]).
+    /// Until then [`EpochCache::is_unsaved`] stays true, so the recovery
+    /// point must wait. Returns whether it wrote.
+    pub fn save_unsynced(&mut self) -> io::Result<bool> {
+        if !self.unsaved {
+            return Ok(false);
+        }
+        crate::log::write_replacing(&self.path, self.encode().as_bytes())?;
+        self.unsaved = false;
+        self.unsynced = true;
+        Ok(true)
+    }
+
+    /// A filesystem-wide sync that began after the last
+    /// [`EpochCache::save_unsynced`] completed: the file is durable.
+    pub fn synced(&mut self) {
+        self.unsynced = false;
     }
 
     /// The largest epoch <= `epoch` this replica has, with the offset where
@@ -165,13 +192,18 @@ impl EpochCache {
         }
     }
 
-    fn save(&mut self) -> io::Result<()> {
+    fn encode(&self) -> String {
         let mut text = String::new();
         for (e, o) in &self.entries {
             text.push_str(&format!("{e} {o}\n"));
         }
-        crate::log::write_atomically(&self.path, text.as_bytes())?;
+        text
+    }
+
+    fn save(&mut self) -> io::Result<()> {
+        crate::log::write_atomically(&self.path, self.encode().as_bytes())?;
         self.unsaved = false;
+        self.unsynced = false;
         Ok(())
     }
 }
@@ -252,6 +284,28 @@ mod tests {
         c.clear();
         c.save_if_unsaved().unwrap();
         assert_eq!(EpochCache::open(dir.path()).unwrap().latest(), None);
+    }
+
+    #[test]
+    fn given_an_unsynced_save_then_it_counts_as_saved_only_after_a_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = EpochCache::open(dir.path()).unwrap();
+        c.assign_unsaved(3, 0);
+        assert!(c.save_unsynced().unwrap());
+        assert_eq!(EpochCache::open(dir.path()).unwrap().entries(), &[(3, 0)]);
+        assert!(c.is_unsaved(), "not durable before a sync");
+        assert!(!c.save_unsynced().unwrap(), "nothing new to write");
+        c.synced();
+        assert!(!c.is_unsaved());
+        // A durable save also covers an unsynced one.
+        c.assign_unsaved(4, 5);
+        c.save_unsynced().unwrap();
+        c.save_if_unsaved().unwrap();
+        assert!(!c.is_unsaved());
+        assert_eq!(
+            EpochCache::open(dir.path()).unwrap().entries(),
+            &[(3, 0), (4, 5)]
+        );
     }
 
     #[test]
