@@ -55,6 +55,22 @@ async fn pump(leader: &Partition, follower: &Partition, follower_id: i32) -> boo
     }
 }
 
+/// Broker 0 leads epoch 3 with broker 1 following (min.insync.replicas
+/// 1); both hold "a" and "b" at offsets 0 and 1.
+async fn leader_epoch_3_with_a_follower(
+    d0: &std::path::Path,
+    d1: &std::path::Path,
+) -> (Arc<Partition>, Arc<Partition>) {
+    let (b0, b1) = (replica(d0, 1), replica(d1, 1));
+    b0.become_leader(0, 3, 0, vec![0, 1], vec![0, 1]).unwrap();
+    assert!(b1.become_follower(0, 3));
+    b0.produce(batch(&[b"a", b"b"]), Acks::Leader, WAIT)
+        .await
+        .unwrap();
+    assert!(pump(&b0, &b1, 1).await);
+    (b0, b1)
+}
+
 fn values(p: &Partition) -> Vec<u8> {
     let log = p.log.read();
     log.read(0, 1 << 20, log.next_offset())
@@ -224,13 +240,7 @@ async fn given_a_replica_restarted_with_records_above_its_hw_then_it_restarts_at
 #[tokio::test]
 async fn given_a_crash_before_the_epoch_cache_was_saved_then_reopening_rebuilds_it_from_the_log() {
     let (d0, d1) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (b0, b1) = (replica(d0.path(), 1), replica(d1.path(), 1));
-    b0.become_leader(0, 3, 0, vec![0, 1], vec![0, 1]).unwrap();
-    assert!(b1.become_follower(0, 3));
-    b0.produce(batch(&[b"a", b"b"]), Acks::Leader, WAIT)
-        .await
-        .unwrap();
-    assert!(pump(&b0, &b1, 1).await);
+    let (b0, b1) = leader_epoch_3_with_a_follower(d0.path(), d1.path()).await;
     b0.become_leader(0, 5, 1, vec![0, 1], vec![0, 1]).unwrap();
     assert!(b1.become_follower(0, 5));
     b0.produce(batch(&[b"c"]), Acks::Leader, WAIT)
@@ -302,13 +312,7 @@ fn block_epoch_saves(dir: &std::path::Path) {
 async fn given_an_epoch_cache_that_cannot_be_saved_then_follower_truncations_and_appends_keep_the_replica_state_whole()
  {
     let (d0, d1) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (b0, b1) = (replica(d0.path(), 1), replica(d1.path(), 1));
-    b0.become_leader(0, 3, 0, vec![0, 1], vec![0, 1]).unwrap();
-    assert!(b1.become_follower(0, 3));
-    b0.produce(batch(&[b"a", b"b"]), Acks::Leader, WAIT)
-        .await
-        .unwrap();
-    assert!(pump(&b0, &b1, 1).await);
+    let (b0, b1) = leader_epoch_3_with_a_follower(d0.path(), d1.path()).await;
     assert!(!pump(&b0, &b1, 1).await);
     assert_eq!(b0.high_watermark(), 2);
 
