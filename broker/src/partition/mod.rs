@@ -385,12 +385,19 @@ impl Partition {
                 Ok(())
             }
             Err(e) => {
-                error!(topic = %self.topic, partition = self.id, error = %e, "fsync failed; taking the partition offline");
-                self.state.store(OFFLINE, Ordering::Release);
-                self.high_watermark.send_modify(|_| {});
+                self.take_offline("fsync failed", &e);
                 Err(self.log_error(LogError::io("fsync".to_owned(), e)))
             }
         }
+    }
+
+    /// A disk error left this replica unable to trust its log: it stops
+    /// serving and fetching (a leader hands its leadership over, see
+    /// `offline_leadership`), and waiters on the HW wake to see it.
+    fn take_offline(&self, what: &str, error: &dyn std::fmt::Display) {
+        error!(topic = %self.topic, partition = self.id, %error, "{what}; taking the partition offline");
+        self.state.store(OFFLINE, Ordering::Release);
+        self.high_watermark.send_modify(|_| {});
     }
 
     /// Reads whole batches from `offset`, below the HW, waiting up to

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::role::{IsrProposal, ReplicaRead, Role, RoleView};
 use super::{Error, Partition};
@@ -450,10 +450,7 @@ impl Partition {
             // not yet lowered): the replica's state no longer matches its
             // log, so it stops serving and fetching, as after an fsync
             // error, rather than report a log end it does not have.
-            error!(topic = %self.topic, partition = self.id, error = %e, "truncating the follower log failed; taking the partition offline");
-            self.state
-                .store(super::OFFLINE, std::sync::atomic::Ordering::Release);
-            self.high_watermark.send_modify(|_| {});
+            self.take_offline("truncating the follower log failed", &e);
             return Err(self.log_error(e));
         }
         // From here on everything is in memory and cannot fail, so the
