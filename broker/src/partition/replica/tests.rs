@@ -297,8 +297,9 @@ async fn given_a_new_leader_epoch_then_it_is_saved_before_the_recovery_point_pas
 }
 
 /// Makes every save of the epoch cache in `dir` fail, as on a full disk:
-/// its temporary file's name is taken by a directory.
-fn block_epoch_saves(dir: &std::path::Path) {
+/// its temporary file's name is taken by a directory, which is returned
+/// (removing it gives the disk room again).
+fn block_epoch_saves(dir: &std::path::Path) -> std::path::PathBuf {
     let tmp = dir
         .join(crate::replication::epochs::FILE)
         .with_extension(".tmp");
@@ -306,6 +307,7 @@ fn block_epoch_saves(dir: &std::path::Path) {
     let mut probe = crate::replication::epochs::EpochCache::open(dir).unwrap();
     probe.assign_unsaved(i32::MAX, i64::MAX);
     assert!(probe.save_if_unsaved().is_err(), "saves must fail");
+    tmp
 }
 
 #[tokio::test]
@@ -322,7 +324,7 @@ async fn given_an_epoch_cache_that_cannot_be_saved_then_follower_truncations_and
     b0.produce(batch(&[b"c"]), Acks::Leader, WAIT)
         .await
         .unwrap();
-    block_epoch_saves(d0.path());
+    let blocker = block_epoch_saves(d0.path());
     b1.become_leader(1, 6, 2, vec![0, 1], vec![0, 1]).unwrap();
     assert!(b0.become_follower(1, 6));
     b1.produce(batch(&[b"d"]), Acks::Leader, WAIT)
@@ -343,12 +345,7 @@ async fn given_an_epoch_cache_that_cannot_be_saved_then_follower_truncations_and
     assert_eq!(values(&b0), values(&b1));
 
     // Once the disk has room, the next flush saves the cache.
-    std::fs::remove_dir(
-        d0.path()
-            .join(crate::replication::epochs::FILE)
-            .with_extension(".tmp"),
-    )
-    .unwrap();
+    std::fs::remove_dir(&blocker).unwrap();
     let later = Instant::now() + Duration::from_secs(3600);
     b0.flush_if_due(later).await.unwrap();
     assert_eq!(
