@@ -8,6 +8,8 @@
 //!   assigned here are opened, each gets its role (leader at the epoch,
 //!   follower of the leader, or leaderless), followers are handed to the
 //!   fetchers, and replicas or topics no longer assigned are deleted.
+//!   Only what the update names is looked at ([`Touched`]): one leader
+//!   change costs work for one partition, not for every partition here.
 //! - Periodically asks the controller for ISR changes the leaders here
 //!   propose (AlterPartition), all of one check at once.
 //! - Forwards topic create/delete to the controller.
@@ -24,7 +26,7 @@ use parking_lot::Mutex;
 use rill_controller::client::{
     AlterPartition, ClientError, ClientOptions, ControllerClient, MetadataView, Registration, Retry,
 };
-use rill_controller::{ConfigOrigin, Endpoints, NO_LEADER};
+use rill_controller::{ConfigOrigin, Endpoints, NO_LEADER, TopicState};
 use rill_proto::controller as pb;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +34,7 @@ use tracing::{debug, info, warn};
 
 use super::fetcher::Fetchers;
 use super::throttle::Throttle;
+use super::touched::Touched;
 use crate::partition::manager::{CreateTopic, ReplicaManager, TopicAdmin};
 use crate::partition::{Error, IsrProposal};
 use crate::quota::{QuotaAdmin, QuotaManager};
@@ -132,6 +135,9 @@ pub struct ClusterLink {
     /// it with every replica fetch).
     broker_epoch: Arc<AtomicI64>,
     view: Mutex<MetadataView>,
+    /// What a metadata pass that failed part way did not finish: looked at
+    /// again with the next update.
+    retry: Mutex<Touched>,
     /// Set once a full snapshot was applied (the broker is then ready).
     synced: AtomicBool,
 }
@@ -199,6 +205,7 @@ impl ClusterLink {
             registration,
             broker_epoch,
             view: Mutex::new(MetadataView::default()),
+            retry: Mutex::new(Touched::default()),
             synced: AtomicBool::new(false),
         });
         let mut backoff = START_RETRY_MIN;
@@ -316,10 +323,10 @@ impl ClusterLink {
                             self.settings.quotas.replace(quotas);
                         }
                         let snapshot = update.snapshot;
+                        let touched = Touched::of(&update);
                         let me = Arc::clone(&self);
                         let applied =
-                            tokio::task::spawn_blocking(move || me.reconcile(&view, snapshot))
-                                .await;
+                            tokio::task::spawn_blocking(move || me.reconcile(view, touched)).await;
                         if let Ok(Err(e)) | Err(e) =
                             applied.map_err(|e| Error::Controller(e.to_string()))
                         {
@@ -341,54 +348,78 @@ impl ClusterLink {
     }
 
     /// Opens the partitions `view` places here and gives each its role
-    /// (leader, follower with a fetcher, or leaderless).
-    fn apply_roles(&self, view: &MetadataView) -> Result<(), Error> {
+    /// (leader, follower with a fetcher, or leaderless): those of the
+    /// topics `touched` names, and of them the partitions it names. A
+    /// topic that fails does not stop the others; the first error is
+    /// returned.
+    fn apply_roles(&self, view: &MetadataView, touched: &Touched) -> Result<(), Error> {
         let me = self.settings.broker_id;
+        let mut first_error = None;
         for t in view.topics.values() {
-            let hosted: BTreeSet<i32> = t
-                .partitions
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.replicas.contains(&me))
-                .map(|(i, _)| i as i32)
-                .collect();
-            if hosted.is_empty() && !self.manager.local_topics().contains(&t.name) {
+            if !touched.topic(&t.name) {
                 continue;
             }
-            let partitions = self.manager.host(
-                &t.name,
-                &t.id,
-                t.partitions.len() as i32,
-                &hosted,
-                &t.config,
-            )?;
-            for p in partitions {
-                let state = &t.partitions[p.id as usize];
-                if state.leader == me {
-                    self.fetchers.unfollow(&t.name, p.id);
-                    p.become_leader(
-                        me,
-                        state.leader_epoch,
-                        state.partition_epoch,
-                        state.replicas.clone(),
-                        state.isr.clone(),
-                    )?;
-                } else if state.leader == NO_LEADER {
-                    self.fetchers.unfollow(&t.name, p.id);
-                    p.become_leaderless(state.leader_epoch);
-                } else {
-                    p.become_follower(state.leader, state.leader_epoch);
-                    match view.brokers.get(&state.leader) {
-                        Some(b) => self.fetchers.follow(
-                            state.leader,
-                            &b.endpoints.replication,
-                            &t.name,
-                            p.id,
-                            state.adding.contains(&me) && !state.isr.contains(&me),
-                        ),
-                        None => {
-                            warn!(topic = %t.name, partition = p.id, leader = state.leader, "leader is not a known broker")
-                        }
+            if let Err(e) = self.apply_topic_roles(view, t, touched) {
+                warn!(topic = %t.name, broker = me, error = %e, "could not apply the topic's metadata");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn apply_topic_roles(
+        &self,
+        view: &MetadataView,
+        t: &TopicState,
+        touched: &Touched,
+    ) -> Result<(), Error> {
+        let me = self.settings.broker_id;
+        let hosted: BTreeSet<i32> = t
+            .partitions
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.replicas.contains(&me))
+            .map(|(i, _)| i as i32)
+            .collect();
+        if hosted.is_empty() && !self.manager.local_topics().contains(&t.name) {
+            return Ok(());
+        }
+        let partitions = self.manager.host(
+            &t.name,
+            &t.id,
+            t.partitions.len() as i32,
+            &hosted,
+            &t.config,
+        )?;
+        for p in partitions {
+            let state = &t.partitions[p.id as usize];
+            if !touched.partition(&t.name, p.id, state.leader) {
+                continue;
+            }
+            if state.leader == me {
+                self.fetchers.unfollow(&t.name, p.id);
+                p.become_leader(
+                    me,
+                    state.leader_epoch,
+                    state.partition_epoch,
+                    state.replicas.clone(),
+                    state.isr.clone(),
+                )?;
+            } else if state.leader == NO_LEADER {
+                self.fetchers.unfollow(&t.name, p.id);
+                p.become_leaderless(state.leader_epoch);
+            } else {
+                p.become_follower(state.leader, state.leader_epoch);
+                match view.brokers.get(&state.leader) {
+                    Some(b) => self.fetchers.follow(
+                        state.leader,
+                        &b.endpoints.replication,
+                        &t.name,
+                        p.id,
+                        state.adding.contains(&me) && !state.isr.contains(&me),
+                    ),
+                    None => {
+                        warn!(topic = %t.name, partition = p.id, leader = state.leader, "leader is not a known broker")
                     }
                 }
             }
@@ -396,31 +427,31 @@ impl ClusterLink {
         Ok(())
     }
 
-    /// Makes the local replicas match the metadata. Blocking (opens logs).
-    fn reconcile(&self, view: &MetadataView, snapshot: bool) -> Result<(), Error> {
-        let applied = self.apply_roles(view);
+    /// Makes the local replicas match the metadata, giving roles again
+    /// to what `touched` names (and to what an earlier failed pass
+    /// named). Blocking (opens logs).
+    fn reconcile(&self, view: MetadataView, mut touched: Touched) -> Result<(), Error> {
+        touched.merge(std::mem::take(&mut *self.retry.lock()));
+        let applied = self.apply_roles(&view, &touched);
+        if applied.is_err() {
+            *self.retry.lock() = touched;
+        }
+        let gone: Vec<String> = self
+            .manager
+            .local_topics()
+            .into_iter()
+            .filter(|name| !view.topics.contains_key(name))
+            .collect();
         // Only now do Metadata answers show the new state: a broker never
         // names itself leader of a partition it does not serve yet (a
         // client sent here would get NOT_LEADER naming this same broker).
-        self.manager.set_cluster_view(view.clone());
-        applied?;
+        self.manager.set_cluster_view(view);
         // Roles are applied: services that follow leadership re-check.
         self.manager.roles_changed();
-        if snapshot {
-            for name in self.manager.local_topics() {
-                if !view.topics.contains_key(&name) {
-                    self.manager.drop_local_topic(&name);
-                }
-            }
-        } else {
-            let known: BTreeSet<String> = view.topics.keys().cloned().collect();
-            for name in self.manager.local_topics() {
-                if !known.contains(&name) {
-                    self.manager.drop_local_topic(&name);
-                }
-            }
+        for name in gone {
+            self.manager.drop_local_topic(&name);
         }
-        Ok(())
+        applied
     }
 
     async fn isr_loop(self: Arc<Self>, stop: CancellationToken) {

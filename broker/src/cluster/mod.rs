@@ -13,6 +13,8 @@
 //!   of up to 1 MiB (plaintext or internal mutual TLS).
 //! - [`throttle`]: the byte-rate limit of replicas catching up because a
 //!   reassignment adds them.
+//! - [`touched`]: which local replicas one metadata update may change, so
+//!   an update naming one partition costs work for one partition.
 //!
 //! Both drive the partition layer ([`crate::partition`]) from the outside;
 //! the data path never calls up into this module.
@@ -21,3 +23,4 @@ pub mod channel;
 pub mod fetcher;
 pub mod link;
 pub mod throttle;
+pub mod touched;

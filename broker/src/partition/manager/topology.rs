@@ -276,8 +276,10 @@ impl ReplicaManager {
 
     /// Installs the controller's metadata, which answers Metadata requests.
     pub fn set_cluster_view(&self, view: MetadataView) {
-        *self.topology.write() = Topology::Cluster(view);
+        let old = std::mem::replace(&mut *self.topology.write(), Topology::Cluster(view));
         self.topology_changed.notify_waiters();
+        // Freed outside the lock: a view of many partitions takes a while.
+        drop(old);
     }
 
     /// Number of partitions of a topic: from the controller's metadata in a
