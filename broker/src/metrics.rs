@@ -57,6 +57,12 @@ pub struct Metrics {
     pub high_watermark: IntGaugeVec,
     /// Times a local partition replica became or stopped being leader.
     pub leadership_changes: IntCounter,
+    /// Round trips of this broker's lease heartbeats to the controller, by
+    /// `outcome` (`ok`, `error`).
+    pub controller_heartbeat_seconds: HistogramVec,
+    /// Time to apply one metadata update to the local replicas, by `kind`
+    /// (`snapshot`, `delta`).
+    pub metadata_apply_seconds: HistogramVec,
     /// ISR shrinks and expands committed for partitions led here.
     pub isr_shrinks: IntCounter,
     pub isr_expands: IntCounter,
@@ -288,6 +294,20 @@ impl Metrics {
                 &r,
                 "rill_leadership_changes_total",
                 "Times a local partition replica became or stopped being leader.",
+            ),
+            controller_heartbeat_seconds: histogram(
+                &r,
+                "rill_controller_heartbeat_duration_seconds",
+                "Round trip of this broker's lease heartbeats to the metadata controller, by outcome.",
+                &["outcome"],
+                latency_buckets(),
+            ),
+            metadata_apply_seconds: histogram(
+                &r,
+                "rill_metadata_apply_duration_seconds",
+                "Time to apply one metadata update from the controller to the local replicas, by kind (snapshot, delta).",
+                &["kind"],
+                latency_buckets(),
             ),
             isr_shrinks: plain_counter(
                 &r,

@@ -260,11 +260,25 @@ impl ClusterLink {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(interval) => {}
             }
-            match self
+            let started = std::time::Instant::now();
+            let result = self
                 .client
                 .heartbeat(self.settings.broker_id, self.broker_epoch())
-                .await
-            {
+                .await;
+            let took = started.elapsed();
+            self.manager
+                .metrics()
+                .controller_heartbeat_seconds
+                .with_label_values(&[if result.is_ok() { "ok" } else { "error" }])
+                .observe(took.as_secs_f64());
+            if took > interval * 2 {
+                warn!(
+                    took_ms = took.as_millis() as u64,
+                    interval_ms = interval.as_millis() as u64,
+                    "a heartbeat to the controller was slow: the lease may expire"
+                );
+            }
+            match result {
                 Ok(reply) => interval = reply.heartbeat_interval,
                 Err(e) if e.retry() == Retry::AfterRegister => {
                     warn!(error = %e, "this broker's lease was lost; registering again");
@@ -325,8 +339,14 @@ impl ClusterLink {
                         let snapshot = update.snapshot;
                         let touched = Touched::of(&update);
                         let me = Arc::clone(&self);
+                        let started = std::time::Instant::now();
                         let applied =
                             tokio::task::spawn_blocking(move || me.reconcile(view, touched)).await;
+                        self.manager
+                            .metrics()
+                            .metadata_apply_seconds
+                            .with_label_values(&[if snapshot { "snapshot" } else { "delta" }])
+                            .observe(started.elapsed().as_secs_f64());
                         if let Ok(Err(e)) | Err(e) =
                             applied.map_err(|e| Error::Controller(e.to_string()))
                         {
