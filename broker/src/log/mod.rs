@@ -45,6 +45,7 @@ pub use flush::GroupCommit;
 pub use index::{sync_dir, write_atomically, write_replacing};
 pub use partition::{
     AppendInfo, MAX_STORED_BATCH, PartitionLog, ReadResult, RetentionResult, SyncHandle,
+    appends_in_process,
 };
 
 /// Errors of the storage layer.

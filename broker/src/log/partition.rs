@@ -12,7 +12,7 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -85,6 +85,18 @@ pub struct ReadResult {
 pub struct RetentionResult {
     pub segments_deleted: usize,
     pub bytes_deleted: u64,
+}
+
+/// Appends to every log of this process, counted after each is stored: a
+/// flusher that found nothing unflushed and sees this unchanged knows
+/// there still is nothing (see [`appends_in_process`]).
+static APPENDS: AtomicU64 = AtomicU64::new(0);
+
+/// How many appends the logs of this process have taken. Only ever grows;
+/// read it before looking at logs, and an unchanged value afterwards means
+/// no log took an append since.
+pub fn appends_in_process() -> u64 {
+    APPENDS.load(Ordering::Acquire)
 }
 
 /// One partition replica's log.
@@ -303,6 +315,7 @@ impl PartitionLog {
             .append(data, batches)
             .map_err(|e| LogError::io(format!("appending to {}", dir.display()), e))?;
         self.next_offset = last.next_offset();
+        APPENDS.fetch_add(1, Ordering::AcqRel);
         Ok(AppendInfo {
             base_offset: first.base_offset,
             last_offset: last.last_offset(),

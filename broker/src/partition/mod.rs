@@ -930,6 +930,15 @@ impl Partition {
             && now.duration_since(*self.last_flush.lock()) >= log.config().flush_interval
     }
 
+    /// Whether this partition has appends not yet made durable.
+    fn has_unflushed(&self) -> bool {
+        if self.state.load(Ordering::Acquire) == DELETED {
+            return false;
+        }
+        let log = self.log.read();
+        log.flushed_offset() < log.next_offset()
+    }
+
     /// The sync handle of this partition's unflushed appends, if it has any
     /// (for a filesystem-wide sync, which covers partitions not yet due).
     fn unflushed_handle(&self) -> Option<SyncHandle> {
