@@ -279,7 +279,7 @@ pub struct PartitionUpdate {
 }
 
 /// One message of the watch stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetadataUpdate {
     /// The controller that sent it; ignore anything older than the newest seen.
     pub controller_epoch: i64,
@@ -979,12 +979,7 @@ mod tests {
         let snap = MetadataUpdate {
             controller_epoch: 2,
             snapshot: true,
-            brokers: vec![],
-            topics: vec![],
-            partitions: vec![],
-            deleted_topics: vec![],
-            acls: None,
-            client_quotas: None,
+            ..MetadataUpdate::default()
         };
         assert!(view.apply(&snap));
         let old = MetadataUpdate {

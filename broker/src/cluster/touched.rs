@@ -103,13 +103,7 @@ mod tests {
     fn update() -> MetadataUpdate {
         MetadataUpdate {
             controller_epoch: 1,
-            snapshot: false,
-            brokers: vec![],
-            topics: vec![],
-            partitions: vec![],
-            deleted_topics: vec![],
-            acls: None,
-            client_quotas: None,
+            ..MetadataUpdate::default()
         }
     }
 
