@@ -56,11 +56,6 @@ impl Touched {
         touched
     }
 
-    /// Whether every topic must be looked at.
-    pub fn is_all(&self) -> bool {
-        self.all
-    }
-
     /// Whether `topic` as a whole (its hosted set and config) must be
     /// looked at: the topic itself changed, or any of its partitions.
     pub fn topic(&self, topic: &str) -> bool {
@@ -129,7 +124,6 @@ mod tests {
             snapshot: true,
             ..update()
         });
-        assert!(touched.is_all());
         assert!(touched.topic("a"));
         assert!(touched.partition("a", 7, 2));
     }
@@ -140,7 +134,6 @@ mod tests {
             partitions: vec![partition("a", 3)],
             ..update()
         });
-        assert!(!touched.is_all());
         assert!(touched.topic("a"));
         assert!(!touched.topic("b"));
         assert!(touched.partition("a", 3, 1));
