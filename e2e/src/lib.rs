@@ -36,8 +36,23 @@ pub async fn client() -> Client {
         "KUBECONFIG is not set: run these tests through e2e/scripts/run-tests.sh, \
          or export KUBECONFIG for a cluster with Rill's CRDs installed"
     );
+    capture_logs();
     let config = Config::infer().await.expect("a readable kubeconfig");
     Client::try_from(config).expect("a Kubernetes client")
+}
+
+/// Sends what the code under test logs (an operator run inside the test,
+/// say) to the test's captured output, which is printed when it fails.
+/// `RUST_LOG` overrides the default filter.
+pub fn capture_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .with_ansi(false)
+        .try_init();
 }
 
 /// Label on every namespace a test creates. run-tests.sh deletes the

@@ -28,6 +28,7 @@ use rill_controller::{
     ClientOptions, ControllerClient, MetadataStore, PartitionState, StoreError, TopicState,
 };
 use rill_e2e::{client, free_port, namespace, wait_for};
+use rill_operator::RunError;
 use rill_operator::config::Config;
 use rill_operator::crd::{StreamCluster, Topic};
 use rill_operator::metadata::KubeStore;
@@ -54,12 +55,50 @@ const CLUSTER: &str = "events";
 struct Operator {
     controller: String,
     stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
+    task: JoinHandle<Result<(), RunError>>,
 }
 
 impl Operator {
+    /// Starts an operator on a controller port that was free a moment ago,
+    /// and waits until it listens there. Should something else have taken
+    /// the port meanwhile, it starts again on another one.
     async fn start(client: &Client, namespace: &str, identity: &str) -> Self {
-        Self::start_on(client, namespace, identity, free_port()).await
+        for _ in 0..5 {
+            let mut operator = Self::start_on(client, namespace, identity, free_port()).await;
+            match operator.listening().await {
+                Ok(()) => return operator,
+                Err(RunError::ControllerListen { addr, source }) => {
+                    eprintln!(
+                        "operator {identity}: controller port {addr} taken ({source}); trying another"
+                    );
+                }
+                Err(e) => panic!("operator {identity} stopped before it listened: {e}"),
+            }
+        }
+        panic!("operator {identity}: no free controller port in 5 attempts");
+    }
+
+    /// Waits until the operator accepts connections on its controller port,
+    /// or returns why it stopped first.
+    async fn listening(&mut self) -> Result<(), RunError> {
+        let deadline = tokio::time::Instant::now() + OPERATOR_TIMEOUT;
+        loop {
+            if self.task.is_finished() {
+                return (&mut self.task).await.expect("operator task");
+            }
+            if tokio::net::TcpStream::connect(&self.controller)
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "operator did not listen on {} within {OPERATOR_TIMEOUT:?}",
+                self.controller
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Starts an operator whose controller port is `controller`.
@@ -92,11 +131,19 @@ impl Operator {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn({
             let client = client.clone();
+            let identity = identity.to_owned();
             async move {
-                let _ = rill_operator::run_with_client(client, config, async {
+                let result = rill_operator::run_with_client(client, config, async {
                     let _ = stopped.await;
                 })
                 .await;
+                // Shown with a failing test's output: an operator that
+                // stopped on its own (a lost Lease, a port) explains a wait
+                // that then times out.
+                if let Err(e) = &result {
+                    eprintln!("operator {identity} stopped: {e}");
+                }
+                result
             }
         });
         Self {
