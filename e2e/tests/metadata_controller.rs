@@ -120,10 +120,13 @@ impl Operator {
             namespace,
             "--identity",
             identity,
+            // A stopped operator releases the Lease, so these bound only
+            // how long a slow API server may delay renewals before the
+            // leader steps down (which ends the test's operator).
             "--lease-duration-seconds",
-            "4",
+            "12",
             "--renew-deadline-seconds",
-            "3",
+            "10",
             "--retry-period-seconds",
             "1",
         ])
