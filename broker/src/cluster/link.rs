@@ -42,8 +42,13 @@ use crate::security::{AclAdmin, AclChanges, Authorizer};
 use rill_proto::acl::{Acl, AclFilter};
 use rill_proto::quota::QuotaAlteration;
 
-/// How often leaders here check whether their ISR should change.
+/// How often leaders here check the partitions whose ISR may change
+/// soon ([`crate::partition::isr_due`]).
 const ISR_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest time between two checks of every led partition (for shrinks,
+/// which follow time alone). With a shorter `replica.lag.time.max.ms` the
+/// walk runs every tenth of it, but not more often than the check above.
+const ISR_WALK_MAX_INTERVAL: Duration = Duration::from_secs(1);
 /// Most AlterPartition requests one ISR check keeps in flight.
 const ISR_REQUESTS_IN_FLIGHT: usize = 128;
 /// Wait before retrying the controller after a failure.
@@ -475,18 +480,33 @@ impl ClusterLink {
     }
 
     async fn isr_loop(self: Arc<Self>, stop: CancellationToken) {
+        let walk_every = (self.settings.replica_lag_time_max / 10)
+            .clamp(ISR_CHECK_INTERVAL, ISR_WALK_MAX_INTERVAL);
+        let mut walked = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(ISR_CHECK_INTERVAL) => {}
             }
+            // The partitions an event marked; every partition now and then,
+            // for followers that stopped fetching.
+            let due = self.manager.isr_due().take();
+            let partitions = if walked.elapsed() >= walk_every {
+                walked = tokio::time::Instant::now();
+                self.manager.all_partitions()
+            } else {
+                due.iter()
+                    .filter_map(|(topic, id)| self.manager.partition(topic, *id).ok())
+                    .collect()
+            };
             // Every change one check finds is asked for at once (a bounded
             // number in flight), not one after the other: the controller
             // commits AlterPartition requests that arrive together with one
             // store write, so the ISR changes of many partitions (a broker
             // failed or came back) cost a few writes, not one per partition.
             let mut work = Vec::new();
-            for p in self.manager.all_partitions() {
+            for p in partitions {
+                p.isr_check_started();
                 if let Some(leader_epoch) = p.offline_leadership() {
                     work.push((p, IsrWork::Resign(leader_epoch)));
                 } else if let Some(proposal) = p.propose_isr(self.settings.replica_lag_time_max) {
@@ -564,10 +584,11 @@ impl ClusterLink {
             Ok(done) => {
                 warn!(topic = %p.topic, partition = p.id, leader = done.state.leader, "replica offline: leadership handed over");
             }
-            // Retried at every ISR check; the fsync failure itself was
+            // Retried at the next ISR check; the fsync failure itself was
             // logged as an error when it happened.
             Err(e) => {
                 debug!(topic = %p.topic, partition = p.id, error = %e, "replica offline: leadership could not be handed over");
+                p.want_isr_check();
             }
         }
     }

@@ -21,6 +21,7 @@
 //!   client request (produce, fetch, list offsets, metadata, topic admin);
 //!   it answers topology questions standalone or from the controller's
 //!   metadata.
+//! - [`isr_due`]: the partitions led here whose ISR may change soon.
 //! - [`store`]: the topics persisted in the data directory.
 //! - [`tasks`] runs interval flush, retention and
 //!   compaction in the background.
@@ -36,6 +37,7 @@
 
 pub mod error;
 mod hw_checkpoint;
+pub mod isr_due;
 pub mod manager;
 mod produce;
 pub mod producers;
@@ -46,7 +48,7 @@ pub mod tasks;
 pub mod txns;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -55,6 +57,7 @@ use tokio::sync::watch;
 use tracing::error;
 
 pub use error::Error;
+pub use isr_due::IsrDue;
 pub use produce::ProducerView;
 pub use role::{IsrProposal, ReplicaRead, Role, RoleView};
 
@@ -210,6 +213,10 @@ pub struct Partition {
     /// the coordinator to the append (see [`Partition::txn_lane`]).
     txn_lane: Arc<tokio::sync::Mutex<()>>,
     metrics: Arc<Metrics>,
+    /// Where this partition is marked for the ISR check.
+    isr_due: Arc<IsrDue>,
+    /// Marked in `isr_due` and not yet looked at.
+    isr_marked: AtomicBool,
 }
 
 impl Partition {
@@ -221,6 +228,7 @@ impl Partition {
         id: i32,
         log: PartitionLog,
         metrics: Arc<Metrics>,
+        isr_due: Arc<IsrDue>,
     ) -> Result<Self, Error> {
         let (hw_checkpoint, hw) = hw_checkpoint::HighWatermarkCheckpoint::open(
             log.dir(),
@@ -267,7 +275,22 @@ impl Partition {
             verified: parking_lot::Mutex::new(std::collections::HashMap::new()),
             txn_lane: Arc::new(tokio::sync::Mutex::new(())),
             metrics,
+            isr_due,
+            isr_marked: AtomicBool::new(false),
         })
+    }
+
+    /// Asks the ISR check to look at this partition soon (see [`isr_due`]).
+    pub(crate) fn want_isr_check(&self) {
+        if !self.isr_marked.swap(true, Ordering::AcqRel) {
+            self.isr_due.mark(&self.topic, self.id);
+        }
+    }
+
+    /// The ISR check is about to look at this partition: an event after
+    /// this marks it again.
+    pub fn isr_check_started(&self) {
+        self.isr_marked.store(false, Ordering::Release);
     }
 
     fn log_error(&self, source: LogError) -> Error {
@@ -398,6 +421,8 @@ impl Partition {
         error!(topic = %self.topic, partition = self.id, %error, "{what}; taking the partition offline");
         self.state.store(OFFLINE, Ordering::Release);
         self.high_watermark.send_modify(|_| {});
+        // A leader here must hand its leadership over.
+        self.want_isr_check();
     }
 
     /// Reads whole batches from `offset`, below the HW, waiting up to

@@ -7,7 +7,10 @@ fn open(dir: &std::path::Path, flush: FlushPolicy) -> Arc<Partition> {
         ..LogConfig::default()
     };
     let log = PartitionLog::open(dir, config).expect("open");
-    Arc::new(Partition::new("t".into(), 0, log, Arc::new(Metrics::new())).expect("partition"))
+    Arc::new(
+        Partition::new("t".into(), 0, log, Arc::new(Metrics::new()), Arc::default())
+            .expect("partition"),
+    )
 }
 
 #[tokio::test]
@@ -36,7 +39,9 @@ async fn given_an_idempotent_batch_with_an_old_create_time_in_an_old_segment_whe
         ..LogConfig::default()
     };
     let log = PartitionLog::open(tmp.path(), config).expect("open");
-    let p = Arc::new(Partition::new("t".into(), 0, log, Arc::new(Metrics::new())).unwrap());
+    let p = Arc::new(
+        Partition::new("t".into(), 0, log, Arc::new(Metrics::new()), Arc::default()).unwrap(),
+    );
     p.serve_alone();
     let wait = Duration::from_secs(5);
     let first = idempotent(&[b"once"], 7, 0, 0, 1000);

@@ -155,6 +155,7 @@ impl ReplicaManager {
         let store = self.store.clone();
         let config = old.config.clone();
         let metrics = Arc::clone(&self.metrics);
+        let isr_due = Arc::clone(&self.isr_due);
         let first_new = old.spec.partitions;
         let opened = tokio::task::spawn_blocking(move || {
             // The spec is the commit point: partitions it lists but that have
@@ -170,6 +171,7 @@ impl ReplicaManager {
                     id,
                     log,
                     Arc::clone(&metrics),
+                    Arc::clone(&isr_due),
                 )?)));
             }
             Ok::<_, Error>((spec, opened))
@@ -341,9 +343,10 @@ impl ReplicaManager {
         let store = self.store.clone();
         let defaults = self.log_defaults();
         let metrics = Arc::clone(&self.metrics);
+        let isr_due = Arc::clone(&self.isr_due);
         let topic = tokio::task::spawn_blocking(move || {
             store.save(&spec)?;
-            match open_topic(&store, &defaults, spec.clone(), &metrics) {
+            match open_topic(&store, &defaults, spec.clone(), &metrics, &isr_due) {
                 Ok(topic) => Ok(topic),
                 Err(e) => {
                     // Do not leave a half-created topic behind to be loaded

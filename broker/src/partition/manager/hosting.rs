@@ -102,6 +102,7 @@ impl ReplicaManager {
                     id,
                     log,
                     Arc::clone(&self.metrics),
+                    Arc::clone(&self.isr_due),
                 )?));
             }
         }

@@ -42,7 +42,7 @@ pub use topology::{PartitionView, TopicView};
 use super::store::{
     StoreError, TopicSpec, TopicStore, partition_topic_id, write_partition_topic_id,
 };
-use super::{Error, Partition};
+use super::{Error, IsrDue, Partition};
 use crate::log::{LogConfig, PartitionLog};
 use crate::metrics::Metrics;
 use topology::Topology;
@@ -130,6 +130,8 @@ pub struct ReplicaManager {
     /// group coordinator) watch it.
     roles: tokio::sync::watch::Sender<u64>,
     metrics: Arc<Metrics>,
+    /// Partitions led here whose ISR may change soon.
+    isr_due: Arc<IsrDue>,
     /// Settings of topics that do not override them: `settings.log_defaults`
     /// at start, then as the configuration file changes
     /// ([`ReplicaManager::set_log_defaults`]).
@@ -197,6 +199,7 @@ impl ReplicaManager {
         metrics: Arc<Metrics>,
     ) -> Result<Self, Error> {
         let mut topics = BTreeMap::new();
+        let isr_due = Arc::new(IsrDue::default());
         for mut spec in store.load_all()? {
             if spec.id.is_empty() {
                 // Created before topics had ids: it gets one, once.
@@ -204,7 +207,7 @@ impl ReplicaManager {
                 store.save(&spec)?;
                 info!(topic = %spec.name, id = %spec.id, "gave a topic created before topic ids an id");
             }
-            let topic = open_topic(&store, &settings.log_defaults, spec, &metrics)?;
+            let topic = open_topic(&store, &settings.log_defaults, spec, &metrics, &isr_due)?;
             topics.insert(topic.spec.name.clone(), Arc::new(topic));
         }
         info!(topics = topics.len(), "topics loaded");
@@ -220,7 +223,13 @@ impl ReplicaManager {
             topology_changed: tokio::sync::Notify::new(),
             roles: tokio::sync::watch::Sender::new(0),
             metrics,
+            isr_due,
         })
+    }
+
+    /// The partitions led here whose ISR may change soon.
+    pub fn isr_due(&self) -> &IsrDue {
+        &self.isr_due
     }
 
     /// The broker's metrics.
@@ -424,6 +433,7 @@ fn open_topic(
     defaults: &LogConfig,
     spec: TopicSpec,
     metrics: &Arc<Metrics>,
+    isr_due: &Arc<IsrDue>,
 ) -> Result<Topic, Error> {
     let config = defaults.clone().with_overrides(&spec.config)?;
     let name: Arc<str> = Arc::from(spec.name.as_str());
@@ -436,6 +446,7 @@ fn open_topic(
             id,
             log,
             Arc::clone(metrics),
+            Arc::clone(isr_due),
         )?)));
     }
     Ok(Topic {

@@ -146,6 +146,8 @@ impl Partition {
         replicas: Vec<i32>,
         isr: Vec<i32>,
     ) -> Result<(), Error> {
+        // New leadership, or new replicas: the ISR may have to change.
+        self.want_isr_check();
         let now = now_ms();
         let log = self.log.write();
         let mut role = self.role.lock();
@@ -330,7 +332,12 @@ impl Partition {
         if let Some(hw) = l.on_fetch(follower, follower_broker_epoch, fetch_offset, own, now) {
             self.advance_high_watermark(hw);
         }
+        // A follower outside the ISR may have caught up.
+        let outside = !l.isr().contains(&follower);
         drop(role);
+        if outside {
+            self.want_isr_check();
+        }
         let read = log
             .read(fetch_offset, max_bytes, leo)
             .map_err(|e| self.log_error(e))?;
@@ -542,6 +549,9 @@ impl Partition {
             }
             None => l.pending_failed(),
         }
+        // Proposed again after a failure, or the next change after this one.
+        drop(role);
+        self.want_isr_check();
     }
 
     /// The controller refused the ISR change as invalid (definitive, see
@@ -559,6 +569,8 @@ impl Partition {
         if let Some(hw) = l.advance(self.own_leo(&log)) {
             self.advance_high_watermark(hw);
         }
+        drop(role);
+        self.want_isr_check();
     }
 
     pub(super) fn io_error(&self, what: &str, e: std::io::Error) -> Error {

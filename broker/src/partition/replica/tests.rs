@@ -18,7 +18,7 @@ fn replica(dir: &std::path::Path, min_isr: u32) -> Arc<Partition> {
         ..LogConfig::default()
     };
     let log = PartitionLog::open(dir, config).unwrap();
-    Arc::new(Partition::new("t".into(), 0, log, Arc::new(Metrics::new())).unwrap())
+    Arc::new(Partition::new("t".into(), 0, log, Arc::new(Metrics::new()), Arc::default()).unwrap())
 }
 
 /// One follower fetch round trip; returns whether data moved.
@@ -365,7 +365,9 @@ async fn given_a_follower_whose_fsync_fails_then_it_goes_offline_and_stops_fetch
     };
     let open = |d: &std::path::Path| {
         let log = PartitionLog::open(d, fsync.clone()).unwrap();
-        Arc::new(Partition::new("t".into(), 0, log, Arc::new(Metrics::new())).unwrap())
+        Arc::new(
+            Partition::new("t".into(), 0, log, Arc::new(Metrics::new()), Arc::default()).unwrap(),
+        )
     };
     let (b0, b1) = (open(d0.path()), open(d1.path()));
     b0.become_leader(0, 1, 0, vec![0, 1], vec![0, 1]).unwrap();
@@ -496,4 +498,57 @@ async fn given_stale_or_future_follower_epoch_then_fetch_refused() {
         p.replica_fetch(1, 1, 0, -1, 6, 100).unwrap(),
         ReplicaRead::NotLeader
     );
+}
+
+#[tokio::test]
+async fn given_a_follower_outside_the_isr_when_it_fetches_then_its_partition_is_due_for_an_isr_check_once_until_checked()
+ {
+    let (d0, d1) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let due = Arc::new(crate::partition::IsrDue::default());
+    let log = PartitionLog::open(d0.path(), LogConfig::default()).unwrap();
+    let b0 = Arc::new(
+        Partition::new(
+            "t".into(),
+            0,
+            log,
+            Arc::new(Metrics::new()),
+            Arc::clone(&due),
+        )
+        .unwrap(),
+    );
+    let b1 = replica(d1.path(), 1);
+    let marked = || vec![(Arc::<str>::from("t"), 0)];
+
+    // Leadership asks for a check.
+    b0.become_leader(0, 3, 0, vec![0, 1], vec![0]).unwrap();
+    assert_eq!(due.take(), marked());
+    b0.isr_check_started();
+
+    // The follower outside the ISR fetches twice: marked once.
+    assert!(b1.become_follower(0, 3));
+    b0.produce(batch(&[b"a"]), Acks::Leader, WAIT)
+        .await
+        .unwrap();
+    assert!(pump(&b0, &b1, 1).await);
+    assert!(!pump(&b0, &b1, 1).await);
+    assert_eq!(due.take(), marked());
+
+    // The check finds it caught up; the controller's answer asks for the
+    // next check.
+    b0.isr_check_started();
+    let proposal = b0
+        .propose_isr(Duration::from_secs(10))
+        .expect("an expansion");
+    assert_eq!(proposal.isr, vec![0, 1]);
+    assert!(
+        due.take().is_empty(),
+        "nothing new while the change is pending"
+    );
+    b0.isr_change_done(3, Some((1, vec![0, 1], vec![0, 1])));
+    assert_eq!(due.take(), marked());
+    b0.isr_check_started();
+
+    // A follower in the ISR fetching marks nothing.
+    assert!(!pump(&b0, &b1, 1).await);
+    assert!(due.take().is_empty());
 }
