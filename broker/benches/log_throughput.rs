@@ -447,7 +447,7 @@ fn append_replicated(
             Ok(())
         })
     };
-    let mut buf = template.to_vec();
+    let buf = template.to_vec();
     let appends = total.div_ceil(buf.len() as u64);
     let mut latencies = Vec::with_capacity(appends as usize);
     let mut progress = Progress::new("append flush=replicated".to_owned(), total);
@@ -455,7 +455,7 @@ fn append_replicated(
     let mut bytes = 0u64;
     for _ in 0..appends {
         let t = Instant::now();
-        log.lock().append(&mut buf, 0)?;
+        log.lock().append(&buf, 0)?;
         latencies.push(t.elapsed().as_nanos() as u64);
         bytes += buf.len() as u64;
         progress.tick(bytes);
@@ -514,7 +514,7 @@ fn append_fsync(
                 Arc::clone(&remaining),
                 Arc::clone(&done_bytes),
             );
-            let mut buf = template.to_vec();
+            let buf = template.to_vec();
             handles.push(tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 // Claim one append at a time until the budget is spent.
@@ -523,7 +523,7 @@ fn append_fsync(
                     .is_ok()
                 {
                     let t = Instant::now();
-                    let info = log.lock().append(&mut buf, 0)?;
+                    let info = log.lock().append(&buf, 0)?;
                     commit
                         .wait_durable(info.next_offset, || log.lock().sync_handle())
                         .await?;

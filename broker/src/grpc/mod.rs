@@ -178,13 +178,7 @@ impl Client for ClientApi {
             let acks = acks_from(r.acks)?;
             let produced = self
                 .manager
-                .produce(
-                    &r.topic,
-                    r.partition,
-                    Vec::from(r.record_batches),
-                    acks,
-                    r.timeout_ms,
-                )
+                .produce(&r.topic, r.partition, r.record_batches, acks, r.timeout_ms)
                 .await?;
             Ok(pb::ProduceResponse {
                 base_offset: produced.base_offset,

@@ -126,13 +126,10 @@ pub async fn produce(
                         "a produce request must carry exactly one record batch per partition",
                     ));
                 }
-                let mut append = std::pin::pin!(ctx.manager.produce(
-                    &name,
-                    p.index,
-                    Vec::from(records),
-                    acks,
-                    timeout_ms
-                ));
+                let mut append = std::pin::pin!(
+                    ctx.manager
+                        .produce(&name, p.index, records, acks, timeout_ms)
+                );
                 // The produce path appends before its first wait, so one poll
                 // puts the batch in the log; then the lane is free.
                 let first = futures::poll!(&mut append);

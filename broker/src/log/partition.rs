@@ -260,19 +260,19 @@ impl PartitionLog {
 
     /// Leader append: validates producer batches (lengths, magic, CRC,
     /// record count), assigns consecutive offsets from the log end and
-    /// stamps `leader_epoch`, without re-encoding anything.
-    pub fn append(&mut self, data: &mut [u8], leader_epoch: i32) -> Result<AppendInfo, LogError> {
+    /// stamps `leader_epoch`, without re-encoding anything. `data` itself
+    /// is neither changed nor copied: each batch goes to the file as its
+    /// stamped first bytes followed by the rest of it.
+    pub fn append(&mut self, data: &[u8], leader_epoch: i32) -> Result<AppendInfo, LogError> {
         let mut batches =
             batch::validate_all(data, self.config.max_batch_bytes, batch::validate_produced)?;
         let mut next = self.next_offset;
-        for (pos, h) in &mut batches {
-            batch::set_base_offset(&mut data[*pos..], next);
-            batch::set_leader_epoch(&mut data[*pos..], leader_epoch);
+        for (_, h) in &mut batches {
             h.base_offset = next;
             h.partition_leader_epoch = leader_epoch;
             next = h.next_offset();
         }
-        self.append_validated(data, &batches)
+        self.append_validated(data, &batches, segment::Stamp::FromHeaders)
     }
 
     /// Follower append: stores a leader's batches verbatim. They must pass
@@ -290,13 +290,14 @@ impl PartitionLog {
             }
             expected = h.next_offset();
         }
-        self.append_validated(data, &batches)
+        self.append_validated(data, &batches, segment::Stamp::AsIs)
     }
 
     fn append_validated(
         &mut self,
         data: &[u8],
         batches: &[(usize, BatchHeader)],
+        stamp: segment::Stamp,
     ) -> Result<AppendInfo, LogError> {
         let first = batches
             .first()
@@ -312,7 +313,7 @@ impl PartitionLog {
         )?;
         let dir = self.dir.clone();
         self.active_mut()
-            .append(data, batches)
+            .append(data, batches, stamp)
             .map_err(|e| LogError::io(format!("appending to {}", dir.display()), e))?;
         self.next_offset = last.next_offset();
         APPENDS.fetch_add(1, Ordering::AcqRel);

@@ -81,9 +81,9 @@ fn values_for(sizes: &[usize], seed: usize) -> Vec<Vec<u8>> {
 
 fn append(log: &mut PartitionLog, values: &[Vec<u8>]) -> Result<(AppendInfo, usize), LogError> {
     let recs: Vec<Rec<'_>> = values.iter().map(|v| (None, v.as_slice(), 7)).collect();
-    let mut data = encode(&recs, Compression::None);
+    let data = encode(&recs, Compression::None);
     let len = data.len();
-    log.append(&mut data, 1).map(|info| (info, len))
+    log.append(&data, 1).map(|info| (info, len))
 }
 
 fn check_full(log: &PartitionLog, model: &Model) {

@@ -16,6 +16,39 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
+
+/// How a segment writes the batches it appends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stamp {
+    /// As they are (a follower stores the leader's batches verbatim).
+    AsIs,
+    /// With the base offset and leader epoch of their headers (a leader's
+    /// append assigns both; the producer's bytes stay untouched).
+    FromHeaders,
+}
+
+/// A batch's first bytes: base offset, length and partition leader epoch,
+/// the part outside its CRC that a leader stamps.
+const STAMPED_LEN: usize = 16;
+
+/// `pwritev` of two buffers at `offset`, until all of both is written.
+fn write_all_vectored_at(file: &File, parts: [&[u8]; 2], mut offset: u64) -> io::Result<()> {
+    let [mut first, mut second] = parts;
+    while !first.is_empty() || !second.is_empty() {
+        let slices = [io::IoSlice::new(first), io::IoSlice::new(second)];
+        let n = match rustix::io::pwritev(file, &slices, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        offset += n as u64;
+        let from_first = n.min(first.len());
+        first = &first[from_first..];
+        second = &second[n - from_first..];
+    }
+    Ok(())
+}
 use super::index::{OffsetIndex, TimeIndex};
 use super::txnindex::{self, TxnBatch, TxnIndex};
 
@@ -389,10 +422,21 @@ impl Segment {
     }
 
     /// Appends already validated batches (`data`, with each batch's start
-    /// position within it and its final header). On a write error the file
-    /// is cut back so nothing partial remains, and the error is returned.
-    pub fn append(&mut self, data: &[u8], batches: &[(usize, BatchHeader)]) -> io::Result<()> {
-        if let Err(e) = self.file.write_all_at(data, self.size) {
+    /// position within it and its final header). With [`Stamp::FromHeaders`]
+    /// each batch's base offset and leader epoch are written from its
+    /// header instead of from `data`. On a write error the file is cut back
+    /// so nothing partial remains, and the error is returned.
+    pub fn append(
+        &mut self,
+        data: &[u8],
+        batches: &[(usize, BatchHeader)],
+        stamp: Stamp,
+    ) -> io::Result<()> {
+        let written = match stamp {
+            Stamp::AsIs => self.file.write_all_at(data, self.size),
+            Stamp::FromHeaders => self.write_stamped(data, batches),
+        };
+        if let Err(e) = written {
             // Best effort: the bytes past `size` are invisible anyway and
             // recovery would cut them, but keep the file tidy.
             let _ = self.file.set_len(self.size);
@@ -407,6 +451,24 @@ impl Segment {
             }
         }
         self.size += data.len() as u64;
+        Ok(())
+    }
+
+    /// Writes each batch of `data` at the end of the file: its first bytes
+    /// as stamped in its header, then the rest of it as it is.
+    fn write_stamped(&self, data: &[u8], batches: &[(usize, BatchHeader)]) -> io::Result<()> {
+        for (pos, h) in batches {
+            let (pos, end) = (*pos, *pos + h.total_len());
+            let mut stamped = [0u8; STAMPED_LEN];
+            stamped.copy_from_slice(&data[pos..pos + STAMPED_LEN]);
+            batch::set_base_offset(&mut stamped, h.base_offset);
+            batch::set_leader_epoch(&mut stamped, h.partition_leader_epoch);
+            write_all_vectored_at(
+                &self.file,
+                [&stamped, &data[pos + STAMPED_LEN..end]],
+                self.size + pos as u64,
+            )?;
+        }
         Ok(())
     }
 
@@ -686,7 +748,7 @@ mod tests {
             let mut b = batch(&[format!("v{i}a").as_bytes(), format!("v{i}b").as_bytes()]);
             set_base_offset(&mut b, seg.next_offset());
             let h = validate(&b, MAX).unwrap();
-            seg.append(&b, &[(0, h)]).unwrap();
+            seg.append(&b, &[(0, h)], Stamp::AsIs).unwrap();
             written.push(b);
         }
         (seg, written)

@@ -22,8 +22,8 @@ fn config(segment_bytes: u64) -> LogConfig {
 
 fn append_values(log: &mut PartitionLog, values: &[&[u8]], ts: i64) -> AppendInfo {
     let recs: Vec<Rec<'_>> = values.iter().map(|v| (None, *v, ts)).collect();
-    let mut b = encode(&recs, Compression::None);
-    log.append(&mut b, 3).unwrap()
+    let b = encode(&recs, Compression::None);
+    log.append(&b, 3).unwrap()
 }
 
 fn read_all(log: &PartitionLog) -> Vec<(i64, Option<Bytes>, Bytes, i64)> {
@@ -111,25 +111,25 @@ fn given_garbage_append_then_rejected_and_log_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
     append_values(&mut log, &[b"a"], 1);
-    let mut good = encode(&[(None, b"b", 1)], Compression::None);
+    let good = encode(&[(None, b"b", 1)], Compression::None);
     let mut corrupt = good.clone();
     let last = corrupt.len() - 1;
     corrupt[last] ^= 1;
     assert!(matches!(
-        log.append(&mut corrupt, 0),
+        log.append(&corrupt, 0),
         Err(LogError::InvalidBatch(BatchError::CrcMismatch { .. }))
     ));
-    let mut garbage = vec![0xffu8; 100];
+    let garbage = vec![0xffu8; 100];
     assert!(matches!(
-        log.append(&mut garbage, 0),
+        log.append(&garbage, 0),
         Err(LogError::InvalidBatch(_))
     ));
     // A good batch followed by a bad one is refused as a whole.
     let mut mixed = good.clone();
     mixed.extend_from_slice(&corrupt);
-    assert!(log.append(&mut mixed, 0).is_err());
+    assert!(log.append(&mixed, 0).is_err());
     assert_eq!(log.next_offset(), 1);
-    assert_eq!(log.append(&mut good, 0).unwrap().base_offset, 1);
+    assert_eq!(log.append(&good, 0).unwrap().base_offset, 1);
 }
 
 #[test]
@@ -141,8 +141,8 @@ fn given_timestamps_then_lookup_finds_first_record_at_or_after() {
         let recs: Vec<Rec<'_>> = (0..3)
             .map(|r| (None, &b"v"[..], 1000 * b + 100 * r))
             .collect();
-        let mut data = encode(&recs, Compression::None);
-        log.append(&mut data, 0).unwrap();
+        let data = encode(&recs, Compression::None);
+        log.append(&data, 0).unwrap();
     }
     assert!(log.segment_count() > 1);
     assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 0)));
@@ -303,8 +303,8 @@ fn given_compacted_topic_then_only_latest_value_per_key_survives_in_sealed_segme
             .map(|(k, v)| (Some(k.as_bytes()), v.as_bytes(), round))
             .collect();
         recs.push((None, b"unkeyed", round));
-        let mut data = encode(&recs, compression);
-        log.append(&mut data, 1).unwrap();
+        let data = encode(&recs, compression);
+        log.append(&data, 1).unwrap();
         for (k, v) in keys.iter().zip(&values) {
             latest.insert(k.clone(), (offset, v.clone()));
             offset += 1;
@@ -399,7 +399,7 @@ fn given_full_disk_then_append_fails_cleanly_log_stays_readable_and_recovers() {
     let value = vec![b'z'; 8000];
     let mut acked = 0;
     let err = loop {
-        match log.append(&mut encode(&[(None, &value, 1)], Compression::None), 0) {
+        match log.append(&encode(&[(None, &value, 1)], Compression::None), 0) {
             Ok(info) => {
                 assert_eq!(info.base_offset, acked);
                 acked += 1;
@@ -416,14 +416,14 @@ fn given_full_disk_then_append_fails_cleanly_log_stays_readable_and_recovers() {
     assert!(all.iter().all(|r| r.2 == value));
     // Still full: still a clean error, nothing changes.
     assert!(
-        log.append(&mut encode(&[(None, &value, 1)], Compression::None), 0)
+        log.append(&encode(&[(None, &value, 1)], Compression::None), 0)
             .is_err()
     );
     assert_eq!(log.next_offset(), acked);
     // Space returns: appends work again and recovery sees a clean log.
     fs.resize("1m");
     assert_eq!(
-        log.append(&mut encode(&[(None, &value, 1)], Compression::None), 0)
+        log.append(&encode(&[(None, &value, 1)], Compression::None), 0)
             .unwrap()
             .base_offset,
         acked
@@ -455,8 +455,8 @@ async fn given_concurrent_fsync_appenders_then_group_commit_shares_fsyncs() {
         tasks.push(tokio::spawn(async move {
             for i in 0..25 {
                 let v = format!("{t}-{i}");
-                let mut b = encode(&[(None, v.as_bytes(), 1)], Compression::None);
-                let info = log.lock().append(&mut b, 0).unwrap();
+                let b = encode(&[(None, v.as_bytes(), 1)], Compression::None);
+                let info = log.lock().append(&b, 0).unwrap();
                 gc.wait_durable(info.next_offset, || log.lock().sync_handle())
                     .await
                     .unwrap();
@@ -571,8 +571,8 @@ fn given_a_newer_value_above_the_high_watermark_when_compacted_then_the_committe
     let mut log = PartitionLog::open(dir.path(), cfg).unwrap();
     let pad = "p".repeat(60);
     let append = |log: &mut PartitionLog, k: &[u8], v: &str| {
-        let mut b = encode(&[(Some(k), v.as_bytes(), 1)], Compression::None);
-        log.append(&mut b, 1).unwrap()
+        let b = encode(&[(Some(k), v.as_bytes(), 1)], Compression::None);
+        log.append(&b, 1).unwrap()
     };
     append(&mut log, b"key", &format!("committed-{pad}"));
     let hw = append(&mut log, b"other", &format!("other-{pad}")).next_offset;
@@ -611,19 +611,19 @@ fn given_transactions_across_rolls_when_reopened_or_recovered_then_the_txn_index
     let mut log = PartitionLog::open(dir.path(), config(700)).unwrap();
     for i in 0..30i64 {
         let v = format!("value-{i}");
-        let mut plain = batch::test_util::batch(&[v.as_bytes()]);
-        log.append(&mut plain, 1).unwrap();
+        let plain = batch::test_util::batch(&[v.as_bytes()]);
+        log.append(&plain, 1).unwrap();
         let pid = 100 + i % 3;
-        let mut t = batch::test_util::transactional(&[v.as_bytes(), b"second"], pid, 0);
-        log.append(&mut t, 1).unwrap();
+        let t = batch::test_util::transactional(&[v.as_bytes(), b"second"], pid, 0);
+        log.append(&t, 1).unwrap();
         if i % 4 == 3 {
             let kind = if i % 8 == 3 {
                 ControlType::Abort
             } else {
                 ControlType::Commit
             };
-            let mut m = marker_batch(pid, 0, kind, 0, 1_700_000_000_000).to_vec();
-            log.append(&mut m, 1).unwrap();
+            let m = marker_batch(pid, 0, kind, 0, 1_700_000_000_000).to_vec();
+            log.append(&m, 1).unwrap();
         }
     }
     assert!(
@@ -873,8 +873,8 @@ fn given_a_compacted_segment_whose_indexes_cannot_be_saved_then_every_record_is_
             .zip(&values)
             .map(|(k, v)| (Some(k.as_bytes()), v.as_bytes(), round))
             .collect();
-        let mut data = encode(&recs, Compression::None);
-        log.append(&mut data, 1).unwrap();
+        let data = encode(&recs, Compression::None);
+        log.append(&data, 1).unwrap();
     }
     assert!(log.segment_count() > 2);
     let before = read_all(&log);
@@ -920,8 +920,8 @@ fn given_a_roll_that_cannot_create_the_next_segment_then_the_active_segment_keep
     let next = log.next_offset();
     std::fs::create_dir(segment::Segment::log_path(dir.path(), next)).unwrap();
     let recs: Vec<Rec<'_>> = vec![(None, &[b'c'; 600][..], 3)];
-    let mut big = encode(&recs, Compression::None);
-    assert!(log.append(&mut big, 3).is_err(), "a roll was needed");
+    let big = encode(&recs, Compression::None);
+    assert!(log.append(&big, 3).is_err(), "a roll was needed");
     assert_eq!(log.segment_count(), 1);
     // A smaller batch still fits the active segment, which is not sealed:
     // it is indexed and read like the others.
@@ -930,4 +930,36 @@ fn given_a_roll_that_cannot_create_the_next_segment_then_the_active_segment_keep
     assert_eq!(values.len(), 3);
     assert_eq!(&values[2][..], b"d");
     assert_eq!(log.segment_count(), 1);
+}
+
+#[test]
+fn given_a_leader_append_of_two_batches_then_the_file_holds_them_stamped_and_the_producers_bytes_are_untouched()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
+    append_values(&mut log, &[b"first"], 1);
+    let mut data = encode(&[(None, b"a", 2), (None, b"b", 2)], Compression::None);
+    data.extend(encode(&[(None, b"c", 3)], Compression::None));
+    let sent = data.clone();
+
+    let info = log.append(&data, 7).unwrap();
+    assert_eq!((info.base_offset, info.next_offset, info.batches), (1, 4, 2));
+    assert_eq!(data, sent, "the producer's bytes are not changed");
+
+    let check = |log: &PartitionLog| {
+        let stored = log.read(1, 1 << 20, i64::MAX).unwrap().data;
+        let batches = batch::validate_all(&stored, stored.len(), batch::validate).unwrap();
+        let stamped: Vec<(i64, i32, i32)> = batches
+            .iter()
+            .map(|(_, h)| (h.base_offset, h.partition_leader_epoch, h.records_count))
+            .collect();
+        assert_eq!(stamped, vec![(1, 7, 2), (3, 7, 1)]);
+        assert_eq!(stored.len(), sent.len());
+    };
+    check(&log);
+    drop(log);
+    // Reopened (recovered), it holds the same.
+    let log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
+    check(&log);
+    assert_eq!(log.next_offset(), 4);
 }

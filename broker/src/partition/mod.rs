@@ -796,18 +796,24 @@ impl Partition {
     }
 
     /// Records the transactional batches and markers of appended `data`
-    /// (stored, with their offsets, in the segment based at `segment`), if
-    /// the state is built.
-    fn record_txn_batches(&self, segment: i64, data: &[u8]) {
+    /// (stored in the segment based at `segment`), if the state is built.
+    /// Their offsets are those in `data`, or, from a leader's append, the
+    /// ones assigned from `base_offset` on.
+    fn record_txn_batches(&self, segment: i64, data: &[u8], base_offset: Option<i64>) {
         let mut slot = self.txns.lock();
         let Some(txns) = slot.as_mut() else {
             return;
         };
         let mut pos = 0;
+        let mut assigned = base_offset;
         while pos < data.len() {
-            let Ok(h) = BatchHeader::parse(&data[pos..]) else {
+            let Ok(mut h) = BatchHeader::parse(&data[pos..]) else {
                 break;
             };
+            if let Some(next) = assigned.as_mut() {
+                h.base_offset = *next;
+                *next = h.next_offset();
+            }
             let len = h.total_len();
             let control = data
                 .get(pos..pos + len)

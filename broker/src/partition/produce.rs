@@ -23,6 +23,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use tokio::task::JoinHandle;
 
 use super::producers::{IncomingBatch, PRODUCER_EXPIRATION_MS, ProducerStates, SequenceCheck};
@@ -76,10 +78,11 @@ impl Partition {
     /// waits for what `acks` asks for.
     pub async fn produce(
         self: &Arc<Self>,
-        data: Vec<u8>,
+        data: impl Into<Bytes>,
         acks: Acks,
         timeout: Duration,
     ) -> Result<ProduceResult, Error> {
+        let data = data.into();
         // Only well-formed batches are looked at here; the log's own
         // validation reports anything malformed.
         let control =
@@ -113,7 +116,7 @@ impl Partition {
             wall_clock_ms(),
         );
         let result = self
-            .append_and_ack(batch.to_vec(), Acks::All, timeout)
+            .append_and_ack(Bytes::copy_from_slice(&batch), Acks::All, timeout)
             .await?;
         Ok(result.base_offset)
     }
@@ -121,12 +124,12 @@ impl Partition {
     /// Appends batches (client data or a marker) and waits for `acks`.
     async fn append_and_ack(
         self: &Arc<Self>,
-        mut data: Vec<u8>,
+        data: Bytes,
         acks: Acks,
         timeout: Duration,
     ) -> Result<ProduceResult, Error> {
         self.check_state()?;
-        let pending = match self.append_locked(&mut data, acks)? {
+        let pending = match self.append_locked(&data, acks)? {
             Appended::New {
                 info,
                 flush,
@@ -142,7 +145,7 @@ impl Partition {
     /// Step 1: checks and appends `data` under the log lock (see the
     /// module doc). Returns an error for anything refused; nothing is
     /// appended then.
-    fn append_locked(&self, data: &mut [u8], acks: Acks) -> Result<Appended, Error> {
+    fn append_locked(&self, data: &[u8], acks: Acks) -> Result<Appended, Error> {
         let mut log = self.log.write();
         // Checked again under the lock: a delete marks the partition
         // while holding it, so nothing is appended after a delete.
@@ -176,7 +179,7 @@ impl Partition {
             record_batches(states, data, info.base_offset);
         }
         drop(producers);
-        self.record_txn_batches(log.active_segment_base(), data);
+        self.record_txn_batches(log.active_segment_base(), data, Some(info.base_offset));
         let flush = log.config().flush;
         if let Role::Leader(l) = &mut *role {
             if flush == FlushPolicy::Replicated {

@@ -75,10 +75,11 @@ impl ReplicaManager {
         &self,
         topic: &str,
         partition: i32,
-        data: Vec<u8>,
+        data: impl Into<bytes::Bytes>,
         acks: Acks,
         timeout_ms: u32,
     ) -> Result<ProduceResult, Error> {
+        let data: bytes::Bytes = data.into();
         if data.len() > self.settings.max_request_bytes {
             return Err(Error::RequestTooLarge {
                 size: data.len(),

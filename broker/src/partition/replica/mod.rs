@@ -411,7 +411,7 @@ impl Partition {
             if let Some(states) = self.producers.lock().as_mut() {
                 super::produce::record_stored(states, &records);
             }
-            self.record_txn_batches(log.active_segment_base(), &records);
+            self.record_txn_batches(log.active_segment_base(), &records, None);
             if log.config().flush == FlushPolicy::Fsync {
                 fsync = Some(info.next_offset);
             }
