@@ -44,7 +44,7 @@ pub use config::{CleanupPolicy, ConfigError, FlushPolicy, LogConfig};
 pub use flush::GroupCommit;
 pub use index::{sync_dir, write_atomically, write_replacing};
 pub use partition::{
-    AppendInfo, MAX_STORED_BATCH, PartitionLog, ReadResult, RetentionResult, SyncHandle,
+    AppendInfo, MAX_STORED_BATCH, PartitionLog, ReadResult, RetentionResult, SyncHandle, Unlinked,
     appends_in_process,
 };
 

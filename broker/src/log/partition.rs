@@ -87,6 +87,11 @@ pub struct RetentionResult {
     pub bytes_deleted: u64,
 }
 
+/// Segments retention deleted whose files are still open: dropping this
+/// closes them, and the filesystem frees their space then.
+#[derive(Debug)]
+pub struct Unlinked(Vec<Segment>);
+
 /// Appends to every log of this process, counted after each is stored: a
 /// flusher that found nothing unflushed and sees this unchanged knows
 /// there still is nothing (see [`appends_in_process`]).
@@ -594,9 +599,23 @@ impl PartitionLog {
     /// rolled first so its data can go too. The log start offset moves to
     /// the first remaining segment.
     pub fn enforce_retention(&mut self, now: i64) -> Result<RetentionResult, LogError> {
+        self.enforce_retention_unlinked(now)
+            .map(|(result, _)| result)
+    }
+
+    /// [`PartitionLog::enforce_retention`], handing back the deleted
+    /// segments still open: their disk space is freed when the returned
+    /// [`Unlinked`] is dropped, which can take a while (a filesystem
+    /// mounted with `discard` trims the blocks right then), so the caller
+    /// drops it after releasing the log's lock.
+    pub fn enforce_retention_unlinked(
+        &mut self,
+        now: i64,
+    ) -> Result<(RetentionResult, Unlinked), LogError> {
         let mut result = RetentionResult::default();
+        let mut unlinked = Unlinked(Vec::new());
         if !self.config.cleanup_policy.deletes() {
-            return Ok(result);
+            return Ok((result, unlinked));
         }
         let expired = |seg: &Segment, cfg: &LogConfig| {
             cfg.retention_ms >= 0
@@ -625,6 +644,7 @@ impl PartitionLog {
             total -= seg.size();
             result.segments_deleted += 1;
             result.bytes_deleted += seg.size();
+            unlinked.0.push(seg);
         }
         let first = *self.segments.keys().next().expect("never empty");
         if result.segments_deleted > 0 {
@@ -635,7 +655,7 @@ impl PartitionLog {
                 "retention deleted segments"
             );
         }
-        Ok(result)
+        Ok((result, unlinked))
     }
 
     /// Segments holding data at or above the flushed offset: the ones an

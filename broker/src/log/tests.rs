@@ -943,7 +943,10 @@ fn given_a_leader_append_of_two_batches_then_the_file_holds_them_stamped_and_the
     let sent = data.clone();
 
     let info = log.append(&data, 7).unwrap();
-    assert_eq!((info.base_offset, info.next_offset, info.batches), (1, 4, 2));
+    assert_eq!(
+        (info.base_offset, info.next_offset, info.batches),
+        (1, 4, 2)
+    );
     assert_eq!(data, sent, "the producer's bytes are not changed");
 
     let check = |log: &PartitionLog| {
@@ -962,4 +965,52 @@ fn given_a_leader_append_of_two_batches_then_the_file_holds_them_stamped_and_the
     let log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
     check(&log);
     assert_eq!(log.next_offset(), 4);
+}
+
+#[test]
+fn given_retention_deleting_segments_then_their_files_stay_open_until_the_unlinked_segments_are_dropped()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        retention_ms: 10_000,
+        ..config(200)
+    };
+    let mut log = PartitionLog::open(dir.path(), cfg).unwrap();
+    let now = 1_000_000;
+    for i in 0..4 {
+        let ts = if i < 2 { now - 50_000 } else { now - 1_000 };
+        append_values(&mut log, &[&[b'x'; 120]], ts);
+    }
+    // Open files of this process whose names are gone from this log's
+    // directory: their space is not free yet.
+    let deleted_but_open = || {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| {
+                let t = target.to_string_lossy();
+                t.starts_with(&*dir.path().to_string_lossy()) && t.ends_with(" (deleted)")
+            })
+            .count()
+    };
+    assert_eq!(deleted_but_open(), 0);
+
+    let (result, unlinked) = log.enforce_retention_unlinked(now).unwrap();
+    assert_eq!(result.segments_deleted, 2);
+    assert_eq!(log.log_start_offset(), 2);
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    assert_eq!(
+        names.len(),
+        2,
+        "the deleted segments' names are gone: {names:?}"
+    );
+    assert_eq!(deleted_but_open(), 2, "their files are still open");
+
+    drop(unlinked);
+    assert_eq!(deleted_but_open(), 0);
+    assert_eq!(read_all(&log).len(), 2);
 }

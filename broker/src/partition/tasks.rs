@@ -238,7 +238,15 @@ pub async fn retention_pass(manager: Arc<ReplicaManager>, metrics: Arc<Metrics>)
                     {
                         Ok(Default::default())
                     } else {
-                        part.log.write().enforce_retention(now_ms())
+                        let mut log = part.log.write();
+                        let result = log.enforce_retention_unlinked(now_ms());
+                        // Appends and fetches of the partition go on while
+                        // the deleted segments' space is freed.
+                        drop(log);
+                        result.map(|(result, unlinked)| {
+                            drop(unlinked);
+                            result
+                        })
                     };
                     (part, result)
                 })
