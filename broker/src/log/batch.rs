@@ -1,5 +1,5 @@
 //! Kafka RecordBatch v2 headers as the log uses them: parsing, CRC-32C
-//! validation and in-place stamping of base offset and leader epoch. The
+//! validation and stamping of base offset and leader epoch. The
 //! format lives in [`rill_client::batch`], shared with the client; this
 //! module names it for the broker and holds the broker's test helpers.
 

@@ -7,7 +7,7 @@
 //!
 //! Data flows like this:
 //! - a producer's bytes are validated by [`batch`] (bounds, magic, CRC-32C),
-//!   stamped with offsets and the leader epoch in place, and appended by
+//!   given offsets and the leader epoch in their parsed headers, and appended by
 //!   [`PartitionLog::append`] to the active [`segment`];
 //! - reads ([`PartitionLog::read`]) find the segment, use the sparse index
 //!   to seek near the batch and return whole stored batches unchanged;
