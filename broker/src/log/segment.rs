@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
+use super::index::{OffsetIndex, TimeIndex};
+use super::txnindex::{self, TxnBatch, TxnIndex};
 
 /// How a segment writes the batches it appends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +51,6 @@ fn write_all_vectored_at(file: &File, parts: [&[u8]; 2], mut offset: u64) -> io:
     }
     Ok(())
 }
-use super::index::{OffsetIndex, TimeIndex};
-use super::txnindex::{self, TxnBatch, TxnIndex};
 
 /// File name stem of a segment: its base offset, zero-padded to 20 digits.
 pub fn file_stem(base_offset: i64) -> String {
