@@ -597,21 +597,12 @@ impl PartitionLog {
     /// newest record) and size (`retention.bytes`), oldest first, when the
     /// cleanup policy includes `delete`. An expired active segment is
     /// rolled first so its data can go too. The log start offset moves to
-    /// the first remaining segment.
-    pub fn enforce_retention(&mut self, now: i64) -> Result<RetentionResult, LogError> {
-        self.enforce_retention_unlinked(now)
-            .map(|(result, _)| result)
-    }
-
-    /// [`PartitionLog::enforce_retention`], handing back the deleted
-    /// segments still open: their disk space is freed when the returned
-    /// [`Unlinked`] is dropped, which can take a while (a filesystem
-    /// mounted with `discard` trims the blocks right then), so the caller
-    /// drops it after releasing the log's lock.
-    pub fn enforce_retention_unlinked(
-        &mut self,
-        now: i64,
-    ) -> Result<(RetentionResult, Unlinked), LogError> {
+    /// the first remaining segment. The deleted segments come back still
+    /// open: their disk space is freed when the returned [`Unlinked`] is
+    /// dropped, which can take a while (a filesystem mounted with `discard`
+    /// trims the blocks right then), so callers drop it after releasing the
+    /// log's lock.
+    pub fn enforce_retention(&mut self, now: i64) -> Result<(RetentionResult, Unlinked), LogError> {
         let mut result = RetentionResult::default();
         let mut unlinked = Unlinked(Vec::new());
         if !self.config.cleanup_policy.deletes() {

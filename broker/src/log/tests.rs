@@ -221,7 +221,7 @@ fn given_retention_by_time_and_size_then_whole_old_segments_deleted() {
         append_values(&mut log, &[&[b'x'; 120]], ts);
     }
     assert_eq!(log.segment_count(), 10);
-    let r = log.enforce_retention(now).unwrap();
+    let r = log.enforce_retention(now).unwrap().0;
     assert_eq!(r.segments_deleted, 5);
     assert_eq!(log.log_start_offset(), 5);
     assert!(matches!(
@@ -237,7 +237,7 @@ fn given_retention_by_time_and_size_then_whole_old_segments_deleted() {
         retention_bytes: (per_segment * 2) as i64,
         ..cfg.clone()
     });
-    let r = log.enforce_retention(now).unwrap();
+    let r = log.enforce_retention(now).unwrap().0;
     assert_eq!(r.segments_deleted, 3);
     assert!(log.size_bytes() <= per_segment * 2);
     assert_eq!(log.log_start_offset(), 8);
@@ -258,7 +258,7 @@ fn given_retention_by_time_and_size_then_whole_old_segments_deleted() {
     .unwrap();
     append_values(&mut log, &[b"x"], 0);
     append_values(&mut log, &[&[b'y'; 200]], 0);
-    assert_eq!(log.enforce_retention(now).unwrap().segments_deleted, 0);
+    assert_eq!(log.enforce_retention(now).unwrap().0.segments_deleted, 0);
 }
 
 #[test]
@@ -273,7 +273,7 @@ fn given_expired_single_active_segment_then_rolled_and_deleted() {
     )
     .unwrap();
     append_values(&mut log, &[b"old"], 5);
-    let r = log.enforce_retention(1_000).unwrap();
+    let r = log.enforce_retention(1_000).unwrap().0;
     assert_eq!(r.segments_deleted, 1);
     assert_eq!((log.log_start_offset(), log.next_offset()), (1, 1));
     assert!(read_all(&log).is_empty());
@@ -995,7 +995,7 @@ fn given_retention_deleting_segments_then_their_files_stay_open_until_the_unlink
     };
     assert_eq!(deleted_but_open(), 0);
 
-    let (result, unlinked) = log.enforce_retention_unlinked(now).unwrap();
+    let (result, unlinked) = log.enforce_retention(now).unwrap();
     assert_eq!(result.segments_deleted, 2);
     assert_eq!(log.log_start_offset(), 2);
     let names: Vec<String> = std::fs::read_dir(dir.path())

@@ -239,7 +239,7 @@ pub async fn retention_pass(manager: Arc<ReplicaManager>, metrics: Arc<Metrics>)
                         Ok(Default::default())
                     } else {
                         let mut log = part.log.write();
-                        let result = log.enforce_retention_unlinked(now_ms());
+                        let result = log.enforce_retention(now_ms());
                         // Appends and fetches of the partition go on while
                         // the deleted segments' space is freed.
                         drop(log);
