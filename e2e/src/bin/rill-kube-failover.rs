@@ -105,6 +105,10 @@ struct Args {
     /// Broker data, logs and the file store go here (default: a temp dir).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Keep each point's work dir (broker logs and data) after a successful
+    /// run too; a failed point always keeps it.
+    #[arg(long)]
+    keep: bool,
     /// The controller's broker session timeout, ms.
     #[arg(long, default_value_t = 1500)]
     session_timeout_ms: u32,
@@ -617,7 +621,7 @@ async fn run_point(args: &Args, led: usize, kube: Option<&Client>) -> anyhow::Re
     if let (Some(client), Some(ns)) = (kube, &namespace) {
         rill_e2e::delete_namespace(client, ns).await;
     }
-    if result.is_err() {
+    if result.is_err() || args.keep {
         eprintln!(
             "[{}] kept {} for its logs",
             stamp(),
