@@ -37,6 +37,7 @@ use tracing::{debug, info, warn};
 use super::channel::{Http2Channel, tls_client_config};
 use super::throttle::Throttle;
 use crate::partition::manager::ReplicaManager;
+use crate::partition::{self, Partition};
 
 /// How long the leader may hold a fetch that has nothing new.
 pub const FETCH_MAX_WAIT: Duration = Duration::from_millis(500);
@@ -433,9 +434,15 @@ impl Task {
             Some((offset, _, epoch)) if (offset, epoch) == asked => {}
             _ => return false,
         }
+        let log_start = p.log_start_offset;
         let result = match pb::FetchError::try_from(p.error).unwrap_or(pb::FetchError::Storage) {
             pb::FetchError::None => match p.diverging_epoch {
-                Some(d) => partition.truncate_diverging(d.epoch, d.end_offset, p.log_start_offset),
+                Some(d) => {
+                    off_runtime(partition, move |p| {
+                        p.truncate_diverging(d.epoch, d.end_offset, log_start)
+                    })
+                    .await
+                }
                 None => {
                     let appended = partition
                         .append_as_follower(p.records, p.high_watermark)
@@ -444,7 +451,9 @@ impl Task {
                     appended.and_then(|()| partition.follow_log_start(p.log_start_offset))
                 }
             },
-            pb::FetchError::OffsetOutOfRange => partition.reset_to_leader_start(p.log_start_offset),
+            pb::FetchError::OffsetOutOfRange => {
+                off_runtime(partition, move |p| p.reset_to_leader_start(log_start)).await
+            }
             pb::FetchError::NotLeader
             | pb::FetchError::FencedLeaderEpoch
             | pb::FetchError::UnknownLeaderEpoch
@@ -459,5 +468,20 @@ impl Task {
             return true;
         }
         false
+    }
+}
+
+/// Runs a follower truncation (deleted segments, synced files) on the
+/// blocking pool: a leader change can make thousands of followers truncate
+/// at once, and doing that on a runtime worker stalls every task there,
+/// the controller heartbeat included, for as long as it takes.
+async fn off_runtime(
+    partition: Arc<Partition>,
+    truncate: impl FnOnce(&Partition) -> Result<(), partition::Error> + Send + 'static,
+) -> Result<(), partition::Error> {
+    match tokio::task::spawn_blocking(move || truncate(&partition)).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(partition::Error::ShuttingDown),
     }
 }

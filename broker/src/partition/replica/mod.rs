@@ -448,8 +448,14 @@ impl Partition {
             let (own_epoch, own_end) = epochs.end_offset_for(epoch, leo);
             (own_epoch >= 0).then_some(end_offset.min(own_end))
         };
+        // A log holding nothing, already starting where the leader's does,
+        // is what a reset would leave: only its epochs go. Every follower
+        // that led an empty partition at an older epoch lands here when
+        // leadership moves, so this skips thousands of synced rewrites.
+        let empty_at_start = leo == log.log_start_offset() && leo == leader_log_start;
         let truncated = match target {
             Some(t) => log.truncate_to(t),
+            None if empty_at_start => Ok(()),
             None => log.reset_to(leader_log_start),
         };
         if let Err(e) = truncated {

@@ -151,6 +151,37 @@ async fn given_two_replicas_then_acks_all_waits_for_follower_and_failover_trunca
 }
 
 #[tokio::test]
+async fn given_an_empty_replica_that_led_an_older_epoch_when_it_follows_then_only_its_epochs_go() {
+    // Broker 1 led epoch 1 of an empty partition; leadership moved to
+    // broker 0 at epoch 2 before anything was written.
+    let (d0, d1) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (b0, b1) = (replica(d0.path(), 1), replica(d1.path(), 1));
+    b1.become_leader(1, 1, 0, vec![0, 1], vec![0, 1]).unwrap();
+    b0.become_leader(0, 2, 0, vec![0, 1], vec![0, 1]).unwrap();
+    assert!(b1.become_follower(0, 2));
+    let (_, last_epoch, _) = b1.fetch_position().unwrap();
+    assert_eq!(last_epoch, 1, "the follower still names the epoch it led");
+
+    // The leader knows no epoch 1: the follower diverged with nothing in
+    // its log. It drops its epochs without rewriting the log's files.
+    assert!(pump(&b0, &b1, 1).await);
+    assert!(b1.epochs.lock().entries().is_empty());
+    assert!(
+        !d1.path().join("log-start-offset").exists(),
+        "an empty log starting where the leader's does is not reset"
+    );
+    assert_eq!(b1.log.read().next_offset(), 0);
+
+    // Replication then goes on as usual.
+    b0.produce(batch(&[b"a"]), Acks::Leader, WAIT)
+        .await
+        .unwrap();
+    assert!(pump(&b0, &b1, 1).await);
+    assert_eq!(values(&b0), values(&b1));
+    assert_eq!(b0.epochs.lock().entries(), b1.epochs.lock().entries());
+}
+
+#[tokio::test]
 async fn given_isr_below_min_insync_then_acks_all_refused_and_nothing_written() {
     let d = tempfile::tempdir().unwrap();
     let p = replica(d.path(), 2);
