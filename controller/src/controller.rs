@@ -406,6 +406,20 @@ impl Controller {
         Ok(s.liveness)
     }
 
+    /// Moves every lease not fenced that ends before `until_ms` to
+    /// `until_ms`; returns how many moved. For after this controller did
+    /// not run for a while (see the service's late lease check).
+    pub fn extend_leases(&mut self, until_ms: u64) -> usize {
+        let mut moved = 0;
+        for s in self.sessions.values_mut() {
+            if s.liveness != Liveness::Fenced && s.expires_at_ms < until_ms {
+                s.expires_at_ms = until_ms;
+                moved += 1;
+            }
+        }
+        moved
+    }
+
     /// Whether this controller has heard from `id`'s current incarnation
     /// (a registration or a heartbeat since it took over).
     pub fn heard_from(&self, id: BrokerId) -> bool {
@@ -1416,6 +1430,29 @@ mod tests {
             .expect("registers");
         assert_eq!(ctl.liveness_changes(&plan), vec![(1, Liveness::Active)]);
         assert!(ctl.liveness_changes(&ctl.tick(1700)).is_empty());
+    }
+
+    #[test]
+    fn given_leases_extended_then_none_expires_before_the_new_end_and_fenced_brokers_stay_fenced() {
+        let mut ctl = Controller::new(ControllerConfig::default(), ClusterMetadata::default(), 0);
+        registered(&mut ctl, 0, 0);
+        registered(&mut ctl, 1, 0);
+        let e2 = registered(&mut ctl, 2, 0);
+        ctl.heartbeat(2, e2, 5000).expect("leased");
+        let plan = ctl.tick(1600);
+        ctl.apply(plan);
+        assert_eq!(ctl.liveness(0), Liveness::Fenced);
+
+        registered(&mut ctl, 0, 2000);
+        // Broker 0's lease ends at 3500, broker 1 is fenced, broker 2's
+        // lease (6500) is already longer.
+        assert_eq!(ctl.extend_leases(4000), 1);
+        assert!(ctl.tick(3900).is_empty());
+        assert_eq!(ctl.liveness(1), Liveness::Fenced);
+        assert_eq!(
+            ctl.liveness_changes(&ctl.tick(4000)),
+            vec![(0, Liveness::Fenced)]
+        );
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub struct Metrics {
     pub reassigning_partitions: IntGauge,
     /// Partitions the automatic balance started moving.
     pub balance_moves: IntCounter,
+    /// Lease checks that ran more than a heartbeat interval late (the
+    /// controller was stalled or busy); each gave every lease two
+    /// heartbeat intervals to be renewed instead of fencing.
+    pub late_lease_checks: IntCounter,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -193,6 +197,11 @@ impl Metrics {
                 &r,
                 "rill_controller_balance_moves_total",
                 "Partitions the automatic balance started moving onto under-loaded brokers.",
+            ),
+            late_lease_checks: counter(
+                &r,
+                "rill_controller_late_lease_checks_total",
+                "Lease checks that ran more than a heartbeat interval late (the controller was stalled or busy); each gave every lease two heartbeat intervals to be renewed instead of fencing.",
             ),
             registry: r,
         }

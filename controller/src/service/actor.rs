@@ -225,6 +225,9 @@ pub struct Actor<S> {
     /// took over: the next tick elects leaderless partitions it can lead
     /// ([`Controller::elect_leaderless_heard`]), until that commits.
     elect_heard: bool,
+    /// Monotonic ms of the last lease check, and the interval it runs at.
+    last_tick_ms: u64,
+    tick_interval_ms: u64,
 }
 
 impl<S: MetadataStore> Actor<S> {
@@ -248,6 +251,8 @@ impl<S: MetadataStore> Actor<S> {
             next_balance_ms,
             elect_after_balance: false,
             elect_heard: false,
+            last_tick_ms: 0,
+            tick_interval_ms: 0,
             ctl,
             store,
             started,
@@ -279,6 +284,8 @@ impl<S: MetadataStore> Actor<S> {
         tick_interval: Duration,
         stop: CancellationToken,
     ) -> Phase {
+        self.tick_interval_ms = u64::try_from(tick_interval.as_millis()).unwrap_or(u64::MAX);
+        self.last_tick_ms = self.now_ms();
         let mut ticker = tokio::time::interval(tick_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -379,6 +386,7 @@ impl<S: MetadataStore> Actor<S> {
 
     async fn tick(&mut self) {
         let now = self.now_ms();
+        self.grace_after_late_tick(now);
         let plan = self.ctl.tick(now);
         // Failures are logged in commit; the next tick computes the same
         // plan again.
@@ -399,6 +407,33 @@ impl<S: MetadataStore> Actor<S> {
         if self.ctl.config().auto_balance && now >= self.next_balance_ms {
             self.next_balance_ms = now + self.ctl.config().balance_interval_ms;
             self.balance().await;
+        }
+    }
+
+    /// A lease check that runs more than a heartbeat interval late means
+    /// this controller did not check for that long: its process was
+    /// stalled, or the actor was busy with a long persist. After a stall,
+    /// heartbeats sent meanwhile may still wait in its sockets, unread:
+    /// fencing now would fence brokers that are alive, all at once. Every lease instead gets
+    /// two heartbeat intervals from now to be renewed; a broker that is
+    /// really gone is fenced that much later.
+    fn grace_after_late_tick(&mut self, now: u64) {
+        let late = now
+            .saturating_sub(self.last_tick_ms)
+            .saturating_sub(self.tick_interval_ms);
+        self.last_tick_ms = now;
+        let heartbeat = u64::from(self.timing.heartbeat_interval_ms);
+        if late <= heartbeat {
+            return;
+        }
+        let extended = self.ctl.extend_leases(now + 2 * heartbeat);
+        self.metrics.late_lease_checks.inc();
+        if extended > 0 {
+            warn!(
+                late_ms = late,
+                leases = extended,
+                "the lease check ran late (this controller was stalled or busy): leases about to expire get two heartbeat intervals to be renewed"
+            );
         }
     }
 

@@ -565,6 +565,55 @@ mod tests {
         stop.cancel();
     }
 
+    async fn register(svc: &ControllerService, id: i32) -> i64 {
+        svc.register(Request::new(pb::RegisterRequest {
+            broker_id: id,
+            log_dir_id: format!("d{id}"),
+            endpoints: None,
+            rack: String::new(),
+            protocol_version: 0,
+        }))
+        .await
+        .expect("registers")
+        .into_inner()
+        .broker_epoch
+    }
+
+    async fn heartbeat(svc: &ControllerService, id: i32, epoch: i64) -> Result<(), Status> {
+        svc.heartbeat(Request::new(pb::HeartbeatRequest {
+            broker_id: id,
+            broker_epoch: epoch,
+        }))
+        .await
+        .map(drop)
+    }
+
+    #[tokio::test]
+    async fn given_the_controller_stalled_past_the_session_timeout_when_a_heartbeat_arrives_just_after_its_lease_check_then_the_broker_is_not_fenced()
+     {
+        // One thread runs the test and the actor: blocking it stalls the
+        // controller as a stalled process would.
+        let (svc, stop) = service(MemoryStore::default()).await;
+        let alive = register(&svc, 0).await;
+        let silent = register(&svc, 1).await;
+        heartbeat(&svc, 1, silent).await.expect("leased");
+        std::thread::sleep(Duration::from_millis(2000));
+        // The late lease check runs before the heartbeat that was waiting.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(svc.metrics.late_lease_checks.get(), 1);
+        heartbeat(&svc, 0, alive)
+            .await
+            .expect("a broker heard right after the stall keeps its lease");
+
+        // A broker that stays silent is still fenced, two heartbeat
+        // intervals later.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let fenced = heartbeat(&svc, 1, silent).await.unwrap_err();
+        assert!(fenced.message().contains("fenced"), "{}", fenced.message());
+        heartbeat(&svc, 0, alive).await.expect("still leased");
+        stop.cancel();
+    }
+
     #[tokio::test]
     async fn given_a_broker_of_a_newer_protocol_when_it_registers_should_be_refused_saying_what_to_upgrade()
      {
