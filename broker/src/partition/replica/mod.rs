@@ -440,6 +440,12 @@ impl Partition {
         leader_log_start: i64,
     ) -> Result<(), Error> {
         let mut log = self.log.write();
+        // The answer was to a fetch made while following; a replica that
+        // has led since (the truncation waits for a blocking thread) keeps
+        // its log.
+        if !matches!(&*self.role.lock(), Role::Follower { .. }) {
+            return Ok(());
+        }
         let mut epochs = self.epochs.lock();
         let leo = log.next_offset();
         let target = if epoch < 0 {

@@ -182,6 +182,19 @@ async fn given_an_empty_replica_that_led_an_older_epoch_when_it_follows_then_onl
 }
 
 #[tokio::test]
+async fn given_a_diverging_answer_that_arrives_after_the_follower_became_leader_then_its_log_stays()
+{
+    let (d0, d1) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_b0, b1) = leader_epoch_3_with_a_follower(d0.path(), d1.path()).await;
+    let before = values(&b1);
+    b1.become_leader(1, 4, 0, vec![0, 1], vec![0, 1]).unwrap();
+    // The old leader's answer to a fetch from before: no common epoch.
+    b1.truncate_diverging(-1, -1, 0).unwrap();
+    assert_eq!(b1.log.read().next_offset(), 2);
+    assert_eq!(values(&b1), before);
+}
+
+#[tokio::test]
 async fn given_isr_below_min_insync_then_acks_all_refused_and_nothing_written() {
     let d = tempfile::tempdir().unwrap();
     let p = replica(d.path(), 2);
