@@ -528,18 +528,33 @@ mod tests {
             .expect("no error")
     }
 
-    #[tokio::test]
-    async fn given_a_watcher_that_falls_behind_when_it_reads_again_should_get_a_fresh_snapshot() {
-        let (svc, stop) = service(MemoryStore::default()).await;
+    async fn register(svc: &ControllerService, id: i32) -> i64 {
         svc.register(Request::new(pb::RegisterRequest {
-            broker_id: 0,
-            log_dir_id: "d0".into(),
+            broker_id: id,
+            log_dir_id: format!("d{id}"),
             endpoints: None,
             rack: String::new(),
             protocol_version: 0,
         }))
         .await
-        .expect("registers");
+        .expect("registers")
+        .into_inner()
+        .broker_epoch
+    }
+
+    async fn heartbeat(svc: &ControllerService, id: i32, epoch: i64) -> Result<(), Status> {
+        svc.heartbeat(Request::new(pb::HeartbeatRequest {
+            broker_id: id,
+            broker_epoch: epoch,
+        }))
+        .await
+        .map(drop)
+    }
+
+    #[tokio::test]
+    async fn given_a_watcher_that_falls_behind_when_it_reads_again_should_get_a_fresh_snapshot() {
+        let (svc, stop) = service(MemoryStore::default()).await;
+        register(&svc, 0).await;
         let mut stream = svc
             .watch_metadata(Request::new(pb::WatchMetadataRequest { broker_id: 0 }))
             .await
@@ -563,29 +578,6 @@ mod tests {
         assert!(!delta.snapshot);
         assert_eq!(delta.topics[0].name, "after");
         stop.cancel();
-    }
-
-    async fn register(svc: &ControllerService, id: i32) -> i64 {
-        svc.register(Request::new(pb::RegisterRequest {
-            broker_id: id,
-            log_dir_id: format!("d{id}"),
-            endpoints: None,
-            rack: String::new(),
-            protocol_version: 0,
-        }))
-        .await
-        .expect("registers")
-        .into_inner()
-        .broker_epoch
-    }
-
-    async fn heartbeat(svc: &ControllerService, id: i32, epoch: i64) -> Result<(), Status> {
-        svc.heartbeat(Request::new(pb::HeartbeatRequest {
-            broker_id: id,
-            broker_epoch: epoch,
-        }))
-        .await
-        .map(drop)
     }
 
     #[tokio::test]
@@ -962,18 +954,7 @@ mod tests {
         let (svc, stop) = service(Arc::clone(&store)).await;
         let mut epochs = Vec::new();
         for id in 0..2 {
-            let r = svc
-                .register(Request::new(pb::RegisterRequest {
-                    broker_id: id,
-                    log_dir_id: format!("d{id}"),
-                    endpoints: None,
-                    rack: String::new(),
-                    protocol_version: 0,
-                }))
-                .await
-                .expect("registers")
-                .into_inner();
-            epochs.push(r.broker_epoch);
+            epochs.push(register(&svc, id).await);
         }
         let topic = svc
             .create_topic(Request::new(pb::CreateTopicRequest {
