@@ -225,9 +225,6 @@ pub struct Actor<S> {
     /// took over: the next tick elects leaderless partitions it can lead
     /// ([`Controller::elect_leaderless_heard`]), until that commits.
     elect_heard: bool,
-    /// Monotonic ms of the last lease check, and the interval it runs at.
-    last_tick_ms: u64,
-    tick_interval_ms: u64,
 }
 
 impl<S: MetadataStore> Actor<S> {
@@ -251,8 +248,6 @@ impl<S: MetadataStore> Actor<S> {
             next_balance_ms,
             elect_after_balance: false,
             elect_heard: false,
-            last_tick_ms: 0,
-            tick_interval_ms: 0,
             ctl,
             store,
             started,
@@ -284,8 +279,6 @@ impl<S: MetadataStore> Actor<S> {
         tick_interval: Duration,
         stop: CancellationToken,
     ) -> Phase {
-        self.tick_interval_ms = u64::try_from(tick_interval.as_millis()).unwrap_or(u64::MAX);
-        self.last_tick_ms = self.now_ms();
         let mut ticker = tokio::time::interval(tick_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -304,7 +297,7 @@ impl<S: MetadataStore> Actor<S> {
                     Some(cmd) => self.handle(cmd).await,
                     None => break,
                 },
-                _ = ticker.tick() => self.tick().await,
+                scheduled = ticker.tick() => self.tick(scheduled.elapsed()).await,
             }
             if self.deposed() {
                 break;
@@ -384,9 +377,10 @@ impl<S: MetadataStore> Actor<S> {
         Ok(())
     }
 
-    async fn tick(&mut self) {
+    /// One lease check, `late` after the time it was due.
+    async fn tick(&mut self, late: Duration) {
         let now = self.now_ms();
-        self.grace_after_late_tick(now);
+        self.grace_after_late_tick(now, late);
         let plan = self.ctl.tick(now);
         // Failures are logged in commit; the next tick computes the same
         // plan again.
@@ -414,15 +408,12 @@ impl<S: MetadataStore> Actor<S> {
     /// this controller did not check for that long: its process was
     /// stalled, or the actor was busy with a long persist. After a stall,
     /// heartbeats sent meanwhile may still wait in its sockets, unread:
-    /// fencing now would fence brokers that are alive, all at once. Every lease instead gets
-    /// two heartbeat intervals from now to be renewed; a broker that is
-    /// really gone is fenced that much later.
-    fn grace_after_late_tick(&mut self, now: u64) {
-        let late = now
-            .saturating_sub(self.last_tick_ms)
-            .saturating_sub(self.tick_interval_ms);
-        self.last_tick_ms = now;
+    /// fencing now would fence brokers that are alive, all at once. Every
+    /// lease instead gets two heartbeat intervals from now to be renewed;
+    /// a broker that is really gone is fenced that much later.
+    fn grace_after_late_tick(&mut self, now: u64, late: Duration) {
         let heartbeat = u64::from(self.timing.heartbeat_interval_ms);
+        let late = u64::try_from(late.as_millis()).unwrap_or(u64::MAX);
         if late <= heartbeat {
             return;
         }
