@@ -10,7 +10,9 @@ system, on a fresh cluster (the clusters of bench/bench.py):
 2. **Produce** (after --warmup-seconds of the same, unmeasured) at a fixed total rate (--rate records/s of 1 KiB, acks=all,
    for --seconds) with rill-load, each record keyed so that records spread
    over every partition: produce latency p50/p99/p99.9 and the brokers' CPU
-   over the run (cores).
+   over the run (cores). A produce request may take --request-timeout-ms
+   (default 300 s, both systems) before the client fails it, so a cluster
+   that falls behind the rate shows how far instead of failing the point.
 3. **Idle**: --idle-seconds without clients: the brokers' CPU at rest
    (what thousands of partitions cost when nothing happens).
 4. **Memory**: each broker's resident set (VmRSS) after that, and per
@@ -129,9 +131,12 @@ def wait_led(cfg, bootstrap, partitions, timeout, dead=None):
     return None
 
 
-def measure_point(cfg, system, replicas, workdir, log):
+def measure_point(cfg, out, workdir, log):
+    """Measures one point into `out` (system and replicas set), step by
+    step, so a point that fails keeps what it measured before."""
+    system, replicas = out["system"], out["replicas"]
     partitions = replicas // 3
-    out = {"system": system, "replicas": replicas, "partitions": partitions}
+    out["partitions"] = partitions
     with fresh_cluster(cfg, system, workdir) as (cluster, startup):
         out["first_startup_s"] = startup
         bootstrap = cluster.bootstrap
@@ -155,15 +160,17 @@ def measure_point(cfg, system, replicas, workdir, log):
             B.rill_load(
                 cfg, "produce",
                 ["--bootstrap", bootstrap, "--topic", cfg.topics, "--records", str(int(cfg.rate * cfg.warmup_seconds)),
-                 "--record-size", str(B.RECORD_SIZE), "--throughput", str(cfg.rate), "--keys"],
-                log, timeout=cfg.warmup_seconds * 10 + 300)
+                 "--record-size", str(B.RECORD_SIZE), "--throughput", str(cfg.rate), "--keys"]
+                + client_settings(cfg),
+                log, timeout=cfg.warmup_seconds * 10 + 300 + cfg.request_timeout_ms / 1000)
         records = int(cfg.rate * cfg.seconds)
         cpu0, t0 = broker_cpu(cluster), time.monotonic()
         text = B.rill_load(
             cfg, "produce",
             ["--bootstrap", bootstrap, "--topic", cfg.topics, "--records", str(records),
-             "--record-size", str(B.RECORD_SIZE), "--throughput", str(cfg.rate), "--keys"],
-            log, timeout=cfg.seconds * 10 + 300)
+             "--record-size", str(B.RECORD_SIZE), "--throughput", str(cfg.rate), "--keys"]
+            + client_settings(cfg),
+            log, timeout=cfg.seconds * 10 + 300 + cfg.request_timeout_ms / 1000)
         wall = time.monotonic() - t0
         cpu1 = broker_cpu(cluster)
         prod = json.loads(text.strip().splitlines()[-1])
@@ -212,6 +219,15 @@ def measure_point(cfg, system, replicas, workdir, log):
     return out
 
 
+def client_settings(cfg):
+    """librdkafka settings of both produce runs, the same for both systems:
+    a produce request may take --request-timeout-ms before the client gives
+    up on it, so a cluster that falls behind the rate shows its latency
+    instead of failing at librdkafka's default of 30 s."""
+    return ["-X", f"request.timeout.ms={cfg.request_timeout_ms}",
+            "-X", f"message.timeout.ms={max(cfg.request_timeout_ms, 300000)}"]
+
+
 def fmt(x, digits=1):
     return "-" if x is None else f"{x:.{digits}f}"
 
@@ -222,12 +238,15 @@ def report(cfg, results, path_md, path_png):
     w("# Partition scale: Rill and Apache Kafka")
     w("")
     w(f"3 brokers, RF=3, min.insync.replicas=2; {cfg.rate} records/s of 1 KiB (acks=all, keyed over every "
-      f"partition, rill-load) for {cfg.seconds} s; idle {cfg.idle_seconds} s. Command: `{cfg.command}`.")
+      f"partition, rill-load, request.timeout.ms={cfg.request_timeout_ms}) for {cfg.seconds} s; "
+      f"idle {cfg.idle_seconds} s. Command: `{cfg.command}`.")
     w("")
     w("| replicas | system | create s | produce p50 / p99 / p99.9 ms | brokers' cores producing | idle | "
       "RSS MiB per broker | KiB per replica | restart s | recovery s (SIGKILL) | failover s |")
     w("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in results:
+    done = [r for r in results if "error" not in r]
+    failed = [r for r in results if "error" in r]
+    for r in done:
         p = r.get("produce", {})
         w(f"| {r['replicas']} | {r['system']} | {fmt(r.get('create_s'))} | "
           f"{p.get('p50_ms', '-')} / {p.get('p99_ms', '-')} / {p.get('p999_ms', '-')} | "
@@ -242,7 +261,10 @@ def report(cfg, results, path_md, path_png):
     by = {(r["replicas"], r["system"]): r for r in results}
     for n in sorted({r["replicas"] for r in results}):
         k, rl = by.get((n, "kafka")), by.get((n, "rill"))
-        if not (k and rl and "produce" in k and "produce" in rl):
+        if k and rl and "error" in k and "error" not in rl:
+            w(f"| {n} | Kafka failed | Kafka failed | Kafka failed | Kafka failed |")
+            continue
+        if not (k and rl and "error" not in k and "error" not in rl):
             continue
 
         def ratio(a, b):
@@ -251,6 +273,15 @@ def report(cfg, results, path_md, path_png):
           f"{ratio(sum(k['rss_bytes']), sum(rl['rss_bytes']))} | "
           f"{ratio(k['idle_broker_cores'], rl['idle_broker_cores'])} | "
           f"{ratio(k.get('failover_s'), rl.get('failover_s'))} |")
+    if failed:
+        w("")
+        w("Points that did not complete (what they measured before they failed is in scale.json):")
+        w("")
+        w("| replicas | system | create s | error |")
+        w("|---|---|---|---|")
+        for r in failed:
+            error = " ".join(str(r["error"]).split()).replace("|", "/")
+            w(f"| {r['replicas']} | {r['system']} | {fmt(r.get('create_s'))} | {error} |")
     w("")
     w(f"![chart]({os.path.basename(path_png)})")
     with open(path_md, "w") as f:
@@ -268,7 +299,7 @@ def report(cfg, results, path_md, path_png):
     fig, axes = plt.subplots(1, len(figs), figsize=(4 * len(figs), 3.5))
     for ax, (title, get) in zip(axes, figs):
         for system in ("kafka", "rill"):
-            pts = [(r["replicas"], get(r)) for r in results if r["system"] == system and "produce" in r
+            pts = [(r["replicas"], get(r)) for r in done if r["system"] == system and "produce" in r
                    and get(r) is not None]
             if pts:
                 ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=system)
@@ -290,6 +321,8 @@ def main():
     ap.add_argument("--idle-seconds", type=float, default=20)
     ap.add_argument("--settle-seconds", type=float, default=10)
     ap.add_argument("--create-timeout", type=int, default=600)
+    ap.add_argument("--request-timeout-ms", type=int, default=300000,
+                    help="librdkafka's request.timeout.ms for the produce runs (both systems)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--rill-bin", required=True)
@@ -305,17 +338,18 @@ def main():
             for system in cfg.systems.split(","):
                 log = os.path.join(cfg.out, "logs", f"{system}-{n}.log")
                 B.say(f"--- {system}: {n} partition replicas")
+                out = {"system": system, "replicas": n}
+                results.append(out)
                 try:
-                    results.append(measure_point(cfg, system, n, os.path.join(cfg.work, system), log))
+                    measure_point(cfg, out, os.path.join(cfg.work, system), log)
                 except Exception as e:  # a point that fails is reported, the run goes on
                     B.say(f"{system} {n} replicas failed: {e}")
-                    results.append({"system": system, "replicas": n, "error": str(e)})
+                    out["error"] = str(e)
                 with open(path_json, "w") as f:
                     json.dump(results, f, indent=1)
     finally:
         B.Proc.kill_all()
-    report(cfg, [r for r in results if "error" not in r],
-           os.path.join(cfg.out, "scale.md"), os.path.join(cfg.out, "scale.png"))
+    report(cfg, results, os.path.join(cfg.out, "scale.md"), os.path.join(cfg.out, "scale.png"))
     for r in results:
         if "error" in r:
             print(f"FAILED: {r['system']} {r['replicas']}: {r['error']}")
