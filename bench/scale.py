@@ -232,14 +232,21 @@ def fmt(x, digits=1):
     return "-" if x is None else f"{x:.{digits}f}"
 
 
-def report(cfg, results, path_md, path_png):
+def report(cfg, results, meta, path_md, path_png):
     lines = []
     w = lines.append
     w("# Partition scale: Rill and Apache Kafka")
     w("")
+    w(f"{meta['date']} · Rill commit `{meta['commit']}` ({meta['rill_profile']}) · Kafka {meta['kafka_version']} · "
+      f"command: `{cfg.command}`")
+    w("")
+    w(f"Machine: {meta['cpus']} cores ({meta['cpu_model']}), {meta['mem_gb']:.1f} GB RAM, {meta['kernel']}, data on "
+      f"{meta['data_fs']}; Java {meta['java']}. Load average (1, 5, 15 min) at the start "
+      f"{meta['load_start']}, at the end {meta['load_end']}.")
+    w("")
     w(f"3 brokers, RF=3, min.insync.replicas=2; {cfg.rate} records/s of 1 KiB (acks=all, keyed over every "
       f"partition, rill-load, request.timeout.ms={cfg.request_timeout_ms}) for {cfg.seconds} s; "
-      f"idle {cfg.idle_seconds} s. Command: `{cfg.command}`.")
+      f"idle {cfg.idle_seconds} s.")
     w("")
     w("| replicas | system | create s | produce p50 / p99 / p99.9 ms | brokers' cores producing | idle | "
       "RSS MiB per broker | KiB per replica | restart s | recovery s (SIGKILL) | failover s |")
@@ -331,6 +338,9 @@ def main():
     ap.add_argument("--command", default="bench/scale.sh")
     cfg = ap.parse_args()
     client_config(cfg)
+    os.makedirs(cfg.work, exist_ok=True)
+    meta = B.machine_meta(cfg)
+    meta["load_start"] = [round(x, 2) for x in os.getloadavg()]
     results = []
     path_json = os.path.join(cfg.out, "scale.json")
     try:
@@ -349,7 +359,8 @@ def main():
                     json.dump(results, f, indent=1)
     finally:
         B.Proc.kill_all()
-    report(cfg, results, os.path.join(cfg.out, "scale.md"), os.path.join(cfg.out, "scale.png"))
+    meta["load_end"] = [round(x, 2) for x in os.getloadavg()]
+    report(cfg, results, meta, os.path.join(cfg.out, "scale.md"), os.path.join(cfg.out, "scale.png"))
     for r in results:
         if "error" in r:
             print(f"FAILED: {r['system']} {r['replicas']}: {r['error']}")
