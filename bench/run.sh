@@ -5,7 +5,7 @@
 # an end-to-end latency tool on the Java client. Prints the report.
 #
 #   bench/run.sh              full run (3 repetitions, >= 30 s producer runs;
-#                             about 30 min): bench/results/latest.{md,png,json}
+#                             about 50 min): bench/results/latest.{md,png,json}
 #   bench/run.sh --smoke      seconds per step, 1 repetition, one cluster per
 #                             system (about 2 min): .rill/bench/smoke/ only
 #   bench/run.sh [--smoke] [--out DIR] [bench.py options: --variants kafka,rill
