@@ -29,6 +29,7 @@ rc=0
     --command "bench/curves.sh $curve${*:+ $*}" "$@" || rc=$?
 if [ $# -eq 0 ] && [ -f "$out/$curve.md" ]; then
     for f in json md png; do cp "$out/$curve.$f" "bench/results/$curve-latest.$f"; done
+    sed -i "s/($curve.png)/($curve-latest.png)/" "bench/results/$curve-latest.md"
     echo "published bench/results/$curve-latest.{md,json,png}"
 fi
 exit $rc

@@ -25,6 +25,7 @@ rc=0
 # exit status still says that one did.
 if [ $# -eq 0 ] && [ -f "$out/scale.md" ]; then
     for f in json md png; do [ ! -f "$out/scale.$f" ] || cp "$out/scale.$f" "bench/results/scale-latest.$f"; done
+    sed -i 's/(scale.png)/(scale-latest.png)/' bench/results/scale-latest.md
     echo "published bench/results/scale-latest.{md,json,png}"
 fi
 exit $rc
