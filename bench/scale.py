@@ -140,6 +140,7 @@ def measure_point(cfg, out, workdir, log):
     with fresh_cluster(cfg, system, workdir) as (cluster, startup):
         out["first_startup_s"] = startup
         bootstrap = cluster.bootstrap
+        out["step"] = "create"
         t0 = time.monotonic()
         topics = topics_for(partitions)
         cfg.topics = ",".join(name for name, _ in topics)
@@ -157,12 +158,14 @@ def measure_point(cfg, out, workdir, log):
 
         # Warm-up (the JIT of Kafka's brokers), then produce at the fixed rate.
         if cfg.warmup_seconds > 0:
+            out["step"] = "warm-up"
             B.rill_load(
                 cfg, "produce",
                 ["--bootstrap", bootstrap, "--topic", cfg.topics, "--records", str(int(cfg.rate * cfg.warmup_seconds)),
                  "--record-size", str(B.RECORD_SIZE), "--throughput", str(cfg.rate), "--keys"]
                 + client_settings(cfg),
                 log, timeout=cfg.warmup_seconds * 10 + 300 + cfg.request_timeout_ms / 1000)
+        out["step"] = "produce"
         records = int(cfg.rate * cfg.seconds)
         cpu0, t0 = broker_cpu(cluster), time.monotonic()
         text = B.rill_load(
@@ -184,6 +187,7 @@ def measure_point(cfg, out, workdir, log):
               f"p99 {prod['lat_p99_ms']} ms, brokers {out['produce']['broker_cores']:.2f} cores")
 
         # At rest.
+        out["step"] = "idle"
         cpu0, t0 = broker_cpu(cluster), time.monotonic()
         time.sleep(cfg.idle_seconds)
         cpu1 = broker_cpu(cluster)
@@ -195,6 +199,7 @@ def measure_point(cfg, out, workdir, log):
               f"({out['rss_per_replica_kib']:.1f} KiB per replica)")
 
         # Clean restart, then unclean restart, of broker 2.
+        out["step"] = "restart"
         cluster.brokers[2].stop(cfg.stop_timeout)
         out["restart_s"] = cluster.restart_broker(2)
         wait_led(cfg, bootstrap, partitions, cfg.create_timeout)
@@ -205,6 +210,7 @@ def measure_point(cfg, out, workdir, log):
               f"{out['recovery_s']:.2f}s after SIGKILL")
 
         # Failover of broker 0's leaders.
+        out["step"] = "failover"
         if wait_led(cfg, bootstrap, partitions, cfg.create_timeout) is None:
             raise RuntimeError("partitions without a leader before the failover")
         # Let the restarted broker catch up into every ISR first.
@@ -230,6 +236,16 @@ def client_settings(cfg):
 
 def fmt(x, digits=1):
     return "-" if x is None else f"{x:.{digits}f}"
+
+
+def error_summary(error):
+    """The lines of a failed point's error that say what happened: for a
+    rill-load run, its own verdict and figures (librdkafka's log lines are
+    in the point's log); otherwise the first line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    said = [line for line in lines if line.startswith("rill-load:") or " records sent, " in line]
+    text = " ".join(said or lines[:1]) or "?"
+    return text.replace("|", "/")
 
 
 def report(cfg, results, meta, path_md, path_png):
@@ -284,11 +300,11 @@ def report(cfg, results, meta, path_md, path_png):
         w("")
         w("Points that did not complete (what they measured before they failed is in scale.json):")
         w("")
-        w("| replicas | system | create s | error |")
-        w("|---|---|---|---|")
+        w("| replicas | system | create s | failed in | error |")
+        w("|---|---|---|---|---|")
         for r in failed:
-            error = " ".join(str(r["error"]).split()).replace("|", "/")
-            w(f"| {r['replicas']} | {r['system']} | {fmt(r.get('create_s'))} | {error} |")
+            w(f"| {r['replicas']} | {r['system']} | {fmt(r.get('create_s'))} | {r.get('step', '?')} | "
+              f"{error_summary(r['error'])} |")
     w("")
     w(f"![chart]({os.path.basename(path_png)})")
     with open(path_md, "w") as f:
