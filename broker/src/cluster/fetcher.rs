@@ -41,8 +41,12 @@ use crate::partition::{self, Partition};
 
 /// How long the leader may hold a fetch that has nothing new.
 pub const FETCH_MAX_WAIT: Duration = Duration::from_millis(500);
-/// Bytes per partition per fetch.
-pub const FETCH_MAX_BYTES: u32 = 4 << 20;
+/// Bytes per partition per fetch, as Kafka's `replica.fetch.max.bytes`. An
+/// answer is held several times over while it travels (read from the log,
+/// encoded, in flight, decoded), on both brokers, for every leader a
+/// follower fetches from, so this bounds much of a broker's memory under
+/// load.
+pub const FETCH_MAX_BYTES: u32 = 1 << 20;
 /// Wait before reconnecting to a leader that could not be reached.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest a response may take beyond the long-poll wait.
