@@ -154,6 +154,36 @@ async fn given_acks_none_when_produced_should_return_no_offset_but_append() {
 }
 
 #[tokio::test]
+async fn given_a_client_control_batch_when_produced_should_be_refused_and_nothing_appended() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let p = open(tmp.path(), FlushPolicy::Replicated);
+    let marker =
+        rill_client::batch::marker_batch(7, 0, rill_client::batch::ControlType::Commit, 0, 1);
+    let mut after_data = bytes::BytesMut::from(&batch(&[b"a"])[..]);
+    after_data.extend_from_slice(&marker);
+    for data in [marker.clone(), after_data.freeze()] {
+        let r = p.produce(data, Acks::All, Duration::from_secs(5)).await;
+        assert!(matches!(r, Err(Error::InvalidRequest(_))), "{r:?}");
+    }
+    assert_eq!(p.log.read().next_offset(), 0);
+}
+
+#[tokio::test]
+async fn given_a_batch_with_a_wrong_crc_when_produced_should_be_refused_by_the_log() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let p = open(tmp.path(), FlushPolicy::Replicated);
+    let mut data = bytes::BytesMut::from(&batch(&[b"a"])[..]);
+    let last = data.len() - 1;
+    data[last] ^= 0xff;
+    let r = p
+        .produce(data.freeze(), Acks::All, Duration::from_secs(5))
+        .await;
+    assert!(r.is_err(), "{r:?}");
+    assert!(!matches!(r, Err(Error::InvalidRequest(_))), "{r:?}");
+    assert_eq!(p.log.read().next_offset(), 0);
+}
+
+#[tokio::test]
 async fn given_deleted_partition_when_fetch_is_waiting_should_fail_promptly() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let p = open(tmp.path(), FlushPolicy::Replicated);
