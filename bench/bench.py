@@ -220,9 +220,25 @@ def machine_busy_seconds():
     return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
+def disk_written_bytes(path):
+    """Bytes written so far to the block device holding `path` (its
+    /sys/dev/block stat), or None when it has none (tmpfs)."""
+    dev = os.stat(path).st_dev
+    try:
+        with open(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}/stat") as f:
+            # Field 7 counts 512-byte sectors written.
+            return int(f.read().split()[6]) * 512
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def children_cpu_seconds():
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
+
+
+def fmt_mb_s(v):
+    return "–" if v is None else f"{v:.0f} MB/s"
 
 
 def loadavg():
@@ -760,10 +776,12 @@ def measured_producer_run(cfg, cluster, bootstrap, topic, records, log, txn_id=N
     ctl0 = proc_cpu_seconds(cluster.controller.pid)
     busy0 = machine_busy_seconds()
     kids0 = children_cpu_seconds()
+    disk0 = disk_written_bytes(cfg.work)
     load_before = loadavg()
     t0 = time.monotonic()
     prod = producer_perf(cfg, bootstrap, topic, records, log, cluster.client_config, txn_id)
     wall = time.monotonic() - t0
+    disk1 = disk_written_bytes(cfg.work)
     cpu1 = [proc_cpu_seconds(pid) for pid in pids]
     ctl1 = proc_cpu_seconds(cluster.controller.pid)
     busy1 = machine_busy_seconds()
@@ -783,6 +801,10 @@ def measured_producer_run(cfg, cluster, bootstrap, topic, records, log, txn_id=N
             # client over the run, as a share of the machine: other work and
             # kernel threads (page cache writeback among them).
             "foreign_cpu_share": max(0.0, foreign) / (wall * os.cpu_count()),
+            # What the data directory's disk took over the run, from any
+            # process (None on tmpfs): with RF=3 on one machine each
+            # produced byte is written three times.
+            "disk_write_mb_s": (disk1 - disk0) / 1e6 / wall if disk0 is not None and disk1 is not None else None,
             "load_before": load_before,
         }
     )
@@ -848,7 +870,8 @@ def measure(cfg, cluster, variant, rep, logdir, prior_rate):
     say(
         f"{variant} rep {rep}: producer {prod['mb_per_s']:.1f} MB/s, {prod['records_per_s']:.0f} rec/s over "
         f"{prod['seconds']:.1f}s, p99 {prod['lat_p99_ms']} ms, broker CPU {prod['broker_cpu_s_per_gb']:.2f} s/GB, "
-        f"{prod['client']} client CPU {prod['client_cpu_s']:.1f} s, foreign CPU {prod['foreign_cpu_share'] * 100:.0f}%"
+        f"{prod['client']} client CPU {prod['client_cpu_s']:.1f} s, foreign CPU {prod['foreign_cpu_share'] * 100:.0f}%, "
+        f"disk writes {fmt_mb_s(prod.get('disk_write_mb_s'))}"
     )
 
     # Retention settles within a check interval or two; then the topic holds
@@ -1112,7 +1135,8 @@ def write_report(cfg, results, summary, meta, path_md, path_png):
       f"is sized from the warm-up rate to last at least {cfg.seconds:.0f} s, and run again, larger, if it ended sooner. "
       "A fresh cluster per variant and repetition (smoke: one per system); MB = 10^6 bytes of record values. "
       "Broker CPU counts utime+stime of the three broker processes over the measured producer run; "
-      "the client's CPU is listed per repetition.")
+      "the client's CPU is listed per repetition, and so are the bytes per second written to the data "
+      "directory's disk over that run (by every process; the page cache's writeback among them).")
     w("")
     if any(is_txn(v) for v in variants):
         w("Transactional variants (same topics as the plain ones): `kafka-producer-perf-test` with "
@@ -1146,6 +1170,11 @@ def write_report(cfg, results, summary, meta, path_md, path_png):
         frac = summary["rill"]["producer_mb_s"]["median"] / CEILING_MB_S
         w(f"Rill's producer throughput is {frac * 100:.0f}% of the ~{CEILING_MB_S:.0f} MB/s "
           "the issue estimates as this machine's physical limit at RF=3.")
+        disk = [e["producer"].get("disk_write_mb_s") for e in results["rill"]]
+        if all(d is not None for d in disk):
+            w(f"During Rill's measured producer runs the data disk took a median {statistics.median(disk):.0f} MB/s "
+              "of writes: each produced byte is written by three replicas on this one machine, and each "
+              "partition's interval flush (`flush.ms`, 1 s) puts it on disk within a second.")
         w("")
     w("Ratios are Rill / Kafka of the medians: above 1 means Rill is higher (better for "
       "throughput, worse for latency, CPU, memory and start-up).")
@@ -1212,14 +1241,14 @@ def write_report(cfg, results, summary, meta, path_md, path_png):
     w("## Per repetition")
     w("")
     w("| Variant | Rep | Producer MB/s | records | run s | p99 ms | Broker CPU s/GB | client | client CPU s | foreign CPU | "
-      "Consumer MB/s (records) | e2e p50/p99 µs | Peak RSS MB (3 brokers) | Start-up s (3 brokers) |")
-    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+      "disk writes | Consumer MB/s (records) | e2e p50/p99 µs | Peak RSS MB (3 brokers) | Start-up s (3 brokers) |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for v in variants:
         for i, e in enumerate(results[v], 1):
             p, c, x = e["producer"], e["consumer"], e["e2e"]
             w(f"| {VARIANTS[v]['label']} | {i} | {p['mb_per_s']:.1f} | {p['records']} | {p['seconds']:.1f} | "
               f"{p['lat_p99_ms']} | {p['broker_cpu_s_per_gb']:.2f} | {p.get('client', 'java')} | {p['client_cpu_s']:.1f} | "
-              f"{p['foreign_cpu_share'] * 100:.0f}% | "
+              f"{p['foreign_cpu_share'] * 100:.0f}% | {fmt_mb_s(p.get('disk_write_mb_s'))} | "
               f"{c['mb_per_s']:.1f} ({c['records']}) | {x['e2e_p50_us']:.0f}/{x['e2e_p99_us']:.0f} | "
               f"{', '.join(f'{h / 1e6:.0f}' for h in e['broker_hwm_bytes'])} | "
               f"{', '.join(f'{s:.3f}' for s in e['startup_s'])} |")
