@@ -73,11 +73,10 @@ struct PendingAcks {
     epoch: i32,
 }
 
-/// Whether a control batch is among `data`'s batches. Reads only each
-/// batch's length and fixed header: the log's append validates every batch
-/// in full (CRC included) and reports what is malformed, so the bytes are
-/// checksummed once per produce.
-fn holds_control_batch(data: &[u8]) -> bool {
+/// Whether a header among `data`'s batches says control batch. Reads only
+/// each batch's length and fixed header, so an ordinary produce is
+/// checksummed once, by the log's append.
+fn holds_control_header(data: &[u8]) -> bool {
     use crate::log::batch::{BatchHeader, frame_len};
     let mut rest = data;
     while !rest.is_empty() {
@@ -102,7 +101,13 @@ impl Partition {
         timeout: Duration,
     ) -> Result<ProduceResult, Error> {
         let data = data.into();
-        if holds_control_batch(&data) {
+        // A control header is confirmed by the full validation (CRC
+        // included): a batch garbled on its way still gets the log's own
+        // error (`CORRUPT_MESSAGE`, which clients retry), not this one.
+        let control = holds_control_header(&data)
+            && crate::log::batch::validate_all(&data, data.len(), crate::log::batch::validate)
+                .is_ok();
+        if control {
             return Err(Error::InvalidRequest(
                 "control batches (transaction markers) are written only by the transaction coordinator"
                     .to_owned(),

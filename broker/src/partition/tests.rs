@@ -169,17 +169,21 @@ async fn given_a_client_control_batch_when_produced_should_be_refused_and_nothin
 }
 
 #[tokio::test]
-async fn given_a_batch_with_a_wrong_crc_when_produced_should_be_refused_by_the_log() {
+async fn given_a_batch_or_marker_with_a_wrong_crc_when_produced_should_be_refused_by_the_log() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let p = open(tmp.path(), FlushPolicy::Replicated);
-    let mut data = bytes::BytesMut::from(&batch(&[b"a"])[..]);
-    let last = data.len() - 1;
-    data[last] ^= 0xff;
-    let r = p
-        .produce(data.freeze(), Acks::All, Duration::from_secs(5))
-        .await;
-    assert!(r.is_err(), "{r:?}");
-    assert!(!matches!(r, Err(Error::InvalidRequest(_))), "{r:?}");
+    let marker =
+        rill_client::batch::marker_batch(7, 0, rill_client::batch::ControlType::Commit, 0, 1);
+    for good in [batch(&[b"a"]), marker.to_vec()] {
+        let mut data = bytes::BytesMut::from(&good[..]);
+        let last = data.len() - 1;
+        data[last] ^= 0xff;
+        let r = p
+            .produce(data.freeze(), Acks::All, Duration::from_secs(5))
+            .await;
+        assert!(r.is_err(), "{r:?}");
+        assert!(!matches!(r, Err(Error::InvalidRequest(_))), "{r:?}");
+    }
     assert_eq!(p.log.read().next_offset(), 0);
 }
 
