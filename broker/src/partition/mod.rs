@@ -36,7 +36,7 @@
 //! its own log only as far as it is fsynced under `flush=fsync`).
 
 pub mod error;
-mod hw_checkpoint;
+pub mod hw_checkpoint;
 pub mod isr_due;
 pub mod manager;
 mod produce;
@@ -57,7 +57,12 @@ use tokio::sync::watch;
 use tracing::error;
 
 pub use error::Error;
+pub use hw_checkpoint::HighWatermarks;
 pub use isr_due::IsrDue;
+
+/// How often the batched interval flush (`tasks`) writes a partition's
+/// recovery point.
+const BATCHED_RECOVERY_POINT_INTERVAL: Duration = Duration::from_secs(5);
 pub use produce::ProducerView;
 pub use role::{IsrProposal, ReplicaRead, Role, RoleView};
 
@@ -185,8 +190,6 @@ pub struct Partition {
     last_flush: parking_lot::Mutex<Instant>,
     /// When a batched interval flush last wrote the recovery point.
     recovery_point_written: parking_lot::Mutex<Option<Instant>>,
-    /// Where the HW survives a restart.
-    hw_checkpoint: hw_checkpoint::HighWatermarkCheckpoint,
     /// Standalone, leader (with follower state) or follower. Changed only
     /// while holding the log's write lock, so an append and a role change
     /// never interleave (lock order: log, then role).
@@ -220,26 +223,17 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// Wraps an opened log. Its HW starts at the last checkpointed HW
-    /// (see `hw_checkpoint`); a standalone broker then raises it to the
-    /// log end ([`Partition::serve_alone`]).
+    /// Wraps an opened log. Its HW starts at `hw`, the HW it last
+    /// checkpointed ([`HighWatermarks::take`]); a standalone broker then
+    /// raises it to the log end ([`Partition::serve_alone`]).
     pub fn new(
         topic: Arc<str>,
         id: i32,
         log: PartitionLog,
+        hw: i64,
         metrics: Arc<Metrics>,
         isr_due: Arc<IsrDue>,
     ) -> Result<Self, Error> {
-        let (hw_checkpoint, hw) = hw_checkpoint::HighWatermarkCheckpoint::open(
-            log.dir(),
-            log.log_start_offset(),
-            log.next_offset(),
-        )
-        .map_err(|e| Error::Log {
-            topic: topic.to_string(),
-            partition: id,
-            source: LogError::io("reading the high watermark checkpoint".to_owned(), e),
-        })?;
         let (high_watermark, _) = watch::channel(hw);
         let (log_end, _) = watch::channel(log.next_offset());
         let mut epochs = EpochCache::open(log.dir()).map_err(|e| Error::Log {
@@ -266,7 +260,6 @@ impl Partition {
             state: AtomicU8::new(OPEN),
             last_flush: parking_lot::Mutex::new(Instant::now()),
             recovery_point_written: parking_lot::Mutex::new(None),
-            hw_checkpoint,
             role: parking_lot::Mutex::new(Role::Standalone),
             epochs: parking_lot::Mutex::new(epochs),
             log_end,
@@ -939,7 +932,6 @@ impl Partition {
                     self.io_error("saving the leader epoch cache", std::io::Error::other(e))
                 })??;
         }
-        self.checkpoint_high_watermark(now, false)?;
         if !dirty {
             // Nothing to flush: the next check is one interval away, as
             // after a flush. Otherwise every idle partition would run the
@@ -982,11 +974,11 @@ impl Partition {
 
     /// After a filesystem-wide sync (`syncfs`) that began after `handle`
     /// was taken: everything below its target is durable. Moves the flushed
-    /// offset, then writes the recovery point and the HW checkpoint, each at
-    /// most every [`hw_checkpoint::INTERVAL`] and without fsyncing them (the
-    /// next sync or the kernel's writeback makes them durable; until then a
-    /// restart finds the older ones and validates more, which is safe).
-    /// With thousands of partitions, writing both every `flush.ms` was a
+    /// offset, then writes the recovery point, at most every
+    /// [`BATCHED_RECOVERY_POINT_INTERVAL`] and without fsyncing it (the
+    /// next sync or the kernel's writeback makes it durable; until then a
+    /// restart finds the older one and validates more, which is safe).
+    /// With thousands of partitions, writing it every `flush.ms` was a
     /// large part of a broker's CPU. Blocking.
     fn synced_with_filesystem(&self, handle: &SyncHandle, now: Instant) -> Result<(), Error> {
         handle.synced_elsewhere();
@@ -996,7 +988,8 @@ impl Partition {
         }
         let point_due = {
             let mut written = self.recovery_point_written.lock();
-            let due = written.is_none_or(|at| now.duration_since(at) >= hw_checkpoint::INTERVAL);
+            let due =
+                written.is_none_or(|at| now.duration_since(at) >= BATCHED_RECOVERY_POINT_INTERVAL);
             if due {
                 *written = Some(now);
             }
@@ -1019,9 +1012,6 @@ impl Partition {
                 log.checkpoint_unsynced().map_err(|e| self.log_error(e))?;
             }
         }
-        self.hw_checkpoint
-            .maybe_write(self.high_watermark(), now, false, false)
-            .map_err(|e| self.io_error("writing the high watermark checkpoint", e))?;
         Ok(())
     }
 
@@ -1046,26 +1036,15 @@ impl Partition {
             .map_err(|e| self.io_error("saving the leader epoch cache", e))
     }
 
-    /// Writes the HW checkpoint if it moved (at most every
-    /// [`hw_checkpoint::INTERVAL`] unless `force`).
-    fn checkpoint_high_watermark(&self, now: Instant, force: bool) -> Result<(), Error> {
-        self.hw_checkpoint
-            .maybe_write(self.high_watermark(), now, force, true)
-            .map_err(|e| self.io_error("writing the high watermark checkpoint", e))?;
-        Ok(())
-    }
-
-    /// Flushes everything now and checkpoints the HW (shutdown). Blocking.
+    /// Flushes everything now (shutdown; the manager then writes the HW
+    /// checkpoint of every replica). Blocking.
     fn flush_blocking(&self) -> Result<(), Error> {
         if self.state.load(Ordering::Acquire) == DELETED {
             return Ok(());
         }
-        {
-            let log = self.log.read();
-            self.save_epochs()?;
-            log.flush_for_restart().map_err(|e| self.log_error(e))?;
-        }
-        self.checkpoint_high_watermark(Instant::now(), true)
+        let log = self.log.read();
+        self.save_epochs()?;
+        log.flush_for_restart().map_err(|e| self.log_error(e))
     }
 }
 

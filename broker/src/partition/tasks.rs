@@ -91,6 +91,7 @@ async fn flush_loop(manager: Arc<ReplicaManager>, metrics: Arc<Metrics>, stop: C
             _ = ticker.tick() => {}
         }
         let now = Instant::now();
+        write_high_watermarks(&manager, &metrics, now).await;
         let appends = crate::log::appends_in_process();
         if quiet.holds(appends, now) {
             continue;
@@ -113,6 +114,30 @@ async fn flush_loop(manager: Arc<ReplicaManager>, metrics: Arc<Metrics>, stop: C
             }
         }
         quiet.walked(&partitions, appends, now);
+    }
+}
+
+/// Every [`super::hw_checkpoint::INTERVAL`], writes the HW checkpoint of
+/// every replica if a HW moved (one file for the data directory).
+async fn write_high_watermarks(manager: &Arc<ReplicaManager>, metrics: &Metrics, now: Instant) {
+    if !manager.high_watermarks_due(now) {
+        return;
+    }
+    let m = Arc::clone(manager);
+    let written = tokio::task::spawn_blocking(move || {
+        m.write_high_watermarks(&m.all_partitions(), now, false)
+    })
+    .await;
+    match written {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            metrics
+                .background_errors
+                .with_label_values(&["flush", e.metric_label()])
+                .inc();
+            warn!(error = %e, "writing the high watermark checkpoint failed");
+        }
+        Err(e) => warn!(error = %e, "the high watermark checkpoint task failed"),
     }
 }
 

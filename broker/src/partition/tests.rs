@@ -8,8 +8,15 @@ fn open(dir: &std::path::Path, flush: FlushPolicy) -> Arc<Partition> {
     };
     let log = PartitionLog::open(dir, config).expect("open");
     Arc::new(
-        Partition::new("t".into(), 0, log, Arc::new(Metrics::new()), Arc::default())
-            .expect("partition"),
+        Partition::new(
+            "t".into(),
+            0,
+            log,
+            0,
+            Arc::new(Metrics::new()),
+            Arc::default(),
+        )
+        .expect("partition"),
     )
 }
 
@@ -40,7 +47,15 @@ async fn given_an_idempotent_batch_with_an_old_create_time_in_an_old_segment_whe
     };
     let log = PartitionLog::open(tmp.path(), config).expect("open");
     let p = Arc::new(
-        Partition::new("t".into(), 0, log, Arc::new(Metrics::new()), Arc::default()).unwrap(),
+        Partition::new(
+            "t".into(),
+            0,
+            log,
+            0,
+            Arc::new(Metrics::new()),
+            Arc::default(),
+        )
+        .unwrap(),
     );
     p.serve_alone();
     let wait = Duration::from_secs(5);
@@ -252,7 +267,7 @@ async fn given_a_new_leader_epoch_in_the_batched_flush_then_its_file_is_written_
         .await
         .expect("produce");
     let handle = p.unflushed_handle().expect("unflushed appends");
-    p.synced_with_filesystem(&handle, t0 + hw_checkpoint::INTERVAL)
+    p.synced_with_filesystem(&handle, t0 + BATCHED_RECOVERY_POINT_INTERVAL)
         .unwrap();
     assert!(!p.epochs.lock().is_unsaved());
     assert_eq!(recovery_point(), Some(3));

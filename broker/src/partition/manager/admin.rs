@@ -21,8 +21,8 @@ use super::topology::standalone_view;
 use super::{
     ReplicaManager, Topic, TopicView, new_topic_id, now_ms, open_partition_log, open_topic,
 };
+use crate::partition::Error;
 use crate::partition::store::{TopicSpec, validate_topic_name};
-use crate::partition::{Error, Partition};
 
 /// Where topic create/delete go in a cluster: the controller.
 #[tonic::async_trait]
@@ -156,6 +156,7 @@ impl ReplicaManager {
         let config = old.config.clone();
         let metrics = Arc::clone(&self.metrics);
         let isr_due = Arc::clone(&self.isr_due);
+        let high_watermarks = Arc::clone(&self.high_watermarks);
         let first_new = old.spec.partitions;
         let opened = tokio::task::spawn_blocking(move || {
             // The spec is the commit point: partitions it lists but that have
@@ -166,12 +167,13 @@ impl ReplicaManager {
             for id in first_new..spec.partitions {
                 let dir = store.partition_dir(&spec.name, id);
                 let log = open_partition_log(&dir, &spec.name, &spec.id, id, &config)?;
-                opened.push(Some(Arc::new(Partition::new(
+                opened.push(Some(Arc::new(super::new_partition(
+                    &high_watermarks,
                     Arc::clone(&name),
                     id,
                     log,
-                    Arc::clone(&metrics),
-                    Arc::clone(&isr_due),
+                    &metrics,
+                    &isr_due,
                 )?)));
             }
             Ok::<_, Error>((spec, opened))
@@ -344,9 +346,17 @@ impl ReplicaManager {
         let defaults = self.log_defaults();
         let metrics = Arc::clone(&self.metrics);
         let isr_due = Arc::clone(&self.isr_due);
+        let high_watermarks = Arc::clone(&self.high_watermarks);
         let topic = tokio::task::spawn_blocking(move || {
             store.save(&spec)?;
-            match open_topic(&store, &defaults, spec.clone(), &metrics, &isr_due) {
+            match open_topic(
+                &store,
+                &defaults,
+                spec.clone(),
+                &high_watermarks,
+                &metrics,
+                &isr_due,
+            ) {
                 Ok(topic) => Ok(topic),
                 Err(e) => {
                     // Do not leave a half-created topic behind to be loaded

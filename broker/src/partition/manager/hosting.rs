@@ -97,12 +97,13 @@ impl ReplicaManager {
                 let dir = self.store.partition_dir(topic, id);
                 self.remove_if_other_topic(topic, topic_id, id);
                 let log = open_partition_log(&dir, topic, topic_id, id, &config)?;
-                *slot = Some(Arc::new(Partition::new(
+                *slot = Some(Arc::new(super::new_partition(
+                    &self.high_watermarks,
                     Arc::clone(&name),
                     id,
                     log,
-                    Arc::clone(&self.metrics),
-                    Arc::clone(&self.isr_due),
+                    &self.metrics,
+                    &self.isr_due,
                 )?));
             }
         }

@@ -42,7 +42,7 @@ pub use topology::{PartitionView, TopicView};
 use super::store::{
     StoreError, TopicSpec, TopicStore, partition_topic_id, write_partition_topic_id,
 };
-use super::{Error, IsrDue, Partition};
+use super::{Error, HighWatermarks, IsrDue, Partition};
 use crate::log::{LogConfig, PartitionLog};
 use crate::metrics::Metrics;
 use topology::Topology;
@@ -132,6 +132,8 @@ pub struct ReplicaManager {
     metrics: Arc<Metrics>,
     /// Partitions led here whose ISR may change soon.
     isr_due: Arc<IsrDue>,
+    /// The HW checkpoint of every replica hosted here.
+    high_watermarks: Arc<HighWatermarks>,
     /// Settings of topics that do not override them: `settings.log_defaults`
     /// at start, then as the configuration file changes
     /// ([`ReplicaManager::set_log_defaults`]).
@@ -184,6 +186,32 @@ fn open_partition_log(
     })
 }
 
+/// The replica of partition `id` of `topic` over its opened log, with the
+/// HW it last checkpointed.
+fn new_partition(
+    high_watermarks: &HighWatermarks,
+    topic: Arc<str>,
+    id: i32,
+    log: PartitionLog,
+    metrics: &Arc<Metrics>,
+    isr_due: &Arc<IsrDue>,
+) -> Result<Partition, Error> {
+    let hw = high_watermarks
+        .take(
+            &topic,
+            id,
+            log.dir(),
+            log.log_start_offset(),
+            log.next_offset(),
+        )
+        .map_err(|e| Error::Log {
+            topic: topic.to_string(),
+            partition: id,
+            source: crate::log::LogError::io("reading the high watermark checkpoint".to_owned(), e),
+        })?;
+    Partition::new(topic, id, log, hw, Arc::clone(metrics), Arc::clone(isr_due))
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -200,6 +228,16 @@ impl ReplicaManager {
     ) -> Result<Self, Error> {
         let mut topics = BTreeMap::new();
         let isr_due = Arc::new(IsrDue::default());
+        let high_watermarks = HighWatermarks::open(store.data_dir()).map_err(|source| {
+            Error::Metadata(StoreError {
+                context: "reading the high watermark checkpoint".to_owned(),
+                source,
+            })
+        })?;
+        // Entries of replicas whose directory is gone (removed from this
+        // broker, or their topic deleted) are dropped.
+        high_watermarks
+            .retain_unopened(|topic, partition| store.partition_dir(topic, partition).is_dir());
         for mut spec in store.load_all()? {
             if spec.id.is_empty() {
                 // Created before topics had ids: it gets one, once.
@@ -207,7 +245,14 @@ impl ReplicaManager {
                 store.save(&spec)?;
                 info!(topic = %spec.name, id = %spec.id, "gave a topic created before topic ids an id");
             }
-            let topic = open_topic(&store, &settings.log_defaults, spec, &metrics, &isr_due)?;
+            let topic = open_topic(
+                &store,
+                &settings.log_defaults,
+                spec,
+                &high_watermarks,
+                &metrics,
+                &isr_due,
+            )?;
             topics.insert(topic.spec.name.clone(), Arc::new(topic));
         }
         info!(topics = topics.len(), "topics loaded");
@@ -224,6 +269,7 @@ impl ReplicaManager {
             roles: tokio::sync::watch::Sender::new(0),
             metrics,
             isr_due,
+            high_watermarks: Arc::new(high_watermarks),
         })
     }
 
@@ -415,16 +461,55 @@ impl ReplicaManager {
         }
     }
 
-    /// fsyncs every partition log. Blocking. Returns how many failed.
+    /// fsyncs every partition log, then writes the HW checkpoint durably.
+    /// Blocking. Returns how many failed (the checkpoint counts as one).
     pub fn flush_all(&self) -> usize {
         let mut failed = 0;
-        for p in self.all_partitions() {
+        let partitions = self.all_partitions();
+        for p in &partitions {
             if let Err(e) = p.flush_blocking() {
                 warn!(topic = %p.topic, partition = p.id, error = %e, "final flush failed");
                 failed += 1;
             }
         }
+        if let Err(e) = self.write_high_watermarks(&partitions, std::time::Instant::now(), true) {
+            warn!(error = %e, "final high watermark checkpoint failed");
+            failed += 1;
+        }
         failed
+    }
+
+    /// Whether [`ReplicaManager::write_high_watermarks`] would look at the
+    /// HWs now.
+    pub fn high_watermarks_due(&self, now: std::time::Instant) -> bool {
+        self.high_watermarks.due(now)
+    }
+
+    /// Writes the HW checkpoint of `partitions` (every replica hosted here)
+    /// if a HW moved: at most every [`super::hw_checkpoint::INTERVAL`],
+    /// without an fsync (the next sync makes it durable), unless `force`,
+    /// which writes it now and durably. Returns whether it wrote. Blocking.
+    pub fn write_high_watermarks(
+        &self,
+        partitions: &[Arc<Partition>],
+        now: std::time::Instant,
+        force: bool,
+    ) -> Result<bool, Error> {
+        let replicas = partitions
+            .iter()
+            .filter(|p| p.state.load(Ordering::Acquire) != super::DELETED)
+            .map(|p| (&*p.topic, p.id, p.high_watermark()));
+        self.high_watermarks
+            .write(replicas, now, force)
+            .map_err(|source| {
+                Error::Metadata(StoreError {
+                    context: format!(
+                        "writing the high watermark checkpoint in {}",
+                        self.data_dir().display()
+                    ),
+                    source,
+                })
+            })
     }
 }
 
@@ -432,6 +517,7 @@ fn open_topic(
     store: &TopicStore,
     defaults: &LogConfig,
     spec: TopicSpec,
+    high_watermarks: &HighWatermarks,
     metrics: &Arc<Metrics>,
     isr_due: &Arc<IsrDue>,
 ) -> Result<Topic, Error> {
@@ -441,12 +527,13 @@ fn open_topic(
     for id in 0..spec.partitions {
         let dir = store.partition_dir(&spec.name, id);
         let log = open_partition_log(&dir, &spec.name, &spec.id, id, &config)?;
-        partitions.push(Some(Arc::new(Partition::new(
+        partitions.push(Some(Arc::new(new_partition(
+            high_watermarks,
             Arc::clone(&name),
             id,
             log,
-            Arc::clone(metrics),
-            Arc::clone(isr_due),
+            metrics,
+            isr_due,
         )?)));
     }
     Ok(Topic {

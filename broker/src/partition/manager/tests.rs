@@ -190,3 +190,104 @@ async fn given_a_standalone_topic_when_created_then_it_has_a_random_id_recorded_
         "the id survives a restart"
     );
 }
+
+#[tokio::test]
+async fn given_cluster_replicas_with_hws_when_the_broker_restarts_then_each_restarts_at_its_checkpointed_hw()
+ {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let id = "6f1e2d3c-0000-4000-8000-000000000003";
+    let both = BTreeSet::from([0, 1]);
+    {
+        let m = manager(tmp.path());
+        let replicas = m.host("t", id, 2, &both, &BTreeMap::new()).expect("host");
+        for (p, records) in replicas.iter().zip([3usize, 5]) {
+            p.become_leader(0, 0, 0, vec![0], vec![0]).expect("leader");
+            let values = vec![b"v".as_slice(); records];
+            let batch = crate::log::batch::test_util::batch(&values);
+            p.produce(batch, Acks::All, Duration::from_secs(5))
+                .await
+                .expect("produce");
+            assert_eq!(p.high_watermark(), records as i64);
+        }
+        // Partition 0 takes two records its new follower never confirms:
+        // they stay above its HW, and must after the restart too.
+        let p = &replicas[0];
+        p.become_leader(0, 1, 3, vec![0, 1], vec![0, 1])
+            .expect("leader with a follower");
+        let batch = crate::log::batch::test_util::batch(&[b"x", b"y"]);
+        p.produce(batch, Acks::Leader, Duration::from_secs(5))
+            .await
+            .expect("produce");
+        assert_eq!((p.high_watermark(), p.log.read().next_offset()), (3, 5));
+        assert_eq!(m.flush_all(), 0);
+    }
+    // One file for the data directory, none per partition.
+    assert!(
+        tmp.path()
+            .join(crate::partition::hw_checkpoint::FILE)
+            .is_file()
+    );
+    assert!(
+        !tmp.path()
+            .join("topics/t/0")
+            .join(crate::partition::hw_checkpoint::PARTITION_FILE)
+            .exists()
+    );
+    {
+        // Only partition 0 is assigned here for a while; partition 1's
+        // directory stays, and so does its HW through a periodic write.
+        let m = manager(tmp.path());
+        let replicas = m
+            .host("t", id, 2, &BTreeSet::from([0]), &BTreeMap::new())
+            .expect("host");
+        let p = &replicas[0];
+        assert_eq!(
+            (p.high_watermark(), p.log.read().next_offset()),
+            (3, 5),
+            "the checkpointed HW, not the log end"
+        );
+        std::fs::create_dir_all(tmp.path().join("topics/t/1")).expect("kept dir");
+        let later = std::time::Instant::now() + crate::partition::hw_checkpoint::INTERVAL;
+        m.write_high_watermarks(&replicas, later, false)
+            .expect("periodic write");
+    }
+    let m = manager(tmp.path());
+    let replicas = m.host("t", id, 2, &both, &BTreeMap::new()).expect("host");
+    let hws: Vec<i64> = replicas.iter().map(|p| p.high_watermark()).collect();
+    assert_eq!(hws, [3, 5]);
+}
+
+#[tokio::test]
+async fn given_a_topic_deleted_while_the_broker_was_away_then_its_hw_entry_does_not_outlive_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (old, new) = (
+        "6f1e2d3c-0000-4000-8000-000000000004",
+        "6f1e2d3c-0000-4000-8000-000000000005",
+    );
+    let hosted = BTreeSet::from([0]);
+    {
+        let m = manager(tmp.path());
+        let p = m
+            .host("t", old, 1, &hosted, &BTreeMap::new())
+            .expect("host")
+            .remove(0);
+        p.become_leader(0, 0, 0, vec![0], vec![0]).expect("leader");
+        let batch = crate::log::batch::test_util::batch(&[b"a", b"b"]);
+        p.produce(batch, Acks::All, Duration::from_secs(5))
+            .await
+            .expect("produce");
+        assert_eq!(m.flush_all(), 0);
+    }
+    // The topic's directory went while the broker was down.
+    std::fs::remove_dir_all(tmp.path().join("topics/t")).expect("remove");
+    let m = manager(tmp.path());
+    let p = m
+        .host("t", new, 1, &hosted, &BTreeMap::new())
+        .expect("host")
+        .remove(0);
+    assert_eq!(p.high_watermark(), 0);
+    m.flush_all();
+    let text = std::fs::read_to_string(tmp.path().join(crate::partition::hw_checkpoint::FILE))
+        .expect("read");
+    assert!(text.contains("\nt 0 0\n"), "{text}");
+}

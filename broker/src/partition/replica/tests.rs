@@ -18,7 +18,17 @@ fn replica(dir: &std::path::Path, min_isr: u32) -> Arc<Partition> {
         ..LogConfig::default()
     };
     let log = PartitionLog::open(dir, config).unwrap();
-    Arc::new(Partition::new("t".into(), 0, log, Arc::new(Metrics::new()), Arc::default()).unwrap())
+    Arc::new(
+        Partition::new(
+            "t".into(),
+            0,
+            log,
+            0,
+            Arc::new(Metrics::new()),
+            Arc::default(),
+        )
+        .unwrap(),
+    )
 }
 
 /// One follower fetch round trip; returns whether data moved.
@@ -410,7 +420,15 @@ async fn given_a_follower_whose_fsync_fails_then_it_goes_offline_and_stops_fetch
     let open = |d: &std::path::Path| {
         let log = PartitionLog::open(d, fsync.clone()).unwrap();
         Arc::new(
-            Partition::new("t".into(), 0, log, Arc::new(Metrics::new()), Arc::default()).unwrap(),
+            Partition::new(
+                "t".into(),
+                0,
+                log,
+                0,
+                Arc::new(Metrics::new()),
+                Arc::default(),
+            )
+            .unwrap(),
         )
     };
     let (b0, b1) = (open(d0.path()), open(d1.path()));
@@ -555,6 +573,7 @@ async fn given_a_follower_outside_the_isr_when_it_fetches_then_its_partition_is_
             "t".into(),
             0,
             log,
+            0,
             Arc::new(Metrics::new()),
             Arc::clone(&due),
         )
