@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{OFlag, open};
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, setns, unshare};
-use nix::sys::stat::Mode;
+use nix::sys::stat::{Mode, SFlag, fstat};
 use serde::{Deserialize, Serialize};
 
 use super::AgentError;
@@ -84,6 +84,14 @@ pub fn container_init(spec_path: &Path) -> Result<Infallible, AgentError> {
     // at /tmp) must not hide the source of a later one.
     let mut mounts = spec.mounts.clone();
     mounts.sort_by_key(|m| m.target.components().count());
+    // The program too (the agent's build may live under /tmp): it is run
+    // through its descriptor, as an ELF binary can be.
+    let program = open(
+        &spec.program,
+        OFlag::O_PATH | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys(format!("open {}", spec.program.display())))?;
     let mut sources = Vec::with_capacity(mounts.len());
     for m in &mounts {
         let fd = open(&m.source, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
@@ -91,7 +99,14 @@ pub fn container_init(spec_path: &Path) -> Result<Infallible, AgentError> {
         sources.push(fd);
     }
     for (m, fd) in mounts.iter().zip(&sources) {
-        if m.source.is_dir() {
+        // The source's kind from its descriptor: its path may be hidden by
+        // now (the agent's state under /tmp, an emptyDir mounted at /tmp).
+        let source_is_dir = fstat(fd)
+            .map(|st| {
+                SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR
+            })
+            .map_err(sys(format!("fstat {}", m.source.display())))?;
+        if source_is_dir {
             std::fs::create_dir_all(&m.target).map_err(|e| AgentError::io(&m.target, e))?;
         } else {
             if let Some(parent) = m.target.parent() {
@@ -131,7 +146,8 @@ pub fn container_init(spec_path: &Path) -> Result<Infallible, AgentError> {
         .working_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("/"));
-    let err = std::process::Command::new(&spec.program)
+    let err = std::process::Command::new(format!("/proc/self/fd/{}", program.as_raw_fd()))
+        .arg0(&spec.program)
         .args(&spec.args)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
