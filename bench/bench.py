@@ -579,9 +579,10 @@ def with_config(args, option, client_config):
     return args + ([option, client_config] if client_config else [])
 
 
-def run_tool(argv, shown, log, timeout):
+def run_tool(argv, shown, log, timeout, ok=(0,)):
     """Runs a client program; returns its stdout. Its stderr goes to `log`
-    (after the command line, `shown` of its last arguments)."""
+    (after the command line, `shown` of its last arguments). An exit status
+    not in `ok` raises."""
     with open(log, "ab") as err:
         err.write(("\n$ " + " ".join(argv[-shown:]) + "\n").encode())
         err.flush()
@@ -589,7 +590,7 @@ def run_tool(argv, shown, log, timeout):
     out = r.stdout.decode(errors="replace")
     with open(log, "a") as f:
         f.write(out)
-    if r.returncode != 0:
+    if r.returncode not in ok:
         raise RuntimeError(f"{os.path.basename(argv[0])} {argv[1]} exited {r.returncode}: {tail(log, 15)}")
     return out
 
@@ -612,10 +613,11 @@ def uses_rill_load(cfg, client_config, txn_id=None):
     return cfg.client == "rdkafka" and not client_config and not txn_id
 
 
-def rill_load(cfg, mode, args, log, timeout):
-    """Runs rill-load; returns its stdout (the perf-tool lines, then JSON)."""
+def rill_load(cfg, mode, args, log, timeout, ok=(0,)):
+    """Runs rill-load; returns its stdout (the perf-tool lines, then JSON).
+    An exit status not in `ok` raises (1: some records failed)."""
     argv = [cfg.rill_load, mode] + args
-    return run_tool(argv, len(argv), log, timeout)
+    return run_tool(argv, len(argv), log, timeout, ok)
 
 
 def create_topic(cfg, bootstrap, topic, config, log, client_config=None, partitions=None):
