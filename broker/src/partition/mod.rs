@@ -1102,4 +1102,14 @@ fn whole_batches_within(data: Bytes, max_bytes: usize) -> Bytes {
 }
 
 #[cfg(test)]
+impl Partition {
+    /// Replica 0 of topic `t` on a log opened in `dir`, for unit tests.
+    pub(crate) fn open_for_test(dir: &std::path::Path, config: LogConfig) -> Arc<Self> {
+        let log = PartitionLog::open(dir, config).expect("open");
+        let metrics = Arc::new(Metrics::new());
+        Arc::new(Self::new("t".into(), 0, log, 0, metrics, Arc::default()).expect("partition"))
+    }
+}
+
+#[cfg(test)]
 mod tests;

@@ -6,18 +6,7 @@ fn open(dir: &std::path::Path, flush: FlushPolicy) -> Arc<Partition> {
         flush,
         ..LogConfig::default()
     };
-    let log = PartitionLog::open(dir, config).expect("open");
-    Arc::new(
-        Partition::new(
-            "t".into(),
-            0,
-            log,
-            0,
-            Arc::new(Metrics::new()),
-            Arc::default(),
-        )
-        .expect("partition"),
-    )
+    Partition::open_for_test(dir, config)
 }
 
 #[tokio::test]
@@ -45,18 +34,7 @@ async fn given_an_idempotent_batch_with_an_old_create_time_in_an_old_segment_whe
         segment_bytes: 200,
         ..LogConfig::default()
     };
-    let log = PartitionLog::open(tmp.path(), config).expect("open");
-    let p = Arc::new(
-        Partition::new(
-            "t".into(),
-            0,
-            log,
-            0,
-            Arc::new(Metrics::new()),
-            Arc::default(),
-        )
-        .unwrap(),
-    );
+    let p = Partition::open_for_test(tmp.path(), config);
     p.serve_alone();
     let wait = Duration::from_secs(5);
     let first = idempotent(&[b"once"], 7, 0, 0, 1000);

@@ -17,18 +17,7 @@ fn replica(dir: &std::path::Path, min_isr: u32) -> Arc<Partition> {
         min_insync_replicas: min_isr,
         ..LogConfig::default()
     };
-    let log = PartitionLog::open(dir, config).unwrap();
-    Arc::new(
-        Partition::new(
-            "t".into(),
-            0,
-            log,
-            0,
-            Arc::new(Metrics::new()),
-            Arc::default(),
-        )
-        .unwrap(),
-    )
+    Partition::open_for_test(dir, config)
 }
 
 /// One follower fetch round trip; returns whether data moved.
@@ -417,20 +406,7 @@ async fn given_a_follower_whose_fsync_fails_then_it_goes_offline_and_stops_fetch
         flush: FlushPolicy::Fsync,
         ..LogConfig::default()
     };
-    let open = |d: &std::path::Path| {
-        let log = PartitionLog::open(d, fsync.clone()).unwrap();
-        Arc::new(
-            Partition::new(
-                "t".into(),
-                0,
-                log,
-                0,
-                Arc::new(Metrics::new()),
-                Arc::default(),
-            )
-            .unwrap(),
-        )
-    };
+    let open = |d: &std::path::Path| Partition::open_for_test(d, fsync.clone());
     let (b0, b1) = (open(d0.path()), open(d1.path()));
     b0.become_leader(0, 1, 0, vec![0, 1], vec![0, 1]).unwrap();
     assert!(b1.become_follower(0, 1));
