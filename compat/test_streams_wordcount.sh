@@ -12,8 +12,9 @@ tc() { kjava org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOT
 tc --create --topic "$in" --partitions 3 --replication-factor "$COMPAT_RF" || fail "creating $in failed"
 tc --create --topic "$out" --partitions 3 --replication-factor "$COMPAT_RF" || fail "creating $out failed"
 
-COMPAT_JAVA_LOG=warn kjava dev.rill.compat.WordCount --app-id "$app" --input "$in" --output "$out" \
-    --replication-factor "$COMPAT_RF" >"$WORK/app.out" 2>"$WORK/app.err" &
+# kjava_bg: $! is the JVM itself, so stopping it does not leave the app running.
+COMPAT_JAVA_LOG=warn kjava_bg "$WORK/app.out" "$WORK/app.err" dev.rill.compat.WordCount --app-id "$app" \
+    --input "$in" --output "$out" --replication-factor "$COMPAT_RF"
 app_pid=$!
 stop_app() { kill -TERM "$app_pid" 2>/dev/null || true; wait "$app_pid" 2>/dev/null || true; }
 trap 'stop_app; rm -rf "$WORK"' EXIT
